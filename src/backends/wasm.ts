@@ -1,0 +1,176 @@
+// The WebAssembly backends (SIMD and scalar builds of assembly/). Tensors already in the
+// module's memory (WasmTensor) are quantized where they are; host arrays go through one
+// reusable staging area, so a call allocates nothing once warm.
+
+import { planFakeQuantize, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { InvalidInputError } from '../errors.js';
+import { noiseKey } from '../noise.js';
+import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
+import { explainSelection } from './backend.js';
+import { compileWasm, type WasmBuild, type WasmSource } from './wasm-loader.js';
+import { WasmHeap, WasmTensor } from './wasm-memory.js';
+
+interface KernelExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  firstNonFinite(data: number, n: number): number;
+  groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
+  quantizeGrid(data: number, groupCount: number, groupSize: number, bits: number, asymmetric: number,
+    stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): void;
+  quantizeTernary(data: number, groupCount: number, groupSize: number, blend: number, ratio: number, rest: number): void;
+  quantizeBinary(data: number, groupCount: number, groupSize: number, blend: number, ratio: number, rest: number): void;
+  fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
+}
+
+interface Staged { plan: KernelPlan; pointer: number; host: Float32Array | null; label: string }
+
+export class WasmBackend implements Backend {
+  readonly kind: BackendKind;
+  selection: SelectionReport;
+  private readonly kernels: KernelExports;
+  private readonly heap: WasmHeap;
+  private staging = { offset: 0, bytes: 0 };
+
+  private constructor(build: WasmBuild, instance: WebAssembly.Instance) {
+    this.kind = build === 'simd' ? 'wasm-simd' : 'wasm';
+    this.kernels = instance.exports as unknown as KernelExports;
+    this.heap = new WasmHeap(this.kernels.memory, this.kernels.heapBase());
+    this.selection = {
+      requested: this.kind,
+      picked: this.kind,
+      candidates: [{ kind: this.kind, available: true, picked: true, reason: 'requested explicitly' }],
+    };
+  }
+
+  static async create(build: WasmBuild, source?: WasmSource): Promise<WasmBackend> {
+    const module = await compileWasm(build, source);
+    return new WasmBackend(build, await WebAssembly.instantiate(module, {}));
+  }
+
+  /** A tensor in this backend's memory: quantizing it copies nothing. */
+  allocate(length: number): WasmTensor {
+    if (!Number.isInteger(length) || length <= 0) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `length must be a positive integer, got ${String(length)}.`);
+    }
+    return new WasmTensor(this.heap, this.heap.allocate(length * 4), length);
+  }
+
+  /** Copies `values` into a new WasmTensor. */
+  upload(values: Float32Array): WasmTensor {
+    const tensor = this.allocate(values.length);
+    tensor.array.set(values);
+    return tensor;
+  }
+
+  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array> {
+    return this.fakeQuantizeSync(data, options);
+  }
+
+  async fakeQuantizeMany(jobs: readonly QuantizeJob[]): Promise<void> {
+    this.fakeQuantizeManySync(jobs);
+  }
+
+  fakeQuantizeSync(data: Float32Array, options: FakeQuantizeOptions): Float32Array {
+    this.fakeQuantizeManySync([{ data, options }]);
+    return data;
+  }
+
+  /** Validates every job (options, then finiteness), then quantizes them all. */
+  fakeQuantizeManySync(jobs: readonly QuantizeJob[]): void {
+    if (!Array.isArray(jobs)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { data, options }.');
+    }
+    const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, jobs.length === 1 ? 'data' : `jobs[${i}].data`));
+    const staged = this.stage(jobs, plans);
+    for (const s of staged) {
+      const bad = this.kernels.firstNonFinite(s.pointer, s.plan.length);
+      if (bad >= 0) {
+        const value = new Float32Array(this.kernels.memory.buffer, s.pointer + bad * 4, 1)[0];
+        throw new InvalidInputError('NON_FINITE',
+          `${s.label}[${bad}] is ${value}: quantization needs finite values (a NaN/Inf usually means an overflowed ` +
+          `step; skip it with overflow: true). Nothing was modified.`);
+      }
+    }
+    for (const s of staged) this.run(s.pointer, s.plan);
+    const memory = this.kernels.memory.buffer;
+    for (const s of staged) {
+      if (s.host) s.host.set(new Float32Array(memory, s.pointer, s.plan.length));
+    }
+  }
+
+  async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
+    const plan = planFakeQuantize(data, { bits: 8, ...pickGroups(options) });
+    const [s] = this.stage([{ data, options: { bits: 8 } }], [plan]);
+    const out = this.heap.allocate(plan.groupCount * 16);
+    try {
+      this.kernels.groupStats(s!.pointer, plan.groupCount, plan.groupSize, out);
+      const all = new Float32Array(this.kernels.memory.buffer, out, plan.groupCount * 4);
+      const column = (k: number) => Float32Array.from({ length: plan.groupCount }, (_, g) => all[g * 4 + k]!);
+      return { min: column(0), max: column(1), absMax: column(2), meanAbs: column(3) };
+    } finally {
+      this.heap.release(out, plan.groupCount * 16);
+    }
+  }
+
+  /** The stochastic-rounding offsets p in [-0.5, 0.5) for elements first..first+count-1. */
+  noiseOffsets(count: number, stream: { seed?: number; step?: number; tensorId?: number }, first = 0): Float32Array {
+    const out = this.heap.allocate(count * 4);
+    try {
+      this.kernels.fillStochasticOffsets(out, first, count, noiseKey(stream.seed ?? 0, stream.step ?? 0, stream.tensorId ?? 0));
+      return new Float32Array(this.kernels.memory.buffer, out, count).slice();
+    } finally {
+      this.heap.release(out, count * 4);
+    }
+  }
+
+  explain(): string {
+    return explainSelection(this.selection);
+  }
+
+  dispose(): void {
+    this.staging = { offset: 0, bytes: 0 };
+  }
+
+  private run(pointer: number, plan: KernelPlan): void {
+    const { groupCount, groupSize } = plan;
+    const blend = plan.blend ? 1 : 0;
+    if (plan.bits >= 3) {
+      this.kernels.quantizeGrid(pointer, groupCount, groupSize, plan.bits, plan.asymmetric ? 1 : 0,
+        plan.stochastic ? 1 : 0, plan.key | 0, 0, blend, plan.ratio, plan.rest);
+    } else if (plan.bits === 2) {
+      this.kernels.quantizeTernary(pointer, groupCount, groupSize, blend, plan.ratio, plan.rest);
+    } else {
+      this.kernels.quantizeBinary(pointer, groupCount, groupSize, blend, plan.ratio, plan.rest);
+    }
+  }
+
+  /** Pointers for every job: in place for data in our memory, else copied into staging. */
+  private stage(jobs: readonly QuantizeJob[], plans: KernelPlan[]): Staged[] {
+    const memory = this.kernels.memory;
+    const inMemory = jobs.map((job) => job.data.buffer === memory.buffer);
+    const hostBytes = plans.reduce((sum, plan, i) => sum + (inMemory[i] ? 0 : plan.length * 4), 0);
+    // Pointers into our memory are fixed before staging may grow (and detach) the buffer.
+    const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
+    if (hostBytes > this.staging.bytes) {
+      if (this.staging.bytes) this.heap.release(this.staging.offset, this.staging.bytes);
+      this.staging = { offset: this.heap.allocate(hostBytes), bytes: hostBytes };
+    }
+    let cursor = this.staging.offset;
+    return jobs.map((job, i) => {
+      const plan = plans[i]!;
+      const label = jobs.length === 1 ? 'data' : `jobs[${i}].data`;
+      if (inMemory[i]) return { plan, pointer: pointers[i]!, host: null, label };
+      const pointer = cursor;
+      cursor += plan.length * 4;
+      new Float32Array(memory.buffer, pointer, plan.length).set(job.data);
+      return { plan, pointer, host: job.data, label };
+    });
+  }
+}
+
+function pickGroups(options: { groups?: number; groupSize?: number }): { groups?: number; groupSize?: number } {
+  const picked: { groups?: number; groupSize?: number } = {};
+  if (options?.groups !== undefined) picked.groups = options.groups;
+  if (options?.groupSize !== undefined) picked.groupSize = options.groupSize;
+  return picked;
+}

@@ -1,0 +1,27 @@
+// `edge-moq conformance <file.json> [--backend ...]`
+
+import { readFile } from 'node:fs/promises';
+import { createBackend } from '../backends/select.js';
+import type { BackendRequest } from '../backends/backend.js';
+import { runConformance } from '../conformance.js';
+import { EdgeMoqError } from '../errors.js';
+import type { ParsedArgs } from './args.js';
+
+export async function conformanceCommand(args: ParsedArgs): Promise<number> {
+  const [file] = args.positionals;
+  if (!file) throw new EdgeMoqError('INVALID_ARGUMENT', 'usage: edge-moq conformance <file.json> [--backend auto|wasm-simd|wasm]');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8'));
+  } catch (cause) {
+    throw new EdgeMoqError('CONFORMANCE_FILE', `cannot read ${file}: ${(cause as Error).message}`, { cause });
+  }
+  const backend = await createBackend({ kind: (args.flags.get('backend') as BackendRequest | undefined) ?? 'auto' });
+  console.log(`conformance: ${file} on ${backend.kind}`);
+  const report = await runConformance(parsed, backend, (r) => {
+    if (!r.passed) console.log(`FAIL ${r.id}: ${r.detail}`);
+  });
+  console.log(`${report.passed} passed, ${report.failed} failed`);
+  backend.dispose();
+  return report.failed === 0 ? 0 : 1;
+}

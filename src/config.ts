@@ -1,0 +1,474 @@
+// Types, validation, and DeepSpeed configs. Everything a user hands us is checked here, before
+// any data is touched; every error names the offending key.
+
+import { ConfigError, InvalidInputError } from './errors.js';
+import { noiseKey } from './noise.js';
+
+export type QuantizationType = 'symmetric' | 'asymmetric';
+export type Rounding = 'nearest' | 'stochastic';
+
+export const MIN_BITS = 1;
+export const MAX_BITS = 16;
+
+/** One fake-quantization call: quantize and dequantize in place. */
+export interface FakeQuantizeOptions {
+  /** 1 (binary), 2 (ternary) or 3..16 (integer grid). */
+  bits: number;
+  /** Number of equal contiguous groups (default 1). Give this or `groupSize`. */
+  groups?: number;
+  /** Elements per group. Give this or `groups`. */
+  groupSize?: number;
+  type?: QuantizationType;
+  rounding?: Rounding;
+  /** Stochastic rounding: the noise is a pure function of (seed, step, tensorId, index). */
+  seed?: number;
+  step?: number;
+  tensorId?: number;
+  /** Mixed-fp16 blend: y = ratio * x + (1 - ratio) * Q(x). Omit for plain quantization. */
+  blendRatio?: number;
+}
+
+/** What a kernel needs, resolved and validated. `ratio`/`rest` are already float32. */
+export interface KernelPlan {
+  length: number;
+  bits: number;
+  groupCount: number;
+  groupSize: number;
+  asymmetric: boolean;
+  stochastic: boolean;
+  key: number;
+  blend: boolean;
+  ratio: number;
+  rest: number;
+}
+
+const FAKE_QUANTIZE_KEYS = new Set(['bits', 'groups', 'groupSize', 'type', 'rounding', 'seed', 'step', 'tensorId', 'blendRatio']);
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
+  return typeof value;
+}
+
+function isUint32(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
+}
+
+/** Validates one call's data and options; throws before anything is touched. */
+export function planFakeQuantize(data: unknown, options: FakeQuantizeOptions, label = 'data'): KernelPlan {
+  if (!(data instanceof Float32Array)) {
+    throw new InvalidInputError('WRONG_DTYPE',
+      `${label} must be a Float32Array, got ${typeName(data)}; convert it first (e.g. Float32Array.from(values)).`);
+  }
+  if (data.length === 0) {
+    throw new InvalidInputError('EMPTY_TENSOR', `${label} is empty: there is nothing to quantize; skip empty tensors.`);
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `options must be an object such as { bits: 8 }, got ${typeName(options)}.`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!FAKE_QUANTIZE_KEYS.has(key)) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        `unknown option "${key}"; known options: ${[...FAKE_QUANTIZE_KEYS].join(', ')}.`);
+    }
+  }
+  const { bits, type = 'symmetric', rounding = 'nearest' } = options;
+  if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < MIN_BITS || bits > MAX_BITS) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `bits must be an integer from ${MIN_BITS} to ${MAX_BITS}, got ${String(bits)}.`);
+  }
+  if (type !== 'symmetric' && type !== 'asymmetric') {
+    throw new InvalidInputError('INVALID_ARGUMENT', `type must be "symmetric" or "asymmetric", got ${JSON.stringify(type)}.`);
+  }
+  if (rounding !== 'nearest' && rounding !== 'stochastic') {
+    throw new InvalidInputError('INVALID_ARGUMENT', `rounding must be "nearest" or "stochastic", got ${JSON.stringify(rounding)}.`);
+  }
+  if (bits <= 2 && (type !== 'symmetric' || rounding !== 'nearest')) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `${bits === 1 ? 'binary' : 'ternary'} quantization (bits ${bits}) is symmetric with nearest rounding only ` +
+      `(as in DeepSpeed), got ${type} with ${rounding} rounding; use bits >= 3 for ${type === 'asymmetric' ? 'asymmetric grids' : 'stochastic rounding'}.`);
+  }
+  const groupCount = resolveGroupCount(data.length, options, label);
+  for (const key of ['seed', 'step', 'tensorId'] as const) {
+    if (options[key] !== undefined && !isUint32(options[key])) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `${key} must be an integer from 0 to 2^32-1, got ${String(options[key])}.`);
+    }
+  }
+  const blendRatio = options.blendRatio;
+  if (blendRatio !== undefined && (typeof blendRatio !== 'number' || !(blendRatio >= 0 && blendRatio <= 1))) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `blendRatio must be a number from 0 to 1, got ${String(blendRatio)}.`);
+  }
+  const stochastic = rounding === 'stochastic';
+  return {
+    length: data.length,
+    bits,
+    groupCount,
+    groupSize: data.length / groupCount,
+    asymmetric: type === 'asymmetric',
+    stochastic,
+    key: stochastic ? noiseKey(options.seed ?? 0, options.step ?? 0, options.tensorId ?? 0) : 0,
+    blend: blendRatio !== undefined,
+    // DeepSpeed multiplies float32 tensors by the Python double ratio and (1 - ratio):
+    // each factor rounds to float32 first.
+    ratio: Math.fround(blendRatio ?? 1),
+    rest: Math.fround(1 - (blendRatio ?? 1)),
+  };
+}
+
+function resolveGroupCount(length: number, options: { groups?: number; groupSize?: number }, label: string): number {
+  const { groups, groupSize } = options;
+  const positiveInteger = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
+  if (groups !== undefined && !positiveInteger(groups)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `groups must be a positive integer, got ${String(groups)}.`);
+  }
+  if (groupSize !== undefined && !positiveInteger(groupSize)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `groupSize must be a positive integer, got ${String(groupSize)}.`);
+  }
+  if (groups !== undefined && groupSize !== undefined && groups * groupSize !== length) {
+    throw new InvalidInputError('GROUPS_DO_NOT_DIVIDE',
+      `groups (${groups}) x groupSize (${groupSize}) must equal the ${label} length ${length}; give only one of them.`);
+  }
+  const count = groups ?? (groupSize !== undefined ? length / groupSize : 1);
+  if (!Number.isInteger(count) || length % count !== 0) {
+    const asked = groups !== undefined ? `${groups} groups` : `groups of ${groupSize}`;
+    throw new InvalidInputError('GROUPS_DO_NOT_DIVIDE',
+      `${label} has ${length} elements, which ${asked} do not divide evenly; ` +
+      `choose a group count that divides ${length} (for example ${divisorsHint(length)}).`);
+  }
+  return count;
+}
+
+function divisorsHint(n: number): string {
+  const found: number[] = [];
+  for (let d = 1; d <= n && found.length < 6; d++) if (n % d === 0) found.push(d);
+  return found.join(', ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantizer options
+
+/** A parameter's precision schedule: start at `startBits`, drop one bit per period to `targetBits`. */
+export interface ParameterSchedule {
+  startBits: number;
+  targetBits: number;
+  /** Steps before the first switch; doubles (times the eigenvalue factor) after each switch. */
+  period: number;
+}
+
+/** DeepSpeed's `different_groups` entry: a schedule for the parameters whose name matches. */
+export interface ScheduleGroup extends ParameterSchedule {
+  name?: string;
+  /** Regular expressions searched in the parameter name; "*" (the default) matches every name. */
+  modules?: string[];
+}
+
+/** DeepSpeed's eigenvalue settings, kept for the training integration. */
+export interface EigenvalueOptions {
+  enabled: boolean;
+  verbose: boolean;
+  maxIter: number;
+  tol: number;
+  stability: number;
+  gasBoundaryResolution: number;
+  layerName: string;
+  layerNum: number;
+}
+
+export interface QuantizerOptions {
+  /** quantize_groups: equal groups per tensor (default 1). */
+  groups?: number;
+  type?: QuantizationType;
+  rounding?: Rounding;
+  /** fp16_mixed_quantize: blend the input back in with a ratio that decays by `changeRatio`. */
+  mixedFp16?: boolean;
+  changeRatio?: number;
+  /** Non-overflow steps to wait before quantization starts. */
+  scheduleOffset?: number;
+  /** Log DeepSpeed's line at every precision switch. */
+  verbose?: boolean;
+  /** Seed for stochastic rounding. */
+  seed?: number;
+  /** Explicit per-parameter schedules, by exact name; take precedence over `schedules`. */
+  parameters?: Record<string, ParameterSchedule>;
+  /** Schedules by name pattern, first match wins (DeepSpeed's different_groups, in order). */
+  schedules?: ScheduleGroup[];
+  eigenvalue?: Partial<EigenvalueOptions>;
+}
+
+export interface ResolvedQuantizerOptions {
+  groups: number;
+  type: QuantizationType;
+  rounding: Rounding;
+  mixedFp16: boolean;
+  changeRatio: number;
+  scheduleOffset: number;
+  verbose: boolean;
+  seed: number;
+  parameters: Record<string, ParameterSchedule>;
+  schedules: ScheduleGroup[];
+  eigenvalue: EigenvalueOptions;
+}
+
+export const EIGENVALUE_DEFAULTS: EigenvalueOptions = {
+  enabled: false, verbose: false, maxIter: 100, tol: 1e-2, stability: 1e-6,
+  gasBoundaryResolution: 1, layerName: 'bert.encoder.layer', layerNum: 0,
+};
+
+// A small reader that checks types and rejects unknown keys, naming the dotted path.
+class Section {
+  constructor(readonly value: Record<string, unknown>, readonly path: string) {}
+
+  static of(value: unknown, path: string): Section {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new ConfigError(path, `must be an object, got ${Array.isArray(value) ? 'array' : typeName(value)}.`);
+    }
+    return new Section(value as Record<string, unknown>, path);
+  }
+
+  key(name: string): string {
+    return this.path ? `${this.path}.${name}` : name;
+  }
+
+  allow(known: readonly string[]): this {
+    for (const k of Object.keys(this.value)) {
+      if (!known.includes(k)) throw new ConfigError(this.key(k), `unknown key; known keys here: ${known.join(', ')}.`);
+    }
+    return this;
+  }
+
+  has(name: string): boolean {
+    return this.value[name] !== undefined;
+  }
+
+  section(name: string): Section | undefined {
+    return this.has(name) ? Section.of(this.value[name], this.key(name)) : undefined;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const v = this.value[name];
+    if (v === undefined) return fallback;
+    if (typeof v !== 'boolean') throw new ConfigError(this.key(name), `must be true or false, got ${JSON.stringify(v)}.`);
+    return v;
+  }
+
+  number(name: string, fallback: number, check: { integer?: boolean; min?: number; max?: number; above?: number } = {}): number {
+    const v = this.value[name];
+    if (v === undefined) return fallback;
+    return checkNumber(v, this.key(name), check);
+  }
+
+  string<T extends string>(name: string, fallback: T, allowed?: readonly T[]): T {
+    const v = this.value[name];
+    if (v === undefined) return fallback;
+    if (typeof v !== 'string') throw new ConfigError(this.key(name), `must be a string, got ${JSON.stringify(v)}.`);
+    if (allowed && !allowed.includes(v as T)) {
+      throw new ConfigError(this.key(name), `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}.`);
+    }
+    return v as T;
+  }
+
+  strings(name: string, fallback: string[]): string[] {
+    const v = this.value[name];
+    if (v === undefined || v === null) return fallback;
+    if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) {
+      throw new ConfigError(this.key(name), `must be a list of strings, got ${JSON.stringify(v)}.`);
+    }
+    return v as string[];
+  }
+}
+
+function checkNumber(v: unknown, key: string, check: { integer?: boolean; min?: number; max?: number; above?: number }): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(key, `must be a finite number, got ${JSON.stringify(v)}.`);
+  if (check.integer && !Number.isInteger(v)) throw new ConfigError(key, `must be an integer, got ${v}.`);
+  if (check.min !== undefined && v < check.min) throw new ConfigError(key, `must be at least ${check.min}, got ${v}.`);
+  if (check.max !== undefined && v > check.max) throw new ConfigError(key, `must be at most ${check.max}, got ${v}.`);
+  if (check.above !== undefined && !(v > check.above)) throw new ConfigError(key, `must be greater than ${check.above}, got ${v}.`);
+  return v;
+}
+
+/** Checks one schedule; `key` names it in errors. */
+export function validateSchedule(schedule: ParameterSchedule, key: string): ParameterSchedule {
+  const s = Section.of(schedule, key);
+  const startBits = checkNumber(s.value.startBits, s.key('startBits'), { integer: true, min: MIN_BITS, max: MAX_BITS });
+  const targetBits = checkNumber(s.value.targetBits, s.key('targetBits'), { integer: true, min: MIN_BITS, max: MAX_BITS });
+  const period = checkNumber(s.value.period, s.key('period'), { integer: true, min: 1 });
+  if (targetBits > startBits) {
+    throw new ConfigError(s.key('targetBits'), `target bits (${targetBits}) are above start bits (${startBits}): MoQ only steps precision down; swap them.`);
+  }
+  return { startBits, targetBits, period };
+}
+
+const QUANTIZER_KEYS = ['groups', 'type', 'rounding', 'mixedFp16', 'changeRatio', 'scheduleOffset', 'verbose', 'seed', 'parameters', 'schedules', 'eigenvalue'] as const;
+const EIGENVALUE_KEYS = ['enabled', 'verbose', 'maxIter', 'tol', 'stability', 'gasBoundaryResolution', 'layerName', 'layerNum'] as const;
+
+export function resolveQuantizerOptions(options: QuantizerOptions): ResolvedQuantizerOptions {
+  const o = Section.of(options, 'options').allow(QUANTIZER_KEYS);
+  const type = o.string<QuantizationType>('type', 'symmetric', ['symmetric', 'asymmetric']);
+  const rounding = o.string<Rounding>('rounding', 'nearest', ['nearest', 'stochastic']);
+  const parameters: Record<string, ParameterSchedule> = {};
+  const p = o.section('parameters');
+  if (p) for (const [name, schedule] of Object.entries(p.value)) parameters[name] = validateSchedule(schedule as ParameterSchedule, p.key(name));
+  const schedules: ScheduleGroup[] = [];
+  const list = o.value.schedules;
+  if (list !== undefined) {
+    if (!Array.isArray(list)) throw new ConfigError('options.schedules', 'must be a list of { startBits, targetBits, period, modules? }.');
+    list.forEach((entry: ScheduleGroup, i) => {
+      const key = `options.schedules[${i}]`;
+      const e = Section.of(entry, key).allow(['name', 'startBits', 'targetBits', 'period', 'modules']);
+      const modules = e.strings('modules', ['*']);
+      modules.forEach((m, j) => compileModulePattern(m, `${key}.modules[${j}]`));
+      schedules.push({ ...validateSchedule(entry, key), name: e.string('name', `group${i}`), modules });
+    });
+  }
+  const ev = o.section('eigenvalue')?.allow(EIGENVALUE_KEYS);
+  const d = EIGENVALUE_DEFAULTS;
+  return {
+    groups: o.number('groups', 1, { integer: true, min: 1 }),
+    type,
+    rounding,
+    mixedFp16: o.bool('mixedFp16', false),
+    changeRatio: o.number('changeRatio', 0.001, { min: 0, max: 1 }),
+    scheduleOffset: o.number('scheduleOffset', 0, { integer: true, min: 0 }),
+    verbose: o.bool('verbose', false),
+    seed: o.number('seed', 0, { integer: true, min: 0, max: 0xffffffff }),
+    parameters,
+    schedules,
+    eigenvalue: {
+      enabled: ev?.bool('enabled', d.enabled) ?? d.enabled,
+      verbose: ev?.bool('verbose', d.verbose) ?? d.verbose,
+      maxIter: ev?.number('maxIter', d.maxIter, { integer: true, min: 1 }) ?? d.maxIter,
+      tol: ev?.number('tol', d.tol, { above: 0 }) ?? d.tol,
+      stability: ev?.number('stability', d.stability, { min: 0 }) ?? d.stability,
+      gasBoundaryResolution: ev?.number('gasBoundaryResolution', d.gasBoundaryResolution, { integer: true, min: 1 }) ?? d.gasBoundaryResolution,
+      layerName: ev?.string('layerName', d.layerName) ?? d.layerName,
+      layerNum: ev?.number('layerNum', d.layerNum, { integer: true, min: 0 }) ?? d.layerNum,
+    },
+  };
+}
+
+/** DeepSpeed matches module patterns with re.search; "*" means every module. */
+export function compileModulePattern(pattern: string, key = 'modules'): RegExp {
+  if (pattern === '*') return /(?:)/;
+  try {
+    return new RegExp(pattern);
+  } catch (e) {
+    throw new ConfigError(key, `is not a valid regular expression: ${(e as Error).message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeepSpeed configs, accepted as they are: the whole ds_config.json may be given. Sections other
+// than weight quantization and eigenvalue belong to DeepSpeed's engine and are not read.
+
+const SHARED_KEYS = ['enabled', 'quantizer_kernel', 'schedule_offset', 'quantize_groups', 'quantize_verbose',
+  'quantization_type', 'rounding', 'quantize_weight_in_forward', 'fp16_mixed_quantize'] as const;
+const MIXED_KEYS = ['enabled', 'quantize_change_ratio'] as const;
+const GROUP_KEYS = ['params', 'modules', 'related_modules'] as const;
+const GROUP_PARAM_KEYS = ['start_bits', 'target_bits', 'quantization_period'] as const;
+const LEGACY_KEYS = ['enabled', 'quantize_verbose', 'quantizer_kernel', 'quantize_bits', 'quantize_schedule',
+  'quantize_groups', 'fp16_mixed_quantize', 'quantize_algo', 'eigenvalue'] as const;
+const DS_EIGENVALUE_KEYS = ['enabled', 'verbose', 'max_iter', 'tol', 'stability', 'gas_boundary_resolution', 'layer_name', 'layer_num'] as const;
+
+/** Reads a DeepSpeed config (current `compression_training` or legacy `quantize_training`). */
+export function optionsFromDeepSpeed(config: unknown): QuantizerOptions {
+  const root = Section.of(config, '');
+  const compression = root.section('compression_training');
+  const weight = compression?.section('weight_quantization');
+  const legacy = root.section('quantize_training');
+  if (weight && legacy) {
+    throw new ConfigError('quantize_training', 'both compression_training.weight_quantization and the legacy quantize_training are given; keep one.');
+  }
+  let options: QuantizerOptions;
+  if (weight) options = fromCompressionTraining(weight.allow(['shared_parameters', 'different_groups']));
+  else if (legacy) options = fromLegacy(legacy.allow(LEGACY_KEYS));
+  else throw new ConfigError('compression_training', 'no MoQ section found: expected compression_training.weight_quantization or quantize_training.');
+  const eigen = root.section('eigenvalue') ?? legacy?.section('eigenvalue');
+  if (eigen) options.eigenvalue = eigenvalueFrom(eigen.allow(DS_EIGENVALUE_KEYS));
+  return options;
+}
+
+function mixedFrom(s: Section | undefined): { mixedFp16: boolean; changeRatio: number } {
+  const m = s?.allow(MIXED_KEYS);
+  return {
+    mixedFp16: m?.bool('enabled', false) ?? false,
+    changeRatio: m?.number('quantize_change_ratio', 0.001, { min: 0, max: 1 }) ?? 0.001,
+  };
+}
+
+function fromCompressionTraining(weight: Section): QuantizerOptions {
+  const shared = weight.section('shared_parameters')?.allow(SHARED_KEYS) ?? Section.of({}, weight.key('shared_parameters'));
+  if (!shared.bool('enabled', false)) {
+    throw new ConfigError(shared.key('enabled'), 'weight quantization is not enabled; set it to true to run MoQ.');
+  }
+  // quantizer_kernel selects DeepSpeed's CUDA kernel; our backends compute the torch-path math either way.
+  shared.bool('quantizer_kernel', false);
+  shared.bool('quantize_weight_in_forward', false);
+  const groups = weight.section('different_groups');
+  if (!groups || Object.keys(groups.value).length === 0) {
+    throw new ConfigError(weight.key('different_groups'), 'must list at least one group with params { start_bits, target_bits, quantization_period }.');
+  }
+  const schedules: ScheduleGroup[] = Object.keys(groups.value).map((name) => {
+    const g = groups.section(name)!.allow(GROUP_KEYS);
+    const params = g.section('params');
+    if (!params) throw new ConfigError(g.key('params'), 'is required: { start_bits, target_bits, quantization_period }.');
+    params.allow(GROUP_PARAM_KEYS);
+    for (const required of ['start_bits', 'target_bits']) {
+      if (!params.has(required)) throw new ConfigError(params.key(required), 'is required.');
+    }
+    g.strings('related_modules', []);
+    return {
+      name,
+      startBits: params.number('start_bits', 0, { integer: true, min: MIN_BITS, max: MAX_BITS }),
+      targetBits: params.number('target_bits', 0, { integer: true, min: MIN_BITS, max: MAX_BITS }),
+      period: params.number('quantization_period', 1, { integer: true, min: 1 }),
+      modules: g.strings('modules', ['*']),
+    };
+  });
+  schedules.forEach((s) => validateSchedule(s, groups.key(`${s.name}.params`)));
+  return {
+    groups: shared.number('quantize_groups', 1, { integer: true, min: 1 }),
+    type: shared.string<QuantizationType>('quantization_type', 'symmetric', ['symmetric', 'asymmetric']),
+    rounding: shared.string<Rounding>('rounding', 'nearest', ['nearest', 'stochastic']),
+    scheduleOffset: shared.number('schedule_offset', 0, { integer: true, min: 0 }),
+    verbose: shared.bool('quantize_verbose', false),
+    ...mixedFrom(shared.section('fp16_mixed_quantize')),
+    schedules,
+  };
+}
+
+function fromLegacy(legacy: Section): QuantizerOptions {
+  if (!legacy.bool('enabled', false)) {
+    throw new ConfigError(legacy.key('enabled'), 'quantize_training is not enabled; set it to true to run MoQ.');
+  }
+  legacy.bool('quantizer_kernel', false);
+  const bits = legacy.section('quantize_bits')?.allow(['start_bits', 'target_bits']);
+  const schedule = legacy.section('quantize_schedule')?.allow(['quantize_period', 'schedule_offset']);
+  const algo = legacy.section('quantize_algo')?.allow(['q_type', 'rounding']);
+  const startBits = bits?.number('start_bits', 16, { integer: true, min: MIN_BITS, max: MAX_BITS }) ?? 16;
+  const targetBits = bits?.number('target_bits', 8, { integer: true, min: MIN_BITS, max: MAX_BITS }) ?? 8;
+  const period = schedule?.number('quantize_period', 1000, { integer: true, min: 1 }) ?? 1000;
+  validateSchedule({ startBits, targetBits, period }, legacy.key('quantize_bits'));
+  return {
+    groups: legacy.number('quantize_groups', 1, { integer: true, min: 1 }),
+    type: algo?.string<QuantizationType>('q_type', 'symmetric', ['symmetric', 'asymmetric']) ?? 'symmetric',
+    rounding: algo?.string<Rounding>('rounding', 'nearest', ['nearest', 'stochastic']) ?? 'nearest',
+    scheduleOffset: schedule?.number('schedule_offset', 1000, { integer: true, min: 0 }) ?? 1000,
+    verbose: legacy.bool('quantize_verbose', false),
+    ...mixedFrom(legacy.section('fp16_mixed_quantize')),
+    schedules: [{ name: 'all', startBits, targetBits, period, modules: ['*'] }],
+  };
+}
+
+function eigenvalueFrom(e: Section): EigenvalueOptions {
+  const d = EIGENVALUE_DEFAULTS;
+  return {
+    enabled: e.bool('enabled', d.enabled),
+    verbose: e.bool('verbose', d.verbose),
+    maxIter: e.number('max_iter', d.maxIter, { integer: true, min: 1 }),
+    tol: e.number('tol', d.tol, { above: 0 }),
+    stability: e.number('stability', d.stability, { min: 0 }),
+    gasBoundaryResolution: e.number('gas_boundary_resolution', d.gasBoundaryResolution, { integer: true, min: 1 }),
+    layerName: e.string('layer_name', d.layerName),
+    layerNum: e.number('layer_num', d.layerNum, { integer: true, min: 0 }),
+  };
+}

@@ -1,0 +1,130 @@
+// Runs a `moq-conformance/1` file (../shared/conformance/README.md) on a backend: every
+// fake_quant case through fakeQuantize, every schedule case through a Quantizer.
+
+import type { Backend } from './backends/backend.js';
+import { EdgeMoqError } from './errors.js';
+import { Quantizer, type BlockEigenvalues, type Parameter } from './quantizer.js';
+import type { QuantizationType, Rounding } from './config.js';
+
+interface FakeQuantCase {
+  id: string; kind: 'fake_quant'; bits: number; groups: number; type: QuantizationType; rounding: Rounding;
+  shape: number[]; input: number[]; expected: number[];
+}
+interface ScheduleParam { name: string; shape: number[]; data: number[]; group: number; startBits?: number; targetBits?: number; period?: number }
+interface ScheduleStep {
+  update: number[][]; overflow: boolean; eigenvalueEnabled?: boolean; blockEigenvalue?: ([number, number] | null)[];
+  after: { qsteps: number; ratio: number; params: { data: number[]; bits?: number; period?: number }[] };
+}
+interface ScheduleCase {
+  id: string; kind: 'schedule';
+  config: { groups: number; type: QuantizationType; rounding: Rounding; mixedFp16: boolean; changeRatio: number; scheduleOffset?: number };
+  params: ScheduleParam[]; steps: ScheduleStep[];
+}
+type Case = FakeQuantCase | ScheduleCase;
+
+export interface CaseResult {
+  id: string;
+  kind: Case['kind'];
+  passed: boolean;
+  /** The first difference, when the case failed. */
+  detail?: string;
+}
+
+export interface ConformanceReport {
+  results: CaseResult[];
+  passed: number;
+  failed: number;
+}
+
+/** Relative tolerance at 1 and 2 bits, where the group mean's summation order is free. */
+const LOW_BIT_TOLERANCE = 1e-6;
+
+export function parseConformance(file: unknown): Case[] {
+  const f = file as { format?: unknown; cases?: unknown };
+  if (typeof f !== 'object' || f === null || f.format !== 'moq-conformance/1' || !Array.isArray(f.cases)) {
+    throw new EdgeMoqError('CONFORMANCE_FILE', 'not a moq-conformance/1 file: expected { "format": "moq-conformance/1", "cases": [...] }.');
+  }
+  for (const c of f.cases as { id?: unknown; kind?: unknown }[]) {
+    if (c?.kind !== 'fake_quant' && c?.kind !== 'schedule') {
+      throw new EdgeMoqError('CONFORMANCE_FILE', `case ${JSON.stringify(c?.id)} has unknown kind ${JSON.stringify(c?.kind)}.`);
+    }
+  }
+  return f.cases as Case[];
+}
+
+export async function runConformance(
+  file: unknown, backend: Backend, onResult?: (result: CaseResult) => void,
+): Promise<ConformanceReport> {
+  const results: CaseResult[] = [];
+  for (const c of parseConformance(file)) {
+    let detail: string | undefined;
+    try {
+      detail = c.kind === 'fake_quant' ? await runFakeQuant(c, backend) : await runSchedule(c, backend);
+    } catch (e) {
+      detail = `threw ${(e as Error).name}: ${(e as Error).message}`;
+    }
+    const result: CaseResult = { id: c.id, kind: c.kind, passed: detail === undefined, ...(detail ? { detail } : {}) };
+    results.push(result);
+    onResult?.(result);
+  }
+  const passed = results.filter((r) => r.passed).length;
+  return { results, passed, failed: results.length - passed };
+}
+
+async function runFakeQuant(c: FakeQuantCase, backend: Backend): Promise<string | undefined> {
+  const data = Float32Array.from(c.input, Math.fround);
+  await backend.fakeQuantize(data, { bits: c.bits, groups: c.groups, type: c.type, rounding: c.rounding });
+  return firstDifference(data, c.expected, c.bits <= 2, 'output');
+}
+
+async function runSchedule(c: ScheduleCase, backend: Backend): Promise<string | undefined> {
+  const { config } = c;
+  const parameters: Record<string, { startBits: number; targetBits: number; period: number }> = {};
+  for (const p of c.params) {
+    if (p.startBits !== undefined) parameters[p.name] = { startBits: p.startBits, targetBits: p.targetBits!, period: p.period! };
+  }
+  const quantizer = new Quantizer({
+    groups: config.groups, type: config.type, rounding: config.rounding, mixedFp16: config.mixedFp16,
+    changeRatio: config.changeRatio, scheduleOffset: config.scheduleOffset ?? 0, parameters,
+  }, { backend, logger: () => {} });
+  const params: Parameter[] = c.params.map((p) => ({ name: p.name, shape: p.shape, data: Float32Array.from(p.data, Math.fround) }));
+  const groupCount = Math.max(...c.params.map((p) => p.group)) + 1;
+  const groups: Parameter[][] = Array.from({ length: groupCount }, (_, g) => params.filter((_, i) => c.params[i]!.group === g));
+
+  for (const [s, step] of c.steps.entries()) {
+    params.forEach((p, i) => {
+      const update = step.update[i]!;
+      for (let j = 0; j < p.data.length; j++) p.data[j] = Math.fround(p.data[j]! + Math.fround(update[j]!));
+    });
+    let blockEigenvalue: BlockEigenvalues | undefined;
+    if (step.blockEigenvalue) {
+      blockEigenvalue = Object.fromEntries(params.map((p, i) => [p.name, step.blockEigenvalue![i] ?? null]));
+    }
+    await quantizer.step(groups, { overflow: step.overflow, eigenvalueEnabled: step.eigenvalueEnabled ?? false, ...(blockEigenvalue ? { blockEigenvalue } : {}) });
+    const at = `step ${s}`;
+    if (quantizer.qsteps !== step.after.qsteps) return `${at}: qsteps ${quantizer.qsteps}, expected ${step.after.qsteps}`;
+    if (quantizer.ratio !== step.after.ratio) return `${at}: ratio ${quantizer.ratio}, expected ${step.after.ratio}`;
+    for (const [i, expected] of step.after.params.entries()) {
+      const p = params[i]!;
+      const bits = quantizer.bitsOf(p.name);
+      if (expected.bits !== undefined && bits !== expected.bits) return `${at}, ${p.name}: bits ${bits}, expected ${expected.bits}`;
+      const period = quantizer.periodOf(p.name);
+      if (expected.period !== undefined && period !== expected.period) return `${at}, ${p.name}: period ${period}, expected ${expected.period}`;
+      const lowBits = bits !== undefined && bits <= 2 && p.shape.length > 1;
+      const diff = firstDifference(p.data, expected.data, lowBits, p.name);
+      if (diff) return `${at}, ${diff}`;
+    }
+  }
+  return undefined;
+}
+
+function firstDifference(actual: Float32Array, expected: number[], relative: boolean, label: string): string | undefined {
+  if (actual.length !== expected.length) return `${label}: ${actual.length} values, expected ${expected.length}`;
+  for (let i = 0; i < actual.length; i++) {
+    const want = Math.fround(expected[i]!);
+    const got = actual[i]!;
+    const ok = relative ? Math.abs(got - want) <= LOW_BIT_TOLERANCE * Math.abs(want) : got === want;
+    if (!ok) return `${label}[${i}]: got ${got}, expected ${want}${relative ? ' (relative tolerance 1e-6)' : ''}`;
+  }
+  return undefined;
+}

@@ -1,0 +1,38 @@
+// Typed errors. Every error says what was wrong and what to do; none is thrown after the
+// caller's data has been touched.
+
+export type ErrorCode =
+  | 'INVALID_ARGUMENT' // bad option: bits, groups, type, rounding, seed...
+  | 'WRONG_DTYPE' // data is not a Float32Array
+  | 'EMPTY_TENSOR'
+  | 'GROUPS_DO_NOT_DIVIDE'
+  | 'NON_FINITE' // NaN or ±Inf in the data
+  | 'INVALID_SCHEDULE' // target above start, non-positive period...
+  | 'CONFIG' // a DeepSpeed/options key that is unknown or ill-typed
+  | 'BACKEND_UNAVAILABLE'
+  | 'DEVICE_LOST'
+  | 'CONFORMANCE_FILE';
+
+export class EdgeMoqError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** The data or the per-call options are not acceptable. */
+export class InvalidInputError extends EdgeMoqError {}
+
+/** A configuration key is unknown, ill-typed or out of range; `key` is its dotted path. */
+export class ConfigError extends EdgeMoqError {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super('CONFIG', `${key}: ${message}`);
+    this.key = key;
+  }
+}
+
+/** The requested backend cannot run in this runtime, or failed while running. */
+export class BackendError extends EdgeMoqError {}

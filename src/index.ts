@@ -1,0 +1,15 @@
+export { createBackend, type CreateBackendOptions } from './backends/select.js';
+export type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backends/backend.js';
+export { WasmBackend } from './backends/wasm.js';
+export { WasmTensor } from './backends/wasm-memory.js';
+export { runtimeHasSimd, type WasmBuild, type WasmSource } from './backends/wasm-loader.js';
+export { Quantizer } from './quantizer.js';
+export type {
+  BlockEigenvalues, Parameter, PrecisionSwitch, QuantizerRuntime, QuantizerState, StepOptions, StepReport,
+} from './quantizer.js';
+export { optionsFromDeepSpeed, planFakeQuantize } from './config.js';
+export type {
+  EigenvalueOptions, FakeQuantizeOptions, ParameterSchedule, QuantizationType, QuantizerOptions, Rounding, ScheduleGroup,
+} from './config.js';
+export { BackendError, ConfigError, EdgeMoqError, InvalidInputError, type ErrorCode } from './errors.js';
+export { runConformance, type CaseResult, type ConformanceReport } from './conformance.js';

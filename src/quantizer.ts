@@ -1,0 +1,334 @@
+// DeepSpeed's MoQ schedule (deepspeed/runtime/quantize.py, driven as its engine drives it):
+// per-parameter precision that steps down one bit per period, the period doubling (times an
+// eigenvalue factor) at each switch, the mixed-fp16 blend ratio, overflow steps skipped and a
+// schedule offset. The arithmetic runs on a Backend; this file only decides what to run.
+
+import type { Backend, QuantizeJob } from './backends/backend.js';
+import { createBackend } from './backends/select.js';
+import {
+  compileModulePattern, optionsFromDeepSpeed, resolveQuantizerOptions,
+  type ParameterSchedule, type QuantizerOptions, type ResolvedQuantizerOptions,
+} from './config.js';
+import { EdgeMoqError, InvalidInputError } from './errors.js';
+import { tensorIdOf } from './noise.js';
+
+/** A tensor the quantizer drives: its data is quantized in place. */
+export interface Parameter {
+  name: string;
+  data: Float32Array;
+  shape: readonly number[];
+}
+
+/** [normalised eigenvalue, block id] per parameter name; null or absent: none given. */
+export type BlockEigenvalues =
+  | ReadonlyMap<string, readonly [number, number] | null>
+  | Readonly<Record<string, readonly [number, number] | null>>;
+
+export interface StepOptions {
+  /** The optimizer step overflowed: skipped (not counted) unless eigenvalues are enabled. */
+  overflow?: boolean;
+  eigenvalueEnabled?: boolean;
+  blockEigenvalue?: BlockEigenvalues;
+}
+
+/** One precision switch: DeepSpeed's verbose line, as data. */
+export interface PrecisionSwitch {
+  name: string;
+  bits: number;
+  step: number;
+  period: number;
+  /** The block (layer) id the eigenvalue came from, 0 without one. */
+  index: number;
+}
+
+export interface StepReport {
+  /** False when the step was skipped (overflow, or still inside the schedule offset). */
+  quantized: boolean;
+  qsteps: number;
+  ratio: number;
+  switches: PrecisionSwitch[];
+  /** Names of the parameters quantized this step. */
+  parameters: string[];
+}
+
+interface ParameterState {
+  bits: number;
+  targetBits: number;
+  period: number;
+}
+
+export interface QuantizerState {
+  format: 'edge-moq.quantizer/1';
+  options: ResolvedQuantizerOptions;
+  qsteps: number;
+  ratio: number;
+  /** Non-overflow steps seen while waiting for the schedule offset. */
+  offsetSteps: number;
+  parameters: Record<string, ParameterState>;
+}
+
+export interface QuantizerRuntime {
+  /** Where the arithmetic runs (default: createBackend({ kind: 'auto' }) on first use). */
+  backend?: Backend;
+  /** Receives DeepSpeed's verbose line at each switch when `verbose` is on (default console.log). */
+  logger?: (line: string) => void;
+}
+
+type SwitchListener = (event: PrecisionSwitch) => void;
+
+export class Quantizer {
+  readonly options: ResolvedQuantizerOptions;
+  private backend: Backend | Promise<Backend> | undefined;
+  private readonly logger: (line: string) => void;
+  private readonly patterns: RegExp[][];
+  private readonly listeners = new Set<SwitchListener>();
+  private params = new Map<string, ParameterState>();
+  private _qsteps = 0;
+  private _ratio = 1.0;
+  private offsetSteps = 0;
+  private busy = false;
+
+  constructor(options: QuantizerOptions = {}, runtime: QuantizerRuntime = {}) {
+    this.options = resolveQuantizerOptions(options);
+    this.patterns = this.options.schedules.map((s, i) =>
+      (s.modules ?? ['*']).map((m, j) => compileModulePattern(m, `options.schedules[${i}].modules[${j}]`)));
+    this.backend = runtime.backend;
+    this.logger = runtime.logger ?? ((line) => console.log(line));
+  }
+
+  /** From a DeepSpeed config object (or its JSON text), current or legacy form. */
+  static fromDeepSpeed(config: unknown, runtime: QuantizerRuntime = {}): Quantizer {
+    const parsed = typeof config === 'string' ? parseJson(config) : config;
+    return new Quantizer(optionsFromDeepSpeed(parsed), runtime);
+  }
+
+  /** Continues from `state()` exactly where it was taken. */
+  static restore(state: QuantizerState, runtime: QuantizerRuntime = {}): Quantizer {
+    const parsed: unknown = typeof state === 'string' ? parseJson(state) : state;
+    if (typeof parsed !== 'object' || parsed === null || (parsed as QuantizerState).format !== 'edge-moq.quantizer/1') {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'not a quantizer state: expected the object returned by quantizer.state() (format "edge-moq.quantizer/1").');
+    }
+    const s = parsed as QuantizerState;
+    const q = new Quantizer(s.options, runtime);
+    const counters = { qsteps: s.qsteps, offsetSteps: s.offsetSteps };
+    for (const [key, value] of Object.entries(counters)) {
+      if (!Number.isInteger(value) || value < 0) throw new InvalidInputError('INVALID_ARGUMENT', `state.${key} must be a non-negative integer, got ${String(value)}.`);
+    }
+    if (typeof s.ratio !== 'number' || !(s.ratio >= 0 && s.ratio <= 1)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `state.ratio must be a number from 0 to 1, got ${String(s.ratio)}.`);
+    }
+    q._qsteps = s.qsteps;
+    q._ratio = s.ratio;
+    q.offsetSteps = s.offsetSteps;
+    for (const [name, p] of Object.entries(s.parameters ?? {})) {
+      const ok = [p?.bits, p?.targetBits, p?.period].every((v) => Number.isInteger(v) && v >= 1) && p.bits >= p.targetBits;
+      if (!ok) throw new InvalidInputError('INVALID_ARGUMENT', `state.parameters["${name}"] must hold integer bits >= targetBits >= 1 and period >= 1.`);
+      q.params.set(name, { bits: p.bits, targetBits: p.targetBits, period: p.period });
+    }
+    return q;
+  }
+
+  get qsteps(): number { return this._qsteps; }
+  /** The mixed-fp16 blend ratio (a double, as in DeepSpeed). */
+  get ratio(): number { return this._ratio; }
+
+  /** Current bits of a parameter the quantizer has seen, or undefined. */
+  bitsOf(name: string): number | undefined { return this.params.get(name)?.bits; }
+  periodOf(name: string): number | undefined { return this.params.get(name)?.period; }
+
+  /** The schedule a parameter name falls under: exact `parameters` entry, else the first matching group. */
+  scheduleFor(name: string): ParameterSchedule | undefined {
+    const exact = this.options.parameters[name];
+    if (exact) return exact;
+    const i = this.patterns.findIndex((patterns) => patterns.some((p) => p.test(name)));
+    return i < 0 ? undefined : this.options.schedules[i];
+  }
+
+  /** Registers parameters ahead of the first step (step() does it on first sight too). */
+  register(params: readonly Parameter[]): void {
+    for (const p of params) this.stateOf(p);
+  }
+
+  /** Listens to precision switches; returns a function that stops listening. */
+  onSwitch(listener: SwitchListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Whether a precision switch is due within the next `lookahead` quantize steps: the moment to
+   * refresh eigenvalues (DeepSpeed's any_precision_switch, working from per-parameter state).
+   */
+  anyPrecisionSwitch(lookahead = 1): boolean {
+    const waiting = Math.max(0, this.options.scheduleOffset - this.offsetSteps);
+    const next = this._qsteps + Math.max(0, lookahead - waiting);
+    const states: ParameterState[] = this.params.size > 0
+      ? [...this.params.values()]
+      : [...Object.values(this.options.parameters), ...this.options.schedules]
+        .map((s) => ({ bits: s.startBits, targetBits: s.targetBits, period: s.period }));
+    return states.some((s) => s.bits !== s.targetBits && next >= s.period);
+  }
+
+  /**
+   * One optimizer step's quantization, after the optimizer updated the parameters.
+   * `parameterGroups` are DeepSpeed's parameter groups in order (or one flat list).
+   * On any error nothing is modified: neither the data nor the schedule.
+   */
+  async step(parameterGroups: readonly (readonly Parameter[])[] | readonly Parameter[], options: StepOptions = {}): Promise<StepReport> {
+    if (this.busy) {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'a step is already running on this quantizer; await it before the next one.');
+    }
+    const groups = normaliseGroups(parameterGroups);
+    for (const group of groups) this.register(group);
+    const { overflow = false, eigenvalueEnabled = false, blockEigenvalue } = options;
+    const skipped = (): StepReport => ({ quantized: false, qsteps: this._qsteps, ratio: this._ratio, switches: [], parameters: [] });
+    if (overflow && !eigenvalueEnabled) return skipped();
+    if (this.offsetSteps < this.options.scheduleOffset) {
+      if (!overflow) this.offsetSteps++;
+      return skipped();
+    }
+
+    // Work on copies: the schedule commits only once the backend has succeeded.
+    const qsteps = this._qsteps + 1;
+    let ratio = this.options.mixedFp16 ? Math.max(0, this._ratio - this.options.changeRatio) : this._ratio;
+    const next = new Map<string, ParameterState>();
+    const switches: PrecisionSwitch[] = [];
+    const jobs: QuantizeJob[] = [];
+    const names: string[] = [];
+    for (const group of groups) {
+      for (const param of group) {
+        const current = this.stateOf(param);
+        if (!current || param.shape.length < 2) continue;
+        const s = { ...(next.get(param.name) ?? current) };
+        const eigen = lookupEigenvalue(blockEigenvalue, param.name);
+        if (s.bits !== s.targetBits && qsteps >= s.period) {
+          ratio = 1.0;
+          s.period = s.period * 2 * (eigen ? 1 + Math.floor(4 * eigen[0]) : 1);
+          s.bits -= 1;
+          switches.push({ name: param.name, bits: s.bits, step: qsteps, period: s.period, index: eigen ? eigen[1] : 0 });
+        }
+        next.set(param.name, s);
+        names.push(param.name);
+        jobs.push({
+          data: param.data,
+          options: {
+            bits: s.bits,
+            groups: this.options.groups,
+            type: this.options.type,
+            rounding: this.options.rounding,
+            seed: this.options.seed,
+            step: qsteps >>> 0,
+            tensorId: tensorIdOf(param.name),
+            ...(this.options.mixedFp16 ? { blendRatio: ratio } : {}),
+          },
+        });
+      }
+    }
+
+    this.busy = true;
+    try {
+      if (jobs.length > 0) await (await this.resolveBackend()).fakeQuantizeMany(jobs);
+    } catch (error) {
+      if (error instanceof EdgeMoqError && error.code !== 'DEVICE_LOST') throw annotate(error, jobs, names);
+      throw error;
+    } finally {
+      this.busy = false;
+    }
+
+    this._qsteps = qsteps;
+    this._ratio = ratio;
+    for (const [name, s] of next) this.params.set(name, s);
+    for (const event of switches) {
+      if (this.options.verbose) {
+        this.logger(`Quantization settings: current bit-precision = ${event.bits}, step = ${event.step}, quantization period = ${event.period}, index = ${event.index}`);
+      }
+      for (const listener of this.listeners) listener(event);
+    }
+    return { quantized: true, qsteps, ratio, switches, parameters: names };
+  }
+
+  /** A JSON-serialisable snapshot; Quantizer.restore(state) continues the same trajectory. */
+  state(): QuantizerState {
+    return {
+      format: 'edge-moq.quantizer/1',
+      options: structuredClone(this.options),
+      qsteps: this._qsteps,
+      ratio: this._ratio,
+      offsetSteps: this.offsetSteps,
+      parameters: Object.fromEntries([...this.params].map(([name, s]) => [name, { ...s }])),
+    };
+  }
+
+  toJSON(): QuantizerState {
+    return this.state();
+  }
+
+  /** The backend in use (created on first use when none was given). */
+  async resolveBackend(): Promise<Backend> {
+    this.backend ??= createBackend({ kind: 'auto' });
+    return (this.backend = await this.backend);
+  }
+
+  private stateOf(param: Parameter): ParameterState | undefined {
+    validateParameter(param);
+    const known = this.params.get(param.name);
+    if (known) return known;
+    const schedule = this.scheduleFor(param.name);
+    if (!schedule) return undefined;
+    const s = { bits: schedule.startBits, targetBits: schedule.targetBits, period: schedule.period };
+    this.params.set(param.name, s);
+    return s;
+  }
+}
+
+function normaliseGroups(groups: readonly (readonly Parameter[])[] | readonly Parameter[]): readonly (readonly Parameter[])[] {
+  if (!Array.isArray(groups)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', 'parameterGroups must be an array of parameters, or an array of arrays of parameters.');
+  }
+  return groups.every((g) => Array.isArray(g)) ? (groups as readonly (readonly Parameter[])[]) : [groups as readonly Parameter[]];
+}
+
+function validateParameter(param: Parameter): void {
+  if (typeof param !== 'object' || param === null || typeof param.name !== 'string' || param.name === '') {
+    throw new InvalidInputError('INVALID_ARGUMENT', 'each parameter must be { name: string, data: Float32Array, shape: number[] }.');
+  }
+  if (!Array.isArray(param.shape) || param.shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `parameter "${param.name}": shape must be a list of non-negative integers.`);
+  }
+  if (!(param.data instanceof Float32Array)) {
+    throw new InvalidInputError('WRONG_DTYPE', `parameter "${param.name}": data must be a Float32Array; convert it first (Float32Array.from(values)).`);
+  }
+  const size = param.shape.reduce((a, b) => a * b, 1);
+  if (size !== param.data.length) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `parameter "${param.name}": shape [${param.shape.join(', ')}] holds ${size} elements but data has ${param.data.length}.`);
+  }
+}
+
+function lookupEigenvalue(map: BlockEigenvalues | undefined, name: string): readonly [number, number] | null {
+  if (!map) return null;
+  const entry = map instanceof Map ? map.get(name) : (map as Record<string, readonly [number, number] | null>)[name];
+  if (entry === undefined || entry === null) return null;
+  const [eigenvalue, block] = entry as unknown[];
+  if (typeof eigenvalue !== 'number' || !(eigenvalue >= 0) || !Number.isFinite(eigenvalue) || !Number.isInteger(block)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `blockEigenvalue["${name}"] must be [eigenvalue >= 0, blockId] or null, got ${JSON.stringify(entry)}.`);
+  }
+  return [eigenvalue, block as number];
+}
+
+/** Renames the backend's jobs[i] into the parameter's name, so the error points at the tensor. */
+function annotate(error: EdgeMoqError, jobs: QuantizeJob[], names: string[]): EdgeMoqError {
+  const match = /^jobs\[(\d+)\]\.data|^data/.exec(error.message);
+  if (match) {
+    const index = match[1] !== undefined ? Number(match[1]) : 0;
+    if (jobs[index]) error.message = `parameter "${names[index]}"` + error.message.slice(match[0].length);
+  }
+  return error;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `not valid JSON: ${(e as Error).message}`);
+  }
+}
