@@ -1,13 +1,13 @@
 // Binary (1 bit, symmetric, nearest), as DeepSpeed's quantize_binary: y = sign(x) * mean |x|,
 // with sign(0) = 0.
 
-import { absSum } from './stats';
 import { blendValue, blend4 } from './blend';
 
-export function quantizeBinary(data: usize, groupCount: i32, groupSize: i32, blend: bool, ratio: f32, rest: f32): void {
+/** `means` holds each group's mean |x| (groupAbsMeans in stats.ts). */
+export function quantizeBinary(data: usize, groupCount: i32, groupSize: i32, means: usize, blend: bool, ratio: f32, rest: f32): void {
   for (let g = 0; g < groupCount; g++) {
     const base = data + (<usize>g * <usize>groupSize << 2);
-    const mean = absSum(base, groupSize, -1) / <f32>groupSize;
+    const mean = load<f32>(means + (<usize>g << 2));
     if (blend) binaryGroup(base, groupSize, mean, true, ratio, rest);
     else binaryGroup(base, groupSize, mean, false, ratio, rest);
   }

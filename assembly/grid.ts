@@ -1,6 +1,6 @@
 // The integer grid at 3..16 bits, symmetric and asymmetric, nearest or stochastic rounding,
-// optionally blended with the input (mixed fp16). One pass per group: statistics, then the
-// grid, while the group is still in cache.
+// optionally blended with the input (mixed fp16). The second pass: it reads each group's range
+// from groupRanges (stats.ts) and writes the group in place.
 //
 //   symmetric:  s = 2 * max(|min|, |max|) / 2^b,  y = clamp(round(x / s + p), -2^(b-1), 2^(b-1) - 1) * s
 //   asymmetric: s = (max - min) / 2^b,  zp = round(min / s) * s,
@@ -10,17 +10,17 @@
 // (and 2 * absmax cannot overflow). The division by `s` must stay a true division: multiplying
 // by 1/s moves values that sit near a rounding tie.
 
-import { groupMinMax, groupMin, groupMax } from './stats';
 import { stochasticOffset, stochasticOffset4 } from './rounding';
 import { blendValue, blend4 } from './blend';
 
 /**
- * Quantizes `groupCount` contiguous groups of `groupSize` float32 values at `data` in place.
+ * Quantizes `groupCount` contiguous groups of `groupSize` float32 values at `data` in place,
+ * given their ranges (min, max per group, as written by groupRanges).
  * `firstIndex` is the tensor index of data[0] (the counter of the stochastic noise).
  * A group whose scale is 0 (all zero, or constant when asymmetric) is left unchanged.
  */
 export function quantizeGrid(
-  data: usize, groupCount: i32, groupSize: i32, bits: i32, asymmetric: bool,
+  data: usize, groupCount: i32, groupSize: i32, ranges: usize, bits: i32, asymmetric: bool,
   stochastic: bool, key: u32, firstIndex: u32, blend: bool, ratio: f32, rest: f32,
 ): void {
   const levels = <f32>(1 << bits);
@@ -30,7 +30,8 @@ export function quantizeGrid(
   const variant = (asymmetric ? 4 : 0) | (stochastic ? 2 : 0) | (blend ? 1 : 0);
   for (let g = 0; g < groupCount; g++) {
     const base = data + (<usize>g * <usize>groupSize << 2);
-    groupMinMax(base, groupSize);
+    const groupMin = load<f32>(ranges + (<usize>g << 3));
+    const groupMax = load<f32>(ranges + (<usize>g << 3), 4);
     let scale: f32, zero: f32 = 0;
     if (asymmetric) {
       scale = (groupMax - groupMin) * invLevels;

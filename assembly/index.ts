@@ -1,7 +1,8 @@
-// The kernels the host calls. Every kernel works in place on float32 data in this module's
-// memory; the host owns allocation and growth (see src/backends/wasm-memory.ts).
+// The kernels the host calls. Every quantization is two passes over float32 data in this
+// module's memory: statistics per group (which also find NaN/Inf), then the in-place write.
+// The host owns allocation and growth (see src/backends/wasm-memory.ts).
 
-export { firstNonFinite, groupStats } from './stats';
+export { groupRanges, groupAbsMeans, groupStats } from './stats';
 export { quantizeGrid } from './grid';
 export { quantizeTernary } from './ternary';
 export { quantizeBinary } from './binary';

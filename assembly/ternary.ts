@@ -8,13 +8,14 @@ import { blendValue, blend4 } from './blend';
 
 const THRESHOLD_FACTOR: f32 = 0.7;
 
-export function quantizeTernary(data: usize, groupCount: i32, groupSize: i32, blend: bool, ratio: f32, rest: f32): void {
+/** `means` holds each group's mean |x| (groupAbsMeans in stats.ts). */
+export function quantizeTernary(data: usize, groupCount: i32, groupSize: i32, means: usize, blend: bool, ratio: f32, rest: f32): void {
   for (let g = 0; g < groupCount; g++) {
     const base = data + (<usize>g * <usize>groupSize << 2);
-    const mean = absSum(base, groupSize, -1) / <f32>groupSize;
+    const mean = load<f32>(means + (<usize>g << 2));
     if (!(mean > 0)) continue;
     const threshold = THRESHOLD_FACTOR * mean;
-    const alpha = absSum(base, groupSize, threshold) / <f32>absSumCount;
+    const alpha = absSum(base, groupSize, threshold, true) / <f32>absSumCount;
     if (blend) ternaryGroup(base, groupSize, threshold, alpha, true, ratio, rest);
     else ternaryGroup(base, groupSize, threshold, alpha, false, ratio, rest);
   }

@@ -13,23 +13,26 @@ import { WasmHeap, WasmTensor } from './wasm-memory.js';
 interface KernelExports {
   memory: WebAssembly.Memory;
   heapBase(): number;
-  firstNonFinite(data: number, n: number): number;
+  groupRanges(data: number, groupCount: number, groupSize: number, out: number): number;
+  groupAbsMeans(data: number, groupCount: number, groupSize: number, out: number): number;
   groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
-  quantizeGrid(data: number, groupCount: number, groupSize: number, bits: number, asymmetric: number,
+  quantizeGrid(data: number, groupCount: number, groupSize: number, ranges: number, bits: number, asymmetric: number,
     stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): void;
-  quantizeTernary(data: number, groupCount: number, groupSize: number, blend: number, ratio: number, rest: number): void;
-  quantizeBinary(data: number, groupCount: number, groupSize: number, blend: number, ratio: number, rest: number): void;
+  quantizeTernary(data: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): void;
+  quantizeBinary(data: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): void;
   fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
 }
 
-interface Staged { plan: KernelPlan; pointer: number; host: Float32Array | null; label: string }
+interface Staged { plan: KernelPlan; pointer: number; host: Float32Array | null; label: string; stats: number }
 
 export class WasmBackend implements Backend {
   readonly kind: BackendKind;
   selection: SelectionReport;
   private readonly kernels: KernelExports;
   private readonly heap: WasmHeap;
+  // Reused between calls: host arrays are copied here, per-group statistics kept here.
   private staging = { offset: 0, bytes: 0 };
+  private statistics = { offset: 0, bytes: 0 };
 
   private constructor(build: WasmBuild, instance: WebAssembly.Instance) {
     this.kind = build === 'simd' ? 'wasm-simd' : 'wasm';
@@ -75,7 +78,10 @@ export class WasmBackend implements Backend {
     return data;
   }
 
-  /** Validates every job (options, then finiteness), then quantizes them all. */
+  /**
+   * Validates every job, then quantizes them all. Pass one computes each group's statistics and
+   * finds NaN/Inf for every job; only when all are clean does pass two write.
+   */
   fakeQuantizeManySync(jobs: readonly QuantizeJob[]): void {
     if (!Array.isArray(jobs)) {
       throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { data, options }.');
@@ -83,24 +89,33 @@ export class WasmBackend implements Backend {
     const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, jobs.length === 1 ? 'data' : `jobs[${i}].data`));
     const staged = this.stage(jobs, plans);
     for (const s of staged) {
-      const bad = this.kernels.firstNonFinite(s.pointer, s.plan.length);
-      if (bad >= 0) {
-        const value = new Float32Array(this.kernels.memory.buffer, s.pointer + bad * 4, 1)[0];
-        throw new InvalidInputError('NON_FINITE',
-          `${s.label}[${bad}] is ${value}: quantization needs finite values (a NaN/Inf usually means an overflowed ` +
-          `step; skip it with overflow: true). Nothing was modified.`);
-      }
+      const { groupCount, groupSize } = s.plan;
+      const badGroup = s.plan.bits >= 3
+        ? this.kernels.groupRanges(s.pointer, groupCount, groupSize, s.stats)
+        : this.kernels.groupAbsMeans(s.pointer, groupCount, groupSize, s.stats);
+      if (badGroup >= 0) throw this.nonFinite(s, badGroup);
     }
-    for (const s of staged) this.run(s.pointer, s.plan);
+    for (const s of staged) this.run(s);
     const memory = this.kernels.memory.buffer;
     for (const s of staged) {
       if (s.host) s.host.set(new Float32Array(memory, s.pointer, s.plan.length));
     }
   }
 
+  private nonFinite(s: Staged, badGroup: number): InvalidInputError {
+    const group = new Float32Array(this.kernels.memory.buffer, s.pointer + badGroup * s.plan.groupSize * 4, s.plan.groupSize);
+    const at = group.findIndex((x) => !Number.isFinite(x));
+    const index = badGroup * s.plan.groupSize + at;
+    return new InvalidInputError('NON_FINITE',
+      `${s.label}[${index}] is ${group[at]}: quantization needs finite values (a NaN/Inf usually means an overflowed ` +
+      `step; skip it with overflow: true). Nothing was modified.`);
+  }
+
   async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
     const plan = planFakeQuantize(data, { bits: 8, ...pickGroups(options) });
     const [s] = this.stage([{ data, options: { bits: 8 } }], [plan]);
+    const badGroup = this.kernels.groupRanges(s!.pointer, plan.groupCount, plan.groupSize, s!.stats);
+    if (badGroup >= 0) throw this.nonFinite(s!, badGroup);
     const out = this.heap.allocate(plan.groupCount * 16);
     try {
       this.kernels.groupStats(s!.pointer, plan.groupCount, plan.groupSize, out);
@@ -128,20 +143,33 @@ export class WasmBackend implements Backend {
   }
 
   dispose(): void {
-    this.staging = { offset: 0, bytes: 0 };
+    for (const region of [this.staging, this.statistics]) {
+      if (region.bytes) this.heap.release(region.offset, region.bytes);
+      region.offset = region.bytes = 0;
+    }
   }
 
-  private run(pointer: number, plan: KernelPlan): void {
+  private run({ plan, pointer, stats }: Staged): void {
     const { groupCount, groupSize } = plan;
     const blend = plan.blend ? 1 : 0;
     if (plan.bits >= 3) {
-      this.kernels.quantizeGrid(pointer, groupCount, groupSize, plan.bits, plan.asymmetric ? 1 : 0,
+      this.kernels.quantizeGrid(pointer, groupCount, groupSize, stats, plan.bits, plan.asymmetric ? 1 : 0,
         plan.stochastic ? 1 : 0, plan.key | 0, 0, blend, plan.ratio, plan.rest);
     } else if (plan.bits === 2) {
-      this.kernels.quantizeTernary(pointer, groupCount, groupSize, blend, plan.ratio, plan.rest);
+      this.kernels.quantizeTernary(pointer, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);
     } else {
-      this.kernels.quantizeBinary(pointer, groupCount, groupSize, blend, plan.ratio, plan.rest);
+      this.kernels.quantizeBinary(pointer, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);
     }
+  }
+
+  /** Grows a reusable region to at least `bytes`; returns its offset. */
+  private reserve(region: { offset: number; bytes: number }, bytes: number): number {
+    if (bytes > region.bytes) {
+      if (region.bytes) this.heap.release(region.offset, region.bytes);
+      region.offset = this.heap.allocate(bytes);
+      region.bytes = bytes;
+    }
+    return region.offset;
   }
 
   /** Pointers for every job: in place for data in our memory, else copied into staging. */
@@ -151,19 +179,20 @@ export class WasmBackend implements Backend {
     const hostBytes = plans.reduce((sum, plan, i) => sum + (inMemory[i] ? 0 : plan.length * 4), 0);
     // Pointers into our memory are fixed before staging may grow (and detach) the buffer.
     const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
-    if (hostBytes > this.staging.bytes) {
-      if (this.staging.bytes) this.heap.release(this.staging.offset, this.staging.bytes);
-      this.staging = { offset: this.heap.allocate(hostBytes), bytes: hostBytes };
-    }
-    let cursor = this.staging.offset;
+    // Grid statistics are (min, max) per group; ternary and binary need mean |x| only.
+    const statBytes = plans.map((plan) => plan.groupCount * (plan.bits >= 3 ? 8 : 4));
+    let statCursor = this.reserve(this.statistics, statBytes.reduce((a, b) => a + b, 0));
+    let cursor = this.reserve(this.staging, hostBytes);
     return jobs.map((job, i) => {
       const plan = plans[i]!;
       const label = jobs.length === 1 ? 'data' : `jobs[${i}].data`;
-      if (inMemory[i]) return { plan, pointer: pointers[i]!, host: null, label };
+      const stats = statCursor;
+      statCursor += statBytes[i]!;
+      if (inMemory[i]) return { plan, pointer: pointers[i]!, host: null, label, stats };
       const pointer = cursor;
       cursor += plan.length * 4;
       new Float32Array(memory.buffer, pointer, plan.length).set(job.data);
-      return { plan, pointer, host: job.data, label };
+      return { plan, pointer, host: job.data, label, stats };
     });
   }
 }

@@ -1,0 +1,28 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const CONFORMANCE_PATH = fileURLToPath(new URL('../../../shared/conformance/deepspeed-moq.json', import.meta.url));
+
+let cached: { cases: { id: string; kind: string; [key: string]: unknown }[] } | undefined;
+
+/** The DeepSpeed conformance file (parsed once per test file). */
+export function conformanceFile(): { format: string; cases: { id: string; kind: string; [key: string]: unknown }[] } {
+  cached ??= JSON.parse(readFileSync(CONFORMANCE_PATH, 'utf8'));
+  return cached as never;
+}
+
+/** Seeded uniforms in [0, 1) (xorshift32), for reproducible test tensors. */
+export function uniforms(seed: number): () => number {
+  let s = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+export function randomTensor(length: number, seed: number, scale = 1): Float32Array {
+  const next = uniforms(seed);
+  return Float32Array.from({ length }, () => Math.fround((next() * 2 - 1) * scale));
+}
