@@ -55,6 +55,8 @@ interface ParameterState {
   bits: number;
   targetBits: number;
   period: number;
+  /** False for 1-D tensors (biases, norms): scheduled but never quantized, as in MoQ. */
+  quantized: boolean;
 }
 
 export interface QuantizerState {
@@ -121,9 +123,9 @@ export class Quantizer {
     q._ratio = s.ratio;
     q.offsetSteps = s.offsetSteps;
     for (const [name, p] of Object.entries(s.parameters ?? {})) {
-      const ok = [p?.bits, p?.targetBits, p?.period].every((v) => Number.isInteger(v) && v >= 1) && p.bits >= p.targetBits;
-      if (!ok) throw new InvalidInputError('INVALID_ARGUMENT', `state.parameters["${name}"] must hold integer bits >= targetBits >= 1 and period >= 1.`);
-      q.params.set(name, { bits: p.bits, targetBits: p.targetBits, period: p.period });
+      const ok = [p?.bits, p?.targetBits, p?.period].every((v) => Number.isInteger(v) && v >= 1) && p.bits >= p.targetBits && typeof p.quantized === 'boolean';
+      if (!ok) throw new InvalidInputError('INVALID_ARGUMENT', `state.parameters["${name}"] must hold integer bits >= targetBits >= 1, period >= 1 and quantized (boolean).`);
+      q.params.set(name, { bits: p.bits, targetBits: p.targetBits, period: p.period, quantized: p.quantized });
     }
     return q;
   }
@@ -165,8 +167,8 @@ export class Quantizer {
     const states: ParameterState[] = this.params.size > 0
       ? [...this.params.values()]
       : [...Object.values(this.options.parameters), ...this.options.schedules]
-        .map((s) => ({ bits: s.startBits, targetBits: s.targetBits, period: s.period }));
-    return states.some((s) => s.bits !== s.targetBits && next >= s.period);
+        .map((s) => ({ bits: s.startBits, targetBits: s.targetBits, period: s.period, quantized: true }));
+    return states.some((s) => s.quantized && s.bits !== s.targetBits && next >= s.period);
   }
 
   /**
@@ -198,7 +200,7 @@ export class Quantizer {
     for (const group of groups) {
       for (const param of group) {
         const current = this.stateOf(param);
-        if (!current || param.shape.length < 2) continue;
+        if (!current?.quantized) continue;
         const s = { ...(next.get(param.name) ?? current) };
         const eigen = lookupEigenvalue(blockEigenvalue, param.name);
         if (s.bits !== s.targetBits && qsteps >= s.period) {
@@ -275,7 +277,7 @@ export class Quantizer {
     if (known) return known;
     const schedule = this.scheduleFor(param.name);
     if (!schedule) return undefined;
-    const s = { bits: schedule.startBits, targetBits: schedule.targetBits, period: schedule.period };
+    const s = { bits: schedule.startBits, targetBits: schedule.targetBits, period: schedule.period, quantized: param.shape.length > 1 };
     this.params.set(param.name, s);
     return s;
   }

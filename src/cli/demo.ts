@@ -42,9 +42,10 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
   console.log(backend.explain());
 
   const quantizer = new Quantizer({
-    groups, mixedFp16: true, changeRatio: 0.1, verbose: true,
+    groups, mixedFp16: true, changeRatio: 0.1,
     schedules: [{ name: 'weights', startBits, targetBits, period, modules: ['weight$'] }],
-  }, { backend, logger: (line) => console.log(`  ${line}`) });
+  }, { backend });
+  quantizer.onSwitch((e) => console.log(`  switch: ${e.name} -> ${e.bits} bits at step ${e.step}, next period ${e.period}`));
 
   const next = uniforms(seed);
   const master = LAYERS.map(({ shape }) => {
