@@ -1,35 +1,45 @@
 // Binary (1 bit, symmetric, nearest), as DeepSpeed's quantize_binary: y = sign(x) * mean |x|,
-// with sign(0) = 0.
+// with sign(0) = 0. Like the grid, either the second of two passes (means from groupAbsMeans,
+// in place) or one fused pass from `src` to `dst` that stops at the first non-finite group.
 
+import { groupAbsMean } from './stats';
 import { blendValue, blend4 } from './blend';
 
-/** `means` holds each group's mean |x| (groupAbsMeans in stats.ts). */
-export function quantizeBinary(data: usize, groupCount: i32, groupSize: i32, means: usize, blend: bool, ratio: f32, rest: f32): void {
+/** Returns -1, or (fused, means = 0) the index of the first group holding a NaN or ±Inf. */
+export function quantizeBinary(src: usize, dst: usize, groupCount: i32, groupSize: i32, means: usize, blend: bool, ratio: f32, rest: f32): i32 {
   for (let g = 0; g < groupCount; g++) {
-    const base = data + (<usize>g * <usize>groupSize << 2);
-    const mean = load<f32>(means + (<usize>g << 2));
-    if (blend) binaryGroup(base, groupSize, mean, true, ratio, rest);
-    else binaryGroup(base, groupSize, mean, false, ratio, rest);
+    const offset = <usize>g * <usize>groupSize << 2;
+    const from = src + offset, to = dst + offset;
+    let mean: f32;
+    if (means) {
+      mean = load<f32>(means + (<usize>g << 2));
+    } else {
+      mean = groupAbsMean(from, groupSize);
+      if (mean != mean) return g;
+    }
+    if (blend) binaryGroup(from, to, groupSize, mean, true, ratio, rest);
+    else binaryGroup(from, to, groupSize, mean, false, ratio, rest);
   }
+  return -1;
 }
 
-@inline function binaryGroup(base: usize, n: i32, mean: f32, BLEND: bool, ratio: f32, rest: f32): void {
+@inline function binaryGroup(from: usize, to: usize, n: i32, mean: f32, BLEND: bool, ratio: f32, rest: f32): void {
   let i = 0;
   if (ASC_FEATURE_SIMD) {
     const zero = f32x4.splat(0);
     const vMean = f32x4.splat(mean), vMinusMean = f32x4.splat(-mean);
     const vRatio = f32x4.splat(ratio), vRest = f32x4.splat(rest);
     for (; i + 4 <= n; i += 4) {
-      const p = base + (<usize>i << 2);
-      const x = v128.load(p);
+      const offset = <usize>i << 2;
+      const x = v128.load(from + offset);
       const q = v128.or(v128.and(vMean, f32x4.gt(x, zero)), v128.and(vMinusMean, f32x4.lt(x, zero)));
-      v128.store(p, BLEND ? blend4(x, q, vRatio, vRest) : q);
+      v128.store(to + offset, BLEND ? blend4(x, q, vRatio, vRest) : q);
     }
   }
   for (; i < n; i++) {
-    const p = base + (<usize>i << 2);
-    const x = load<f32>(p);
+    const offset = <usize>i << 2;
+    const x = load<f32>(from + offset);
     const q: f32 = x > 0 ? mean : x < 0 ? -mean : 0;
-    store<f32>(p, BLEND ? blendValue(x, q, ratio, rest) : q);
+    store<f32>(to + offset, BLEND ? blendValue(x, q, ratio, rest) : q);
   }
 }

@@ -31,13 +31,20 @@ export function groupRanges(data: usize, groupCount: i32, groupSize: i32, out: u
 export function groupAbsMeans(data: usize, groupCount: i32, groupSize: i32, out: usize): i32 {
   let firstBad = -1;
   for (let g = 0; g < groupCount; g++) {
-    const base = data + (<usize>g * <usize>groupSize << 2);
-    const sum = absSum(base, groupSize, 0, false);
-    store<f32>(out + (<usize>g << 2), sum / <f32>groupSize);
-    // A non-finite sum means a non-finite element, or finite values whose sum overflowed.
-    if (!isFinite(sum) && firstBad < 0 && hasNonFinite(base, groupSize)) firstBad = g;
+    const mean = groupAbsMean(data + (<usize>g * <usize>groupSize << 2), groupSize);
+    store<f32>(out + (<usize>g << 2), mean);
+    if (mean != mean && firstBad < 0) firstBad = g;
   }
   return firstBad;
+}
+
+/**
+ * mean |x| of data[0..n) in float32 (DeepSpeed: norm(p=1) / n), or NaN when a NaN or ±Inf is
+ * present. A sum that overflowed from finite values stays +Inf, as in the reference.
+ */
+@inline export function groupAbsMean(data: usize, n: i32): f32 {
+  const sum = absSum(data, n, 0, false);
+  return isFinite(sum) || !hasNonFinite(data, n) ? sum / <f32>n : NaN;
 }
 
 /** Per group: min, max, abs-max, mean |x| (four float32 each) into `out`. */
@@ -52,7 +59,7 @@ export function groupStats(data: usize, groupCount: i32, groupSize: i32, out: us
 }
 
 /** min and max of data[0..n) into out[0], out[1]; false when a NaN or ±Inf is present. */
-@inline function rangeOf(data: usize, n: i32, out: usize): bool {
+@inline export function rangeOf(data: usize, n: i32, out: usize): bool {
   let lo = load<f32>(data);
   let hi = lo;
   let nan = false;
@@ -102,6 +109,33 @@ export function groupStats(data: usize, groupCount: i32, groupSize: i32, out: us
   store<f32>(out, hi, 4);
   return !nan && isFinite(lo) && isFinite(hi);
 }
+
+/**
+ * The bit pattern of max |x| over data[0..n). Non-negative floats order like their bits, so an
+ * integer max finds it in two instructions per vector, and NaN and ±Inf (exponent all ones,
+ * 0x7f800000 and above) win the max: a result >= NON_FINITE_BITS means one is present.
+ */
+@inline export function absMaxBits(data: usize, n: i32): u32 {
+  let m: u32 = 0;
+  let i = 0;
+  if (ASC_FEATURE_SIMD) {
+    const magnitude = i32x4.splat(0x7fffffff);
+    let m0 = i32x4.splat(0), m1 = m0, m2 = m0, m3 = m0;
+    for (; i + 16 <= n; i += 16) {
+      const p = data + (<usize>i << 2);
+      m0 = i32x4.max_u(m0, v128.and(v128.load(p), magnitude));
+      m1 = i32x4.max_u(m1, v128.and(v128.load(p, 16), magnitude));
+      m2 = i32x4.max_u(m2, v128.and(v128.load(p, 32), magnitude));
+      m3 = i32x4.max_u(m3, v128.and(v128.load(p, 48), magnitude));
+    }
+    const v = i32x4.max_u(i32x4.max_u(m0, m1), i32x4.max_u(m2, m3));
+    m = max<u32>(max<u32>(i32x4.extract_lane(v, 0), i32x4.extract_lane(v, 1)), max<u32>(i32x4.extract_lane(v, 2), i32x4.extract_lane(v, 3)));
+  }
+  for (; i < n; i++) m = max<u32>(m, load<u32>(data + (<usize>i << 2)) & 0x7fffffff);
+  return m;
+}
+
+export const NON_FINITE_BITS: u32 = 0x7f800000;
 
 function hasNonFinite(data: usize, n: i32): bool {
   for (let i = 0; i < n; i++) {

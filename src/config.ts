@@ -60,7 +60,12 @@ export function planFakeQuantize(data: unknown, options: FakeQuantizeOptions, la
     throw new InvalidInputError('WRONG_DTYPE',
       `${label} must be a Float32Array, got ${typeName(data)}; convert it first (e.g. Float32Array.from(values)).`);
   }
-  if (data.length === 0) {
+  return planFakeQuantizeLength(data.length, options, label);
+}
+
+/** The same validation for `length` float32 values held elsewhere (a GPU buffer). */
+export function planFakeQuantizeLength(length: number, options: FakeQuantizeOptions, label = 'data'): KernelPlan {
+  if (length === 0) {
     throw new InvalidInputError('EMPTY_TENSOR', `${label} is empty: there is nothing to quantize; skip empty tensors.`);
   }
   if (typeof options !== 'object' || options === null) {
@@ -88,7 +93,7 @@ export function planFakeQuantize(data: unknown, options: FakeQuantizeOptions, la
       `${bits === 1 ? 'binary' : 'ternary'} quantization (bits ${bits}) is symmetric with nearest rounding only ` +
       `(as in DeepSpeed), got ${type} with ${rounding} rounding; use bits >= 3 for ${type === 'asymmetric' ? 'asymmetric grids' : 'stochastic rounding'}.`);
   }
-  const groupCount = resolveGroupCount(data.length, options, label);
+  const groupCount = resolveGroupCount(length, options, label);
   for (const key of ['seed', 'step', 'tensorId'] as const) {
     if (options[key] !== undefined && !isUint32(options[key])) {
       throw new InvalidInputError('INVALID_ARGUMENT', `${key} must be an integer from 0 to 2^32-1, got ${String(options[key])}.`);
@@ -100,10 +105,10 @@ export function planFakeQuantize(data: unknown, options: FakeQuantizeOptions, la
   }
   const stochastic = rounding === 'stochastic';
   return {
-    length: data.length,
+    length,
     bits,
     groupCount,
-    groupSize: data.length / groupCount,
+    groupSize: length / groupCount,
     asymmetric: type === 'asymmetric',
     stochastic,
     key: stochastic ? noiseKey(options.seed ?? 0, options.step ?? 0, options.tensorId ?? 0) : 0,

@@ -32,6 +32,18 @@ describe('createBackend', () => {
   });
 });
 
+describe('groupStats', () => {
+  it('gives min, max, abs-max and mean |x| per group', async () => {
+    const backend = await WasmBackend.create('scalar');
+    const stats = await backend.groupStats(Float32Array.of(1, -3, 2, 0, 0.5, -0.5), { groupSize: 3 });
+    expect(stats).toEqual({
+      min: Float32Array.of(-3, -0.5), max: Float32Array.of(2, 0.5),
+      absMax: Float32Array.of(3, 0.5), meanAbs: Float32Array.of(2, Math.fround(1 / 3)),
+    });
+    await expect(backend.groupStats(Float32Array.of(1, NaN), { groups: 1 })).rejects.toThrow(/data\[1\] is NaN/);
+  });
+});
+
 describe('WebAssembly memory', () => {
   it('quantizes WasmTensors in place and keeps their views valid across memory growth', async () => {
     const backend = await WasmBackend.create('simd');

@@ -16,10 +16,11 @@ interface KernelExports {
   groupRanges(data: number, groupCount: number, groupSize: number, out: number): number;
   groupAbsMeans(data: number, groupCount: number, groupSize: number, out: number): number;
   groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
-  quantizeGrid(data: number, groupCount: number, groupSize: number, ranges: number, bits: number, asymmetric: number,
-    stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): void;
-  quantizeTernary(data: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): void;
-  quantizeBinary(data: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): void;
+  // With stats = 0 these make one fused pass and return the first non-finite group (else -1).
+  quantizeGrid(src: number, dst: number, groupCount: number, groupSize: number, ranges: number, bits: number, asymmetric: number,
+    stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): number;
+  quantizeTernary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
+  quantizeBinary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
   fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
 }
 
@@ -79,8 +80,11 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Validates every job, then quantizes them all. Pass one computes each group's statistics and
-   * finds NaN/Inf for every job; only when all are clean does pass two write.
+   * Validates every job, then quantizes them all; on any error nothing is modified.
+   * Host arrays are copied into staging and quantized there in one fused pass (the copy is
+   * what the caller keeps until every job succeeded). Arrays already in our memory are
+   * quantized where they are, in two passes: statistics and NaN/Inf checks for every such job
+   * first, then the writes.
    */
   fakeQuantizeManySync(jobs: readonly QuantizeJob[]): void {
     if (!Array.isArray(jobs)) {
@@ -89,13 +93,19 @@ export class WasmBackend implements Backend {
     const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, jobs.length === 1 ? 'data' : `jobs[${i}].data`));
     const staged = this.stage(jobs, plans);
     for (const s of staged) {
+      if (s.host) continue;
       const { groupCount, groupSize } = s.plan;
       const badGroup = s.plan.bits >= 3
         ? this.kernels.groupRanges(s.pointer, groupCount, groupSize, s.stats)
         : this.kernels.groupAbsMeans(s.pointer, groupCount, groupSize, s.stats);
       if (badGroup >= 0) throw this.nonFinite(s, badGroup);
     }
-    for (const s of staged) this.run(s);
+    for (const s of staged) {
+      if (!s.host) continue;
+      const badGroup = this.run(s, 0);
+      if (badGroup >= 0) throw this.nonFinite(s, badGroup);
+    }
+    for (const s of staged) if (!s.host) this.run(s, s.stats);
     const memory = this.kernels.memory.buffer;
     for (const s of staged) {
       if (s.host) s.host.set(new Float32Array(memory, s.pointer, s.plan.length));
@@ -114,12 +124,13 @@ export class WasmBackend implements Backend {
   async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
     const plan = planFakeQuantize(data, { bits: 8, ...pickGroups(options) });
     const [s] = this.stage([{ data, options: { bits: 8 } }], [plan]);
-    const badGroup = this.kernels.groupRanges(s!.pointer, plan.groupCount, plan.groupSize, s!.stats);
-    if (badGroup >= 0) throw this.nonFinite(s!, badGroup);
     const out = this.heap.allocate(plan.groupCount * 16);
     try {
       this.kernels.groupStats(s!.pointer, plan.groupCount, plan.groupSize, out);
       const all = new Float32Array(this.kernels.memory.buffer, out, plan.groupCount * 4);
+      // A NaN shows in the mean |x|, an Inf in the range (a mean can overflow to Inf by itself).
+      const bad = all.findIndex((v, i) => Number.isNaN(v) || (i % 4 < 2 && !Number.isFinite(v)));
+      if (bad >= 0) throw this.nonFinite(s!, Math.floor(bad / 4));
       const column = (k: number) => Float32Array.from({ length: plan.groupCount }, (_, g) => all[g * 4 + k]!);
       return { min: column(0), max: column(1), absMax: column(2), meanAbs: column(3) };
     } finally {
@@ -149,17 +160,16 @@ export class WasmBackend implements Backend {
     }
   }
 
-  private run({ plan, pointer, stats }: Staged): void {
+  /** In place; `stats` = 0 runs the fused pass, which returns the first non-finite group. */
+  private run({ plan, pointer }: Staged, stats: number): number {
     const { groupCount, groupSize } = plan;
     const blend = plan.blend ? 1 : 0;
     if (plan.bits >= 3) {
-      this.kernels.quantizeGrid(pointer, groupCount, groupSize, stats, plan.bits, plan.asymmetric ? 1 : 0,
+      return this.kernels.quantizeGrid(pointer, pointer, groupCount, groupSize, stats, plan.bits, plan.asymmetric ? 1 : 0,
         plan.stochastic ? 1 : 0, plan.key | 0, 0, blend, plan.ratio, plan.rest);
-    } else if (plan.bits === 2) {
-      this.kernels.quantizeTernary(pointer, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);
-    } else {
-      this.kernels.quantizeBinary(pointer, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);
     }
+    const kernel = plan.bits === 2 ? this.kernels.quantizeTernary : this.kernels.quantizeBinary;
+    return kernel(pointer, pointer, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);
   }
 
   /** Grows a reusable region to at least `bytes`; returns its offset. */
@@ -179,8 +189,8 @@ export class WasmBackend implements Backend {
     const hostBytes = plans.reduce((sum, plan, i) => sum + (inMemory[i] ? 0 : plan.length * 4), 0);
     // Pointers into our memory are fixed before staging may grow (and detach) the buffer.
     const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
-    // Grid statistics are (min, max) per group; ternary and binary need mean |x| only.
-    const statBytes = plans.map((plan) => plan.groupCount * (plan.bits >= 3 ? 8 : 4));
+    // Two-pass jobs keep (min, max) per group for the grid, mean |x| for ternary and binary.
+    const statBytes = plans.map((plan, i) => (inMemory[i] ? plan.groupCount * (plan.bits >= 3 ? 8 : 4) : 0));
     let statCursor = this.reserve(this.statistics, statBytes.reduce((a, b) => a + b, 0));
     let cursor = this.reserve(this.staging, hostBytes);
     return jobs.map((job, i) => {

@@ -1,0 +1,146 @@
+// What the WebGPU backend dispatches for each tensor, and the Job record the kernels read
+// (shaders/job.wgsl). Pure arithmetic on KernelPlans, so it is the same on every device.
+
+import type { KernelPlan } from '../config.js';
+
+export const WORKGROUP_SIZE = 256;
+/** Elements per workgroup in the chunked kernels: CHUNK_SIZE in shaders/job.wgsl. */
+export const CHUNK_SIZE = 4096;
+/**
+ * Groups up to this size get one invocation each (and are read serially by it); larger groups
+ * get workgroups of CHUNK_SIZE elements. Below it a workgroup per group would leave most of
+ * its 256 invocations idle.
+ */
+export const SMALL_GROUP_MAX = 64;
+/** One Job per uniform slot; WebGPU caps minUniformBufferOffsetAlignment at 256. */
+export const JOB_SLOT_BYTES = 256;
+/** sizeof(Job) in WGSL's uniform layout: 18 four-byte fields, rounded up to 16. */
+export const JOB_BYTES = 80;
+/** sizeof(Partial). */
+export const PARTIAL_BYTES = 16;
+const MAX_WORKGROUPS_PER_DIMENSION = 65535;
+
+export const KERNEL_NAMES = [
+  'checkFinite', 'chunkStats', 'combineStats', 'smallGroupStats',
+  'gridChunks', 'gridSmallGroups',
+  'aboveThresholdChunks', 'combineAboveThreshold', 'ternaryChunks', 'ternarySmallGroups',
+  'binaryChunks', 'binarySmallGroups',
+] as const;
+export type KernelName = (typeof KERNEL_NAMES)[number];
+
+const GRID_WRITERS = { chunks: 'gridChunks', small: 'gridSmallGroups' } as const;
+const TERNARY_WRITERS = { chunks: 'ternaryChunks', small: 'ternarySmallGroups' } as const;
+const BINARY_WRITERS = { chunks: 'binaryChunks', small: 'binarySmallGroups' } as const;
+
+export interface Dispatch {
+  kernel: KernelName;
+  workgroups: number;
+}
+
+export interface JobLayout {
+  plan: KernelPlan;
+  /** Element offset of the tensor in the bound data buffer. */
+  base: number;
+  chunksPerGroup: number;
+  chunkStatsBase: number;
+  groupStatsBase: number;
+  thresholdChunkBase: number;
+  thresholdGroupBase: number;
+  /** Dispatches that only read the data: validation and statistics. */
+  prepare: Dispatch[];
+  /** Dispatches that write the data; the kernels skip them when any tensor failed validation. */
+  write: Dispatch[];
+}
+
+export interface SubmissionLayout {
+  jobs: JobLayout[];
+  /** Partials the jobs need, in total. */
+  partialCount: number;
+}
+
+/**
+ * Lays out a submission: 'quantize' runs the whole kernel, 'stats' only the group statistics
+ * (Backend.groupStats), left in each job's group region.
+ */
+export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly number[], mode: 'quantize' | 'stats'): SubmissionLayout {
+  let partialCount = 0;
+  const reserve = (count: number) => {
+    const start = partialCount;
+    partialCount += count;
+    return start;
+  };
+  const jobs = plans.map((plan, i): JobLayout => {
+    const { groupCount, groupSize, bits } = plan;
+    const small = groupSize <= SMALL_GROUP_MAX;
+    const chunksPerGroup = small ? 1 : Math.ceil(groupSize / CHUNK_SIZE);
+    const chunks = groupCount * chunksPerGroup;
+    const perInvocation = Math.ceil(groupCount / WORKGROUP_SIZE);
+    const layout: JobLayout = {
+      plan, base: bases[i]!, chunksPerGroup,
+      chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0,
+      prepare: [], write: [],
+    };
+    const writers = bits >= 3 ? GRID_WRITERS : bits === 2 ? TERNARY_WRITERS : BINARY_WRITERS;
+    if (small) {
+      if (mode === 'stats') {
+        layout.groupStatsBase = reserve(groupCount);
+        layout.prepare.push({ kernel: 'smallGroupStats', workgroups: perInvocation });
+      } else {
+        layout.prepare.push({ kernel: 'checkFinite', workgroups: Math.ceil(plan.length / CHUNK_SIZE) });
+        layout.write.push({ kernel: writers.small, workgroups: perInvocation });
+      }
+      return layout;
+    }
+    // With one chunk per group the chunk Partial is already the group's: no combine pass.
+    const regions = () => {
+      const chunkBase = chunksPerGroup > 1 ? reserve(chunks) : -1;
+      const groupBase = reserve(groupCount);
+      return [chunkBase < 0 ? groupBase : chunkBase, groupBase] as const;
+    };
+    [layout.chunkStatsBase, layout.groupStatsBase] = regions();
+    layout.prepare.push({ kernel: 'chunkStats', workgroups: chunks });
+    if (chunksPerGroup > 1) layout.prepare.push({ kernel: 'combineStats', workgroups: groupCount });
+    if (mode === 'stats') return layout;
+    if (writers === TERNARY_WRITERS) {
+      [layout.thresholdChunkBase, layout.thresholdGroupBase] = regions();
+      layout.prepare.push({ kernel: 'aboveThresholdChunks', workgroups: chunks });
+      if (chunksPerGroup > 1) layout.prepare.push({ kernel: 'combineAboveThreshold', workgroups: groupCount });
+    }
+    layout.write.push({ kernel: writers.chunks, workgroups: chunks });
+    return layout;
+  });
+  return { jobs, partialCount };
+}
+
+/** A dispatch of `count` workgroups as (x, y): WebGPU caps each dimension at 65535. */
+export function workgroupGrid(count: number): [number, number] {
+  if (count <= MAX_WORKGROUPS_PER_DIMENSION) return [count, 1];
+  return [MAX_WORKGROUPS_PER_DIMENSION, Math.ceil(count / MAX_WORKGROUPS_PER_DIMENSION)];
+}
+
+const FLAG_ASYMMETRIC = 1;
+const FLAG_STOCHASTIC = 2;
+const FLAG_BLEND = 4;
+
+/** Writes job `index`'s record at its slot, in the field order of `struct Job`. */
+export function writeJob(view: DataView, index: number, job: JobLayout): void {
+  const { plan } = job;
+  const levels = 2 ** plan.bits;
+  const offset = index * JOB_SLOT_BYTES;
+  const words = [
+    job.base, plan.length, plan.groupSize, plan.groupCount, job.chunksPerGroup,
+    job.chunkStatsBase, job.groupStatsBase, job.thresholdChunkBase, job.thresholdGroupBase, index,
+    (plan.asymmetric ? FLAG_ASYMMETRIC : 0) | (plan.stochastic ? FLAG_STOCHASTIC : 0) | (plan.blend ? FLAG_BLEND : 0),
+    plan.key >>> 0,
+    0, // opaqueZero
+  ];
+  words.forEach((w, k) => view.setUint32(offset + 4 * k, w, true));
+  const floats = [
+    plan.asymmetric ? 1 / levels : 2 / levels,
+    plan.asymmetric ? 0 : -levels / 2,
+    plan.asymmetric ? levels - 1 : levels / 2 - 1,
+    plan.ratio,
+    plan.rest,
+  ];
+  floats.forEach((f, k) => view.setFloat32(offset + 4 * (words.length + k), f, true));
+}

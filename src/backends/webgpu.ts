@@ -1,0 +1,607 @@
+// The WebGPU backend: the kernels of shaders/ on the caller's GPUDevice or one of our own.
+// Host Float32Arrays are uploaded into pooled buffers, quantized, and read back into the same
+// arrays, which are written only once the GPU has succeeded; caller-owned GPUBuffers are
+// quantized in place. A whole job list is one command submission. If the device is lost or a
+// submission fails, host work completes on WebAssembly from the caller's untouched arrays, the
+// downgrade is announced, and later calls stay on WebAssembly.
+
+import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { BackendError, InvalidInputError } from '../errors.js';
+import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
+import { explainSelection } from './backend.js';
+import { WasmBackend } from './wasm.js';
+import { runtimeHasSimd, type WasmSource } from './wasm-loader.js';
+import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './webgpu-plan.js';
+import { createProgram, type KernelProgram } from './webgpu-program.js';
+
+// GPUBufferUsage and GPUMapMode values, spelled out: in Node the GPU* globals exist only if the
+// caller installed them.
+const USAGE_MAP_READ = 1;
+const USAGE_COPY_SRC = 4;
+const USAGE_COPY_DST = 8;
+const USAGE_UNIFORM = 64;
+const USAGE_STORAGE = 128;
+const MAP_MODE_READ = 1;
+
+const NO_BAD_INDEX = 0xffffffff;
+// Status words come back first in the readback buffer; results start at this offset.
+const READBACK_ALIGN = 256;
+
+export interface WebGpuBackendOptions {
+  /** The WebGPU entry point (default navigator.gpu); in Node, `create([])` from the `webgpu` package. */
+  gpu?: GPU;
+  adapter?: GPUAdapter;
+  /** Quantize on this device (needed for caller-owned GPUBuffers). It is not destroyed on dispose. */
+  device?: GPUDevice;
+  /** Where to load the WebAssembly build that takes over if the device is lost. */
+  wasm?: { simd?: WasmSource; scalar?: WasmSource };
+  /**
+   * Called with the device once a submission's commands are encoded, just before they are
+   * submitted: lets tests lose the device in the middle of an operation.
+   */
+  beforeSubmit?: (device: GPUDevice) => void;
+}
+
+/** float32 values `[0, length)` of a caller-owned GPUBuffer, quantized in place. */
+export interface GpuBufferJob {
+  buffer: GPUBuffer;
+  length: number;
+  options: FakeQuantizeOptions;
+}
+
+export interface DowngradeEvent {
+  from: 'webgpu';
+  to: BackendKind;
+  reason: string;
+}
+
+/** Objects created and work done since the backend was created. */
+export interface WebGpuCounters {
+  shaderModules: number;
+  pipelines: number;
+  buffers: number;
+  bindGroups: number;
+  submissions: number;
+  /** Calls that ran on the GPU, and calls that ran on WebAssembly (after a downgrade, or too large for the device). */
+  gpuCalls: number;
+  wasmCalls: number;
+}
+
+export interface AdapterSummary {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+  features: string[];
+}
+
+/** A device loss or failed submission: host work moves to WebAssembly. */
+class GpuFailure extends Error {
+  constructor(message: string, readonly lost: boolean) {
+    super(message);
+  }
+}
+
+interface SubmitResult {
+  /** The first tensor (in job order) holding a NaN or ±Inf, and the index in it. */
+  firstBad: { job: number; index: number } | null;
+  /** 'stats' mode: per job, the Partial words (lo, hi, sum, count) of each group. */
+  stats: ArrayBuffer[];
+}
+
+type PoolName = 'data' | 'partials' | 'status' | 'params' | 'readback';
+
+const POOL_USAGE: Record<PoolName, number> = {
+  data: USAGE_STORAGE | USAGE_COPY_DST | USAGE_COPY_SRC,
+  partials: USAGE_STORAGE | USAGE_COPY_SRC,
+  status: USAGE_STORAGE | USAGE_COPY_DST | USAGE_COPY_SRC,
+  params: USAGE_UNIFORM | USAGE_COPY_DST,
+  readback: USAGE_MAP_READ | USAGE_COPY_DST,
+};
+
+/** Buffers reused across calls; they only grow. */
+class BufferPool {
+  private readonly buffers = new Map<PoolName, GPUBuffer>();
+  /** Bumps whenever a buffer every bind group holds (partials, status, params) is replaced. */
+  generation = 0;
+
+  constructor(private readonly device: GPUDevice, private readonly counters: WebGpuCounters) {}
+
+  get(name: PoolName, bytes: number): GPUBuffer {
+    const have = this.buffers.get(name);
+    if (have && have.size >= bytes) return have;
+    have?.destroy();
+    // The small buffers double so a workload that varies settles quickly; data buffers fit.
+    const size = name === 'data' || name === 'readback' ? alignUp(bytes, 256) : 2 ** Math.ceil(Math.log2(Math.max(bytes, 256)));
+    const buffer = this.device.createBuffer({ label: `edge-moq ${name}`, size, usage: POOL_USAGE[name] });
+    this.counters.buffers++;
+    this.buffers.set(name, buffer);
+    if (name !== 'data' && name !== 'readback') this.generation++;
+    return buffer;
+  }
+
+  destroy(): void {
+    for (const buffer of this.buffers.values()) buffer.destroy();
+    this.buffers.clear();
+  }
+}
+
+export class WebGpuBackend implements Backend {
+  readonly kind: BackendKind = 'webgpu';
+  selection: SelectionReport;
+  readonly adapter: AdapterSummary;
+  private readonly counters: WebGpuCounters;
+  private readonly pool: BufferPool;
+  private readonly bindGroups = new WeakMap<GPUBuffer, { generation: number; group: GPUBindGroup }>();
+  private readonly listeners = new Set<(event: DowngradeEvent) => void>();
+  private paramsScratch = new DataView(new ArrayBuffer(JOB_SLOT_BYTES));
+  private statusScratch = new Uint32Array(4);
+  private submissionId = 0;
+  private tail: Promise<unknown> = Promise.resolve();
+  private downgradeReason: string | null = null;
+  private disposed = false;
+
+  private constructor(
+    readonly device: GPUDevice,
+    private readonly program: KernelProgram,
+    private readonly wasm: WasmBackend,
+    adapter: AdapterSummary,
+    private readonly ownsDevice: boolean,
+    counters: WebGpuCounters,
+    private readonly beforeSubmit: ((device: GPUDevice) => void) | undefined,
+  ) {
+    this.adapter = adapter;
+    this.counters = counters;
+    this.pool = new BufferPool(device, counters);
+    this.selection = {
+      requested: 'webgpu',
+      picked: 'webgpu',
+      candidates: [{ kind: 'webgpu', available: true, picked: true, reason: `requested explicitly; adapter ${describeAdapter(adapter)}` }],
+    };
+    void device.lost.then((info) => {
+      if (!this.disposed) this.downgrade(`the device was lost (${info.reason}${info.message ? `: ${info.message}` : ''})`);
+    });
+  }
+
+  /** Opens the device (or takes the one given), compiles the kernels and the WebAssembly fallback. */
+  static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    let { device, adapter } = options;
+    const ownsDevice = !device;
+    if (!device) {
+      if (!adapter) {
+        const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+        if (!gpu) {
+          throw new BackendError('BACKEND_UNAVAILABLE',
+            'WebGPU is not available here (no navigator.gpu); in Node pass { gpu } from the "webgpu" package ' +
+            "(import { create } from 'webgpu'; create([])), or use kind: 'wasm-simd'.");
+        }
+        adapter = (await gpu.requestAdapter({ powerPreference: 'high-performance' })) ?? undefined;
+        if (!adapter) {
+          throw new BackendError('BACKEND_UNAVAILABLE', "WebGPU found no adapter on this machine; use kind: 'wasm-simd'.");
+        }
+      }
+      device = await adapter.requestDevice({
+        requiredFeatures: adapter.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [],
+        // Large tensors need more than the default 128 MiB per binding.
+        requiredLimits: {
+          maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+          maxBufferSize: adapter.limits.maxBufferSize,
+        },
+      });
+    }
+    const counters: WebGpuCounters = { shaderModules: 0, pipelines: 0, buffers: 0, bindGroups: 0, submissions: 0, gpuCalls: 0, wasmCalls: 0 };
+    try {
+      const info = adapter?.info ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+      const summary = summarizeAdapter(info, adapter, device);
+      const program = await createProgram(device, device.features.has('subgroups'), counters);
+      const simd = runtimeHasSimd();
+      const wasm = await WasmBackend.create(simd ? 'simd' : 'scalar', simd ? options.wasm?.simd : options.wasm?.scalar);
+      return new WebGpuBackend(device, program, wasm, summary, ownsDevice, counters, options.beforeSubmit);
+    } catch (error) {
+      if (ownsDevice) device.destroy();
+      throw error;
+    }
+  }
+
+  /** What runs now: 'webgpu', or the WebAssembly backend after a downgrade. */
+  get activeKind(): BackendKind {
+    return this.downgradeReason === null ? 'webgpu' : this.wasm.kind;
+  }
+
+  /** Why the backend moved to WebAssembly, or null while it runs on the GPU. */
+  get downgradedBecause(): string | null {
+    return this.downgradeReason;
+  }
+
+  /** Whether the reductions use subgroup operations (the device has the `subgroups` feature). */
+  get usesSubgroups(): boolean {
+    return this.program.subgroups;
+  }
+
+  /** Listens for the move to WebAssembly; returns a function that stops listening. */
+  onDowngrade(listener: (event: DowngradeEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Counters: once warm, repeated calls of the same shapes create no modules, pipelines, buffers or bind groups. */
+  stats(): WebGpuCounters {
+    return { ...this.counters };
+  }
+
+  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array> {
+    await this.fakeQuantizeMany([{ data, options }]);
+    return data;
+  }
+
+  /** All jobs in one submission; validated first, and on any error no array is modified. */
+  async fakeQuantizeMany(jobs: readonly QuantizeJob[]): Promise<void> {
+    if (!Array.isArray(jobs)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { data, options }.');
+    }
+    const labels = jobs.map((_, i) => (jobs.length === 1 ? 'data' : `jobs[${i}].data`));
+    const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, labels[i]));
+    if (plans.length === 0) return;
+    await this.exclusive(async () => {
+      const arrays = jobs.map((job) => job.data);
+      if (!this.gpuTakes(plans)) {
+        this.counters.wasmCalls++;
+        this.wasm.fakeQuantizeManySync(jobs);
+        return;
+      }
+      let result: SubmitResult;
+      try {
+        result = await this.submit(plans, 'quantize', { host: arrays });
+      } catch (error) {
+        if (!(error instanceof GpuFailure)) throw error;
+        this.downgrade(error.message);
+        this.counters.wasmCalls++;
+        this.wasm.fakeQuantizeManySync(jobs);
+        return;
+      }
+      this.counters.gpuCalls++;
+      if (result.firstBad) {
+        const { job, index } = result.firstBad;
+        throw new InvalidInputError('NON_FINITE',
+          `${labels[job]}[${index}] is ${arrays[job]![index]}: quantization needs finite values (a NaN/Inf usually means an ` +
+          'overflowed step; skip it with overflow: true). Nothing was modified.');
+      }
+    });
+  }
+
+  /** Quantizes float32 values `[0, length)` of a GPUBuffer on this backend's device, in place. */
+  async fakeQuantizeBuffer(buffer: GPUBuffer, length: number, options: FakeQuantizeOptions): Promise<GPUBuffer> {
+    await this.fakeQuantizeBuffers([{ buffer, length, options }]);
+    return buffer;
+  }
+
+  /**
+   * Caller-owned buffers, in place, in one submission; validated first, and on any error no
+   * buffer is modified. They must belong to `backend.device` and have STORAGE usage. There is
+   * no WebAssembly fallback for them: on a lost device this throws DEVICE_LOST.
+   */
+  async fakeQuantizeBuffers(jobs: readonly GpuBufferJob[]): Promise<void> {
+    if (!Array.isArray(jobs)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { buffer, length, options }.');
+    }
+    const labels = jobs.map((_, i) => (jobs.length === 1 ? 'buffer' : `jobs[${i}].buffer`));
+    const plans = jobs.map((job, i) => this.planBufferJob(job, labels[i]!));
+    if (plans.length === 0) return;
+    await this.exclusive(async () => {
+      this.assertUsable();
+      if (this.downgradeReason !== null) throw deviceLostError(this.downgradeReason);
+      let result: SubmitResult;
+      try {
+        result = await this.submit(plans, 'quantize', { buffers: jobs.map((job) => job.buffer) });
+      } catch (error) {
+        if (!(error instanceof GpuFailure)) throw error;
+        if (!error.lost) {
+          throw new InvalidInputError('INVALID_ARGUMENT',
+            `WebGPU rejected the work on these buffers (${error.message}); check that each one belongs to backend.device, ` +
+            'is neither destroyed nor mapped, and has STORAGE usage. Nothing was modified.');
+        }
+        this.downgrade(error.message);
+        throw deviceLostError(error.message);
+      }
+      this.counters.gpuCalls++;
+      if (result.firstBad) {
+        const { job, index } = result.firstBad;
+        throw new InvalidInputError('NON_FINITE',
+          `${labels[job]}[${index}] is NaN or infinite: quantization needs finite values (a NaN/Inf usually means an ` +
+          'overflowed step; skip it with overflow: true). No buffer was modified.');
+      }
+    });
+  }
+
+  async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
+    const plan = planFakeQuantize(data, { bits: 8, ...pickGroups(options) });
+    return this.exclusive(async () => {
+      if (this.gpuTakes([plan])) {
+        try {
+          const { stats } = await this.submit([plan], 'stats', { host: [data] });
+          this.counters.gpuCalls++;
+          return statsFromPartials(stats[0]!, plan);
+        } catch (error) {
+          if (!(error instanceof GpuFailure)) throw error;
+          this.downgrade(error.message);
+        }
+      }
+      this.counters.wasmCalls++;
+      return this.wasm.groupStats(data, options);
+    });
+  }
+
+  explain(): string {
+    const lines = [explainSelection(this.selection)];
+    lines.push(`  adapter: ${describeAdapter(this.adapter)}; reductions ${this.program.subgroups ? 'with subgroup operations' : 'in workgroup memory (no subgroups feature)'}`);
+    if (this.downgradeReason !== null) lines.push(`  now running on ${this.wasm.kind}: ${this.downgradeReason}`);
+    return lines.join('\n');
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.pool.destroy();
+    this.wasm.dispose();
+    if (this.ownsDevice) this.device.destroy();
+  }
+
+  private assertUsable(): void {
+    if (this.disposed) {
+      throw new BackendError('BACKEND_UNAVAILABLE', 'this WebGPU backend was disposed; create a new one with createBackend().');
+    }
+  }
+
+  /** Whether host work goes to the GPU: not after a downgrade, and not beyond the device's binding limit. */
+  private gpuTakes(plans: readonly KernelPlan[]): boolean {
+    this.assertUsable();
+    if (this.downgradeReason !== null) return false;
+    const bytes = plans.reduce((sum, plan) => sum + plan.length * 4, 0);
+    return bytes <= Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
+  }
+
+  private downgrade(reason: string): void {
+    if (this.downgradeReason !== null) return;
+    this.downgradeReason = reason;
+    this.pool.destroy();
+    console.warn(`edge-moq: WebGPU stopped working (${reason}); continuing on ${this.wasm.kind} with no data lost.`);
+    const event: DowngradeEvent = { from: 'webgpu', to: this.wasm.kind, reason };
+    for (const listener of this.listeners) listener(event);
+  }
+
+  /** Runs operations one at a time: they share the pooled buffers. */
+  private exclusive<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(operation, operation);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private planBufferJob(job: GpuBufferJob, label: string): KernelPlan {
+    const buffer = job?.buffer as Partial<GPUBuffer> | undefined;
+    if (typeof buffer !== 'object' || buffer === null || typeof buffer.size !== 'number' || typeof buffer.usage !== 'number') {
+      throw new InvalidInputError('WRONG_DTYPE',
+        `${label} must be a GPUBuffer created on backend.device; for host data use fakeQuantize with a Float32Array.`);
+    }
+    if ((buffer.usage & USAGE_STORAGE) === 0) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `${label} lacks GPUBufferUsage.STORAGE: create it with STORAGE usage to quantize it in place.`);
+    }
+    if (buffer.mapState !== 'unmapped') {
+      throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${buffer.mapState}: unmap it before quantizing it.`);
+    }
+    if (buffer.size % 4 !== 0 || buffer.size > this.device.limits.maxStorageBufferBindingSize) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        `${label} is ${buffer.size} bytes: it must be a multiple of 4 and at most this device's maxStorageBufferBindingSize ` +
+        `(${this.device.limits.maxStorageBufferBindingSize}); split the tensor over several buffers.`);
+    }
+    const { length } = job;
+    if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `the length for ${label} must be a non-negative integer, got ${String(length)}.`);
+    }
+    if (length * 4 > buffer.size) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        `${label} holds ${buffer.size / 4} float32 values, fewer than the length ${length} given; pass its real length.`);
+    }
+    return planFakeQuantizeLength(length, job.options, label);
+  }
+
+  private bindGroupFor(data: GPUBuffer, partials: GPUBuffer, status: GPUBuffer, params: GPUBuffer): GPUBindGroup {
+    const cached = this.bindGroups.get(data);
+    if (cached && cached.generation === this.pool.generation) return cached.group;
+    const dataBytes = Math.min(data.size, this.device.limits.maxStorageBufferBindingSize) & ~3;
+    const group = this.device.createBindGroup({
+      layout: this.program.layout,
+      entries: [
+        { binding: 0, resource: { buffer: data, size: dataBytes } },
+        { binding: 1, resource: { buffer: partials } },
+        { binding: 2, resource: { buffer: status } },
+        { binding: 3, resource: { buffer: params, size: JOB_BYTES } },
+      ],
+    });
+    this.counters.bindGroups++;
+    this.bindGroups.set(data, { generation: this.pool.generation, group });
+    return group;
+  }
+
+  /**
+   * One command submission for all jobs: validation and statistics for every tensor, then the
+   * writers (which do nothing if any tensor held a NaN/Inf), then the read-back. Throws
+   * GpuFailure when the device is lost or WebGPU reports an error.
+   */
+  private async submit(plans: KernelPlan[], mode: 'quantize' | 'stats', source: { host: Float32Array[] } | { buffers: GPUBuffer[] }): Promise<SubmitResult> {
+    const { device } = this;
+    const bases: number[] = [];
+    let elements = 0;
+    for (const plan of plans) {
+      bases.push('host' in source ? elements : 0);
+      elements += plan.length;
+    }
+    const { jobs, partialCount } = layoutSubmission(plans, bases, mode);
+    const statusWords = jobs.length + 2; // the shared flag, one slot per job, the submission id
+    const statusBytes = statusWords * 4;
+    const resultOffset = alignUp(statusBytes, READBACK_ALIGN);
+    const statsBytes = plans.map((plan) => plan.groupCount * PARTIAL_BYTES);
+    const resultBytes = mode === 'stats' ? statsBytes.reduce((a, b) => a + b, 0) : 'host' in source ? elements * 4 : 0;
+    const readbackBytes = resultOffset + resultBytes;
+    const submissionId = (this.submissionId = (this.submissionId + 1) >>> 0);
+
+    device.pushErrorScope('internal');
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    let readback: GPUBuffer | undefined;
+    let encodeError: unknown = null;
+    try {
+      const params = this.pool.get('params', jobs.length * JOB_SLOT_BYTES);
+      const status = this.pool.get('status', statusBytes);
+      const partials = this.pool.get('partials', Math.max(partialCount, 1) * PARTIAL_BYTES);
+      readback = this.pool.get('readback', readbackBytes);
+      const dataBuffers = 'host' in source
+        ? jobs.map(() => this.pool.get('data', elements * 4))
+        : source.buffers;
+      if ('host' in source) {
+        source.host.forEach((array, i) => device.queue.writeBuffer(dataBuffers[i]!, bases[i]! * 4, array as Float32Array<ArrayBuffer>));
+      }
+      this.writeParams(jobs, params);
+      this.writeStatus(jobs.length, submissionId, status);
+      const groups = jobs.map((_, i) => this.bindGroupFor(dataBuffers[i]!, partials, status, params));
+
+      const encoder = device.createCommandEncoder({ label: 'edge-moq' });
+      const pass = encoder.beginComputePass({ label: 'edge-moq' });
+      for (const phase of ['prepare', 'write'] as const) {
+        jobs.forEach((job, i) => {
+          if (job[phase].length === 0) return;
+          pass.setBindGroup(0, groups[i]!, [i * JOB_SLOT_BYTES]);
+          for (const dispatch of job[phase]) {
+            pass.setPipeline(this.program.pipelines.get(dispatch.kernel)!);
+            const [x, y] = workgroupGrid(dispatch.workgroups);
+            pass.dispatchWorkgroups(x, y);
+          }
+        });
+      }
+      pass.end();
+      encoder.copyBufferToBuffer(status, 0, readback, 0, statusBytes);
+      if (mode === 'stats') {
+        let offset = resultOffset;
+        jobs.forEach((job, i) => {
+          encoder.copyBufferToBuffer(partials, job.groupStatsBase * PARTIAL_BYTES, readback!, offset, statsBytes[i]!);
+          offset += statsBytes[i]!;
+        });
+      } else if (resultBytes > 0) {
+        encoder.copyBufferToBuffer(dataBuffers[0]!, 0, readback, resultOffset, resultBytes);
+      }
+      const commands = encoder.finish();
+      this.beforeSubmit?.(device);
+      device.queue.submit([commands]);
+      this.counters.submissions++;
+    } catch (error) {
+      encodeError = error;
+    }
+    const scopes: Promise<(GPUError | Error | null)[]> = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
+      .catch((error: unknown) => [error instanceof Error ? error : new Error(String(error))]);
+    if (encodeError !== null || readback === undefined) {
+      await scopes;
+      throw new GpuFailure(`encoding failed: ${(encodeError as Error)?.message ?? String(encodeError)}`, this.downgradeReason !== null);
+    }
+    try {
+      await readback.mapAsync(MAP_MODE_READ, 0, readbackBytes);
+    } catch (error) {
+      await scopes;
+      throw new GpuFailure(`the read-back failed: ${(error as Error).message}`, true);
+    }
+    try {
+      const errors = (await scopes).filter((e): e is GPUError | Error => e !== null);
+      if (errors.length > 0) throw new GpuFailure(`WebGPU reported: ${errors.map((e) => e.message).join('; ')}`, false);
+      const mapped = readback.getMappedRange(0, readbackBytes);
+      const statusView = new Uint32Array(mapped, 0, statusWords);
+      if (statusView[statusWords - 1] !== submissionId) {
+        throw new GpuFailure('the submission did not run (its status never came back)', this.downgradeReason !== null);
+      }
+      let firstBad: SubmitResult['firstBad'] = null;
+      for (let i = 0; i < jobs.length && statusView[0] !== 0; i++) {
+        if (statusView[1 + i] !== NO_BAD_INDEX) {
+          firstBad = { job: i, index: statusView[1 + i]! };
+          break;
+        }
+      }
+      const stats: ArrayBuffer[] = [];
+      if (mode === 'stats') {
+        let offset = resultOffset;
+        for (const bytes of statsBytes) {
+          stats.push(mapped.slice(offset, offset + bytes));
+          offset += bytes;
+        }
+      } else if (firstBad === null && 'host' in source) {
+        source.host.forEach((array, i) => array.set(new Float32Array(mapped, resultOffset + bases[i]! * 4, array.length)));
+      }
+      return { firstBad, stats };
+    } finally {
+      if (readback.mapState === 'mapped') readback.unmap();
+    }
+  }
+
+  private writeParams(jobs: JobLayout[], params: GPUBuffer): void {
+    const bytes = jobs.length * JOB_SLOT_BYTES;
+    if (this.paramsScratch.byteLength < bytes) this.paramsScratch = new DataView(new ArrayBuffer(params.size));
+    jobs.forEach((job, i) => writeJob(this.paramsScratch, i, job));
+    this.device.queue.writeBuffer(params, 0, this.paramsScratch.buffer, 0, bytes);
+  }
+
+  private writeStatus(jobCount: number, submissionId: number, status: GPUBuffer): void {
+    const words = jobCount + 2;
+    if (this.statusScratch.length < words) this.statusScratch = new Uint32Array(status.size / 4);
+    this.statusScratch[0] = 0;
+    this.statusScratch.fill(NO_BAD_INDEX, 1, words - 1);
+    this.statusScratch[words - 1] = submissionId;
+    this.device.queue.writeBuffer(status, 0, this.statusScratch.buffer, 0, words * 4);
+  }
+}
+
+function deviceLostError(reason: string): BackendError {
+  return new BackendError('DEVICE_LOST',
+    `the WebGPU device is gone (${reason}), and with it the contents of GPU buffers: nothing can be quantized on them. ` +
+    'Host Float32Arrays still work (on WebAssembly now); for buffers, create a new device and backend and upload the tensors again.');
+}
+
+function statsFromPartials(words: ArrayBuffer, plan: KernelPlan): GroupStats {
+  const floats = new Float32Array(words);
+  const n = plan.groupCount;
+  const result: GroupStats = { min: new Float32Array(n), max: new Float32Array(n), absMax: new Float32Array(n), meanAbs: new Float32Array(n) };
+  // f32 / f32 computed in double and rounded once is the correctly rounded float32 quotient.
+  const groupSize = Math.fround(plan.groupSize);
+  for (let g = 0; g < n; g++) {
+    const lo = floats[4 * g]!, hi = floats[4 * g + 1]!, sum = floats[4 * g + 2]!;
+    result.min[g] = lo;
+    result.max[g] = hi;
+    result.absMax[g] = Math.max(Math.abs(lo), Math.abs(hi));
+    result.meanAbs[g] = Math.fround(sum / groupSize);
+  }
+  return result;
+}
+
+function summarizeAdapter(info: GPUAdapterInfo | undefined, adapter: GPUAdapter | undefined, device: GPUDevice): AdapterSummary {
+  const legacyFallback = (adapter as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter;
+  return {
+    vendor: info?.vendor ?? '',
+    architecture: info?.architecture ?? '',
+    device: info?.device ?? '',
+    description: info?.description ?? '',
+    isFallbackAdapter: Boolean(info?.isFallbackAdapter ?? legacyFallback ?? false),
+    features: [...(adapter?.features ?? device.features)].sort(),
+  };
+}
+
+export function describeAdapter(adapter: AdapterSummary): string {
+  const name = [adapter.vendor, adapter.architecture, adapter.description || adapter.device].filter(Boolean).join(' / ') || 'unnamed adapter';
+  return adapter.isFallbackAdapter ? `${name} (fallback adapter)` : name;
+}
+
+function alignUp(n: number, alignment: number): number {
+  return Math.ceil(n / alignment) * alignment;
+}
+
+function pickGroups(options: { groups?: number; groupSize?: number }): { groups?: number; groupSize?: number } {
+  const picked: { groups?: number; groupSize?: number } = {};
+  if (options?.groups !== undefined) picked.groups = options.groups;
+  if (options?.groupSize !== undefined) picked.groupSize = options.groupSize;
+  return picked;
+}
