@@ -39,7 +39,8 @@ export function quantizeBinary(src: usize, dst: usize, groupCount: i32, groupSiz
   for (; i < n; i++) {
     const offset = <usize>i << 2;
     const x = load<f32>(from + offset);
-    const q: f32 = x > 0 ? mean : x < 0 ? -mean : 0;
+    // select, not branches: signs of real weights are unpredictable.
+    const q = select<f32>(copysign<f32>(mean, x), 0, x != 0);
     store<f32>(to + offset, BLEND ? blendValue(x, q, ratio, rest) : q);
   }
 }

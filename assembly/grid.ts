@@ -109,8 +109,8 @@ export function quantizeGrid(
     let v = (ASYMMETRIC ? x - zero : x) / scale;
     if (STOCHASTIC) v += stochasticOffset(first + <u32>i, key);
     let r = nearest<f32>(v);
-    r = r < lo ? lo : r;
-    r = hi < r ? hi : r;
+    r = select<f32>(lo, r, r < lo);
+    r = select<f32>(hi, r, hi < r);
     let q = r * scale;
     if (ASYMMETRIC) q += zero;
     store<f32>(to + offset, BLEND ? blendValue(x, q, ratio, rest) : q);

@@ -94,7 +94,7 @@ export function groupStats(data: usize, groupCount: i32, groupSize: i32, out: us
       const x0 = load<f32>(data + (<usize>i << 2)), x1 = load<f32>(data + (<usize>i << 2), 4);
       lo = min2(lo, x0); hi = max2(hi, x0);
       lo1 = min2(lo1, x1); hi1 = max2(hi1, x1);
-      nan = nan || (x0 != x0) || (x1 != x1);
+      nan = nan | (x0 != x0) | (x1 != x1);
     }
     lo = min2(lo, lo1);
     hi = max2(hi, hi1);
@@ -103,7 +103,7 @@ export function groupStats(data: usize, groupCount: i32, groupSize: i32, out: us
     const x = load<f32>(data + (<usize>i << 2));
     lo = min2(lo, x);
     hi = max2(hi, x);
-    nan = nan || x != x;
+    nan = nan | (x != x);
   }
   store<f32>(out, lo);
   store<f32>(out, hi, 4);
@@ -145,12 +145,12 @@ function hasNonFinite(data: usize, n: i32): bool {
 }
 
 // Same selection rule as f32x4.pmin/pmax, so both builds agree even on the sign of zero.
-@inline function min2(a: f32, b: f32): f32 { return b < a ? b : a; }
-@inline function max2(a: f32, b: f32): f32 { return a < b ? b : a; }
+@inline function min2(a: f32, b: f32): f32 { return select<f32>(b, a, b < a); }
+@inline function max2(a: f32, b: f32): f32 { return select<f32>(b, a, a < b); }
 
 @inline function maskedAbs(p: usize, offset: usize, threshold: f32, MASKED: bool): f32 {
   const a = abs<f32>(load<f32>(p + offset));
-  return !MASKED || a > threshold ? a : 0;
+  return MASKED ? select<f32>(a, 0, a > threshold) : a;
 }
 
 /**
@@ -207,17 +207,17 @@ function hasNonFinite(data: usize, n: i32): bool {
     const k2 = (l2 + l6) + (l10 + l14), k3 = (l3 + l7) + (l11 + l15);
     total = (k0 + k1) + (k2 + k3);
     if (MASKED) {
-      for (let j = 0; j < blocks; j++) if (abs<f32>(load<f32>(data + (<usize>j << 2))) > threshold) count++;
+      for (let j = 0; j < blocks; j++) count += <i32>(abs<f32>(load<f32>(data + (<usize>j << 2))) > threshold);
     } else {
       count = blocks;
     }
   }
   for (; i < n; i++) {
     const a = abs<f32>(load<f32>(data + (<usize>i << 2)));
-    if (!MASKED || a > threshold) {
-      total += a;
-      count++;
-    }
+    // Adding +0 for a masked-out element leaves the sum as it is (it is never -0).
+    const taken = !MASKED || a > threshold;
+    total += select<f32>(a, 0, taken);
+    count += <i32>taken;
   }
   absSumCount = count;
   return total;

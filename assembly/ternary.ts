@@ -50,7 +50,8 @@ export function quantizeTernary(src: usize, dst: usize, groupCount: i32, groupSi
   for (; i < n; i++) {
     const offset = <usize>i << 2;
     const x = load<f32>(from + offset);
-    const q: f32 = x > threshold ? alpha : x < -threshold ? -alpha : 0;
+    // x > thr or x < -thr is |x| > thr (thr >= 0); select, not branches, for random signs.
+    const q = select<f32>(copysign<f32>(alpha, x), 0, abs<f32>(x) > threshold);
     store<f32>(to + offset, BLEND ? blendValue(x, q, ratio, rest) : q);
   }
 }

@@ -10,8 +10,16 @@ const newest = (path) => {
   if (!s.isDirectory()) return s.mtimeMs;
   return Math.max(0, ...readdirSync(path).map((e) => newest(join(path, e))));
 };
-const sources = Math.max(...['assembly', 'src', 'shaders', 'asconfig.json', 'tsconfig.json', 'package.json']
-  .map((p) => join(root, p)).filter(existsSync).map(newest));
-const outputs = ['build/edge-moq-simd.wasm', 'build/edge-moq-scalar.wasm', 'dist/index.js', 'dist/cli/main.js'].map((p) => join(root, p));
-const stale = outputs.some((p) => !existsSync(p) || statSync(p).mtimeMs < sources);
+const newestOf = (paths) => Math.max(...paths.map((p) => join(root, p)).filter(existsSync).map(newest));
+
+// Each output and what it is made from.
+const targets = [
+  [['build/edge-moq-simd.wasm', 'build/edge-moq-scalar.wasm'], ['assembly', 'asconfig.json']],
+  [['src/backends/shaders.generated.ts'], ['shaders', 'scripts/embed-shaders.mjs']],
+  [['dist/index.js', 'dist/cli/main.js'], ['src', 'shaders', 'tsconfig.json']],
+];
+const stale = targets.some(([outputs, sources]) => {
+  const since = newestOf(sources);
+  return outputs.some((p) => !existsSync(join(root, p)) || statSync(join(root, p)).mtimeMs < since);
+});
 if (stale) execSync('npm run --silent build', { cwd: root, stdio: 'inherit' });
