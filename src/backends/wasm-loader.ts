@@ -1,7 +1,9 @@
 // Finding and compiling the two WebAssembly builds. Compiled modules are cached per build, so
-// every backend after the first instantiates without recompiling.
+// every backend after the first instantiates without recompiling. Each runtime entry
+// (src/runtimes/) tells this module where its builds come from with useWasmSources.
 
 import { BackendError } from '../errors.js';
+import { readWasmFile } from './wasm-file.js';
 
 export type WasmBuild = 'simd' | 'scalar';
 /** Where a build comes from: a compiled module, its bytes, or a URL/path to fetch or read. */
@@ -24,27 +26,42 @@ export function defaultWasmUrl(build: WasmBuild): URL {
 }
 
 const compiled = new Map<WasmBuild, Promise<WebAssembly.Module>>();
+const registered: Partial<Record<WasmBuild, WasmSource>> = {};
+
+/**
+ * Where the builds come from when `createBackend` is not given `wasm`. Workers cannot compile
+ * bytes, so their entry passes the modules their bundler compiled; the browser entry passes
+ * URLs a bundler can follow. Replaces any module compiled from an earlier default.
+ */
+export function useWasmSources(sources: { simd?: WasmSource; scalar?: WasmSource }): void {
+  for (const build of ['simd', 'scalar'] as const) {
+    const source = sources[build];
+    if (source === undefined) continue;
+    registered[build] = source;
+    compiled.delete(build);
+  }
+}
 
 export function compileWasm(build: WasmBuild, source?: WasmSource): Promise<WebAssembly.Module> {
-  if (source instanceof WebAssembly.Module) return Promise.resolve(source);
-  if (source !== undefined) return compileFrom(build, source as ArrayBuffer | ArrayBufferView | URL | string);
+  if (source !== undefined) return compileSource(build, source);
   let module = compiled.get(build);
   if (!module) {
-    module = compileFrom(build, defaultWasmUrl(build));
+    module = compileSource(build, registered[build] ?? defaultWasmUrl(build));
     module.catch(() => compiled.delete(build));
     compiled.set(build, module);
   }
   return module;
 }
 
+function compileSource(build: WasmBuild, source: WasmSource): Promise<WebAssembly.Module> {
+  return source instanceof WebAssembly.Module ? Promise.resolve(source) : compileFrom(build, source);
+}
+
 async function compileFrom(build: WasmBuild, source: ArrayBuffer | ArrayBufferView | URL | string): Promise<WebAssembly.Module> {
   try {
     if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return await WebAssembly.compile(source as BufferSource);
     const url = typeof source === 'string' ? new URL(source, import.meta.url) : source;
-    if (url.protocol === 'file:') {
-      const fs = await import('node:fs/promises');
-      return await WebAssembly.compile(await fs.readFile(url));
-    }
+    if (url.protocol === 'file:') return await WebAssembly.compile(await readWasmFile(url));
     const response = await fetch(url);
     if (!response.ok) throw new Error(`HTTP ${response.status} for ${url.href}`);
     return await WebAssembly.compile(await response.arrayBuffer());

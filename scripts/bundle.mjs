@@ -1,0 +1,75 @@
+// Builds the ESM bundles the package's `exports` map points at (dist/bundles/), one per way a
+// runtime accepts WebAssembly:
+//   workerd.js  Cloudflare Workers: the .wasm builds are imported as modules
+//   browser.js  browsers: the .wasm builds are fetched from URLs relative to the bundle
+//   index.js    Node, Deno and the rest: the .wasm builds are read from the package's files
+// The bundles live two directories below the package root, like src/runtimes/*.ts, so the
+// relative paths to build/*.wasm written in the sources hold in the bundles unchanged.
+import * as esbuild from 'esbuild';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+// Browsers and Workers have no file system: give them the reader that says so, so that no
+// `node:fs` import reaches a browser bundler.
+const withoutFileSystem = {
+  name: 'without-file-system',
+  setup(build) {
+    build.onResolve({ filter: /\/wasm-file\.js$/ }, () => ({ path: `${root}src/backends/wasm-file-web.ts` }));
+  },
+};
+
+// The WGSL kernels travel inside the JavaScript as strings; comments and indentation are most
+// of their size. WGSL has no string literals, so comments can be cut by pattern. Lines are
+// kept, so a compiler message still points at the statement.
+export function compactWgsl(source) {
+  return source
+    .replace(/\/\*[\s\S]*?\*\//g, ' ')
+    .split('\n')
+    .map((line) => line.replace(/\/\/.*/, '').replace(/\s+/g, ' ').replace(/ ?([{}()[\];,:]) ?/g, '$1').trim())
+    .filter(Boolean)
+    .join('\n');
+}
+
+const compactShaders = {
+  name: 'compact-shaders',
+  setup(build) {
+    build.onLoad({ filter: /shaders\.generated\.ts$/ }, async ({ path }) => {
+      const text = await readFile(path, 'utf8');
+      // Each line of the generated module is `export const nameWgsl = "<JSON string>";`.
+      const contents = text.replace(/^(export const \w+ = )(".*");$/gm, (_, head, literal) => `${head}${JSON.stringify(compactWgsl(JSON.parse(literal)))};`);
+      return { contents, loader: 'ts' };
+    });
+  },
+};
+
+export const bundles = [
+  { name: 'workerd', entry: 'src/runtimes/workerd.ts', platform: 'neutral', plugins: [withoutFileSystem, compactShaders] },
+  { name: 'browser', entry: 'src/runtimes/browser.ts', platform: 'browser', plugins: [withoutFileSystem, compactShaders] },
+  { name: 'index', entry: 'src/index.ts', platform: 'neutral', plugins: [compactShaders] },
+];
+
+/** esbuild options for one bundle; scripts/size.mjs minifies the same builds. */
+export function bundleOptions({ entry, platform, plugins }) {
+  return {
+    absWorkingDir: root,
+    entryPoints: [entry],
+    bundle: true,
+    format: 'esm',
+    platform,
+    target: 'es2022',
+    // The .wasm files stay files (Workers import them; see src/runtimes/workerd.ts); the Dawn
+    // bindings (`webgpu`) and Node built-ins are loaded only in Node, by the user's install.
+    external: ['*.wasm', 'node:*', 'webgpu'],
+    plugins,
+    logLevel: 'warning',
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  for (const bundle of bundles) {
+    await esbuild.build({ ...bundleOptions(bundle), outfile: `dist/bundles/${bundle.name}.js` });
+  }
+  console.log(`bundled ${bundles.map((b) => `dist/bundles/${b.name}.js`).join(', ')}`);
+}

@@ -1,0 +1,94 @@
+// Headless Chromium (Debian's, driven by playwright-core). One browser for the whole suite; the
+// pages load the browser bundle over http from 127.0.0.1. The conformance file runs on the page
+// and in a module Web Worker, and examples/browser renders its histograms.
+
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { conformanceFile, CONFORMANCE_PATH } from './support/fixtures.js';
+import { PACKAGE_ROOT } from './support/package-link.js';
+import { runtimeAvailable } from './support/runtimes.js';
+// @ts-expect-error: a plain .mjs script without type declarations
+import { serveDirectory } from '../scripts/serve.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+// ../shared/ENVIRONMENT.md: WebGPU on SwiftShader, nothing phoning home.
+const CHROMIUM_ARGS = [
+  '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
+  '--use-webgpu-adapter=swiftshader', '--use-angle=swiftshader', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run',
+];
+
+const available = await runtimeAvailable(
+  { name: 'Chromium headless (playwright-core)', install: 'apt-get install -y chromium libvulkan1' },
+  async () => (existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (set CHROMIUM_PATH to use another)`),
+);
+
+interface Report { backend: string; adapter: string | null; subgroups: boolean | null; passed: number; failed: number; schedulePassed: number; failures: unknown[] }
+
+describe.skipIf(!available)('Chromium', () => {
+  let server: { url: string; close(): Promise<void> };
+  let browser: Browser;
+  let page: Page;
+  const total = conformanceFile().cases.length;
+
+  beforeAll(async () => {
+    server = await serveDirectory(PACKAGE_ROOT, { aliases: { '/conformance.json': CONFORMANCE_PATH } });
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    page = await browser.newPage();
+    await page.goto(`${server.url}/test/fixtures/browser/index.html`);
+    await page.waitForFunction(() => (window as { ready?: boolean }).ready === true);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  function check(report: Report, kind: string, where: string): void {
+    expect(report.failures).toEqual([]);
+    expect(report.backend).toBe(kind);
+    expect(report.passed).toBe(total);
+    console.log(`Chromium ${where} ${kind}: ${summary(report)}`);
+  }
+
+  it.each(['wasm-simd', 'wasm'])('passes the whole conformance file on the page on %s', async (kind) => {
+    const report = await page.evaluate((k) => (window as unknown as { onPage(k: string): Promise<Report> }).onPage(k), kind);
+    check(report, kind, 'page');
+  });
+
+  it.each(['wasm-simd', 'wasm'])('passes the whole conformance file in a Web Worker on %s', async (kind) => {
+    const report = await page.evaluate((k) => (window as unknown as { inWorker(k: string): Promise<Report> }).inWorker(k), kind);
+    check(report, kind, 'worker');
+  });
+
+  it('renders examples/browser: which backend ran, histograms before and after', async () => {
+    const example = await browser.newPage();
+    const errors: string[] = [];
+    example.on('pageerror', (error) => errors.push(error.message));
+    try {
+      await example.goto(`${server.url}/examples/browser/?backend=wasm-simd&bits=3`);
+      await example.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 20_000 });
+      expect(errors).toEqual([]);
+      expect(await example.evaluate(() => document.body.dataset.error)).toBeUndefined();
+      expect(await example.evaluate(() => document.body.dataset.backend)).toBe('wasm-simd');
+      expect(Number(await example.evaluate(() => document.body.dataset.levels))).toBeLessThanOrEqual(8);
+      expect(await example.textContent('#explain')).toMatch(/backend: wasm-simd \(requested: wasm-simd\)/);
+      const painted = await example.evaluate(() => ['before', 'after'].map((id) => {
+        const canvas = document.getElementById(id) as HTMLCanvasElement;
+        const pixels = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+        return pixels.some((v, i) => i % 4 === 3 && v > 0);
+      }));
+      expect(painted).toEqual([true, true]);
+    } finally {
+      await example.close();
+    }
+  });
+});
+
+/** The counts, and for WebGPU the adapter that ran them. */
+function summary(report: { backend: string; adapter: string | null; subgroups: boolean | null; passed: number; failed: number; schedulePassed: number }): string {
+  const gpu = report.backend === 'webgpu' ? `, adapter "${report.adapter || 'unnamed'}"${report.subgroups ? ' with subgroups' : ''}` : '';
+  return `${report.passed} passed, ${report.failed} failed (${report.schedulePassed} schedule cases)${gpu}`;
+}

@@ -1,0 +1,111 @@
+// Cloudflare Workers, in the real workerd (through miniflare). The Worker is bundled the way
+// wrangler bundles one: `edge-moq` resolved by package name with wrangler's conditions, the
+// .wasm files kept as files and handed to workerd as compiled modules. It runs
+// examples/cloudflare-worker: every fake_quant case of the conformance file goes through it as
+// a request, then the whole file (schedule cases included) runs inside the Worker.
+
+import * as esbuild from 'esbuild';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Miniflare } from 'miniflare';
+import { conformanceFile, CONFORMANCE_PATH } from './support/fixtures.js';
+import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
+import { runtimeAvailable } from './support/runtimes.js';
+
+const available = await runtimeAvailable(
+  { name: 'Cloudflare Workers (workerd through miniflare)', install: 'npm ci' },
+  async () => {
+    const { Miniflare } = await import('miniflare');
+    return typeof Miniflare === 'function' ? null : 'the miniflare package has no Miniflare class';
+  },
+);
+
+interface FakeQuantCase { id: string; bits: number; groups: number; type: string; rounding: string; input: number[]; expected: number[] }
+
+describe.skipIf(!available)('workerd (miniflare)', () => {
+  let dir: string;
+  let worker: Miniflare;
+
+  beforeAll(async () => {
+    dir = linkedPackageDir('workerd');
+    const outdir = join(dir, 'worker');
+    // What wrangler does: its conditions, and `.wasm` imports left as module files.
+    await esbuild.build({
+      entryPoints: [join(PACKAGE_ROOT, 'test/fixtures/workerd-worker.ts')],
+      outdir,
+      bundle: true,
+      format: 'esm',
+      platform: 'neutral',
+      conditions: ['workerd', 'worker', 'browser'],
+      mainFields: ['browser', 'module', 'main'],
+      nodePaths: [join(dir, 'node_modules')],
+      loader: { '.wasm': 'copy' },
+      assetNames: '[name]',
+      logLevel: 'warning',
+    });
+    const { Miniflare } = await import('miniflare');
+    worker = new Miniflare({
+      modules: true,
+      scriptPath: join(outdir, 'workerd-worker.js'),
+      modulesRoot: outdir,
+      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+      compatibilityDate: '2025-09-01',
+    });
+    await worker.ready;
+  });
+
+  afterAll(async () => {
+    await worker?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('bundles the workerd entry with both .wasm builds as module files', () => {
+    const files = readdirSync(join(dir, 'worker')).sort();
+    expect(files).toEqual(['edge-moq-scalar.wasm', 'edge-moq-simd.wasm', 'workerd-worker.js']);
+    const code = readFileSync(join(dir, 'worker', 'workerd-worker.js'), 'utf8');
+    expect(code).not.toMatch(/node:fs/);
+  });
+
+  it('quantizes every fake_quant case sent to the example Worker as the reference did', async () => {
+    const cases = conformanceFile().cases.filter((c) => c.kind === 'fake_quant') as unknown as FakeQuantCase[];
+    const mismatches: string[] = [];
+    const backends = new Set<string | null>();
+    for (const c of cases) {
+      const query = new URLSearchParams({ bits: String(c.bits), groups: String(c.groups), type: c.type, rounding: c.rounding });
+      const response = await worker.dispatchFetch(`http://worker/?${query}`, {
+        method: 'POST', body: new Uint8Array(Float32Array.from(c.input, Math.fround).buffer),
+      });
+      expect(response.status, `${c.id}: ${response.status}`).toBe(200);
+      backends.add(response.headers.get('x-edge-moq-backend'));
+      const got = new Float32Array(await response.arrayBuffer());
+      const relative = c.bits <= 2;
+      const at = c.expected.findIndex((value, i) => {
+        const want = Math.fround(value);
+        return relative ? Math.abs(got[i]! - want) > 1e-6 * Math.abs(want) : got[i] !== want;
+      });
+      if (got.length !== c.expected.length || at >= 0) mismatches.push(`${c.id} at ${at}: got ${got[at]}, expected ${c.expected[at]}`);
+    }
+    expect(mismatches).toEqual([]);
+    expect([...backends]).toEqual(['wasm-simd']);
+  });
+
+  it('answers a bad request with the typed error', async () => {
+    const response = await worker.dispatchFetch('http://worker/?bits=4&groups=3', { method: 'POST', body: new Uint8Array(16) });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: 'GROUPS_DO_NOT_DIVIDE' });
+  });
+
+  it.each(['wasm-simd', 'wasm'])('runs the whole conformance file, schedules included, inside the Worker on %s', async (kind) => {
+    const response = await worker.dispatchFetch(`http://worker/conformance?backend=${kind}`, {
+      method: 'POST', body: readFileSync(CONFORMANCE_PATH), headers: { 'content-type': 'application/json' },
+    });
+    const report = await response.json() as { backend: string; passed: number; failed: number; schedulePassed: number; failures: unknown[] };
+    expect(report.failures).toEqual([]);
+    expect(report.backend).toBe(kind);
+    expect(report.passed).toBe(conformanceFile().cases.length);
+    expect(report.schedulePassed).toBe(conformanceFile().cases.filter((c) => c.kind === 'schedule').length);
+    console.log(`workerd ${kind}: ${report.passed} passed, ${report.failed} failed (${report.schedulePassed} schedule cases)`);
+  });
+});
+
