@@ -2,7 +2,7 @@
 // with sign(0) = 0. Like the grid, either the second of two passes (means from groupAbsMeans,
 // in place) or one fused pass from `src` to `dst` that stops at the first non-finite group.
 
-import { groupAbsMean } from './stats';
+import { groupMeanAbs } from './stats';
 import { blendValue, blend4 } from './blend';
 
 /** Returns -1, or (fused, means = 0) the index of the first group holding a NaN or ±Inf. */
@@ -10,13 +10,8 @@ export function quantizeBinary(src: usize, dst: usize, groupCount: i32, groupSiz
   for (let g = 0; g < groupCount; g++) {
     const offset = <usize>g * <usize>groupSize << 2;
     const from = src + offset, to = dst + offset;
-    let mean: f32;
-    if (means) {
-      mean = load<f32>(means + (<usize>g << 2));
-    } else {
-      mean = groupAbsMean(from, groupSize);
-      if (mean != mean) return g;
-    }
+    const mean = groupMeanAbs(from, groupSize, means, g);
+    if (mean != mean) return g;
     if (blend) binaryGroup(from, to, groupSize, mean, true, ratio, rest);
     else binaryGroup(from, to, groupSize, mean, false, ratio, rest);
   }

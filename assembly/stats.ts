@@ -38,6 +38,11 @@ export function groupAbsMeans(data: usize, groupCount: i32, groupSize: i32, out:
   return firstBad;
 }
 
+/** Group g's mean |x|: stored in `means` (two passes), or computed from its data (fused). */
+@inline export function groupMeanAbs(data: usize, n: i32, means: usize, g: i32): f32 {
+  return means ? load<f32>(means + (<usize>g << 2)) : groupAbsMean(data, n);
+}
+
 /**
  * mean |x| of data[0..n) in float32 (DeepSpeed: norm(p=1) / n), or NaN when a NaN or ±Inf is
  * present. A sum that overflowed from finite values stays +Inf, as in the reference.

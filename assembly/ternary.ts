@@ -5,7 +5,7 @@
 // the second of two passes (means from groupAbsMeans, in place) or one fused pass from `src` to
 // `dst` that stops at the first non-finite group.
 
-import { absSum, absSumCount, groupAbsMean } from './stats';
+import { absSum, absSumCount, groupMeanAbs } from './stats';
 import { blendValue, blend4 } from './blend';
 
 const THRESHOLD_FACTOR: f32 = 0.7;
@@ -15,13 +15,8 @@ export function quantizeTernary(src: usize, dst: usize, groupCount: i32, groupSi
   for (let g = 0; g < groupCount; g++) {
     const offset = <usize>g * <usize>groupSize << 2;
     const from = src + offset, to = dst + offset;
-    let mean: f32;
-    if (means) {
-      mean = load<f32>(means + (<usize>g << 2));
-    } else {
-      mean = groupAbsMean(from, groupSize);
-      if (mean != mean) return g;
-    }
+    const mean = groupMeanAbs(from, groupSize, means, g);
+    if (mean != mean) return g;
     if (!(mean > 0)) {
       if (to != from) memory.copy(to, from, <usize>groupSize << 2);
       continue;
