@@ -29,6 +29,27 @@ describe('conformance runner', () => {
     expect(report.results[0]!.detail).toMatch(/^output\[5\]: got .*, expected /);
   });
 
+  it('on WebGPU, reports values one step off at a rounding tie separately and fails any other', async () => {
+    const wasm = await WasmBackend.create('simd');
+    const step = 2 ** -7; // 8 bits, abs-max 1
+    const input = [1, 2.5 * step, 0.3];
+    const expected = Array.from(await wasm.fakeQuantize(Float32Array.from(input), { bits: 8 }));
+    const file = { format: 'moq-conformance/1', cases: [{ id: 'tie', kind: 'fake_quant', bits: 8, groups: 1, type: 'symmetric', rounding: 'nearest', shape: [3], input, expected }] };
+    // A backend that rounds element `off` the other way, as an inexact division may.
+    const gpuLike = (off: number) => ({
+      ...wasm, kind: 'webgpu' as const,
+      fakeQuantize: async (data: Float32Array) => { data.set(expected); data[off] = data[off]! + step; return data; },
+    });
+    const tie = await runConformance(file, gpuLike(1) as never);
+    expect(tie).toMatchObject({ passed: 1, failed: 0, nearTieCases: 1 });
+    expect(tie.results[0]!.nearTies).toBe(1);
+    const notTie = await runConformance(file, gpuLike(2) as never);
+    expect(notTie.failed).toBe(1);
+    expect(notTie.results[0]!.detail).toMatch(/output\[2\].*not a near-tie/);
+    // The WebAssembly backends get no such allowance.
+    expect((await runConformance(file, { ...gpuLike(1), kind: 'wasm-simd' } as never)).failed).toBe(1);
+  });
+
   it('rejects a file that is not moq-conformance/1', async () => {
     const backend = await WasmBackend.create('simd');
     await expect(runConformance({ format: 'other' }, backend)).rejects.toThrow(/not a moq-conformance\/1 file/);

@@ -20,7 +20,9 @@ export async function conformanceCommand(args: ParsedArgs): Promise<number> {
   console.log(`conformance: ${file} on ${backend.kind}`);
   const report = await runConformance(parsed, backend, (r) => {
     if (!r.passed) console.log(`FAIL ${r.id}: ${r.detail}`);
+    else if (r.nearTies) console.log(`near-tie ${r.id}: ${r.nearTies} value(s) one grid step away at a rounding tie (allowed on WebGPU)`);
   });
+  if (report.nearTieCases) console.log(`${report.nearTieCases} case(s) passed with near-tie values`);
   console.log(`${report.passed} passed, ${report.failed} failed`);
   backend.dispose();
   return report.failed === 0 ? 0 : 1;
