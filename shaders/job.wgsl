@@ -54,9 +54,21 @@ struct Partial {
 @group(0) @binding(2) var<storage, read_write> status: array<atomic<u32>>;
 @group(0) @binding(3) var<uniform> job: Job;
 
+// The workgroup's place in its dispatch (every kernel's first parameter). Only values that are
+// uniform across the workgroup belong here, so kernels may return early before a barrier.
+struct Workgroup {
+  @builtin(workgroup_id) id: vec3<u32>,
+  @builtin(num_workgroups) count: vec3<u32>,
+}
+
 // Dispatches wider than 65535 workgroups are folded into a second dimension.
-fn linearWorkgroup(id: vec3<u32>, count: vec3<u32>) -> u32 {
-  return id.x + id.y * count.x;
+fn workgroupIndex(workgroup: Workgroup) -> u32 {
+  return workgroup.id.x + workgroup.id.y * workgroup.count.x;
+}
+
+// Kernels with one invocation per small group: the group.
+fn invocationIndex(workgroup: Workgroup, local: u32) -> u32 {
+  return workgroupIndex(workgroup) * WORKGROUP_SIZE + local;
 }
 
 fn writesAllowed() -> bool {

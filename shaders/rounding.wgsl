@@ -64,6 +64,15 @@ fn towardQuotient(a: f32, b: f32, q: f32) -> f32 {
   return select(q, neighbour, abs(remainder) > abs(halfGap * b));
 }
 
+// The correctly rounded a / b for b in [1, 2), from an estimate within thousands of ulps of it
+// (WGSL promises 2.5). Adding remainder / b, itself within a few ulps of a value far below q's
+// ulp, leaves q within half an ulp of a/b plus a sliver: the rounded quotient or the neighbour
+// on the other side of a/b's midpoint, which one midpoint test tells apart.
+fn correctedQuotient(a: f32, b: f32, estimate: f32) -> f32 {
+  let q = estimate + remainderOf(a, b, estimate) / b;
+  return towardQuotient(a, b, q);
+}
+
 // a / b correctly rounded, for normal b in (0, 2^127). WGSL's `/` may be 2.5 ulp off, and the
 // zero point and every grid index depend on the exact quotient. Both operands are first scaled
 // by the power of two that brings b into [1, 2), so the exact products above cannot underflow
@@ -74,8 +83,5 @@ fn divideRounded(a: f32, b: f32) -> f32 {
   let toUnit = bitcast<f32>((254u - exponentBits) << 23u);
   let divisor = b * toUnit;
   let dividend = a * toUnit;
-  var q = dividend / divisor;
-  q = q + remainderOf(dividend, divisor, q) / divisor;
-  q = towardQuotient(dividend, divisor, q);
-  return towardQuotient(dividend, divisor, q);
+  return correctedQuotient(dividend, divisor, dividend / divisor);
 }

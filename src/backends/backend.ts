@@ -15,6 +15,8 @@ export interface SelectionReport {
   requested: BackendRequest;
   picked: BackendKind;
   candidates: { kind: BackendKind; available: boolean; picked: boolean; reason: string }[];
+  /** Further lines for explain(): how calls are routed, the adapter in use. */
+  notes?: string[];
 }
 
 /** min, max, abs-max and mean |x| per group. */
@@ -46,5 +48,6 @@ export function explainSelection(report: SelectionReport): string {
   for (const c of report.candidates) {
     lines.push(`  ${c.picked ? '*' : ' '} ${c.kind.padEnd(9)} ${c.available ? 'available' : 'unavailable'}: ${c.reason}`);
   }
+  for (const note of report.notes ?? []) lines.push(`  ${note}`);
   return lines.join('\n');
 }

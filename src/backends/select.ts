@@ -1,28 +1,95 @@
 // Runtime selection: what can run here, what was picked, and why the others were not.
 
+import type { FakeQuantizeOptions } from '../config.js';
 import { BackendError, InvalidInputError } from '../errors.js';
-import type { Backend, BackendKind, BackendRequest, SelectionReport } from './backend.js';
+import type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
+import { explainSelection } from './backend.js';
+import { nodeGpu } from './node-gpu.js';
 import { WasmBackend } from './wasm.js';
 import { runtimeHasSimd, type WasmSource } from './wasm-loader.js';
+import { WebGpuBackend, describeAdapter, summarizeAdapter, type DowngradeEvent, type GpuBufferJob } from './webgpu.js';
+
+/**
+ * Under 'auto', host tensors below this many elements per call (all jobs of a fakeQuantizeMany
+ * together) stay on WebAssembly even when a GPU adapter exists: the upload, the submission and
+ * the read-back cost more than the kernel saves. bench/crossover.mjs measures it: the median time
+ * of fakeQuantize on a host Float32Array (symmetric 8-bit, groups of up to 4096), warm, on
+ * wasm-simd and on WebGPU for 2^10..2^24 elements; the crossover is the smallest size from which
+ * WebGPU stays faster. On this project's machines (2 vCPU, Dawn on SwiftShader) WebGPU never
+ * wins (2^24: 39 ms against 6.0 s), which is why fallback adapters are not picked for host data
+ * at all. No hardware GPU was available to measure on: 2^20 is where wasm-simd's time (1.4 ms
+ * here) is what a 16 GB/s link plus one submission's latency needs to move 4 MiB each way, so
+ * below it WebAssembly wins on any GPU. Pass `crossoverElements` with a figure measured on your
+ * hardware.
+ */
+export const WEBGPU_CROSSOVER_ELEMENTS = 1 << 20;
 
 export interface CreateBackendOptions {
   /** 'auto' (default) picks the best backend this runtime offers. */
   kind?: BackendRequest;
   /** Where to load the WebAssembly builds from (default: next to the package's JS). */
   wasm?: { simd?: WasmSource; scalar?: WasmSource };
+  /**
+   * WebGPU entry point (default navigator.gpu). In Node there is none: pass `create([])` from
+   * the `webgpu` package, or request kind 'webgpu', which loads that package itself.
+   */
+  gpu?: GPU;
+  adapter?: GPUAdapter;
+  /** Quantize on this device: required for GPUBuffers you own. */
+  device?: GPUDevice;
+  /** 'auto' with a GPU: host calls with fewer elements than this run on WebAssembly. */
+  crossoverElements?: number;
 }
 
 const KINDS: readonly BackendRequest[] = ['auto', 'wasm-simd', 'wasm', 'webgpu'];
 
 type Candidate = SelectionReport['candidates'][number];
 
+interface GpuProbe {
+  candidate: Candidate;
+  /** Whether it is a software (fallback) adapter. */
+  fallback: boolean;
+  gpu?: GPU;
+  adapter?: GPUAdapter;
+}
+
+/** Finds an adapter (or takes the given device) without creating a device. */
+async function probeWebGpu(options: CreateBackendOptions, requested: BackendRequest): Promise<GpuProbe> {
+  const candidate: Candidate = { kind: 'webgpu', available: false, picked: false, reason: '' };
+  if (options.device) {
+    candidate.available = true;
+    candidate.reason = 'a GPUDevice was given';
+    return { candidate, fallback: summarizeAdapter(options.device).isFallbackAdapter };
+  }
+  let gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  // Loading Dawn keeps Node running, so only an explicit request does it.
+  if (!gpu && !options.adapter && requested === 'webgpu') gpu = (await nodeGpu())?.gpu;
+  if (!gpu && !options.adapter) {
+    candidate.reason = typeof process === 'object' && process.versions?.node
+      ? 'no navigator.gpu in Node: pass { gpu } (create([]) from the "webgpu" package), or request kind \'webgpu\''
+      : 'no navigator.gpu: this runtime has no WebGPU';
+    return { candidate, fallback: false };
+  }
+  let adapter = options.adapter;
+  try {
+    adapter ??= (await gpu!.requestAdapter({ powerPreference: 'high-performance' })) ?? undefined;
+  } catch (error) {
+    candidate.reason = `requestAdapter failed: ${(error as Error).message}`;
+    return { candidate, fallback: false };
+  }
+  if (!adapter) {
+    candidate.reason = 'navigator.gpu found no adapter';
+    return { candidate, fallback: false };
+  }
+  const summary = summarizeAdapter(adapter);
+  candidate.available = true;
+  candidate.reason = `adapter ${describeAdapter(summary)}`;
+  return { candidate, fallback: summary.isFallbackAdapter, ...(gpu ? { gpu } : {}), adapter };
+}
+
 function wasmCandidates(): Candidate[] {
   const simd = runtimeHasSimd();
   return [
-    {
-      kind: 'webgpu', available: false, picked: false,
-      reason: 'not built into this version of edge-moq',
-    },
     {
       kind: 'wasm-simd', available: simd, picked: false,
       reason: simd ? 'WebAssembly.validate accepted the SIMD probe' : 'WebAssembly.validate rejected the SIMD probe: no WebAssembly SIMD here',
@@ -39,26 +106,140 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
   if (!KINDS.includes(requested)) {
     throw new InvalidInputError('INVALID_ARGUMENT', `kind must be one of ${KINDS.join(', ')}, got ${JSON.stringify(requested)}.`);
   }
-  const candidates = wasmCandidates();
-  let picked: BackendKind;
-  if (requested === 'auto') {
-    picked = candidates.find((c) => c.available)!.kind;
-    for (const c of candidates) {
-      if (c.kind === picked) c.reason += ' (preferred among those available)';
-      else if (c.available) c.reason += `; ${picked} ranks higher`;
-    }
-  } else {
+  const crossover = options.crossoverElements ?? WEBGPU_CROSSOVER_ELEMENTS;
+  if (!Number.isInteger(crossover) || crossover < 0) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `crossoverElements must be a non-negative integer, got ${String(options.crossoverElements)}.`);
+  }
+  const wasmSide = wasmCandidates();
+  const wasmPick = wasmSide.find((c) => c.available)!;
+  const loadWasm = () => WasmBackend.create(wasmPick.kind === 'wasm-simd' ? 'simd' : 'scalar',
+    wasmPick.kind === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar);
+  const probeNeeded = requested === 'auto' || requested === 'webgpu';
+  const probe = probeNeeded ? await probeWebGpu(options, requested) : null;
+  const gpuCandidate: Candidate = probe?.candidate ?? { kind: 'webgpu', available: false, picked: false, reason: 'not probed' };
+  const candidates = [gpuCandidate, ...wasmSide];
+  const report = (picked: BackendKind, notes: string[] = []): SelectionReport => {
+    for (const c of candidates) c.picked = c.kind === picked;
+    return { requested, picked, candidates, ...(notes.length > 0 ? { notes } : {}) };
+  };
+  const openGpu = (wasmBackend: WasmBackend) => WebGpuBackend.create({
+    ...(probe?.gpu ? { gpu: probe.gpu } : {}),
+    ...(probe?.adapter ? { adapter: probe.adapter } : {}),
+    ...(options.device ? { device: options.device } : {}),
+    wasmBackend,
+  });
+
+  if (requested !== 'auto') {
     const wanted = candidates.find((c) => c.kind === requested)!;
+    if (requested !== 'webgpu') gpuCandidate.reason = 'not probed: not requested';
     if (!wanted.available) {
       throw new BackendError('BACKEND_UNAVAILABLE',
         `backend "${requested}" is not available here: ${wanted.reason}. Use kind: 'auto' to take the best available one.`);
     }
-    picked = requested;
-    for (const c of candidates) if (c.kind !== picked) c.reason += '; not requested';
+    for (const c of candidates) if (c.kind !== requested && c.available) c.reason += '; not requested';
+    if (requested === 'webgpu') {
+      const backend = await openGpu(await loadWasm());
+      backend.selection = report('webgpu', [`if the device is lost, host work continues on ${wasmPick.kind}`]);
+      return backend;
+    }
+    const backend = await WasmBackend.create(requested === 'wasm-simd' ? 'simd' : 'scalar',
+      requested === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar);
+    backend.selection = report(requested);
+    return backend;
   }
-  for (const c of candidates) c.picked = c.kind === picked;
-  const backend = await WasmBackend.create(picked === 'wasm-simd' ? 'simd' : 'scalar',
-    picked === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar);
-  backend.selection = { requested, picked, candidates };
-  return backend;
+
+  const wasm = await loadWasm();
+  for (const c of wasmSide) if (c.available && c !== wasmPick) c.reason += `; ${wasmPick.kind} ranks higher`;
+  if (gpuCandidate.available && probe!.fallback && !options.device) {
+    gpuCandidate.reason += `: a fallback (software) adapter is slower than ${wasmPick.kind} for host data; request kind 'webgpu' to use it anyway`;
+  } else if (gpuCandidate.available) {
+    try {
+      const gpu = await openGpu(wasm);
+      wasmPick.reason += `; runs host calls under ${crossover} elements, where WebGPU's upload and read-back cost more than they save`;
+      gpuCandidate.reason += ` (preferred among those available); host calls of ${crossover} elements or more, and GPUBuffers`;
+      const auto = new AutoBackend(gpu, wasm, crossover);
+      auto.selection = report('webgpu', [
+        `routing: per call by size, crossover ${crossover} elements (bench/crossover.mjs; override with crossoverElements)`,
+        `if the device is lost, everything continues on ${wasmPick.kind}`,
+      ]);
+      return auto;
+    } catch (error) {
+      gpuCandidate.available = false;
+      gpuCandidate.reason += `, but it could not be used: ${(error as Error).message}`;
+    }
+  }
+  wasmPick.reason += ' (preferred among those available)';
+  wasm.selection = report(wasmPick.kind);
+  return wasm;
+}
+
+/**
+ * 'auto' with a usable GPU: each host call goes to WebGPU or WebAssembly by its size;
+ * caller-owned GPUBuffers always go to WebGPU.
+ */
+export class AutoBackend implements Backend {
+  readonly kind: BackendKind = 'webgpu';
+  selection: SelectionReport;
+  private last: BackendKind | null = null;
+
+  constructor(readonly gpu: WebGpuBackend, readonly wasm: WasmBackend, readonly crossoverElements: number) {
+    this.selection = gpu.selection;
+  }
+
+  /** What runs large host calls now: 'webgpu', or WebAssembly after a device loss. */
+  get activeKind(): BackendKind {
+    return this.gpu.activeKind;
+  }
+
+  /** The backend that ran the most recent call, or null before the first. */
+  get lastKind(): BackendKind | null {
+    return this.last;
+  }
+
+  onDowngrade(listener: (event: DowngradeEvent) => void): () => void {
+    return this.gpu.onDowngrade(listener);
+  }
+
+  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array> {
+    await this.fakeQuantizeMany([{ data, options }]);
+    return data;
+  }
+
+  fakeQuantizeMany(jobs: readonly QuantizeJob[]): Promise<void> {
+    const elements = Array.isArray(jobs) ? jobs.reduce((sum, job) => sum + (job?.data?.length ?? 0), 0) : 0;
+    return this.route(elements).fakeQuantizeMany(jobs);
+  }
+
+  fakeQuantizeBuffer(buffer: GPUBuffer, length: number, options: FakeQuantizeOptions): Promise<GPUBuffer> {
+    this.last = this.gpu.activeKind;
+    return this.gpu.fakeQuantizeBuffer(buffer, length, options);
+  }
+
+  fakeQuantizeBuffers(jobs: readonly GpuBufferJob[]): Promise<void> {
+    this.last = this.gpu.activeKind;
+    return this.gpu.fakeQuantizeBuffers(jobs);
+  }
+
+  /** On WebAssembly at any size: see WebGpuBackend.groupStats. */
+  groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
+    this.last = this.wasm.kind;
+    return this.wasm.groupStats(data, options);
+  }
+
+  explain(): string {
+    const lines = [explainSelection(this.selection)];
+    if (this.gpu.downgradedBecause !== null) lines.push(`  now running everything on ${this.wasm.kind}: ${this.gpu.downgradedBecause}`);
+    return lines.join('\n');
+  }
+
+  dispose(): void {
+    this.gpu.dispose();
+    this.wasm.dispose();
+  }
+
+  private route(elements: number): Backend {
+    const backend = elements >= this.crossoverElements ? this.gpu : this.wasm;
+    this.last = backend === this.gpu ? this.gpu.activeKind : this.wasm.kind;
+    return backend;
+  }
 }

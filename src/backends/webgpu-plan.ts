@@ -21,7 +21,7 @@ export const PARTIAL_BYTES = 16;
 const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 
 export const KERNEL_NAMES = [
-  'checkFinite', 'chunkStats', 'combineStats', 'smallGroupStats',
+  'checkFinite', 'chunkStats', 'combineStats',
   'gridChunks', 'gridSmallGroups',
   'aboveThresholdChunks', 'combineAboveThreshold', 'ternaryChunks', 'ternarySmallGroups',
   'binaryChunks', 'binarySmallGroups',
@@ -58,11 +58,8 @@ export interface SubmissionLayout {
   partialCount: number;
 }
 
-/**
- * Lays out a submission: 'quantize' runs the whole kernel, 'stats' only the group statistics
- * (Backend.groupStats), left in each job's group region.
- */
-export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly number[], mode: 'quantize' | 'stats'): SubmissionLayout {
+/** Lays out a submission: the dispatches of every job and where their Partials go. */
+export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly number[]): SubmissionLayout {
   let partialCount = 0;
   const reserve = (count: number) => {
     const start = partialCount;
@@ -74,7 +71,6 @@ export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly n
     const small = groupSize <= SMALL_GROUP_MAX;
     const chunksPerGroup = small ? 1 : Math.ceil(groupSize / CHUNK_SIZE);
     const chunks = groupCount * chunksPerGroup;
-    const perInvocation = Math.ceil(groupCount / WORKGROUP_SIZE);
     const layout: JobLayout = {
       plan, base: bases[i]!, chunksPerGroup,
       chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0,
@@ -82,13 +78,8 @@ export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly n
     };
     const writers = bits >= 3 ? GRID_WRITERS : bits === 2 ? TERNARY_WRITERS : BINARY_WRITERS;
     if (small) {
-      if (mode === 'stats') {
-        layout.groupStatsBase = reserve(groupCount);
-        layout.prepare.push({ kernel: 'smallGroupStats', workgroups: perInvocation });
-      } else {
-        layout.prepare.push({ kernel: 'checkFinite', workgroups: Math.ceil(plan.length / CHUNK_SIZE) });
-        layout.write.push({ kernel: writers.small, workgroups: perInvocation });
-      }
+      layout.prepare.push({ kernel: 'checkFinite', workgroups: Math.ceil(plan.length / CHUNK_SIZE) });
+      layout.write.push({ kernel: writers.small, workgroups: Math.ceil(groupCount / WORKGROUP_SIZE) });
       return layout;
     }
     // With one chunk per group the chunk Partial is already the group's: no combine pass.
@@ -100,7 +91,6 @@ export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly n
     [layout.chunkStatsBase, layout.groupStatsBase] = regions();
     layout.prepare.push({ kernel: 'chunkStats', workgroups: chunks });
     if (chunksPerGroup > 1) layout.prepare.push({ kernel: 'combineStats', workgroups: groupCount });
-    if (mode === 'stats') return layout;
     if (writers === TERNARY_WRITERS) {
       [layout.thresholdChunkBase, layout.thresholdGroupBase] = regions();
       layout.prepare.push({ kernel: 'aboveThresholdChunks', workgroups: chunks });

@@ -31,10 +31,16 @@ export interface WebGpuBackendOptions {
   /** The WebGPU entry point (default navigator.gpu); in Node, `create([])` from the `webgpu` package. */
   gpu?: GPU;
   adapter?: GPUAdapter;
-  /** Quantize on this device (needed for caller-owned GPUBuffers). It is not destroyed on dispose. */
+  /**
+   * Quantize on this device (needed for caller-owned GPUBuffers). It is not destroyed on
+   * dispose. In Node, keep the `webgpu` package's GPU object referenced while the device is in
+   * use (or pass it as `gpu` too): Dawn tears its devices down when that object is collected.
+   */
   device?: GPUDevice;
   /** Where to load the WebAssembly build that takes over if the device is lost. */
   wasm?: { simd?: WasmSource; scalar?: WasmSource };
+  /** The WebAssembly backend to take over with (default: one created from `wasm`). */
+  wasmBackend?: WasmBackend;
   /**
    * Called with the device once a submission's commands are encoded, just before they are
    * submitted: lets tests lose the device in the middle of an operation.
@@ -83,18 +89,14 @@ class GpuFailure extends Error {
   }
 }
 
-interface SubmitResult {
-  /** The first tensor (in job order) holding a NaN or ±Inf, and the index in it. */
-  firstBad: { job: number; index: number } | null;
-  /** 'stats' mode: per job, the Partial words (lo, hi, sum, count) of each group. */
-  stats: ArrayBuffer[];
-}
+/** The first tensor (in job order) holding a NaN or ±Inf, and the index in it. */
+type FirstBad = { job: number; index: number } | null;
 
 type PoolName = 'data' | 'partials' | 'status' | 'params' | 'readback';
 
 const POOL_USAGE: Record<PoolName, number> = {
   data: USAGE_STORAGE | USAGE_COPY_DST | USAGE_COPY_SRC,
-  partials: USAGE_STORAGE | USAGE_COPY_SRC,
+  partials: USAGE_STORAGE,
   status: USAGE_STORAGE | USAGE_COPY_DST | USAGE_COPY_SRC,
   params: USAGE_UNIFORM | USAGE_COPY_DST,
   readback: USAGE_MAP_READ | USAGE_COPY_DST,
@@ -144,6 +146,9 @@ export class WebGpuBackend implements Backend {
 
   private constructor(
     readonly device: GPUDevice,
+    // Dawn's GPU object (Node's `webgpu` package) frees its instance, under any live device,
+    // once it is garbage-collected: holding it (and the adapter) keeps the device valid.
+    private readonly owners: { gpu: GPU | undefined; adapter: GPUAdapter | undefined },
     private readonly program: KernelProgram,
     private readonly wasm: WasmBackend,
     adapter: AdapterSummary,
@@ -160,21 +165,20 @@ export class WebGpuBackend implements Backend {
       candidates: [{ kind: 'webgpu', available: true, picked: true, reason: `requested explicitly; adapter ${describeAdapter(adapter)}` }],
     };
     void device.lost.then((info) => {
-      if (!this.disposed) this.downgrade(`the device was lost (${info.reason}${info.message ? `: ${info.message}` : ''})`);
+      if (!this.disposed) this.downgrade(`device lost (${info.reason}${info.message ? `: ${info.message}` : ''})`);
     });
   }
 
   /** Opens the device (or takes the one given), compiles the kernels and the WebAssembly fallback. */
   static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
     let { device, adapter } = options;
+    const gpu = options.gpu ?? (device || adapter ? undefined : (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu);
     const ownsDevice = !device;
     if (!device) {
       if (!adapter) {
-        const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
         if (!gpu) {
           throw new BackendError('BACKEND_UNAVAILABLE',
-            'WebGPU is not available here (no navigator.gpu); in Node pass { gpu } from the "webgpu" package ' +
-            "(import { create } from 'webgpu'; create([])), or use kind: 'wasm-simd'.");
+            'no WebGPU here (no navigator.gpu); in Node pass { gpu: create([]) } from the "webgpu" package, or use kind \'wasm-simd\'.');
         }
         adapter = (await gpu.requestAdapter({ powerPreference: 'high-performance' })) ?? undefined;
         if (!adapter) {
@@ -192,12 +196,11 @@ export class WebGpuBackend implements Backend {
     }
     const counters: WebGpuCounters = { shaderModules: 0, pipelines: 0, buffers: 0, bindGroups: 0, submissions: 0, gpuCalls: 0, wasmCalls: 0 };
     try {
-      const info = adapter?.info ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-      const summary = summarizeAdapter(info, adapter, device);
+      const summary = summarizeAdapter(adapter ?? device);
       const program = await createProgram(device, device.features.has('subgroups'), counters);
       const simd = runtimeHasSimd();
-      const wasm = await WasmBackend.create(simd ? 'simd' : 'scalar', simd ? options.wasm?.simd : options.wasm?.scalar);
-      return new WebGpuBackend(device, program, wasm, summary, ownsDevice, counters, options.beforeSubmit);
+      const wasm = options.wasmBackend ?? await WasmBackend.create(simd ? 'simd' : 'scalar', simd ? options.wasm?.simd : options.wasm?.scalar);
+      return new WebGpuBackend(device, { gpu, adapter }, program, wasm, summary, ownsDevice, counters, options.beforeSubmit);
     } catch (error) {
       if (ownsDevice) device.destroy();
       throw error;
@@ -250,9 +253,9 @@ export class WebGpuBackend implements Backend {
         this.wasm.fakeQuantizeManySync(jobs);
         return;
       }
-      let result: SubmitResult;
+      let bad: FirstBad;
       try {
-        result = await this.submit(plans, 'quantize', { host: arrays });
+        bad = await this.submit(plans, { host: arrays });
       } catch (error) {
         if (!(error instanceof GpuFailure)) throw error;
         this.downgrade(error.message);
@@ -261,12 +264,7 @@ export class WebGpuBackend implements Backend {
         return;
       }
       this.counters.gpuCalls++;
-      if (result.firstBad) {
-        const { job, index } = result.firstBad;
-        throw new InvalidInputError('NON_FINITE',
-          `${labels[job]}[${index}] is ${arrays[job]![index]}: quantization needs finite values (a NaN/Inf usually means an ` +
-          'overflowed step; skip it with overflow: true). Nothing was modified.');
-      }
+      if (bad) throw nonFiniteError(`${labels[bad.job]}[${bad.index}] is ${arrays[bad.job]![bad.index]}`);
     });
   }
 
@@ -291,45 +289,31 @@ export class WebGpuBackend implements Backend {
     await this.exclusive(async () => {
       this.assertUsable();
       if (this.downgradeReason !== null) throw deviceLostError(this.downgradeReason);
-      let result: SubmitResult;
+      let bad: FirstBad;
       try {
-        result = await this.submit(plans, 'quantize', { buffers: jobs.map((job) => job.buffer) });
+        bad = await this.submit(plans, { buffers: jobs.map((job) => job.buffer) });
       } catch (error) {
         if (!(error instanceof GpuFailure)) throw error;
         if (!error.lost) {
           throw new InvalidInputError('INVALID_ARGUMENT',
-            `WebGPU rejected the work on these buffers (${error.message}); check that each one belongs to backend.device, ` +
-            'is neither destroyed nor mapped, and has STORAGE usage. Nothing was modified.');
+            `WebGPU rejected these buffers (${error.message}): each must belong to backend.device and be alive. Nothing was modified.`);
         }
         this.downgrade(error.message);
         throw deviceLostError(error.message);
       }
       this.counters.gpuCalls++;
-      if (result.firstBad) {
-        const { job, index } = result.firstBad;
-        throw new InvalidInputError('NON_FINITE',
-          `${labels[job]}[${index}] is NaN or infinite: quantization needs finite values (a NaN/Inf usually means an ` +
-          'overflowed step; skip it with overflow: true). No buffer was modified.');
-      }
+      if (bad) throw nonFiniteError(`${labels[bad.job]}[${bad.index}] is NaN or infinite`);
     });
   }
 
+  /**
+   * Statistics of a host array come from WebAssembly: they take one pass over memory, which
+   * costs less there than the upload alone would.
+   */
   async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
-    const plan = planFakeQuantize(data, { bits: 8, ...pickGroups(options) });
-    return this.exclusive(async () => {
-      if (this.gpuTakes([plan])) {
-        try {
-          const { stats } = await this.submit([plan], 'stats', { host: [data] });
-          this.counters.gpuCalls++;
-          return statsFromPartials(stats[0]!, plan);
-        } catch (error) {
-          if (!(error instanceof GpuFailure)) throw error;
-          this.downgrade(error.message);
-        }
-      }
-      this.counters.wasmCalls++;
-      return this.wasm.groupStats(data, options);
-    });
+    this.assertUsable();
+    this.counters.wasmCalls++;
+    return this.wasm.groupStats(data, options);
   }
 
   explain(): string {
@@ -358,14 +342,15 @@ export class WebGpuBackend implements Backend {
     this.assertUsable();
     if (this.downgradeReason !== null) return false;
     const bytes = plans.reduce((sum, plan) => sum + plan.length * 4, 0);
-    return bytes <= Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
+    const { maxStorageBufferBindingSize, maxBufferSize } = this.device.limits;
+    return bytes <= maxStorageBufferBindingSize && bytes + READBACK_ALIGN <= maxBufferSize;
   }
 
   private downgrade(reason: string): void {
     if (this.downgradeReason !== null) return;
     this.downgradeReason = reason;
     this.pool.destroy();
-    console.warn(`edge-moq: WebGPU stopped working (${reason}); continuing on ${this.wasm.kind} with no data lost.`);
+    console.warn(`edge-moq: WebGPU stopped, ${reason}; continuing on ${this.wasm.kind}, no data lost.`);
     const event: DowngradeEvent = { from: 'webgpu', to: this.wasm.kind, reason };
     for (const listener of this.listeners) listener(event);
   }
@@ -381,18 +366,17 @@ export class WebGpuBackend implements Backend {
     const buffer = job?.buffer as Partial<GPUBuffer> | undefined;
     if (typeof buffer !== 'object' || buffer === null || typeof buffer.size !== 'number' || typeof buffer.usage !== 'number') {
       throw new InvalidInputError('WRONG_DTYPE',
-        `${label} must be a GPUBuffer created on backend.device; for host data use fakeQuantize with a Float32Array.`);
+        `${label} must be a GPUBuffer of backend.device; for host data use fakeQuantize.`);
     }
     if ((buffer.usage & USAGE_STORAGE) === 0) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `${label} lacks GPUBufferUsage.STORAGE: create it with STORAGE usage to quantize it in place.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `${label} lacks GPUBufferUsage.STORAGE: create it with that usage.`);
     }
     if (buffer.mapState !== 'unmapped') {
       throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${buffer.mapState}: unmap it before quantizing it.`);
     }
     if (buffer.size % 4 !== 0 || buffer.size > this.device.limits.maxStorageBufferBindingSize) {
       throw new InvalidInputError('INVALID_ARGUMENT',
-        `${label} is ${buffer.size} bytes: it must be a multiple of 4 and at most this device's maxStorageBufferBindingSize ` +
-        `(${this.device.limits.maxStorageBufferBindingSize}); split the tensor over several buffers.`);
+        `${label} is ${buffer.size} bytes: it must be a multiple of 4, at most maxStorageBufferBindingSize; split the tensor.`);
     }
     const { length } = job;
     if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
@@ -400,7 +384,7 @@ export class WebGpuBackend implements Backend {
     }
     if (length * 4 > buffer.size) {
       throw new InvalidInputError('INVALID_ARGUMENT',
-        `${label} holds ${buffer.size / 4} float32 values, fewer than the length ${length} given; pass its real length.`);
+        `${label} holds ${buffer.size / 4} float32 values, fewer than the length ${length} given.`);
     }
     return planFakeQuantizeLength(length, job.options, label);
   }
@@ -428,7 +412,7 @@ export class WebGpuBackend implements Backend {
    * writers (which do nothing if any tensor held a NaN/Inf), then the read-back. Throws
    * GpuFailure when the device is lost or WebGPU reports an error.
    */
-  private async submit(plans: KernelPlan[], mode: 'quantize' | 'stats', source: { host: Float32Array[] } | { buffers: GPUBuffer[] }): Promise<SubmitResult> {
+  private async submit(plans: KernelPlan[], source: { host: Float32Array[] } | { buffers: GPUBuffer[] }): Promise<FirstBad> {
     const { device } = this;
     const bases: number[] = [];
     let elements = 0;
@@ -436,12 +420,11 @@ export class WebGpuBackend implements Backend {
       bases.push('host' in source ? elements : 0);
       elements += plan.length;
     }
-    const { jobs, partialCount } = layoutSubmission(plans, bases, mode);
+    const { jobs, partialCount } = layoutSubmission(plans, bases);
     const statusWords = jobs.length + 2; // the shared flag, one slot per job, the submission id
     const statusBytes = statusWords * 4;
     const resultOffset = alignUp(statusBytes, READBACK_ALIGN);
-    const statsBytes = plans.map((plan) => plan.groupCount * PARTIAL_BYTES);
-    const resultBytes = mode === 'stats' ? statsBytes.reduce((a, b) => a + b, 0) : 'host' in source ? elements * 4 : 0;
+    const resultBytes = 'host' in source ? elements * 4 : 0;
     const readbackBytes = resultOffset + resultBytes;
     const submissionId = (this.submissionId = (this.submissionId + 1) >>> 0);
 
@@ -455,9 +438,8 @@ export class WebGpuBackend implements Backend {
       const status = this.pool.get('status', statusBytes);
       const partials = this.pool.get('partials', Math.max(partialCount, 1) * PARTIAL_BYTES);
       readback = this.pool.get('readback', readbackBytes);
-      const dataBuffers = 'host' in source
-        ? jobs.map(() => this.pool.get('data', elements * 4))
-        : source.buffers;
+      // Host arrays share one pooled buffer, end to end.
+      const dataBuffers = 'host' in source ? jobs.map(() => this.pool.get('data', elements * 4)) : source.buffers;
       if ('host' in source) {
         source.host.forEach((array, i) => device.queue.writeBuffer(dataBuffers[i]!, bases[i]! * 4, array as Float32Array<ArrayBuffer>));
       }
@@ -480,15 +462,7 @@ export class WebGpuBackend implements Backend {
       }
       pass.end();
       encoder.copyBufferToBuffer(status, 0, readback, 0, statusBytes);
-      if (mode === 'stats') {
-        let offset = resultOffset;
-        jobs.forEach((job, i) => {
-          encoder.copyBufferToBuffer(partials, job.groupStatsBase * PARTIAL_BYTES, readback!, offset, statsBytes[i]!);
-          offset += statsBytes[i]!;
-        });
-      } else if (resultBytes > 0) {
-        encoder.copyBufferToBuffer(dataBuffers[0]!, 0, readback, resultOffset, resultBytes);
-      }
+      if (resultBytes > 0) encoder.copyBufferToBuffer(dataBuffers[0]!, 0, readback, resultOffset, resultBytes);
       const commands = encoder.finish();
       this.beforeSubmit?.(device);
       device.queue.submit([commands]);
@@ -510,30 +484,18 @@ export class WebGpuBackend implements Backend {
     }
     try {
       const errors = (await scopes).filter((e): e is GPUError | Error => e !== null);
-      if (errors.length > 0) throw new GpuFailure(`WebGPU reported: ${errors.map((e) => e.message).join('; ')}`, false);
+      if (errors.length > 0) throw new GpuFailure(`a submission failed: ${errors.map((e) => e.message).join('; ')}`, false);
       const mapped = readback.getMappedRange(0, readbackBytes);
       const statusView = new Uint32Array(mapped, 0, statusWords);
       if (statusView[statusWords - 1] !== submissionId) {
         throw new GpuFailure('the submission did not run (its status never came back)', this.downgradeReason !== null);
       }
-      let firstBad: SubmitResult['firstBad'] = null;
-      for (let i = 0; i < jobs.length && statusView[0] !== 0; i++) {
-        if (statusView[1 + i] !== NO_BAD_INDEX) {
-          firstBad = { job: i, index: statusView[1 + i]! };
-          break;
-        }
-      }
-      const stats: ArrayBuffer[] = [];
-      if (mode === 'stats') {
-        let offset = resultOffset;
-        for (const bytes of statsBytes) {
-          stats.push(mapped.slice(offset, offset + bytes));
-          offset += bytes;
-        }
-      } else if (firstBad === null && 'host' in source) {
+      const bad = statusView[0] === 0 ? -1 : jobs.findIndex((_, i) => statusView[1 + i] !== NO_BAD_INDEX);
+      if (bad >= 0) return { job: bad, index: statusView[1 + bad]! };
+      if ('host' in source) {
         source.host.forEach((array, i) => array.set(new Float32Array(mapped, resultOffset + bases[i]! * 4, array.length)));
       }
-      return { firstBad, stats };
+      return null;
     } finally {
       if (readback.mapState === 'mapped') readback.unmap();
     }
@@ -556,37 +518,31 @@ export class WebGpuBackend implements Backend {
   }
 }
 
+/** `what`: "data[3] is NaN", as WasmBackend words it. */
+function nonFiniteError(what: string): InvalidInputError {
+  return new InvalidInputError('NON_FINITE',
+    `${what}: quantization needs finite values (a NaN/Inf usually means an overflowed step; skip it with overflow: true). ` +
+    'Nothing was modified.');
+}
+
 function deviceLostError(reason: string): BackendError {
   return new BackendError('DEVICE_LOST',
-    `the WebGPU device is gone (${reason}), and with it the contents of GPU buffers: nothing can be quantized on them. ` +
-    'Host Float32Arrays still work (on WebAssembly now); for buffers, create a new device and backend and upload the tensors again.');
+    `the WebGPU device is gone (${reason}), and the contents of its buffers with it; host arrays still work (on ` +
+    'WebAssembly). For GPU buffers, create a new device and backend and upload the tensors again.');
 }
 
-function statsFromPartials(words: ArrayBuffer, plan: KernelPlan): GroupStats {
-  const floats = new Float32Array(words);
-  const n = plan.groupCount;
-  const result: GroupStats = { min: new Float32Array(n), max: new Float32Array(n), absMax: new Float32Array(n), meanAbs: new Float32Array(n) };
-  // f32 / f32 computed in double and rounded once is the correctly rounded float32 quotient.
-  const groupSize = Math.fround(plan.groupSize);
-  for (let g = 0; g < n; g++) {
-    const lo = floats[4 * g]!, hi = floats[4 * g + 1]!, sum = floats[4 * g + 2]!;
-    result.min[g] = lo;
-    result.max[g] = hi;
-    result.absMax[g] = Math.max(Math.abs(lo), Math.abs(hi));
-    result.meanAbs[g] = Math.fround(sum / groupSize);
-  }
-  return result;
-}
-
-function summarizeAdapter(info: GPUAdapterInfo | undefined, adapter: GPUAdapter | undefined, device: GPUDevice): AdapterSummary {
-  const legacyFallback = (adapter as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter;
+/** What an adapter (or, for a given device, its adapterInfo) says about itself. */
+export function summarizeAdapter(source: GPUAdapter | GPUDevice): AdapterSummary {
+  const info = 'info' in source ? source.info : (source as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  // Before GPUAdapterInfo had it, the flag sat on the adapter.
+  const legacyFallback = (source as { isFallbackAdapter?: boolean }).isFallbackAdapter;
   return {
     vendor: info?.vendor ?? '',
     architecture: info?.architecture ?? '',
     device: info?.device ?? '',
     description: info?.description ?? '',
-    isFallbackAdapter: Boolean(info?.isFallbackAdapter ?? legacyFallback ?? false),
-    features: [...(adapter?.features ?? device.features)].sort(),
+    isFallbackAdapter: Boolean(info?.isFallbackAdapter ?? legacyFallback),
+    features: [...source.features].sort(),
   };
 }
 
@@ -597,11 +553,4 @@ export function describeAdapter(adapter: AdapterSummary): string {
 
 function alignUp(n: number, alignment: number): number {
   return Math.ceil(n / alignment) * alignment;
-}
-
-function pickGroups(options: { groups?: number; groupSize?: number }): { groups?: number; groupSize?: number } {
-  const picked: { groups?: number; groupSize?: number } = {};
-  if (options?.groups !== undefined) picked.groups = options.groups;
-  if (options?.groupSize !== undefined) picked.groupSize = options.groupSize;
-  return picked;
 }

@@ -1,0 +1,105 @@
+// Ternary (2 bits, symmetric, nearest), as DeepSpeed's quantize_tenary (the twin of
+// assembly/ternary.ts):
+//   m = mean |x|, thr = 0.7 * m, alpha = mean of |x| over |x| > thr,
+//   y = +alpha where x > thr, -alpha where x < -thr, 0 elsewhere.
+// The sums run in a different order than on the CPU (so the means agree to float32 rounding,
+// not bit for bit). An all-zero group is left unchanged.
+
+// Math.fround(0.7), as assembly/ternary.ts rounds it.
+const THRESHOLD_FACTOR: f32 = 0x1.666666p-1f;
+
+// Sum and count of |x| over the elements above the threshold.
+fn withAbove(p: Partial, x: f32, threshold: f32) -> Partial {
+  let a = abs(x);
+  if (a > threshold) {
+    return Partial(p.lo, p.hi, p.sum + a, p.count + 1u);
+  }
+  return p;
+}
+
+struct TernaryGroup {
+  threshold: f32,
+  alpha: f32,
+}
+
+fn ternaryGroup(stats: Partial, above: Partial) -> TernaryGroup {
+  return TernaryGroup(THRESHOLD_FACTOR * meanAbs(stats), divideRounded(above.sum, f32(above.count)));
+}
+
+fn ternaryValue(x: f32, group: TernaryGroup) -> f32 {
+  var q = 0.0;
+  if (x > group.threshold) {
+    q = group.alpha;
+  } else if (x < -group.threshold) {
+    q = -group.alpha;
+  }
+  return finishValue(x, q);
+}
+
+// Runs before any writer (it only reads the data): the above-threshold Partial of each chunk.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn aboveThresholdChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
+  let index = workgroupIndex(workgroup);
+  if (index >= chunkCount()) {
+    return;
+  }
+  let chunk = chunkAt(index);
+  let threshold = THRESHOLD_FACTOR * meanAbs(partials[job.groupStatsBase + chunk.group]);
+  var acc = emptyPartial();
+  for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
+    acc = withAbove(acc, data[job.base + i], threshold);
+  }
+  let total = reduceWorkgroup(acc, local);
+  if (local == 0u) {
+    partials[job.thresholdChunkBase + index] = total;
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn combineAboveThreshold(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
+  let group = workgroupIndex(workgroup);
+  if (group >= job.groupCount) {
+    return;
+  }
+  combineChunks(group, job.thresholdChunkBase, job.thresholdGroupBase, local);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn ternaryChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
+  let index = workgroupIndex(workgroup);
+  if (index >= chunkCount() || !writesAllowed()) {
+    return;
+  }
+  let chunk = chunkAt(index);
+  let stats = partials[job.groupStatsBase + chunk.group];
+  if (!(meanAbs(stats) > 0.0)) {
+    return;
+  }
+  let group = ternaryGroup(stats, partials[job.thresholdGroupBase + chunk.group]);
+  for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
+    data[job.base + i] = ternaryValue(data[job.base + i], group);
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn ternarySmallGroups(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
+  let g = invocationIndex(workgroup, local);
+  if (g >= job.groupCount || !writesAllowed()) {
+    return;
+  }
+  let stats = smallGroupPartial(g);
+  let mean = meanAbs(stats);
+  if (!(mean > 0.0)) {
+    return;
+  }
+  let threshold = THRESHOLD_FACTOR * mean;
+  let start = job.base + g * job.groupSize;
+  var above = emptyPartial();
+  for (var i = start; i < start + job.groupSize; i++) {
+    above = withAbove(above, data[i], threshold);
+  }
+  let group = ternaryGroup(stats, above);
+  for (var i = start; i < start + job.groupSize; i++) {
+    data[i] = ternaryValue(data[i], group);
+  }
+}
