@@ -5,8 +5,8 @@
 // chunkStats reduces a chunk to one Partial, and combineStats folds a group's chunk Partials
 // when it has more than one. Groups of at most SMALL_GROUP_MAX elements (src/backends/
 // webgpu-plan.ts) take one invocation each instead (smallGroupPartial, called by the writers),
-// where a workgroup per group would leave almost every invocation idle. reduceWorkgroup comes from stats-workgroup.wgsl, or from
-// stats-subgroup.wgsl when the device has the `subgroups` feature.
+// where a workgroup per group would leave almost every invocation idle. reduceWorkgroup comes
+// from stats-workgroup.wgsl, or from stats-subgroup.wgsl when the device has `subgroups`.
 
 const FLOAT_MAX: f32 = 0x1.fffffep+127f;
 
@@ -87,24 +87,19 @@ fn chunkStats(workgroup: Workgroup, @builtin(local_invocation_index) local: u32)
     return;
   }
   let chunk = chunkAt(index);
-  var lo = FLOAT_MAX;
-  var hi = -FLOAT_MAX;
-  var sum = 0.0;
+  var acc = emptyPartial();
   var firstBad = 0xffffffffu;
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
     let x = data[job.base + i];
     if (!isFiniteValue(x) && firstBad == 0xffffffffu) {
       firstBad = i;
     }
-    lo = min(lo, x);
-    hi = max(hi, x);
-    sum += abs(x);
+    acc = withValue(acc, x);
   }
   if (firstBad != 0xffffffffu) {
     reportNonFinite(firstBad);
   }
-  let count = select(0u, (chunk.end - chunk.start - local + WORKGROUP_SIZE - 1u) / WORKGROUP_SIZE, chunk.start + local < chunk.end);
-  let total = reduceWorkgroup(Partial(lo, hi, sum, count), local);
+  let total = reduceWorkgroup(acc, local);
   if (local == 0u) {
     partials[job.chunkStatsBase + index] = total;
   }

@@ -1,6 +1,9 @@
 export { createBackend, type CreateBackendOptions } from './backends/select.js';
 export type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backends/backend.js';
 export { WasmBackend } from './backends/wasm.js';
+export { WebGpuBackend, summarizeAdapter, describeAdapter } from './backends/webgpu.js';
+export type { WebGpuBackendOptions, GpuBufferJob, DowngradeEvent, WebGpuCounters, AdapterSummary } from './backends/webgpu.js';
+export { AutoBackend, WEBGPU_CROSSOVER_ELEMENTS } from './backends/select.js';
 export { WasmTensor } from './backends/wasm-memory.js';
 export { runtimeHasSimd, type WasmBuild, type WasmSource } from './backends/wasm-loader.js';
 export { Quantizer } from './quantizer.js';

@@ -24,6 +24,16 @@ const available = await runtimeAvailable(
   async () => (existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (set CHROMIUM_PATH to use another)`),
 );
 
+// Chromium's WebGPU runs on the SwiftShader Vulkan driver it ships, through the Vulkan loader.
+const webGpuAvailable = available && await runtimeAvailable(
+  { name: 'WebGPU in Chromium (SwiftShader)', install: 'apt-get install -y chromium libvulkan1' },
+  async () => {
+    if (!existsSync('/usr/lib/chromium/libvk_swiftshader.so')) return 'Chromium without SwiftShader\'s Vulkan driver';
+    const loaders = ['x86_64', 'aarch64'].map((arch) => `/usr/lib/${arch}-linux-gnu/libvulkan.so.1`);
+    return loaders.some(existsSync) ? null : 'no Vulkan loader (libvulkan.so.1)';
+  },
+);
+
 interface Report { backend: string; adapter: string | null; subgroups: boolean | null; passed: number; failed: number; schedulePassed: number; failures: unknown[] }
 
 describe.skipIf(!available)('Chromium', () => {
@@ -61,6 +71,16 @@ describe.skipIf(!available)('Chromium', () => {
   it.each(['wasm-simd', 'wasm'])('passes the whole conformance file in a Web Worker on %s', async (kind) => {
     const report = await page.evaluate((k) => (window as unknown as { inWorker(k: string): Promise<Report> }).inWorker(k), kind);
     check(report, kind, 'worker');
+  });
+
+  describe.skipIf(!webGpuAvailable)('WebGPU', () => {
+    it('passes the whole conformance file on the page on webgpu', async () => {
+      check(await page.evaluate(() => (window as unknown as { onPage(k: string): Promise<Report> }).onPage('webgpu')), 'webgpu', 'page');
+    });
+
+    it('passes the whole conformance file in a Web Worker on webgpu', async () => {
+      check(await page.evaluate(() => (window as unknown as { inWorker(k: string): Promise<Report> }).inWorker('webgpu')), 'webgpu', 'worker');
+    });
   });
 
   it('renders examples/browser: which backend ran, histograms before and after', async () => {

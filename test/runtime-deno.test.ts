@@ -23,6 +23,15 @@ const available = await runtimeAvailable(
   },
 );
 
+// Deno's WebGPU needs a Vulkan driver; without a GPU that is Mesa's lavapipe.
+const webGpuAvailable = available && await runtimeAvailable(
+  { name: 'WebGPU in Deno (Mesa lavapipe)', install: 'apt-get install -y mesa-vulkan-drivers libvulkan1' },
+  async () => {
+    const { stdout } = await run(DENO, ['eval', 'console.log((await navigator.gpu?.requestAdapter())?.info.description ?? "none")']);
+    return stdout.trim() === 'none' ? 'Deno found no WebGPU adapter (no Vulkan driver)' : null;
+  },
+);
+
 function deno(dir: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run(DENO, ['run', '--allow-read', '--allow-env', ...args], { cwd: dir, timeout: 120_000, env: { ...process.env, NO_COLOR: '1' } });
 }
@@ -57,6 +66,10 @@ describe.skipIf(!available)('Deno', () => {
   }
 
   it.each(['wasm-simd', 'wasm'])('passes the whole conformance file on %s', passesConformance);
+
+  describe.skipIf(!webGpuAvailable)('WebGPU', () => {
+    it('passes the whole conformance file on webgpu', () => passesConformance('webgpu'));
+  });
 
   it('runs examples/deno as shown', async () => {
     const { stdout } = await deno(dir, ['main.ts']);

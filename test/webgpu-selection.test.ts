@@ -7,6 +7,7 @@ import { createBackend, AutoBackend, WEBGPU_CROSSOVER_ELEMENTS } from '../src/ba
 import { WasmBackend } from '../src/backends/wasm.js';
 import { WebGpuBackend } from '../src/backends/webgpu.js';
 import { infoCommand } from '../src/cli/info.js';
+import { nodeGpu } from '../src/backends/node-gpu.js';
 import { testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
 
 const available = await webgpuAvailable();
@@ -37,8 +38,13 @@ describe.skipIf(!available)('createBackend with WebGPU', () => {
     backend.dispose();
   });
 
-  it("loads the 'webgpu' package itself when WebGPU is requested in Node", async () => {
-    const backend = await createBackend({ kind: 'webgpu' });
+  it('says how to get WebGPU in Node, and nodeGpu() gets it', async () => {
+    await expect(createBackend({ kind: 'webgpu' })).rejects.toMatchObject({
+      code: 'BACKEND_UNAVAILABLE', message: expect.stringMatching(/no navigator.gpu in Node: pass \{ gpu: \(await nodeGpu\(\)\).gpu \}/),
+    });
+    const found = await nodeGpu();
+    expect(found?.note).toMatch(/the "webgpu" package \(Dawn\)/);
+    const backend = await createBackend({ kind: 'webgpu', gpu: found!.gpu });
     expect(backend.kind).toBe('webgpu');
     await expect(backend.fakeQuantize(weights(16, 1), { bits: 8 })).resolves.toHaveLength(16);
     backend.dispose();

@@ -1,7 +1,8 @@
 // WebGPU in Node, where there is no navigator.gpu: the `webgpu` package (Dawn), loaded only
-// when asked for. Its GPU object keeps Node running while it is referenced (call process.exit
-// when done), and it must stay referenced while its devices are used: it is kept here for the
-// life of the process.
+// when asked for, by the CLI and benchmarks (pass its GPU to createBackend as `gpu`). Not for
+// the web bundles: nothing they import reaches this module. The GPU object keeps Node running
+// while it is referenced (call process.exit when done), and it must stay referenced while its
+// devices are used: it is kept here for the life of the process.
 
 /** Chromium's SwiftShader Vulkan driver (Debian's `chromium` package): a CPU adapter for machines without a GPU. */
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';

@@ -4,7 +4,6 @@ import type { FakeQuantizeOptions } from '../config.js';
 import { BackendError, InvalidInputError } from '../errors.js';
 import type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
 import { explainSelection } from './backend.js';
-import { nodeGpu } from './node-gpu.js';
 import { WasmBackend } from './wasm.js';
 import { runtimeHasSimd, type WasmSource } from './wasm-loader.js';
 import { WebGpuBackend, describeAdapter, summarizeAdapter, type DowngradeEvent, type GpuBufferJob } from './webgpu.js';
@@ -30,8 +29,8 @@ export interface CreateBackendOptions {
   /** Where to load the WebAssembly builds from (default: next to the package's JS). */
   wasm?: { simd?: WasmSource; scalar?: WasmSource };
   /**
-   * WebGPU entry point (default navigator.gpu). In Node there is none: pass `create([])` from
-   * the `webgpu` package, or request kind 'webgpu', which loads that package itself.
+   * WebGPU entry point (default navigator.gpu). In Node there is none: pass `nodeGpu()`'s
+   * (src/backends/node-gpu.ts), or `create([])` from the `webgpu` package.
    */
   gpu?: GPU;
   adapter?: GPUAdapter;
@@ -54,19 +53,17 @@ interface GpuProbe {
 }
 
 /** Finds an adapter (or takes the given device) without creating a device. */
-async function probeWebGpu(options: CreateBackendOptions, requested: BackendRequest): Promise<GpuProbe> {
+async function probeWebGpu(options: CreateBackendOptions): Promise<GpuProbe> {
   const candidate: Candidate = { kind: 'webgpu', available: false, picked: false, reason: '' };
   if (options.device) {
     candidate.available = true;
     candidate.reason = 'a GPUDevice was given';
     return { candidate, fallback: summarizeAdapter(options.device).isFallbackAdapter };
   }
-  let gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
-  // Loading Dawn keeps Node running, so only an explicit request does it.
-  if (!gpu && !options.adapter && requested === 'webgpu') gpu = (await nodeGpu())?.gpu;
+  const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (!gpu && !options.adapter) {
     candidate.reason = typeof process === 'object' && process.versions?.node
-      ? 'no navigator.gpu in Node: pass { gpu } (create([]) from the "webgpu" package), or request kind \'webgpu\''
+      ? 'no navigator.gpu in Node: pass { gpu: (await nodeGpu()).gpu }, or create([]) from the "webgpu" package'
       : 'no navigator.gpu: this runtime has no WebGPU';
     return { candidate, fallback: false };
   }
@@ -115,7 +112,7 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
   const loadWasm = () => WasmBackend.create(wasmPick.kind === 'wasm-simd' ? 'simd' : 'scalar',
     wasmPick.kind === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar);
   const probeNeeded = requested === 'auto' || requested === 'webgpu';
-  const probe = probeNeeded ? await probeWebGpu(options, requested) : null;
+  const probe = probeNeeded ? await probeWebGpu(options) : null;
   const gpuCandidate: Candidate = probe?.candidate ?? { kind: 'webgpu', available: false, picked: false, reason: 'not probed' };
   const candidates = [gpuCandidate, ...wasmSide];
   const report = (picked: BackendKind, notes: string[] = []): SelectionReport => {

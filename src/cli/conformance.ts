@@ -2,6 +2,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { createBackend } from '../backends/select.js';
+import { nodeGpu } from '../backends/node-gpu.js';
 import type { BackendRequest } from '../backends/backend.js';
 import { runConformance } from '../conformance.js';
 import { EdgeMoqError } from '../errors.js';
@@ -9,14 +10,17 @@ import type { ParsedArgs } from './args.js';
 
 export async function conformanceCommand(args: ParsedArgs): Promise<number> {
   const [file] = args.positionals;
-  if (!file) throw new EdgeMoqError('INVALID_ARGUMENT', 'usage: edge-moq conformance <file.json> [--backend auto|wasm-simd|wasm]');
+  if (!file) throw new EdgeMoqError('INVALID_ARGUMENT', 'usage: edge-moq conformance <file.json> [--backend auto|webgpu|wasm-simd|wasm]');
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(file, 'utf8'));
   } catch (cause) {
     throw new EdgeMoqError('CONFORMANCE_FILE', `cannot read ${file}: ${(cause as Error).message}`, { cause });
   }
-  const backend = await createBackend({ kind: (args.flags.get('backend') as BackendRequest | undefined) ?? 'auto' });
+  const kind = (args.flags.get('backend') as BackendRequest | undefined) ?? 'auto';
+  // In Node the GPU comes from the `webgpu` package, loaded only when WebGPU may be picked.
+  const gpu = kind === 'webgpu' || kind === 'auto' ? (await nodeGpu())?.gpu : undefined;
+  const backend = await createBackend({ kind, ...(gpu ? { gpu } : {}) });
   console.log(`conformance: ${file} on ${backend.kind}`);
   const report = await runConformance(parsed, backend, (r) => {
     if (!r.passed) console.log(`FAIL ${r.id}: ${r.detail}`);

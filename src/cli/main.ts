@@ -14,7 +14,7 @@ usage:
   edge-moq conformance <file.json> [--backend B]
   edge-moq info
 
-B (backend): auto (default), wasm-simd, wasm`;
+B (backend): auto (default), webgpu, wasm-simd, wasm`;
 
 const COMMANDS: Record<string, { run: (args: ReturnType<typeof parseArgs>) => Promise<number>; values: string[] }> = {
   demo: { run: demoCommand, values: ['backend', 'steps', 'start-bits', 'target-bits', 'period', 'groups', 'seed'] },
