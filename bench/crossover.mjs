@@ -9,6 +9,7 @@ import os from 'node:os';
 import { WasmBackend } from '../dist/index.js';
 import { nodeGpu } from '../dist/backends/node-gpu.js';
 import { WebGpuBackend } from '../dist/backends/webgpu.js';
+import { median } from './workload.mjs';
 
 const found = await nodeGpu();
 if (!found) {
@@ -17,11 +18,6 @@ if (!found) {
 }
 const gpu = await WebGpuBackend.create({ gpu: found.gpu });
 const wasm = await WasmBackend.create('simd');
-
-function median(samples) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 async function time(backend, data, options, runs) {
   await backend.fakeQuantize(data, options);

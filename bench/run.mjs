@@ -6,35 +6,9 @@
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import { WasmBackend } from '../dist/index.js';
+import { GROUP, N, VARIANTS, median, weights } from './workload.mjs';
 
-const N = 16_777_216;
-const GROUP = 4096;
 const RUNS = Number(process.env.BENCH_RUNS ?? 15);
-
-const VARIANTS = [
-  ['symmetric 8-bit nearest', { bits: 8 }],
-  ['asymmetric 8-bit nearest', { bits: 8, type: 'asymmetric' }],
-  ['symmetric 8-bit stochastic', { bits: 8, rounding: 'stochastic', seed: 7 }],
-  ['symmetric 4-bit nearest', { bits: 4 }],
-  ['ternary (2-bit)', { bits: 2 }],
-  ['binary (1-bit)', { bits: 1 }],
-];
-
-function source() {
-  // Deterministic normal-ish weights (sum of uniforms), no zero groups.
-  const data = new Float32Array(N);
-  let s = 12345;
-  for (let i = 0; i < N; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = (s / 4294967296 - 0.5) * 0.2;
-  }
-  return data;
-}
-
-function median(samples) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 function time(prepare, fn) {
   const samples = [];
@@ -66,7 +40,7 @@ function plainLoop(data, groupSize, bits) {
   }
 }
 
-const original = source();
+const original = weights();
 const copy = new Float32Array(N);
 const floor = time(() => {}, () => copy.set(original));
 const plain = time(() => copy.set(original), () => plainLoop(copy, GROUP, 8));

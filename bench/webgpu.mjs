@@ -11,18 +11,9 @@ import os from 'node:os';
 import { WasmBackend } from '../dist/index.js';
 import { nodeGpu } from '../dist/backends/node-gpu.js';
 import { WebGpuBackend } from '../dist/backends/webgpu.js';
+import { GROUP, N, VARIANTS, median, weights } from './workload.mjs';
 
-const N = 16_777_216;
-const GROUP = 4096;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const VARIANTS = [
-  ['symmetric 8-bit nearest', { bits: 8 }],
-  ['asymmetric 8-bit nearest', { bits: 8, type: 'asymmetric' }],
-  ['symmetric 8-bit stochastic', { bits: 8, rounding: 'stochastic', seed: 7 }],
-  ['symmetric 4-bit nearest', { bits: 4 }],
-  ['ternary (2-bit)', { bits: 2 }],
-  ['binary (1-bit)', { bits: 1 }],
-];
 // GPUBufferUsage / GPUMapMode values.
 const STORAGE = 128, COPY_SRC = 4, COPY_DST = 8, MAP_READ = 1;
 
@@ -35,20 +26,11 @@ const backend = await WebGpuBackend.create({ gpu: found.gpu });
 const wasm = await WasmBackend.create('simd');
 const { device } = backend;
 
-const original = new Float32Array(N);
-let s = 12345;
-for (let i = 0; i < N; i++) {
-  s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-  original[i] = (s / 4294967296 - 0.5) * 0.2;
-}
+const original = weights();
 const host = new Float32Array(N);
 const resident = device.createBuffer({ size: N * 4, usage: STORAGE | COPY_SRC | COPY_DST });
 const staging = device.createBuffer({ size: N * 4, usage: MAP_READ | COPY_DST });
 
-function median(samples) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 /** Median of `fn` over RUNS runs after one warm-up, `prepare` untimed before each. */
 async function time(prepare, fn) {
