@@ -1,7 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const CONFORMANCE_PATH = fileURLToPath(new URL('../../../shared/conformance/deepspeed-moq.json', import.meta.url));
+const SHARED = fileURLToPath(new URL('../../../shared/conformance/deepspeed-moq.json', import.meta.url));
+const VENDORED = fileURLToPath(new URL('../fixtures/conformance/deepspeed-moq.json', import.meta.url));
+
+/** The DeepSpeed vectors: the shared folder's when it sits beside the checkout, else our copy. */
+export const CONFORMANCE_PATH = existsSync(SHARED) ? SHARED : VENDORED;
 
 let cached: { cases: { id: string; kind: string; [key: string]: unknown }[] } | undefined;
 
