@@ -7,16 +7,10 @@
 
 import os from 'node:os';
 import { WasmBackend } from '../dist/index.js';
-import { nodeGpu } from '../dist/backends/node-gpu.js';
 import { WebGpuBackend } from '../dist/backends/webgpu.js';
-import { median } from './workload.mjs';
+import { median, requireNodeGpu } from './workload.mjs';
 
-const found = await nodeGpu();
-if (!found) {
-  console.error('no WebGPU here: install the "webgpu" package (and a Vulkan driver, e.g. apt-get install -y chromium libvulkan1).');
-  process.exit(1);
-}
-const gpu = await WebGpuBackend.create({ gpu: found.gpu });
+const gpu = await WebGpuBackend.create({ gpu: await requireNodeGpu() });
 const wasm = await WasmBackend.create('simd');
 
 async function time(backend, data, options, runs) {

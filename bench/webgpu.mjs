@@ -9,20 +9,14 @@
 
 import os from 'node:os';
 import { WasmBackend } from '../dist/index.js';
-import { nodeGpu } from '../dist/backends/node-gpu.js';
 import { WebGpuBackend } from '../dist/backends/webgpu.js';
-import { GROUP, N, VARIANTS, median, weights } from './workload.mjs';
+import { GROUP, N, VARIANTS, median, weights, requireNodeGpu } from './workload.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 // GPUBufferUsage / GPUMapMode values.
 const STORAGE = 128, COPY_SRC = 4, COPY_DST = 8, MAP_READ = 1;
 
-const found = await nodeGpu();
-if (!found) {
-  console.error('no WebGPU here: install the "webgpu" package (and a Vulkan driver, e.g. apt-get install -y chromium libvulkan1).');
-  process.exit(1);
-}
-const backend = await WebGpuBackend.create({ gpu: found.gpu });
+const backend = await WebGpuBackend.create({ gpu: await requireNodeGpu() });
 const wasm = await WasmBackend.create('simd');
 const { device } = backend;
 

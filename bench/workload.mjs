@@ -27,3 +27,14 @@ export function median(samples) {
   const sorted = [...samples].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 }
+
+/** WebGPU in Node for the GPU benchmarks (the `webgpu` package), or exit saying what is missing. */
+export async function requireNodeGpu() {
+  const { nodeGpu } = await import('../dist/backends/node-gpu.js');
+  const found = await nodeGpu();
+  if (!found) {
+    console.error('no WebGPU here: install the "webgpu" package (and a Vulkan driver, e.g. apt-get install -y chromium libvulkan1).');
+    process.exit(1);
+  }
+  return found.gpu;
+}

@@ -1,11 +1,11 @@
 // Caller-owned GPUBuffers, quantized in place on the caller's device, and the promise that a
 // warm backend creates nothing: no shader modules, pipelines, buffers or bind groups per call.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FakeQuantizeOptions } from '../src/config.js';
 import { WebGpuBackend } from '../src/backends/webgpu.js';
 import { KERNEL_NAMES } from '../src/backends/webgpu-plan.js';
-import { bufferWith, readBuffer, testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
+import { bufferWith, readBuffer, testGpu, useBackendOnOwnDevice, webgpuAvailable, weights } from './support/webgpu.js';
 
 const available = await webgpuAvailable();
 
@@ -18,40 +18,29 @@ const CASES: [number, FakeQuantizeOptions][] = [
 ];
 
 describe.skipIf(!available)('caller-owned GPUBuffers', () => {
-  let device: GPUDevice;
-  let backend: WebGpuBackend;
-
-  beforeAll(async () => {
-    device = await testDevice();
-    backend = await WebGpuBackend.create({ gpu: testGpu(), device });
-  });
-
-  afterAll(() => {
-    backend.dispose();
-    device.destroy();
-  });
+  const gpu = useBackendOnOwnDevice();
 
   it('quantizes a buffer in place, as the host path quantizes an array', async () => {
     for (const [length, options] of CASES) {
       const values = weights(length, length);
-      const buffer = bufferWith(device, values);
-      await expect(backend.fakeQuantizeBuffer(buffer, length, options)).resolves.toBe(buffer);
-      const fromHost = await backend.fakeQuantize(values.slice(), options);
-      expect(await readBuffer(device, buffer, length)).toEqual(fromHost);
+      const buffer = bufferWith(gpu.device, values);
+      await expect(gpu.backend.fakeQuantizeBuffer(buffer, length, options)).resolves.toBe(buffer);
+      const fromHost = await gpu.backend.fakeQuantize(values.slice(), options);
+      expect(await readBuffer(gpu.device, buffer, length)).toEqual(fromHost);
       buffer.destroy();
     }
   });
 
   it('quantizes several buffers in one submission and leaves what lies past `length` alone', async () => {
     const inputs = CASES.map(([length], i) => weights(length + 5, 40 + i));
-    const buffers = inputs.map((values) => bufferWith(device, values));
-    const before = backend.stats().submissions;
-    await backend.fakeQuantizeBuffers(CASES.map(([length, options], i) => ({ buffer: buffers[i]!, length, options })));
-    expect(backend.stats().submissions).toBe(before + 1);
+    const buffers = inputs.map((values) => bufferWith(gpu.device, values));
+    const before = gpu.backend.stats().submissions;
+    await gpu.backend.fakeQuantizeBuffers(CASES.map(([length, options], i) => ({ buffer: buffers[i]!, length, options })));
+    expect(gpu.backend.stats().submissions).toBe(before + 1);
     const fromHost = CASES.map(([length, options], i) => ({ data: inputs[i]!.slice(0, length), options }));
-    await backend.fakeQuantizeMany(fromHost);
+    await gpu.backend.fakeQuantizeMany(fromHost);
     for (const [i, [length]] of CASES.entries()) {
-      const contents = await readBuffer(device, buffers[i]!, length + 5);
+      const contents = await readBuffer(gpu.device, buffers[i]!, length + 5);
       expect(contents.subarray(0, length)).toEqual(fromHost[i]!.data);
       expect(contents.subarray(length)).toEqual(inputs[i]!.subarray(length));
       buffers[i]!.destroy();
@@ -59,10 +48,10 @@ describe.skipIf(!available)('caller-owned GPUBuffers', () => {
   });
 
   it('creates no modules, pipelines, buffers or bind groups once warm', async () => {
-    const fresh = await WebGpuBackend.create({ gpu: testGpu(), device });
+    const fresh = await WebGpuBackend.create({ gpu: testGpu(), device: gpu.device });
     expect(fresh.stats()).toMatchObject({ shaderModules: 1, pipelines: KERNEL_NAMES.length, buffers: 0, bindGroups: 0, submissions: 0 });
     const hostArrays = CASES.map(([length], i) => weights(length, i));
-    const buffers = CASES.map(([length], i) => bufferWith(device, weights(length, 10 + i)));
+    const buffers = CASES.map(([length], i) => bufferWith(gpu.device, weights(length, 10 + i)));
     const step = async () => {
       await fresh.fakeQuantizeMany(CASES.map(([, options], i) => ({ data: hostArrays[i]!, options })));
       await fresh.fakeQuantizeBuffers(CASES.map(([length, options], i) => ({ buffer: buffers[i]!, length, options })));

@@ -3,6 +3,8 @@
 // module for the life of the process: Dawn frees its devices when that object is collected.
 
 import { existsSync } from 'node:fs';
+import { afterAll, beforeAll } from 'vitest';
+import { WebGpuBackend } from '../../src/backends/webgpu.js';
 import { runtimeAvailable } from './runtimes.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -34,6 +36,23 @@ export async function testDevice(subgroups = true): Promise<GPUDevice> {
   const adapter = (await testGpu().requestAdapter())!;
   const features: GPUFeatureName[] = subgroups && adapter.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [];
   return adapter.requestDevice({ requiredFeatures: features });
+}
+
+/**
+ * For a describe block: a WebGpuBackend on a device of its own, created before the tests and
+ * destroyed after them. Read `.backend` and `.device` inside the tests.
+ */
+export function useBackendOnOwnDevice(): { backend: WebGpuBackend; device: GPUDevice } {
+  const context = {} as { backend: WebGpuBackend; device: GPUDevice };
+  beforeAll(async () => {
+    context.device = await testDevice();
+    context.backend = await WebGpuBackend.create({ gpu: testGpu(), device: context.device });
+  });
+  afterAll(() => {
+    context.backend.dispose();
+    context.device.destroy();
+  });
+  return context;
 }
 
 /** A GPUBuffer holding `values`, usable as a quantization target. */
