@@ -11,7 +11,9 @@ export type ErrorCode =
   | 'CONFIG' // a DeepSpeed/options key that is unknown or ill-typed
   | 'BACKEND_UNAVAILABLE'
   | 'DEVICE_LOST'
-  | 'CONFORMANCE_FILE';
+  | 'CONFORMANCE_FILE'
+  | 'MALFORMED_FILE' // a safetensors file (or packed metadata) that does not follow its format
+  | 'IO'; // reading or writing a file failed
 
 export class EdgeMoqError extends Error {
   readonly code: ErrorCode;
@@ -36,3 +38,10 @@ export class ConfigError extends EdgeMoqError {
 
 /** The requested backend cannot run in this runtime, or failed while running. */
 export class BackendError extends EdgeMoqError {}
+
+/** A file is not what its format says it must be: the message names the field and the offset. */
+export class FormatError extends EdgeMoqError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MALFORMED_FILE', message, options);
+  }
+}

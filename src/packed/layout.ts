@@ -1,0 +1,106 @@
+// The packed layout `edge-moq.packed/1`: integer codes in a little-endian bit stream plus one
+// scale (and, asymmetric, one zero point) per group. Fixed so that other tools can read it;
+// README "Packed weights" states it in full. For 4-bit symmetric codes with groups along the
+// last dimension it is byte for byte onnxruntime's MatMulNBits weight layout (blocks along K,
+// low nibble first, zero point 8).
+//
+//   codes:  symmetric q + 2^(b-1); asymmetric q (0..2^b-1); ternary t + 1; binary 1 for x >= 0
+//   scale:  s (grid), alpha (ternary), mean |x| (binary)
+//   zero:   asymmetric only, round(min / s) * s; a constant group (s = 0) stores the constant
+//   value:  symmetric (code - 2^(b-1)) * s; asymmetric code * s + zero; ternary (code - 1) * alpha;
+//           binary (2 * code - 1) * m
+
+import { planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { InvalidInputError } from '../errors.js';
+
+export const PACKED_FORMAT = 'edge-moq.packed/1';
+
+export type PackedType = 'symmetric' | 'asymmetric' | 'ternary' | 'binary';
+
+/** One tensor's codes and per-group parameters. */
+export interface PackedTensor {
+  bits: number;
+  type: PackedType;
+  /** Elements in the tensor. */
+  length: number;
+  groupSize: number;
+  /** ceil(length * bits / 8) bytes: element i's code is stream bits [i*bits, (i+1)*bits). */
+  codes: Uint8Array;
+  /** One per group. */
+  scales: Float32Array;
+  /** One per group, asymmetric only (else null). */
+  zeros: Float32Array | null;
+}
+
+/** Fake-quantization options that make sense for packing (no blend: codes are the point). */
+export type PackOptions = Omit<FakeQuantizeOptions, 'blendRatio'> & {
+  /**
+   * The tensor index of data[0] when packing a tensor chunk by chunk: stochastic noise is a
+   * function of the index in the tensor, so chunks pack exactly as the whole tensor would.
+   */
+  firstIndex?: number;
+};
+
+export interface PackPlan extends KernelPlan {
+  type: PackedType;
+  firstIndex: number;
+  codeBytes: number;
+}
+
+export function packedType(bits: number, asymmetric: boolean): PackedType {
+  if (bits === 1) return 'binary';
+  if (bits === 2) return 'ternary';
+  return asymmetric ? 'asymmetric' : 'symmetric';
+}
+
+export function codeBytes(length: number, bits: number): number {
+  return Math.ceil((length * bits) / 8);
+}
+
+/** Validates a pack call before anything is allocated or touched. */
+export function planPack(length: number, options: PackOptions, label = 'data'): PackPlan {
+  if (options !== null && typeof options === 'object' && 'blendRatio' in options) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      'options.blendRatio has no packed form (a blend is not on any grid); pack without it, or use fakeQuantize.');
+  }
+  const { firstIndex = 0, ...rest } = (options ?? {}) as PackOptions;
+  if (!Number.isInteger(firstIndex) || firstIndex < 0 || firstIndex > 0xffffffff) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `options.firstIndex must be an integer in 0..2^32-1, got ${String(firstIndex)}.`);
+  }
+  const plan = planFakeQuantizeLength(length, rest, label);
+  return { ...plan, type: packedType(plan.bits, plan.asymmetric), firstIndex, codeBytes: codeBytes(length, plan.bits) };
+}
+
+/** Empty arrays of the right sizes for `plan` (reuse them across calls of the same shape). */
+export function allocatePacked(plan: PackPlan): PackedTensor {
+  return {
+    bits: plan.bits,
+    type: plan.type,
+    length: plan.length,
+    groupSize: plan.groupSize,
+    codes: new Uint8Array(plan.codeBytes),
+    scales: new Float32Array(plan.groupCount),
+    zeros: plan.type === 'asymmetric' ? new Float32Array(plan.groupCount) : null,
+  };
+}
+
+/** Checks a PackedTensor's fields against each other (it may come from a file). */
+export function validatePacked(packed: PackedTensor, label = 'packed'): void {
+  const fail = (what: string) => {
+    throw new InvalidInputError('INVALID_ARGUMENT', `${label}: ${what}`);
+  };
+  if (packed === null || typeof packed !== 'object') fail('must be a PackedTensor ({ bits, type, length, groupSize, codes, scales, zeros }).');
+  const { bits, type, length, groupSize, codes, scales, zeros } = packed;
+  if (!Number.isInteger(bits) || bits < 1 || bits > 16) fail(`bits must be an integer in 1..16, got ${String(bits)}.`);
+  if (type !== packedType(bits, type === 'asymmetric')) fail(`type ${String(type)} does not fit bits ${bits} (1: binary, 2: ternary, 3..16: symmetric or asymmetric).`);
+  if (!Number.isInteger(length) || length <= 0) fail(`length must be a positive integer, got ${String(length)}.`);
+  if (!Number.isInteger(groupSize) || groupSize <= 0 || length % groupSize !== 0) fail(`groupSize ${String(groupSize)} must divide length ${length}.`);
+  if (!(codes instanceof Uint8Array) || codes.length !== codeBytes(length, bits)) fail(`codes must be a Uint8Array of ceil(${length}*${bits}/8) = ${codeBytes(length, bits)} bytes.`);
+  const groups = length / groupSize;
+  if (!(scales instanceof Float32Array) || scales.length !== groups) fail(`scales must be a Float32Array of ${groups} values (one per group).`);
+  if (type === 'asymmetric') {
+    if (!(zeros instanceof Float32Array) || zeros.length !== groups) fail(`zeros must be a Float32Array of ${groups} values for asymmetric codes.`);
+  } else if (zeros !== null && zeros !== undefined) {
+    fail(`zeros must be null for ${type} codes.`);
+  }
+}
