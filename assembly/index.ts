@@ -7,6 +7,7 @@ export { quantizeGrid } from './grid';
 export { quantizeTernary } from './ternary';
 export { quantizeBinary } from './binary';
 export { fillStochasticOffsets } from './rounding';
+export { packCodes, unpackCodes } from './pack';
 
 /** First byte the host may use: everything below holds the module's static data. */
 export function heapBase(): usize {

@@ -22,6 +22,16 @@ interface KernelExports {
   quantizeTernary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
   quantizeBinary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
   fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
+  // assembly/pack.ts: returns -1 or the first non-finite group.
+  packCodes(src: number, codes: number, scales: number, zeros: number, groupCount: number, groupSize: number, bits: number,
+    type: number, stochastic: number, key: number, firstIndex: number): number;
+  unpackCodes(codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number, bits: number, type: number): void;
+}
+
+/** What src/packed/wasm-packer.ts uses of a WasmBackend: its kernels and its memory. */
+export interface WasmInternals {
+  kernels: KernelExports;
+  heap: WasmHeap;
 }
 
 interface Staged { plan: KernelPlan; pointer: number; host: Float32Array | null; label: string; stats: number }
@@ -49,6 +59,11 @@ export class WasmBackend implements Backend {
   static async create(build: WasmBuild, source?: WasmSource): Promise<WasmBackend> {
     const module = await compileWasm(build, source);
     return new WasmBackend(build, await WebAssembly.instantiate(module, {}));
+  }
+
+  /** For src/packed/: the module's exports and the heap over its memory. */
+  get internals(): WasmInternals {
+    return { kernels: this.kernels, heap: this.heap };
   }
 
   /** A tensor in this backend's memory: quantizing it copies nothing. */

@@ -10,7 +10,7 @@
 //   value:  symmetric (code - 2^(b-1)) * s; asymmetric code * s + zero; ternary (code - 1) * alpha;
 //           binary (2 * code - 1) * m
 
-import { planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
 import { InvalidInputError } from '../errors.js';
 
 export const PACKED_FORMAT = 'edge-moq.packed/1';
@@ -57,7 +57,13 @@ export function codeBytes(length: number, bits: number): number {
   return Math.ceil((length * bits) / 8);
 }
 
-/** Validates a pack call before anything is allocated or touched. */
+/** Validates a pack call on a host array before anything is allocated or touched. */
+export function planPackData(data: unknown, options: PackOptions, label = 'data'): PackPlan {
+  if (!(data instanceof Float32Array)) planFakeQuantize(data, { bits: 8 }, label);
+  return planPack((data as Float32Array).length, options, label);
+}
+
+/** Validates a pack call on `length` float32 values (held anywhere). */
 export function planPack(length: number, options: PackOptions, label = 'data'): PackPlan {
   if (options !== null && typeof options === 'object' && 'blendRatio' in options) {
     throw new InvalidInputError('INVALID_ARGUMENT',
@@ -82,6 +88,16 @@ export function allocatePacked(plan: PackPlan): PackedTensor {
     scales: new Float32Array(plan.groupCount),
     zeros: plan.type === 'asymmetric' ? new Float32Array(plan.groupCount) : null,
   };
+}
+
+/** Checks that `into` has the sizes `plan` needs. */
+export function validateInto(into: PackedTensor, plan: PackPlan): void {
+  validatePacked(into, 'into');
+  if (into.bits !== plan.bits || into.type !== plan.type || into.length !== plan.length || into.groupSize !== plan.groupSize) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `into holds ${into.length} ${into.type} ${into.bits}-bit codes in groups of ${into.groupSize}, but this call packs ` +
+      `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize}; allocate it with allocatePacked(planPack(...)).`);
+  }
 }
 
 /** Checks a PackedTensor's fields against each other (it may come from a file). */

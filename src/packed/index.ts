@@ -1,0 +1,39 @@
+// `edge-moq/packed`: integer codes you can store and ship (`edge-moq.packed/1`), packed and
+// unpacked on any backend. A separate entry point, so code that only fake-quantizes (a
+// training loop, a Worker) does not carry it.
+
+import type { Backend, BackendRequest } from '../backends/backend.js';
+import { AutoBackend, createBackend, type CreateBackendOptions } from '../backends/select.js';
+import { WasmBackend } from '../backends/wasm.js';
+import { InvalidInputError } from '../errors.js';
+import type { Packer } from './packer.js';
+import { WasmPacker } from './wasm-packer.js';
+
+export {
+  PACKED_FORMAT, allocatePacked, codeBytes, packedType, planPack, validatePacked,
+  type PackedTensor, type PackedType, type PackOptions, type PackPlan,
+} from './layout.js';
+export type { Packer } from './packer.js';
+export { WasmPacker } from './wasm-packer.js';
+
+/**
+ * A packer on `backend` (a Backend, or a kind to create one: then the packer owns it and
+ * disposes it). 'auto' and an AutoBackend pack host arrays on WebAssembly: the codes come back
+ * to the host anyway, and WebAssembly needs no upload.
+ */
+export async function createPacker(backend: Backend | BackendRequest = 'auto', options: Omit<CreateBackendOptions, 'kind'> = {}): Promise<Packer> {
+  if (typeof backend === 'string') {
+    const created = await createBackend({ ...options, kind: backend });
+    const packer = await createPacker(created);
+    const dispose = packer.dispose.bind(packer);
+    packer.dispose = () => {
+      dispose();
+      created.dispose();
+    };
+    return packer;
+  }
+  if (backend instanceof WasmBackend) return new WasmPacker(backend);
+  if (backend instanceof AutoBackend) return new WasmPacker(backend.wasm);
+  throw new InvalidInputError('INVALID_ARGUMENT',
+    `createPacker needs a backend from createBackend() (or a kind: 'auto', 'wasm-simd', 'wasm', 'webgpu'), got ${backend?.kind ?? typeof backend}.`);
+}

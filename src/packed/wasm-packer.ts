@@ -1,0 +1,112 @@
+// Packing on the WebAssembly backends (assembly/pack.ts). Host arrays are staged in one
+// reusable scratch region of the module's memory; arrays already there are read in place.
+// Results reach the caller's arrays only after the kernel succeeded, so bad input leaves
+// everything untouched.
+
+import type { BackendKind } from '../backends/backend.js';
+import type { WasmBackend } from '../backends/wasm.js';
+import { InvalidInputError } from '../errors.js';
+import { allocatePacked, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions } from './layout.js';
+import type { Packer } from './packer.js';
+
+/** The `type` argument of packCodes/unpackCodes (assembly/pack.ts). */
+const TYPE_NUMBER: Record<PackedType, number> = { symmetric: 0, asymmetric: 1, ternary: 2, binary: 3 };
+// Codes are read 4 bytes at a time, so the codes region keeps 3 readable bytes past its end.
+const CODE_PADDING = 4;
+
+const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
+
+export class WasmPacker implements Packer {
+  readonly kind: BackendKind;
+  private scratch = { offset: 0, bytes: 0 };
+
+  constructor(private readonly backend: WasmBackend) {
+    this.kind = backend.kind;
+  }
+
+  async pack(data: Float32Array, options: PackOptions, into?: PackedTensor): Promise<PackedTensor> {
+    return this.packSync(data, options, into);
+  }
+
+  async unpack(packed: PackedTensor, out?: Float32Array): Promise<Float32Array> {
+    return this.unpackSync(packed, out);
+  }
+
+  packSync(data: Float32Array, options: PackOptions, into?: PackedTensor): PackedTensor {
+    const plan = planPackData(data, options);
+    if (into !== undefined) validateInto(into, plan);
+    const { kernels } = this.backend.internals;
+    const memory = kernels.memory;
+    const inMemory = data.buffer === memory.buffer;
+    const dataPointer = inMemory ? data.byteOffset : -1;
+    const dataBytes = inMemory ? 0 : align16(plan.length * 4);
+    const codesBytes = align16(plan.codeBytes + CODE_PADDING);
+    const groupBytes = align16(plan.groupCount * 4);
+    const base = this.reserve(dataBytes + codesBytes + 2 * groupBytes);
+    const src = inMemory ? dataPointer : base;
+    const codes = base + dataBytes;
+    const scales = codes + codesBytes;
+    const zeros = scales + groupBytes;
+    if (!inMemory) new Float32Array(memory.buffer, src, plan.length).set(data);
+    const badGroup = kernels.packCodes(src, codes, scales, zeros, plan.groupCount, plan.groupSize, plan.bits,
+      TYPE_NUMBER[plan.type], plan.stochastic ? 1 : 0, plan.key | 0, plan.firstIndex | 0);
+    if (badGroup >= 0) {
+      const group = new Float32Array(memory.buffer, src + badGroup * plan.groupSize * 4, plan.groupSize);
+      const at = group.findIndex((x) => !Number.isFinite(x));
+      throw new InvalidInputError('NON_FINITE',
+        `data[${badGroup * plan.groupSize + at}] is ${group[at]}: packing needs finite values. Nothing was modified.`);
+    }
+    const result = into ?? allocatePacked(plan);
+    const buffer = memory.buffer;
+    result.codes.set(new Uint8Array(buffer, codes, plan.codeBytes));
+    result.scales.set(new Float32Array(buffer, scales, plan.groupCount));
+    result.zeros?.set(new Float32Array(buffer, zeros, plan.groupCount));
+    return result;
+  }
+
+  unpackSync(packed: PackedTensor, out?: Float32Array): Float32Array {
+    validatePacked(packed);
+    const { length, groupSize, bits } = packed;
+    const groupCount = length / groupSize;
+    if (out !== undefined && (!(out instanceof Float32Array) || out.length !== length)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `out must be a Float32Array of ${length} values (packed.length).`);
+    }
+    const { kernels } = this.backend.internals;
+    const memory = kernels.memory;
+    const outInMemory = out !== undefined && out.buffer === memory.buffer;
+    // Fixed before the scratch region may grow the memory (which detaches views into it).
+    const outPointer = outInMemory ? out!.byteOffset : -1;
+    const codesBytes = align16(packed.codes.length + CODE_PADDING);
+    const groupBytes = align16(groupCount * 4);
+    const dstBytes = outInMemory ? 0 : align16(length * 4);
+    const base = this.reserve(codesBytes + 2 * groupBytes + dstBytes);
+    const codes = base;
+    const scales = codes + codesBytes;
+    const zeros = scales + groupBytes;
+    const dst = outInMemory ? outPointer : zeros + groupBytes;
+    const buffer = memory.buffer;
+    new Uint8Array(buffer, codes, packed.codes.length).set(packed.codes);
+    new Float32Array(buffer, scales, groupCount).set(packed.scales);
+    if (packed.zeros) new Float32Array(buffer, zeros, groupCount).set(packed.zeros);
+    kernels.unpackCodes(codes, scales, zeros, dst, groupCount, groupSize, bits, TYPE_NUMBER[packed.type]);
+    if (outInMemory) return out!;
+    const result = out ?? new Float32Array(length);
+    result.set(new Float32Array(memory.buffer, dst, length));
+    return result;
+  }
+
+  dispose(): void {
+    if (this.scratch.bytes) this.backend.internals.heap.release(this.scratch.offset, this.scratch.bytes);
+    this.scratch = { offset: 0, bytes: 0 };
+  }
+
+  /** The scratch region, grown to at least `bytes` (it only grows, so warm calls allocate nothing). */
+  private reserve(bytes: number): number {
+    if (bytes > this.scratch.bytes) {
+      const { heap } = this.backend.internals;
+      if (this.scratch.bytes) heap.release(this.scratch.offset, this.scratch.bytes);
+      this.scratch = { offset: heap.allocate(bytes), bytes };
+    }
+    return this.scratch.offset;
+  }
+}
