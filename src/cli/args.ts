@@ -1,4 +1,5 @@
-// A small argument parser: positionals plus --flag value / --flag=value / boolean --flag.
+// A small argument parser: positionals plus --flag value / --flag=value / boolean --flag, and
+// single-letter -x value (as in -o out.safetensors).
 
 import { InvalidInputError } from '../errors.js';
 
@@ -12,20 +13,21 @@ export function parseArgs(argv: readonly string[], valueFlags: readonly string[]
   const flags = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (!arg.startsWith('--')) {
+    const short = /^-[a-zA-Z]$/.test(arg);
+    if (!arg.startsWith('--') && !short) {
       positionals.push(arg);
       continue;
     }
-    const eq = arg.indexOf('=');
-    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const eq = short ? -1 : arg.indexOf('=');
+    const name = arg.slice(short ? 1 : 2, eq < 0 ? undefined : eq);
     if (booleanFlags.includes(name) && eq < 0) {
       flags.set(name, true);
     } else if (valueFlags.includes(name)) {
       const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-      if (value === undefined) throw new InvalidInputError('INVALID_ARGUMENT', `--${name} needs a value.`);
+      if (value === undefined) throw new InvalidInputError('INVALID_ARGUMENT', `${short ? '-' : '--'}${name} needs a value.`);
       flags.set(name, value);
     } else {
-      const known = [...valueFlags, ...booleanFlags].map((f) => `--${f}`).join(', ') || 'none';
+      const known = [...valueFlags, ...booleanFlags].map((f) => (f.length === 1 ? `-${f}` : `--${f}`)).join(', ') || 'none';
       throw new InvalidInputError('INVALID_ARGUMENT', `unknown option ${arg}; options here: ${known}.`);
     }
   }

@@ -5,21 +5,38 @@ import { EdgeMoqError } from '../errors.js';
 import { parseArgs } from './args.js';
 import { conformanceCommand } from './conformance.js';
 import { demoCommand } from './demo.js';
+import { dequantizeCommand } from './dequantize.js';
 import { infoCommand } from './info.js';
+import { inspectCommand } from './inspect.js';
+import { quantizeCommand } from './quantize.js';
 
 const USAGE = `edge-moq — DeepSpeed MoQ quantization for JavaScript runtimes
 
 usage:
   edge-moq demo [--backend B] [--steps N] [--start-bits B] [--target-bits B] [--period N] [--groups K]
+  edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [--group-size G | --groups K]
+      [--type symmetric|asymmetric] [--rounding nearest|stochastic] [--seed S]
+      [--include REGEX] [--exclude REGEX] [--include-vectors] [--backend B]
+  edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16] [--backend B]
+  edge-moq inspect <file.safetensors>
   edge-moq conformance <file.json> [--backend B]
   edge-moq info
 
-B (backend): auto (default), webgpu, wasm-simd, wasm`;
+B (backend): auto (default), webgpu, wasm-simd, wasm
+quantize packs float tensors of 2 or more dimensions into edge-moq.packed/1 (groups default
+to one per row: the last dimension); other tensors are kept unchanged.`;
 
-const COMMANDS: Record<string, { run: (args: ReturnType<typeof parseArgs>) => Promise<number>; values: string[] }> = {
+const COMMANDS: Record<string, { run: (args: ReturnType<typeof parseArgs>) => Promise<number>; values: string[]; booleans?: string[] }> = {
   demo: { run: demoCommand, values: ['backend', 'steps', 'start-bits', 'target-bits', 'period', 'groups', 'seed'] },
   conformance: { run: conformanceCommand, values: ['backend'] },
   info: { run: infoCommand, values: [] },
+  quantize: {
+    run: quantizeCommand,
+    values: ['o', 'output', 'bits', 'group-size', 'groups', 'type', 'rounding', 'seed', 'include', 'exclude', 'backend'],
+    booleans: ['include-vectors'],
+  },
+  dequantize: { run: dequantizeCommand, values: ['o', 'output', 'dtype', 'backend'] },
+  inspect: { run: inspectCommand, values: [] },
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -33,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(`edge-moq: unknown command "${name}"\n\n${USAGE}`);
     return 2;
   }
-  return command.run(parseArgs(rest, command.values, []));
+  return command.run(parseArgs(rest, command.values, command.booleans ?? []));
 }
 
 main(process.argv.slice(2)).then(

@@ -1,0 +1,35 @@
+// `edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16]`
+
+import { InvalidInputError } from '../errors.js';
+import { dequantizeSafetensors, type DequantizeFileOptions } from '../formats/dequantize-file.js';
+import { atomicFileSink, fileSource } from '../formats/node-file.js';
+import type { ParsedArgs } from './args.js';
+import { openPacker } from './packer.js';
+import { createProgress } from './progress.js';
+import { formatBytes } from './table.js';
+
+export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
+  const [input] = args.positionals;
+  const output = args.flags.get('o') ?? args.flags.get('output');
+  if (!input || typeof output !== 'string' || args.positionals.length > 1) {
+    throw new InvalidInputError('INVALID_ARGUMENT', 'usage: edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16]');
+  }
+  const progress = createProgress('dequantize');
+  const options: DequantizeFileOptions = {
+    onProgress: (p) => progress.update(p.index / p.count, `${p.index + 1}/${p.count} ${p.tensor}`),
+  };
+  const dtype = args.flags.get('dtype');
+  if (dtype !== undefined) options.dtype = dtype as DequantizeFileOptions['dtype'] & string;
+  const packer = await openPacker(args);
+  const source = await fileSource(input);
+  try {
+    const report = await dequantizeSafetensors(source, atomicFileSink(output), packer, options);
+    progress.done();
+    console.log(`${output}: unpacked ${report.unpacked} tensor(s), copied ${report.copied} unchanged, on ${packer.kind}; ` +
+      `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)}`);
+  } finally {
+    await source.close();
+    packer.dispose();
+  }
+  return 0;
+}
