@@ -219,9 +219,10 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions): Decision {
   if (groupSize !== undefined && tensor.length % groupSize !== 0) return skip(`group size ${groupSize} does not divide ${tensor.length} elements`);
   if (options.groups !== undefined && tensor.length % options.groups !== 0) return skip(`${options.groups} groups do not divide ${tensor.length} elements`);
   const stochastic = options.rounding === 'stochastic';
+  // Chunks are packed with the tensor's group size, whichever way the groups were given.
   const packOptions: PackOptions = {
     bits: options.bits,
-    ...(groupSize !== undefined ? { groupSize } : { groups: options.groups! }),
+    groupSize: groupSize ?? tensor.length / options.groups!,
     ...(options.type ? { type: options.type } : {}),
     ...(options.rounding ? { rounding: options.rounding } : {}),
     ...(stochastic ? { seed: options.seed ?? 0, tensorId: tensorIdOf(tensor.name) } : {}),
