@@ -1,12 +1,14 @@
 // The command line as a user runs it (built dist/, a child process).
 
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { CONFORMANCE_PATH } from './support/fixtures.js';
+import { WasmBackend } from '../src/backends/wasm.js';
+import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes } from '../src/formats/safetensors.js';
+import { CONFORMANCE_PATH, randomTensor } from './support/fixtures.js';
 
 const CLI = new URL('../dist/cli/main.js', import.meta.url).pathname;
 
@@ -61,5 +63,62 @@ describe('edge-moq demo', () => {
     const last = stdout.trim().split('\n').filter((l) => /^\s+90 /.test(l))[0]!;
     expect(last).toMatch(/4 bits/);
     expect(stdout).toMatch(/ran on wasm-simd/);
+  });
+});
+
+describe('edge-moq quantize / dequantize / inspect', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-moq-cli-'));
+  const input = join(dir, 'model.safetensors');
+  const weights = randomTensor(64 * 32, 3);
+  writeFileSync(input, encodeSafetensors([
+    { name: 'layers.0.weight', dtype: 'F32', shape: [64, 32], data: encodeFloat32(weights, 'F32') },
+    { name: 'layers.0.bias', dtype: 'F32', shape: [64], data: encodeFloat32(randomTensor(64, 4), 'F32') },
+    { name: 'layers.1.weight', dtype: 'F16', shape: [16, 32], data: encodeFloat32(randomTensor(16 * 32, 5), 'F16') },
+  ]));
+
+  it('packs a multi-tensor file, shows progress (plain lines when piped) and a summary', async () => {
+    const output = join(dir, 'model.q4.safetensors');
+    const { code, stdout, stderr } = await run('quantize', input, '-o', output, '--bits', '4', '--group-size', '32');
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/quantize:\s+0% 1\/3 layers\.0\.weight\n/);
+    expect(stderr).toMatch(/quantize: 100% done/);
+    expect(stdout).toMatch(/layers\.0\.weight\s+\[64, 32\]\s+F32\s+symmetric 4-bit, groups of 32\s+8\.00 KB\s+1\.25 KB\s+0\.\d+\s+0\.\d+/);
+    expect(stdout).toMatch(/layers\.0\.bias\s+\[64\]\s+F32\s+kept: 1-D/);
+    expect(stdout).toMatch(/packed 2 tensor\(s\), kept 1 unchanged, on wasm-simd; [\d.]+ KB -> [\d.]+ KB \([\d.]+x smaller\)/);
+
+    const inspected = await run('inspect', output);
+    expect(inspected.code).toBe(0);
+    expect(inspected.stdout).toMatch(/edge-moq\.packed\/1 with 2 packed tensor\(s\)/);
+    expect(inspected.stdout).toMatch(/layers\.1\.weight\s+\[16, 32\]\s+F16 -> symmetric 4-bit, groups of 32/);
+
+    const restored = join(dir, 'model.dq.safetensors');
+    const back = await run('dequantize', output, '-o', restored, '--dtype', 'F32');
+    expect(back.code).toBe(0);
+    expect(back.stdout).toMatch(/unpacked 2 tensor\(s\), copied 1 unchanged/);
+    const file = await openSafetensors(memorySource(new Uint8Array(readFileSync(restored))));
+    const tensor = file.tensors.find((t) => t.name === 'layers.0.weight')!;
+    const values = decodeFloat32(await readBytes(file, tensor), 'F32');
+    const backend = await WasmBackend.create('simd');
+    const fake = await backend.fakeQuantize(weights.slice(), { bits: 4, groupSize: 32 });
+    expect(Array.from(values, (v) => v + 0)).toEqual(Array.from(fake, (v) => v + 0));
+  });
+
+  it.each([
+    [['quantize', 'in.safetensors', '--bits', '4'], /usage: edge-moq quantize/],
+    [['quantize', 'IN', '-o', 'OUT'], /--bits is required/],
+    [['quantize', 'IN', '-o', 'OUT', '--bits', '4', '--include', '('], /--include \( is not a valid regular expression/],
+    [['quantize', 'IN', '-o', 'OUT', '--bits', '4', '--groups', '2', '--group-size', '8'], /--group-size or --groups, not both/],
+    [['quantize', 'IN', '-o', 'OUT', '--bits', '4', '--backend', 'tpu'], /--backend must be one of/],
+    [['quantize', '/nonexistent.safetensors', '-o', 'OUT', '--bits', '4'], /cannot open \/nonexistent.safetensors/],
+    [['quantize', 'IN', '-o', 'OUT', '--bits', '40'], /bits must be an integer from 1 to 16/],
+    [['dequantize', 'IN', '-o', 'OUT'], /not packed by edge-moq/],
+    [['inspect'], /usage: edge-moq inspect/],
+  ])('explains a bad invocation and writes nothing: %j', async (args, message) => {
+    const output = join(dir, `out-${Math.random().toString(36).slice(2)}.safetensors`);
+    const resolved = args.map((a) => (a === 'IN' ? input : a === 'OUT' ? output : a));
+    const { code, stderr } = await run(...resolved);
+    expect(stderr).toMatch(message);
+    expect(code).toBe(2);
+    expect(readdirSync(dir).filter((f) => f.startsWith('out-'))).toEqual([]);
   });
 });
