@@ -17,7 +17,7 @@ const targets = [
   [['build/edge-moq-simd.wasm', 'build/edge-moq-scalar.wasm'], ['assembly', 'asconfig.json']],
   [['src/backends/shaders.generated.ts'], ['shaders', 'scripts/embed-shaders.mjs']],
   [['dist/index.js', 'dist/cli/main.js'], ['src', 'shaders', 'tsconfig.json']],
-  [['dist/bundles/index.js', 'dist/bundles/browser.js', 'dist/bundles/workerd.js'], ['src', 'shaders', 'scripts/bundle.mjs']],
+  [['dist/bundles/index.js', 'dist/bundles/browser.js', 'dist/bundles/workerd.js', 'dist/bundles/packed.js', 'dist/bundles/conformance.js'], ['src', 'shaders', 'scripts/bundle.mjs']],
 ];
 const stale = targets.some(([outputs, sources]) => {
   const since = newestOf(sources);

@@ -15,4 +15,3 @@ export type {
   EigenvalueOptions, FakeQuantizeOptions, ParameterSchedule, QuantizationType, QuantizerOptions, Rounding, ScheduleGroup,
 } from './config.js';
 export { BackendError, ConfigError, EdgeMoqError, InvalidInputError, type ErrorCode } from './errors.js';
-export { runConformance, type CaseResult, type ConformanceReport } from './conformance.js';

@@ -3,7 +3,7 @@
 // sources become the defaults.
 
 import { execFile } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,6 +34,30 @@ describe('exports map', () => {
     expect(stdout.trim()).toBe(`file://${PACKAGE_ROOT}dist/bundles/${file}`);
   });
 
+  it.each([
+    ['workerd', 'workerd-'],
+    ['browser', 'browser-'],
+    ['deno', ''],
+    [null, ''],
+  ])('condition %s resolves edge-moq/packed and edge-moq/conformance beside the main entry', async (condition, prefix) => {
+    for (const entry of ['packed', 'conformance']) {
+      const args = [...(condition ? ['-C', condition] : []), '--input-type=module', '-e', `console.log(import.meta.resolve("edge-moq/${entry}"))`];
+      const { stdout } = await run(process.execPath, args, { cwd: dir });
+      expect(stdout.trim()).toBe(`file://${PACKAGE_ROOT}dist/bundles/${prefix}${entry}.js`);
+    }
+  });
+
+  it('shares one backend between the main entry and edge-moq/packed', async () => {
+    const script = `import { createBackend } from 'edge-moq';
+      import { createPacker } from 'edge-moq/packed';
+      const backend = await createBackend({ kind: 'wasm-simd' });
+      const packer = await createPacker(backend);
+      const packed = await packer.pack(Float32Array.of(-8, 7, 0, 1), { bits: 4 });
+      console.log(packer.kind, Array.from(packed.codes).join(' '), Array.from(await packer.unpack(packed)).join(' '));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: dir });
+    expect(stdout.trim()).toBe('wasm-simd 240 152 -8 7 0 1');
+  });
+
   it('works in Node by package name, reading the .wasm from the package', async () => {
     const script = `import { createBackend } from 'edge-moq';
       const backend = await createBackend();
@@ -53,8 +77,10 @@ describe('exports map', () => {
   });
 
   it('keeps Node built-ins and the Dawn bindings out of the browser and Workers bundles', () => {
-    for (const name of ['browser', 'workerd']) {
-      const code = readFileSync(join(PACKAGE_ROOT, 'dist/bundles', `${name}.js`), 'utf8');
+    const webFiles = readdirSync(join(PACKAGE_ROOT, 'dist/bundles')).filter((f) => /^(browser|workerd)/.test(f));
+    expect(webFiles.length).toBeGreaterThanOrEqual(6);
+    for (const name of webFiles) {
+      const code = readFileSync(join(PACKAGE_ROOT, 'dist/bundles', name), 'utf8');
       // Static and dynamic imports only: the error messages mention the `webgpu` package by name.
       expect(code, name).not.toMatch(/^import\b[^;]*from\s*["'](node:|webgpu["'])|\bimport\(\s*["'](node:|webgpu["'])/m);
     }

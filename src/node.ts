@@ -1,0 +1,5 @@
+// `edge-moq/node`: what only Node has. Files for the streaming safetensors functions of
+// `edge-moq/packed`, and WebGPU through the `webgpu` package (Dawn).
+
+export { atomicFileSink, fileSource, type FileSource } from './formats/node-file.js';
+export { nodeGpu, type NodeGpu } from './backends/node-gpu.js';
