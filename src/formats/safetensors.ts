@@ -1,0 +1,561 @@
+// safetensors: an 8-byte little-endian header length N, N bytes of UTF-8 JSON naming each
+// tensor's dtype, shape and data_offsets (relative to the end of the header), then the data.
+// Reading and writing go through abstract byte sources and sinks so that the same code serves
+// Node, browsers and workers, and through fixed-size chunks so that a model larger than memory
+// streams through. Everything a file declares is checked against the file's real size before
+// anything is allocated from it.
+
+import { EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
+
+export const DTYPE_BYTES = {
+  F64: 8, F32: 4, F16: 2, BF16: 2,
+  I64: 8, I32: 4, I16: 2, I8: 1,
+  U64: 8, U32: 4, U16: 2, U8: 1,
+  BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+} as const;
+
+export type Dtype = keyof typeof DTYPE_BYTES;
+
+/** The dtypes that convert exactly to float32 (and so can be quantized). */
+export type FloatDtype = 'F32' | 'F16' | 'BF16';
+
+export const isFloatDtype = (dtype: Dtype): dtype is FloatDtype => dtype === 'F32' || dtype === 'F16' || dtype === 'BF16';
+
+/** The reference implementation's cap: a longer header is a corrupt length, not a model. */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+/** Random access to the bytes of a file, wherever it lives. */
+export interface ByteSource {
+  readonly size: number;
+  /** Fills `into` with the bytes at [offset, offset + into.length), or throws. */
+  read(offset: number, into: Uint8Array): Promise<void>;
+}
+
+/** Where a file is written, in order. Nothing is final until close(); abort() discards it. */
+export interface ByteSink {
+  write(bytes: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+export interface TensorInfo {
+  readonly name: string;
+  readonly dtype: Dtype;
+  readonly shape: readonly number[];
+  /** Elements: the product of the shape (1 for a scalar). */
+  readonly length: number;
+  /** From the start of the file. */
+  readonly byteOffset: number;
+  readonly byteLength: number;
+}
+
+export interface SafetensorsFile {
+  readonly source: ByteSource;
+  /** Where the data area starts: 8 + the header length. */
+  readonly dataOffset: number;
+  /** In the order of their data in the file. */
+  readonly tensors: readonly TensorInfo[];
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+const MAX_SAFE = '2^53-1';
+
+const quote = (name: string) => `'${JSON.stringify(name).slice(1, -1)}'`;
+
+/** A value as it appears in the header, shortened so that a message stays readable. */
+function shown(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+
+const isDtype = (value: unknown): value is Dtype => typeof value === 'string' && Object.hasOwn(DTYPE_BYTES, value);
+
+type Fail = (message: string) => never;
+
+/** The element count of `shape`, failing (with `fail`) on anything that is not a valid shape. */
+function shapeLength(shape: unknown, label: string, fail: Fail): number {
+  if (!Array.isArray(shape)) fail(`${label} shape must be an array of dimensions, got ${shown(shape)}`);
+  const dims = shape as unknown[];
+  dims.forEach((dim, axis) => {
+    if (!Number.isSafeInteger(dim) || (dim as number) < 0) {
+      fail(`${label} shape[${axis}] is ${shown(dim)}; dimensions must be integers from 0 to ${MAX_SAFE}`);
+    }
+  });
+  // A zero dimension makes the tensor empty however large the others are.
+  if (dims.includes(0)) return 0;
+  let length = 1;
+  for (const dim of dims as number[]) {
+    length *= dim;
+    if (length > Number.MAX_SAFE_INTEGER) fail(`${label} shape ${shown(shape)} has more than ${MAX_SAFE} elements`);
+  }
+  return length;
+}
+
+function dtypeOf(dtype: unknown, label: string, fail: Fail): Dtype {
+  if (!isDtype(dtype)) fail(`${label} has unknown dtype ${shown(dtype)}; known: ${Object.keys(DTYPE_BYTES).join(', ')}`);
+  return dtype as Dtype;
+}
+
+function byteLengthOf(length: number, dtype: Dtype, shape: readonly number[], label: string, fail: Fail): number {
+  const byteLength = length * DTYPE_BYTES[dtype];
+  if (byteLength > Number.MAX_SAFE_INTEGER) fail(`${label} shape ${shown(shape)} × ${dtype} is more than ${MAX_SAFE} bytes`);
+  return byteLength;
+}
+
+function metadataOf(metadata: unknown, label: string, fail: Fail): Readonly<Record<string, string>> {
+  if (!isPlainObject(metadata)) fail(`${label} must be an object of string values, got ${shown(metadata)}`);
+  for (const [key, value] of Object.entries(metadata as object)) {
+    if (typeof value !== 'string') fail(`${label} value for key ${quote(key)} is ${shown(value)}; metadata values must be strings`);
+  }
+  // fromEntries defines own properties, so a key like "__proto__" stays a key.
+  return Object.freeze(Object.fromEntries(Object.entries(metadata as Record<string, string>)));
+}
+
+const malformed: Fail = (message) => { throw new FormatError(message); };
+
+// ---- Reading ------------------------------------------------------------------------------
+
+/** Reads and checks the header of a safetensors file; the data is read later, on demand. */
+export async function openSafetensors(source: ByteSource): Promise<SafetensorsFile> {
+  if (source.size < 8) {
+    malformed(`the file is ${source.size} bytes, shorter than the 8-byte header length that starts a safetensors file`);
+  }
+  const prefix = new Uint8Array(8);
+  await source.read(0, prefix);
+  const declared = new DataView(prefix.buffer).getBigUint64(0, true);
+  if (declared > BigInt(source.size - 8)) {
+    malformed(`header length ${declared} (bytes 0-7) exceeds the file size ${source.size}: not a safetensors file, or a truncated one`);
+  }
+  const headerLength = Number(declared);
+  if (headerLength > MAX_HEADER_BYTES) {
+    malformed(`header length ${headerLength} exceeds the cap of ${MAX_HEADER_BYTES} bytes (100 MB) on safetensors headers`);
+  }
+  const headerBytes = new Uint8Array(headerLength);
+  await source.read(8, headerBytes);
+  const dataOffset = 8 + headerLength;
+  const { tensors, metadata } = parseHeader(headerBytes, source.size - dataOffset, dataOffset);
+  return Object.freeze({ source, dataOffset, tensors, metadata });
+}
+
+function parseHeader(bytes: Uint8Array, dataSize: number, dataOffset: number) {
+  const where = bytes.length > 0 ? `the header (bytes 8-${dataOffset - 1})` : 'the header (0 bytes)';
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (cause) {
+    throw new FormatError(`${where} is not UTF-8 JSON: ${(cause as Error).message}`, { cause });
+  }
+  if (!isPlainObject(header)) malformed(`${where} must be a JSON object of tensors, got ${shown(header)}`);
+  const entries = Object.entries(header as Record<string, unknown>);
+  const metadataEntry = entries.find(([name]) => name === '__metadata__');
+  const metadata = metadataEntry ? metadataOf(metadataEntry[1], '__metadata__', malformed) : Object.freeze({});
+
+  const tensors = entries.filter(([name]) => name !== '__metadata__').map(([name, entry]) => {
+    const label = `tensor ${quote(name)}`;
+    if (!isPlainObject(entry)) malformed(`${label} must be an object with dtype, shape and data_offsets, got ${shown(entry)}`);
+    const { dtype: rawDtype, shape: rawShape, data_offsets: offsets } = entry as Record<string, unknown>;
+    const dtype = dtypeOf(rawDtype, label, malformed);
+    const length = shapeLength(rawShape, label, malformed);
+    const shape = Object.freeze([...(rawShape as number[])]);
+    const byteLength = byteLengthOf(length, dtype, shape, label, malformed);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(Number.isSafeInteger) || offsets[0] < 0 || offsets[0] > offsets[1]) {
+      malformed(`${label} data_offsets must be [begin, end] with integers 0 <= begin <= end, got ${shown(offsets)}`);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end - begin !== byteLength) {
+      malformed(`${label} data_offsets [${begin}, ${end}] do not match shape ${shown(shape)} × ${dtype} = ${byteLength} bytes`);
+    }
+    if (end > dataSize) {
+      malformed(`${label} ends at byte ${dataOffset + end} past the end of the file (size ${dataOffset + dataSize}): the file is truncated`);
+    }
+    return Object.freeze({ name, dtype, shape, length, byteOffset: dataOffset + begin, byteLength });
+  });
+
+  // Sort is stable: tensors at the same offset (only empty ones can be) keep header order.
+  tensors.sort((a, b) => a.byteOffset - b.byteOffset || a.byteLength - b.byteLength);
+  let previous: TensorInfo | undefined;
+  for (const tensor of tensors) {
+    // An empty tensor holds no bytes, so it overlaps nothing wherever its offset points.
+    if (tensor.byteLength === 0) continue;
+    if (previous && tensor.byteOffset < previous.byteOffset + previous.byteLength) {
+      const range = (t: TensorInfo) => `[${t.byteOffset - dataOffset}, ${t.byteOffset - dataOffset + t.byteLength}]`;
+      malformed(`tensors ${quote(previous.name)} ${range(previous)} and ${quote(tensor.name)} ${range(tensor)} overlap`);
+    }
+    previous = tensor;
+  }
+  return { tensors: Object.freeze(tensors), metadata };
+}
+
+/** A tensor from another file (or a hand-made one) could point anywhere: only take our own. */
+function checkOwnTensor(file: SafetensorsFile, tensor: TensorInfo): void {
+  if (!file.tensors.includes(tensor)) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `tensor ${quote(String(tensor?.name))} is not one of this file's tensors; pass an entry of file.tensors`);
+  }
+}
+
+function chunkSize(value: unknown, name: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) <= 0) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `options.${name} must be a positive integer, got ${shown(value)}`);
+  }
+  return value as number;
+}
+
+export interface Float32ChunkOptions {
+  /** Elements per chunk; the last chunk may be shorter. */
+  chunkElements: number;
+  /** The output buffer to reuse, at least min(chunkElements, tensor.length) long. */
+  into?: Float32Array;
+}
+
+/**
+ * The tensor's values as float32, chunk by chunk. Memory stays at one output buffer and one raw
+ * buffer of a chunk each: every yielded array is a view of the same buffer, overwritten by the
+ * next iteration, so copy what must outlive it.
+ */
+export function readFloat32Chunks(file: SafetensorsFile, tensor: TensorInfo, options: Float32ChunkOptions): AsyncGenerator<Float32Array, void, undefined> {
+  checkOwnTensor(file, tensor);
+  const dtype = tensor.dtype;
+  if (!isFloatDtype(dtype)) {
+    throw new InvalidInputError('WRONG_DTYPE', `tensor ${quote(tensor.name)} is ${dtype}; only F32, F16 and BF16 can be quantized`);
+  }
+  const chunk = Math.min(chunkSize(options?.chunkElements, 'chunkElements'), tensor.length);
+  const out = options.into ?? new Float32Array(chunk);
+  if (!(out instanceof Float32Array) || out.length < chunk) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `options.into must be a Float32Array of at least ${chunk} elements`);
+  }
+  const raw = new Uint8Array(chunk * DTYPE_BYTES[dtype]);
+  return float32Chunks(file.source, tensor, dtype, chunk, raw, out);
+}
+
+async function* float32Chunks(source: ByteSource, tensor: TensorInfo, dtype: FloatDtype, chunk: number, raw: Uint8Array, out: Float32Array) {
+  const bytes = DTYPE_BYTES[dtype];
+  for (let start = 0; start < tensor.length; start += chunk) {
+    const count = Math.min(chunk, tensor.length - start);
+    const rawChunk = raw.subarray(0, count * bytes);
+    await source.read(tensor.byteOffset + start * bytes, rawChunk);
+    yield decodeFloat32(rawChunk, dtype, out.subarray(0, count));
+  }
+}
+
+export interface ByteChunkOptions {
+  /** Bytes per chunk; the last chunk may be shorter. */
+  chunkBytes: number;
+  /** The buffer to reuse, at least min(chunkBytes, tensor.byteLength) long. */
+  into?: Uint8Array;
+}
+
+/** The tensor's raw bytes, chunk by chunk, each chunk a view of one reused buffer. */
+export function readByteChunks(file: SafetensorsFile, tensor: TensorInfo, options: ByteChunkOptions): AsyncGenerator<Uint8Array, void, undefined> {
+  checkOwnTensor(file, tensor);
+  const chunk = Math.min(chunkSize(options?.chunkBytes, 'chunkBytes'), tensor.byteLength);
+  const out = options.into ?? new Uint8Array(chunk);
+  if (!(out instanceof Uint8Array) || out.length < chunk) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `options.into must be a Uint8Array of at least ${chunk} bytes`);
+  }
+  return byteChunks(file.source, tensor, chunk, out);
+}
+
+async function* byteChunks(source: ByteSource, tensor: TensorInfo, chunk: number, out: Uint8Array) {
+  for (let start = 0; start < tensor.byteLength; start += chunk) {
+    const view = out.subarray(0, Math.min(chunk, tensor.byteLength - start));
+    await source.read(tensor.byteOffset + start, view);
+    yield view;
+  }
+}
+
+/** The tensor's raw bytes in one new array (its length was checked against the file's size). */
+export async function readBytes(file: SafetensorsFile, tensor: TensorInfo): Promise<Uint8Array> {
+  checkOwnTensor(file, tensor);
+  const bytes = new Uint8Array(tensor.byteLength);
+  await file.source.read(tensor.byteOffset, bytes);
+  return bytes;
+}
+
+/** A source over bytes already in memory. */
+export function memorySource(bytes: Uint8Array): ByteSource {
+  return {
+    size: bytes.length,
+    async read(offset, into) {
+      if (!Number.isSafeInteger(offset) || offset < 0 || offset + into.length > bytes.length) {
+        throw new EdgeMoqError('IO', `cannot read ${into.length} bytes at offset ${offset} of a ${bytes.length}-byte buffer`);
+      }
+      into.set(bytes.subarray(offset, offset + into.length));
+    },
+  };
+}
+
+// ---- Writing ------------------------------------------------------------------------------
+
+export interface TensorSpec {
+  name: string;
+  dtype: Dtype;
+  shape: readonly number[];
+  /** Optional: always shape × dtype size; when given it must say so. */
+  byteLength?: number;
+}
+
+export interface SafetensorsLayout {
+  /** The length prefix and the header, padded with spaces so the data starts 8-byte aligned. */
+  header: Uint8Array;
+  /** Where each tensor's bytes go, in the order given. */
+  tensors: readonly TensorInfo[];
+  /** The whole file. */
+  size: number;
+}
+
+const invalid: Fail = (message) => { throw new InvalidInputError('INVALID_ARGUMENT', message); };
+
+/** Lays out a file whose tensors come in the order given: the header first, for streaming. */
+export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Readonly<Record<string, string>> = {}): SafetensorsLayout {
+  if (!Array.isArray(specs)) invalid(`tensors must be an array of { name, dtype, shape }, got ${shown(specs)}`);
+  const checkedMetadata = metadataOf(metadata, 'metadata', invalid);
+  const names = new Set<string>();
+  let dataSize = 0;
+  const placed = specs.map((spec, index) => {
+    if (!isPlainObject(spec)) invalid(`tensors[${index}] must be an object { name, dtype, shape }, got ${shown(spec)}`);
+    const { name } = spec;
+    if (typeof name !== 'string' || name === '__metadata__' || names.has(name)) {
+      invalid(`tensors[${index}].name must be a unique string other than "__metadata__", got ${shown(name)}`);
+    }
+    names.add(name);
+    const label = `tensor ${quote(name)}`;
+    const dtype = dtypeOf(spec.dtype, label, invalid);
+    const length = shapeLength(spec.shape, label, invalid);
+    const shape = Object.freeze([...(spec.shape as readonly number[])]);
+    const byteLength = byteLengthOf(length, dtype, shape, label, invalid);
+    if (spec.byteLength !== undefined && spec.byteLength !== byteLength) {
+      invalid(`${label} byteLength ${shown(spec.byteLength)} does not match shape ${shown(shape)} × ${dtype} = ${byteLength} bytes`);
+    }
+    const begin = dataSize;
+    dataSize += byteLength;
+    if (dataSize > Number.MAX_SAFE_INTEGER) invalid(`the tensors add up to more than ${MAX_SAFE} bytes`);
+    return { name, dtype, shape, length, byteLength, begin };
+  });
+
+  // Built by hand rather than with JSON.stringify(object): an object would move tensors named
+  // like integers ("0", "1") to the front, and the data must follow the header's order.
+  const fields = placed.map((t) => `${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [t.begin, t.begin + t.byteLength] })}`);
+  if (Object.keys(checkedMetadata).length > 0) fields.unshift(`"__metadata__":${JSON.stringify(checkedMetadata)}`);
+  const json = new TextEncoder().encode(`{${fields.join(',')}}`);
+  const headerLength = Math.ceil(json.length / 8) * 8;
+  if (headerLength > MAX_HEADER_BYTES) invalid(`the header would be ${headerLength} bytes, over the ${MAX_HEADER_BYTES}-byte cap readers enforce`);
+  const header = new Uint8Array(8 + headerLength).fill(0x20);
+  new DataView(header.buffer).setBigUint64(0, BigInt(headerLength), true);
+  header.set(json, 8);
+
+  const dataOffset = header.length;
+  const tensors = Object.freeze(placed.map(({ begin, ...t }) => Object.freeze({ ...t, byteOffset: dataOffset + begin })));
+  return { header, tensors, size: dataOffset + dataSize };
+}
+
+export interface SafetensorsWriterOptions {
+  tensors: readonly TensorSpec[];
+  metadata?: Readonly<Record<string, string>>;
+}
+
+export interface SafetensorsWriter {
+  /** Where each tensor's bytes go; write them in this order. */
+  readonly tensors: readonly TensorInfo[];
+  readonly size: number;
+  /** The next bytes of the data area (any split: a chunk may span tensors). */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Checks every promised byte was written, then finishes the sink; else discards the output. */
+  close(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/**
+ * Writes the header to `sink` now, then takes the data through write(). The writer owns the
+ * sink from here: any failure, including bad options, aborts it, so no partial file survives.
+ */
+export async function createSafetensorsWriter(sink: ByteSink, options: SafetensorsWriterOptions): Promise<SafetensorsWriter> {
+  let state: 'open' | 'closed' | 'aborted' = 'open';
+  const discard = async (error: unknown): Promise<never> => {
+    state = 'aborted';
+    // The first failure is the one worth reporting; a failing cleanup must not replace it.
+    await sink.abort().catch(() => undefined);
+    throw error;
+  };
+
+  let layout: SafetensorsLayout;
+  try {
+    layout = layoutSafetensors(options?.tensors, options?.metadata);
+  } catch (error) {
+    return discard(error);
+  }
+  const dataOffset = layout.header.length;
+  const dataSize = layout.size - dataOffset;
+  await sink.write(layout.header).catch(discard);
+
+  let written = 0;
+  const checkOpen = () => {
+    if (state !== 'open') invalid(`the safetensors writer is ${state}; create a new one`);
+  };
+  return {
+    tensors: layout.tensors,
+    size: layout.size,
+    async write(bytes) {
+      checkOpen();
+      if (!(bytes instanceof Uint8Array)) return discard(new InvalidInputError('INVALID_ARGUMENT', `write takes a Uint8Array, got ${shown(bytes)}`));
+      if (written + bytes.length > dataSize) {
+        return discard(new InvalidInputError('INVALID_ARGUMENT',
+          `a write of ${bytes.length} bytes at data byte ${written} goes past the ${dataSize} bytes the header promised; the output was discarded`));
+      }
+      written += bytes.length;
+      await sink.write(bytes).catch(discard);
+    },
+    async close() {
+      checkOpen();
+      if (written < dataSize) {
+        const short = layout.tensors.find((t) => t.byteOffset - dataOffset + t.byteLength > written)!;
+        const got = Math.max(0, written - (short.byteOffset - dataOffset));
+        return discard(new InvalidInputError('INVALID_ARGUMENT',
+          `tensor ${quote(short.name)} got ${got} of its ${short.byteLength} bytes (${written} of the ${dataSize} data bytes were written); the output was discarded`));
+      }
+      state = 'closed';
+      await sink.close().catch(discard);
+    },
+    async abort() {
+      if (state !== 'open') return;
+      state = 'aborted';
+      await sink.abort();
+    },
+  };
+}
+
+export interface TensorBytes {
+  name: string;
+  dtype: Dtype;
+  shape: readonly number[];
+  data: Uint8Array;
+}
+
+/** A whole safetensors file in memory (for tests and small tools). */
+export function encodeSafetensors(tensors: readonly TensorBytes[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+  const layout = layoutSafetensors(tensors, metadata);
+  const file = new Uint8Array(layout.size);
+  file.set(layout.header);
+  layout.tensors.forEach((info, index) => {
+    const { data } = tensors[index]!;
+    if (!(data instanceof Uint8Array) || data.length !== info.byteLength) {
+      invalid(`tensor ${quote(info.name)} data must be a Uint8Array of ${info.byteLength} bytes (shape ${shown(info.shape)} × ${info.dtype}), got ${data instanceof Uint8Array ? `${data.length} bytes` : shown(data)}`);
+    }
+    file.set(data, info.byteOffset);
+  });
+  return file;
+}
+
+// ---- Float conversions --------------------------------------------------------------------
+// Through bit patterns, so that every conversion is exact and NaN payloads survive decoding.
+
+function f16BitsToF32Bits(half: number): number {
+  const sign = (half & 0x8000) << 16;
+  const exponent = (half >>> 10) & 0x1f;
+  const fraction = half & 0x3ff;
+  if (exponent === 0x1f) return sign | 0x7f800000 | (fraction << 13);
+  if (exponent !== 0) return sign | ((exponent + 112) << 23) | (fraction << 13);
+  if (fraction === 0) return sign;
+  // Subnormal: shift the leading 1 into the implicit-bit place; each shift costs one exponent.
+  const shift = Math.clz32(fraction) - 21;
+  return sign | ((113 - shift) << 23) | (((fraction << shift) & 0x3ff) << 13);
+}
+
+/** Round to nearest, ties to even; overflow gives ±Inf; NaN stays NaN (quiet). */
+function f32BitsToF16Bits(bits: number): number {
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = (bits >>> 23) & 0xff;
+  const mantissa = bits & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa === 0 ? 0 : 0x200 | (mantissa >>> 13));
+  if (exponent >= 143) return sign | 0x7c00; // 2^16 and above: past the largest half, 65504
+  // Normal halves keep 10 of 23 mantissa bits; subnormals (below 2^-14) keep fewer.
+  // Below 2^-25 (exponent 102) everything rounds to zero.
+  if (exponent < 102) return sign;
+  const significand = exponent >= 113 ? mantissa : mantissa | 0x800000;
+  const shift = exponent >= 113 ? 13 : 126 - exponent;
+  const base = exponent >= 113 ? (exponent - 112) << 10 : 0;
+  const kept = significand >>> shift;
+  const rest = significand & ((1 << shift) - 1);
+  const halfway = 1 << (shift - 1);
+  // A carry out of the mantissa bumps the exponent, which is what rounding up should do
+  // (and turns the largest finite values into Inf, as IEEE rounding does).
+  const rounded = base + kept + (rest > halfway || (rest === halfway && (kept & 1) === 1) ? 1 : 0);
+  return sign | rounded;
+}
+
+/** Round to nearest, ties to even; NaN stays NaN (quiet). */
+function f32BitsToBf16Bits(bits: number): number {
+  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >>> 16) | 0x40) & 0xffff;
+  // Below 2^32 for every non-NaN pattern, so the unsigned shift sees no wrap-around.
+  return ((bits >>> 0) + 0x7fff + ((bits >>> 16) & 1)) >>> 16;
+}
+
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+/** The value of a float16 bit pattern (0..0xffff). */
+export function f16ToF32(bits: number): number {
+  scratchU32[0] = f16BitsToF32Bits(bits & 0xffff);
+  return scratchF32[0]!;
+}
+
+/** The value of a bfloat16 bit pattern (0..0xffff). */
+export function bf16ToF32(bits: number): number {
+  scratchU32[0] = (bits & 0xffff) << 16;
+  return scratchF32[0]!;
+}
+
+/** The float16 bit pattern nearest `value` (first rounded to float32), ties to even. */
+export function f32ToF16(value: number): number {
+  scratchF32[0] = value;
+  return f32BitsToF16Bits(scratchU32[0]!);
+}
+
+/** The bfloat16 bit pattern nearest `value` (first rounded to float32), ties to even. */
+export function f32ToBf16(value: number): number {
+  scratchF32[0] = value;
+  return f32BitsToBf16Bits(scratchU32[0]!);
+}
+
+/** Raw little-endian F32/F16/BF16 bytes as float32 values (into `into` when given). */
+export function decodeFloat32(raw: Uint8Array, dtype: FloatDtype, into?: Float32Array): Float32Array {
+  const bytes = DTYPE_BYTES[dtype];
+  const count = raw.length / bytes;
+  if (!Number.isInteger(count)) invalid(`${raw.length} bytes are not a whole number of ${dtype} values`);
+  const out = into ? into.subarray(0, count) : new Float32Array(count);
+  if (out.length < count) invalid(`into holds ${into!.length} values; ${count} are needed`);
+  // Writing bit patterns through a same-buffer Uint32Array keeps host byte order consistent.
+  const bits = new Uint32Array(out.buffer, out.byteOffset, count);
+  if (dtype === 'F32') {
+    for (let i = 0, j = 0; i < count; i++, j += 4) bits[i] = raw[j]! | (raw[j + 1]! << 8) | (raw[j + 2]! << 16) | (raw[j + 3]! << 24);
+  } else if (dtype === 'BF16') {
+    for (let i = 0, j = 0; i < count; i++, j += 2) bits[i] = (raw[j]! | (raw[j + 1]! << 8)) << 16;
+  } else {
+    for (let i = 0, j = 0; i < count; i++, j += 2) bits[i] = f16BitsToF32Bits(raw[j]! | (raw[j + 1]! << 8));
+  }
+  return out;
+}
+
+/** Float32 values as little-endian F32/F16/BF16 bytes (into `into` when given), rounding ties to even. */
+export function encodeFloat32(values: Float32Array, dtype: FloatDtype, into?: Uint8Array): Uint8Array {
+  const size = values.length * DTYPE_BYTES[dtype];
+  const out = into ? into.subarray(0, size) : new Uint8Array(size);
+  if (out.length < size) invalid(`into holds ${into!.length} bytes; ${size} are needed`);
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  if (dtype === 'F32') {
+    for (let i = 0, j = 0; i < bits.length; i++, j += 4) {
+      const b = bits[i]!;
+      out[j] = b; out[j + 1] = b >>> 8; out[j + 2] = b >>> 16; out[j + 3] = b >>> 24;
+    }
+  } else {
+    const narrow = dtype === 'F16' ? f32BitsToF16Bits : f32BitsToBf16Bits;
+    for (let i = 0, j = 0; i < bits.length; i++, j += 2) {
+      const h = narrow(bits[i]!);
+      out[j] = h; out[j + 1] = h >>> 8;
+    }
+  }
+  return out;
+}
