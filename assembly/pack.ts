@@ -12,7 +12,7 @@
 // and stops at the first group holding a NaN or ±Inf (the host discards what was written).
 
 import { rangeOf, absMaxBits, NON_FINITE_BITS, absSum, absSumCount, groupAbsMean } from './stats';
-import { stochasticOffset } from './rounding';
+import { stochasticOffset, stochasticOffset4 } from './rounding';
 
 const THRESHOLD_FACTOR: f32 = 0.7;
 const groupRange = memory.data(8);
@@ -116,7 +116,27 @@ export function packCodes(
     for (let i = 0; i < n; i++) putCode(<u32>offset, ubits);
     return;
   }
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  if (ASC_FEATURE_SIMD) {
+    const vScale = f32x4.splat(scale), vZero = f32x4.splat(zero);
+    const vLo = f32x4.splat(lo), vHi = f32x4.splat(hi);
+    const vOffset = i32x4.splat(offset), vKey = i32x4.splat(key);
+    let index = i32x4.add(i32x4.splat(first), i32x4(0, 1, 2, 3));
+    for (; i + 4 <= n; i += 4) {
+      const x = v128.load(from + (<usize>i << 2));
+      let v = f32x4.div(ASYMMETRIC ? f32x4.sub(x, vZero) : x, vScale);
+      if (STOCHASTIC) {
+        v = f32x4.add(v, stochasticOffset4(index, vKey));
+        index = i32x4.add(index, i32x4.splat(4));
+      }
+      const codes = i32x4.add(i32x4.trunc_sat_f32x4_s(f32x4.pmin(f32x4.pmax(f32x4.nearest(v), vLo), vHi)), vOffset);
+      putCode(i32x4.extract_lane(codes, 0), ubits);
+      putCode(i32x4.extract_lane(codes, 1), ubits);
+      putCode(i32x4.extract_lane(codes, 2), ubits);
+      putCode(i32x4.extract_lane(codes, 3), ubits);
+    }
+  }
+  for (; i < n; i++) {
     const x = load<f32>(from + (<usize>i << 2));
     let v = (ASYMMETRIC ? x - zero : x) / scale;
     if (STOCHASTIC) v += stochasticOffset(first + <u32>i, key);

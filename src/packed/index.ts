@@ -37,3 +37,13 @@ export async function createPacker(backend: Backend | BackendRequest = 'auto', o
   throw new InvalidInputError('INVALID_ARGUMENT',
     `createPacker needs a backend from createBackend() (or a kind: 'auto', 'wasm-simd', 'wasm', 'webgpu'), got ${backend?.kind ?? typeof backend}.`);
 }
+
+// safetensors, streamed: runtime-neutral over ByteSource/ByteSink (files in Node: edge-moq/node).
+export {
+  createSafetensorsWriter, decodeFloat32, encodeFloat32, encodeSafetensors, layoutSafetensors, memorySource, openSafetensors,
+  readByteChunks, readBytes, readFloat32Chunks,
+  type ByteSink, type ByteSource, type Dtype, type FloatDtype, type SafetensorsFile, type SafetensorsWriter, type TensorInfo, type TensorSpec,
+} from '../formats/safetensors.js';
+export { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport, type TensorReport } from '../formats/quantize-file.js';
+export { dequantizeSafetensors, type DequantizeFileOptions, type DequantizeReport } from '../formats/dequantize-file.js';
+export { isPackedFile, readPackedLayout, type PackedEntry, type PackedParts } from '../formats/packed-metadata.js';
