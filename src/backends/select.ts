@@ -26,6 +26,11 @@ export const WEBGPU_CROSSOVER_ELEMENTS = 1 << 20;
 export interface CreateBackendOptions {
   /** 'auto' (default) picks the best backend this runtime offers. */
   kind?: BackendRequest;
+  /**
+   * The most host data the WebAssembly backend stages at once (default 64 MiB): larger arrays
+   * go in chunks of whole groups. Lower it to keep memory small (a Worker has 128 MB).
+   */
+  stagingBytes?: number;
   /** Where to load the WebAssembly builds from (default: next to the package's JS). */
   wasm?: { simd?: WasmSource; scalar?: WasmSource };
   /**
@@ -109,8 +114,9 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
   }
   const wasmSide = wasmCandidates();
   const wasmPick = wasmSide.find((c) => c.available)!;
+  const wasmOptions = options.stagingBytes === undefined ? {} : { stagingBytes: options.stagingBytes };
   const loadWasm = () => WasmBackend.create(wasmPick.kind === 'wasm-simd' ? 'simd' : 'scalar',
-    wasmPick.kind === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar);
+    wasmPick.kind === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar, wasmOptions);
   const probeNeeded = requested === 'auto' || requested === 'webgpu';
   const probe = probeNeeded ? await probeWebGpu(options) : null;
   const gpuCandidate: Candidate = probe?.candidate ?? { kind: 'webgpu', available: false, picked: false, reason: 'not probed' };
@@ -140,7 +146,7 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
       return backend;
     }
     const backend = await WasmBackend.create(requested === 'wasm-simd' ? 'simd' : 'scalar',
-      requested === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar);
+      requested === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar, wasmOptions);
     backend.selection = report(requested);
     return backend;
   }

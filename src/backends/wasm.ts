@@ -36,6 +36,17 @@ export interface WasmInternals {
 
 interface Staged { plan: KernelPlan; pointer: number; host: Float32Array | null; label: string; stats: number }
 
+export interface WasmBackendOptions {
+  /**
+   * The most host data staged in WebAssembly memory at once (default 64 MiB). Larger host
+   * arrays are quantized in chunks of whole groups, so memory stays near this bound (a Worker
+   * has 128 MB) and tensors beyond what one WebAssembly memory holds (over 2 GB) go through.
+   */
+  stagingBytes?: number;
+}
+
+export const DEFAULT_STAGING_BYTES = 64 << 20;
+
 export class WasmBackend implements Backend {
   readonly kind: BackendKind;
   selection: SelectionReport;
@@ -45,7 +56,14 @@ export class WasmBackend implements Backend {
   private staging = { offset: 0, bytes: 0 };
   private statistics = { offset: 0, bytes: 0 };
 
-  private constructor(build: WasmBuild, instance: WebAssembly.Instance) {
+  private readonly stagingLimit: number;
+
+  private constructor(build: WasmBuild, instance: WebAssembly.Instance, options: WasmBackendOptions) {
+    const { stagingBytes = DEFAULT_STAGING_BYTES } = options;
+    if (!Number.isInteger(stagingBytes) || stagingBytes < 16) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `stagingBytes must be an integer of at least 16, got ${String(stagingBytes)}.`);
+    }
+    this.stagingLimit = stagingBytes;
     this.kind = build === 'simd' ? 'wasm-simd' : 'wasm';
     this.kernels = instance.exports as unknown as KernelExports;
     this.heap = new WasmHeap(this.kernels.memory, this.kernels.heapBase());
@@ -56,9 +74,9 @@ export class WasmBackend implements Backend {
     };
   }
 
-  static async create(build: WasmBuild, source?: WasmSource): Promise<WasmBackend> {
+  static async create(build: WasmBuild, source?: WasmSource, options: WasmBackendOptions = {}): Promise<WasmBackend> {
     const module = await compileWasm(build, source);
-    return new WasmBackend(build, await WebAssembly.instantiate(module, {}));
+    return new WasmBackend(build, await WebAssembly.instantiate(module, {}), options ?? {});
   }
 
   /** For src/packed/: the module's exports and the heap over its memory. */
@@ -106,6 +124,12 @@ export class WasmBackend implements Backend {
       throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { data, options }.');
     }
     const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, jobs.length === 1 ? 'data' : `jobs[${i}].data`));
+    const memoryBuffer = this.kernels.memory.buffer;
+    const hostBytes = jobs.reduce((sum, job, i) => sum + (job.data.buffer === memoryBuffer ? 0 : plans[i]!.length * 4), 0);
+    if (hostBytes > this.stagingLimit) {
+      this.quantizeInChunks(jobs, plans);
+      return;
+    }
     const staged = this.stage(jobs, plans);
     for (const s of staged) {
       if (s.host) continue;
@@ -127,10 +151,62 @@ export class WasmBackend implements Backend {
     }
   }
 
-  private nonFinite(s: Staged, badGroup: number): InvalidInputError {
+  /**
+   * Host data larger than the staging limit: every job is checked first (statistics of each
+   * chunk, and of each tensor already in our memory), then written chunk by chunk, so bad input
+   * anywhere still leaves everything untouched. Chunks hold whole groups; the stochastic noise
+   * is indexed from each chunk's first element, so results equal the unchunked ones.
+   */
+  private quantizeInChunks(jobs: readonly QuantizeJob[], plans: KernelPlan[]): void {
+    const memory = this.kernels.memory;
+    const inMemory = jobs.map((job) => job.data.buffer === memory.buffer);
+    const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
+    const chunkElements = plans.map((plan) => Math.max(1, Math.floor(this.stagingLimit / 4 / plan.groupSize)) * plan.groupSize);
+    const stagingBytes = Math.max(...plans.map((plan, i) => (inMemory[i] ? 0 : Math.min(plan.length, chunkElements[i]!) * 4)));
+    const statBytes = Math.max(...plans.map((plan, i) => (inMemory[i] ? plan.length : Math.min(plan.length, chunkElements[i]!)) / plan.groupSize * 8));
+    const staging = this.reserve(this.staging, stagingBytes);
+    const stats = this.reserve(this.statistics, statBytes);
+    const label = (i: number) => (jobs.length === 1 ? 'data' : `jobs[${i}].data`);
+    const chunksOf = function* (i: number) {
+      for (let first = 0; first < plans[i]!.length; first += chunkElements[i]!) {
+        yield { first, plan: { ...plans[i]!, length: Math.min(chunkElements[i]!, plans[i]!.length - first) } };
+      }
+    };
+    const check = (plan: KernelPlan, pointer: number, i: number, first: number) => {
+      const groupCount = plan.length / plan.groupSize;
+      const badGroup = plan.bits >= 3
+        ? this.kernels.groupRanges(pointer, groupCount, plan.groupSize, stats)
+        : this.kernels.groupAbsMeans(pointer, groupCount, plan.groupSize, stats);
+      if (badGroup >= 0) throw this.nonFinite({ plan, pointer, host: null, label: label(i), stats }, badGroup, first);
+    };
+    jobs.forEach((job, i) => {
+      if (inMemory[i]) {
+        check(plans[i]!, pointers[i]!, i, 0);
+        return;
+      }
+      for (const { first, plan } of chunksOf(i)) {
+        new Float32Array(memory.buffer, staging, plan.length).set(job.data.subarray(first, first + plan.length));
+        check({ ...plan, groupCount: plan.length / plan.groupSize }, staging, i, first);
+      }
+    });
+    jobs.forEach((job, i) => {
+      if (inMemory[i]) {
+        this.run({ plan: plans[i]!, pointer: pointers[i]!, host: null, label: label(i), stats: 0 }, 0);
+        return;
+      }
+      for (const { first, plan } of chunksOf(i)) {
+        const view = new Float32Array(memory.buffer, staging, plan.length);
+        view.set(job.data.subarray(first, first + plan.length));
+        this.run({ plan: { ...plan, groupCount: plan.length / plan.groupSize }, pointer: staging, host: null, label: label(i), stats: 0 }, 0, first);
+        job.data.set(view, first);
+      }
+    });
+  }
+
+  private nonFinite(s: Staged, badGroup: number, first = 0): InvalidInputError {
     const group = new Float32Array(this.kernels.memory.buffer, s.pointer + badGroup * s.plan.groupSize * 4, s.plan.groupSize);
     const at = group.findIndex((x) => !Number.isFinite(x));
-    const index = badGroup * s.plan.groupSize + at;
+    const index = first + badGroup * s.plan.groupSize + at;
     return new InvalidInputError('NON_FINITE',
       `${s.label}[${index}] is ${group[at]}: quantization needs finite values (a NaN/Inf usually means an overflowed ` +
       `step; skip it with overflow: true). Nothing was modified.`);
@@ -175,13 +251,16 @@ export class WasmBackend implements Backend {
     }
   }
 
-  /** In place; `stats` = 0 runs the fused pass, which returns the first non-finite group. */
-  private run({ plan, pointer }: Staged, stats: number): number {
+  /**
+   * In place; `stats` = 0 runs the fused pass, which returns the first non-finite group.
+   * `firstIndex`: the tensor index of the first element (the stochastic noise's counter).
+   */
+  private run({ plan, pointer }: Staged, stats: number, firstIndex = 0): number {
     const { groupCount, groupSize } = plan;
     const blend = plan.blend ? 1 : 0;
     if (plan.bits >= 3) {
       return this.kernels.quantizeGrid(pointer, pointer, groupCount, groupSize, stats, plan.bits, plan.asymmetric ? 1 : 0,
-        plan.stochastic ? 1 : 0, plan.key | 0, 0, blend, plan.ratio, plan.rest);
+        plan.stochastic ? 1 : 0, plan.key | 0, firstIndex, blend, plan.ratio, plan.rest);
     }
     const kernel = plan.bits === 2 ? this.kernels.quantizeTernary : this.kernels.quantizeBinary;
     return kernel(pointer, pointer, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);
