@@ -45,7 +45,7 @@ const compactShaders = {
 };
 
 // Each runtime's main entry, plus the entries that share its code (`edge-moq/packed`,
-// `edge-moq/conformance`):
+// `edge-moq/conformance`, `edge-moq/tfjs`):
 // built together with code splitting, so a WasmBackend from the main entry is the class the
 // packer checks for. The size budget covers the main entries.
 export const bundles = [
@@ -55,11 +55,14 @@ export const bundles = [
   },
   {
     name: 'browser', entry: 'src/runtimes/browser.ts', platform: 'browser', plugins: [withoutFileSystem, compactShaders],
-    extra: { 'browser-packed': 'src/runtimes/browser-packed.ts', 'browser-conformance': 'src/runtimes/browser-conformance.ts' },
+    extra: {
+      'browser-packed': 'src/runtimes/browser-packed.ts', 'browser-conformance': 'src/runtimes/browser-conformance.ts',
+      'browser-tfjs': 'src/runtimes/browser-tfjs.ts',
+    },
   },
   {
     name: 'index', entry: 'src/index.ts', platform: 'neutral', plugins: [compactShaders],
-    extra: { packed: 'src/packed/index.ts', conformance: 'src/conformance.ts', node: 'src/node.ts' },
+    extra: { packed: 'src/packed/index.ts', conformance: 'src/conformance.ts', tfjs: 'src/tfjs/index.ts', node: 'src/node.ts' },
   },
 ];
 

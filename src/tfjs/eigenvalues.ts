@@ -58,7 +58,8 @@ export interface PowerIterationResult {
 /** A tfjs layer, model or container: what blocksFromLayers reads. */
 export interface LayerLike {
   readonly name: string;
-  readonly trainableWeights: readonly { readonly name: string; read(): tfjs.Tensor }[];
+  // originalName ("dense/kernel") is stable; tfjs suffixes `name` once another model used it.
+  readonly trainableWeights: readonly { readonly name: string; readonly originalName?: string; read(): tfjs.Tensor }[];
   readonly layers?: readonly LayerLike[];
 }
 
@@ -234,7 +235,8 @@ export function blocksFromLayers(blocks: readonly (LayerLike | readonly LayerLik
     return {
       id,
       weights: weights.map((w) => w.read() as tfjs.Variable),
-      parameterNames: weights.map((w) => w.name),
+      // The names edge-moq/tfjs gives the weights (attachMoq's MoqWeight.name).
+      parameterNames: weights.map((w) => w.originalName ?? w.name),
     };
   });
 }
