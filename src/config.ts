@@ -50,6 +50,23 @@ function typeName(value: unknown): string {
   return typeof value;
 }
 
+/**
+ * A value as an error message shows it: numbers as JavaScript prints them (NaN, 1e+21), the rest
+ * as JSON, shortened. Never throws (BigInt, cycles, null-prototype objects) and never prints
+ * "[object Object]".
+ */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'symbol') return String(value);
+  if (typeof value === 'function' || value === undefined) return typeName(value);
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json.length > 80 ? `${json.slice(0, 77)}...` : json;
+  } catch {
+    // A BigInt inside, or a cycle: fall back to the type.
+  }
+  return typeName(value);
+}
+
 function isUint32(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
 }
@@ -80,13 +97,13 @@ export function planFakeQuantizeLength(length: number, options: FakeQuantizeOpti
   const { bits, type = 'symmetric', rounding = 'nearest' } = options;
   if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < MIN_BITS || bits > MAX_BITS) {
     throw new InvalidInputError('INVALID_ARGUMENT',
-      `bits must be an integer from ${MIN_BITS} to ${MAX_BITS}, got ${String(bits)}.`);
+      `bits must be an integer from ${MIN_BITS} to ${MAX_BITS}, got ${describeValue(bits)}.`);
   }
   if (type !== 'symmetric' && type !== 'asymmetric') {
-    throw new InvalidInputError('INVALID_ARGUMENT', `type must be "symmetric" or "asymmetric", got ${JSON.stringify(type)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `type must be "symmetric" or "asymmetric", got ${describeValue(type)}.`);
   }
   if (rounding !== 'nearest' && rounding !== 'stochastic') {
-    throw new InvalidInputError('INVALID_ARGUMENT', `rounding must be "nearest" or "stochastic", got ${JSON.stringify(rounding)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `rounding must be "nearest" or "stochastic", got ${describeValue(rounding)}.`);
   }
   if (bits <= 2 && (type !== 'symmetric' || rounding !== 'nearest')) {
     throw new InvalidInputError('INVALID_ARGUMENT',
@@ -96,12 +113,12 @@ export function planFakeQuantizeLength(length: number, options: FakeQuantizeOpti
   const groupCount = resolveGroupCount(length, options, label);
   for (const key of ['seed', 'step', 'tensorId'] as const) {
     if (options[key] !== undefined && !isUint32(options[key])) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `${key} must be an integer from 0 to 2^32-1, got ${String(options[key])}.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `${key} must be an integer from 0 to 2^32-1, got ${describeValue(options[key])}.`);
     }
   }
   const blendRatio = options.blendRatio;
   if (blendRatio !== undefined && (typeof blendRatio !== 'number' || !(blendRatio >= 0 && blendRatio <= 1))) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `blendRatio must be a number from 0 to 1, got ${String(blendRatio)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `blendRatio must be a number from 0 to 1, got ${describeValue(blendRatio)}.`);
   }
   const stochastic = rounding === 'stochastic';
   return {
@@ -124,10 +141,10 @@ function resolveGroupCount(length: number, options: { groups?: number; groupSize
   const { groups, groupSize } = options;
   const positiveInteger = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
   if (groups !== undefined && !positiveInteger(groups)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `groups must be a positive integer, got ${String(groups)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `groups must be a positive integer, got ${describeValue(groups)}.`);
   }
   if (groupSize !== undefined && !positiveInteger(groupSize)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `groupSize must be a positive integer, got ${String(groupSize)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `groupSize must be a positive integer, got ${describeValue(groupSize)}.`);
   }
   if (groups !== undefined && groupSize !== undefined && groups * groupSize !== length) {
     throw new InvalidInputError('GROUPS_DO_NOT_DIVIDE',
@@ -225,7 +242,8 @@ class Section {
 
   static of(value: unknown, path: string): Section {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new ConfigError(path, `must be an object, got ${Array.isArray(value) ? 'array' : typeName(value)}.`);
+      // The root has no dotted path: call it "config" so the message still names what is wrong.
+      throw new ConfigError(path || 'config', `must be an object, got ${Array.isArray(value) ? 'array' : typeName(value)}.`);
     }
     return new Section(value as Record<string, unknown>, path);
   }
@@ -252,7 +270,7 @@ class Section {
   bool(name: string, fallback: boolean): boolean {
     const v = this.value[name];
     if (v === undefined) return fallback;
-    if (typeof v !== 'boolean') throw new ConfigError(this.key(name), `must be true or false, got ${JSON.stringify(v)}.`);
+    if (typeof v !== 'boolean') throw new ConfigError(this.key(name), `must be true or false, got ${describeValue(v)}.`);
     return v;
   }
 
@@ -265,9 +283,9 @@ class Section {
   string<T extends string>(name: string, fallback: T, allowed?: readonly T[]): T {
     const v = this.value[name];
     if (v === undefined) return fallback;
-    if (typeof v !== 'string') throw new ConfigError(this.key(name), `must be a string, got ${JSON.stringify(v)}.`);
+    if (typeof v !== 'string') throw new ConfigError(this.key(name), `must be a string, got ${describeValue(v)}.`);
     if (allowed && !allowed.includes(v as T)) {
-      throw new ConfigError(this.key(name), `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}.`);
+      throw new ConfigError(this.key(name), `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${describeValue(v)}.`);
     }
     return v as T;
   }
@@ -276,14 +294,14 @@ class Section {
     const v = this.value[name];
     if (v === undefined || v === null) return fallback;
     if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) {
-      throw new ConfigError(this.key(name), `must be a list of strings, got ${JSON.stringify(v)}.`);
+      throw new ConfigError(this.key(name), `must be a list of strings, got ${describeValue(v)}.`);
     }
     return v as string[];
   }
 }
 
 function checkNumber(v: unknown, key: string, check: { integer?: boolean; min?: number; max?: number; above?: number }): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(key, `must be a finite number, got ${JSON.stringify(v)}.`);
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(key, `must be a finite number, got ${describeValue(v)}.`);
   if (check.integer && !Number.isInteger(v)) throw new ConfigError(key, `must be an integer, got ${v}.`);
   if (check.min !== undefined && v < check.min) throw new ConfigError(key, `must be at least ${check.min}, got ${v}.`);
   if (check.max !== undefined && v > check.max) throw new ConfigError(key, `must be at most ${check.max}, got ${v}.`);
@@ -310,9 +328,10 @@ export function resolveQuantizerOptions(options: QuantizerOptions): ResolvedQuan
   const o = Section.of(options, 'options').allow(QUANTIZER_KEYS);
   const type = o.string<QuantizationType>('type', 'symmetric', ['symmetric', 'asymmetric']);
   const rounding = o.string<Rounding>('rounding', 'nearest', ['nearest', 'stochastic']);
-  const parameters: Record<string, ParameterSchedule> = {};
   const p = o.section('parameters');
-  if (p) for (const [name, schedule] of Object.entries(p.value)) parameters[name] = validateSchedule(schedule as ParameterSchedule, p.key(name));
+  // fromEntries defines own properties: a parameter named "__proto__" stays a parameter.
+  const parameters: Record<string, ParameterSchedule> = Object.fromEntries(Object.entries(p?.value ?? {})
+    .map(([name, schedule]) => [name, validateSchedule(schedule as ParameterSchedule, p!.key(name))]));
   const schedules: ScheduleGroup[] = [];
   const list = o.value.schedules;
   if (list !== undefined) {

@@ -6,7 +6,7 @@
 import type { Backend, QuantizeJob } from './backends/backend.js';
 import { createBackend } from './backends/select.js';
 import {
-  compileModulePattern, optionsFromDeepSpeed, resolveQuantizerOptions,
+  compileModulePattern, describeValue, optionsFromDeepSpeed, resolveQuantizerOptions,
   type ParameterSchedule, type QuantizerOptions, type ResolvedQuantizerOptions,
 } from './config.js';
 import { EdgeMoqError, InvalidInputError } from './errors.js';
@@ -114,10 +114,10 @@ export class Quantizer {
     const q = new Quantizer(s.options, runtime);
     const counters = { qsteps: s.qsteps, offsetSteps: s.offsetSteps };
     for (const [key, value] of Object.entries(counters)) {
-      if (!Number.isInteger(value) || value < 0) throw new InvalidInputError('INVALID_ARGUMENT', `state.${key} must be a non-negative integer, got ${String(value)}.`);
+      if (!Number.isInteger(value) || value < 0) throw new InvalidInputError('INVALID_ARGUMENT', `state.${key} must be a non-negative integer, got ${describeValue(value)}.`);
     }
     if (typeof s.ratio !== 'number' || !(s.ratio >= 0 && s.ratio <= 1)) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `state.ratio must be a number from 0 to 1, got ${String(s.ratio)}.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `state.ratio must be a number from 0 to 1, got ${describeValue(s.ratio)}.`);
     }
     q._qsteps = s.qsteps;
     q._ratio = s.ratio;
@@ -140,15 +140,17 @@ export class Quantizer {
 
   /** The schedule a parameter name falls under: exact `parameters` entry, else the first matching group. */
   scheduleFor(name: string): ParameterSchedule | undefined {
-    const exact = this.options.parameters[name];
-    if (exact) return exact;
+    // Own entries only: a parameter named "constructor" or "toString" has no schedule by inheritance.
+    if (Object.hasOwn(this.options.parameters, name)) return this.options.parameters[name];
     const i = this.patterns.findIndex((patterns) => patterns.some((p) => p.test(name)));
     return i < 0 ? undefined : this.options.schedules[i];
   }
 
   /** Registers parameters ahead of the first step (step() does it on first sight too). */
   register(params: readonly Parameter[]): void {
-    for (const p of params) this.stateOf(p);
+    const fresh = new Map<string, ParameterState>();
+    for (const p of params) this.stateOf(p, fresh);
+    for (const [name, s] of fresh) this.params.set(name, s);
   }
 
   /** Listens to precision switches; returns a function that stops listening. */
@@ -181,9 +183,14 @@ export class Quantizer {
       throw new InvalidInputError('INVALID_ARGUMENT', 'a step is already running on this quantizer; await it before the next one.');
     }
     const groups = normaliseGroups(parameterGroups);
-    for (const group of groups) this.register(group);
-    const { overflow = false, eigenvalueEnabled = false, blockEigenvalue } = options;
-    const skipped = (): StepReport => ({ quantized: false, qsteps: this._qsteps, ratio: this._ratio, switches: [], parameters: [] });
+    const { overflow = false, eigenvalueEnabled = false, blockEigenvalue } = validateStepOptions(options);
+    // Parameters seen for the first time join the schedule only if the step succeeds.
+    const fresh = new Map<string, ParameterState>();
+    for (const group of groups) for (const param of group) this.stateOf(param, fresh);
+    const skipped = (): StepReport => {
+      for (const [name, s] of fresh) this.params.set(name, s);
+      return { quantized: false, qsteps: this._qsteps, ratio: this._ratio, switches: [], parameters: [] };
+    };
     if (overflow && !eigenvalueEnabled) return skipped();
     if (this.offsetSteps < this.options.scheduleOffset) {
       if (!overflow) this.offsetSteps++;
@@ -199,7 +206,7 @@ export class Quantizer {
     const names: string[] = [];
     for (const group of groups) {
       for (const param of group) {
-        const current = this.stateOf(param);
+        const current = this.stateOf(param, fresh);
         if (!current?.quantized) continue;
         const s = { ...(next.get(param.name) ?? current) };
         const eigen = lookupEigenvalue(blockEigenvalue, param.name);
@@ -239,6 +246,7 @@ export class Quantizer {
 
     this._qsteps = qsteps;
     this._ratio = ratio;
+    for (const [name, s] of fresh) this.params.set(name, s);
     for (const [name, s] of next) this.params.set(name, s);
     for (const event of switches) {
       if (this.options.verbose) {
@@ -271,14 +279,15 @@ export class Quantizer {
     return (this.backend = await this.backend);
   }
 
-  private stateOf(param: Parameter): ParameterState | undefined {
+  /** A parameter's state; one seen for the first time is put in `fresh` (the caller commits it). */
+  private stateOf(param: Parameter, fresh: Map<string, ParameterState>): ParameterState | undefined {
     validateParameter(param);
-    const known = this.params.get(param.name);
+    const known = this.params.get(param.name) ?? fresh.get(param.name);
     if (known) return known;
     const schedule = this.scheduleFor(param.name);
     if (!schedule) return undefined;
     const s = { bits: schedule.startBits, targetBits: schedule.targetBits, period: schedule.period, quantized: param.shape.length > 1 };
-    this.params.set(param.name, s);
+    fresh.set(param.name, s);
     return s;
   }
 }
@@ -288,6 +297,19 @@ function normaliseGroups(groups: readonly (readonly Parameter[])[] | readonly Pa
     throw new InvalidInputError('INVALID_ARGUMENT', 'parameterGroups must be an array of parameters, or an array of arrays of parameters.');
   }
   return groups.every((g) => Array.isArray(g)) ? (groups as readonly (readonly Parameter[])[]) : [groups as readonly Parameter[]];
+}
+
+function validateStepOptions(options: StepOptions): StepOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `step options must be an object such as { overflow: false }, got ${describeValue(options)}.`);
+  }
+  // A truthy string such as "false" must not skip a step.
+  for (const key of ['overflow', 'eigenvalueEnabled'] as const) {
+    if (options[key] !== undefined && typeof options[key] !== 'boolean') {
+      throw new InvalidInputError('INVALID_ARGUMENT', `step option ${key} must be true or false, got ${describeValue(options[key])}.`);
+    }
+  }
+  return options;
 }
 
 function validateParameter(param: Parameter): void {
@@ -308,11 +330,12 @@ function validateParameter(param: Parameter): void {
 
 function lookupEigenvalue(map: BlockEigenvalues | undefined, name: string): readonly [number, number] | null {
   if (!map) return null;
-  const entry = map instanceof Map ? map.get(name) : (map as Record<string, readonly [number, number] | null>)[name];
+  // Own entries only: "constructor" or "toString" must not find Object.prototype's.
+  const entry: unknown = map instanceof Map ? map.get(name) : Object.hasOwn(map, name) ? (map as Record<string, unknown>)[name] : undefined;
   if (entry === undefined || entry === null) return null;
-  const [eigenvalue, block] = entry as unknown[];
+  const [eigenvalue, block] = Array.isArray(entry) ? entry : [];
   if (typeof eigenvalue !== 'number' || !(eigenvalue >= 0) || !Number.isFinite(eigenvalue) || !Number.isInteger(block)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `blockEigenvalue["${name}"] must be [eigenvalue >= 0, blockId] or null, got ${JSON.stringify(entry)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `blockEigenvalue["${name}"] must be [eigenvalue >= 0, blockId] or null, got ${describeValue(entry)}.`);
   }
   return [eigenvalue, block as number];
 }
