@@ -32,22 +32,28 @@ fn gridGroup(stats: Partial) -> GridGroup {
   return GridGroup(scale, zero, true);
 }
 
-// `index` is the element's index in its tensor: the counter of the stochastic noise.
-fn gridValue(x: f32, index: u32, group: GridGroup) -> f32 {
-  let asymmetric = hasFlag(FLAG_ASYMMETRIC);
-  var shifted = x;
-  if (asymmetric) {
-    shifted = x - group.zero;
-  }
-  var v = divideRounded(shifted, group.scale);
+// The grid index of x: clamp(round((x - zp) / s + p), lo, hi), an integer held in a float
+// (zp is 0 when symmetric, and x - 0 is x). Packing (shaders/pack.wgsl) stores it as a code;
+// `index` is the element's index in its tensor, the counter of the stochastic noise.
+fn gridIndex(x: f32, index: u32, group: GridGroup) -> f32 {
+  var v = divideRounded(x - group.zero, group.scale);
   if (hasFlag(FLAG_STOCHASTIC)) {
-    v = v + stochasticOffset(index, job.key);
+    v += stochasticOffset(index, job.key);
   }
-  var q = unfused(clamp(round(v), job.lo, job.hi) * group.scale);
-  if (asymmetric) {
-    q = q + group.zero;
+  return clamp(round(v), job.lo, job.hi);
+}
+
+// The value of grid index q: q * s, plus zp when asymmetric (unpacking uses it too).
+fn gridPoint(q: f32, group: GridGroup) -> f32 {
+  var y = unfused(q * group.scale);
+  if (hasFlag(FLAG_ASYMMETRIC)) {
+    y = y + group.zero;
   }
-  return finishValue(x, q);
+  return y;
+}
+
+fn gridValue(x: f32, index: u32, group: GridGroup) -> f32 {
+  return finishValue(x, gridPoint(gridIndex(x, index, group), group));
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

@@ -26,14 +26,13 @@ fn ternaryGroup(stats: Partial, above: Partial) -> TernaryGroup {
   return TernaryGroup(THRESHOLD_FACTOR * meanAbs(stats), divideRounded(above.sum, f32(above.count)));
 }
 
+// -1, 0 or +1: where x lies against the threshold (packing stores it plus 1 as the code).
+fn ternarySign(x: f32, threshold: f32) -> f32 {
+  return select(select(0.0, -1.0, x < -threshold), 1.0, x > threshold);
+}
+
 fn ternaryValue(x: f32, group: TernaryGroup) -> f32 {
-  var q = 0.0;
-  if (x > group.threshold) {
-    q = group.alpha;
-  } else if (x < -group.threshold) {
-    q = -group.alpha;
-  }
-  return finishValue(x, q);
+  return finishValue(x, ternarySign(x, group.threshold) * group.alpha);
 }
 
 // Runs before any writer (it only reads the data): the above-threshold Partial of each chunk.

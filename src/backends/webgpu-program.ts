@@ -1,6 +1,7 @@
 // The WebGPU backend's compiled kernels: the WGSL module composed from shaders/ (WGSL has no
 // includes), one bind group layout shared by every kernel, and one pipeline per entry point,
-// all created once per device.
+// all created once per device. src/packed/ builds a second program the same way, from the same
+// files plus its own, with more bindings.
 
 import { BackendError } from '../errors.js';
 import { JOB_BYTES, KERNEL_NAMES, type KernelName } from './webgpu-plan.js';
@@ -10,56 +11,72 @@ import {
 
 // GPUShaderStage.COMPUTE, spelled out: in Node the GPU* globals exist only if the caller
 // installed them.
-const COMPUTE_STAGE = 4;
+export const COMPUTE_STAGE = 4;
 
-export interface KernelProgram {
+export interface Program<Name extends string> {
   layout: GPUBindGroupLayout;
-  pipelines: ReadonlyMap<KernelName, GPUComputePipeline>;
+  pipelines: ReadonlyMap<Name, GPUComputePipeline>;
   /** Whether the reductions use subgroup operations. */
   subgroups: boolean;
 }
 
+export type KernelProgram = Program<KernelName>;
+
+/** A program: its entry points and, beyond the kernels of shaders/, more WGSL and more bindings. */
+export interface ProgramSpec<Name extends string> {
+  label: string;
+  entryPoints: readonly Name[];
+  parts?: readonly string[];
+  /** Layout entries after the four of shaders/job.wgsl. */
+  bindings?: readonly GPUBindGroupLayoutEntry[];
+}
+
 /** The whole module: every kernel family in one, so all pipelines share its bind group layout. */
-export function composeShaderSource(subgroups: boolean): string {
+export function composeShaderSource(subgroups: boolean, extraParts: readonly string[] = []): string {
   const parts = [
     jobWgsl, roundingWgsl, blendWgsl, statsWgsl, subgroups ? statsSubgroupWgsl : statsWorkgroupWgsl,
-    gridWgsl, ternaryWgsl, binaryWgsl,
+    gridWgsl, ternaryWgsl, binaryWgsl, ...extraParts,
   ];
   return (subgroups ? 'enable subgroups;\n\n' : '') + parts.join('\n');
 }
 
-/** Compiles the kernels; `created` counts the shader modules and pipelines made. */
-export async function createProgram(
+/**
+ * Compiles the kernels (or shaders/ plus `spec.parts`, for `spec.entryPoints`); `created` counts
+ * the shader modules and pipelines made.
+ */
+export async function createProgram<Name extends string = KernelName>(
   device: GPUDevice, subgroups: boolean, created: { shaderModules: number; pipelines: number },
-): Promise<KernelProgram> {
+  spec: ProgramSpec<Name> = { label: 'edge-moq kernels', entryPoints: KERNEL_NAMES as readonly string[] as readonly Name[] },
+): Promise<Program<Name>> {
   device.pushErrorScope('validation');
-  const module = device.createShaderModule({ label: 'edge-moq kernels', code: composeShaderSource(subgroups) });
+  const module = device.createShaderModule({ label: spec.label, code: composeShaderSource(subgroups, spec.parts) });
   created.shaderModules++;
   const info = await module.getCompilationInfo();
   const errors = info.messages.filter((m) => m.type === 'error');
   if (errors.length > 0) {
     await device.popErrorScope();
     throw new BackendError('BACKEND_UNAVAILABLE',
-      `this WebGPU implementation rejected the edge-moq kernels (${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}); ` +
+      `this WebGPU implementation rejected the ${spec.label} (${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}); ` +
       `use a WebAssembly backend (kind: 'wasm-simd').`);
   }
   const layout = device.createBindGroupLayout({
-    label: 'edge-moq kernels',
+    label: spec.label,
     entries: [
       { binding: 0, visibility: COMPUTE_STAGE, buffer: { type: 'storage' } },
       { binding: 1, visibility: COMPUTE_STAGE, buffer: { type: 'storage' } },
       { binding: 2, visibility: COMPUTE_STAGE, buffer: { type: 'storage' } },
       { binding: 3, visibility: COMPUTE_STAGE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: JOB_BYTES } },
+      ...(spec.bindings ?? []),
     ],
   });
   const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [layout] });
-  const entries = await Promise.all(KERNEL_NAMES.map(async (name) =>
+  const entries = await Promise.all(spec.entryPoints.map(async (name) =>
     [name, await device.createComputePipelineAsync({ label: name, layout: pipelineLayout, compute: { module, entryPoint: name } })] as const));
   created.pipelines += entries.length;
   const error = await device.popErrorScope();
   if (error) {
     throw new BackendError('BACKEND_UNAVAILABLE',
-      `could not build the edge-moq WebGPU pipelines (${error.message}); use a WebAssembly backend (kind: 'wasm-simd').`);
+      `could not build the WebGPU pipelines of the ${spec.label} (${error.message}); use a WebAssembly backend (kind: 'wasm-simd').`);
   }
   return { layout, pipelines: new Map(entries), subgroups };
 }

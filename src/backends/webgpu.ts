@@ -150,7 +150,8 @@ export class WebGpuBackend implements Backend {
     // once it is garbage-collected: holding it (and the adapter) keeps the device valid.
     private readonly owners: { gpu: GPU | undefined; adapter: GPUAdapter | undefined },
     private readonly program: KernelProgram,
-    private readonly wasm: WasmBackend,
+    /** The WebAssembly backend that takes over after a downgrade (src/packed/ packs on it then). */
+    readonly wasm: WasmBackend,
     adapter: AdapterSummary,
     private readonly ownsDevice: boolean,
     counters: WebGpuCounters,

@@ -5,9 +5,11 @@
 import type { Backend, BackendRequest } from '../backends/backend.js';
 import { AutoBackend, createBackend, type CreateBackendOptions } from '../backends/select.js';
 import { WasmBackend } from '../backends/wasm.js';
+import { WebGpuBackend } from '../backends/webgpu.js';
 import { InvalidInputError } from '../errors.js';
 import type { Packer } from './packer.js';
 import { WasmPacker } from './wasm-packer.js';
+import { WebGpuPacker } from './webgpu-packer.js';
 
 export {
   PACKED_FORMAT, allocatePacked, codeBytes, packedType, planPack, validatePacked,
@@ -15,11 +17,13 @@ export {
 } from './layout.js';
 export type { Packer } from './packer.js';
 export { WasmPacker } from './wasm-packer.js';
+export { WebGpuPacker, type GpuPackedTensor } from './webgpu-packer.js';
 
 /**
  * A packer on `backend` (a Backend, or a kind to create one: then the packer owns it and
  * disposes it). 'auto' and an AutoBackend pack host arrays on WebAssembly: the codes come back
- * to the host anyway, and WebAssembly needs no upload.
+ * to the host anyway, and WebAssembly needs no upload. A WebGpuBackend gives a WebGpuPacker,
+ * which also packs GPUBuffers where they are.
  */
 export async function createPacker(backend: Backend | BackendRequest = 'auto', options: Omit<CreateBackendOptions, 'kind'> = {}): Promise<Packer> {
   if (typeof backend === 'string') {
@@ -34,6 +38,7 @@ export async function createPacker(backend: Backend | BackendRequest = 'auto', o
   }
   if (backend instanceof WasmBackend) return new WasmPacker(backend);
   if (backend instanceof AutoBackend) return new WasmPacker(backend.wasm);
+  if (backend instanceof WebGpuBackend) return WebGpuPacker.create(backend);
   throw new InvalidInputError('INVALID_ARGUMENT',
     `createPacker needs a backend from createBackend() (or a kind: 'auto', 'wasm-simd', 'wasm', 'webgpu'), got ${backend?.kind ?? typeof backend}.`);
 }
@@ -47,3 +52,4 @@ export {
 export { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport, type TensorReport } from '../formats/quantize-file.js';
 export { dequantizeSafetensors, type DequantizeFileOptions, type DequantizeReport } from '../formats/dequantize-file.js';
 export { isPackedFile, readPackedLayout, type PackedEntry, type PackedParts } from '../formats/packed-metadata.js';
+export { readableSource, writableSink } from '../formats/streams.js';

@@ -1,0 +1,654 @@
+// Packing on a WebGpuBackend's device (shaders/pack.wgsl). Host arrays go through buffers
+// pooled across calls, one command submission per call, and reach the caller's arrays only
+// once the GPU has succeeded; tensors that stay on the device pack from and unpack into
+// GPUBuffers (GpuPackedTensor). The group statistics come from the same kernels, in the same
+// order, as the backend's fakeQuantize, so unpack(pack(x)) equals its result. If the device is
+// lost or a submission fails, host arrays pack on the backend's WebAssembly fallback from then
+// on (`kind` says so); GPUBuffers cannot follow and throw DEVICE_LOST.
+
+import type { BackendKind } from '../backends/backend.js';
+import type { KernelPlan } from '../config.js';
+import { BackendError, InvalidInputError } from '../errors.js';
+import { packWgsl } from '../backends/shaders.generated.js';
+import type { WebGpuBackend, WebGpuCounters } from '../backends/webgpu.js';
+import {
+  JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, SMALL_GROUP_MAX, WORKGROUP_SIZE, layoutSubmission, workgroupGrid, writeJob,
+  type JobLayout,
+} from '../backends/webgpu-plan.js';
+import { COMPUTE_STAGE, createProgram, type Program, type ProgramSpec } from '../backends/webgpu-program.js';
+import {
+  allocatePacked, packedType, planPack, planPackData, validateInto, validatePacked,
+  type PackedTensor, type PackedType, type PackOptions, type PackPlan,
+} from './layout.js';
+import type { Packer } from './packer.js';
+import { WasmPacker } from './wasm-packer.js';
+
+// GPUBufferUsage and GPUMapMode values, spelled out: in Node the GPU* globals exist only if the
+// caller installed them.
+const USAGE_MAP_READ = 1;
+const USAGE_COPY_SRC = 4;
+const USAGE_COPY_DST = 8;
+const USAGE_UNIFORM = 64;
+const USAGE_STORAGE = 128;
+const MAP_MODE_READ = 1;
+
+const NO_BAD_INDEX = 0xffffffff;
+// Status words come back first in the read-back buffer; results start at this offset.
+const READBACK_ALIGN = 256;
+// The params buffer: the Job in slot 0, the Pack record (shaders/pack.wgsl) in slot 1.
+const PACK_OFFSET = JOB_SLOT_BYTES;
+const PACK_BYTES = 16;
+const STATUS_WORDS = 3; // the shared flag, the tensor's slot, the submission id
+const OUTPUT_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
+
+const PACK_ENTRY_POINTS = [
+  'checkFinite', 'chunkStats', 'combineStats', 'aboveThresholdChunks', 'combineAboveThreshold',
+  'packGroups', 'packCodes', 'unpackCodes',
+] as const;
+type PackEntryPoint = (typeof PACK_ENTRY_POINTS)[number];
+
+const storageEntry = (binding: number): GPUBindGroupLayoutEntry => ({ binding, visibility: COMPUTE_STAGE, buffer: { type: 'storage' } });
+
+const PACK_PROGRAM: ProgramSpec<PackEntryPoint> = {
+  label: 'edge-moq pack kernels',
+  entryPoints: PACK_ENTRY_POINTS,
+  parts: [packWgsl],
+  bindings: [
+    storageEntry(4), storageEntry(5), storageEntry(6),
+    { binding: 7, visibility: COMPUTE_STAGE, buffer: { type: 'uniform', minBindingSize: PACK_BYTES } },
+  ],
+};
+
+/**
+ * A packed tensor whose arrays are GPUBuffers of the backend's device: PackedTensor's fields,
+ * with `codes` as ceil(length * bits / 32) little-endian u32 words (PackedTensor.codes padded
+ * with zero bytes to a multiple of 4).
+ */
+export interface GpuPackedTensor {
+  bits: number;
+  type: PackedType;
+  length: number;
+  groupSize: number;
+  codes: GPUBuffer;
+  /** One float32 per group. */
+  scales: GPUBuffer;
+  /** One float32 per group, asymmetric only (else null). */
+  zeros: GPUBuffer | null;
+}
+
+/** What one submission runs: the Job and Pack records, its dispatches, the buffers it binds. */
+interface Run {
+  job: JobLayout;
+  bits: number;
+  firstIndex: number;
+  wordCount: number;
+  smallGroups: boolean;
+  partialCount: number;
+  dispatches: { kernel: PackEntryPoint; workgroups: number }[];
+  data: GPUBuffer;
+  codes: GPUBuffer;
+  scales: GPUBuffer;
+  zeros: GPUBuffer | null;
+}
+
+/** A device loss or failed submission. */
+class GpuFailure extends Error {
+  constructor(message: string, readonly lost: boolean) {
+    super(message);
+  }
+}
+
+type PoolName = 'data' | 'codes' | 'scales' | 'zeros' | 'partials' | 'status' | 'params' | 'readback';
+
+/** Buffers reused across calls (as the backend's own pool): they only grow. */
+class BufferPool {
+  private readonly buffers = new Map<PoolName, GPUBuffer>();
+
+  constructor(private readonly device: GPUDevice, private readonly counters: WebGpuCounters) {}
+
+  get(name: PoolName, bytes: number): GPUBuffer {
+    const have = this.buffers.get(name);
+    if (have && have.size >= bytes) return have;
+    have?.destroy();
+    const usage = name === 'readback' ? USAGE_MAP_READ | USAGE_COPY_DST : name === 'params' ? USAGE_UNIFORM | USAGE_COPY_DST : OUTPUT_USAGE;
+    // The tensor-sized buffers fit; the small ones double so a varying workload settles quickly.
+    const tensorSized = name === 'data' || name === 'codes' || name === 'readback';
+    const size = tensorSized ? alignUp(bytes, 256) : 2 ** Math.ceil(Math.log2(Math.max(bytes, 256)));
+    const buffer = this.device.createBuffer({ label: `edge-moq pack ${name}`, size, usage });
+    this.counters.buffers++;
+    this.buffers.set(name, buffer);
+    return buffer;
+  }
+
+  destroy(): void {
+    for (const buffer of this.buffers.values()) buffer.destroy();
+    this.buffers.clear();
+  }
+}
+
+export class WebGpuPacker implements Packer {
+  private readonly device: GPUDevice;
+  private readonly pool: BufferPool;
+  /** Bind groups by the buffer bound as `data`, with all the buffers they bind. */
+  private readonly bindGroups = new WeakMap<GPUBuffer, { buffers: GPUBuffer[]; group: GPUBindGroup }>();
+  private readonly stopListening: () => void;
+  private readonly params = new DataView(new ArrayBuffer(PACK_OFFSET + PACK_BYTES));
+  private readonly status = new Uint32Array(STATUS_WORDS);
+  private readonly codeTail = new Uint8Array(4);
+  private fallback: WasmPacker | null = null;
+  private failure: string | null = null;
+  private submissionId = 0;
+  private tail: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+
+  private constructor(
+    private readonly backend: WebGpuBackend,
+    private readonly program: Program<PackEntryPoint> | null,
+    private readonly counters: WebGpuCounters,
+  ) {
+    this.device = backend.device;
+    this.pool = new BufferPool(this.device, counters);
+    this.stopListening = backend.onDowngrade(() => this.pool.destroy());
+  }
+
+  /** Compiles the pack kernels on `backend`'s device (nothing, if it already runs on WebAssembly). */
+  static async create(backend: WebGpuBackend): Promise<WebGpuPacker> {
+    const counters: WebGpuCounters = { shaderModules: 0, pipelines: 0, buffers: 0, bindGroups: 0, submissions: 0, gpuCalls: 0, wasmCalls: 0 };
+    const program = backend.downgradedBecause === null
+      ? await createProgram(backend.device, backend.usesSubgroups, counters, PACK_PROGRAM)
+      : null;
+    return new WebGpuPacker(backend, program, counters);
+  }
+
+  /** 'webgpu', or the WebAssembly backend's kind once the device is lost or a submission failed. */
+  get kind(): BackendKind {
+    return this.lostBecause() === null ? 'webgpu' : this.backend.wasm.kind;
+  }
+
+  /** Counters: once warm, calls of the same shapes create no modules, pipelines, buffers or bind groups. */
+  stats(): WebGpuCounters {
+    return { ...this.counters };
+  }
+
+  async pack(data: Float32Array, options: PackOptions, into?: PackedTensor): Promise<PackedTensor> {
+    const plan = planPackData(data, options);
+    if (into !== undefined) validateInto(into, plan);
+    return this.exclusive(async () => {
+      const words = wordCount(plan.length, plan.bits);
+      const groupBytes = plan.groupCount * 4;
+      const results = [words * 4, groupBytes, plan.type === 'asymmetric' ? groupBytes : 0];
+      if (!this.gpuTakes(plan.length * 4, results)) return this.onWasm((packer) => packer.packSync(data, options, into));
+      const run = this.packRun(plan, this.pool.get('data', plan.length * 4), this.pooledOutputs(plan));
+      const upload = () => this.device.queue.writeBuffer(run.data, 0, data as Float32Array<ArrayBuffer>);
+      const copies = [run.codes, run.scales, run.zeros].map((buffer, i) => ({ buffer: buffer!, bytes: results[i]! }));
+      let result: PackedTensor | undefined;
+      const bad = await this.hostSubmit(run, upload, copies, (mapped, [codes, scales, zeros]) => {
+        result = into ?? allocatePacked(plan);
+        result.codes.set(new Uint8Array(mapped, codes, plan.codeBytes));
+        result.scales.set(new Float32Array(mapped, scales, plan.groupCount));
+        result.zeros?.set(new Float32Array(mapped, zeros, plan.groupCount));
+      });
+      if (bad === undefined) return this.onWasm((packer) => packer.packSync(data, options, into));
+      if (bad !== null) throw nonFiniteError(`data[${bad}] is ${data[bad]}`);
+      return result!;
+    });
+  }
+
+  async unpack(packed: PackedTensor, out?: Float32Array): Promise<Float32Array> {
+    validatePacked(packed);
+    const { length, codes } = packed;
+    if (out !== undefined && (!(out instanceof Float32Array) || out.length !== length)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `out must be a Float32Array of ${length} values (packed.length).`);
+    }
+    return this.exclusive(async () => {
+      if (!this.gpuTakes(length * 4, [length * 4])) return this.onWasm((packer) => packer.unpackSync(packed, out));
+      const groupCount = length / packed.groupSize;
+      const inputs = {
+        codes: this.pool.get('codes', wordCount(length, packed.bits) * 4),
+        scales: this.pool.get('scales', groupCount * 4),
+        zeros: packed.zeros ? this.pool.get('zeros', groupCount * 4) : null,
+      };
+      const run = this.unpackRun(packed, this.pool.get('data', length * 4), inputs);
+      const upload = () => {
+        const { queue } = this.device;
+        // Only whole words can be written: the last partial one goes through a zeroed copy.
+        const whole = codes.length & ~3;
+        if (whole > 0) queue.writeBuffer(inputs.codes, 0, codes as Uint8Array<ArrayBuffer>, 0, whole);
+        if (whole < codes.length) {
+          this.codeTail.fill(0).set(codes.subarray(whole));
+          queue.writeBuffer(inputs.codes, whole, this.codeTail);
+        }
+        queue.writeBuffer(inputs.scales, 0, packed.scales as Float32Array<ArrayBuffer>);
+        if (inputs.zeros) queue.writeBuffer(inputs.zeros, 0, packed.zeros as Float32Array<ArrayBuffer>);
+      };
+      let result: Float32Array | undefined;
+      const done = await this.hostSubmit(run, upload, [{ buffer: run.data, bytes: length * 4 }], (mapped, [values]) => {
+        result = out ?? new Float32Array(length);
+        result.set(new Float32Array(mapped, values, length));
+      });
+      if (done === undefined) return this.onWasm((packer) => packer.unpackSync(packed, out));
+      return result!;
+    });
+  }
+
+  /**
+   * Packs float32 values `[0, length)` of `buffer` (a STORAGE buffer of the backend's device)
+   * into `into`'s buffers, or new ones (STORAGE | COPY_SRC | COPY_DST, yours to destroy). On
+   * NaN/Inf it throws NON_FINITE and writes nothing. No WebAssembly fallback: on a lost device
+   * this throws DEVICE_LOST.
+   */
+  async packBuffer(buffer: GPUBuffer, length: number, options: PackOptions, into?: GpuPackedTensor): Promise<GpuPackedTensor> {
+    if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `length must be a non-negative integer, got ${String(length)}.`);
+    }
+    const plan = planPack(length, options, 'buffer');
+    checkBuffer(buffer, 'buffer', length * 4, this.device);
+    if (into !== undefined) this.checkGpuPacked(into, 'into', plan);
+    return this.exclusive(async () => {
+      this.assertGpu();
+      const result = into ?? this.createOutputs(plan);
+      const run = this.packRun(plan, buffer, result);
+      let bad: number | null;
+      try {
+        bad = await this.bufferSubmit(run);
+      } catch (error) {
+        if (!into) destroyBuffers(result);
+        throw error;
+      }
+      if (bad !== null) {
+        if (!into) destroyBuffers(result);
+        throw nonFiniteError(`buffer[${bad}] is NaN or infinite`);
+      }
+      return result;
+    });
+  }
+
+  /** Dequantizes a GpuPackedTensor into float32 values `[0, packed.length)` of `out`, or a new buffer. */
+  async unpackToBuffer(packed: GpuPackedTensor, out?: GPUBuffer): Promise<GPUBuffer> {
+    this.checkGpuPacked(packed, 'packed');
+    if (out !== undefined) checkBuffer(out, 'out', packed.length * 4, this.device);
+    return this.exclusive(async () => {
+      this.assertGpu();
+      const target = out ?? this.createBuffer('unpacked', packed.length * 4);
+      try {
+        await this.bufferSubmit(this.unpackRun(packed, target, packed));
+      } catch (error) {
+        if (!out) target.destroy();
+        throw error;
+      }
+      return target;
+    });
+  }
+
+  /** A PackedTensor's arrays in new GPUBuffers of the backend's device (yours to destroy). */
+  upload(packed: PackedTensor): GpuPackedTensor {
+    validatePacked(packed);
+    this.assertGpu();
+    const fill = (label: string, bytes: Uint8Array | Float32Array) => {
+      const buffer = this.createBuffer(label, bytes.byteLength, true);
+      new Uint8Array(buffer.getMappedRange()).set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      buffer.unmap();
+      return buffer;
+    };
+    const { codes, scales, zeros, ...shape } = packed;
+    return { ...shape, codes: fill('codes', codes), scales: fill('scales', scales), zeros: zeros ? fill('zeros', zeros) : null };
+  }
+
+  /** Reads a GpuPackedTensor back into `into` (sized for it, e.g. by allocatePacked), or new arrays. */
+  async download(packed: GpuPackedTensor, into?: PackedTensor): Promise<PackedTensor> {
+    this.checkGpuPacked(packed, 'packed');
+    const { bits, type, length, groupSize } = packed;
+    const plan = planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) });
+    if (into !== undefined) validateInto(into, plan);
+    return this.exclusive(async () => {
+      this.assertGpu();
+      const codeBytes = wordCount(length, bits) * 4;
+      const groupBytes = plan.groupCount * 4;
+      const total = codeBytes + groupBytes * (packed.zeros ? 2 : 1);
+      const readback = this.pool.get('readback', total);
+      this.device.pushErrorScope('validation');
+      const encoder = this.device.createCommandEncoder({ label: 'edge-moq download' });
+      encoder.copyBufferToBuffer(packed.codes, 0, readback, 0, codeBytes);
+      encoder.copyBufferToBuffer(packed.scales, 0, readback, codeBytes, groupBytes);
+      if (packed.zeros) encoder.copyBufferToBuffer(packed.zeros, 0, readback, codeBytes + groupBytes, groupBytes);
+      this.device.queue.submit([encoder.finish()]);
+      this.counters.submissions++;
+      const error = await this.device.popErrorScope();
+      if (error) {
+        throw new InvalidInputError('INVALID_ARGUMENT',
+          `WebGPU rejected these buffers (${error.message}): each must belong to backend.device, be alive and have COPY_SRC usage.`);
+      }
+      try {
+        await readback.mapAsync(MAP_MODE_READ, 0, total);
+      } catch (error) {
+        this.fail((error as Error).message);
+        throw deviceLostError((error as Error).message);
+      }
+      try {
+        const mapped = readback.getMappedRange(0, total);
+        const result = into ?? allocatePacked(plan);
+        result.codes.set(new Uint8Array(mapped, 0, plan.codeBytes));
+        result.scales.set(new Float32Array(mapped, codeBytes, plan.groupCount));
+        result.zeros?.set(new Float32Array(mapped, codeBytes + groupBytes, plan.groupCount));
+        return result;
+      } finally {
+        readback.unmap();
+      }
+    });
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.stopListening();
+    this.pool.destroy();
+    this.fallback?.dispose();
+  }
+
+  private lostBecause(): string | null {
+    return this.failure ?? this.backend.downgradedBecause;
+  }
+
+  private assertUsable(): void {
+    if (this.disposed) throw new BackendError('BACKEND_UNAVAILABLE', 'this packer was disposed; create a new one.');
+  }
+
+  /** For GPUBuffers, which cannot move to WebAssembly. */
+  private assertGpu(): void {
+    this.assertUsable();
+    const lost = this.lostBecause();
+    if (lost !== null) throw deviceLostError(lost);
+  }
+
+  /** Whether a host call runs on the GPU: not after a failure, not past the device's limits. */
+  private gpuTakes(dataBytes: number, resultBytes: number[]): boolean {
+    this.assertUsable();
+    if (this.lostBecause() !== null) return false;
+    const readback = resultBytes.reduce((sum, bytes) => sum + bytes, READBACK_ALIGN);
+    const { maxStorageBufferBindingSize, maxBufferSize } = this.device.limits;
+    return dataBytes <= maxStorageBufferBindingSize && readback <= maxBufferSize;
+  }
+
+  private onWasm<T>(work: (packer: WasmPacker) => T): T {
+    this.counters.wasmCalls++;
+    this.fallback ??= new WasmPacker(this.backend.wasm);
+    return work(this.fallback);
+  }
+
+  private exclusive<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(operation, operation);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private pooledOutputs(plan: PackPlan): { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null } {
+    return {
+      codes: this.pool.get('codes', wordCount(plan.length, plan.bits) * 4),
+      scales: this.pool.get('scales', plan.groupCount * 4),
+      zeros: plan.type === 'asymmetric' ? this.pool.get('zeros', plan.groupCount * 4) : null,
+    };
+  }
+
+  private createBuffer(label: string, bytes: number, mappedAtCreation = false): GPUBuffer {
+    this.counters.buffers++;
+    return this.device.createBuffer({ label: `edge-moq ${label}`, size: alignUp(Math.max(bytes, 4), 4), usage: OUTPUT_USAGE, mappedAtCreation });
+  }
+
+  private createOutputs(plan: PackPlan): GpuPackedTensor {
+    return {
+      bits: plan.bits, type: plan.type, length: plan.length, groupSize: plan.groupSize,
+      codes: this.createBuffer('codes', wordCount(plan.length, plan.bits) * 4),
+      scales: this.createBuffer('scales', plan.groupCount * 4),
+      zeros: plan.type === 'asymmetric' ? this.createBuffer('zeros', plan.groupCount * 4) : null,
+    };
+  }
+
+  /** The validation and statistics passes fakeQuantize runs for this plan, then the pack writers. */
+  private packRun(plan: PackPlan, data: GPUBuffer, outputs: { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null }): Run {
+    const { jobs: [job], partialCount } = layoutSubmission([plan], [0]);
+    const words = wordCount(plan.length, plan.bits);
+    const dispatches = job!.prepare.map(({ kernel, workgroups }) => ({ kernel: kernel as PackEntryPoint, workgroups }));
+    dispatches.push(
+      { kernel: 'packGroups', workgroups: Math.ceil(plan.groupCount / WORKGROUP_SIZE) },
+      { kernel: 'packCodes', workgroups: Math.ceil(words / WORKGROUP_SIZE) },
+    );
+    return {
+      job: job!, bits: plan.bits, firstIndex: plan.firstIndex, wordCount: words, smallGroups: plan.groupSize <= SMALL_GROUP_MAX,
+      partialCount, dispatches, data, ...outputs,
+    };
+  }
+
+  private unpackRun(packed: { bits: number; type: PackedType; length: number; groupSize: number }, data: GPUBuffer,
+    inputs: { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null }): Run {
+    const { bits, length, groupSize } = packed;
+    const plan: KernelPlan = {
+      length, bits, groupSize, groupCount: length / groupSize, asymmetric: packed.type === 'asymmetric',
+      stochastic: false, key: 0, blend: false, ratio: 1, rest: 0,
+    };
+    const job: JobLayout = {
+      plan, base: 0, chunksPerGroup: 1, chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0, prepare: [], write: [],
+    };
+    return {
+      job, bits, firstIndex: 0, wordCount: wordCount(length, bits), smallGroups: false, partialCount: 0,
+      dispatches: [{ kernel: 'unpackCodes', workgroups: Math.ceil(length / WORKGROUP_SIZE) }], data, ...inputs,
+    };
+  }
+
+  /**
+   * A host call's submission, its results copied out by `read` (the read-back buffer and each
+   * copy's offset in it). Resolves to null, the first NaN/Inf index, or undefined after a GPU
+   * failure: the call then moves to WebAssembly, as every later one will.
+   */
+  private async hostSubmit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[],
+    read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null | undefined> {
+    try {
+      const bad = await this.submit(run, upload, copies, read);
+      this.counters.gpuCalls++;
+      return bad;
+    } catch (error) {
+      if (!(error instanceof GpuFailure)) throw error;
+      this.fail(error.message);
+      return undefined;
+    }
+  }
+
+  /** A GPUBuffer call's submission: null, or the first NaN/Inf index. */
+  private async bufferSubmit(run: Run): Promise<number | null> {
+    try {
+      const bad = await this.submit(run, () => {}, [], () => {});
+      this.counters.gpuCalls++;
+      return bad;
+    } catch (error) {
+      if (!(error instanceof GpuFailure)) throw error;
+      if (!error.lost) {
+        throw new InvalidInputError('INVALID_ARGUMENT',
+          `WebGPU rejected these buffers (${error.message}): each must belong to backend.device and be alive. Nothing was modified.`);
+      }
+      this.fail(error.message);
+      throw deviceLostError(error.message);
+    }
+  }
+
+  private fail(reason: string): void {
+    if (this.failure !== null) return;
+    this.failure = reason;
+    this.pool.destroy();
+  }
+
+  private bindGroupFor(run: Run, partials: GPUBuffer, status: GPUBuffer, params: GPUBuffer): GPUBindGroup {
+    const zeros = run.zeros ?? this.pool.get('zeros', 4);
+    const buffers = [run.data, partials, status, params, run.codes, run.scales, zeros];
+    const cached = this.bindGroups.get(run.data);
+    if (cached && cached.buffers.every((buffer, i) => buffer === buffers[i])) return cached.group;
+    const dataBytes = Math.min(run.data.size, this.device.limits.maxStorageBufferBindingSize) & ~3;
+    const group = this.device.createBindGroup({
+      layout: this.program!.layout,
+      entries: [
+        { binding: 0, resource: { buffer: run.data, size: dataBytes } },
+        { binding: 1, resource: { buffer: partials } },
+        { binding: 2, resource: { buffer: status } },
+        { binding: 3, resource: { buffer: params, size: JOB_BYTES } },
+        { binding: 4, resource: { buffer: run.codes } },
+        { binding: 5, resource: { buffer: run.scales } },
+        { binding: 6, resource: { buffer: zeros } },
+        { binding: 7, resource: { buffer: params, offset: PACK_OFFSET, size: PACK_BYTES } },
+      ],
+    });
+    this.counters.bindGroups++;
+    this.bindGroups.set(run.data, { buffers, group });
+    return group;
+  }
+
+  /**
+   * One command submission: uploads, validation and statistics, the writers (which write
+   * nothing if the data held a NaN/Inf), then the status and `copies` into the read-back
+   * buffer. Throws GpuFailure when the device is lost or WebGPU reports an error.
+   */
+  private async submit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[],
+    read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null> {
+    const { device } = this;
+    const statusBytes = STATUS_WORDS * 4;
+    const offsets: number[] = [];
+    let readbackBytes = READBACK_ALIGN;
+    for (const copy of copies) {
+      offsets.push(readbackBytes);
+      readbackBytes += copy.bytes;
+    }
+    if (copies.length === 0) readbackBytes = statusBytes;
+    const submissionId = (this.submissionId = (this.submissionId + 1) >>> 0);
+
+    device.pushErrorScope('internal');
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    let readback: GPUBuffer | undefined;
+    let encodeError: unknown = null;
+    try {
+      const params = this.pool.get('params', PACK_OFFSET + PACK_BYTES);
+      const status = this.pool.get('status', statusBytes);
+      const partials = this.pool.get('partials', Math.max(run.partialCount, 1) * PARTIAL_BYTES);
+      readback = this.pool.get('readback', readbackBytes);
+      upload();
+      writeJob(this.params, 0, run.job);
+      this.params.setUint32(PACK_OFFSET, run.bits, true);
+      this.params.setUint32(PACK_OFFSET + 4, run.firstIndex, true);
+      this.params.setUint32(PACK_OFFSET + 8, run.wordCount, true);
+      this.params.setUint32(PACK_OFFSET + 12, run.smallGroups ? 1 : 0, true);
+      device.queue.writeBuffer(params, 0, this.params.buffer);
+      this.status.set([0, NO_BAD_INDEX, submissionId]);
+      device.queue.writeBuffer(status, 0, this.status);
+      const group = this.bindGroupFor(run, partials, status, params);
+
+      const encoder = device.createCommandEncoder({ label: 'edge-moq pack' });
+      const pass = encoder.beginComputePass({ label: 'edge-moq pack' });
+      pass.setBindGroup(0, group, [0]);
+      for (const dispatch of run.dispatches) {
+        pass.setPipeline(this.program!.pipelines.get(dispatch.kernel)!);
+        const [x, y] = workgroupGrid(dispatch.workgroups);
+        pass.dispatchWorkgroups(x, y);
+      }
+      pass.end();
+      encoder.copyBufferToBuffer(status, 0, readback, 0, statusBytes);
+      copies.forEach((copy, i) => {
+        if (copy.bytes > 0) encoder.copyBufferToBuffer(copy.buffer, 0, readback!, offsets[i]!, copy.bytes);
+      });
+      device.queue.submit([encoder.finish()]);
+      this.counters.submissions++;
+    } catch (error) {
+      encodeError = error;
+    }
+    const scopes: Promise<(GPUError | Error | null)[]> = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
+      .catch((error: unknown) => [error instanceof Error ? error : new Error(String(error))]);
+    if (encodeError !== null || readback === undefined) {
+      await scopes;
+      throw new GpuFailure(`encoding failed: ${(encodeError as Error)?.message ?? String(encodeError)}`, this.lostBecause() !== null);
+    }
+    try {
+      await readback.mapAsync(MAP_MODE_READ, 0, readbackBytes);
+    } catch (error) {
+      await scopes;
+      throw new GpuFailure(`the read-back failed: ${(error as Error).message}`, true);
+    }
+    try {
+      const errors = (await scopes).filter((e): e is GPUError | Error => e !== null);
+      if (errors.length > 0) throw new GpuFailure(`a submission failed: ${errors.map((e) => e.message).join('; ')}`, false);
+      const mapped = readback.getMappedRange(0, readbackBytes);
+      const status = new Uint32Array(mapped, 0, STATUS_WORDS);
+      if (status[2] !== submissionId) {
+        throw new GpuFailure('the submission did not run (its status never came back)', this.lostBecause() !== null);
+      }
+      if (status[0] !== 0) return status[1]!;
+      read(mapped, offsets);
+      return null;
+    } finally {
+      if (readback.mapState === 'mapped') readback.unmap();
+    }
+  }
+
+  /** A GpuPackedTensor's fields against each other and, given `plan`, against a pack call. */
+  private checkGpuPacked(packed: GpuPackedTensor, label: string, plan?: PackPlan): void {
+    const fail = (what: string) => {
+      throw new InvalidInputError('INVALID_ARGUMENT', `${label}: ${what}`);
+    };
+    if (packed === null || typeof packed !== 'object') fail('must be a GpuPackedTensor ({ bits, type, length, groupSize, codes, scales, zeros }).');
+    const { bits, type, length, groupSize } = packed;
+    if (!Number.isInteger(bits) || bits < 1 || bits > 16) fail(`bits must be an integer in 1..16, got ${String(bits)}.`);
+    if (type !== packedType(bits, type === 'asymmetric')) fail(`type ${String(type)} does not fit bits ${bits} (1: binary, 2: ternary, 3..16: symmetric or asymmetric).`);
+    if (!Number.isInteger(length) || length <= 0) fail(`length must be a positive integer, got ${String(length)}.`);
+    if (!Number.isInteger(groupSize) || groupSize <= 0 || length % groupSize !== 0) fail(`groupSize ${String(groupSize)} must divide length ${length}.`);
+    if (plan && (bits !== plan.bits || type !== plan.type || length !== plan.length || groupSize !== plan.groupSize)) {
+      fail(`it holds ${length} ${type} ${bits}-bit codes in groups of ${groupSize}, but this call packs ` +
+        `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize}.`);
+    }
+    const groupBytes = (length / groupSize) * 4;
+    checkBuffer(packed.codes, `${label}.codes`, wordCount(length, bits) * 4, this.device);
+    checkBuffer(packed.scales, `${label}.scales`, groupBytes, this.device);
+    if (type === 'asymmetric') checkBuffer(packed.zeros, `${label}.zeros`, groupBytes, this.device);
+    else if (packed.zeros !== null && packed.zeros !== undefined) fail(`zeros must be null for ${type} codes.`);
+  }
+}
+
+/** 32-bit words holding `length` codes of `bits` bits. */
+function wordCount(length: number, bits: number): number {
+  return Math.ceil((length * bits) / 32);
+}
+
+/** A GPUBuffer the kernels can bind, holding at least `bytes`. */
+function checkBuffer(buffer: unknown, label: string, bytes: number, device: GPUDevice): asserts buffer is GPUBuffer {
+  const b = buffer as Partial<GPUBuffer> | null | undefined;
+  if (typeof b !== 'object' || b === null || typeof b.size !== 'number' || typeof b.usage !== 'number') {
+    throw new InvalidInputError('WRONG_DTYPE', `${label} must be a GPUBuffer of backend.device; for host arrays use pack/unpack.`);
+  }
+  if ((b.usage & USAGE_STORAGE) === 0) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `${label} lacks GPUBufferUsage.STORAGE: create it with that usage.`);
+  }
+  if (b.mapState !== 'unmapped') {
+    throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${b.mapState}: unmap it first.`);
+  }
+  if (b.size % 4 !== 0 || b.size > device.limits.maxStorageBufferBindingSize) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `${label} is ${b.size} bytes: it must be a multiple of 4, at most maxStorageBufferBindingSize; split the tensor.`);
+  }
+  if (b.size < bytes) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${b.size} bytes, fewer than the ${bytes} it must hold.`);
+  }
+}
+
+function destroyBuffers(packed: GpuPackedTensor): void {
+  packed.codes.destroy();
+  packed.scales.destroy();
+  packed.zeros?.destroy();
+}
+
+function nonFiniteError(what: string): InvalidInputError {
+  return new InvalidInputError('NON_FINITE', `${what}: packing needs finite values. Nothing was modified.`);
+}
+
+function deviceLostError(reason: string): BackendError {
+  return new BackendError('DEVICE_LOST',
+    `the WebGPU device is gone (${reason}), and the contents of its buffers with it; host arrays still pack (on ` +
+    'WebAssembly). For GPU buffers, create a new device, backend and packer and upload the tensors again.');
+}
+
+function alignUp(n: number, alignment: number): number {
+  return Math.ceil(n / alignment) * alignment;
+}
