@@ -9,7 +9,11 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Miniflare } from 'miniflare';
-import { conformanceFile, CONFORMANCE_PATH } from './support/fixtures.js';
+import { WasmBackend } from '../src/backends/wasm.js';
+import { quantizeSafetensors } from '../src/formats/quantize-file.js';
+import { encodeSafetensors, memorySource } from '../src/formats/safetensors.js';
+import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { conformanceFile, CONFORMANCE_PATH, randomTensor } from './support/fixtures.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
 import { runtimeAvailable } from './support/runtimes.js';
 
@@ -23,36 +27,42 @@ const available = await runtimeAvailable(
 
 interface FakeQuantCase { id: string; bits: number; groups: number; type: string; rounding: string; input: number[]; expected: number[] }
 
+/** Bundles test/fixtures/workerd-worker.ts as wrangler would and starts it in workerd. */
+async function startWorker(prefix: string): Promise<{ dir: string; worker: Miniflare }> {
+  const dir = linkedPackageDir(prefix);
+  const outdir = join(dir, 'worker');
+  // What wrangler does: its conditions, and `.wasm` imports left as module files.
+  await esbuild.build({
+    entryPoints: [join(PACKAGE_ROOT, 'test/fixtures/workerd-worker.ts')],
+    outdir,
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    conditions: ['workerd', 'worker', 'browser'],
+    mainFields: ['browser', 'module', 'main'],
+    nodePaths: [join(dir, 'node_modules')],
+    loader: { '.wasm': 'copy' },
+    assetNames: '[name]',
+    logLevel: 'warning',
+  });
+  const { Miniflare } = await import('miniflare');
+  const worker = new Miniflare({
+    modules: true,
+    scriptPath: join(outdir, 'workerd-worker.js'),
+    modulesRoot: outdir,
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    compatibilityDate: '2025-09-01',
+  });
+  await worker.ready;
+  return { dir, worker };
+}
+
 describe.skipIf(!available)('workerd (miniflare)', () => {
   let dir: string;
   let worker: Miniflare;
 
   beforeAll(async () => {
-    dir = linkedPackageDir('workerd');
-    const outdir = join(dir, 'worker');
-    // What wrangler does: its conditions, and `.wasm` imports left as module files.
-    await esbuild.build({
-      entryPoints: [join(PACKAGE_ROOT, 'test/fixtures/workerd-worker.ts')],
-      outdir,
-      bundle: true,
-      format: 'esm',
-      platform: 'neutral',
-      conditions: ['workerd', 'worker', 'browser'],
-      mainFields: ['browser', 'module', 'main'],
-      nodePaths: [join(dir, 'node_modules')],
-      loader: { '.wasm': 'copy' },
-      assetNames: '[name]',
-      logLevel: 'warning',
-    });
-    const { Miniflare } = await import('miniflare');
-    worker = new Miniflare({
-      modules: true,
-      scriptPath: join(outdir, 'workerd-worker.js'),
-      modulesRoot: outdir,
-      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-      compatibilityDate: '2025-09-01',
-    });
-    await worker.ready;
+    ({ dir, worker } = await startWorker('workerd'));
   });
 
   afterAll(async () => {
@@ -109,3 +119,44 @@ describe.skipIf(!available)('workerd (miniflare)', () => {
   });
 });
 
+
+describe.skipIf(!available)('workerd: a 128 MB memory budget', () => {
+  let dir: string;
+  let worker: Miniflare;
+
+  beforeAll(async () => {
+    ({ dir, worker } = await startWorker('budget'));
+  });
+  afterAll(async () => {
+    await worker?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('packs a 160 MiB safetensors upload as a stream, with WebAssembly memory at a few MiB', async () => {
+    const shape = [2048, 2048]; // 16 MiB of float32 each
+    const tensors = Array.from({ length: 10 }, (_, i) => ({
+      name: `layers.${i}.weight`, dtype: 'F32' as const, shape, data: new Uint8Array(randomTensor(shape[0]! * shape[1]!, i).buffer),
+    }));
+    const file = encodeSafetensors(tensors);
+    expect(file.length).toBeGreaterThan(160 * 2 ** 20);
+    const response = await worker.dispatchFetch(`http://worker/pack?bits=4&groupSize=32&size=${file.length}`, { method: 'POST', body: file });
+    expect(response.status, response.status === 200 ? '' : await response.clone().text()).toBe(200);
+    const packed = new Uint8Array(await response.arrayBuffer());
+
+    // The same file packed in Node: identical bytes.
+    const chunks: Uint8Array[] = [];
+    const backend = await WasmBackend.create('simd');
+    await quantizeSafetensors(memorySource(file), {
+      write: async (b) => { chunks.push(b.slice()); }, close: async () => {}, abort: async () => {},
+    }, new WasmPacker(backend), { bits: 4, groupSize: 32 });
+    const expected = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    chunks.reduce((at, c) => (expected.set(c, at), at + c.length), 0);
+    expect(packed.length).toBe(expected.length);
+    // Buffer.compare, not toEqual: deep equality over 26 MB of bytes takes minutes.
+    expect(Buffer.compare(packed, expected)).toBe(0);
+
+    const { wasmBytes } = await (await worker.dispatchFetch('http://worker/memory')).json() as { wasmBytes: number };
+    console.log(`workerd: packed ${(file.length / 2 ** 20).toFixed(0)} MiB -> ${(packed.length / 2 ** 20).toFixed(1)} MiB as a stream; WebAssembly memory ${(wasmBytes / 2 ** 20).toFixed(2)} MiB`);
+    expect(wasmBytes).toBeLessThanOrEqual(4 * 2 ** 20);
+  }, 120_000);
+});
