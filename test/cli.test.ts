@@ -54,18 +54,6 @@ describe('edge-moq conformance', () => {
   });
 });
 
-describe('edge-moq demo', () => {
-  it('drives a model through 8 -> 4 bits and says which backend ran', async () => {
-    const { code, stdout } = await run('demo', '--steps', '90');
-    expect(code).toBe(0);
-    expect(stdout).toMatch(/backend: wasm-simd/);
-    expect(stdout).toMatch(/switch: head.weight -> 4 bits at step 80, next period 160/);
-    const last = stdout.trim().split('\n').filter((l) => /^\s+90 /.test(l))[0]!;
-    expect(last).toMatch(/4 bits/);
-    expect(stdout).toMatch(/ran on wasm-simd/);
-  });
-});
-
 describe('edge-moq quantize / dequantize / inspect', () => {
   const dir = mkdtempSync(join(tmpdir(), 'edge-moq-cli-'));
   const input = join(dir, 'model.safetensors');

