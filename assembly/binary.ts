@@ -1,6 +1,7 @@
 // Binary (1 bit, symmetric, nearest), as DeepSpeed's quantize_binary: y = sign(x) * mean |x|,
-// with sign(0) = 0. Like the grid, either the second of two passes (means from groupAbsMeans,
-// in place) or one fused pass from `src` to `dst` that stops at the first non-finite group.
+// with sign(0) = 0; the mean stays finite where the sum of |x| overflows (stats.ts). Like the
+// grid, either the second of two passes (means from groupAbsMeans, in place) or one fused pass
+// from `src` to `dst` that stops at the first non-finite group.
 
 import { groupMeanAbs } from './stats';
 import { blendValue, blend4 } from './blend';

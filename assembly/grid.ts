@@ -10,12 +10,59 @@
 // Scaling by a power of two is exact, so `* 2^-b` equals the reference's `/ 2^b` bit for bit
 // (and 2 * absmax cannot overflow). The division by `s` must stay a true division: multiplying
 // by 1/s moves values that sit near a rounding tie.
+//
+// At the top of float32 the asymmetric formula overflows (the symmetric one cannot: its grid
+// stays within ±absMax). An asymmetric group whose range reaches 2^127 is quantized at half
+// scale, y = 2 * Q(x / 2): there max - min, x - zp and every grid point are finite, and since
+// halving is exact this is the formula itself wherever the formula is finite. One thing the
+// formula cannot give finitely: a zero point beyond -FLT_MAX (min within half a step of it,
+// rounded down). It is clamped to -FLT_MAX, moving the grid up by under half a step, so every
+// value stays finite and packing can store the group. The rest of the data takes the loops below
+// untouched; the half-scale groups, rare, take a scalar loop of their own.
 
 import { rangeOf, absMaxBits, NON_FINITE_BITS } from './stats';
 import { stochasticOffset, stochasticOffset4 } from './rounding';
 import { blendValue, blend4 } from './blend';
 
 const fusedRange = memory.data(8);
+
+const FLOAT_MAX: f32 = 3.4028234663852886e38;
+const HALVING_RANGE: f32 = 1.7014118346046923e38; // 2^127
+
+/** Set by asymmetricGroup: the group's scale and zero point, at half scale when groupHalved. */
+export let groupScale: f32 = 0;
+export let groupZero: f32 = 0;
+export let groupHalved = false;
+
+/**
+ * Whether an asymmetric group whose full-scale scale is `scale` is quantized at half scale (its
+ * range reaches 2^127). A function of the scale alone, so unpacking finds it from a stored scale.
+ */
+@inline export function atHalfScale(scale: f32, invLevels: f32): bool {
+  return scale >= HALVING_RANGE * invLevels;
+}
+
+/** An asymmetric group's scale and zero point (0 when the scale is 0), into groupScale etc. */
+@inline export function asymmetricGroup(groupMin: f32, groupMax: f32, invLevels: f32): void {
+  // Halved first: max - min itself may overflow.
+  const halfScale = (groupMax * 0.5 - groupMin * 0.5) * invLevels;
+  groupHalved = atHalfScale(halfScale * 2, invLevels);
+  if (groupHalved) {
+    groupScale = halfScale;
+    groupZero = max<f32>(nearest<f32>(groupMin * 0.5 / halfScale) * halfScale, FLOAT_MAX * -0.5);
+  } else {
+    groupScale = (groupMax - groupMin) * invLevels;
+    groupZero = groupScale > 0 ? max<f32>(nearest<f32>(groupMin / groupScale) * groupScale, -FLOAT_MAX) : 0;
+  }
+}
+
+/** The grid index of x in a group at half scale: clamp(round((x/2 - zp) / s + p), lo, hi). */
+@inline export function halvedIndex(x: f32, scale: f32, zero: f32, lo: f32, hi: f32, stochastic: bool, key: u32, index: u32): f32 {
+  let v = (x * 0.5 - zero) / scale;
+  if (stochastic) v += stochasticOffset(index, key);
+  const r = nearest<f32>(v);
+  return select<f32>(hi, select<f32>(lo, r, r < lo), hi < r);
+}
 
 /**
  * Quantizes `groupCount` contiguous groups of `groupSize` float32 values from `src` into `dst`
@@ -38,6 +85,7 @@ export function quantizeGrid(
   for (let g = 0; g < groupCount; g++) {
     const offset = <usize>g * <usize>groupSize << 2;
     const from = src + offset, to = dst + offset;
+    const first = firstIndex + <u32>g * <u32>groupSize;
     let scale: f32, zero: f32 = 0;
     if (asymmetric) {
       let range = ranges + (<usize>g << 3);
@@ -45,9 +93,13 @@ export function quantizeGrid(
         range = fusedRange;
         if (!rangeOf(from, groupSize, range)) return g;
       }
-      const groupMin = load<f32>(range), groupMax = load<f32>(range, 4);
-      scale = (groupMax - groupMin) * invLevels;
-      if (scale > 0) zero = nearest<f32>(groupMin / scale) * scale;
+      asymmetricGroup(load<f32>(range), load<f32>(range, 4), invLevels);
+      scale = groupScale;
+      zero = groupZero;
+      if (groupHalved) {
+        halvedGroup(from, to, groupSize, first, scale, zero, hi, stochastic, key, blend, ratio, rest);
+        continue;
+      }
     } else {
       let absMax: f32;
       if (ranges) {
@@ -63,7 +115,6 @@ export function quantizeGrid(
       if (to != from) memory.copy(to, from, <usize>groupSize << 2);
       continue;
     }
-    const first = firstIndex + <u32>g * <u32>groupSize;
     // Literal flags let the optimizer specialise one loop per variant.
     switch (variant) {
       case 0: gridGroup(from, to, groupSize, first, scale, zero, lo, hi, false, false, false, key, ratio, rest); break;
@@ -114,5 +165,18 @@ export function quantizeGrid(
     let q = r * scale;
     if (ASYMMETRIC) q += zero;
     store<f32>(to + offset, BLEND ? blendValue(x, q, ratio, rest) : q);
+  }
+}
+
+/** A group at half scale (see asymmetricGroup): y = 2 * (q * s + zp), one element at a time. */
+function halvedGroup(
+  from: usize, to: usize, n: i32, first: u32, scale: f32, zero: f32, hi: f32,
+  stochastic: bool, key: u32, blend: bool, ratio: f32, rest: f32,
+): void {
+  for (let i = 0; i < n; i++) {
+    const offset = <usize>i << 2;
+    const x = load<f32>(from + offset);
+    const q = (halvedIndex(x, scale, zero, 0, hi, stochastic, key, first + <u32>i) * scale + zero) * 2;
+    store<f32>(to + offset, blend ? blendValue(x, q, ratio, rest) : q);
   }
 }

@@ -10,9 +10,14 @@
 //
 // Like the fused fake-quantization pass, packing computes each group's statistics as it goes
 // and stops at the first group holding a NaN or ±Inf (the host discards what was written).
+//
+// An asymmetric group quantized at half scale (grid.ts) stores its scale and zero point at full
+// scale, 2s and 2zp, both finite; unpacking finds such a group by its scale (atHalfScale) and
+// evaluates code * s + zp at half scale too, where code * s alone could overflow.
 
-import { rangeOf, absMaxBits, NON_FINITE_BITS, absSum, absSumCount, groupAbsMean } from './stats';
+import { rangeOf, absMaxBits, NON_FINITE_BITS, groupAbsMean, aboveThresholdMean } from './stats';
 import { stochasticOffset, stochasticOffset4 } from './rounding';
+import { asymmetricGroup, atHalfScale, groupHalved, groupScale, groupZero, halvedIndex } from './grid';
 
 const THRESHOLD_FACTOR: f32 = 0.7;
 const groupRange = memory.data(8);
@@ -67,27 +72,33 @@ export function packCodes(
     let scale: f32;
     if (type == SYMMETRIC || type == ASYMMETRIC) {
       const asymmetric = type == ASYMMETRIC;
-      let zero: f32 = 0;
       if (asymmetric) {
         if (!rangeOf(from, groupSize, groupRange)) return g;
         const groupMin = load<f32>(groupRange);
-        scale = (load<f32>(groupRange, 4) - groupMin) * (<f32>1.0 / <f32>(1 << bits));
+        asymmetricGroup(groupMin, load<f32>(groupRange, 4), <f32>1.0 / <f32>(1 << bits));
         // A constant group has no grid: its constant is the zero point, every code 0.
-        zero = scale > 0 ? nearest<f32>(groupMin / scale) * scale : groupMin;
+        let zero = groupScale > 0 ? groupZero : groupMin;
+        if (groupHalved) {
+          halvedCodes(from, groupSize, bits, groupScale, zero, stochastic, key, first);
+          scale = groupScale * 2;
+          zero *= 2;
+        } else {
+          scale = groupScale;
+          gridCodes(from, groupSize, bits, scale, zero, true, stochastic, key, first);
+        }
         store<f32>(zeros + (<usize>g << 2), zero);
       } else {
         const bitsOfMax = absMaxBits(from, groupSize);
         if (bitsOfMax >= NON_FINITE_BITS) return g;
         scale = reinterpret<f32>(bitsOfMax) * (<f32>2.0 / <f32>(1 << bits));
+        gridCodes(from, groupSize, bits, scale, 0, false, stochastic, key, first);
       }
-      if (asymmetric) gridCodes(from, groupSize, bits, scale, zero, true, stochastic, key, first);
-      else gridCodes(from, groupSize, bits, scale, zero, false, stochastic, key, first);
     } else {
       const mean = groupAbsMean(from, groupSize);
       if (mean != mean) return g;
       if (type == TERNARY) {
         const threshold = THRESHOLD_FACTOR * mean;
-        scale = mean > 0 ? absSum(from, groupSize, threshold, true) / <f32>absSumCount : 0;
+        scale = mean > 0 ? aboveThresholdMean(from, groupSize, threshold) : 0;
         for (let i = 0; i < groupSize; i++) {
           const x = load<f32>(from + (<usize>i << 2));
           putCode(select<u32>(2, select<u32>(0, 1, x < -threshold), x > threshold), 2);
@@ -147,6 +158,15 @@ export function packCodes(
   }
 }
 
+/** The codes of a group at half scale (grid.ts: asymmetricGroup): one element at a time. */
+function halvedCodes(from: usize, n: i32, bits: i32, scale: f32, zero: f32, stochastic: bool, key: u32, first: u32): void {
+  const hi = <f32>((1 << bits) - 1);
+  for (let i = 0; i < n; i++) {
+    const x = load<f32>(from + (<usize>i << 2));
+    putCode(<u32><i32>halvedIndex(x, scale, zero, 0, hi, stochastic, key, first + <u32>i), <u32>bits);
+  }
+}
+
 /**
  * Writes the float32 values of `groupCount` groups of `groupSize` codes to `dst`. The codes
  * region must be readable 3 bytes past its end (codes are read 4 bytes at a time).
@@ -158,16 +178,31 @@ export function unpackCodes(
   const step: i32 = type == BINARY ? 2 : 1;
   const shift: i32 = type == SYMMETRIC ? -(1 << (bits - 1)) : type == ASYMMETRIC ? 0 : -1;
   const mask: u32 = bits == 32 ? 0xffffffff : (1 << bits) - 1;
+  const invLevels = <f32>1.0 / <f32>(1 << bits);
   let bit: u64 = 0;
   for (let g = 0; g < groupCount; g++) {
     const scale = load<f32>(scales + (<usize>g << 2));
     const zero: f32 = type == ASYMMETRIC ? load<f32>(zeros + (<usize>g << 2)) : 0;
     const to = dst + (<usize>g * <usize>groupSize << 2);
-    for (let i = 0; i < groupSize; i++) {
-      const code = (load<u32>(codes + <usize>(bit >> 3)) >>> <u32>(bit & 7)) & mask;
-      bit += <u64>bits;
-      const level = <f32>(<i32>code * step + shift);
-      store<f32>(to + (<usize>i << 2), type == ASYMMETRIC ? level * scale + zero : level * scale);
+    if (type == ASYMMETRIC && atHalfScale(scale, invLevels)) {
+      bit = unpackGroup(codes, bit, to, groupSize, bits, mask, step, shift, type, scale * 0.5, zero * 0.5, true);
+    } else {
+      bit = unpackGroup(codes, bit, to, groupSize, bits, mask, step, shift, type, scale, zero, false);
     }
   }
+}
+
+/** One group of unpackCodes from stream bit `bit`; returns the bit after it. */
+@inline function unpackGroup(
+  codes: usize, bit: u64, to: usize, n: i32, bits: i32, mask: u32, step: i32, shift: i32, type: i32,
+  scale: f32, zero: f32, HALVED: bool,
+): u64 {
+  for (let i = 0; i < n; i++) {
+    const code = (load<u32>(codes + <usize>(bit >> 3)) >>> <u32>(bit & 7)) & mask;
+    bit += <u64>bits;
+    const level = <f32>(<i32>code * step + shift);
+    const value = type == ASYMMETRIC ? level * scale + zero : level * scale;
+    store<f32>(to + (<usize>i << 2), HALVED ? value * 2 : value);
+  }
+  return bit;
 }

@@ -45,11 +45,24 @@ export function groupAbsMeans(data: usize, groupCount: i32, groupSize: i32, out:
 
 /**
  * mean |x| of data[0..n) in float32 (DeepSpeed: norm(p=1) / n), or NaN when a NaN or ±Inf is
- * present. A sum that overflowed from finite values stays +Inf, as in the reference.
+ * present. Where the sum overflows from finite values the mean is 2^33 * mean(|x| * 2^-33)
+ * (see scaledAbsSum).
  */
 @inline export function groupAbsMean(data: usize, n: i32): f32 {
   const sum = absSum(data, n, 0, false);
-  return isFinite(sum) || !hasNonFinite(data, n) ? sum / <f32>n : NaN;
+  if (isFinite(sum)) return sum / <f32>n;
+  return hasNonFinite(data, n) ? NaN : scaledAbsSum(data, n, 0, false) / <f32>n * SCALED_SUM_UNIT;
+}
+
+/**
+ * mean |x| over the elements of data[0..n) with |x| > threshold (ternary's alpha), and NaN when
+ * there are none. Only a group whose whole sum overflowed can overflow here: it is summed again
+ * as groupAbsMean does.
+ */
+@inline export function aboveThresholdMean(data: usize, n: i32, threshold: f32): f32 {
+  const sum = absSum(data, n, threshold, true);
+  if (isFinite(sum)) return sum / <f32>absSumCount;
+  return scaledAbsSum(data, n, threshold, true) / <f32>absSumCount * SCALED_SUM_UNIT;
 }
 
 /** Per group: min, max, abs-max, mean |x| (four float32 each) into `out`. */
@@ -59,7 +72,7 @@ export function groupStats(data: usize, groupCount: i32, groupSize: i32, out: us
     const o = out + (<usize>g << 4);
     rangeOf(base, groupSize, o);
     store<f32>(o, max2(abs<f32>(load<f32>(o)), abs<f32>(load<f32>(o, 4))), 8);
-    store<f32>(o, absSum(base, groupSize, 0, false) / <f32>groupSize, 12);
+    store<f32>(o, groupAbsMean(base, groupSize), 12);
   }
 }
 
@@ -156,6 +169,32 @@ function hasNonFinite(data: usize, n: i32): bool {
 @inline function maskedAbs(p: usize, offset: usize, threshold: f32, MASKED: bool): f32 {
   const a = abs<f32>(load<f32>(p + offset));
   return MASKED ? select<f32>(a, 0, a > threshold) : a;
+}
+
+// n values near FLT_MAX sum past it although their mean fits. Such a group is summed again as
+// |x| * 2^-33 and its mean scaled back by 2^33: the formula on x * 2^-33, which is the formula
+// itself (a power-of-two scaling is exact) save for |x| < 2^-93, whose lost bits cannot reach a
+// sum past 2^128. No group that fits in memory (under 2^32 elements) can overflow at 2^-33.
+// shaders/stats.wgsl sums at the same scale.
+const SCALED_SUM_UNIT: f32 = 8589934592.0; // 2^33
+
+/**
+ * The sum of |x| * 2^-33 over data[0..n) (with `masked`, over |x| > threshold only); sets
+ * absSumCount. Only overflowing groups come here: one element at a time, the same order in both
+ * builds.
+ */
+function scaledAbsSum(data: usize, n: i32, threshold: f32, masked: bool): f32 {
+  let total: f32 = 0;
+  let count = 0;
+  for (let i = 0; i < n; i++) {
+    const a = abs<f32>(load<f32>(data + (<usize>i << 2)));
+    if (!masked || a > threshold) {
+      total += a * (1 / SCALED_SUM_UNIT);
+      count++;
+    }
+  }
+  absSumCount = count;
+  return total;
 }
 
 /**

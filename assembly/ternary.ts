@@ -1,11 +1,12 @@
 // Ternary (2 bits, symmetric, nearest), as DeepSpeed's quantize_tenary:
 //   m = mean |x|, thr = 0.7 * m, alpha = mean of |x| over |x| > thr,
 //   y = +alpha where x > thr, -alpha where x < -thr, 0 elsewhere.
-// An all-zero group (the reference divides 0 by 0) is copied unchanged. Like the grid, either
-// the second of two passes (means from groupAbsMeans, in place) or one fused pass from `src` to
-// `dst` that stops at the first non-finite group.
+// Both means stay finite where a sum of |x| overflows (stats.ts). An all-zero group (the
+// reference divides 0 by 0) is copied unchanged. Like the grid, either the second of two passes
+// (means from groupAbsMeans, in place) or one fused pass from `src` to `dst` that stops at the
+// first non-finite group.
 
-import { absSum, absSumCount, groupMeanAbs } from './stats';
+import { aboveThresholdMean, groupMeanAbs } from './stats';
 import { blendValue, blend4 } from './blend';
 
 const THRESHOLD_FACTOR: f32 = 0.7;
@@ -22,7 +23,7 @@ export function quantizeTernary(src: usize, dst: usize, groupCount: i32, groupSi
       continue;
     }
     const threshold = THRESHOLD_FACTOR * mean;
-    const alpha = absSum(from, groupSize, threshold, true) / <f32>absSumCount;
+    const alpha = aboveThresholdMean(from, groupSize, threshold);
     if (blend) ternaryGroup(from, to, groupSize, threshold, alpha, true, ratio, rest);
     else ternaryGroup(from, to, groupSize, threshold, alpha, false, ratio, rest);
   }

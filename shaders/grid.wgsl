@@ -7,15 +7,46 @@
 //
 // Both divisions are correctly rounded (divideRounded), so every value lands where the
 // reference puts it, ties included. A group whose scale is 0 is left unchanged.
+//
+// At the top of float32, as in assembly/grid.ts: an asymmetric group whose range reaches 2^127
+// is quantized at half scale, y = 2 * Q(x / 2) (the formula itself wherever the formula is
+// finite, since halving is exact), and a zero point beyond -FLT_MAX is clamped to -FLT_MAX.
+
+const HALVING_RANGE: f32 = 0x1p127f;
 
 struct GridGroup {
+  // Of x / 2 when `halved`.
   scale: f32,
   zero: f32,
   quantize: bool,
+  halved: bool,
+}
+
+// Whether an asymmetric group whose scale (at full scale) is `scale` is quantized at half scale:
+// a function of the scale alone, so packing finds it again from a stored scale.
+fn atHalfScale(scale: f32) -> bool {
+  return hasFlag(FLAG_ASYMMETRIC) && scale >= HALVING_RANGE * job.scaleFactor;
+}
+
+// round(lo / s) * s, clamped to -limit. The clamp is decided at half size: WGSL leaves an
+// overflowing product indeterminate.
+fn zeroPoint(lo: f32, scale: f32, limit: f32) -> f32 {
+  let steps = round(divideRounded(lo, scale));
+  if (steps * (scale * 0.5) < -0.5 * limit) {
+    return -limit;
+  }
+  return unfused(steps * scale);
 }
 
 fn gridGroup(stats: Partial) -> GridGroup {
   let asymmetric = hasFlag(FLAG_ASYMMETRIC);
+  if (asymmetric) {
+    // Halved first: hi - lo itself may overflow.
+    let halfScale = (stats.hi * 0.5 - stats.lo * 0.5) * job.scaleFactor;
+    if (atHalfScale(halfScale * 2.0)) {
+      return GridGroup(halfScale, zeroPoint(stats.lo * 0.5, halfScale, 0.5 * FLOAT_MAX), true, true);
+    }
+  }
   var scale: f32;
   if (asymmetric) {
     scale = (stats.hi - stats.lo) * job.scaleFactor;
@@ -23,20 +54,34 @@ fn gridGroup(stats: Partial) -> GridGroup {
     scale = max(abs(stats.lo), abs(stats.hi)) * job.scaleFactor;
   }
   if (!(scale > 0.0)) {
-    return GridGroup(0.0, 0.0, false);
+    return GridGroup(0.0, 0.0, false, false);
   }
   var zero = 0.0;
   if (asymmetric) {
-    zero = unfused(round(divideRounded(stats.lo, scale)) * scale);
+    zero = zeroPoint(stats.lo, scale, FLOAT_MAX);
   }
-  return GridGroup(scale, zero, true);
+  return GridGroup(scale, zero, true, false);
+}
+
+// A scale or zero point as packing stores it: at full scale (2s and 2zp at half scale, both
+// finite).
+fn atFullScale(value: f32, group: GridGroup) -> f32 {
+  return select(value, value * 2.0, group.halved);
+}
+
+// The group of a stored scale and zero point.
+fn storedGridGroup(scale: f32, zero: f32) -> GridGroup {
+  if (atHalfScale(scale)) {
+    return GridGroup(scale * 0.5, zero * 0.5, true, true);
+  }
+  return GridGroup(scale, zero, scale > 0.0, false);
 }
 
 // The grid index of x: clamp(round((x - zp) / s + p), lo, hi), an integer held in a float
 // (zp is 0 when symmetric, and x - 0 is x). Packing (shaders/pack.wgsl) stores it as a code;
 // `index` is the element's index in its tensor, the counter of the stochastic noise.
 fn gridIndex(x: f32, index: u32, group: GridGroup) -> f32 {
-  var v = divideRounded(x - group.zero, group.scale);
+  var v = divideRounded(select(x, x * 0.5, group.halved) - group.zero, group.scale);
   if (hasFlag(FLAG_STOCHASTIC)) {
     v += stochasticOffset(index, job.key);
   }
@@ -48,6 +93,9 @@ fn gridPoint(q: f32, group: GridGroup) -> f32 {
   var y = unfused(q * group.scale);
   if (hasFlag(FLAG_ASYMMETRIC)) {
     y = y + group.zero;
+  }
+  if (group.halved) {
+    y = y * 2.0;
   }
   return y;
 }

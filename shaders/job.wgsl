@@ -10,6 +10,8 @@ const CHUNK_SIZE: u32 = 4096u;
 const FLAG_ASYMMETRIC: u32 = 1u;
 const FLAG_STOCHASTIC: u32 = 2u;
 const FLAG_BLEND: u32 = 4u;
+// Binary and ternary: the kernels read mean |x| from the statistics.
+const FLAG_MEAN: u32 = 8u;
 
 struct Job {
   // Element offset of the tensor in `data`.
@@ -38,7 +40,8 @@ struct Job {
   rest: f32,
 }
 
-// A reduction over a range: min, max, sum |x| and how many elements were summed.
+// A reduction over a range: min, max, sum |x| (of |x| * 2^-33 where stats.wgsl's
+// sumMayOverflow holds) and how many elements were summed.
 struct Partial {
   lo: f32,
   hi: f32,

@@ -10,6 +10,10 @@
 //   ternary:    code = ternarySign + 1         value = (code - 1) * alpha
 //   binary:     code = 1 where x >= 0, else 0  value = (2 * code - 1) * mean |x|
 //
+// An asymmetric group at half scale (grid.wgsl) stores 2s and 2zp, both finite, and is found
+// again by its scale (storedGridGroup), its values taken at half scale: code * s alone could
+// overflow.
+//
 // Element i's code is bits [i*b, (i+1)*b) of a little-endian stream of u32 words, so the bytes
 // of `codes` are the layout's bytes. Each word is written whole by one invocation, which
 // computes every element overlapping it: no atomics, and elements straddling two words are
@@ -54,10 +58,11 @@ fn ternaryAlpha(g: u32, stats: Partial) -> f32 {
     return ternaryGroup(stats, partials[job.thresholdGroupBase + g]).alpha;
   }
   let threshold = ternaryThreshold(stats);
+  let unit = sumUnit(stats);
   let start = job.base + g * job.groupSize;
   var above = emptyPartial();
   for (var i = start; i < start + job.groupSize; i++) {
-    above = withAbove(above, data[i], threshold);
+    above = withAbove(above, data[i], threshold, unit);
   }
   return ternaryGroup(stats, above).alpha;
 }
@@ -73,9 +78,9 @@ fn packGroups(workgroup: Workgroup, @builtin(local_invocation_index) local: u32)
   let stats = groupStats(g);
   if (isGrid()) {
     let group = gridGroup(stats);
-    scales[g] = group.scale;
+    scales[g] = atFullScale(group.scale, group);
     if (hasFlag(FLAG_ASYMMETRIC)) {
-      zeros[g] = select(stats.lo, group.zero, group.quantize);
+      zeros[g] = select(stats.lo, atFullScale(group.zero, group), group.quantize);
     }
   } else if (pack.bits == 2u) {
     scales[g] = ternaryAlpha(g, stats);
@@ -85,7 +90,7 @@ fn packGroups(workgroup: Workgroup, @builtin(local_invocation_index) local: u32)
 }
 
 // What computing a group's codes needs. packGroups ran first: a grid group is its stored
-// scale and zero point, which are gridGroup's.
+// scale and zero point, which are gridGroup's (storedGridGroup undoes atFullScale).
 struct CodeGroup {
   grid: GridGroup,
   threshold: f32,
@@ -93,18 +98,17 @@ struct CodeGroup {
 
 fn codeGroup(g: u32) -> CodeGroup {
   if (isGrid()) {
-    let scale = scales[g];
     var zero = 0.0;
     if (hasFlag(FLAG_ASYMMETRIC)) {
       zero = zeros[g];
     }
-    return CodeGroup(GridGroup(scale, zero, scale > 0.0), 0.0);
+    return CodeGroup(storedGridGroup(scales[g], zero), 0.0);
   }
   var threshold = 0.0;
   if (pack.bits == 2u) {
     threshold = ternaryThreshold(groupStats(g));
   }
-  return CodeGroup(GridGroup(0.0, 0.0, false), threshold);
+  return CodeGroup(GridGroup(0.0, 0.0, false, false), threshold);
 }
 
 // The code of element i of the tensor; job.lo is -2^(b-1) symmetric, 0 asymmetric.
@@ -186,7 +190,7 @@ fn unpackCodes(workgroup: Workgroup, @builtin(local_invocation_index) local: u32
     if (hasFlag(FLAG_ASYMMETRIC)) {
       zero = zeros[g];
     }
-    value = gridPoint(code + job.lo, GridGroup(scale, zero, true));
+    value = gridPoint(code + job.lo, storedGridGroup(scale, zero));
   } else if (pack.bits == 2u) {
     value = (code - 1.0) * scale;
   } else {

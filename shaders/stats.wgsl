@@ -10,6 +10,17 @@
 
 const FLOAT_MAX: f32 = 0x1.fffffep+127f;
 
+// n values near FLT_MAX sum past it although their mean fits. As in assembly/stats.ts, such a
+// group's mean is 2^33 * mean(|x| * 2^-33): the formula itself (a power-of-two scaling is exact)
+// save for |x| < 2^-93, whose lost bits cannot reach a sum that large, and finite for any group
+// under 2^32 elements. WGSL leaves an overflowed float indeterminate, so the groups summed at
+// 2^-33 are picked before summing, from the range: those whose absMax * count reaches 2^127
+// (sumMayOverflow). For those, and for nothing else, the statistics passes sum the group again
+// at 2^-33 and store that sum instead (scaledAbsSum), and the sums above ternary's threshold are
+// taken at 2^-33 too. Only binary and ternary jobs (FLAG_MEAN) read the sums.
+const SCALED_SUM_UNIT: f32 = 0x1p33f;
+const SCALED_SUM_STEP: f32 = 0x1p-33f;
+
 // The identity of combinePartials. Infinities are avoided: WGSL lets compilers assume none.
 fn emptyPartial() -> Partial {
   return Partial(FLOAT_MAX, -FLOAT_MAX, 0.0, 0u);
@@ -23,9 +34,50 @@ fn withValue(p: Partial, x: f32) -> Partial {
   return Partial(min(p.lo, x), max(p.hi, x), p.sum + abs(x), p.count + 1u);
 }
 
-// mean |x| of a group, from its statistics: the float32 division of assembly/stats.ts.
+// Whether the sum of |x| over the `count` values of `stats` may overflow float32: whether it is
+// kept at 2^-33. absMax * 2^-33 is exact, and the product cannot overflow.
+fn sumMayOverflow(stats: Partial) -> bool {
+  return max(abs(stats.lo), abs(stats.hi)) * SCALED_SUM_STEP * f32(stats.count) >= 0x1p94f;
+}
+
+// 2^-33 for the sums of a group kept at that scale, else 1 (multiplying by it is exact).
+fn sumUnit(stats: Partial) -> f32 {
+  return select(1.0, SCALED_SUM_STEP, sumMayOverflow(stats));
+}
+
+// The mean of `sums.sum` over `count` values: the float32 division of assembly/stats.ts, scaled
+// back where the group's sums are kept at 2^-33.
+fn meanOf(sums: Partial, count: f32, stats: Partial) -> f32 {
+  let mean = divideRounded(sums.sum, count);
+  if (sumMayOverflow(stats)) {
+    return mean * SCALED_SUM_UNIT;
+  }
+  return mean;
+}
+
+// mean |x| of a group, from its statistics.
 fn meanAbs(stats: Partial) -> f32 {
-  return divideRounded(stats.sum, f32(job.groupSize));
+  return meanOf(stats, f32(job.groupSize), stats);
+}
+
+var<workgroup> sharedFlag: bool;
+
+// The whole workgroup's `flag` (it must agree) as a value uniform across it, so that kernels may
+// reduce again under it.
+fn workgroupFlag(flag: bool, local: u32) -> bool {
+  if (local == 0u) {
+    sharedFlag = flag;
+  }
+  return workgroupUniformLoad(&sharedFlag);
+}
+
+// The sum of |x| * 2^-33 over elements [start, end) of the job, by the whole workgroup.
+fn scaledAbsSum(start: u32, end: u32, local: u32) -> f32 {
+  var acc = emptyPartial();
+  for (var i = start + local; i < end; i += WORKGROUP_SIZE) {
+    acc.sum += abs(data[job.base + i]) * SCALED_SUM_STEP;
+  }
+  return reduceWorkgroup(acc, local).sum;
 }
 
 // Decided on the bits: a compiler may fold float comparisons that only fail for NaN or Inf.
@@ -63,6 +115,12 @@ fn smallGroupPartial(group: u32) -> Partial {
   for (var i = start; i < start + job.groupSize; i++) {
     total = withValue(total, data[i]);
   }
+  if (hasFlag(FLAG_MEAN) && sumMayOverflow(total)) {
+    total.sum = 0.0;
+    for (var i = start; i < start + job.groupSize; i++) {
+      total.sum += abs(data[i]) * SCALED_SUM_STEP;
+    }
+  }
   return total;
 }
 
@@ -99,14 +157,19 @@ fn chunkStats(workgroup: Workgroup, @builtin(local_invocation_index) local: u32)
   if (firstBad != 0xffffffffu) {
     reportNonFinite(firstBad);
   }
-  let total = reduceWorkgroup(acc, local);
+  var total = reduceWorkgroup(acc, local);
+  // A group of several chunks is summed again, if need be, in combineStats.
+  if (hasFlag(FLAG_MEAN) && job.chunksPerGroup == 1u && workgroupFlag(sumMayOverflow(total), local)) {
+    total.sum = scaledAbsSum(chunk.start, chunk.end, local);
+  }
   if (local == 0u) {
     partials[job.chunkStatsBase + index] = total;
   }
 }
 
-// Folds the chunk Partials of group `group` from `chunkRegion` into `groupRegion`.
-fn combineChunks(group: u32, chunkRegion: u32, groupRegion: u32, local: u32) {
+// Folds the chunk Partials of group `group` from `chunkRegion` into `groupRegion` and returns
+// the group's.
+fn combineChunks(group: u32, chunkRegion: u32, groupRegion: u32, local: u32) -> Partial {
   var acc = emptyPartial();
   for (var c = local; c < job.chunksPerGroup; c += WORKGROUP_SIZE) {
     acc = combinePartials(acc, partials[chunkRegion + group * job.chunksPerGroup + c]);
@@ -115,6 +178,7 @@ fn combineChunks(group: u32, chunkRegion: u32, groupRegion: u32, local: u32) {
   if (local == 0u) {
     partials[groupRegion + group] = total;
   }
+  return total;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -123,5 +187,12 @@ fn combineStats(workgroup: Workgroup, @builtin(local_invocation_index) local: u3
   if (group >= job.groupCount) {
     return;
   }
-  combineChunks(group, job.chunkStatsBase, job.groupStatsBase, local);
+  let total = combineChunks(group, job.chunkStatsBase, job.groupStatsBase, local);
+  if (hasFlag(FLAG_MEAN) && workgroupFlag(sumMayOverflow(total), local)) {
+    let start = group * job.groupSize;
+    let sum = scaledAbsSum(start, start + job.groupSize, local);
+    if (local == 0u) {
+      partials[job.groupStatsBase + group].sum = sum;
+    }
+  }
 }

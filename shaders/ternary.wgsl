@@ -8,11 +8,12 @@
 // Math.fround(0.7), as assembly/ternary.ts rounds it.
 const THRESHOLD_FACTOR: f32 = 0x1.666666p-1f;
 
-// Sum and count of |x| over the elements above the threshold.
-fn withAbove(p: Partial, x: f32, threshold: f32) -> Partial {
+// Sum and count of |x| over the elements above the threshold; the sum in units of `unit`
+// (sumUnit of the group's statistics).
+fn withAbove(p: Partial, x: f32, threshold: f32, unit: f32) -> Partial {
   let a = abs(x);
   if (a > threshold) {
-    return Partial(p.lo, p.hi, p.sum + a, p.count + 1u);
+    return Partial(p.lo, p.hi, p.sum + a * unit, p.count + 1u);
   }
   return p;
 }
@@ -23,7 +24,7 @@ struct TernaryGroup {
 }
 
 fn ternaryGroup(stats: Partial, above: Partial) -> TernaryGroup {
-  return TernaryGroup(THRESHOLD_FACTOR * meanAbs(stats), divideRounded(above.sum, f32(above.count)));
+  return TernaryGroup(THRESHOLD_FACTOR * meanAbs(stats), meanOf(above, f32(above.count), stats));
 }
 
 // -1, 0 or +1: where x lies against the threshold (packing stores it plus 1 as the code).
@@ -43,10 +44,12 @@ fn aboveThresholdChunks(workgroup: Workgroup, @builtin(local_invocation_index) l
     return;
   }
   let chunk = chunkAt(index);
-  let threshold = THRESHOLD_FACTOR * meanAbs(partials[job.groupStatsBase + chunk.group]);
+  let stats = partials[job.groupStatsBase + chunk.group];
+  let threshold = THRESHOLD_FACTOR * meanAbs(stats);
+  let unit = sumUnit(stats);
   var acc = emptyPartial();
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
-    acc = withAbove(acc, data[job.base + i], threshold);
+    acc = withAbove(acc, data[job.base + i], threshold, unit);
   }
   let total = reduceWorkgroup(acc, local);
   if (local == 0u) {
@@ -92,10 +95,11 @@ fn ternarySmallGroups(workgroup: Workgroup, @builtin(local_invocation_index) loc
     return;
   }
   let threshold = THRESHOLD_FACTOR * mean;
+  let unit = sumUnit(stats);
   let start = job.base + g * job.groupSize;
   var above = emptyPartial();
   for (var i = start; i < start + job.groupSize; i++) {
-    above = withAbove(above, data[i], threshold);
+    above = withAbove(above, data[i], threshold, unit);
   }
   let group = ternaryGroup(stats, above);
   for (var i = start; i < start + job.groupSize; i++) {

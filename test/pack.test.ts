@@ -221,3 +221,56 @@ describe('createPacker', () => {
     await expect(createPacker({ kind: 'cpu' } as never)).rejects.toThrow(/createPacker needs a backend/);
   });
 });
+
+// The top of float32 (test/edges.test.ts checks the fakeQuantize side). An asymmetric group whose
+// range reaches 2^127 is quantized at half scale, y = 2 * Q(x / 2), and stores its scale and
+// zero point at full scale: 2s and 2zp, both finite (s <= FLT_MAX * 2^(1-b), and a zero point
+// beyond -FLT_MAX is clamped to it). The layout text's float32 `code * s` overflows at the top
+// codes of such a group, so there `code * s + zero` is taken at half scale,
+// 2 * (code * (s/2) + zero/2): unpacking does so for every asymmetric group with s >= 2^(127-b)
+// (equal to the plain evaluation wherever that is finite). Binary and ternary groups whose sum
+// of |x| overflows store their mean, 2^33 * mean(|x| * 2^-33), finite, and decode as usual.
+describe.each(builds)('packing at the top of float32 (%s build)', (build) => {
+  const MAX = Math.fround(3.4028234663852886e38);
+  const f = Math.fround;
+
+  /** valueAt, with an asymmetric group at s >= 2^(127-b) taken at half scale. */
+  function valueAtHalfScale(packed: PackedTensor, i: number): number {
+    const g = Math.floor(i / packed.groupSize);
+    const s = packed.scales[g]!;
+    if (packed.type !== 'asymmetric' || s < 2 ** (127 - packed.bits)) return valueAt(packed, i);
+    return 2 * f(f(codeAt(packed.codes, packed.bits, i) * (s / 2)) + packed.zeros![g]! / 2);
+  }
+
+  it.each([
+    { name: '±FLT_MAX, asymmetric (max - min overflows)', input: [MAX, -MAX], options: { bits: 8, type: 'asymmetric' }, scale: f(MAX / 128), zero: -MAX },
+    { name: 'FLT_MAX and -FLT_MAX/2, asymmetric 3 bits', input: [MAX, f(-MAX / 2)], options: { bits: 3, type: 'asymmetric' } },
+    { name: '±FLT_MAX among small values, asymmetric stochastic', input: [MAX, -MAX, 1, -1], options: { bits: 16, type: 'asymmetric', rounding: 'stochastic', seed: 2 } },
+    { name: 'FLT_MAX and 0, asymmetric (the range fits: half scale changes nothing)', input: [MAX, 0], options: { bits: 8, type: 'asymmetric' }, scale: f(MAX / 256), zero: 0 },
+    // min / s = -8.89 rounds to -9: the zero point would be -1.0125 * FLT_MAX.
+    { name: 'a zero point below -FLT_MAX, at half scale: clamped to -FLT_MAX', input: [-MAX, f(-MAX * 0.1)], options: { bits: 3, type: 'asymmetric' }, zero: -MAX },
+    // min / s = -32.65 rounds to -33, with a range under 2^127.
+    { name: 'a zero point below -FLT_MAX, at full scale: clamped to -FLT_MAX', input: [-MAX, f(-MAX * 0.51)], options: { bits: 4, type: 'asymmetric' }, zero: -MAX },
+    { name: '±FLT_MAX, binary (the sum of |x| overflows)', input: [MAX, MAX, -MAX], options: { bits: 1 }, scale: MAX },
+    { name: '±FLT_MAX, ternary (the sum of |x| overflows)', input: [MAX, MAX, -MAX, 0], options: { bits: 2 }, scale: MAX },
+  ] as { name: string; input: number[]; options: PackOptions; scale?: number; zero?: number }[])('$name', async ({ input, options, scale, zero }) => {
+    const packer = packers.get(build)!;
+    const x = Float32Array.from(input);
+    const packed = await packer.pack(x, options);
+    expect([...packed.scales, ...(packed.zeros ?? [])].every(Number.isFinite)).toBe(true);
+    if (scale !== undefined) expect(packed.scales[0]).toBe(scale);
+    if (zero !== undefined) expect(packed.zeros![0]).toBe(zero);
+    const fake = await backends.get(build)!.fakeQuantize(x.slice(), options);
+    expect(Array.from(fake).every(Number.isFinite)).toBe(true);
+    const unpacked = await packer.unpack(packed);
+    compareToFake(x, fake, unpacked, packed);
+    for (let i = 0; i < x.length; i++) expect(valueAtHalfScale(packed, i) + 0).toBe(unpacked[i]! + 0);
+  });
+
+  it('needs the half-scale evaluation: the plain float32 one overflows at the top code', async () => {
+    const packed = await packers.get(build)!.pack(Float32Array.of(MAX, -MAX), { bits: 8, type: 'asymmetric' });
+    expect(codeAt(packed.codes, 8, 0)).toBe(255);
+    expect(valueAt(packed, 0)).toBe(Infinity);
+    expect(valueAtHalfScale(packed, 0)).toBe((await packers.get(build)!.unpack(packed))[0]);
+  });
+});

@@ -111,6 +111,7 @@ export function workgroupGrid(count: number): [number, number] {
 const FLAG_ASYMMETRIC = 1;
 const FLAG_STOCHASTIC = 2;
 const FLAG_BLEND = 4;
+const FLAG_MEAN = 8;
 
 /** Writes job `index`'s record at its slot, in the field order of `struct Job`. */
 export function writeJob(view: DataView, index: number, job: JobLayout): void {
@@ -120,7 +121,8 @@ export function writeJob(view: DataView, index: number, job: JobLayout): void {
   const words = [
     job.base, plan.length, plan.groupSize, plan.groupCount, job.chunksPerGroup,
     job.chunkStatsBase, job.groupStatsBase, job.thresholdChunkBase, job.thresholdGroupBase, index,
-    (plan.asymmetric ? FLAG_ASYMMETRIC : 0) | (plan.stochastic ? FLAG_STOCHASTIC : 0) | (plan.blend ? FLAG_BLEND : 0),
+    (plan.asymmetric ? FLAG_ASYMMETRIC : 0) | (plan.stochastic ? FLAG_STOCHASTIC : 0) | (plan.blend ? FLAG_BLEND : 0) |
+      (plan.bits <= 2 ? FLAG_MEAN : 0),
     plan.key >>> 0,
     0, // opaqueZero
   ];
