@@ -23,13 +23,22 @@ const withoutFileSystem = {
 // The WGSL kernels travel inside the JavaScript as strings; comments and indentation are most
 // of their size. WGSL has no string literals, so comments can be cut by pattern. Lines are
 // kept, so a compiler message still points at the statement.
+const tightOperator = (match, before, op, after) => (before === '>' || /[-+=<>]/.test(after) ? match : `${before ?? ''}${op}`);
+
 export function compactWgsl(source) {
-  return source
+  const compact = source
     .replace(/\/\*[\s\S]*?\*\//g, ' ')
     .split('\n')
-    .map((line) => line.replace(/\/\/.*/, '').replace(/\s+/g, ' ').replace(/ ?([{}()[\];,:]) ?/g, '$1').trim())
+    .map((line) => line.replace(/\/\/.*/, '').replace(/\s+/g, ' ').replace(/ ?([{}()[\];,:]) ?/g, '$1').trim()
+      // Binary operators written ` op ` lose their spaces, except after a template's `>`
+      // (`vec2<f32>=` would read as `>=`) and where two operators would fuse (`a - -b`).
+      .replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator))
+      // Neighbouring matches overlap; a second pass takes the ones the first skipped.
+    .map((line) => line.replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator)
+      .replace(/ ?([-=+*/<>!&|%^]+)(?=[(])/g, (match, op, offset, text) => (text[offset - 1] === '>' ? match : op)))
     .filter(Boolean)
     .join('\n');
+  return compact;
 }
 
 const compactShaders = {
