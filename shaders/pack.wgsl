@@ -31,7 +31,7 @@ struct Pack {
 
 @group(0) @binding(4) var<storage, read_write> codes: array<u32>;
 @group(0) @binding(5) var<storage, read_write> scales: array<f32>;
-// Bound to a placeholder unless the codes are asymmetric.
+// Bound to a small unused buffer unless the codes are asymmetric.
 @group(0) @binding(6) var<storage, read_write> zeros: array<f32>;
 @group(0) @binding(7) var<uniform> pack: Pack;
 

@@ -6,6 +6,7 @@ import { WasmBackend } from '../src/backends/wasm.js';
 import { InvalidInputError } from '../src/errors.js';
 import { allocatePacked, createPacker, planPack, WasmPacker, type PackedTensor, type PackOptions } from '../src/packed/index.js';
 import { randomTensor } from './support/fixtures.js';
+import { codeAt, valueAt } from './support/layout-reader.js';
 
 const builds = ['simd', 'scalar'] as const;
 const backends = new Map<string, WasmBackend>();
@@ -19,29 +20,6 @@ beforeAll(async () => {
   }
 });
 afterAll(() => backends.forEach((b) => b.dispose()));
-
-/** Reads element i's code from the stream as the layout text says, bit by bit. */
-function codeAt(codes: Uint8Array, bits: number, i: number): number {
-  let code = 0;
-  for (let k = 0; k < bits; k++) {
-    const j = i * bits + k;
-    code |= ((codes[j >> 3]! >> (j & 7)) & 1) << k;
-  }
-  return code;
-}
-
-/** Dequantizes one element as the layout text says. */
-function valueAt(packed: PackedTensor, i: number): number {
-  const code = codeAt(packed.codes, packed.bits, i);
-  const g = Math.floor(i / packed.groupSize);
-  const s = packed.scales[g]!;
-  switch (packed.type) {
-    case 'symmetric': return Math.fround((code - 2 ** (packed.bits - 1)) * s);
-    case 'asymmetric': return Math.fround(Math.fround(code * s) + packed.zeros![g]!);
-    case 'ternary': return Math.fround((code - 1) * s);
-    case 'binary': return Math.fround((2 * code - 1) * s);
-  }
-}
 
 function compareToFake(x: Float32Array, fake: Float32Array, unpacked: Float32Array, packed: PackedTensor): void {
   for (let i = 0; i < x.length; i++) {

@@ -14,6 +14,7 @@ import { WasmPacker } from '../src/packed/wasm-packer.js';
 import { WebGpuPacker, type GpuPackedTensor } from '../src/packed/webgpu-packer.js';
 import { uniforms } from './support/fixtures.js';
 import { bufferWith, readBuffer, testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
+import { codeAt, valueAt } from './support/layout-reader.js';
 
 const available = await webgpuAvailable();
 
@@ -43,29 +44,6 @@ function tensorFor(length: number, seed: number, options: PackOptions): Float32A
     x[6] = -0;
   }
   return x;
-}
-
-/** Element i's code, read from the stream bit by bit as the layout text says. */
-function codeAt(codes: Uint8Array, bits: number, i: number): number {
-  let code = 0;
-  for (let k = 0; k < bits; k++) {
-    const j = i * bits + k;
-    code |= ((codes[j >> 3]! >> (j & 7)) & 1) << k;
-  }
-  return code;
-}
-
-/** Element i's value, dequantized in float32 as the layout text says. */
-function valueAt(packed: PackedTensor, i: number): number {
-  const code = codeAt(packed.codes, packed.bits, i);
-  const g = Math.floor(i / packed.groupSize);
-  const s = packed.scales[g]!;
-  switch (packed.type) {
-    case 'symmetric': return Math.fround((code - 2 ** (packed.bits - 1)) * s);
-    case 'asymmetric': return Math.fround(Math.fround(code * s) + packed.zeros![g]!);
-    case 'ternary': return Math.fround((code - 1) * s);
-    case 'binary': return Math.fround((2 * code - 1) * s);
-  }
 }
 
 /** The first element where unpacking differs from fakeQuantize (a zero's sign aside; binary packs 0 as +mean). */

@@ -4,7 +4,7 @@
 // Each step reads the quantized weights back to the host, quantizes them there (WebAssembly, or
 // our WebGPU backend for large tensors) and uploads the result, whatever tfjs backend runs the
 // model (cpu, wasm, webgl, webgpu). Quantizing in place on tfjs's own GPU buffers
-// (tensor.dataToGPU() into WebGpuBackend.fakeQuantizeBuffers) is not implemented: it needs
+// (tensor.dataToGPU() into WebGpuBackend.fakeQuantizeBuffers) is not done: it needs
 // @tensorflow/tfjs-backend-webgpu, which this project neither depends on nor could test.
 
 export { attachMoq, MoqTraining } from './attach.js';
