@@ -71,8 +71,17 @@ fn workgroupFlag(flag: bool, local: u32) -> bool {
   return workgroupUniformLoad(&sharedFlag);
 }
 
-// The sum of |x| * 2^-33 over elements [start, end) of the job, by the whole workgroup.
-fn scaledAbsSum(start: u32, end: u32, local: u32) -> f32 {
+// The sum of |x| * 2^-33 over elements [start, end) of the job, by one invocation.
+fn scaledAbsSum(start: u32, end: u32) -> f32 {
+  var sum = 0.0;
+  for (var i = start; i < end; i++) {
+    sum += abs(data[job.base + i]) * SCALED_SUM_STEP;
+  }
+  return sum;
+}
+
+// The same by the whole workgroup.
+fn workgroupScaledAbsSum(start: u32, end: u32, local: u32) -> f32 {
   var acc = emptyPartial();
   for (var i = start + local; i < end; i += WORKGROUP_SIZE) {
     acc.sum += abs(data[job.base + i]) * SCALED_SUM_STEP;
@@ -116,10 +125,7 @@ fn smallGroupPartial(group: u32) -> Partial {
     total = withValue(total, data[i]);
   }
   if (hasFlag(FLAG_MEAN) && sumMayOverflow(total)) {
-    total.sum = 0.0;
-    for (var i = start; i < start + job.groupSize; i++) {
-      total.sum += abs(data[i]) * SCALED_SUM_STEP;
-    }
+    total.sum = scaledAbsSum(group * job.groupSize, (group + 1u) * job.groupSize);
   }
   return total;
 }
@@ -158,11 +164,12 @@ fn chunkStats(workgroup: Workgroup, @builtin(local_invocation_index) local: u32)
     reportNonFinite(firstBad);
   }
   var total = reduceWorkgroup(acc, local);
-  // A group of several chunks is summed again, if need be, in combineStats.
-  if (hasFlag(FLAG_MEAN) && job.chunksPerGroup == 1u && workgroupFlag(sumMayOverflow(total), local)) {
-    total.sum = scaledAbsSum(chunk.start, chunk.end, local);
-  }
   if (local == 0u) {
+    // Summed again by this invocation alone (a chunk at most, and rare) rather than with one more
+    // barrier in every job's hottest kernel. A group of several chunks is summed in combineStats.
+    if (hasFlag(FLAG_MEAN) && job.chunksPerGroup == 1u && sumMayOverflow(total)) {
+      total.sum = scaledAbsSum(chunk.start, chunk.end);
+    }
     partials[job.chunkStatsBase + index] = total;
   }
 }
@@ -190,7 +197,7 @@ fn combineStats(workgroup: Workgroup, @builtin(local_invocation_index) local: u3
   let total = combineChunks(group, job.chunkStatsBase, job.groupStatsBase, local);
   if (hasFlag(FLAG_MEAN) && workgroupFlag(sumMayOverflow(total), local)) {
     let start = group * job.groupSize;
-    let sum = scaledAbsSum(start, start + job.groupSize, local);
+    let sum = workgroupScaledAbsSum(start, start + job.groupSize, local);
     if (local == 0u) {
       partials[job.groupStatsBase + group].sum = sum;
     }
