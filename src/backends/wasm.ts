@@ -219,7 +219,7 @@ export class WasmBackend implements Backend {
     try {
       this.kernels.groupStats(s!.pointer, plan.groupCount, plan.groupSize, out);
       const all = new Float32Array(this.kernels.memory.buffer, out, plan.groupCount * 4);
-      // A NaN shows in the mean |x|, an Inf in the range (a mean can overflow to Inf by itself).
+      // A NaN shows in the mean |x|, an Inf in the range (the mean itself stays finite: see stats.ts).
       const bad = all.findIndex((v, i) => Number.isNaN(v) || (i % 4 < 2 && !Number.isFinite(v)));
       if (bad >= 0) throw this.nonFinite(s!, Math.floor(bad / 4));
       const column = (k: number) => Float32Array.from({ length: plan.groupCount }, (_, g) => all[g * 4 + k]!);

@@ -9,6 +9,9 @@
 //   zero:   asymmetric only, round(min / s) * s; a constant group (s = 0) stores the constant
 //   value:  symmetric (code - 2^(b-1)) * s; asymmetric code * s + zero; ternary (code - 1) * alpha;
 //           binary (2 * code - 1) * m
+//   An asymmetric group whose range reaches 2^127 (stored s >= 2^(127-b)) was quantized at half
+//   scale, 2 * Q(x / 2): its value is 2 * (code * (s/2) + zero/2), the same bits as the plain
+//   formula wherever that one is finite (at the top codes it would overflow).
 
 import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
 import { InvalidInputError } from '../errors.js';
