@@ -13,6 +13,7 @@ import { WasmBackend } from './wasm.js';
 import { runtimeHasSimd, type WasmSource } from './wasm-loader.js';
 import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './webgpu-plan.js';
 import { createProgram, type KernelProgram } from './webgpu-program.js';
+import { GpuFailure, submitAndRead } from './webgpu-submission.js';
 
 // GPUBufferUsage and GPUMapMode values, spelled out: in Node the GPU* globals exist only if the
 // caller installed them.
@@ -21,7 +22,6 @@ const USAGE_COPY_SRC = 4;
 const USAGE_COPY_DST = 8;
 const USAGE_UNIFORM = 64;
 const USAGE_STORAGE = 128;
-const MAP_MODE_READ = 1;
 
 const NO_BAD_INDEX = 0xffffffff;
 // Status words come back first in the readback buffer; results start at this offset.
@@ -82,12 +82,6 @@ export interface AdapterSummary {
   features: string[];
 }
 
-/** A device loss or failed submission: host work moves to WebAssembly. */
-class GpuFailure extends Error {
-  constructor(message: string, readonly lost: boolean) {
-    super(message);
-  }
-}
 
 /** The first tensor (in job order) holding a NaN or ±Inf, and the index in it. */
 type FirstBad = { job: number; index: number } | null;
@@ -429,16 +423,11 @@ export class WebGpuBackend implements Backend {
     const readbackBytes = resultOffset + resultBytes;
     const submissionId = (this.submissionId = (this.submissionId + 1) >>> 0);
 
-    device.pushErrorScope('internal');
-    device.pushErrorScope('out-of-memory');
-    device.pushErrorScope('validation');
-    let readback: GPUBuffer | undefined;
-    let encodeError: unknown = null;
-    try {
+    return submitAndRead(device, readbackBytes, () => {
       const params = this.pool.get('params', jobs.length * JOB_SLOT_BYTES);
       const status = this.pool.get('status', statusBytes);
       const partials = this.pool.get('partials', Math.max(partialCount, 1) * PARTIAL_BYTES);
-      readback = this.pool.get('readback', readbackBytes);
+      const readback = this.pool.get('readback', readbackBytes);
       // Host arrays share one pooled buffer, end to end.
       const dataBuffers = 'host' in source ? jobs.map(() => this.pool.get('data', elements * 4)) : source.buffers;
       if ('host' in source) {
@@ -468,25 +457,8 @@ export class WebGpuBackend implements Backend {
       this.beforeSubmit?.(device);
       device.queue.submit([commands]);
       this.counters.submissions++;
-    } catch (error) {
-      encodeError = error;
-    }
-    const scopes: Promise<(GPUError | Error | null)[]> = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
-      .catch((error: unknown) => [error instanceof Error ? error : new Error(String(error))]);
-    if (encodeError !== null || readback === undefined) {
-      await scopes;
-      throw new GpuFailure(`encoding failed: ${(encodeError as Error)?.message ?? String(encodeError)}`, this.downgradeReason !== null);
-    }
-    try {
-      await readback.mapAsync(MAP_MODE_READ, 0, readbackBytes);
-    } catch (error) {
-      await scopes;
-      throw new GpuFailure(`the read-back failed: ${(error as Error).message}`, true);
-    }
-    try {
-      const errors = (await scopes).filter((e): e is GPUError | Error => e !== null);
-      if (errors.length > 0) throw new GpuFailure(`a submission failed: ${errors.map((e) => e.message).join('; ')}`, false);
-      const mapped = readback.getMappedRange(0, readbackBytes);
+      return readback;
+    }, (mapped) => {
       const statusView = new Uint32Array(mapped, 0, statusWords);
       if (statusView[statusWords - 1] !== submissionId) {
         throw new GpuFailure('the submission did not run (its status never came back)', this.downgradeReason !== null);
@@ -497,9 +469,7 @@ export class WebGpuBackend implements Backend {
         source.host.forEach((array, i) => array.set(new Float32Array(mapped, resultOffset + bases[i]! * 4, array.length)));
       }
       return null;
-    } finally {
-      if (readback.mapState === 'mapped') readback.unmap();
-    }
+    }, () => this.downgradeReason !== null);
   }
 
   private writeParams(jobs: JobLayout[], params: GPUBuffer): void {

@@ -22,6 +22,7 @@ import {
 } from './layout.js';
 import type { Packer } from './packer.js';
 import { WasmPacker } from './wasm-packer.js';
+import { GpuFailure, submitAndRead } from '../backends/webgpu-submission.js';
 
 // GPUBufferUsage and GPUMapMode values, spelled out: in Node the GPU* globals exist only if the
 // caller installed them.
@@ -91,12 +92,6 @@ interface Run {
   zeros: GPUBuffer | null;
 }
 
-/** A device loss or failed submission. */
-class GpuFailure extends Error {
-  constructor(message: string, readonly lost: boolean) {
-    super(message);
-  }
-}
 
 type PoolName = 'data' | 'codes' | 'scales' | 'zeros' | 'partials' | 'status' | 'params' | 'readback';
 
@@ -517,16 +512,11 @@ export class WebGpuPacker implements Packer {
     if (copies.length === 0) readbackBytes = statusBytes;
     const submissionId = (this.submissionId = (this.submissionId + 1) >>> 0);
 
-    device.pushErrorScope('internal');
-    device.pushErrorScope('out-of-memory');
-    device.pushErrorScope('validation');
-    let readback: GPUBuffer | undefined;
-    let encodeError: unknown = null;
-    try {
+    return submitAndRead(device, readbackBytes, () => {
       const params = this.pool.get('params', PACK_OFFSET + PACK_BYTES);
       const status = this.pool.get('status', statusBytes);
       const partials = this.pool.get('partials', Math.max(run.partialCount, 1) * PARTIAL_BYTES);
-      readback = this.pool.get('readback', readbackBytes);
+      const readback = this.pool.get('readback', readbackBytes);
       upload();
       writeJob(this.params, 0, run.job);
       this.params.setUint32(PACK_OFFSET, run.bits, true);
@@ -553,25 +543,8 @@ export class WebGpuPacker implements Packer {
       });
       device.queue.submit([encoder.finish()]);
       this.counters.submissions++;
-    } catch (error) {
-      encodeError = error;
-    }
-    const scopes: Promise<(GPUError | Error | null)[]> = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
-      .catch((error: unknown) => [error instanceof Error ? error : new Error(String(error))]);
-    if (encodeError !== null || readback === undefined) {
-      await scopes;
-      throw new GpuFailure(`encoding failed: ${(encodeError as Error)?.message ?? String(encodeError)}`, this.lostBecause() !== null);
-    }
-    try {
-      await readback.mapAsync(MAP_MODE_READ, 0, readbackBytes);
-    } catch (error) {
-      await scopes;
-      throw new GpuFailure(`the read-back failed: ${(error as Error).message}`, true);
-    }
-    try {
-      const errors = (await scopes).filter((e): e is GPUError | Error => e !== null);
-      if (errors.length > 0) throw new GpuFailure(`a submission failed: ${errors.map((e) => e.message).join('; ')}`, false);
-      const mapped = readback.getMappedRange(0, readbackBytes);
+      return readback;
+    }, (mapped) => {
       const status = new Uint32Array(mapped, 0, STATUS_WORDS);
       if (status[2] !== submissionId) {
         throw new GpuFailure('the submission did not run (its status never came back)', this.lostBecause() !== null);
@@ -579,9 +552,7 @@ export class WebGpuPacker implements Packer {
       if (status[0] !== 0) return status[1]!;
       read(mapped, offsets);
       return null;
-    } finally {
-      if (readback.mapState === 'mapped') readback.unmap();
-    }
+    }, () => this.lostBecause() !== null);
   }
 
   /** A GpuPackedTensor's fields against each other and, given `plan`, against a pack call. */
