@@ -1,6 +1,7 @@
 // Types, validation, and DeepSpeed configs. Everything a user hands us is checked here, before
 // any data is touched; every error names the offending key.
 
+import { describeValue, typeName } from './describe.js';
 import { ConfigError, InvalidInputError } from './errors.js';
 import { noiseKey } from './noise.js';
 
@@ -44,28 +45,7 @@ export interface KernelPlan {
 
 const FAKE_QUANTIZE_KEYS = new Set(['bits', 'groups', 'groupSize', 'type', 'rounding', 'seed', 'step', 'tensorId', 'blendRatio']);
 
-function typeName(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object';
-  return typeof value;
-}
-
-/**
- * A value as an error message shows it: numbers as JavaScript prints them (NaN, 1e+21), the rest
- * as JSON, shortened. Never throws (BigInt, cycles, null-prototype objects) and never prints
- * "[object Object]".
- */
-export function describeValue(value: unknown): string {
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'symbol') return String(value);
-  if (typeof value === 'function' || value === undefined) return typeName(value);
-  try {
-    const json = JSON.stringify(value);
-    if (json !== undefined) return json.length > 80 ? `${json.slice(0, 77)}...` : json;
-  } catch {
-    // A BigInt inside, or a cycle: fall back to the type.
-  }
-  return typeName(value);
-}
+export { describeValue };
 
 function isUint32(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff;

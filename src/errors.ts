@@ -15,12 +15,22 @@ export type ErrorCode =
   | 'MALFORMED_FILE' // a safetensors file (or packed metadata) that does not follow its format
   | 'IO'; // reading or writing a file failed
 
+/** Where in the data an error was found, for callers that add their own context (a tensor name). */
+export interface ErrorLocation {
+  /** The element index within the data or tensor the call was given. */
+  index?: number;
+  /** The group index within it. */
+  group?: number;
+}
+
 export class EdgeMoqError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  readonly location: ErrorLocation | undefined;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; location?: ErrorLocation }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
+    this.location = options?.location;
   }
 }
 
@@ -41,7 +51,7 @@ export class BackendError extends EdgeMoqError {}
 
 /** A file is not what its format says it must be: the message names the field and the offset. */
 export class FormatError extends EdgeMoqError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: { cause?: unknown; location?: ErrorLocation }) {
     super('MALFORMED_FILE', message, options);
   }
 }

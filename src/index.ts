@@ -14,4 +14,4 @@ export { optionsFromDeepSpeed, planFakeQuantize } from './config.js';
 export type {
   EigenvalueOptions, FakeQuantizeOptions, ParameterSchedule, QuantizationType, QuantizerOptions, Rounding, ScheduleGroup,
 } from './config.js';
-export { BackendError, ConfigError, EdgeMoqError, InvalidInputError, type ErrorCode } from './errors.js';
+export { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from './errors.js';
