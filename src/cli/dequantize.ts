@@ -2,9 +2,11 @@
 
 import { InvalidInputError } from '../errors.js';
 import { dequantizeSafetensors, type DequantizeFileOptions } from '../formats/dequantize-file.js';
-import { atomicFileSink, fileSource } from '../formats/node-file.js';
+import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
+
 import type { ParsedArgs } from './args.js';
 import { openPacker } from './packer.js';
+import { naming } from './file-errors.js';
 import { createProgress } from './progress.js';
 import { formatBytes } from './table.js';
 
@@ -20,16 +22,22 @@ export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
   };
   const dtype = args.flags.get('dtype');
   if (dtype !== undefined) options.dtype = dtype as DequantizeFileOptions['dtype'] & string;
-  const packer = await openPacker(args);
   const source = await fileSource(input);
   try {
-    const report = await dequantizeSafetensors(source, atomicFileSink(output), packer, options);
-    progress.done();
-    console.log(`${output}: unpacked ${report.unpacked} tensor(s), copied ${report.copied} unchanged, on ${packer.kind}; ` +
-      `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)}`);
+    await checkOutputFile(output, { distinctFrom: [source] });
+    const packer = await openPacker(args);
+    try {
+      const report = await dequantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, options);
+      progress.done();
+      console.log(`${output}: unpacked ${report.unpacked} tensor(s), copied ${report.copied} unchanged, on ${packer.kind}; ` +
+        `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)}`);
+    } finally {
+      packer.dispose();
+    }
+  } catch (error) {
+    throw naming(error, input);
   } finally {
     await source.close();
-    packer.dispose();
   }
   return 0;
 }

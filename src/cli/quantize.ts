@@ -2,9 +2,10 @@
 // weights (edge-moq.packed/1), streaming, and prints what it did and what it cost in accuracy.
 
 import { InvalidInputError } from '../errors.js';
-import { fileSource, atomicFileSink } from '../formats/node-file.js';
+import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
 import { integerFlag, type ParsedArgs } from './args.js';
+import { naming } from './file-errors.js';
 import { openPacker } from './packer.js';
 import { createProgress } from './progress.js';
 import { formatBytes, table } from './table.js';
@@ -40,17 +41,26 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   const progress = createProgress('quantize');
   options.onProgress = (p) => progress.update(p.bytesTotal ? p.bytesDone / p.bytesTotal : 1, p.tensor ? `${p.index + 1}/${p.count} ${p.tensor}` : '');
 
-  const packer = await openPacker(args);
+  // Both ends are checked before the backend loads or anything is read.
   const source = await fileSource(input);
   let report: QuantizeReport;
+  let kind: string;
   try {
-    report = await quantizeSafetensors(source, atomicFileSink(output), packer, options);
+    await checkOutputFile(output, { distinctFrom: [source] });
+    const packer = await openPacker(args);
+    kind = packer.kind;
+    try {
+      report = await quantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, options);
+    } finally {
+      packer.dispose();
+    }
+  } catch (error) {
+    throw naming(error, input);
   } finally {
     await source.close();
-    packer.dispose();
   }
   progress.done();
-  printReport(report, output, packer.kind);
+  printReport(report, output, kind);
   return 0;
 }
 
@@ -62,6 +72,8 @@ function printReport(report: QuantizeReport, output: string, kind: string): void
     t.packed ? t.maxAbsError!.toPrecision(3) : '', t.packed ? t.rmsError!.toPrecision(3) : '',
   ]);
   console.log(table(['tensor', 'shape', 'dtype', 'packed as', 'in', 'out', 'max |err|', 'rms err'], rows));
+  const change = report.ratio >= 1 ? `${report.ratio.toFixed(2)}x smaller` : `${(1 / report.ratio).toFixed(2)}x larger`;
   console.log(`\n${output}: packed ${report.packed} tensor(s), kept ${report.skipped} unchanged, on ${kind}; ` +
-    `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${report.ratio.toFixed(2)}x smaller)`);
+    `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${change})`);
+  for (const warning of report.warnings) console.error(`edge-moq: warning: ${warning}`);
 }

@@ -1,14 +1,19 @@
 // `edge-moq.packed/1` safetensors in, plain safetensors out: every packed tensor is unpacked
 // under its own name (in its original dtype, or float32), the rest copied unchanged. Streams
-// like quantize-file.ts: codes are read a chunk of whole groups at a time.
+// like quantize-file.ts, in the same chunks: whole groups, or pieces of a group larger than a
+// chunk (unpacking is element by element given the group's scale, so a piece unpacks alone).
+// Scales are read a chunk's worth at a time, so memory stays near the chunk size. Scales,
+// zero points and codes are checked by the unpack kernels: a bad group is a MALFORMED_FILE
+// naming the tensor and the group, and nothing non-finite is ever written.
 
-import { InvalidInputError } from '../errors.js';
+import { EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
 import type { PackedTensor } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
+import { readCodeBits } from './code-stream.js';
 import { readPackedLayout, type PackedParts } from './packed-metadata.js';
-import { chunkElementsFor, DEFAULT_CHUNK_BYTES } from './quantize-file.js';
+import { chunkingFor, DEFAULT_CHUNK_BYTES } from './quantize-file.js';
 import {
-  createSafetensorsWriter, encodeFloat32, openSafetensors, readByteChunks, readBytes,
+  createSafetensorsWriter, encodeFloat32, openSafetensors, readByteChunks,
   type ByteSink, type ByteSource, type FloatDtype, type SafetensorsFile, type TensorInfo, type TensorSpec,
 } from './safetensors.js';
 
@@ -33,6 +38,9 @@ export async function dequantizeSafetensors(source: ByteSource, sink: ByteSink, 
     const dtype = options.dtype ?? 'original';
     if (!['original', 'F32', 'F16', 'BF16'].includes(dtype)) {
       throw new InvalidInputError('INVALID_ARGUMENT', `dtype must be original, F32, F16 or BF16, got ${String(dtype)}.`);
+    }
+    if (options.chunkBytes !== undefined && !(Number.isSafeInteger(options.chunkBytes) && options.chunkBytes > 0)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `chunkBytes must be a positive integer, got ${String(options.chunkBytes)}.`);
     }
     file = await openSafetensors(source);
     layout = readPackedLayout(file);
@@ -72,28 +80,53 @@ async function unpackTensor(
   writer: { write(bytes: Uint8Array): Promise<void> }, chunkBytes: number,
 ): Promise<void> {
   const { bits, type, groupSize } = parts.entry;
-  const floats = async (tensor: typeof parts.scales) => {
-    const bytes = await readBytes(file, tensor);
-    return new Float32Array(bytes.buffer, bytes.byteOffset, tensor.length);
+  const { groupsPerChunk, pieceElements } = chunkingFor({ groupSize, bits, length: parts.length }, chunkBytes);
+  // A chunk: `groups` whole groups from `firstGroup`, or (pieces) `length` elements of one group.
+  const maxElements = groupsPerChunk > 0 ? Math.min(parts.length, groupsPerChunk * groupSize) : pieceElements;
+  const maxGroups = groupsPerChunk > 0 ? maxElements / groupSize : 1;
+  const codes = new Uint8Array(Math.ceil((maxElements * bits) / 8) + 1);
+  const scratch = new Uint8Array(codes.length + 1);
+  const scales = new Float32Array(maxGroups);
+  const zeros = parts.zeros ? new Float32Array(maxGroups) : null;
+  const values = new Float32Array(maxElements);
+  const encoded = new Uint8Array(maxElements * 4);
+  const readGroups = async (tensor: TensorInfo, firstGroup: number, into: Float32Array) => {
+    await file.source.read(tensor.byteOffset + firstGroup * 4, new Uint8Array(into.buffer, into.byteOffset, into.byteLength));
   };
-  const scales = await floats(parts.scales);
-  const zeros = parts.zeros ? await floats(parts.zeros) : null;
-  const chunkElements = chunkElementsFor({ groupSize, bits, length: parts.length }, chunkBytes);
-  const codes = new Uint8Array(Math.ceil((chunkElements * bits) / 8));
-  const values = new Float32Array(chunkElements);
-  const encoded = new Uint8Array(chunkElements * 4);
-  for (let first = 0; first < parts.length; first += chunkElements) {
-    const length = Math.min(chunkElements, parts.length - first);
-    const chunkCodes = codes.subarray(0, Math.ceil((length * bits) / 8));
-    await file.source.read(parts.codes.byteOffset + (first * bits) / 8, chunkCodes);
-    const firstGroup = first / groupSize;
-    const groups = length / groupSize;
-    const packed: PackedTensor = {
-      bits, type, length, groupSize, codes: chunkCodes,
-      scales: scales.subarray(firstGroup, firstGroup + groups),
-      zeros: zeros ? zeros.subarray(firstGroup, firstGroup + groups) : null,
-    };
-    const out = await packer.unpack(packed, values.subarray(0, length));
+  const unpackChunk = async (firstElement: number, length: number, firstGroup: number, groups: number) => {
+    const chunkScales = scales.subarray(0, groups);
+    const chunkZeros = zeros ? zeros.subarray(0, groups) : null;
+    await readGroups(parts.scales, firstGroup, chunkScales);
+    if (chunkZeros) await readGroups(parts.zeros!, firstGroup, chunkZeros);
+    const chunkCodes = await readCodeBits(file.source, parts.codes.byteOffset, firstElement * bits, length * bits, codes, scratch);
+    const packed: PackedTensor = { bits, type, length, groupSize: length / groups, codes: chunkCodes, scales: chunkScales, zeros: chunkZeros };
+    let out: Float32Array;
+    try {
+      out = await packer.unpack(packed, values.subarray(0, length));
+    } catch (error) {
+      throw inTensor(error, parts, firstGroup);
+    }
     await writer.write(encodeFloat32(out, dtype, encoded));
+  };
+  if (groupsPerChunk > 0) {
+    for (let first = 0; first < parts.length; first += maxElements) {
+      const length = Math.min(maxElements, parts.length - first);
+      await unpackChunk(first, length, first / groupSize, length / groupSize);
+    }
+  } else {
+    for (let group = 0; group < parts.length / groupSize; group++) {
+      for (let offset = 0; offset < groupSize; offset += pieceElements) {
+        await unpackChunk(group * groupSize + offset, Math.min(pieceElements, groupSize - offset), group, 1);
+      }
+    }
   }
+}
+
+/** A packer's complaint about a group, as a file error naming the tensor and its group. */
+function inTensor(error: unknown, parts: PackedParts, firstGroup: number): unknown {
+  if (!(error instanceof EdgeMoqError) || error.location?.group === undefined) return error;
+  const group = firstGroup + error.location.group;
+  const what = error.message.replace(/^group \d+( \([^)]*\))?: ?/, '');
+  return new FormatError(`packed tensor "${parts.name}" group ${group} (elements ${group * parts.entry.groupSize}..${(group + 1) * parts.entry.groupSize - 1}): ${what} ` +
+    'The file is damaged or was not written by edge-moq; nothing was written.', { cause: error, location: { group } });
 }

@@ -1,37 +1,71 @@
 // Node file adapters for the safetensors reader and writer. Reads are positional, so any number
 // of tensors can stream from one open file. Writes go to a temporary file beside the target and
 // are renamed onto it only when complete, so a failed or interrupted run never leaves a
-// partial output where a model is expected.
+// partial output where a model is expected. Both ends are checked before any work: only
+// regular files are read or replaced, an output is never one of the inputs, symlinks are
+// followed to the file they name, and a replaced file keeps its permission bits.
 
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { constants, rmSync, type BigIntStats } from 'node:fs';
+import { access, chmod, lstat, open, readlink, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { EdgeMoqError } from '../errors.js';
 import type { ByteSink, ByteSource } from './safetensors.js';
 
 /** Node refuses single reads and writes of 2 GiB or more; larger requests go in pieces. */
 const MAX_IO_BYTES = 1 << 30;
+/** Symlink hops followed before a chain counts as a loop (Linux's own limit is 40). */
+const MAX_LINK_HOPS = 40;
 
-const ioError = (message: string, cause: unknown) =>
-  new EdgeMoqError('IO', `${message}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+const ioError = (message: string, cause?: unknown) =>
+  new EdgeMoqError('IO', cause === undefined ? message : `${message}: ${(cause as Error)?.message ?? String(cause)}`, cause === undefined ? {} : { cause });
+
+/** What a path is, in words, for the messages that refuse it. */
+function kindOf(stats: BigIntStats | import('node:fs').Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO (named pipe)';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+const identityOf = (stats: BigIntStats) => `${stats.dev}:${stats.ino}`;
 
 export interface FileSource extends ByteSource {
+  /** The file's device and inode, so that an output can be refused when it is this file. */
+  readonly identity: string;
+  readonly path: string;
   close(): Promise<void>;
 }
 
-/** An open file to read from; close() it when done. */
+/**
+ * An open regular file (or a symlink to one) to read from; close() it when done. Anything else
+ * (a FIFO, a device, a directory, /proc files that report size 0) is refused with an IO error.
+ */
 export async function fileSource(path: string): Promise<FileSource> {
+  if (typeof path !== 'string' || path === '') throw ioError(`the input path must be a file name, got ${JSON.stringify(path)}`);
   let handle: FileHandle | undefined;
-  let size: number;
+  let stats: BigIntStats;
   try {
-    handle = await open(path, 'r');
-    size = (await handle.stat()).size;
+    // Non-blocking, so that opening a FIFO returns at once (a blocking open would wait forever
+    // for a writer) and the check below can refuse it; regular files ignore the flag.
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    stats = await handle.stat({ bigint: true });
   } catch (cause) {
     await handle?.close().catch(() => undefined);
     throw ioError(`cannot open ${path} for reading`, cause);
   }
+  if (!stats.isFile()) {
+    await handle.close().catch(() => undefined);
+    throw ioError(`${path} is ${kindOf(stats)}: edge-moq reads regular files only (or symlinks to them); copy the data to a file first`);
+  }
   const file = handle;
+  const size = Number(stats.size);
   return {
     size,
+    path,
+    identity: identityOf(stats),
     async read(offset, into) {
       let done = 0;
       while (done < into.length) {
@@ -42,7 +76,7 @@ export async function fileSource(path: string): Promise<FileSource> {
           throw ioError(`cannot read ${into.length} bytes at offset ${offset} of ${path}`, cause);
         }
         if (bytesRead === 0) {
-          throw new EdgeMoqError('IO', `${path} ended at byte ${offset + done} while ${into.length} bytes were being read at offset ${offset} (it was ${size} bytes when opened: did it change?)`);
+          throw ioError(`${path} ended at byte ${offset + done} while ${into.length} bytes were being read at offset ${offset} (it was ${size} bytes when opened: did it change?)`);
         }
         done += bytesRead;
       }
@@ -57,33 +91,130 @@ export async function fileSource(path: string): Promise<FileSource> {
   };
 }
 
+export interface OutputFileOptions {
+  /** Files being read: the output may not be any of them (compared by device and inode). */
+  distinctFrom?: readonly FileSource[];
+}
+
+/** Where an output will land: the path the user gave, followed through symlinks. */
+export interface OutputTarget {
+  /** The file that will be written (the end of any symlink chain). */
+  readonly path: string;
+  /** The permission bits of the file being replaced, or null for a new file. */
+  readonly mode: number | null;
+}
+
 /**
- * A sink that writes `${path}.partial-<pid>-<random>` and renames it onto `path` on close().
- * abort(), and any failed write or close, removes the temporary file.
+ * Checks an output path before any work: it must name a regular file or nothing, in an existing
+ * directory we can write, and not be one of `distinctFrom`. Symlinks are followed (a dangling
+ * one names the file to create). Throws an IO error saying what is wrong.
  */
-export function atomicFileSink(path: string): ByteSink {
-  const temporary = `${path}.partial-${process.pid}-${randomBytes(6).toString('hex')}`;
-  let opening: Promise<FileHandle> | undefined;
+export async function checkOutputFile(path: string, options: OutputFileOptions = {}): Promise<OutputTarget> {
+  if (typeof path !== 'string' || path === '') throw ioError(`the output path must be a file name, got ${JSON.stringify(path)}`);
+  let target = resolve(path);
+  for (let hops = 0; ; hops++) {
+    let link: string;
+    try {
+      if (!(await lstat(target)).isSymbolicLink()) break;
+      link = await readlink(target);
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') break;
+      throw ioError(`cannot examine the output ${path}`, cause);
+    }
+    if (hops === MAX_LINK_HOPS) throw ioError(`the output ${path} is a chain of more than ${MAX_LINK_HOPS} symlinks (a loop?)`);
+    target = resolve(dirname(target), link);
+  }
+  let existing: BigIntStats | null = null;
+  try {
+    existing = await stat(target, { bigint: true });
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot examine the output ${path}`, cause);
+  }
+  const shown = target === resolve(path) ? path : `${path} (-> ${target})`;
+  if (existing) {
+    if (!existing.isFile()) {
+      throw ioError(`the output ${shown} is ${kindOf(existing)}; edge-moq writes only regular files (it replaces them whole), so give a file name`);
+    }
+    const same = options.distinctFrom?.find((input) => input.identity === identityOf(existing!));
+    if (same) {
+      throw ioError(`the output ${shown} is the input ${same.path} (the same file); writing it would destroy the input, so choose another output name`);
+    }
+  }
+  const directory = dirname(target);
+  try {
+    const parent = await stat(directory);
+    if (!parent.isDirectory()) throw ioError(`the output ${shown} cannot be created: ${directory} is ${kindOf(parent)}`);
+    await access(directory, constants.W_OK);
+  } catch (cause) {
+    if (cause instanceof EdgeMoqError) throw cause;
+    throw ioError(`the output ${shown} cannot be created in ${directory}`, cause);
+  }
+  return { path: target, mode: existing ? Number(existing.mode & 0o7777n) : null };
+}
+
+// Temporary files being written, so that a signal handler can remove them (removePartialOutputs).
+const partialOutputs = new Set<string>();
+
+/**
+ * Removes every temporary output file this process is writing, synchronously: for a signal
+ * handler (SIGINT, SIGTERM) about to exit. The library installs no handlers itself; the CLI does.
+ */
+export function removePartialOutputs(): void {
+  for (const path of partialOutputs) rmSync(path, { force: true });
+  partialOutputs.clear();
+}
+
+/** A ByteSink that can also write at a position it has already passed (see atomicFileSink). */
+export interface PositionalByteSink extends ByteSink {
+  /** Writes `bytes` at byte `offset` of the output, which earlier write() calls must have covered. */
+  writeAt(offset: number, bytes: Uint8Array): Promise<void>;
+}
+
+/**
+ * A sink that writes `${target}.partial-<pid>-<random>` and renames it onto the target on
+ * close(). The output is checked first (checkOutputFile: pass the inputs as `distinctFrom`).
+ * abort(), and any failed write or close, removes the temporary file; so does
+ * removePartialOutputs(). A replaced file keeps its permission bits.
+ */
+export function atomicFileSink(path: string, options: OutputFileOptions = {}): PositionalByteSink {
+  let opening: Promise<{ file: FileHandle; target: OutputTarget; temporary: string }> | undefined;
   let position = 0;
   let state: 'open' | 'closed' | 'aborted' = 'open';
 
-  // Opened on first use, so a sink that is never written creates nothing; 'wx' because the
-  // random name must be ours alone.
-  const handle = () => (opening ??= open(temporary, 'wx'));
+  // Checked and opened on first use, so a sink that is never written creates nothing; 'wx'
+  // because the random name must be ours alone.
+  const handle = () => (opening ??= (async () => {
+    const target = await checkOutputFile(path, options);
+    const temporary = `${target.path}.partial-${process.pid}-${randomBytes(6).toString('hex')}`;
+    const file = await open(temporary, 'wx', target.mode ?? 0o666);
+    partialOutputs.add(temporary);
+    return { file, target, temporary };
+  })());
 
   const discard = async () => {
     state = 'aborted';
-    await opening?.then((file) => file.close()).catch(() => undefined);
-    await rm(temporary, { force: true }).catch(() => undefined);
+    const opened = await opening?.catch(() => undefined);
+    if (!opened) return;
+    await opened.file.close().catch(() => undefined);
+    await rm(opened.temporary, { force: true }).catch(() => undefined);
+    partialOutputs.delete(opened.temporary);
   };
 
   const failed = async (message: string, cause: unknown): Promise<never> => {
     await discard();
-    throw ioError(message, cause);
+    throw cause instanceof EdgeMoqError ? cause : ioError(message, cause);
   };
 
   const checkOpen = () => {
-    if (state !== 'open') throw new EdgeMoqError('IO', `the output ${path} was already ${state}`);
+    if (state !== 'open') throw ioError(`the output ${path} was already ${state}`);
+  };
+
+  const writeAt = async (start: number, bytes: Uint8Array) => {
+    const { file } = await handle();
+    for (let done = 0; done < bytes.length;) {
+      const { bytesWritten } = await file.write(bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), start + done);
+      done += bytesWritten;
+    }
   };
 
   return {
@@ -93,26 +224,36 @@ export function atomicFileSink(path: string): ByteSink {
       const start = position;
       position += bytes.length;
       try {
-        const file = await handle();
-        for (let done = 0; done < bytes.length;) {
-          const { bytesWritten } = await file.write(bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), start + done);
-          done += bytesWritten;
-        }
+        await writeAt(start, bytes);
       } catch (cause) {
-        return failed(`cannot write ${temporary} (the temporary file for ${path})`, cause);
+        return failed(`cannot write the temporary file for ${path}`, cause);
+      }
+    },
+    async writeAt(offset, bytes) {
+      checkOpen();
+      if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.length > position) {
+        throw ioError(`writeAt(${offset}, ${bytes.length} bytes) is outside the ${position} bytes written so far to ${path}`);
+      }
+      try {
+        await writeAt(offset, bytes);
+      } catch (cause) {
+        return failed(`cannot write the temporary file for ${path}`, cause);
       }
     },
     async close() {
       checkOpen();
       state = 'closed';
       try {
-        const file = await handle();
-        // Flushed before the rename so that a crash cannot leave `path` naming an incomplete file.
+        const { file, target, temporary } = await handle();
+        // Flushed before the rename so that a crash cannot leave the target naming an incomplete
+        // file; the mode is set again because open() applied the umask to it.
         await file.sync();
         await file.close();
-        await rename(temporary, path);
+        if (target.mode !== null) await chmod(temporary, target.mode);
+        await rename(temporary, target.path);
+        partialOutputs.delete(temporary);
       } catch (cause) {
-        return failed(`cannot finish ${path} (from its temporary file ${temporary})`, cause);
+        return failed(`cannot finish ${path}`, cause);
       }
     },
     async abort() {

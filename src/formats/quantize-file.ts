@@ -1,19 +1,36 @@
 // safetensors in, `edge-moq.packed/1` safetensors out, streaming: tensor by tensor and chunk by
-// chunk, so a file larger than memory is processed with a bounded footprint. A chunk holds
-// whole groups, and enough of them that it starts on a byte of the code stream, so chunks pack
-// exactly as the whole tensor would (the stochastic noise is indexed from firstIndex).
+// chunk, so that memory stays near the chunk size whatever the file, the tensors or the groups:
+// - a chunk holds whole groups where groups are small; a group larger than a chunk is read
+//   twice, once for its range and once to pack it a chunk at a time (packGroupInChunks);
+// - codes that don't end on a byte are joined by a CodeStreamWriter;
+// - scales go to their place in the output as they are made when the sink can write at a
+//   position (files), else they are held until the tensor's codes are written (streams).
+// A file already packed by edge-moq keeps its packed tensors and their records, so two runs
+// compose (e.g. 8 bits for some tensors, then 4 for the rest).
 
-import { InvalidInputError } from '../errors.js';
+import { EdgeMoqError, InvalidInputError } from '../errors.js';
 import { tensorIdOf } from '../noise.js';
 import { allocatePacked, planPack, type PackedTensor, type PackOptions, type PackPlan } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
-import { packedMetadata, packedNames, type PackedEntry } from './packed-metadata.js';
+import { CodeStreamWriter } from './code-stream.js';
+import type { PositionalByteSink } from './node-file.js';
+import { isPackedFile, packedMetadata, packedNames, readPackedLayout, type PackedEntry, type PackedParts } from './packed-metadata.js';
 import {
-  createSafetensorsWriter, isFloatDtype, openSafetensors, readByteChunks, readFloat32Chunks,
-  type ByteSink, type ByteSource, type TensorInfo, type TensorSpec,
+  createSafetensorsWriter, decodeFloat32, DTYPE_BYTES, isFloatDtype, openSafetensors, readByteChunks, readFloat32Chunks,
+  type ByteSink, type ByteSource, type FloatDtype, type SafetensorsFile, type SafetensorsWriter, type TensorInfo, type TensorSpec,
 } from './safetensors.js';
 
 export const DEFAULT_CHUNK_BYTES = 16 << 20;
+
+/**
+ * Ternary and binary scales are means over a group, summed in the kernel's order, so such a
+ * group is packed whole even when it is larger than a chunk: up to this size (64Mi values).
+ */
+const MAX_WHOLE_GROUP_BYTES = 256 << 20;
+const meanScaled = (plan: PackPlan) => plan.type === 'ternary' || plan.type === 'binary';
+
+/** Stochastic noise is indexed by a 32-bit element counter (identical on every backend). */
+const MAX_STOCHASTIC_ELEMENTS = 2 ** 32;
 
 export interface QuantizeFileOptions {
   bits: number;
@@ -31,7 +48,7 @@ export interface QuantizeFileOptions {
   exclude?: RegExp;
   /** Pack 1-D tensors too (MoQ leaves biases and norms alone; so does this, by default). */
   includeVectors?: boolean;
-  /** Float32 bytes read per chunk (default 16 MiB; a chunk always holds whole groups). */
+  /** Float32 bytes read per chunk (default 16 MiB). Memory stays near a few chunks. */
   chunkBytes?: number;
   onProgress?: (progress: QuantizeProgress) => void;
 }
@@ -69,8 +86,10 @@ export interface QuantizeReport {
   skipped: number;
   bytesIn: number;
   bytesOut: number;
-  /** bytesIn / bytesOut of the whole file. */
+  /** bytesIn / bytesOut of the whole file (below 1 when the output is larger). */
   ratio: number;
+  /** What the caller should know, e.g. tensors that packing made larger. */
+  warnings: string[];
 }
 
 interface Decision {
@@ -81,34 +100,54 @@ interface Decision {
   reason?: string;
 }
 
+/** One tensor of the output, in file order. */
+type Item =
+  | { kind: 'copy'; tensor: TensorInfo; reason: string }
+  | { kind: 'carry'; parts: PackedParts }
+  | { kind: 'pack'; tensor: TensorInfo; plan: PackPlan; options: PackOptions };
+
+const isPositional = (sink: ByteSink): sink is PositionalByteSink => typeof (sink as Partial<PositionalByteSink>).writeAt === 'function';
+
 /**
  * Quantizes the safetensors file in `source` into `sink`. The sink is aborted on any error, so
  * no partial output survives (use atomicFileSink from node-file.ts for files).
  */
 export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, packer: Packer, options: QuantizeFileOptions): Promise<QuantizeReport> {
-  let decisions: Decision[];
-  let file;
+  let items: Item[];
+  let file: SafetensorsFile;
+  let carried: PackedParts[];
   try {
     checkOptions(options);
     file = await openSafetensors(source);
-    decisions = file.tensors.map((tensor) => decide(tensor, options));
+    const layout = isPackedFile(file) ? readPackedLayout(file) : { packed: [], plain: file.tensors };
+    carried = layout.packed;
+    items = planItems(file, layout, options);
   } catch (error) {
     await sink.abort().catch(() => undefined);
     throw error;
   }
+  const positional = isPositional(sink);
   const specs: TensorSpec[] = [];
-  const entries = new Map<string, PackedEntry>();
-  for (const { tensor, plan } of decisions) {
-    if (!plan) {
-      specs.push({ name: tensor.name, dtype: tensor.dtype, shape: tensor.shape });
-      continue;
+  const entries = new Map<string, PackedEntry>(carried.map((p) => [p.name, p.entry]));
+  for (const item of items) {
+    if (item.kind === 'copy') {
+      specs.push({ name: item.tensor.name, dtype: item.tensor.dtype, shape: item.tensor.shape });
+    } else if (item.kind === 'carry') {
+      for (const part of partsOf(item.parts)) specs.push({ name: part.name, dtype: part.dtype, shape: part.shape });
+    } else {
+      const { tensor, plan } = item;
+      const names = packedNames(tensor.name);
+      const codes: TensorSpec = { name: names.codes, dtype: 'U8', shape: [plan.codeBytes] };
+      const groupSpecs: TensorSpec[] = [{ name: names.scales, dtype: 'F32', shape: [plan.groupCount] }];
+      if (plan.type === 'asymmetric') groupSpecs.push({ name: names.zeros, dtype: 'F32', shape: [plan.groupCount] });
+      // A positional sink takes the scales where they belong as they are made, so they come
+      // first; otherwise they are held and follow the codes.
+      specs.push(...(positional ? [...groupSpecs, codes] : [codes, ...groupSpecs]));
+      entries.set(tensor.name, { bits: plan.bits, type: plan.type, groupSize: plan.groupSize, shape: [...tensor.shape], dtype: tensor.dtype as PackedEntry['dtype'] });
     }
-    const names = packedNames(tensor.name);
-    specs.push({ name: names.codes, dtype: 'U8', shape: [plan.codeBytes] }, { name: names.scales, dtype: 'F32', shape: [plan.groupCount] });
-    if (plan.type === 'asymmetric') specs.push({ name: names.zeros, dtype: 'F32', shape: [plan.groupCount] });
-    entries.set(tensor.name, { bits: plan.bits, type: plan.type, groupSize: plan.groupSize, shape: [...tensor.shape], dtype: tensor.dtype as PackedEntry['dtype'] });
   }
-  const clash = specs.find((spec, i) => specs.findIndex((s) => s.name === spec.name) !== i);
+  const seen = new Set<string>();
+  const clash = specs.find((spec) => seen.size === seen.add(spec.name).size);
   if (clash) {
     await sink.abort().catch(() => undefined);
     throw new InvalidInputError('INVALID_ARGUMENT',
@@ -121,32 +160,81 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const bytesTotal = file.tensors.reduce((sum, t) => sum + t.byteLength, 0);
   let bytesDone = 0;
+  let specIndex = 0;
   const reports: TensorReport[] = [];
+  const warnings: string[] = [];
+  const copy = async (tensor: TensorInfo) => {
+    for await (const bytes of readByteChunks(file, tensor, { chunkBytes })) await writer.write(bytes);
+  };
   try {
-    for (const [index, { tensor, plan, options: packOptions, reason }] of decisions.entries()) {
-      options.onProgress?.({ tensor: tensor.name, index, count: decisions.length, bytesDone, bytesTotal });
-      const base = { name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, bytesIn: tensor.byteLength };
-      if (!plan) {
-        for await (const bytes of readByteChunks(file, tensor, { chunkBytes })) await writer.write(bytes);
-        reports.push({ ...base, packed: false, reason: reason!, bytesOut: tensor.byteLength });
-      } else {
-        const errors = await packTensor(file, tensor, plan, packOptions!, packer, writer, chunkBytes, (done) =>
-          options.onProgress?.({ tensor: tensor.name, index, count: decisions.length, bytesDone: bytesDone + done, bytesTotal }));
+    for (const [index, item] of items.entries()) {
+      const name = item.kind === 'carry' ? item.parts.name : item.tensor.name;
+      options.onProgress?.({ tensor: name, index, count: items.length, bytesDone, bytesTotal });
+      if (item.kind === 'copy') {
+        const { tensor } = item;
+        await copy(tensor);
+        reports.push({ name, dtype: tensor.dtype, shape: tensor.shape, packed: false, reason: item.reason, bytesIn: tensor.byteLength, bytesOut: tensor.byteLength });
+        bytesDone += tensor.byteLength;
+        specIndex++;
+      } else if (item.kind === 'carry') {
+        const { parts } = item;
+        const partList = partsOf(parts);
+        for (const part of partList) await copy(part);
+        const bytes = partList.reduce((sum, part) => sum + part.byteLength, 0);
         reports.push({
-          ...base, packed: true, bits: plan.bits, type: plan.type, groupSize: plan.groupSize,
-          bytesOut: plan.codeBytes + plan.groupCount * 4 * (plan.type === 'asymmetric' ? 2 : 1), ...errors,
+          name, dtype: parts.entry.dtype, shape: parts.entry.shape, packed: false,
+          reason: `already packed (${parts.entry.type} ${parts.entry.bits}-bit, groups of ${parts.entry.groupSize}): carried over`,
+          bytesIn: bytes, bytesOut: bytes,
         });
+        bytesDone += bytes;
+        specIndex += partList.length;
+      } else {
+        const { tensor, plan } = item;
+        const partCount = plan.type === 'asymmetric' ? 3 : 2;
+        const places = writer.tensors.slice(specIndex, specIndex + partCount);
+        const target = positional ? { sink, scales: places[0]!, zeros: plan.type === 'asymmetric' ? places[1]! : null } : null;
+        const errors = await packTensor(file, tensor, plan, item.options, packer, writer, target, chunkBytes, (done) =>
+          options.onProgress?.({ tensor: name, index, count: items.length, bytesDone: bytesDone + done, bytesTotal }));
+        const bytesOut = plan.codeBytes + plan.groupCount * 4 * (plan.type === 'asymmetric' ? 2 : 1);
+        reports.push({
+          name, dtype: tensor.dtype, shape: tensor.shape, bytesIn: tensor.byteLength,
+          packed: true, bits: plan.bits, type: plan.type, groupSize: plan.groupSize, bytesOut, ...errors,
+        });
+        if (bytesOut > tensor.byteLength) {
+          warnings.push(`tensor "${name}" is larger packed (${bytesOut} bytes) than as ${tensor.dtype} (${tensor.byteLength} bytes): ` +
+            `its groups of ${plan.groupSize} spend more on scales than the codes save; use larger groups (--group-size) or --exclude it.`);
+        }
+        bytesDone += tensor.byteLength;
+        specIndex += partCount;
       }
-      bytesDone += tensor.byteLength;
     }
-    options.onProgress?.({ tensor: '', index: decisions.length, count: decisions.length, bytesDone, bytesTotal });
+    options.onProgress?.({ tensor: '', index: items.length, count: items.length, bytesDone, bytesTotal });
     await writer.close();
   } catch (error) {
     await writer.abort().catch(() => undefined);
     throw error;
   }
   const packed = reports.filter((r) => r.packed).length;
-  return { tensors: reports, packed, skipped: reports.length - packed, bytesIn: source.size, bytesOut: writer.size, ratio: source.size / writer.size };
+  return { tensors: reports, packed, skipped: reports.length - packed, bytesIn: source.size, bytesOut: writer.size, ratio: source.size / writer.size, warnings };
+}
+
+const partsOf = (parts: PackedParts): TensorInfo[] => (parts.zeros ? [parts.codes, parts.scales, parts.zeros] : [parts.codes, parts.scales]);
+
+/** The output's tensors in file order: packed parts carried whole, the rest decided one by one. */
+function planItems(file: SafetensorsFile, layout: { packed: PackedParts[]; plain: readonly TensorInfo[] }, options: QuantizeFileOptions): Item[] {
+  const carriedByCodes = new Map(layout.packed.map((p) => [p.codes, p]));
+  const plain = new Set(layout.plain);
+  const items: Item[] = [];
+  for (const tensor of file.tensors) {
+    const parts = carriedByCodes.get(tensor);
+    if (parts) {
+      items.push({ kind: 'carry', parts });
+    } else if (plain.has(tensor)) {
+      const { plan, options: packOptions, reason } = decide(tensor, options);
+      items.push(plan ? { kind: 'pack', tensor, plan, options: packOptions! } : { kind: 'copy', tensor, reason: reason! });
+    }
+  }
+  return items;
 }
 
 /** Whole groups per chunk, a multiple of the groups that fill whole bytes of the code stream. */
@@ -157,18 +245,102 @@ export function chunkElementsFor(plan: { groupSize: number; bits: number; length
   return Math.min(plan.length, Math.max(step, Math.floor(chunkBytes / 4 / step) * step));
 }
 
+/**
+ * How a tensor is cut into chunks of at most `chunkBytes` of float32: whole groups per chunk
+ * (`groupsPerChunk`, byte-aligned where that fits), or, for groups larger than a chunk, each
+ * group in pieces of `pieceElements` (groupsPerChunk 0).
+ */
+export function chunkingFor(plan: { groupSize: number; bits: number; length: number }, chunkBytes: number): { groupsPerChunk: number; pieceElements: number } {
+  const capacity = Math.max(1, Math.floor(chunkBytes / 4));
+  const aligned = chunkElementsFor(plan, chunkBytes);
+  if (aligned <= capacity) return { groupsPerChunk: aligned / plan.groupSize, pieceElements: 0 };
+  if (plan.groupSize <= capacity) return { groupsPerChunk: Math.floor(capacity / plan.groupSize), pieceElements: 0 };
+  return { groupsPerChunk: 0, pieceElements: capacity };
+}
+
+interface ScaleTarget {
+  sink: PositionalByteSink;
+  scales: TensorInfo;
+  zeros: TensorInfo | null;
+}
+
+interface ErrorTotals {
+  maxAbsError: number;
+  squares: number;
+}
+
+/** Writes one tensor's parts, in the order the specs put them; returns its error summary. */
 async function packTensor(
-  file: Awaited<ReturnType<typeof openSafetensors>>, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer,
-  writer: { write(bytes: Uint8Array): Promise<void> }, chunkBytes: number, progress: (bytesDone: number) => void,
+  file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer,
+  writer: SafetensorsWriter, target: ScaleTarget | null, chunkBytes: number, progress: (bytesDone: number) => void,
 ): Promise<{ maxAbsError: number; rmsError: number }> {
-  const chunkElements = chunkElementsFor(plan, chunkBytes);
-  const scales = new Float32Array(plan.groupCount);
-  const zeros = plan.type === 'asymmetric' ? new Float32Array(plan.groupCount) : null;
+  const asymmetric = plan.type === 'asymmetric';
+  const groupBytes = plan.groupCount * 4;
+  if (target) {
+    // Placeholders the scales overwrite in place as they are made (writeAt may only revisit
+    // bytes already written).
+    const zeros = new Uint8Array(Math.min(groupBytes, 1 << 20));
+    for (let left = groupBytes * (asymmetric ? 2 : 1); left > 0; left -= zeros.length) await writer.write(zeros.subarray(0, Math.min(left, zeros.length)));
+  }
+  // Without a positional sink the scales wait here for the codes to be written.
+  const held = target ? null : { scales: new Float32Array(plan.groupCount), zeros: asymmetric ? new Float32Array(plan.groupCount) : null };
+  const putGroups = async (firstGroup: number, scales: Float32Array, zeros: Float32Array | null) => {
+    if (held) {
+      held.scales.set(scales, firstGroup);
+      held.zeros?.set(zeros!, firstGroup);
+      return;
+    }
+    const bytes = (values: Float32Array) => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    await target!.sink.writeAt(target!.scales.byteOffset + firstGroup * 4, bytes(scales));
+    if (zeros) await target!.sink.writeAt(target!.zeros!.byteOffset + firstGroup * 4, bytes(zeros));
+  };
+  const codes = new CodeStreamWriter((bytes) => writer.write(bytes));
+  const totals: ErrorTotals = { maxAbsError: 0, squares: 0 };
+  const chunking = chunkingFor(plan, chunkBytes);
+  const { groupsPerChunk, pieceElements } = meanScaled(plan) && chunking.groupsPerChunk === 0 ? { groupsPerChunk: 1, pieceElements: 0 } : chunking;
+  const bytesPerElement = tensor.byteLength / tensor.length;
+  if (groupsPerChunk > 0) {
+    await packWholeGroups(file, tensor, plan, options, packer, groupsPerChunk, codes, putGroups, totals, (done) => progress(done * bytesPerElement));
+  } else {
+    await packGroupsInPieces(file, tensor, plan, options, packer, pieceElements, codes, putGroups, totals, (done) => progress(done * bytesPerElement));
+  }
+  await codes.finish();
+  if (held) {
+    await writer.write(new Uint8Array(held.scales.buffer));
+    if (held.zeros) await writer.write(new Uint8Array(held.zeros.buffer));
+  }
+  const rmsError = Math.sqrt(totals.squares / plan.length);
+  if (!Number.isFinite(totals.maxAbsError) || !Number.isFinite(rmsError)) {
+    // unpack(pack(x)) of finite input is finite: a NaN here is a bug, and its output is refused.
+    throw new EdgeMoqError('NON_FINITE',
+      `tensor "${tensor.name}": the packed values differ from the input by ${totals.maxAbsError} (rms ${rmsError}), which finite input cannot give; ` +
+      'this is a bug in edge-moq (please report it with the file); no output was written.');
+  }
+  return { maxAbsError: totals.maxAbsError, rmsError };
+}
+
+type PutGroups = (firstGroup: number, scales: Float32Array, zeros: Float32Array | null) => Promise<void>;
+
+function accumulateErrors(original: Float32Array, unpacked: Float32Array, totals: ErrorTotals): void {
+  let { maxAbsError, squares } = totals;
+  for (let i = 0; i < original.length; i++) {
+    const e = Math.abs(original[i]! - unpacked[i]!);
+    // `!(e <= max)` also takes a NaN, so that it reaches the check in packTensor.
+    if (!(e <= maxAbsError)) maxAbsError = e;
+    squares += e * e;
+  }
+  totals.maxAbsError = maxAbsError;
+  totals.squares = squares;
+}
+
+async function packWholeGroups(
+  file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer, groupsPerChunk: number,
+  codes: CodeStreamWriter, putGroups: PutGroups, totals: ErrorTotals, progress: (elementsDone: number) => void,
+): Promise<void> {
+  const chunkElements = Math.min(plan.length, groupsPerChunk * plan.groupSize);
   // One PackedTensor and one dequantized buffer per chunk shape (the last chunk may be shorter).
   const buffers = new Map<number, { packed: PackedTensor; unpacked: Float32Array }>();
   let first = 0;
-  let maxAbsError = 0;
-  let squares = 0;
   for await (const chunk of readFloat32Chunks(file, tensor, { chunkElements })) {
     let buffer = buffers.get(chunk.length);
     if (!buffer) {
@@ -176,40 +348,111 @@ async function packTensor(
       buffers.set(chunk.length, buffer);
     }
     try {
-      await packer.pack(chunk, { ...options, firstIndex: first }, buffer.packed);
+      await packer.pack(chunk, { ...options, firstIndex: plan.stochastic ? first : 0 }, buffer.packed);
     } catch (error) {
       throw withTensor(error, tensor.name, first);
     }
     await packer.unpack(buffer.packed, buffer.unpacked);
-    for (let i = 0; i < chunk.length; i++) {
-      const e = Math.abs(chunk[i]! - buffer.unpacked[i]!);
-      if (e > maxAbsError) maxAbsError = e;
-      squares += e * e;
-    }
-    const group = first / plan.groupSize;
-    scales.set(buffer.packed.scales, group);
-    zeros?.set(buffer.packed.zeros!, group);
-    await writer.write(buffer.packed.codes);
+    accumulateErrors(chunk, buffer.unpacked, totals);
+    await putGroups(first / plan.groupSize, buffer.packed.scales, buffer.packed.zeros);
+    await codes.append(buffer.packed.codes, chunk.length * plan.bits);
     first += chunk.length;
-    progress(first * (tensor.byteLength / tensor.length));
+    progress(first);
   }
-  await writer.write(new Uint8Array(scales.buffer));
-  if (zeros) await writer.write(new Uint8Array(zeros.buffer));
-  return { maxAbsError, rmsError: Math.sqrt(squares / plan.length) };
+}
+
+/**
+ * Groups larger than a chunk. Pass 1 finds the group's range (exact in any order); pass 2 packs
+ * each piece as a group of its own with the range's ends appended (the absolute maximum, or min
+ * and max), so that the kernel derives the whole group's scale and zero point and the piece's
+ * codes are those of the whole group. The appended values' codes are dropped. Ternary and
+ * binary scales are means (sums in the kernel's order), which pieces cannot reproduce: their
+ * groups are packed whole (packWholeGroups, up to MAX_WHOLE_GROUP_BYTES).
+ */
+async function packGroupsInPieces(
+  file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer, pieceElements: number,
+  codes: CodeStreamWriter, putGroups: PutGroups, totals: ErrorTotals, progress: (elementsDone: number) => void,
+): Promise<void> {
+  const asymmetric = plan.type === 'asymmetric';
+  const extra = asymmetric ? 2 : 1;
+  const values = new Float32Array(pieceElements + extra);
+  const unpacked = new Float32Array(pieceElements + extra);
+  const buffers = new Map<number, PackedTensor>();
+  const scale = new Float32Array(1);
+  const zero = asymmetric ? new Float32Array(1) : null;
+  const pieces = (group: number) => readFloat32Range(file, tensor, group * plan.groupSize, plan.groupSize, pieceElements, values);
+  for (let group = 0; group < plan.groupCount; group++) {
+    let min = Infinity;
+    let max = -Infinity;
+    for await (const { piece, start } of pieces(group)) {
+      for (let i = 0; i < piece.length; i++) {
+        const x = piece[i]!;
+        if (!Number.isFinite(x)) {
+          throw new InvalidInputError('NON_FINITE',
+            `tensor "${tensor.name}" element ${start + i}: is ${x}; packing needs finite values. Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`,
+            { location: { index: start + i, group } });
+        }
+        if (x < min) min = x;
+        if (x > max) max = x;
+      }
+    }
+    for await (const { piece, start } of pieces(group)) {
+      const count = piece.length;
+      if (asymmetric) {
+        values[count] = min;
+        values[count + 1] = max;
+      } else {
+        values[count] = Math.max(-min, max);
+      }
+      let packed = buffers.get(count);
+      if (!packed) {
+        packed = allocatePacked(planPack(count + extra, { ...options, groupSize: count + extra }));
+        buffers.set(count, packed);
+      }
+      const firstIndex = plan.stochastic ? start : 0;
+      try {
+        await packer.pack(values.subarray(0, count + extra), { ...options, groupSize: count + extra, firstIndex }, packed);
+      } catch (error) {
+        throw withTensor(error, tensor.name, start);
+      }
+      await packer.unpack(packed, unpacked.subarray(0, count + extra));
+      accumulateErrors(piece, unpacked.subarray(0, count), totals);
+      await codes.append(packed.codes, count * plan.bits);
+      scale[0] = packed.scales[0]!;
+      if (zero) zero[0] = packed.zeros![0]!;
+      progress(start + count);
+    }
+    await putGroups(group, scale, zero);
+  }
+}
+
+/** Elements [first, first + length) of a tensor as float32, in pieces read into `into`. */
+async function* readFloat32Range(
+  file: SafetensorsFile, tensor: TensorInfo, first: number, length: number, pieceElements: number, into: Float32Array,
+): AsyncGenerator<{ piece: Float32Array; start: number }> {
+  const dtype = tensor.dtype as FloatDtype;
+  const width = DTYPE_BYTES[dtype];
+  const raw = new Uint8Array(Math.min(pieceElements, length) * width);
+  for (let done = 0; done < length; done += pieceElements) {
+    const count = Math.min(pieceElements, length - done);
+    const bytes = raw.subarray(0, count * width);
+    await file.source.read(tensor.byteOffset + (first + done) * width, bytes);
+    yield { piece: decodeFloat32(bytes, dtype, into.subarray(0, count)), start: first + done };
+  }
 }
 
 function withTensor(error: unknown, name: string, first: number): unknown {
   if (error instanceof InvalidInputError && error.code === 'NON_FINITE') {
-    const index = /data\[(\d+)\]/.exec(error.message);
-    const at = index ? first + Number(index[1]) : first;
+    const index = error.location?.index ?? Number(/data\[(\d+)\]/.exec(error.message)?.[1] ?? 0);
+    const at = first + index;
     return new InvalidInputError('NON_FINITE',
       `tensor "${name}" element ${at}: ${error.message.replace(/^data\[\d+\] /, '')} Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`);
   }
   return error;
 }
 
-function decide(tensor: TensorInfo, options: QuantizeFileOptions): Decision {
-  const skip = (reason: string): Decision => ({ tensor, plan: null, reason });
+function decide(tensor: TensorInfo, options: QuantizeFileOptions): Omit<Decision, 'tensor'> {
+  const skip = (reason: string) => ({ plan: null, reason });
   if (!isFloatDtype(tensor.dtype)) return skip(`${tensor.dtype} is not a float dtype`);
   if (options.include && !options.include.test(tensor.name)) return skip('not matched by --include');
   if (options.exclude?.test(tensor.name)) return skip('matched by --exclude');
@@ -219,6 +462,11 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions): Decision {
   if (groupSize !== undefined && tensor.length % groupSize !== 0) return skip(`group size ${groupSize} does not divide ${tensor.length} elements`);
   if (options.groups !== undefined && tensor.length % options.groups !== 0) return skip(`${options.groups} groups do not divide ${tensor.length} elements`);
   const stochastic = options.rounding === 'stochastic';
+  if (stochastic && tensor.length > MAX_STOCHASTIC_ELEMENTS) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `tensor "${tensor.name}" has ${tensor.length} elements; stochastic rounding numbers elements with a 32-bit counter (the same on every backend), ` +
+      `so it takes tensors of up to 2^32 elements. Use --rounding nearest, or --exclude this tensor and pack it in a second run; nothing was written.`);
+  }
   // Chunks are packed with the tensor's group size, whichever way the groups were given.
   const packOptions: PackOptions = {
     bits: options.bits,
@@ -227,7 +475,21 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions): Decision {
     ...(options.rounding ? { rounding: options.rounding } : {}),
     ...(stochastic ? { seed: options.seed ?? 0, tensorId: tensorIdOf(tensor.name) } : {}),
   };
-  return { tensor, plan: planPack(tensor.length, packOptions, `tensor "${tensor.name}"`), options: packOptions };
+  const plan = planPack(tensor.length, packOptions, `tensor "${tensor.name}"`);
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  if (meanScaled(plan) && plan.groupSize * 4 > MAX_WHOLE_GROUP_BYTES) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `tensor "${tensor.name}": ${plan.type} groups of ${plan.groupSize} elements are larger than the ${MAX_WHOLE_GROUP_BYTES >> 20} MiB a ${plan.type} group may take in memory ` +
+      `(its scale is a mean over the group, exact only when the group is packed whole); pass --group-size ${largestDivisorUpTo(tensor.length, MAX_WHOLE_GROUP_BYTES / 4)} ` +
+      'or smaller, or --exclude the tensor; nothing was written.');
+  }
+  return { plan, options: packOptions };
+}
+
+/** The largest divisor of `n` that is at most `limit` (a group size that fits a chunk). */
+function largestDivisorUpTo(n: number, limit: number): number {
+  for (let d = Math.min(n, limit); d > 1; d--) if (n % d === 0) return d;
+  return 1;
 }
 
 function checkOptions(options: QuantizeFileOptions): void {
