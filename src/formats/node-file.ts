@@ -7,13 +7,19 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants, rmSync, type BigIntStats } from 'node:fs';
-import { access, chmod, lstat, open, readlink, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { access, chmod, lstat, open, readlink, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { EdgeMoqError } from '../errors.js';
 import type { ByteSink, ByteSource } from './safetensors.js';
 
 /** Node refuses single reads and writes of 2 GiB or more; larger requests go in pieces. */
 const MAX_IO_BYTES = 1 << 30;
+/**
+ * Filesystems whose files are made up when read (procfs, sysfs, debugfs, tracefs): they stat as
+ * regular files of 0 or 4096 bytes whatever they hold, so a size read from them means nothing.
+ */
+const PSEUDO_FILESYSTEMS = new Map([[0x9fa0, 'proc'], [0x62656572, 'sysfs'], [0x64626720, 'debugfs'], [0x74726163, 'tracefs']]);
+
 /** Symlink hops followed before a chain counts as a loop (Linux's own limit is 40). */
 const MAX_LINK_HOPS = 40;
 
@@ -56,9 +62,11 @@ export async function fileSource(path: string): Promise<FileSource> {
     await handle?.close().catch(() => undefined);
     throw ioError(`cannot open ${path} for reading`, cause);
   }
-  if (!stats.isFile()) {
+  const pseudo = stats.isFile() ? PSEUDO_FILESYSTEMS.get(Number((await statfs(path, { bigint: true }).catch(() => ({ type: 0n }))).type)) : undefined;
+  if (!stats.isFile() || pseudo) {
     await handle.close().catch(() => undefined);
-    throw ioError(`${path} is ${kindOf(stats)}: edge-moq reads regular files only (or symlinks to them); copy the data to a file first`);
+    const what = pseudo ? `a file of the ${pseudo} pseudo-filesystem (its size says nothing of its contents)` : kindOf(stats);
+    throw ioError(`${path} is ${what}: edge-moq reads regular files only (or symlinks to them); copy the data to a file first`);
   }
   const file = handle;
   const size = Number(stats.size);

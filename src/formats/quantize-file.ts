@@ -325,8 +325,8 @@ function accumulateErrors(original: Float32Array, unpacked: Float32Array, totals
   let { maxAbsError, squares } = totals;
   for (let i = 0; i < original.length; i++) {
     const e = Math.abs(original[i]! - unpacked[i]!);
-    // `!(e <= max)` also takes a NaN, so that it reaches the check in packTensor.
-    if (!(e <= maxAbsError)) maxAbsError = e;
+    // A NaN is kept (no later comparison replaces it), so that it reaches the check in packTensor.
+    if (e > maxAbsError || e !== e) maxAbsError = e;
     squares += e * e;
   }
   totals.maxAbsError = maxAbsError;

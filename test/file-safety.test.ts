@@ -1,0 +1,174 @@
+// The ends of a file command, as a careless or hostile user meets them: outputs that are not
+// regular files, outputs that are the input, symlinks, permission bits, inputs that are not
+// regular files. Everything is refused before any work, with an IO error that says why, and
+// leaves every file as it was.
+
+import { execFileSync } from 'node:child_process';
+import {
+  chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WasmBackend } from '../src/backends/wasm.js';
+import { atomicFileSink, checkOutputFile, fileSource, removePartialOutputs } from '../src/formats/node-file.js';
+import { quantizeSafetensors } from '../src/formats/quantize-file.js';
+import { encodeFloat32, encodeSafetensors } from '../src/formats/safetensors.js';
+import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { randomTensor } from './support/fixtures.js';
+
+let backend: WasmBackend;
+let packer: WasmPacker;
+beforeAll(async () => {
+  backend = await WasmBackend.create('simd');
+  packer = new WasmPacker(backend);
+});
+afterAll(() => backend.dispose());
+
+const MODEL = encodeSafetensors([{ name: 'w', dtype: 'F32', shape: [16, 32], data: encodeFloat32(randomTensor(512, 7), 'F32') }]);
+
+/** A fresh folder holding model.safetensors. */
+function folder(): { dir: string; input: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-moq-safety-'));
+  const input = join(dir, 'model.safetensors');
+  writeFileSync(input, MODEL);
+  return { dir, input };
+}
+
+const partials = (dir: string) => readdirSync(dir).filter((name) => name.includes('.partial-'));
+
+/** Quantizes `input` into `output` as the CLI does: both ends checked first. */
+async function quantizeFile(input: string, output: string): Promise<void> {
+  const source = await fileSource(input);
+  try {
+    await checkOutputFile(output, { distinctFrom: [source] });
+    await quantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, { bits: 4 });
+  } finally {
+    await source.close();
+  }
+}
+
+describe('outputs that must be refused before any work', () => {
+  const cases: [string, (dir: string, input: string) => string, RegExp][] = [
+    ['the input itself', (_, input) => input, /is the input .*model\.safetensors \(the same file\)/],
+    ['a symlink to the input', (dir, input) => { symlinkSync(input, join(dir, 'link')); return join(dir, 'link'); }, /is the input/],
+    ['a hard link to the input', (dir, input) => { linkSync(input, join(dir, 'hard')); return join(dir, 'hard'); }, /is the input/],
+    ['a FIFO', (dir) => { execFileSync('mkfifo', [join(dir, 'fifo')]); return join(dir, 'fifo'); }, /is a FIFO .*writes only regular files/],
+    ['a directory', (dir) => { mkdirSync(join(dir, 'sub')); return join(dir, 'sub'); }, /is a directory/],
+    ['an empty path', () => '', /the output path must be a file name, got ""/],
+    ['a file in a missing folder', (dir) => join(dir, 'missing', 'out.safetensors'), /cannot be created in .*missing/],
+    ['a file under a regular file', (_, input) => join(input, 'out.safetensors'), /not a directory/],
+    ['a symlink loop', (dir) => { symlinkSync(join(dir, 'b'), join(dir, 'a')); symlinkSync(join(dir, 'a'), join(dir, 'b')); return join(dir, 'a'); }, /chain of more than 40 symlinks/],
+  ];
+
+  it.each(cases)('%s', async (_, make, message) => {
+    const { dir, input } = folder();
+    const output = make(dir, input);
+    const before = readdirSync(dir).map((name) => [name, lstatSync(join(dir, name)).mode]);
+    await expect(quantizeFile(input, output)).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(message) });
+    expect(readdirSync(dir).map((name) => [name, lstatSync(join(dir, name)).mode])).toEqual(before);
+    expect(new Uint8Array(readFileSync(input))).toEqual(MODEL);
+  });
+
+  it('refuses a character device without touching it (as /dev/null would be)', async () => {
+    await expect(checkOutputFile('/dev/null')).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/\/dev\/null is a character device/) });
+    expect(statSync('/dev/null').isCharacterDevice()).toBe(true);
+  });
+
+  it('refuses the input named through a symlinked folder', async () => {
+    const { dir, input } = folder();
+    symlinkSync(dir, join(dir, 'again'));
+    await expect(quantizeFile(input, join(dir, 'again', 'model.safetensors'))).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/is the input/) });
+    expect(new Uint8Array(readFileSync(input))).toEqual(MODEL);
+  });
+});
+
+describe('outputs that are written', () => {
+  it('through a symlink: the link stays, its target gets the model', async () => {
+    const { dir, input } = folder();
+    writeFileSync(join(dir, 'target.safetensors'), 'old');
+    symlinkSync('target.safetensors', join(dir, 'out.safetensors'));
+    await quantizeFile(input, join(dir, 'out.safetensors'));
+    expect(lstatSync(join(dir, 'out.safetensors')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(dir, 'target.safetensors')).length).toBeGreaterThan(100);
+    expect(partials(dir)).toEqual([]);
+  });
+
+  it('through a dangling symlink: the file it names is created', async () => {
+    const { dir, input } = folder();
+    symlinkSync(join(dir, 'new.safetensors'), join(dir, 'out.safetensors'));
+    await quantizeFile(input, join(dir, 'out.safetensors'));
+    expect(lstatSync(join(dir, 'out.safetensors')).isSymbolicLink()).toBe(true);
+    expect(statSync(join(dir, 'new.safetensors')).isFile()).toBe(true);
+  });
+
+  it.each([0o640, 0o600, 0o604, 0o755])('keeping the mode %s of the file it replaces', async (mode) => {
+    const { dir, input } = folder();
+    const output = join(dir, 'out.safetensors');
+    writeFileSync(output, 'old');
+    chmodSync(output, mode);
+    await quantizeFile(input, output);
+    expect(statSync(output).mode & 0o7777).toBe(mode);
+    expect(readFileSync(output).length).toBeGreaterThan(100);
+  });
+
+  it('as a new file with the umask applied', async () => {
+    const { dir, input } = folder();
+    const output = join(dir, 'out.safetensors');
+    await quantizeFile(input, output);
+    const umask = process.umask();
+    expect(statSync(output).mode & 0o777).toBe(0o666 & ~umask);
+  });
+});
+
+describe('inputs that are not regular files', () => {
+  it.each([
+    ['a FIFO (which used to block forever)', (dir: string) => { execFileSync('mkfifo', [join(dir, 'in.fifo')]); return join(dir, 'in.fifo'); }, /is a FIFO/],
+    ['a directory', (dir: string) => dir, /is a directory/],
+    ['a character device', () => '/dev/zero', /is a character device/],
+    ['a procfs file (stat says 0 bytes)', () => '/proc/self/status', /proc pseudo-filesystem/],
+    ['an empty name', () => '', /the input path must be a file name/],
+  ])('%s', async (_, make, message) => {
+    const { dir } = folder();
+    await expect(fileSource(make(dir))).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(message) });
+  });
+
+  it('a symlink to a regular file is read', async () => {
+    const { dir, input } = folder();
+    symlinkSync(input, join(dir, 'link'));
+    const source = await fileSource(join(dir, 'link'));
+    expect(source.size).toBe(MODEL.length);
+    await source.close();
+  });
+});
+
+describe('temporary outputs', () => {
+  it('are removed by removePartialOutputs (what the CLI calls on SIGINT/SIGTERM)', async () => {
+    const { dir } = folder();
+    const sink = atomicFileSink(join(dir, 'out.safetensors'));
+    await sink.write(new Uint8Array(1024));
+    expect(partials(dir)).toHaveLength(1);
+    removePartialOutputs();
+    expect(partials(dir)).toEqual([]);
+    expect(existsSync(join(dir, 'out.safetensors'))).toBe(false);
+  });
+
+  it('are removed when the check fails at the first write, and nothing is created', async () => {
+    const { dir, input } = folder();
+    const source = await fileSource(input);
+    const sink = atomicFileSink(input, { distinctFrom: [source] });
+    await expect(sink.write(new Uint8Array(8))).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/is the input/) });
+    await source.close();
+    expect(partials(dir)).toEqual([]);
+    expect(new Uint8Array(readFileSync(input))).toEqual(MODEL);
+  });
+
+  it('refuse writeAt past what was written', async () => {
+    const { dir } = folder();
+    const sink = atomicFileSink(join(dir, 'out.safetensors'));
+    await sink.write(new Uint8Array(16));
+    await expect(sink.writeAt(12, new Uint8Array(8))).rejects.toMatchObject({ code: 'IO' });
+    await sink.abort();
+    expect(partials(dir)).toEqual([]);
+  });
+});
