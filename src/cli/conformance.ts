@@ -7,6 +7,7 @@ import type { BackendRequest } from '../backends/backend.js';
 import { runConformance } from '../conformance.js';
 import { EdgeMoqError } from '../errors.js';
 import type { ParsedArgs } from './args.js';
+import { escapeForTerminal } from './terminal.js';
 
 export async function conformanceCommand(args: ParsedArgs): Promise<number> {
   const [file] = args.positionals;
@@ -21,10 +22,11 @@ export async function conformanceCommand(args: ParsedArgs): Promise<number> {
   // In Node the GPU comes from the `webgpu` package, loaded only when WebGPU may be picked.
   const gpu = kind === 'webgpu' || kind === 'auto' ? (await nodeGpu())?.gpu : undefined;
   const backend = await createBackend({ kind, ...(gpu ? { gpu } : {}) });
-  console.log(`conformance: ${file} on ${backend.kind}`);
+  console.log(`conformance: ${escapeForTerminal(file)} on ${backend.kind}`);
+  // Case ids and details come from the file.
   const report = await runConformance(parsed, backend, (r) => {
-    if (!r.passed) console.log(`FAIL ${r.id}: ${r.detail}`);
-    else if (r.nearTies) console.log(`near-tie ${r.id}: ${r.nearTies} value(s) one grid step away at a rounding tie (allowed on WebGPU)`);
+    if (!r.passed) console.log(`FAIL ${escapeForTerminal(r.id)}: ${escapeForTerminal(r.detail ?? '')}`);
+    else if (r.nearTies) console.log(`near-tie ${escapeForTerminal(r.id)}: ${r.nearTies} value(s) one grid step away at a rounding tie (allowed on WebGPU)`);
   });
   if (report.nearTieCases) console.log(`${report.nearTieCases} case(s) passed with near-tie values`);
   console.log(`${report.passed} passed, ${report.failed} failed`);

@@ -16,7 +16,7 @@ import { describeModel, layerNames, weightShapes } from '../demo/model.js';
 import { renderReport } from '../demo/report.js';
 import { moqOutcome, perSeedTable, summaryTable, type RunLabels, type SeedResult } from '../demo/summary.js';
 import { trainFullPrecision, trainMoq, type TrainingSetup } from '../demo/train.js';
-import { integerFlag, type ParsedArgs } from './args.js';
+import { choiceFlag, integerFlag, type ParsedArgs } from './args.js';
 import { createProgress } from './progress.js';
 import { table } from './table.js';
 
@@ -48,15 +48,6 @@ export interface DemoOptions {
   report: string;
   backend: BackendRequest;
   tfBackend: TfBackendName | undefined;
-}
-
-function choice<T extends string>(args: ParsedArgs, name: string, allowed: readonly T[]): T | undefined {
-  const raw = args.flags.get(name);
-  if (raw === undefined) return undefined;
-  if (raw === true || !allowed.includes(raw as T)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `--${name} must be one of ${allowed.join(', ')}, got ${String(raw)}.`);
-  }
-  return raw as T;
 }
 
 function atMost(name: string, value: number, max: number, why: string): void {
@@ -102,8 +93,8 @@ export function demoOptions(args: ParsedArgs): DemoOptions {
   return {
     bits, startBits, period, groups, steps, batch, seed, seeds, report, eigenvalues,
     evalEvery: integerFlag(args, 'eval-every', Math.max(1, Math.round(steps / 30)), 1),
-    backend: choice(args, 'backend', QUANTIZATION_BACKENDS) ?? 'auto',
-    tfBackend: choice(args, 'tf-backend', TF_BACKENDS),
+    backend: choiceFlag(args, 'backend', QUANTIZATION_BACKENDS) ?? 'auto',
+    tfBackend: choiceFlag(args, 'tf-backend', TF_BACKENDS),
   };
 }
 

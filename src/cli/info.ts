@@ -5,6 +5,7 @@ import { nodeGpu } from '../backends/node-gpu.js';
 import { createBackend } from '../backends/select.js';
 import { runtimeHasSimd } from '../backends/wasm-loader.js';
 import { summarizeAdapter } from '../backends/webgpu.js';
+import { escapeForTerminal } from './terminal.js';
 
 export async function infoCommand(): Promise<number> {
   console.log(`edge-moq on ${typeof process === 'object' ? `Node ${process.versions.node}` : 'this runtime'}`);
@@ -16,12 +17,13 @@ export async function infoCommand(): Promise<number> {
   } else if (!adapter) {
     console.log(`WebGPU: ${found.note}; no adapter`);
   } else {
+    // The adapter's strings come from the driver.
     const summary = summarizeAdapter(adapter);
     console.log(`WebGPU: ${found.note}`);
-    console.log(`  adapter: ${summary.description || summary.device || 'unnamed'}`);
-    console.log(`  vendor: ${summary.vendor || 'unknown'}, architecture: ${summary.architecture || 'unknown'}`);
+    console.log(`  adapter: ${escapeForTerminal(summary.description || summary.device || 'unnamed')}`);
+    console.log(`  vendor: ${escapeForTerminal(summary.vendor || 'unknown')}, architecture: ${escapeForTerminal(summary.architecture || 'unknown')}`);
     console.log(`  fallback (software) adapter: ${summary.isFallbackAdapter ? 'yes' : 'no'}`);
-    console.log(`  features: ${summary.features.join(', ') || 'none'}`);
+    console.log(`  features: ${escapeForTerminal(summary.features.join(', ') || 'none')}`);
     console.log(`  subgroups: ${adapter.features.has('subgroups') ? 'yes (reductions use subgroup operations)' : 'no (reductions in workgroup memory)'}`);
     console.log(`  maxStorageBufferBindingSize: ${adapter.limits.maxStorageBufferBindingSize} bytes`);
   }

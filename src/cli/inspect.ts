@@ -6,6 +6,10 @@ import { isPackedFile, readPackedLayout } from '../formats/packed-metadata.js';
 import { openSafetensors } from '../formats/safetensors.js';
 import type { ParsedArgs } from './args.js';
 import { formatBytes, table } from './table.js';
+import { escapeForTerminal } from './terminal.js';
+
+/** Metadata keys and values are shown up to this many characters (code points). */
+const METADATA_SHOWN = 60;
 
 export async function inspectCommand(args: ParsedArgs): Promise<number> {
   const [input] = args.positionals;
@@ -14,10 +18,10 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
   try {
     const file = await openSafetensors(source);
     const packed = isPackedFile(file) ? readPackedLayout(file) : null;
-    console.log(`${input}: ${formatBytes(source.size)}, ${file.tensors.length} tensor(s)` +
+    console.log(`${escapeForTerminal(input)}: ${formatBytes(source.size)}, ${file.tensors.length} tensor(s)` +
       `${packed ? `, edge-moq.packed/1 with ${packed.packed.length} packed tensor(s)` : ''}`);
     const metadata = Object.entries(file.metadata).filter(([key]) => key !== 'edge-moq');
-    if (metadata.length) console.log(`metadata: ${metadata.map(([k, v]) => `${k}=${v.length > 60 ? `${v.slice(0, 57)}...` : v}`).join(', ')}`);
+    if (metadata.length) console.log(`metadata: ${metadata.map(([key, value]) => `${shorten(key)}=${shorten(value)}`).join(', ')}`);
     const rows: string[][] = [];
     for (const p of packed?.packed ?? []) {
       const bytes = p.codes.byteLength + p.scales.byteLength + (p.zeros?.byteLength ?? 0);
@@ -33,4 +37,10 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
     await source.close();
   }
   return 0;
+}
+
+/** A metadata key or value as printed: cut on a character boundary, then escaped. */
+function shorten(text: string): string {
+  const chars = Array.from(text);
+  return escapeForTerminal(chars.length > METADATA_SHOWN ? `${chars.slice(0, METADATA_SHOWN - 3).join('')}...` : text);
 }

@@ -1,9 +1,17 @@
 // Plain-text tables and byte counts for the CLI's summaries.
 
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+import { displayWidth, escapeForTerminal } from './terminal.js';
+
+/**
+ * Columns padded to the widest cell. Cells are escaped (they hold tensor names and metadata from
+ * files) and measured in terminal columns, so wide characters and escapes keep columns aligned.
+ */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const lines = [header, ...rows].map((cells) => cells.map((cell) => escapeForTerminal(cell)));
+  const widths = lines[0]!.map(() => 0);
+  for (const cells of lines) cells.forEach((cell, i) => (widths[i] = Math.max(widths[i]!, displayWidth(cell))));
+  const line = (cells: readonly string[]) => cells.map((cell, i) => cell + ' '.repeat(widths[i]! - displayWidth(cell))).join('  ').trimEnd();
+  return [line(lines[0]!), line(widths.map((w) => '-'.repeat(w))), ...lines.slice(1).map(line)].join('\n');
 }
 
 export function formatBytes(bytes: number): string {
