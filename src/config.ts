@@ -3,6 +3,7 @@
 
 import { describeValue, typeName } from './describe.js';
 import { ConfigError, InvalidInputError } from './errors.js';
+import { compileNamePattern, type NamePattern } from './name-pattern.js';
 import { noiseKey } from './noise.js';
 
 export type QuantizationType = 'symmetric' | 'asymmetric';
@@ -350,14 +351,16 @@ export function resolveQuantizerOptions(options: QuantizerOptions): ResolvedQuan
   };
 }
 
-/** DeepSpeed matches module patterns with re.search; "*" means every module. */
-export function compileModulePattern(pattern: string, key = 'modules'): RegExp {
-  if (pattern === '*') return /(?:)/;
-  try {
-    return new RegExp(pattern);
-  } catch (e) {
-    throw new ConfigError(key, `is not a valid regular expression: ${(e as Error).message}`);
-  }
+const EVERY_NAME: NamePattern = { source: '*', flags: '', test: () => true };
+
+/**
+ * DeepSpeed searches module patterns in parameter names (re.search); "*" means every module.
+ * Patterns run on the linear-time matcher (src/name-pattern.ts): a pattern it cannot run in
+ * linear time is a ConfigError naming `key` and the position.
+ */
+export function compileModulePattern(pattern: string, key = 'modules'): NamePattern {
+  if (pattern === '*') return EVERY_NAME;
+  return compileNamePattern(pattern, key, (problem) => new ConfigError(key, problem));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,12 +423,14 @@ function fromCompressionTraining(weight: Section): QuantizerOptions {
       if (!params.has(required)) throw new ConfigError(params.key(required), 'is required.');
     }
     g.strings('related_modules', []);
+    const modules = g.strings('modules', ['*']);
+    modules.forEach((m, j) => compileModulePattern(m, g.key(`modules[${j}]`)));
     return {
       name,
       startBits: params.number('start_bits', 0, { integer: true, min: MIN_BITS, max: MAX_BITS }),
       targetBits: params.number('target_bits', 0, { integer: true, min: MIN_BITS, max: MAX_BITS }),
       period: params.number('quantization_period', 1, { integer: true, min: 1 }),
-      modules: g.strings('modules', ['*']),
+      modules,
     };
   });
   schedules.forEach((s) => validateSchedule(s, groups.key(`${s.name}.params`)));

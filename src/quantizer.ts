@@ -10,6 +10,7 @@ import {
   type ParameterSchedule, type QuantizerOptions, type ResolvedQuantizerOptions,
 } from './config.js';
 import { EdgeMoqError, InvalidInputError } from './errors.js';
+import type { NamePattern } from './name-pattern.js';
 import { tensorIdOf } from './noise.js';
 
 /** A tensor the quantizer drives: its data is quantized in place. */
@@ -82,7 +83,7 @@ export class Quantizer {
   readonly options: ResolvedQuantizerOptions;
   private backend: Backend | Promise<Backend> | undefined;
   private readonly logger: (line: string) => void;
-  private readonly patterns: RegExp[][];
+  private readonly patterns: NamePattern[][];
   private readonly listeners = new Set<SwitchListener>();
   private params = new Map<string, ParameterState>();
   private _qsteps = 0;

@@ -75,7 +75,8 @@ describe('DeepSpeed configs', () => {
     ['bits out of range', (c: any) => { c.compression_training.weight_quantization.different_groups.wq1.params.start_bits = 32; }, 'compression_training.weight_quantization.different_groups.wq1.params.start_bits', /at most 16/],
     ['a missing start_bits', (c: any) => { delete c.compression_training.weight_quantization.different_groups.wq1.params.start_bits; }, 'compression_training.weight_quantization.different_groups.wq1.params.start_bits', /required/],
     ['an unknown key in a group', (c: any) => { c.compression_training.weight_quantization.different_groups.wq1.moduls = []; }, 'compression_training.weight_quantization.different_groups.wq1.moduls', /unknown key/],
-    ['a bad module regex', (c: any) => { c.compression_training.weight_quantization.different_groups.wq1.modules = ['(']; }, 'options.schedules[0].modules[0]', /not a valid regular expression/],
+    ['a bad module regex', (c: any) => { c.compression_training.weight_quantization.different_groups.wq1.modules = ['(']; }, 'compression_training.weight_quantization.different_groups.wq1.modules[0]', /not a valid regular expression/],
+    ['a module regex that needs backtracking', (c: any) => { c.compression_training.weight_quantization.different_groups.wq2.modules = ['x', '(a)\\1']; }, 'compression_training.weight_quantization.different_groups.wq2.modules[1]', /backreference "\\1" at position 3 is not supported/],
     ['quantization disabled', (c: any) => { c.compression_training.weight_quantization.shared_parameters.enabled = false; }, 'compression_training.weight_quantization.shared_parameters.enabled', /not enabled/],
   ])('rejects %s, naming the key', (_name, mutate, key, message) => {
     const config = structuredClone(CURRENT);

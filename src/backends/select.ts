@@ -1,6 +1,7 @@
 // Runtime selection: what can run here, what was picked, and why the others were not.
 
 import type { FakeQuantizeOptions } from '../config.js';
+import { describeValue } from '../describe.js';
 import { BackendError, InvalidInputError } from '../errors.js';
 import type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
 import { explainSelection } from './backend.js';
@@ -106,11 +107,11 @@ function wasmCandidates(): Candidate[] {
 export async function createBackend(options: CreateBackendOptions = {}): Promise<Backend> {
   const requested = options.kind ?? 'auto';
   if (!KINDS.includes(requested)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `kind must be one of ${KINDS.join(', ')}, got ${JSON.stringify(requested)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `kind must be one of ${KINDS.join(', ')}, got ${describeValue(requested)}.`);
   }
   const crossover = options.crossoverElements ?? WEBGPU_CROSSOVER_ELEMENTS;
   if (!Number.isInteger(crossover) || crossover < 0) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `crossoverElements must be a non-negative integer, got ${String(options.crossoverElements)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `crossoverElements must be a non-negative integer, got ${describeValue(options.crossoverElements)}.`);
   }
   const wasmSide = wasmCandidates();
   const wasmPick = wasmSide.find((c) => c.available)!;

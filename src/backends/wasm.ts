@@ -3,6 +3,7 @@
 // reusable staging area, so a call allocates nothing once warm.
 
 import { planFakeQuantize, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 import { noiseKey } from '../noise.js';
 import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
@@ -61,7 +62,7 @@ export class WasmBackend implements Backend {
   private constructor(build: WasmBuild, instance: WebAssembly.Instance, options: WasmBackendOptions) {
     const { stagingBytes = DEFAULT_STAGING_BYTES } = options;
     if (!Number.isInteger(stagingBytes) || stagingBytes < 16) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `stagingBytes must be an integer of at least 16, got ${String(stagingBytes)}.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `stagingBytes must be an integer of at least 16, got ${describeValue(stagingBytes)}.`);
     }
     this.stagingLimit = stagingBytes;
     this.kind = build === 'simd' ? 'wasm-simd' : 'wasm';
@@ -87,7 +88,7 @@ export class WasmBackend implements Backend {
   /** A tensor in this backend's memory: quantizing it copies nothing. */
   allocate(length: number): WasmTensor {
     if (!Number.isInteger(length) || length <= 0) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `length must be a positive integer, got ${String(length)}.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `length must be a positive integer, got ${describeValue(length)}.`);
     }
     return new WasmTensor(this.heap, this.heap.allocate(length * 4), length);
   }

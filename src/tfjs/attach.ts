@@ -16,6 +16,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { Backend } from '../backends/backend.js';
 import type { EigenvalueOptions, QuantizerOptions } from '../config.js';
+import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 import { Quantizer, type BlockEigenvalues, type Parameter, type QuantizerRuntime, type StepReport } from '../quantizer.js';
 import { QuantizedWeight, readValues, trackWeights, type MoqWeight, type TfNamespace, type TrackedWeight } from './weights.js';
@@ -144,7 +145,7 @@ export class MoqTraining {
     if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep is already running; await it before the next step.');
     checkKeys(options, AFTER_STEP_KEYS, 'afterStep options');
     if (options.overflow !== undefined && typeof options.overflow !== 'boolean') {
-      throw new InvalidInputError('INVALID_ARGUMENT', `overflow must be true or false, got ${JSON.stringify(options.overflow)}.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `overflow must be true or false, got ${describeValue(options.overflow)}.`);
     }
     this.busy = true;
     try {

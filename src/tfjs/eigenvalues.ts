@@ -16,6 +16,7 @@
 
 import type * as tfjs from '@tensorflow/tfjs';
 import { compileModulePattern, EIGENVALUE_DEFAULTS, resolveQuantizerOptions, type EigenvalueOptions } from '../config.js';
+import { describeValue } from '../describe.js';
 import { ConfigError, InvalidInputError } from '../errors.js';
 import { noiseKey } from '../noise.js';
 
@@ -77,7 +78,7 @@ export function resolveEigenvalueOptions(options: Partial<EigenvalueOptions> = {
 export function shouldComputeEigenvalues(boundary: number, options: Partial<EigenvalueOptions> = {}): boolean {
   if (!Number.isInteger(boundary) || boundary < 1) {
     throw new InvalidInputError('INVALID_ARGUMENT',
-      `boundary must be the 1-based count of optimizer steps (an integer >= 1), got ${String(boundary)}.`);
+      `boundary must be the 1-based count of optimizer steps (an integer >= 1), got ${describeValue(boundary)}.`);
   }
   const o = resolveEigenvalueOptions(options);
   return o.enabled && boundary % o.gasBoundaryResolution === 0;
@@ -186,10 +187,10 @@ export function blocksFromModel(model: { readonly layers: readonly LayerLike[] }
   const layerName = options.layerName ?? EIGENVALUE_DEFAULTS.layerName;
   const layerNum = options.layerNum ?? EIGENVALUE_DEFAULTS.layerNum;
   if (typeof layerName !== 'string' || layerName === '') {
-    throw new ConfigError('eigenvalue.layerName', `must be a non-empty regular expression matching the block layers' names, got ${JSON.stringify(layerName)}.`);
+    throw new ConfigError('eigenvalue.layerName', `must be a non-empty regular expression matching the block layers' names, got ${describeValue(layerName)}.`);
   }
   if (!Number.isInteger(layerNum) || layerNum < 1) {
-    throw new ConfigError('eigenvalue.layerNum', `must be the number of blocks (an integer >= 1), got ${String(layerNum)}; DeepSpeed requires it too when eigenvalues are enabled.`);
+    throw new ConfigError('eigenvalue.layerNum', `must be the number of blocks (an integer >= 1), got ${describeValue(layerNum)}; DeepSpeed requires it too when eigenvalues are enabled.`);
   }
   if (typeof model !== 'object' || model === null || !Array.isArray(model.layers)) {
     throw new InvalidInputError('INVALID_ARGUMENT', 'model must be a tfjs LayersModel (or anything with a layers list).');
@@ -343,7 +344,7 @@ function checkLoss(loss: unknown): void {
 
 function checkSeed(seed: unknown): void {
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `seed must be an integer from 0 to 2^32-1, got ${String(seed)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `seed must be an integer from 0 to 2^32-1, got ${describeValue(seed)}.`);
   }
 }
 
@@ -369,7 +370,7 @@ function checkBlock(block: EigenvalueBlock, label: string): readonly string[] {
     throw new InvalidInputError('INVALID_ARGUMENT', `${label} must be { id, weights, parameterNames? }.`);
   }
   if (!Number.isInteger(block.id)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `${label}.id must be an integer (the block index), got ${String(block.id)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `${label}.id must be an integer (the block index), got ${describeValue(block.id)}.`);
   }
   checkWeights(block.weights, `${label}.weights`);
   const names = block.parameterNames ?? block.weights.map((w) => w.name);
