@@ -74,6 +74,8 @@ describe('refused argument vectors: exit 2, a message naming the problem, nothin
     ['inspect --quiet', ['inspect', 'IN', '--quiet'], /unknown option --quiet; options here: -h\/--help/],
     ['demo --steps 1e3', ['demo', '--steps', '1e3'], /--steps must be an integer >= 1 in decimal digits, got "1e3"/],
     ['demo --seed=', ['demo', '--seed='], /--seed needs a value, got an empty one/],
+    ['demo --report ""', ['demo', '--report', ''], /--report needs a value, got an empty one/],
+    ['demo with a file argument', ['demo', 'extra\x1b[2J.txt'], /demo takes no file arguments, got "extra\\u001b\[2J\.txt"/],
     ['demo --eigenvalues=no', ['demo', '--eigenvalues=no'], /--eigenvalues takes no value/],
     ['demo --backend twice', ['demo', '--backend', 'wasm', '--backend', 'wasm'], /--backend is given twice/],
   ];

@@ -82,6 +82,13 @@ function listOptions(spec: OptionSpec): string {
   return names.join(', ') || 'none';
 }
 
+/** A value option, or undefined when it was not given (parseArgs has refused an empty value). */
+export function stringFlag(args: ParsedArgs, name: string): string | undefined {
+  const raw = args.flags.get(name);
+  if (raw === true) throw new InvalidInputError('INVALID_ARGUMENT', `--${name} needs a value.`);
+  return raw;
+}
+
 /** Plain decimal digits: what a user means by an integer, nothing JavaScript's Number() also reads. */
 const DECIMAL = /^[0-9]+$/;
 

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import type { Backend, BackendRequest } from '../backends/backend.js';
 import { createBackend } from '../backends/select.js';
 import type { QuantizerOptions } from '../config.js';
+import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 import { installHint, loadTensorFlow, missingPackages, REQUIRED_PACKAGES, type TfBackendName } from '../demo/dependencies.js';
 import { loadMnist } from '../demo/mnist.js';
@@ -16,7 +17,7 @@ import { describeModel, layerNames, weightShapes } from '../demo/model.js';
 import { renderReport } from '../demo/report.js';
 import { moqOutcome, perSeedTable, summaryTable, type RunLabels, type SeedResult } from '../demo/summary.js';
 import { trainFullPrecision, trainMoq, type TrainingSetup } from '../demo/train.js';
-import { choiceFlag, integerFlag, type ParsedArgs } from './args.js';
+import { choiceFlag, integerFlag, stringFlag, type ParsedArgs } from './args.js';
 import { createProgress } from './progress.js';
 import { table } from './table.js';
 
@@ -63,7 +64,7 @@ function atMost(name: string, value: number, max: number, why: string): void {
  */
 export function demoOptions(args: ParsedArgs): DemoOptions {
   if (args.positionals.length > 0) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `demo takes no file arguments, got "${args.positionals[0]}".`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `demo takes no file arguments, got ${describeValue(args.positionals[0])}.`);
   }
   const steps = integerFlag(args, 'steps', 1500, 1);
   const bits = integerFlag(args, 'bits', 4, 1);
@@ -88,8 +89,7 @@ export function demoOptions(args: ParsedArgs): DemoOptions {
   atMost('seeds', seeds, 100, 'each seed trains twice');
   const seed = integerFlag(args, 'seed', 1, 0);
   atMost('seed', seed, 0xffffffff - (seeds - 1), 'seeds are 32-bit');
-  const report = args.flags.get('report') ?? 'moq-report.html';
-  if (report === true || report === '') throw new InvalidInputError('INVALID_ARGUMENT', '--report needs a file path, e.g. --report moq-report.html.');
+  const report = stringFlag(args, 'report') ?? 'moq-report.html';
   return {
     bits, startBits, period, groups, steps, batch, seed, seeds, report, eigenvalues,
     evalEvery: integerFlag(args, 'eval-every', Math.max(1, Math.round(steps / 30)), 1),
