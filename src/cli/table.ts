@@ -8,10 +8,11 @@ import { displayWidth, escapeForTerminal } from './terminal.js';
  */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const lines = [header, ...rows].map((cells) => cells.map((cell) => escapeForTerminal(cell)));
-  const widths = lines[0]!.map(() => 0);
+  const widths = header.map(() => 0);
   for (const cells of lines) cells.forEach((cell, i) => (widths[i] = Math.max(widths[i]!, displayWidth(cell))));
-  const line = (cells: readonly string[]) => cells.map((cell, i) => cell + ' '.repeat(widths[i]! - displayWidth(cell))).join('  ').trimEnd();
-  return [line(lines[0]!), line(widths.map((w) => '-'.repeat(w))), ...lines.slice(1).map(line)].join('\n');
+  // padEnd counts code units; a cell's padding is what its display width leaves of the column.
+  const line = (cells: readonly string[]) => cells.map((cell, i) => cell.padEnd(cell.length + widths[i]! - displayWidth(cell))).join('  ').trimEnd();
+  return [line(lines[0]!), line(widths.map((width) => '-'.repeat(width))), ...lines.slice(1).map(line)].join('\n');
 }
 
 export function formatBytes(bytes: number): string {
