@@ -2,9 +2,11 @@
 // "edge-moq" is a JSON string mapping each packed tensor name to how it was packed. Readers
 // check it against the tensors before trusting it.
 
+import { describeValue } from '../describe.js';
 import { FormatError } from '../errors.js';
 import { codeBytes, PACKED_FORMAT, packedType, type PackedType } from '../packed/layout.js';
 import type { Dtype, SafetensorsFile, TensorInfo } from './safetensors.js';
+import { parseStrictJson } from './strict-json.js';
 
 /** How one tensor was packed (its `edge-moq` metadata entry). */
 export interface PackedEntry {
@@ -26,6 +28,8 @@ export interface PackedParts {
   zeros: TensorInfo | null;
 }
 
+const RECORDS = 'it must be a JSON object mapping tensor names to { bits, type, groupSize, shape, dtype }';
+
 export const packedNames = (name: string) => ({ codes: `${name}.q`, scales: `${name}.scale`, zeros: `${name}.zero` });
 
 export function packedMetadata(entries: ReadonlyMap<string, PackedEntry>, extra: Readonly<Record<string, string>> = {}): Record<string, string> {
@@ -43,30 +47,30 @@ export function isPackedFile(file: SafetensorsFile): boolean {
  */
 export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]; plain: TensorInfo[] } {
   if (!isPackedFile(file)) {
-    throw new FormatError(`this file is not packed by edge-moq (its __metadata__.format is ${JSON.stringify(file.metadata.format ?? null)}, ` +
+    throw new FormatError(`this file is not packed by edge-moq (its __metadata__.format is ${describeValue(file.metadata.format ?? null)}, ` +
       `not "${PACKED_FORMAT}"); quantize it first with "edge-moq quantize".`);
   }
-  let entries: unknown;
-  try {
-    entries = JSON.parse(file.metadata['edge-moq'] ?? '');
-  } catch {
-    throw new FormatError('__metadata__["edge-moq"] must be a JSON object mapping tensor names to { bits, type, groupSize, shape, dtype }.');
-  }
+  const records = file.metadata['edge-moq'];
+  if (records === undefined) throw new FormatError(`__metadata__["edge-moq"] is missing; ${RECORDS}.`);
+  // Strictly: a tensor listed twice would otherwise lose its first record without a word.
+  const entries = parseStrictJson(records, (problem, index) => {
+    throw new FormatError(`__metadata__["edge-moq"] ${problem} (at character ${index}); ${RECORDS}.`);
+  });
   if (entries === null || typeof entries !== 'object' || Array.isArray(entries)) {
-    throw new FormatError('__metadata__["edge-moq"] must be a JSON object mapping tensor names to { bits, type, groupSize, shape, dtype }.');
+    throw new FormatError(`__metadata__["edge-moq"] is ${describeValue(entries)}; ${RECORDS}.`);
   }
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const used = new Set<string>();
   const packed = Object.entries(entries as Record<string, unknown>).map(([name, raw]) => {
     const entry = checkEntry(name, raw);
     const length = entry.shape.reduce((a, b) => a * b, 1);
-    if (length % entry.groupSize !== 0) throw new FormatError(`"${name}": groupSize ${entry.groupSize} does not divide its ${length} elements.`);
+    if (length % entry.groupSize !== 0) throw new FormatError(`${describeValue(name)}: groupSize ${entry.groupSize} does not divide its ${length} elements.`);
     const names = packedNames(name);
     const part = (partName: string, dtype: Dtype, elements: number): TensorInfo => {
       const tensor = byName.get(partName);
-      if (!tensor) throw new FormatError(`"${name}" is listed as packed but the file has no tensor "${partName}".`);
+      if (!tensor) throw new FormatError(`${describeValue(name)} is listed as packed but the file has no tensor ${describeValue(partName)}.`);
       if (tensor.dtype !== dtype || tensor.length !== elements || tensor.shape.length !== 1) {
-        throw new FormatError(`"${partName}" must be ${dtype} of shape [${elements}], got ${tensor.dtype} [${tensor.shape.join(', ')}].`);
+        throw new FormatError(`${describeValue(partName)} must be ${dtype} of shape [${elements}], got ${tensor.dtype} [${tensor.shape.join(', ')}].`);
       }
       used.add(partName);
       return tensor;
@@ -84,17 +88,17 @@ export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]
 
 function checkEntry(name: string, raw: unknown): PackedEntry {
   const fail = (what: string): never => {
-    throw new FormatError(`__metadata__["edge-moq"]["${name}"]: ${what}`);
+    throw new FormatError(`__metadata__["edge-moq"][${describeValue(name)}]: ${what}`);
   };
   if (raw === null || typeof raw !== 'object') fail('must be an object { bits, type, groupSize, shape, dtype }.');
   const { bits, type, groupSize, shape, dtype } = raw as Record<string, unknown>;
-  if (!Number.isInteger(bits) || (bits as number) < 1 || (bits as number) > 16) fail(`bits must be an integer in 1..16, got ${JSON.stringify(bits)}.`);
-  if (type !== packedType(bits as number, type === 'asymmetric')) fail(`type ${JSON.stringify(type)} does not fit bits ${bits as number}.`);
-  if (!Number.isInteger(groupSize) || (groupSize as number) <= 0) fail(`groupSize must be a positive integer, got ${JSON.stringify(groupSize)}.`);
+  if (!Number.isInteger(bits) || (bits as number) < 1 || (bits as number) > 16) fail(`bits must be an integer in 1..16, got ${describeValue(bits)}.`);
+  if (type !== packedType(bits as number, type === 'asymmetric')) fail(`type ${describeValue(type)} does not fit bits ${bits as number}.`);
+  if (!Number.isInteger(groupSize) || (groupSize as number) <= 0) fail(`groupSize must be a positive integer, got ${describeValue(groupSize)}.`);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0) ||
     shape.reduce((a: number, b: number) => a * b, 1) > Number.MAX_SAFE_INTEGER) {
-    fail(`shape must be a list of positive integers, got ${JSON.stringify(shape)}.`);
+    fail(`shape must be a list of positive integers, got ${describeValue(shape)}.`);
   }
-  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') fail(`dtype must be F32, F16 or BF16, got ${JSON.stringify(dtype)}.`);
+  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') fail(`dtype must be F32, F16 or BF16, got ${describeValue(dtype)}.`);
   return { bits, type, groupSize, shape, dtype } as PackedEntry;
 }

@@ -5,7 +5,9 @@
 // streams through. Everything a file declares is checked against the file's real size before
 // anything is allocated from it.
 
+import { describeName, describeValue, typeName } from '../describe.js';
 import { EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
+import { parseStrictJson } from './strict-json.js';
 
 export const DTYPE_BYTES = {
   F64: 8, F32: 4, F16: 2, BF16: 2,
@@ -60,14 +62,6 @@ export interface SafetensorsFile {
 
 const MAX_SAFE = '2^53-1';
 
-const quote = (name: string) => `'${JSON.stringify(name).slice(1, -1)}'`;
-
-/** A value as it appears in the header, shortened so that a message stays readable. */
-function shown(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
-
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   value !== null && typeof value === 'object' && !Array.isArray(value);
 
@@ -75,59 +69,116 @@ const isDtype = (value: unknown): value is Dtype => typeof value === 'string' &&
 
 type Fail = (message: string) => never;
 
-/** The element count of `shape`, failing (with `fail`) on anything that is not a valid shape. */
-function shapeLength(shape: unknown, label: string, fail: Fail): number {
-  if (!Array.isArray(shape)) fail(`${label} shape must be an array of dimensions, got ${shown(shape)}`);
-  const dims = shape as unknown[];
-  dims.forEach((dim, axis) => {
+/**
+ * `shape` checked and copied, with its element count; fails (with `fail`) on anything that is
+ * not a valid shape. Each dimension is read once, so what was checked is what is kept.
+ */
+function checkShape(shape: unknown, label: string, fail: Fail): { shape: readonly number[]; length: number } {
+  if (!Array.isArray(shape)) fail(`${label} shape must be an array of dimensions, got ${describeValue(shape)}`);
+  const dims = Array.from(shape as unknown[], (dim, axis) => {
     if (!Number.isSafeInteger(dim) || (dim as number) < 0) {
-      fail(`${label} shape[${axis}] is ${shown(dim)}; dimensions must be integers from 0 to ${MAX_SAFE}`);
+      fail(`${label} shape[${axis}] is ${describeValue(dim)}; dimensions must be integers from 0 to ${MAX_SAFE}`);
     }
+    return dim as number;
   });
+  const checked = Object.freeze(dims);
   // A zero dimension makes the tensor empty however large the others are.
-  if (dims.includes(0)) return 0;
+  if (dims.includes(0)) return { shape: checked, length: 0 };
   let length = 1;
-  for (const dim of dims as number[]) {
+  for (const dim of dims) {
     length *= dim;
-    if (length > Number.MAX_SAFE_INTEGER) fail(`${label} shape ${shown(shape)} has more than ${MAX_SAFE} elements`);
+    if (length > Number.MAX_SAFE_INTEGER) fail(`${label} shape ${describeValue(checked)} has more than ${MAX_SAFE} elements`);
   }
-  return length;
+  return { shape: checked, length };
 }
 
 function dtypeOf(dtype: unknown, label: string, fail: Fail): Dtype {
-  if (!isDtype(dtype)) fail(`${label} has unknown dtype ${shown(dtype)}; known: ${Object.keys(DTYPE_BYTES).join(', ')}`);
+  if (!isDtype(dtype)) fail(`${label} has unknown dtype ${describeValue(dtype)}; known: ${Object.keys(DTYPE_BYTES).join(', ')}`);
   return dtype as Dtype;
 }
 
 function byteLengthOf(length: number, dtype: Dtype, shape: readonly number[], label: string, fail: Fail): number {
   const byteLength = length * DTYPE_BYTES[dtype];
-  if (byteLength > Number.MAX_SAFE_INTEGER) fail(`${label} shape ${shown(shape)} × ${dtype} is more than ${MAX_SAFE} bytes`);
+  if (byteLength > Number.MAX_SAFE_INTEGER) fail(`${label} shape ${describeValue(shape)} × ${dtype} is more than ${MAX_SAFE} bytes`);
   return byteLength;
 }
 
 function metadataOf(metadata: unknown, label: string, fail: Fail): Readonly<Record<string, string>> {
-  if (!isPlainObject(metadata)) fail(`${label} must be an object of string values, got ${shown(metadata)}`);
-  for (const [key, value] of Object.entries(metadata as object)) {
-    if (typeof value !== 'string') fail(`${label} value for key ${quote(key)} is ${shown(value)}; metadata values must be strings`);
+  if (!isPlainObject(metadata)) fail(`${label} must be an object of string values, got ${describeValue(metadata)}`);
+  const entries = Object.entries(metadata as object);
+  for (const [key, value] of entries) {
+    if (typeof value !== 'string') fail(`${label} value for key ${describeName(key)} is ${describeValue(value)}; metadata values must be strings`);
   }
   // fromEntries defines own properties, so a key like "__proto__" stays a key.
-  return Object.freeze(Object.fromEntries(Object.entries(metadata as Record<string, string>)));
+  return Object.freeze(Object.fromEntries(entries));
 }
 
 const malformed: Fail = (message) => { throw new FormatError(message); };
+const invalid: Fail = (message) => { throw new InvalidInputError('INVALID_ARGUMENT', message); };
+
+// The typed-array getters themselves, not what a value's prototype chain says: a subclass can
+// override `length`, and a Proxy passes `instanceof Uint8Array` while holding no bytes.
+const TypedArrayPrototype = Reflect.getPrototypeOf(Uint8Array.prototype) as object;
+const intrinsicGetter = (key: PropertyKey) => Reflect.getOwnPropertyDescriptor(TypedArrayPrototype, key)!.get!;
+const typedArrayKind = intrinsicGetter(Symbol.toStringTag);
+const typedArrayLength = intrinsicGetter('length');
+const typedArrayBuffer = intrinsicGetter('buffer');
+const typedArrayByteOffset = intrinsicGetter('byteOffset');
+
+type ArrayKind = 'Uint8Array' | 'Float32Array';
+
+function isDetached(buffer: ArrayBufferLike): boolean {
+  try {
+    // Only a detached buffer refuses a new view.
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * The true element count of `value` if it is a `kind` that holds its elements, else what it
+ * is instead, as a message shows it.
+ */
+function elementsOf(value: unknown, kind: ArrayKind): number | string {
+  if (typedArrayKind.call(value) !== kind) {
+    return typeName(value) === kind ? `a Proxy or another object that only inherits from ${kind}.prototype` : describeValue(value);
+  }
+  const length = typedArrayLength.call(value) as number;
+  if (length === 0 && isDetached(typedArrayBuffer.call(value) as ArrayBufferLike)) return 'one whose buffer was detached (transferred)';
+  return length;
+}
+
+/** `count` elements from the start of a checked `array`, made without its subclass's constructor. */
+function viewOf<T extends Float32Array | Uint8Array>(array: T, count: number): T {
+  const View = (typedArrayKind.call(array) === 'Float32Array' ? Float32Array : Uint8Array) as unknown as new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T;
+  return new View(typedArrayBuffer.call(array) as ArrayBufferLike, typedArrayByteOffset.call(array) as number, count);
+}
 
 // ---- Reading ------------------------------------------------------------------------------
 
+/** Each tensor openSafetensors made, with the list it belongs to: ownership in O(1). */
+const tensorLists = new WeakMap<TensorInfo, readonly TensorInfo[]>();
+
 /** Reads and checks the header of a safetensors file; the data is read later, on demand. */
 export async function openSafetensors(source: ByteSource): Promise<SafetensorsFile> {
-  if (source.size < 8) {
-    malformed(`the file is ${source.size} bytes, shorter than the 8-byte header length that starts a safetensors file`);
+  if (source === null || typeof source !== 'object' || typeof source.read !== 'function') {
+    invalid(`source must be a ByteSource { size, read(offset, into) }, got ${describeValue(source)}`);
+  }
+  const size: unknown = source.size;
+  if (!Number.isSafeInteger(size) || (size as number) < 0) {
+    invalid(`source.size must be the file's size in bytes, an integer from 0 to ${MAX_SAFE}, got ${describeValue(size)}`);
+  }
+  const fileSize = size as number;
+  if (fileSize < 8) {
+    malformed(`the file is ${fileSize} bytes, shorter than the 8-byte header length that starts a safetensors file`);
   }
   const prefix = new Uint8Array(8);
   await source.read(0, prefix);
   const declared = new DataView(prefix.buffer).getBigUint64(0, true);
-  if (declared > BigInt(source.size - 8)) {
-    malformed(`header length ${declared} (bytes 0-7) exceeds the file size ${source.size}: not a safetensors file, or a truncated one`);
+  if (declared > BigInt(fileSize - 8)) {
+    malformed(`header length ${declared} (bytes 0-7) exceeds the file size ${fileSize}: not a safetensors file, or a truncated one`);
   }
   const headerLength = Number(declared);
   if (headerLength > MAX_HEADER_BYTES) {
@@ -136,37 +187,47 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
   const headerBytes = new Uint8Array(headerLength);
   await source.read(8, headerBytes);
   const dataOffset = 8 + headerLength;
-  const { tensors, metadata } = parseHeader(headerBytes, source.size - dataOffset, dataOffset);
+  const { tensors, metadata } = parseHeader(headerBytes, fileSize - dataOffset, dataOffset);
+  for (const tensor of tensors) tensorLists.set(tensor, tensors);
   return Object.freeze({ source, dataOffset, tensors, metadata });
+}
+
+/** The header's JSON: strictly, so that no duplicate key hides a tensor and no nesting overflows a stack. */
+function parseHeaderJson(bytes: Uint8Array, where: string): unknown {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (cause) {
+    throw new FormatError(`${where} is not UTF-8 JSON: ${(cause as Error).message}`, { cause });
+  }
+  return parseStrictJson(text, (problem, index) => {
+    // Only on failure: the UTF-8 length of the text before the problem is its byte offset.
+    const at = 8 + new TextEncoder().encode(text.slice(0, index)).length;
+    return malformed(`${where} ${problem} (at byte ${at})`);
+  });
 }
 
 function parseHeader(bytes: Uint8Array, dataSize: number, dataOffset: number) {
   const where = bytes.length > 0 ? `the header (bytes 8-${dataOffset - 1})` : 'the header (0 bytes)';
-  let header: unknown;
-  try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (cause) {
-    throw new FormatError(`${where} is not UTF-8 JSON: ${(cause as Error).message}`, { cause });
-  }
-  if (!isPlainObject(header)) malformed(`${where} must be a JSON object of tensors, got ${shown(header)}`);
+  const header = parseHeaderJson(bytes, where);
+  if (!isPlainObject(header)) malformed(`${where} must be a JSON object of tensors, got ${describeValue(header)}`);
   const entries = Object.entries(header as Record<string, unknown>);
   const metadataEntry = entries.find(([name]) => name === '__metadata__');
   const metadata = metadataEntry ? metadataOf(metadataEntry[1], '__metadata__', malformed) : Object.freeze({});
 
   const tensors = entries.filter(([name]) => name !== '__metadata__').map(([name, entry]) => {
-    const label = `tensor ${quote(name)}`;
-    if (!isPlainObject(entry)) malformed(`${label} must be an object with dtype, shape and data_offsets, got ${shown(entry)}`);
+    const label = `tensor ${describeName(name)}`;
+    if (!isPlainObject(entry)) malformed(`${label} must be an object with dtype, shape and data_offsets, got ${describeValue(entry)}`);
     const { dtype: rawDtype, shape: rawShape, data_offsets: offsets } = entry as Record<string, unknown>;
     const dtype = dtypeOf(rawDtype, label, malformed);
-    const length = shapeLength(rawShape, label, malformed);
-    const shape = Object.freeze([...(rawShape as number[])]);
+    const { shape, length } = checkShape(rawShape, label, malformed);
     const byteLength = byteLengthOf(length, dtype, shape, label, malformed);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(Number.isSafeInteger) || offsets[0] < 0 || offsets[0] > offsets[1]) {
-      malformed(`${label} data_offsets must be [begin, end] with integers 0 <= begin <= end, got ${shown(offsets)}`);
+      malformed(`${label} data_offsets must be [begin, end] with integers 0 <= begin <= end, got ${describeValue(offsets)}`);
     }
     const [begin, end] = offsets as [number, number];
     if (end - begin !== byteLength) {
-      malformed(`${label} data_offsets [${begin}, ${end}] do not match shape ${shown(shape)} × ${dtype} = ${byteLength} bytes`);
+      malformed(`${label} data_offsets [${begin}, ${end}] do not match shape ${describeValue(shape)} × ${dtype} = ${byteLength} bytes`);
     }
     if (end > dataSize) {
       malformed(`${label} ends at byte ${dataOffset + end} past the end of the file (size ${dataOffset + dataSize}): the file is truncated`);
@@ -176,31 +237,68 @@ function parseHeader(bytes: Uint8Array, dataSize: number, dataOffset: number) {
 
   // Sort is stable: tensors at the same offset (only empty ones can be) keep header order.
   tensors.sort((a, b) => a.byteOffset - b.byteOffset || a.byteLength - b.byteLength);
+  checkTiling(tensors, dataSize, dataOffset);
+  return { tensors: Object.freeze(tensors), metadata };
+}
+
+/**
+ * The tensors' bytes, in data order, must cover the data area exactly, as the reference
+ * implementation requires: an overlap means two tensors share bytes, and a gap or trailing bytes
+ * mean the header does not describe the file (a tensor lost from the header, or a wrong length).
+ * Empty tensors hold no bytes, so they overlap nothing and leave no gap wherever they point.
+ */
+function checkTiling(tensors: readonly TensorInfo[], dataSize: number, dataOffset: number): void {
+  const dataRange = (begin: number, end: number) => `data bytes [${begin}, ${end}) ` +
+    (end - begin === 1 ? `(file byte ${dataOffset + begin})` : `(file bytes ${dataOffset + begin}-${dataOffset + end - 1})`);
+  const unclaimed = (begin: number, end: number, where: string): never => malformed(`${dataRange(begin, end)} belong to no tensor: ${where}; ` +
+    'safetensors data must run from the end of the header to the end of the file without gaps');
+  let covered = 0;
   let previous: TensorInfo | undefined;
   for (const tensor of tensors) {
-    // An empty tensor holds no bytes, so it overlaps nothing wherever its offset points.
     if (tensor.byteLength === 0) continue;
-    if (previous && tensor.byteOffset < previous.byteOffset + previous.byteLength) {
+    const begin = tensor.byteOffset - dataOffset;
+    if (previous && begin < covered) {
       const range = (t: TensorInfo) => `[${t.byteOffset - dataOffset}, ${t.byteOffset - dataOffset + t.byteLength}]`;
-      malformed(`tensors ${quote(previous.name)} ${range(previous)} and ${quote(tensor.name)} ${range(tensor)} overlap`);
+      malformed(`tensors ${describeName(previous.name)} ${range(previous)} and ${describeName(tensor.name)} ${range(tensor)} overlap`);
     }
+    if (begin > covered) {
+      unclaimed(covered, begin, previous
+        ? `they lie between tensors ${describeName(previous.name)} and ${describeName(tensor.name)}`
+        : `they lie before tensor ${describeName(tensor.name)}`);
+    }
+    covered = begin + tensor.byteLength;
     previous = tensor;
   }
-  return { tensors: Object.freeze(tensors), metadata };
+  if (covered < dataSize) {
+    unclaimed(covered, dataSize, previous ? `they lie after tensor ${describeName(previous.name)}, the last` : 'the file has no tensor data');
+  }
 }
 
 /** A tensor from another file (or a hand-made one) could point anywhere: only take our own. */
 function checkOwnTensor(file: SafetensorsFile, tensor: TensorInfo): void {
-  if (!file.tensors.includes(tensor)) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `tensor ${quote(String(tensor?.name))} is not one of this file's tensors; pass an entry of file.tensors`);
+  const list = tensorLists.get(tensor);
+  if (list === undefined || list !== file?.tensors) {
+    const name: unknown = tensor?.name;
+    invalid(`tensor ${typeof name === 'string' ? describeName(name) : describeValue(name)} is not one of this file's tensors; pass an entry of file.tensors`);
   }
 }
 
-function chunkSize(value: unknown, name: string): number {
-  if (!Number.isSafeInteger(value) || (value as number) <= 0) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `options.${name} must be a positive integer, got ${shown(value)}`);
+/** The first `count` elements of `into`, an output array the caller handed over for reuse. */
+function reusedArray<T extends Float32Array | Uint8Array>(into: T, kind: ArrayKind, count: number, unit: string, label = 'into'): T {
+  const elements = elementsOf(into, kind);
+  if (typeof elements !== 'number' || elements < count) {
+    invalid(`${label} must be a ${kind} of at least ${count} ${unit}, got ${typeof elements === 'number' ? `${elements} ${unit}` : elements}`);
   }
+  return viewOf(into, count);
+}
+
+function checkFloatDtype(dtype: unknown): FloatDtype {
+  if (!isDtype(dtype) || !isFloatDtype(dtype)) invalid(`dtype must be F32, F16 or BF16, got ${describeValue(dtype)}`);
+  return dtype as FloatDtype;
+}
+
+function chunkSize(value: unknown, name: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) <= 0) invalid(`options.${name} must be a positive integer, got ${describeValue(value)}`);
   return value as number;
 }
 
@@ -220,13 +318,10 @@ export function readFloat32Chunks(file: SafetensorsFile, tensor: TensorInfo, opt
   checkOwnTensor(file, tensor);
   const dtype = tensor.dtype;
   if (!isFloatDtype(dtype)) {
-    throw new InvalidInputError('WRONG_DTYPE', `tensor ${quote(tensor.name)} is ${dtype}; only F32, F16 and BF16 can be quantized`);
+    throw new InvalidInputError('WRONG_DTYPE', `tensor ${describeName(tensor.name)} is ${dtype}; only F32, F16 and BF16 can be quantized`);
   }
   const chunk = Math.min(chunkSize(options?.chunkElements, 'chunkElements'), tensor.length);
-  const out = options.into ?? new Float32Array(chunk);
-  if (!(out instanceof Float32Array) || out.length < chunk) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `options.into must be a Float32Array of at least ${chunk} elements`);
-  }
+  const out = options.into === undefined ? new Float32Array(chunk) : reusedArray(options.into, 'Float32Array', chunk, 'elements', 'options.into');
   const raw = new Uint8Array(chunk * DTYPE_BYTES[dtype]);
   return float32Chunks(file.source, tensor, dtype, chunk, raw, out);
 }
@@ -252,10 +347,7 @@ export interface ByteChunkOptions {
 export function readByteChunks(file: SafetensorsFile, tensor: TensorInfo, options: ByteChunkOptions): AsyncGenerator<Uint8Array, void, undefined> {
   checkOwnTensor(file, tensor);
   const chunk = Math.min(chunkSize(options?.chunkBytes, 'chunkBytes'), tensor.byteLength);
-  const out = options.into ?? new Uint8Array(chunk);
-  if (!(out instanceof Uint8Array) || out.length < chunk) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `options.into must be a Uint8Array of at least ${chunk} bytes`);
-  }
+  const out = options.into === undefined ? new Uint8Array(chunk) : reusedArray(options.into, 'Uint8Array', chunk, 'bytes', 'options.into');
   return byteChunks(file.source, tensor, chunk, out);
 }
 
@@ -307,28 +399,26 @@ export interface SafetensorsLayout {
   size: number;
 }
 
-const invalid: Fail = (message) => { throw new InvalidInputError('INVALID_ARGUMENT', message); };
-
 /** Lays out a file whose tensors come in the order given: the header first, for streaming. */
 export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Readonly<Record<string, string>> = {}): SafetensorsLayout {
-  if (!Array.isArray(specs)) invalid(`tensors must be an array of { name, dtype, shape }, got ${shown(specs)}`);
+  if (!Array.isArray(specs)) invalid(`tensors must be an array of { name, dtype, shape }, got ${describeValue(specs)}`);
   const checkedMetadata = metadataOf(metadata, 'metadata', invalid);
   const names = new Set<string>();
   let dataSize = 0;
-  const placed = specs.map((spec, index) => {
-    if (!isPlainObject(spec)) invalid(`tensors[${index}] must be an object { name, dtype, shape }, got ${shown(spec)}`);
-    const { name } = spec;
+  const placed = Array.from(specs, (spec, index) => {
+    if (!isPlainObject(spec)) invalid(`tensors[${index}] must be an object { name, dtype, shape }, got ${describeValue(spec)}`);
+    // Each field read once: a getter cannot hand over one value to check and another to use.
+    const { name, dtype: rawDtype, shape: rawShape, byteLength: declaredByteLength } = spec;
     if (typeof name !== 'string' || name === '__metadata__' || names.has(name)) {
-      invalid(`tensors[${index}].name must be a unique string other than "__metadata__", got ${shown(name)}`);
+      invalid(`tensors[${index}].name must be a unique string other than "__metadata__", got ${describeValue(name)}`);
     }
     names.add(name);
-    const label = `tensor ${quote(name)}`;
-    const dtype = dtypeOf(spec.dtype, label, invalid);
-    const length = shapeLength(spec.shape, label, invalid);
-    const shape = Object.freeze([...(spec.shape as readonly number[])]);
+    const label = `tensor ${describeName(name)}`;
+    const dtype = dtypeOf(rawDtype, label, invalid);
+    const { shape, length } = checkShape(rawShape, label, invalid);
     const byteLength = byteLengthOf(length, dtype, shape, label, invalid);
-    if (spec.byteLength !== undefined && spec.byteLength !== byteLength) {
-      invalid(`${label} byteLength ${shown(spec.byteLength)} does not match shape ${shown(shape)} × ${dtype} = ${byteLength} bytes`);
+    if (declaredByteLength !== undefined && declaredByteLength !== byteLength) {
+      invalid(`${label} byteLength ${describeValue(declaredByteLength)} does not match shape ${describeValue(shape)} × ${dtype} = ${byteLength} bytes`);
     }
     const begin = dataSize;
     dataSize += byteLength;
@@ -400,13 +490,15 @@ export async function createSafetensorsWriter(sink: ByteSink, options: Safetenso
     size: layout.size,
     async write(bytes) {
       checkOpen();
-      if (!(bytes instanceof Uint8Array)) return discard(new InvalidInputError('INVALID_ARGUMENT', `write takes a Uint8Array, got ${shown(bytes)}`));
-      if (written + bytes.length > dataSize) {
+      const length = elementsOf(bytes, 'Uint8Array');
+      if (typeof length !== 'number') return discard(new InvalidInputError('INVALID_ARGUMENT', `write takes a Uint8Array, got ${length}; the output was discarded`));
+      if (written + length > dataSize) {
         return discard(new InvalidInputError('INVALID_ARGUMENT',
-          `a write of ${bytes.length} bytes at data byte ${written} goes past the ${dataSize} bytes the header promised; the output was discarded`));
+          `a write of ${length} bytes at data byte ${written} goes past the ${dataSize} bytes the header promised; the output was discarded`));
       }
-      written += bytes.length;
-      await sink.write(bytes).catch(discard);
+      written += length;
+      // A plain view: the sink sees the bytes that were counted, whatever a subclass says its length is.
+      await sink.write(viewOf(bytes, length)).catch(discard);
     },
     async close() {
       checkOpen();
@@ -414,7 +506,7 @@ export async function createSafetensorsWriter(sink: ByteSink, options: Safetenso
         const short = layout.tensors.find((t) => t.byteOffset - dataOffset + t.byteLength > written)!;
         const got = Math.max(0, written - (short.byteOffset - dataOffset));
         return discard(new InvalidInputError('INVALID_ARGUMENT',
-          `tensor ${quote(short.name)} got ${got} of its ${short.byteLength} bytes (${written} of the ${dataSize} data bytes were written); the output was discarded`));
+          `tensor ${describeName(short.name)} got ${got} of its ${short.byteLength} bytes (${written} of the ${dataSize} data bytes were written); the output was discarded`));
       }
       state = 'closed';
       await sink.close().catch(discard);
@@ -441,8 +533,9 @@ export function encodeSafetensors(tensors: readonly TensorBytes[], metadata?: Re
   file.set(layout.header);
   layout.tensors.forEach((info, index) => {
     const { data } = tensors[index]!;
-    if (!(data instanceof Uint8Array) || data.length !== info.byteLength) {
-      invalid(`tensor ${quote(info.name)} data must be a Uint8Array of ${info.byteLength} bytes (shape ${shown(info.shape)} × ${info.dtype}), got ${data instanceof Uint8Array ? `${data.length} bytes` : shown(data)}`);
+    const length = elementsOf(data, 'Uint8Array');
+    if (length !== info.byteLength) {
+      invalid(`tensor ${describeName(info.name)} data must be a Uint8Array of ${info.byteLength} bytes (shape ${describeValue(info.shape)} × ${info.dtype}), got ${typeof length === 'number' ? `${length} bytes` : length}`);
     }
     file.set(data, info.byteOffset);
   });
@@ -522,11 +615,12 @@ export function f32ToBf16(value: number): number {
 
 /** Raw little-endian F32/F16/BF16 bytes as float32 values (into `into` when given). */
 export function decodeFloat32(raw: Uint8Array, dtype: FloatDtype, into?: Float32Array): Float32Array {
-  const bytes = DTYPE_BYTES[dtype];
-  const count = raw.length / bytes;
-  if (!Number.isInteger(count)) invalid(`${raw.length} bytes are not a whole number of ${dtype} values`);
-  const out = into ? into.subarray(0, count) : new Float32Array(count);
-  if (out.length < count) invalid(`into holds ${into!.length} values; ${count} are needed`);
+  const rawBytes = elementsOf(raw, 'Uint8Array');
+  if (typeof rawBytes !== 'number') invalid(`raw must be a Uint8Array, got ${rawBytes}`);
+  const bytes = DTYPE_BYTES[checkFloatDtype(dtype)];
+  const count = (rawBytes as number) / bytes;
+  if (!Number.isInteger(count)) invalid(`${rawBytes} bytes are not a whole number of ${dtype} values`);
+  const out = into === undefined ? new Float32Array(count) : reusedArray(into, 'Float32Array', count, 'values');
   // Writing bit patterns through a same-buffer Uint32Array keeps host byte order consistent.
   const bits = new Uint32Array(out.buffer, out.byteOffset, count);
   if (dtype === 'F32') {
@@ -541,10 +635,12 @@ export function decodeFloat32(raw: Uint8Array, dtype: FloatDtype, into?: Float32
 
 /** Float32 values as little-endian F32/F16/BF16 bytes (into `into` when given), rounding ties to even. */
 export function encodeFloat32(values: Float32Array, dtype: FloatDtype, into?: Uint8Array): Uint8Array {
-  const size = values.length * DTYPE_BYTES[dtype];
-  const out = into ? into.subarray(0, size) : new Uint8Array(size);
-  if (out.length < size) invalid(`into holds ${into!.length} bytes; ${size} are needed`);
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const count = elementsOf(values, 'Float32Array');
+  if (typeof count !== 'number') invalid(`values must be a Float32Array, got ${count}`);
+  const size = (count as number) * DTYPE_BYTES[checkFloatDtype(dtype)];
+  const out = into === undefined ? new Uint8Array(size) : reusedArray(into, 'Uint8Array', size, 'bytes');
+  const view = viewOf(values, count as number);
+  const bits = new Uint32Array(view.buffer, view.byteOffset, view.length);
   if (dtype === 'F32') {
     for (let i = 0, j = 0; i < bits.length; i++, j += 4) {
       const b = bits[i]!;
