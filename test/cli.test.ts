@@ -94,7 +94,7 @@ describe('edge-moq quantize / dequantize / inspect', () => {
   it.each([
     [['quantize', 'in.safetensors', '--bits', '4'], /usage: edge-moq quantize/],
     [['quantize', 'IN', '-o', 'OUT'], /--bits is required/],
-    [['quantize', 'IN', '-o', 'OUT', '--bits', '4', '--include', '('], /--include \( is not a valid regular expression/],
+    [['quantize', 'IN', '-o', 'OUT', '--bits', '4', '--include', '('], /--include is not a valid regular expression: .*Unterminated group/],
     [['quantize', 'IN', '-o', 'OUT', '--bits', '4', '--groups', '2', '--group-size', '8'], /--group-size or --groups, not both/],
     [['quantize', 'IN', '-o', 'OUT', '--bits', '4', '--backend', 'tpu'], /--backend must be one of/],
     [['quantize', '/nonexistent.safetensors', '-o', 'OUT', '--bits', '4'], /cannot open \/nonexistent.safetensors/],

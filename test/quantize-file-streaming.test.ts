@@ -183,6 +183,29 @@ describe('reports', () => {
   });
 });
 
+describe('name patterns', () => {
+  const names = Array.from({ length: 6 }, (_, i) => `${'a'.repeat(30 + i)}.weight`);
+  const bytes = () => modelWith(names.map((name, i) => ({ name, dtype: 'F32' as Dtype, shape: [2, 8], values: randomTensor(16, i) })));
+
+  it.each([
+    ['a global RegExp (its lastIndex used to skip every other tensor)', /a/g, 6],
+    ['a sticky RegExp', /a/y, 6],
+    ['a string', 'weight$', 6],
+    ['a pattern that backtracks exponentially in RegExp', '^(a+)+$', 0],
+    ['the same, matching', '^(a+)+\\.weight$', 6],
+  ] as const)('%s', async (_, include, packed) => {
+    const { report } = await quantize(bytes(), { bits: 4, include }, packers[0]!, 'memory');
+    expect(report.packed).toBe(packed);
+  });
+
+  it('refuses a pattern it cannot run in linear time, before reading', async () => {
+    const sink = memorySink();
+    await expect(quantizeSafetensors(memorySource(bytes()), sink, packers[0]!, { bits: 4, exclude: '(a)\\1' }))
+      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^options\.exclude/) });
+    expect(sink.state).toBe('aborted');
+  });
+});
+
 describe('refusals before anything is read', () => {
   /** A source whose header declares a tensor of `length` F32 values; data reads are counted. */
   function hugeSource(shape: number[]) {

@@ -4,16 +4,18 @@
 import { InvalidInputError } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
-import { integerFlag, type ParsedArgs } from './args.js';
+import { compileNamePattern } from '../name-pattern.js';
+import { choiceFlag, integerFlag, stringFlag, type ParsedArgs } from './args.js';
 import { naming } from './file-errors.js';
 import { openPacker } from './packer.js';
 import { createProgress } from './progress.js';
 import { formatBytes, table } from './table.js';
+import { escapeForTerminal } from './terminal.js';
 
 export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   const [input] = args.positionals;
-  const output = args.flags.get('o') ?? args.flags.get('output');
-  if (!input || typeof output !== 'string' || args.positionals.length > 1) {
+  const output = stringFlag(args, 'output');
+  if (!input || !output || args.positionals.length > 1) {
     throw new InvalidInputError('INVALID_ARGUMENT', 'usage: edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [options]; see edge-moq --help.');
   }
   if (!args.flags.has('bits')) throw new InvalidInputError('INVALID_ARGUMENT', '--bits is required (1..16), e.g. --bits 4.');
@@ -24,21 +26,18 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   if (args.flags.has('group-size')) options.groupSize = integerFlag(args, 'group-size', 1, 1);
   if (args.flags.has('groups')) options.groups = integerFlag(args, 'groups', 1, 1);
   if (args.flags.has('seed')) options.seed = integerFlag(args, 'seed', 0, 0);
-  const type = args.flags.get('type');
-  if (type !== undefined) options.type = type as QuantizeFileOptions['type'] & string;
-  const rounding = args.flags.get('rounding');
-  if (rounding !== undefined) options.rounding = rounding as QuantizeFileOptions['rounding'] & string;
+  const type = choiceFlag(args, 'type', ['symmetric', 'asymmetric'] as const);
+  if (type !== undefined) options.type = type;
+  const rounding = choiceFlag(args, 'rounding', ['nearest', 'stochastic'] as const);
+  if (rounding !== undefined) options.rounding = rounding;
   for (const name of ['include', 'exclude'] as const) {
-    const pattern = args.flags.get(name);
+    const pattern = stringFlag(args, name);
     if (pattern === undefined) continue;
-    try {
-      options[name] = new RegExp(String(pattern));
-    } catch (cause) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `--${name} ${String(pattern)} is not a valid regular expression: ${(cause as Error).message}`);
-    }
+    compileNamePattern(pattern, `--${name}`); // refused here, under the option's own name
+    options[name] = pattern;
   }
   if (args.flags.get('include-vectors') === true) options.includeVectors = true;
-  const progress = createProgress('quantize');
+  const progress = createProgress('quantize', { quiet: args.flags.has('quiet') });
   options.onProgress = (p) => progress.update(p.bytesTotal ? p.bytesDone / p.bytesTotal : 1, p.tensor ? `${p.index + 1}/${p.count} ${p.tensor}` : '');
 
   // Both ends are checked before the backend loads or anything is read.
@@ -64,16 +63,24 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   return 0;
 }
 
+/** Beyond this many tensors the summary shows the ones with the largest errors, and counts the rest. */
+const SUMMARY_ROWS = 50;
+
 function printReport(report: QuantizeReport, output: string, kind: string): void {
-  const rows = report.tensors.map((t) => [
+  const shown = report.tensors.length <= SUMMARY_ROWS ? report.tensors
+    : [...report.tensors].sort((a, b) => (b.rmsError ?? -1) - (a.rmsError ?? -1)).slice(0, SUMMARY_ROWS);
+  const rows = shown.map((t) => [
     t.name, `[${t.shape.join(', ')}]`, t.dtype,
     t.packed ? `${t.type} ${t.bits}-bit, groups of ${t.groupSize}` : `kept: ${t.reason}`,
     formatBytes(t.bytesIn), formatBytes(t.bytesOut),
     t.packed ? t.maxAbsError!.toPrecision(3) : '', t.packed ? t.rmsError!.toPrecision(3) : '',
   ]);
   console.log(table(['tensor', 'shape', 'dtype', 'packed as', 'in', 'out', 'max |err|', 'rms err'], rows));
+  if (shown.length < report.tensors.length) {
+    console.log(`(the ${SUMMARY_ROWS} tensors with the largest rms error of ${report.tensors.length}; ${report.packed} packed, ${report.skipped} kept)`);
+  }
   const change = report.ratio >= 1 ? `${report.ratio.toFixed(2)}x smaller` : `${(1 / report.ratio).toFixed(2)}x larger`;
-  console.log(`\n${output}: packed ${report.packed} tensor(s), kept ${report.skipped} unchanged, on ${kind}; ` +
+  console.log(`\n${escapeForTerminal(output)}: packed ${report.packed} tensor(s), kept ${report.skipped} unchanged, on ${kind}; ` +
     `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${change})`);
-  for (const warning of report.warnings) console.error(`edge-moq: warning: ${warning}`);
+  for (const warning of report.warnings) console.error(`edge-moq: warning: ${escapeForTerminal(warning)}`);
 }

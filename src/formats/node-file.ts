@@ -14,6 +14,8 @@ import type { ByteSink, ByteSource } from './safetensors.js';
 
 /** Node refuses single reads and writes of 2 GiB or more; larger requests go in pieces. */
 const MAX_IO_BYTES = 1 << 30;
+/** Writes are gathered into a buffer of this size (one system call per buffer, not per tensor). */
+const WRITE_BUFFER_BYTES = 1 << 20;
 /**
  * Filesystems whose files are made up when read (procfs, sysfs, debugfs, tracefs): they stat as
  * regular files of 0 or 4096 bytes whatever they hold, so a size read from them means nothing.
@@ -70,25 +72,26 @@ export async function fileSource(path: string): Promise<FileSource> {
   }
   const file = handle;
   const size = Number(stats.size);
+  const readDirect = async (offset: number, into: Uint8Array) => {
+    let done = 0;
+    while (done < into.length) {
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await file.read(into, done, Math.min(into.length - done, MAX_IO_BYTES), offset + done));
+      } catch (cause) {
+        throw ioError(`cannot read ${into.length} bytes at offset ${offset} of ${path}`, cause);
+      }
+      if (bytesRead === 0) {
+        throw ioError(`${path} ended at byte ${offset + done} while ${into.length} bytes were being read at offset ${offset} (it was ${size} bytes when opened: did it change?)`);
+      }
+      done += bytesRead;
+    }
+  };
   return {
     size,
     path,
     identity: identityOf(stats),
-    async read(offset, into) {
-      let done = 0;
-      while (done < into.length) {
-        let bytesRead: number;
-        try {
-          ({ bytesRead } = await file.read(into, done, Math.min(into.length - done, MAX_IO_BYTES), offset + done));
-        } catch (cause) {
-          throw ioError(`cannot read ${into.length} bytes at offset ${offset} of ${path}`, cause);
-        }
-        if (bytesRead === 0) {
-          throw ioError(`${path} ended at byte ${offset + done} while ${into.length} bytes were being read at offset ${offset} (it was ${size} bytes when opened: did it change?)`);
-        }
-        done += bytesRead;
-      }
-    },
+    read: readDirect,
     async close() {
       try {
         await file.close();
@@ -165,11 +168,14 @@ const partialOutputs = new Set<string>();
 
 /**
  * Removes every temporary output file this process is writing, synchronously: for a signal
- * handler (SIGINT, SIGTERM) about to exit. The library installs no handlers itself; the CLI does.
+ * handler (SIGINT, SIGTERM) about to exit; returns how many there were. The library installs no
+ * handlers itself; the CLI does.
  */
-export function removePartialOutputs(): void {
+export function removePartialOutputs(): number {
+  const count = partialOutputs.size;
   for (const path of partialOutputs) rmSync(path, { force: true });
   partialOutputs.clear();
+  return count;
 }
 
 /** A ByteSink that can also write at a position it has already passed (see atomicFileSink). */
@@ -186,8 +192,14 @@ export interface PositionalByteSink extends ByteSink {
  */
 export function atomicFileSink(path: string, options: OutputFileOptions = {}): PositionalByteSink {
   let opening: Promise<{ file: FileHandle; target: OutputTarget; temporary: string }> | undefined;
-  let position = 0;
   let state: 'open' | 'closed' | 'aborted' = 'open';
+  // Bytes [position - buffered, position) of the output wait in `buffer`.
+  let position = 0;
+  let buffered = 0;
+  let buffer = new Uint8Array(0);
+  // Operations run one after another in call order: writes issued without waiting land in
+  // order, and the buffer is never refilled while it is being written out.
+  let queue: Promise<void> = Promise.resolve();
 
   // Checked and opened on first use, so a sink that is never written creates nothing; 'wx'
   // because the random name must be ours alone.
@@ -208,16 +220,11 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
     partialOutputs.delete(opened.temporary);
   };
 
-  const failed = async (message: string, cause: unknown): Promise<never> => {
-    await discard();
-    throw cause instanceof EdgeMoqError ? cause : ioError(message, cause);
-  };
-
   const checkOpen = () => {
     if (state !== 'open') throw ioError(`the output ${path} was already ${state}`);
   };
 
-  const writeAt = async (start: number, bytes: Uint8Array) => {
+  const writeRaw = async (start: number, bytes: Uint8Array) => {
     const { file } = await handle();
     for (let done = 0; done < bytes.length;) {
       const { bytesWritten } = await file.write(bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), start + done);
@@ -225,34 +232,65 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
     }
   };
 
+  const flush = async () => {
+    if (buffered === 0) return;
+    await writeRaw(position - buffered, buffer.subarray(0, buffered));
+    buffered = 0;
+  };
+
+  /** Runs `operation` after those before it; any failure discards the output. */
+  const run = (operation: () => Promise<void>, failure: string): Promise<void> => {
+    const result = queue.then(async () => {
+      checkOpen();
+      try {
+        await operation();
+      } catch (cause) {
+        await discard();
+        throw cause instanceof EdgeMoqError ? cause : ioError(failure, cause);
+      }
+    });
+    queue = result.catch(() => undefined);
+    return result;
+  };
+
   return {
-    async write(bytes) {
-      checkOpen();
-      // Claimed before awaiting, so writes issued without waiting still land in call order.
-      const start = position;
-      position += bytes.length;
-      try {
-        await writeAt(start, bytes);
-      } catch (cause) {
-        return failed(`cannot write the temporary file for ${path}`, cause);
-      }
+    write(bytes) {
+      return run(async () => {
+        // The output is checked and created at the first write, so a bad one fails at once.
+        await handle();
+        if (bytes.length >= WRITE_BUFFER_BYTES / 2) {
+          await flush();
+          await writeRaw(position, bytes);
+        } else {
+          if (buffered + bytes.length > buffer.length) {
+            await flush();
+            if (buffer.length === 0) buffer = new Uint8Array(WRITE_BUFFER_BYTES);
+          }
+          buffer.set(bytes, buffered);
+          buffered += bytes.length;
+        }
+        position += bytes.length;
+      }, `cannot write the temporary file for ${path}`);
     },
-    async writeAt(offset, bytes) {
-      checkOpen();
-      if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.length > position) {
-        throw ioError(`writeAt(${offset}, ${bytes.length} bytes) is outside the ${position} bytes written so far to ${path}`);
-      }
-      try {
-        await writeAt(offset, bytes);
-      } catch (cause) {
-        return failed(`cannot write the temporary file for ${path}`, cause);
-      }
+    writeAt(offset, bytes) {
+      return run(async () => {
+        if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.length > position) {
+          throw ioError(`writeAt(${offset}, ${bytes.length} bytes) is outside the ${position} bytes written so far to ${path}`);
+        }
+        const bufferStart = position - buffered;
+        if (offset >= bufferStart) {
+          buffer.set(bytes, offset - bufferStart);
+          return;
+        }
+        if (offset + bytes.length > bufferStart) await flush();
+        await writeRaw(offset, bytes);
+      }, `cannot write the temporary file for ${path}`);
     },
-    async close() {
-      checkOpen();
-      state = 'closed';
-      try {
+    close() {
+      return run(async () => {
+        await flush();
         const { file, target, temporary } = await handle();
+        state = 'closed';
         // Flushed before the rename so that a crash cannot leave the target naming an incomplete
         // file; the mode is set again because open() applied the umask to it.
         await file.sync();
@@ -260,11 +298,10 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
         if (target.mode !== null) await chmod(temporary, target.mode);
         await rename(temporary, target.path);
         partialOutputs.delete(temporary);
-      } catch (cause) {
-        return failed(`cannot finish ${path}`, cause);
-      }
+      }, `cannot finish ${path}`);
     },
     async abort() {
+      await queue;
       if (state === 'open') await discard();
     },
   };

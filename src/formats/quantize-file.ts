@@ -9,6 +9,7 @@
 // compose (e.g. 8 bits for some tensors, then 4 for the rest).
 
 import { EdgeMoqError, InvalidInputError } from '../errors.js';
+import { compileNamePattern, type NamePattern } from '../name-pattern.js';
 import { tensorIdOf } from '../noise.js';
 import { allocatePacked, planPack, type PackedTensor, type PackOptions, type PackPlan } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
@@ -42,10 +43,13 @@ export interface QuantizeFileOptions {
   rounding?: 'nearest' | 'stochastic';
   /** Stochastic rounding: each tensor's noise stream is (seed, 0, tensorIdOf(name)). */
   seed?: number;
-  /** Only tensors whose name matches are packed. */
-  include?: RegExp;
-  /** Tensors whose name matches are stored unchanged. */
-  exclude?: RegExp;
+  /**
+   * Only tensors whose name matches are packed: a pattern (a string, or a RegExp read from its
+   * source and flags) matched in linear time (src/name-pattern.ts), so no pattern can hang a run.
+   */
+  include?: string | RegExp;
+  /** Tensors whose name matches are stored unchanged (a pattern, as `include`). */
+  exclude?: string | RegExp;
   /** Pack 1-D tensors too (MoQ leaves biases and norms alone; so does this, by default). */
   includeVectors?: boolean;
   /** Float32 bytes read per chunk (default 16 MiB). Memory stays near a few chunks. */
@@ -117,11 +121,11 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
   let file: SafetensorsFile;
   let carried: PackedParts[];
   try {
-    checkOptions(options);
+    const patterns = checkOptions(options);
     file = await openSafetensors(source);
     const layout = isPackedFile(file) ? readPackedLayout(file) : { packed: [], plain: file.tensors };
     carried = layout.packed;
-    items = planItems(file, layout, options);
+    items = planItems(file, layout, options, patterns);
   } catch (error) {
     await sink.abort().catch(() => undefined);
     throw error;
@@ -221,7 +225,7 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
 const partsOf = (parts: PackedParts): TensorInfo[] => (parts.zeros ? [parts.codes, parts.scales, parts.zeros] : [parts.codes, parts.scales]);
 
 /** The output's tensors in file order: packed parts carried whole, the rest decided one by one. */
-function planItems(file: SafetensorsFile, layout: { packed: PackedParts[]; plain: readonly TensorInfo[] }, options: QuantizeFileOptions): Item[] {
+function planItems(file: SafetensorsFile, layout: { packed: PackedParts[]; plain: readonly TensorInfo[] }, options: QuantizeFileOptions, patterns: Patterns): Item[] {
   const carriedByCodes = new Map(layout.packed.map((p) => [p.codes, p]));
   const plain = new Set(layout.plain);
   const items: Item[] = [];
@@ -230,7 +234,7 @@ function planItems(file: SafetensorsFile, layout: { packed: PackedParts[]; plain
     if (parts) {
       items.push({ kind: 'carry', parts });
     } else if (plain.has(tensor)) {
-      const { plan, options: packOptions, reason } = decide(tensor, options);
+      const { plan, options: packOptions, reason } = decide(tensor, options, patterns);
       items.push(plan ? { kind: 'pack', tensor, plan, options: packOptions! } : { kind: 'copy', tensor, reason: reason! });
     }
   }
@@ -451,11 +455,16 @@ function withTensor(error: unknown, name: string, first: number): unknown {
   return error;
 }
 
-function decide(tensor: TensorInfo, options: QuantizeFileOptions): Omit<Decision, 'tensor'> {
+interface Patterns {
+  include: NamePattern | null;
+  exclude: NamePattern | null;
+}
+
+function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patterns): Omit<Decision, 'tensor'> {
   const skip = (reason: string) => ({ plan: null, reason });
   if (!isFloatDtype(tensor.dtype)) return skip(`${tensor.dtype} is not a float dtype`);
-  if (options.include && !options.include.test(tensor.name)) return skip('not matched by --include');
-  if (options.exclude?.test(tensor.name)) return skip('matched by --exclude');
+  if (patterns.include && !patterns.include.test(tensor.name)) return skip('not matched by --include');
+  if (patterns.exclude?.test(tensor.name)) return skip('matched by --exclude');
   if (tensor.length === 0) return skip('empty');
   if (tensor.shape.length < 2 && !options.includeVectors) return skip(`${tensor.shape.length}-D (pass --include-vectors to pack it)`);
   const groupSize = options.groups === undefined ? options.groupSize ?? tensor.shape.at(-1) ?? 1 : undefined;
@@ -492,7 +501,7 @@ function largestDivisorUpTo(n: number, limit: number): number {
   return 1;
 }
 
-function checkOptions(options: QuantizeFileOptions): void {
+function checkOptions(options: QuantizeFileOptions): Patterns {
   if (options === null || typeof options !== 'object') {
     throw new InvalidInputError('INVALID_ARGUMENT', 'options must be an object such as { bits: 4, groupSize: 32 }.');
   }
@@ -505,4 +514,6 @@ function checkOptions(options: QuantizeFileOptions): void {
   if (options.chunkBytes !== undefined && !(Number.isInteger(options.chunkBytes) && options.chunkBytes > 0)) {
     throw new InvalidInputError('INVALID_ARGUMENT', `chunkBytes must be a positive integer, got ${String(options.chunkBytes)}.`);
   }
+  const pattern = (value: string | RegExp | undefined, name: string) => (value === undefined ? null : compileNamePattern(value, `options.${name}`));
+  return { include: pattern(options.include, 'include'), exclude: pattern(options.exclude, 'exclude') };
 }
