@@ -54,11 +54,66 @@ function isUint32(value: unknown): value is number {
 
 /** Validates one call's data and options; throws before anything is touched. */
 export function planFakeQuantize(data: unknown, options: FakeQuantizeOptions, label = 'data'): KernelPlan {
-  if (!(data instanceof Float32Array)) {
-    throw new InvalidInputError('WRONG_DTYPE',
-      `${label} must be a Float32Array, got ${typeName(data)}; convert it first (e.g. Float32Array.from(values)).`);
+  return planFakeQuantizeLength(float32Length(data, label), options, label);
+}
+
+const TYPED_ARRAY_PROTOTYPE = Object.getPrototypeOf(Int8Array.prototype) as object;
+const typedArrayGetter = (key: PropertyKey) => Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTOTYPE, key)!.get!;
+// The intrinsic getters read a typed array's internal slots: a Proxy or a subclass cannot lie to
+// them, and the tag getter answers undefined (never throws) for anything that is not a typed array.
+const TYPED_ARRAY_TAG = typedArrayGetter(Symbol.toStringTag);
+const TYPED_ARRAY_LENGTH = typedArrayGetter('length');
+const TYPED_ARRAY_BUFFER = typedArrayGetter('buffer');
+const BUFFER_DETACHED = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'detached')?.get;
+
+/**
+ * The number of float32 values `data` holds, after checking that it is a genuine Float32Array
+ * (not a Proxy of one, nor a look-alike), that it is not detached, and that its `length` tells
+ * the truth (a subclass may override it, and the kernels size their work by it).
+ */
+export function float32Length(data: unknown, label = 'data'): number {
+  if (TYPED_ARRAY_TAG.call(data) !== 'Float32Array') {
+    throw new InvalidInputError('WRONG_DTYPE', claimsFloat32(data)
+      ? `${label} passes instanceof Float32Array but is not one (a Proxy, or an object made from Float32Array.prototype); pass the Float32Array itself.`
+      : `${label} must be a Float32Array, got ${typeName(data)}; convert it first (e.g. Float32Array.from(values)).`);
   }
-  return planFakeQuantizeLength(data.length, options, label);
+  const length = TYPED_ARRAY_LENGTH.call(data) as number;
+  if (length === 0 && isDetached(TYPED_ARRAY_BUFFER.call(data) as ArrayBufferLike)) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `${label} is detached: its ArrayBuffer was transferred (postMessage, structuredClone with transfer, ArrayBuffer.transfer) ` +
+      'or it viewed WebAssembly memory that has grown since; pass a live array (for a WasmTensor, read tensor.array again).');
+  }
+  let reported: unknown;
+  try {
+    reported = (data as Float32Array).length;
+  } catch (e) {
+    reported = e;
+  }
+  if (reported !== length) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `${label} reports length ${describeValue(reported)} but holds ${length} float32 values (a subclass overriding length?); ` +
+      'pass a plain Float32Array over the same memory: new Float32Array(data.buffer, data.byteOffset, n).');
+  }
+  return length;
+}
+
+function claimsFloat32(data: unknown): boolean {
+  try {
+    return data instanceof Float32Array;
+  } catch {
+    return false; // a revoked Proxy
+  }
+}
+
+function isDetached(buffer: ArrayBufferLike): boolean {
+  if (BUFFER_DETACHED) return BUFFER_DETACHED.call(buffer) as boolean;
+  try {
+    // Without ArrayBuffer.prototype.detached (before Node 22), only a detached buffer refuses a view.
+    new Uint8Array(buffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 /** The same validation for `length` float32 values held elsewhere (a GPU buffer). */
@@ -283,7 +338,8 @@ class Section {
 
 function checkNumber(v: unknown, key: string, check: { integer?: boolean; min?: number; max?: number; above?: number }): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(key, `must be a finite number, got ${describeValue(v)}.`);
-  if (check.integer && !Number.isInteger(v)) throw new ConfigError(key, `must be an integer, got ${v}.`);
+  // Safe integers only: a larger one is not exact in JSON, and a period that large is never reached.
+  if (check.integer && !Number.isSafeInteger(v)) throw new ConfigError(key, `must be an integer (at most 2^53-1), got ${v}.`);
   if (check.min !== undefined && v < check.min) throw new ConfigError(key, `must be at least ${check.min}, got ${v}.`);
   if (check.max !== undefined && v > check.max) throw new ConfigError(key, `must be at most ${check.max}, got ${v}.`);
   if (check.above !== undefined && !(v > check.above)) throw new ConfigError(key, `must be greater than ${check.above}, got ${v}.`);
@@ -305,24 +361,34 @@ export function validateSchedule(schedule: ParameterSchedule, key: string): Para
 const QUANTIZER_KEYS = ['groups', 'type', 'rounding', 'mixedFp16', 'changeRatio', 'scheduleOffset', 'verbose', 'seed', 'parameters', 'schedules', 'eigenvalue'] as const;
 const EIGENVALUE_KEYS = ['enabled', 'verbose', 'maxIter', 'tol', 'stability', 'gasBoundaryResolution', 'layerName', 'layerNum'] as const;
 
-export function resolveQuantizerOptions(options: QuantizerOptions): ResolvedQuantizerOptions {
-  const o = Section.of(options, 'options').allow(QUANTIZER_KEYS);
+/** Fills defaults and checks every key; `path` names the options in errors ("options.groups"). */
+export function resolveQuantizerOptions(options: QuantizerOptions, path = 'options'): ResolvedQuantizerOptions {
+  const o = Section.of(options, path).allow(QUANTIZER_KEYS);
   const type = o.string<QuantizationType>('type', 'symmetric', ['symmetric', 'asymmetric']);
   const rounding = o.string<Rounding>('rounding', 'nearest', ['nearest', 'stochastic']);
   const p = o.section('parameters');
   // fromEntries defines own properties: a parameter named "__proto__" stays a parameter.
+  // Binary and ternary grids are symmetric with nearest rounding: a schedule that would reach
+  // them under other settings would fail every step from its switch on, so it is refused now.
+  const grid = (schedule: ParameterSchedule, key: string): ParameterSchedule => {
+    if (schedule.targetBits <= 2 && (type !== 'symmetric' || rounding !== 'nearest')) {
+      throw new ConfigError(`${key}.targetBits`, `${schedule.targetBits} bits (${schedule.targetBits === 1 ? 'binary' : 'ternary'}) ` +
+        `are symmetric with nearest rounding only, and the options say ${type} with ${rounding} rounding; use targetBits >= 3.`);
+    }
+    return schedule;
+  };
   const parameters: Record<string, ParameterSchedule> = Object.fromEntries(Object.entries(p?.value ?? {})
-    .map(([name, schedule]) => [name, validateSchedule(schedule as ParameterSchedule, p!.key(name))]));
+    .map(([name, schedule]) => [name, grid(validateSchedule(schedule as ParameterSchedule, p!.key(name)), p!.key(name))]));
   const schedules: ScheduleGroup[] = [];
   const list = o.value.schedules;
   if (list !== undefined) {
-    if (!Array.isArray(list)) throw new ConfigError('options.schedules', 'must be a list of { startBits, targetBits, period, modules? }.');
+    if (!Array.isArray(list)) throw new ConfigError(o.key('schedules'), 'must be a list of { startBits, targetBits, period, modules? }.');
     list.forEach((entry: ScheduleGroup, i) => {
-      const key = `options.schedules[${i}]`;
+      const key = `${o.key('schedules')}[${i}]`;
       const e = Section.of(entry, key).allow(['name', 'startBits', 'targetBits', 'period', 'modules']);
       const modules = e.strings('modules', ['*']);
       modules.forEach((m, j) => compileModulePattern(m, `${key}.modules[${j}]`));
-      schedules.push({ ...validateSchedule(entry, key), name: e.string('name', `group${i}`), modules });
+      schedules.push({ ...grid(validateSchedule(entry, key), key), name: e.string('name', `group${i}`), modules });
     });
   }
   const ev = o.section('eigenvalue')?.allow(EIGENVALUE_KEYS);
@@ -349,6 +415,24 @@ export function resolveQuantizerOptions(options: QuantizerOptions): ResolvedQuan
       layerNum: ev?.number('layerNum', d.layerNum, { integer: true, min: 0 }) ?? d.layerNum,
     },
   };
+}
+
+/**
+ * The options inside a saved quantizer state: resolved ones, so every key must be present (a
+ * missing one would silently continue under its default), and each is checked as usual.
+ */
+export function resolveSavedOptions(options: unknown, path: string): ResolvedQuantizerOptions {
+  const requireAll = (section: Section, keys: readonly string[]) => {
+    for (const key of keys) {
+      if (!Object.hasOwn(section.value, key)) {
+        throw new ConfigError(section.key(key), 'is missing: a saved state holds every option, as quantizer.state() writes them.');
+      }
+    }
+    return section;
+  };
+  const o = requireAll(Section.of(options, path), QUANTIZER_KEYS);
+  requireAll(Section.of(o.value.eigenvalue, o.key('eigenvalue')), EIGENVALUE_KEYS);
+  return resolveQuantizerOptions(options as QuantizerOptions, path);
 }
 
 const EVERY_NAME: NamePattern = { source: '*', flags: '', test: () => true };

@@ -6,8 +6,8 @@
 import type { Backend, QuantizeJob } from './backends/backend.js';
 import { createBackend } from './backends/select.js';
 import {
-  compileModulePattern, describeValue, optionsFromDeepSpeed, resolveQuantizerOptions,
-  type ParameterSchedule, type QuantizerOptions, type ResolvedQuantizerOptions,
+  compileModulePattern, describeValue, float32Length, MAX_BITS, MIN_BITS, optionsFromDeepSpeed, resolveQuantizerOptions,
+  resolveSavedOptions, type ParameterSchedule, type QuantizerOptions, type ResolvedQuantizerOptions,
 } from './config.js';
 import { EdgeMoqError, InvalidInputError } from './errors.js';
 import type { NamePattern } from './name-pattern.js';
@@ -60,8 +60,12 @@ interface ParameterState {
   quantized: boolean;
 }
 
+const STATE_FORMAT = 'edge-moq.quantizer/1';
+const STATE_KEYS = ['format', 'options', 'qsteps', 'ratio', 'offsetSteps', 'parameters'] as const;
+const PARAMETER_STATE_KEYS = ['bits', 'targetBits', 'period', 'quantized'] as const;
+
 export interface QuantizerState {
-  format: 'edge-moq.quantizer/1';
+  format: typeof STATE_FORMAT;
   options: ResolvedQuantizerOptions;
   qsteps: number;
   ratio: number;
@@ -105,29 +109,48 @@ export class Quantizer {
     return new Quantizer(optionsFromDeepSpeed(parsed), runtime);
   }
 
-  /** Continues from `state()` exactly where it was taken. */
-  static restore(state: QuantizerState, runtime: QuantizerRuntime = {}): Quantizer {
+  /**
+   * Continues from `state()` (the object or its JSON text) exactly where it was taken. Everything
+   * a step needs is checked here, each error naming the field: a state restores whole or not at all.
+   */
+  static restore(state: QuantizerState | string, runtime: QuantizerRuntime = {}): Quantizer {
     const parsed: unknown = typeof state === 'string' ? parseJson(state) : state;
-    if (typeof parsed !== 'object' || parsed === null || (parsed as QuantizerState).format !== 'edge-moq.quantizer/1') {
-      throw new InvalidInputError('INVALID_ARGUMENT', 'not a quantizer state: expected the object returned by quantizer.state() (format "edge-moq.quantizer/1").');
+    if (!isRecord(parsed) || parsed.format !== STATE_FORMAT) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `not a quantizer state: expected the object returned by quantizer.state() (format "${STATE_FORMAT}").`);
     }
-    const s = parsed as QuantizerState;
-    const q = new Quantizer(s.options, runtime);
-    const counters = { qsteps: s.qsteps, offsetSteps: s.offsetSteps };
-    for (const [key, value] of Object.entries(counters)) {
-      if (!Number.isInteger(value) || value < 0) throw new InvalidInputError('INVALID_ARGUMENT', `state.${key} must be a non-negative integer, got ${describeValue(value)}.`);
+    allowKeys(parsed, STATE_KEYS, 'state');
+    if (parsed.options === undefined) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        'state.options is missing: a state restores with the options it was taken with (quantizer.state() writes them); without them it would continue under other defaults.');
     }
-    if (typeof s.ratio !== 'number' || !(s.ratio >= 0 && s.ratio <= 1)) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `state.ratio must be a number from 0 to 1, got ${describeValue(s.ratio)}.`);
+    const q = new Quantizer(resolveSavedOptions(parsed.options, 'state.options'), runtime);
+    for (const key of ['qsteps', 'offsetSteps'] as const) {
+      if (!isCount(parsed[key], 0)) throw invalidState(`state.${key}`, 'an integer from 0 to 2^53-1', parsed[key]);
     }
-    q._qsteps = s.qsteps;
-    q._ratio = s.ratio;
-    q.offsetSteps = s.offsetSteps;
-    for (const [name, p] of Object.entries(s.parameters ?? {})) {
-      const ok = [p?.bits, p?.targetBits, p?.period].every((v) => Number.isInteger(v) && v >= 1) && p.bits >= p.targetBits && typeof p.quantized === 'boolean';
-      if (!ok) throw new InvalidInputError('INVALID_ARGUMENT', `state.parameters["${name}"] must hold integer bits >= targetBits >= 1, period >= 1 and quantized (boolean).`);
-      q.params.set(name, { bits: p.bits, targetBits: p.targetBits, period: p.period, quantized: p.quantized });
+    if (typeof parsed.ratio !== 'number' || !(parsed.ratio >= 0 && parsed.ratio <= 1)) throw invalidState('state.ratio', 'a number from 0 to 1', parsed.ratio);
+    if (!isRecord(parsed.parameters)) throw invalidState('state.parameters', 'an object mapping parameter names to their schedule state', parsed.parameters);
+    for (const [name, p] of Object.entries(parsed.parameters)) {
+      const key = `state.parameters[${JSON.stringify(name)}]`;
+      if (!isRecord(p)) throw invalidState(key, '{ bits, targetBits, period, quantized }', p);
+      allowKeys(p, PARAMETER_STATE_KEYS, key);
+      for (const bitsKey of ['bits', 'targetBits'] as const) {
+        const bits = p[bitsKey];
+        if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < MIN_BITS || bits > MAX_BITS) {
+          throw invalidState(`${key}.${bitsKey}`, `an integer from ${MIN_BITS} to ${MAX_BITS}`, bits);
+        }
+      }
+      if ((p.bits as number) < (p.targetBits as number)) throw invalidState(`${key}.bits`, `at least targetBits (${p.targetBits as number}): precision only steps down`, p.bits);
+      const { type, rounding } = q.options;
+      if ((p.targetBits as number) <= 2 && (type !== 'symmetric' || rounding !== 'nearest')) {
+        throw invalidState(`${key}.targetBits`, `at least 3 under ${type} grids with ${rounding} rounding (1 and 2 bits are symmetric nearest only)`, p.targetBits);
+      }
+      if (!isCount(p.period, 1)) throw invalidState(`${key}.period`, 'an integer from 1 to 2^53-1', p.period);
+      if (typeof p.quantized !== 'boolean') throw invalidState(`${key}.quantized`, 'true or false', p.quantized);
+      q.params.set(name, { bits: p.bits as number, targetBits: p.targetBits as number, period: p.period as number, quantized: p.quantized });
     }
+    q._qsteps = parsed.qsteps as number;
+    q._ratio = parsed.ratio;
+    q.offsetSteps = parsed.offsetSteps as number;
     return q;
   }
 
@@ -213,7 +236,9 @@ export class Quantizer {
         const eigen = lookupEigenvalue(blockEigenvalue, param.name);
         if (s.bits !== s.targetBits && qsteps >= s.period) {
           ratio = 1.0;
-          s.period = s.period * 2 * (eigen ? 1 + Math.floor(4 * eigen[0]) : 1);
+          // Capped at 2^53-1, which no step count reaches: a larger eigenvalue factor (or an
+          // Infinity from 1e308) would leave a period that is not an exact integer in JSON.
+          s.period = Math.min(s.period * 2 * (eigen ? 1 + Math.floor(4 * eigen[0]) : 1), Number.MAX_SAFE_INTEGER);
           s.bits -= 1;
           switches.push({ name: param.name, bits: s.bits, step: qsteps, period: s.period, index: eigen ? eigen[1] : 0 });
         }
@@ -261,7 +286,7 @@ export class Quantizer {
   /** A JSON-serialisable snapshot; Quantizer.restore(state) continues the same trajectory. */
   state(): QuantizerState {
     return {
-      format: 'edge-moq.quantizer/1',
+      format: STATE_FORMAT,
       options: structuredClone(this.options),
       qsteps: this._qsteps,
       ratio: this._ratio,
@@ -320,12 +345,10 @@ function validateParameter(param: Parameter): void {
   if (!Array.isArray(param.shape) || param.shape.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new InvalidInputError('INVALID_ARGUMENT', `parameter "${param.name}": shape must be a list of non-negative integers.`);
   }
-  if (!(param.data instanceof Float32Array)) {
-    throw new InvalidInputError('WRONG_DTYPE', `parameter "${param.name}": data must be a Float32Array; convert it first (Float32Array.from(values)).`);
-  }
+  const length = float32Length(param.data, `parameter "${param.name}": data`);
   const size = param.shape.reduce((a, b) => a * b, 1);
-  if (size !== param.data.length) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `parameter "${param.name}": shape [${param.shape.join(', ')}] holds ${size} elements but data has ${param.data.length}.`);
+  if (size !== length) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `parameter "${param.name}": shape [${param.shape.join(', ')}] holds ${size} elements but data has ${length}.`);
   }
 }
 
@@ -349,6 +372,24 @@ function annotate(error: EdgeMoqError, jobs: QuantizeJob[], names: string[]): Ed
     if (jobs[index]) error.message = `parameter "${names[index]}"` + error.message.slice(match[0].length);
   }
   return error;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown, min: number): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= min;
+}
+
+function allowKeys(value: Record<string, unknown>, known: readonly string[], key: string): void {
+  for (const k of Object.keys(value)) {
+    if (!known.includes(k)) throw new InvalidInputError('INVALID_ARGUMENT', `${key}.${k} is not part of a quantizer state; known keys: ${known.join(', ')}.`);
+  }
+}
+
+function invalidState(key: string, expected: string, got: unknown): InvalidInputError {
+  return new InvalidInputError('INVALID_ARGUMENT', `${key} must be ${expected}, got ${describeValue(got)}; restore takes the state quantizer.state() wrote.`);
 }
 
 function parseJson(text: string): unknown {

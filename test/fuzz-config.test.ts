@@ -183,10 +183,16 @@ describe('Quantizer options and states', () => {
     await fc.assert(fc.asyncProperty(states, async (state) => {
       let restored: Quantizer | undefined;
       c.attempt(() => { restored = Quantizer.restore(state as QuantizerState, { backend }); });
-      // A state that restore() accepted must not crash the steps that follow.
+      // A state that restore() accepted can run: the steps that follow fail only for a reason in
+      // the data (one that names the parameter), and every state on the way saves and restores.
       if (restored) {
+        expectRestorable(restored);
         const copy = params.map((p) => ({ ...p, data: p.data.slice() }));
-        for (let step = 0; step < 3; step++) await c.attemptAsync(() => restored!.step([copy]));
+        for (let step = 0; step < 3; step++) {
+          const error = await c.attemptAsync(() => restored!.step([copy], { eigenvalueEnabled: true, blockEigenvalue: { 'layer.0.weight': [1e308, 0] } }));
+          if (error) expect(error.message, 'a failed step names the parameter').toMatch(/^parameter "layer\.0\.weight"/);
+          expectRestorable(restored);
+        }
       }
     }), campaignParameters(fuzzRuns(1000)));
   });

@@ -465,4 +465,23 @@ describe('Quantizer state', () => {
       expect(resumed.state()).toEqual(straight.state());
     }), { numRuns: 40 });
   });
+
+  it('stays restorable whatever finite eigenvalues the steps are given: every period a safe integer', async () => {
+    const eigenvalue = fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: Number.MAX_VALUE, noNaN: true }),
+      fc.constantFrom(1e308, Number.MAX_VALUE, 2 ** 51, 2 ** 53));
+    const steps = fc.array(fc.record({ overflow: fc.boolean(), eigen: fc.option(fc.tuple(eigenvalue, eigenvalue), { nil: undefined }) }), { minLength: 1, maxLength: 12 });
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), steps, async (period, plan) => {
+      const q = new Quantizer({ schedules: [{ startBits: 16, targetBits: 3, period, modules: ['weight'] }] }, { backend: scalar });
+      const params = model(period);
+      for (const { overflow, eigen } of plan) {
+        await q.step([params], {
+          overflow,
+          ...(eigen ? { eigenvalueEnabled: true, blockEigenvalue: { 'block.0.weight': [eigen[0], 0], 'block.1.weight': [eigen[1], 1] } } : {}),
+        });
+        for (const name of ['block.0.weight', 'block.1.weight']) expect(Number.isSafeInteger(q.periodOf(name))).toBe(true);
+        const saved = JSON.parse(JSON.stringify(q.state()));
+        expect(Quantizer.restore(saved, { backend: scalar }).state()).toEqual(q.state());
+      }
+    }), { numRuns: 60 });
+  });
 });

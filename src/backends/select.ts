@@ -104,13 +104,20 @@ function wasmCandidates(): Candidate[] {
   ];
 }
 
-export async function createBackend(options: CreateBackendOptions = {}): Promise<Backend> {
+const OPTION_KEYS: readonly (keyof CreateBackendOptions)[] = ['kind', 'stagingBytes', 'wasm', 'gpu', 'adapter', 'device', 'crossoverElements'];
+
+/**
+ * The best backend this runtime offers, or the one asked for. `createBackend('webgpu')` is short
+ * for `createBackend({ kind: 'webgpu' })`.
+ */
+export async function createBackend(request: CreateBackendOptions | BackendRequest = {}): Promise<Backend> {
+  const options = readCreateOptions(request);
   const requested = options.kind ?? 'auto';
   if (!KINDS.includes(requested)) {
     throw new InvalidInputError('INVALID_ARGUMENT', `kind must be one of ${KINDS.join(', ')}, got ${describeValue(requested)}.`);
   }
   const crossover = options.crossoverElements ?? WEBGPU_CROSSOVER_ELEMENTS;
-  if (!Number.isInteger(crossover) || crossover < 0) {
+  if (!Number.isSafeInteger(crossover) || crossover < 0) {
     throw new InvalidInputError('INVALID_ARGUMENT', `crossoverElements must be a non-negative integer, got ${describeValue(options.crossoverElements)}.`);
   }
   const wasmSide = wasmCandidates();
@@ -175,6 +182,26 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
   wasmPick.reason += ' (preferred among those available)';
   wasm.selection = report(wasmPick.kind);
   return wasm;
+}
+
+function readCreateOptions(request: unknown): CreateBackendOptions {
+  if (typeof request === 'string') return { kind: request as BackendRequest };
+  if (typeof request !== 'object' || request === null || Array.isArray(request)) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `createBackend takes options such as { kind: 'webgpu' } (or just the kind, 'webgpu'), got ${describeValue(request)}.`);
+  }
+  for (const key of Object.keys(request)) {
+    if (!(OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `unknown createBackend option "${key}"; known options: ${OPTION_KEYS.join(', ')}.`);
+    }
+  }
+  const { wasm } = request as CreateBackendOptions;
+  if (wasm !== undefined) {
+    if (typeof wasm !== 'object' || wasm === null || Object.keys(wasm).some((k) => k !== 'simd' && k !== 'scalar')) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `wasm must be { simd?, scalar? } (where each build comes from), got ${describeValue(wasm)}.`);
+    }
+  }
+  return request as CreateBackendOptions;
 }
 
 /**

@@ -1,8 +1,10 @@
 // The host side of WebAssembly memory: a first-fit allocator over the module's linear memory.
 // The kernels never allocate; this owns growth. Views into memory.buffer are detached when the
 // memory grows, so callers hold WasmTensor handles whose `array` is re-created on demand.
+// It also knows which tensors are live: a view kept after free() would otherwise quantize
+// whatever tensor reuses that memory.
 
-import { BackendError } from '../errors.js';
+import { BackendError, InvalidInputError } from '../errors.js';
 
 const PAGE = 65536;
 const ALIGN = 16;
@@ -13,6 +15,10 @@ interface Block { offset: number; size: number }
 export class WasmHeap {
   private free: Block[] = [];
   private top: number;
+  // Live tensors' byte ranges, sorted by start (tensors never overlap), and the views handed out.
+  private liveStarts: number[] = [];
+  private liveEnds: number[] = [];
+  private readonly viewOwners = new WeakMap<Float32Array, WasmTensor>();
 
   constructor(readonly memory: WebAssembly.Memory, base: number) {
     this.top = alignUp(base);
@@ -72,6 +78,62 @@ export class WasmHeap {
       this.free.pop();
     }
   }
+
+  /**
+   * Refuses a view of this memory that is not inside a live tensor: one of a freed tensor (even
+   * if another tensor now lives there, when the view is the one `tensor.array` gave), or one
+   * made over memory no tensor owns. Allocates nothing: it runs on every call's hot path.
+   */
+  assertLiveView(view: Float32Array, label: string): void {
+    const owner = this.viewOwners.get(view);
+    if (owner !== undefined) {
+      if (owner.freed) throw freedView(label);
+      return;
+    }
+    const start = view.byteOffset;
+    const end = start + view.byteLength;
+    const i = this.lastStartAtOrBefore(start);
+    if (i < 0 || end > this.liveEnds[i]!) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        `${label} views WebAssembly memory that no live WasmTensor holds (bytes ${start}..${end}): its tensor was freed, ` +
+        'or the view was made by hand; quantize tensor.array (or a subarray of it) of a tensor from allocate() or upload().');
+    }
+  }
+
+  /** @internal WasmTensor's bookkeeping. */
+  track(tensor: WasmTensor, view: Float32Array): void {
+    this.viewOwners.set(view, tensor);
+  }
+
+  /** @internal */
+  open(start: number, bytes: number): void {
+    const i = this.lastStartAtOrBefore(start) + 1;
+    this.liveStarts.splice(i, 0, start);
+    this.liveEnds.splice(i, 0, start + bytes);
+  }
+
+  /** @internal */
+  close(start: number): void {
+    const i = this.lastStartAtOrBefore(start);
+    this.liveStarts.splice(i, 1);
+    this.liveEnds.splice(i, 1);
+  }
+
+  private lastStartAtOrBefore(offset: number): number {
+    let lo = 0;
+    let hi = this.liveStarts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.liveStarts[mid]! <= offset) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return hi;
+  }
+}
+
+function freedView(label: string): InvalidInputError {
+  return new InvalidInputError('INVALID_ARGUMENT',
+    `${label} is the view of a WasmTensor that was freed: its memory may now hold another tensor; allocate a new tensor.`);
 }
 
 function alignUp(n: number): number {
@@ -85,6 +147,13 @@ export class WasmTensor {
 
   constructor(private readonly heap: WasmHeap, readonly byteOffset: number, readonly length: number) {
     this.view = new Float32Array(heap.memory.buffer, byteOffset, length);
+    heap.open(byteOffset, length * 4);
+    heap.track(this, this.view);
+  }
+
+  /** Whether free() was called: its views are refused from then on. */
+  get freed(): boolean {
+    return this.released;
   }
 
   /** The current view (re-created if the memory grew since the last access). */
@@ -92,6 +161,7 @@ export class WasmTensor {
     if (this.released) throw new BackendError('INVALID_ARGUMENT', 'this WasmTensor was freed; allocate a new one.');
     if (this.view.buffer !== this.heap.memory.buffer) {
       this.view = new Float32Array(this.heap.memory.buffer, this.byteOffset, this.length);
+      this.heap.track(this, this.view);
     }
     return this.view;
   }
@@ -99,6 +169,7 @@ export class WasmTensor {
   free(): void {
     if (this.released) return;
     this.released = true;
+    this.heap.close(this.byteOffset);
     this.heap.release(this.byteOffset, this.length * 4);
   }
 }

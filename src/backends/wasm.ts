@@ -2,7 +2,7 @@
 // module's memory (WasmTensor) are quantized where they are; host arrays go through one
 // reusable staging area, so a call allocates nothing once warm.
 
-import { planFakeQuantize, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { float32Length, planFakeQuantize, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 import { noiseKey } from '../noise.js';
@@ -76,8 +76,14 @@ export class WasmBackend implements Backend {
   }
 
   static async create(build: WasmBuild, source?: WasmSource, options: WasmBackendOptions = {}): Promise<WasmBackend> {
+    if (build !== 'simd' && build !== 'scalar') {
+      throw new InvalidInputError('INVALID_ARGUMENT', `build must be 'simd' or 'scalar', got ${describeValue(build)}; createBackend({ kind }) picks one for you.`);
+    }
+    if (typeof options !== 'object' || options === null || Object.keys(options).some((key) => key !== 'stagingBytes')) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `options must be { stagingBytes? }, got ${describeValue(options)}.`);
+    }
     const module = await compileWasm(build, source);
-    return new WasmBackend(build, await WebAssembly.instantiate(module, {}), options ?? {});
+    return new WasmBackend(build, await WebAssembly.instantiate(module, {}), options);
   }
 
   /** For src/packed/: the module's exports and the heap over its memory. */
@@ -95,7 +101,7 @@ export class WasmBackend implements Backend {
 
   /** Copies `values` into a new WasmTensor. */
   upload(values: Float32Array): WasmTensor {
-    const tensor = this.allocate(values.length);
+    const tensor = this.allocate(float32Length(values, 'values'));
     tensor.array.set(values);
     return tensor;
   }
@@ -126,6 +132,9 @@ export class WasmBackend implements Backend {
     }
     const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, jobs.length === 1 ? 'data' : `jobs[${i}].data`));
     const memoryBuffer = this.kernels.memory.buffer;
+    jobs.forEach((job, i) => {
+      if (job.data.buffer === memoryBuffer) this.heap.assertLiveView(job.data, jobs.length === 1 ? 'data' : `jobs[${i}].data`);
+    });
     const hostBytes = jobs.reduce((sum, job, i) => sum + (job.data.buffer === memoryBuffer ? 0 : plans[i]!.length * 4), 0);
     if (hostBytes > this.stagingLimit) {
       this.quantizeInChunks(jobs, plans);
@@ -215,6 +224,7 @@ export class WasmBackend implements Backend {
 
   async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
     const plan = planFakeQuantize(data, { bits: 8, ...pickGroups(options) });
+    if (data.buffer === this.kernels.memory.buffer) this.heap.assertLiveView(data, 'data');
     const [s] = this.stage([{ data, options: { bits: 8 } }], [plan]);
     const out = this.heap.allocate(plan.groupCount * 16);
     try {
