@@ -552,6 +552,6 @@ describe('Node files', () => {
 
 // Runs a few hundred cases each; EDGE_MOQ_FUZZ_RUNS sets more for a campaign by hand.
 const FUZZ_RUNS = Number(process.env.EDGE_MOQ_FUZZ_RUNS ?? 500);
-it(`fuzz: ${FUZZ_RUNS} mutated files and ${FUZZ_RUNS} random headers open consistently or throw EdgeMoqError`, async () => {
+it(`fuzz: ${FUZZ_RUNS} cases each of mutated files, random headers, nesting, duplicate keys, hostile sources and hostile writer specs`, async () => {
   await fuzzSafetensors(FUZZ_RUNS);
 }, Math.max(60_000, FUZZ_RUNS * 50));
