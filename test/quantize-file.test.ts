@@ -9,7 +9,8 @@ import { WasmBackend } from '../src/backends/wasm.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { atomicFileSink, fileSource } from '../src/formats/node-file.js';
 import { readPackedLayout } from '../src/formats/packed-metadata.js';
-import { chunkElementsFor, quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
+import { chunkElementsFor } from '../src/formats/chunking.js';
+import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
 import {
   decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type ByteSink, type Dtype,
 } from '../src/formats/safetensors.js';

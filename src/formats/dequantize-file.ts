@@ -11,7 +11,7 @@ import type { PackedTensor } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
 import { readCodeBits } from './code-stream.js';
 import { readPackedLayout, type PackedParts } from './packed-metadata.js';
-import { chunkingFor, DEFAULT_CHUNK_BYTES } from './quantize-file.js';
+import { chunkingFor, DEFAULT_CHUNK_BYTES } from './chunking.js';
 import {
   createSafetensorsWriter, encodeFloat32, openSafetensors, readByteChunks,
   type ByteSink, type ByteSource, type FloatDtype, type SafetensorsFile, type TensorInfo, type TensorSpec,

@@ -1,34 +1,23 @@
 // safetensors in, `edge-moq.packed/1` safetensors out, streaming: tensor by tensor and chunk by
-// chunk, so that memory stays near the chunk size whatever the file, the tensors or the groups:
-// - a chunk holds whole groups where groups are small; a group larger than a chunk is read
-//   twice, once for its range and once to pack it a chunk at a time (packGroupInChunks);
-// - codes that don't end on a byte are joined by a CodeStreamWriter;
-// - scales go to their place in the output as they are made when the sink can write at a
-//   position (files), else they are held until the tensor's codes are written (streams).
-// A file already packed by edge-moq keeps its packed tensors and their records, so two runs
-// compose (e.g. 8 bits for some tensors, then 4 for the rest).
+// chunk (pack-tensor.ts), so that memory stays near the chunk size whatever the file, the
+// tensors or the groups. This module decides what becomes of each tensor and lays out the
+// output. A file already packed by edge-moq keeps its packed tensors and their records, so two
+// runs compose (e.g. 8 bits for some tensors, then 4 for the rest).
 
-import { EdgeMoqError, InvalidInputError } from '../errors.js';
+import { InvalidInputError } from '../errors.js';
 import { compileNamePattern, type NamePattern } from '../name-pattern.js';
 import { tensorIdOf } from '../noise.js';
-import { allocatePacked, planPack, type PackedTensor, type PackOptions, type PackPlan } from '../packed/layout.js';
+import { planPack, type PackOptions, type PackPlan } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
-import { CodeStreamWriter } from './code-stream.js';
+import { DEFAULT_CHUNK_BYTES, MAX_WHOLE_GROUP_BYTES } from './chunking.js';
 import type { PositionalByteSink } from './node-file.js';
+import { packTensor, PackScratch } from './pack-tensor.js';
+import { readAheadSource } from './read-ahead.js';
 import { isPackedFile, packedMetadata, packedNames, readPackedLayout, type PackedEntry, type PackedParts } from './packed-metadata.js';
 import {
-  createSafetensorsWriter, decodeFloat32, DTYPE_BYTES, isFloatDtype, openSafetensors, readByteChunks, readFloat32Chunks,
-  type ByteSink, type ByteSource, type FloatDtype, type SafetensorsFile, type SafetensorsWriter, type TensorInfo, type TensorSpec,
+  createSafetensorsWriter, isFloatDtype, openSafetensors, readByteChunks,
+  type ByteSink, type ByteSource, type SafetensorsFile, type TensorInfo, type TensorSpec,
 } from './safetensors.js';
-
-export const DEFAULT_CHUNK_BYTES = 16 << 20;
-
-/**
- * Ternary and binary scales are means over a group, summed in the kernel's order, so such a
- * group is packed whole even when it is larger than a chunk: up to this size (64Mi values).
- */
-const MAX_WHOLE_GROUP_BYTES = 256 << 20;
-const meanScaled = (plan: PackPlan) => plan.type === 'ternary' || plan.type === 'binary';
 
 /** Stochastic noise is indexed by a 32-bit element counter (identical on every backend). */
 const MAX_STOCHASTIC_ELEMENTS = 2 ** 32;
@@ -162,13 +151,16 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
   delete metadata['edge-moq'];
   const writer = await createSafetensorsWriter(sink, { tensors: specs, metadata: packedMetadata(entries, metadata) });
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  // The data is read front to back, many tensors in one read where they are small.
+  const data: SafetensorsFile = { ...file, source: readAheadSource(file.source) };
+  const scratch = new PackScratch();
   const bytesTotal = file.tensors.reduce((sum, t) => sum + t.byteLength, 0);
   let bytesDone = 0;
   let specIndex = 0;
   const reports: TensorReport[] = [];
   const warnings: string[] = [];
   const copy = async (tensor: TensorInfo) => {
-    for await (const bytes of readByteChunks(file, tensor, { chunkBytes })) await writer.write(bytes);
+    for await (const bytes of readByteChunks(data, tensor, { chunkBytes })) await writer.write(bytes);
   };
   try {
     for (const [index, item] of items.entries()) {
@@ -197,7 +189,7 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
         const partCount = plan.type === 'asymmetric' ? 3 : 2;
         const places = writer.tensors.slice(specIndex, specIndex + partCount);
         const target = positional ? { sink, scales: places[0]!, zeros: plan.type === 'asymmetric' ? places[1]! : null } : null;
-        const errors = await packTensor(file, tensor, plan, item.options, packer, writer, target, chunkBytes, (done) =>
+        const errors = await packTensor(data, tensor, plan, item.options, packer, scratch, writer, target, chunkBytes, (done) =>
           options.onProgress?.({ tensor: name, index, count: items.length, bytesDone: bytesDone + done, bytesTotal }));
         const bytesOut = plan.codeBytes + plan.groupCount * 4 * (plan.type === 'asymmetric' ? 2 : 1);
         reports.push({
@@ -241,220 +233,6 @@ function planItems(file: SafetensorsFile, layout: { packed: PackedParts[]; plain
   return items;
 }
 
-/** Whole groups per chunk, a multiple of the groups that fill whole bytes of the code stream. */
-export function chunkElementsFor(plan: { groupSize: number; bits: number; length: number }, chunkBytes: number): number {
-  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
-  const groupsPerByteStep = 8 / gcd(8, (plan.groupSize * plan.bits) % 8 || 8);
-  const step = groupsPerByteStep * plan.groupSize;
-  return Math.min(plan.length, Math.max(step, Math.floor(chunkBytes / 4 / step) * step));
-}
-
-/**
- * How a tensor is cut into chunks of at most `chunkBytes` of float32: whole groups per chunk
- * (`groupsPerChunk`, byte-aligned where that fits), or, for groups larger than a chunk, each
- * group in pieces of `pieceElements` (groupsPerChunk 0).
- */
-export function chunkingFor(plan: { groupSize: number; bits: number; length: number }, chunkBytes: number): { groupsPerChunk: number; pieceElements: number } {
-  const capacity = Math.max(1, Math.floor(chunkBytes / 4));
-  const aligned = chunkElementsFor(plan, chunkBytes);
-  if (aligned <= capacity) return { groupsPerChunk: aligned / plan.groupSize, pieceElements: 0 };
-  if (plan.groupSize <= capacity) return { groupsPerChunk: Math.floor(capacity / plan.groupSize), pieceElements: 0 };
-  return { groupsPerChunk: 0, pieceElements: capacity };
-}
-
-interface ScaleTarget {
-  sink: PositionalByteSink;
-  scales: TensorInfo;
-  zeros: TensorInfo | null;
-}
-
-interface ErrorTotals {
-  maxAbsError: number;
-  squares: number;
-}
-
-/** Writes one tensor's parts, in the order the specs put them; returns its error summary. */
-async function packTensor(
-  file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer,
-  writer: SafetensorsWriter, target: ScaleTarget | null, chunkBytes: number, progress: (bytesDone: number) => void,
-): Promise<{ maxAbsError: number; rmsError: number }> {
-  const asymmetric = plan.type === 'asymmetric';
-  const groupBytes = plan.groupCount * 4;
-  if (target) {
-    // Placeholders the scales overwrite in place as they are made (writeAt may only revisit
-    // bytes already written).
-    const zeros = new Uint8Array(Math.min(groupBytes, 1 << 20));
-    for (let left = groupBytes * (asymmetric ? 2 : 1); left > 0; left -= zeros.length) await writer.write(zeros.subarray(0, Math.min(left, zeros.length)));
-  }
-  // Without a positional sink the scales wait here for the codes to be written.
-  const held = target ? null : { scales: new Float32Array(plan.groupCount), zeros: asymmetric ? new Float32Array(plan.groupCount) : null };
-  const putGroups = async (firstGroup: number, scales: Float32Array, zeros: Float32Array | null) => {
-    if (held) {
-      held.scales.set(scales, firstGroup);
-      held.zeros?.set(zeros!, firstGroup);
-      return;
-    }
-    const bytes = (values: Float32Array) => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-    await target!.sink.writeAt(target!.scales.byteOffset + firstGroup * 4, bytes(scales));
-    if (zeros) await target!.sink.writeAt(target!.zeros!.byteOffset + firstGroup * 4, bytes(zeros));
-  };
-  const codes = new CodeStreamWriter((bytes) => writer.write(bytes));
-  const totals: ErrorTotals = { maxAbsError: 0, squares: 0 };
-  const chunking = chunkingFor(plan, chunkBytes);
-  const { groupsPerChunk, pieceElements } = meanScaled(plan) && chunking.groupsPerChunk === 0 ? { groupsPerChunk: 1, pieceElements: 0 } : chunking;
-  const bytesPerElement = tensor.byteLength / tensor.length;
-  if (groupsPerChunk > 0) {
-    await packWholeGroups(file, tensor, plan, options, packer, groupsPerChunk, codes, putGroups, totals, (done) => progress(done * bytesPerElement));
-  } else {
-    await packGroupsInPieces(file, tensor, plan, options, packer, pieceElements, codes, putGroups, totals, (done) => progress(done * bytesPerElement));
-  }
-  await codes.finish();
-  if (held) {
-    await writer.write(new Uint8Array(held.scales.buffer));
-    if (held.zeros) await writer.write(new Uint8Array(held.zeros.buffer));
-  }
-  const rmsError = Math.sqrt(totals.squares / plan.length);
-  if (!Number.isFinite(totals.maxAbsError) || !Number.isFinite(rmsError)) {
-    // unpack(pack(x)) of finite input is finite: a NaN here is a bug, and its output is refused.
-    throw new EdgeMoqError('NON_FINITE',
-      `tensor "${tensor.name}": the packed values differ from the input by ${totals.maxAbsError} (rms ${rmsError}), which finite input cannot give; ` +
-      'this is a bug in edge-moq (please report it with the file); no output was written.');
-  }
-  return { maxAbsError: totals.maxAbsError, rmsError };
-}
-
-type PutGroups = (firstGroup: number, scales: Float32Array, zeros: Float32Array | null) => Promise<void>;
-
-function accumulateErrors(original: Float32Array, unpacked: Float32Array, totals: ErrorTotals): void {
-  let { maxAbsError, squares } = totals;
-  for (let i = 0; i < original.length; i++) {
-    const e = Math.abs(original[i]! - unpacked[i]!);
-    // A NaN is kept (no later comparison replaces it), so that it reaches the check in packTensor.
-    if (e > maxAbsError || e !== e) maxAbsError = e;
-    squares += e * e;
-  }
-  totals.maxAbsError = maxAbsError;
-  totals.squares = squares;
-}
-
-async function packWholeGroups(
-  file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer, groupsPerChunk: number,
-  codes: CodeStreamWriter, putGroups: PutGroups, totals: ErrorTotals, progress: (elementsDone: number) => void,
-): Promise<void> {
-  const chunkElements = Math.min(plan.length, groupsPerChunk * plan.groupSize);
-  // One PackedTensor and one dequantized buffer per chunk shape (the last chunk may be shorter).
-  const buffers = new Map<number, { packed: PackedTensor; unpacked: Float32Array }>();
-  let first = 0;
-  for await (const chunk of readFloat32Chunks(file, tensor, { chunkElements })) {
-    let buffer = buffers.get(chunk.length);
-    if (!buffer) {
-      buffer = { packed: allocatePacked(planPack(chunk.length, options)), unpacked: new Float32Array(chunk.length) };
-      buffers.set(chunk.length, buffer);
-    }
-    try {
-      await packer.pack(chunk, { ...options, firstIndex: plan.stochastic ? first : 0 }, buffer.packed);
-    } catch (error) {
-      throw withTensor(error, tensor.name, first);
-    }
-    await packer.unpack(buffer.packed, buffer.unpacked);
-    accumulateErrors(chunk, buffer.unpacked, totals);
-    await putGroups(first / plan.groupSize, buffer.packed.scales, buffer.packed.zeros);
-    await codes.append(buffer.packed.codes, chunk.length * plan.bits);
-    first += chunk.length;
-    progress(first);
-  }
-}
-
-/**
- * Groups larger than a chunk. Pass 1 finds the group's range (exact in any order); pass 2 packs
- * each piece as a group of its own with the range's ends appended (the absolute maximum, or min
- * and max), so that the kernel derives the whole group's scale and zero point and the piece's
- * codes are those of the whole group. The appended values' codes are dropped. Ternary and
- * binary scales are means (sums in the kernel's order), which pieces cannot reproduce: their
- * groups are packed whole (packWholeGroups, up to MAX_WHOLE_GROUP_BYTES).
- */
-async function packGroupsInPieces(
-  file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer, pieceElements: number,
-  codes: CodeStreamWriter, putGroups: PutGroups, totals: ErrorTotals, progress: (elementsDone: number) => void,
-): Promise<void> {
-  const asymmetric = plan.type === 'asymmetric';
-  const extra = asymmetric ? 2 : 1;
-  const values = new Float32Array(pieceElements + extra);
-  const unpacked = new Float32Array(pieceElements + extra);
-  const buffers = new Map<number, PackedTensor>();
-  const scale = new Float32Array(1);
-  const zero = asymmetric ? new Float32Array(1) : null;
-  const pieces = (group: number) => readFloat32Range(file, tensor, group * plan.groupSize, plan.groupSize, pieceElements, values);
-  for (let group = 0; group < plan.groupCount; group++) {
-    let min = Infinity;
-    let max = -Infinity;
-    for await (const { piece, start } of pieces(group)) {
-      for (let i = 0; i < piece.length; i++) {
-        const x = piece[i]!;
-        if (!Number.isFinite(x)) {
-          throw new InvalidInputError('NON_FINITE',
-            `tensor "${tensor.name}" element ${start + i}: is ${x}; packing needs finite values. Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`,
-            { location: { index: start + i, group } });
-        }
-        if (x < min) min = x;
-        if (x > max) max = x;
-      }
-    }
-    for await (const { piece, start } of pieces(group)) {
-      const count = piece.length;
-      if (asymmetric) {
-        values[count] = min;
-        values[count + 1] = max;
-      } else {
-        values[count] = Math.max(-min, max);
-      }
-      let packed = buffers.get(count);
-      if (!packed) {
-        packed = allocatePacked(planPack(count + extra, { ...options, groupSize: count + extra }));
-        buffers.set(count, packed);
-      }
-      const firstIndex = plan.stochastic ? start : 0;
-      try {
-        await packer.pack(values.subarray(0, count + extra), { ...options, groupSize: count + extra, firstIndex }, packed);
-      } catch (error) {
-        throw withTensor(error, tensor.name, start);
-      }
-      await packer.unpack(packed, unpacked.subarray(0, count + extra));
-      accumulateErrors(piece, unpacked.subarray(0, count), totals);
-      await codes.append(packed.codes, count * plan.bits);
-      scale[0] = packed.scales[0]!;
-      if (zero) zero[0] = packed.zeros![0]!;
-      progress(start + count);
-    }
-    await putGroups(group, scale, zero);
-  }
-}
-
-/** Elements [first, first + length) of a tensor as float32, in pieces read into `into`. */
-async function* readFloat32Range(
-  file: SafetensorsFile, tensor: TensorInfo, first: number, length: number, pieceElements: number, into: Float32Array,
-): AsyncGenerator<{ piece: Float32Array; start: number }> {
-  const dtype = tensor.dtype as FloatDtype;
-  const width = DTYPE_BYTES[dtype];
-  const raw = new Uint8Array(Math.min(pieceElements, length) * width);
-  for (let done = 0; done < length; done += pieceElements) {
-    const count = Math.min(pieceElements, length - done);
-    const bytes = raw.subarray(0, count * width);
-    await file.source.read(tensor.byteOffset + (first + done) * width, bytes);
-    yield { piece: decodeFloat32(bytes, dtype, into.subarray(0, count)), start: first + done };
-  }
-}
-
-function withTensor(error: unknown, name: string, first: number): unknown {
-  if (error instanceof InvalidInputError && error.code === 'NON_FINITE') {
-    const index = error.location?.index ?? Number(/data\[(\d+)\]/.exec(error.message)?.[1] ?? 0);
-    const at = first + index;
-    return new InvalidInputError('NON_FINITE',
-      `tensor "${name}" element ${at}: ${error.message.replace(/^data\[\d+\] /, '')} Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`);
-  }
-  return error;
-}
-
 interface Patterns {
   include: NamePattern | null;
   exclude: NamePattern | null;
@@ -485,8 +263,7 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
     ...(stochastic ? { seed: options.seed ?? 0, tensorId: tensorIdOf(tensor.name) } : {}),
   };
   const plan = planPack(tensor.length, packOptions, `tensor "${tensor.name}"`);
-  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-  if (meanScaled(plan) && plan.groupSize * 4 > MAX_WHOLE_GROUP_BYTES) {
+  if ((plan.type === 'ternary' || plan.type === 'binary') && plan.groupSize * 4 > MAX_WHOLE_GROUP_BYTES) {
     throw new InvalidInputError('INVALID_ARGUMENT',
       `tensor "${tensor.name}": ${plan.type} groups of ${plan.groupSize} elements are larger than the ${MAX_WHOLE_GROUP_BYTES >> 20} MiB a ${plan.type} group may take in memory ` +
       `(its scale is a mean over the group, exact only when the group is packed whole); pass --group-size ${largestDivisorUpTo(tensor.length, MAX_WHOLE_GROUP_BYTES / 4)} ` +

@@ -1,0 +1,260 @@
+// One tensor of a safetensors file packed chunk by chunk into a SafetensorsWriter
+// (quantize-file.ts decides what to pack; this writes it):
+// - whole groups per chunk where groups are small (packWholeGroups);
+// - a group larger than a chunk read twice, once for its range and once to pack it in pieces
+//   (packGroupInPieces);
+// - codes that don't end on a byte joined by a CodeStreamWriter;
+// - scales written in place as they are made when the sink can write at a position (files),
+//   else held until the tensor's codes are written (streams).
+// Buffers live in a PackScratch shared by all the tensors of a file, so a checkpoint of many
+// small tensors allocates next to nothing per tensor.
+
+import { EdgeMoqError, InvalidInputError } from '../errors.js';
+import { allocatePacked, planPack, type PackedTensor, type PackOptions, type PackPlan } from '../packed/layout.js';
+import type { Packer } from '../packed/packer.js';
+import { chunkingFor } from './chunking.js';
+import { CodeStreamWriter } from './code-stream.js';
+import type { PositionalByteSink } from './node-file.js';
+import { decodeFloat32, DTYPE_BYTES, type FloatDtype, type SafetensorsFile, type SafetensorsWriter, type TensorInfo } from './safetensors.js';
+
+/** Where a tensor's scales (and zero points) go in a positional sink. */
+export interface ScaleTarget {
+  sink: PositionalByteSink;
+  scales: TensorInfo;
+  zeros: TensorInfo | null;
+}
+
+/** Buffers reused from tensor to tensor: grown to the largest chunk, never shrunk. */
+export class PackScratch {
+  private floats = new Float32Array(0);
+  private unpackedFloats = new Float32Array(0);
+  private raw = new Uint8Array(0);
+  private zeroBytes = new Uint8Array(0);
+  // PackedTensors by shape; a file holds few distinct chunk shapes, but the map is bounded anyway.
+  private packedByShape = new Map<string, PackedTensor>();
+
+  /** `count` float32 values to read into, and as many to unpack into. */
+  values(count: number): { values: Float32Array; unpacked: Float32Array } {
+    if (this.floats.length < count) {
+      this.floats = new Float32Array(count);
+      this.unpackedFloats = new Float32Array(count);
+    }
+    return { values: this.floats.subarray(0, count), unpacked: this.unpackedFloats.subarray(0, count) };
+  }
+
+  rawBytes(count: number): Uint8Array {
+    if (this.raw.length < count) this.raw = new Uint8Array(count);
+    return this.raw.subarray(0, count);
+  }
+
+  /** Zeros to write as placeholders, at most `count` of them at a time. */
+  zeros(count: number): Uint8Array {
+    if (this.zeroBytes.length === 0) this.zeroBytes = new Uint8Array(1 << 20);
+    return this.zeroBytes.subarray(0, Math.min(count, this.zeroBytes.length));
+  }
+
+  packed(length: number, options: PackOptions): PackedTensor {
+    const plan = planPack(length, options);
+    const key = `${plan.length}/${plan.groupSize}/${plan.bits}/${plan.type}`;
+    let packed = this.packedByShape.get(key);
+    if (!packed) {
+      if (this.packedByShape.size >= 64) this.packedByShape.clear();
+      packed = allocatePacked(plan);
+      this.packedByShape.set(key, packed);
+    }
+    return packed;
+  }
+}
+
+interface ErrorTotals {
+  maxAbsError: number;
+  squares: number;
+}
+
+type PutGroups = (firstGroup: number, scales: Float32Array, zeros: Float32Array | null) => Promise<void>;
+
+interface TensorJob {
+  file: SafetensorsFile;
+  tensor: TensorInfo;
+  plan: PackPlan;
+  options: PackOptions;
+  packer: Packer;
+  scratch: PackScratch;
+  codes: CodeStreamWriter;
+  putGroups: PutGroups;
+  totals: ErrorTotals;
+  progress: (elementsDone: number) => void;
+}
+
+/** Writes one tensor's parts, in the order the specs put them; returns its error summary. */
+export async function packTensor(
+  file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer, scratch: PackScratch,
+  writer: SafetensorsWriter, target: ScaleTarget | null, chunkBytes: number, progress: (bytesDone: number) => void,
+): Promise<{ maxAbsError: number; rmsError: number }> {
+  const asymmetric = plan.type === 'asymmetric';
+  if (target) {
+    // Placeholders the scales overwrite in place as they are made (writeAt may only revisit
+    // bytes already written).
+    for (let left = plan.groupCount * 4 * (asymmetric ? 2 : 1); left > 0;) {
+      const zeros = scratch.zeros(left);
+      await writer.write(zeros);
+      left -= zeros.length;
+    }
+  }
+  // Without a positional sink the scales wait here for the codes to be written.
+  const held = target ? null : { scales: new Float32Array(plan.groupCount), zeros: asymmetric ? new Float32Array(plan.groupCount) : null };
+  const putGroups: PutGroups = async (firstGroup, scales, zeros) => {
+    if (held) {
+      held.scales.set(scales, firstGroup);
+      held.zeros?.set(zeros!, firstGroup);
+      return;
+    }
+    const bytes = (values: Float32Array) => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    await target!.sink.writeAt(target!.scales.byteOffset + firstGroup * 4, bytes(scales));
+    if (zeros) await target!.sink.writeAt(target!.zeros!.byteOffset + firstGroup * 4, bytes(zeros));
+  };
+  const bytesPerElement = tensor.byteLength / tensor.length;
+  const job: TensorJob = {
+    file, tensor, plan, options, packer, scratch, putGroups,
+    codes: new CodeStreamWriter((bytes) => writer.write(bytes)),
+    totals: { maxAbsError: 0, squares: 0 },
+    progress: (done) => progress(done * bytesPerElement),
+  };
+  const chunking = chunkingFor(plan, chunkBytes);
+  const meanScaled = plan.type === 'ternary' || plan.type === 'binary';
+  if (chunking.groupsPerChunk > 0 || meanScaled) await packWholeGroups(job, Math.max(1, chunking.groupsPerChunk));
+  else await packGroupsInPieces(job, chunking.pieceElements);
+  await job.codes.finish();
+  if (held) {
+    await writer.write(new Uint8Array(held.scales.buffer));
+    if (held.zeros) await writer.write(new Uint8Array(held.zeros.buffer));
+  }
+  const { maxAbsError, squares } = job.totals;
+  const rmsError = Math.sqrt(squares / plan.length);
+  if (!Number.isFinite(maxAbsError) || !Number.isFinite(rmsError)) {
+    // unpack(pack(x)) of finite input is finite: a NaN here is a bug, and its output is refused.
+    throw new EdgeMoqError('NON_FINITE',
+      `tensor "${tensor.name}": the packed values differ from the input by ${maxAbsError} (rms ${rmsError}), which finite input cannot give; ` +
+      'this is a bug in edge-moq (please report it with the file); no output was written.');
+  }
+  return { maxAbsError, rmsError };
+}
+
+function accumulateErrors(original: Float32Array, unpacked: Float32Array, totals: ErrorTotals): void {
+  let { maxAbsError, squares } = totals;
+  for (let i = 0; i < original.length; i++) {
+    const e = Math.abs(original[i]! - unpacked[i]!);
+    // A NaN is kept (no later comparison replaces it), so that it reaches the check in packTensor.
+    if (e > maxAbsError || e !== e) maxAbsError = e;
+    squares += e * e;
+  }
+  totals.maxAbsError = maxAbsError;
+  totals.squares = squares;
+}
+
+async function packWholeGroups(job: TensorJob, groupsPerChunk: number): Promise<void> {
+  const { tensor, plan, options, packer, scratch, totals } = job;
+  const chunkElements = Math.min(plan.length, groupsPerChunk * plan.groupSize);
+  for await (const { piece: chunk, start } of readFloat32Range(job, 0, plan.length, chunkElements)) {
+    const packed = scratch.packed(chunk.length, options);
+    try {
+      await packer.pack(chunk, { ...options, firstIndex: plan.stochastic ? start : 0 }, packed);
+    } catch (error) {
+      throw withTensor(error, tensor.name, start);
+    }
+    const { unpacked } = scratch.values(chunk.length);
+    await packer.unpack(packed, unpacked);
+    accumulateErrors(chunk, unpacked, totals);
+    await job.putGroups(start / plan.groupSize, packed.scales, packed.zeros);
+    await job.codes.append(packed.codes, chunk.length * plan.bits);
+    job.progress(start + chunk.length);
+  }
+}
+
+/**
+ * Groups larger than a chunk. Pass 1 finds the group's range (exact in any order); pass 2 packs
+ * each piece as a group of its own with the range's ends appended (the absolute maximum, or min
+ * and max), so that the kernel derives the whole group's scale and zero point and the piece's
+ * codes are those of the whole group. The appended values' codes are dropped. Ternary and
+ * binary scales are means (sums in the kernel's order), which pieces cannot reproduce: their
+ * groups are packed whole (packWholeGroups; decide() bounds their size).
+ */
+async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promise<void> {
+  const { tensor, plan, options, packer, scratch, totals } = job;
+  const asymmetric = plan.type === 'asymmetric';
+  const extra = asymmetric ? 2 : 1;
+  const scale = new Float32Array(1);
+  const zero = asymmetric ? new Float32Array(1) : null;
+  for (let group = 0; group < plan.groupCount; group++) {
+    const groupStart = group * plan.groupSize;
+    let min = Infinity;
+    let max = -Infinity;
+    for await (const { piece, start } of readFloat32Range(job, groupStart, plan.groupSize, pieceElements)) {
+      for (let i = 0; i < piece.length; i++) {
+        const x = piece[i]!;
+        if (!Number.isFinite(x)) {
+          throw new InvalidInputError('NON_FINITE',
+            `tensor "${tensor.name}" element ${start + i}: is ${x}; packing needs finite values. Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`,
+            { location: { index: start + i, group } });
+        }
+        if (x < min) min = x;
+        if (x > max) max = x;
+      }
+    }
+    // Pieces are read into the first pieceElements values; the range's ends go right after.
+    for await (const { piece, start } of readFloat32Range(job, groupStart, plan.groupSize, pieceElements, extra)) {
+      const count = piece.length;
+      const { values, unpacked } = scratch.values(count + extra);
+      if (asymmetric) {
+        values[count] = min;
+        values[count + 1] = max;
+      } else {
+        values[count] = Math.max(-min, max);
+      }
+      const pieceOptions = { ...options, groupSize: count + extra };
+      const packed = scratch.packed(count + extra, pieceOptions);
+      try {
+        await packer.pack(values, { ...pieceOptions, firstIndex: plan.stochastic ? start : 0 }, packed);
+      } catch (error) {
+        throw withTensor(error, tensor.name, start);
+      }
+      await packer.unpack(packed, unpacked);
+      accumulateErrors(piece, unpacked.subarray(0, count), totals);
+      await job.codes.append(packed.codes, count * plan.bits);
+      scale[0] = packed.scales[0]!;
+      if (zero) zero[0] = packed.zeros![0]!;
+      job.progress(start + count);
+    }
+    await job.putGroups(group, scale, zero);
+  }
+}
+
+/**
+ * Elements [first, first + length) of the tensor as float32, `pieceElements` at a time, each
+ * piece at the start of the scratch values (which hold `spare` more after it).
+ */
+async function* readFloat32Range(
+  job: TensorJob, first: number, length: number, pieceElements: number, spare = 0,
+): AsyncGenerator<{ piece: Float32Array; start: number }> {
+  const { file, tensor, scratch } = job;
+  const dtype = tensor.dtype as FloatDtype;
+  const width = DTYPE_BYTES[dtype];
+  for (let done = 0; done < length; done += pieceElements) {
+    const count = Math.min(pieceElements, length - done);
+    const bytes = scratch.rawBytes(count * width);
+    await file.source.read(tensor.byteOffset + (first + done) * width, bytes);
+    const { values } = scratch.values(count + spare);
+    yield { piece: decodeFloat32(bytes, dtype, values.subarray(0, count)), start: first + done };
+  }
+}
+
+/** A packer's NON_FINITE error, located in the tensor and named. */
+function withTensor(error: unknown, name: string, first: number): unknown {
+  if (error instanceof InvalidInputError && error.code === 'NON_FINITE') {
+    const index = error.location?.index ?? Number(/data\[(\d+)\]/.exec(error.message)?.[1] ?? 0);
+    const at = first + index;
+    return new InvalidInputError('NON_FINITE',
+      `tensor "${name}" element ${at}: ${error.message.replace(/^data\[\d+\] /, '')} Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`);
+  }
+  return error;
+}
