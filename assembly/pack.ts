@@ -14,12 +14,25 @@
 // An asymmetric group quantized at half scale (grid.ts) stores its scale and zero point at full
 // scale, 2s and 2zp, both finite; unpacking finds such a group by its scale (atHalfScale) and
 // evaluates code * s + zp at half scale too, where code * s alone could overflow.
+//
+// A group whose scale underflows to 0 although its values differ (all within 2^(b-2) smallest
+// subnormals of 0, symmetric, or 2^(b-1) of each other, asymmetric) is left unchanged by fake
+// quantization. Every float32 is a multiple of the smallest subnormal, so such a group lies
+// exactly on the grid of that step: packing stores it there (scale 2^-149, the minimum as the zero
+// point, no noise), and its codes decode to the group itself.
+//
+// Unpacking reads data that may come from a damaged or hostile file. It checks every group before
+// writing anything: a scale that is NaN, infinite or negative, a zero point that is NaN or
+// infinite, a ternary code 3, or a code whose value overflows float32 makes it return the first
+// element concerned (a group's first element for its scale and zero point).
 
 import { rangeOf, absMaxBits, NON_FINITE_BITS, groupAbsMean, aboveThresholdMean } from './stats';
 import { stochasticOffset, stochasticOffset4 } from './rounding';
 import { asymmetricGroup, atHalfScale, groupHalved, groupScale, groupZero, halvedIndex } from './grid';
 
 const THRESHOLD_FACTOR: f32 = 0.7;
+const FLOAT_MAX: f32 = 3.4028234663852886e38;
+const SMALLEST_SUBNORMAL: f32 = 1.401298464324817e-45; // 2^-149
 const groupRange = memory.data(8);
 
 /** Type numbers shared with src/packed/wasm-packer.ts. */
@@ -83,22 +96,25 @@ export function packCodes(
           scale = groupScale * 2;
           zero *= 2;
         } else {
-          scale = groupScale;
-          gridCodes(from, groupSize, bits, scale, zero, true, stochastic, key, first);
+          const underflowed = groupScale == 0 && load<f32>(groupRange, 4) > groupMin;
+          scale = underflowed ? SMALLEST_SUBNORMAL : groupScale;
+          gridCodes(from, groupSize, bits, scale, zero, true, stochastic && !underflowed, key, first);
         }
         store<f32>(zeros + (<usize>g << 2), zero);
       } else {
         const bitsOfMax = absMaxBits(from, groupSize);
         if (bitsOfMax >= NON_FINITE_BITS) return g;
         scale = reinterpret<f32>(bitsOfMax) * (<f32>2.0 / <f32>(1 << bits));
-        gridCodes(from, groupSize, bits, scale, 0, false, stochastic, key, first);
+        const underflowed = scale == 0 && bitsOfMax != 0;
+        if (underflowed) scale = SMALLEST_SUBNORMAL;
+        gridCodes(from, groupSize, bits, scale, 0, false, stochastic && !underflowed, key, first);
       }
     } else {
       const mean = groupAbsMean(from, groupSize);
       if (mean != mean) return g;
       if (type == TERNARY) {
         const threshold = THRESHOLD_FACTOR * mean;
-        scale = mean > 0 ? aboveThresholdMean(from, groupSize, threshold) : 0;
+        scale = aboveThresholdMean(from, groupSize, threshold);
         for (let i = 0; i < groupSize; i++) {
           const x = load<f32>(from + (<usize>i << 2));
           putCode(select<u32>(2, select<u32>(0, 1, x < -threshold), x > threshold), 2);
@@ -168,41 +184,124 @@ function halvedCodes(from: usize, n: i32, bits: i32, scale: f32, zero: f32, stoc
 }
 
 /**
- * Writes the float32 values of `groupCount` groups of `groupSize` codes to `dst`. The codes
- * region must be readable 3 bytes past its end (codes are read 4 bytes at a time).
+ * Writes the float32 values of `groupCount` groups of `groupSize` codes to `dst` and returns -1,
+ * or, writing nothing, the first invalid element (see the top of this file). The codes region
+ * must be readable 3 bytes past its end (codes are read 4 bytes at a time).
  */
 export function unpackCodes(
   codes: usize, scales: usize, zeros: usize, dst: usize, groupCount: i32, groupSize: i32, bits: i32, type: i32,
-): void {
+): i32 {
   // value = (code * step + shift) * scale + zero
   const step: i32 = type == BINARY ? 2 : 1;
   const shift: i32 = type == SYMMETRIC ? -(1 << (bits - 1)) : type == ASYMMETRIC ? 0 : -1;
-  const mask: u32 = bits == 32 ? 0xffffffff : (1 << bits) - 1;
+  const mask: u32 = (1 << bits) - 1;
   const invLevels = <f32>1.0 / <f32>(1 << bits);
+  const invalid = firstInvalid(codes, scales, zeros, groupCount, groupSize, bits, type, step, shift, mask, invLevels);
+  if (invalid >= 0) return invalid;
   let bit: u64 = 0;
   for (let g = 0; g < groupCount; g++) {
     const scale = load<f32>(scales + (<usize>g << 2));
     const zero: f32 = type == ASYMMETRIC ? load<f32>(zeros + (<usize>g << 2)) : 0;
     const to = dst + (<usize>g * <usize>groupSize << 2);
     if (type == ASYMMETRIC && atHalfScale(scale, invLevels)) {
-      bit = unpackGroup(codes, bit, to, groupSize, bits, mask, step, shift, type, scale * 0.5, zero * 0.5, true);
+      bit = unpackGroup(codes, bit, to, groupSize, bits, mask, step, shift, true, scale * 0.5, zero * 0.5, true);
     } else {
-      bit = unpackGroup(codes, bit, to, groupSize, bits, mask, step, shift, type, scale, zero, false);
+      bit = unpackGroup(codes, bit, to, groupSize, bits, mask, step, shift, type == ASYMMETRIC, scale, zero, false);
     }
   }
+  return -1;
+}
+
+/** The value of a grid level (or ternary/binary sign), as unpacking writes it. */
+@inline function levelValue(level: f32, scale: f32, zero: f32, ASYMMETRIC: bool, HALVED: bool): f32 {
+  const value = ASYMMETRIC ? level * scale + zero : level * scale;
+  return HALVED ? value * 2 : value;
+}
+
+@inline function codeAt(codes: usize, bit: u64, mask: u32): u32 {
+  return (load<u32>(codes + <usize>(bit >> 3)) >>> <u32>(bit & 7)) & mask;
 }
 
 /** One group of unpackCodes from stream bit `bit`; returns the bit after it. */
 @inline function unpackGroup(
-  codes: usize, bit: u64, to: usize, n: i32, bits: i32, mask: u32, step: i32, shift: i32, type: i32,
+  codes: usize, bit: u64, to: usize, n: i32, bits: i32, mask: u32, step: i32, shift: i32, ASYMMETRIC: bool,
   scale: f32, zero: f32, HALVED: bool,
 ): u64 {
   for (let i = 0; i < n; i++) {
-    const code = (load<u32>(codes + <usize>(bit >> 3)) >>> <u32>(bit & 7)) & mask;
+    const level = <f32>(<i32>codeAt(codes, bit, mask) * step + shift);
     bit += <u64>bits;
-    const level = <f32>(<i32>code * step + shift);
-    const value = type == ASYMMETRIC ? level * scale + zero : level * scale;
-    store<f32>(to + (<usize>i << 2), HALVED ? value * 2 : value);
+    store<f32>(to + (<usize>i << 2), levelValue(level, scale, zero, ASYMMETRIC, HALVED));
   }
   return bit;
+}
+
+/**
+ * The first invalid element of unpackCodes' input, or -1. The checks cost a few operations per
+ * group: the value of a code is monotonic in the code, so a grid group whose lowest and highest
+ * codes decode to finite values needs no look at its codes (only a group with a huge scale or
+ * zero point is read code by code), and ternary codes are scanned 64 at a time.
+ */
+function firstInvalid(
+  codes: usize, scales: usize, zeros: usize, groupCount: i32, groupSize: i32, bits: i32, type: i32,
+  step: i32, shift: i32, mask: u32, invLevels: f32,
+): i32 {
+  const length = groupCount * groupSize;
+  const badCode = type == TERNARY ? firstTernaryThree(codes, length) : length;
+  const grid = type == SYMMETRIC || type == ASYMMETRIC;
+  const lowest = <f32>shift;
+  const highest = <f32>(<i32>mask * step + shift);
+  for (let g = 0; g < groupCount; g++) {
+    const start = g * groupSize;
+    const scale = load<f32>(scales + (<usize>g << 2));
+    // False for NaN, for +Inf and for negative scales, which would flip signs; ±0 passes.
+    if (!(scale >= 0 && scale <= FLOAT_MAX)) return start;
+    let zero: f32 = 0;
+    if (type == ASYMMETRIC) {
+      zero = load<f32>(zeros + (<usize>g << 2));
+      if (!isFinite(zero)) return start;
+    }
+    if (grid) {
+      const halved = type == ASYMMETRIC && atHalfScale(scale, invLevels);
+      const s = halved ? scale * 0.5 : scale;
+      const z = halved ? zero * 0.5 : zero;
+      const asymmetric = type == ASYMMETRIC;
+      if (!isFinite(levelValue(lowest, s, z, asymmetric, halved)) || !isFinite(levelValue(highest, s, z, asymmetric, halved))) {
+        let bit = <u64>start * <u64>bits;
+        for (let i = 0; i < groupSize; i++) {
+          const level = <f32>(<i32>codeAt(codes, bit, mask) + shift);
+          bit += <u64>bits;
+          if (!isFinite(levelValue(level, s, z, asymmetric, halved))) return start + i;
+        }
+      }
+    }
+    if (badCode < start + groupSize) return badCode;
+  }
+  return -1;
+}
+
+/** The first of `length` 2-bit codes that is 3 (both bits set), or `length`. */
+function firstTernaryThree(codes: usize, length: i32): i32 {
+  const wholeBytes = length >> 2;
+  let k = 0;
+  // Bit 2j of a byte is set in byte & (byte >> 1) & 0x55 when code j of the byte is 3.
+  if (ASC_FEATURE_SIMD) {
+    const evenBits = i8x16.splat(0x55);
+    for (; k + 16 <= wholeBytes; k += 16) {
+      const x = v128.load(codes + <usize>k);
+      if (v128.any_true(v128.and(v128.and(x, i8x16.shr_u(x, 1)), evenBits))) break;
+    }
+  } else {
+    for (; k + 4 <= wholeBytes; k += 4) {
+      const x = load<u32>(codes + <usize>k);
+      if ((x & (x >>> 1) & 0x55555555) != 0) break;
+    }
+  }
+  for (; k <= wholeBytes; k++) {
+    const byte = <u32>load<u8>(codes + <usize>k);
+    // The last byte holds length % 4 codes, and bits past them are no codes.
+    const valid: u32 = k < wholeBytes ? 0x55 : 0x55 & ((1 << ((length & 3) << 1)) - 1);
+    const threes = byte & (byte >>> 1) & valid;
+    if (threes != 0) return (k << 2) + <i32>(ctz(threes) >> 1);
+  }
+  return length;
 }

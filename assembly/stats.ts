@@ -55,12 +55,14 @@ export function groupAbsMeans(data: usize, groupCount: i32, groupSize: i32, out:
 }
 
 /**
- * mean |x| over the elements of data[0..n) with |x| > threshold (ternary's alpha), and NaN when
- * there are none. Only a group whose whole sum overflowed can overflow here: it is summed again
- * as groupAbsMean does.
+ * mean |x| over the elements of data[0..n) with |x| > threshold (ternary's alpha), and 0 when
+ * there are none: at the bottom of the subnormals 0.7 * mean can round up past every |x|, and
+ * alpha is then stored by packing, where 0 / 0 would decode as NaN. Only a group whose whole sum
+ * overflowed can overflow here: it is summed again as groupAbsMean does.
  */
 @inline export function aboveThresholdMean(data: usize, n: i32, threshold: f32): f32 {
   const sum = absSum(data, n, threshold, true);
+  if (absSumCount == 0) return 0;
   if (isFinite(sum)) return sum / <f32>absSumCount;
   return scaledAbsSum(data, n, threshold, true) / <f32>absSumCount * SCALED_SUM_UNIT;
 }

@@ -2,9 +2,12 @@
 //   m = mean |x|, thr = 0.7 * m, alpha = mean of |x| over |x| > thr,
 //   y = +alpha where x > thr, -alpha where x < -thr, 0 elsewhere.
 // Both means stay finite where a sum of |x| overflows (stats.ts). An all-zero group (the
-// reference divides 0 by 0) is copied unchanged. Like the grid, either the second of two passes
-// (means from groupAbsMeans, in place) or one fused pass from `src` to `dst` that stops at the
-// first non-finite group.
+// reference divides 0 by 0) is copied unchanged. A group whose mean underflows to 0 is not all
+// zero: its threshold is 0 and alpha the mean of its nonzero |x|, as in the reference. Where
+// nothing passes a threshold above 0 (at the bottom of the subnormals 0.7 * mean can round up
+// past every |x|), alpha is 0 and the group becomes 0. Like the grid, either the second of two
+// passes (means from groupAbsMeans, in place) or one fused pass from `src` to `dst` that stops
+// at the first non-finite group.
 
 import { aboveThresholdMean, groupMeanAbs } from './stats';
 import { blendValue, blend4 } from './blend';
@@ -18,12 +21,13 @@ export function quantizeTernary(src: usize, dst: usize, groupCount: i32, groupSi
     const from = src + offset, to = dst + offset;
     const mean = groupMeanAbs(from, groupSize, means, g);
     if (mean != mean) return g;
-    if (!(mean > 0)) {
+    const threshold = THRESHOLD_FACTOR * mean;
+    const alpha = aboveThresholdMean(from, groupSize, threshold);
+    // Nothing above a threshold of 0: all zero.
+    if (!(alpha > 0) && !(threshold > 0)) {
       if (to != from) memory.copy(to, from, <usize>groupSize << 2);
       continue;
     }
-    const threshold = THRESHOLD_FACTOR * mean;
-    const alpha = aboveThresholdMean(from, groupSize, threshold);
     if (blend) ternaryGroup(from, to, groupSize, threshold, alpha, true, ratio, rest);
     else ternaryGroup(from, to, groupSize, threshold, alpha, false, ratio, rest);
   }

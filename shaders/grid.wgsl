@@ -6,7 +6,15 @@
 //               y = clamp(round((x - zp) / s + p), 0, 2^b - 1) * s + zp
 //
 // Both divisions are correctly rounded (divideRounded), so every value lands where the
-// reference puts it, ties included. A group whose scale is 0 is left unchanged.
+// reference puts it, ties included.
+//
+// A group whose scale is 0 takes its zero point: 0, or an asymmetric group's minimum
+// (takeZeroPoint). All-zero and constant groups are thus left as they are. Where the
+// WebAssembly kernels also leave unchanged a group whose scale underflows although its values
+// differ, the GPU cannot: WGSL lets a device flush subnormals to zero in any operation
+// (SwiftShader does), so on such a device any group whose scale would be subnormal (its range
+// below 2^(b-126)) gets scale 0, values that are no grid packing could store. Those values
+// become the zero point, the value packing stores for the group.
 //
 // At the top of float32, as in assembly/grid.ts: an asymmetric group whose range reaches 2^127
 // is quantized at half scale, y = 2 * Q(x / 2) (the formula itself wherever the formula is
@@ -15,7 +23,7 @@
 const HALVING_RANGE: f32 = 0x1p127f;
 
 struct GridGroup {
-  // Of x / 2 when `halved`.
+  // Of x / 2 when `halved`; with scale 0 (quantize false) the zero point is the whole grid.
   scale: f32,
   zero: f32,
   quantize: bool,
@@ -54,7 +62,7 @@ fn gridGroup(stats: Partial) -> GridGroup {
     scale = max(abs(stats.lo), abs(stats.hi)) * job.scaleFactor;
   }
   if (!(scale > 0.0)) {
-    return GridGroup(0.0, 0.0, false, false);
+    return GridGroup(0.0, select(0.0, stats.lo, asymmetric), false, false);
   }
   var zero = 0.0;
   if (asymmetric) {
@@ -104,6 +112,22 @@ fn gridValue(x: f32, index: u32, group: GridGroup) -> f32 {
   return finishValue(x, gridPoint(gridIndex(x, index, group), group));
 }
 
+// Whether x holds `value` already: the same bits, or both zeros (a zero keeps its sign).
+// Decided on the bits: a device that flushes subnormals compares them equal to 0.
+fn holds(x: f32, value: f32) -> bool {
+  let a = bitcast<u32>(x);
+  let b = bitcast<u32>(value);
+  return a == b || ((a | b) & 0x7fffffffu) == 0u;
+}
+
+// Element i of the job becomes `value` (a group's zero point) unless it holds it already. Assigned,
+// not computed: no arithmetic a device could flush.
+fn takeZeroPoint(i: u32, value: f32) {
+  if (!holds(data[job.base + i], value)) {
+    data[job.base + i] = value;
+  }
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn gridChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
   let index = workgroupIndex(workgroup);
@@ -112,11 +136,12 @@ fn gridChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u32)
   }
   let chunk = chunkAt(index);
   let group = gridGroup(partials[job.groupStatsBase + chunk.group]);
-  if (!group.quantize) {
-    return;
-  }
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
-    data[job.base + i] = gridValue(data[job.base + i], i, group);
+    if (group.quantize) {
+      data[job.base + i] = gridValue(data[job.base + i], i, group);
+    } else {
+      takeZeroPoint(i, group.zero);
+    }
   }
 }
 
@@ -127,11 +152,12 @@ fn gridSmallGroups(workgroup: Workgroup, @builtin(local_invocation_index) local:
     return;
   }
   let group = gridGroup(smallGroupPartial(g));
-  if (!group.quantize) {
-    return;
-  }
   let start = g * job.groupSize;
   for (var i = start; i < start + job.groupSize; i++) {
-    data[job.base + i] = gridValue(data[job.base + i], i, group);
+    if (group.quantize) {
+      data[job.base + i] = gridValue(data[job.base + i], i, group);
+    } else {
+      takeZeroPoint(i, group.zero);
+    }
   }
 }

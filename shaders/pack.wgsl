@@ -12,7 +12,12 @@
 //
 // An asymmetric group at half scale (grid.wgsl) stores 2s and 2zp, both finite, and is found
 // again by its scale (storedGridGroup), its values taken at half scale: code * s alone could
-// overflow.
+// overflow. A grid group of scale 0 decodes to its zero point, and a binary one to +-mean, by
+// assignment as the writers do it: arithmetic could flush a subnormal they keep.
+//
+// Unpacking reads data that may come from a damaged or hostile file: checkCodes runs first and
+// reports the first invalid element (as assembly/pack.ts defines it) in the status, and then
+// unpackCodes writes nothing.
 //
 // Element i's code is bits [i*b, (i+1)*b) of a little-endian stream of u32 words, so the bytes
 // of `codes` are the layout's bytes. Each word is written whole by one invocation, which
@@ -51,9 +56,6 @@ fn ternaryThreshold(stats: Partial) -> f32 {
 }
 
 fn ternaryAlpha(g: u32, stats: Partial) -> f32 {
-  if (!(meanAbs(stats) > 0.0)) {
-    return 0.0;
-  }
   if (pack.smallGroups == 0u) {
     return ternaryGroup(stats, partials[job.thresholdGroupBase + g]).alpha;
   }
@@ -67,8 +69,8 @@ fn ternaryAlpha(g: u32, stats: Partial) -> f32 {
   return ternaryGroup(stats, above).alpha;
 }
 
-// One invocation per group: its scale and, asymmetric, its zero point. A group fakeQuantize
-// leaves unchanged (scale 0) stores scale 0 and, asymmetric, its constant as the zero point.
+// One invocation per group: its scale and, asymmetric, its zero point. A group of scale 0
+// stores scale 0 and, asymmetric, its minimum as the zero point (grid.wgsl).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn packGroups(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
   let g = invocationIndex(workgroup, local);
@@ -80,7 +82,7 @@ fn packGroups(workgroup: Workgroup, @builtin(local_invocation_index) local: u32)
     let group = gridGroup(stats);
     scales[g] = atFullScale(group.scale, group);
     if (hasFlag(FLAG_ASYMMETRIC)) {
-      zeros[g] = select(stats.lo, atFullScale(group.zero, group), group.quantize);
+      zeros[g] = atFullScale(group.zero, group);
     }
   } else if (pack.bits == 2u) {
     scales[g] = ternaryAlpha(g, stats);
@@ -174,11 +176,93 @@ fn codeAt(i: u32) -> u32 {
   return code & ((1u << b) - 1u);
 }
 
+// What checking and unpacking a group need, from its stored scale and zero point.
+struct StoredGroup {
+  grid: GridGroup,
+  // Its scale and zero point are valid (see checkCodes).
+  valid: bool,
+  // Some code may decode beyond float32: every code is checked.
+  checkEach: bool,
+}
+
+fn storedGroup(g: u32) -> StoredGroup {
+  let scale = scales[g];
+  var zero = 0.0;
+  if (hasFlag(FLAG_ASYMMETRIC)) {
+    zero = zeros[g];
+  }
+  let bits = bitcast<u32>(scale);
+  // On the bits: NaN, ±Inf and negative scales (which would flip signs) fail, ±0 passes.
+  let valid = isFiniteValue(scale) && isFiniteValue(zero) && (bits <= 0x80000000u);
+  let grid = storedGridGroup(scale, zero);
+  var checkEach = pack.bits == 2u;
+  if (isGrid() && grid.quantize) {
+    // The value of a code is monotonic in it: the lowest and highest codes bound the group.
+    checkEach = gridPointOverflows(job.lo, grid) || gridPointOverflows(job.hi, grid);
+  }
+  return StoredGroup(grid, valid, checkEach);
+}
+
+// Whether gridPoint(q, group) overflows float32, decided at 2^-32 scale, where nothing can
+// overflow (WGSL leaves an overflowing operation indeterminate). Scaling by a power of two is
+// exact on normal values and float32 arithmetic is correctly rounded, so the scaled result
+// reaches 2^96 (2^95 before a half-scale group's doubling) exactly when the real one rounds to
+// ±Inf. Operands that turn subnormal when scaled (|s|, |zp| < 2^-94) are too small to matter.
+fn gridPointOverflows(q: f32, group: GridGroup) -> bool {
+  let product = unfused(q * (group.scale * 0x1p-32f));
+  var sum = product;
+  if (hasFlag(FLAG_ASYMMETRIC)) {
+    sum = product + group.zero * 0x1p-32f;
+  }
+  return abs(product) >= 0x1p96f || abs(sum) >= select(0x1p96f, 0x1p95f, group.halved);
+}
+
+// Whether element i's code decodes to a finite value (codes 0..2 for ternary).
+fn codeValid(i: u32, group: StoredGroup) -> bool {
+  let code = codeAt(i);
+  if (pack.bits == 2u) {
+    return code != 3u;
+  }
+  return !gridPointOverflows(f32(code) + job.lo, group.grid);
+}
+
+// One invocation per word of codes, covering the elements that overlap it (as packCodes): the
+// first invalid element of its groups and codes, reported as packing reports a NaN. A group
+// whose scale or zero point is invalid reports its first element.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn checkCodes(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
+  let w = invocationIndex(workgroup, local);
+  if (w >= pack.wordCount) {
+    return;
+  }
+  let b = pack.bits;
+  let origin = 32u * (w / b);
+  let r = w % b;
+  let last = min(origin + (32u * r + 31u) / b, job.length - 1u);
+  var groupIndex = 0xffffffffu;
+  var group: StoredGroup;
+  for (var i = origin + (32u * r) / b; i <= last; i++) {
+    let g = i / job.groupSize;
+    if (g != groupIndex) {
+      groupIndex = g;
+      group = storedGroup(g);
+      if (!group.valid) {
+        reportNonFinite(g * job.groupSize);
+        return;
+      }
+    }
+    if (group.checkEach && !codeValid(i, group)) {
+      reportNonFinite(i);
+      return;
+    }
+  }
+}
+
 // One invocation per element: data[i] = the value of its code.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn unpackCodes(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
   let i = invocationIndex(workgroup, local);
-  if (i >= job.length) {
+  if (i >= job.length || !writesAllowed()) {
     return;
   }
   let code = f32(codeAt(i));
@@ -190,11 +274,12 @@ fn unpackCodes(workgroup: Workgroup, @builtin(local_invocation_index) local: u32
     if (hasFlag(FLAG_ASYMMETRIC)) {
       zero = zeros[g];
     }
-    value = gridPoint(code + job.lo, storedGridGroup(scale, zero));
+    let group = storedGridGroup(scale, zero);
+    value = select(group.zero, gridPoint(code + job.lo, group), group.quantize);
   } else if (pack.bits == 2u) {
     value = (code - 1.0) * scale;
   } else {
-    value = (2.0 * code - 1.0) * scale;
+    value = select(-scale, scale, code == 1.0);
   }
   data[job.base + i] = value;
 }

@@ -3,7 +3,11 @@
 //   m = mean |x|, thr = 0.7 * m, alpha = mean of |x| over |x| > thr,
 //   y = +alpha where x > thr, -alpha where x < -thr, 0 elsewhere.
 // The sums run in a different order than on the CPU (so the means agree to float32 rounding,
-// not bit for bit). An all-zero group is left unchanged.
+// not bit for bit). Where no |x| passes the threshold, alpha is 0, not the reference's 0 / 0:
+// in an all-zero group, and at the bottom of the subnormals, where 0.7 * mean can round up past
+// every |x|. Such a group takes 0 (takeZeroPoint): an all-zero group is left as it is, -0
+// included, and on a device that flushes subnormals (grid.wgsl) the values it read as zeros
+// become 0, as packing stores them.
 
 // Math.fround(0.7), as assembly/ternary.ts rounds it.
 const THRESHOLD_FACTOR: f32 = 0x1.666666p-1f;
@@ -24,7 +28,8 @@ struct TernaryGroup {
 }
 
 fn ternaryGroup(stats: Partial, above: Partial) -> TernaryGroup {
-  return TernaryGroup(THRESHOLD_FACTOR * meanAbs(stats), meanOf(above, f32(above.count), stats));
+  let alpha = select(0.0, meanOf(above, f32(above.count), stats), above.count > 0u);
+  return TernaryGroup(THRESHOLD_FACTOR * meanAbs(stats), alpha);
 }
 
 // -1, 0 or +1: where x lies against the threshold (packing stores it plus 1 as the code).
@@ -73,13 +78,13 @@ fn ternaryChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u
     return;
   }
   let chunk = chunkAt(index);
-  let stats = partials[job.groupStatsBase + chunk.group];
-  if (!(meanAbs(stats) > 0.0)) {
-    return;
-  }
-  let group = ternaryGroup(stats, partials[job.thresholdGroupBase + chunk.group]);
+  let group = ternaryGroup(partials[job.groupStatsBase + chunk.group], partials[job.thresholdGroupBase + chunk.group]);
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
-    data[job.base + i] = ternaryValue(data[job.base + i], group);
+    if (group.alpha > 0.0) {
+      data[job.base + i] = ternaryValue(data[job.base + i], group);
+    } else {
+      takeZeroPoint(i, 0.0);
+    }
   }
 }
 
@@ -90,19 +95,19 @@ fn ternarySmallGroups(workgroup: Workgroup, @builtin(local_invocation_index) loc
     return;
   }
   let stats = smallGroupPartial(g);
-  let mean = meanAbs(stats);
-  if (!(mean > 0.0)) {
-    return;
-  }
-  let threshold = THRESHOLD_FACTOR * mean;
+  let threshold = THRESHOLD_FACTOR * meanAbs(stats);
   let unit = sumUnit(stats);
-  let start = job.base + g * job.groupSize;
+  let start = g * job.groupSize;
   var above = emptyPartial();
   for (var i = start; i < start + job.groupSize; i++) {
-    above = withAbove(above, data[i], threshold, unit);
+    above = withAbove(above, data[job.base + i], threshold, unit);
   }
   let group = ternaryGroup(stats, above);
   for (var i = start; i < start + job.groupSize; i++) {
-    data[i] = ternaryValue(data[i], group);
+    if (group.alpha > 0.0) {
+      data[job.base + i] = ternaryValue(data[job.base + i], group);
+    } else {
+      takeZeroPoint(i, 0.0);
+    }
   }
 }

@@ -88,6 +88,9 @@ const ROWS: Row[] = [
   { name: 'smallest subnormals, binary', input: [TINY, -TINY, 0], options: { bits: 1 }, pinned: [TINY, -TINY, 0] },
   // 0.7 * mean rounds up to the mean itself at the bottom of the subnormals: nothing passes.
   { name: 'smallest subnormals, ternary', input: [TINY, -TINY, 0], options: { bits: 2 }, pinned: [0, 0, 0] },
+  // The mean underflows to 0, so does the threshold: alpha is the mean of the nonzero |x|.
+  { name: 'one subnormal among zeros, ternary (the mean underflows)', input: [TINY, 0, 0, 0], options: { bits: 2 }, pinned: [TINY, 0, 0, 0] },
+  { name: 'subnormals among zeros, ternary (the mean underflows)', input: [-TINY, 2 * TINY, 0, 0, 0, 0, 0, 0], options: { bits: 2 }, pinned: [-2 * TINY, 2 * TINY, 0, 0, 0, 0, 0, 0] },
   { name: 'subnormals, ternary', input: mixedSubnormals, options: { bits: 2 } },
   // ±FLT_MAX: 2 * absMax, max - min and sums of |x| overflow in float32.
   { name: '±FLT_MAX, symmetric', input: [MAX, -MAX], options: { bits: 8 }, pinned: [f(127 * f(MAX / 128)), -MAX] },
@@ -126,7 +129,7 @@ function designGroup(x: number[], bits: number, asymmetric: boolean, noise: numb
     const mean = f(sum / x.length);
     if (!finite(mean)) return null;
     if (bits === 1) return { q: x.map((v) => (v > 0 ? mean : v < 0 ? -mean : 0)), skipped: false };
-    if (mean === 0) return { q: x, skipped: true };
+    if (abs.every((a) => a === 0)) return { q: x, skipped: true };
     const threshold = f(THRESHOLD_FACTOR * mean);
     let passed = 0, count = 0;
     for (const a of abs) if (a > threshold) { passed = f(passed + a); count++; }

@@ -6,7 +6,8 @@ import { WasmBackend } from '../src/backends/wasm.js';
 import { InvalidInputError } from '../src/errors.js';
 import { allocatePacked, createPacker, planPack, WasmPacker, type PackedTensor, type PackOptions } from '../src/packed/index.js';
 import { randomTensor } from './support/fixtures.js';
-import { codeAt, valueAt } from './support/layout-reader.js';
+import { codeAt, layoutValueAt, valueAt } from './support/layout-reader.js';
+import { differenceFromFake } from './support/packers.js';
 
 const builds = ['simd', 'scalar'] as const;
 const backends = new Map<string, WasmBackend>();
@@ -20,16 +21,6 @@ beforeAll(async () => {
   }
 });
 afterAll(() => backends.forEach((b) => b.dispose()));
-
-function compareToFake(x: Float32Array, fake: Float32Array, unpacked: Float32Array, packed: PackedTensor): void {
-  for (let i = 0; i < x.length; i++) {
-    let want = fake[i]! + 0; // +0 folds -0 into +0
-    if (packed.type === 'binary' && x[i] === 0) want = packed.scales[Math.floor(i / packed.groupSize)]!;
-    if (unpacked[i]! + 0 !== want) {
-      throw new Error(`element ${i}: x = ${x[i]}, unpacked ${unpacked[i]}, fakeQuantize ${fake[i]}`);
-    }
-  }
-}
 
 const layouts = [
   { length: 1, groupSize: 1 },
@@ -60,7 +51,7 @@ describe.each(builds)('WasmPacker (%s build)', (build) => {
       expect(x).toEqual(original);
       const fake = await backend.fakeQuantize(x.slice(), { ...options, groupSize });
       const unpacked = await packer.unpack(packed);
-      compareToFake(x, fake, unpacked, packed);
+      expect(differenceFromFake(x, fake, unpacked, packed)).toBeNull();
       for (let i = 0; i < length; i++) expect(valueAt(packed, i) + 0).toBe(unpacked[i]! + 0);
       expect(packed.codes.length).toBe(Math.ceil((length * options.bits) / 8));
     }
@@ -212,14 +203,6 @@ describe.each(builds)('packing at the top of float32 (%s build)', (build) => {
   const MAX = Math.fround(3.4028234663852886e38);
   const f = Math.fround;
 
-  /** valueAt, with an asymmetric group at s >= 2^(127-b) taken at half scale. */
-  function valueAtHalfScale(packed: PackedTensor, i: number): number {
-    const g = Math.floor(i / packed.groupSize);
-    const s = packed.scales[g]!;
-    if (packed.type !== 'asymmetric' || s < 2 ** (127 - packed.bits)) return valueAt(packed, i);
-    return 2 * f(f(codeAt(packed.codes, packed.bits, i) * (s / 2)) + packed.zeros![g]! / 2);
-  }
-
   it.each([
     { name: '±FLT_MAX, asymmetric (max - min overflows)', input: [MAX, -MAX], options: { bits: 8, type: 'asymmetric' }, scale: f(MAX / 128), zero: -MAX },
     { name: 'FLT_MAX and -FLT_MAX/2, asymmetric 3 bits', input: [MAX, f(-MAX / 2)], options: { bits: 3, type: 'asymmetric' } },
@@ -241,14 +224,14 @@ describe.each(builds)('packing at the top of float32 (%s build)', (build) => {
     const fake = await backends.get(build)!.fakeQuantize(x.slice(), options);
     expect(Array.from(fake).every(Number.isFinite)).toBe(true);
     const unpacked = await packer.unpack(packed);
-    compareToFake(x, fake, unpacked, packed);
-    for (let i = 0; i < x.length; i++) expect(valueAtHalfScale(packed, i) + 0).toBe(unpacked[i]! + 0);
+    expect(differenceFromFake(x, fake, unpacked, packed)).toBeNull();
+    for (let i = 0; i < x.length; i++) expect(layoutValueAt(packed, i) + 0).toBe(unpacked[i]! + 0);
   });
 
   it('needs the half-scale evaluation: the plain float32 one overflows at the top code', async () => {
     const packed = await packers.get(build)!.pack(Float32Array.of(MAX, -MAX), { bits: 8, type: 'asymmetric' });
     expect(codeAt(packed.codes, 8, 0)).toBe(255);
     expect(valueAt(packed, 0)).toBe(Infinity);
-    expect(valueAtHalfScale(packed, 0)).toBe((await packers.get(build)!.unpack(packed))[0]);
+    expect(layoutValueAt(packed, 0)).toBe((await packers.get(build)!.unpack(packed))[0]);
   });
 });

@@ -12,11 +12,19 @@
 //   An asymmetric group whose range reaches 2^127 (stored s >= 2^(127-b)) was quantized at half
 //   scale, 2 * Q(x / 2): its value is 2 * (code * (s/2) + zero/2), the same bits as the plain
 //   formula wherever that one is finite (at the top codes it would overflow).
+//   A group left unchanged although its scale underflowed to 0 (its values a few subnormals
+//   apart) is stored with s = 2^-149, the step every float32 is a multiple of: its codes are
+//   exact (assembly/pack.ts).
+//   valid: s finite and >= 0 (±0 included), zero finite, ternary codes 0..2, and every code's
+//   value finite; unpack checks all of it before writing (invalidPackedError says what failed).
 
 import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 
 export const PACKED_FORMAT = 'edge-moq.packed/1';
+
+const FLOAT_MAX = 3.4028234663852886e38;
 
 export type PackedType = 'symmetric' | 'asymmetric' | 'ternary' | 'binary';
 
@@ -122,4 +130,36 @@ export function validatePacked(packed: PackedTensor, label = 'packed'): void {
   } else if (zeros !== null && zeros !== undefined) {
     fail(`zeros must be null for ${type} codes.`);
   }
+}
+
+/**
+ * The error of an unpack that found `element` to be the first invalid one (the kernels' verdict;
+ * a group's first element when its scale or zero point is bad). It names the group, its elements
+ * and what is wrong, with `location.group`.
+ */
+export function invalidPackedError(packed: PackedTensor, element: number): InvalidInputError {
+  const { groupSize, bits, type } = packed;
+  const group = Math.floor(element / groupSize);
+  const scale = packed.scales[group]!;
+  const zero = packed.zeros?.[group];
+  const first = group * groupSize;
+  let what: string;
+  if (!(scale >= 0 && scale <= FLOAT_MAX)) {
+    what = `its scale is ${describeValue(scale)}, but a scale must be finite and >= 0`;
+  } else if (zero !== undefined && !Number.isFinite(zero)) {
+    what = `its zero point is ${describeValue(zero)}, but a zero point must be finite`;
+  } else {
+    let code = 0;
+    for (let k = 0; k < bits; k++) {
+      const j = element * bits + k;
+      code |= ((packed.codes[j >> 3]! >> (j & 7)) & 1) << k;
+    }
+    what = type === 'ternary'
+      ? `element ${element} has code 3, but ternary codes are 0, 1 and 2`
+      : `element ${element}'s code ${code} decodes beyond float32 (scale ${describeValue(scale)}` +
+        `${zero === undefined ? '' : `, zero point ${describeValue(zero)}`})`;
+  }
+  return new InvalidInputError('INVALID_ARGUMENT',
+    `packed: group ${group} (elements ${first}..${first + groupSize - 1}): ${what}. The packed data is damaged or was not ` +
+    'written by a packer: pack the weights again. Nothing was written.', { location: { group } });
 }

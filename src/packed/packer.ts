@@ -1,6 +1,10 @@
 // Packing on a backend: float32 data to `edge-moq.packed/1` codes and back. Every backend
-// packs exactly what it fake-quantizes: unpack(pack(x)) equals fakeQuantize(x) value for value
-// (binary packs an exact 0 as +1, and a zero keeps no sign: -0 comes back as +0).
+// packs exactly what it fake-quantizes: unpack(pack(x)) equals fakeQuantize(x) value for value,
+// for every finite x, subnormals included. The exceptions: a zero keeps no sign (-0 comes back
+// as +0), and binary, whose codes have no 0, packs as +1 (+mean) what fakeQuantize writes as 0:
+// an exact 0 and, on a GPU that flushes subnormals to zero (WGSL allows it; SwiftShader does),
+// a subnormal. Such a GPU also quantizes a group whose scale would be subnormal as one of
+// scale 0: it takes its zero point (shaders/grid.wgsl), in fakeQuantize and packing alike.
 
 import type { BackendKind } from '../backends/backend.js';
 import type { PackedTensor, PackOptions } from './layout.js';
@@ -13,7 +17,13 @@ export interface Packer {
    * allocatePacked) nothing is allocated; on error `into` is untouched too.
    */
   pack(data: Float32Array, options: PackOptions, into?: PackedTensor): Promise<PackedTensor>;
-  /** Dequantizes into `out` (length `packed.length`), or a new array. */
+  /**
+   * Dequantizes into `out` (length `packed.length`), or a new array. Packed data from elsewhere
+   * is checked in the same pass: a scale that is NaN, infinite or negative, a zero point that is
+   * not finite, a ternary code 3 or a code whose value overflows float32 throws INVALID_ARGUMENT
+   * naming the first such group (`location.group`), and `out` is left untouched. Only finite
+   * values are written.
+   */
   unpack(packed: PackedTensor, out?: Float32Array): Promise<Float32Array>;
   dispose(): void;
 }

@@ -1,13 +1,20 @@
 // Packing on the WebAssembly backends (assembly/pack.ts). Host arrays are staged in one
 // reusable scratch region of the module's memory; arrays already there are read in place.
-// Results reach the caller's arrays only after the kernel succeeded, so bad input leaves
+// Results reach the caller's arrays only after the kernel succeeded (unpacking into an array
+// already in memory: the kernel checks everything before writing), so bad input leaves
 // everything untouched.
 
 import type { BackendKind } from '../backends/backend.js';
 import type { WasmBackend } from '../backends/wasm.js';
 import { InvalidInputError } from '../errors.js';
-import { allocatePacked, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions } from './layout.js';
+import {
+  allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions,
+} from './layout.js';
 import type { Packer } from './packer.js';
+
+/** assembly/pack.ts's unpackCodes: -1, or (having written nothing) the first invalid element. */
+type UnpackCodes = (codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number,
+  bits: number, type: number) => number;
 
 /** The `type` argument of packCodes/unpackCodes (assembly/pack.ts). */
 const TYPE_NUMBER: Record<PackedType, number> = { symmetric: 0, asymmetric: 1, ternary: 2, binary: 3 };
@@ -88,7 +95,8 @@ export class WasmPacker implements Packer {
     new Uint8Array(buffer, codes, packed.codes.length).set(packed.codes);
     new Float32Array(buffer, scales, groupCount).set(packed.scales);
     if (packed.zeros) new Float32Array(buffer, zeros, groupCount).set(packed.zeros);
-    kernels.unpackCodes(codes, scales, zeros, dst, groupCount, groupSize, bits, TYPE_NUMBER[packed.type]);
+    const invalid = (kernels.unpackCodes as unknown as UnpackCodes)(codes, scales, zeros, dst, groupCount, groupSize, bits, TYPE_NUMBER[packed.type]);
+    if (invalid >= 0) throw invalidPackedError(packed, invalid);
     if (outInMemory) return out!;
     const result = out ?? new Float32Array(length);
     result.set(new Float32Array(memory.buffer, dst, length));

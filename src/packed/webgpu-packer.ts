@@ -17,7 +17,7 @@ import {
 } from '../backends/webgpu-plan.js';
 import { COMPUTE_STAGE, createProgram, type Program, type ProgramSpec } from '../backends/webgpu-program.js';
 import {
-  allocatePacked, packedType, planPack, planPackData, validateInto, validatePacked,
+  allocatePacked, invalidPackedError, packedType, planPack, planPackData, validateInto, validatePacked,
   type PackedTensor, type PackedType, type PackOptions, type PackPlan,
 } from './layout.js';
 import type { Packer } from './packer.js';
@@ -44,7 +44,7 @@ const OUTPUT_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
 
 const PACK_ENTRY_POINTS = [
   'checkFinite', 'chunkStats', 'combineStats', 'aboveThresholdChunks', 'combineAboveThreshold',
-  'packGroups', 'packCodes', 'unpackCodes',
+  'packGroups', 'packCodes', 'checkCodes', 'unpackCodes',
 ] as const;
 type PackEntryPoint = (typeof PACK_ENTRY_POINTS)[number];
 
@@ -222,6 +222,7 @@ export class WebGpuPacker implements Packer {
         result.set(new Float32Array(mapped, values, length));
       });
       if (done === undefined) return this.onWasm((packer) => packer.unpackSync(packed, out));
+      if (done !== null) throw invalidPackedError(packed, done);
       return result!;
     });
   }
@@ -265,11 +266,16 @@ export class WebGpuPacker implements Packer {
     return this.exclusive(async () => {
       this.assertGpu();
       const target = out ?? this.createBuffer('unpacked', packed.length * 4);
+      let invalid: number | null;
       try {
-        await this.bufferSubmit(this.unpackRun(packed, target, packed));
+        invalid = await this.bufferSubmit(this.unpackRun(packed, target, packed));
       } catch (error) {
         if (!out) target.destroy();
         throw error;
+      }
+      if (invalid !== null) {
+        if (!out) target.destroy();
+        throw invalidPackedError(await this.read(packed), invalid);
       }
       return target;
     });
@@ -292,44 +298,11 @@ export class WebGpuPacker implements Packer {
   /** Reads a GpuPackedTensor back into `into` (sized for it, e.g. by allocatePacked), or new arrays. */
   async download(packed: GpuPackedTensor, into?: PackedTensor): Promise<PackedTensor> {
     this.checkGpuPacked(packed, 'packed');
-    const { bits, type, length, groupSize } = packed;
-    const plan = planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) });
-    if (into !== undefined) validateInto(into, plan);
-    return this.exclusive(async () => {
-      this.assertGpu();
-      const codeBytes = wordCount(length, bits) * 4;
-      const groupBytes = plan.groupCount * 4;
-      const total = codeBytes + groupBytes * (packed.zeros ? 2 : 1);
-      const readback = this.pool.get('readback', total);
-      this.device.pushErrorScope('validation');
-      const encoder = this.device.createCommandEncoder({ label: 'edge-moq download' });
-      encoder.copyBufferToBuffer(packed.codes, 0, readback, 0, codeBytes);
-      encoder.copyBufferToBuffer(packed.scales, 0, readback, codeBytes, groupBytes);
-      if (packed.zeros) encoder.copyBufferToBuffer(packed.zeros, 0, readback, codeBytes + groupBytes, groupBytes);
-      this.device.queue.submit([encoder.finish()]);
-      this.counters.submissions++;
-      const error = await this.device.popErrorScope();
-      if (error) {
-        throw new InvalidInputError('INVALID_ARGUMENT',
-          `WebGPU rejected these buffers (${error.message}): each must belong to backend.device, be alive and have COPY_SRC usage.`);
-      }
-      try {
-        await readback.mapAsync(MAP_MODE_READ, 0, total);
-      } catch (error) {
-        this.fail((error as Error).message);
-        throw deviceLostError((error as Error).message);
-      }
-      try {
-        const mapped = readback.getMappedRange(0, total);
-        const result = into ?? allocatePacked(plan);
-        result.codes.set(new Uint8Array(mapped, 0, plan.codeBytes));
-        result.scales.set(new Float32Array(mapped, codeBytes, plan.groupCount));
-        result.zeros?.set(new Float32Array(mapped, codeBytes + groupBytes, plan.groupCount));
-        return result;
-      } finally {
-        readback.unmap();
-      }
-    });
+    if (into !== undefined) {
+      const { bits, type, length, groupSize } = packed;
+      validateInto(into, planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) }));
+    }
+    return this.exclusive(() => this.read(packed, into));
   }
 
   dispose(): void {
@@ -338,6 +311,45 @@ export class WebGpuPacker implements Packer {
     this.stopListening();
     this.pool.destroy();
     this.fallback?.dispose();
+  }
+
+  /** download's work, for callers already inside exclusive(). */
+  private async read(packed: GpuPackedTensor, into?: PackedTensor): Promise<PackedTensor> {
+    const { bits, type, length, groupSize } = packed;
+    const plan = planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) });
+    this.assertGpu();
+    const codeBytes = wordCount(length, bits) * 4;
+    const groupBytes = plan.groupCount * 4;
+    const total = codeBytes + groupBytes * (packed.zeros ? 2 : 1);
+    const readback = this.pool.get('readback', total);
+    this.device.pushErrorScope('validation');
+    const encoder = this.device.createCommandEncoder({ label: 'edge-moq download' });
+    encoder.copyBufferToBuffer(packed.codes, 0, readback, 0, codeBytes);
+    encoder.copyBufferToBuffer(packed.scales, 0, readback, codeBytes, groupBytes);
+    if (packed.zeros) encoder.copyBufferToBuffer(packed.zeros, 0, readback, codeBytes + groupBytes, groupBytes);
+    this.device.queue.submit([encoder.finish()]);
+    this.counters.submissions++;
+    const error = await this.device.popErrorScope();
+    if (error) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        `WebGPU rejected these buffers (${error.message}): each must belong to backend.device, be alive and have COPY_SRC usage.`);
+    }
+    try {
+      await readback.mapAsync(MAP_MODE_READ, 0, total);
+    } catch (error) {
+      this.fail((error as Error).message);
+      throw deviceLostError((error as Error).message);
+    }
+    try {
+      const mapped = readback.getMappedRange(0, total);
+      const result = into ?? allocatePacked(plan);
+      result.codes.set(new Uint8Array(mapped, 0, plan.codeBytes));
+      result.scales.set(new Float32Array(mapped, codeBytes, plan.groupCount));
+      result.zeros?.set(new Float32Array(mapped, codeBytes + groupBytes, plan.groupCount));
+      return result;
+    } finally {
+      readback.unmap();
+    }
   }
 
   private lostBecause(): string | null {
@@ -423,9 +435,14 @@ export class WebGpuPacker implements Packer {
     const job: JobLayout = {
       plan, base: 0, chunksPerGroup: 1, chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0, prepare: [], write: [],
     };
+    const words = wordCount(length, bits);
     return {
-      job, bits, firstIndex: 0, wordCount: wordCount(length, bits), smallGroups: false, partialCount: 0,
-      dispatches: [{ kernel: 'unpackCodes', workgroups: Math.ceil(length / WORKGROUP_SIZE) }], data, ...inputs,
+      job, bits, firstIndex: 0, wordCount: words, smallGroups: false, partialCount: 0,
+      dispatches: [
+        { kernel: 'checkCodes', workgroups: Math.ceil(words / WORKGROUP_SIZE) },
+        { kernel: 'unpackCodes', workgroups: Math.ceil(length / WORKGROUP_SIZE) },
+      ],
+      data, ...inputs,
     };
   }
 

@@ -3,6 +3,8 @@
 
 import type { PackedTensor } from '../../src/packed/layout.js';
 
+const f = Math.fround;
+
 /** Element i's code: stream bits [i*b, (i+1)*b), stream bit j being bit j mod 8 of byte j/8. */
 export function codeAt(codes: Uint8Array, bits: number, i: number): number {
   let code = 0;
@@ -13,15 +15,56 @@ export function codeAt(codes: Uint8Array, bits: number, i: number): number {
   return code;
 }
 
-/** Element i's value, dequantized in float32. */
+/** Writes element i's code into the stream (for tests that build or damage packed data). */
+export function setCodeAt(codes: Uint8Array, bits: number, i: number, code: number): void {
+  for (let k = 0; k < bits; k++) {
+    const j = i * bits + k;
+    codes[j >> 3] = (codes[j >> 3]! & ~(1 << (j & 7))) | (((code >> k) & 1) << (j & 7));
+  }
+}
+
+/** Element i's value, dequantized in float32 by the plain formula of its type. */
 export function valueAt(packed: PackedTensor, i: number): number {
   const code = codeAt(packed.codes, packed.bits, i);
   const g = Math.floor(i / packed.groupSize);
   const s = packed.scales[g]!;
   switch (packed.type) {
-    case 'symmetric': return Math.fround((code - 2 ** (packed.bits - 1)) * s);
-    case 'asymmetric': return Math.fround(Math.fround(code * s) + packed.zeros![g]!);
-    case 'ternary': return Math.fround((code - 1) * s);
-    case 'binary': return Math.fround((2 * code - 1) * s);
+    case 'symmetric': return f((code - 2 ** (packed.bits - 1)) * s);
+    case 'asymmetric': return f(f(code * s) + packed.zeros![g]!);
+    case 'ternary': return f((code - 1) * s);
+    case 'binary': return f((2 * code - 1) * s);
   }
+}
+
+/**
+ * valueAt, with the layout's one edge: an asymmetric group whose stored s >= 2^(127-b) is read
+ * at half scale, 2 * (code * (s/2) + zero/2). (Each step is one float32 operation: a double
+ * holds every product of a code and a float32 exactly, and rounding a double sum of two
+ * float32 to float32 is the float32 sum.)
+ */
+export function layoutValueAt(packed: PackedTensor, i: number): number {
+  const g = Math.floor(i / packed.groupSize);
+  const s = packed.scales[g]!;
+  if (packed.type !== 'asymmetric' || s < 2 ** (127 - packed.bits)) return valueAt(packed, i);
+  return f(2 * f(f(codeAt(packed.codes, packed.bits, i) * f(s / 2)) + f(packed.zeros![g]! / 2)));
+}
+
+/**
+ * The first element an unpack must refuse, or -1, by the layout's rules: a group's first element
+ * when its scale is not finite and >= 0 or its zero point not finite, else an element whose
+ * ternary code is 3 or whose layout value is not finite.
+ */
+export function firstInvalidElement(packed: PackedTensor): number {
+  const { groupSize, length } = packed;
+  for (let g = 0; g < length / groupSize; g++) {
+    const start = g * groupSize;
+    const scale = packed.scales[g]!;
+    if (!Number.isFinite(scale) || scale < 0) return start;
+    if (packed.zeros && !Number.isFinite(packed.zeros[g]!)) return start;
+    for (let i = start; i < start + groupSize; i++) {
+      if (packed.type === 'ternary' && codeAt(packed.codes, 2, i) === 3) return i;
+      if (!Number.isFinite(layoutValueAt(packed, i))) return i;
+    }
+  }
+  return -1;
 }
