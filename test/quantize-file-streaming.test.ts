@@ -13,6 +13,8 @@ import { CodeStreamWriter, readCodeBits } from '../src/formats/code-stream.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { atomicFileSink } from '../src/formats/node-file.js';
 import { readPackedLayout } from '../src/formats/packed-metadata.js';
+import { readAheadSource } from '../src/formats/read-ahead.js';
+import { readableSource } from '../src/formats/streams.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
 import {
   decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type ByteSink, type Dtype,
@@ -241,6 +243,40 @@ describe('refusals before anything is read', () => {
     await expect(quantizeSafetensors(source, memorySink(), packers[0]!, { bits: 2 }))
       .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/ternary groups of 134217728 elements .* pass --group-size 67108864 or smaller/) });
     expect(reads.data).toBe(0);
+  });
+});
+
+describe('read-ahead', () => {
+  const bytes = Uint8Array.from({ length: 3 << 20 }, (_, i) => (i * 7919) >>> 3);
+
+  it('returns the bytes of any read, small or large, in any order', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.nat(bytes.length - 1), fc.oneof(fc.nat(100), fc.nat(200_000))), { maxLength: 30 }), async (reads) => {
+      const source = readAheadSource(memorySource(bytes));
+      for (const [offset, wanted] of reads) {
+        const length = Math.min(wanted, bytes.length - offset);
+        const into = new Uint8Array(length);
+        await source.read(offset, into);
+        expect(Buffer.compare(into, bytes.subarray(offset, offset + length))).toBe(0);
+      }
+    }), { seed: 5, numRuns: 100 });
+  });
+
+  it('keeps a forward-only stream forward when reads go forward (small, straddling and large)', async () => {
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < bytes.length; at += 100_000) controller.enqueue(bytes.slice(at, at + 100_000));
+        controller.close();
+      },
+    });
+    const source = readAheadSource(readableSource(stream, bytes.length));
+    let offset = 0;
+    for (const length of [8, 1000, 60_000, (1 << 20) - 70_000, 30_000, 500_000, 16, 1_000_000, 3]) {
+      const into = new Uint8Array(length);
+      await source.read(offset, into);
+      expect(Buffer.compare(into, bytes.subarray(offset, offset + length))).toBe(0);
+      offset += length + 5;
+    }
+    expect(offset).toBeLessThan(bytes.length);
   });
 });
 

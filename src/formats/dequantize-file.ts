@@ -11,6 +11,7 @@ import type { PackedTensor } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
 import { readCodeBits } from './code-stream.js';
 import { readPackedLayout, type PackedParts } from './packed-metadata.js';
+import { readAheadSource } from './read-ahead.js';
 import { chunkingFor, DEFAULT_CHUNK_BYTES } from './chunking.js';
 import {
   createSafetensorsWriter, encodeFloat32, openSafetensors, readByteChunks,
@@ -61,11 +62,13 @@ export async function dequantizeSafetensors(source: ByteSource, sink: ByteSink, 
   delete metadata['edge-moq'];
   const writer = await createSafetensorsWriter(sink, { tensors: specs, metadata });
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  // Many small tensors are read a block at a time.
+  const data: SafetensorsFile = { ...file, source: readAheadSource(file.source) };
   try {
     for (const [index, item] of items.entries()) {
       options.onProgress?.({ tensor: item.name, index, count: items.length });
-      if ('entry' in item) await unpackTensor(file, item, dtypeOf(item), packer, writer, chunkBytes);
-      else for await (const bytes of readByteChunks(file, item, { chunkBytes })) await writer.write(bytes);
+      if ('entry' in item) await unpackTensor(data, item, dtypeOf(item), packer, writer, chunkBytes);
+      else for await (const bytes of readByteChunks(data, item, { chunkBytes })) await writer.write(bytes);
     }
     await writer.close();
   } catch (error) {

@@ -1,7 +1,8 @@
 // A ByteSource that serves small reads from a read-ahead block: a checkpoint of 100,000 small
 // tensors is read in a few hundred large reads instead of 100,000 small ones (each a system
-// call, or a promise round trip, in most sources). Reads must not overlap a block's refill, so
-// fills are serialized; large reads go straight to the source.
+// call, or a promise round trip, in most sources). Bytes the block holds are never asked of the
+// source again, so a forward-only source (a stream) read in increasing offsets stays forward.
+// Reads are serialized, since they share the block.
 
 import type { ByteSource } from './safetensors.js';
 
@@ -9,25 +10,39 @@ const SMALL_READ_BYTES = 64 << 10;
 const BLOCK_BYTES = 1 << 20;
 
 export function readAheadSource(source: ByteSource): ByteSource {
-  const block = { bytes: new Uint8Array(0), offset: 0, length: 0 };
-  let fills: Promise<void> = Promise.resolve();
-  const readSmall = (offset: number, into: Uint8Array): Promise<void> => {
-    const result = fills.then(async () => {
-      if (offset < block.offset || offset + into.length > block.offset + block.length) {
-        if (block.bytes.length === 0) block.bytes = new Uint8Array(BLOCK_BYTES);
-        const length = Math.max(into.length, Math.min(BLOCK_BYTES, source.size - offset));
-        block.length = 0;
-        await source.read(offset, block.bytes.subarray(0, length));
-        block.offset = offset;
-        block.length = length;
-      }
-      into.set(block.bytes.subarray(offset - block.offset, offset - block.offset + into.length));
-    });
-    fills = result.catch(() => undefined);
-    return result;
+  let block = new Uint8Array(0);
+  let blockOffset = 0;
+  let blockLength = 0;
+  let queue: Promise<void> = Promise.resolve();
+
+  const read = async (offset: number, into: Uint8Array) => {
+    // The part of the request the block already holds.
+    const blockEnd = blockOffset + blockLength;
+    const heldFrom = offset >= blockOffset && offset < blockEnd ? offset : -1;
+    const held = heldFrom < 0 ? 0 : Math.min(into.length, blockEnd - offset);
+    if (held > 0) into.set(block.subarray(offset - blockOffset, offset - blockOffset + held));
+    if (held === into.length) return;
+    const rest = into.subarray(held);
+    const restOffset = offset + held;
+    if (rest.length > SMALL_READ_BYTES) {
+      await source.read(restOffset, rest);
+      return;
+    }
+    if (block.length === 0) block = new Uint8Array(BLOCK_BYTES);
+    const length = Math.max(rest.length, Math.min(BLOCK_BYTES, source.size - restOffset));
+    blockLength = 0;
+    await source.read(restOffset, block.subarray(0, length));
+    blockOffset = restOffset;
+    blockLength = length;
+    rest.set(block.subarray(0, rest.length));
   };
+
   return {
     size: source.size,
-    read: (offset, into) => (into.length <= SMALL_READ_BYTES ? readSmall(offset, into) : source.read(offset, into)),
+    read(offset, into) {
+      const result = queue.then(() => read(offset, into));
+      queue = result.catch(() => undefined);
+      return result;
+    },
   };
 }
