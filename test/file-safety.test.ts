@@ -9,7 +9,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runCommandLine } from '../src/cli/commands.js';
 import { WasmBackend } from '../src/backends/wasm.js';
 import { atomicFileSink, checkOutputFile, fileSource, removePartialOutputs } from '../src/formats/node-file.js';
 import { quantizeSafetensors } from '../src/formats/quantize-file.js';
@@ -170,5 +171,39 @@ describe('temporary outputs', () => {
     await expect(sink.writeAt(12, new Uint8Array(8))).rejects.toMatchObject({ code: 'IO' });
     await sink.abort();
     expect(partials(dir)).toEqual([]);
+  });
+});
+
+describe('the CLI names the file in a file error', () => {
+  async function cli(argv: string[]): Promise<{ code: number; stderr: string }> {
+    let stderr = '';
+    vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    vi.spyOn(console, 'error').mockImplementation((...parts: unknown[]) => void (stderr += `${parts.join(' ')}\n`));
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      return { code: await runCommandLine(argv), stderr };
+    } finally {
+      vi.restoreAllMocks();
+    }
+  }
+
+  it.each([
+    ['quantize', (input: string, dir: string) => ['quantize', input, '-o', join(dir, 'out.safetensors'), '--bits', '4']],
+    ['dequantize', (input: string, dir: string) => ['dequantize', input, '-o', join(dir, 'out.safetensors')]],
+    ['inspect', (input: string) => ['inspect', input]],
+  ])('%s', async (_, argv) => {
+    const { dir } = folder();
+    const input = join(dir, 'odd.safetensors');
+    const header = new TextEncoder().encode(JSON.stringify({ x: { dtype: 'Q9', shape: [1], data_offsets: [0, 1] } }));
+    const bytes = new Uint8Array(8 + header.length + 1);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(header.length), true);
+    bytes.set(header, 8);
+    writeFileSync(input, bytes);
+    const { code, stderr } = await cli(argv(input, dir));
+    expect(stderr).toContain(`edge-moq: ${input}: `);
+    expect(stderr).toMatch(/unknown dtype/);
+    expect(code).toBe(2);
+    expect(partials(dir)).toEqual([]);
+    expect(existsSync(join(dir, 'out.safetensors'))).toBe(false);
   });
 });

@@ -5,6 +5,7 @@ import { fileSource } from '../formats/node-file.js';
 import { isPackedFile, readPackedLayout } from '../formats/packed-metadata.js';
 import { openSafetensors } from '../formats/safetensors.js';
 import type { ParsedArgs } from './args.js';
+import { naming } from './file-errors.js';
 import { formatBytes, table } from './table.js';
 import { escapeForTerminal } from './terminal.js';
 
@@ -16,8 +17,14 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
   if (!input || args.positionals.length > 1) throw new InvalidInputError('INVALID_ARGUMENT', 'usage: edge-moq inspect <file.safetensors>');
   const source = await fileSource(input);
   try {
-    const file = await openSafetensors(source);
-    const packed = isPackedFile(file) ? readPackedLayout(file) : null;
+    let file;
+    let packed;
+    try {
+      file = await openSafetensors(source);
+      packed = isPackedFile(file) ? readPackedLayout(file) : null;
+    } catch (error) {
+      throw naming(error, input);
+    }
     console.log(`${escapeForTerminal(input)}: ${formatBytes(source.size)}, ${file.tensors.length} tensor(s)` +
       `${packed ? `, edge-moq.packed/1 with ${packed.packed.length} packed tensor(s)` : ''}`);
     const metadata = Object.entries(file.metadata).filter(([key]) => key !== 'edge-moq');
