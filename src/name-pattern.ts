@@ -78,14 +78,15 @@ function readPattern(pattern: unknown, error: (problem: string) => EdgeMoqError)
     }
     return { source: pattern, flags: '' };
   }
-  if (pattern instanceof RegExp) {
-    // The intrinsic getters read the RegExp itself: a subclass or Proxy cannot report other text.
+  if (typeof pattern === 'object' && pattern !== null) {
+    // The intrinsic getters read a RegExp's own slots: a subclass cannot report other text, and
+    // anything else (a Proxy of a RegExp, revoked or not; an object made from RegExp.prototype) throws.
     try {
       const source = REGEXP_SOURCE.call(pattern) as string;
       const flags = REGEXP_FLAGS.filter(([get]) => get.call(pattern)).map(([, flag]) => flag).join('');
       return { source, flags };
     } catch {
-      // A Proxy of a RegExp, or an object made from RegExp.prototype: not a RegExp.
+      // Not a RegExp: refused below.
     }
   }
   throw error(`must be a regular expression (a string or a RegExp), got ${typeName(pattern)} ${describeValue(pattern)}.`);

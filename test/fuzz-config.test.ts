@@ -212,6 +212,15 @@ const validOptions = (length: number): fc.Arbitrary<FakeQuantizeOptions> => fc.r
 
 const FAKE_QUANTIZE_KEYS = ['bits', 'groups', 'groupSize', 'type', 'rounding', 'seed', 'step', 'tensorId', 'blendRatio'];
 
+/** Float32Arrays in appearance only: a fresh one each time (detaching and revoking are for good). */
+const IMPOSTORS: (() => unknown)[] = [
+  () => new Proxy(new Float32Array(8), {}),
+  () => { const { proxy, revoke } = Proxy.revocable(new Float32Array(8), {}); revoke(); return proxy; },
+  () => Object.create(Float32Array.prototype),
+  () => new (class extends Float32Array { override get length() { return 64; } })(8),
+  () => { const array = new Float32Array(8); structuredClone(array.buffer, { transfer: [array.buffer] }); return array; },
+];
+
 /**
  * A call's data and options: valid ones, then mutated. Values stay below 1e30 in magnitude
  * (the asymmetric range overflow at ±FLT_MAX is pinned in edges.test.ts); NaN and ±Inf
@@ -228,6 +237,7 @@ const fakeQuantizeCall = fc.integer({ min: 1, max: 48 }).chain((length) => fc.re
   notAnArray: fc.oneof(
     { weight: 14, arbitrary: fc.constant(null) },
     { weight: 1, arbitrary: fc.constantFrom<unknown>(null, undefined, [1, 2], new Float64Array(4), new Uint8Array(4), 'data', {}).map((value) => ({ value })) },
+    { weight: 1, arbitrary: fc.constantFrom(...IMPOSTORS).map((make) => ({ value: make() })) },
   ),
 }));
 

@@ -221,6 +221,7 @@ describe('errors', () => {
   it.each([
     ['a number', 5], ['null', null], ['undefined', undefined], ['an object', { source: 'a' }], ['an array', ['a']],
     ['a Proxy of a RegExp', new Proxy(/a/, {})], ['an object made from RegExp.prototype', Object.create(RegExp.prototype)],
+    ['a revoked Proxy', (() => { const { proxy, revoke } = Proxy.revocable(/a/, {}); revoke(); return proxy; })()],
   ])('%s is not a pattern', (_what, value) => {
     const error = failure(() => compileNamePattern(value as never, 'eigenvalue.layerName'));
     expect(error).toBeInstanceOf(InvalidInputError);
