@@ -129,6 +129,7 @@ export class Quantizer {
     }
     if (typeof parsed.ratio !== 'number' || !(parsed.ratio >= 0 && parsed.ratio <= 1)) throw invalidState('state.ratio', 'a number from 0 to 1', parsed.ratio);
     if (!isRecord(parsed.parameters)) throw invalidState('state.parameters', 'an object mapping parameter names to their schedule state', parsed.parameters);
+    const { type, rounding } = q.options;
     for (const [name, p] of Object.entries(parsed.parameters)) {
       const key = `state.parameters[${JSON.stringify(name)}]`;
       if (!isRecord(p)) throw invalidState(key, '{ bits, targetBits, period, quantized }', p);
@@ -140,7 +141,6 @@ export class Quantizer {
         }
       }
       if ((p.bits as number) < (p.targetBits as number)) throw invalidState(`${key}.bits`, `at least targetBits (${p.targetBits as number}): precision only steps down`, p.bits);
-      const { type, rounding } = q.options;
       if ((p.targetBits as number) <= 2 && (type !== 'symmetric' || rounding !== 'nearest')) {
         throw invalidState(`${key}.targetBits`, `at least 3 under ${type} grids with ${rounding} rounding (1 and 2 bits are symmetric nearest only)`, p.targetBits);
       }
