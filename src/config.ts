@@ -367,7 +367,6 @@ export function resolveQuantizerOptions(options: QuantizerOptions, path = 'optio
   const type = o.string<QuantizationType>('type', 'symmetric', ['symmetric', 'asymmetric']);
   const rounding = o.string<Rounding>('rounding', 'nearest', ['nearest', 'stochastic']);
   const p = o.section('parameters');
-  // fromEntries defines own properties: a parameter named "__proto__" stays a parameter.
   // Binary and ternary grids are symmetric with nearest rounding: a schedule that would reach
   // them under other settings would fail every step from its switch on, so it is refused now.
   const grid = (schedule: ParameterSchedule, key: string): ParameterSchedule => {
@@ -377,6 +376,7 @@ export function resolveQuantizerOptions(options: QuantizerOptions, path = 'optio
     }
     return schedule;
   };
+  // fromEntries defines own properties: a parameter named "__proto__" stays a parameter.
   const parameters: Record<string, ParameterSchedule> = Object.fromEntries(Object.entries(p?.value ?? {})
     .map(([name, schedule]) => [name, grid(validateSchedule(schedule as ParameterSchedule, p!.key(name)), p!.key(name))]));
   const schedules: ScheduleGroup[] = [];
