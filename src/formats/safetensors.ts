@@ -69,15 +69,19 @@ const isDtype = (value: unknown): value is Dtype => typeof value === 'string' &&
 
 type Fail = (message: string) => never;
 
+// Built only for a message: escaping every name of a 100,000-tensor header would cost more
+// than the checks.
+const tensorLabel = (name: string) => `tensor ${describeName(name)}`;
+
 /**
  * `shape` checked and copied, with its element count; fails (with `fail`) on anything that is
  * not a valid shape. Each dimension is read once, so what was checked is what is kept.
  */
-function checkShape(shape: unknown, label: string, fail: Fail): { shape: readonly number[]; length: number } {
-  if (!Array.isArray(shape)) fail(`${label} shape must be an array of dimensions, got ${describeValue(shape)}`);
+function checkShape(shape: unknown, name: string, fail: Fail): { shape: readonly number[]; length: number } {
+  if (!Array.isArray(shape)) fail(`${tensorLabel(name)} shape must be an array of dimensions, got ${describeValue(shape)}`);
   const dims = Array.from(shape as unknown[], (dim, axis) => {
     if (!Number.isSafeInteger(dim) || (dim as number) < 0) {
-      fail(`${label} shape[${axis}] is ${describeValue(dim)}; dimensions must be integers from 0 to ${MAX_SAFE}`);
+      fail(`${tensorLabel(name)} shape[${axis}] is ${describeValue(dim)}; dimensions must be integers from 0 to ${MAX_SAFE}`);
     }
     return dim as number;
   });
@@ -87,19 +91,19 @@ function checkShape(shape: unknown, label: string, fail: Fail): { shape: readonl
   let length = 1;
   for (const dim of dims) {
     length *= dim;
-    if (length > Number.MAX_SAFE_INTEGER) fail(`${label} shape ${describeValue(checked)} has more than ${MAX_SAFE} elements`);
+    if (length > Number.MAX_SAFE_INTEGER) fail(`${tensorLabel(name)} shape ${describeValue(checked)} has more than ${MAX_SAFE} elements`);
   }
   return { shape: checked, length };
 }
 
-function dtypeOf(dtype: unknown, label: string, fail: Fail): Dtype {
-  if (!isDtype(dtype)) fail(`${label} has unknown dtype ${describeValue(dtype)}; known: ${Object.keys(DTYPE_BYTES).join(', ')}`);
+function dtypeOf(dtype: unknown, name: string, fail: Fail): Dtype {
+  if (!isDtype(dtype)) fail(`${tensorLabel(name)} has unknown dtype ${describeValue(dtype)}; known: ${Object.keys(DTYPE_BYTES).join(', ')}`);
   return dtype as Dtype;
 }
 
-function byteLengthOf(length: number, dtype: Dtype, shape: readonly number[], label: string, fail: Fail): number {
+function byteLengthOf(length: number, dtype: Dtype, shape: readonly number[], name: string, fail: Fail): number {
   const byteLength = length * DTYPE_BYTES[dtype];
-  if (byteLength > Number.MAX_SAFE_INTEGER) fail(`${label} shape ${describeValue(shape)} × ${dtype} is more than ${MAX_SAFE} bytes`);
+  if (byteLength > Number.MAX_SAFE_INTEGER) fail(`${tensorLabel(name)} shape ${describeValue(shape)} × ${dtype} is more than ${MAX_SAFE} bytes`);
   return byteLength;
 }
 
@@ -211,29 +215,30 @@ function parseHeader(bytes: Uint8Array, dataSize: number, dataOffset: number) {
   const where = bytes.length > 0 ? `the header (bytes 8-${dataOffset - 1})` : 'the header (0 bytes)';
   const header = parseHeaderJson(bytes, where);
   if (!isPlainObject(header)) malformed(`${where} must be a JSON object of tensors, got ${describeValue(header)}`);
-  const entries = Object.entries(header as Record<string, unknown>);
-  const metadataEntry = entries.find(([name]) => name === '__metadata__');
-  const metadata = metadataEntry ? metadataOf(metadataEntry[1], '__metadata__', malformed) : Object.freeze({});
+  const fields = header as Record<string, unknown>;
+  const metadata = Object.hasOwn(fields, '__metadata__') ? metadataOf(fields.__metadata__, '__metadata__', malformed) : Object.freeze({});
 
-  const tensors = entries.filter(([name]) => name !== '__metadata__').map(([name, entry]) => {
-    const label = `tensor ${describeName(name)}`;
-    if (!isPlainObject(entry)) malformed(`${label} must be an object with dtype, shape and data_offsets, got ${describeValue(entry)}`);
+  const tensors: TensorInfo[] = [];
+  for (const name of Object.keys(fields)) {
+    if (name === '__metadata__') continue;
+    const entry = fields[name];
+    if (!isPlainObject(entry)) malformed(`${tensorLabel(name)} must be an object with dtype, shape and data_offsets, got ${describeValue(entry)}`);
     const { dtype: rawDtype, shape: rawShape, data_offsets: offsets } = entry as Record<string, unknown>;
-    const dtype = dtypeOf(rawDtype, label, malformed);
-    const { shape, length } = checkShape(rawShape, label, malformed);
-    const byteLength = byteLengthOf(length, dtype, shape, label, malformed);
+    const dtype = dtypeOf(rawDtype, name, malformed);
+    const { shape, length } = checkShape(rawShape, name, malformed);
+    const byteLength = byteLengthOf(length, dtype, shape, name, malformed);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(Number.isSafeInteger) || offsets[0] < 0 || offsets[0] > offsets[1]) {
-      malformed(`${label} data_offsets must be [begin, end] with integers 0 <= begin <= end, got ${describeValue(offsets)}`);
+      malformed(`${tensorLabel(name)} data_offsets must be [begin, end] with integers 0 <= begin <= end, got ${describeValue(offsets)}`);
     }
     const [begin, end] = offsets as [number, number];
     if (end - begin !== byteLength) {
-      malformed(`${label} data_offsets [${begin}, ${end}] do not match shape ${describeValue(shape)} × ${dtype} = ${byteLength} bytes`);
+      malformed(`${tensorLabel(name)} data_offsets [${begin}, ${end}] do not match shape ${describeValue(shape)} × ${dtype} = ${byteLength} bytes`);
     }
     if (end > dataSize) {
-      malformed(`${label} ends at byte ${dataOffset + end} past the end of the file (size ${dataOffset + dataSize}): the file is truncated`);
+      malformed(`${tensorLabel(name)} ends at byte ${dataOffset + end} past the end of the file (size ${dataOffset + dataSize}): the file is truncated`);
     }
-    return Object.freeze({ name, dtype, shape, length, byteOffset: dataOffset + begin, byteLength });
-  });
+    tensors.push(Object.freeze({ name, dtype, shape, length, byteOffset: dataOffset + begin, byteLength }));
+  }
 
   // Sort is stable: tensors at the same offset (only empty ones can be) keep header order.
   tensors.sort((a, b) => a.byteOffset - b.byteOffset || a.byteLength - b.byteLength);
@@ -413,12 +418,11 @@ export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Readon
       invalid(`tensors[${index}].name must be a unique string other than "__metadata__", got ${describeValue(name)}`);
     }
     names.add(name);
-    const label = `tensor ${describeName(name)}`;
-    const dtype = dtypeOf(rawDtype, label, invalid);
-    const { shape, length } = checkShape(rawShape, label, invalid);
-    const byteLength = byteLengthOf(length, dtype, shape, label, invalid);
+    const dtype = dtypeOf(rawDtype, name, invalid);
+    const { shape, length } = checkShape(rawShape, name, invalid);
+    const byteLength = byteLengthOf(length, dtype, shape, name, invalid);
     if (declaredByteLength !== undefined && declaredByteLength !== byteLength) {
-      invalid(`${label} byteLength ${describeValue(declaredByteLength)} does not match shape ${describeValue(shape)} × ${dtype} = ${byteLength} bytes`);
+      invalid(`${tensorLabel(name)} byteLength ${describeValue(declaredByteLength)} does not match shape ${describeValue(shape)} × ${dtype} = ${byteLength} bytes`);
     }
     const begin = dataSize;
     dataSize += byteLength;

@@ -190,10 +190,13 @@ class StrictJsonParser {
       }
       while (isDigit(text.charCodeAt(index))) index++;
     };
-    if (text.charCodeAt(index) === MINUS) index++;
+    const negative = text.charCodeAt(index) === MINUS;
+    if (negative) index++;
+    const integerStart = index;
     // No leading zeros: "0" stands alone before the fraction.
     if (text.charCodeAt(index) === ZERO) index++;
     else digits();
+    const integerEnd = index;
     if (text.charCodeAt(index) === DOT) {
       index++;
       digits();
@@ -206,7 +209,14 @@ class StrictJsonParser {
       digits();
     }
     this.index = index;
-    // Number() reads a JSON number exactly as JSON.parse does (same rounding, -0, Infinity past the range).
+    // Offsets and dimensions are integers: up to 15 digits they are exact in a double, summed
+    // here without making a string for each.
+    if (index === integerEnd && index - integerStart <= 15) {
+      let value = 0;
+      for (let i = integerStart; i < index; i++) value = value * 10 + (text.charCodeAt(i) - ZERO);
+      return negative ? -value : value;
+    }
+    // Number() reads a JSON number exactly as JSON.parse does (same rounding, Infinity past the range).
     return Number(text.slice(start, index));
   }
 }
