@@ -11,6 +11,7 @@ export type {
   BlockEigenvalues, Parameter, PrecisionSwitch, QuantizerRuntime, QuantizerState, StepOptions, StepReport,
 } from './quantizer.js';
 export { optionsFromDeepSpeed, planFakeQuantize } from './config.js';
+export { compileNamePattern, type NamePattern } from './name-pattern.js';
 export type {
   EigenvalueOptions, FakeQuantizeOptions, ParameterSchedule, QuantizationType, QuantizerOptions, Rounding, ScheduleGroup,
 } from './config.js';
