@@ -16,7 +16,9 @@ import { atomicFileSink, checkOutputFile, fileSource, removePartialOutputs } fro
 import { quantizeSafetensors } from '../src/formats/quantize-file.js';
 import { encodeFloat32, encodeSafetensors } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/packed/wasm-packer.js';
+import fc from 'fast-check';
 import { randomTensor } from './support/fixtures.js';
+import { FUZZ_SEED, FUZZ_TIMEOUT_MS, fuzzRuns } from './support/fuzz.js';
 
 let backend: WasmBackend;
 let packer: WasmPacker;
@@ -206,4 +208,80 @@ describe('the CLI names the file in a file error', () => {
     expect(partials(dir)).toEqual([]);
     expect(existsSync(join(dir, 'out.safetensors'))).toBe(false);
   });
+});
+
+// A seeded campaign over the kinds of files a command can be pointed at: each pair of input and
+// output kinds either succeeds or fails with exit 2, and never changes the input, replaces a
+// non-regular file, or leaves a temporary file. FUZZ_RUNS sets more runs by hand.
+describe('file kinds, fuzzed', () => {
+  const INPUTS = ['model', 'packed', 'symlink to model', 'FIFO', 'directory', '/dev/zero', '/proc/self/status', 'missing', 'empty'] as const;
+  const OUTPUTS = ['new', 'existing 0640', 'the input', 'symlink to the input', 'hard link to the input', 'FIFO', 'directory',
+    'dangling symlink', 'symlink to existing', 'in a missing folder', 'empty name', 'symlink loop'] as const;
+
+  function place(dir: string, model: string, packed: string, kind: (typeof INPUTS)[number]): string {
+    switch (kind) {
+      case 'model': return model;
+      case 'packed': return packed;
+      case 'symlink to model': symlinkSync(model, join(dir, 'in-link')); return join(dir, 'in-link');
+      case 'FIFO': execFileSync('mkfifo', [join(dir, 'in-fifo')]); return join(dir, 'in-fifo');
+      case 'directory': return dir;
+      case 'missing': return join(dir, 'missing.safetensors');
+      case 'empty': writeFileSync(join(dir, 'empty.safetensors'), ''); return join(dir, 'empty.safetensors');
+      default: return kind;
+    }
+  }
+
+  function target(dir: string, input: string, kind: (typeof OUTPUTS)[number]): string {
+    const out = join(dir, 'out.safetensors');
+    switch (kind) {
+      case 'new': return out;
+      case 'existing 0640': writeFileSync(out, 'old'); chmodSync(out, 0o640); return out;
+      case 'the input': return input;
+      case 'symlink to the input': symlinkSync(input, join(dir, 'out-link')); return join(dir, 'out-link');
+      case 'hard link to the input':
+        try { linkSync(input, join(dir, 'out-hard')); } catch { return input; }
+        return join(dir, 'out-hard');
+      case 'FIFO': execFileSync('mkfifo', [out]); return out;
+      case 'directory': mkdirSync(out); return out;
+      case 'dangling symlink': symlinkSync(join(dir, 'nowhere.safetensors'), out); return out;
+      case 'symlink to existing': writeFileSync(join(dir, 'existing.safetensors'), 'old'); symlinkSync(join(dir, 'existing.safetensors'), out); return out;
+      case 'in a missing folder': return join(dir, 'missing', 'out.safetensors');
+      case 'empty name': return '';
+      case 'symlink loop': symlinkSync(join(dir, 'loop-b'), out); symlinkSync(out, join(dir, 'loop-b')); return out;
+    }
+  }
+
+  /** Every entry of `dir` with its kind, mode and, for regular files, contents. */
+  const snapshot = (dir: string) => readdirSync(dir).filter((name) => name !== 'out.safetensors' && !name.startsWith('nowhere') && name !== 'existing.safetensors')
+    .map((name) => {
+      const stats = lstatSync(join(dir, name));
+      return [name, stats.mode, stats.isFile() ? readFileSync(join(dir, name)).toString('base64') : ''];
+    });
+
+  it('never loses the input, replaces a special file or leaves a temporary file', async () => {
+    vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await fc.assert(fc.asyncProperty(
+        fc.constantFrom('quantize', 'dequantize'), fc.constantFrom(...INPUTS), fc.constantFrom(...OUTPUTS),
+        async (command, inputKind, outputKind) => {
+          const { dir, input: model } = folder();
+          const packed = join(dir, 'packed.safetensors');
+          await quantizeFile(model, packed);
+          const input = place(dir, model, packed, inputKind);
+          const output = target(dir, input, outputKind);
+          const before = snapshot(dir);
+          const code = await runCommandLine([command, input, '-o', output, ...(command === 'quantize' ? ['--bits', '4'] : [])]);
+          expect([0, 2]).toContain(code);
+          expect(snapshot(dir)).toEqual(before);
+          expect(partials(dir)).toEqual([]);
+          if (outputKind === 'FIFO') expect(lstatSync(output).isFIFO()).toBe(true);
+          if (outputKind === 'directory') expect(lstatSync(output).isDirectory()).toBe(true);
+          if (code === 0 && outputKind === 'existing 0640') expect(statSync(output).mode & 0o777).toBe(0o640);
+        }), { seed: FUZZ_SEED, numRuns: fuzzRuns(60) });
+    } finally {
+      vi.restoreAllMocks();
+    }
+  }, FUZZ_TIMEOUT_MS);
 });
