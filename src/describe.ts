@@ -173,3 +173,16 @@ export function describeValue(value: unknown): string {
 export function describeName(name: string): string {
   return shorten(`'${escapeText(name, MAX_NAME_CHARS + 1)}'`, MAX_NAME_CHARS);
 }
+
+/** What was thrown, for a message: "TypeError: its message", read without running its code. */
+export function describeError(error: unknown): string {
+  if (typeof error !== 'object' || error === null) return describeValue(error);
+  let message: unknown;
+  try {
+    message = Reflect.getOwnPropertyDescriptor(error, 'message')?.value;
+  } catch {
+    // A Proxy's trap threw: the type is all there is to show.
+  }
+  const type = typeName(error);
+  return typeof message === 'string' && message !== '' ? `${type}: ${shorten(escapeText(message, MAX_VALUE_CHARS + 1), MAX_VALUE_CHARS)}` : type;
+}

@@ -3,7 +3,7 @@
 // caller's code, print control characters or grow past its bound.
 
 import { describe, expect, it } from 'vitest';
-import { describeName, describeValue, typeName } from '../src/describe.js';
+import { describeError, describeName, describeValue, typeName } from '../src/describe.js';
 
 const nested = (depth: number): unknown => {
   let value: unknown = [];
@@ -95,4 +95,17 @@ describe('describeName', () => {
     ['a name with quotes and control characters', 'it\'s "w"\n\u001b', "'it's \\\"w\\\"\\n\\u001b'"],
     ['a very long name, shortened', 'w'.repeat(10_000), `'${'w'.repeat(196)}...`],
   ])('%s', (_, name, shown) => expect(describeName(name)).toBe(shown));
+});
+
+describe('describeError', () => {
+  const revocable = Proxy.revocable({}, {});
+  revocable.revoke();
+  it.each([
+    ['an Error', new TypeError('bad \u001b[2J'), 'TypeError: bad \\u001b[2J'],
+    ['an Error without a message', new RangeError(), 'RangeError'],
+    ['a message behind a getter, not run', Object.defineProperty(new Error(), 'message', { get() { throw new Error('ran'); } }), 'Error'],
+    ['a thrown string', 'oops', '"oops"'],
+    ['a thrown revoked Proxy', revocable.proxy, 'object'],
+    ['a long message, shortened', new Error('x'.repeat(500)), `Error: ${'x'.repeat(77)}...`],
+  ])('%s', (_, error, shown) => expect(describeError(error)).toBe(shown));
 });

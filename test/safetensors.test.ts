@@ -341,6 +341,11 @@ const CYCLIC_ARRAY: unknown[] = [3];
 CYCLIC_ARRAY.push(CYCLIC_ARRAY);
 const CYCLIC_OBJECT: Record<string, unknown> = {};
 CYCLIC_OBJECT.self = CYCLIC_OBJECT;
+const REVOKED = (() => {
+  const { proxy, revoke } = Proxy.revocable([], {});
+  revoke();
+  return proxy;
+})();
 
 describe('streaming writer', () => {
   const W: TensorSpec = { name: 'w', dtype: 'F32', shape: [3] };
@@ -362,6 +367,10 @@ describe('streaming writer', () => {
     { name: 'a BigInt metadata value', tensors: [W], metadata: { step: 3n }, message: /metadata value for key 'step' is 3n; metadata values must be strings/ },
     { name: 'a cyclic metadata value', tensors: [W], metadata: { self: CYCLIC_OBJECT }, message: /metadata value for key 'self' is Object; metadata values must be strings/ },
     { name: 'cyclic metadata', tensors: [W], metadata: [CYCLIC_ARRAY], message: /metadata must be an object of string values, got Array/ },
+    { name: 'a spec whose getter throws', tensors: [{ ...W, get shape() { throw new RangeError('no shape'); } }], message: /^tensors\[0\] could not be read: RangeError: no shape$/ },
+    { name: 'a Proxy of a Uint8Array as a spec', tensors: [new Proxy(new Uint8Array(2), {})], message: /^tensors\[0\] could not be read: TypeError: / },
+    { name: 'a revoked Proxy as the tensors', tensors: REVOKED, message: /^tensors could not be read: TypeError: / },
+    { name: 'metadata whose traps throw', tensors: [W], metadata: new Proxy({}, { ownKeys() { throw new Error('ownKeys trap'); } }), message: /^metadata could not be read: Error: ownKeys trap$/ },
   ];
   it.each(BAD_SPECS)('refuses $name and aborts the sink', async ({ tensors, metadata, message }) => {
     const sink = memorySink();
@@ -451,6 +460,7 @@ describe('hostile arguments', () => {
   it.each([
     ['null', null, /source must be a ByteSource \{ size, read\(offset, into\) \}, got null/],
     ['a source without read()', { size: 100 }, /source must be a ByteSource \{ size, read\(offset, into\) \}, got \{"size":100\}/],
+    ['a source whose size getter throws', { get size() { throw new Error('stat failed'); }, read: async () => undefined }, /^source could not be read: Error: stat failed$/],
   ])('openSafetensors refuses %s as the source', async (_, source, message) => {
     await expect(openSafetensors(source as never)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
   });

@@ -5,7 +5,7 @@
 // streams through. Everything a file declares is checked against the file's real size before
 // anything is allocated from it.
 
-import { describeName, describeValue, typeName } from '../describe.js';
+import { describeError, describeName, describeValue, typeName } from '../describe.js';
 import { EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
 import { parseStrictJson } from './strict-json.js';
 
@@ -120,6 +120,20 @@ function metadataOf(metadata: unknown, label: string, fail: Fail): Readonly<Reco
 const malformed: Fail = (message) => { throw new FormatError(message); };
 const invalid: Fail = (message) => { throw new InvalidInputError('INVALID_ARGUMENT', message); };
 
+/**
+ * `read()` reads what the caller handed over as `what`; a getter or Proxy trap that throws
+ * there (a Proxy of a typed array throws from every getter) becomes an InvalidInputError
+ * naming it, with the original as its cause.
+ */
+function readArgument<T>(what: string, read: () => T): T {
+  try {
+    return read();
+  } catch (cause) {
+    if (cause instanceof EdgeMoqError) throw cause;
+    throw new InvalidInputError('INVALID_ARGUMENT', `${what} could not be read: ${describeError(cause)}`, { cause });
+  }
+}
+
 // The typed-array getters themselves, not what a value's prototype chain says: a subclass can
 // override `length`, and a Proxy passes `instanceof Uint8Array` while holding no bytes.
 const TypedArrayPrototype = Reflect.getPrototypeOf(Uint8Array.prototype) as object;
@@ -167,10 +181,8 @@ const tensorLists = new WeakMap<TensorInfo, readonly TensorInfo[]>();
 
 /** Reads and checks the header of a safetensors file; the data is read later, on demand. */
 export async function openSafetensors(source: ByteSource): Promise<SafetensorsFile> {
-  if (source === null || typeof source !== 'object' || typeof source.read !== 'function') {
-    invalid(`source must be a ByteSource { size, read(offset, into) }, got ${describeValue(source)}`);
-  }
-  const size: unknown = source.size;
+  const [size, read] = readArgument('source', () => (source !== null && typeof source === 'object' ? [source.size, source.read] as const : [undefined, undefined]));
+  if (typeof read !== 'function') invalid(`source must be a ByteSource { size, read(offset, into) }, got ${describeValue(source)}`);
   if (!Number.isSafeInteger(size) || (size as number) < 0) {
     invalid(`source.size must be the file's size in bytes, an integer from 0 to ${MAX_SAFE}, got ${describeValue(size)}`);
   }
@@ -179,7 +191,7 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
     malformed(`the file is ${fileSize} bytes, shorter than the 8-byte header length that starts a safetensors file`);
   }
   const prefix = new Uint8Array(8);
-  await source.read(0, prefix);
+  await read.call(source, 0, prefix);
   const declared = new DataView(prefix.buffer).getBigUint64(0, true);
   if (declared > BigInt(fileSize - 8)) {
     malformed(`header length ${declared} (bytes 0-7) exceeds the file size ${fileSize}: not a safetensors file, or a truncated one`);
@@ -189,7 +201,7 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
     malformed(`header length ${headerLength} exceeds the cap of ${MAX_HEADER_BYTES} bytes (100 MB) on safetensors headers`);
   }
   const headerBytes = new Uint8Array(headerLength);
-  await source.read(8, headerBytes);
+  await read.call(source, 8, headerBytes);
   const dataOffset = 8 + headerLength;
   const { tensors, metadata } = parseHeader(headerBytes, fileSize - dataOffset, dataOffset);
   for (const tensor of tensors) tensorLists.set(tensor, tensors);
@@ -282,8 +294,8 @@ function checkTiling(tensors: readonly TensorInfo[], dataSize: number, dataOffse
 /** A tensor from another file (or a hand-made one) could point anywhere: only take our own. */
 function checkOwnTensor(file: SafetensorsFile, tensor: TensorInfo): void {
   const list = tensorLists.get(tensor);
-  if (list === undefined || list !== file?.tensors) {
-    const name: unknown = tensor?.name;
+  if (list === undefined || list !== readArgument('file', () => file?.tensors)) {
+    const name: unknown = readArgument('tensor', () => tensor?.name);
     invalid(`tensor ${typeof name === 'string' ? describeName(name) : describeValue(name)} is not one of this file's tensors; pass an entry of file.tensors`);
   }
 }
@@ -325,8 +337,9 @@ export function readFloat32Chunks(file: SafetensorsFile, tensor: TensorInfo, opt
   if (!isFloatDtype(dtype)) {
     throw new InvalidInputError('WRONG_DTYPE', `tensor ${describeName(tensor.name)} is ${dtype}; only F32, F16 and BF16 can be quantized`);
   }
-  const chunk = Math.min(chunkSize(options?.chunkElements, 'chunkElements'), tensor.length);
-  const out = options.into === undefined ? new Float32Array(chunk) : reusedArray(options.into, 'Float32Array', chunk, 'elements', 'options.into');
+  const [chunkElements, into] = readArgument('options', () => [options?.chunkElements, options?.into] as const);
+  const chunk = Math.min(chunkSize(chunkElements, 'chunkElements'), tensor.length);
+  const out = into === undefined ? new Float32Array(chunk) : reusedArray(into, 'Float32Array', chunk, 'elements', 'options.into');
   const raw = new Uint8Array(chunk * DTYPE_BYTES[dtype]);
   return float32Chunks(file.source, tensor, dtype, chunk, raw, out);
 }
@@ -351,8 +364,9 @@ export interface ByteChunkOptions {
 /** The tensor's raw bytes, chunk by chunk, each chunk a view of one reused buffer. */
 export function readByteChunks(file: SafetensorsFile, tensor: TensorInfo, options: ByteChunkOptions): AsyncGenerator<Uint8Array, void, undefined> {
   checkOwnTensor(file, tensor);
-  const chunk = Math.min(chunkSize(options?.chunkBytes, 'chunkBytes'), tensor.byteLength);
-  const out = options.into === undefined ? new Uint8Array(chunk) : reusedArray(options.into, 'Uint8Array', chunk, 'bytes', 'options.into');
+  const [chunkBytes, into] = readArgument('options', () => [options?.chunkBytes, options?.into] as const);
+  const chunk = Math.min(chunkSize(chunkBytes, 'chunkBytes'), tensor.byteLength);
+  const out = into === undefined ? new Uint8Array(chunk) : reusedArray(into, 'Uint8Array', chunk, 'bytes', 'options.into');
   return byteChunks(file.source, tensor, chunk, out);
 }
 
@@ -406,11 +420,11 @@ export interface SafetensorsLayout {
 
 /** Lays out a file whose tensors come in the order given: the header first, for streaming. */
 export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Readonly<Record<string, string>> = {}): SafetensorsLayout {
-  if (!Array.isArray(specs)) invalid(`tensors must be an array of { name, dtype, shape }, got ${describeValue(specs)}`);
-  const checkedMetadata = metadataOf(metadata, 'metadata', invalid);
+  if (!readArgument('tensors', () => Array.isArray(specs))) invalid(`tensors must be an array of { name, dtype, shape }, got ${describeValue(specs)}`);
+  const checkedMetadata = readArgument('metadata', () => metadataOf(metadata, 'metadata', invalid));
   const names = new Set<string>();
   let dataSize = 0;
-  const placed = Array.from(specs, (spec, index) => {
+  const placed = readArgument('tensors', () => Array.from(specs, (spec, index) => readArgument(`tensors[${index}]`, () => {
     if (!isPlainObject(spec)) invalid(`tensors[${index}] must be an object { name, dtype, shape }, got ${describeValue(spec)}`);
     // Each field read once: a getter cannot hand over one value to check and another to use.
     const { name, dtype: rawDtype, shape: rawShape, byteLength: declaredByteLength } = spec;
@@ -428,7 +442,7 @@ export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Readon
     dataSize += byteLength;
     if (dataSize > Number.MAX_SAFE_INTEGER) invalid(`the tensors add up to more than ${MAX_SAFE} bytes`);
     return { name, dtype, shape, length, byteLength, begin };
-  });
+  })));
 
   // Built by hand rather than with JSON.stringify(object): an object would move tensors named
   // like integers ("0", "1") to the front, and the data must follow the header's order.
@@ -477,7 +491,8 @@ export async function createSafetensorsWriter(sink: ByteSink, options: Safetenso
 
   let layout: SafetensorsLayout;
   try {
-    layout = layoutSafetensors(options?.tensors, options?.metadata);
+    const [tensors, metadata] = readArgument('options', () => [options?.tensors, options?.metadata] as const);
+    layout = layoutSafetensors(tensors as readonly TensorSpec[], metadata);
   } catch (error) {
     return discard(error);
   }
@@ -536,7 +551,7 @@ export function encodeSafetensors(tensors: readonly TensorBytes[], metadata?: Re
   const file = new Uint8Array(layout.size);
   file.set(layout.header);
   layout.tensors.forEach((info, index) => {
-    const { data } = tensors[index]!;
+    const data = readArgument(`tensors[${index}].data`, () => tensors[index]!.data);
     const length = elementsOf(data, 'Uint8Array');
     if (length !== info.byteLength) {
       invalid(`tensor ${describeName(info.name)} data must be a Uint8Array of ${info.byteLength} bytes (shape ${describeValue(info.shape)} × ${info.dtype}), got ${typeof length === 'number' ? `${length} bytes` : length}`);
