@@ -82,6 +82,7 @@ describe('refuses', () => {
     [`nesting ${MAX_JSON_DEPTH + 1} deep`, `${'['.repeat(MAX_JSON_DEPTH + 1)}${']'.repeat(MAX_JSON_DEPTH + 1)}`, `nests arrays and objects more than ${MAX_JSON_DEPTH} deep`, MAX_JSON_DEPTH],
     ['100,000 levels of objects', `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`, `nests arrays and objects more than ${MAX_JSON_DEPTH} deep`, 5 * MAX_JSON_DEPTH],
     ['a syntax error', '{"a":1 "b":2}', "is not JSON: expected ',' or '}', found \"\\\"\"", 7],
+    ['text after the value', '{} x', 'is not JSON: expected the end of the text after the value, found "x"', 3],
   ])('%s', (_, text, problem, index) => {
     expect(() => strict(text)).toThrow(Refused);
     try {

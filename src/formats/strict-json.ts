@@ -27,6 +27,8 @@ const CLOSE_BRACKET = 0x5d, LOWER_E = 0x65, OPEN_BRACE = 0x7b, CLOSE_BRACE = 0x7
 const ESCAPED: Readonly<Record<string, string>> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 const HEX4 = /^[0-9a-fA-F]{4}$/;
 
+const LITERALS = [['true', true], ['false', false], ['null', null]] as const;
+
 const isDigit = (code: number) => code >= ZERO && code <= NINE;
 
 class StrictJsonParser {
@@ -38,7 +40,7 @@ class StrictJsonParser {
     this.skipWhitespace();
     const value = this.value(0);
     this.skipWhitespace();
-    if (this.index < this.text.length) this.syntax('more text after the value');
+    if (this.index < this.text.length) this.syntax('the end of the text after the value');
     return value;
   }
 
@@ -67,7 +69,7 @@ class StrictJsonParser {
       return code === OPEN_BRACE ? this.object(depth + 1) : this.array(depth + 1);
     }
     if (code === MINUS || isDigit(code)) return this.number();
-    for (const [word, literal] of [['true', true], ['false', false], ['null', null]] as const) {
+    for (const [word, literal] of LITERALS) {
       if (this.text.startsWith(word, this.index)) {
         this.index += word.length;
         return literal;
