@@ -3,6 +3,7 @@
 
 import type { Backend } from './backends/backend.js';
 import { EdgeMoqError } from './errors.js';
+import { describeValue } from './describe.js';
 import { Quantizer, type BlockEigenvalues, type Parameter } from './quantizer.js';
 import type { QuantizationType, Rounding } from './config.js';
 
@@ -53,7 +54,7 @@ export function parseConformance(file: unknown): Case[] {
   }
   for (const c of f.cases as { id?: unknown; kind?: unknown }[]) {
     if (c?.kind !== 'fake_quant' && c?.kind !== 'schedule') {
-      throw new EdgeMoqError('CONFORMANCE_FILE', `case ${JSON.stringify(c?.id)} has unknown kind ${JSON.stringify(c?.kind)}.`);
+      throw new EdgeMoqError('CONFORMANCE_FILE', `case ${describeValue(c?.id)} has unknown kind ${describeValue(c?.kind)}.`);
     }
   }
   return f.cases as Case[];

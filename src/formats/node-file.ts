@@ -10,6 +10,7 @@ import { constants, rmSync, type BigIntStats } from 'node:fs';
 import { access, chmod, lstat, open, readlink, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { EdgeMoqError } from '../errors.js';
+import { describeValue } from '../describe.js';
 import type { ByteSink, ByteSource } from './safetensors.js';
 
 /** Node refuses single reads and writes of 2 GiB or more; larger requests go in pieces. */
@@ -52,7 +53,7 @@ export interface FileSource extends ByteSource {
  * (a FIFO, a device, a directory, /proc files that report size 0) is refused with an IO error.
  */
 export async function fileSource(path: string): Promise<FileSource> {
-  if (typeof path !== 'string' || path === '') throw ioError(`the input path must be a file name, got ${JSON.stringify(path)}`);
+  if (typeof path !== 'string' || path === '') throw ioError(`the input path must be a file name, got ${describeValue(path)}`);
   let handle: FileHandle | undefined;
   let stats: BigIntStats;
   try {
@@ -121,7 +122,7 @@ export interface OutputTarget {
  * one names the file to create). Throws an IO error saying what is wrong.
  */
 export async function checkOutputFile(path: string, options: OutputFileOptions = {}): Promise<OutputTarget> {
-  if (typeof path !== 'string' || path === '') throw ioError(`the output path must be a file name, got ${JSON.stringify(path)}`);
+  if (typeof path !== 'string' || path === '') throw ioError(`the output path must be a file name, got ${describeValue(path)}`);
   let target = resolve(path);
   for (let hops = 0; ; hops++) {
     let link: string;
