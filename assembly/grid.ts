@@ -27,7 +27,7 @@ import { blendValue, blend4 } from './blend';
 const fusedRange = memory.data(8);
 
 const FLOAT_MAX: f32 = 3.4028234663852886e38;
-const HALVING_RANGE: f32 = 1.7014118346046923e38; // 2^127
+export const HALVING_RANGE: f32 = 1.7014118346046923e38; // 2^127
 
 /** Set by asymmetricGroup: the group's scale and zero point, at half scale when groupHalved. */
 export let groupScale: f32 = 0;

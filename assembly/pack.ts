@@ -28,7 +28,7 @@
 
 import { rangeOf, absMaxBits, NON_FINITE_BITS, groupAbsMean, aboveThresholdMean } from './stats';
 import { stochasticOffset, stochasticOffset4 } from './rounding';
-import { asymmetricGroup, atHalfScale, groupHalved, groupScale, groupZero, halvedIndex } from './grid';
+import { asymmetricGroup, atHalfScale, groupHalved, groupScale, groupZero, halvedIndex, HALVING_RANGE } from './grid';
 
 const THRESHOLD_FACTOR: f32 = 0.7;
 const FLOAT_MAX: f32 = 3.4028234663852886e38;
@@ -236,10 +236,11 @@ export function unpackCodes(
 }
 
 /**
- * The first invalid element of unpackCodes' input, or -1. The checks cost a few operations per
- * group: the value of a code is monotonic in the code, so a grid group whose lowest and highest
- * codes decode to finite values needs no look at its codes (only a group with a huge scale or
- * zero point is read code by code), and ternary codes are scanned 64 at a time.
+ * The first invalid element of unpackCodes' input, or -1. Cheap next to the writes: four groups
+ * at a time are shown plain, their scale (and zero point) such that every code decodes to a
+ * finite value, since that value is monotonic in the code: the lowest and highest codes bound
+ * it. Only a group that is not plain is looked at closely, its codes read one by one where its
+ * scale or zero point is huge; ternary codes are scanned 64 at a time.
  */
 function firstInvalid(
   codes: usize, scales: usize, zeros: usize, groupCount: i32, groupSize: i32, bits: i32, type: i32,
@@ -247,24 +248,43 @@ function firstInvalid(
 ): i32 {
   const length = groupCount * groupSize;
   const badCode = type == TERNARY ? firstTernaryThree(codes, length) : length;
-  const grid = type == SYMMETRIC || type == ASYMMETRIC;
+  const asymmetric = type == ASYMMETRIC;
   const lowest = <f32>shift;
   const highest = <f32>(<i32>mask * step + shift);
-  for (let g = 0; g < groupCount; g++) {
+  // Plain scales: symmetric 2^(b-1) * s <= FLT_MAX (exact: a power of two); asymmetric, below
+  // half scale, with a finite highest value checked alongside.
+  const plainScale: f32 = type == SYMMETRIC ? FLOAT_MAX * invLevels * 2 : asymmetric ? HALVING_RANGE * invLevels : FLOAT_MAX;
+  let g = 0;
+  if (ASC_FEATURE_SIMD) {
+    const vZero = f32x4.splat(0), vPlain = f32x4.splat(plainScale), vMax = f32x4.splat(FLOAT_MAX), vHighest = f32x4.splat(highest);
+    for (; g + 4 <= groupCount; g += 4) {
+      const scale = v128.load(scales + (<usize>g << 2));
+      let plain = v128.and(f32x4.ge(scale, vZero), asymmetric ? f32x4.lt(scale, vPlain) : f32x4.le(scale, vPlain));
+      if (asymmetric) {
+        const zero = v128.load(zeros + (<usize>g << 2));
+        const top = f32x4.add(f32x4.mul(vHighest, scale), zero);
+        plain = v128.and(plain, v128.and(f32x4.le(f32x4.abs(zero), vMax), f32x4.le(f32x4.abs(top), vMax)));
+      }
+      if (!i32x4.all_true(plain)) break;
+    }
+    if (badCode < g * groupSize) return badCode;
+  }
+  for (; g < groupCount; g++) {
     const start = g * groupSize;
     const scale = load<f32>(scales + (<usize>g << 2));
     // False for NaN, for +Inf and for negative scales, which would flip signs; ±0 passes.
     if (!(scale >= 0 && scale <= FLOAT_MAX)) return start;
     let zero: f32 = 0;
-    if (type == ASYMMETRIC) {
+    if (asymmetric) {
       zero = load<f32>(zeros + (<usize>g << 2));
       if (!isFinite(zero)) return start;
     }
-    if (grid) {
-      const halved = type == ASYMMETRIC && atHalfScale(scale, invLevels);
+    // Plain as in the vector loop; any other grid group is bounded by its lowest and highest codes.
+    const plain = asymmetric ? scale < plainScale && isFinite(levelValue(highest, scale, zero, true, false)) : scale <= plainScale;
+    if (!plain) {
+      const halved = asymmetric && atHalfScale(scale, invLevels);
       const s = halved ? scale * 0.5 : scale;
       const z = halved ? zero * 0.5 : zero;
-      const asymmetric = type == ASYMMETRIC;
       if (!isFinite(levelValue(lowest, s, z, asymmetric, halved)) || !isFinite(levelValue(highest, s, z, asymmetric, halved))) {
         let bit = <u64>start * <u64>bits;
         for (let i = 0; i < groupSize; i++) {

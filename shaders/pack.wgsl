@@ -15,9 +15,9 @@
 // overflow. A grid group of scale 0 decodes to its zero point, and a binary one to +-mean, by
 // assignment as the writers do it: arithmetic could flush a subnormal they keep.
 //
-// Unpacking reads data that may come from a damaged or hostile file: checkCodes runs first and
-// reports the first invalid element (as assembly/pack.ts defines it) in the status, and then
-// unpackCodes writes nothing.
+// Unpacking reads data that may come from a damaged or hostile file: checkGroups (and, ternary,
+// checkTernaryCodes) run first and report the first invalid element, as assembly/pack.ts
+// defines it, in the status; then unpackCodes writes nothing.
 //
 // Element i's code is bits [i*b, (i+1)*b) of a little-endian stream of u32 words, so the bytes
 // of `codes` are the layout's bytes. Each word is written whole by one invocation, which
@@ -176,33 +176,6 @@ fn codeAt(i: u32) -> u32 {
   return code & ((1u << b) - 1u);
 }
 
-// What checking and unpacking a group need, from its stored scale and zero point.
-struct StoredGroup {
-  grid: GridGroup,
-  // Its scale and zero point are valid (see checkCodes).
-  valid: bool,
-  // Some code may decode beyond float32: every code is checked.
-  checkEach: bool,
-}
-
-fn storedGroup(g: u32) -> StoredGroup {
-  let scale = scales[g];
-  var zero = 0.0;
-  if (hasFlag(FLAG_ASYMMETRIC)) {
-    zero = zeros[g];
-  }
-  let bits = bitcast<u32>(scale);
-  // On the bits: NaN, ±Inf and negative scales (which would flip signs) fail, ±0 passes.
-  let valid = isFiniteValue(scale) && isFiniteValue(zero) && (bits <= 0x80000000u);
-  let grid = storedGridGroup(scale, zero);
-  var checkEach = pack.bits == 2u;
-  if (isGrid() && grid.quantize) {
-    // The value of a code is monotonic in it: the lowest and highest codes bound the group.
-    checkEach = gridPointOverflows(job.lo, grid) || gridPointOverflows(job.hi, grid);
-  }
-  return StoredGroup(grid, valid, checkEach);
-}
-
 // Whether gridPoint(q, group) overflows float32, decided at 2^-32 scale, where nothing can
 // overflow (WGSL leaves an overflowing operation indeterminate). Scaling by a power of two is
 // exact on normal values and float32 arithmetic is correctly rounded, so the scaled result
@@ -217,69 +190,112 @@ fn gridPointOverflows(q: f32, group: GridGroup) -> bool {
   return abs(product) >= 0x1p96f || abs(sum) >= select(0x1p96f, 0x1p95f, group.halved);
 }
 
-// Whether element i's code decodes to a finite value (codes 0..2 for ternary).
-fn codeValid(i: u32, group: StoredGroup) -> bool {
-  let code = codeAt(i);
-  if (pack.bits == 2u) {
-    return code != 3u;
+// Groups one invocation of checkGroups checks: a software GPU pays for every invocation, and
+// groups of one element would otherwise double the cost of unpacking.
+const CHECKED_GROUPS: u32 = 16u;
+const NONE: u32 = 0xffffffffu;
+
+fn zeroOf(g: u32) -> f32 {
+  if (hasFlag(FLAG_ASYMMETRIC)) {
+    return zeros[g];
   }
-  return !gridPointOverflows(f32(code) + job.lo, group.grid);
+  return 0.0;
 }
 
-// One invocation per word of codes, covering the elements that overlap it (as packCodes): the
-// first invalid element of its groups and codes, reported as packing reports a NaN. A group
-// whose scale or zero point is invalid reports its first element.
+// Whether a group's scale and zero point are valid and, grid, so moderate that every code
+// decodes to a finite value: symmetric 2^(b-1) * s <= FLT_MAX; asymmetric (2^b - 1) * s and
+// |zp| under 2^126, so their sum too. Non-short-circuit operators: no branches.
+fn plainGroup(scale: f32, zero: f32) -> bool {
+  // On the bits: NaN, ±Inf and negative scales (which would flip signs) fail, ±0 passes.
+  let valid = isFiniteValue(scale) & (bitcast<u32>(scale) <= 0x80000000u) & isFiniteValue(zero);
+  let moderate = (scale <= FLOAT_MAX * job.scaleFactor) & (!hasFlag(FLAG_ASYMMETRIC) | ((scale <= 0x1p126f * job.scaleFactor) & (abs(zero) <= 0x1p126f)));
+  return valid & (!isGrid() | moderate);
+}
+
+// The first invalid element of group g, or NONE: its first for a scale or zero point that is
+// invalid, else a code that decodes beyond float32 (only in damaged data), the value of a code
+// being monotonic in it.
+fn firstInvalidIn(g: u32) -> u32 {
+  let scale = scales[g];
+  let zero = zeroOf(g);
+  let start = g * job.groupSize;
+  if (!isFiniteValue(scale) || bitcast<u32>(scale) > 0x80000000u || !isFiniteValue(zero)) {
+    return start;
+  }
+  let group = storedGridGroup(scale, zero);
+  if (!isGrid() || !(gridPointOverflows(job.lo, group) || gridPointOverflows(job.hi, group))) {
+    return NONE;
+  }
+  for (var i = start; i < start + job.groupSize; i++) {
+    if (gridPointOverflows(f32(codeAt(i)) + job.lo, group)) {
+      return i;
+    }
+  }
+  return NONE;
+}
+
+// A workgroup per WORKGROUP_SIZE * CHECKED_GROUPS groups, its invocations reading neighbouring
+// groups at each step. Only where one is not plain does an invocation look closer; it reports
+// the first invalid element as packing reports a NaN.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn checkCodes(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
-  let w = invocationIndex(workgroup, local);
-  if (w >= pack.wordCount) {
+fn checkGroups(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
+  let first = workgroupIndex(workgroup) * WORKGROUP_SIZE * CHECKED_GROUPS + local;
+  let end = min(first + WORKGROUP_SIZE * CHECKED_GROUPS, job.groupCount);
+  var plain = true;
+  for (var g = first; g < end; g += WORKGROUP_SIZE) {
+    plain = plain & plainGroup(scales[g], zeroOf(g));
+  }
+  if (plain) {
     return;
   }
-  let b = pack.bits;
-  let origin = 32u * (w / b);
-  let r = w % b;
-  let last = min(origin + (32u * r + 31u) / b, job.length - 1u);
-  var groupIndex = 0xffffffffu;
-  var group: StoredGroup;
-  for (var i = origin + (32u * r) / b; i <= last; i++) {
-    let g = i / job.groupSize;
-    if (g != groupIndex) {
-      groupIndex = g;
-      group = storedGroup(g);
-      if (!group.valid) {
-        reportNonFinite(g * job.groupSize);
-        return;
-      }
-    }
-    if (group.checkEach && !codeValid(i, group)) {
-      reportNonFinite(i);
+  for (var g = first; g < end; g += WORKGROUP_SIZE) {
+    let invalid = firstInvalidIn(g);
+    if (invalid != NONE) {
+      reportNonFinite(invalid);
       return;
     }
   }
 }
 
-// One invocation per element: data[i] = the value of its code.
+// Ternary only, one invocation per word of 16 codes: the first code 3 in it.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn checkTernaryCodes(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
+  let w = invocationIndex(workgroup, local);
+  if (w >= pack.wordCount) {
+    return;
+  }
+  let word = codes[w];
+  // Bit 2k is set where code k of the word is 3; bits past the last code are no codes.
+  var threes = word & (word >> 1u) & 0x55555555u;
+  let first = 16u * w;
+  if (job.length - first < 16u) {
+    threes &= (1u << (2u * (job.length - first))) - 1u;
+  }
+  if (threes != 0u) {
+    reportNonFinite(first + countTrailingZeros(threes) / 2u);
+  }
+}
+
+// One invocation per element: data[i] = the value of its code (nothing once the checks above
+// found the data invalid).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn unpackCodes(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
   let i = invocationIndex(workgroup, local);
   if (i >= job.length || !writesAllowed()) {
     return;
   }
-  let code = f32(codeAt(i));
+  let code = codeAt(i);
   let g = i / job.groupSize;
   let scale = scales[g];
+  let level = f32(code);
   var value: f32;
   if (isGrid()) {
-    var zero = 0.0;
-    if (hasFlag(FLAG_ASYMMETRIC)) {
-      zero = zeros[g];
-    }
-    let group = storedGridGroup(scale, zero);
-    value = select(group.zero, gridPoint(code + job.lo, group), group.quantize);
+    let group = storedGridGroup(scale, zeroOf(g));
+    value = select(group.zero, gridPoint(level + job.lo, group), group.quantize);
   } else if (pack.bits == 2u) {
-    value = (code - 1.0) * scale;
+    value = (level - 1.0) * scale;
   } else {
-    value = select(-scale, scale, code == 1.0);
+    value = select(-scale, scale, code == 1u);
   }
   data[job.base + i] = value;
 }

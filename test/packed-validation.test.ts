@@ -226,6 +226,23 @@ describe('unpack refuses damaged packed data, names the group and writes nothing
     }
   });
 
+  it.each(TYPES)('finds the first bad group among thousands of groups of one: %o', async (options) => {
+    const packed = allocatePacked(planPack(9001, { ...options, groupSize: 1 }));
+    packed.scales.fill(1);
+    const code = packed.type === 'symmetric' ? 2 ** (packed.bits - 1) : 1;
+    for (let i = 0; i < packed.length; i++) setCodeAt(packed.codes, packed.bits, i, code);
+    // A WebGPU invocation checks groups 256 apart: 4356 and 7940 share one.
+    for (const [bad, next] of [[7940, null], [4356, 7940], [9000, null]] as const) {
+      packed.scales[bad] = -2;
+      if (next !== null) packed.scales[next] = NaN;
+      for (const unpacker of unpackers) {
+        const { error } = await unpacker.run(packed);
+        expect(error, `${unpacker.name}, group ${bad}`).toMatchObject({ code: 'INVALID_ARGUMENT', location: { group: bad } });
+      }
+      packed.scales.fill(1);
+    }
+  });
+
   it('ignores bits past the last code (a ternary 3 in the padding is no code)', async () => {
     const packed = allocatePacked(planPack(5, { bits: 2, groupSize: 5 }));
     packed.scales[0] = 1;

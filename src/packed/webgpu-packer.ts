@@ -34,6 +34,8 @@ const USAGE_STORAGE = 128;
 const MAP_MODE_READ = 1;
 
 const NO_BAD_INDEX = 0xffffffff;
+/** Groups per invocation of checkGroups: CHECKED_GROUPS in shaders/pack.wgsl. */
+const CHECKED_GROUPS = 16;
 // Status words come back first in the read-back buffer; results start at this offset.
 const READBACK_ALIGN = 256;
 // The params buffer: the Job in slot 0, the Pack record (shaders/pack.wgsl) in slot 1.
@@ -44,7 +46,7 @@ const OUTPUT_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
 
 const PACK_ENTRY_POINTS = [
   'checkFinite', 'chunkStats', 'combineStats', 'aboveThresholdChunks', 'combineAboveThreshold',
-  'packGroups', 'packCodes', 'checkCodes', 'unpackCodes',
+  'packGroups', 'packCodes', 'checkGroups', 'checkTernaryCodes', 'unpackCodes',
 ] as const;
 type PackEntryPoint = (typeof PACK_ENTRY_POINTS)[number];
 
@@ -425,6 +427,7 @@ export class WebGpuPacker implements Packer {
     };
   }
 
+  /** The checks of the packed data, then the unpack kernel (which writes nothing if they fail). */
   private unpackRun(packed: { bits: number; type: PackedType; length: number; groupSize: number }, data: GPUBuffer,
     inputs: { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null }): Run {
     const { bits, length, groupSize } = packed;
@@ -436,14 +439,10 @@ export class WebGpuPacker implements Packer {
       plan, base: 0, chunksPerGroup: 1, chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0, prepare: [], write: [],
     };
     const words = wordCount(length, bits);
-    return {
-      job, bits, firstIndex: 0, wordCount: words, smallGroups: false, partialCount: 0,
-      dispatches: [
-        { kernel: 'checkCodes', workgroups: Math.ceil(words / WORKGROUP_SIZE) },
-        { kernel: 'unpackCodes', workgroups: Math.ceil(length / WORKGROUP_SIZE) },
-      ],
-      data, ...inputs,
-    };
+    const dispatches: Run['dispatches'] = [{ kernel: 'checkGroups', workgroups: Math.ceil(plan.groupCount / (WORKGROUP_SIZE * CHECKED_GROUPS)) }];
+    if (packed.type === 'ternary') dispatches.push({ kernel: 'checkTernaryCodes', workgroups: Math.ceil(words / WORKGROUP_SIZE) });
+    dispatches.push({ kernel: 'unpackCodes', workgroups: Math.ceil(length / WORKGROUP_SIZE) });
+    return { job, bits, firstIndex: 0, wordCount: words, smallGroups: false, partialCount: 0, dispatches, data, ...inputs };
   }
 
   /**
