@@ -65,6 +65,8 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
 
 /** Beyond this many tensors the summary shows the ones with the largest errors, and counts the rest. */
 const SUMMARY_ROWS = 50;
+/** Warnings printed before the rest are counted. */
+const SUMMARY_WARNINGS = 10;
 
 function printReport(report: QuantizeReport, output: string, kind: string): void {
   const shown = report.tensors.length <= SUMMARY_ROWS ? report.tensors
@@ -82,5 +84,6 @@ function printReport(report: QuantizeReport, output: string, kind: string): void
   const change = report.ratio >= 1 ? `${report.ratio.toFixed(2)}x smaller` : `${(1 / report.ratio).toFixed(2)}x larger`;
   console.log(`\n${escapeForTerminal(output)}: packed ${report.packed} tensor(s), kept ${report.skipped} unchanged, on ${kind}; ` +
     `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${change})`);
-  for (const warning of report.warnings) console.error(`edge-moq: warning: ${escapeForTerminal(warning)}`);
+  for (const warning of report.warnings.slice(0, SUMMARY_WARNINGS)) console.error(`edge-moq: warning: ${escapeForTerminal(warning)}`);
+  if (report.warnings.length > SUMMARY_WARNINGS) console.error(`edge-moq: ${report.warnings.length - SUMMARY_WARNINGS} more warning(s) of the same kind`);
 }

@@ -53,13 +53,14 @@ export class PackScratch {
     return this.zeroBytes.subarray(0, Math.min(count, this.zeroBytes.length));
   }
 
+  /** Arrays for `length` values packed with `options` (whose groupSize is always set here). */
   packed(length: number, options: PackOptions): PackedTensor {
-    const plan = planPack(length, options);
-    const key = `${plan.length}/${plan.groupSize}/${plan.bits}/${plan.type}`;
+    // Keyed by what sets the arrays' sizes, so that a hit costs no planning.
+    const key = `${length}/${options.groupSize}/${options.bits}/${options.type ?? ''}`;
     let packed = this.packedByShape.get(key);
     if (!packed) {
       if (this.packedByShape.size >= 64) this.packedByShape.clear();
-      packed = allocatePacked(plan);
+      packed = allocatePacked(planPack(length, options));
       this.packedByShape.set(key, packed);
     }
     return packed;
