@@ -236,11 +236,11 @@ export function unpackCodes(
 }
 
 /**
- * The first invalid element of unpackCodes' input, or -1. Cheap next to the writes: four groups
- * at a time are shown plain, their scale (and zero point) such that every code decodes to a
- * finite value, since that value is monotonic in the code: the lowest and highest codes bound
- * it. Only a group that is not plain is looked at closely, its codes read one by one where its
- * scale or zero point is huge; ternary codes are scanned 64 at a time.
+ * The first invalid element of unpackCodes' input, or -1. Cheap next to the writes: most groups
+ * are plain, their scale (and zero point) such that every code decodes to a finite value, which
+ * the SIMD build shows four groups at a time. A group that is not plain is bounded by its lowest
+ * and highest codes, a code's value being monotonic in it; only when one of those overflows are
+ * its codes read one by one. Ternary codes are scanned 64 at a time.
  */
 function firstInvalid(
   codes: usize, scales: usize, zeros: usize, groupCount: i32, groupSize: i32, bits: i32, type: i32,

@@ -12,9 +12,9 @@
 // (takeZeroPoint). All-zero and constant groups are thus left as they are. Where the
 // WebAssembly kernels also leave unchanged a group whose scale underflows although its values
 // differ, the GPU cannot: WGSL lets a device flush subnormals to zero in any operation
-// (SwiftShader does), so on such a device any group whose scale would be subnormal (its range
-// below 2^(b-126)) gets scale 0, values that are no grid packing could store. Those values
-// become the zero point, the value packing stores for the group.
+// (SwiftShader does), so on such a device any group whose scale would be subnormal (|x| under
+// 2^(b-127) symmetric, a range under 2^(b-126) asymmetric) gets scale 0, with values that no
+// grid of b bits could store. They become the zero point, the value packing stores for them.
 //
 // At the top of float32, as in assembly/grid.ts: an asymmetric group whose range reaches 2^127
 // is quantized at half scale, y = 2 * Q(x / 2) (the formula itself wherever the formula is

@@ -208,7 +208,8 @@ fn zeroOf(g: u32) -> f32 {
 fn plainGroup(scale: f32, zero: f32) -> bool {
   // On the bits: NaN, ±Inf and negative scales (which would flip signs) fail, ±0 passes.
   let valid = isFiniteValue(scale) & (bitcast<u32>(scale) <= 0x80000000u) & isFiniteValue(zero);
-  let moderate = (scale <= FLOAT_MAX * job.scaleFactor) & (!hasFlag(FLAG_ASYMMETRIC) | ((scale <= 0x1p126f * job.scaleFactor) & (abs(zero) <= 0x1p126f)));
+  let asymmetricModerate = (scale <= 0x1p126f * job.scaleFactor) & (abs(zero) <= 0x1p126f);
+  let moderate = (scale <= FLOAT_MAX * job.scaleFactor) & (!hasFlag(FLAG_ASYMMETRIC) | asymmetricModerate);
   return valid & (!isGrid() | moderate);
 }
 

@@ -78,7 +78,8 @@ fn ternaryChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u
     return;
   }
   let chunk = chunkAt(index);
-  let group = ternaryGroup(partials[job.groupStatsBase + chunk.group], partials[job.thresholdGroupBase + chunk.group]);
+  let stats = partials[job.groupStatsBase + chunk.group];
+  let group = ternaryGroup(stats, partials[job.thresholdGroupBase + chunk.group]);
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
     if (group.alpha > 0.0) {
       data[job.base + i] = ternaryValue(data[job.base + i], group);

@@ -261,7 +261,11 @@ export class WebGpuPacker implements Packer {
     });
   }
 
-  /** Dequantizes a GpuPackedTensor into float32 values `[0, packed.length)` of `out`, or a new buffer. */
+  /**
+   * Dequantizes a GpuPackedTensor into float32 values `[0, packed.length)` of `out`, or a new
+   * buffer. Invalid packed data (see Packer.unpack) throws INVALID_ARGUMENT and leaves `out` as
+   * it was.
+   */
   async unpackToBuffer(packed: GpuPackedTensor, out?: GPUBuffer): Promise<GPUBuffer> {
     this.checkGpuPacked(packed, 'packed');
     if (out !== undefined) checkBuffer(out, 'out', packed.length * 4, this.device);
@@ -447,8 +451,9 @@ export class WebGpuPacker implements Packer {
 
   /**
    * A host call's submission, its results copied out by `read` (the read-back buffer and each
-   * copy's offset in it). Resolves to null, the first NaN/Inf index, or undefined after a GPU
-   * failure: the call then moves to WebAssembly, as every later one will.
+   * copy's offset in it). Resolves to null, the first bad index (a NaN/Inf packing, an invalid
+   * element unpacking), or undefined after a GPU failure: the call then moves to WebAssembly, as
+   * every later one will.
    */
   private async hostSubmit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[],
     read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null | undefined> {
@@ -463,7 +468,7 @@ export class WebGpuPacker implements Packer {
     }
   }
 
-  /** A GPUBuffer call's submission: null, or the first NaN/Inf index. */
+  /** A GPUBuffer call's submission: null, or the first bad index (as hostSubmit). */
   private async bufferSubmit(run: Run): Promise<number | null> {
     try {
       const bad = await this.submit(run, () => {}, [], () => {});
@@ -512,8 +517,9 @@ export class WebGpuPacker implements Packer {
 
   /**
    * One command submission: uploads, validation and statistics, the writers (which write
-   * nothing if the data held a NaN/Inf), then the status and `copies` into the read-back
-   * buffer. Throws GpuFailure when the device is lost or WebGPU reports an error.
+   * nothing if the data held a NaN/Inf or the packed data is invalid), then the status and
+   * `copies` into the read-back buffer. Throws GpuFailure when the device is lost or WebGPU
+   * reports an error.
    */
   private async submit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[],
     read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null> {
