@@ -144,13 +144,16 @@ describe('fuzz: subnormal groups', () => {
     const c = new Campaign(`pack subnormal groups (${name})`);
     campaigns.push(c);
     const { backend, packer } = packerNamed(name);
-    const tensor = shape.chain((s) => fc.record({ s: fc.constant(s), data: fc.array(value, { minLength: s.groupSize * s.groups, maxLength: s.groupSize * s.groups }) }));
+    const tensor = shape.chain((s) => {
+      const length = s.groupSize * s.groups;
+      return fc.record({ s: fc.constant(s), data: fc.array(value, { minLength: length, maxLength: length }) });
+    });
     await fc.assert(fc.asyncProperty(tensor, async ({ s, data }) => {
       const x = Float32Array.from(data);
       const options = optionsOf(s);
       let packed = allocatePacked(planPack(x.length, options));
-      let unpacked = new Float32Array(0);
-      let fake = new Float32Array(0);
+      let unpacked: Float32Array = new Float32Array(0);
+      let fake: Float32Array = new Float32Array(0);
       const error = await c.attemptAsync(async () => {
         packed = await packer.pack(x, options);
         unpacked = await packer.unpack(packed);
