@@ -9,6 +9,7 @@ import { createBackend } from '../src/backends/select.js';
 import { WasmBackend } from '../src/backends/wasm.js';
 import { WebGpuBackend } from '../src/backends/webgpu.js';
 import { BackendError, ConfigError, EdgeMoqError, InvalidInputError } from '../src/errors.js';
+import { WasmPacker } from '../src/packed/wasm-packer.js';
 import { Quantizer, type Parameter, type QuantizerState } from '../src/quantizer.js';
 import { randomTensor } from './support/fixtures.js';
 import { testGpu, webgpuAvailable } from './support/webgpu.js';
@@ -156,6 +157,15 @@ describe.each(['simd', 'scalar'] as const)('views into WebAssembly memory (%s bu
     { name: 'fakeQuantizeSync', call: (b, view) => b.fakeQuantizeSync(view, { bits: 4, groups: 4 }), label: 'data' },
     { name: 'fakeQuantizeMany', call: (b, view, host) => b.fakeQuantizeMany([{ data: host, options: { bits: 4 } }, { data: view, options: { bits: 4, groups: 4 } }]), label: 'jobs[1].data' },
     { name: 'groupStats', call: (b, view) => b.groupStats(view, { groups: 4 }), label: 'data' },
+    { name: 'WasmPacker.pack', call: (b, view) => new WasmPacker(b).packSync(view, { bits: 4, groups: 4 }), label: 'data' },
+    {
+      name: 'WasmPacker.unpack into',
+      call: (b, view) => {
+        const packer = new WasmPacker(b);
+        return packer.unpackSync(packer.packSync(randomTensor(view.length, 11), { bits: 4, groups: 4 }), view);
+      },
+      label: 'out',
+    },
   ];
 
   describe.each(CALLS)('$name', ({ call, label }) => {

@@ -26,7 +26,8 @@ interface KernelExports {
   // assembly/pack.ts: returns -1 or the first non-finite group.
   packCodes(src: number, codes: number, scales: number, zeros: number, groupCount: number, groupSize: number, bits: number,
     type: number, stochastic: number, key: number, firstIndex: number): number;
-  unpackCodes(codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number, bits: number, type: number): void;
+  /** -1, or (having written nothing) the first invalid element. */
+  unpackCodes(codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number, bits: number, type: number): number;
 }
 
 /** What src/packed/wasm-packer.ts uses of a WasmBackend: its kernels and its memory. */

@@ -7,7 +7,7 @@
 // naming the tensor and the group, and nothing non-finite is ever written.
 
 import { EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
-import type { PackedTensor } from '../packed/layout.js';
+import { invalidPackedReason, type PackedTensor } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
 import { readCodeBits } from './code-stream.js';
 import { readPackedLayout, type PackedParts } from './packed-metadata.js';
@@ -107,7 +107,7 @@ async function unpackTensor(
     try {
       out = await packer.unpack(packed, values.subarray(0, length));
     } catch (error) {
-      throw inTensor(error, parts, firstGroup);
+      throw inTensor(error, parts, packed, firstElement, firstGroup);
     }
     await writer.write(encodeFloat32(out, dtype, encoded));
   };
@@ -125,11 +125,16 @@ async function unpackTensor(
   }
 }
 
-/** A packer's complaint about a group, as a file error naming the tensor and its group. */
-function inTensor(error: unknown, parts: PackedParts, firstGroup: number): unknown {
-  if (!(error instanceof EdgeMoqError) || error.location?.group === undefined) return error;
-  const group = firstGroup + error.location.group;
-  const what = error.message.replace(/^group \d+( \([^)]*\))?: ?/, '');
-  return new FormatError(`packed tensor "${parts.name}" group ${group} (elements ${group * parts.entry.groupSize}..${(group + 1) * parts.entry.groupSize - 1}): ${what} ` +
-    'The file is damaged or was not written by edge-moq; nothing was written.', { cause: error, location: { group } });
+/**
+ * A packer's refusal of a chunk's scales, zero points or codes, as a file error naming the
+ * tensor, the group and the element in the whole tensor.
+ */
+function inTensor(error: unknown, parts: PackedParts, packed: PackedTensor, firstElement: number, firstGroup: number): unknown {
+  const element = error instanceof EdgeMoqError ? error.location?.index : undefined;
+  if (element === undefined) return error;
+  const { group, what } = invalidPackedReason(packed, element, firstElement);
+  const at = firstGroup + group;
+  const size = parts.entry.groupSize;
+  return new FormatError(`packed tensor "${parts.name}" group ${at} (elements ${at * size}..${(at + 1) * size - 1}): ${what}. ` +
+    'The file is damaged or was not written by edge-moq; nothing was written.', { cause: error, location: { group: at, index: firstElement + element } });
 }

@@ -18,7 +18,7 @@
 //   valid: s finite and >= 0 (±0 included), zero finite, ternary codes 0..2, and every code's
 //   value finite; unpack checks all of it before writing (invalidPackedError says what failed).
 
-import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { float32Length, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 
@@ -70,8 +70,9 @@ export function codeBytes(length: number, bits: number): number {
 
 /** Validates a pack call on a host array before anything is allocated or touched. */
 export function planPackData(data: unknown, options: PackOptions, label = 'data'): PackPlan {
-  if (!(data instanceof Float32Array)) planFakeQuantize(data, { bits: 8 }, label);
-  return planPack((data as Float32Array).length, options, label);
+  // Read through the typed-array intrinsics: a Proxy or a subclass lying about its length is a
+  // typed error, not a raw TypeError or a wrong size.
+  return planPack(float32Length(data, label), options, label);
 }
 
 /** Validates a pack call on `length` float32 values (held anywhere). */
@@ -138,11 +139,22 @@ export function validatePacked(packed: PackedTensor, label = 'packed'): void {
  * and what is wrong, with `location.group`.
  */
 export function invalidPackedError(packed: PackedTensor, element: number): InvalidInputError {
+  const { group, what } = invalidPackedReason(packed, element);
+  const first = group * packed.groupSize;
+  return new InvalidInputError('INVALID_ARGUMENT',
+    `packed: group ${group} (elements ${first}..${first + packed.groupSize - 1}): ${what}. The packed data is damaged or was not ` +
+    'written by a packer: pack the weights again. Nothing was written.', { location: { group, index: element } });
+}
+
+/**
+ * Why `element` of `packed` (as a kernel reported it) cannot be unpacked, and its group. Element
+ * numbers in the text count from `firstElement` (where `packed` is a chunk of a larger tensor).
+ */
+export function invalidPackedReason(packed: PackedTensor, element: number, firstElement = 0): { group: number; what: string } {
   const { groupSize, bits, type } = packed;
   const group = Math.floor(element / groupSize);
   const scale = packed.scales[group]!;
   const zero = packed.zeros?.[group];
-  const first = group * groupSize;
   let what: string;
   if (!(scale >= 0 && scale <= FLOAT_MAX)) {
     what = `its scale is ${describeValue(scale)}, but a scale must be finite and >= 0`;
@@ -154,12 +166,11 @@ export function invalidPackedError(packed: PackedTensor, element: number): Inval
       const j = element * bits + k;
       code |= ((packed.codes[j >> 3]! >> (j & 7)) & 1) << k;
     }
+    const at = firstElement + element;
     what = type === 'ternary'
-      ? `element ${element} has code 3, but ternary codes are 0, 1 and 2`
-      : `element ${element}'s code ${code} decodes beyond float32 (scale ${describeValue(scale)}` +
+      ? `element ${at} has code 3, but ternary codes are 0, 1 and 2`
+      : `element ${at}'s code ${code} decodes beyond float32 (scale ${describeValue(scale)}` +
         `${zero === undefined ? '' : `, zero point ${describeValue(zero)}`})`;
   }
-  return new InvalidInputError('INVALID_ARGUMENT',
-    `packed: group ${group} (elements ${first}..${first + groupSize - 1}): ${what}. The packed data is damaged or was not ` +
-    'written by a packer: pack the weights again. Nothing was written.', { location: { group } });
+  return { group, what };
 }

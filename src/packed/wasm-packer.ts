@@ -6,15 +6,12 @@
 
 import type { BackendKind } from '../backends/backend.js';
 import type { WasmBackend } from '../backends/wasm.js';
+import { float32Length } from '../config.js';
 import { InvalidInputError } from '../errors.js';
 import {
   allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions,
 } from './layout.js';
 import type { Packer } from './packer.js';
-
-/** assembly/pack.ts's unpackCodes: -1, or (having written nothing) the first invalid element. */
-type UnpackCodes = (codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number,
-  bits: number, type: number) => number;
 
 /** The `type` argument of packCodes/unpackCodes (assembly/pack.ts). */
 const TYPE_NUMBER: Record<PackedType, number> = { symmetric: 0, asymmetric: 1, ternary: 2, binary: 3 };
@@ -45,6 +42,7 @@ export class WasmPacker implements Packer {
     const { kernels } = this.backend.internals;
     const memory = kernels.memory;
     const inMemory = data.buffer === memory.buffer;
+    if (inMemory) this.backend.internals.heap.assertLiveView(data, 'data');
     const dataPointer = inMemory ? data.byteOffset : -1;
     const dataBytes = inMemory ? 0 : align16(plan.length * 4);
     const codesBytes = align16(plan.codeBytes + CODE_PADDING);
@@ -75,12 +73,14 @@ export class WasmPacker implements Packer {
     validatePacked(packed);
     const { length, groupSize, bits } = packed;
     const groupCount = length / groupSize;
-    if (out !== undefined && (!(out instanceof Float32Array) || out.length !== length)) {
+    if (out !== undefined && float32Length(out, 'out') !== length) {
       throw new InvalidInputError('INVALID_ARGUMENT', `out must be a Float32Array of ${length} values (packed.length).`);
     }
-    const { kernels } = this.backend.internals;
+    const { kernels, heap } = this.backend.internals;
     const memory = kernels.memory;
     const outInMemory = out !== undefined && out.buffer === memory.buffer;
+    // A view kept from a freed WasmTensor would write over whatever now lives there.
+    if (outInMemory) heap.assertLiveView(out!, 'out');
     // Fixed before the scratch region may grow the memory (which detaches views into it).
     const outPointer = outInMemory ? out!.byteOffset : -1;
     const codesBytes = align16(packed.codes.length + CODE_PADDING);
@@ -95,7 +95,7 @@ export class WasmPacker implements Packer {
     new Uint8Array(buffer, codes, packed.codes.length).set(packed.codes);
     new Float32Array(buffer, scales, groupCount).set(packed.scales);
     if (packed.zeros) new Float32Array(buffer, zeros, groupCount).set(packed.zeros);
-    const invalid = (kernels.unpackCodes as unknown as UnpackCodes)(codes, scales, zeros, dst, groupCount, groupSize, bits, TYPE_NUMBER[packed.type]);
+    const invalid = kernels.unpackCodes(codes, scales, zeros, dst, groupCount, groupSize, bits, TYPE_NUMBER[packed.type]);
     if (invalid >= 0) throw invalidPackedError(packed, invalid);
     if (outInMemory) return out!;
     const result = out ?? new Float32Array(length);
