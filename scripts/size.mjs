@@ -1,6 +1,9 @@
 // The size budget: each WebAssembly build ≤ 32 KB and the JavaScript of each runtime's bundle
-// ≤ 60 KB minified (gzip reported too). Small is why edge-moq fits where onnxruntime-web's
-// 12–26 MB of WebAssembly does not (a Worker's upload limit). Exits 1 over budget.
+// ≤ 75 KB minified (gzip reported too). Small is why edge-moq fits where onnxruntime-web's
+// 12–26 MB of WebAssembly does not (a Worker's upload limit). Exits 1 over budget. The budget
+// was 60 KB until the data-safety work (issue 13) added 12.5 KB that every entry needs: the
+// linear-time name matcher (4.6 KB), the value formatter that is safe on hostile values
+// (2.5 KB), freed-view tracking and complete state validation (about 5 KB).
 import * as esbuild from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -10,7 +13,7 @@ import { bundleOptions, bundles } from './bundle.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const KB = 1024;
 const WASM_BUDGET = 32 * KB;
-const JS_BUDGET = 60 * KB;
+const JS_BUDGET = 75 * KB;
 
 const rows = [];
 for (const build of ['simd', 'scalar']) {
