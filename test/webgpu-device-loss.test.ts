@@ -25,7 +25,7 @@ function model(): Parameter[] {
 
 const OPTIONS = {
   groups: 8, mixedFp16: true, changeRatio: 0.2, rounding: 'stochastic' as const, seed: 11,
-  schedules: [{ startBits: 8, targetBits: 2, period: 2, modules: ['weight'] }],
+  schedules: [{ startBits: 8, targetBits: 3, period: 2, modules: ['weight'] }],
 };
 
 /** Optimizer updates, the same for both runs. */
