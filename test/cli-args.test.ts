@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { integerFlag, parseArgs } from '../src/cli/args.js';
-import { COMMANDS, runCommandLine } from '../src/cli/commands.js';
+import { COMMANDS } from '../src/cli/commands.js';
 import { encodeFloat32, encodeSafetensors } from '../src/formats/safetensors.js';
+import { runCli } from './support/cli.js';
 import { randomTensor } from './support/fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'edge-moq-cli-args-'));
@@ -19,17 +20,7 @@ beforeAll(() => {
 });
 afterEach(() => vi.restoreAllMocks());
 
-/** Runs the command line in-process and returns what the binary would exit with and print. */
-async function run(argv: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  vi.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void (stdout += `${parts.join(' ')}\n`));
-  vi.spyOn(console, 'error').mockImplementation((...parts: unknown[]) => void (stderr += `${parts.join(' ')}\n`));
-  vi.spyOn(process.stderr, 'write').mockImplementation((text) => ((stderr += String(text)), true));
-  const code = await runCommandLine(argv);
-  vi.restoreAllMocks();
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 let outputs = 0;
 /** IN is the model, OUT (and OUT2) fresh output paths, wherever they appear in an argument. */

@@ -6,11 +6,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { runCommandLine } from '../src/cli/commands.js';
 import { createProgress, type ProgressStream } from '../src/cli/progress.js';
 import { table } from '../src/cli/table.js';
 import { displayWidth, escapeForTerminal } from '../src/cli/terminal.js';
 import { encodeFloat32, encodeSafetensors } from '../src/formats/safetensors.js';
+import { runCli } from './support/cli.js';
 import { randomTensor } from './support/fixtures.js';
 
 /** Anything a terminal would act on or draw as nothing; printed output holds none but line breaks. */
@@ -20,16 +20,7 @@ const unsafeIn = (text: string) => text.split('\n').filter((line) => UNSAFE.test
 const dir = mkdtempSync(join(tmpdir(), 'edge-moq-cli-output-'));
 afterEach(() => vi.restoreAllMocks());
 
-async function run(argv: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  vi.spyOn(console, 'log').mockImplementation((...parts: unknown[]) => void (stdout += `${parts.join(' ')}\n`));
-  vi.spyOn(console, 'error').mockImplementation((...parts: unknown[]) => void (stderr += `${parts.join(' ')}\n`));
-  vi.spyOn(process.stderr, 'write').mockImplementation((text) => ((stderr += String(text)), true));
-  const code = await runCommandLine(argv);
-  vi.restoreAllMocks();
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 /** Names and metadata seen in the wild or built to fool a reader. */
 const HOSTILE = {

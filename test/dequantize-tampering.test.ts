@@ -9,9 +9,10 @@ import { WasmBackend } from '../src/backends/wasm.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
 import {
-  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type ByteSink, type SafetensorsFile,
+  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type SafetensorsFile,
 } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { memorySink } from './support/memory-sink.js';
 import { randomTensor } from './support/fixtures.js';
 import { FUZZ_SEED, FUZZ_TIMEOUT_MS, fuzzRuns } from './support/fuzz.js';
 
@@ -23,22 +24,6 @@ beforeAll(async () => {
 });
 afterAll(() => backends.forEach((b) => b.dispose()));
 
-function memorySink(): ByteSink & { bytes(): Uint8Array; state: string } {
-  const parts: Uint8Array[] = [];
-  const sink = {
-    state: 'open',
-    async write(bytes: Uint8Array) { parts.push(bytes.slice()); },
-    async close() { sink.state = 'closed'; },
-    async abort() { sink.state = 'aborted'; },
-    bytes() {
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of parts) { out.set(p, at); at += p.length; }
-      return out;
-    },
-  };
-  return sink;
-}
 
 /** A packed file of one [8, 16] tensor "w" in groups of 16 (8 groups). */
 async function packedFile(options: QuantizeFileOptions): Promise<Uint8Array> {

@@ -17,6 +17,7 @@ import { quantizeSafetensors } from '../src/formats/quantize-file.js';
 import { encodeFloat32, encodeSafetensors } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/packed/wasm-packer.js';
 import fc from 'fast-check';
+import { runCli } from './support/cli.js';
 import { randomTensor } from './support/fixtures.js';
 import { FUZZ_SEED, FUZZ_TIMEOUT_MS, fuzzRuns } from './support/fuzz.js';
 
@@ -177,18 +178,6 @@ describe('temporary outputs', () => {
 });
 
 describe('the CLI names the file in a file error', () => {
-  async function cli(argv: string[]): Promise<{ code: number; stderr: string }> {
-    let stderr = '';
-    vi.spyOn(console, 'log').mockImplementation(() => undefined);
-    vi.spyOn(console, 'error').mockImplementation((...parts: unknown[]) => void (stderr += `${parts.join(' ')}\n`));
-    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    try {
-      return { code: await runCommandLine(argv), stderr };
-    } finally {
-      vi.restoreAllMocks();
-    }
-  }
-
   it.each([
     ['quantize', (input: string, dir: string) => ['quantize', input, '-o', join(dir, 'out.safetensors'), '--bits', '4']],
     ['dequantize', (input: string, dir: string) => ['dequantize', input, '-o', join(dir, 'out.safetensors')]],
@@ -201,7 +190,7 @@ describe('the CLI names the file in a file error', () => {
     new DataView(bytes.buffer).setBigUint64(0, BigInt(header.length), true);
     bytes.set(header, 8);
     writeFileSync(input, bytes);
-    const { code, stderr } = await cli(argv(input, dir));
+    const { code, stderr } = await runCli(argv(input, dir));
     expect(stderr).toContain(`edge-moq: ${input}: `);
     expect(stderr).toMatch(/unknown dtype/);
     expect(code).toBe(2);

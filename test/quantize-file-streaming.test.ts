@@ -17,10 +17,11 @@ import { readAheadSource } from '../src/formats/read-ahead.js';
 import { readableSource } from '../src/formats/streams.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
 import {
-  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type ByteSink, type Dtype,
+  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype,
 } from '../src/formats/safetensors.js';
 import type { Packer } from '../src/packed/packer.js';
 import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { memorySink } from './support/memory-sink.js';
 import { randomTensor, uniforms } from './support/fixtures.js';
 
 let backends: WasmBackend[];
@@ -33,22 +34,6 @@ beforeAll(async () => {
 });
 afterAll(() => backends.forEach((b) => b.dispose()));
 
-function memorySink(): ByteSink & { bytes(): Uint8Array; state: string } {
-  const parts: Uint8Array[] = [];
-  const sink = {
-    state: 'open',
-    async write(bytes: Uint8Array) { parts.push(bytes.slice()); },
-    async close() { sink.state = 'closed'; },
-    async abort() { sink.state = 'aborted'; },
-    bytes() {
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of parts) { out.set(p, at); at += p.length; }
-      return out;
-    },
-  };
-  return sink;
-}
 
 let fileCount = 0;
 /** Quantizes into memory (sequential sink) or into a file (positional sink). */

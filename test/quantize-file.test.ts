@@ -12,10 +12,11 @@ import { readPackedLayout } from '../src/formats/packed-metadata.js';
 import { chunkElementsFor } from '../src/formats/chunking.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
 import {
-  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type ByteSink, type Dtype,
+  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype,
 } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/packed/wasm-packer.js';
 import { tensorIdOf } from '../src/noise.js';
+import { memorySink } from './support/memory-sink.js';
 import { randomTensor } from './support/fixtures.js';
 
 let backend: WasmBackend;
@@ -53,23 +54,6 @@ function encode(tensors: Source[], extra: { name: string; dtype: Dtype; shape: n
   ], { note: 'kept' });
 }
 
-/** A sink collecting bytes in memory. */
-function memorySink(): ByteSink & { bytes(): Uint8Array; state: string } {
-  const parts: Uint8Array[] = [];
-  const sink = {
-    state: 'open',
-    async write(bytes: Uint8Array) { parts.push(bytes.slice()); },
-    async close() { sink.state = 'closed'; },
-    async abort() { sink.state = 'aborted'; },
-    bytes() {
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of parts) { out.set(p, at); at += p.length; }
-      return out;
-    },
-  };
-  return sink;
-}
 
 async function quantize(bytes: Uint8Array, options: QuantizeFileOptions) {
   const sink = memorySink();
