@@ -8,6 +8,14 @@ import { noiseKey } from './noise.js';
 
 export type QuantizationType = 'symmetric' | 'asymmetric';
 export type Rounding = 'nearest' | 'stochastic';
+/**
+ * The symmetric integer grid. 'deepspeed': s = 2 * absmax / 2^b (DeepSpeed's MoQ; +absmax lands
+ * one step low and the top level is never used). 'full': s = m / -2^(b-1), m the group's value of
+ * largest magnitude with its sign, so m is exact and the codes span all 2^b levels (onnxruntime's
+ * MatMulNBits quantizer, ggml).
+ */
+export type Grid = 'deepspeed' | 'full';
+export const GRIDS: readonly Grid[] = ['deepspeed', 'full'];
 
 export const MIN_BITS = 1;
 export const MAX_BITS = 16;
@@ -21,6 +29,11 @@ export interface FakeQuantizeOptions {
   /** Elements per group. Give this or `groups`. */
   groupSize?: number;
   type?: QuantizationType;
+  /**
+   * Symmetric grid at 3..16 bits (default 'deepspeed'). 'full' with type 'asymmetric' is an
+   * error (the asymmetric grid already spans all levels); ternary and binary ignore it.
+   */
+  grid?: Grid;
   rounding?: Rounding;
   /** Stochastic rounding: the noise is a pure function of (seed, step, tensorId, index). */
   seed?: number;
@@ -37,6 +50,8 @@ export interface KernelPlan {
   groupCount: number;
   groupSize: number;
   asymmetric: boolean;
+  /** The full symmetric grid (only ever true for symmetric 3..16 bits). */
+  full: boolean;
   stochastic: boolean;
   key: number;
   blend: boolean;
@@ -44,7 +59,7 @@ export interface KernelPlan {
   rest: number;
 }
 
-const FAKE_QUANTIZE_KEYS = new Set(['bits', 'groups', 'groupSize', 'type', 'rounding', 'seed', 'step', 'tensorId', 'blendRatio']);
+const FAKE_QUANTIZE_KEYS = new Set(['bits', 'groups', 'groupSize', 'type', 'grid', 'rounding', 'seed', 'step', 'tensorId', 'blendRatio']);
 
 export { describeValue };
 
@@ -130,13 +145,20 @@ export function planFakeQuantizeLength(length: number, options: FakeQuantizeOpti
         `unknown option "${key}"; known options: ${[...FAKE_QUANTIZE_KEYS].join(', ')}.`);
     }
   }
-  const { bits, type = 'symmetric', rounding = 'nearest' } = options;
+  const { bits, type = 'symmetric', grid = 'deepspeed', rounding = 'nearest' } = options;
   if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < MIN_BITS || bits > MAX_BITS) {
     throw new InvalidInputError('INVALID_ARGUMENT',
       `bits must be an integer from ${MIN_BITS} to ${MAX_BITS}, got ${describeValue(bits)}.`);
   }
   if (type !== 'symmetric' && type !== 'asymmetric') {
     throw new InvalidInputError('INVALID_ARGUMENT', `type must be "symmetric" or "asymmetric", got ${describeValue(type)}.`);
+  }
+  if (grid !== 'deepspeed' && grid !== 'full') {
+    throw new InvalidInputError('INVALID_ARGUMENT', `grid must be "deepspeed" or "full", got ${describeValue(grid)}.`);
+  }
+  if (grid === 'full' && type === 'asymmetric') {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      'grid "full" is a symmetric grid; the asymmetric grid already spans all 2^bits levels: drop grid, or use type "symmetric".');
   }
   if (rounding !== 'nearest' && rounding !== 'stochastic') {
     throw new InvalidInputError('INVALID_ARGUMENT', `rounding must be "nearest" or "stochastic", got ${describeValue(rounding)}.`);
@@ -163,6 +185,7 @@ export function planFakeQuantizeLength(length: number, options: FakeQuantizeOpti
     groupCount,
     groupSize: length / groupCount,
     asymmetric: type === 'asymmetric',
+    full: grid === 'full' && bits >= 3,
     stochastic,
     key: stochastic ? noiseKey(options.seed ?? 0, options.step ?? 0, options.tensorId ?? 0) : 0,
     blend: blendRatio !== undefined,

@@ -16,6 +16,7 @@ export {
   type PackedTensor, type PackedType, type PackOptions, type PackPlan,
 } from './layout.js';
 export type { Packer } from './packer.js';
+export type { Grid } from '../config.js';
 export { WasmPacker } from './wasm-packer.js';
 export { WebGpuPacker, type GpuPackedTensor } from './webgpu-packer.js';
 

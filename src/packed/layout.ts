@@ -18,7 +18,7 @@
 //   valid: s finite and >= 0 (±0 included), zero finite, ternary codes 0..2, and every code's
 //   value finite; unpack checks all of it before writing (invalidPackedError says what failed).
 
-import { float32Length, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
+import { float32Length, planFakeQuantizeLength, type FakeQuantizeOptions, type Grid, type KernelPlan } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 
@@ -41,6 +41,12 @@ export interface PackedTensor {
   scales: Float32Array;
   /** One per group, asymmetric only (else null). */
   zeros: Float32Array | null;
+  /**
+   * The symmetric grid the codes were made on (absent: 'deepspeed'). 'full' only with type
+   * 'symmetric'; its scales are m / -2^(b-1), negative where the group's largest magnitude is
+   * positive. Values decode by the same formula on both grids.
+   */
+  grid?: Grid;
 }
 
 /** Fake-quantization options that make sense for packing (no blend: codes are the point). */
@@ -54,6 +60,8 @@ export type PackOptions = Omit<FakeQuantizeOptions, 'blendRatio'> & {
 
 export interface PackPlan extends KernelPlan {
   type: PackedType;
+  /** The grid a PackedTensor of this plan records: 'full' only for a full symmetric grid. */
+  grid: Grid;
   firstIndex: number;
   codeBytes: number;
 }
@@ -86,7 +94,10 @@ export function planPack(length: number, options: PackOptions, label = 'data'): 
     throw new InvalidInputError('INVALID_ARGUMENT', `options.firstIndex must be an integer in 0..2^32-1, got ${String(firstIndex)}.`);
   }
   const plan = planFakeQuantizeLength(length, rest, label);
-  return { ...plan, type: packedType(plan.bits, plan.asymmetric), firstIndex, codeBytes: codeBytes(length, plan.bits) };
+  return {
+    ...plan, type: packedType(plan.bits, plan.asymmetric), grid: plan.full ? 'full' : 'deepspeed', firstIndex,
+    codeBytes: codeBytes(length, plan.bits),
+  };
 }
 
 /** Empty arrays of the right sizes for `plan` (reuse them across calls of the same shape). */
@@ -99,6 +110,7 @@ export function allocatePacked(plan: PackPlan): PackedTensor {
     codes: new Uint8Array(plan.codeBytes),
     scales: new Float32Array(plan.groupCount),
     zeros: plan.type === 'asymmetric' ? new Float32Array(plan.groupCount) : null,
+    grid: plan.grid,
   };
 }
 
@@ -109,6 +121,10 @@ export function validateInto(into: PackedTensor, plan: PackPlan): void {
     throw new InvalidInputError('INVALID_ARGUMENT',
       `into holds ${into.length} ${into.type} ${into.bits}-bit codes in groups of ${into.groupSize}, but this call packs ` +
       `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize}; allocate it with allocatePacked(planPack(...)).`);
+  }
+  if ((into.grid ?? 'deepspeed') !== plan.grid) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `into is for codes on the ${into.grid ?? 'deepspeed'} grid, but this call packs on the ${plan.grid} grid; allocate it with allocatePacked(planPack(...)).`);
   }
 }
 
@@ -131,6 +147,9 @@ export function validatePacked(packed: PackedTensor, label = 'packed'): void {
   } else if (zeros !== null && zeros !== undefined) {
     fail(`zeros must be null for ${type} codes.`);
   }
+  const { grid } = packed;
+  if (grid !== undefined && grid !== 'deepspeed' && grid !== 'full') fail(`grid must be "deepspeed" or "full", got ${describeValue(grid)}.`);
+  if (grid === 'full' && type !== 'symmetric') fail(`grid "full" is a symmetric grid, but the codes are ${type}.`);
 }
 
 /**

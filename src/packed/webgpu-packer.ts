@@ -7,7 +7,7 @@
 // on (`kind` says so); GPUBuffers cannot follow and throw DEVICE_LOST.
 
 import type { BackendKind } from '../backends/backend.js';
-import type { KernelPlan } from '../config.js';
+import type { Grid, KernelPlan } from '../config.js';
 import { BackendError, InvalidInputError } from '../errors.js';
 import { packWgsl } from '../backends/shaders.generated.js';
 import type { WebGpuBackend, WebGpuCounters } from '../backends/webgpu.js';
@@ -77,6 +77,8 @@ export interface GpuPackedTensor {
   scales: GPUBuffer;
   /** One float32 per group, asymmetric only (else null). */
   zeros: GPUBuffer | null;
+  /** As PackedTensor.grid (absent: 'deepspeed'). */
+  grid?: Grid;
 }
 
 /** What one submission runs: the Job and Pack records, its dispatches, the buffers it binds. */
@@ -409,7 +411,7 @@ export class WebGpuPacker implements Packer {
 
   private createOutputs(plan: PackPlan): GpuPackedTensor {
     return {
-      bits: plan.bits, type: plan.type, length: plan.length, groupSize: plan.groupSize,
+      bits: plan.bits, type: plan.type, length: plan.length, groupSize: plan.groupSize, grid: plan.grid,
       codes: this.createBuffer('codes', wordCount(plan.length, plan.bits) * 4),
       scales: this.createBuffer('scales', plan.groupCount * 4),
       zeros: plan.type === 'asymmetric' ? this.createBuffer('zeros', plan.groupCount * 4) : null,
@@ -432,12 +434,12 @@ export class WebGpuPacker implements Packer {
   }
 
   /** The checks of the packed data, then the unpack kernel (which writes nothing if they fail). */
-  private unpackRun(packed: { bits: number; type: PackedType; length: number; groupSize: number }, data: GPUBuffer,
+  private unpackRun(packed: { bits: number; type: PackedType; length: number; groupSize: number; grid?: Grid }, data: GPUBuffer,
     inputs: { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null }): Run {
     const { bits, length, groupSize } = packed;
     const plan: KernelPlan = {
       length, bits, groupSize, groupCount: length / groupSize, asymmetric: packed.type === 'asymmetric',
-      stochastic: false, key: 0, blend: false, ratio: 1, rest: 0,
+      full: packed.grid === 'full', stochastic: false, key: 0, blend: false, ratio: 1, rest: 0,
     };
     const job: JobLayout = {
       plan, base: 0, chunksPerGroup: 1, chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0, prepare: [], write: [],
