@@ -13,6 +13,7 @@ import { DEFAULT_CHUNK_BYTES, MAX_WHOLE_GROUP_BYTES } from './chunking.js';
 import type { PositionalByteSink } from './node-file.js';
 import { packTensor, PackScratch } from './pack-tensor.js';
 import { readAheadSource } from './read-ahead.js';
+import { compileRecipe, type CompiledRecipe, type Recipe, type RecipeRule } from './recipe.js';
 import { isPackedFile, packedMetadata, packedNames, readPackedLayout, type PackedEntry, type PackedParts } from './packed-metadata.js';
 import {
   createSafetensorsWriter, isFloatDtype, openSafetensors, readByteChunks,
@@ -39,6 +40,12 @@ export interface QuantizeFileOptions {
   include?: string | RegExp;
   /** Tensors whose name matches are stored unchanged (a pattern, as `include`). */
   exclude?: string | RegExp;
+  /**
+   * Per-tensor settings as ordered rules (recipe.ts): the first rule whose pattern matches a
+   * tensor's name decides it (its bits, groups, type, rounding, or keep); the options above are
+   * the defaults. A rule may pack 1-D tensors without includeVectors.
+   */
+  recipe?: Recipe | readonly RecipeRule[];
   /** Pack 1-D tensors too (MoQ leaves biases and norms alone; so does this, by default). */
   includeVectors?: boolean;
   /** Float32 bytes read per chunk (default 16 MiB). Memory stays near a few chunks. */
@@ -68,6 +75,10 @@ export interface TensorReport {
   groupSize?: number;
   bytesIn: number;
   bytesOut: number;
+  /** The recipe rule that decided the tensor (its index in the recipe, from 0). */
+  rule?: number;
+  /** How the default grouping was adapted (a last dimension of 1). */
+  note?: string;
   /** Packed tensors: the largest |x − dequantized x| and the root-mean-square error. */
   maxAbsError?: number;
   rmsError?: number;
@@ -91,13 +102,17 @@ interface Decision {
   plan: PackPlan | null;
   options?: PackOptions;
   reason?: string;
+  /** The recipe rule that decided it (its index). */
+  rule?: number;
+  /** How the default grouping was adapted to the tensor. */
+  note?: string;
 }
 
 /** One tensor of the output, in file order. */
 type Item =
-  | { kind: 'copy'; tensor: TensorInfo; reason: string }
+  | { kind: 'copy'; tensor: TensorInfo; reason: string; rule?: number }
   | { kind: 'carry'; parts: PackedParts }
-  | { kind: 'pack'; tensor: TensorInfo; plan: PackPlan; options: PackOptions };
+  | { kind: 'pack'; tensor: TensorInfo; plan: PackPlan; options: PackOptions; rule?: number; note?: string };
 
 const isPositional = (sink: ByteSink): sink is PositionalByteSink => typeof (sink as Partial<PositionalByteSink>).writeAt === 'function';
 
@@ -107,6 +122,7 @@ const isPositional = (sink: ByteSink): sink is PositionalByteSink => typeof (sin
  */
 export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, packer: Packer, options: QuantizeFileOptions): Promise<QuantizeReport> {
   let items: Item[];
+  const recipeWarnings: string[] = [];
   let file: SafetensorsFile;
   let carried: PackedParts[];
   try {
@@ -115,6 +131,7 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
     const layout = isPackedFile(file) ? readPackedLayout(file) : { packed: [], plain: file.tensors };
     carried = layout.packed;
     items = planItems(file, layout, options, patterns);
+    if (patterns.recipe) recipeWarnings.push(...checkRecipeUse(patterns.recipe, items));
   } catch (error) {
     await sink.abort().catch(() => undefined);
     throw error;
@@ -158,7 +175,7 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
   let bytesDone = 0;
   let specIndex = 0;
   const reports: TensorReport[] = [];
-  const warnings: string[] = [];
+  const warnings: string[] = [...recipeWarnings];
   const copy = async (tensor: TensorInfo) => {
     for await (const bytes of readByteChunks(data, tensor, { chunkBytes })) await writer.write(bytes);
   };
@@ -169,7 +186,10 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
       if (item.kind === 'copy') {
         const { tensor } = item;
         await copy(tensor);
-        reports.push({ name, dtype: tensor.dtype, shape: tensor.shape, packed: false, reason: item.reason, bytesIn: tensor.byteLength, bytesOut: tensor.byteLength });
+        reports.push({
+          name, dtype: tensor.dtype, shape: tensor.shape, packed: false, reason: item.reason, bytesIn: tensor.byteLength, bytesOut: tensor.byteLength,
+          ...(item.rule === undefined ? {} : { rule: item.rule }),
+        });
         bytesDone += tensor.byteLength;
         specIndex++;
       } else if (item.kind === 'carry') {
@@ -195,6 +215,7 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
         reports.push({
           name, dtype: tensor.dtype, shape: tensor.shape, bytesIn: tensor.byteLength,
           packed: true, bits: plan.bits, type: plan.type, groupSize: plan.groupSize, bytesOut, ...errors,
+          ...(item.rule === undefined ? {} : { rule: item.rule }), ...(item.note === undefined ? {} : { note: item.note }),
         });
         if (bytesOut > tensor.byteLength) {
           warnings.push(`tensor "${name}" is larger packed (${bytesOut} bytes) than as ${tensor.dtype} (${tensor.byteLength} bytes): ` +
@@ -214,6 +235,21 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
   return { tensors: reports, packed, skipped: reports.length - packed, bytesIn: source.size, bytesOut: writer.size, ratio: source.size / writer.size, warnings };
 }
 
+/**
+ * A recipe that decides no tensor is a mistake (a typo in every pattern): refused before any
+ * work. Rules that match nothing are warnings.
+ */
+function checkRecipeUse(recipe: CompiledRecipe, items: readonly Item[]): string[] {
+  const used = new Set(items.map((item) => (item.kind === 'carry' ? undefined : item.rule)));
+  if (![...used].some((rule) => rule !== undefined)) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `the recipe's ${recipe.rules.length} rule(s) match no tensor of this file (patterns: ${recipe.rules.map((r) => JSON.stringify(r.rule.match)).join(', ')}); ` +
+      'check them against the names `edge-moq inspect` lists; nothing was written.');
+  }
+  return recipe.rules.filter((r) => !used.has(r.index))
+    .map((r) => `recipe rule ${r.index + 1} (${JSON.stringify(r.rule.match)}) matches no tensor that an earlier rule did not take`);
+}
+
 const partsOf = (parts: PackedParts): TensorInfo[] => (parts.zeros ? [parts.codes, parts.scales, parts.zeros] : [parts.codes, parts.scales]);
 
 /** The output's tensors in file order: packed parts carried whole, the rest decided one by one. */
@@ -226,8 +262,9 @@ function planItems(file: SafetensorsFile, layout: { packed: PackedParts[]; plain
     if (parts) {
       items.push({ kind: 'carry', parts });
     } else if (plain.has(tensor)) {
-      const { plan, options: packOptions, reason } = decide(tensor, options, patterns);
-      items.push(plan ? { kind: 'pack', tensor, plan, options: packOptions! } : { kind: 'copy', tensor, reason: reason! });
+      const { plan, options: packOptions, reason, rule, note } = decide(tensor, options, patterns);
+      const decided = { ...(rule === undefined ? {} : { rule }), ...(note === undefined ? {} : { note }) };
+      items.push(plan ? { kind: 'pack', tensor, plan, options: packOptions!, ...decided } : { kind: 'copy', tensor, reason: reason!, ...decided });
     }
   }
   return items;
@@ -236,6 +273,7 @@ function planItems(file: SafetensorsFile, layout: { packed: PackedParts[]; plain
 interface Patterns {
   include: NamePattern | null;
   exclude: NamePattern | null;
+  recipe: CompiledRecipe | null;
 }
 
 function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patterns): Omit<Decision, 'tensor'> {
@@ -243,12 +281,29 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
   if (!isFloatDtype(tensor.dtype)) return skip(`${tensor.dtype} is not a float dtype`);
   if (patterns.include && !patterns.include.test(tensor.name)) return skip('not matched by --include');
   if (patterns.exclude?.test(tensor.name)) return skip('matched by --exclude');
-  if (tensor.length === 0) return skip('empty');
-  if (tensor.shape.length < 2 && !options.includeVectors) return skip(`${tensor.shape.length}-D (pass --include-vectors to pack it)`);
-  const groupSize = options.groups === undefined ? options.groupSize ?? tensor.shape.at(-1) ?? 1 : undefined;
-  if (groupSize !== undefined && tensor.length % groupSize !== 0) return skip(`group size ${groupSize} does not divide ${tensor.length} elements`);
-  if (options.groups !== undefined && tensor.length % options.groups !== 0) return skip(`${options.groups} groups do not divide ${tensor.length} elements`);
-  const stochastic = options.rounding === 'stochastic';
+  const rule = patterns.recipe?.ruleFor(tensor.name) ?? null;
+  const by = rule ? ` (recipe rule ${rule.index + 1}, ${JSON.stringify(rule.rule.match)})` : '';
+  if (rule?.rule.keep) return { ...skip(`kept by recipe rule ${rule.index + 1} (${JSON.stringify(rule.rule.match)})`), rule: rule.index };
+  const settings = rule ? settle(options, rule.rule) : options;
+  const decided = (decision: Omit<Decision, 'tensor'>) => (rule ? { ...decision, rule: rule.index } : decision);
+  if (tensor.length === 0) return decided(skip('empty'));
+  // A scalar is a constant of the model (a ReLU6 bound, a scale): one value has no group to share.
+  if (tensor.shape.length === 0) return decided(skip('0-D scalar: never packed'));
+  if (tensor.shape.length < 2 && !options.includeVectors && !rule) return skip(`${tensor.shape.length}-D (pass --include-vectors to pack it)`);
+  let note: string | undefined;
+  let groupSize = settings.groups === undefined ? settings.groupSize : undefined;
+  if (groupSize === undefined && settings.groups === undefined) {
+    // One group per row by default; a last dimension of 1 (a depthwise kernel [3, 3, C, 1]) would
+    // make groups of one, so the groups run along the innermost dimension longer than 1 instead.
+    let inner = tensor.shape.length - 1;
+    while (inner >= 0 && tensor.shape[inner] === 1) inner--;
+    if (inner < 0) return decided(skip('a single value: never packed'));
+    groupSize = tensor.shape[inner]!;
+    if (inner !== tensor.shape.length - 1) note = `last dimension is 1: groups run along dimension ${inner} (${groupSize})`;
+  }
+  if (groupSize !== undefined && tensor.length % groupSize !== 0) return decided(skip(`group size ${groupSize} does not divide ${tensor.length} elements${by}`));
+  if (settings.groups !== undefined && tensor.length % settings.groups !== 0) return decided(skip(`${settings.groups} groups do not divide ${tensor.length} elements${by}`));
+  const stochastic = settings.rounding === 'stochastic';
   if (stochastic && tensor.length > MAX_STOCHASTIC_ELEMENTS) {
     throw new InvalidInputError('INVALID_ARGUMENT',
       `tensor "${tensor.name}" has ${tensor.length} elements; stochastic rounding numbers elements with a 32-bit counter (the same on every backend), ` +
@@ -256,20 +311,33 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
   }
   // Chunks are packed with the tensor's group size, whichever way the groups were given.
   const packOptions: PackOptions = {
-    bits: options.bits,
-    groupSize: groupSize ?? tensor.length / options.groups!,
-    ...(options.type ? { type: options.type } : {}),
-    ...(options.rounding ? { rounding: options.rounding } : {}),
+    bits: settings.bits,
+    groupSize: groupSize ?? tensor.length / settings.groups!,
+    ...(settings.type ? { type: settings.type } : {}),
+    ...(settings.rounding ? { rounding: settings.rounding } : {}),
     ...(stochastic ? { seed: options.seed ?? 0, tensorId: tensorIdOf(tensor.name) } : {}),
   };
-  const plan = planPack(tensor.length, packOptions, `tensor "${tensor.name}"`);
+  const plan = planPack(tensor.length, packOptions, `tensor "${tensor.name}"${by}`);
   if ((plan.type === 'ternary' || plan.type === 'binary') && plan.groupSize * 4 > MAX_WHOLE_GROUP_BYTES) {
     throw new InvalidInputError('INVALID_ARGUMENT',
       `tensor "${tensor.name}": ${plan.type} groups of ${plan.groupSize} elements are larger than the ${MAX_WHOLE_GROUP_BYTES >> 20} MiB a ${plan.type} group may take in memory ` +
       `(its scale is a mean over the group, exact only when the group is packed whole); pass --group-size ${largestDivisorUpTo(tensor.length, MAX_WHOLE_GROUP_BYTES / 4)} ` +
       'or smaller, or --exclude the tensor; nothing was written.');
   }
-  return { plan, options: packOptions };
+  return decided({ plan, options: packOptions, ...(note ? { note } : {}) });
+}
+
+/** The run's options with a recipe rule's settings over them (groupSize and groups replace each other). */
+function settle(options: QuantizeFileOptions, rule: RecipeRule): QuantizeFileOptions {
+  const settled: QuantizeFileOptions = { ...options };
+  if (rule.groupSize !== undefined || rule.groups !== undefined) {
+    delete settled.groupSize;
+    delete settled.groups;
+  }
+  for (const key of ['bits', 'groupSize', 'groups', 'type', 'rounding'] as const) {
+    if (rule[key] !== undefined) (settled as unknown as Record<string, unknown>)[key] = rule[key];
+  }
+  return settled;
 }
 
 /** The largest divisor of `n` that is at most `limit` (a group size that fits a chunk). */
@@ -292,5 +360,8 @@ function checkOptions(options: QuantizeFileOptions): Patterns {
     throw new InvalidInputError('INVALID_ARGUMENT', `chunkBytes must be a positive integer, got ${String(options.chunkBytes)}.`);
   }
   const pattern = (value: string | RegExp | undefined, name: string) => (value === undefined ? null : compileNamePattern(value, `options.${name}`));
-  return { include: pattern(options.include, 'include'), exclude: pattern(options.exclude, 'exclude') };
+  return {
+    include: pattern(options.include, 'include'), exclude: pattern(options.exclude, 'exclude'),
+    recipe: options.recipe === undefined ? null : compileRecipe(options.recipe, 'options.recipe'),
+  };
 }
