@@ -2,6 +2,10 @@
 // before any work; DeepSpeed configs read as recipes; and the defaults that keep the planner
 // from packing what should not be packed (0-D scalars, groups of one from a last dimension of 1).
 
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WasmBackend } from '../src/backends/wasm.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
@@ -11,6 +15,7 @@ import { compileRecipe, readRecipe, recipeFromDeepSpeed } from '../src/formats/r
 import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/packed/wasm-packer.js';
 import { randomTensor } from './support/fixtures.js';
+import { runCli } from './support/cli.js';
 import { memorySink } from './support/memory-sink.js';
 
 let backend: WasmBackend;
@@ -138,5 +143,55 @@ describe('what the planner never packs silently', () => {
     expect(byName['depthwise.kernel']).toMatchObject({ packed: true, groupSize: 8, note: 'last dimension is 1: groups run along dimension 2 (8)' });
     const layout = readPackedLayout(await openSafetensors(memorySource(out)));
     expect(layout.packed.find((p) => p.name === 'depthwise.kernel')!.entry).toMatchObject({ groupSize: 8, shape: [3, 3, 8, 1] });
+  });
+});
+
+describe('edge-moq quantize --recipe', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-moq-recipe-'));
+  const input = join(dir, 'model.safetensors');
+  beforeAll(() => writeFileSync(input, model()));
+
+  it('takes a recipe.json and shows the rule each tensor took', async () => {
+    const recipe = join(dir, 'recipe.json');
+    writeFileSync(recipe, JSON.stringify({ rules: [{ match: 'attention', bits: 8 }, { match: 'head', keep: true }] }));
+    const output = join(dir, 'out.safetensors');
+    const { code, stdout } = await runCli(['quantize', input, '-o', output, '--bits', '4', '--recipe', recipe]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/layer\.0\.attention\.self\.query\.weight .*symmetric 8-bit, groups of 32 \(rule 1\)/);
+    expect(stdout).toMatch(/head\.weight .*kept: kept by recipe rule 2 \("head"\)/);
+    expect(stdout).toMatch(/depthwise\.kernel .*groups of 8; last dimension is 1: groups run along dimension 2 \(8\)/);
+  });
+
+  it('takes a DeepSpeed config as the recipe', async () => {
+    const config = join(dir, 'ds_config.json');
+    writeFileSync(config, JSON.stringify({ compression_training: { weight_quantization: {
+      shared_parameters: { enabled: true }, different_groups: { wq1: { params: { start_bits: 8, target_bits: 6 }, modules: ['intermediate'] } },
+    } } }));
+    const { code, stdout } = await runCli(['quantize', input, '-o', join(dir, 'ds.safetensors'), '--bits', '4', '--recipe', config]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/intermediate\.dense\.weight .*symmetric 6-bit, groups of 32 \(rule 1\)/);
+  });
+
+  it.each([
+    ['a key given twice', '{"rules":[{"match":"a","bits":4,"bits":8}]}', /not a recipe: .*twice/],
+    ['not JSON', '{"rules": [', /not a recipe/],
+    ['a malformed rule', '{"rules":[{"match":"a","bits":"8"}]}', /rules\[0\]\.bits must be an integer/],
+    ['rules that match nothing', '{"rules":[{"match":"decoder","bits":8}]}', /match no tensor of this file/],
+  ])('refuses %s before any work, writing nothing', async (_, text, message) => {
+    const recipe = join(dir, 'bad.json');
+    writeFileSync(recipe, text);
+    const output = join(dir, 'bad-out.safetensors');
+    const { code, stderr } = await runCli(['quantize', input, '-o', output, '--bits', '4', '--recipe', recipe]);
+    expect(stderr).toMatch(message);
+    expect(code).toBe(2);
+    expect(existsSync(output)).toBe(false);
+  });
+
+  it('refuses a recipe that is a FIFO instead of blocking on it', async () => {
+    const fifo = join(dir, 'recipe.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const { code, stderr } = await runCli(['quantize', input, '-o', join(dir, 'fifo-out.safetensors'), '--bits', '4', '--recipe', fifo]);
+    expect(stderr).toMatch(/is a FIFO/);
+    expect(code).toBe(2);
   });
 });

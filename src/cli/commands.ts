@@ -20,7 +20,7 @@ usage:
       [--backend auto|wasm-simd|wasm] [--tf-backend wasm|cpu]
   edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [--group-size G | --groups K]
       [--type symmetric|asymmetric] [--rounding nearest|stochastic] [--seed S]
-      [--include REGEX] [--exclude REGEX] [--include-vectors] [--backend B] [--quiet]
+      [--include REGEX] [--exclude REGEX] [--recipe recipe.json|ds_config.json] [--include-vectors] [--backend B] [--quiet]
   edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16] [--backend B] [--quiet]
   edge-moq inspect <file.safetensors>
   edge-moq conformance <file.json> [--backend B]
@@ -45,7 +45,7 @@ export const COMMANDS = {
   info: { run: infoCommand, values: [] },
   quantize: {
     run: quantizeCommand,
-    values: ['output', 'bits', 'group-size', 'groups', 'type', 'rounding', 'seed', 'include', 'exclude', 'backend'],
+    values: ['output', 'bits', 'group-size', 'groups', 'type', 'rounding', 'seed', 'include', 'exclude', 'recipe', 'backend'],
     booleans: ['include-vectors', 'quiet'],
     aliases: { o: 'output' },
   },

@@ -7,6 +7,7 @@ import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } fr
 import { compileNamePattern } from '../name-pattern.js';
 import { choiceFlag, integerFlag, stringFlag, type ParsedArgs } from './args.js';
 import { naming } from './file-errors.js';
+import { readRecipeFile } from './recipe-file.js';
 import { openPacker } from './packer.js';
 import { createProgress } from './progress.js';
 import { formatBytes, table } from './table.js';
@@ -37,6 +38,8 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
     options[name] = pattern;
   }
   if (args.flags.get('include-vectors') === true) options.includeVectors = true;
+  const recipe = stringFlag(args, 'recipe');
+  if (recipe !== undefined) options.recipe = await readRecipeFile(recipe);
   const progress = createProgress('quantize', { quiet: args.flags.has('quiet') });
   options.onProgress = (p) => progress.update(p.bytesTotal ? p.bytesDone / p.bytesTotal : 1, p.tensor ? `${p.index + 1}/${p.count} ${p.tensor}` : '');
 
@@ -73,7 +76,8 @@ function printReport(report: QuantizeReport, output: string, kind: string): void
     : [...report.tensors].sort((a, b) => (b.rmsError ?? -1) - (a.rmsError ?? -1)).slice(0, SUMMARY_ROWS);
   const rows = shown.map((t) => [
     t.name, `[${t.shape.join(', ')}]`, t.dtype,
-    t.packed ? `${t.type} ${t.bits}-bit, groups of ${t.groupSize}` : `kept: ${t.reason}`,
+    t.packed ? `${t.type} ${t.bits}-bit, groups of ${t.groupSize}${t.rule === undefined ? '' : ` (rule ${t.rule + 1})`}${t.note ? `; ${t.note}` : ''}`
+      : `kept: ${t.reason}`,
     formatBytes(t.bytesIn), formatBytes(t.bytesOut),
     t.packed ? t.maxAbsError!.toPrecision(3) : '', t.packed ? t.rmsError!.toPrecision(3) : '',
   ]);
