@@ -3,3 +3,11 @@
 
 export { atomicFileSink, fileSource, type FileSource } from './formats/node-file.js';
 export { nodeGpu, type NodeGpu } from './backends/node-gpu.js';
+export {
+  mergeIndexFiles, quantizeShardedCheckpoint, removePartialShardOutputs,
+  type ShardBackend, type ShardedQuantizeOptions, type ShardedQuantizeReport,
+} from './node/shard-jobs.js';
+export {
+  mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardsOfPiece, SHARD_INDEX_VARIABLES,
+  type ShardIndex, type ShardPiece,
+} from './formats/sharded.js';

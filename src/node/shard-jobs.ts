@@ -1,0 +1,411 @@
+// Sharded checkpoints on Node: every shard of a `model.safetensors.index.json` quantized with
+// quantizeSafetensors, on worker threads, into an output folder, with a new index.
+//
+// Everything is checked before any work: the index, each shard's tensors against it, every
+// output (none may be an input). Shards are written into a staging folder inside the output
+// folder and moved onto their names only when all of them (and the index) are done, the index
+// last; a failure anywhere stops every worker and removes the staging folder, so no shard and
+// no index of a failed run is left. Memory: each job holds one shard's chunks at a time.
+//
+// The workers run this very module (new Worker(import.meta.url)), so it works the same from the
+// compiled files and from the `edge-moq/node` bundle, with no worker script to ship beside it.
+
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { chmod, mkdir, rename, rm, rmdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { describeError, describeValue } from '../describe.js';
+import { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from '../errors.js';
+import { atomicFileSink, checkOutputFile, fileSource, type FileSource, type OutputTarget } from '../formats/node-file.js';
+import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
+import { openSafetensors } from '../formats/safetensors.js';
+import {
+  mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardIndexText, shardsOfPiece,
+  type ShardContents, type ShardIndex, type ShardPiece,
+} from '../formats/sharded.js';
+import { createPacker } from '../packed/index.js';
+import type { Packer } from '../packed/packer.js';
+
+/** The WebAssembly packers a worker can create (WebGPU devices do not cross threads). */
+export type ShardBackend = 'auto' | 'wasm-simd' | 'wasm';
+
+export interface ShardedQuantizeOptions extends Omit<QuantizeFileOptions, 'onProgress'> {
+  /** Worker threads, each quantizing whole shards with its own packer. Default: os.availableParallelism(). 1: no worker, this thread. */
+  jobs?: number;
+  /** Process piece i of n only (shards k with k % n === i) and write a partial index: { index, count }, "i/n" or "auto/n". */
+  shard?: ShardPiece | string;
+  /** Where "auto/n" reads its piece number (default: process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** The packer each job creates (default 'auto': WebAssembly SIMD where the runtime has it). */
+  backend?: ShardBackend;
+  /** Called as each shard is finished (before the outputs are moved into place). */
+  onShard?: (done: { shard: string; report: QuantizeReport; finished: number; count: number }) => void;
+}
+
+export interface ShardedQuantizeReport {
+  /** The index written: the whole run's, or for a piece its partial index. */
+  index: string;
+  /** The piece processed, or null for a whole run. */
+  piece: ShardPiece | null;
+  /** Each shard processed, in index order, with quantizeSafetensors' report. */
+  shards: { file: string; report: QuantizeReport }[];
+  /** The new index's metadata.total_size. */
+  totalSize: number;
+  /** Every shard's warnings, prefixed with the shard's name. */
+  warnings: string[];
+}
+
+const WORKER_MARKER = 'edge-moq.shard-worker';
+
+// Staging folders of runs in progress, for removePartialShardOutputs.
+const stagingFolders = new Set<string>();
+
+/**
+ * Removes the staging folders of the sharded runs in progress, synchronously: for a signal
+ * handler about to exit (beside removePartialOutputs); returns how many there were.
+ */
+export function removePartialShardOutputs(): number {
+  const count = stagingFolders.size;
+  for (const folder of stagingFolders) rmSync(folder, { recursive: true, force: true });
+  stagingFolders.clear();
+  return count;
+}
+
+interface ShardTask {
+  shard: string;
+  input: string;
+  output: string;
+}
+
+interface ShardResult {
+  report: QuantizeReport;
+  tensors: Array<[string, number]>;
+}
+
+/** An error as it crosses from a worker: what rebuilds the same class, code and message. */
+interface SentError {
+  name: string;
+  code: ErrorCode;
+  message: string;
+  key?: string;
+  location?: ErrorLocation;
+}
+
+/** The same typed error again, its message prefixed (a worker's error, or one given the shard's name). */
+function rebuildError(sent: SentError, cause?: unknown): EdgeMoqError {
+  const options = { ...(cause === undefined ? {} : { cause }), ...(sent.location ? { location: sent.location } : {}) };
+  switch (sent.name) {
+    case 'ConfigError': {
+      const error = new ConfigError(sent.key ?? '', '');
+      error.message = sent.message;
+      return error;
+    }
+    case 'FormatError': return new FormatError(sent.message, options);
+    case 'InvalidInputError': return new InvalidInputError(sent.code, sent.message, options);
+    case 'BackendError': return new BackendError(sent.code, sent.message, options);
+    default: return new EdgeMoqError(sent.code, sent.message, options);
+  }
+}
+
+const sendable = (error: EdgeMoqError): SentError => ({
+  name: error.name, code: error.code, message: error.message,
+  ...(error instanceof ConfigError ? { key: error.key } : {}), ...(error.location ? { location: error.location } : {}),
+});
+
+/** Any failure of one shard as a typed error that names the shard. */
+function shardError(shard: string, error: unknown): EdgeMoqError {
+  if (error instanceof EdgeMoqError) return rebuildError({ ...sendable(error), message: `shard ${shard}: ${error.message}` }, error);
+  return new BackendError('BACKEND_UNAVAILABLE', `shard ${shard}: quantizing failed unexpectedly (${describeError(error)}); run again with jobs: 1 to see where.`, { cause: error });
+}
+
+/** One shard quantized into `output`, and the output's tensors (name, data bytes) for the index. */
+async function quantizeShard(task: ShardTask, packer: Packer, options: QuantizeFileOptions): Promise<ShardResult> {
+  const source = await fileSource(task.input);
+  let report: QuantizeReport;
+  try {
+    report = await quantizeSafetensors(source, atomicFileSink(task.output, { distinctFrom: [source] }), packer, options);
+  } finally {
+    await source.close().catch(() => undefined);
+  }
+  const written = await fileSource(task.output);
+  try {
+    const file = await openSafetensors(written);
+    return { report, tensors: file.tensors.map((t) => [t.name, t.byteLength]) };
+  } finally {
+    await written.close().catch(() => undefined);
+  }
+}
+
+// A worker: creates its packer, then quantizes the shards it is sent, one at a time.
+if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null)?.[WORKER_MARKER]) {
+  const port = parentPort;
+  const { backend, options } = workerData as { backend: ShardBackend; options: QuantizeFileOptions };
+  const packer = createPacker(backend);
+  port.on('message', async (task: ShardTask) => {
+    try {
+      const result = await quantizeShard(task, await packer, options);
+      port.postMessage({ shard: task.shard, result });
+    } catch (error) {
+      port.postMessage({ shard: task.shard, error: sendable(shardError(task.shard, error)) });
+    }
+  });
+}
+
+interface Job {
+  run(task: ShardTask): Promise<ShardResult>;
+  stop(): Promise<void>;
+}
+
+function threadJob(backend: ShardBackend, options: QuantizeFileOptions): Job {
+  let worker: Worker;
+  try {
+    worker = new Worker(new URL(import.meta.url), { workerData: { [WORKER_MARKER]: true, backend, options } });
+  } catch (cause) {
+    // Options travel to the workers by structured clone: a function among them cannot.
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      `the options cannot be sent to worker threads (${describeError(cause)}): give plain data (strings, numbers, RegExps), or run with jobs: 1.`, { cause });
+  }
+  let pending: { shard: string; resolve: (r: ShardResult) => void; reject: (e: unknown) => void } | null = null;
+  let failure: EdgeMoqError | null = null;
+  const fail = (error: EdgeMoqError) => {
+    failure ??= error;
+    pending?.reject(error);
+    pending = null;
+  };
+  worker.on('message', (message: { shard: string; result?: ShardResult; error?: SentError }) => {
+    const waiting = pending;
+    pending = null;
+    if (message.error) waiting?.reject(rebuildError(message.error));
+    else waiting?.resolve(message.result!);
+  });
+  worker.on('error', (error) => fail(new BackendError('BACKEND_UNAVAILABLE',
+    `the worker thread${pending ? ` quantizing ${pending.shard}` : ''} failed: ${describeError(error)}; run again with fewer jobs (jobs: 1 runs in this thread).`, { cause: error })));
+  worker.on('exit', (code) => fail(new BackendError('BACKEND_UNAVAILABLE', `a worker thread stopped (exit code ${code}) before its shard was done.`)));
+  return {
+    run(task) {
+      return new Promise((resolve, reject) => {
+        if (failure) return reject(failure);
+        pending = { shard: task.shard, resolve, reject };
+        worker.postMessage(task);
+      });
+    },
+    async stop() {
+      worker.removeAllListeners('exit');
+      await worker.terminate();
+    },
+  };
+}
+
+async function inThreadJob(backend: ShardBackend, options: QuantizeFileOptions): Promise<Job> {
+  const packer = await createPacker(backend);
+  return {
+    async run(task) {
+      try {
+        return await quantizeShard(task, packer, options);
+      } catch (error) {
+        throw shardError(task.shard, error);
+      }
+    },
+    async stop() {
+      packer.dispose();
+    },
+  };
+}
+
+function checkJobs(jobs: unknown): number {
+  if (jobs === undefined) return availableParallelism();
+  if (!(Number.isSafeInteger(jobs) && (jobs as number) >= 1)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `jobs must be a positive integer (worker threads), got ${describeValue(jobs)}.`);
+  }
+  return jobs as number;
+}
+
+/** An index file's text (the source stays open, so that outputs can be told apart from it). */
+async function readIndexText(source: FileSource): Promise<string> {
+  const bytes = new Uint8Array(source.size);
+  await source.read(0, bytes);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new FormatError(`${source.path}: not UTF-8 text, so not a sharded checkpoint's index (model.safetensors.index.json)`);
+  }
+}
+
+async function readIndex(path: string): Promise<{ source: FileSource; index: ShardIndex }> {
+  const source = await fileSource(path);
+  try {
+    const index = parseShardIndex(await readIndexText(source), path);
+    if (index.shards.length === 0) throw new FormatError(`${path}: "weight_map" is empty, so the index names no shard to quantize`);
+    return { source, index };
+  } catch (error) {
+    await source.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Checks that each shard holds exactly the tensors the index maps to it; returns the open shards. */
+async function openShards(index: ShardIndex, folder: string, shards: readonly string[], indexPath: string): Promise<FileSource[]> {
+  const opened: FileSource[] = [];
+  try {
+    const expected = new Map<string, string[]>(shards.map((s) => [s, []]));
+    for (const [tensor, shard] of index.weightMap) expected.get(shard)?.push(tensor);
+    for (const shard of shards) {
+      let source: FileSource;
+      try {
+        source = await fileSource(join(folder, shard));
+      } catch (cause) {
+        throw new EdgeMoqError('IO', `${indexPath} names the shard ${shard}, which cannot be read: ${(cause as Error).message}`, { cause });
+      }
+      opened.push(source);
+      let names: Set<string>;
+      try {
+        names = new Set((await openSafetensors(source)).tensors.map((t) => t.name));
+      } catch (error) {
+        throw shardError(shard, error);
+      }
+      const lacking = expected.get(shard)!.filter((name) => !names.has(name));
+      if (lacking.length > 0) {
+        throw new FormatError(`${indexPath} maps ${describeValue(lacking[0])}${lacking.length > 1 ? ` (and ${lacking.length - 1} more)` : ''} to ${shard}, which does not hold it: the index and the shards disagree; nothing was written.`);
+      }
+      const mapped = new Set(expected.get(shard));
+      const extra = [...names].find((name) => !mapped.has(name));
+      if (extra !== undefined) {
+        const elsewhere = index.weightMap.get(extra);
+        throw new FormatError(`${shard} holds ${describeValue(extra)}, which ${indexPath} ${elsewhere === undefined ? 'does not list' : `maps to ${elsewhere}`}: ` +
+          `${elsewhere === undefined ? 'the index and the shards disagree' : 'a tensor in two shards'}; nothing was written.`);
+      }
+    }
+    return opened;
+  } catch (error) {
+    await Promise.all(opened.map((s) => s.close().catch(() => undefined)));
+    throw error;
+  }
+}
+
+/**
+ * Quantizes a Hugging Face sharded checkpoint: each shard its `indexPath` names (all, or a
+ * piece's) with quantizeSafetensors into `outFolder` under its own name, and the new index
+ * beside them (the input index's file name; a piece writes `<name>.shard-i-of-n.json`, for
+ * mergeIndexFiles). Results do not depend on `jobs`: same bytes. On any error nothing is
+ * written (a folder this call created is removed again).
+ */
+export async function quantizeShardedCheckpoint(indexPath: string, outFolder: string, options: ShardedQuantizeOptions): Promise<ShardedQuantizeReport> {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidInputError('INVALID_ARGUMENT', 'options must be an object such as { bits: 4, groupSize: 32 }.');
+  }
+  const { jobs: jobsOption, shard: shardOption, env, backend = 'auto', onShard, ...quantizeOptions } = options;
+  const jobs = checkJobs(jobsOption);
+  const piece = shardOption === undefined ? null : resolveShardPiece(shardOption, env ?? process.env);
+  if (typeof outFolder !== 'string' || outFolder === '') throw new InvalidInputError('INVALID_ARGUMENT', `the output folder must be a path, got ${describeValue(outFolder)}.`);
+  const { source: indexSource, index } = await readIndex(indexPath);
+  const inputFolder = dirname(resolve(indexPath));
+  const shards = piece ? shardsOfPiece(index.shards, piece) : [...index.shards];
+  const sources = [indexSource];
+  let createdFolder: string | undefined;
+  let staging: string | undefined;
+  const workers: Job[] = [];
+  try {
+    sources.push(...await openShards(index, inputFolder, shards, indexPath));
+    const indexName = piece ? partialIndexName(basename(indexPath), piece) : basename(indexPath);
+    try {
+      createdFolder = await mkdir(outFolder, { recursive: true });
+    } catch (cause) {
+      throw new EdgeMoqError('IO', `cannot create the output folder ${outFolder}: ${(cause as Error).message}`, { cause });
+    }
+    const targets = new Map<string, OutputTarget>();
+    for (const name of [...shards, indexName]) targets.set(name, await checkOutputFile(join(outFolder, name), { distinctFrom: sources }));
+    staging = join(outFolder, `.edge-moq-${process.pid}-${randomBytes(6).toString('hex')}.partial`);
+    await mkdir(staging);
+    stagingFolders.add(staging);
+    await Promise.all(sources.map((s) => s.close()));
+    sources.length = 0;
+
+    const count = Math.min(jobs, shards.length);
+    if (jobs === 1) workers.push(await inThreadJob(backend, quantizeOptions));
+    else while (workers.length < count) workers.push(threadJob(backend, quantizeOptions));
+    const results = new Map<string, ShardResult>();
+    let next = 0;
+    const folder = staging;
+    let failed = false;
+    const runJob = async (job: Job) => {
+      while (next < shards.length && !failed) {
+        const shard = shards[next++]!;
+        const result = await job.run({ shard, input: join(inputFolder, shard), output: join(folder, shard) }).catch((error: unknown) => {
+          failed = true;
+          throw error;
+        });
+        results.set(shard, result);
+        onShard?.({ shard, report: result.report, finished: results.size, count: shards.length });
+      }
+    };
+    // The first failure rejects at once; the other workers are stopped below.
+    await Promise.all(workers.map(runJob));
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+
+    const outputs: ShardContents[] = shards.map((file) => ({ file, tensors: results.get(file)!.tensors }));
+    const text = shardIndexText(index, outputs, piece);
+    const indexSink = atomicFileSink(join(staging, indexName));
+    await indexSink.write(new TextEncoder().encode(text));
+    await indexSink.close();
+    // Moved into place shards first and the index last, so that an index never names a shard
+    // of an older run; a replaced file keeps its permission bits, as atomicFileSink does.
+    for (const name of [...shards, indexName]) {
+      const target = targets.get(name)!;
+      try {
+        if (target.mode !== null) await chmod(join(staging, name), target.mode);
+        await rename(join(staging, name), target.path);
+      } catch (cause) {
+        throw new EdgeMoqError('IO', `cannot move the finished ${name} onto ${target.path}: ${(cause as Error).message}`, { cause });
+      }
+    }
+    await rm(staging, { recursive: true, force: true });
+    stagingFolders.delete(staging);
+    const reports = shards.map((file) => ({ file, report: results.get(file)!.report }));
+    return {
+      index: targets.get(indexName)!.path,
+      piece,
+      shards: reports,
+      totalSize: outputs.reduce((sum, o) => sum + o.tensors.reduce((s, [, bytes]) => s + bytes, 0), 0),
+      warnings: reports.flatMap(({ file, report }) => report.warnings.map((w) => `${file}: ${w}`)),
+    };
+  } catch (error) {
+    await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
+    await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
+    if (staging !== undefined) {
+      await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+      stagingFolders.delete(staging);
+    }
+    if (createdFolder !== undefined) await rmdir(createdFolder).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Joins the partial indexes of every piece of a split run (quantizeShardedCheckpoint with
+ * `shard`) into `outPath`: the index a one-machine run writes, byte for byte. Refuses overlaps,
+ * gaps and pieces of different runs (mergeShardIndexes); the output may not be an input.
+ */
+export async function mergeIndexFiles(paths: readonly string[], outPath: string): Promise<void> {
+  if (!Array.isArray(paths) || paths.length === 0) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `mergeIndexFiles needs the partial index of every piece, got ${describeValue(paths)}.`);
+  }
+  const sources: FileSource[] = [];
+  try {
+    const partials: { text: string; label: string }[] = [];
+    for (const path of paths) {
+      const source = await fileSource(path);
+      sources.push(source);
+      partials.push({ text: await readIndexText(source), label: path });
+    }
+    const text = mergeShardIndexes(partials);
+    await checkOutputFile(outPath, { distinctFrom: sources });
+    const sink = atomicFileSink(outPath, { distinctFrom: sources });
+    await sink.write(new TextEncoder().encode(text));
+    await sink.close();
+  } finally {
+    await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
+  }
+}
+
