@@ -221,6 +221,23 @@ describe('bad input: a typed error before any work, and no output', () => {
       expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/jobs must be a positive integer/) }));
   });
 
+  it('bad quantize options fail the same way in a worker as in this thread', async () => {
+    const errors = await Promise.all([1, 2].map((jobs) =>
+      quantizeShardedCheckpoint(join(checkpoint, INDEX), newFolder(), { ...OPTIONS, bits: 3.5, jobs }).then(() => null, (error: unknown) => error)));
+    const [inThread, inWorker] = errors as Error[];
+    expect(inThread).toMatchObject({ name: 'InvalidInputError', code: 'INVALID_ARGUMENT' });
+    expect(inWorker).toBeInstanceOf(inThread!.constructor);
+    expect({ ...inWorker, message: inWorker!.message }).toEqual({ ...inThread, message: inThread!.message });
+  });
+
+  it('options that cannot cross to a worker thread are refused with a typed error', async () => {
+    const out = join(newFolder(), 'out');
+    const options = { ...OPTIONS, jobs: 2, recipe: () => 4 } as never;
+    await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), out, options)).rejects.toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/cannot be sent to worker threads/) }));
+    expect(existsSync(out)).toBe(false);
+  });
+
   it.each([1, 2, 3])('a shard failing on jobs: %i: the same typed error, the other workers stopped, earlier outputs kept and no new file', async (jobs) => {
     const nan = (length: number) => randomTensor(length, 7).fill(Number.NaN, 5, 6);
     const folder = writeCheckpoint({ shards: SHARDS.map((plans, k) => (k === 3 ? [{ ...plans[2]!, values: nan }, ...plans.slice(0, 2)] : plans)) });

@@ -143,6 +143,8 @@ if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null
   const port = parentPort;
   const { backend, options } = workerData as { backend: ShardBackend; options: QuantizeFileOptions };
   const packer = createPacker(backend);
+  // A packer that cannot be created fails the first shard it is awaited for, with its own error.
+  packer.catch(() => undefined);
   port.on('message', async (task: ShardTask) => {
     try {
       const result = await quantizeShard(task, await packer, options);
