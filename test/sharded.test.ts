@@ -108,11 +108,24 @@ describe('one machine', () => {
   });
 
   it('creates the output folder, and leaves the input folder as it was', async () => {
-    const out = join(newFolder(), 'new');
+    const out = join(newFolder(), 'new', 'folder');
     const before = filesOf(checkpoint);
     await quantizeShardedCheckpoint(join(checkpoint, INDEX), out, { ...OPTIONS, jobs: 2 });
     expect(filesOf(out)).toEqual(referenceFiles);
     expect(filesOf(checkpoint)).toEqual(before);
+  });
+
+  it.each([1, 2])('reports progress from every shard (jobs: %i), each shard ending with all its bytes done', async (jobs) => {
+    const last = new Map<string, { bytesDone: number; bytesTotal: number }>();
+    const finished: string[] = [];
+    await quantizeShardedCheckpoint(join(checkpoint, INDEX), newFolder(), {
+      ...OPTIONS, jobs,
+      onProgress: ({ shard, bytesDone, bytesTotal }) => last.set(shard, { bytesDone, bytesTotal }),
+      onShard: ({ shard, finished: count }) => finished.push(`${count}:${shard}`),
+    });
+    expect([...last.keys()].sort()).toEqual(SHARDS.map((_, k) => shardName(k)));
+    for (const { bytesDone, bytesTotal } of last.values()) expect(bytesDone).toBe(bytesTotal);
+    expect(finished.map((f) => f.split(':')[0])).toEqual(['1', '2', '3', '4', '5']);
   });
 });
 
@@ -201,10 +214,11 @@ describe('bad input: a typed error before any work, and no output', () => {
   it.each(cases)('%s', async (_, make, expected) => {
     const folder = make();
     const before = filesOf(folder);
-    const out = join(newFolder(), 'out');
+    const parent = newFolder();
+    const out = join(parent, 'out', 'nested');
     await expect(quantizeShardedCheckpoint(join(folder, INDEX), out, { ...OPTIONS, jobs: 2 })).rejects.toThrow(
       expect.objectContaining({ code: expected.code, message: expect.stringMatching(expected.message) }));
-    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(parent)).toEqual([]);
     expect(filesOf(folder)).toEqual(before);
   });
 
@@ -231,11 +245,11 @@ describe('bad input: a typed error before any work, and no output', () => {
   });
 
   it('options that cannot cross to a worker thread are refused with a typed error', async () => {
-    const out = join(newFolder(), 'out');
+    const parent = newFolder();
     const options = { ...OPTIONS, jobs: 2, recipe: () => 4 } as never;
-    await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), out, options)).rejects.toThrow(
+    await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), join(parent, 'out', 'nested'), options)).rejects.toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/cannot be sent to worker threads/) }));
-    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(parent)).toEqual([]);
   });
 
   it.each([1, 2, 3])('a shard failing on jobs: %i: the same typed error, the other workers stopped, earlier outputs kept and no new file', async (jobs) => {

@@ -19,7 +19,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { describeError, describeValue } from '../describe.js';
 import { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource, type FileSource, type OutputTarget } from '../formats/node-file.js';
-import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
+import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport } from '../formats/quantize-file.js';
 import { openSafetensors } from '../formats/safetensors.js';
 import {
   mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardIndexText, shardsOfPiece,
@@ -40,8 +40,14 @@ export interface ShardedQuantizeOptions extends Omit<QuantizeFileOptions, 'onPro
   env?: Readonly<Record<string, string | undefined>>;
   /** The packer each job creates (default 'auto': WebAssembly SIMD where the runtime has it). */
   backend?: ShardBackend;
+  /** Called as the shards' tensors are read (from every job, interleaved): quantizeSafetensors' progress and the shard's name. */
+  onProgress?: (progress: ShardProgress) => void;
   /** Called as each shard is finished (before the outputs are moved into place). */
   onShard?: (done: { shard: string; report: QuantizeReport; finished: number; count: number }) => void;
+}
+
+export interface ShardProgress extends QuantizeProgress {
+  shard: string;
 }
 
 export interface ShardedQuantizeReport {
@@ -120,12 +126,15 @@ function shardError(shard: string, error: unknown): EdgeMoqError {
   return new BackendError('BACKEND_UNAVAILABLE', `shard ${shard}: quantizing failed unexpectedly (${describeError(error)}); run again with jobs: 1 to see where.`, { cause: error });
 }
 
+type ProgressListener = ((progress: ShardProgress) => void) | undefined;
+
 /** One shard quantized into `output`, and the output's tensors (name, data bytes) for the index. */
-async function quantizeShard(task: ShardTask, packer: Packer, options: QuantizeFileOptions): Promise<ShardResult> {
+async function quantizeShard(task: ShardTask, packer: Packer, options: QuantizeFileOptions, onProgress: ProgressListener): Promise<ShardResult> {
   const source = await fileSource(task.input);
   let report: QuantizeReport;
+  const withProgress = onProgress ? { ...options, onProgress: (progress: QuantizeProgress) => onProgress({ ...progress, shard: task.shard }) } : options;
   try {
-    report = await quantizeSafetensors(source, atomicFileSink(task.output, { distinctFrom: [source] }), packer, options);
+    report = await quantizeSafetensors(source, atomicFileSink(task.output, { distinctFrom: [source] }), packer, withProgress);
   } finally {
     await source.close().catch(() => undefined);
   }
@@ -141,13 +150,14 @@ async function quantizeShard(task: ShardTask, packer: Packer, options: QuantizeF
 // A worker: creates its packer, then quantizes the shards it is sent, one at a time.
 if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null)?.[WORKER_MARKER]) {
   const port = parentPort;
-  const { backend, options } = workerData as { backend: ShardBackend; options: QuantizeFileOptions };
+  const { backend, options, progress } = workerData as { backend: ShardBackend; options: QuantizeFileOptions; progress: boolean };
+  const onProgress = progress ? (update: ShardProgress) => port.postMessage({ progress: update }) : undefined;
   const packer = createPacker(backend);
   // A packer that cannot be created fails the first shard it is awaited for, with its own error.
   packer.catch(() => undefined);
   port.on('message', async (task: ShardTask) => {
     try {
-      const result = await quantizeShard(task, await packer, options);
+      const result = await quantizeShard(task, await packer, options, onProgress);
       port.postMessage({ shard: task.shard, result });
     } catch (error) {
       port.postMessage({ shard: task.shard, error: sendable(shardError(task.shard, error)) });
@@ -160,10 +170,10 @@ interface Job {
   stop(): Promise<void>;
 }
 
-function threadJob(backend: ShardBackend, options: QuantizeFileOptions): Job {
+function threadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
   let worker: Worker;
   try {
-    worker = new Worker(new URL(import.meta.url), { workerData: { [WORKER_MARKER]: true, backend, options } });
+    worker = new Worker(new URL(import.meta.url), { workerData: { [WORKER_MARKER]: true, backend, options, progress: onProgress !== undefined } });
   } catch (cause) {
     // Options travel to the workers by structured clone: a function among them cannot.
     throw new InvalidInputError('INVALID_ARGUMENT',
@@ -176,7 +186,8 @@ function threadJob(backend: ShardBackend, options: QuantizeFileOptions): Job {
     pending?.reject(error);
     pending = null;
   };
-  worker.on('message', (message: { shard: string; result?: ShardResult; error?: SentError }) => {
+  worker.on('message', (message: { shard: string; result?: ShardResult; error?: SentError; progress?: ShardProgress }) => {
+    if (message.progress) return onProgress?.(message.progress);
     const waiting = pending;
     pending = null;
     if (message.error) waiting?.reject(rebuildError(message.error));
@@ -200,12 +211,12 @@ function threadJob(backend: ShardBackend, options: QuantizeFileOptions): Job {
   };
 }
 
-async function inThreadJob(backend: ShardBackend, options: QuantizeFileOptions): Promise<Job> {
+async function inThreadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgress: ProgressListener): Promise<Job> {
   const packer = await createPacker(backend);
   return {
     async run(task) {
       try {
-        return await quantizeShard(task, packer, options);
+        return await quantizeShard(task, packer, options, onProgress);
       } catch (error) {
         throw shardError(task.shard, error);
       }
@@ -297,7 +308,7 @@ export async function quantizeShardedCheckpoint(indexPath: string, outFolder: st
   if (options === null || typeof options !== 'object') {
     throw new InvalidInputError('INVALID_ARGUMENT', 'options must be an object such as { bits: 4, groupSize: 32 }.');
   }
-  const { jobs: jobsOption, shard: shardOption, env, backend = 'auto', onShard, ...quantizeOptions } = options;
+  const { jobs: jobsOption, shard: shardOption, env, backend = 'auto', onShard, onProgress, ...quantizeOptions } = options;
   const jobs = checkJobs(jobsOption);
   const piece = shardOption === undefined ? null : resolveShardPiece(shardOption, env ?? process.env);
   if (typeof outFolder !== 'string' || outFolder === '') throw new InvalidInputError('INVALID_ARGUMENT', `the output folder must be a path, got ${describeValue(outFolder)}.`);
@@ -325,8 +336,8 @@ export async function quantizeShardedCheckpoint(indexPath: string, outFolder: st
     sources.length = 0;
 
     const count = Math.min(jobs, shards.length);
-    if (jobs === 1) workers.push(await inThreadJob(backend, quantizeOptions));
-    else while (workers.length < count) workers.push(threadJob(backend, quantizeOptions));
+    if (jobs === 1) workers.push(await inThreadJob(backend, quantizeOptions, onProgress));
+    else while (workers.length < count) workers.push(threadJob(backend, quantizeOptions, onProgress));
     const results = new Map<string, ShardResult>();
     let next = 0;
     const folder = staging;
@@ -379,7 +390,11 @@ export async function quantizeShardedCheckpoint(indexPath: string, outFolder: st
       await rm(staging, { recursive: true, force: true }).catch(() => undefined);
       stagingFolders.delete(staging);
     }
-    if (createdFolder !== undefined) await rmdir(createdFolder).catch(() => undefined);
+    // The folders this call created, deepest first (each is empty again by now).
+    if (createdFolder !== undefined) {
+      const top = resolve(createdFolder);
+      for (let folder = resolve(outFolder); folder.startsWith(top); folder = dirname(folder)) await rmdir(folder).catch(() => undefined);
+    }
     throw error;
   }
 }
