@@ -60,18 +60,21 @@ const compactShaders = {
 export const bundles = [
   {
     name: 'workerd', entry: 'src/runtimes/workerd.ts', platform: 'neutral', plugins: [withoutFileSystem, compactShaders],
-    extra: { 'workerd-packed': 'src/runtimes/workerd-packed.ts', 'workerd-conformance': 'src/runtimes/workerd-conformance.ts' },
+    extra: {
+      'workerd-packed': 'src/runtimes/workerd-packed.ts', 'workerd-conformance': 'src/runtimes/workerd-conformance.ts',
+      'workerd-onnx': 'src/onnx.ts',
+    },
   },
   {
     name: 'browser', entry: 'src/runtimes/browser.ts', platform: 'browser', plugins: [withoutFileSystem, compactShaders],
     extra: {
       'browser-packed': 'src/runtimes/browser-packed.ts', 'browser-conformance': 'src/runtimes/browser-conformance.ts',
-      'browser-tfjs': 'src/runtimes/browser-tfjs.ts',
+      'browser-tfjs': 'src/runtimes/browser-tfjs.ts', 'browser-onnx': 'src/onnx.ts',
     },
   },
   {
     name: 'index', entry: 'src/index.ts', platform: 'neutral', plugins: [compactShaders],
-    extra: { packed: 'src/packed/index.ts', conformance: 'src/conformance.ts', tfjs: 'src/tfjs/index.ts', node: 'src/node.ts' },
+    extra: { packed: 'src/packed/index.ts', conformance: 'src/conformance.ts', tfjs: 'src/tfjs/index.ts', node: 'src/node.ts', onnx: 'src/onnx.ts' },
   },
 ];
 

@@ -1,21 +1,25 @@
 // A minimal ONNX ModelProto encoder: just enough protobuf to state a graph of a few nodes with
 // initializers, so tests can hand our packed bytes to a real ONNX runtime without a Python
 // toolchain. Written from the field numbers of onnx.proto (a fact, not code); anything the
-// tests do not need (sparse tensors, functions, external data) is left out on purpose.
+// tests do not need (sparse tensors, functions) is left out on purpose.
 
 /** TensorProto.DataType values the tests use. */
-export const OnnxDataType = { FLOAT: 1, UINT8: 2 } as const;
+export const OnnxDataType = { FLOAT: 1, UINT8: 2, BOOL: 9, FLOAT16: 10 } as const;
 export type OnnxDataType = (typeof OnnxDataType)[keyof typeof OnnxDataType];
 
-/** AttributeProto.AttributeType INT: the only kind of attribute the tests set. */
-const ATTRIBUTE_INT = 2;
+/** AttributeProto.AttributeType values the tests set. */
+const AttributeType = { INT: 2, TENSOR: 4, GRAPH: 5 } as const;
 
 export interface OnnxTensor {
   name: string;
   dataType: OnnxDataType;
   dims: readonly number[];
   /** The elements in little-endian order (TensorProto.raw_data). */
-  raw: Uint8Array;
+  raw?: Uint8Array;
+  /** float_data instead of raw_data (FLOAT only). */
+  floats?: readonly number[];
+  /** data_location EXTERNAL with these external_data entries instead. */
+  external?: { location: string; offset?: number; length?: number };
 }
 
 export interface OnnxValueInfo {
@@ -24,8 +28,8 @@ export interface OnnxValueInfo {
   shape: readonly number[];
 }
 
-/** Integer attributes by name. */
-export type OnnxAttributes = Record<string, number>;
+/** Attributes by name: integers, tensors (a Constant's value) or graphs (an If's branches). */
+export type OnnxAttributes = Record<string, number | { tensor: OnnxTensor } | { graph: OnnxGraph }>;
 
 export interface OnnxNode {
   opType: string;
@@ -113,8 +117,16 @@ class ProtoWriter {
 function writeTensor(w: ProtoWriter, tensor: OnnxTensor): void {
   w.packedInts(1, tensor.dims) // dims
     .int(2, tensor.dataType) // data_type
-    .string(8, tensor.name) // name
-    .bytes(9, tensor.raw); // raw_data
+    .string(8, tensor.name); // name
+  if (tensor.raw) w.bytes(9, tensor.raw); // raw_data
+  if (tensor.floats) w.bytes(4, float32Raw(Float32Array.from(tensor.floats))); // float_data, packed
+  if (tensor.external) {
+    const entries: [string, string | number | undefined][] = [['location', tensor.external.location], ['offset', tensor.external.offset], ['length', tensor.external.length]];
+    for (const [key, value] of entries) {
+      if (value !== undefined) w.message(13, (e) => e.string(1, key).string(2, String(value))); // external_data: key, value
+    }
+    w.int(14, 1); // data_location: EXTERNAL
+  }
 }
 
 function writeValueInfo(w: ProtoWriter, info: OnnxValueInfo): void {
@@ -127,8 +139,11 @@ function writeValueInfo(w: ProtoWriter, info: OnnxValueInfo): void {
           })));
 }
 
-function writeAttribute(w: ProtoWriter, name: string, value: number): void {
-  w.string(1, name).int(3, value).int(20, ATTRIBUTE_INT); // name, i, type
+function writeAttribute(w: ProtoWriter, name: string, value: OnnxAttributes[string]): void {
+  w.string(1, name); // name
+  if (typeof value === 'number') w.int(3, value).int(20, AttributeType.INT); // i, type
+  else if ('tensor' in value) w.message(5, (t) => writeTensor(t, value.tensor)).int(20, AttributeType.TENSOR); // t, type
+  else w.message(6, (g) => writeGraph(g, value.graph)).int(20, AttributeType.GRAPH); // g, type
 }
 
 function writeNode(w: ProtoWriter, node: OnnxNode): void {

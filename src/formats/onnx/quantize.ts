@@ -1,0 +1,498 @@
+// ONNX in, ONNX out: every MatMul whose B is a 2-D constant float tensor (an initializer or a
+// Constant node of the same graph, in subgraphs too) becomes a com.microsoft MatMulNBits, in
+// onnxruntime's layout and with the names its own quantizer (matmul_nbits_quantizer) gives.
+// B [K, N] is regrouped as N columns of K, in blocks along K; our packed codes for that [N, K']
+// tensor are, byte for byte, MatMulNBits' B (codes low bits first, symmetric zero point
+// 2^(bits-1), which is the operator's default). Everything that is not rewritten is written
+// back as the bytes it was read from.
+
+import { describeName } from '../../describe.js';
+import { FormatError, InvalidInputError } from '../../errors.js';
+import { compileNamePattern, type NamePattern } from '../../name-pattern.js';
+import type { PackOptions } from '../../packed/layout.js';
+import type { Packer } from '../../packed/packer.js';
+import { decodeFloat32, encodeFloat32, type ByteSink } from '../safetensors.js';
+import {
+  AttributeField, AttributeType, DATA_LOCATION_EXTERNAL, DataType, ExternalFiles, FLOAT_BYTES, GraphField, ModelField, NodeField,
+  OpsetField, TensorField, EntryField, elementCount, readFloatTensor, readModel, readNode, readTensor, valueInfoName,
+  type ExternalDataResolver, type NodeInfo, type TensorHeader,
+} from './model.js';
+import { MessageWriter, bytesValue, readFields, type Field } from './proto.js';
+
+export interface QuantizeOnnxOptions {
+  /** 4 (default) or 8: the widths onnxruntime-web's MatMulNBits runs. */
+  bits?: number;
+  /** Elements of K per block: a power of two, at least 16 (default 32). */
+  blockSize?: number;
+  /** 'symmetric' (default: no zero_points input) or 'asymmetric' (uint8 zero_points). */
+  type?: 'symmetric' | 'asymmetric';
+  /** The symmetric grid: 'full' is onnxruntime's own quantizer's; default the packer's. */
+  grid?: 'deepspeed' | 'full';
+  /** MatMulNBits' accuracy_level attribute; left out unless given. */
+  accuracyLevel?: number;
+  /** Only MatMuls whose B (weight) name matches are quantized. */
+  include?: string | RegExp;
+  /** MatMuls whose B name matches are left as they are. */
+  exclude?: string | RegExp;
+}
+
+export interface QuantizeOnnxIo {
+  packer: Packer;
+  /** Opens a file of external data by its location (relative to the model). */
+  externalData?: ExternalDataResolver;
+  /**
+   * Where the output's external data goes (required when the input has external data): tensors
+   * that were external stay external, in this one file, named `location` in the model.
+   */
+  externalDataOut?: { location: string; sink: ByteSink };
+}
+
+export interface OnnxMatMulReport {
+  /** The MatMul node's name (empty when it had none) and its B. */
+  node: string;
+  weight: string;
+  /** B's shape, [K, N]. */
+  shape: [number, number];
+  dtype: 'FLOAT' | 'FLOAT16';
+  bits: number;
+  blockSize: number;
+  type: 'symmetric' | 'asymmetric';
+  /** B's bytes, and those of the quantized B, scales and zero points. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Largest |B − dequantized B| and the root-mean-square error, over B's K·N values. */
+  maxAbsError: number;
+  rmsError: number;
+}
+
+export interface QuantizeOnnxResult {
+  model: Uint8Array;
+  report: { matmuls: OnnxMatMulReport[]; bytesIn: number; bytesOut: number };
+}
+
+interface Settings {
+  bits: number;
+  blockSize: number;
+  type: 'symmetric' | 'asymmetric';
+  grid: 'deepspeed' | 'full' | undefined;
+  accuracyLevel: number | undefined;
+  include: NamePattern | null;
+  exclude: NamePattern | null;
+}
+
+function readSettings(options: QuantizeOnnxOptions): Settings {
+  if (typeof options !== 'object' || options === null) throw new InvalidInputError('INVALID_ARGUMENT', 'quantizeOnnx options must be an object.');
+  const { bits = 4, blockSize = 32, type = 'symmetric', grid, accuracyLevel } = options;
+  if (bits !== 4 && bits !== 8) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `bits must be 4 or 8 for MatMulNBits, got ${bits}: onnxruntime-web 1.23 runs no other width ` +
+      '(its wasm build refuses 2-bit MatMulNBits models).');
+  }
+  if (!Number.isInteger(blockSize) || blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `blockSize must be a power of two of at least 16 (MatMulNBits' rule), got ${blockSize}.`);
+  }
+  if (type !== 'symmetric' && type !== 'asymmetric') throw new InvalidInputError('INVALID_ARGUMENT', `type must be "symmetric" or "asymmetric", got ${String(type)}.`);
+  if (grid !== undefined && grid !== 'deepspeed' && grid !== 'full') throw new InvalidInputError('INVALID_ARGUMENT', `grid must be "deepspeed" or "full", got ${String(grid)}.`);
+  if (accuracyLevel !== undefined && (!Number.isInteger(accuracyLevel) || accuracyLevel < 0 || accuracyLevel > 4)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `accuracyLevel must be 0..4 (MatMulNBits' accuracy_level), got ${accuracyLevel}.`);
+  }
+  return {
+    bits, blockSize, type, grid, accuracyLevel,
+    include: options.include === undefined ? null : compileNamePattern(options.include, 'include'),
+    exclude: options.exclude === undefined ? null : compileNamePattern(options.exclude, 'exclude'),
+  };
+}
+
+/** MatMulNBits' inputs for one B. */
+export interface MatMulNBitsWeights {
+  k: number;
+  n: number;
+  bits: number;
+  blockSize: number;
+  /** uint8 [N, ceil(K/blockSize), blockSize·bits/8]. */
+  b: Uint8Array;
+  /** float32 [N·ceil(K/blockSize)], before conversion to the model's dtype. */
+  scales: Float32Array;
+  /** uint8 [N, ceil(ceil(K/blockSize)·bits/8)], asymmetric only. */
+  zeroPoints: Uint8Array | null;
+}
+
+/** The code of element `i` of a little-endian bit stream of `bits`-bit codes. */
+const codeAt = (codes: Uint8Array, i: number, bits: number) => bits === 8 ? codes[i]! : (codes[i >> 1]! >> ((i & 1) * 4)) & 15;
+
+/** B [K, N] (row-major float32) dequantized from MatMulNBits weights, [K, N] again. */
+export function dequantizeMatMulNBits(w: MatMulNBitsWeights): Float32Array {
+  const { k, n, bits, blockSize } = w;
+  const blocks = Math.ceil(k / blockSize);
+  const padded = blocks * blockSize;
+  const zpRow = Math.ceil((blocks * bits) / 8);
+  const out = new Float32Array(k * n);
+  for (let col = 0; col < n; col++) {
+    for (let block = 0; block < blocks; block++) {
+      const s = w.scales[col * blocks + block]!;
+      const zp = w.zeroPoints ? codeAt(w.zeroPoints, col * zpRow * (8 / bits) + block, bits) : 2 ** (bits - 1);
+      for (let i = block * blockSize; i < Math.min(k, (block + 1) * blockSize); i++) {
+        out[i * n + col] = Math.fround((codeAt(w.b, col * padded + i, bits) - zp) * s);
+      }
+    }
+  }
+  return out;
+}
+
+/** Packs B [K, N] for MatMulNBits: columns of K in blocks, K padded to whole blocks. */
+async function packWeights(values: Float32Array, k: number, n: number, settings: Settings, packer: Packer, label: string): Promise<MatMulNBitsWeights> {
+  const { bits, blockSize } = settings;
+  const blocks = Math.ceil(k / blockSize);
+  const padded = blocks * blockSize;
+  const columns = new Float32Array(n * padded);
+  for (let col = 0; col < n; col++) {
+    const row = columns.subarray(col * padded, (col + 1) * padded);
+    for (let i = 0; i < k; i++) row[i] = values[i * n + col]!;
+    // K is padded with zeros, as onnxruntime's quantizer pads it (the runtime never reads the
+    // padded codes); a zero leaves a symmetric block's largest magnitude as it was.
+  }
+  const options = { bits, groupSize: blockSize, type: settings.type, ...(settings.grid ? { grid: settings.grid } : {}) } as PackOptions;
+  const packed = await packer.pack(columns, options);
+  if (settings.type === 'symmetric') return { k, n, bits, blockSize, b: packed.codes, scales: packed.scales, zeroPoints: null };
+  // Ours: code·s + zero with zero = round(min/s)·s; MatMulNBits: (code − zp)·s, zp an unsigned
+  // code, so the block's grid must reach 0 from within its 2^bits codes. A block that misses it
+  // (wholly on one side of 0, or reaching it only at the grid's clamped top) is packed again
+  // as one group of 2·blockSize, the block first: beside as many zeros (the range [0, max], what
+  // onnxruntime's quantizer takes), or failing that beside its own negation (the range
+  // [−absmax, absmax], zero point 2^(bits−1)). Its first blockSize codes are the block's.
+  const scales = packed.scales.slice();
+  const zeros = packed.zeros!.slice();
+  const codes = packed.codes;
+  const blobBytes = (blockSize * bits) / 8;
+  const zeroPointOf = (g: number) => (scales[g] === 0 ? 1 : -Math.round(zeros[g]! / scales[g]!));
+  const fits = (g: number) => zeroPointOf(g) >= 0 && zeroPointOf(g) < 2 ** bits;
+  for (let g = 0; g < n * blocks; g++) {
+    const block = columns.subarray(g * blockSize, (g + 1) * blockSize);
+    for (const beside of [new Float32Array(blockSize), block.map((x) => -x)]) {
+      if (fits(g)) break;
+      const widened = new Float32Array(2 * blockSize);
+      widened.set(block);
+      widened.set(beside, blockSize);
+      const again = await packer.pack(widened, { ...options, groupSize: 2 * blockSize });
+      codes.set(again.codes.subarray(0, blobBytes), g * blobBytes);
+      scales[g] = again.scales[0]!;
+      zeros[g] = again.zeros![0]!;
+    }
+  }
+  const zpRow = Math.ceil((blocks * bits) / 8);
+  const zeroPoints = new Uint8Array(n * zpRow);
+  for (let col = 0; col < n; col++) {
+    for (let block = 0; block < blocks; block++) {
+      const g = col * blocks + block;
+      const zp = zeroPointOf(g);
+      if (zp < 0 || zp >= 2 ** bits) {
+        // Only a block whose range nears float32's limit (packed at half scale) gets here.
+        throw new InvalidInputError('INVALID_ARGUMENT', `${label}: block ${block} of column ${col} needs zero point ${zp}, outside MatMulNBits' ` +
+          `0..${2 ** bits - 1}; quantize it symmetric (type 'symmetric'), or exclude it.`);
+      }
+      // A constant group stores its value as the zero point with codes 0: (0 − 1)·(−c) = c.
+      if (scales[g] === 0) scales[g] = -zeros[g]!;
+      const at = col * zpRow * (8 / bits) + block;
+      if (bits === 8) zeroPoints[at] = zp;
+      else zeroPoints[at >> 1]! |= zp << ((at & 1) * 4);
+    }
+  }
+  return { k, n, bits, blockSize, b: codes, scales, zeroPoints };
+}
+
+/** A MatMul to rewrite: its B, where it comes from. */
+interface Candidate {
+  weight: string;
+  tensor: TensorHeader;
+}
+
+interface Quantized {
+  weights: MatMulNBitsWeights;
+  names: { b: string; scales: string; zeroPoints: string };
+  dtype: number;
+  external: boolean;
+}
+
+const attributeInt = (name: string, value: number) => new MessageWriter()
+  .string(AttributeField.NAME, name).int(AttributeField.I, value).int(AttributeField.TYPE, AttributeType.INT);
+
+class Rewriter {
+  readonly reports: OnnxMatMulReport[] = [];
+  private readonly files: ExternalFiles;
+  private externalOffset = 0;
+  private readonly claimed = new Set<string>();
+
+  constructor(private readonly settings: Settings, private readonly io: QuantizeOnnxIo) {
+    this.files = new ExternalFiles(io.externalData);
+  }
+
+  /** The rewritten graph, and every name its nodes (and their subgraphs) read. */
+  async graph(bytes: Uint8Array, path: string): Promise<{ graph: MessageWriter; reads: Set<string>; changed: boolean }> {
+    const fields = readFields(bytes, `graph ${path}`);
+    const initializers = new Map<string, TensorHeader>();
+    const graphInputs = new Set<string>();
+    const graphOutputs = new Set<string>();
+    const nodes: NodeInfo[] = [];
+    for (const f of fields) {
+      if (f.number === GraphField.NODE) nodes.push(readNode(f, `a node of graph ${path}`));
+      else if (f.number === GraphField.INITIALIZER) {
+        const t = readTensor(bytesValue(f, 'initializer'), `an initializer of graph ${path}`);
+        initializers.set(t.name, t);
+      } else if (f.number === GraphField.INPUT) graphInputs.add(valueInfoName(f, 'graph input'));
+      else if (f.number === GraphField.OUTPUT) graphOutputs.add(valueInfoName(f, 'graph output'));
+    }
+    for (const name of initializers.keys()) this.claimed.add(name);
+    for (const node of nodes) for (const o of node.outputs) this.claimed.add(o);
+
+    // Constant nodes' tensors, by output name.
+    const constants = new Map<string, { node: NodeInfo; tensor: TensorHeader }>();
+    for (const node of nodes) {
+      if (node.opType !== 'Constant' || (node.domain !== '' && node.domain !== 'ai.onnx') || node.outputs.length !== 1) continue;
+      const value = node.attributes.find((a) => a.name === 'value' && a.type === AttributeType.TENSOR);
+      const t = value?.fields.find((f) => f.number === AttributeField.T);
+      if (t) constants.set(node.outputs[0]!, { node, tensor: readTensor(bytesValue(t, 'Constant value'), `Constant ${describeName(node.outputs[0]!)}`) });
+    }
+    const candidate = (node: NodeInfo): Candidate | null => {
+      if (node.opType !== 'MatMul' || (node.domain !== '' && node.domain !== 'ai.onnx') || node.inputs.length !== 2) return null;
+      const weight = node.inputs[1]!;
+      // An initializer that is also a graph input can be overridden at run time: not constant.
+      const tensor = graphInputs.has(weight) ? null : initializers.get(weight) ?? constants.get(weight)?.tensor ?? null;
+      if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
+      if (this.settings.include && !this.settings.include.test(weight)) return null;
+      if (this.settings.exclude?.test(weight)) return null;
+      return { weight, tensor };
+    };
+
+    const quantized = new Map<string, Quantized>();
+    const rewritten: { node: NodeInfo; bytes: MessageWriter | null; reads: string[] }[] = [];
+    let changed = false;
+    for (const node of nodes) {
+      const c = candidate(node);
+      if (c) {
+        let q = quantized.get(c.weight);
+        if (!q) {
+          q = await this.quantize(c, node);
+          quantized.set(c.weight, q);
+        }
+        rewritten.push({ node, bytes: this.matMulNBits(node, q), reads: [node.inputs[0]!, q.names.b, q.names.scales, q.names.zeroPoints] });
+        changed = true;
+        continue;
+      }
+      const sub = await this.subgraphs(node, path);
+      if (sub.changed) changed = true;
+      rewritten.push({ node, bytes: sub.changed ? sub.node : null, reads: [...node.inputs, ...sub.reads] });
+    }
+    const reads = new Set<string>([...graphOutputs]);
+    for (const r of rewritten) for (const name of r.reads) reads.add(name);
+    // B tensors no reader is left for go: initializers and Constant nodes alike.
+    const dropped = new Set([...quantized.keys()].filter((name) => !reads.has(name)));
+
+    const out = new MessageWriter();
+    let nodesWritten = false;
+    let lastInitializer = -1;
+    fields.forEach((f, i) => { if (f.number === GraphField.INITIALIZER) lastInitializer = i; });
+    const newInitializers = async () => {
+      for (const q of quantized.values()) await this.writeQuantized(out, q);
+    };
+    for (let i = 0; i < fields.length; i++) {
+      const f = fields[i]!;
+      if (f.number === GraphField.NODE) {
+        if (nodesWritten) continue;
+        nodesWritten = true;
+        for (const r of rewritten) {
+          const constant = r.node.opType === 'Constant' && r.node.outputs.length === 1 && dropped.has(r.node.outputs[0]!) && constants.has(r.node.outputs[0]!);
+          if (constant) continue;
+          if (r.bytes) out.message(GraphField.NODE, r.bytes);
+          else out.raw(r.node.field.raw);
+        }
+      } else if (f.number === GraphField.INITIALIZER) {
+        const t = readTensor(bytesValue(f, 'initializer'), `an initializer of graph ${path}`);
+        if (!dropped.has(t.name)) await this.writeTensor(out, GraphField.INITIALIZER, f, t);
+        if (i === lastInitializer) await newInitializers();
+      } else {
+        out.raw(f.raw);
+      }
+    }
+    if (lastInitializer < 0) await newInitializers();
+    return { graph: out, reads, changed };
+  }
+
+  /** A node whose graph attributes are rewritten (If, Loop, Scan bodies). */
+  private async subgraphs(node: NodeInfo, path: string): Promise<{ node: MessageWriter; reads: string[]; changed: boolean }> {
+    const reads: string[] = [];
+    let changed = false;
+    const attributes = new Map<Field, MessageWriter>();
+    for (const a of node.attributes) {
+      if (a.type !== AttributeType.GRAPH && a.type !== AttributeType.GRAPHS) continue;
+      const out = new MessageWriter();
+      let attributeChanged = false;
+      for (const f of a.fields) {
+        if (f.number === AttributeField.G || f.number === AttributeField.GRAPHS) {
+          const sub = await this.graph(bytesValue(f, 'a subgraph'), `${path}/${node.name || node.opType}.${a.name}`);
+          reads.push(...sub.reads);
+          if (sub.changed) attributeChanged = true;
+          out.message(f.number, sub.graph);
+        } else {
+          out.raw(f.raw);
+        }
+      }
+      if (attributeChanged) {
+        attributes.set(a.field, out);
+        changed = true;
+      }
+    }
+    const rewritten = new MessageWriter();
+    if (changed) {
+      for (const f of node.fields) {
+        const attribute = attributes.get(f);
+        if (attribute) rewritten.message(NodeField.ATTRIBUTE, attribute);
+        else rewritten.raw(f.raw);
+      }
+    }
+    return { node: rewritten, reads, changed };
+  }
+
+  /** A name for a new initializer: onnxruntime's, unless the model already uses it. */
+  private fresh(name: string): string {
+    let candidate = name;
+    for (let i = 1; this.claimed.has(candidate); i++) candidate = `${name}_${i}`;
+    this.claimed.add(candidate);
+    return candidate;
+  }
+
+  private async quantize(c: Candidate, node: NodeInfo): Promise<Quantized> {
+    const { bits, blockSize, type } = this.settings;
+    const [k, n] = c.tensor.dims as [number, number];
+    const values = await readFloatTensor(c.tensor, this.files);
+    const label = `MatMul ${describeName(node.name || node.outputs[0] || '')} (B ${describeName(c.weight)}, [${k}, ${n}])`;
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i]!)) throw new InvalidInputError('NON_FINITE', `${label}: B holds ${values[i]} at element ${i}; fix the model's weights or exclude it.`);
+    }
+    const weights = await packWeights(values, k, n, this.settings, this.io.packer, label);
+    const dtype = c.tensor.dataType;
+    // FLOAT16 scales: the error is that of the scales the model will hold.
+    if (dtype === DataType.FLOAT16) weights.scales = decodeFloat32(encodeFloat32(weights.scales, 'F16'), 'F16');
+    const restored = dequantizeMatMulNBits(weights);
+    let max = 0;
+    let sum = 0;
+    for (let i = 0; i < values.length; i++) {
+      const e = Math.abs(values[i]! - restored[i]!);
+      max = Math.max(max, e);
+      sum += e * e;
+    }
+    const suffix = `_Q${bits}`;
+    const names = { b: this.fresh(`${c.weight}${suffix}`), scales: this.fresh(`${c.weight}_scales`), zeroPoints: type === 'asymmetric' ? this.fresh(`${c.weight}_zero_points`) : '' };
+    const scaleBytes = FLOAT_BYTES[dtype]!;
+    this.reports.push({
+      node: node.name, weight: c.weight, shape: [k, n], dtype: dtype === DataType.FLOAT ? 'FLOAT' : 'FLOAT16', bits, blockSize, type,
+      bytesIn: values.length * scaleBytes,
+      bytesOut: weights.b.length + weights.scales.length * scaleBytes + (weights.zeroPoints?.length ?? 0),
+      maxAbsError: max, rmsError: Math.sqrt(sum / values.length),
+    });
+    return { weights, names, dtype, external: c.tensor.external !== null };
+  }
+
+  private matMulNBits(node: NodeInfo, q: Quantized): MessageWriter {
+    const { k, n, bits, blockSize } = q.weights;
+    const out = new MessageWriter().string(NodeField.INPUT, node.inputs[0]!).string(NodeField.INPUT, q.names.b).string(NodeField.INPUT, q.names.scales);
+    if (q.weights.zeroPoints) out.string(NodeField.INPUT, q.names.zeroPoints);
+    for (const o of node.outputs) out.string(NodeField.OUTPUT, o);
+    if (node.name) out.string(NodeField.NAME, `${node.name}_Q${bits}`);
+    out.string(NodeField.OP_TYPE, 'MatMulNBits');
+    out.message(NodeField.ATTRIBUTE, attributeInt('K', k)).message(NodeField.ATTRIBUTE, attributeInt('N', n))
+      .message(NodeField.ATTRIBUTE, attributeInt('bits', bits)).message(NodeField.ATTRIBUTE, attributeInt('block_size', blockSize));
+    if (this.settings.accuracyLevel !== undefined) out.message(NodeField.ATTRIBUTE, attributeInt('accuracy_level', this.settings.accuracyLevel));
+    out.string(NodeField.DOMAIN, 'com.microsoft');
+    return out;
+  }
+
+  private async writeQuantized(out: MessageWriter, q: Quantized): Promise<void> {
+    const { k, n, bits, blockSize } = q.weights;
+    const blocks = Math.ceil(k / blockSize);
+    const scales = q.dtype === DataType.FLOAT ? encodeFloat32(q.weights.scales, 'F32') : encodeFloat32(q.weights.scales, 'F16');
+    await this.writeNew(out, q.names.b, DataType.UINT8, [n, blocks, (blockSize * bits) / 8], q.weights.b, q.external);
+    await this.writeNew(out, q.names.scales, q.dtype, [n * blocks], scales, false);
+    if (q.weights.zeroPoints) await this.writeNew(out, q.names.zeroPoints, DataType.UINT8, [q.weights.zeroPoints.length], q.weights.zeroPoints, false);
+  }
+
+  private async writeNew(out: MessageWriter, name: string, dataType: number, dims: number[], data: Uint8Array, external: boolean): Promise<void> {
+    const t = new MessageWriter().ints(TensorField.DIMS, dims).int(TensorField.DATA_TYPE, dataType).string(TensorField.NAME, name);
+    if (external) await this.external(t, data.length, async (sink) => sink.write(data));
+    else t.bytes(TensorField.RAW_DATA, data);
+    out.message(GraphField.INITIALIZER, t);
+  }
+
+  /** Appends external-data fields to `t`, after writing its `length` bytes to the output's data file. */
+  private async external(t: MessageWriter, length: number, write: (sink: ByteSink) => Promise<void>): Promise<void> {
+    const target = this.io.externalDataOut;
+    if (!target) {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'the model keeps weights in external data, and so will the output: pass externalDataOut ' +
+        '({ location, sink }: the data file\'s name beside the output model, and a sink that writes it).');
+    }
+    const entry = (key: string, value: string) => new MessageWriter().string(EntryField.KEY, key).string(EntryField.VALUE, value);
+    const offset = this.externalOffset;
+    await write(target.sink);
+    this.externalOffset += length;
+    t.int(TensorField.DATA_LOCATION, DATA_LOCATION_EXTERNAL)
+      .message(TensorField.EXTERNAL_DATA, entry('location', target.location))
+      .message(TensorField.EXTERNAL_DATA, entry('offset', String(offset)))
+      .message(TensorField.EXTERNAL_DATA, entry('length', String(length)));
+  }
+
+  /** A kept tensor: as read, or with its external data copied to the output's data file. */
+  private async writeTensor(out: MessageWriter, number: number, field: Field, t: TensorHeader): Promise<void> {
+    if (!t.external) {
+      out.raw(field.raw);
+      return;
+    }
+    const bytes = FLOAT_BYTES[t.dataType] ?? ELEMENT_BYTES[t.dataType];
+    if (bytes === undefined) throw new FormatError(`tensor ${describeName(t.name)} keeps data type ${t.dataType} in external data, which this tool does not copy.`);
+    const { source, offset, length } = await this.files.span(t, bytes);
+    const kept = new MessageWriter();
+    for (const f of t.fields) {
+      if (f.number !== TensorField.EXTERNAL_DATA && f.number !== TensorField.DATA_LOCATION) kept.raw(f.raw);
+    }
+    await this.external(kept, length, async (sink) => {
+      const chunk = 1 << 24;
+      for (let at = 0; at < length; at += chunk) {
+        const part = new Uint8Array(Math.min(chunk, length - at));
+        await source.read(offset + at, part);
+        await sink.write(part);
+      }
+    });
+    out.message(number, kept);
+  }
+}
+
+/** Bytes per element of the fixed-size types an external tensor may hold. */
+const ELEMENT_BYTES: Readonly<Record<number, number>> = { 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2 };
+
+/**
+ * Quantizes an ONNX model's MatMul weights to com.microsoft MatMulNBits. Nothing is written to
+ * `externalDataOut` unless the whole model converts (it is aborted on error).
+ */
+export async function quantizeOnnx(model: Uint8Array, options: QuantizeOnnxOptions, io: QuantizeOnnxIo): Promise<QuantizeOnnxResult> {
+  const settings = readSettings(options);
+  if (!io || typeof io.packer?.pack !== 'function') throw new InvalidInputError('INVALID_ARGUMENT', 'quantizeOnnx needs { packer } (from createPacker).');
+  const header = readModel(model);
+  const rewriter = new Rewriter(settings, io);
+  try {
+    const { graph } = await rewriter.graph(bytesValue(header.graph, 'graph'), 'main');
+    const out = new MessageWriter();
+    let opsetWritten = false;
+    for (const f of header.fields) {
+      if (f.number === ModelField.GRAPH) out.message(ModelField.GRAPH, graph);
+      else out.raw(f.raw);
+      if (f.number === ModelField.OPSET_IMPORT && !opsetWritten && rewriter.reports.length > 0 && !header.opsets.has('com.microsoft')) {
+        opsetWritten = true;
+        out.message(ModelField.OPSET_IMPORT, new MessageWriter().string(OpsetField.DOMAIN, 'com.microsoft').int(OpsetField.VERSION, 1));
+      }
+    }
+    await io.externalDataOut?.sink.close();
+    const bytesIn = rewriter.reports.reduce((a, r) => a + r.bytesIn, 0);
+    const bytesOut = rewriter.reports.reduce((a, r) => a + r.bytesOut, 0);
+    return { model: out.finish(), report: { matmuls: rewriter.reports, bytesIn, bytesOut } };
+  } catch (error) {
+    await io.externalDataOut?.sink.abort();
+    throw error;
+  }
+}
