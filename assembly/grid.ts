@@ -6,6 +6,14 @@
 //   symmetric:  s = 2 * max(|min|, |max|) / 2^b,  y = clamp(round(x / s + p), -2^(b-1), 2^(b-1) - 1) * s
 //   asymmetric: s = (max - min) / 2^b,  zp = round(min / s) * s,
 //               y = clamp(round((x - zp) / s + p), 0, 2^b - 1) * s + zp
+//   full:       s = m / -2^(b-1), m = max if |max| > |min| else min (the value of largest
+//               magnitude; the negative one on a tie, as onnxruntime's blockwise quantizer),
+//               y = clamp(round(x / s + p), -2^(b-1), 2^(b-1) - 1) * s
+//
+// The full grid (the `grid: 'full'` option, symmetric only) maps m to level -2^(b-1) exactly:
+// m / s is exactly -2^(b-1) wherever s is normal, and every other value of the group lands within
+// [-2^(b-1), 2^(b-1)] steps, the top one clamped. |s| <= |m| / 2^(b-1) and every grid point is
+// within ±|m|, so nothing overflows, even at ±FLT_MAX. s is negative when m is positive.
 //
 // Scaling by a power of two is exact, so `* 2^-b` equals the reference's `/ 2^b` bit for bit
 // (and 2 * absmax cannot overflow). The division by `s` must stay a true division: multiplying
@@ -56,6 +64,16 @@ export let groupHalved = false;
   }
 }
 
+/**
+ * The full grid's scale m / -2^(b-1) from the group's range (`invHalf` = 2^-(b-1): dividing by a
+ * power of two and multiplying by its inverse round alike). An all-zero group gets +0.
+ */
+@inline export function fullScale(groupMin: f32, groupMax: f32, invHalf: f32): f32 {
+  const m = select<f32>(groupMax, groupMin, abs<f32>(groupMax) > abs<f32>(groupMin));
+  const scale = m * -invHalf;
+  return select<f32>(0, scale, scale == 0);
+}
+
 /** The grid index of x in a group at half scale: clamp(round((x/2 - zp) / s + p), lo, hi). */
 @inline export function halvedIndex(x: f32, scale: f32, zero: f32, lo: f32, hi: f32, stochastic: bool, key: u32, index: u32): f32 {
   let v = (x * 0.5 - zero) / scale;
@@ -71,10 +89,10 @@ export let groupHalved = false;
  * kernel returns the index of the first group holding a NaN or ±Inf before writing it.
  * Returns -1 when every group was written. `firstIndex` is the tensor index of src[0] (the
  * counter of the stochastic noise). A group whose scale is 0 (all zero, or constant when
- * asymmetric) is copied unchanged.
+ * asymmetric) is copied unchanged. `full` (symmetric only) selects the full grid.
  */
 export function quantizeGrid(
-  src: usize, dst: usize, groupCount: i32, groupSize: i32, ranges: usize, bits: i32, asymmetric: bool,
+  src: usize, dst: usize, groupCount: i32, groupSize: i32, ranges: usize, bits: i32, asymmetric: bool, full: bool,
   stochastic: bool, key: u32, firstIndex: u32, blend: bool, ratio: f32, rest: f32,
 ): i32 {
   const levels = <f32>(1 << bits);
@@ -100,6 +118,13 @@ export function quantizeGrid(
         halvedGroup(from, to, groupSize, first, scale, zero, hi, stochastic, key, blend, ratio, rest);
         continue;
       }
+    } else if (full) {
+      let range = ranges + (<usize>g << 3);
+      if (!ranges) {
+        range = fusedRange;
+        if (!rangeOf(from, groupSize, range)) return g;
+      }
+      scale = fullScale(load<f32>(range), load<f32>(range, 4), invLevels * 2);
     } else {
       let absMax: f32;
       if (ranges) {
@@ -111,7 +136,7 @@ export function quantizeGrid(
       }
       scale = absMax * (invLevels * 2);
     }
-    if (!(scale > 0)) {
+    if (scale == 0) {
       if (to != from) memory.copy(to, from, <usize>groupSize << 2);
       continue;
     }

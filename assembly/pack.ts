@@ -4,6 +4,7 @@
 // occupies stream bits [i*b, (i+1)*b), stream bit j being bit j mod 8 of byte j / 8.
 //
 //   symmetric:  code = clamp(round(x / s + p), -2^(b-1), 2^(b-1) - 1) + 2^(b-1)
+//               (on both symmetric grids; the full grid's s, grid.ts fullScale, may be negative)
 //   asymmetric: code = clamp(round((x - zp) / s + p), 0, 2^b - 1)
 //   ternary:    code = 2 where x > thr, 0 where x < -thr, else 1
 //   binary:     code = 1 where x >= 0, else 0
@@ -19,16 +20,18 @@
 // subnormals of 0, symmetric, or 2^(b-1) of each other, asymmetric) is left unchanged by fake
 // quantization. Every float32 is a multiple of the smallest subnormal, so such a group lies
 // exactly on the grid of that step: packing stores it there (scale 2^-149, the minimum as the zero
-// point, no noise), and its codes decode to the group itself.
+// point, no noise), and its codes decode to the group itself. The same holds on the full grid
+// (all within 2^(b-2) smallest subnormals of 0), stored with the positive scale 2^-149.
 //
 // Unpacking reads data that may come from a damaged or hostile file. It checks every group before
-// writing anything: a scale that is NaN, infinite or negative, a zero point that is NaN or
+// writing anything: a scale that is NaN, infinite or negative (negative is valid on the full grid
+// only), a zero point that is NaN or
 // infinite, a ternary code 3, or a code whose value overflows float32 makes it return the first
 // element concerned (a group's first element for its scale and zero point).
 
 import { rangeOf, absMaxBits, NON_FINITE_BITS, groupAbsMean, aboveThresholdMean } from './stats';
 import { stochasticOffset, stochasticOffset4 } from './rounding';
-import { asymmetricGroup, atHalfScale, groupHalved, groupScale, groupZero, halvedIndex, HALVING_RANGE } from './grid';
+import { asymmetricGroup, atHalfScale, fullScale, groupHalved, groupScale, groupZero, halvedIndex, HALVING_RANGE } from './grid';
 
 const THRESHOLD_FACTOR: f32 = 0.7;
 const FLOAT_MAX: f32 = 3.4028234663852886e38;
@@ -40,6 +43,8 @@ const SYMMETRIC = 0;
 const ASYMMETRIC = 1;
 const TERNARY = 2;
 const BINARY = 3;
+/** Symmetric on the full grid: the symmetric codes and values, with scales of either sign. */
+const FULL = 4;
 
 // The bit stream being written: codes collect in `pending` and leave 32 bits at a time.
 let cursor: usize = 0;
@@ -83,7 +88,7 @@ export function packCodes(
     const from = src + (<usize>g * <usize>groupSize << 2);
     const first = firstIndex + <u32>g * <u32>groupSize;
     let scale: f32;
-    if (type == SYMMETRIC || type == ASYMMETRIC) {
+    if (type == SYMMETRIC || type == ASYMMETRIC || type == FULL) {
       const asymmetric = type == ASYMMETRIC;
       if (asymmetric) {
         if (!rangeOf(from, groupSize, groupRange)) return g;
@@ -101,6 +106,13 @@ export function packCodes(
           gridCodes(from, groupSize, bits, scale, zero, true, stochastic && !underflowed, key, first);
         }
         store<f32>(zeros + (<usize>g << 2), zero);
+      } else if (type == FULL) {
+        if (!rangeOf(from, groupSize, groupRange)) return g;
+        const groupMin = load<f32>(groupRange), groupMax = load<f32>(groupRange, 4);
+        scale = fullScale(groupMin, groupMax, <f32>2.0 / <f32>(1 << bits));
+        const underflowed = scale == 0 && (groupMin != 0 || groupMax != 0);
+        if (underflowed) scale = SMALLEST_SUBNORMAL;
+        gridCodes(from, groupSize, bits, scale, 0, false, stochastic && !underflowed, key, first);
       } else {
         const bitsOfMax = absMaxBits(from, groupSize);
         if (bitsOfMax >= NON_FINITE_BITS) return g;
@@ -138,7 +150,7 @@ export function packCodes(
   const hi: f32 = ASYMMETRIC ? <f32>((1 << bits) - 1) : <f32>(half - 1);
   const offset: i32 = ASYMMETRIC ? 0 : half;
   const ubits = <u32>bits;
-  if (!(scale > 0)) {
+  if (scale == 0) {
     // All zero (symmetric) or constant (asymmetric): every value is the zero of the grid.
     for (let i = 0; i < n; i++) putCode(<u32>offset, ubits);
     return;
@@ -193,7 +205,7 @@ export function unpackCodes(
 ): i32 {
   // value = (code * step + shift) * scale + zero
   const step: i32 = type == BINARY ? 2 : 1;
-  const shift: i32 = type == SYMMETRIC ? -(1 << (bits - 1)) : type == ASYMMETRIC ? 0 : -1;
+  const shift: i32 = type == SYMMETRIC || type == FULL ? -(1 << (bits - 1)) : type == ASYMMETRIC ? 0 : -1;
   const mask: u32 = (1 << bits) - 1;
   const invLevels = <f32>1.0 / <f32>(1 << bits);
   const invalid = firstInvalid(codes, scales, zeros, groupCount, groupSize, bits, type, step, shift, mask, invLevels);
@@ -249,16 +261,19 @@ function firstInvalid(
   const length = groupCount * groupSize;
   const badCode = type == TERNARY ? firstTernaryThree(codes, length) : length;
   const asymmetric = type == ASYMMETRIC;
+  const full = type == FULL;
   const lowest = <f32>shift;
   const highest = <f32>(<i32>mask * step + shift);
-  // Plain scales: symmetric 2^(b-1) * s <= FLT_MAX (exact: a power of two); asymmetric, below
+  // Plain scales: symmetric 2^(b-1) * |s| <= FLT_MAX (exact: a power of two); asymmetric, below
   // half scale, with a finite highest value checked alongside.
-  const plainScale: f32 = type == SYMMETRIC ? FLOAT_MAX * invLevels * 2 : asymmetric ? HALVING_RANGE * invLevels : FLOAT_MAX;
+  const plainScale: f32 = type == SYMMETRIC || full ? FLOAT_MAX * invLevels * 2 : asymmetric ? HALVING_RANGE * invLevels : FLOAT_MAX;
   let g = 0;
   if (ASC_FEATURE_SIMD) {
     const vZero = f32x4.splat(0), vPlain = f32x4.splat(plainScale), vMax = f32x4.splat(FLOAT_MAX), vHighest = f32x4.splat(highest);
     for (; g + 4 <= groupCount; g += 4) {
-      const scale = v128.load(scales + (<usize>g << 2));
+      // On the full grid a scale's sign is free: its magnitude is checked (abs keeps NaN).
+      const stored = v128.load(scales + (<usize>g << 2));
+      const scale = full ? f32x4.abs(stored) : stored;
       let plain = v128.and(f32x4.ge(scale, vZero), asymmetric ? f32x4.lt(scale, vPlain) : f32x4.le(scale, vPlain));
       if (asymmetric) {
         const zero = v128.load(zeros + (<usize>g << 2));
@@ -272,15 +287,16 @@ function firstInvalid(
   for (; g < groupCount; g++) {
     const start = g * groupSize;
     const scale = load<f32>(scales + (<usize>g << 2));
-    // False for NaN, for +Inf and for negative scales, which would flip signs; ±0 passes.
-    if (!(scale >= 0 && scale <= FLOAT_MAX)) return start;
+    // False for NaN, for ±Inf and, except on the full grid, for negative scales, which would
+    // flip signs; ±0 passes.
+    if (!((full ? abs<f32>(scale) : scale) >= 0 && abs<f32>(scale) <= FLOAT_MAX)) return start;
     let zero: f32 = 0;
     if (asymmetric) {
       zero = load<f32>(zeros + (<usize>g << 2));
       if (!isFinite(zero)) return start;
     }
     // Plain as in the vector loop; any other grid group is bounded by its lowest and highest codes.
-    const plain = asymmetric ? scale < plainScale && isFinite(levelValue(highest, scale, zero, true, false)) : scale <= plainScale;
+    const plain = asymmetric ? scale < plainScale && isFinite(levelValue(highest, scale, zero, true, false)) : abs<f32>(scale) <= plainScale;
     if (!plain) {
       const halved = asymmetric && atHalfScale(scale, invLevels);
       const s = halved ? scale * 0.5 : scale;

@@ -4,6 +4,12 @@
 //   symmetric:  s = 2 * max(|min|, |max|) / 2^b,  y = clamp(round(x / s + p), -2^(b-1), 2^(b-1) - 1) * s
 //   asymmetric: s = (max - min) / 2^b,  zp = round(min / s) * s,
 //               y = clamp(round((x - zp) / s + p), 0, 2^b - 1) * s + zp
+//   full:       s = m / -2^(b-1), m = max if |max| > |min| else min,
+//               y = clamp(round(x / s + p), -2^(b-1), 2^(b-1) - 1) * s
+//
+// The full grid (FLAG_FULL, symmetric only; assembly/grid.ts says why it stays finite) has a
+// negative scale wherever m > 0: x / s is divided as -x / -s, the same quotient (a correctly
+// rounded division is symmetric in sign) by a positive divisor, as divideRounded needs.
 //
 // Both divisions are correctly rounded (divideRounded), so every value lands where the
 // reference puts it, ties included.
@@ -46,6 +52,13 @@ fn zeroPoint(lo: f32, scale: f32, limit: f32) -> f32 {
   return unfused(steps * scale);
 }
 
+// The full grid's scale m / -2^(b-1) (job.scaleFactor is 2^(1-b)): m is the value of largest
+// magnitude, the minimum on a tie, as in assembly/grid.ts fullScale.
+fn fullScale(stats: Partial) -> f32 {
+  let m = select(stats.lo, stats.hi, abs(stats.hi) > abs(stats.lo));
+  return m * -job.scaleFactor;
+}
+
 fn gridGroup(stats: Partial) -> GridGroup {
   let asymmetric = hasFlag(FLAG_ASYMMETRIC);
   if (asymmetric) {
@@ -58,10 +71,12 @@ fn gridGroup(stats: Partial) -> GridGroup {
   var scale: f32;
   if (asymmetric) {
     scale = (stats.hi - stats.lo) * job.scaleFactor;
+  } else if (hasFlag(FLAG_FULL)) {
+    scale = fullScale(stats);
   } else {
     scale = max(abs(stats.lo), abs(stats.hi)) * job.scaleFactor;
   }
-  if (!(scale > 0.0)) {
+  if (!(abs(scale) > 0.0)) {
     return GridGroup(0.0, select(0.0, stats.lo, asymmetric), false, false);
   }
   var zero = 0.0;
@@ -82,14 +97,16 @@ fn storedGridGroup(scale: f32, zero: f32) -> GridGroup {
   if (atHalfScale(scale)) {
     return GridGroup(scale * 0.5, zero * 0.5, true, true);
   }
-  return GridGroup(scale, zero, scale > 0.0, false);
+  return GridGroup(scale, zero, abs(scale) > 0.0, false);
 }
 
 // The grid index of x: clamp(round((x - zp) / s + p), lo, hi), an integer held in a float
 // (zp is 0 when symmetric, and x - 0 is x). Packing (shaders/pack.wgsl) stores it as a code;
 // `index` is the element's index in its tensor, the counter of the stochastic noise.
 fn gridIndex(x: f32, index: u32, group: GridGroup) -> f32 {
-  var v = divideRounded(select(x, x * 0.5, group.halved) - group.zero, group.scale);
+  let a = select(x, x * 0.5, group.halved) - group.zero;
+  let negative = group.scale < 0.0;
+  var v = divideRounded(select(a, -a, negative), select(group.scale, -group.scale, negative));
   if (hasFlag(FLAG_STOCHASTIC)) {
     v += stochasticOffset(index, job.key);
   }

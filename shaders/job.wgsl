@@ -12,6 +12,8 @@ const FLAG_STOCHASTIC: u32 = 2u;
 const FLAG_BLEND: u32 = 4u;
 // Binary and ternary: the kernels read mean |x| from the statistics.
 const FLAG_MEAN: u32 = 8u;
+// Symmetric on the full grid (grid.wgsl): scales of either sign.
+const FLAG_FULL: u32 = 16u;
 
 struct Job {
   // Element offset of the tensor in `data`.
@@ -32,7 +34,7 @@ struct Job {
   key: u32,
   // Always 0; the compiler cannot know it (see `unfused` in rounding.wgsl).
   opaqueZero: u32,
-  // 2^(1-b) symmetric, 2^-b asymmetric: the reference's "/ 2^b" as an exact product.
+  // 2^(1-b) symmetric (both grids), 2^-b asymmetric: the reference's "/ 2^b" as an exact product.
   scaleFactor: f32,
   lo: f32,
   hi: f32,

@@ -202,14 +202,20 @@ fn zeroOf(g: u32) -> f32 {
   return 0.0;
 }
 
+// Whether a scale has a valid sign: on the bits, negative scales (which would flip signs) fail,
+// ±0 passes; on the full grid either sign is valid.
+fn validSign(scale: f32) -> bool {
+  return hasFlag(FLAG_FULL) | (bitcast<u32>(scale) <= 0x80000000u);
+}
+
 // Whether a group's scale and zero point are valid and, grid, so moderate that every code
-// decodes to a finite value: symmetric 2^(b-1) * s <= FLT_MAX; asymmetric (2^b - 1) * s and
+// decodes to a finite value: symmetric 2^(b-1) * |s| <= FLT_MAX; asymmetric (2^b - 1) * s and
 // |zp| under 2^126, so their sum too. Non-short-circuit operators: no branches.
 fn plainGroup(scale: f32, zero: f32) -> bool {
-  // On the bits: NaN, ±Inf and negative scales (which would flip signs) fail, ±0 passes.
-  let valid = isFiniteValue(scale) & (bitcast<u32>(scale) <= 0x80000000u) & isFiniteValue(zero);
+  // NaN and ±Inf fail.
+  let valid = isFiniteValue(scale) & validSign(scale) & isFiniteValue(zero);
   let asymmetricModerate = (scale <= 0x1p126f * job.scaleFactor) & (abs(zero) <= 0x1p126f);
-  let moderate = (scale <= FLOAT_MAX * job.scaleFactor) & (!hasFlag(FLAG_ASYMMETRIC) | asymmetricModerate);
+  let moderate = (abs(scale) <= FLOAT_MAX * job.scaleFactor) & (!hasFlag(FLAG_ASYMMETRIC) | asymmetricModerate);
   return valid & (!isGrid() | moderate);
 }
 
@@ -220,7 +226,7 @@ fn firstInvalidIn(g: u32) -> u32 {
   let scale = scales[g];
   let zero = zeroOf(g);
   let start = g * job.groupSize;
-  if (!isFiniteValue(scale) || bitcast<u32>(scale) > 0x80000000u || !isFiniteValue(zero)) {
+  if (!isFiniteValue(scale) || !validSign(scale) || !isFiniteValue(zero)) {
     return start;
   }
   let group = storedGridGroup(scale, zero);

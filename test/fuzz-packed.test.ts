@@ -37,17 +37,19 @@ const packerNamed = (name: PackerUnderTest['name']) => packers.find((p) => p.nam
 const shape = fc.record({
   bits: fc.integer({ min: 1, max: 16 }),
   asymmetric: fc.boolean(),
+  full: fc.boolean(),
   stochastic: fc.boolean(),
   groupSize: fc.integer({ min: 1, max: 12 }),
   groups: fc.integer({ min: 1, max: 9 }),
   seed: fc.nat(),
 });
 
-function optionsOf(s: { bits: number; asymmetric: boolean; stochastic: boolean; groupSize: number; seed: number }): PackOptions {
+function optionsOf(s: { bits: number; asymmetric: boolean; full: boolean; stochastic: boolean; groupSize: number; seed: number }): PackOptions {
   return {
     bits: s.bits,
     groupSize: s.groupSize,
     ...(s.asymmetric && s.bits >= 3 ? { type: 'asymmetric' } : {}),
+    ...(s.full && !s.asymmetric && s.bits >= 3 ? { grid: 'full' } : {}),
     ...(s.stochastic && s.bits >= 3 ? { rounding: 'stochastic', seed: s.seed } : {}),
   };
 }

@@ -36,6 +36,8 @@ for (let bits = 1; bits <= 16; bits++) {
     variants.push({ bits, type: 'asymmetric' });
     variants.push({ bits, rounding: 'stochastic', seed: 7, step: 3, tensorId: 11 });
     variants.push({ bits, type: 'asymmetric', rounding: 'stochastic', seed: 1 });
+    variants.push({ bits, grid: 'full' });
+    variants.push({ bits, grid: 'full', rounding: 'stochastic', seed: 3, step: 1 });
   }
 }
 

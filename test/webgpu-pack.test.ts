@@ -33,6 +33,9 @@ for (let bits = 1; bits <= 16; bits++) {
   for (const type of bits >= 3 ? ['symmetric', 'asymmetric'] as const : ['symmetric'] as const) {
     for (const rounding of bits >= 3 ? ['nearest', 'stochastic'] as const : ['nearest'] as const) {
       VARIANTS.push({ bits, type, rounding, ...(rounding === 'stochastic' ? { seed: 42, step: 3, tensorId: 7 } : {}) });
+      if (type === 'symmetric' && bits >= 3) {
+        VARIANTS.push({ bits, grid: 'full', rounding, ...(rounding === 'stochastic' ? { seed: 42, step: 3, tensorId: 7 } : {}) });
+      }
     }
   }
 }
@@ -190,6 +193,8 @@ describe.skipIf(!available)('WebGpuPacker', () => {
       [600, { bits: 2, groupSize: 10 }],
       [20000, { bits: 1, groups: 2 }],
       [63, { bits: 16, groupSize: 7, type: 'asymmetric' }],
+      [4096, { bits: 4, groupSize: 32, grid: 'full' }],
+      [9000, { bits: 8, groups: 3, grid: 'full', rounding: 'stochastic', seed: 4 }],
     ];
 
     it('packs a GPUBuffer as the host path packs an array, and unpacks into one', async () => {

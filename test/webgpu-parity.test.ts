@@ -25,10 +25,13 @@ function firstMismatch(gpu: Float32Array, cpu: Float32Array, bits: number): numb
 function variants(bits: number): FakeQuantizeOptions[] {
   if (bits <= 2) return [{ bits }, { bits, blendRatio: 0.25 }];
   const all: FakeQuantizeOptions[] = [];
-  for (const type of ['symmetric', 'asymmetric'] as const) {
+  for (const type of ['symmetric', 'asymmetric', 'full'] as const) {
     for (const rounding of ['nearest', 'stochastic'] as const) {
       for (const blendRatio of [undefined, 0.25]) {
-        all.push({ bits, type, rounding, seed: 42, step: 3, tensorId: 7, ...(blendRatio === undefined ? {} : { blendRatio }) });
+        all.push({
+          bits, ...(type === 'full' ? { grid: type } : { type }), rounding, seed: 42, step: 3, tensorId: 7,
+          ...(blendRatio === undefined ? {} : { blendRatio }),
+        });
       }
     }
   }
@@ -97,23 +100,26 @@ describe.skipIf(!available)('WebGPU against WebAssembly SIMD', () => {
     const asInt = new Int32Array(bitsOf.buffer);
     const nudge = (x: number, ulps: number) => { bitsOf[0] = x; asInt[0]! += ulps; return bitsOf[0]!; };
     for (const bits of [3, 8, 12, 16]) {
-      for (const type of ['symmetric', 'asymmetric'] as const) {
+      for (const type of ['symmetric', 'asymmetric', 'full'] as const) {
         const groupSize = 4096;
         const values = new Float32Array(4 * groupSize);
         for (let g = 0; g < 4; g++) {
           const absMax = Math.fround(0.3 + 0.37 * g);
-          const lo = type === 'symmetric' ? -absMax : Math.fround(-0.41 * absMax);
-          const scale = type === 'symmetric' ? Math.fround(absMax * 2 ** (1 - bits)) : Math.fround(Math.fround(absMax - lo) * 2 ** -bits);
+          // The full grid: m = +absMax exact, its scale negative (the grid runs down from m).
+          const lo = type === 'symmetric' ? -absMax : Math.fround((type === 'full' ? -0.93 : -0.41) * absMax);
+          const scale = type === 'symmetric' ? Math.fround(absMax * 2 ** (1 - bits))
+            : type === 'full' ? Math.fround(-absMax * 2 ** (1 - bits)) : Math.fround(Math.fround(absMax - lo) * 2 ** -bits);
           const base = g * groupSize;
           values[base] = lo;
           values[base + 1] = absMax;
           for (let i = 2; i < groupSize; i++) {
-            const t = lo + ((i * 7919) % 2 ** Math.min(bits, 12) + 0.5) * scale;
+            const t = (type === 'full' ? absMax : lo) + ((i * 7919) % 2 ** Math.min(bits, 12) + 0.5) * scale;
             const x = nudge(Math.fround(t), (i % 9) - 4);
             values[base + i] = Math.min(absMax, Math.max(lo, x));
           }
         }
-        for (const rounding of ['nearest', 'stochastic'] as const) await compare(values, { bits, type, rounding, groups: 4, seed: 5 });
+        const grid = type === 'full' ? { grid: type } : { type };
+        for (const rounding of ['nearest', 'stochastic'] as const) await compare(values, { bits, ...grid, rounding, groups: 4, seed: 5 });
       }
     }
   });

@@ -19,7 +19,7 @@ interface KernelExports {
   groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
   // With stats = 0 these make one fused pass and return the first non-finite group (else -1).
   quantizeGrid(src: number, dst: number, groupCount: number, groupSize: number, ranges: number, bits: number, asymmetric: number,
-    stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): number;
+    full: number, stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): number;
   quantizeTernary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
   quantizeBinary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
   fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
@@ -272,7 +272,7 @@ export class WasmBackend implements Backend {
     const blend = plan.blend ? 1 : 0;
     if (plan.bits >= 3) {
       return this.kernels.quantizeGrid(pointer, pointer, groupCount, groupSize, stats, plan.bits, plan.asymmetric ? 1 : 0,
-        plan.stochastic ? 1 : 0, plan.key | 0, firstIndex, blend, plan.ratio, plan.rest);
+        plan.full ? 1 : 0, plan.stochastic ? 1 : 0, plan.key | 0, firstIndex, blend, plan.ratio, plan.rest);
     }
     const kernel = plan.bits === 2 ? this.kernels.quantizeTernary : this.kernels.quantizeBinary;
     return kernel(pointer, pointer, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);

@@ -112,6 +112,7 @@ const FLAG_ASYMMETRIC = 1;
 const FLAG_STOCHASTIC = 2;
 const FLAG_BLEND = 4;
 const FLAG_MEAN = 8;
+const FLAG_FULL = 16;
 
 /** Writes job `index`'s record at its slot, in the field order of `struct Job`. */
 export function writeJob(view: DataView, index: number, job: JobLayout): void {
@@ -122,7 +123,7 @@ export function writeJob(view: DataView, index: number, job: JobLayout): void {
     job.base, plan.length, plan.groupSize, plan.groupCount, job.chunksPerGroup,
     job.chunkStatsBase, job.groupStatsBase, job.thresholdChunkBase, job.thresholdGroupBase, index,
     (plan.asymmetric ? FLAG_ASYMMETRIC : 0) | (plan.stochastic ? FLAG_STOCHASTIC : 0) | (plan.blend ? FLAG_BLEND : 0) |
-      (plan.bits <= 2 ? FLAG_MEAN : 0),
+      (plan.bits <= 2 ? FLAG_MEAN : 0) | (plan.full ? FLAG_FULL : 0),
     plan.key >>> 0,
     0, // opaqueZero
   ];

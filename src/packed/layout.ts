@@ -147,9 +147,20 @@ export function validatePacked(packed: PackedTensor, label = 'packed'): void {
   } else if (zeros !== null && zeros !== undefined) {
     fail(`zeros must be null for ${type} codes.`);
   }
-  const { grid } = packed;
-  if (grid !== undefined && grid !== 'deepspeed' && grid !== 'full') fail(`grid must be "deepspeed" or "full", got ${describeValue(grid)}.`);
-  if (grid === 'full' && type !== 'symmetric') fail(`grid "full" is a symmetric grid, but the codes are ${type}.`);
+  const gridProblem = packedGridProblem(packed);
+  if (gridProblem) fail(gridProblem);
+}
+
+/** What is wrong with a packed tensor's `grid` field, or null. */
+export function packedGridProblem({ grid, type }: { grid?: unknown; type: PackedType }): string | null {
+  if (grid !== undefined && grid !== 'deepspeed' && grid !== 'full') return `grid must be "deepspeed" or "full", got ${describeValue(grid)}.`;
+  if (grid === 'full' && type !== 'symmetric') return `grid "full" is a symmetric grid, but the codes are ${type}.`;
+  return null;
+}
+
+/** The pack options that give a packed tensor of this shape (to plan its arrays). */
+export function shapeOptions({ bits, type, groupSize, grid }: { bits: number; type: PackedType; groupSize: number; grid?: Grid }): PackOptions {
+  return { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}), ...(grid === 'full' ? { grid } : {}) };
 }
 
 /**

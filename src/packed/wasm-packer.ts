@@ -6,15 +6,17 @@
 
 import type { BackendKind } from '../backends/backend.js';
 import type { WasmBackend } from '../backends/wasm.js';
-import { float32Length } from '../config.js';
+import { float32Length, type Grid } from '../config.js';
 import { InvalidInputError } from '../errors.js';
 import {
   allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions,
 } from './layout.js';
 import type { Packer } from './packer.js';
 
-/** The `type` argument of packCodes/unpackCodes (assembly/pack.ts). */
+/** The `type` argument of packCodes/unpackCodes (assembly/pack.ts): symmetric on the full grid is 4. */
 const TYPE_NUMBER: Record<PackedType, number> = { symmetric: 0, asymmetric: 1, ternary: 2, binary: 3 };
+const FULL_TYPE_NUMBER = 4;
+const typeNumber = (packed: { type: PackedType; grid?: Grid }) => (packed.grid === 'full' ? FULL_TYPE_NUMBER : TYPE_NUMBER[packed.type]);
 // Codes are read 4 bytes at a time, so the codes region keeps 3 readable bytes past its end.
 const CODE_PADDING = 4;
 
@@ -54,7 +56,7 @@ export class WasmPacker implements Packer {
     const zeros = scales + groupBytes;
     if (!inMemory) new Float32Array(memory.buffer, src, plan.length).set(data);
     const badGroup = kernels.packCodes(src, codes, scales, zeros, plan.groupCount, plan.groupSize, plan.bits,
-      TYPE_NUMBER[plan.type], plan.stochastic ? 1 : 0, plan.key | 0, plan.firstIndex | 0);
+      typeNumber(plan), plan.stochastic ? 1 : 0, plan.key | 0, plan.firstIndex | 0);
     if (badGroup >= 0) {
       const group = new Float32Array(memory.buffer, src + badGroup * plan.groupSize * 4, plan.groupSize);
       const at = group.findIndex((x) => !Number.isFinite(x));
@@ -95,7 +97,7 @@ export class WasmPacker implements Packer {
     new Uint8Array(buffer, codes, packed.codes.length).set(packed.codes);
     new Float32Array(buffer, scales, groupCount).set(packed.scales);
     if (packed.zeros) new Float32Array(buffer, zeros, groupCount).set(packed.zeros);
-    const invalid = kernels.unpackCodes(codes, scales, zeros, dst, groupCount, groupSize, bits, TYPE_NUMBER[packed.type]);
+    const invalid = kernels.unpackCodes(codes, scales, zeros, dst, groupCount, groupSize, bits, typeNumber(packed));
     if (invalid >= 0) throw invalidPackedError(packed, invalid);
     if (outInMemory) return out!;
     const result = out ?? new Float32Array(length);

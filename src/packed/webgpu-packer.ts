@@ -17,7 +17,7 @@ import {
 } from '../backends/webgpu-plan.js';
 import { COMPUTE_STAGE, createProgram, type Program, type ProgramSpec } from '../backends/webgpu-program.js';
 import {
-  allocatePacked, invalidPackedError, packedType, planPack, planPackData, validateInto, validatePacked,
+  allocatePacked, invalidPackedError, packedGridProblem, packedType, planPack, planPackData, shapeOptions, validateInto, validatePacked,
   type PackedTensor, type PackedType, type PackOptions, type PackPlan,
 } from './layout.js';
 import type { Packer } from './packer.js';
@@ -307,8 +307,7 @@ export class WebGpuPacker implements Packer {
   async download(packed: GpuPackedTensor, into?: PackedTensor): Promise<PackedTensor> {
     this.checkGpuPacked(packed, 'packed');
     if (into !== undefined) {
-      const { bits, type, length, groupSize } = packed;
-      validateInto(into, planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) }));
+      validateInto(into, planPack(packed.length, shapeOptions(packed)));
     }
     return this.exclusive(() => this.read(packed, into));
   }
@@ -323,8 +322,8 @@ export class WebGpuPacker implements Packer {
 
   /** download's work, for callers already inside exclusive(). */
   private async read(packed: GpuPackedTensor, into?: PackedTensor): Promise<PackedTensor> {
-    const { bits, type, length, groupSize } = packed;
-    const plan = planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) });
+    const { bits, length } = packed;
+    const plan = planPack(length, shapeOptions(packed));
     this.assertGpu();
     const codeBytes = wordCount(length, bits) * 4;
     const groupBytes = plan.groupCount * 4;
@@ -590,9 +589,12 @@ export class WebGpuPacker implements Packer {
     if (type !== packedType(bits, type === 'asymmetric')) fail(`type ${String(type)} does not fit bits ${bits} (1: binary, 2: ternary, 3..16: symmetric or asymmetric).`);
     if (!Number.isInteger(length) || length <= 0) fail(`length must be a positive integer, got ${String(length)}.`);
     if (!Number.isInteger(groupSize) || groupSize <= 0 || length % groupSize !== 0) fail(`groupSize ${String(groupSize)} must divide length ${length}.`);
-    if (plan && (bits !== plan.bits || type !== plan.type || length !== plan.length || groupSize !== plan.groupSize)) {
-      fail(`it holds ${length} ${type} ${bits}-bit codes in groups of ${groupSize}, but this call packs ` +
-        `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize}.`);
+    const gridProblem = packedGridProblem(packed);
+    if (gridProblem) fail(gridProblem);
+    if (plan && (bits !== plan.bits || type !== plan.type || length !== plan.length || groupSize !== plan.groupSize ||
+      (packed.grid ?? 'deepspeed') !== plan.grid)) {
+      fail(`it holds ${length} ${type} ${bits}-bit codes in groups of ${groupSize} on the ${packed.grid ?? 'deepspeed'} grid, but this call packs ` +
+        `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize} on the ${plan.grid} grid.`);
     }
     const groupBytes = (length / groupSize) * 4;
     checkBuffer(packed.codes, `${label}.codes`, wordCount(length, bits) * 4, this.device);

@@ -51,15 +51,15 @@ export function layoutValueAt(packed: PackedTensor, i: number): number {
 
 /**
  * The first element an unpack must refuse, or -1, by the layout's rules: a group's first element
- * when its scale is not finite and >= 0 or its zero point not finite, else an element whose
- * ternary code is 3 or whose layout value is not finite.
+ * when its scale is not finite and >= 0 (of either sign on the full grid) or its zero point not
+ * finite, else an element whose ternary code is 3 or whose layout value is not finite.
  */
 export function firstInvalidElement(packed: PackedTensor): number {
   const { groupSize, length } = packed;
   for (let g = 0; g < length / groupSize; g++) {
     const start = g * groupSize;
     const scale = packed.scales[g]!;
-    if (!Number.isFinite(scale) || scale < 0) return start;
+    if (!Number.isFinite(scale) || (scale < 0 && packed.grid !== 'full')) return start;
     if (packed.zeros && !Number.isFinite(packed.zeros[g]!)) return start;
     for (let i = start; i < start + groupSize; i++) {
       if (packed.type === 'ternary' && codeAt(packed.codes, 2, i) === 3) return i;
