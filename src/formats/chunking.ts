@@ -27,10 +27,15 @@ export function chunkElementsFor(plan: ChunkShape, chunkBytes: number): number {
 /**
  * How a tensor is cut into chunks of at most `chunkBytes` of float32: whole groups per chunk
  * (`groupsPerChunk`, byte-aligned where that fits), or, for groups larger than a chunk, each
- * group in pieces of `pieceElements` (groupsPerChunk 0).
+ * group in pieces of `pieceElements` (groupsPerChunk 0). A tensor whose groups run down columns
+ * of `columnLength` (axis.ts) takes whole columns per chunk where one fits: each chunk is then
+ * one box of strided reads.
  */
-export function chunkingFor(plan: ChunkShape, chunkBytes: number): { groupsPerChunk: number; pieceElements: number } {
+export function chunkingFor(plan: ChunkShape, chunkBytes: number, columnLength = plan.length): { groupsPerChunk: number; pieceElements: number } {
   const capacity = Math.max(1, Math.floor(chunkBytes / 4));
+  if (columnLength < plan.length && columnLength <= capacity) {
+    return { groupsPerChunk: (Math.floor(capacity / columnLength) * columnLength) / plan.groupSize, pieceElements: 0 };
+  }
   const aligned = chunkElementsFor(plan, chunkBytes);
   if (aligned <= capacity) return { groupsPerChunk: aligned / plan.groupSize, pieceElements: 0 };
   if (plan.groupSize <= capacity) return { groupsPerChunk: Math.floor(capacity / plan.groupSize), pieceElements: 0 };

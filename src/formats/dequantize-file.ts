@@ -4,10 +4,14 @@
 // chunk (unpacking is element by element given the group's scale, so a piece unpacks alone).
 // Scales are read a chunk's worth at a time, so memory stays near the chunk size. Scales,
 // zero points and codes are checked by the unpack kernels: a bad group is a MALFORMED_FILE
-// naming the tensor and the group, and nothing non-finite is ever written.
+// naming the tensor and the group, and nothing non-finite is ever written. A tensor whose
+// groups run along another axis than the last (axis.ts) is written back in its own order, a
+// box of whole rows at a time (or pieces of one row), its codes and scales gathered column by
+// column with strided reads.
 
 import { EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
-import { invalidPackedReason, type PackedTensor } from '../packed/layout.js';
+import { codeBytes, invalidPackedReason, type PackedTensor } from '../packed/layout.js';
+import { axisView, copyBits, PieceReader, tensorIndexOf, type AxisView } from './axis.js';
 import type { Packer } from '../packed/packer.js';
 import { readCodeBits } from './code-stream.js';
 import { readPackedLayout, type PackedParts } from './packed-metadata.js';
@@ -64,10 +68,11 @@ export async function dequantizeSafetensors(source: ByteSource, sink: ByteSink, 
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   // Many small tensors are read a block at a time.
   const data: SafetensorsFile = { ...file, source: readAheadSource(file.source) };
+  const pieces = new PieceReader();
   try {
     for (const [index, item] of items.entries()) {
       options.onProgress?.({ tensor: item.name, index, count: items.length });
-      if ('entry' in item) await unpackTensor(data, item, dtypeOf(item), packer, writer, chunkBytes);
+      if ('entry' in item) await unpackTensor(data, item, dtypeOf(item), packer, writer, chunkBytes, pieces);
       else for await (const bytes of readByteChunks(data, item, { chunkBytes })) await writer.write(bytes);
     }
     await writer.close();
@@ -78,11 +83,21 @@ export async function dequantizeSafetensors(source: ByteSource, sink: ByteSink, 
   return { unpacked: layout.packed.length, copied: layout.plain.length, bytesIn: source.size, bytesOut: writer.size };
 }
 
+type Writer = { write(bytes: Uint8Array): Promise<void> };
+
 async function unpackTensor(
-  file: SafetensorsFile, parts: PackedParts, dtype: FloatDtype, packer: Packer,
-  writer: { write(bytes: Uint8Array): Promise<void> }, chunkBytes: number,
+  file: SafetensorsFile, parts: PackedParts, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number, pieces: PieceReader,
 ): Promise<void> {
-  const { bits, type, groupSize } = parts.entry;
+  const { shape, axis } = parts.entry;
+  const view = axisView(shape, axis ?? shape.length - 1);
+  if (view.columns > 1) await unpackTransposed(file, parts, view, dtype, packer, writer, chunkBytes, pieces);
+  else await unpackInOrder(file, parts, dtype, packer, writer, chunkBytes);
+}
+
+async function unpackInOrder(
+  file: SafetensorsFile, parts: PackedParts, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number,
+): Promise<void> {
+  const { bits, type, groupSize, grid } = parts.entry;
   const { groupsPerChunk, pieceElements } = chunkingFor({ groupSize, bits, length: parts.length }, chunkBytes);
   // A chunk: `groups` whole groups from `firstGroup`, or (pieces) `length` elements of one group.
   const maxElements = groupsPerChunk > 0 ? Math.min(parts.length, groupsPerChunk * groupSize) : pieceElements;
@@ -102,7 +117,9 @@ async function unpackTensor(
     await readGroups(parts.scales, firstGroup, chunkScales);
     if (chunkZeros) await readGroups(parts.zeros!, firstGroup, chunkZeros);
     const chunkCodes = await readCodeBits(file.source, parts.codes.byteOffset, firstElement * bits, length * bits, codes, scratch);
-    const packed: PackedTensor = { bits, type, length, groupSize: length / groups, codes: chunkCodes, scales: chunkScales, zeros: chunkZeros };
+    const packed: PackedTensor = {
+      bits, type, length, groupSize: length / groups, codes: chunkCodes, scales: chunkScales, zeros: chunkZeros, ...(grid ? { grid } : {}),
+    };
     let out: Float32Array;
     try {
       out = await packer.unpack(packed, values.subarray(0, length));
@@ -123,6 +140,108 @@ async function unpackTensor(
       }
     }
   }
+}
+
+/**
+ * Rows [r0, r1) of columns [c0, c1) of the tensor's [A, B] view, in its own (row-major) order:
+ * whole rows, as many groups deep as fit a chunk; when one group's rows don't fit, rows within
+ * a group; when one row doesn't fit, pieces of a row. Each column's part of a box is then whole
+ * groups or part of one group, so the box unpacks as one PackedTensor.
+ */
+function* boxesOf(view: AxisView, groupSize: number, chunkBytes: number): Generator<{ r0: number; r1: number; c0: number; c1: number }> {
+  const { rows, columns } = view;
+  const capacity = Math.max(1, Math.floor(chunkBytes / 4));
+  if (groupSize * columns <= capacity) {
+    const height = Math.min(rows, Math.floor(capacity / (groupSize * columns)) * groupSize);
+    for (let r0 = 0; r0 < rows; r0 += height) yield { r0, r1: Math.min(rows, r0 + height), c0: 0, c1: columns };
+  } else if (columns <= capacity) {
+    const height = Math.floor(capacity / columns);
+    for (let r0 = 0; r0 < rows;) {
+      const r1 = Math.min(r0 + height, (Math.floor(r0 / groupSize) + 1) * groupSize);
+      yield { r0, r1, c0: 0, c1: columns };
+      r0 = r1;
+    }
+  } else {
+    for (let r0 = 0; r0 < rows; r0++) {
+      for (let c0 = 0; c0 < columns; c0 += capacity) yield { r0, r1: r0 + 1, c0, c1: Math.min(columns, c0 + capacity) };
+    }
+  }
+}
+
+async function unpackTransposed(
+  file: SafetensorsFile, parts: PackedParts, view: AxisView, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number, pieces: PieceReader,
+): Promise<void> {
+  const { bits, type, groupSize, grid } = parts.entry;
+  const { rows } = view;
+  const source = file.source;
+  let buffers: { codes: Uint8Array; scales: Float32Array; zeros: Float32Array | null; values: Float32Array; ordered: Float32Array; encoded: Uint8Array } | null = null;
+  for (const { r0, r1, c0, c1 } of boxesOf(view, groupSize, chunkBytes)) {
+    const height = r1 - r0;
+    const across = c1 - c0;
+    const length = height * across;
+    // Whole groups down each column, or part of one group (one scale per column).
+    const boxGroup = height % groupSize === 0 ? groupSize : height;
+    const perColumn = height / boxGroup;
+    if (!buffers || buffers.values.length < length || buffers.scales.length < length / boxGroup) {
+      buffers = {
+        codes: new Uint8Array(codeBytes(length, bits)),
+        scales: new Float32Array(length / boxGroup),
+        zeros: parts.zeros ? new Float32Array(length / boxGroup) : null,
+        values: new Float32Array(length),
+        ordered: new Float32Array(length),
+        encoded: new Uint8Array(length * 4),
+      };
+    }
+    const codes = buffers.codes.subarray(0, codeBytes(length, bits));
+    const startBit = (j: number) => ((c0 + j) * rows + r0) * bits;
+    await pieces.forEach(source, across,
+      (j) => parts.codes.byteOffset + Math.floor(startBit(j) / 8), (j) => Math.ceil(((startBit(j) % 8) + height * bits) / 8),
+      (first, end, bytes, offset) => {
+        for (let j = first; j < end; j++) copyBits(bytes, startBit(j) - (offset - parts.codes.byteOffset) * 8, codes, j * height * bits, height * bits);
+      });
+    const firstGroup = (j: number) => Math.floor(((c0 + j) * rows + r0) / groupSize);
+    const gather = async (tensor: TensorInfo, into: Float32Array) => {
+      const target = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
+      await pieces.forEach(source, across, (j) => tensor.byteOffset + firstGroup(j) * 4, () => perColumn * 4, (first, end, bytes, offset) => {
+        for (let j = first; j < end; j++) {
+          const at = tensor.byteOffset + firstGroup(j) * 4 - offset;
+          target.set(bytes.subarray(at, at + perColumn * 4), j * perColumn * 4);
+        }
+      });
+    };
+    const scales = buffers.scales.subarray(0, length / boxGroup);
+    const zeros = buffers.zeros ? buffers.zeros.subarray(0, length / boxGroup) : null;
+    await gather(parts.scales, scales);
+    if (zeros) await gather(parts.zeros!, zeros);
+    const packed: PackedTensor = { bits, type, length, groupSize: boxGroup, codes, scales, zeros, ...(grid ? { grid } : {}) };
+    let out: Float32Array;
+    try {
+      out = await packer.unpack(packed, buffers.values.subarray(0, length));
+    } catch (error) {
+      throw inTransposed(error, parts, view, packed, { r0, c0, height });
+    }
+    const ordered = buffers.ordered.subarray(0, length);
+    for (let j = 0; j < across; j++) {
+      for (let i = 0; i < height; i++) ordered[i * across + j] = out[j * height + i]!;
+    }
+    await writer.write(encodeFloat32(ordered, dtype, buffers.encoded.subarray(0, length * 4)));
+  }
+}
+
+/** As inTensor, for a box of a transposed tensor: the group in stream order, the element by its index in the tensor. */
+function inTransposed(error: unknown, parts: PackedParts, view: AxisView, packed: PackedTensor, box: { r0: number; c0: number; height: number }): unknown {
+  const element = error instanceof EdgeMoqError ? error.location?.index : undefined;
+  if (element === undefined) return error;
+  const column = box.c0 + Math.floor(element / box.height);
+  const position = column * view.rows + box.r0 + (element % box.height);
+  const index = tensorIndexOf(view, position);
+  const { what } = invalidPackedReason(packed, element, index - element);
+  const { groupSize, axis } = parts.entry;
+  const group = Math.floor(position / groupSize);
+  const first = group * groupSize;
+  return new FormatError(`packed tensor "${parts.name}" group ${group} (stream elements ${first}..${first + groupSize - 1}, along axis ${axis!} ` +
+    `from tensor element ${tensorIndexOf(view, first)}): ${what}. The file is damaged or was not written by edge-moq; nothing was written.`,
+  { cause: error, location: { group, index } });
 }
 
 /**

@@ -3,6 +3,8 @@
 // - whole groups per chunk where groups are small (packWholeGroups);
 // - a group larger than a chunk read twice, once for its range and once to pack it in pieces
 //   (packGroupInPieces);
+// - groups along an axis other than the last read in stream order (axis.ts): whole columns per
+//   chunk, transposed from strided reads;
 // - codes that don't end on a byte joined by a CodeStreamWriter;
 // - scales written in place as they are made when the sink can write at a position (files),
 //   else held until the tensor's codes are written (streams).
@@ -12,6 +14,7 @@
 import { EdgeMoqError, InvalidInputError } from '../errors.js';
 import { allocatePacked, planPack, type PackedTensor, type PackOptions, type PackPlan } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
+import { checkAxis, tensorIndexOf, TransposedReader, type AxisView, axisView } from './axis.js';
 import { chunkingFor } from './chunking.js';
 import { CodeStreamWriter } from './code-stream.js';
 import type { PositionalByteSink } from './node-file.js';
@@ -56,7 +59,7 @@ export class PackScratch {
   /** Arrays for `length` values packed with `options` (whose groupSize is always set here). */
   packed(length: number, options: PackOptions): PackedTensor {
     // Keyed by what sets the arrays' sizes, so that a hit costs no planning.
-    const key = `${length}/${options.groupSize}/${options.bits}/${options.type ?? ''}`;
+    const key = `${length}/${options.groupSize}/${options.bits}/${options.type ?? ''}/${options.grid ?? ''}`;
     let packed = this.packedByShape.get(key);
     if (!packed) {
       if (this.packedByShape.size >= 64) this.packedByShape.clear();
@@ -85,14 +88,24 @@ interface TensorJob {
   putGroups: PutGroups;
   totals: ErrorTotals;
   progress: (elementsDone: number) => void;
+  /** The tensor as the matrix its groups run down, and its reader when that is transposed. */
+  view: AxisView;
+  transposed: TransposedReader | null;
 }
 
-/** Writes one tensor's parts, in the order the specs put them; returns its error summary. */
+/**
+ * Writes one tensor's parts, in the order the specs put them; returns its error summary. Groups
+ * run along `axis` (default: the last dimension), which `plan.groupSize` must fit (axis.ts).
+ */
 export async function packTensor(
   file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer, scratch: PackScratch,
   writer: SafetensorsWriter, target: ScaleTarget | null, chunkBytes: number, progress: (bytesDone: number) => void,
+  axis = tensor.shape.length - 1,
 ): Promise<{ maxAbsError: number; rmsError: number }> {
   const asymmetric = plan.type === 'asymmetric';
+  const shape = tensor.shape.length === 0 ? [1] : tensor.shape;
+  checkAxis(shape, axis, plan.groupSize, `tensor "${tensor.name}"`);
+  const view = axisView(shape, axis);
   if (target) {
     // Placeholders the scales overwrite in place as they are made (writeAt may only revisit
     // bytes already written).
@@ -120,8 +133,10 @@ export async function packTensor(
     codes: new CodeStreamWriter((bytes) => writer.write(bytes)),
     totals: { maxAbsError: 0, squares: 0 },
     progress: (done) => progress(done * bytesPerElement),
+    view,
+    transposed: view.columns > 1 ? new TransposedReader(file.source, tensor.byteOffset, tensor.dtype as FloatDtype, view) : null,
   };
-  const chunking = chunkingFor(plan, chunkBytes);
+  const chunking = chunkingFor(plan, chunkBytes, view.rows);
   const meanScaled = plan.type === 'ternary' || plan.type === 'binary';
   if (chunking.groupsPerChunk > 0 || meanScaled) await packWholeGroups(job, Math.max(1, chunking.groupsPerChunk));
   else await packGroupsInPieces(job, chunking.pieceElements);
@@ -161,7 +176,7 @@ async function packWholeGroups(job: TensorJob, groupsPerChunk: number): Promise<
     try {
       await packer.pack(chunk, { ...options, firstIndex: plan.stochastic ? start : 0 }, packed);
     } catch (error) {
-      throw withTensor(error, tensor.name, start);
+      throw withTensor(error, job, start);
     }
     const { unpacked } = scratch.values(chunk.length);
     await packer.unpack(packed, unpacked);
@@ -194,9 +209,10 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
       for (let i = 0; i < piece.length; i++) {
         const x = piece[i]!;
         if (!Number.isFinite(x)) {
+          const index = tensorIndexOf(job.view, start + i);
           throw new InvalidInputError('NON_FINITE',
-            `tensor "${tensor.name}" element ${start + i}: is ${x}; packing needs finite values. Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`,
-            { location: { index: start + i, group } });
+            `tensor "${tensor.name}" element ${index}: is ${x}; packing needs finite values. Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`,
+            { location: { index, group } });
         }
         if (x < min) min = x;
         if (x > max) max = x;
@@ -217,7 +233,7 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
       try {
         await packer.pack(values, { ...pieceOptions, firstIndex: plan.stochastic ? start : 0 }, packed);
       } catch (error) {
-        throw withTensor(error, tensor.name, start);
+        throw withTensor(error, job, start);
       }
       await packer.unpack(packed, unpacked);
       accumulateErrors(piece, unpacked.subarray(0, count), totals);
@@ -231,29 +247,35 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
 }
 
 /**
- * Elements [first, first + length) of the tensor as float32, `pieceElements` at a time, each
- * piece at the start of the scratch values (which hold `spare` more after it).
+ * Stream positions [first, first + length) of the tensor as float32, `pieceElements` at a time,
+ * each piece at the start of the scratch values (which hold `spare` more after it).
  */
 async function* readFloat32Range(
   job: TensorJob, first: number, length: number, pieceElements: number, spare = 0,
 ): AsyncGenerator<{ piece: Float32Array; start: number }> {
-  const { file, tensor, scratch } = job;
+  const { file, tensor, scratch, transposed } = job;
   const dtype = tensor.dtype as FloatDtype;
   const width = DTYPE_BYTES[dtype];
   for (let done = 0; done < length; done += pieceElements) {
     const count = Math.min(pieceElements, length - done);
-    const bytes = scratch.rawBytes(count * width);
-    await file.source.read(tensor.byteOffset + (first + done) * width, bytes);
-    const { values } = scratch.values(count + spare);
-    yield { piece: decodeFloat32(bytes, dtype, values.subarray(0, count)), start: first + done };
+    const piece = scratch.values(count + spare).values.subarray(0, count);
+    if (transposed) {
+      await transposed.read(first + done, piece);
+    } else {
+      const bytes = scratch.rawBytes(count * width);
+      await file.source.read(tensor.byteOffset + (first + done) * width, bytes);
+      decodeFloat32(bytes, dtype, piece);
+    }
+    yield { piece, start: first + done };
   }
 }
 
-/** A packer's NON_FINITE error, located in the tensor and named. */
-function withTensor(error: unknown, name: string, first: number): unknown {
+/** A packer's NON_FINITE error, located in the tensor (by its own index, whatever the axis) and named. */
+function withTensor(error: unknown, job: TensorJob, first: number): unknown {
+  const name = job.tensor.name;
   if (error instanceof InvalidInputError && error.code === 'NON_FINITE') {
     const index = error.location?.index ?? Number(/data\[(\d+)\]/.exec(error.message)?.[1] ?? 0);
-    const at = first + index;
+    const at = tensorIndexOf(job.view, first + index);
     return new InvalidInputError('NON_FINITE',
       `tensor "${name}" element ${at}: ${error.message.replace(/^data\[\d+\] /, '')} Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`);
   }

@@ -4,7 +4,9 @@
 
 import { describeValue } from '../describe.js';
 import { FormatError } from '../errors.js';
+import type { Grid } from '../config.js';
 import { codeBytes, PACKED_FORMAT, packedType, type PackedType } from '../packed/layout.js';
+import { axisProblem } from './axis.js';
 import type { Dtype, SafetensorsFile, TensorInfo } from './safetensors.js';
 import { parseStrictJson } from './strict-json.js';
 
@@ -16,6 +18,10 @@ export interface PackedEntry {
   shape: number[];
   /** The original dtype. */
   dtype: Dtype;
+  /** The dimension the groups run along (axis.ts); absent: the last (the layout before axes). */
+  axis?: number;
+  /** The symmetric grid; absent: 'deepspeed'. Only 'full' is ever written. */
+  grid?: Grid;
 }
 
 /** A packed tensor's parts in a file: `N.q`, `N.scale` and (asymmetric) `N.zero`. */
@@ -28,7 +34,21 @@ export interface PackedParts {
   zeros: TensorInfo | null;
 }
 
-const RECORDS = 'it must be a JSON object mapping tensor names to { bits, type, groupSize, shape, dtype }';
+const RECORDS = 'it must be a JSON object mapping tensor names to { bits, type, groupSize, shape, dtype } (and optionally axis, grid)';
+
+/**
+ * A tensor's record, with `axis` and `grid` only where they differ from the defaults, so that
+ * a file packed the way files were before axes and grids reads the same everywhere.
+ */
+export function packedEntry(
+  plan: { bits: number; type: PackedType; groupSize: number; grid?: Grid }, shape: readonly number[], dtype: Dtype, axis = shape.length - 1,
+): PackedEntry {
+  return {
+    bits: plan.bits, type: plan.type, groupSize: plan.groupSize, shape: [...shape], dtype: dtype as PackedEntry['dtype'],
+    ...(axis !== shape.length - 1 ? { axis } : {}),
+    ...(plan.grid === 'full' ? { grid: plan.grid } : {}),
+  };
+}
 
 export const packedNames = (name: string) => ({ codes: `${name}.q`, scales: `${name}.scale`, zeros: `${name}.zero` });
 
@@ -65,6 +85,10 @@ export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]
     const entry = checkEntry(name, raw);
     const length = entry.shape.reduce((a, b) => a * b, 1);
     if (length % entry.groupSize !== 0) throw new FormatError(`${describeValue(name)}: groupSize ${entry.groupSize} does not divide its ${length} elements.`);
+    if (entry.axis !== undefined) {
+      const problem = axisProblem(entry.shape, entry.axis, entry.groupSize);
+      if (problem) throw new FormatError(`__metadata__["edge-moq"][${describeValue(name)}]: ${problem}.`);
+    }
     const names = packedNames(name);
     const part = (partName: string, dtype: Dtype, elements: number): TensorInfo => {
       const tensor = byName.get(partName);
@@ -91,7 +115,7 @@ function checkEntry(name: string, raw: unknown): PackedEntry {
     throw new FormatError(`__metadata__["edge-moq"][${describeValue(name)}]: ${what}`);
   };
   if (raw === null || typeof raw !== 'object') fail('must be an object { bits, type, groupSize, shape, dtype }.');
-  const { bits, type, groupSize, shape, dtype } = raw as Record<string, unknown>;
+  const { bits, type, groupSize, shape, dtype, axis, grid } = raw as Record<string, unknown>;
   if (!Number.isInteger(bits) || (bits as number) < 1 || (bits as number) > 16) fail(`bits must be an integer in 1..16, got ${describeValue(bits)}.`);
   if (type !== packedType(bits as number, type === 'asymmetric')) fail(`type ${describeValue(type)} does not fit bits ${bits as number}.`);
   if (!Number.isInteger(groupSize) || (groupSize as number) <= 0) fail(`groupSize must be a positive integer, got ${describeValue(groupSize)}.`);
@@ -100,5 +124,13 @@ function checkEntry(name: string, raw: unknown): PackedEntry {
     fail(`shape must be a list of positive integers, got ${describeValue(shape)}.`);
   }
   if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') fail(`dtype must be F32, F16 or BF16, got ${describeValue(dtype)}.`);
-  return { bits, type, groupSize, shape, dtype } as PackedEntry;
+  // The axis is checked against the shape and group size by the caller (axisProblem).
+  if (axis !== undefined && !Number.isInteger(axis)) fail(`axis must be an integer dimension index, got ${describeValue(axis)}.`);
+  if (grid !== undefined && grid !== 'deepspeed' && grid !== 'full') fail(`grid must be "deepspeed" or "full", got ${describeValue(grid)}.`);
+  if (grid === 'full' && type !== 'symmetric') fail(`grid "full" is a symmetric grid, but the type is ${describeValue(type)}.`);
+  return {
+    bits, type, groupSize, shape, dtype,
+    ...(axis !== undefined ? { axis } : {}),
+    ...(grid !== undefined ? { grid } : {}),
+  } as PackedEntry;
 }

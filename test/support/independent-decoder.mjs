@@ -99,6 +99,22 @@ export function dequantize({ codes, scales, zeros, bits, type, groupSize, length
 const product = (shape) => shape.reduce((a, b) => a * b, 1);
 
 /**
+ * "axis a: the codes follow the tensor read as the matrix [A, B], A = d0·…·da and
+ * B = d(a+1)·…·d(n−1), transposed: stream element c·A + r is the tensor's element r·B + c."
+ * Absent: the last dimension (B = 1, stream order is the tensor's order).
+ */
+function fromStreamOrder(stream, shape, axis) {
+  if (axis === undefined) return stream;
+  const rows = product(shape.slice(0, axis + 1));
+  const columns = product(shape.slice(axis + 1));
+  const out = new Float32Array(stream.length);
+  for (let c = 0; c < columns; c++) {
+    for (let r = 0; r < rows; r++) out[r * columns + c] = stream[c * rows + r];
+  }
+  return out;
+}
+
+/**
  * Reads a whole packed file: every tensor by its original name, with shape, original dtype and
  * float32 values (dequantized for packed tensors, widened for stored float ones, null for other
  * stored ones); packed tensors carry their "edge-moq" metadata entry, stored ones their bytes.
@@ -110,7 +126,8 @@ export function decodePackedFile(file) {
   const out = new Map();
   const consumed = new Set();
   for (const [name, entry] of Object.entries(packedEntries)) {
-    const { bits, type, groupSize, shape, dtype } = entry;
+    // "grid" changes how codes were chosen, not how they decode: it needs nothing here.
+    const { bits, type, groupSize, shape, dtype, axis } = entry;
     const length = product(shape);
     const q = tensors.get(`${name}.q`);
     const scale = tensors.get(`${name}.scale`);
@@ -120,12 +137,13 @@ export function decodePackedFile(file) {
     expect(scale?.dtype === 'F32' && scale.shape.length === 1 && scale.shape[0] === length / groupSize, `${name}.scale must be F32 [n/G]`);
     expect((type === 'asymmetric') === (zero !== undefined), `${name}.zero must exist exactly for asymmetric`);
     if (zero) expect(zero.dtype === 'F32' && zero.shape[0] === length / groupSize, `${name}.zero must be F32 [n/G]`);
-    const values = dequantize({
+    const stream = dequantize({
       codes: q.bytes,
       scales: floatValues(scale),
       zeros: zero ? floatValues(zero) : null,
       bits, type, groupSize, length,
     });
+    const values = fromStreamOrder(stream, shape, axis);
     out.set(name, { shape, dtype, values, packed: entry });
     for (const part of ['q', 'scale', 'zero']) consumed.add(`${name}.${part}`);
   }
