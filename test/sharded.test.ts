@@ -61,7 +61,7 @@ function writeCheckpoint(edit: { index?: (index: Record<string, any>) => void; s
   });
   const index: Record<string, any> = { metadata: { total_size: total, producer: 'test' }, weight_map: weightMap };
   edit.index?.(index);
-  writeFileSync(join(folder, INDEX), typeof index.raw === 'string' ? index.raw : JSON.stringify(index, null, 2));
+  writeFileSync(join(folder, INDEX), index.raw !== undefined ? index.raw : JSON.stringify(index, null, 2));
   return folder;
 }
 
@@ -205,6 +205,7 @@ describe('bad input: a typed error before any work, and no output', () => {
     ['a bad total_size', () => writeCheckpoint({ index: (i) => { i.metadata.total_size = -1; } }), { code: 'MALFORMED_FILE', message: /total_size/ }],
     ['no weight_map', () => writeCheckpoint({ index: (i) => { delete i.weight_map; } }), { code: 'MALFORMED_FILE', message: /"weight_map" is undefined/ }],
     ['an empty weight_map', () => writeCheckpoint({ index: (i) => { i.weight_map = {}; } }), { code: 'MALFORMED_FILE', message: /empty/ }],
+    ['an index that is not UTF-8', () => writeCheckpoint({ index: (i) => { i.raw = Buffer.from([0x7b, 0xff, 0x7d]); } }), { code: 'MALFORMED_FILE', message: /not UTF-8/ }],
     ['a shard that is not safetensors', () => {
       const folder = writeCheckpoint();
       writeFileSync(join(folder, shardName(4)), 'not a safetensors file');
@@ -246,7 +247,7 @@ describe('bad input: a typed error before any work, and no output', () => {
 
   it('options that cannot cross to a worker thread are refused with a typed error', async () => {
     const parent = newFolder();
-    const options = { ...OPTIONS, jobs: 2, recipe: () => 4 } as never;
+    const options = { ...OPTIONS, jobs: 2, callback: () => 4 } as never;
     await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), join(parent, 'out', 'nested'), options)).rejects.toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/cannot be sent to worker threads/) }));
     expect(readdirSync(parent)).toEqual([]);

@@ -20,7 +20,7 @@ import { describeError, describeValue } from '../describe.js';
 import { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource, type FileSource, type OutputTarget } from '../formats/node-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport } from '../formats/quantize-file.js';
-import { openSafetensors } from '../formats/safetensors.js';
+import { encodeSafetensors, memorySource, openSafetensors, type ByteSink } from '../formats/safetensors.js';
 import {
   mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardIndexText, shardsOfPiece,
   type ShardContents, type ShardIndex, type ShardPiece,
@@ -30,6 +30,7 @@ import type { Packer } from '../packed/packer.js';
 
 /** The WebAssembly packers a worker can create (WebGPU devices do not cross threads). */
 export type ShardBackend = 'auto' | 'wasm-simd' | 'wasm';
+const SHARD_BACKENDS: readonly unknown[] = ['auto', 'wasm-simd', 'wasm'];
 
 export interface ShardedQuantizeOptions extends Omit<QuantizeFileOptions, 'onProgress'> {
   /** Worker threads, each quantizing whole shards with its own packer. Default: os.availableParallelism(). 1: no worker, this thread. */
@@ -104,6 +105,7 @@ function rebuildError(sent: SentError, cause?: unknown): EdgeMoqError {
   const options = { ...(cause === undefined ? {} : { cause }), ...(sent.location ? { location: sent.location } : {}) };
   switch (sent.name) {
     case 'ConfigError': {
+      // Its constructor puts the key before the message, which already starts with it.
       const error = new ConfigError(sent.key ?? '', '');
       error.message = sent.message;
       return error;
@@ -211,8 +213,7 @@ function threadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgre
   };
 }
 
-async function inThreadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgress: ProgressListener): Promise<Job> {
-  const packer = await createPacker(backend);
+function inThreadJob(packer: Packer, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
   return {
     async run(task) {
       try {
@@ -221,10 +222,19 @@ async function inThreadJob(backend: ShardBackend, options: QuantizeFileOptions, 
         throw shardError(task.shard, error);
       }
     },
-    async stop() {
-      packer.dispose();
-    },
+    async stop() {},
   };
+}
+
+const discardSink: ByteSink = { write: async () => undefined, close: async () => undefined, abort: async () => undefined };
+
+/**
+ * Checks the quantize options before any shard is read, by quantizeSafetensors itself on a file
+ * of no tensors: a bad option fails at once and the same way whatever the jobs, not in whichever
+ * worker meets it first.
+ */
+async function checkQuantizeOptions(packer: Packer, options: QuantizeFileOptions): Promise<void> {
+  await quantizeSafetensors(memorySource(encodeSafetensors([])), discardSink, packer, options);
 }
 
 function checkJobs(jobs: unknown): number {
@@ -235,8 +245,19 @@ function checkJobs(jobs: unknown): number {
   return jobs as number;
 }
 
+/**
+ * The largest index read, as for a safetensors header: an index lists names only (about 100
+ * bytes a tensor), so 100 MB is a million tensors, and a model file given by mistake is refused
+ * before it is read into memory.
+ */
+const MAX_INDEX_BYTES = 100_000_000;
+
 /** An index file's text (the source stays open, so that outputs can be told apart from it). */
 async function readIndexText(source: FileSource): Promise<string> {
+  if (source.size > MAX_INDEX_BYTES) {
+    throw new FormatError(`${source.path} is ${source.size} bytes, more than the ${MAX_INDEX_BYTES} bytes an index may take: ` +
+      'give the model.safetensors.index.json of a sharded checkpoint (a single .safetensors file is quantized by quantizeSafetensors)');
+  }
   const bytes = new Uint8Array(source.size);
   await source.read(0, bytes);
   try {
@@ -312,6 +333,30 @@ export async function quantizeShardedCheckpoint(indexPath: string, outFolder: st
   const jobs = checkJobs(jobsOption);
   const piece = shardOption === undefined ? null : resolveShardPiece(shardOption, env ?? process.env);
   if (typeof outFolder !== 'string' || outFolder === '') throw new InvalidInputError('INVALID_ARGUMENT', `the output folder must be a path, got ${describeValue(outFolder)}.`);
+  if (!SHARD_BACKENDS.includes(backend)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `backend must be one of ${SHARD_BACKENDS.join(', ')} (each job packs on WebAssembly), got ${describeValue(backend)}.`);
+  }
+  const packer = await createPacker(backend);
+  try {
+    await checkQuantizeOptions(packer, quantizeOptions);
+    return await quantizeShards(indexPath, outFolder, { jobs, piece, backend, onShard, onProgress, quantizeOptions }, packer);
+  } finally {
+    packer.dispose();
+  }
+}
+
+interface RunSettings {
+  jobs: number;
+  piece: ShardPiece | null;
+  backend: ShardBackend;
+  onShard: ShardedQuantizeOptions['onShard'];
+  onProgress: ProgressListener;
+  quantizeOptions: QuantizeFileOptions;
+}
+
+/** quantizeShardedCheckpoint once its options are checked; `packer` is this thread's (jobs: 1). */
+async function quantizeShards(indexPath: string, outFolder: string, settings: RunSettings, packer: Packer): Promise<ShardedQuantizeReport> {
+  const { jobs, piece, backend, onShard, onProgress, quantizeOptions } = settings;
   const { source: indexSource, index } = await readIndex(indexPath);
   const inputFolder = dirname(resolve(indexPath));
   const shards = piece ? shardsOfPiece(index.shards, piece) : [...index.shards];
@@ -336,7 +381,7 @@ export async function quantizeShardedCheckpoint(indexPath: string, outFolder: st
     sources.length = 0;
 
     const count = Math.min(jobs, shards.length);
-    if (jobs === 1) workers.push(await inThreadJob(backend, quantizeOptions, onProgress));
+    if (jobs === 1) workers.push(inThreadJob(packer, quantizeOptions, onProgress));
     else while (workers.length < count) workers.push(threadJob(backend, quantizeOptions, onProgress));
     const results = new Map<string, ShardResult>();
     let next = 0;
