@@ -113,6 +113,11 @@ const CASES: Case[] = [
   { label: 'stochastic, axis 0', dtype: 'F32', shape: [30, 9], axis: 0, options: { ...stochastic(3), groupSize: 15 } },
   { label: '11-bit asymmetric, codes that end mid-byte per column', dtype: 'F32', shape: [3, 3, 3, 5], axis: 1, options: { bits: 11, groupSize: 9, type: 'asymmetric' } },
   { label: 'groups larger than a chunk, axis 0', dtype: 'F32', shape: [120, 3], axis: 0, options: { bits: 6, groupSize: 120 } },
+  { label: 'full grid, axis 0', dtype: 'F32', shape: [48, 10], axis: 0, options: { bits: 4, groupSize: 16, grid: 'full' } },
+  { label: 'full grid, Keras conv per output channel, F16', dtype: 'F16', shape: [3, 3, 4, 6], axis: 2, options: { bits: 8, groupSize: 36, grid: 'full' } },
+  { label: 'full grid, groups larger than a chunk', dtype: 'F32', shape: [120, 3], axis: 0, options: { bits: 5, groupSize: 120, grid: 'full' } },
+  { label: 'full grid, stochastic', dtype: 'BF16', shape: [30, 9], axis: 0, options: { ...stochastic(5), groupSize: 15, grid: 'full' } },
+  { label: 'full grid, last axis, groups larger than a chunk', dtype: 'F32', shape: [3, 120], axis: 1, options: { bits: 3, groupSize: 120, grid: 'full' } },
 ];
 
 describe('groups along an axis, on every packer', () => {
@@ -145,6 +150,16 @@ describe('groups along an axis, on every packer', () => {
       const outside = decodePackedFile(whole.bytes).get('w');
       expect(outside.shape).toEqual(c.shape);
       expect(outside.values).toEqual(restored);
+    }
+  });
+
+  it('records grid "full", and omits grid "deepspeed"', async () => {
+    const { packer } = packers[0]!;
+    for (const [grid, recorded] of [['full', 'full'], ['deepspeed', undefined]] as const) {
+      const c: Case = { label: '', dtype: 'F32', shape: [8, 4], axis: 0, options: { bits: 4, groupSize: 4, grid } };
+      const { bytes } = await packFile(randomTensor(32, 1), c, packer, 1 << 20, false);
+      expect(readPackedLayout(await openSafetensors(memorySource(bytes))).packed[0]!.entry.grid).toBe(recorded);
+      expect(decodePackedFile(bytes).get('w').packed.grid).toBe(recorded);
     }
   });
 

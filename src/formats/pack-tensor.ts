@@ -190,7 +190,9 @@ async function packWholeGroups(job: TensorJob, groupsPerChunk: number): Promise<
 /**
  * Groups larger than a chunk. Pass 1 finds the group's range (exact in any order); pass 2 packs
  * each piece as a group of its own with the range's ends appended (the absolute maximum, or min
- * and max), so that the kernel derives the whole group's scale and zero point and the piece's
+ * and max where the sign matters: asymmetric, and the full grid, whose scale is the value of
+ * largest magnitude with its sign, the minimum on a tie), so that the kernel derives the whole
+ * group's scale and zero point and the piece's
  * codes are those of the whole group. The appended values' codes are dropped. Ternary and
  * binary scales are means (sums in the kernel's order), which pieces cannot reproduce: their
  * groups are packed whole (packWholeGroups; decide() bounds their size).
@@ -198,7 +200,8 @@ async function packWholeGroups(job: TensorJob, groupsPerChunk: number): Promise<
 async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promise<void> {
   const { tensor, plan, options, packer, scratch, totals } = job;
   const asymmetric = plan.type === 'asymmetric';
-  const extra = asymmetric ? 2 : 1;
+  const bothEnds = asymmetric || plan.grid === 'full';
+  const extra = bothEnds ? 2 : 1;
   const scale = new Float32Array(1);
   const zero = asymmetric ? new Float32Array(1) : null;
   for (let group = 0; group < plan.groupCount; group++) {
@@ -222,7 +225,7 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
     for await (const { piece, start } of readFloat32Range(job, groupStart, plan.groupSize, pieceElements, extra)) {
       const count = piece.length;
       const { values, unpacked } = scratch.values(count + extra);
-      if (asymmetric) {
+      if (bothEnds) {
         values[count] = min;
         values[count + 1] = max;
       } else {
