@@ -95,6 +95,8 @@ afterAll(() => cleanups.forEach((cleanup) => cleanup()));
 const TYPES: PackOptions[] = [
   { bits: 4 },
   { bits: 16 },
+  { bits: 4, grid: 'full' },
+  { bits: 16, grid: 'full' },
   { bits: 8, type: 'asymmetric' },
   { bits: 3, type: 'asymmetric' },
   { bits: 2 },
@@ -120,17 +122,20 @@ const codeOfLevel = (packed: PackedTensor, level: number) => (packed.type === 's
  * stays valid. `codes` sets every code of the group to the level of its first entry, then
  * element 3 to the second.
  */
+/** A packed type, with symmetric codes on the full grid apart: their scales may be negative. */
+type Kind = PackedTensor['type'] | 'full';
+
 interface Damage {
   name: string;
-  types: PackedTensor['type'][];
+  types: Kind[];
   reason: RegExp;
   apply(packed: PackedTensor, g: number): void;
   /** Element of the group (from its start) the error names: 0 for its scale and zero point. */
   element: number;
 }
 
-const ALL: PackedTensor['type'][] = ['symmetric', 'asymmetric', 'ternary', 'binary'];
-const GRID: PackedTensor['type'][] = ['symmetric', 'asymmetric'];
+const SIGNED: Kind[] = ['symmetric', 'asymmetric', 'ternary', 'binary'];
+const ALL: Kind[] = [...SIGNED, 'full'];
 
 function setGroupLevels(packed: PackedTensor, g: number, level: number, atThree: number): void {
   for (let k = 0; k < GROUP_SIZE; k++) setCodeAt(packed.codes, packed.bits, g * GROUP_SIZE + k, codeOfLevel(packed, level));
@@ -138,17 +143,22 @@ function setGroupLevels(packed: PackedTensor, g: number, level: number, atThree:
 }
 
 const DAMAGES: Damage[] = [
-  { name: 'scale NaN', types: ALL, reason: /its scale is NaN, but a scale must be finite and >= 0/, element: 0, apply: (p, g) => { p.scales[g] = NaN; } },
+  { name: 'scale NaN', types: ALL, reason: /its scale is NaN, but a scale must be finite/, element: 0, apply: (p, g) => { p.scales[g] = NaN; } },
   { name: 'scale +Infinity', types: ALL, reason: /its scale is Infinity/, element: 0, apply: (p, g) => { p.scales[g] = Infinity; } },
   { name: 'scale -Infinity', types: ALL, reason: /its scale is -Infinity/, element: 0, apply: (p, g) => { p.scales[g] = -Infinity; } },
-  { name: 'negative scale', types: ALL, reason: /its scale is -0\.5/, element: 0, apply: (p, g) => { p.scales[g] = -0.5; } },
-  { name: 'negative subnormal scale', types: ALL, reason: /its scale is -1\.401298464324817e-45/, element: 0, apply: (p, g) => { p.scales[g] = -TINY; } },
+  { name: 'negative scale', types: SIGNED, reason: /its scale is -0\.5, but a scale must be finite and >= 0 \(negative scales are for codes on the full grid/, element: 0, apply: (p, g) => { p.scales[g] = -0.5; } },
+  { name: 'negative subnormal scale', types: SIGNED, reason: /its scale is -1\.401298464324817e-45/, element: 0, apply: (p, g) => { p.scales[g] = -TINY; } },
   { name: 'zero point NaN', types: ['asymmetric'], reason: /its zero point is NaN, but a zero point must be finite/, element: 0, apply: (p, g) => { p.zeros![g] = NaN; } },
   { name: 'zero point -Infinity', types: ['asymmetric'], reason: /its zero point is -Infinity/, element: 0, apply: (p, g) => { p.zeros![g] = -Infinity; } },
   {
-    name: 'a scale that overflows at the lowest symmetric code', types: ['symmetric'], element: 3,
+    name: 'a scale that overflows at the lowest symmetric code', types: ['symmetric', 'full'], element: 3,
     reason: /element \d+'s code 0 decodes beyond float32 \(scale 8\.507059173023462e\+37\)/,
     apply: (p, g) => { p.scales[g] = 2 ** 126; setGroupLevels(p, g, 1, -(2 ** (p.bits - 1))); },
+  },
+  {
+    name: 'a negative scale that overflows at the lowest code', types: ['full'], element: 3,
+    reason: /element \d+'s code 0 decodes beyond float32 \(scale -8\.507059173023462e\+37\)/,
+    apply: (p, g) => { p.scales[g] = -(2 ** 126); setGroupLevels(p, g, 1, -(2 ** (p.bits - 1))); },
   },
   {
     name: 'a zero point near FLT_MAX plus a code', types: ['asymmetric'], element: 3,
@@ -164,13 +174,19 @@ const DAMAGES: Damage[] = [
 ];
 
 /** Damages that leave the data valid: extreme, yet every value is finite. */
-const VALID: { name: string; types: PackedTensor['type'][]; apply(packed: PackedTensor, g: number): void }[] = [
+const VALID: { name: string; types: Kind[]; apply(packed: PackedTensor, g: number): void }[] = [
   { name: 'scale -0', types: ALL, apply: (p, g) => { p.scales[g] = -0; } },
   { name: 'scale 0', types: ALL, apply: (p, g) => { p.scales[g] = 0; } },
   { name: 'the smallest subnormal scale', types: ALL, apply: (p, g) => { p.scales[g] = TINY; } },
-  { name: 'scale FLT_MAX with codes of levels -1..1 only', types: ['symmetric', 'ternary', 'binary'], apply: (p, g) => {
+  { name: 'scale FLT_MAX with codes of levels -1..1 only', types: ['symmetric', 'full', 'ternary', 'binary'], apply: (p, g) => {
     p.scales[g] = MAX;
     if (p.type === 'symmetric') setGroupLevels(p, g, 1, -1);
+  } },
+  { name: 'a negative scale', types: ['full'], apply: (p, g) => { p.scales[g] = -0.5; } },
+  { name: 'the negative smallest subnormal scale', types: ['full'], apply: (p, g) => { p.scales[g] = -TINY; } },
+  { name: 'scale -FLT_MAX with codes of levels -1..1 only', types: ['full'], apply: (p, g) => { p.scales[g] = -MAX; setGroupLevels(p, g, 1, -1); } },
+  { name: 'scale -FLT_MAX/2^(b-1), the lowest code at FLT_MAX', types: ['full'], apply: (p, g) => {
+    p.scales[g] = Math.fround(-MAX / 2 ** (p.bits - 1)); setGroupLevels(p, g, 0, -(2 ** (p.bits - 1)));
   } },
   { name: 'a half-scale group at FLT_MAX whose codes stay finite', types: ['asymmetric'], apply: (p, g) => {
     p.scales[g] = MAX; p.zeros![g] = -MAX; setGroupLevels(p, g, 0, 1);
@@ -183,8 +199,9 @@ const POSITIONS = [['first', 0], ['middle', 2], ['last', GROUPS - 1]] as const;
 const copyOf = (packed: PackedTensor): PackedTensor =>
   ({ ...packed, codes: packed.codes.slice(), scales: packed.scales.slice(), zeros: packed.zeros?.slice() ?? null });
 
-function typeOf(options: PackOptions): PackedTensor['type'] {
-  return allocatePacked(planPack(8, { ...options, groupSize: 8 })).type;
+function kindOf(options: PackOptions): Kind {
+  const packed = allocatePacked(planPack(8, { ...options, groupSize: 8 }));
+  return packed.grid === 'full' ? 'full' : packed.type;
 }
 
 it('runs on every packer present', () => {
@@ -192,10 +209,10 @@ it('runs on every packer present', () => {
 });
 
 describe('unpack refuses damaged packed data, names the group and writes nothing', () => {
-  const rows = DAMAGES.flatMap((damage) => TYPES.filter((o) => damage.types.includes(typeOf(o)))
-    .flatMap((options) => POSITIONS.map(([where, g]) => ({ damage, options, where, g }))));
+  const rows = DAMAGES.flatMap((damage) => TYPES.filter((o) => damage.types.includes(kindOf(o)))
+    .flatMap((options) => POSITIONS.map(([where, g]) => ({ damage, options, kind: kindOf(options), where, g }))));
 
-  it.each(rows)('$damage.name, $options.bits bits $options.type, $where group', async ({ damage, options, g }) => {
+  it.each(rows)('$damage.name, $options.bits bits $kind, $where group', async ({ damage, options, g }) => {
     const packed = validPacked(options, 11 * g + options.bits);
     damage.apply(packed, g);
     const element = g * GROUP_SIZE + damage.element;
@@ -226,14 +243,16 @@ describe('unpack refuses damaged packed data, names the group and writes nothing
     }
   });
 
+  // -2 is a valid scale on the full grid, an infinite one is not.
   it.each(TYPES)('finds the first bad group among thousands of groups of one: %o', async (options) => {
+    const badScale = options.grid === 'full' ? -Infinity : -2;
     const packed = allocatePacked(planPack(9001, { ...options, groupSize: 1 }));
     packed.scales.fill(1);
     const code = packed.type === 'symmetric' ? 2 ** (packed.bits - 1) : 1;
     for (let i = 0; i < packed.length; i++) setCodeAt(packed.codes, packed.bits, i, code);
     // A WebGPU invocation checks groups 256 apart: 4356 and 7940 share one.
     for (const [bad, next] of [[7940, null], [4356, 7940], [9000, null]] as const) {
-      packed.scales[bad] = -2;
+      packed.scales[bad] = badScale;
       if (next !== null) packed.scales[next] = NaN;
       for (const unpacker of unpackers) {
         const { error } = await unpacker.run(packed);
@@ -256,10 +275,10 @@ describe('unpack refuses damaged packed data, names the group and writes nothing
 });
 
 describe('unpack accepts valid data at the edges and writes only finite values', () => {
-  const rows = VALID.flatMap((valid) => TYPES.filter((o) => valid.types.includes(typeOf(o)))
-    .flatMap((options) => POSITIONS.map(([where, g]) => ({ valid, options, where, g }))));
+  const rows = VALID.flatMap((valid) => TYPES.filter((o) => valid.types.includes(kindOf(o)))
+    .flatMap((options) => POSITIONS.map(([where, g]) => ({ valid, options, kind: kindOf(options), where, g }))));
 
-  it.each(rows)('$valid.name, $options.bits bits $options.type, $where group', async ({ valid, options, g }) => {
+  it.each(rows)('$valid.name, $options.bits bits $kind, $where group', async ({ valid, options, g }) => {
     const packed = validPacked(options, 7 * g + options.bits);
     valid.apply(packed, g);
     expect(firstInvalidElement(packed)).toBe(-1);

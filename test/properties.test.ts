@@ -215,6 +215,63 @@ describe('the grid', () => {
   });
 });
 
+/** The full grid's scale in float32: m / -2^(b-1), m of largest magnitude (the minimum on a tie), +0 when m is. */
+function fullScale(group: ArrayLike<number>, bits: number): number {
+  let min = Infinity, max = -Infinity;
+  for (let i = 0; i < group.length; i++) { min = Math.min(min, group[i]!); max = Math.max(max, group[i]!); }
+  return f((Math.abs(max) > Math.abs(min) ? max : min) / -(2 ** (bits - 1))) + 0;
+}
+
+describe('the full grid', () => {
+  const fullJob = job.filter((j) => j.shape.bits >= 3);
+  const fullOptions = (j: { shape: Parameters<typeof optionsOf>[0]['shape'] }): FakeQuantizeOptions => {
+    const { blendRatio: _, ...options } = optionsOf(j);
+    return { ...options, type: 'symmetric', grid: 'full' };
+  };
+
+  it('nearest equals the formula read plainly in float32, on both builds', () => {
+    fc.assert(fc.property(fullJob, (j) => {
+      const { bits, groups } = j.shape;
+      const data = Float32Array.from(j.data);
+      const size = data.length / groups;
+      const expected = data.slice();
+      for (let g = 0; g < groups; g++) {
+        const s = fullScale(data.subarray(g * size, (g + 1) * size), bits);
+        if (s === 0) continue;
+        for (let i = g * size; i < (g + 1) * size; i++) {
+          const k = Math.min(Math.max(roundHalfEven(f(data[i]! / s)), -(2 ** (bits - 1))), 2 ** (bits - 1) - 1);
+          expected[i] = f(k * s);
+        }
+      }
+      const options = { ...fullOptions(j), rounding: 'nearest' as const };
+      expect(signless(simd.fakeQuantizeSync(data.slice(), options))).toEqual(signless(expected));
+      expect(signless(scalar.fakeQuantizeSync(data.slice(), options))).toEqual(signless(expected));
+    }), { numRuns: 300 });
+  });
+
+  it('every output lies on the grid, in range, and m stays exact (nearest and stochastic)', () => {
+    fc.assert(fc.property(fullJob, (j) => {
+      const { bits, groups } = j.shape;
+      const data = Float32Array.from(j.data);
+      const options = fullOptions(j);
+      const q = simd.fakeQuantizeSync(data.slice(), options);
+      expect(Array.from(scalar.fakeQuantizeSync(data.slice(), options))).toEqual(Array.from(q));
+      const size = data.length / groups;
+      for (let g = 0; g < groups; g++) {
+        const group = data.subarray(g * size, (g + 1) * size);
+        const s = fullScale(group, bits);
+        const grid = { scale: s, zero: 0, lo: -(2 ** (bits - 1)), hi: 2 ** (bits - 1) - 1 };
+        for (let i = g * size; i < (g + 1) * size; i++) {
+          if (s === 0) expect(q[i]).toBe(data[i]);
+          else expect(levelOf(q[i]!, grid), `output ${i} = ${q[i]} off the grid ${JSON.stringify(grid)}`).not.toBeNull();
+          // m / s is exactly -2^(b-1) while s is normal, and no noise offset moves it.
+          if (Math.abs(s) >= 2 ** -126 && data[i] === f(s * grid.lo)) expect(q[i]).toBe(data[i]);
+        }
+      }
+    }), { numRuns: 300 });
+  });
+});
+
 describe('stochastic rounding', () => {
   // One group: pins fix the grid (symmetric: -absMax, the bottom level, exact; asymmetric: the
   // min and the max), then n copies of a value x strictly inside the grid, where no clamping
@@ -402,6 +459,15 @@ describe.skipIf(!gpuAvailable)('WebGPU against WebAssembly', () => {
       } else {
         fromWasm.forEach((v, i) => expect(Math.abs(fromGpu[i]! - v)).toBeLessThanOrEqual(1e-6 * Math.abs(v)));
       }
+    }), { numRuns: 25 });
+    expect(gpu.activeKind).toBe('webgpu');
+  });
+
+  it('agrees bit for bit on the full grid', async () => {
+    await fc.assert(fc.asyncProperty(gpuFriendlyJob.filter((j) => j.shape.bits >= 3), async (j) => {
+      const data = Float32Array.from(j.data);
+      const options: FakeQuantizeOptions = { ...optionsOf(j), type: 'symmetric', grid: 'full' };
+      expect(signless(await gpu.fakeQuantize(data.slice(), options))).toEqual(signless(simd.fakeQuantizeSync(data.slice(), options)));
     }), { numRuns: 25 });
     expect(gpu.activeKind).toBe('webgpu');
   });

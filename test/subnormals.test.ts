@@ -1,6 +1,6 @@
 // Packing at the bottom of float32: groups of subnormals (alone, beside zeros, beside normals,
-// of both signs, groups of one or two) at every width, symmetric and asymmetric, nearest and
-// stochastic, on every backend. unpack(pack(x)) equals the same backend's fakeQuantize(x) with
+// of both signs, groups of one or two) at every width, symmetric (both grids) and asymmetric,
+// nearest and stochastic, on every backend. unpack(pack(x)) equals the same backend's fakeQuantize(x) with
 // only the exceptions src/packed/packer.ts states, and nothing is NaN: not the stored scales,
 // not the values.
 //
@@ -54,6 +54,7 @@ for (let bits = 1; bits <= 16; bits++) {
   for (const type of bits >= 3 ? ['symmetric', 'asymmetric'] as const : ['symmetric'] as const) {
     for (const rounding of bits >= 3 ? ['nearest', 'stochastic'] as const : ['nearest'] as const) {
       VARIANTS.push({ bits, type, rounding, ...(rounding === 'stochastic' ? { seed: 3, step: 1, tensorId: bits } : {}) });
+      if (type === 'symmetric' && bits >= 3) VARIANTS.push({ bits, grid: 'full', rounding, ...(rounding === 'stochastic' ? { seed: 3 } : {}) });
     }
   }
 }
@@ -82,7 +83,8 @@ describe('subnormal groups: unpack(pack(x)) == fakeQuantize(x), and no NaN', () 
   it('on WebAssembly a group whose scale underflows is left as it is, and packs exactly', async () => {
     const x = Float32Array.from([TINY, 2 * TINY, -2 * TINY, 0]);
     for (const { name, backend, packer } of packers.filter((p) => p.name !== 'webgpu')) {
-      for (const options of [{ bits: 4 }, { bits: 8, type: 'asymmetric' }, { bits: 3, rounding: 'stochastic', seed: 1 }] as PackOptions[]) {
+      const cases = [{ bits: 4 }, { bits: 8, type: 'asymmetric' }, { bits: 3, rounding: 'stochastic', seed: 1 }, { bits: 4, grid: 'full' }, { bits: 3, grid: 'full', rounding: 'stochastic', seed: 1 }];
+      for (const options of cases as PackOptions[]) {
         const packed = await packer.pack(x, options);
         expect(packed.scales[0], name).toBe(TINY);
         expect(await packer.unpack(packed), name).toEqual(x);

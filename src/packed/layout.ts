@@ -5,7 +5,10 @@
 // low nibble first, zero point 8).
 //
 //   codes:  symmetric q + 2^(b-1); asymmetric q (0..2^b-1); ternary t + 1; binary 1 for x >= 0
-//   scale:  s (grid), alpha (ternary), mean |x| (binary)
+//   scale:  s (grid), alpha (ternary), mean |x| (binary). Symmetric codes are on DeepSpeed's grid
+//           (s = 2 * absmax / 2^b) or, with `grid: 'full'`, on the full grid (s = m / -2^(b-1),
+//           m the group's value of largest magnitude with its sign, the minimum on a tie; +0
+//           for an all-zero group): the value formula is the same, but s is negative where m > 0.
 //   zero:   asymmetric only, round(min / s) * s; a constant group (s = 0) stores the constant
 //   value:  symmetric (code - 2^(b-1)) * s; asymmetric code * s + zero; ternary (code - 1) * alpha;
 //           binary (2 * code - 1) * m
@@ -15,8 +18,8 @@
 //   A group left unchanged although its scale underflowed to 0 (its values a few subnormals
 //   apart) is stored with s = 2^-149, the step every float32 is a multiple of: its codes are
 //   exact (assembly/pack.ts).
-//   valid: s finite and >= 0 (±0 included), zero finite, ternary codes 0..2, and every code's
-//   value finite; unpack checks all of it before writing (invalidPackedError says what failed).
+//   valid: s finite and >= 0 (±0 included; of either sign on the full grid), zero finite, ternary
+//   codes 0..2, and every code's value finite; unpack checks all of it before writing (invalidPackedError says what failed).
 
 import { float32Length, planFakeQuantizeLength, type FakeQuantizeOptions, type Grid, type KernelPlan } from '../config.js';
 import { describeValue } from '../describe.js';
@@ -186,8 +189,10 @@ export function invalidPackedReason(packed: PackedTensor, element: number, first
   const scale = packed.scales[group]!;
   const zero = packed.zeros?.[group];
   let what: string;
-  if (!(scale >= 0 && scale <= FLOAT_MAX)) {
-    what = `its scale is ${describeValue(scale)}, but a scale must be finite and >= 0`;
+  if (!(Math.abs(scale) <= FLOAT_MAX) || (scale < 0 && packed.grid !== 'full')) {
+    what = packed.grid === 'full'
+      ? `its scale is ${describeValue(scale)}, but a scale must be finite`
+      : `its scale is ${describeValue(scale)}, but a scale must be finite and >= 0 (negative scales are for codes on the full grid, grid: 'full')`;
   } else if (zero !== undefined && !Number.isFinite(zero)) {
     what = `its zero point is ${describeValue(zero)}, but a zero point must be finite`;
   } else {

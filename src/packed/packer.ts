@@ -19,7 +19,8 @@ export interface Packer {
   pack(data: Float32Array, options: PackOptions, into?: PackedTensor): Promise<PackedTensor>;
   /**
    * Dequantizes into `out` (length `packed.length`), or a new array. Packed data from elsewhere
-   * is checked in the same pass: a scale that is NaN, infinite or negative, a zero point that is
+   * is checked in the same pass: a scale that is NaN, infinite or negative (negative is valid for
+   * codes on the full grid, `grid: 'full'`), a zero point that is
    * not finite, a ternary code 3 or a code whose value overflows float32 throws INVALID_ARGUMENT
    * naming the first such group (`location.group`), and `out` is left untouched. Only finite
    * values are written.
