@@ -212,8 +212,8 @@ describe('bounded memory', () => {
 
 describe('tampered axis and grid records', () => {
   /** A packed [8, 6] tensor with groups of 4 along axis 0, its record edited. */
-  async function withRecord(edit: (entry: Record<string, unknown>) => void): Promise<Uint8Array> {
-    const c: Case = { label: '', dtype: 'F32', shape: [8, 6], axis: 0, options: { bits: 4, groupSize: 4 } };
+  async function withRecord(edit: (entry: Record<string, unknown>) => void, options: PackOptions = { bits: 4, groupSize: 4 }): Promise<Uint8Array> {
+    const c: Case = { label: '', dtype: 'F32', shape: [8, 6], axis: 0, options };
     const { bytes } = await packFile(randomTensor(48, 2), c, packers[0]!.packer, 1 << 20, false);
     const file = await openSafetensors(memorySource(bytes));
     const records = JSON.parse(file.metadata['edge-moq']!);
@@ -235,6 +235,15 @@ describe('tampered axis and grid records', () => {
     const sink = memorySink();
     await expect(dequantizeSafetensors(memorySource(bad), sink, packers[0]!.packer)).rejects.toMatchObject({ code: 'MALFORMED_FILE', message: expect.stringMatching(message) });
     expect(sink.state).toBe('aborted');
+  });
+
+  it('a full-grid file whose grid record is dropped is refused: its negative scales are not on DeepSpeed\'s grid', async () => {
+    const bad = await withRecord((e) => { delete e.grid; }, { bits: 4, groupSize: 4, grid: 'full' });
+    for (const { packer } of packers) {
+      const sink = memorySink();
+      await expect(dequantizeSafetensors(memorySource(bad), sink, packer)).rejects.toMatchObject({ code: 'MALFORMED_FILE', message: expect.stringMatching(/its scale is -/) });
+      expect(sink.state).toBe('aborted');
+    }
   });
 
   it('a bad scale in a transposed tensor names the group in stream order and the element in the tensor', async () => {

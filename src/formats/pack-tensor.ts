@@ -100,12 +100,14 @@ interface TensorJob {
 export async function packTensor(
   file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer, scratch: PackScratch,
   writer: SafetensorsWriter, target: ScaleTarget | null, chunkBytes: number, progress: (bytesDone: number) => void,
-  axis = tensor.shape.length - 1,
+  axis?: number,
 ): Promise<{ maxAbsError: number; rmsError: number }> {
   const asymmetric = plan.type === 'asymmetric';
+  // A 0-D tensor is one value: a [1] for the purpose of its groups.
   const shape = tensor.shape.length === 0 ? [1] : tensor.shape;
-  checkAxis(shape, axis, plan.groupSize, `tensor "${tensor.name}"`);
-  const view = axisView(shape, axis);
+  const groupAxis = axis ?? shape.length - 1;
+  checkAxis(shape, groupAxis, plan.groupSize, `tensor "${tensor.name}"`);
+  const view = axisView(shape, groupAxis);
   if (target) {
     // Placeholders the scales overwrite in place as they are made (writeAt may only revisit
     // bytes already written).
