@@ -12,7 +12,7 @@ import { encodeFloat32, encodeSafetensors, type Dtype, type TensorBytes } from '
 import { randomTensor } from './support/fixtures.js';
 
 const entry = (await import(new URL('../dist/bundles/node.js', import.meta.url).href)) as typeof NodeEntry;
-const { mergeIndexFiles, quantizeShardedCheckpoint, resolveShardPiece, shardsOfPiece } = entry;
+const { mergeIndexFiles, parseShardIndex, quantizeShardedCheckpoint, resolveShardPiece, shardsOfPiece } = entry;
 
 const root = mkdtempSync(join(tmpdir(), 'edge-moq-sharded-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -189,6 +189,31 @@ describe('split across machines', () => {
       await expect(mergeIndexFiles(paths as string[], out)).rejects.toThrow(message);
       expect(existsSync(out)).toBe(false);
     });
+  });
+});
+
+describe('the index', () => {
+  it.each([
+    ['../a.safetensors', /leads out/], ['a/../../b', /leads out/], ['/abs.safetensors', /absolute/], ['C:x.safetensors', /absolute/],
+    ['\\\\host\\x', /absolute/], ['sub/a.safetensors', /another folder/], ['sub\\a.safetensors', /another folder/],
+    ['..', /not a file name/], ['.', /not a file name/], ['', /not a file name/], ['a\0b', /NUL/],
+  ])('refuses the shard name %j', (name, message) => {
+    expect(() => parseShardIndex(JSON.stringify({ weight_map: { w: name } }), 'index.json')).toThrow(
+      expect.objectContaining({ code: 'MALFORMED_FILE', message: expect.stringMatching(message) }));
+  });
+
+  it('keeps every other entry and metadata key, "__proto__" included, and sorts the shards', async () => {
+    const folder = writeCheckpoint({
+      index: (i) => {
+        i.raw = `{"weight_map": ${JSON.stringify(i.weight_map)}, "metadata": {"__proto__": 1, "total_size": 5, "format": "pt"}, "extra": [1]}`;
+      },
+    });
+    const out = newFolder();
+    await quantizeShardedCheckpoint(join(folder, INDEX), out, { ...OPTIONS, jobs: 1 });
+    const text = readFileSync(join(out, INDEX), 'utf8');
+    expect(text.endsWith('}\n')).toBe(true);
+    expect(text).toMatch(/^\{\n {2}"weight_map": \{[^]*\n {2}"metadata": \{\n {4}"__proto__": 1,\n {4}"total_size": \d+,\n {4}"format": "pt"\n {2}\},\n {2}"extra": \[\n {4}1\n {2}\]\n\}\n$/);
+    expect(parseShardIndex(text, INDEX).shards).toEqual(SHARDS.map((_, k) => shardName(k)));
   });
 });
 
