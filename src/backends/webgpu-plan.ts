@@ -108,11 +108,8 @@ export function workgroupGrid(count: number): [number, number] {
   return [MAX_WORKGROUPS_PER_DIMENSION, Math.ceil(count / MAX_WORKGROUPS_PER_DIMENSION)];
 }
 
-const FLAG_ASYMMETRIC = 1;
-const FLAG_STOCHASTIC = 2;
-const FLAG_BLEND = 4;
-const FLAG_MEAN = 8;
-const FLAG_FULL = 16;
+/** The Job's flag bits, as shaders/job.wgsl names them (FLAG_<key>; a test reads both). */
+export const JOB_FLAGS = { ASYMMETRIC: 1, STOCHASTIC: 2, BLEND: 4, MEAN: 8, FULL: 16 } as const;
 
 /** Writes job `index`'s record at its slot, in the field order of `struct Job`. */
 export function writeJob(view: DataView, index: number, job: JobLayout): void {
@@ -122,8 +119,8 @@ export function writeJob(view: DataView, index: number, job: JobLayout): void {
   const words = [
     job.base, plan.length, plan.groupSize, plan.groupCount, job.chunksPerGroup,
     job.chunkStatsBase, job.groupStatsBase, job.thresholdChunkBase, job.thresholdGroupBase, index,
-    (plan.asymmetric ? FLAG_ASYMMETRIC : 0) | (plan.stochastic ? FLAG_STOCHASTIC : 0) | (plan.blend ? FLAG_BLEND : 0) |
-      (plan.bits <= 2 ? FLAG_MEAN : 0) | (plan.full ? FLAG_FULL : 0),
+    (plan.asymmetric ? JOB_FLAGS.ASYMMETRIC : 0) | (plan.stochastic ? JOB_FLAGS.STOCHASTIC : 0) | (plan.blend ? JOB_FLAGS.BLEND : 0) |
+      (plan.bits <= 2 ? JOB_FLAGS.MEAN : 0) | (plan.full ? JOB_FLAGS.FULL : 0),
     plan.key >>> 0,
     0, // opaqueZero
   ];

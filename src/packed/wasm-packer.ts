@@ -13,10 +13,10 @@ import {
 } from './layout.js';
 import type { Packer } from './packer.js';
 
-/** The `type` argument of packCodes/unpackCodes (assembly/pack.ts): symmetric on the full grid is 4. */
-const TYPE_NUMBER: Record<PackedType, number> = { symmetric: 0, asymmetric: 1, ternary: 2, binary: 3 };
-const FULL_TYPE_NUMBER = 4;
-const typeNumber = (packed: { type: PackedType; grid?: Grid }) => (packed.grid === 'full' ? FULL_TYPE_NUMBER : TYPE_NUMBER[packed.type]);
+/** The `type` argument of packCodes/unpackCodes, as assembly/pack.ts names them (a test reads both). */
+export const PACK_TYPE_NUMBERS = { SYMMETRIC: 0, ASYMMETRIC: 1, TERNARY: 2, BINARY: 3, FULL: 4 } as const;
+const typeNumber = (packed: { type: PackedType; grid?: Grid }) =>
+  (packed.grid === 'full' ? PACK_TYPE_NUMBERS.FULL : PACK_TYPE_NUMBERS[packed.type.toUpperCase() as Uppercase<PackedType>]);
 // Codes are read 4 bytes at a time, so the codes region keeps 3 readable bytes past its end.
 const CODE_PADDING = 4;
 
