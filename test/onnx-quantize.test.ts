@@ -150,6 +150,42 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
     }
   });
 
+  it.each([
+    { transB: 0, bias: false }, { transB: 1, bias: false }, { transB: 1, bias: true }, { transB: 0, bias: true },
+  ])('Gemm (transB $transB, C: $bias) → MatMulNBits (+ Add C)', async ({ transB, bias }) => {
+    const c: Case = { m: 3, k: 64, n: 12, options: {} };
+    const b = randomTensor(c.k * c.n, 21, 0.5); // [K, N]
+    const cValues = randomTensor(c.n, 22);
+    const a = randomTensor(c.m * c.k, 23, 2);
+    const stored = (w: Float32Array) => transB ? Float32Array.from({ length: w.length }, (_, i) => w[(i % c.k) * c.n + Math.floor(i / c.k)]!) : w;
+    const gemm = (w: Float32Array): OnnxGraph => ({
+      name: 'gemm',
+      nodes: [{ opType: 'Gemm', name: 'fc', inputs: ['A', 'fc.weight', ...(bias ? ['fc.bias'] : [])], outputs: ['Y'], attributes: { transB } }],
+      initializers: [
+        { name: 'fc.weight', dataType: OnnxDataType.FLOAT, dims: transB ? [c.n, c.k] : [c.k, c.n], raw: float32Raw(stored(w)) },
+        ...(bias ? [{ name: 'fc.bias', dataType: OnnxDataType.FLOAT, dims: [c.n], raw: float32Raw(cValues) }] : []),
+      ],
+      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] }],
+      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
+    });
+    const { model: quantized, report } = await quantizeOnnx(model(gemm(b)), {}, { packer: packers[0]!.packer });
+    expect(report.matmuls[0]).toMatchObject({ op: 'Gemm', node: 'fc', weight: 'fc.weight', shape: [c.k, c.n] });
+    expect(nodes(quantized).map((n) => n.opType)).toEqual(bias ? ['MatMulNBits', 'Add'] : ['MatMulNBits']);
+    const inits = initializers(quantized);
+    const w = dequantizeMatMulNBits({ k: c.k, n: c.n, bits: 4, blockSize: 32, b: inits.get('fc.weight_Q4')!.raw!, scales: decodeFloat32(inits.get('fc.weight_scales')!.raw!, 'F32'), zeroPoints: null });
+    const errors = Array.from(w, (v, i) => Math.abs(v - b[i]!));
+    expect(report.matmuls[0]!.maxAbsError).toBe(Math.max(...errors));
+    const y = await run(quantized, a, [c.m, c.k]);
+    const reference = await run(model(gemm(w)), a, [c.m, c.k]);
+    // The bias is one more addition of the same value to both sums.
+    const withBias = { ...c, k: c.k + 1 };
+    const aWithOne = Float32Array.from({ length: c.m * (c.k + 1) }, (_, i) => (i % (c.k + 1) === c.k ? 1 : a[Math.floor(i / (c.k + 1)) * c.k + (i % (c.k + 1))]!));
+    const wWithBias = new Float32Array((c.k + 1) * c.n);
+    wWithBias.set(w);
+    if (bias) wWithBias.set(cValues, c.k * c.n);
+    expectWithinBound(withBias, y, reference, aWithOne, wWithBias);
+  });
+
   it('rewrites MatMuls inside subgraphs (If branches), leaving outer nodes as they are', async () => {
     const c: Case = { m: 2, k: 32, n: 8, options: {} };
     const b = randomTensor(c.k * c.n, 7, 0.5);
@@ -223,6 +259,28 @@ describe('reading and writing ONNX', () => {
     const inline = await quantizeOnnx(model({ ...graph, nodes: externalGraph.nodes, initializers: [
       { name: 'bias', dataType: OnnxDataType.FLOAT, dims: [c.n], raw: float32Raw(bias) }, graph.initializers[0]!] }), {}, { packer: packers[0]!.packer });
     expect(y).toEqual(await run(inline.model, a, [c.m, c.k]));
+  });
+
+  it('reads external data past 4 GiB (offsets as exact integers)', async () => {
+    const c: Case = { m: 2, k: 32, n: 8, options: {} };
+    const b = randomTensor(c.k * c.n, 24, 0.5);
+    const bytes = float32Raw(b);
+    const offset = 2 ** 32 + 12_345;
+    // A 5 GiB data file that is zeros except for B: nothing of that size is allocated.
+    const source = {
+      size: 5 * 2 ** 30,
+      async read(at: number, into: Uint8Array) {
+        into.fill(0);
+        for (let i = 0; i < into.length; i++) if (at + i >= offset && at + i < offset + bytes.length) into[i] = bytes[at + i - offset]!;
+      },
+    };
+    const graph = matMulGraph(c, b);
+    const far = model({ ...graph, initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [c.k, c.n], external: { location: 'big.data', offset, length: bytes.length } }] });
+    const sink = memorySink();
+    const { model: out } = await quantizeOnnx(far, {}, { packer: packers[0]!.packer, externalData: () => source, externalDataOut: { location: 'out.data', sink } });
+    const inline = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
+    expect(sink.bytes()).toEqual(initializers(inline.model).get('proj.weight_Q4')!.raw);
+    expect(initializers(out).get('proj.weight_scales')!.raw).toEqual(initializers(inline.model).get('proj.weight_scales')!.raw);
   });
 
   it('quantizes FLOAT16 weights with FLOAT16 scales', async () => {

@@ -12,8 +12,8 @@ export const ModelField = { IR_VERSION: 1, OPSET_IMPORT: 8, GRAPH: 7 } as const;
 export const OpsetField = { DOMAIN: 1, VERSION: 2 } as const;
 export const GraphField = { NODE: 1, NAME: 2, INITIALIZER: 5, INPUT: 11, OUTPUT: 12 } as const;
 export const NodeField = { INPUT: 1, OUTPUT: 2, NAME: 3, OP_TYPE: 4, ATTRIBUTE: 5, DOMAIN: 7 } as const;
-export const AttributeField = { NAME: 1, I: 3, T: 5, G: 6, GRAPHS: 11, TYPE: 20 } as const;
-export const AttributeType = { INT: 2, TENSOR: 4, GRAPH: 5, GRAPHS: 10 } as const;
+export const AttributeField = { NAME: 1, F: 2, I: 3, T: 5, G: 6, GRAPHS: 11, TYPE: 20 } as const;
+export const AttributeType = { FLOAT: 1, INT: 2, TENSOR: 4, GRAPH: 5, GRAPHS: 10 } as const;
 export const TensorField = {
   DIMS: 1, DATA_TYPE: 2, FLOAT_DATA: 4, INT32_DATA: 5, NAME: 8, RAW_DATA: 9, EXTERNAL_DATA: 13, DATA_LOCATION: 14,
 } as const;
@@ -208,6 +208,20 @@ export function readNode(field: Field, what: string): NodeInfo {
     }
   }
   return { field, fields, inputs, outputs, name, opType, domain, attributes };
+}
+
+/** A FLOAT or INT attribute's value, or undefined when the node does not set it. */
+export function attributeNumber(node: NodeInfo, name: string): number | undefined {
+  const attribute = node.attributes.find((a) => a.name === name);
+  if (!attribute) return undefined;
+  const what = `attribute ${name} of node ${describeName(node.name)}`;
+  const float = attribute.type === AttributeType.FLOAT;
+  const value = attribute.fields.find((f) => f.number === (float ? AttributeField.F : AttributeField.I));
+  if (!value) throw new FormatError(`${what} has no ${float ? 'float' : 'integer'} value: the file is damaged.`);
+  if (!float) return intValue(value, what);
+  const floats: number[] = [];
+  readFloats(value, what, floats);
+  return floats[0];
 }
 
 /** The name a ValueInfoProto (a graph input or output) declares. */

@@ -1,6 +1,8 @@
 // ONNX in, ONNX out: every MatMul whose B is a 2-D constant float tensor (an initializer or a
 // Constant node of the same graph, in subgraphs too) becomes a com.microsoft MatMulNBits, in
 // onnxruntime's layout and with the names its own quantizer (matmul_nbits_quantizer) gives.
+// So does a Gemm of such a B (transB or not, alpha 1, A not transposed), its C added after by an
+// Add node, as MatMulNBits has no beta.
 // B [K, N] is regrouped as N columns of K, in blocks along K; our packed codes for that [N, K']
 // tensor are, byte for byte, MatMulNBits' B (codes low bits first, symmetric zero point
 // 2^(bits-1), which is the operator's default). Everything that is not rewritten is written
@@ -13,7 +15,7 @@ import type { PackOptions } from '../../packed/layout.js';
 import type { Packer } from '../../packed/packer.js';
 import { decodeFloat32, encodeFloat32, type ByteSink } from '../safetensors.js';
 import {
-  AttributeField, AttributeType, DATA_LOCATION_EXTERNAL, DataType, ExternalFiles, FLOAT_BYTES, GraphField, ModelField, NodeField,
+  AttributeField, AttributeType, DATA_LOCATION_EXTERNAL, DataType, ExternalFiles, FLOAT_BYTES, GraphField, attributeNumber, ModelField, NodeField,
   OpsetField, TensorField, EntryField, elementCount, readFloatTensor, readModel, readNode, readTensor, valueInfoName,
   type ExternalDataResolver, type NodeInfo, type TensorHeader,
 } from './model.js';
@@ -48,8 +50,9 @@ export interface QuantizeOnnxIo {
 }
 
 export interface OnnxMatMulReport {
-  /** The MatMul node's name (empty when it had none) and its B. */
+  /** The MatMul (or Gemm) node's name (empty when it had none) and its B. */
   node: string;
+  op: 'MatMul' | 'Gemm';
   weight: string;
   /** B's shape, [K, N]. */
   shape: [number, number];
@@ -139,14 +142,14 @@ export function dequantizeMatMulNBits(w: MatMulNBitsWeights): Float32Array {
 }
 
 /** Packs B [K, N] for MatMulNBits: columns of K in blocks, K padded to whole blocks. */
-async function packWeights(values: Float32Array, k: number, n: number, settings: Settings, packer: Packer, label: string): Promise<MatMulNBitsWeights> {
+async function packWeights(values: Float32Array, k: number, n: number, transposed: boolean, settings: Settings, packer: Packer, label: string): Promise<MatMulNBitsWeights> {
   const { bits, blockSize } = settings;
   const blocks = Math.ceil(k / blockSize);
   const padded = blocks * blockSize;
   const columns = new Float32Array(n * padded);
   for (let col = 0; col < n; col++) {
     const row = columns.subarray(col * padded, (col + 1) * padded);
-    for (let i = 0; i < k; i++) row[i] = values[i * n + col]!;
+    for (let i = 0; i < k; i++) row[i] = values[transposed ? col * k + i : i * n + col]!;
     // K is padded with zeros, as onnxruntime's quantizer pads it (the runtime never reads the
     // padded codes); a zero leaves a symmetric block's largest magnitude as it was.
   }
@@ -203,9 +206,15 @@ async function packWeights(values: Float32Array, k: number, n: number, settings:
 interface Candidate {
   weight: string;
   tensor: TensorHeader;
+  /** B stored [N, K] (a Gemm's transB). */
+  transposed: boolean;
+  /** A Gemm's C, added after. */
+  bias: string | null;
 }
 
 interface Quantized {
+  /** The B it was made from. */
+  source: string;
   weights: MatMulNBitsWeights;
   names: { b: string; scales: string; zeroPoints: string };
   dtype: number;
@@ -252,14 +261,24 @@ class Rewriter {
       if (t) constants.set(node.outputs[0]!, { node, tensor: readTensor(bytesValue(t, 'Constant value'), `Constant ${describeName(node.outputs[0]!)}`) });
     }
     const candidate = (node: NodeInfo): Candidate | null => {
-      if (node.opType !== 'MatMul' || (node.domain !== '' && node.domain !== 'ai.onnx') || node.inputs.length !== 2) return null;
+      if (node.domain !== '' && node.domain !== 'ai.onnx') return null;
+      let transposed = false;
+      let bias: string | null = null;
+      if (node.opType === 'Gemm') {
+        const [alpha = 1, beta = 1, transA = 0, transB = 0] = ['alpha', 'beta', 'transA', 'transB'].map((a) => attributeNumber(node, a));
+        bias = node.inputs[2] || null;
+        if (alpha !== 1 || transA !== 0 || (bias !== null && beta !== 1) || node.inputs.length < 2) return null;
+        transposed = transB !== 0;
+      } else if (node.opType !== 'MatMul' || node.inputs.length !== 2) {
+        return null;
+      }
       const weight = node.inputs[1]!;
       // An initializer that is also a graph input can be overridden at run time: not constant.
       const tensor = graphInputs.has(weight) ? null : initializers.get(weight) ?? constants.get(weight)?.tensor ?? null;
       if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
       if (this.settings.include && !this.settings.include.test(weight)) return null;
       if (this.settings.exclude?.test(weight)) return null;
-      return { weight, tensor };
+      return { weight, tensor, transposed, bias };
     };
 
     const quantized = new Map<string, Quantized>();
@@ -268,12 +287,22 @@ class Rewriter {
     for (const node of nodes) {
       const c = candidate(node);
       if (c) {
-        let q = quantized.get(c.weight);
+        const key = `${c.transposed ? 'T' : 'N'}${c.weight}`;
+        let q = quantized.get(key);
         if (!q) {
           q = await this.quantize(c, node);
-          quantized.set(c.weight, q);
+          quantized.set(key, q);
         }
-        rewritten.push({ node, bytes: this.matMulNBits(node, q), reads: [node.inputs[0]!, q.names.b, q.names.scales, q.names.zeroPoints] });
+        const reads = [node.inputs[0]!, q.names.b, q.names.scales, q.names.zeroPoints];
+        if (c.bias === null) {
+          rewritten.push({ node, bytes: this.matMulNBits(node, q, node.outputs[0]!), reads });
+        } else {
+          const product = this.fresh(`${node.outputs[0]!}_MatMulNBits`);
+          rewritten.push({ node, bytes: this.matMulNBits(node, q, product), reads });
+          const add = new MessageWriter().string(NodeField.INPUT, product).string(NodeField.INPUT, c.bias).string(NodeField.OUTPUT, node.outputs[0]!);
+          if (node.name) add.string(NodeField.NAME, `${node.name}_bias`);
+          rewritten.push({ node, bytes: add.string(NodeField.OP_TYPE, 'Add'), reads: [product, c.bias] });
+        }
         changed = true;
         continue;
       }
@@ -284,7 +313,7 @@ class Rewriter {
     const reads = new Set<string>([...graphOutputs]);
     for (const r of rewritten) for (const name of r.reads) reads.add(name);
     // B tensors no reader is left for go: initializers and Constant nodes alike.
-    const dropped = new Set([...quantized.keys()].filter((name) => !reads.has(name)));
+    const dropped = new Set([...quantized.values()].map((q) => q.source).filter((name) => !reads.has(name)));
 
     const out = new MessageWriter();
     let nodesWritten = false;
@@ -361,13 +390,13 @@ class Rewriter {
 
   private async quantize(c: Candidate, node: NodeInfo): Promise<Quantized> {
     const { bits, blockSize, type } = this.settings;
-    const [k, n] = c.tensor.dims as [number, number];
+    const [k, n] = (c.transposed ? [...c.tensor.dims].reverse() : c.tensor.dims) as [number, number];
     const values = await readFloatTensor(c.tensor, this.files);
-    const label = `MatMul ${describeName(node.name || node.outputs[0] || '')} (B ${describeName(c.weight)}, [${k}, ${n}])`;
+    const label = `${node.opType} ${describeName(node.name || node.outputs[0] || '')} (B ${describeName(c.weight)}, [${k}, ${n}])`;
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i]!)) throw new InvalidInputError('NON_FINITE', `${label}: B holds ${values[i]} at element ${i}; fix the model's weights or exclude it.`);
     }
-    const weights = await packWeights(values, k, n, this.settings, this.io.packer, label);
+    const weights = await packWeights(values, k, n, c.transposed, this.settings, this.io.packer, label);
     const dtype = c.tensor.dataType;
     // FLOAT16 scales: the error is that of the scales the model will hold.
     if (dtype === DataType.FLOAT16) weights.scales = decodeFloat32(encodeFloat32(weights.scales, 'F16'), 'F16');
@@ -375,7 +404,8 @@ class Rewriter {
     let max = 0;
     let sum = 0;
     for (let i = 0; i < values.length; i++) {
-      const e = Math.abs(values[i]! - restored[i]!);
+      // restored is [K, N]; values [N, K] when transposed.
+      const e = Math.abs(values[i]! - restored[c.transposed ? (i % k) * n + Math.floor(i / k) : i]!);
       max = Math.max(max, e);
       sum += e * e;
     }
@@ -383,19 +413,19 @@ class Rewriter {
     const names = { b: this.fresh(`${c.weight}${suffix}`), scales: this.fresh(`${c.weight}_scales`), zeroPoints: type === 'asymmetric' ? this.fresh(`${c.weight}_zero_points`) : '' };
     const scaleBytes = FLOAT_BYTES[dtype]!;
     this.reports.push({
-      node: node.name, weight: c.weight, shape: [k, n], dtype: dtype === DataType.FLOAT ? 'FLOAT' : 'FLOAT16', bits, blockSize, type,
+      node: node.name, op: node.opType === 'Gemm' ? 'Gemm' : 'MatMul', weight: c.weight, shape: [k, n], dtype: dtype === DataType.FLOAT ? 'FLOAT' : 'FLOAT16', bits, blockSize, type,
       bytesIn: values.length * scaleBytes,
       bytesOut: weights.b.length + weights.scales.length * scaleBytes + (weights.zeroPoints?.length ?? 0),
       maxAbsError: max, rmsError: Math.sqrt(sum / values.length),
     });
-    return { weights, names, dtype, external: c.tensor.external !== null };
+    return { source: c.weight, weights, names, dtype, external: c.tensor.external !== null };
   }
 
-  private matMulNBits(node: NodeInfo, q: Quantized): MessageWriter {
+  private matMulNBits(node: NodeInfo, q: Quantized, output: string): MessageWriter {
     const { k, n, bits, blockSize } = q.weights;
     const out = new MessageWriter().string(NodeField.INPUT, node.inputs[0]!).string(NodeField.INPUT, q.names.b).string(NodeField.INPUT, q.names.scales);
     if (q.weights.zeroPoints) out.string(NodeField.INPUT, q.names.zeroPoints);
-    for (const o of node.outputs) out.string(NodeField.OUTPUT, o);
+    out.string(NodeField.OUTPUT, output);
     if (node.name) out.string(NodeField.NAME, `${node.name}_Q${bits}`);
     out.string(NodeField.OP_TYPE, 'MatMulNBits');
     out.message(NodeField.ATTRIBUTE, attributeInt('K', k)).message(NodeField.ATTRIBUTE, attributeInt('N', n))
