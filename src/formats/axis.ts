@@ -131,12 +131,13 @@ export class TransposedReader {
     await this.pieces.forEach(this.source, height,
       (i) => this.byteOffset + (r0 + i) * rowBytes + c0 * width, () => across * width,
       (firstRow, endRow, bytes) => {
-        const count = bytes.length / width;
-        if (this.floats.length < count) this.floats = new Float32Array(count);
-        const values = decodeFloat32(bytes, this.dtype, this.floats.subarray(0, count));
+        // Only the wanted bytes of each row are decoded (a window holds the gaps too).
+        if (this.floats.length < across) this.floats = new Float32Array(across);
+        const values = this.floats.subarray(0, across);
         for (let i = firstRow; i < endRow; i++) {
-          const at = (i - firstRow) * columns;
-          for (let j = 0; j < across; j++) into[j * height + i] = values[at + j]!;
+          const at = (i - firstRow) * rowBytes;
+          decodeFloat32(bytes.subarray(at, at + across * width), this.dtype, values);
+          for (let j = 0; j < across; j++) into[j * height + i] = values[j]!;
         }
       });
   }
