@@ -1,6 +1,6 @@
 // Edge inputs against DESIGN.md's formulas written out in float32 (Math.fround at every
 // operation): one element, groups of one, all-equal and all-zero groups, subnormals, ±FLT_MAX
-// (where 2 * absMax, max - min or a sum of |x| overflows), and -0. Every result must be finite
+// (where 2 * absMax, max - min or a sum of |x| overflows), and -0, on both symmetric grids. Every result must be finite
 // and equal the formula's: bit for bit at 3..16 bits, within a relative 1e-6 at 1 and 2 bits
 // (the conformance rules), and groups the design leaves unchanged must come back bit for bit.
 //
@@ -111,6 +111,21 @@ const ROWS: Row[] = [
   { name: '-0 beside values, symmetric', input: [-0, 1, -0.25, 0], options: { bits: 8 } },
   { name: '-0 beside values, asymmetric', input: [-0, 1, 0.25, -0], options: { bits: 3, type: 'asymmetric' } },
   { name: '-0 beside values, binary', input: [-0, 2, -1], options: { bits: 1 } },
+  // The full grid: m, the value of largest magnitude, is exact; s = m / -2^(b-1) stays finite.
+  { name: 'one element, full grid', input: [5], options: { bits: 8, grid: 'full' }, pinned: [5] },
+  { name: 'one negative element, full grid', input: [-5], options: { bits: 8, grid: 'full' }, pinned: [-5] },
+  { name: 'one -0, full grid', input: [-0], options: { bits: 8, grid: 'full' }, unchanged: true },
+  { name: 'groups of one, full grid (every value exact)', input: [3, -2, 0.5, -0, 7e-3, 1e30].map(f), options: { bits: 3, groupSize: 1, grid: 'full' }, pinned: [3, -2, 0.5, 0, 7e-3, 1e30].map(f) },
+  { name: 'all equal positive, full grid: exact', input: fill(8, 2.5), options: { bits: 4, groups: 2, grid: 'full' }, pinned: fill(8, 2.5) },
+  { name: 'all equal, stochastic full grid: exact', input: fill(8, 2.5), options: { bits: 4, grid: 'full', rounding: 'stochastic', seed: 9 }, pinned: fill(8, 2.5) },
+  { name: 'all zero, full grid', input: [0, -0, 0, -0], options: { bits: 8, groups: 2, grid: 'full' }, unchanged: true },
+  { name: 'smallest subnormals, full grid (the scale underflows to 0)', input: [TINY, -TINY, 0, 0], options: { bits: 8, grid: 'full' }, unchanged: true },
+  ...[3, 8, 16].map((bits): Row => ({ name: `subnormals, full grid ${bits} bits`, input: mixedSubnormals, options: { bits, grid: 'full' } })),
+  { name: '±FLT_MAX, full grid (a tie: -FLT_MAX exact)', input: [MAX, -MAX], options: { bits: 8, grid: 'full' }, pinned: [f(127 * f(MAX / 128)), -MAX] },
+  { name: 'FLT_MAX among small values, full grid', input: [MAX, 1, -1, 0.5], options: { bits: 4, grid: 'full' }, pinned: [MAX, 0, 0, 0] },
+  { name: '-FLT_MAX beside FLT_MAX/3, full grid 16 bits stochastic', input: [-MAX, 1, f(MAX / 3), 0], options: { bits: 16, grid: 'full', rounding: 'stochastic', seed: 5 } },
+  { name: '±FLT_MAX, full grid with the blend', input: [MAX, -MAX], options: { bits: 8, grid: 'full', blendRatio: 1 / 3 } },
+  { name: '-0 beside values, full grid', input: [-0, 1, -0.25, 0], options: { bits: 8, grid: 'full' } },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -120,7 +135,7 @@ const ROWS: Row[] = [
  * One group: its values, and whether the design left it as it was (a zero scale or mean: such
  * groups are not blended either). Null when an intermediate is not finite.
  */
-function designGroup(x: number[], bits: number, asymmetric: boolean, noise: number[]): { q: number[]; skipped: boolean } | null {
+function designGroup(x: number[], bits: number, asymmetric: boolean, full: boolean, noise: number[]): { q: number[]; skipped: boolean } | null {
   const finite = (v: number) => Number.isFinite(v);
   const abs = x.map(Math.abs);
   if (bits <= 2) {
@@ -140,9 +155,10 @@ function designGroup(x: number[], bits: number, asymmetric: boolean, noise: numb
   }
   const levels = 2 ** bits;
   const min = Math.min(...x), max = Math.max(...x);
-  const scale = asymmetric ? f(f(max - min) / levels) : f(f(2 * Math.max(...abs)) / levels);
+  const m = Math.abs(max) > Math.abs(min) ? max : min;
+  const scale = asymmetric ? f(f(max - min) / levels) : full ? f(m / -(levels / 2)) : f(f(2 * Math.max(...abs)) / levels);
   if (!finite(scale)) return null;
-  if (!(scale > 0)) return { q: x, skipped: true };
+  if (scale === 0) return { q: x, skipped: true };
   const zero = asymmetric ? f(roundHalfEven(f(min / scale)) * scale) : 0;
   const [lo, hi] = asymmetric ? [0, levels - 1] : [-levels / 2, levels / 2 - 1];
   const out = x.map((v, i) => {
@@ -160,7 +176,7 @@ function design(input: number[], options: FakeQuantizeOptions, noise: number[]):
   for (let g = 0; g < groups; g++) {
     const x = input.slice(g * size, (g + 1) * size);
     const p = noise.slice(g * size, (g + 1) * size);
-    const at = (k: number) => designGroup(x.map((v) => f(v * 2 ** -k)), options.bits, options.type === 'asymmetric', p);
+    const at = (k: number) => designGroup(x.map((v) => f(v * 2 ** -k)), options.bits, options.type === 'asymmetric', options.grid === 'full', p);
     let k = 0;
     let result = at(0);
     while (result === null) {
