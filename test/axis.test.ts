@@ -4,6 +4,7 @@
 // F32/F16/BF16, every group type and stochastic rounding, on every packer present; the
 // independent decoder reads the files from the layout text; tampered records are MALFORMED_FILE.
 
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { axisView, copyBits, tensorIndexOf } from '../src/formats/axis.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
@@ -19,6 +20,7 @@ import type { Packer } from '../src/packed/packer.js';
 import { tensorIdOf } from '../src/noise.js';
 import { randomTensor, uniforms } from './support/fixtures.js';
 import { decodePackedFile } from './support/independent-decoder.mjs';
+import { FUZZ_SEED, FUZZ_TIMEOUT_MS, fuzzRuns } from './support/fuzz.js';
 import { memorySink } from './support/memory-sink.js';
 import { usePackers } from './support/packers.js';
 
@@ -265,6 +267,40 @@ describe('tampered axis and grid records', () => {
       }
     }
   });
+});
+
+describe('random byte edits of transposed files', () => {
+  it('are MALFORMED_FILE or dequantize to finite values, whole and in chunks', async () => {
+    const kinds: Case[] = [
+      { label: '', dtype: 'F32', shape: [3, 4, 5], axis: 1, options: { bits: 4, groupSize: 6 } },
+      { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 5, groupSize: 4, type: 'asymmetric' } },
+      { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 6, groupSize: 12, grid: 'full' } },
+      { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 2, groupSize: 6 } },
+    ];
+    const { packer } = packers[0]!;
+    const files = await Promise.all(kinds.map(async (c) => (await packFile(randomTensor(60, 7, 5), c, packer, 1 << 20, false)).bytes));
+    await fc.assert(fc.asyncProperty(
+      fc.nat(files.length - 1), fc.constantFrom('w.q', 'w.scale', 'w.zero'), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 6 }),
+      fc.constantFrom(undefined, 16, 40),
+      async (which, part, edits, chunkBytes) => {
+        const original = files[which]!;
+        const file = await openSafetensors(memorySource(original));
+        const tensor = file.tensors.find((t) => t.name === part);
+        if (!tensor) return;
+        const bad = original.slice();
+        for (const [at, value] of edits) bad[tensor.byteOffset + (at % tensor.byteLength)] = value;
+        const sink = memorySink();
+        try {
+          await dequantizeSafetensors(memorySource(bad), sink, packer, { dtype: 'F32', ...(chunkBytes ? { chunkBytes } : {}) });
+        } catch (error) {
+          expect(error).toMatchObject({ code: 'MALFORMED_FILE' });
+          expect(sink.state).toBe('aborted');
+          return;
+        }
+        const out = await openSafetensors(memorySource(sink.bytes()));
+        expect(decodeFloat32(await readBytes(out, out.tensors[0]!), 'F32').every(Number.isFinite)).toBe(true);
+      }), { seed: FUZZ_SEED, numRuns: fuzzRuns(150) });
+  }, FUZZ_TIMEOUT_MS);
 });
 
 describe('axis helpers', () => {
