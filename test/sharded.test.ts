@@ -3,6 +3,7 @@
 // across machines, merged, give the same bytes as one job on one machine; a bad index, a bad
 // shard or a failing shard leaves no output.
 
+import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -276,6 +277,26 @@ describe('bad input: a typed error before any work, and no output', () => {
     await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), join(parent, 'out', 'nested'), options)).rejects.toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/cannot be sent to worker threads/) }));
     expect(readdirSync(parent)).toEqual([]);
+  });
+
+  it('removePartialShardOutputs, called from a signal handler, leaves nothing of a run cut short', async () => {
+    const out = newFolder();
+    const script = `
+      const { quantizeShardedCheckpoint, removePartialShardOutputs } = await import(${JSON.stringify(new URL('../dist/bundles/node.js', import.meta.url).href)});
+      process.on('SIGTERM', () => { console.log('removed', removePartialShardOutputs()); process.exit(143); });
+      await quantizeShardedCheckpoint(${JSON.stringify(join(checkpoint, INDEX))}, ${JSON.stringify(out)}, {
+        bits: 4, groupSize: 16, backend: 'wasm', jobs: 2, onShard: ({ finished }) => finished === 1 && process.kill(process.pid, 'SIGTERM'),
+      });
+      console.log('finished');`;
+    const { stdout, code } = await new Promise<{ stdout: string; code: number | null }>((done) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script]);
+      let text = '';
+      child.stdout.on('data', (chunk) => { text += chunk; });
+      child.stderr.on('data', (chunk) => { text += chunk; });
+      child.on('close', (exit) => done({ stdout: text, code: exit }));
+    });
+    expect({ stdout: stdout.trim(), code }).toEqual({ stdout: 'removed 1', code: 143 });
+    expect(readdirSync(out)).toEqual([]);
   });
 
   it.each([1, 2, 3])('a shard failing on jobs: %i: the same typed error, the other workers stopped, earlier outputs kept and no new file', async (jobs) => {

@@ -11,7 +11,7 @@
 // compiled files and from the `edge-moq/node` bundle, with no worker script to ship beside it.
 
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 import { chmod, mkdir, rename, rm, rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -75,7 +75,18 @@ const stagingFolders = new Set<string>();
  */
 export function removePartialShardOutputs(): number {
   const count = stagingFolders.size;
-  for (const folder of stagingFolders) rmSync(folder, { recursive: true, force: true });
+  for (const folder of stagingFolders) {
+    // Workers may still be creating files in it: renamed first, their paths lead nowhere, so
+    // nothing new appears in it while it is removed.
+    let doomed = folder;
+    try {
+      renameSync(folder, `${folder}.removing`);
+      doomed = `${folder}.removing`;
+    } catch {
+      // Already gone, or not renameable: removed where it is.
+    }
+    rmSync(doomed, { recursive: true, force: true });
+  }
   stagingFolders.clear();
   return count;
 }
@@ -175,7 +186,10 @@ interface Job {
 function threadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
   let worker: Worker;
   try {
-    worker = new Worker(new URL(import.meta.url), { workerData: { [WORKER_MARKER]: true, backend, options, progress: onProgress !== undefined } });
+    // Workers take the process's Node flags, except --input-type: it is for the main script
+    // given as text (node -e), and a worker given a file refuses to start with it.
+    const execArgv = process.execArgv.filter((flag, i, all) => !flag.startsWith('--input-type') && all[i - 1] !== '--input-type');
+    worker = new Worker(new URL(import.meta.url), { execArgv, workerData: { [WORKER_MARKER]: true, backend, options, progress: onProgress !== undefined } });
   } catch (cause) {
     // Options travel to the workers by structured clone: a function among them cannot.
     throw new InvalidInputError('INVALID_ARGUMENT',
