@@ -90,6 +90,13 @@ export const elementCount = (dims: readonly number[]) => dims.reduce((a, b) => a
 /** Opens the external data file a tensor names (relative to the model, as ONNX has it). */
 export type ExternalDataResolver = (location: string) => ByteSource | Promise<ByteSource>;
 
+/** ONNX locations are relative to the model's directory; one that leaves it is refused. */
+export function checkExternalLocation(location: string, tensor: string): void {
+  if (location.startsWith('/') || /^[a-zA-Z]:/.test(location) || location.split(/[\\/]/).includes('..')) {
+    throw new FormatError(`tensor ${describeName(tensor)} names the external file ${describeName(location)}, outside the model's directory; ONNX locations are relative to the model.`);
+  }
+}
+
 /** Caches one source per external file. */
 export class ExternalFiles {
   private readonly open = new Map<string, Promise<ByteSource>>();
@@ -100,8 +107,10 @@ export class ExternalFiles {
       return Promise.reject(new FormatError(`tensor ${describeName(tensor)} keeps its data in the external file ${describeName(location)}; ` +
         'pass externalData (a function from the location to a ByteSource: in Node, fileSource of the path beside the model).'));
     }
-    if (location.startsWith('/') || location.split(/[\\/]/).includes('..')) {
-      return Promise.reject(new FormatError(`tensor ${describeName(tensor)} names the external file ${describeName(location)}, outside the model's directory; ONNX locations are relative to the model.`));
+    try {
+      checkExternalLocation(location, tensor);
+    } catch (error) {
+      return Promise.reject(error);
     }
     let source = this.open.get(location);
     if (!source) {
@@ -270,4 +279,35 @@ export function readModel(bytes: Uint8Array): ModelHeader {
       'Convert it with onnx.version_converter, or export it again.');
   }
   return { fields, irVersion, opsets, graph };
+}
+
+/** The external data files a model's tensors name (initializers and Constant values, subgraphs included). */
+export function externalLocations(model: ModelHeader): string[] {
+  const found = new Set<string>();
+  const graph = (bytes: Uint8Array) => {
+    for (const f of readFields(bytes, 'a graph')) {
+      if (f.number === GraphField.INITIALIZER) {
+        const t = readTensor(bytesValue(f, 'initializer'), 'an initializer');
+        if (t.external) {
+          checkExternalLocation(t.external.location, t.name);
+          found.add(t.external.location);
+        }
+      } else if (f.number === GraphField.NODE) {
+        for (const a of readNode(f, 'a node').attributes) {
+          for (const v of a.fields) {
+            if (v.number === AttributeField.G || v.number === AttributeField.GRAPHS) graph(bytesValue(v, 'a subgraph'));
+            if (v.number === AttributeField.T) {
+              const t = readTensor(bytesValue(v, 'a tensor attribute'), 'a tensor attribute');
+              if (t.external) {
+                checkExternalLocation(t.external.location, t.name);
+                found.add(t.external.location);
+              }
+            }
+          }
+        }
+      }
+    }
+  };
+  graph(bytesValue(model.graph, 'graph'));
+  return [...found];
 }

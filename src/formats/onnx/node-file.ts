@@ -1,0 +1,63 @@
+// quantizeOnnx between files, for Node (the CLI, `edge-moq/node`): the model and its external
+// data files are opened and both outputs checked before any work; the output's external data
+// (when the input has some) goes to `<output file name>.data` beside it. Both outputs are
+// written to temporary files and renamed into place only once everything has succeeded.
+
+import { basename, dirname, join } from 'node:path';
+import type { Packer } from '../../packed/packer.js';
+import { atomicFileSink, checkOutputFile, fileSource, type FileSource } from '../node-file.js';
+import type { ByteSink } from '../safetensors.js';
+import { externalLocations, readModel } from './model.js';
+import { quantizeOnnx, type QuantizeOnnxOptions, type QuantizeOnnxResult } from './quantize.js';
+
+export interface QuantizeOnnxFileResult {
+  report: QuantizeOnnxResult['report'];
+  /** The output's external data file, or null when the model keeps its weights inline. */
+  externalData: string | null;
+}
+
+export async function quantizeOnnxFile(input: string, output: string, packer: Packer, options: QuantizeOnnxOptions = {}): Promise<QuantizeOnnxFileResult> {
+  const sources: FileSource[] = [];
+  try {
+    const model = await fileSource(input);
+    sources.push(model);
+    const bytes = new Uint8Array(model.size);
+    await model.read(0, bytes);
+    const locations = externalLocations(readModel(bytes));
+    const opened = new Map<string, FileSource>();
+    for (const location of locations) {
+      const source = await fileSource(join(dirname(input), location));
+      sources.push(source);
+      opened.set(location, source);
+    }
+    const dataPath = locations.length > 0 ? `${output}.data` : null;
+    await checkOutputFile(output, { distinctFrom: sources });
+    if (dataPath) await checkOutputFile(dataPath, { distinctFrom: sources });
+
+    // The data file is renamed into place only after the model's file is written.
+    const data = dataPath ? atomicFileSink(dataPath, { distinctFrom: sources }) : null;
+    let dataDone = false;
+    const deferred: ByteSink | null = data && {
+      write: (chunk) => data.write(chunk),
+      close: async () => { dataDone = true; },
+      abort: () => data.abort(),
+    };
+    const result = await quantizeOnnx(bytes, options, {
+      packer,
+      externalData: (location) => opened.get(location) ?? fileSource(join(dirname(input), location)),
+      ...(deferred && dataPath ? { externalDataOut: { location: basename(dataPath), sink: deferred } } : {}),
+    });
+    const sink = atomicFileSink(output, { distinctFrom: sources });
+    try {
+      await sink.write(result.model);
+      if (data && dataDone) await data.close();
+      await sink.close();
+    } catch (error) {
+      await Promise.all([sink.abort(), data?.abort()]);
+      throw error;
+    }
+    return { report: result.report, externalData: dataPath };
+  } finally {
+    await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
+  }
+}
