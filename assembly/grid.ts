@@ -105,26 +105,24 @@ export function quantizeGrid(
     const from = src + offset, to = dst + offset;
     const first = firstIndex + <u32>g * <u32>groupSize;
     let scale: f32, zero: f32 = 0;
-    if (asymmetric) {
+    if (asymmetric || full) {
+      // One range pass for both grids that need the signed ends (inlined once: it is large).
       let range = ranges + (<usize>g << 3);
       if (!ranges) {
         range = fusedRange;
         if (!rangeOf(from, groupSize, range)) return g;
       }
-      asymmetricGroup(load<f32>(range), load<f32>(range, 4), invLevels);
-      scale = groupScale;
-      zero = groupZero;
-      if (groupHalved) {
-        halvedGroup(from, to, groupSize, first, scale, zero, hi, stochastic, key, blend, ratio, rest);
-        continue;
+      if (full) {
+        scale = fullScale(load<f32>(range), load<f32>(range, 4), invLevels * 2);
+      } else {
+        asymmetricGroup(load<f32>(range), load<f32>(range, 4), invLevels);
+        scale = groupScale;
+        zero = groupZero;
+        if (groupHalved) {
+          halvedGroup(from, to, groupSize, first, scale, zero, hi, stochastic, key, blend, ratio, rest);
+          continue;
+        }
       }
-    } else if (full) {
-      let range = ranges + (<usize>g << 3);
-      if (!ranges) {
-        range = fusedRange;
-        if (!rangeOf(from, groupSize, range)) return g;
-      }
-      scale = fullScale(load<f32>(range), load<f32>(range, 4), invLevels * 2);
     } else {
       let absMax: f32;
       if (ranges) {

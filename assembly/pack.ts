@@ -90,10 +90,11 @@ export function packCodes(
     let scale: f32;
     if (type == SYMMETRIC || type == ASYMMETRIC || type == FULL) {
       const asymmetric = type == ASYMMETRIC;
+      // One range pass for both grids that need the signed ends (inlined once: it is large).
+      if ((asymmetric || type == FULL) && !rangeOf(from, groupSize, groupRange)) return g;
+      const groupMin = load<f32>(groupRange), groupMax = load<f32>(groupRange, 4);
       if (asymmetric) {
-        if (!rangeOf(from, groupSize, groupRange)) return g;
-        const groupMin = load<f32>(groupRange);
-        asymmetricGroup(groupMin, load<f32>(groupRange, 4), <f32>1.0 / <f32>(1 << bits));
+        asymmetricGroup(groupMin, groupMax, <f32>1.0 / <f32>(1 << bits));
         // A constant group has no grid: its constant is the zero point, every code 0.
         let zero = groupScale > 0 ? groupZero : groupMin;
         if (groupHalved) {
@@ -101,23 +102,23 @@ export function packCodes(
           scale = groupScale * 2;
           zero *= 2;
         } else {
-          const underflowed = groupScale == 0 && load<f32>(groupRange, 4) > groupMin;
+          const underflowed = groupScale == 0 && groupMax > groupMin;
           scale = underflowed ? SMALLEST_SUBNORMAL : groupScale;
           gridCodes(from, groupSize, bits, scale, zero, true, stochastic && !underflowed, key, first);
         }
         store<f32>(zeros + (<usize>g << 2), zero);
-      } else if (type == FULL) {
-        if (!rangeOf(from, groupSize, groupRange)) return g;
-        const groupMin = load<f32>(groupRange), groupMax = load<f32>(groupRange, 4);
-        scale = fullScale(groupMin, groupMax, <f32>2.0 / <f32>(1 << bits));
-        const underflowed = scale == 0 && (groupMin != 0 || groupMax != 0);
-        if (underflowed) scale = SMALLEST_SUBNORMAL;
-        gridCodes(from, groupSize, bits, scale, 0, false, stochastic && !underflowed, key, first);
       } else {
-        const bitsOfMax = absMaxBits(from, groupSize);
-        if (bitsOfMax >= NON_FINITE_BITS) return g;
-        scale = reinterpret<f32>(bitsOfMax) * (<f32>2.0 / <f32>(1 << bits));
-        const underflowed = scale == 0 && bitsOfMax != 0;
+        // Both symmetric grids: the full one from the signed ends, DeepSpeed's from the largest |x|.
+        let underflowed: bool;
+        if (type == FULL) {
+          scale = fullScale(groupMin, groupMax, <f32>2.0 / <f32>(1 << bits));
+          underflowed = scale == 0 && (groupMin != 0 || groupMax != 0);
+        } else {
+          const bitsOfMax = absMaxBits(from, groupSize);
+          if (bitsOfMax >= NON_FINITE_BITS) return g;
+          scale = reinterpret<f32>(bitsOfMax) * (<f32>2.0 / <f32>(1 << bits));
+          underflowed = scale == 0 && bitsOfMax != 0;
+        }
         if (underflowed) scale = SMALLEST_SUBNORMAL;
         gridCodes(from, groupSize, bits, scale, 0, false, stochastic && !underflowed, key, first);
       }
