@@ -90,7 +90,7 @@ export class PieceReader {
 }
 
 /** Coalesced reads go up to this size (larger when one piece is larger). */
-const WINDOW_BYTES = 1 << 20;
+const WINDOW_BYTES = 4 << 20;
 
 /** Reads and transposes boxes of a row-major float matrix, reusing its buffers. */
 export class TransposedReader {

