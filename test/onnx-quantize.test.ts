@@ -320,8 +320,8 @@ describe('bad input: typed errors, nothing written', () => {
     expect(String(error)).toMatch(message);
   });
 
-  it('refuses bits onnxruntime-web does not run, and bad block sizes', async () => {
-    for (const options of [{ bits: 2 }, { bits: 3 }, { blockSize: 24 }, { blockSize: 8 }]) {
+  it('refuses bits onnxruntime-web does not run, bad block sizes and unknown options', async () => {
+    for (const options of [{ bits: 2 }, { bits: 3 }, { blockSize: 24 }, { blockSize: 8 }, { groupSize: 32 }, { type: 'ternary' }, { accuracyLevel: 7 }] as QuantizeOnnxOptions[]) {
       await expect(quantizeOnnx(good(), options, { packer: packers[0]!.packer })).rejects.toBeInstanceOf(InvalidInputError);
     }
   });

@@ -129,6 +129,11 @@ describe('PP-OCRv4 recogniser (a real pretrained model) quantized, run by onnxru
   const packers = usePackers();
   let reference: Awaited<ReturnType<typeof logits>>;
 
+  it('is written back byte for byte when nothing is quantized', async () => {
+    const { model } = await quantizeOnnx(modelBytes, { exclude: /.*/ }, { packer: packers[0]!.packer });
+    expect(Buffer.from(model).equals(modelBytes)).toBe(true);
+  });
+
   it('reads the handwritten digit lines in float32 (the inputs are meaningful)', async () => {
     reference = await logits(modelBytes);
     const self = compare(reference, reference);

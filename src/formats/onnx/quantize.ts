@@ -83,8 +83,14 @@ interface Settings {
   exclude: NamePattern | null;
 }
 
+const OPTION_KEYS = new Set(['bits', 'blockSize', 'type', 'grid', 'accuracyLevel', 'include', 'exclude']);
+
 function readSettings(options: QuantizeOnnxOptions): Settings {
   if (typeof options !== 'object' || options === null) throw new InvalidInputError('INVALID_ARGUMENT', 'quantizeOnnx options must be an object.');
+  const unknown = Object.keys(options).filter((key) => !OPTION_KEYS.has(key));
+  if (unknown.length > 0) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `unknown quantizeOnnx option ${unknown.map((k) => describeName(k)).join(', ')}; known: ${[...OPTION_KEYS].join(', ')}.`);
+  }
   const { bits = 4, blockSize = 32, type = 'symmetric', grid, accuracyLevel } = options;
   if (bits !== 4 && bits !== 8) {
     throw new InvalidInputError('INVALID_ARGUMENT', `bits must be 4 or 8 for MatMulNBits, got ${bits}: onnxruntime-web 1.23 runs no other width ` +
