@@ -11,6 +11,7 @@ import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { packTensor, PackScratch } from '../src/formats/pack-tensor.js';
 import { packedEntry, packedMetadata, packedNames, readPackedLayout } from '../src/formats/packed-metadata.js';
 import { readAheadSource } from '../src/formats/read-ahead.js';
+import { readableSource } from '../src/formats/streams.js';
 import {
   createSafetensorsWriter, decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes,
   type ByteSink, type ByteSource, type FloatDtype, type TensorSpec,
@@ -209,6 +210,32 @@ describe('bounded memory', () => {
     expect(stats.bytes).toBeLessThanOrEqual(33 * values.byteLength);
     const whole = await packFile(values, c, packers[0]!.packer, 16 << 20, false);
     expect(Buffer.compare(small.bytes, whole.bytes)).toBe(0);
+  });
+});
+
+describe('forward-only sources', () => {
+  const streamOf = (source: ByteSource) => {
+    const bytes = new Uint8Array(source.size);
+    return readableSource(new ReadableStream<Uint8Array>({
+      async start(controller) {
+        await source.read(0, bytes);
+        for (let at = 0; at < bytes.length; at += 1000) controller.enqueue(bytes.slice(at, at + 1000));
+        controller.close();
+      },
+    }), bytes.length);
+  };
+  const c: Case = { label: '', dtype: 'F32', shape: [64, 32], axis: 0, options: { bits: 4, groupSize: 32 } };
+  const values = randomTensor(64 * 32, 6);
+
+  it('pack a transposed tensor that fits a chunk: it is read front to back', async () => {
+    const streamed = await packFile(values, c, packers[0]!.packer, 1 << 20, false, streamOf);
+    const seekable = await packFile(values, c, packers[0]!.packer, 1 << 20, false);
+    expect(Buffer.compare(streamed.bytes, seekable.bytes)).toBe(0);
+  });
+
+  it('refuse one larger than a chunk and the read-ahead block with an IO error (its columns need reads back)', async () => {
+    const large: Case = { ...c, shape: [1024, 512] };
+    await expect(packFile(randomTensor(1024 * 512, 6), large, packers[0]!.packer, 64 << 10, false, streamOf)).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/reads forward only/) });
   });
 });
 
