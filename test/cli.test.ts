@@ -110,3 +110,44 @@ describe('edge-moq quantize / dequantize / inspect', () => {
     expect(readdirSync(dir).filter((f) => f.startsWith('out-'))).toEqual([]);
   });
 });
+
+describe('edge-moq quantize on a sharded checkpoint, and merge-index', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-moq-cli-shards-'));
+  const index = join(dir, 'model.safetensors.index.json');
+  const shard = (k: number) => `model-0000${k + 1}-of-00003.safetensors`;
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  for (let k = 0; k < 3; k++) {
+    const tensors = [0, 1].map((t) => ({ name: `layers.${k}.w${t}`, dtype: 'F32' as const, shape: [8, 32], data: encodeFloat32(randomTensor(256, 10 * k + t), 'F32') }));
+    tensors.forEach((t) => { weightMap[t.name] = shard(k); totalSize += t.data.length; });
+    writeFileSync(join(dir, shard(k)), encodeSafetensors(tensors));
+  }
+  writeFileSync(index, JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }));
+  const filesOf = (folder: string) => Object.fromEntries(readdirSync(folder).sort().map((name) => [name, readFileSync(join(folder, name)).toString('base64')]));
+
+  it('quantizes every shard with --jobs 2, and pieces merged give the same bytes', async () => {
+    const whole = join(dir, 'whole');
+    const one = await run('quantize', index, '-o', whole, '--bits', '4', '--group-size', '32', '--jobs', '2');
+    expect(one.stdout).toMatch(/model\.safetensors\.index\.json \(3 shard\(s\)\): packed 6 tensor\(s\)/);
+    expect(one.code).toBe(0);
+    const split = join(dir, 'split');
+    for (const piece of ['0/2', '1/2']) {
+      const { code } = await run('quantize', index, '-o', split, '--bits', '4', '--group-size', '32', '--shard', piece, '--jobs', '1');
+      expect(code).toBe(0);
+    }
+    const pieces = readdirSync(split).filter((name) => name.includes('.shard-')).map((name) => join(split, name));
+    expect(pieces).toHaveLength(2);
+    const merged = await run('merge-index', ...pieces, '-o', join(split, 'model.safetensors.index.json'));
+    expect(merged.code).toBe(0);
+    const splitFiles = filesOf(split);
+    for (const name of readdirSync(split).filter((n) => n.includes('.shard-'))) delete splitFiles[name];
+    expect(splitFiles).toEqual(filesOf(whole));
+  });
+
+  it('refuses WebGPU for worker threads, before any work', async () => {
+    const out = join(dir, 'gpu');
+    const { code, stderr } = await run('quantize', index, '-o', out, '--bits', '4', '--backend', 'webgpu');
+    expect(stderr).toMatch(/worker threads, where WebGPU is not available/);
+    expect(code).toBe(2);
+  });
+});

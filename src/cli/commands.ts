@@ -9,6 +9,7 @@ import { demoCommand } from './demo.js';
 import { dequantizeCommand } from './dequantize.js';
 import { infoCommand } from './info.js';
 import { inspectCommand } from './inspect.js';
+import { mergeIndexCommand } from './merge-index.js';
 import { quantizeCommand } from './quantize.js';
 import { escapeForTerminal } from './terminal.js';
 
@@ -21,6 +22,9 @@ usage:
   edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [--group-size G | --groups K]
       [--type symmetric|asymmetric] [--rounding nearest|stochastic] [--seed S]
       [--include REGEX] [--exclude REGEX] [--recipe recipe.json|ds_config.json] [--include-vectors] [--backend B] [--quiet]
+  edge-moq quantize <model.safetensors.index.json> -o <folder> --bits B [options as above]
+      [--jobs N] [--shard i/n|auto/n]
+  edge-moq merge-index <piece.index.json>... -o <model.safetensors.index.json>
   edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16] [--backend B] [--quiet]
   edge-moq inspect <file.safetensors>
   edge-moq conformance <file.json> [--backend B]
@@ -45,12 +49,13 @@ export const COMMANDS = {
   info: { run: infoCommand, values: [] },
   quantize: {
     run: quantizeCommand,
-    values: ['output', 'bits', 'group-size', 'groups', 'type', 'rounding', 'seed', 'include', 'exclude', 'recipe', 'backend'],
+    values: ['output', 'bits', 'group-size', 'groups', 'type', 'rounding', 'seed', 'include', 'exclude', 'recipe', 'backend', 'jobs', 'shard'],
     booleans: ['include-vectors', 'quiet'],
     aliases: { o: 'output' },
   },
   dequantize: { run: dequantizeCommand, values: ['output', 'dtype', 'backend'], booleans: ['quiet'], aliases: { o: 'output' } },
   inspect: { run: inspectCommand, values: [] },
+  'merge-index': { run: mergeIndexCommand, values: ['output'], aliases: { o: 'output' } },
 } satisfies Record<string, Command>;
 
 /** Every command also takes --help (-h), which prints the usage instead of running it. */

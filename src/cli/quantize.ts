@@ -3,13 +3,15 @@
 
 import { InvalidInputError } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
+import { quantizeShardedCheckpoint } from '../node/shard-jobs.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
 import { compileNamePattern } from '../name-pattern.js';
 import { choiceFlag, integerFlag, stringFlag, type ParsedArgs } from './args.js';
 import { naming } from './file-errors.js';
 import { readRecipeFile } from './recipe-file.js';
 import { openPacker } from './packer.js';
-import { createProgress } from './progress.js';
+import { detectFormat, type FileFormat } from './detect-format.js';
+import { createProgress, type Progress } from './progress.js';
 import { formatBytes, table } from './table.js';
 import { escapeForTerminal } from './terminal.js';
 
@@ -45,24 +47,56 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
 
   // Both ends are checked before the backend loads or anything is read.
   const source = await fileSource(input);
+  let format: FileFormat;
+  try {
+    format = await detectFormat(source);
+  } finally {
+    await source.close();
+  }
+  if (format === 'safetensors-index') return quantizeCheckpoint(args, input, output, options, progress);
+  const reopened = await fileSource(input);
   let report: QuantizeReport;
   let kind: string;
   try {
-    await checkOutputFile(output, { distinctFrom: [source] });
+    await checkOutputFile(output, { distinctFrom: [reopened] });
     const packer = await openPacker(args);
     kind = packer.kind;
     try {
-      report = await quantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, options);
+      report = await quantizeSafetensors(reopened, atomicFileSink(output, { distinctFrom: [reopened] }), packer, options);
     } finally {
       packer.dispose();
     }
   } catch (error) {
     throw naming(error, input);
   } finally {
-    await source.close();
+    await reopened.close();
   }
   progress.done();
   printReport(report, output, kind);
+  return 0;
+}
+
+/** A Hugging Face sharded checkpoint: its index in, a folder of shards and a new index out. */
+async function quantizeCheckpoint(args: ParsedArgs, index: string, folder: string, options: QuantizeFileOptions, progress: Progress): Promise<number> {
+  const backend = choiceFlag(args, 'backend', ['auto', 'wasm-simd', 'wasm', 'webgpu'] as const) ?? 'auto';
+  if (backend === 'webgpu') {
+    throw new InvalidInputError('INVALID_ARGUMENT', 'a sharded checkpoint is quantized on worker threads, where WebGPU is not available; use --backend auto, wasm-simd or wasm.');
+  }
+  const { onProgress, ...rest } = options;
+  const report = await quantizeShardedCheckpoint(index, folder, {
+    ...rest,
+    backend,
+    ...(args.flags.has('jobs') ? { jobs: integerFlag(args, 'jobs', 1, 1) } : {}),
+    ...(args.flags.has('shard') ? { shard: stringFlag(args, 'shard')! } : {}),
+    onProgress: (p) => onProgress?.({ ...p, tensor: p.tensor ? `${p.shard}: ${p.tensor}` : '' }),
+  });
+  progress.done();
+  const tensors = report.shards.flatMap((s) => s.report.tensors);
+  const bytesIn = report.shards.reduce((n, s) => n + s.report.bytesIn, 0);
+  const bytesOut = report.shards.reduce((n, s) => n + s.report.bytesOut, 0);
+  const packed = tensors.filter((t) => t.packed).length;
+  printReport({ tensors, packed, skipped: tensors.length - packed, bytesIn, bytesOut, ratio: bytesIn / bytesOut, warnings: report.warnings },
+    `${report.index} (${report.shards.length} shard(s)${report.piece ? `, piece ${report.piece.index}/${report.piece.count}` : ''})`, 'WebAssembly workers');
   return 0;
 }
 
