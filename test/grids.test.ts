@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { JOB_FLAGS } from '../src/backends/webgpu-plan.js';
 import { planFakeQuantize } from '../src/config.js';
+import { Quantizer } from '../src/quantizer.js';
 import { validatePacked, type PackedTensor, type PackOptions } from '../src/packed/layout.js';
 import { PACK_TYPE_NUMBERS } from '../src/packed/wasm-packer.js';
 import { codeAt } from './support/layout-reader.js';
@@ -139,6 +140,10 @@ describe('where the grid option does not apply', () => {
         expect(packed).toEqual({ ...(await packer.pack(x, { bits, groupSize: 8 })), grid: 'deepspeed' });
       }
     }
+  });
+
+  it('is no Quantizer option: MoQ stays on DeepSpeed\'s grid', () => {
+    expect(() => new Quantizer({ grid: 'full' } as never)).toThrow(expect.objectContaining({ code: 'CONFIG', message: expect.stringMatching(/options\.grid: unknown key/) }));
   });
 
   it('keeps the deepspeed grid the default', async () => {
