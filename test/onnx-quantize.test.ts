@@ -186,6 +186,52 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
     expectWithinBound(withBias, y, reference, aWithOne, wWithBias);
   });
 
+  it.each([{ bits: 4, blockSize: 16 }, { bits: 8, blockSize: 32 }])('an embedding Gather → GatherBlockQuantized ($bits bits, blocks of $blockSize): rows as dequantized', async (options) => {
+    const [v, d] = [10, 64];
+    const table = randomTensor(v * d, 41, 0.5);
+    const graph: OnnxGraph = {
+      name: 'embed',
+      nodes: [{ opType: 'Gather', name: 'embed', inputs: ['embed.weight', 'ids'], outputs: ['Y'] }],
+      initializers: [{ name: 'embed.weight', dataType: OnnxDataType.FLOAT, dims: [v, d], raw: float32Raw(table) }],
+      inputs: [{ name: 'ids', elemType: OnnxDataType.INT64, shape: [3] }],
+      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [3, d] }],
+    };
+    for (const { name, packer } of packers) {
+      const { model: quantized, report } = await quantizeOnnx(model(graph), options, { packer });
+      expect(report.matmuls[0], name).toMatchObject({ op: 'Gather', weight: 'embed.weight', shape: [v, d], bits: options.bits });
+      const [node] = nodes(quantized);
+      expect(node).toMatchObject({ opType: 'GatherBlockQuantized', domain: 'com.microsoft', name: `embed_Q${options.bits}`,
+        inputs: [`embed.weight_Q${options.bits}`, 'ids', 'embed.weight_scales'] });
+      const inits = initializers(quantized);
+      expect(inits.get(`embed.weight_Q${options.bits}`)!.dims).toEqual([v, (d * options.bits) / 8]);
+      expect(inits.get('embed.weight_scales')!.dims).toEqual([v, d / options.blockSize]);
+      // Dequantized as MatMulNBits weights with K = D, N = V: [D, V].
+      const w = dequantizeMatMulNBits({ k: d, n: v, ...options, b: inits.get(`embed.weight_Q${options.bits}`)!.raw!,
+        scales: decodeFloat32(inits.get('embed.weight_scales')!.raw!, 'F32'), zeroPoints: null });
+      const ids = [7, 0, 3];
+      const session = await ort.InferenceSession.create(quantized, { executionProviders: ['wasm'] });
+      const { Y } = await session.run({ ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [3]) });
+      await session.release();
+      const expected = ids.flatMap((id) => Array.from({ length: d }, (_, j) => w[j * v + id]!));
+      expect(Array.from(Y!.data as Float32Array), name).toEqual(expected);
+    }
+  });
+
+  it.each([
+    { label: 'rows of 40, blocks of 16', d: 40, options: { blockSize: 16 } },
+    { label: 'asymmetric', d: 32, options: { blockSize: 16, type: 'asymmetric' } },
+  ] as const)('leaves a Gather to float: $label', async ({ d, options }) => {
+    const graph: OnnxGraph = {
+      name: 'embed',
+      nodes: [{ opType: 'Gather', name: 'embed', inputs: ['embed.weight', 'ids'], outputs: ['Y'] }],
+      initializers: [{ name: 'embed.weight', dataType: OnnxDataType.FLOAT, dims: [4, d], raw: float32Raw(randomTensor(4 * d, 42)) }],
+      inputs: [{ name: 'ids', elemType: OnnxDataType.INT64, shape: [2] }],
+      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, d] }],
+    };
+    const bytes = model(graph);
+    expect((await quantizeOnnx(bytes, options, { packer: packers[0]!.packer })).model).toEqual(bytes);
+  });
+
   it('rewrites MatMuls inside subgraphs (If branches), leaving outer nodes as they are', async () => {
     const c: Case = { m: 2, k: 32, n: 8, options: {} };
     const b = randomTensor(c.k * c.n, 7, 0.5);

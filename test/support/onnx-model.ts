@@ -4,7 +4,7 @@
 // tests do not need (sparse tensors, functions) is left out on purpose.
 
 /** TensorProto.DataType values the tests use. */
-export const OnnxDataType = { FLOAT: 1, UINT8: 2, BOOL: 9, FLOAT16: 10 } as const;
+export const OnnxDataType = { FLOAT: 1, UINT8: 2, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
 export type OnnxDataType = (typeof OnnxDataType)[keyof typeof OnnxDataType];
 
 /** AttributeProto.AttributeType values the tests set. */

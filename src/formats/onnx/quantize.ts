@@ -2,7 +2,10 @@
 // Constant node of the same graph, in subgraphs too) becomes a com.microsoft MatMulNBits, in
 // onnxruntime's layout and with the names its own quantizer (matmul_nbits_quantizer) gives.
 // So does a Gemm of such a B (transB or not, alpha 1, A not transposed), its C added after by an
-// Add node, as MatMulNBits has no beta.
+// Add node, as MatMulNBits has no beta. An embedding Gather (axis 0) of a constant [V, D] float
+// table becomes a com.microsoft GatherBlockQuantized (symmetric, D a whole number of blocks):
+// its uint8 data [V, D·bits/8] and scales [V, D/block] are those of a MatMulNBits with K = D and
+// N = V, which is what they are packed as.
 // B [K, N] is regrouped as N columns of K, in blocks along K; our packed codes for that [N, K']
 // tensor are, byte for byte, MatMulNBits' B (codes low bits first, symmetric zero point
 // 2^(bits-1), which is the operator's default). Everything that is not rewritten is written
@@ -52,9 +55,9 @@ export interface QuantizeOnnxIo {
 export interface OnnxMatMulReport {
   /** The MatMul (or Gemm) node's name (empty when it had none) and its B. */
   node: string;
-  op: 'MatMul' | 'Gemm';
+  op: 'MatMul' | 'Gemm' | 'Gather';
   weight: string;
-  /** B's shape, [K, N]. */
+  /** B's shape, [K, N]; a Gather's table's, [V, D]. */
   shape: [number, number];
   dtype: 'FLOAT' | 'FLOAT16';
   bits: number;
@@ -216,11 +219,14 @@ interface Candidate {
   transposed: boolean;
   /** A Gemm's C, added after. */
   bias: string | null;
+  /** An embedding table (a Gather's data, [V, D]) rather than a MatMul's B. */
+  gather: boolean;
 }
 
 interface Quantized {
   /** The B it was made from. */
   source: string;
+  gather: boolean;
   weights: MatMulNBitsWeights;
   names: { b: string; scales: string; zeroPoints: string };
   dtype: number;
@@ -284,14 +290,36 @@ class Rewriter {
       if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
       if (this.settings.include && !this.settings.include.test(weight)) return null;
       if (this.settings.exclude?.test(weight)) return null;
-      return { weight, tensor, transposed, bias };
+      return { weight, tensor, transposed, bias, gather: false };
+    };
+    const gatherCandidate = (node: NodeInfo): Candidate | null => {
+      if (node.opType !== 'Gather' || (node.domain !== '' && node.domain !== 'ai.onnx') || node.inputs.length !== 2) return null;
+      if ((attributeNumber(node, 'axis') ?? 0) !== 0 || this.settings.type !== 'symmetric') return null;
+      const weight = node.inputs[0]!;
+      const tensor = graphInputs.has(weight) ? null : initializers.get(weight) ?? constants.get(weight)?.tensor ?? null;
+      if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
+      if (tensor.dims[1]! % this.settings.blockSize !== 0) return null;
+      if (this.settings.include && !this.settings.include.test(weight)) return null;
+      if (this.settings.exclude?.test(weight)) return null;
+      return { weight, tensor, transposed: true, bias: null, gather: true };
     };
 
     const quantized = new Map<string, Quantized>();
     const rewritten: { node: NodeInfo; bytes: MessageWriter | null; reads: string[] }[] = [];
     let changed = false;
     for (const node of nodes) {
-      const c = candidate(node);
+      const c = candidate(node) ?? gatherCandidate(node);
+      if (c?.gather) {
+        const key = `G${c.weight}`;
+        let q = quantized.get(key);
+        if (!q) {
+          q = await this.quantize(c, node);
+          quantized.set(key, q);
+        }
+        rewritten.push({ node, bytes: this.gatherBlockQuantized(node, q), reads: [q.names.b, node.inputs[1]!, q.names.scales] });
+        changed = true;
+        continue;
+      }
       if (c) {
         const key = `${c.transposed ? 'T' : 'N'}${c.weight}`;
         let q = quantized.get(key);
@@ -419,12 +447,12 @@ class Rewriter {
     const names = { b: this.fresh(`${c.weight}${suffix}`), scales: this.fresh(`${c.weight}_scales`), zeroPoints: type === 'asymmetric' ? this.fresh(`${c.weight}_zero_points`) : '' };
     const scaleBytes = FLOAT_BYTES[dtype]!;
     this.reports.push({
-      node: node.name, op: node.opType === 'Gemm' ? 'Gemm' : 'MatMul', weight: c.weight, shape: [k, n], dtype: dtype === DataType.FLOAT ? 'FLOAT' : 'FLOAT16', bits, blockSize, type,
+      node: node.name, op: node.opType as OnnxMatMulReport['op'], weight: c.weight, shape: c.gather ? [n, k] : [k, n], dtype: dtype === DataType.FLOAT ? 'FLOAT' : 'FLOAT16', bits, blockSize, type,
       bytesIn: values.length * scaleBytes,
       bytesOut: weights.b.length + weights.scales.length * scaleBytes + (weights.zeroPoints?.length ?? 0),
       maxAbsError: max, rmsError: Math.sqrt(sum / values.length),
     });
-    return { source: c.weight, weights, names, dtype, external: c.tensor.external !== null };
+    return { source: c.weight, gather: c.gather, weights, names, dtype, external: c.tensor.external !== null };
   }
 
   private matMulNBits(node: NodeInfo, q: Quantized, output: string): MessageWriter {
@@ -441,12 +469,24 @@ class Rewriter {
     return out;
   }
 
+  private gatherBlockQuantized(node: NodeInfo, q: Quantized): MessageWriter {
+    const { bits, blockSize } = q.weights;
+    const out = new MessageWriter().string(NodeField.INPUT, q.names.b).string(NodeField.INPUT, node.inputs[1]!).string(NodeField.INPUT, q.names.scales);
+    for (const o of node.outputs) out.string(NodeField.OUTPUT, o);
+    if (node.name) out.string(NodeField.NAME, `${node.name}_Q${bits}`);
+    out.string(NodeField.OP_TYPE, 'GatherBlockQuantized');
+    out.message(NodeField.ATTRIBUTE, attributeInt('gather_axis', 0)).message(NodeField.ATTRIBUTE, attributeInt('quantize_axis', 1))
+      .message(NodeField.ATTRIBUTE, attributeInt('block_size', blockSize)).message(NodeField.ATTRIBUTE, attributeInt('bits', bits));
+    return out.string(NodeField.DOMAIN, 'com.microsoft');
+  }
+
   private async writeQuantized(out: MessageWriter, q: Quantized): Promise<void> {
     const { k, n, bits, blockSize } = q.weights;
     const blocks = Math.ceil(k / blockSize);
     const scales = q.dtype === DataType.FLOAT ? encodeFloat32(q.weights.scales, 'F32') : encodeFloat32(q.weights.scales, 'F16');
-    await this.writeNew(out, q.names.b, DataType.UINT8, [n, blocks, (blockSize * bits) / 8], q.weights.b, q.external);
-    await this.writeNew(out, q.names.scales, q.dtype, [n * blocks], scales, false);
+    // The same bytes either way: [N, blocks, blob] for MatMulNBits, [V, D·bits/8] for a table.
+    await this.writeNew(out, q.names.b, DataType.UINT8, q.gather ? [n, (k * bits) / 8] : [n, blocks, (blockSize * bits) / 8], q.weights.b, q.external);
+    await this.writeNew(out, q.names.scales, q.dtype, q.gather ? [n, blocks] : [n * blocks], scales, false);
     if (q.weights.zeroPoints) await this.writeNew(out, q.names.zeroPoints, DataType.UINT8, [q.weights.zeroPoints.length], q.weights.zeroPoints, false);
   }
 
