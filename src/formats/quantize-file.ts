@@ -7,14 +7,16 @@
 import { InvalidInputError } from '../errors.js';
 import { compileNamePattern, type NamePattern } from '../name-pattern.js';
 import { tensorIdOf } from '../noise.js';
+import type { Grid } from '../config.js';
 import { planPack, type PackOptions, type PackPlan } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
 import { DEFAULT_CHUNK_BYTES, MAX_WHOLE_GROUP_BYTES } from './chunking.js';
 import type { PositionalByteSink } from './node-file.js';
 import { packTensor, PackScratch } from './pack-tensor.js';
 import { readAheadSource } from './read-ahead.js';
-import { compileRecipe, type CompiledRecipe, type Recipe, type RecipeRule } from './recipe.js';
-import { isPackedFile, packedMetadata, packedNames, readPackedLayout, type PackedEntry, type PackedParts } from './packed-metadata.js';
+import { checkSettings, compileRecipe, type CompiledRecipe, type Recipe, type RecipeRule } from './recipe.js';
+import { axisProblem, axisView } from './axis.js';
+import { isPackedFile, packedEntry, packedMetadata, packedNames, readPackedLayout, type PackedEntry, type PackedParts } from './packed-metadata.js';
 import {
   createSafetensorsWriter, isFloatDtype, openSafetensors, readByteChunks,
   type ByteSink, type ByteSource, type SafetensorsFile, type TensorInfo, type TensorSpec,
@@ -30,6 +32,14 @@ export interface QuantizeFileOptions {
   /** Groups per tensor, instead of groupSize. */
   groups?: number;
   type?: 'symmetric' | 'asymmetric';
+  /** The symmetric grid: DeepSpeed's (default) or the full one onnxruntime and ggml use. */
+  grid?: Grid;
+  /**
+   * The dimension groups run along (negative counts from the end; default the last). Groups
+   * span dimensions 0..axis for each index of the dimensions after it: axis 0 of a [K, N]
+   * matrix groups along K for each column (src/formats/axis.ts).
+   */
+  axis?: number;
   rounding?: 'nearest' | 'stochastic';
   /** Stochastic rounding: each tensor's noise stream is (seed, 0, tensorIdOf(name)). */
   seed?: number;
@@ -102,6 +112,8 @@ interface Decision {
   plan: PackPlan | null;
   options?: PackOptions;
   reason?: string;
+  /** The dimension its groups run along. */
+  axis?: number;
   /** The recipe rule that decided it (its index). */
   rule?: number;
   /** How the default grouping was adapted to the tensor. */
@@ -112,7 +124,7 @@ interface Decision {
 type Item =
   | { kind: 'copy'; tensor: TensorInfo; reason: string; rule?: number }
   | { kind: 'carry'; parts: PackedParts }
-  | { kind: 'pack'; tensor: TensorInfo; plan: PackPlan; options: PackOptions; rule?: number; note?: string };
+  | { kind: 'pack'; tensor: TensorInfo; plan: PackPlan; options: PackOptions; axis: number; rule?: number; note?: string };
 
 const isPositional = (sink: ByteSink): sink is PositionalByteSink => typeof (sink as Partial<PositionalByteSink>).writeAt === 'function';
 
@@ -153,7 +165,7 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
       // A positional sink takes the scales where they belong as they are made, so they come
       // first; otherwise they are held and follow the codes.
       specs.push(...(positional ? [...groupSpecs, codes] : [codes, ...groupSpecs]));
-      entries.set(tensor.name, { bits: plan.bits, type: plan.type, groupSize: plan.groupSize, shape: [...tensor.shape], dtype: tensor.dtype as PackedEntry['dtype'] });
+      entries.set(tensor.name, packedEntry(plan, tensor.shape, tensor.dtype, item.axis));
     }
   }
   const seen = new Set<string>();
@@ -210,7 +222,7 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
         const places = writer.tensors.slice(specIndex, specIndex + partCount);
         const target = positional ? { sink, scales: places[0]!, zeros: plan.type === 'asymmetric' ? places[1]! : null } : null;
         const errors = await packTensor(data, tensor, plan, item.options, packer, scratch, writer, target, chunkBytes, (done) =>
-          options.onProgress?.({ tensor: name, index, count: items.length, bytesDone: bytesDone + done, bytesTotal }));
+          options.onProgress?.({ tensor: name, index, count: items.length, bytesDone: bytesDone + done, bytesTotal }), item.axis);
         const bytesOut = plan.codeBytes + plan.groupCount * 4 * (plan.type === 'asymmetric' ? 2 : 1);
         reports.push({
           name, dtype: tensor.dtype, shape: tensor.shape, bytesIn: tensor.byteLength,
@@ -262,9 +274,9 @@ function planItems(file: SafetensorsFile, layout: { packed: PackedParts[]; plain
     if (parts) {
       items.push({ kind: 'carry', parts });
     } else if (plain.has(tensor)) {
-      const { plan, options: packOptions, reason, rule, note } = decide(tensor, options, patterns);
+      const { plan, options: packOptions, reason, rule, note, axis } = decide(tensor, options, patterns);
       const decided = { ...(rule === undefined ? {} : { rule }), ...(note === undefined ? {} : { note }) };
-      items.push(plan ? { kind: 'pack', tensor, plan, options: packOptions!, ...decided } : { kind: 'copy', tensor, reason: reason!, ...decided });
+      items.push(plan ? { kind: 'pack', tensor, plan, options: packOptions!, axis: axis!, ...decided } : { kind: 'copy', tensor, reason: reason!, ...decided });
     }
   }
   return items;
@@ -291,18 +303,34 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
   if (tensor.shape.length === 0) return decided(skip('0-D scalar: never packed'));
   if (tensor.shape.length < 2 && !options.includeVectors && !rule) return skip(`${tensor.shape.length}-D (pass --include-vectors to pack it)`);
   let note: string | undefined;
-  let groupSize = settings.groups === undefined ? settings.groupSize : undefined;
-  if (groupSize === undefined && settings.groups === undefined) {
-    // One group per row by default; a last dimension of 1 (a depthwise kernel [3, 3, C, 1]) would
-    // make groups of one, so the groups run along the innermost dimension longer than 1 instead.
-    let inner = tensor.shape.length - 1;
-    while (inner >= 0 && tensor.shape[inner] === 1) inner--;
-    if (inner < 0) return decided(skip('a single value: never packed'));
-    groupSize = tensor.shape[inner]!;
-    if (inner !== tensor.shape.length - 1) note = `last dimension is 1: groups run along dimension ${inner} (${groupSize})`;
+  const rank = tensor.shape.length;
+  let axis = rank - 1;
+  if (settings.axis !== undefined) {
+    axis = settings.axis < 0 ? rank + settings.axis : settings.axis;
+    if (axis < 0 || axis >= rank) return decided(skip(`it has no dimension ${settings.axis} (it has ${rank})${by}`));
   }
-  if (groupSize !== undefined && tensor.length % groupSize !== 0) return decided(skip(`group size ${groupSize} does not divide ${tensor.length} elements${by}`));
-  if (settings.groups !== undefined && tensor.length % settings.groups !== 0) return decided(skip(`${settings.groups} groups do not divide ${tensor.length} elements${by}`));
+  let groupSize = settings.groups === undefined ? settings.groupSize : tensor.length / settings.groups;
+  if (groupSize === undefined) {
+    if (axis !== rank - 1) {
+      // One group per column of the view: all of dimensions 0..axis, for each index of the rest
+      // (per output channel of a Keras kernel, along K for each column of a MatMul B).
+      groupSize = axisView(tensor.shape, axis).rows;
+      if (groupSize === 1) return decided(skip(`dimensions 0..${axis} hold one value: groups along axis ${axis} would hold one value each; give another --axis${by}`));
+    } else {
+      // One group per row by default; a last dimension of 1 (a depthwise kernel [3, 3, C, 1])
+      // would make groups of one, so the groups run along the innermost longer dimension.
+      let inner = axis;
+      while (inner >= 0 && tensor.shape[inner] === 1) inner--;
+      if (inner < 0) return decided(skip('a single value: never packed'));
+      groupSize = tensor.shape[inner]!;
+      if (inner !== axis) note = `last dimension is 1: groups run along dimension ${inner} (${groupSize})`;
+    }
+  }
+  if (!Number.isInteger(groupSize) || tensor.length % groupSize !== 0) {
+    return decided(skip(settings.groups !== undefined ? `${settings.groups} groups do not divide ${tensor.length} elements${by}` : `group size ${groupSize} does not divide ${tensor.length} elements${by}`));
+  }
+  const crossing = axis === rank - 1 ? null : axisProblem(tensor.shape, axis, groupSize);
+  if (crossing) return decided(skip(`${crossing}${by}`));
   const stochastic = settings.rounding === 'stochastic';
   if (stochastic && tensor.length > MAX_STOCHASTIC_ELEMENTS) {
     throw new InvalidInputError('INVALID_ARGUMENT',
@@ -312,8 +340,9 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
   // Chunks are packed with the tensor's group size, whichever way the groups were given.
   const packOptions: PackOptions = {
     bits: settings.bits,
-    groupSize: groupSize ?? tensor.length / settings.groups!,
+    groupSize,
     ...(settings.type ? { type: settings.type } : {}),
+    ...(settings.grid ? { grid: settings.grid } : {}),
     ...(settings.rounding ? { rounding: settings.rounding } : {}),
     ...(stochastic ? { seed: options.seed ?? 0, tensorId: tensorIdOf(tensor.name) } : {}),
   };
@@ -324,7 +353,7 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
       `(its scale is a mean over the group, exact only when the group is packed whole); pass --group-size ${largestDivisorUpTo(tensor.length, MAX_WHOLE_GROUP_BYTES / 4)} ` +
       'or smaller, or --exclude the tensor; nothing was written.');
   }
-  return decided({ plan, options: packOptions, ...(note ? { note } : {}) });
+  return decided({ plan, options: packOptions, axis, ...(note ? { note } : {}) });
 }
 
 /** The run's options with a recipe rule's settings over them (groupSize and groups replace each other). */
@@ -334,7 +363,7 @@ function settle(options: QuantizeFileOptions, rule: RecipeRule): QuantizeFileOpt
     delete settled.groupSize;
     delete settled.groups;
   }
-  for (const key of ['bits', 'groupSize', 'groups', 'type', 'rounding'] as const) {
+  for (const key of ['bits', 'groupSize', 'groups', 'type', 'rounding', 'grid', 'axis'] as const) {
     if (rule[key] !== undefined) (settled as unknown as Record<string, unknown>)[key] = rule[key];
   }
   return settled;
@@ -350,10 +379,11 @@ function checkOptions(options: QuantizeFileOptions): Patterns {
   if (options === null || typeof options !== 'object') {
     throw new InvalidInputError('INVALID_ARGUMENT', 'options must be an object such as { bits: 4, groupSize: 32 }.');
   }
-  // Validates bits, type, rounding, seed and the group options once, before any file is read.
-  const { bits, type, rounding, seed, groups, groupSize } = options;
+  // Validates bits, type, grid, rounding, seed, axis and the group options once, before any file is read.
+  const { bits, type, grid, rounding, seed, groups, groupSize } = options;
+  checkSettings(options as unknown as Record<string, unknown>, 'options');
   planPack(groups ?? groupSize ?? 1, {
-    bits, ...(type ? { type } : {}), ...(rounding ? { rounding } : {}), ...(seed !== undefined ? { seed } : {}),
+    bits, ...(type ? { type } : {}), ...(grid ? { grid } : {}), ...(rounding ? { rounding } : {}), ...(seed !== undefined ? { seed } : {}),
     ...(groups !== undefined ? { groups } : {}), ...(groupSize !== undefined ? { groupSize } : {}),
   }, 'options');
   if (options.chunkBytes !== undefined && !(Number.isInteger(options.chunkBytes) && options.chunkBytes > 0)) {
