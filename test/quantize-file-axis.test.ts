@@ -1,3 +1,7 @@
+// quantizeSafetensors deciding groups along an axis and on the full grid (options and recipe
+// rules): the files dequantize to fakeQuantize of the transposed data, and say which layout
+// version they need.
+
 import { describe, expect, it } from 'vitest';
 import { WasmBackend } from '../src/backends/wasm.js';
 import { WasmPacker } from '../src/packed/wasm-packer.js';
@@ -8,6 +12,7 @@ import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafe
 import { memorySink } from './support/memory-sink.js';
 import { randomTensor } from './support/fixtures.js';
 import { decodePackedFile } from './support/independent-decoder.mjs';
+import { readPackedLayout } from '../src/formats/packed-metadata.js';
 
 describe('quantizeSafetensors with axis and grid', () => {
   it.each([
@@ -36,5 +41,36 @@ describe('quantizeSafetensors with axis and grid', () => {
       expect(Array.from(decodeFloat32(await readBytes(file, file.tensors[0]!), 'F32'), (v) => v + 0)).toEqual(Array.from(want));
     }
     backend.dispose();
+  });
+});
+
+describe('the layout version a file says', () => {
+  const model = () => encodeSafetensors([{ name: 'w', dtype: 'F32', shape: [16, 8], data: encodeFloat32(randomTensor(128, 5), 'F32') }]);
+  const formatOf = async (options: object) => {
+    const backend = await WasmBackend.create('simd');
+    const sink = memorySink();
+    await quantizeSafetensors(memorySource(model()), sink, new WasmPacker(backend), { bits: 4, ...options });
+    backend.dispose();
+    return { bytes: sink.bytes(), format: (await openSafetensors(memorySource(sink.bytes()))).metadata.format };
+  };
+
+  it.each([
+    [{}, 'edge-moq.packed/1'],
+    [{ grid: 'deepspeed' }, 'edge-moq.packed/1'],
+    [{ axis: -1 }, 'edge-moq.packed/1'],
+    [{ axis: 0 }, 'edge-moq.packed/2'],
+    [{ grid: 'full' }, 'edge-moq.packed/2'],
+  ])('%j -> %s', async (options, format) => {
+    expect((await formatOf(options)).format).toBe(format);
+  });
+
+  it('refuses an axis record in a file that says /1 (whose older readers would ignore it)', async () => {
+    const { bytes } = await formatOf({ axis: 0 });
+    const marker = new TextEncoder().encode('edge-moq.packed/2');
+    const at = Buffer.from(bytes).indexOf(Buffer.from(marker));
+    const lying = bytes.slice();
+    lying[at + marker.length - 1] = '1'.charCodeAt(0);
+    const file = await openSafetensors(memorySource(lying));
+    expect(() => readPackedLayout(file)).toThrow(/names an axis or grid, which a "edge-moq.packed\/1" file cannot hold/);
   });
 });

@@ -5,7 +5,7 @@
 import { describeValue } from '../describe.js';
 import { FormatError } from '../errors.js';
 import type { Grid } from '../config.js';
-import { codeBytes, PACKED_FORMAT, packedType, type PackedType } from '../packed/layout.js';
+import { codeBytes, PACKED_FORMAT, PACKED_FORMAT_V2, packedType, type PackedType } from '../packed/layout.js';
 import { axisProblem } from './axis.js';
 import type { Dtype, SafetensorsFile, TensorInfo } from './safetensors.js';
 import { parseStrictJson } from './strict-json.js';
@@ -53,12 +53,13 @@ export function packedEntry(
 export const packedNames = (name: string) => ({ codes: `${name}.q`, scales: `${name}.scale`, zeros: `${name}.zero` });
 
 export function packedMetadata(entries: ReadonlyMap<string, PackedEntry>, extra: Readonly<Record<string, string>> = {}): Record<string, string> {
-  return { ...extra, format: PACKED_FORMAT, 'edge-moq': JSON.stringify(Object.fromEntries(entries)) };
+  const extended = [...entries.values()].some((entry) => entry.axis !== undefined || entry.grid !== undefined);
+  return { ...extra, format: extended ? PACKED_FORMAT_V2 : PACKED_FORMAT, 'edge-moq': JSON.stringify(Object.fromEntries(entries)) };
 }
 
 /** Whether `file` says it is packed by edge-moq. */
 export function isPackedFile(file: SafetensorsFile): boolean {
-  return file.metadata.format === PACKED_FORMAT;
+  return file.metadata.format === PACKED_FORMAT || file.metadata.format === PACKED_FORMAT_V2;
 }
 
 /**
@@ -68,7 +69,7 @@ export function isPackedFile(file: SafetensorsFile): boolean {
 export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]; plain: TensorInfo[] } {
   if (!isPackedFile(file)) {
     throw new FormatError(`this file is not packed by edge-moq (its __metadata__.format is ${describeValue(file.metadata.format ?? null)}, ` +
-      `not "${PACKED_FORMAT}"); quantize it first with "edge-moq quantize".`);
+      `not "${PACKED_FORMAT}" or "${PACKED_FORMAT_V2}"); quantize it first with "edge-moq quantize".`);
   }
   const records = file.metadata['edge-moq'];
   if (records === undefined) throw new FormatError(`__metadata__["edge-moq"] is missing; ${RECORDS}.`);
@@ -83,6 +84,9 @@ export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]
   const used = new Set<string>();
   const packed = Object.entries(entries as Record<string, unknown>).map(([name, raw]) => {
     const entry = checkEntry(name, raw);
+    if (file.metadata.format === PACKED_FORMAT && (entry.axis !== undefined || entry.grid !== undefined)) {
+      throw new FormatError(`__metadata__["edge-moq"][${describeValue(name)}] names an axis or grid, which a "${PACKED_FORMAT}" file cannot hold (its readers ignore them); such files say "${PACKED_FORMAT_V2}".`);
+    }
     const length = entry.shape.reduce((a, b) => a * b, 1);
     if (length % entry.groupSize !== 0) throw new FormatError(`${describeValue(name)}: groupSize ${entry.groupSize} does not divide its ${length} elements.`);
     if (entry.axis !== undefined) {

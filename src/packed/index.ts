@@ -12,7 +12,7 @@ import { WasmPacker } from './wasm-packer.js';
 import { WebGpuPacker } from './webgpu-packer.js';
 
 export {
-  PACKED_FORMAT, allocatePacked, codeBytes, packedType, planPack, validatePacked,
+  PACKED_FORMAT, PACKED_FORMAT_V2, allocatePacked, codeBytes, packedType, planPack, validatePacked,
   type PackedTensor, type PackedType, type PackOptions, type PackPlan,
 } from './layout.js';
 export type { Packer } from './packer.js';

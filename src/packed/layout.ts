@@ -26,6 +26,12 @@ import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 
 export const PACKED_FORMAT = 'edge-moq.packed/1';
+/**
+ * The same layout with records that may name an `axis` or the full `grid`: a reader of /1 that
+ * ignored those fields would decode such a tensor in the wrong order or with the wrong sign, so
+ * files that use them say /2, which such a reader refuses instead.
+ */
+export const PACKED_FORMAT_V2 = 'edge-moq.packed/2';
 
 const FLOAT_MAX = 3.4028234663852886e38;
 

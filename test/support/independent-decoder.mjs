@@ -4,7 +4,7 @@
 // file agree, the layout text is enough to read the files, and a change to either that
 // breaks the text shows up as a disagreement.
 
-export const PACKED_FORMAT = 'edge-moq.packed/1';
+export const PACKED_FORMATS = ['edge-moq.packed/1', 'edge-moq.packed/2'];
 
 /** Element sizes of the float dtypes this reader turns into numbers. */
 const FLOAT_BYTES = { F32: 4, F16: 2, BF16: 2 };
@@ -121,7 +121,7 @@ function fromStreamOrder(stream, shape, axis) {
  */
 export function decodePackedFile(file) {
   const { tensors, metadata } = readSafetensors(file);
-  if (metadata.format !== PACKED_FORMAT) throw new Error(`__metadata__.format is ${metadata.format}, not ${PACKED_FORMAT}`);
+  if (!PACKED_FORMATS.includes(metadata.format)) throw new Error(`__metadata__.format is ${metadata.format}, not one of ${PACKED_FORMATS.join(', ')}`);
   const packedEntries = JSON.parse(metadata['edge-moq']);
   const out = new Map();
   const consumed = new Set();
