@@ -254,6 +254,44 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
   });
 });
 
+describe('recipes on ONNX weights', () => {
+  /** Two MatMuls in a row: attn.weight [32, 16], then mlp.weight [16, 8]. */
+  function twoLayers(): Uint8Array {
+    const tensor = (name: string, k: number, n: number, seed: number): OnnxTensor =>
+      ({ name, dataType: OnnxDataType.FLOAT, dims: [k, n], raw: float32Raw(randomTensor(k * n, seed, 0.5)) });
+    return model({
+      name: 'main',
+      nodes: [
+        { opType: 'MatMul', name: 'attn', inputs: ['A', 'attn.weight'], outputs: ['H'] },
+        { opType: 'MatMul', name: 'mlp', inputs: ['H', 'mlp.weight'], outputs: ['Y'] },
+      ],
+      initializers: [tensor('attn.weight', 32, 16, 1), tensor('mlp.weight', 16, 8, 2)],
+      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, 32] }],
+      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, 8] }],
+    });
+  }
+
+  it('give each weight the first rule that matches its name, and the model still runs', async () => {
+    const { model: quantized, report } = await quantizeOnnx(twoLayers(), { bits: 4, recipe: [{ match: '^attn', bits: 8, groupSize: 16, grid: 'full' }] }, { packer: packers[0]!.packer });
+    expect(report.matmuls.map((r) => [r.weight, r.bits, r.blockSize, r.rule])).toEqual([['attn.weight', 8, 16, 0], ['mlp.weight', 4, 32, undefined]]);
+    const y = await run(quantized, randomTensor(64, 3), [2, 32]);
+    expect(y.every(Number.isFinite)).toBe(true);
+  });
+
+  it('keep a weight a rule keeps', async () => {
+    const { report } = await quantizeOnnx(twoLayers(), { recipe: [{ match: 'mlp', keep: true }] }, { packer: packers[0]!.packer });
+    expect(report.matmuls.map((r) => r.weight)).toEqual(['attn.weight']);
+  });
+
+  it.each([
+    [[{ match: 'attn', axis: 1 }], /sets axis, which MatMulNBits cannot hold/],
+    [[{ match: 'attn', bits: 3 }], /bits must be 4 or 8 for MatMulNBits/],
+    [[{ match: 'attn', groupSize: 24 }], /blockSize must be a power of two/],
+  ])('refuse a rule MatMulNBits cannot follow: %j', async (recipe, message) => {
+    await expect(quantizeOnnx(twoLayers(), { recipe }, { packer: packers[0]!.packer })).rejects.toThrow(message);
+  });
+});
+
 describe('reading and writing ONNX', () => {
   it('writes a model with nothing to quantize back byte for byte (unknown fields included)', async () => {
     const c: Case = { m: 2, k: 32, n: 8, options: {} };

@@ -16,6 +16,7 @@ import { FormatError, InvalidInputError } from '../../errors.js';
 import { compileNamePattern, type NamePattern } from '../../name-pattern.js';
 import type { PackOptions } from '../../packed/layout.js';
 import type { Packer } from '../../packed/packer.js';
+import { compileRecipe, type CompiledRecipe, type Recipe, type RecipeRule } from '../recipe.js';
 import { decodeFloat32, encodeFloat32, type ByteSink } from '../safetensors.js';
 import {
   AttributeField, AttributeType, DATA_LOCATION_EXTERNAL, DataType, ExternalFiles, FLOAT_BYTES, GraphField, attributeNumber, ModelField, NodeField,
@@ -39,6 +40,11 @@ export interface QuantizeOnnxOptions {
   include?: string | RegExp;
   /** MatMuls whose B name matches are left as they are. */
   exclude?: string | RegExp;
+  /**
+   * Per-weight settings as ordered rules (src/formats/recipe.ts), matched against B's name: the
+   * first match decides (`keep`, or its bits, groupSize as the block size, type, grid).
+   */
+  recipe?: Recipe | readonly RecipeRule[];
 }
 
 export interface QuantizeOnnxIo {
@@ -69,6 +75,8 @@ export interface OnnxMatMulReport {
   /** Largest |B − dequantized B| and the root-mean-square error, over B's K·N values. */
   maxAbsError: number;
   rmsError: number;
+  /** The recipe rule that decided it (its index). */
+  rule?: number;
 }
 
 export interface QuantizeOnnxResult {
@@ -84,9 +92,10 @@ interface Settings {
   accuracyLevel: number | undefined;
   include: NamePattern | null;
   exclude: NamePattern | null;
+  recipe: CompiledRecipe | null;
 }
 
-const OPTION_KEYS = new Set(['bits', 'blockSize', 'type', 'grid', 'accuracyLevel', 'include', 'exclude']);
+const OPTION_KEYS = new Set(['bits', 'blockSize', 'type', 'grid', 'accuracyLevel', 'include', 'exclude', 'recipe']);
 
 function readSettings(options: QuantizeOnnxOptions): Settings {
   if (typeof options !== 'object' || options === null) throw new InvalidInputError('INVALID_ARGUMENT', 'quantizeOnnx options must be an object.');
@@ -111,7 +120,34 @@ function readSettings(options: QuantizeOnnxOptions): Settings {
     bits, blockSize, type, grid, accuracyLevel,
     include: options.include === undefined ? null : compileNamePattern(options.include, 'include'),
     exclude: options.exclude === undefined ? null : compileNamePattern(options.exclude, 'exclude'),
+    recipe: options.recipe === undefined ? null : compileRecipe(options.recipe, 'recipe'),
   };
+}
+
+/**
+ * The settings for weight `name`, or null where it stays as it is (include/exclude, or a recipe
+ * rule that keeps it). A rule's fields replace the options'; MatMulNBits has no room for an axis
+ * (blocks run along K), a group count or stochastic codes, so a rule asking for them is refused.
+ */
+function settingsFor(settings: Settings, name: string): { settings: Settings; rule?: number } | null {
+  if (settings.include && !settings.include.test(name)) return null;
+  if (settings.exclude?.test(name)) return null;
+  const compiled = settings.recipe?.ruleFor(name);
+  if (!compiled) return { settings };
+  const { rule, index } = compiled;
+  if (rule.keep) return null;
+  const label = `recipe rule ${index + 1} (${describeName(rule.match)})`;
+  for (const key of ['axis', 'groups', 'rounding'] as const) {
+    if (rule[key] !== undefined) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `${label} sets ${key}, which MatMulNBits cannot hold (blocks of groupSize run along K, nearest rounding); remove it for ONNX models.`);
+    }
+  }
+  const merged = readSettings({
+    bits: rule.bits ?? settings.bits, blockSize: rule.groupSize ?? settings.blockSize, type: rule.type ?? settings.type,
+    ...(rule.grid ?? settings.grid ? { grid: (rule.grid ?? settings.grid)! } : {}),
+    ...(settings.accuracyLevel !== undefined ? { accuracyLevel: settings.accuracyLevel } : {}),
+  });
+  return { settings: { ...merged, include: null, exclude: null, recipe: null }, rule: index };
 }
 
 /** MatMulNBits' inputs for one B. */
@@ -221,6 +257,10 @@ interface Candidate {
   bias: string | null;
   /** An embedding table (a Gather's data, [V, D]) rather than a MatMul's B. */
   gather: boolean;
+  /** How this weight is quantized (the options, or a recipe rule's). */
+  settings: Settings;
+  /** The recipe rule that decided it. */
+  rule?: number;
 }
 
 interface Quantized {
@@ -288,20 +328,19 @@ class Rewriter {
       // An initializer that is also a graph input can be overridden at run time: not constant.
       const tensor = graphInputs.has(weight) ? null : initializers.get(weight) ?? constants.get(weight)?.tensor ?? null;
       if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
-      if (this.settings.include && !this.settings.include.test(weight)) return null;
-      if (this.settings.exclude?.test(weight)) return null;
-      return { weight, tensor, transposed, bias, gather: false };
+      const chosen = settingsFor(this.settings, weight);
+      if (!chosen) return null;
+      return { weight, tensor, transposed, bias, gather: false, ...chosen };
     };
     const gatherCandidate = (node: NodeInfo): Candidate | null => {
       if (node.opType !== 'Gather' || (node.domain !== '' && node.domain !== 'ai.onnx') || node.inputs.length !== 2) return null;
-      if ((attributeNumber(node, 'axis') ?? 0) !== 0 || this.settings.type !== 'symmetric') return null;
+      if ((attributeNumber(node, 'axis') ?? 0) !== 0) return null;
       const weight = node.inputs[0]!;
       const tensor = graphInputs.has(weight) ? null : initializers.get(weight) ?? constants.get(weight)?.tensor ?? null;
       if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
-      if (tensor.dims[1]! % this.settings.blockSize !== 0) return null;
-      if (this.settings.include && !this.settings.include.test(weight)) return null;
-      if (this.settings.exclude?.test(weight)) return null;
-      return { weight, tensor, transposed: true, bias: null, gather: true };
+      const chosen = settingsFor(this.settings, weight);
+      if (!chosen || chosen.settings.type !== 'symmetric' || tensor.dims[1]! % chosen.settings.blockSize !== 0) return null;
+      return { weight, tensor, transposed: true, bias: null, gather: true, ...chosen };
     };
 
     const quantized = new Map<string, Quantized>();
@@ -423,14 +462,14 @@ class Rewriter {
   }
 
   private async quantize(c: Candidate, node: NodeInfo): Promise<Quantized> {
-    const { bits, blockSize, type } = this.settings;
+    const { bits, blockSize, type } = c.settings;
     const [k, n] = (c.transposed ? [...c.tensor.dims].reverse() : c.tensor.dims) as [number, number];
     const values = await readFloatTensor(c.tensor, this.files);
     const label = `${node.opType} ${describeName(node.name || node.outputs[0] || '')} (B ${describeName(c.weight)}, [${k}, ${n}])`;
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i]!)) throw new InvalidInputError('NON_FINITE', `${label}: B holds ${values[i]} at element ${i}; fix the model's weights or exclude it.`);
     }
-    const weights = await packWeights(values, k, n, c.transposed, this.settings, this.io.packer, label);
+    const weights = await packWeights(values, k, n, c.transposed, c.settings, this.io.packer, label);
     const dtype = c.tensor.dataType;
     // FLOAT16 scales: the error is that of the scales the model will hold.
     if (dtype === DataType.FLOAT16) weights.scales = decodeFloat32(encodeFloat32(weights.scales, 'F16'), 'F16');
@@ -450,7 +489,7 @@ class Rewriter {
       node: node.name, op: node.opType as OnnxMatMulReport['op'], weight: c.weight, shape: c.gather ? [n, k] : [k, n], dtype: dtype === DataType.FLOAT ? 'FLOAT' : 'FLOAT16', bits, blockSize, type,
       bytesIn: values.length * scaleBytes,
       bytesOut: weights.b.length + weights.scales.length * scaleBytes + (weights.zeroPoints?.length ?? 0),
-      maxAbsError: max, rmsError: Math.sqrt(sum / values.length),
+      maxAbsError: max, rmsError: Math.sqrt(sum / values.length), ...(c.rule === undefined ? {} : { rule: c.rule }),
     });
     return { source: c.weight, gather: c.gather, weights, names, dtype, external: c.tensor.external !== null };
   }
