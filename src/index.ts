@@ -13,6 +13,6 @@ export type {
 export { optionsFromDeepSpeed, planFakeQuantize } from './config.js';
 export { compileNamePattern, type NamePattern } from './name-pattern.js';
 export type {
-  EigenvalueOptions, FakeQuantizeOptions, ParameterSchedule, QuantizationType, QuantizerOptions, Rounding, ScheduleGroup,
+  EigenvalueOptions, FakeQuantizeOptions, Grid, ParameterSchedule, QuantizationType, QuantizerOptions, Rounding, ScheduleGroup,
 } from './config.js';
 export { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from './errors.js';

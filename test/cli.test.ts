@@ -5,10 +5,12 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 import { WasmBackend } from '../src/backends/wasm.js';
 import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes } from '../src/formats/safetensors.js';
 import { CONFORMANCE_PATH, randomTensor } from './support/fixtures.js';
+import { encodeModel, float32Raw, OnnxDataType } from './support/onnx-model.js';
 
 const CLI = new URL('../dist/cli/main.js', import.meta.url).pathname;
 
@@ -87,8 +89,28 @@ describe('edge-moq quantize / dequantize / inspect', () => {
     const tensor = file.tensors.find((t) => t.name === 'layers.0.weight')!;
     const values = decodeFloat32(await readBytes(file, tensor), 'F32');
     const backend = await WasmBackend.create('simd');
+    // The CLI's post-training default is the full grid (it measured better on real models).
+    const fake = await backend.fakeQuantize(weights.slice(), { bits: 4, groupSize: 32, grid: 'full' });
+    expect(Array.from(values, (v) => v + 0)).toEqual(Array.from(fake, (v) => v + 0));
+  });
+
+  it('packs on DeepSpeed\'s grid with --grid deepspeed, and along another axis with --axis', async () => {
+    const output = join(dir, 'model.ds.safetensors');
+    const { code } = await run('quantize', input, '-o', output, '--bits', '4', '--grid', 'deepspeed', '--quiet');
+    expect(code).toBe(0);
+    const restored = join(dir, 'model.ds.dq.safetensors');
+    expect((await run('dequantize', output, '-o', restored, '--dtype', 'F32', '--quiet')).code).toBe(0);
+    const file = await openSafetensors(memorySource(new Uint8Array(readFileSync(restored))));
+    const values = decodeFloat32(await readBytes(file, file.tensors.find((t) => t.name === 'layers.0.weight')!), 'F32');
+    const backend = await WasmBackend.create('simd');
     const fake = await backend.fakeQuantize(weights.slice(), { bits: 4, groupSize: 32 });
     expect(Array.from(values, (v) => v + 0)).toEqual(Array.from(fake, (v) => v + 0));
+
+    const columns = join(dir, 'model.axis0.safetensors');
+    const axis = await run('quantize', input, '-o', columns, '--bits', '8', '--axis', '0');
+    expect(axis.code).toBe(0);
+    expect(axis.stdout).toMatch(/layers\.0\.weight\s+\[64, 32\]\s+F32\s+symmetric 8-bit, groups of 64/);
+    expect((await run('inspect', columns)).stdout).toMatch(/layers\.0\.weight .*symmetric 8-bit, groups of 64 along axis 0, full grid/);
   });
 
   it.each([
@@ -149,5 +171,45 @@ describe('edge-moq quantize on a sharded checkpoint, and merge-index', () => {
     const { code, stderr } = await run('quantize', index, '-o', out, '--bits', '4', '--backend', 'webgpu');
     expect(stderr).toMatch(/worker threads, where WebGPU is not available/);
     expect(code).toBe(2);
+  });
+});
+
+describe('edge-moq quantize on an ONNX model', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-moq-cli-onnx-'));
+  const input = join(dir, 'model.onnx');
+  const weight = randomTensor(64 * 16, 21, 0.5);
+  writeFileSync(input, encodeModel({
+    irVersion: 10, opsetImports: [{ domain: '', version: 21 }], producerName: 'edge-moq tests',
+    graph: {
+      name: 'main',
+      nodes: [{ opType: 'MatMul', name: 'proj', inputs: ['A', 'proj.weight'], outputs: ['Y'] }],
+      initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [64, 16], raw: float32Raw(weight) }],
+      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, 64] }],
+      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, 16] }],
+    },
+  }));
+
+  it('recognises the model by its content, writes MatMulNBits, and onnxruntime-web runs it', async () => {
+    const output = join(dir, 'model.q4.onnx');
+    const { code, stdout } = await run('quantize', input, '-o', output, '--group-size', '16');
+    expect(stdout).toMatch(/proj\.weight\s+MatMul proj\s+\[64, 16\]\s+FLOAT\s+symmetric 4-bit, blocks of 16/);
+    expect(code).toBe(0);
+    ort.env.wasm.numThreads = 1;
+    const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(output)), { executionProviders: ['wasm'] });
+    const { Y } = await session.run({ A: new ort.Tensor('float32', randomTensor(128, 22), [2, 64]) });
+    await session.release();
+    expect(Array.from(Y!.data as Float32Array).every(Number.isFinite)).toBe(true);
+  });
+
+  it.each([
+    [['--bits', '3'], /bits must be 4 or 8 for MatMulNBits/],
+    [['--axis', '1'], /--axis does not apply to ONNX models/],
+    [['--rounding', 'stochastic'], /--rounding does not apply to ONNX models/],
+  ])('refuses %j, writing nothing', async (extra, message) => {
+    const output = join(dir, `bad-${Math.random().toString(36).slice(2)}.onnx`);
+    const { code, stderr } = await run('quantize', input, '-o', output, ...extra);
+    expect(stderr).toMatch(message);
+    expect(code).toBe(2);
+    expect(readdirSync(dir).filter((f) => f.startsWith('bad-'))).toEqual([]);
   });
 });

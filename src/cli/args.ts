@@ -113,3 +113,14 @@ export function choiceFlag<T extends string>(args: ParsedArgs, name: string, all
   }
   return raw as T;
 }
+
+/** An integer that may be negative (an axis counted from the end), or undefined when not given. */
+export function signedIntegerFlag(args: ParsedArgs, name: string): number | undefined {
+  const raw = args.flags.get(name);
+  if (raw === undefined) return undefined;
+  const value = typeof raw === 'string' && /^-?[0-9]+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `--${name} must be an integer in decimal digits (negative counts from the end), got ${describeValue(raw)}.`);
+  }
+  return value;
+}

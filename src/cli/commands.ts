@@ -20,10 +20,12 @@ usage:
       [--batch 64] [--seed 1] [--seeds N] [--eval-every K] [--report moq-report.html]
       [--backend auto|wasm-simd|wasm] [--tf-backend wasm|cpu]
   edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [--group-size G | --groups K]
-      [--type symmetric|asymmetric] [--rounding nearest|stochastic] [--seed S]
+      [--type symmetric|asymmetric] [--grid full|deepspeed] [--axis N] [--rounding nearest|stochastic] [--seed S]
       [--include REGEX] [--exclude REGEX] [--recipe recipe.json|ds_config.json] [--include-vectors] [--backend B] [--quiet]
   edge-moq quantize <model.safetensors.index.json> -o <folder> --bits B [options as above]
       [--jobs N] [--shard i/n|auto/n]
+  edge-moq quantize <model.onnx> -o <model.q4.onnx> [--bits 4|8] [--group-size 32] [--type T] [--grid G]
+      [--recipe R] [--include REGEX] [--exclude REGEX]
   edge-moq merge-index <piece.index.json>... -o <model.safetensors.index.json>
   edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16] [--backend B] [--quiet]
   edge-moq inspect <file.safetensors>
@@ -49,7 +51,7 @@ export const COMMANDS = {
   info: { run: infoCommand, values: [] },
   quantize: {
     run: quantizeCommand,
-    values: ['output', 'bits', 'group-size', 'groups', 'type', 'rounding', 'seed', 'include', 'exclude', 'recipe', 'backend', 'jobs', 'shard'],
+    values: ['output', 'bits', 'group-size', 'groups', 'type', 'grid', 'axis', 'rounding', 'seed', 'include', 'exclude', 'recipe', 'backend', 'jobs', 'shard'],
     booleans: ['include-vectors', 'quiet'],
     aliases: { o: 'output' },
   },

@@ -33,7 +33,7 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
     for (const p of packed?.packed ?? []) {
       const bytes = p.codes.byteLength + p.scales.byteLength + (p.zeros?.byteLength ?? 0);
       const original = p.length * (p.entry.dtype === 'F32' ? 4 : 2);
-      rows.push([p.name, `[${p.entry.shape.join(', ')}]`, `${p.entry.dtype} -> ${p.entry.type} ${p.entry.bits}-bit, groups of ${p.entry.groupSize}`,
+      rows.push([p.name, `[${p.entry.shape.join(', ')}]`, `${p.entry.dtype} -> ${p.entry.type} ${p.entry.bits}-bit, groups of ${p.entry.groupSize}${p.entry.axis === undefined ? '' : ` along axis ${p.entry.axis}`}${p.entry.grid === 'full' ? ', full grid' : ''}`,
         formatBytes(bytes), `${(original / bytes).toFixed(2)}x`]);
     }
     for (const t of packed?.plain ?? file.tensors) {

@@ -52,5 +52,6 @@ export {
 } from '../formats/safetensors.js';
 export { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport, type TensorReport } from '../formats/quantize-file.js';
 export { dequantizeSafetensors, type DequantizeFileOptions, type DequantizeReport } from '../formats/dequantize-file.js';
+export { compileRecipe, readRecipe, recipeFromDeepSpeed, type CompiledRecipe, type Recipe, type RecipeRule, type RecipeSettings } from '../formats/recipe.js';
 export { isPackedFile, readPackedLayout, type PackedEntry, type PackedParts } from '../formats/packed-metadata.js';
 export { readableSource, writableSink } from '../formats/streams.js';
