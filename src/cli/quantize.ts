@@ -3,7 +3,6 @@
 
 import { InvalidInputError } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
-import { quantizeOnnxFile } from '../formats/onnx/node-file.js';
 import { quantizeShardedCheckpoint } from '../node/shard-jobs.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
 import { compileNamePattern } from '../name-pattern.js';
@@ -94,6 +93,8 @@ async function quantizeOnnxModel(args: ParsedArgs, input: string, output: string
       throw new InvalidInputError('INVALID_ARGUMENT', `--${flag} does not apply to ONNX models: MatMulNBits takes blocks of --group-size along K, rounded to nearest.`);
     }
   }
+  // Loaded on demand: the ONNX reader brings protobufjs, which no other command needs.
+  const { quantizeOnnxFile } = await import('../formats/onnx/node-file.js');
   const packer = await openPacker(args);
   let result: Awaited<ReturnType<typeof quantizeOnnxFile>>;
   try {
