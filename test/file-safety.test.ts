@@ -9,25 +9,18 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runCommandLine } from '../src/cli/commands.js';
-import { WasmBackend } from '../src/backends/wasm.js';
 import { atomicFileSink, checkOutputFile, fileSource, removePartialOutputs } from '../src/formats/node-file.js';
 import { quantizeSafetensors } from '../src/formats/quantize-file.js';
 import { encodeFloat32, encodeSafetensors } from '../src/formats/safetensors.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
 import fc from 'fast-check';
 import { runCli } from './support/cli.js';
 import { randomTensor } from './support/fixtures.js';
+import { useWasmSimdPacker } from './support/packers.js';
 import { FUZZ_SEED, FUZZ_TIMEOUT_MS, fuzzRuns } from './support/fuzz.js';
 
-let backend: WasmBackend;
-let packer: WasmPacker;
-beforeAll(async () => {
-  backend = await WasmBackend.create('simd');
-  packer = new WasmPacker(backend);
-});
-afterAll(() => backend.dispose());
+const wasm = useWasmSimdPacker();
 
 const MODEL = encodeSafetensors([{ name: 'w', dtype: 'F32', shape: [16, 32], data: encodeFloat32(randomTensor(512, 7), 'F32') }]);
 
@@ -46,7 +39,7 @@ async function quantizeFile(input: string, output: string): Promise<void> {
   const source = await fileSource(input);
   try {
     await checkOutputFile(output, { distinctFrom: [source] });
-    await quantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, { bits: 4 });
+    await quantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), wasm.packer, { bits: 4 });
   } finally {
     await source.close();
   }

@@ -6,25 +6,18 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { readPackedLayout } from '../src/formats/packed-metadata.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
 import { compileRecipe, readRecipe, recipeFromDeepSpeed } from '../src/formats/recipe.js';
 import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype } from '../src/formats/safetensors.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
 import { randomTensor } from './support/fixtures.js';
+import { useWasmSimdPacker } from './support/packers.js';
 import { runCli } from './support/cli.js';
 import { memorySink } from './support/memory-sink.js';
 
-let backend: WasmBackend;
-let packer: WasmPacker;
-beforeAll(async () => {
-  backend = await WasmBackend.create('simd');
-  packer = new WasmPacker(backend);
-});
-afterAll(() => backend.dispose());
+const wasm = useWasmSimdPacker();
 
 const TENSORS: { name: string; shape: number[]; dtype?: Dtype }[] = [
   { name: 'embed.weight', shape: [16, 32] },
@@ -48,7 +41,7 @@ function model(): Uint8Array {
 
 async function quantize(options: QuantizeFileOptions) {
   const sink = memorySink();
-  const report = await quantizeSafetensors(memorySource(model()), sink, packer, options);
+  const report = await quantizeSafetensors(memorySource(model()), sink, wasm.packer, options);
   return { report, out: sink.bytes(), byName: Object.fromEntries(report.tensors.map((t) => [t.name, t])) };
 }
 
@@ -75,13 +68,13 @@ describe('recipes', () => {
 
     // Every packed tensor dequantizes to fakeQuantize with its own settings.
     const sink = memorySink();
-    await dequantizeSafetensors(memorySource(out), sink, packer, { dtype: 'F32' });
+    await dequantizeSafetensors(memorySource(out), sink, wasm.packer, { dtype: 'F32' });
     const restored = await openSafetensors(memorySource(sink.bytes()));
     for (const [i, t] of TENSORS.entries()) {
       const r = byName[t.name]!;
       if (!r.packed) continue;
       const got = decodeFloat32(await readBytes(restored, restored.tensors.find((x) => x.name === t.name)!), 'F32');
-      const want = await backend.fakeQuantize(values(i, lengthOf(t.shape)), { bits: r.bits!, groupSize: r.groupSize!, type: r.type as 'symmetric' });
+      const want = await wasm.backend.fakeQuantize(values(i, lengthOf(t.shape)), { bits: r.bits!, groupSize: r.groupSize!, type: r.type as 'symmetric' });
       expect(Array.from(got, (v) => v + 0)).toEqual(Array.from(want, (v) => v + 0));
     }
   });
@@ -90,7 +83,7 @@ describe('recipes', () => {
     const { report } = await quantize({ bits: 4, recipe: [...RECIPE.rules, { match: 'decoder', bits: 2 }] });
     expect(report.warnings).toEqual([expect.stringMatching(/recipe rule 5 \("decoder"\) matches no tensor/)]);
     const sink = memorySink();
-    await expect(quantizeSafetensors(memorySource(model()), sink, packer, { bits: 4, recipe: [{ match: 'decoder', bits: 2 }] }))
+    await expect(quantizeSafetensors(memorySource(model()), sink, wasm.packer, { bits: 4, recipe: [{ match: 'decoder', bits: 2 }] }))
       .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/match no tensor of this file \(patterns: "decoder"\)/) });
     expect(sink.state).toBe('aborted');
   });

@@ -55,3 +55,14 @@ export function differenceFromFake(x: Float32Array, fake: Float32Array, unpacked
   }
   return null;
 }
+
+/** One wasm-simd backend and its packer for a test file; read the fields inside the tests. */
+export function useWasmSimdPacker(): { backend: WasmBackend; packer: WasmPacker } {
+  const pair = {} as { backend: WasmBackend; packer: WasmPacker };
+  beforeAll(async () => {
+    pair.backend = await WasmBackend.create('simd');
+    pair.packer = new WasmPacker(pair.backend);
+  });
+  afterAll(() => pair.backend.dispose());
+  return pair;
+}
