@@ -171,7 +171,7 @@ function accumulateErrors(original: Float32Array, unpacked: Float32Array, totals
 }
 
 async function packWholeGroups(job: TensorJob, groupsPerChunk: number): Promise<void> {
-  const { tensor, plan, options, packer, scratch, totals } = job;
+  const { plan, options, packer, scratch, totals } = job;
   const chunkElements = Math.min(plan.length, groupsPerChunk * plan.groupSize);
   for await (const { piece: chunk, start } of readFloat32Range(job, 0, plan.length, chunkElements)) {
     const packed = scratch.packed(chunk.length, options);
