@@ -254,6 +254,51 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
   });
 });
 
+describe('B read from an enclosing graph', () => {
+  it('quantizes a subgraph MatMul whose B is an initializer of the main graph, and drops the original', async () => {
+    const c: Case = { m: 2, k: 32, n: 8, options: {} };
+    const b = randomTensor(c.k * c.n, 17, 0.5);
+    const branch = (name: string): OnnxGraph => ({ ...matMulGraph(c, b, name), initializers: [], inputs: [] });
+    const graph: OnnxGraph = {
+      name: 'main',
+      nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: branch('then') }, else_branch: { graph: branch('else') } } }],
+      initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [c.k, c.n], raw: float32Raw(b) }],
+      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] }, { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] }],
+      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
+    };
+    const { model: quantized, report } = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
+    expect(report.matmuls.map((r) => r.weight)).toEqual(['proj.weight', 'proj.weight']);
+    expect([...initializers(quantized).keys()]).not.toContain('proj.weight');
+    const a = randomTensor(c.m * c.k, 18, 2);
+    const session = await ort.InferenceSession.create(quantized, { executionProviders: ['wasm'] });
+    const { Y } = await session.run({ A: new ort.Tensor('float32', a, [c.m, c.k]), cond: new ort.Tensor('bool', [false], []) });
+    await session.release();
+    const plain = await quantizeOnnx(model(matMulGraph(c, b)), {}, { packer: packers[0]!.packer });
+    expect(Y!.data).toEqual(await run(plain.model, a, [c.m, c.k]));
+  });
+
+  it('leaves a B alone when the subgraph hides the outer name with a computed value', async () => {
+    const c: Case = { m: 2, k: 32, n: 8, options: {} };
+    const b = randomTensor(c.k * c.n, 19, 0.5);
+    const hidden: OnnxGraph = {
+      ...matMulGraph(c, b, 'then'), initializers: [], inputs: [],
+      nodes: [
+        { opType: 'Identity', name: 'copy', inputs: ['A'], outputs: ['proj.weight'] },
+        { opType: 'MatMul', name: 'proj', inputs: ['A2', 'proj.weight'], outputs: ['Y'] },
+      ],
+    };
+    const graph: OnnxGraph = {
+      name: 'main',
+      nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: hidden }, else_branch: { graph: hidden } } }],
+      initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [c.k, c.n], raw: float32Raw(b) }],
+      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.k, c.n] }, { name: 'A2', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] }, { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] }],
+      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
+    };
+    const { report } = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
+    expect(report.matmuls).toEqual([]);
+  });
+});
+
 describe('recipes on ONNX weights', () => {
   /** Two MatMuls in a row: attn.weight [32, 16], then mlp.weight [16, 8]. */
   function twoLayers(): Uint8Array {

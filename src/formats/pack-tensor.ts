@@ -50,7 +50,7 @@ export class PackScratch {
     return this.raw.subarray(0, count);
   }
 
-  /** Zeros to write as placeholders, at most `count` of them at a time. */
+  /** Zero bytes that reserve the scales' place in the output, at most `count` of them at a time. */
   zeros(count: number): Uint8Array {
     if (this.zeroBytes.length === 0) this.zeroBytes = new Uint8Array(1 << 20);
     return this.zeroBytes.subarray(0, Math.min(count, this.zeroBytes.length));
@@ -109,8 +109,8 @@ export async function packTensor(
   checkAxis(shape, groupAxis, plan.groupSize, `tensor "${tensor.name}"`);
   const view = axisView(shape, groupAxis);
   if (target) {
-    // Placeholders the scales overwrite in place as they are made (writeAt may only revisit
-    // bytes already written).
+    // Zero bytes reserve the scales' place; the scales overwrite them as they are made (writeAt
+    // may only revisit bytes already written).
     for (let left = plan.groupCount * 4 * (asymmetric ? 2 : 1); left > 0;) {
       const zeros = scratch.zeros(left);
       await writer.write(zeros);

@@ -1,5 +1,6 @@
 // ONNX in, ONNX out: every MatMul whose B is a 2-D constant float tensor (an initializer or a
-// Constant node of the same graph, in subgraphs too) becomes a com.microsoft MatMulNBits, in
+// Constant node of its graph or of an enclosing one, in subgraphs too) becomes a com.microsoft
+// MatMulNBits (its new initializers beside it, in its own graph), in
 // onnxruntime's layout and with the names its own quantizer (matmul_nbits_quantizer) gives.
 // So does a Gemm of such a B (transB or not, alpha 1, A not transposed), its C added after by an
 // Add node, as MatMulNBits has no beta. An embedding Gather (axis 0) of a constant [V, D] float
@@ -248,6 +249,9 @@ async function packWeights(values: Float32Array, k: number, n: number, transpose
 }
 
 /** A MatMul to rewrite: its B, where it comes from. */
+/** A name's constant tensor as seen from a graph (null: defined, but not a constant; or unknown). */
+type Resolve = (name: string) => TensorHeader | null;
+
 interface Candidate {
   weight: string;
   tensor: TensorHeader;
@@ -281,13 +285,18 @@ class Rewriter {
   private readonly files: ExternalFiles;
   private externalOffset = 0;
   private readonly claimed = new Set<string>();
+  /** The names of every B quantized so far, in any graph. */
+  private readonly quantizedSources = new Set<string>();
 
   constructor(private readonly settings: Settings, private readonly io: QuantizeOnnxIo) {
     this.files = new ExternalFiles(io.externalData);
   }
 
-  /** The rewritten graph, and every name its nodes (and their subgraphs) read. */
-  async graph(bytes: Uint8Array, path: string): Promise<{ graph: MessageWriter; reads: Set<string>; changed: boolean }> {
+  /**
+   * The rewritten graph, and every name its nodes (and their subgraphs) read. `outer` resolves
+   * names from the enclosing graphs: a subgraph's MatMul may take its B from an outer initializer.
+   */
+  async graph(bytes: Uint8Array, path: string, outer: Resolve | null = null): Promise<{ graph: MessageWriter; reads: Set<string>; changed: boolean }> {
     const fields = readFields(bytes, `graph ${path}`);
     const initializers = new Map<string, TensorHeader>();
     const graphInputs = new Set<string>();
@@ -312,6 +321,16 @@ class Rewriter {
       const t = value?.fields.find((f) => f.number === AttributeField.T);
       if (t) constants.set(node.outputs[0]!, { node, tensor: readTensor(bytesValue(t, 'Constant value'), `Constant ${describeName(node.outputs[0]!)}`) });
     }
+    // ONNX scoping: a name defined here (an input, an initializer, a node's output) hides the
+    // enclosing graphs'. An initializer that is also a graph input can be overridden at run
+    // time, and a node's output is computed: neither is a constant.
+    const nodeOutputs = new Set(nodes.flatMap((node) => node.outputs));
+    const resolve: Resolve = (name) => {
+      if (graphInputs.has(name)) return null;
+      const tensor = initializers.get(name) ?? constants.get(name)?.tensor;
+      if (tensor) return tensor;
+      return nodeOutputs.has(name) ? null : outer?.(name) ?? null;
+    };
     const candidate = (node: NodeInfo): Candidate | null => {
       if (node.domain !== '' && node.domain !== 'ai.onnx') return null;
       let transposed = false;
@@ -325,8 +344,7 @@ class Rewriter {
         return null;
       }
       const weight = node.inputs[1]!;
-      // An initializer that is also a graph input can be overridden at run time: not constant.
-      const tensor = graphInputs.has(weight) ? null : initializers.get(weight) ?? constants.get(weight)?.tensor ?? null;
+      const tensor = resolve(weight);
       if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
       const chosen = settingsFor(this.settings, weight);
       if (!chosen) return null;
@@ -336,7 +354,7 @@ class Rewriter {
       if (node.opType !== 'Gather' || (node.domain !== '' && node.domain !== 'ai.onnx') || node.inputs.length !== 2) return null;
       if ((attributeNumber(node, 'axis') ?? 0) !== 0) return null;
       const weight = node.inputs[0]!;
-      const tensor = graphInputs.has(weight) ? null : initializers.get(weight) ?? constants.get(weight)?.tensor ?? null;
+      const tensor = resolve(weight);
       if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
       const chosen = settingsFor(this.settings, weight);
       if (!chosen || chosen.settings.type !== 'symmetric' || tensor.dims[1]! % chosen.settings.blockSize !== 0) return null;
@@ -379,14 +397,16 @@ class Rewriter {
         changed = true;
         continue;
       }
-      const sub = await this.subgraphs(node, path);
+      const sub = await this.subgraphs(node, path, resolve);
       if (sub.changed) changed = true;
       rewritten.push({ node, bytes: sub.changed ? sub.node : null, reads: [...node.inputs, ...sub.reads] });
     }
     const reads = new Set<string>([...graphOutputs]);
     for (const r of rewritten) for (const name of r.reads) reads.add(name);
-    // B tensors no reader is left for go: initializers and Constant nodes alike.
-    const dropped = new Set([...quantized.values()].map((q) => q.source).filter((name) => !reads.has(name)));
+    for (const q of quantized.values()) this.quantizedSources.add(q.source);
+    // B tensors no reader is left for go, initializers and Constant nodes alike, wherever they
+    // were quantized: here, or in a subgraph that read them from this graph.
+    const dropped = new Set([...this.quantizedSources].filter((name) => (initializers.has(name) || constants.has(name)) && !reads.has(name)));
 
     const out = new MessageWriter();
     let nodesWritten = false;
@@ -419,7 +439,7 @@ class Rewriter {
   }
 
   /** A node whose graph attributes are rewritten (If, Loop, Scan bodies). */
-  private async subgraphs(node: NodeInfo, path: string): Promise<{ node: MessageWriter; reads: string[]; changed: boolean }> {
+  private async subgraphs(node: NodeInfo, path: string, resolve: Resolve): Promise<{ node: MessageWriter; reads: string[]; changed: boolean }> {
     const reads: string[] = [];
     let changed = false;
     const attributes = new Map<Field, MessageWriter>();
@@ -429,7 +449,7 @@ class Rewriter {
       let attributeChanged = false;
       for (const f of a.fields) {
         if (f.number === AttributeField.G || f.number === AttributeField.GRAPHS) {
-          const sub = await this.graph(bytesValue(f, 'a subgraph'), `${path}/${node.name || node.opType}.${a.name}`);
+          const sub = await this.graph(bytesValue(f, 'a subgraph'), `${path}/${node.name || node.opType}.${a.name}`, resolve);
           reads.push(...sub.reads);
           if (sub.changed) attributeChanged = true;
           out.message(f.number, sub.graph);
