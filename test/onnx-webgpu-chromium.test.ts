@@ -6,7 +6,6 @@
 // the C++ EP runs 4 and 8 bits (symmetric, and asymmetric with zero_points); JSEP runs 4 bits only.
 // Measured on SwiftShader: the largest error is about 2% of the bound below.
 
-import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
@@ -18,36 +17,15 @@ import { WasmPacker } from '../src/packed/wasm-packer.js';
 import { dequantizeMatMulNBits, quantizeOnnx, type QuantizeOnnxOptions } from '../src/onnx.js';
 import { randomTensor } from './support/fixtures.js';
 import { encodeModel, float32Raw, OnnxDataType } from './support/onnx-model.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { PACKAGE_ROOT } from './support/package-link.js';
-import { runtimeAvailable } from './support/runtimes.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
 ort.env.wasm.numThreads = 1;
 ort.env.logLevel = 'error';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// ../shared/ENVIRONMENT.md: WebGPU on SwiftShader, nothing phoning home.
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader', '--use-angle=swiftshader', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
-];
-
-const available = await runtimeAvailable(
-  { name: 'Chromium headless (playwright-core)', install: 'apt-get install -y chromium libvulkan1' },
-  async () => (existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (set CHROMIUM_PATH to use another)`),
-);
-
-// Chromium's WebGPU runs on the SwiftShader Vulkan driver it ships, through the Vulkan loader.
-const webGpuAvailable = available && await runtimeAvailable(
-  { name: 'WebGPU in Chromium (SwiftShader)', install: 'apt-get install -y chromium libvulkan1' },
-  async () => {
-    if (!existsSync('/usr/lib/chromium/libvk_swiftshader.so')) return 'Chromium without SwiftShader\'s Vulkan driver';
-    const loaders = ['x86_64', 'aarch64'].map((arch) => `/usr/lib/${arch}-linux-gnu/libvulkan.so.1`);
-    return loaders.some(existsSync) ? null : 'no Vulkan loader (libvulkan.so.1)';
-  },
-);
+const { available, webGpuAvailable } = await chromiumAvailability();
 
 const U = 2 ** -24;
 const M = 3;

@@ -2,37 +2,15 @@
 // pages load the browser bundle over http from 127.0.0.1. The conformance file runs on the page
 // and in a module Web Worker, and examples/browser renders its histograms.
 
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { conformanceFile, CONFORMANCE_PATH } from './support/fixtures.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { PACKAGE_ROOT } from './support/package-link.js';
-import { runtimeAvailable } from './support/runtimes.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// ../shared/ENVIRONMENT.md: WebGPU on SwiftShader, nothing phoning home.
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader', '--use-angle=swiftshader', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
-];
-
-const available = await runtimeAvailable(
-  { name: 'Chromium headless (playwright-core)', install: 'apt-get install -y chromium libvulkan1' },
-  async () => (existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (set CHROMIUM_PATH to use another)`),
-);
-
-// Chromium's WebGPU runs on the SwiftShader Vulkan driver it ships, through the Vulkan loader.
-const webGpuAvailable = available && await runtimeAvailable(
-  { name: 'WebGPU in Chromium (SwiftShader)', install: 'apt-get install -y chromium libvulkan1' },
-  async () => {
-    if (!existsSync('/usr/lib/chromium/libvk_swiftshader.so')) return 'Chromium without SwiftShader\'s Vulkan driver';
-    const loaders = ['x86_64', 'aarch64'].map((arch) => `/usr/lib/${arch}-linux-gnu/libvulkan.so.1`);
-    return loaders.some(existsSync) ? null : 'no Vulkan loader (libvulkan.so.1)';
-  },
-);
+const { available, webGpuAvailable } = await chromiumAvailability();
 
 interface Report { backend: string; adapter: string | null; subgroups: boolean | null; passed: number; failed: number; schedulePassed: number; failures: unknown[] }
 

@@ -51,28 +51,31 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   let format: FileFormat;
   try {
     format = await detectFormat(source);
-  } finally {
+  } catch (error) {
     await source.close();
+    throw error;
   }
+  // ONNX models and checkpoint indexes open their own files (external data, shards); anything
+  // else is read as safetensors, which says what is wrong with a file that is not.
+  if (format === 'onnx' || format === 'safetensors-index' || !args.flags.has('bits')) await source.close();
   if (format === 'onnx') return quantizeOnnxModel(args, input, output, options, progress);
   if (!args.flags.has('bits')) throw new InvalidInputError('INVALID_ARGUMENT', '--bits is required for safetensors (1..16), e.g. --bits 4.');
   if (format === 'safetensors-index') return quantizeCheckpoint(args, input, output, options, progress);
-  const reopened = await fileSource(input);
   let report: QuantizeReport;
   let kind: string;
   try {
-    await checkOutputFile(output, { distinctFrom: [reopened] });
+    await checkOutputFile(output, { distinctFrom: [source] });
     const packer = await openPacker(args);
     kind = packer.kind;
     try {
-      report = await quantizeSafetensors(reopened, atomicFileSink(output, { distinctFrom: [reopened] }), packer, options);
+      report = await quantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, options);
     } finally {
       packer.dispose();
     }
   } catch (error) {
     throw naming(error, input);
   } finally {
-    await reopened.close();
+    await source.close();
   }
   progress.done();
   printReport(report, output, kind);
