@@ -62,7 +62,7 @@ export const bundles = [
     name: 'workerd', entry: 'src/runtimes/workerd.ts', platform: 'neutral', plugins: [withoutFileSystem, compactShaders],
     extra: {
       'workerd-packed': 'src/runtimes/workerd-packed.ts', 'workerd-conformance': 'src/runtimes/workerd-conformance.ts',
-      'workerd-onnx': 'src/onnx.ts',
+      'workerd-onnx': 'src/onnx.ts', 'workerd-tfjs': 'src/runtimes/workerd-tfjs.ts',
     },
   },
   {

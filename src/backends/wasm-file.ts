@@ -1,8 +1,15 @@
-// Reads a WebAssembly build from a file: URL (Node, Deno). Imported lazily so that nothing here
-// is loaded where there is no file system; the web bundles replace this module with
-// wasm-file-web.ts (scripts/bundle.mjs) so that browser bundlers never see `node:fs`.
+// Reads files from the local file system (Node, Deno): the WebAssembly builds, and models named
+// by path (src/tfjs/handler.ts). Imported lazily so that nothing here is loaded where there is
+// no file system; the web bundles replace this module with wasm-file-web.ts
+// (scripts/bundle.mjs) so that browser bundlers never see `node:fs`.
 
 export async function readWasmFile(url: URL): Promise<BufferSource> {
   const fs = await import('node:fs/promises');
   return fs.readFile(url);
+}
+
+/** A file's bytes, by file: URL or by path (relative to the working directory). */
+export async function readLocalFile(location: URL | string): Promise<Uint8Array> {
+  const fs = await import('node:fs/promises');
+  return new Uint8Array(await fs.readFile(location));
 }

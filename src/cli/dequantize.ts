@@ -1,9 +1,13 @@
-// `edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16]`
+// `edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16]`, or a
+// packed TensorFlow.js model.json to a stock one (told apart by content).
 
 import { InvalidInputError } from '../errors.js';
 import { dequantizeSafetensors, type DequantizeFileOptions } from '../formats/dequantize-file.js';
 import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
 
+import { dequantizeTfjsFile } from '../formats/tfjs/node-file.js';
+import { detectFormat, type FileFormat } from './detect-format.js';
+import type { Progress } from './progress.js';
 import { choiceFlag, stringFlag, type ParsedArgs } from './args.js';
 import { openPacker } from './packer.js';
 import { naming } from './file-errors.js';
@@ -24,6 +28,18 @@ export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
   const dtype = choiceFlag(args, 'dtype', ['original', 'F32', 'F16', 'BF16'] as const);
   if (dtype !== undefined) options.dtype = dtype;
   const source = await fileSource(input);
+  let format: FileFormat;
+  try {
+    format = await detectFormat(source);
+  } catch (error) {
+    await source.close();
+    throw naming(error, input);
+  }
+  if (format === 'tfjs') {
+    await source.close();
+    if (dtype !== undefined) throw new InvalidInputError('INVALID_ARGUMENT', '--dtype does not apply to TensorFlow.js models: their weights come back in the dtypes their manifest gives.');
+    return dequantizeTfjsModel(args, input, output, progress);
+  }
   try {
     await checkOutputFile(output, { distinctFrom: [source] });
     const packer = await openPacker(args);
@@ -39,6 +55,22 @@ export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
     throw naming(error, input);
   } finally {
     await source.close();
+  }
+  return 0;
+}
+
+/** A packed TensorFlow.js model back to a stock float one (model.json and 4 MiB shards). */
+async function dequantizeTfjsModel(args: ParsedArgs, input: string, output: string, progress: Progress): Promise<number> {
+  const packer = await openPacker(args);
+  try {
+    const result = await dequantizeTfjsFile(input, output, packer);
+    progress.done();
+    console.log(`${escapeForTerminal(output)} (+ ${result.shards.length} shard(s)): unpacked ${result.unpacked} weight(s), copied ${result.copied} unchanged, on ${packer.kind}; ` +
+      `${formatBytes(result.bytesIn)} -> ${formatBytes(result.bytesOut)}`);
+  } catch (error) {
+    throw naming(error, input);
+  } finally {
+    packer.dispose();
   }
   return 0;
 }

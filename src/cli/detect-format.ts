@@ -1,10 +1,16 @@
-// Which format a file holds, from its first bytes rather than its name: a safetensors file
-// starts with the little-endian length of a JSON header that begins with "{"; a checkpoint index
-// is JSON; an ONNX model is a protobuf ModelProto, whose first field is ir_version (tag 0x08).
+// Which format a file holds, from its content rather than its name: a safetensors file starts
+// with the little-endian length of a JSON header that begins with "{"; a JSON file is a tfjs
+// model when it has a modelTopology and a weights manifest (model.json is often renamed), and a
+// checkpoint index otherwise; an ONNX model is a protobuf ModelProto, whose first field is
+// ir_version (tag 0x08).
 
+import { looksLikeTfjsModel } from '../formats/tfjs/model-json.js';
 import type { FileSource } from '../formats/node-file.js';
 
-export type FileFormat = 'safetensors' | 'safetensors-index' | 'onnx' | 'unknown';
+export type FileFormat = 'safetensors' | 'safetensors-index' | 'tfjs' | 'onnx' | 'unknown';
+
+/** JSON larger than this is not parsed to tell formats apart (its reader says what it is). */
+const MAX_SNIFFED_JSON = 256 * 1024 * 1024;
 
 export async function detectFormat(source: FileSource): Promise<FileFormat> {
   const head = new Uint8Array(Math.min(16, source.size));
@@ -14,7 +20,18 @@ export async function detectFormat(source: FileSource): Promise<FileFormat> {
     if (headerLength > 0n && headerLength <= BigInt(source.size - 8) && head[8] === 0x7b) return 'safetensors';
   }
   const first = head.find((byte) => byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d);
-  if (first === 0x7b) return 'safetensors-index';
+  if (first === 0x7b) return (await isTfjsModel(source)) ? 'tfjs' : 'safetensors-index';
   if (head[0] === 0x08) return 'onnx';
   return 'unknown';
+}
+
+async function isTfjsModel(source: FileSource): Promise<boolean> {
+  if (source.size > MAX_SNIFFED_JSON) return false;
+  const bytes = new Uint8Array(source.size);
+  await source.read(0, bytes);
+  try {
+    return looksLikeTfjsModel(JSON.parse(new TextDecoder().decode(bytes)));
+  } catch {
+    return false;
+  }
 }

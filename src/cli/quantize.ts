@@ -1,9 +1,11 @@
-// `edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B ...`: packs a checkpoint's
-// weights (edge-moq.packed/1), streaming, and prints what it did and what it cost in accuracy.
+// `edge-moq quantize <in> -o <out> --bits B ...`: packs a checkpoint's or a model's weights
+// (safetensors, a sharded checkpoint's index, an ONNX model or a TensorFlow.js model.json, told
+// apart by content), streaming, and prints what it did and what it cost in accuracy.
 
 import { InvalidInputError } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
 import { quantizeShardedCheckpoint } from '../node/shard-jobs.js';
+import { quantizeTfjsFile, type QuantizeTfjsFileResult } from '../formats/tfjs/node-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
 import { compileNamePattern } from '../name-pattern.js';
 import { choiceFlag, integerFlag, signedIntegerFlag, stringFlag, type ParsedArgs } from './args.js';
@@ -57,9 +59,12 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   }
   // ONNX models and checkpoint indexes open their own files (external data, shards); anything
   // else is read as safetensors, which says what is wrong with a file that is not.
-  if (format === 'onnx' || format === 'safetensors-index' || !args.flags.has('bits')) await source.close();
+  if (format === 'onnx' || format === 'safetensors-index' || format === 'tfjs' || !args.flags.has('bits')) await source.close();
   if (format === 'onnx') return quantizeOnnxModel(args, input, output, options, progress);
-  if (!args.flags.has('bits')) throw new InvalidInputError('INVALID_ARGUMENT', '--bits is required for safetensors (1..16), e.g. --bits 4.');
+  if (!args.flags.has('bits')) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `--bits is required for ${format === 'tfjs' ? 'TensorFlow.js models' : 'safetensors'} (1..16), e.g. --bits 4.`);
+  }
+  if (format === 'tfjs') return quantizeTfjsModelFile(args, input, output, options, progress);
   if (format === 'safetensors-index') return quantizeCheckpoint(args, input, output, options, progress);
   let report: QuantizeReport;
   let kind: string;
@@ -131,6 +136,22 @@ async function quantizeOnnxModel(args: ParsedArgs, input: string, output: string
   const ratio = report.bytesIn / report.bytesOut;
   console.log(`\n${written}: ${report.matmuls.length} weight(s) to MatMulNBits/GatherBlockQuantized, on ${packer.kind}; weights ` +
     `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${ratio >= 1 ? `${ratio.toFixed(2)}x smaller` : `${(1 / ratio).toFixed(2)}x larger`})`);
+  return 0;
+}
+
+/** A TensorFlow.js model: its model.json in, a model.json and its packed weights file out. */
+async function quantizeTfjsModelFile(args: ParsedArgs, input: string, output: string, options: QuantizeFileOptions, progress: Progress): Promise<number> {
+  const packer = await openPacker(args);
+  let result: QuantizeTfjsFileResult;
+  try {
+    result = await quantizeTfjsFile(input, output, packer, options);
+  } catch (error) {
+    throw naming(error, input);
+  } finally {
+    packer.dispose();
+  }
+  progress.done();
+  printReport(result.report, `${output} (+ ${result.weightsPath})`, packer.kind);
   return 0;
 }
 

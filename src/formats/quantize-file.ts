@@ -40,6 +40,12 @@ export interface QuantizeFileOptions {
    * matrix groups along K for each column (src/formats/axis.ts).
    */
   axis?: number;
+  /**
+   * The axis of a tensor that neither `axis` nor a recipe rule gives one (default: the last):
+   * how a format says where its output channels are (a tfjs conv kernel's are its last dimension,
+   * so its groups run along axis rank-2).
+   */
+  axisFor?: (name: string, shape: readonly number[]) => number;
   rounding?: 'nearest' | 'stochastic';
   /** Stochastic rounding: each tensor's noise stream is (seed, 0, tensorIdOf(name)). */
   seed?: number;
@@ -304,7 +310,7 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
   if (tensor.shape.length < 2 && !options.includeVectors && !rule) return skip(`${tensor.shape.length}-D (pass --include-vectors to pack it)`);
   let note: string | undefined;
   const rank = tensor.shape.length;
-  let axis = rank - 1;
+  let axis = options.axisFor?.(tensor.name, tensor.shape) ?? rank - 1;
   if (settings.axis !== undefined) {
     axis = settings.axis < 0 ? rank + settings.axis : settings.axis;
     if (axis < 0 || axis >= rank) return decided(skip(`it has no dimension ${settings.axis} (it has ${rank})${by}`));

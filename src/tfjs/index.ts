@@ -8,6 +8,11 @@
 // @tensorflow/tfjs-backend-webgpu, which this project neither depends on nor could test.
 
 export { attachMoq, MoqTraining } from './attach.js';
+export { packedModel, type ModelFiles, type ModelLoader, type ModelSource, type PackedModelOptions } from './handler.js';
+export { packArtifacts, unpackModel, weightsFileFor, type ArtifactsLike } from '../formats/tfjs/artifacts.js';
+export {
+  isPackedTfjsModel, parseTfjsModel, PACKED_TFJS_FORMAT, type TfjsModelJson, type TfjsQuantization, type TfjsWeightSpec,
+} from '../formats/tfjs/model-json.js';
 export type {
   AfterStepOptions, AttachMoqOptions, EigenvalueContext, EigenvalueProvider, MoqStepReport,
 } from './attach.js';
