@@ -77,11 +77,11 @@ export function weightSpecs(model: TfjsModelJson): TfjsWeightSpec[] {
   return model.weightsManifest.flatMap((group) => group.weights);
 }
 
-/** The original spec of a packed model's weight. */
+/** The original spec of a packed model's weight (a plain model's specs are their own). */
 export function originalSpec(spec: TfjsWeightSpec | PackedWeightSpec): TfjsWeightSpec {
-  const { quantization, ...rest } = spec;
-  const original = (quantization as PackedWeightSpec['quantization'] | undefined)?.original;
-  return original ? { ...rest, quantization: original } : rest;
+  if (spec.quantization?.dtype !== PACKED_QUANTIZATION) return spec as TfjsWeightSpec;
+  const { quantization, ...rest } = spec as PackedWeightSpec;
+  return quantization.original ? { ...rest, quantization: quantization.original } : rest;
 }
 
 export function checkTfjsModel(value: unknown, what: string): TfjsModelJson {
