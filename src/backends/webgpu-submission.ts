@@ -12,6 +12,30 @@ export class GpuFailure extends Error {
   }
 }
 
+/** Runs `encode` (it writes the buffers, encodes and submits) inside the same error scopes, reading nothing back. */
+export async function submitOnly(device: GPUDevice, encode: () => void, lost: () => boolean): Promise<void> {
+  const scopes = withErrorScopes(device, encode);
+  const { encodeError, errors } = await scopes;
+  if (encodeError !== null) throw new GpuFailure(`encoding failed: ${(encodeError as Error)?.message ?? String(encodeError)}`, lost());
+  if (errors.length > 0) throw new GpuFailure(`a submission failed: ${errors.map((e) => e.message).join('; ')}`, lost());
+}
+
+/** Calls `encode` inside validation, out-of-memory and internal error scopes and collects what they caught. */
+async function withErrorScopes(device: GPUDevice, encode: () => void): Promise<{ encodeError: unknown; errors: (GPUError | Error)[] }> {
+  device.pushErrorScope('internal');
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let encodeError: unknown = null;
+  try {
+    encode();
+  } catch (error) {
+    encodeError = error;
+  }
+  const caught: (GPUError | Error | null)[] = await Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
+    .catch((error: unknown) => [error instanceof Error ? error : new Error(String(error))]);
+  return { encodeError, errors: caught.filter((e): e is GPUError | Error => e !== null) };
+}
+
 /**
  * Runs `encode` (it writes the buffers, encodes, submits and returns the read-back buffer)
  * inside validation, out-of-memory and internal error scopes, then maps `bytes` of the

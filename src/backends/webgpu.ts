@@ -13,7 +13,7 @@ import { WasmBackend } from './wasm.js';
 import { runtimeHasSimd, type WasmSource } from './wasm-loader.js';
 import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './webgpu-plan.js';
 import { createProgram, type KernelProgram } from './webgpu-program.js';
-import { GpuFailure, submitAndRead } from './webgpu-submission.js';
+import { GpuFailure, submitAndRead, submitOnly } from './webgpu-submission.js';
 
 // GPUBufferUsage and GPUMapMode values, spelled out: in Node the GPU* globals exist only if the
 // caller installed them.
@@ -302,6 +302,38 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
+   * fakeQuantizeBuffers with nothing read back, for buffers that stay on the GPU (training on
+   * tfjs's WebGPU device): settles once the commands are submitted, before they run, so later
+   * submissions on the device's queue see the quantized values. A non-finite value is found on
+   * the GPU, as always, and then no buffer is written, but the host is not told: callers keep
+   * their inputs finite (or compare on the GPU). WebGPU errors and a lost device throw.
+   */
+  async enqueueFakeQuantizeBuffers(jobs: readonly GpuBufferJob[]): Promise<void> {
+    if (!Array.isArray(jobs)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { buffer, length, options }.');
+    }
+    const labels = jobs.map((_, i) => (jobs.length === 1 ? 'buffer' : `jobs[${i}].buffer`));
+    const plans = jobs.map((job, i) => this.planBufferJob(job, labels[i]!));
+    if (plans.length === 0) return;
+    await this.exclusive(async () => {
+      this.assertUsable();
+      if (this.downgradeReason !== null) throw deviceLostError(this.downgradeReason);
+      try {
+        await this.submit(plans, { buffers: jobs.map((job) => job.buffer) }, false);
+      } catch (error) {
+        if (!(error instanceof GpuFailure)) throw error;
+        if (!error.lost) {
+          throw new InvalidInputError('INVALID_ARGUMENT',
+            `WebGPU rejected these buffers (${error.message}): each must belong to backend.device and be alive.`);
+        }
+        this.downgrade(error.message);
+        throw deviceLostError(error.message);
+      }
+      this.counters.gpuCalls++;
+    });
+  }
+
+  /**
    * Statistics of a host array come from WebAssembly: they take one pass over memory, which
    * costs less there than the upload alone would.
    */
@@ -404,10 +436,11 @@ export class WebGpuBackend implements Backend {
 
   /**
    * One command submission for all jobs: validation and statistics for every tensor, then the
-   * writers (which do nothing if any tensor held a NaN/Inf), then the read-back. Throws
-   * GpuFailure when the device is lost or WebGPU reports an error.
+   * writers (which do nothing if any tensor held a NaN/Inf), then the read-back unless
+   * `readBack` is false (buffers only; the result is then null). Throws GpuFailure when the
+   * device is lost or WebGPU reports an error.
    */
-  private async submit(plans: KernelPlan[], source: { host: Float32Array[] } | { buffers: GPUBuffer[] }): Promise<FirstBad> {
+  private async submit(plans: KernelPlan[], source: { host: Float32Array[] } | { buffers: GPUBuffer[] }, readBack = true): Promise<FirstBad> {
     const { device } = this;
     const bases: number[] = [];
     let elements = 0;
@@ -423,11 +456,11 @@ export class WebGpuBackend implements Backend {
     const readbackBytes = resultOffset + resultBytes;
     const submissionId = (this.submissionId = (this.submissionId + 1) >>> 0);
 
-    return submitAndRead(device, readbackBytes, () => {
+    const encode = (): GPUBuffer | null => {
       const params = this.pool.get('params', jobs.length * JOB_SLOT_BYTES);
       const status = this.pool.get('status', statusBytes);
       const partials = this.pool.get('partials', Math.max(partialCount, 1) * PARTIAL_BYTES);
-      const readback = this.pool.get('readback', readbackBytes);
+      const readback = readBack ? this.pool.get('readback', readbackBytes) : null;
       // Host arrays share one pooled buffer, end to end.
       const dataBuffers = 'host' in source ? jobs.map(() => this.pool.get('data', elements * 4)) : source.buffers;
       if ('host' in source) {
@@ -451,14 +484,21 @@ export class WebGpuBackend implements Backend {
         });
       }
       pass.end();
-      encoder.copyBufferToBuffer(status, 0, readback, 0, statusBytes);
-      if (resultBytes > 0) encoder.copyBufferToBuffer(dataBuffers[0]!, 0, readback, resultOffset, resultBytes);
+      if (readback) {
+        encoder.copyBufferToBuffer(status, 0, readback, 0, statusBytes);
+        if (resultBytes > 0) encoder.copyBufferToBuffer(dataBuffers[0]!, 0, readback, resultOffset, resultBytes);
+      }
       const commands = encoder.finish();
       this.beforeSubmit?.(device);
       device.queue.submit([commands]);
       this.counters.submissions++;
       return readback;
-    }, (mapped) => {
+    };
+    if (!readBack) {
+      await submitOnly(device, encode, () => this.downgradeReason !== null);
+      return null;
+    }
+    return submitAndRead(device, readbackBytes, () => encode()!, (mapped) => {
       const statusView = new Uint32Array(mapped, 0, statusWords);
       if (statusView[statusWords - 1] !== submissionId) {
         throw new GpuFailure('the submission did not run (its status never came back)', this.downgradeReason !== null);

@@ -9,17 +9,24 @@
 // for the next forward pass. This is what DeepSpeed's fp16 optimizer does with its fp32 master
 // weights: the optimizer never sees the quantization error.
 //
+// Two paths run this, with the same schedule and the same straight-through update. The host
+// path (every tfjs backend) reads the updated weights back each step, quantizes them on the
+// host and uploads the result. On tfjs's WebGPU backend the GPU path (gpu-training.ts) keeps
+// the masters on tfjs's device and quantizes them there with our kernels: nothing is read back.
+//
 // As in DeepSpeed, nothing is quantized at attach time: the first forward pass uses the model's
 // own (full-precision) weights, and the first quantization follows the first optimizer step that
 // is past the schedule offset and did not overflow.
 
 import type * as tf from '@tensorflow/tfjs';
 import type { Backend } from '../backends/backend.js';
+import { WebGpuBackend } from '../backends/webgpu.js';
 import type { EigenvalueOptions, QuantizerOptions } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
-import { Quantizer, type BlockEigenvalues, type Parameter, type QuantizerRuntime, type StepReport } from '../quantizer.js';
-import { QuantizedWeight, readValues, trackWeights, type MoqWeight, type TfNamespace, type TrackedWeight } from './weights.js';
+import { Quantizer, type BlockEigenvalues, type QuantizerRuntime, type StepReport } from '../quantizer.js';
+import { GpuParameterBackend, GpuStepDriver, tfjsDevice, type GpuTfNamespace } from './gpu-training.js';
+import { HostStepDriver, listWeights, trackWeights, type MoqWeight, type StepDriver, type TfNamespace } from './weights.js';
 
 /** What an eigenvalue provider is given: the model at the weights the step's gradients were taken at. */
 export interface EigenvalueContext {
@@ -51,6 +58,23 @@ export interface AttachMoqOptions {
   logger?: (line: string) => void;
   /** Required when the configuration enables eigenvalues; called only when a precision switch is due. */
   eigenvalues?: EigenvalueProvider;
+  /**
+   * 'auto' (default): the GPU path when tfjs runs on its 'webgpu' backend and nothing given
+   * rules it out, else the host path; 'gpu' throws saying why it cannot run; 'host' always
+   * reads the weights back. `moq.path` says which runs and why.
+   */
+  path?: 'auto' | 'gpu' | 'host';
+}
+
+/** Where MoQ's per-step work runs, and why. */
+export interface MoqPath {
+  /**
+   * 'gpu': masters in GPUBuffers on tfjs's WebGPU device, quantized there, nothing read back;
+   * 'host': the weights read back each step, quantized on the host (WebAssembly or our WebGPU
+   * backend) and uploaded.
+   */
+  kind: 'gpu' | 'host';
+  reason: string;
 }
 
 export interface AfterStepOptions {
@@ -70,7 +94,8 @@ export interface MoqStepReport extends StepReport {
   bits: Record<string, number>;
 }
 
-const ATTACH_KEYS = ['quantizer', 'backend', 'logger', 'eigenvalues'];
+const ATTACH_KEYS = ['quantizer', 'backend', 'logger', 'eigenvalues', 'path'];
+const PATHS = ['auto', 'gpu', 'host'];
 const AFTER_STEP_KEYS = ['loss', 'overflow'];
 
 /**
@@ -80,7 +105,24 @@ const AFTER_STEP_KEYS = ['loss', 'overflow'];
 export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options: AttachMoqOptions): Promise<MoqTraining> {
   checkNamespace(tf);
   checkKeys(options, ATTACH_KEYS, 'attachMoq options');
-  const quantizer = quantizerFrom(options);
+  if (options.path !== undefined && !PATHS.includes(options.path)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `path must be 'auto', 'gpu' or 'host', got ${describeValue(options.path)}.`);
+  }
+  const path = choosePath(tf, options);
+  let gpu: GpuParameterBackend | undefined;
+  if (path.device) {
+    const given = options.backend;
+    gpu = given instanceof WebGpuBackend
+      ? new GpuParameterBackend(given, false)
+      : new GpuParameterBackend(await WebGpuBackend.create({ device: path.device }), true);
+  }
+  let quantizer: Quantizer;
+  try {
+    quantizer = quantizerFrom(options, gpu);
+  } catch (error) {
+    gpu?.dispose();
+    throw error;
+  }
   const eigenvalues = options.eigenvalues;
   if (eigenvalues !== undefined && typeof eigenvalues !== 'function') {
     throw new InvalidInputError('INVALID_ARGUMENT', 'eigenvalues must be a function (context) => Promise<Map<name, [eigenvalue, blockId]>>.');
@@ -89,20 +131,42 @@ export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options:
     throw new InvalidInputError('INVALID_ARGUMENT',
       'the configuration enables eigenvalues but no eigenvalues provider was given: pass { eigenvalues: (context) => ... }, or turn eigenvalue.enabled off.');
   }
-  const weights = await trackWeights(tf, model, quantizer);
-  const quantized = weights.filter((w): w is QuantizedWeight => w instanceof QuantizedWeight);
-  if (quantized.length === 0) {
-    weights.forEach((w) => w.dispose());
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `no weight of the model is quantized: none of ${weights.map((w) => `"${w.name}"`).join(', ')} is at least 2-D and matched by a schedule's modules.`);
+  let driver: StepDriver;
+  try {
+    const listing = listWeights(model, quantizer);
+    if (!listing.some((w) => w.quantized)) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        `no weight of the model is quantized: none of ${listing.map((w) => `"${w.name}"`).join(', ')} is at least 2-D and matched by a schedule's modules.`);
+    }
+    driver = gpu ? new GpuStepDriver(tf as GpuTfNamespace, listing, gpu) : new HostStepDriver(tf, await trackWeights(tf, model, quantizer));
+  } catch (error) {
+    gpu?.dispose();
+    throw error;
   }
-  quantizer.register(quantized.map((w) => ({ name: w.name, shape: w.shape, data: w.masterValues })));
-  return new MoqTraining(tf, model, quantizer, weights, eigenvalues);
+  quantizer.register(driver.registrations());
+  return new MoqTraining(tf, model, quantizer, driver, eigenvalues, { kind: path.kind, reason: path.reason });
+}
+
+/** The GPU path when tfjs computes on WebGPU and nothing given rules it out; else the host path, with the reason. */
+function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { device?: GPUDevice } {
+  const requested = options.path ?? 'auto';
+  if (requested === 'host') return { kind: 'host', reason: "requested (path: 'host')" };
+  const found = tfjsDevice(tf);
+  let hostReason: string;
+  if ('reason' in found) {
+    hostReason = found.reason;
+  } else if (options.quantizer instanceof Quantizer) {
+    hostReason = 'a ready-made Quantizer quantizes on the backend it was built with; pass its options or DeepSpeed config as `quantizer` for the GPU path';
+  } else if (options.backend !== undefined && !(options.backend instanceof WebGpuBackend && options.backend.device === found.device)) {
+    hostReason = `the backend given (${options.backend.kind}) does not run on tfjs's GPUDevice; give none, or a WebGpuBackend created with { device: tf.backend().device }`;
+  } else {
+    return { kind: 'gpu', reason: `tfjs runs on WebGPU: masters on its device, quantized there${requested === 'gpu' ? " (path: 'gpu')" : ''}`, device: found.device };
+  }
+  if (requested === 'gpu') throw new InvalidInputError('INVALID_ARGUMENT', `path 'gpu' cannot run: ${hostReason}.`);
+  return { kind: 'host', reason: hostReason };
 }
 
 export class MoqTraining {
-  private readonly quantizedWeights: QuantizedWeight[];
-  private readonly otherWeights: TrackedWeight[];
   private readonly reports: MoqStepReport[] = [];
   private steps = 0;
   private busy = false;
@@ -111,18 +175,22 @@ export class MoqTraining {
   /** @internal Use attachMoq. */
   constructor(
     private readonly tf: TfNamespace,
-    private readonly model: tf.LayersModel,
+    private readonly trainedModel: tf.LayersModel,
     readonly quantizer: Quantizer,
-    private readonly tracked: readonly TrackedWeight[],
+    private readonly driver: StepDriver,
     private readonly eigenvalues: EigenvalueProvider | undefined,
-  ) {
-    this.quantizedWeights = tracked.filter((w): w is QuantizedWeight => w instanceof QuantizedWeight);
-    this.otherWeights = tracked.filter((w) => !(w instanceof QuantizedWeight));
+    /** Where the per-step work runs ('gpu' or 'host') and why. */
+    readonly path: MoqPath,
+  ) {}
+
+  /** The model MoQ trains. */
+  get model(): tf.LayersModel {
+    return this.trainedModel;
   }
 
   /** Every trainable weight, in the order MoQ steps them; `quantized` says which MoQ drives. */
   get weights(): readonly MoqWeight[] {
-    return this.tracked;
+    return this.driver.tracked;
   }
 
   /** One report per optimizer step seen. */
@@ -139,7 +207,10 @@ export class MoqTraining {
     });
   }
 
-  /** Call once after every optimizer step (optimizer.minimize / applyGradients, trainOnBatch). */
+  /**
+   * Call once after every optimizer step (optimizer.minimize / applyGradients, trainOnBatch).
+   * On the GPU path a loss given as a tensor is read back (one value); give a number to avoid it.
+   */
   async afterStep(options: AfterStepOptions = {}): Promise<MoqStepReport> {
     if (this.detached) throw new InvalidInputError('INVALID_ARGUMENT', 'MoQ was detached from this model; attach it again to continue.');
     if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep is already running; await it before the next step.');
@@ -157,88 +228,67 @@ export class MoqTraining {
 
   /** Current bits of every quantized weight. */
   bitsByWeight(): Map<string, number> {
-    return new Map(this.quantizedWeights.map((w) => [w.name, this.quantizer.bitsOf(w.name)!]));
+    return new Map(this.driver.quantized.map((w) => [w.name, this.quantizer.bitsOf(w.name)!]));
   }
 
-  /** Copies of the full-precision masters of the quantized weights (the others are the model's own). */
+  /**
+   * Copies of the full-precision masters of the quantized weights (the others are the model's
+   * own), on the host path, where they live in host memory. On the GPU path use readMasters().
+   */
   masterWeights(): Map<string, Float32Array> {
-    return new Map(this.quantizedWeights.map((w) => [w.name, w.masterValues.slice()]));
+    if (!(this.driver instanceof HostStepDriver)) {
+      throw new InvalidInputError('INVALID_ARGUMENT', "the masters live on the GPU on this path (moq.path.kind is 'gpu'): await moq.readMasters() instead.");
+    }
+    return this.driver.masterCopies();
+  }
+
+  /** Copies of the full-precision masters of the quantized weights, on either path (the GPU path reads them back). */
+  async readMasters(): Promise<Map<string, Float32Array>> {
+    if (this.detached) throw new InvalidInputError('INVALID_ARGUMENT', 'MoQ was detached from this model: its masters are the model\'s weights now.');
+    return this.driver.readMasters();
   }
 
   /** Writes the full-precision masters back into the model and stops; the model trains as before. */
   detach(): void {
     if (this.detached) return;
     if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep is running; await it before detaching.');
-    for (const w of this.quantizedWeights) w.release();
-    for (const w of this.tracked) w.dispose();
+    this.driver.release();
     this.detached = true;
   }
 
   private async step(options: AfterStepOptions): Promise<MoqStepReport> {
     const step = this.steps + 1;
-    const updated = await Promise.all(this.quantizedWeights.map((w) => readValues(w.variable)));
-    const overflow = options.overflow === true
-      || !Number.isFinite(await lossValue(options.loss))
-      || updated.some(hasNonFinite)
-      || !(await this.othersFinite());
-    const masters = overflow ? null : this.quantizedWeights.map((w, i) => w.nextMaster(updated[i]!));
+    const { driver } = this;
+    const overflow = await driver.prepare(options.overflow === true || !Number.isFinite(await lossValue(options.loss)));
 
     const eigenvalueEnabled = this.quantizer.options.eigenvalue.enabled;
     let blockEigenvalue: BlockEigenvalues | undefined;
     if (eigenvalueEnabled && step % this.quantizer.options.eigenvalue.gasBoundaryResolution === 0 && this.quantizer.anyPrecisionSwitch()) {
       blockEigenvalue = await this.whileRestored(() => this.eigenvalues!({
-        model: this.model, weights: this.quantizedWeights, options: this.quantizer.options.eigenvalue, step, quantizer: this.quantizer,
+        model: this.trainedModel, weights: driver.quantized, options: this.quantizer.options.eigenvalue, step, quantizer: this.quantizer,
       }));
     }
 
-    // An overflow step that is still counted (eigenvalues enabled) re-quantizes what the model
-    // holds, as DeepSpeed re-quantizes its fp16 weights after the fp16 optimizer skipped the step.
-    const params: Parameter[] = this.quantizedWeights.map((w, i) => ({
-      name: w.name, shape: w.shape, data: (masters ? masters[i]! : w.lastValues).slice(),
-    }));
-    const report = await this.quantizer.step([params], {
+    const report = await this.quantizer.step([driver.parameters(overflow)], {
       overflow, eigenvalueEnabled, ...(blockEigenvalue ? { blockEigenvalue } : {}),
     });
-
-    this.quantizedWeights.forEach((w, i) => {
-      const forward = report.quantized ? params[i]!.data : null;
-      if (masters) w.commit(masters[i]!, forward);
-      else if (forward) w.requantizeHeld(forward);
-      else w.restore();
-    });
-    for (const w of this.otherWeights) {
-      if (overflow) w.restore();
-      else w.accept();
-    }
+    driver.finish(report.quantized, overflow);
     this.steps = step;
     const entry: MoqStepReport = { ...report, step, overflow, bits: Object.fromEntries(this.bitsByWeight()) };
     this.reports.push(entry);
     return entry;
   }
 
-  /** Whether the weights MoQ does not read back (biases, unscheduled weights) are all finite. */
-  private async othersFinite(): Promise<boolean> {
-    const { tf } = this;
-    if (this.otherWeights.length === 0) return true;
-    const finite = tf.tidy(() => this.otherWeights
-      .map((w) => tf.all(tf.isFinite(w.variable)))
-      .reduce((a, b) => tf.logicalAnd(a, b)));
-    try {
-      return (await finite.data())[0] === 1;
-    } finally {
-      finite.dispose();
-    }
-  }
-
   /** Runs `fn` with every weight back at the values the step's forward pass used. */
   private async whileRestored<T>(fn: () => Promise<T>): Promise<T> {
     const { tf } = this;
-    const current = this.tracked.map((w) => tf.keep(tf.clone(w.variable)));
+    const tracked = this.driver.tracked;
+    const current = tracked.map((w) => tf.keep(tf.clone(w.variable)));
     try {
-      for (const w of this.tracked) w.restore();
+      for (const w of tracked) w.restore();
       return await fn();
     } finally {
-      this.tracked.forEach((w, i) => {
+      tracked.forEach((w, i) => {
         w.variable.assign(current[i]!);
         current[i]!.dispose();
       });
@@ -246,10 +296,12 @@ export class MoqTraining {
   }
 }
 
-function quantizerFrom(options: AttachMoqOptions): Quantizer {
-  const { quantizer, backend, logger } = options;
+/** The Quantizer to drive; `gpu`, on the GPU path, is the backend it quantizes on. */
+function quantizerFrom(options: AttachMoqOptions, gpu: GpuParameterBackend | undefined): Quantizer {
+  const { quantizer, logger } = options;
+  const backend = gpu ?? options.backend;
   if (quantizer instanceof Quantizer) {
-    if (backend !== undefined || logger !== undefined) {
+    if (options.backend !== undefined || logger !== undefined) {
       throw new InvalidInputError('INVALID_ARGUMENT', 'backend and logger belong to the Quantizer given: pass them to its constructor (new Quantizer(options, { backend, logger })).');
     }
     return quantizer;
@@ -285,9 +337,4 @@ async function lossValue(loss: number | tf.Tensor | undefined): Promise<number> 
   if (typeof loss === 'number') return loss;
   if (typeof loss === 'object' && loss !== null && typeof (loss as tf.Tensor).data === 'function') return (await loss.data())[0] ?? 0;
   throw new InvalidInputError('INVALID_ARGUMENT', `loss must be a number or a scalar tf.Tensor, got ${typeof loss}.`);
-}
-
-function hasNonFinite(values: Float32Array): boolean {
-  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return true;
-  return false;
 }

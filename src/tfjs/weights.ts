@@ -4,10 +4,41 @@
 
 import type * as tf from '@tensorflow/tfjs';
 import { InvalidInputError } from '../errors.js';
-import type { Quantizer } from '../quantizer.js';
+import type { Parameter, Quantizer } from '../quantizer.js';
 
 /** The parts of the TensorFlow.js namespace MoQ uses (tfjs, tfjs-node and custom bundles all fit). */
 export type TfNamespace = Pick<typeof tf, 'tensor' | 'clone' | 'keep' | 'tidy' | 'isFinite' | 'all' | 'logicalAnd' | 'CustomCallback'>;
+
+/**
+ * Where a step's weights live and how they move: on the host (HostStepDriver, any tfjs backend)
+ * or on tfjs's WebGPU device (gpu-training.ts). MoqTraining runs the schedule; a driver holds
+ * the masters and the values the variables held after the last step.
+ */
+export interface StepDriver {
+  /** Every trainable weight, in the model's order. */
+  readonly tracked: readonly RestorableWeight[];
+  readonly quantized: readonly MoqWeight[];
+  /**
+   * After the optimizer's update: computes the masters the step commits unless it overflowed.
+   * `overflow` is what the caller and the loss say; resolves to whether the step overflowed.
+   */
+  prepare(overflow: boolean): Promise<boolean>;
+  /** The quantized weights for Quantizer.register: names and shapes (their data is not read). */
+  registrations(): Parameter[];
+  /** The quantizer's parameters for this step: the new masters, or after an overflow the held values. */
+  parameters(overflow: boolean): Parameter[];
+  /** Commits the step the quantizer ran (`quantized`: it wrote the parameters). */
+  finish(quantized: boolean, overflow: boolean): void;
+  /** Copies of the masters of the quantized weights. */
+  readMasters(): Promise<Map<string, Float32Array>>;
+  /** Writes the masters back into the variables and frees everything the driver holds. */
+  release(): void;
+}
+
+/** A weight whose variable can be put back to what it held after the last step. */
+export interface RestorableWeight extends MoqWeight {
+  restore(): void;
+}
 
 /** What MoQ knows about one trainable weight. */
 export interface MoqWeight {
@@ -133,26 +164,121 @@ export class QuantizedWeight extends TrackedWeight {
   }
 }
 
+/** The host path: the quantized weights are read back every step and quantized on the host. */
+export class HostStepDriver implements StepDriver {
+  readonly quantized: readonly QuantizedWeight[];
+  private readonly others: readonly TrackedWeight[];
+  private masters: Float32Array[] | null = null;
+  private params: Parameter[] = [];
+
+  constructor(private readonly tf: TfNamespace, readonly tracked: readonly TrackedWeight[]) {
+    this.quantized = tracked.filter((w): w is QuantizedWeight => w instanceof QuantizedWeight);
+    this.others = tracked.filter((w) => !(w instanceof QuantizedWeight));
+  }
+
+  async prepare(overflow: boolean): Promise<boolean> {
+    const updated = await Promise.all(this.quantized.map((w) => readValues(w.variable)));
+    const overflowed = overflow || updated.some(hasNonFinite) || !(await this.othersFinite());
+    this.masters = overflowed ? null : this.quantized.map((w, i) => w.nextMaster(updated[i]!));
+    return overflowed;
+  }
+
+  registrations(): Parameter[] {
+    return this.quantized.map((w) => ({ name: w.name, shape: w.shape, data: w.masterValues }));
+  }
+
+  parameters(): Parameter[] {
+    // An overflow step that is still counted (eigenvalues enabled) re-quantizes what the model
+    // holds, as DeepSpeed re-quantizes its fp16 weights after the fp16 optimizer skipped the step.
+    const { masters } = this;
+    this.params = this.quantized.map((w, i) => ({ name: w.name, shape: w.shape, data: (masters ? masters[i]! : w.lastValues).slice() }));
+    return this.params;
+  }
+
+  finish(quantized: boolean, overflow: boolean): void {
+    const { masters } = this;
+    this.quantized.forEach((w, i) => {
+      const forward = quantized ? this.params[i]!.data : null;
+      if (masters) w.commit(masters[i]!, forward);
+      else if (forward) w.requantizeHeld(forward);
+      else w.restore();
+    });
+    for (const w of this.others) {
+      if (overflow) w.restore();
+      else w.accept();
+    }
+    this.masters = null;
+    this.params = [];
+  }
+
+  async readMasters(): Promise<Map<string, Float32Array>> {
+    return this.masterCopies();
+  }
+
+  /** Copies of the masters, synchronously: they live in host memory on this path. */
+  masterCopies(): Map<string, Float32Array> {
+    return new Map(this.quantized.map((w) => [w.name, w.masterValues.slice()]));
+  }
+
+  release(): void {
+    for (const w of this.quantized) w.release();
+    for (const w of this.tracked) w.dispose();
+  }
+
+  /** Whether the weights MoQ does not read back (biases, unscheduled weights) are all finite. */
+  private async othersFinite(): Promise<boolean> {
+    const { tf } = this;
+    if (this.others.length === 0) return true;
+    const finite = tf.tidy(() => this.others
+      .map((w) => tf.all(tf.isFinite(w.variable)))
+      .reduce((a, b) => tf.logicalAnd(a, b)));
+    try {
+      return (await finite.data())[0] === 1;
+    } finally {
+      finite.dispose();
+    }
+  }
+}
+
+function hasNonFinite(values: Float32Array): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return true;
+  return false;
+}
+
 /**
  * The model's trainable weights, in the model's order (the order MoQ steps them in, as DeepSpeed
  * steps its optimizer's parameter group). Reads the quantized ones' initial values as masters.
  */
 export async function trackWeights(tf: TfNamespace, model: tf.LayersModel, quantizer: Quantizer): Promise<TrackedWeight[]> {
+  return Promise.all(listWeights(model, quantizer).map(async ({ name, variable, shape, quantized }) => (quantized
+    ? new QuantizedWeight(tf, name, shape, variable, await readValues(variable))
+    : new TrackedWeight(tf, name, shape, variable))));
+}
+
+/** A trainable weight before tracking: its name, variable, and whether MoQ quantizes it. */
+export interface WeightListing {
+  name: string;
+  variable: tf.Variable;
+  shape: number[];
+  quantized: boolean;
+}
+
+/** The model's trainable weights in order; throws when a quantized one does not split into the quantizer's groups. */
+export function listWeights(model: tf.LayersModel, quantizer: Quantizer): WeightListing[] {
   const variables = layerVariables(model);
   const names = uniqueNames(variables);
   const groups = quantizer.options.groups;
-  return Promise.all(variables.map(async (v, i) => {
+  return variables.map((v, i) => {
     const name = names[i]!;
     const variable = v.read() as tf.Variable;
     const shape = [...variable.shape];
     const quantized = shape.length > 1 && variable.dtype === 'float32' && quantizer.scheduleFor(name) !== undefined;
-    if (!quantized) return new TrackedWeight(tf, name, shape, variable);
-    if (variable.size % groups !== 0) {
+    if (quantized && variable.size % groups !== 0) {
       throw new InvalidInputError('GROUPS_DO_NOT_DIVIDE',
         `weight "${name}" (shape [${shape.join(', ')}]) has ${variable.size} elements, which ${groups} quantize groups do not divide; pick a group count that divides every quantized weight.`);
     }
-    return new QuantizedWeight(tf, name, shape, variable, await readValues(variable));
-  }));
+    return { name, variable, shape, quantized };
+  });
 }
 
 /** A copy of a variable's values (tfjs's CPU backend hands out its own storage). */
