@@ -1,0 +1,127 @@
+// A real pretrained tfjs model nobody here wrote, quantized by the CLI and loaded through the
+// handler: @vladmandic/human's facial-expression classifier (a graph model, 7 classes), run on the
+// 108 real face crops of the package's own gallery screenshot (test/support/tfjs-real-model.ts).
+// The float model's probabilities are the reference; 8 and 4 bits (per output channel, the CLI's
+// default) are held to what was measured with margin, and `dequantize` must give a stock model
+// whose outputs equal the handler's. Runs on tfjs's WebAssembly backend (the CPU backend takes
+// ~15 s a pass here against ~0.6 s).
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packedModel } from '../src/tfjs/handler.js';
+import { runCli } from './support/cli.js';
+import {
+  agreement, classify, emotionInput, emotionModelPath, galleryFaces, modelFolderBytes, readModelArtifacts,
+  top1, type GalleryFaces,
+} from './support/tfjs-real-model.js';
+
+let folder: string;
+let gallery: GalleryFaces;
+let input: tf.Tensor4D;
+let reference: Float32Array[];
+
+beforeAll(async () => {
+  setWasmPaths(fileURLToPath(new URL('../node_modules/@tensorflow/tfjs-backend-wasm/dist/', import.meta.url)));
+  await tf.setBackend('wasm');
+  folder = mkdtempSync(join(tmpdir(), 'edge-moq-tfjs-real-'));
+  gallery = galleryFaces();
+  input = emotionInput(tf, gallery);
+  const float = await tf.loadGraphModel(tf.io.fromMemory(readModelArtifacts(emotionModelPath())));
+  try {
+    reference = await classify(tf, float, input);
+  } finally {
+    float.dispose();
+  }
+});
+
+afterAll(() => {
+  input?.dispose();
+  if (folder) rmSync(folder, { recursive: true, force: true });
+});
+
+async function classifyWith(handler: tf.io.IOHandler): Promise<Float32Array[]> {
+  const model = await tf.loadGraphModel(handler);
+  try {
+    return await classify(tf, model, input);
+  } finally {
+    model.dispose();
+  }
+}
+
+const quantized = new Map<number, Promise<string>>();
+
+/** The model quantized by the CLI at `bits` (once per width, whichever test asks first). */
+function quantize(bits: number): Promise<string> {
+  let output = quantized.get(bits);
+  if (!output) {
+    output = (async () => {
+      const path = join(folder, `q${bits}`, 'model.json');
+      const result = await runCli(['quantize', emotionModelPath(), '-o', path, '--bits', String(bits)]);
+      if (result.code !== 0) throw new Error(`quantize --bits ${bits} exited ${result.code}: ${result.stderr}`);
+      return path;
+    })();
+    quantized.set(bits, output);
+  }
+  return output;
+}
+
+describe('a real tfjs model (@vladmandic/human emotion classifier) on real faces', () => {
+  it('finds the 108 faces of the gallery, and the float model labels them with more than one expression', () => {
+    expect(gallery.faces).toHaveLength(108);
+    for (const { x, y, size } of gallery.faces) {
+      expect(x).toBeGreaterThanOrEqual(0);
+      expect(x + size).toBeLessThanOrEqual(gallery.image.width);
+      expect(y + size).toBeLessThanOrEqual(gallery.image.height);
+    }
+    const labels = new Set(reference.map(top1));
+    expect(labels.size).toBeGreaterThan(2);
+    for (const probabilities of reference) expect(probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+  });
+
+  it('loads the plain model through the handler with the same outputs as a stock load', async () => {
+    expect(await classifyWith(packedModel(emotionModelPath()))).toEqual(reference);
+  });
+
+  // Measured on the 108 faces (tfjs's wasm backend, CLI defaults: symmetric, per output
+  // channel, full grid): 8 bits keep 106 top-1 labels (the two that flip had float margins of
+  // 0.017 and 0.023), mean |Δp| 0.0032, max 0.059; 4 bits keep 92, mean |Δp| 0.036, max 0.52.
+  // The bounds leave room for other float rounding (another tfjs backend or version) but not
+  // for a lost bit: 3 bits keep 66 faces with mean |Δp| 0.10, and a wrong scale or group does
+  // worse.
+  const expected = {
+    8: { minSameTop1: 103, maxMeanAbsDiff: 0.008, maxAbsDiff: 0.15, maxSizeRatio: 0.3 },
+    4: { minSameTop1: 85, maxMeanAbsDiff: 0.07, maxAbsDiff: 0.8, maxSizeRatio: 0.17 },
+  } as const;
+
+  it.each([8, 4] as const)('quantized at %i bits: a smaller folder whose handler-loaded outputs follow the float model', async (bits) => {
+    const packed = await quantize(bits);
+    const sizes = { float: modelFolderBytes(emotionModelPath()), packed: modelFolderBytes(packed) };
+    expect(sizes.packed.weights / sizes.float.weights).toBeLessThan(expected[bits].maxSizeRatio);
+    expect(sizes.packed.total).toBeLessThan(sizes.float.total);
+
+    const outputs = await classifyWith(packedModel(packed));
+    const measured = agreement(reference, outputs);
+    expect(measured.sameTop1).toBeGreaterThanOrEqual(expected[bits].minSameTop1);
+    expect(measured.meanAbsDiff).toBeLessThan(expected[bits].maxMeanAbsDiff);
+    expect(measured.maxAbsDiff).toBeLessThan(expected[bits].maxAbsDiff);
+    // The weights did change: a handler that ignored the packed codes would match exactly.
+    expect(measured.maxAbsDiff).toBeGreaterThan(0);
+  });
+
+  it('refuses the packed model through a stock load, and `dequantize` gives a stock model with the handler\'s outputs', async () => {
+    const packed = await quantize(4);
+    const plain = join(folder, 'plain', 'model.json');
+    await expect(tf.loadGraphModel(tf.io.fromMemory(readModelArtifacts(packed)))).rejects.toThrow(/edge-moq/);
+
+    const result = await runCli(['dequantize', packed, '-o', plain]);
+    expect(result.code, result.stderr).toBe(0);
+    const stock = await classifyWith(tf.io.fromMemory(readModelArtifacts(plain)));
+    expect(stock).toEqual(await classifyWith(packedModel(packed)));
+    expect(modelFolderBytes(plain).weights).toBe(modelFolderBytes(emotionModelPath()).weights);
+  });
+});
