@@ -1,8 +1,13 @@
 // `edge-moq/node`: what only Node has. Files for the streaming safetensors functions of
-// `edge-moq/packed`, and WebGPU through the `webgpu` package (Dawn).
+// `edge-moq/packed`, ONNX and TensorFlow.js models between files, and WebGPU through the
+// `webgpu` package (Dawn).
 
 export { atomicFileSink, checkOutputFile, fileSource, removePartialOutputs, type FileSource } from './formats/node-file.js';
 export { quantizeOnnxFile, type QuantizeOnnxFileResult } from './formats/onnx/node-file.js';
+export {
+  dequantizeTfjsFile, quantizeTfjsFile, readTfjsModelFile, writePackedTfjsModel,
+  type DequantizeTfjsFileResult, type QuantizeTfjsFileResult,
+} from './formats/tfjs/node-file.js';
 export { nodeGpu, type NodeGpu } from './backends/node-gpu.js';
 export {
   mergeIndexFiles, quantizeShardedCheckpoint, removePartialShardOutputs,

@@ -26,14 +26,18 @@ usage:
       [--jobs N] [--shard i/n|auto/n]
   edge-moq quantize <model.onnx> -o <model.q4.onnx> [--bits 4|8] [--group-size 32] [--type T] [--grid G]
       [--recipe R] [--include REGEX] [--exclude REGEX]
+  edge-moq quantize <model.json> -o <out/model.json> --bits B [options as for safetensors]
+      (a TensorFlow.js graph or layers model; groups default to one per output channel)
   edge-moq merge-index <piece.index.json>... -o <model.safetensors.index.json>
   edge-moq dequantize <packed.safetensors> -o <out.safetensors> [--dtype original|F32|F16|BF16] [--backend B] [--quiet]
-  edge-moq inspect <file.safetensors>
+  edge-moq dequantize <packed/model.json> -o <plain/model.json> [--backend B] [--quiet]
+  edge-moq inspect <file.safetensors | model.json>
   edge-moq conformance <file.json> [--backend B]
   edge-moq info
 
 B (backend): auto (default), webgpu, wasm-simd, wasm
 -o is short for --output; integers are decimal digits; give each option once; --quiet prints no progress.
+Inputs are recognised by their content, not their names.
 quantize packs float tensors of 2 or more dimensions into edge-moq.packed/1 (groups default
 to one per row: the last dimension); other tensors are kept unchanged.`;
 

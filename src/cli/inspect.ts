@@ -1,10 +1,18 @@
-// `edge-moq inspect <file.safetensors>`: the tensors of a file, and how each packed one was packed.
+// `edge-moq inspect <file>`: the tensors of a safetensors file or the weights of a tfjs model,
+// and how each packed one was packed.
 
 import { InvalidInputError } from '../errors.js';
 import { fileSource } from '../formats/node-file.js';
 import { isPackedFile, readPackedLayout } from '../formats/packed-metadata.js';
 import { openSafetensors } from '../formats/safetensors.js';
+import { dirname, join } from 'node:path';
+import { checkWeightsFile } from '../formats/tfjs/artifacts.js';
+import { isPackedTfjsModel, originalSpec, weightSpecs } from '../formats/tfjs/model-json.js';
+import { readTfjsModelFile } from '../formats/tfjs/node-file.js';
+import { dtypeLabel } from '../formats/tfjs/weights-view.js';
+import type { PackedEntry } from '../formats/packed-metadata.js';
 import type { ParsedArgs } from './args.js';
+import { detectFormat } from './detect-format.js';
 import { naming } from './file-errors.js';
 import { formatBytes, table } from './table.js';
 import { escapeForTerminal } from './terminal.js';
@@ -14,9 +22,10 @@ const METADATA_SHOWN = 60;
 
 export async function inspectCommand(args: ParsedArgs): Promise<number> {
   const [input] = args.positionals;
-  if (!input || args.positionals.length > 1) throw new InvalidInputError('INVALID_ARGUMENT', 'usage: edge-moq inspect <file.safetensors>');
+  if (!input || args.positionals.length > 1) throw new InvalidInputError('INVALID_ARGUMENT', 'usage: edge-moq inspect <file.safetensors | model.json>');
   const source = await fileSource(input);
   try {
+    if ((await detectFormat(source)) === 'tfjs') return await inspectTfjs(input);
     let file;
     let packed;
     try {
@@ -43,6 +52,38 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
   } finally {
     await source.close();
   }
+  return 0;
+}
+
+/** A tfjs model: its weights as the manifest lists them, and how each packed one was packed. */
+async function inspectTfjs(input: string): Promise<number> {
+  const { model, source } = await readTfjsModelFile(input).catch((error: unknown) => { throw naming(error, input); });
+  await source.close();
+  const packed = isPackedTfjsModel(model);
+  let records = new Map<string, PackedEntry>();
+  if (packed) {
+    const path = model.weightsManifest[0]!.paths[0]!;
+    const weights = await fileSource(join(dirname(input), path));
+    try {
+      const file = await openSafetensors(weights);
+      checkWeightsFile(file, weightSpecs(model).map(originalSpec), path);
+      records = new Map(readPackedLayout(file).packed.map((p) => [p.name, p.entry]));
+    } catch (error) {
+      throw naming(error, input);
+    } finally {
+      await weights.close();
+    }
+  }
+  const specs = weightSpecs(model).map(originalSpec);
+  const files = model.weightsManifest.flatMap((g) => g.paths);
+  console.log(`${escapeForTerminal(input)}: TensorFlow.js ${escapeForTerminal(String(model.format ?? 'model'))}, ${specs.length} weight(s) in ${files.length} file(s)` +
+    `${packed ? `, packed by edge-moq (${records.size} packed)` : ''}`);
+  const rows = specs.map((spec) => {
+    const r = records.get(spec.name);
+    return [spec.name, `[${spec.shape.join(', ')}]`, dtypeLabel(spec),
+      r ? `${r.type} ${r.bits}-bit, groups of ${r.groupSize}${r.axis === undefined ? '' : ` along axis ${r.axis}`}${r.grid === 'full' ? ', full grid' : ''}` : ''];
+  });
+  console.log(table(['weight', 'shape', 'dtype', 'packed as'], rows));
   return 0;
 }
 

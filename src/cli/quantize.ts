@@ -26,7 +26,7 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   if (args.flags.has('group-size') && args.flags.has('groups')) {
     throw new InvalidInputError('INVALID_ARGUMENT', 'give --group-size or --groups, not both.');
   }
-  const options: QuantizeFileOptions = { bits: integerFlag(args, 'bits', 4, 1), grid: choiceFlag(args, 'grid', GRIDS) ?? DEFAULT_GRID };
+  const options: QuantizeFileOptions = { bits: integerFlag(args, 'bits', 4, 1) };
   if (args.flags.has('group-size')) options.groupSize = integerFlag(args, 'group-size', 1, 1);
   if (args.flags.has('groups')) options.groups = integerFlag(args, 'groups', 1, 1);
   if (args.flags.has('seed')) options.seed = integerFlag(args, 'seed', 0, 0);
@@ -34,6 +34,9 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   if (axis !== undefined) options.axis = axis;
   const type = choiceFlag(args, 'type', ['symmetric', 'asymmetric'] as const);
   if (type !== undefined) options.type = type;
+  // The grid is a symmetric one: asymmetric codes take none unless one is asked for (and refused).
+  const grid = choiceFlag(args, 'grid', GRIDS);
+  if (grid !== undefined || type !== 'asymmetric') options.grid = grid ?? DEFAULT_GRID;
   const rounding = choiceFlag(args, 'rounding', ['nearest', 'stochastic'] as const);
   if (rounding !== undefined) options.rounding = rounding;
   for (const name of ['include', 'exclude'] as const) {

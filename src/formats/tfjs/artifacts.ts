@@ -100,7 +100,10 @@ export async function unpackModel(model: TfjsModelJson, weights: ByteSource, pac
   const plain = await openSafetensors(memorySource(file));
   // Written in manifest order, each in its stored dtype: the data area is tfjs's weight buffer.
   const dataStart = plain.tensors[0]?.byteOffset ?? file.length;
-  return artifactsOf(model, specs, file.slice(dataStart).buffer);
+  const data = file.slice(dataStart);
+  // Kept strings are length-prefixed inside their bytes: checked as tfjs will walk them.
+  await weightsView([{ specs, shards: [memorySource(data)], paths: [model.weightsManifest[0]!.paths[0]!] }]);
+  return artifactsOf(model, specs, data.buffer);
 }
 
 /** An unpacked model's artifacts from its shards' bytes (checked against the manifest). */
