@@ -147,23 +147,34 @@ describe('layers models', () => {
 
   it('takes --group-size, --axis, --grid, --recipe, --include and --exclude as for the other formats', async () => {
     const recipe = `${fresh('recipe')}.json`;
-    writeFileSync(recipe, JSON.stringify({ rules: [{ match: '^fc/kernel', bits: 8 }, { match: 'depthwise', keep: true }] }));
+    writeFileSync(recipe, JSON.stringify({ rules: [{ match: '^fc/kernel', bits: 8, type: 'asymmetric' }, { match: 'depthwise', keep: true }] }));
     const cases: [string[], [string, number | undefined, number, number, string | undefined][]][] = [
       [['--bits', '4', '--group-size', '9'], [['conv/kernel', 2, 9, 4, undefined], ['dw/depthwise_kernel', 1, 9, 4, undefined]]], // 9 does not divide fc's 128 rows: kept
       [['--bits', '4', '--group-size', '32'], [['fc/kernel', 0, 32, 4, undefined]]],
       [['--bits', '4', '--axis', '-1'], [['conv/kernel', undefined, 8, 4, undefined], ['dw/depthwise_kernel', undefined, 8, 4, undefined], ['fc/kernel', undefined, 10, 4, undefined]]],
       [['--bits', '3', '--grid', 'deepspeed', '--include', 'conv'], [['conv/kernel', 2, 27, 3, undefined]]],
       [['--bits', '4', '--exclude', 'conv|fc'], [['dw/depthwise_kernel', 1, 9, 4, undefined]]],
-      [['--bits', '4', '--recipe', recipe], [['conv/kernel', 2, 27, 4, undefined], ['fc/kernel', 0, 128, 8, undefined]]],
+      [['--bits', '4', '--recipe', recipe], [['conv/kernel', 2, 27, 4, undefined], ['fc/kernel', 0, 128, 8, 'asymmetric']]],
     ];
     for (const [flags, expected] of cases) {
       const out = fresh('options');
       await quantize(float.json, join(out, 'model.json'), ...flags);
       const records = await recordsOf(out);
-      expect([...records].map(([name, r]) => [name, r.axis, r.groupSize, r.bits, r.grid === 'full' ? undefined : 'deepspeed']), flags.join(' '))
-        .toEqual(expected.map(([n, a, g, b]) => [n, a, g, b, flags.includes('deepspeed') ? 'deepspeed' : undefined]));
+      // The last column: the grid of symmetric codes (full unless asked), or 'asymmetric'.
+      expect([...records].map(([name, r]) => [name, r.axis, r.groupSize, r.bits, r.type === 'asymmetric' ? 'asymmetric' : r.grid ?? 'deepspeed']), flags.join(' '))
+        .toEqual(expected.map(([n, a, g, b, kind]) => [n, a, g, b, kind ?? (flags.includes('deepspeed') ? 'deepspeed' : 'full')]));
       expect((await predictLayers(packedModel(join(out, 'model.json')))).every(Number.isFinite)).toBe(true);
     }
+  });
+
+  it('inspect finds the model by content and lists each weight with its packing', async () => {
+    const out = fresh('inspect');
+    await quantize(float.json, join(out, 'weights-config.txt'), '--bits', '4');
+    const { code, stdout } = await runCli(['inspect', join(out, 'weights-config.txt')]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/TensorFlow.js layers-model, 6 weight\(s\) in 1 file\(s\), packed by edge-moq \(3 packed\)/);
+    expect(stdout).toMatch(/dw\/depthwise_kernel +\[3, 3, 8, 1\] +float32 +symmetric 4-bit, groups of 9 along axis 1, full grid/);
+    expect(stdout).toMatch(/fc\/bias +\[10\] +float32 *\n/);
   });
 
   it('quantizes a packed model again: packed weights are carried over, so runs compose', async () => {

@@ -372,6 +372,8 @@ function settle(options: QuantizeFileOptions, rule: RecipeRule): QuantizeFileOpt
   for (const key of ['bits', 'groupSize', 'groups', 'type', 'rounding', 'grid', 'axis'] as const) {
     if (rule[key] !== undefined) (settled as unknown as Record<string, unknown>)[key] = rule[key];
   }
+  // The run's grid is a symmetric one: a rule that makes its tensors asymmetric leaves it behind.
+  if (rule.type === 'asymmetric' && rule.grid === undefined) delete settled.grid;
   return settled;
 }
 
