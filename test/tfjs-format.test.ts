@@ -311,3 +311,22 @@ describe('bad models: typed errors, nothing written, nothing half-loaded', () =>
     expect(result.stderr).toMatch(/plain tfjs model.*nothing to dequantize/);
   });
 });
+
+describe('unpacking on WebGPU (Dawn on SwiftShader)', async () => {
+  const { webgpuAvailable, testDevice } = await import('./support/webgpu.js');
+  const available = await webgpuAvailable();
+  it.skipIf(!available)('packedModel({ device }) unpacks on that device, to the weights WebAssembly unpacks', async () => {
+    const float = await saveLayersModel(tf, convModel(tf), fresh('gpu-float'));
+    const out = fresh('gpu-packed');
+    await quantize(float.json, join(out, 'model.json'), '--bits', '4', '--type', 'asymmetric');
+    const device = await testDevice(false);
+    try {
+      const onGpu = await packedModel(join(out, 'model.json'), { device }).load();
+      const onWasm = await packedModel(join(out, 'model.json')).load();
+      expect(onGpu.weightSpecs).toEqual(onWasm.weightSpecs);
+      expect(new Uint8Array(onGpu.weightData as ArrayBuffer)).toEqual(new Uint8Array(onWasm.weightData as ArrayBuffer));
+    } finally {
+      device.destroy();
+    }
+  });
+});
