@@ -19,7 +19,7 @@ import type { Parameter } from '../quantizer.js';
 import type { RestorableWeight, StepDriver, TfNamespace, WeightListing } from './weights.js';
 
 /** The TensorFlow.js namespace as the GPU path uses it. */
-export type GpuTfNamespace = TfNamespace & Pick<typeof tf, 'getBackend' | 'backend' | 'where' | 'add' | 'sub'>;
+export type GpuTfNamespace = TfNamespace & Pick<typeof tf, 'getBackend' | 'backend' | 'where' | 'add' | 'sub' | 'neg'>;
 
 /** tfjs's WebGPU backend, as far as the GPU path reads it. */
 interface TfWebGpuBackend {
@@ -29,7 +29,7 @@ interface TfWebGpuBackend {
 /** The GPUDevice tfjs computes on, or why there is none to train on. */
 export function tfjsDevice(tf: TfNamespace): { device: GPUDevice } | { reason: string } {
   const namespace = tf as Partial<GpuTfNamespace>;
-  const missing = (['getBackend', 'backend', 'where', 'add', 'sub'] as const).filter((k) => typeof namespace[k] !== 'function');
+  const missing = (['getBackend', 'backend', 'where', 'add', 'sub', 'neg'] as const).filter((k) => typeof namespace[k] !== 'function');
   if (missing.length > 0) return { reason: `the tf namespace given lacks ${missing.join(', ')}` };
   const name = namespace.getBackend!();
   if (name !== 'webgpu') {
@@ -154,14 +154,24 @@ class GpuQuantizedWeight extends GpuTrackedWeight {
 
   /**
    * The master after the optimizer turned the held values into the variable's, if `finite`
-   * (a scalar bool on the GPU), else the master as it was. Float32 arithmetic, as tfjs's
-   * kernels do it: fl(master + fl(updated - held)). The host path sums in doubles; the two
-   * agree wherever updated - held is a float32, which Sterbenz's lemma guarantees whenever
-   * updated is within a factor 2 of held (an optimizer step smaller than the weight).
+   * (a scalar bool on the GPU), else the master as it was.
+   *
+   * The host path sums master + (updated - held) in doubles, where it is exact, and rounds
+   * once to float32. In float32, fl(master + fl(updated - held)) rounds twice, and differs
+   * wherever updated - held is no float32 (an update larger than half the held value). So the
+   * sum is carried exactly in float32 pairs (Knuth's TwoSum, each operation its own tfjs
+   * kernel, so no compiler can reassociate it) and rounded once at the end: the same float32
+   * as the host's, unless the two error terms themselves do not add exactly, and the result
+   * then sits on a rounding tie.
    */
   nextMaster(finite: tf.Tensor): tf.Tensor {
     const { tf } = this;
-    return tf.keep(tf.tidy(() => tf.where(finite, this.heldIsMaster ? this.variable : tf.add(this.master, tf.sub(this.variable, this.held)), this.master)));
+    return tf.keep(tf.tidy(() => {
+      if (this.heldIsMaster) return tf.where(finite, this.variable, this.master);
+      const difference = twoSum(tf, this.variable, tf.neg(this.held));
+      const sum = twoSum(tf, this.master, difference.sum);
+      return tf.where(finite, tf.add(sum.sum, tf.add(sum.error, difference.error)), this.master);
+    }));
   }
 
   release(): void {
@@ -172,6 +182,14 @@ class GpuQuantizedWeight extends GpuTrackedWeight {
     super.dispose();
     this.master.dispose();
   }
+}
+
+/** a + b as the float32 sum and its exact rounding error (Knuth's TwoSum: six correctly rounded operations). */
+function twoSum(tf: GpuTfNamespace, a: tf.Tensor, b: tf.Tensor): { sum: tf.Tensor; error: tf.Tensor } {
+  const sum = tf.add(a, b);
+  const aPart = tf.sub(sum, b);
+  const bPart = tf.sub(sum, aPart);
+  return { sum, error: tf.add(tf.sub(a, aPart), tf.sub(b, bPart)) };
 }
 
 export class GpuStepDriver implements StepDriver {
