@@ -123,6 +123,8 @@ const CASES: Case[] = [
     quantizer: { groups: 4, type: 'asymmetric', rounding: 'stochastic', seed: 3, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] } },
   { label: 'ternary, 4 → 2 bits', architecture: 'dense', steps: 8, target: 2, signedZeros: false,
     quantizer: { groups: 2, schedules: [{ startBits: 4, targetBits: 2, period: 1 }] } },
+  { label: 'binary, 3 → 1 bit', architecture: 'dense', steps: 8, target: 1, signedZeros: false,
+    quantizer: { groups: 2, schedules: [{ startBits: 3, targetBits: 1, period: 1 }] } },
   { label: 'conv and dense, symmetric, 8 → 4 bits', architecture: 'conv', steps: 16, target: 4, signedZeros: true,
     quantizer: { groups: 4, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] } },
   { label: 'mixed fp16, once the blend has run out', architecture: 'dense', steps: 4, target: 4, signedZeros: true,
@@ -253,6 +255,41 @@ describe('exportTrainedModel: what it keeps, what it refuses', () => {
     await expect(exportTrainedModel({ ...contextOf(model, moq), masters: short })).rejects.toThrow(/masters has 3 values for "decoder\/kernel"/);
     moq.detach();
     await expect(exportTrainedModel(contextOf(model, moq))).rejects.toThrow(/does not hold the quantization of these masters.*before moq\.detach\(\)/);
+  });
+
+  it('refuses a 1-bit weight whose master holds an exact 0 (binary codes have no 0)', async () => {
+    const model = buildModel('dense', 9);
+    // Input 0 is always 0, so the kernel row it feeds gets no gradient and its zeros stay exact.
+    const encoder = model.getLayer('encoder');
+    const [kernel, bias] = encoder.getWeights() as [tf.Tensor2D, tf.Tensor1D];
+    encoder.setWeights([tf.concat([tf.zeros([1, 16]), kernel.slice([1, 0], [5, 16])]), bias]);
+    const moq = await attachMoq(tf, model, { quantizer: { groups: 2, schedules: [{ startBits: 3, targetBits: 1, period: 1 }] }, backend });
+    const x = tf.concat([tf.zeros([SAMPLES, 1]), tf.tensor2d(randomTensor(SAMPLES * 5, 12), [SAMPLES, 5])], 1);
+    const y = tf.tensor2d(randomTensor(SAMPLES * 4, 13), [SAMPLES, 4]);
+    await model.fit(x, y, { batchSize: BATCH, epochs: 2, shuffle: false, verbose: 0, callbacks: [moq.callback()] });
+    expect(moq.bitsByWeight().get('encoder/kernel')).toBe(1);
+    expect(moq.masterWeights().get('encoder/kernel')!.subarray(0, 16).every((v) => v === 0)).toBe(true);
+    await expect(exportTrainedModel(contextOf(model, moq))).rejects.toThrow(/weight "encoder\/kernel" \[0\].*1-bit codes have no 0/);
+    tf.dispose([x, y, kernel, bias]);
+    moq.detach();
+  });
+
+  it('refuses after an overflow step that re-quantized the held weights (eigenvalues enabled), and exports after the next good step', async () => {
+    const model = buildModel('dense', 10);
+    const moq = await attachMoq(tf, model, {
+      quantizer: { groups: 4, eigenvalue: { enabled: true }, schedules: [{ startBits: 6, targetBits: 4, period: 1 }] }, backend,
+      eigenvalues: async () => new Map(),
+    });
+    await train(model, moq, 8);
+    const report = await moq.afterStep({ overflow: true });
+    expect(report).toMatchObject({ overflow: true, quantized: true });
+    await expect(exportTrainedModel(contextOf(model, moq))).rejects.toThrow(/does not hold the quantization of these masters.*overflow step with eigenvalues enabled/);
+    await train(model, moq, 4);
+    const exported = await exportTrainedModel(contextOf(model, moq));
+    const loaded = await loadExported(exported);
+    await expectSameModel(model, loaded, exported.report.signedZeros);
+    loaded.dispose();
+    moq.detach();
   });
 
   it('names weights as model.json does when tfjs suffixed the variables of a second model with the same layer names', async () => {
