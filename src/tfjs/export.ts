@@ -104,11 +104,12 @@ export async function exportTrainedModel(context: ExportContext, options: Export
   for (const length of view.byteLengths) offsets.push(offsets[offsets.length - 1]! + length);
   const specIndex = specIndexByVariable(model, specs);
 
-  const packer = options.packer ?? await createPacker(await quantizer.resolveBackend());
+  // Before the first quantization the forward weights are the masters: nothing to pack.
+  const trained = quantizer.qsteps === 0 ? [] : weights.filter((w) => w.quantized);
   const packed = new Map<string, { packed: PackedTensor; axis: number }>();
   let signedZeros = 0;
+  const packer = trained.length === 0 ? undefined : options.packer ?? await createPacker(await quantizer.resolveBackend());
   try {
-    const trained = quantizer.qsteps === 0 ? [] : weights.filter((w) => w.quantized);
     for (const weight of trained) {
       const index = specIndex.get(weight.variable);
       if (index === undefined) {
@@ -118,12 +119,12 @@ export async function exportTrainedModel(context: ExportContext, options: Export
       const spec = specs[index]!;
       const master = masterOf(masters, weight.name, spec);
       const forward = new Float32Array(data.slice(offsets[index]!, offsets[index + 1]!).buffer);
-      const codes = await packer.pack(master, packOptions(quantizer, weight.name));
-      signedZeros += checkDecodesTo(await packer.unpack(codes), forward, master, weight.name, codes, quantizer.qsteps);
+      const codes = await packer!.pack(master, packOptions(quantizer, weight.name));
+      signedZeros += checkDecodesTo(await packer!.unpack(codes), forward, master, weight.name, codes, quantizer.qsteps);
       packed.set(spec.name, { packed: codes, axis: spec.shape.length - 1 });
     }
   } finally {
-    if (!options.packer) packer.dispose();
+    if (!options.packer) packer?.dispose();
   }
 
   const { modelJson, weights: file } = await packArtifacts({ ...artifacts, weightData: data.buffer as ArrayBuffer }, packed,
