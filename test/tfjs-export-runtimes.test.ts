@@ -128,7 +128,7 @@ describe.skipIf(!workerdAvailable)('workerd: a Worker serving the exported model
       compatibilityDate: '2025-09-01',
     });
     await worker.ready;
-  }, 120_000);
+  });
 
   afterAll(async () => {
     await worker?.dispose();
@@ -193,7 +193,7 @@ describe.skipIf(!chromiumAvailable)('Chromium: the exported model loaded by URL'
     });
     await page.goto(`${server.url}/test/fixtures/tfjs-export-page.html`);
     await page.waitForFunction(() => (window as { ready?: boolean }).ready === true);
-  }, 120_000);
+  });
 
   afterAll(async () => {
     await browser?.close();
