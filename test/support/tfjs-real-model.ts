@@ -1,11 +1,11 @@
-// A real pretrained tfjs model that nobody here wrote, run on real inputs, both shipped in one
-// npm package: @vladmandic/human (MIT). The model is its facial-expression classifier
+// Real pretrained tfjs models that nobody here wrote, run on real inputs, all shipped in one npm
+// package: @vladmandic/human (MIT). The main model is its facial-expression classifier
 // (`models/emotion.json` + `emotion.bin`, a tfjs graph model converted from oarriaga's
-// face_classification mini-Xception: 64×64 grayscale face → 7 softmax probabilities). The inputs
-// are the faces in the gallery of the package's own screenshot `assets/screenshot-facematch.jpg`:
-// a grid of real photographs' face crops, each a square cell between dark bands. Nothing here
-// decides which label is right; the tests compare a quantized model's outputs with the float
-// model's on the same faces.
+// face_classification mini-Xception: 64×64 grayscale face → 7 softmax probabilities); the second
+// its face description model (`faceres.json`, below). The inputs are the faces in the gallery of
+// the package's own screenshot `assets/screenshot-facematch.jpg`: a grid of real photographs'
+// face crops, each a square cell between dark bands. Nothing here decides which label is right;
+// the tests compare a quantized model's outputs with the float model's on the same faces.
 //
 // The tf namespace is a parameter, so the same code runs under vitest and in the bench script
 // (which imports this file transpiled) with whichever tfjs backend the caller set.
@@ -32,6 +32,15 @@ export function humanPackageDir(): string {
 /** The float model's model.json. */
 export function emotionModelPath(): string {
   return join(humanPackageDir(), 'models', 'emotion.json');
+}
+
+/**
+ * The package's face description model (HSE-asavchenko's face recognition network, a MobileNet:
+ * 224×224 RGB face → gender probability, 100 age probabilities, a 1024-value descriptor), 7 MB
+ * with its weights stored as float16: a larger model, and tfjs's own float16 quantization read in.
+ */
+export function faceresModelPath(): string {
+  return join(humanPackageDir(), 'models', 'faceres.json');
 }
 
 /** Bytes a server would host for the model at `modelJsonPath`: the JSON and every file its manifest names. */
@@ -112,20 +121,30 @@ export function galleryFaces(): GalleryFaces {
   return { image: { width, height, rgb }, faces };
 }
 
-/**
- * The classifier's input for every face, prepared as human prepares it: the crop resized to
- * 64×64 (bilinear), pixels scaled to [0, 1], grayscale with ITU-R 601 weights, then mapped to
- * [-1, 1].
- */
-export function emotionInput(tf: Tf, gallery: GalleryFaces): tfjs.Tensor4D {
+/** Every face's crop resized to `size`×`size` (bilinear), RGB in [0, 1]. */
+function faceCrops(tf: Tf, gallery: GalleryFaces, size: number): tfjs.Tensor4D {
   const { width, height, rgb } = gallery.image;
   return tf.tidy(() => {
     const image = tf.tensor4d(rgb, [1, height, width, 3], 'int32').toFloat().div(255) as tfjs.Tensor4D;
-    const boxes = gallery.faces.map(({ x, y, size }) => [y / (height - 1), x / (width - 1), (y + size - 1) / (height - 1), (x + size - 1) / (width - 1)]);
-    const crops = tf.image.cropAndResize(image, boxes, gallery.faces.map(() => 0), [64, 64], 'bilinear');
-    const gray = crops.mul(tf.tensor1d([0.2989, 0.587, 0.114])).sum(3, true);
+    const boxes = gallery.faces.map(({ x, y, size: side }) => [y / (height - 1), x / (width - 1), (y + side - 1) / (height - 1), (x + side - 1) / (width - 1)]);
+    return tf.image.cropAndResize(image, boxes, gallery.faces.map(() => 0), [size, size], 'bilinear');
+  });
+}
+
+/**
+ * The classifier's input for every face, prepared as human prepares it: the crop at 64×64,
+ * grayscale with ITU-R 601 weights, mapped from [0, 1] to [-1, 1].
+ */
+export function emotionInput(tf: Tf, gallery: GalleryFaces): tfjs.Tensor4D {
+  return tf.tidy(() => {
+    const gray = faceCrops(tf, gallery, 64).mul(tf.tensor1d([0.2989, 0.587, 0.114])).sum(3, true);
     return gray.sub(0.5).mul(2) as tfjs.Tensor4D;
   });
+}
+
+/** The description model's input, prepared as human prepares it: the crop at 224×224, pixels in [0, 255]. */
+export function faceresInput(tf: Tf, gallery: GalleryFaces): tfjs.Tensor4D {
+  return tf.tidy(() => faceCrops(tf, gallery, 224).mul(255) as tfjs.Tensor4D);
 }
 
 /** A loaded graph or layers model: both predict. */
@@ -191,4 +210,75 @@ export function top1Margins(outputs: readonly Float32Array[]): number[] {
     const [first, second] = [...p].sort((a, b) => b - a);
     return first! - second!;
   });
+}
+
+export interface FaceDescriptions {
+  /** The probability that the face is male, per face. */
+  male: Float32Array;
+  /** The age the 100 age probabilities give on average (Σ age × p), per face. */
+  age: Float32Array;
+  /** Each face's 1024-value descriptor. */
+  descriptors: Float32Array[];
+}
+
+/** Runs the description model; its three outputs are told apart by width, as human does. */
+export async function describeFaces(tf: Tf, model: { execute(input: tfjs.Tensor): tfjs.Tensor | tfjs.Tensor[] }, input: tfjs.Tensor4D): Promise<FaceDescriptions> {
+  const outputs = [model.execute(input)].flat();
+  try {
+    const byWidth = async (width: number) => {
+      const output = outputs.find((t) => t.shape[1] === width);
+      if (!output) throw new Error(`the description model has no output of width ${width} (got ${outputs.map((t) => `[${t.shape}]`).join(', ')})`);
+      return output.data() as Promise<Float32Array>;
+    };
+    const [male, ages, descriptors] = [await byWidth(1), await byWidth(100), await byWidth(1024)];
+    const faces = male.length;
+    const age = Float32Array.from({ length: faces }, (_, i) => ages.subarray(i * 100, (i + 1) * 100).reduce((sum, p, years) => sum + p * years, 0));
+    return { male: Float32Array.from(male), age, descriptors: Array.from({ length: faces }, (_, i) => descriptors.slice(i * 1024, (i + 1) * 1024)) };
+  } finally {
+    tf.dispose(outputs);
+  }
+}
+
+export interface DescriptionAgreement {
+  /** Faces whose gender (p > 0.5) equals the reference's. */
+  sameGender: number;
+  faces: number;
+  meanAgeDiff: number;
+  maxAgeDiff: number;
+  /** Cosine similarity of each face's descriptor with the reference's: the mean and the worst. */
+  meanCosine: number;
+  minCosine: number;
+}
+
+/** How closely `outputs` follow `reference`, face by face. */
+export function descriptionAgreement(reference: FaceDescriptions, outputs: FaceDescriptions): DescriptionAgreement {
+  const faces = reference.male.length;
+  if (outputs.male.length !== faces) throw new Error(`${outputs.male.length} outputs for ${faces} reference faces`);
+  let sameGender = 0;
+  let ageSum = 0;
+  let maxAgeDiff = 0;
+  let cosineSum = 0;
+  let minCosine = 1;
+  for (let i = 0; i < faces; i++) {
+    if ((reference.male[i]! > 0.5) === (outputs.male[i]! > 0.5)) sameGender++;
+    const ageDiff = Math.abs(reference.age[i]! - outputs.age[i]!);
+    ageSum += ageDiff;
+    maxAgeDiff = Math.max(maxAgeDiff, ageDiff);
+    const cosine = cosineSimilarity(reference.descriptors[i]!, outputs.descriptors[i]!);
+    cosineSum += cosine;
+    minCosine = Math.min(minCosine, cosine);
+  }
+  return { sameGender, faces, meanAgeDiff: ageSum / faces, maxAgeDiff, meanCosine: cosineSum / faces, minCosine };
+}
+
+function cosineSimilarity(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let aa = 0;
+  let bb = 0;
+  a.forEach((x, k) => {
+    dot += x * b[k]!;
+    aa += x * x;
+    bb += b[k]! * b[k]!;
+  });
+  return dot / Math.sqrt(aa * bb);
 }
