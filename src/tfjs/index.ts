@@ -8,6 +8,7 @@
 // @tensorflow/tfjs-backend-webgpu, which this project neither depends on nor could test.
 
 export { attachMoq, MoqTraining } from './attach.js';
+export { exportTrainedModel, type ExportContext, type ExportOptions, type ExportReport, type ExportedModel, type ExportedWeight } from './export.js';
 export { packedModel, type ModelFiles, type ModelLoader, type ModelSource, type PackedModelOptions } from './handler.js';
 export { packArtifacts, unpackModel, weightsFileFor, type ArtifactsLike } from '../formats/tfjs/artifacts.js';
 export {
