@@ -16,8 +16,8 @@ import { weightShapes } from '../src/demo/model.js';
 import { batchOrder, createRandom, permutation } from '../src/demo/random.js';
 import { changePoints } from '../src/demo/report.js';
 import { spread } from '../src/demo/stats.js';
-import { moqOutcome, perSeedTable, summaryTable, type SeedResult } from '../src/demo/summary.js';
-import type { LayerWeights } from '../src/demo/train.js';
+import { moqOutcome, perSeedTable, signed, sweepTable, type SeedResult } from '../src/demo/summary.js';
+import type { LayerWeights, MoqRunResult } from '../src/demo/train.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const CLI = join(ROOT, 'dist/cli/main.js');
@@ -92,6 +92,17 @@ describe('charts', () => {
     expect(staircase[2]).toBe(staircase[4]);
   });
 
+  it('wraps a legend too wide for one row, moving the plot down rather than shrinking it', () => {
+    const series = (count: number) => Array.from({ length: count }, (_, i) => ({ label: `series number ${i}`, color: '#000', points: [[0, 0], [1, 1]] as [number, number][] }));
+    const height = (svg: string) => Number(/viewBox="0 0 640 (\d+)"/.exec(svg)![1]);
+    const legendRows = (svg: string) => new Set([...svg.matchAll(/<line x1="[\d.]+" x2="[\d.]+" y1="(\d+)" y2="\1" stroke="#000"/g)].map((m) => m[1])).size;
+    const narrow = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: series(2) });
+    const wide = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: series(7) });
+    expect(legendRows(narrow)).toBe(1);
+    expect(legendRows(wide)).toBe(3);
+    expect(height(wide) - height(narrow)).toBe(2 * 18);
+  });
+
   it('draws one histogram panel per series', () => {
     const svg = histogramChart({
       title: 'w', xLabel: 'value', min: -1, max: 1,
@@ -132,28 +143,49 @@ describe('packed weight memory', () => {
 
 describe('summary tables', () => {
   const weights = (bits: number): LayerWeights[] => weightShapes([128]).map((w) => ({ ...w, bits: w.shape.length > 1 ? bits : 32, values: new Float32Array(0) }));
-  const result = (seed: number, accuracies: [number, number, number], moqBits: number): SeedResult => ({
-    seed,
-    full: { accuracy: accuracies[0], curve: [], weights: weights(32) },
-    moq: { accuracy: accuracies[1], curve: [], weights: weights(moqBits), bitsTrace: { 'hidden1/kernel': [7, moqBits], 'output/kernel': [7, 4] }, ratioTrace: [0.5, 0] },
-    ptq: { accuracy: accuracies[2], curve: [], weights: weights(4) },
+  const moqRun = (accuracy: number, bits: number, endBits = bits): MoqRunResult => ({
+    accuracy, curve: [], weights: weights(endBits), bitsTrace: { 'hidden1/kernel': [7, endBits], 'output/kernel': [7, bits] }, ratioTrace: [0.5, 0],
   });
-  const labels = { full: 'FP', moq: 'MoQ', ptq: 'PTQ' };
+  /** One seed: full precision, then [MoQ, PTQ] accuracies at 4 and 2 bits. */
+  const result = (seed: number, full: number, at4: [number, number], at2: [number, number], moq2EndBits = 2): SeedResult => ({
+    seed,
+    full: { accuracy: full, curve: [], weights: weights(32) },
+    targets: [
+      { bits: 4, moq: moqRun(at4[0], 4), ptq: { accuracy: at4[1], curve: [], weights: weights(4) } },
+      { bits: 2, moq: moqRun(at2[0], 2, moq2EndBits), ptq: { accuracy: at2[1], curve: [], weights: weights(2) } },
+    ],
+  });
   const kernels = ['hidden1/kernel', 'output/kernel'];
 
-  it('gives mean ± sd over seeds, and ranges where the seeds ended differently', () => {
-    const results = [result(1, [0.95, 0.94, 0.93], 4), result(2, [0.97, 0.94, 0.91], 5)];
-    const { header, rows } = summaryTable(results, labels, kernels, 8);
-    expect(header).toEqual(['run', 'test accuracy (mean ± sd, 2 seeds)', 'bits at end (hidden1, output)', 'weights if packed']);
-    expect(rows[0]).toEqual(['FP', '0.9600 ± 0.0141', '32, 32', '397.5 KB (float32)']);
-    expect(rows[1]![2]).toBe('4-5, 4-5');
-    expect(rows[1]![3]).toMatch(/^50\.2 KB - 62\.\d KB$/);
-    expect(perSeedTable(results, labels).rows.at(-1)).toEqual(['mean ± sd', '0.9600 ± 0.0141', '0.9400 ± 0.0000', '0.9200 ± 0.0141', '0.0200 ± 0.0141']);
+  it('puts one target per row: accuracies, the signed lead over PTQ and the packed size', () => {
+    const { header, rows } = sweepTable([result(1, 0.95, [0.94, 0.945], [0.93, 0.81])], 8, 8);
+    expect(header).toEqual(['target', 'full precision', 'MoQ 8 -> target', 'FP + PTQ', 'MoQ - PTQ', 'weights if packed (float32: 397.5 KB)']);
+    expect(rows).toEqual([
+      ['4 bits', '0.9500', '0.9400', '0.9450', '-0.0050', '50.2 KB'],
+      ['2 bits', '0.9500', '0.9300', '0.8100', '+0.1200', '25.4 KB'],
+    ]);
+  });
+
+  it('gives mean ± sd over seeds, how many seeds MoQ led in, and both sizes where MoQ ended elsewhere', () => {
+    const results = [result(1, 0.95, [0.94, 0.93], [0.93, 0.81]), result(2, 0.97, [0.94, 0.95], [0.92, 0.84], 3)];
+    const { header, rows } = sweepTable(results, 8, 8);
+    expect(header[1]).toBe('full precision (mean ± sd, 2 seeds)');
+    expect(rows[0]).toEqual(['4 bits', '0.9600 ± 0.0141', '0.9400 ± 0.0000', '0.9400 ± 0.0141', '0.0000 ± 0.0141 (1 of 2 seeds positive)', '50.2 KB']);
+    expect(rows[1]![4]).toBe('+0.1000 ± 0.0283 (2 of 2 seeds positive)');
+    expect(rows[1]![5]).toBe('MoQ 25.4 KB - 37.8 KB, PTQ 25.4 KB');
+    const seeds = perSeedTable(results);
+    expect(seeds.header).toEqual(['seed', 'full precision', 'MoQ 4', 'PTQ 4', 'MoQ 2', 'PTQ 2']);
+    expect(seeds.rows[1]).toEqual(['2', '0.9700', '0.9400', '0.9500', '0.9200', '0.8400']);
+    expect(seeds.rows.at(-1)).toEqual(['mean ± sd', '0.9600 ± 0.0141', '0.9400 ± 0.0000', '0.9400 ± 0.0141', '0.9250 ± 0.0071', '0.8250 ± 0.0212']);
+  });
+
+  it('signs differences, and never prints a negative zero', () => {
+    expect([signed(0.01), signed(-0.01), signed(0), signed(-0.00001), signed(0.1 - 0.3 + 0.2)]).toEqual(['+0.0100', '-0.0100', '0.0000', '0.0000', '0.0000']);
   });
 
   it('says when MoQ reached the target in each layer', () => {
-    expect(moqOutcome(result(1, [1, 1, 1], 4).moq, 4, kernels)).toBe('reached 4 bits at step 2 in every layer; blend ratio 0 at the end: the forward weights are on the grid');
-    expect(moqOutcome(result(1, [1, 1, 1], 5).moq, 4, kernels)).toMatch(/^hidden1 ended at 5 bits, output reached 4 bits at step 2;/);
+    expect(moqOutcome(moqRun(1, 4), 4, kernels)).toBe('reached 4 bits at step 2 in every layer; blend ratio 0 at the end: the forward weights are on the grid');
+    expect(moqOutcome(moqRun(1, 4, 5), 4, kernels)).toMatch(/^hidden1 ended at 5 bits, output reached 4 bits at step 2;/);
   });
 });
 
@@ -215,40 +247,49 @@ describe('missing dependencies', () => {
 describe('edge-moq demo (tiny budget)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'edge-moq-demo-run-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const tiny = (report: string) => run(CLI, 'demo', '--steps', '30', '--eval-every', '10', '--report', join(dir, report));
+  // One seed, the default targets 4, 3 and 2 bits; 40 steps reach 2 bits (period 1, at step 32).
+  const tiny = (name: string) => {
+    mkdirSync(join(dir, name));
+    return run(CLI, 'demo', '--steps', '40', '--eval-every', '10', '--seeds', '1', '--report', join(dir, name, 'report.html'));
+  };
 
-  it('trains three ways, prints the table and writes the report; the same seed gives the same output', async () => {
-    const first = await tiny('a.html');
+  it('trains the sweep, prints a row per target and writes the report; the same seed gives the same output', async () => {
+    const first = await tiny('a');
     expect(first.stderr).toMatch(/training: 100% done/);
+    expect(first.stderr).toMatch(/trained 4 runs in/);
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(/quantized on wasm-simd/);
-    const rows = first.stdout.split('\n').filter((l) => /^(full precision|MoQ 8 -> 4 bits|FP \+ PTQ 4 bits) /.test(l));
-    expect(first.stdout).toMatch(/bits at end \(hidden1, hidden2, hidden3, output\)/);
-    expect(rows).toHaveLength(3);
+    expect(first.stdout).toMatch(/^target +full precision +MoQ 8 -> target +FP \+ PTQ +MoQ - PTQ +weights if packed \(float32: 231\.3 KB\)$/m);
+    const rows = first.stdout.split('\n').filter((l) => /^\d bits /.test(l));
+    // 59,008 kernel weights and 202 biases: b-bit codes + 8 scales per kernel + float32 biases.
+    expect(rows.map((r) => [r.slice(0, 6), r.split(/ {2,}/).at(-1)])).toEqual([['4 bits', '29.7 KB'], ['3 bits', '22.5 KB'], ['2 bits', '15.3 KB']]);
     for (const row of rows) {
-      const [accuracy] = row.match(/\b[01]\.\d{4}\b/)!;
-      expect(Number(accuracy)).toBeGreaterThanOrEqual(0);
-      expect(Number(accuracy)).toBeLessThanOrEqual(1);
+      const [full, moq, ptq, lead] = row.split(/ {2,}/).slice(1, 5).map(Number);
+      for (const accuracy of [full!, moq!, ptq!]) expect(accuracy).toBeGreaterThanOrEqual(0);
+      for (const accuracy of [full!, moq!, ptq!]) expect(accuracy).toBeLessThanOrEqual(1);
+      expect(lead).toBeCloseTo(moq! - ptq!, 10);
     }
-    // 59,008 kernel weights and 202 biases: float32, or 4-bit codes + 8 scales per kernel + float32 biases.
-    expect(rows[0]).toMatch(/ 32, 32, 32, 32 +231\.3 KB \(float32\)$/);
-    expect(rows[1]).toMatch(/ 4, 4, 4, 4 +29\.7 KB$/);
-    expect(rows[2]).toMatch(/ 4, 4, 4, 4 +29\.7 KB$/);
-    expect(first.stdout).toMatch(/blend ratio 0 at the end/);
+    for (const bits of [4, 3, 2]) {
+      expect(first.stdout).toContain(`MoQ 8 -> ${bits} bits (seed 1): reached ${bits} bits at step`);
+    }
+    expect(first.stdout.match(/blend ratio 0 at the end/g)).toHaveLength(3);
 
-    const html = readFileSync(join(dir, 'a.html'), 'utf8');
+    const html = readFileSync(join(dir, 'a', 'report.html'), 'utf8');
     for (const id of ['bits', 'blend', 'accuracy', 'histogram']) expect(html).toMatch(new RegExp(`<section id="${id}">[^]*?<svg [^]*?</svg>[^]*?</section>`));
+    // The accuracy chart: full precision, and MoQ and PTQ per target.
+    expect(/<section id="accuracy">[^]*?<\/section>/.exec(html)![0].match(/<title>/g)).toHaveLength(1 + 2 * 3);
+    expect(/<section id="histogram">[^]*?<\/section>/.exec(html)![0]).toMatch(/MoQ, 4 bits[^]*MoQ, 3 bits[^]*MoQ, 2 bits/);
     expect(html).not.toMatch(/<script|<link|src="http/);
 
-    const second = await tiny('b.html');
-    expect(second.stdout.replace('b.html', 'a.html')).toBe(first.stdout);
-    expect(readFileSync(join(dir, 'b.html'), 'utf8').replaceAll('b.html', 'a.html')).toBe(html);
+    const second = await tiny('b');
+    expect(second.stdout.replaceAll('/b/', '/a/')).toBe(first.stdout);
+    expect(readFileSync(join(dir, 'b', 'report.html'), 'utf8').replaceAll('/b/', '/a/')).toBe(html);
   });
 
   it('repeats over seeds and prints mean ± sd', async () => {
     const { code, stdout } = await run(CLI, 'demo', '--steps', '8', '--eval-every', '4', '--seeds', '2', '--report', join(dir, 'seeds.html'));
     expect(code).toBe(0);
-    expect(stdout).toMatch(/test accuracy \(mean ± sd, 2 seeds\)/);
+    expect(stdout).toMatch(/full precision \(mean ± sd, 2 seeds\)/);
     expect(stdout).toMatch(/^1 +0\.\d{4} +0\.\d{4} +0\.\d{4} /m);
     expect(stdout).toMatch(/^2 +0\.\d{4} /m);
     expect(stdout).toMatch(/^mean ± sd +0\.\d{4} ± 0\.\d{4}/m);
@@ -256,7 +297,11 @@ describe('edge-moq demo (tiny budget)', () => {
   });
 
   it.each([
-    [['--bits', '0'], /--bits must be an integer >= 1/],
+    [['--bits', '0'], /--bits must be one or more integers from 1 to 16 separated by commas \(e\.g\. 4,3,2 or 3\), got "0"/],
+    [['--bits', '4,,2'], /--bits must be one or more integers from 1 to 16/],
+    [['--bits', '17'], /--bits must be one or more integers from 1 to 16/],
+    [['--bits', '4,3,4'], /--bits names 4 twice; give each target once/],
+    [['--bits', '4,3', '--start-bits', '3'], /--start-bits must be an integer >= 4/],
     [['--bits', '5', '--start-bits', '4'], /--start-bits must be an integer >= 5/],
     [['--groups', '3'], /--groups 3 does not divide hidden1\/kernel \(784 x 64 = 50176 weights\); groups that divide every kernel: 1, 2, 4, 8, 16, 32, 64, 128\./],
     [['--backend', 'cuda'], /--backend must be one of auto, wasm-simd, wasm/],

@@ -108,7 +108,7 @@ function frame(title: string, height: number, xDomain: readonly [number, number]
   };
 }
 
-function axes(f: Frame, xTicks: readonly number[], yTicks: readonly number[], xLabel: string, yLabel: string, height: number): string[] {
+function axes(f: Frame, xTicks: readonly number[], yTicks: readonly number[], xLabel: string, yLabel: string, height: number, top: number): string[] {
   const bottom = height - PLOT.bottom;
   const out = [`<g stroke="#ccc" stroke-width="1">`];
   for (const t of yTicks) out.push(`<line x1="${PLOT.left}" x2="${WIDTH - PLOT.right}" y1="${px(f.y(t))}" y2="${px(f.y(t))}"/>`);
@@ -116,20 +116,30 @@ function axes(f: Frame, xTicks: readonly number[], yTicks: readonly number[], xL
   for (const t of yTicks) out.push(`<text x="${PLOT.left - 6}" y="${px(f.y(t) + 4)}" text-anchor="end">${formatTick(t)}</text>`);
   for (const t of xTicks) out.push(`<text x="${px(f.x(t))}" y="${bottom + 16}" text-anchor="middle">${formatTick(t)}</text>`);
   out.push(`<text x="${PLOT.left + (WIDTH - PLOT.left - PLOT.right) / 2}" y="${height - 6}" text-anchor="middle">${escapeXml(xLabel)}</text>`);
-  out.push(`<text transform="translate(14 ${px((PLOT.top + bottom) / 2)}) rotate(-90)" text-anchor="middle">${escapeXml(yLabel)}</text>`, '</g>');
+  out.push(`<text transform="translate(14 ${px((top + bottom) / 2)}) rotate(-90)" text-anchor="middle">${escapeXml(yLabel)}</text>`, '</g>');
   out.push(`<line x1="${PLOT.left}" x2="${WIDTH - PLOT.right}" y1="${bottom}" y2="${bottom}" stroke="#444"/>`);
   return out;
 }
 
-function legend(items: readonly { label: string; color: string; dashed?: boolean }[]): string[] {
+const LEGEND_ROW = 18;
+
+/** Legend entries left to right, wrapping to a new row where the next would pass the plot's right edge. */
+function legend(items: readonly { label: string; color: string; dashed?: boolean }[]): { parts: string[]; rows: number } {
   const out: string[] = [];
   let x = PLOT.left;
+  let row = 0;
   for (const item of items) {
-    out.push(`<line x1="${x}" x2="${x + 18}" y1="34" y2="34" stroke="${item.color}" stroke-width="2.5"${item.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
-    out.push(`<text x="${x + 24}" y="38" font-size="12">${escapeXml(item.label)}</text>`);
-    x += 24 + 7 * item.label.length + 18;
+    const width = 24 + 7 * item.label.length + 18;
+    if (x > PLOT.left && x + width - 18 > WIDTH - PLOT.right) {
+      x = PLOT.left;
+      row++;
+    }
+    const y = 34 + row * LEGEND_ROW;
+    out.push(`<line x1="${x}" x2="${x + 18}" y1="${y}" y2="${y}" stroke="${item.color}" stroke-width="2.5"${item.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
+    out.push(`<text x="${x + 24}" y="${y + 4}" font-size="12">${escapeXml(item.label)}</text>`);
+    x += width;
   }
-  return out;
+  return { parts: out, rows: row + 1 };
 }
 
 function svg(height: number, label: string, parts: readonly string[]): string {
@@ -142,11 +152,15 @@ export function lineChart(spec: LineChartSpec): string {
   const xDomain = spec.xDomain ?? [Math.min(...xs), Math.max(...xs)] as const;
   const yTicks = spec.yDomain ? niceTicks(...spec.yDomain) : coveringTicks(Math.min(...ys), Math.max(...ys));
   const yDomain = spec.yDomain ?? [yTicks[0]!, yTicks.at(-1)!] as const;
-  const f = frame(spec.title, LINE_HEIGHT, xDomain, yDomain, PLOT.top);
-  const parts = [...f.parts, ...legend(spec.series), ...axes(f, niceTicks(xDomain[0], xDomain[1], 8), yTicks, spec.xLabel, spec.yLabel, LINE_HEIGHT)];
+  const key = legend(spec.series);
+  // Each extra legend row moves the plot down and makes the chart taller: the plot keeps its size.
+  const top = PLOT.top + (key.rows - 1) * LEGEND_ROW;
+  const height = LINE_HEIGHT + (key.rows - 1) * LEGEND_ROW;
+  const f = frame(spec.title, height, xDomain, yDomain, top);
+  const parts = [...f.parts, ...key.parts, ...axes(f, niceTicks(xDomain[0], xDomain[1], 8), yTicks, spec.xLabel, spec.yLabel, height, top)];
   // A nested svg clips what lies outside the plot (points below a zoomed y range) without an id
   // that several charts in one page would have to keep unique; its viewBox keeps the coordinates.
-  const clip = { x: PLOT.left, y: PLOT.top - 2, width: WIDTH - PLOT.left - PLOT.right, height: LINE_HEIGHT - PLOT.top - PLOT.bottom + 4 };
+  const clip = { x: PLOT.left, y: top - 2, width: WIDTH - PLOT.left - PLOT.right, height: height - top - PLOT.bottom + 4 };
   parts.push(`<svg x="${clip.x}" y="${clip.y}" width="${clip.width}" height="${clip.height}" viewBox="${clip.x} ${clip.y} ${clip.width} ${clip.height}">`);
   for (const s of spec.series) {
     if (s.points.length === 0) continue;
@@ -156,7 +170,7 @@ export function lineChart(spec: LineChartSpec): string {
     parts.push(`<path d="${path}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}><title>${escapeXml(s.label)}</title></path>`);
   }
   parts.push('</svg>');
-  return svg(LINE_HEIGHT, spec.title, parts);
+  return svg(height, spec.title, parts);
 }
 
 /** One panel per histogram, stacked over a shared x axis; each panel has its own count scale. */

@@ -1,13 +1,15 @@
-// moq-report.html: one self-contained page (inline SVG and CSS, no script) with what the demo's
-// table cannot show: how the bits and the blend moved, how accuracy developed in each run, and
-// what quantization did to one layer's weights.
+// moq-report.html: one self-contained page (inline SVG and CSS, no script) with the demo's tables
+// and what they cannot show: how the bits and the blend moved, how accuracy developed in each run,
+// and what quantization did to one layer's weights, at every target.
 
 import { coveringTicks, escapeXml, histogramChart, lineChart, type Series } from './charts.js';
 import { histogram, largestMagnitude } from './histogram.js';
+import type { TargetResult } from './summary.js';
 import type { MoqRunResult, RunResult } from './train.js';
 
-export const RUN_COLORS = { full: '#4e79a7', moq: '#e15759', ptq: '#59a14f' } as const;
-const LAYER_COLORS = ['#e15759', '#4e79a7', '#f28e2b', '#76b7b2', '#59a14f', '#b07aa1'];
+const FULL_COLOR = '#4e79a7';
+/** One colour per target, MoQ drawn solid and PTQ dashed in it. */
+const TARGET_COLORS = ['#e15759', '#f28e2b', '#b07aa1', '#59a14f', '#76b7b2', '#edc948', '#9c755f', '#ff9da7'];
 const HISTOGRAM_BINS = 121;
 
 export interface TextTable {
@@ -25,8 +27,9 @@ export interface ReportInput {
   /** Per-seed accuracies, when several seeds ran. */
   seeds?: TextTable;
   /** The runs the charts show (the first seed's). */
-  runs: { full: RunResult; moq: MoqRunResult; ptq: RunResult };
-  /** The weight whose histogram is drawn. */
+  full: RunResult;
+  targets: readonly TargetResult[];
+  /** The weight whose histograms are drawn. */
   histogramWeight: string;
   steps: number;
   /** The precision every quantized weight starts at (step 0). */
@@ -58,42 +61,61 @@ function section(id: string, heading: string, note: string, body: string): strin
   return `<section id="${id}">\n<h2>${escapeXml(heading)}</h2>\n<p>${escapeXml(note)}</p>\n${body}\n</section>`;
 }
 
+const colorOf = (t: number) => TARGET_COLORS[t % TARGET_COLORS.length]!;
+
+/**
+ * Each target's precision schedule: one line when every layer followed the same one (the plain
+ * schedule), else one per layer, alternately dashed (eigenvalues stretch each layer's own).
+ */
+function bitsSeries(targets: readonly TargetResult[], startBits: number): Series[] {
+  return targets.flatMap(({ bits, moq }, t) => {
+    const traces = Object.entries(moq.bitsTrace);
+    const same = traces.every(([, trace]) => trace.every((b, i) => b === traces[0]![1][i]));
+    const series = (label: string, trace: readonly number[], dashed: boolean): Series => ({
+      label, color: colorOf(t), step: true, dashed, points: [[0, startBits], ...changePoints(trace)],
+    });
+    return same
+      ? [series(`-> ${bits} bits`, traces[0]![1], false)]
+      : traces.map(([name, trace], i) => series(`-> ${bits}: ${name.replace(/\/kernel$/, '')}`, trace, i % 2 === 1));
+  });
+}
+
 export function renderReport(input: ReportInput): string {
-  const { full, moq, ptq } = input.runs;
-  const layers = Object.keys(moq.bitsTrace);
-  const bitsSeries: Series[] = layers.map((name, i) => ({
-    label: name, color: LAYER_COLORS[i % LAYER_COLORS.length]!, step: true, dashed: i % 2 === 1,
-    points: [[0, input.startBits], ...changePoints(moq.bitsTrace[name]!)],
-  }));
-  const bitsValues = [input.startBits, ...layers.flatMap((name) => moq.bitsTrace[name]!)];
+  const { full, targets } = input;
+  const allBits = [input.startBits, ...targets.flatMap((t) => Object.values(t.moq.bitsTrace).flat())];
   const accuracySeries: Series[] = [
-    { label: 'full precision', color: RUN_COLORS.full, points: full.curve.map((p) => [p.step, p.accuracy]) },
-    { label: 'MoQ (forward weights)', color: RUN_COLORS.moq, points: moq.curve.map((p) => [p.step, p.accuracy]) },
-    { label: 'full precision + PTQ', color: RUN_COLORS.ptq, dashed: true, points: ptq.curve.map((p) => [p.step, p.accuracy]) },
+    { label: 'full precision', color: FULL_COLOR, points: full.curve.map((p) => [p.step, p.accuracy]) },
+    ...targets.flatMap(({ bits, moq, ptq }, t): Series[] => [
+      { label: `MoQ ${bits}`, color: colorOf(t), points: moq.curve.map((p) => [p.step, p.accuracy]) },
+      { label: `PTQ ${bits}`, color: colorOf(t), dashed: true, points: ptq.curve.map((p) => [p.step, p.accuracy]) },
+    ]),
   ];
-  const before = full.weights.find((w) => w.name === input.histogramWeight)!;
-  const after = moq.weights.find((w) => w.name === input.histogramWeight)!;
-  const extent = largestMagnitude(before.values, after.values) || 1;
+  const weightOf = (run: RunResult | MoqRunResult) => run.weights.find((w) => w.name === input.histogramWeight)!;
+  const before = weightOf(full);
+  const after = targets.map((t) => weightOf(t.moq));
+  const extent = largestMagnitude(before.values, ...after.map((w) => w.values)) || 1;
   const range = { min: -extent, max: extent, bins: HISTOGRAM_BINS };
 
   const sections = [
-    section('bits', 'Bits per layer', 'Each quantized weight’s precision after every optimizer step. 1-D weights (biases) stay float32.', lineChart({
-      title: 'MoQ precision schedule', xLabel: 'optimizer step', yLabel: 'bits', series: bitsSeries, xDomain: [0, input.steps],
-      yDomain: [Math.min(...bitsValues) - 0.5, Math.max(...bitsValues) + 0.5],
+    section('bits', 'Bits per layer', 'Each quantized weight’s precision after every optimizer step, one MoQ run per target. 1-D weights (biases) stay float32.', lineChart({
+      title: 'MoQ precision schedules', xLabel: 'optimizer step', yLabel: 'bits', series: bitsSeries(targets, input.startBits), xDomain: [0, input.steps],
+      yDomain: [Math.min(...allBits) - 0.5, Math.max(...allBits) + 0.5],
     })),
     section('blend', 'Blend ratio', 'The forward weights are ratio × full precision + (1 − ratio) × quantized: the ratio jumps back to 1 at every precision switch and falls to 0, where the weights sit on the grid.', lineChart({
       title: 'Mixed-precision blend ratio', xLabel: 'optimizer step', yLabel: 'ratio', xDomain: [0, input.steps], yDomain: [0, 1],
-      series: [{ label: 'ratio', color: RUN_COLORS.moq, points: [[0, 1], ...moq.ratioTrace.map((r, i) => [i + 1, r] as [number, number])] }],
+      series: targets.map(({ bits, moq }, t) => ({
+        label: `-> ${bits} bits`, color: colorOf(t), points: [[0, 1], ...moq.ratioTrace.map((r, i) => [i + 1, r] as [number, number])],
+      })),
     })),
-    section('accuracy', 'Test accuracy', 'Measured on the 2,000 held-out digits. MoQ is evaluated on the weights its forward pass uses; the PTQ curve quantizes the full-precision weights reached at that point. The y axis is zoomed on the last 90% of training.', lineChart({
+    section('accuracy', 'Test accuracy', 'Measured on the 2,000 held-out digits. MoQ (solid) is evaluated on the weights its forward pass uses; each PTQ curve (dashed, same colour as its target) quantizes the full-precision weights reached at that point. The y axis is zoomed on the last 90% of training.', lineChart({
       title: 'Test accuracy during training', xLabel: 'optimizer step', yLabel: 'accuracy', series: accuracySeries, xDomain: [0, input.steps],
       yDomain: zoomedRange(accuracySeries.flatMap((s) => s.points.filter(([step]) => step >= input.steps / 10).map(([, a]) => a))),
     })),
-    section('histogram', `Weights of ${input.histogramWeight}`, `The layer’s final weights: full precision, and the MoQ run’s quantized forward weights (${after.bits} bits, one scale per group).`, histogramChart({
+    section('histogram', `Weights of ${input.histogramWeight}`, 'The layer’s final weights: full precision, and each MoQ run’s quantized forward weights (one scale per group).', histogramChart({
       title: `${input.histogramWeight}: ${before.values.length.toLocaleString('en-US')} weights`, xLabel: 'weight value', min: range.min, max: range.max,
       panels: [
-        { label: 'full precision', color: RUN_COLORS.full, counts: histogram(before.values, range) },
-        { label: `MoQ, ${after.bits} bits`, color: RUN_COLORS.moq, counts: histogram(after.values, range) },
+        { label: 'full precision', color: FULL_COLOR, counts: histogram(before.values, range) },
+        ...after.map((w, t) => ({ label: `MoQ, ${w.bits} bits`, color: colorOf(t), counts: histogram(w.values, range) })),
       ],
     })),
   ];

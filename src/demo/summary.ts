@@ -1,5 +1,5 @@
-// What the demo prints and the report repeats: per run its accuracy (mean ± sd over seeds), the
-// bits each layer ended at and the packed size; per seed the three accuracies side by side.
+// What the demo prints and the report repeats: per target the three accuracies side by side with
+// MoQ's lead over PTQ (mean ± sd over seeds) and the packed size; per seed every accuracy.
 
 import { formatBytes } from '../cli/table.js';
 import { packedBytes } from './memory.js';
@@ -7,46 +7,85 @@ import type { TextTable } from './report.js';
 import { formatSpread, spread } from './stats.js';
 import type { MoqRunResult, RunResult } from './train.js';
 
-export interface SeedResult {
-  seed: number;
-  full: RunResult;
+/** One target precision of one seed: MoQ trained to it, and the full-precision run quantized to it. */
+export interface TargetResult {
+  bits: number;
   moq: MoqRunResult;
   ptq: RunResult;
 }
 
-export type RunLabels = Record<'full' | 'moq' | 'ptq', string>;
-
-const RUNS = ['full', 'moq', 'ptq'] as const;
+export interface SeedResult {
+  seed: number;
+  full: RunResult;
+  /** In the order the targets were given. */
+  targets: TargetResult[];
+}
 
 const layerOf = (kernel: string) => kernel.replace(/\/kernel$/, '');
 
-/** `low-high`, or one number when all agree. */
+/** `low-high`, or one value when all agree. */
 function range(values: readonly number[], format: (value: number) => string = String, separator = '-'): string {
   const [low, high] = [Math.min(...values), Math.max(...values)];
   return low === high ? format(low) : `${format(low)}${separator}${format(high)}`;
 }
 
-export function summaryTable(results: readonly SeedResult[], labels: RunLabels, kernels: readonly string[], groups: number): TextTable {
+/** A difference with its sign, so that a lead and a loss read differently at a glance. */
+export function signed(value: number, digits = 4): string {
+  const text = value.toFixed(digits);
+  if (Number(text) === 0) return (0).toFixed(digits);
+  return text.startsWith('-') ? text : `+${text}`;
+}
+
+function accuracyCell(values: readonly number[]): string {
+  return values.length > 1 ? formatSpread(spread(values)) : values[0]!.toFixed(4);
+}
+
+function leadCell(leads: readonly number[]): string {
+  if (leads.length === 1) return signed(leads[0]!);
+  const { mean, sd } = spread(leads);
+  return `${signed(mean)} ± ${sd.toFixed(4)} (${leads.filter((l) => l > 0).length} of ${leads.length} seeds positive)`;
+}
+
+/**
+ * One row per target: full precision, MoQ, PTQ, MoQ's lead over PTQ (paired by seed) and the
+ * weights' packed size. The bits each kernel ended at follow the table (moqOutcome), since MoQ
+ * ends short of its target only when the schedule runs out of steps.
+ */
+export function sweepTable(results: readonly SeedResult[], startBits: number, groups: number): TextTable {
+  const seeds = results.length;
+  const floatSize = range(results.map((r) => packedBytes(r.full.weights, { groups })), formatBytes, ' - ');
   const header = [
-    'run', results.length > 1 ? `test accuracy (mean ± sd, ${results.length} seeds)` : 'test accuracy',
-    `bits at end (${kernels.map(layerOf).join(', ')})`, 'weights if packed',
+    'target', seeds > 1 ? `full precision (mean ± sd, ${seeds} seeds)` : 'full precision', `MoQ ${startBits} -> target`, 'FP + PTQ', 'MoQ - PTQ',
+    `weights if packed (float32: ${floatSize})`,
   ];
-  const rows = RUNS.map((run) => {
-    const accuracies = results.map((r) => r[run].accuracy);
-    const accuracy = results.length > 1 ? formatSpread(spread(accuracies)) : accuracies[0]!.toFixed(4);
-    const bits = kernels.map((k) => range(results.map((r) => r[run].weights.find((w) => w.name === k)!.bits)));
-    const size = range(results.map((r) => packedBytes(r[run].weights, { groups })), formatBytes, ' - ');
-    return [labels[run], accuracy, bits.join(', '), run === 'full' ? `${size} (float32)` : size];
+  const rows = results[0]!.targets.map((target, t) => {
+    const runs = results.map((r) => r.targets[t]!);
+    const size = (run: 'moq' | 'ptq') => range(runs.map((r) => packedBytes(r[run].weights, { groups })), formatBytes, ' - ');
+    const [moqSize, ptqSize] = [size('moq'), size('ptq')];
+    return [
+      `${target.bits} bits`,
+      accuracyCell(results.map((r) => r.full.accuracy)),
+      accuracyCell(runs.map((r) => r.moq.accuracy)),
+      accuracyCell(runs.map((r) => r.ptq.accuracy)),
+      leadCell(runs.map((r) => r.moq.accuracy - r.ptq.accuracy)),
+      moqSize === ptqSize ? moqSize : `MoQ ${moqSize}, PTQ ${ptqSize}`,
+    ];
   });
   return { header, rows };
 }
 
-/** Each seed's accuracies and MoQ's lead over PTQ, then their mean ± sd. */
-export function perSeedTable(results: readonly SeedResult[], labels: RunLabels): TextTable {
-  const lead = (r: SeedResult) => r.moq.accuracy - r.ptq.accuracy;
-  const rows = results.map((r) => [String(r.seed), ...RUNS.map((run) => r[run].accuracy.toFixed(4)), lead(r).toFixed(4)]);
-  rows.push(['mean ± sd', ...RUNS.map((run) => formatSpread(spread(results.map((r) => r[run].accuracy)))), formatSpread(spread(results.map(lead)))]);
-  return { header: ['seed', ...RUNS.map((run) => labels[run]), 'MoQ - PTQ'], rows };
+/** Each seed's accuracies, then their mean ± sd. */
+export function perSeedTable(results: readonly SeedResult[]): TextTable {
+  const columns: { label: string; accuracy: (r: SeedResult) => number }[] = [
+    { label: 'full precision', accuracy: (r) => r.full.accuracy },
+    ...results[0]!.targets.flatMap((target, t) => [
+      { label: `MoQ ${target.bits}`, accuracy: (r: SeedResult) => r.targets[t]!.moq.accuracy },
+      { label: `PTQ ${target.bits}`, accuracy: (r: SeedResult) => r.targets[t]!.ptq.accuracy },
+    ]),
+  ];
+  const rows = results.map((r) => [String(r.seed), ...columns.map((c) => c.accuracy(r).toFixed(4))]);
+  rows.push(['mean ± sd', ...columns.map((c) => formatSpread(spread(results.map(c.accuracy))))]);
+  return { header: ['seed', ...columns.map((c) => c.label)], rows };
 }
 
 /** When MoQ reached the target bits in each layer, and whether its final weights sit on the grid. */

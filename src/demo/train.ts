@@ -1,11 +1,12 @@
 // The demo's training runs. Every run of one seed starts from the same initial weights and sees
 // the same batches in the same order (Adam, softmax cross-entropy), so the runs differ only in how
-// the weights are quantized: not at all, by MoQ during training, or after training (PTQ).
+// the weights are quantized: not at all, by MoQ during training, or after training (PTQ). One
+// full-precision run serves every PTQ target: PTQ only reads its weights.
 
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Backend } from '../backends/backend.js';
 import type { QuantizerOptions } from '../config.js';
-import { attachMoq } from '../tfjs/index.js';
+import { attachMoq, type MoqTraining } from '../tfjs/index.js';
 import { layerEigenvalues } from './layer-eigenvalues.js';
 import { FLOAT_BITS } from './memory.js';
 import { CLASSES, IMAGE_PIXELS, type Digits, type MnistSplit } from './mnist.js';
@@ -57,32 +58,36 @@ export interface MoqRunResult extends RunResult {
 
 export interface PtqSettings {
   backend: Backend;
-  bits: number;
+  /** The targets, each quantized from the same full-precision weights. */
+  bits: readonly number[];
   groups: number;
 }
 
 /**
- * Full precision, and post-training quantization of it: at every evaluation the weights reached
- * so far are quantized on the side (training goes on in full precision), so the PTQ curve shows
- * what quantizing would have given had training stopped there.
+ * Full precision, and post-training quantization of it to each target: at every evaluation the
+ * weights reached so far are quantized on the side (training goes on in full precision), so each
+ * PTQ curve shows what quantizing would have given had training stopped there.
  */
-export async function trainFullPrecision(setup: TrainingSetup, ptq: PtqSettings): Promise<{ full: RunResult; ptq: RunResult }> {
+export async function trainFullPrecision(setup: TrainingSetup, ptq: PtqSettings): Promise<{ full: RunResult; ptq: RunResult[] }> {
   const { tf } = setup;
   const model = createModel(tf, setup.hidden, setup.seed);
   // A second model of the same shape holds the quantized copies, so the trained one is never touched.
   const probe = createModel(tf, setup.hidden, setup.seed);
   const test = testTensors(tf, setup.data.test);
   const full: RunResult = { accuracy: 0, curve: [], weights: [] };
-  const quantized: RunResult = { accuracy: 0, curve: [], weights: [] };
+  const quantized: RunResult[] = ptq.bits.map(() => ({ accuracy: 0, curve: [], weights: [] }));
   try {
     await train(setup, model, {
       detail: () => 'full precision',
       evaluate: async (step) => {
         full.weights = await readWeights(model);
-        quantized.weights = await postTrainingQuantize(ptq.backend, full.weights, { bits: ptq.bits, groups: ptq.groups });
-        tf.tidy(() => probe.setWeights(quantized.weights.map((w) => tf.tensor(w.values, w.shape, 'float32'))));
         full.curve.push({ step, accuracy: accuracy(tf, model, test) });
-        quantized.curve.push({ step, accuracy: accuracy(tf, probe, test) });
+        for (const [i, bits] of ptq.bits.entries()) {
+          const run = quantized[i]!;
+          run.weights = await postTrainingQuantize(ptq.backend, full.weights, { bits, groups: ptq.groups });
+          tf.tidy(() => probe.setWeights(run.weights.map((w) => tf.tensor(w.values, w.shape, 'float32'))));
+          run.curve.push({ step, accuracy: accuracy(tf, probe, test) });
+        }
       },
     });
   } finally {
@@ -91,7 +96,7 @@ export async function trainFullPrecision(setup: TrainingSetup, ptq: PtqSettings)
     probe.dispose();
   }
   full.accuracy = full.curve.at(-1)!.accuracy;
-  quantized.accuracy = quantized.curve.at(-1)!.accuracy;
+  for (const run of quantized) run.accuracy = run.curve.at(-1)!.accuracy;
   return { full, ptq: quantized };
 }
 
@@ -100,6 +105,19 @@ export interface MoqSettings {
   quantizer: QuantizerOptions;
   /** Stretch each layer's periods by its Hessian eigenvalue (DeepSpeed's eigenvalue-aware schedule). */
   eigenvalues: boolean;
+  /** Called after the last step, while MoQ is still attached (what an export needs). */
+  onTrained?: (trained: TrainedMoq) => Promise<void>;
+}
+
+/** A MoQ run at its end, before MoQ is detached. */
+export interface TrainedMoq {
+  /** Its variables hold the forward weights the run ended with. */
+  model: tfjs.Sequential;
+  /** The masters and the quantizer's state. */
+  moq: MoqTraining;
+  test: TestSet;
+  /** The final test accuracy (of the forward weights). */
+  accuracy: number;
 }
 
 /** MoQ through attachMoq: the forward pass (and so every evaluation) uses the quantized weights. */
@@ -123,6 +141,7 @@ export async function trainMoq(setup: TrainingSetup, settings: MoqSettings): Pro
         result.curve.push({ step, accuracy: accuracy(tf, model, test) });
       },
     });
+    await settings.onTrained?.({ model, moq, test, accuracy: result.curve.at(-1)!.accuracy });
     const bits = moq.bitsByWeight();
     result.weights = (await readWeights(model)).map((w) => ({ ...w, bits: bits.get(w.name) ?? FLOAT_BITS }));
     for (const name of bits.keys()) result.bitsTrace[name] = moq.history.map((h) => h.bits[name]!);
@@ -174,12 +193,18 @@ async function train(setup: TrainingSetup, model: tfjs.Sequential, hooks: TrainH
   }
 }
 
-function testTensors(tf: typeof tfjs, test: Digits): { images: tfjs.Tensor2D; labels: Int32Array } {
+/** The test digits as one tensor: built once per run, evaluated many times. */
+export interface TestSet {
+  images: tfjs.Tensor2D;
+  labels: Int32Array;
+}
+
+function testTensors(tf: typeof tfjs, test: Digits): TestSet {
   return { images: tf.tensor2d(test.images, [test.count, IMAGE_PIXELS]), labels: test.labels };
 }
 
 /** The fraction of test digits whose largest logit is the right class. */
-function accuracy(tf: typeof tfjs, model: tfjs.LayersModel, test: { images: tfjs.Tensor2D; labels: Int32Array }): number {
+export function accuracy(tf: typeof tfjs, model: tfjs.LayersModel, test: TestSet): number {
   const predicted = tf.tidy(() => tf.argMax(model.apply(test.images) as tfjs.Tensor, -1));
   const classes = predicted.dataSync();
   predicted.dispose();
