@@ -4,22 +4,31 @@
 // The float model's probabilities are the reference; 8 and 4 bits (per output channel, the CLI's
 // default) are held to what was measured with margin, and `dequantize` must give a stock model
 // whose outputs equal the handler's. A second, larger model of the same package (face
-// description, weights stored as float16) is checked at 8 bits on a few faces. Runs on tfjs's WebAssembly backend (the CPU backend takes
+// description, weights stored as float16) is checked at 8 bits on a few faces, and headless
+// Chromium loads the 4-bit model by URL with Node's outputs. Runs on tfjs's WebAssembly backend (the CPU backend takes
 // ~15 s a pass here against ~0.6 s).
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import * as esbuild from 'esbuild';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packedModel } from '../src/tfjs/handler.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { runCli } from './support/cli.js';
+import { PACKAGE_ROOT } from './support/package-link.js';
 import {
   agreement, classify, describeFaces, descriptionAgreement, emotionInput, emotionModelPath, faceresInput, faceresModelPath,
   galleryFaces, modelFolderBytes, readModelArtifacts, top1, type GalleryFaces,
 } from './support/tfjs-real-model.js';
+// @ts-expect-error: a plain .mjs script without type declarations
+import { serveDirectory } from '../scripts/serve.mjs';
+
+const { available: chromiumAvailable } = await chromiumAvailability();
 
 let folder: string;
 let gallery: GalleryFaces;
@@ -159,5 +168,111 @@ describe('a larger real model with float16 weights (@vladmandic/human face descr
     } finally {
       faces.dispose();
     }
+  });
+});
+
+// The page: tfjs (bundled here, cpu backend) loads the packed model by URL through edge-moq/tfjs,
+// which the page imports from the package's own browser bundle (an import map names it), so
+// the weights file is fetched and unpacked on WebAssembly as an app would. Float32 values cross
+// as their bit patterns, so nothing is rounded on the way.
+const PAGE_SCRIPT = `
+import * as tf from '@tensorflow/tfjs';
+import { packedModel } from 'edge-moq/tfjs';
+const bitsOf = (values) => Array.from(new Uint32Array(values.buffer, values.byteOffset, values.length));
+window.classify = async (url, inputBits, shape) => {
+  await tf.setBackend('cpu');
+  const model = await tf.loadGraphModel(packedModel(url));
+  const input = tf.tensor(new Float32Array(Uint32Array.from(inputBits).buffer), shape, 'float32');
+  const output = model.predict(input);
+  const result = { backend: tf.getBackend(), probabilities: bitsOf(await output.data()) };
+  tf.dispose([input, output]);
+  model.dispose();
+  return result;
+};
+window.ready = true;
+`;
+const PAGE_HTML = `<!doctype html>
+<meta charset="utf-8">
+<title>edge-moq: a real tfjs model loaded by URL</title>
+<script type="importmap">{ "imports": { "edge-moq/tfjs": "/dist/bundles/browser-tfjs.js" } }</script>
+<script type="module" src="/page/real-model-page.js"></script>
+`;
+
+describe.skipIf(!chromiumAvailable)('Chromium: the 4-bit real model loaded by URL', () => {
+  let pageDir: string;
+  let server: { url: string; close(): Promise<void> };
+  let browser: Browser;
+  let page: Page;
+  let packed: string;
+  const fetched = new Map<string, number>();
+
+  beforeAll(async () => {
+    packed = await quantize(4);
+    pageDir = mkdtempSync(join(tmpdir(), 'edge-moq-real-model-page-'));
+    await esbuild.build({
+      stdin: { contents: PAGE_SCRIPT, resolveDir: PACKAGE_ROOT, sourcefile: 'real-model-page.js', loader: 'js' },
+      outfile: join(pageDir, 'real-model-page.js'),
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      external: ['edge-moq/tfjs'],
+      logLevel: 'error',
+    });
+    writeFileSync(join(pageDir, 'real-model.html'), PAGE_HTML);
+    server = await serveDirectory(PACKAGE_ROOT, {
+      aliases: {
+        '/page/real-model.html': join(pageDir, 'real-model.html'),
+        '/page/real-model-page.js': join(pageDir, 'real-model-page.js'),
+        '/model/model.json': packed,
+        '/model/model.moq.safetensors': join(packed, '..', 'model.moq.safetensors'),
+      },
+    });
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    page = await browser.newPage();
+    page.on('requestfinished', async (request) => {
+      const path = new URL(request.url()).pathname;
+      if (path.startsWith('/model/')) fetched.set(path, (await request.sizes()).responseBodySize);
+    });
+    await page.goto(`${server.url}/page/real-model.html`);
+    await page.waitForFunction(() => (window as { ready?: boolean }).ready === true);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    if (pageDir) rmSync(pageDir, { recursive: true, force: true });
+  });
+
+  it('fetches only the packed files and gives Node\'s probabilities, bit for bit, on tfjs\'s cpu backend', async () => {
+    // Both sides on tfjs's cpu backend (plain JavaScript arithmetic), where equal weights give
+    // equal bits; that backend is slow, so a few faces.
+    const some = { ...gallery, faces: gallery.faces.filter((_, i) => i % 9 === 0) };
+    await tf.setBackend('cpu');
+    let input: tf.Tensor4D | undefined;
+    let inNode: Float32Array[];
+    try {
+      input = emotionInput(tf, some);
+      const model = await tf.loadGraphModel(packedModel(packed));
+      try {
+        inNode = await classify(tf, model, input);
+      } finally {
+        model.dispose();
+      }
+      const inputBits = Array.from(new Uint32Array((await input.data() as Float32Array).slice().buffer));
+      const result = await page.evaluate(
+        ([url, bits, shape]) => (window as unknown as { classify(u: string, b: number[], s: number[]): Promise<{ backend: string; probabilities: number[] }> }).classify(url, bits, shape),
+        [`${server.url}/model/model.json`, inputBits, input.shape] as const,
+      );
+      expect(result.backend).toBe('cpu');
+      expect(result.probabilities).toEqual(inNode.flatMap((row) => Array.from(new Uint32Array(row.buffer, row.byteOffset, row.length))));
+    } finally {
+      input?.dispose();
+      await tf.setBackend('wasm');
+    }
+
+    const files = { '/model/model.json': statSync(packed).size, '/model/model.moq.safetensors': statSync(join(packed, '..', 'model.moq.safetensors')).size };
+    await expect.poll(() => Object.fromEntries(fetched)).toEqual(files);
+    expect(files['/model/model.json'] + files['/model/model.moq.safetensors']).toBe(modelFolderBytes(packed).total);
   });
 });
