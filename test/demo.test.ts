@@ -2,21 +2,23 @@
 // fixed split and the batch order) and, as a user runs it, the built CLI on a tiny budget.
 
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { formatBytes } from '../src/cli/table.js';
 import { coveringTicks, escapeXml, histogramChart, lineChart, niceTicks, simplifyPolyline } from '../src/demo/charts.js';
 import { installHint, missingPackages } from '../src/demo/dependencies.js';
 import { histogram, largestMagnitude } from '../src/demo/histogram.js';
 import { packedBytes } from '../src/demo/memory.js';
 import { splitIndices } from '../src/demo/mnist.js';
+import { isPackedTfjsModel, type TfjsModelJson } from '../src/formats/tfjs/model-json.js';
 import { weightShapes } from '../src/demo/model.js';
 import { batchOrder, createRandom, permutation } from '../src/demo/random.js';
 import { changePoints } from '../src/demo/report.js';
 import { spread } from '../src/demo/stats.js';
-import { moqOutcome, perSeedTable, signed, sweepTable, type SeedResult } from '../src/demo/summary.js';
+import { exportNotes, exportTable, moqOutcome, perSeedTable, reloadedAsTrained, signed, sweepTable, type SeedResult } from '../src/demo/summary.js';
 import type { LayerWeights, MoqRunResult } from '../src/demo/train.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -183,6 +185,31 @@ describe('summary tables', () => {
     expect([signed(0.01), signed(-0.01), signed(0), signed(-0.00001), signed(0.1 - 0.3 + 0.2)]).toEqual(['+0.0100', '-0.0100', '0.0000', '0.0000', '0.0000']);
   });
 
+  it('lists the exported models against the float32 download, and says when one loads back different from its training', () => {
+    const exported = (bits: number, reloaded: number) => ({
+      bits, folder: `m/${bits}-bits`, downloadBytes: 10_240, floatDownloadBytes: 102_400, trainedAccuracy: 0.9, reloadedAccuracy: reloaded,
+    });
+    const refused = { bits: 2, refused: 'the mixed-fp16 blend is still active (ratio 1): ...' };
+    const rows = [exported(4, 0.9), refused];
+    expect(exportTable(rows)).toEqual({
+      header: ['packed tfjs model', 'download (model.json + weights)', 'test accuracy loaded back', 'as trained', 'folder'],
+      rows: [['MoQ 4 bits', '10.0 KB (10.0x smaller)', '0.9000', '0.9000, equal', 'm/4-bits'], ['float32 (stock tfjs save)', '100.0 KB', '', '', 'not written']],
+    });
+    expect(reloadedAsTrained(rows)).toBe(true);
+    expect(exportNotes(rows, 'm')).toEqual([
+      'MoQ 2 bits not exported: the mixed-fp16 blend is still active (ratio 1): ...',
+      'Loaded back from the files in m/, each packed model scores exactly what its training ended with: the codes decode to the forward weights bit for bit.',
+    ]);
+
+    const differs = [exported(4, 0.9), exported(3, 0.8995)];
+    expect(exportTable(differs)!.rows[1]![3]).toBe('0.9000, DIFFERENT');
+    expect(reloadedAsTrained(differs)).toBe(false);
+    expect(exportNotes(differs, 'm')).toEqual([expect.stringMatching(/^A packed model loaded back scores differently from its training: .*a bug in edge-moq/)]);
+
+    expect(exportTable([refused])).toBeUndefined();
+    expect(exportNotes([refused], 'm')).toEqual(['MoQ 2 bits not exported: the mixed-fp16 blend is still active (ratio 1): ...']);
+  });
+
   it('says when MoQ reached the target in each layer', () => {
     expect(moqOutcome(moqRun(1, 4), 4, kernels)).toBe('reached 4 bits at step 2 in every layer; blend ratio 0 at the end: the forward weights are on the grid');
     expect(moqOutcome(moqRun(1, 4, 5), 4, kernels)).toMatch(/^hidden1 ended at 5 bits, output reached 4 bits at step 2;/);
@@ -274,7 +301,25 @@ describe('edge-moq demo (tiny budget)', () => {
     }
     expect(first.stdout.match(/blend ratio 0 at the end/g)).toHaveLength(3);
 
+    // Each MoQ model, exported packed and loaded back from its folder, scores what training ended with.
+    const exportRows = first.stdout.split('\n').filter((l) => /^MoQ \d bits /.test(l)).map((l) => l.split(/ {2,}/));
+    expect(exportRows.map((r) => r[0])).toEqual(['MoQ 4 bits', 'MoQ 3 bits', 'MoQ 2 bits']);
+    exportRows.forEach(([, download, reloaded, asTrained, folder], t) => {
+      const trained = rows[t]!.split(/ {2,}/)[2]!;
+      expect(reloaded).toBe(trained);
+      expect(asTrained).toBe(`${trained}, equal`);
+      expect(folder).toBe(join(dir, 'a', 'moq-models', `${[4, 3, 2][t]}-bits`));
+      const files = ['model.json', 'model.moq.safetensors'].map((name) => statSync(join(folder!, name)).size);
+      expect(download).toMatch(new RegExp(`^${formatBytes(files[0]! + files[1]!).replace('.', '\\.')} \\(\\d+\\.\\dx smaller\\)$`));
+    });
+    expect(first.stdout).toMatch(/^float32 \(stock tfjs save\) +233\.\d KB +not written$/m);
+    expect(first.stdout).toContain('each packed model scores exactly what its training ended with');
+    const packed = JSON.parse(readFileSync(join(dir, 'a', 'moq-models', '2-bits', 'model.json'), 'utf8')) as TfjsModelJson;
+    expect(isPackedTfjsModel(packed)).toBe(true);
+    expect(packed.weightsManifest).toEqual([{ paths: ['model.moq.safetensors'], weights: expect.any(Array) }]);
+
     const html = readFileSync(join(dir, 'a', 'report.html'), 'utf8');
+    expect(/<section id="export">[^]*?<\/section>/.exec(html)![0]).toMatch(/<td>MoQ 4 bits<\/td>[^]*<td>MoQ 3 bits<\/td>[^]*<td>MoQ 2 bits<\/td>[^]*<td>float32 \(stock tfjs save\)<\/td>/);
     for (const id of ['bits', 'blend', 'accuracy', 'histogram']) expect(html).toMatch(new RegExp(`<section id="${id}">[^]*?<svg [^]*?</svg>[^]*?</section>`));
     // The accuracy chart: full precision, and MoQ and PTQ per target.
     expect(/<section id="accuracy">[^]*?<\/section>/.exec(html)![0].match(/<title>/g)).toHaveLength(1 + 2 * 3);
@@ -284,6 +329,12 @@ describe('edge-moq demo (tiny budget)', () => {
     const second = await tiny('b');
     expect(second.stdout.replaceAll('/b/', '/a/')).toBe(first.stdout);
     expect(readFileSync(join(dir, 'b', 'report.html'), 'utf8').replaceAll('/b/', '/a/')).toBe(html);
+    for (const bits of [4, 3, 2]) {
+      for (const name of ['model.json', 'model.moq.safetensors']) {
+        const path = (run: string) => join(dir, run, 'moq-models', `${bits}-bits`, name);
+        expect(readFileSync(path('b')).equals(readFileSync(path('a')))).toBe(true);
+      }
+    }
   });
 
   it('repeats over seeds and prints mean ± sd', async () => {
@@ -294,6 +345,8 @@ describe('edge-moq demo (tiny budget)', () => {
     expect(stdout).toMatch(/^2 +0\.\d{4} /m);
     expect(stdout).toMatch(/^mean ± sd +0\.\d{4} ± 0\.\d{4}/m);
     expect(readFileSync(join(dir, 'seeds.html'), 'utf8')).toContain('<section id="seeds">');
+    // 8 steps leave the blend active at 3 and 2 bits: those models have no packed form, and the export says so.
+    expect(stdout).toMatch(/^MoQ 2 bits +not exported: the mixed-fp16 blend is still active/m);
   });
 
   it.each([

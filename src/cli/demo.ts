@@ -1,24 +1,27 @@
-// `edge-moq demo` (npm start): the honest test of MoQ's claim. A small network learns real MNIST
-// digits from one seed, batches and budget: in full precision, with MoQ stepping its weights from
-// 8 bits down to each target during training (attachMoq), and in full precision followed by
-// post-training quantization (PTQ) to the same bits and groups, at 4, 3 and 2 bits, where PTQ
-// goes from harmless to ruinous. Over three seeds, so that a lead is seen against the spread. It
-// prints what each run ends with and writes moq-report.html; whatever the numbers say is what it
-// reports.
+// `edge-moq demo` (npm start): the honest test of MoQ's claim, and the workflow that ships its
+// result. A small network learns real MNIST digits from one seed, batches and budget: in full
+// precision, with MoQ stepping its weights from 8 bits down to each target during training
+// (attachMoq), and in full precision followed by post-training quantization (PTQ) to the same
+// bits and groups, at 4, 3 and 2 bits, where PTQ goes from harmless to ruinous. Over three seeds,
+// so that a lead is seen against the spread. The first seed's MoQ models are then exported
+// packed, written as tfjs model folders and loaded back through edge-moq/tfjs. It prints what
+// each run ends with and writes moq-report.html; whatever the numbers say is what it reports.
 
 import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Backend, BackendRequest } from '../backends/backend.js';
 import { createBackend } from '../backends/select.js';
 import type { QuantizerOptions } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 import { installHint, loadTensorFlow, missingPackages, REQUIRED_PACKAGES, type TfBackendName } from '../demo/dependencies.js';
+import { exportAndReload } from '../demo/export-row.js';
 import { loadMnist } from '../demo/mnist.js';
 import { describeModel, layerNames, weightShapes } from '../demo/model.js';
 import { renderReport } from '../demo/report.js';
-import { moqOutcome, perSeedTable, sweepTable, type SeedResult } from '../demo/summary.js';
+import { exportNotes, exportTable, moqOutcome, perSeedTable, reloadedAsTrained, sweepTable, type ExportRow, type SeedResult } from '../demo/summary.js';
 import { trainFullPrecision, trainMoq, type TrainingSetup } from '../demo/train.js';
+import { createPacker } from '../packed/index.js';
 import { choiceFlag, integerFlag, stringFlag, type ParsedArgs } from './args.js';
 import { createProgress } from './progress.js';
 import { table } from './table.js';
@@ -46,6 +49,8 @@ const QUANTIZATION_BACKENDS: readonly BackendRequest[] = ['auto', 'wasm-simd', '
 const TF_BACKENDS: readonly TfBackendName[] = ['wasm', 'cpu'];
 /** The weight whose histogram the report draws: the first layer holds nearly all the weights. */
 const HISTOGRAM_WEIGHT = 'hidden1/kernel';
+/** Beside the report, one folder per target: what a server would host. */
+const MODELS_FOLDER = 'moq-models';
 
 export interface DemoOptions {
   /** The target precisions, in the order given. */
@@ -189,6 +194,7 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
   const data = loadMnist();
   const backend: Backend = await createBackend({ kind: o.backend });
   const kernels = layerNames(HIDDEN).map((layer) => `${layer}/kernel`);
+  const modelsFolder = join(dirname(o.report), MODELS_FOLDER);
   const targetsText = listed(o.bits.map(String));
 
   const count = (n: number) => n.toLocaleString('en-US');
@@ -198,6 +204,7 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
     ['targets', `${targetsText} bits: one MoQ run per target; one full-precision run, quantized once to each target for PTQ`],
     ['MoQ', moqSetup(o)],
     ['PTQ', `the full-precision run's weights, quantized once to each target in ${o.groups} groups; biases stay float32 in both`],
+    ['export', `seed ${o.seed}'s MoQ models packed from their masters at their final bits, written to ${modelsFolder}/, loaded back by tf.loadLayersModel through edge-moq/tfjs's packedModel`],
     ['quantized on', backend.kind],
   ];
   console.log(`edge-moq demo: MoQ against post-training quantization on MNIST digits, at ${targetsText} bits\n`);
@@ -209,6 +216,8 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
   const totalSteps = runsPerSeed * o.steps * o.seeds;
   const started = Date.now();
   const results: SeedResult[] = [];
+  const exported: ExportRow[] = [];
+  const packer = await createPacker(backend);
   try {
     for (let i = 0; i < o.seeds; i++) {
       const seed = o.seed + i;
@@ -221,13 +230,23 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
       const { full, ptq } = await trainFullPrecision(setup(0), { backend, bits: o.bits, groups: o.groups });
       const result: SeedResult = { seed, full, targets: [] };
       for (const [t, bits] of o.bits.entries()) {
-        const moq = await trainMoq(setup(1 + t), { backend, quantizer: quantizerOptions(o, bits), eigenvalues: o.eigenvalues });
+        const folder = join(modelsFolder, `${bits}-bits`);
+        const moq = await trainMoq(setup(1 + t), {
+          backend, quantizer: quantizerOptions(o, bits), eigenvalues: o.eigenvalues,
+          // The first seed's models are the ones shipped; the other seeds only measure the spread.
+          ...(i === 0 ? {
+            onTrained: async (trained) => {
+              exported.push(await exportAndReload(trained, { tf, packer, bits, folder }));
+            },
+          } : {}),
+        });
         result.targets.push({ bits, moq, ptq: ptq[t]! });
       }
       results.push(result);
     }
   } finally {
     progress.done();
+    packer.dispose();
     backend.dispose();
   }
   console.error(`trained ${runsPerSeed * o.seeds} runs in ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -239,12 +258,17 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
   const outcomes = results[0]!.targets.map((t) => `MoQ ${o.startBits} -> ${t.bits} bits (seed ${o.seed}): ${moqOutcome(t.moq, t.bits, kernels)}.`);
   console.log(`\n${outcomes.join('\n')}`);
 
+  const exports = { table: exportTable(exported), notes: exportNotes(exported, modelsFolder) };
+  if (exports.table) console.log(`\n${table(exports.table.header, exports.table.rows)}`);
+  console.log(`\n${exports.notes.join('\n')}`);
+
   const first = results[0]!;
   writeFileSync(resolve(o.report), renderReport({
     title: `edge-moq: MoQ against post-training quantization on MNIST, at ${targetsText} bits`,
     setup,
     results: sweep,
     notes: outcomes,
+    exports,
     ...(seedsTable ? { seeds: seedsTable } : {}),
     full: first.full,
     targets: first.targets,
@@ -253,5 +277,5 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
     steps: o.steps,
   }));
   console.log(`report: ${o.report} (bits and blend ratio over steps, accuracy curves, ${HISTOGRAM_WEIGHT} histograms)`);
-  return 0;
+  return reloadedAsTrained(exported) ? 0 : 1;
 }

@@ -26,6 +26,8 @@ export interface ReportInput {
   notes: readonly string[];
   /** Per-seed accuracies, when several seeds ran. */
   seeds?: TextTable;
+  /** The packed models as exported and loaded back (no table when none was), and what that showed. */
+  exports: { table: TextTable | undefined; notes: readonly string[] };
   /** The runs the charts show (the first seed's). */
   full: RunResult;
   targets: readonly TargetResult[];
@@ -97,6 +99,8 @@ export function renderReport(input: ReportInput): string {
   const range = { min: -extent, max: extent, bins: HISTOGRAM_BINS };
 
   const sections = [
+    section('export', 'Packed and loaded back', 'Each MoQ model of the first seed, exported packed, written as a tfjs model folder and loaded back from it.',
+      [input.exports.table ? htmlTable(input.exports.table) : '', ...input.exports.notes.map((note) => `<p>${escapeXml(note)}</p>`)].filter(Boolean).join('\n')),
     section('bits', 'Bits per layer', 'Each quantized weight’s precision after every optimizer step, one MoQ run per target. 1-D weights (biases) stay float32.', lineChart({
       title: 'MoQ precision schedules', xLabel: 'optimizer step', yLabel: 'bits', series: bitsSeries(targets, input.startBits), xDomain: [0, input.steps],
       yDomain: [Math.min(...allBits) - 0.5, Math.max(...allBits) + 0.5],

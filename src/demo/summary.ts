@@ -1,5 +1,6 @@
 // What the demo prints and the report repeats: per target the three accuracies side by side with
-// MoQ's lead over PTQ (mean ± sd over seeds) and the packed size; per seed every accuracy.
+// MoQ's lead over PTQ (mean ± sd over seeds) and the packed size; per seed every accuracy; and
+// the packed models as exported and loaded back.
 
 import { formatBytes } from '../cli/table.js';
 import { packedBytes } from './memory.js';
@@ -103,4 +104,61 @@ export function moqOutcome(moq: MoqRunResult, targetBits: number, kernels: reado
     ? 'blend ratio 0 at the end: the forward weights are on the grid'
     : `blend ratio ${ratio.toFixed(3)} at the end: the forward weights are still partly full precision; lengthen --steps or shorten --period`;
   return `${when}; ${grid}`;
+}
+
+/** One exported model: what was written, what it costs to download, and what it scores once loaded back. */
+export interface ExportedModel {
+  bits: number;
+  /** The folder holding model.json and its weights file. */
+  folder: string;
+  /** model.json plus the weights file: what a browser fetches. */
+  downloadBytes: number;
+  /** The same model as a stock float32 tfjs save (model.json plus its weights file). */
+  floatDownloadBytes: number;
+  /** The MoQ run's final accuracy, on the forward weights training ended with. */
+  trainedAccuracy: number;
+  /** The accuracy of the model loaded back from the packed files. */
+  reloadedAccuracy: number;
+}
+
+/** A model the export refused (a schedule that left the mixed-precision blend active), and why. */
+export interface RefusedExport {
+  bits: number;
+  refused: string;
+}
+
+export type ExportRow = ExportedModel | RefusedExport;
+
+const isExported = (row: ExportRow): row is ExportedModel => !('refused' in row);
+
+/** The exported models, one row per target, then the float32 model a stock tfjs save gives; undefined when none was exported. */
+export function exportTable(rows: readonly ExportRow[]): TextTable | undefined {
+  const exported = rows.filter(isExported);
+  if (exported.length === 0) return undefined;
+  const float = exported[0]!.floatDownloadBytes;
+  const header = ['packed tfjs model', 'download (model.json + weights)', 'test accuracy loaded back', 'as trained', 'folder'];
+  const cells = exported.map((row) => [
+    `MoQ ${row.bits} bits`,
+    `${formatBytes(row.downloadBytes)} (${(float / row.downloadBytes).toFixed(1)}x smaller)`,
+    row.reloadedAccuracy.toFixed(4),
+    `${row.trainedAccuracy.toFixed(4)}, ${row.reloadedAccuracy === row.trainedAccuracy ? 'equal' : 'DIFFERENT'}`,
+    row.folder,
+  ]);
+  cells.push(['float32 (stock tfjs save)', formatBytes(float), '', '', 'not written']);
+  return { header, rows: cells };
+}
+
+/** Whether every exported model scored, loaded back, exactly what its training ended with. */
+export function reloadedAsTrained(rows: readonly ExportRow[]): boolean {
+  return rows.filter(isExported).every((row) => row.reloadedAccuracy === row.trainedAccuracy);
+}
+
+/** What the export showed: the models refused and why, and whether the loaded models score as trained. */
+export function exportNotes(rows: readonly ExportRow[], modelsFolder: string): string[] {
+  const notes = rows.filter((row): row is RefusedExport => 'refused' in row).map((row) => `MoQ ${row.bits} bits not exported: ${row.refused}`);
+  if (!rows.some(isExported)) return notes;
+  notes.push(reloadedAsTrained(rows)
+    ? `Loaded back from the files in ${modelsFolder}/, each packed model scores exactly what its training ended with: the codes decode to the forward weights bit for bit.`
+    : 'A packed model loaded back scores differently from its training: the export did not reproduce the forward weights (a bug in edge-moq; please report it).');
+  return notes;
 }
