@@ -4,8 +4,8 @@
 // The float model's probabilities are the reference; 8 and 4 bits (per output channel, the CLI's
 // default) are held to what was measured with margin, and `dequantize` must give a stock model
 // whose outputs equal the handler's. A second, larger model of the same package (face
-// description, weights stored as float16) is checked at 8 bits on a few faces, and headless
-// Chromium loads the 4-bit model by URL with Node's outputs. Runs on tfjs's WebAssembly backend (the CPU backend takes
+// description, weights stored as float16) is checked at 8 bits on a few faces; headless Chromium
+// (by URL) and workerd (a Worker carrying it) run the 4-bit model with Node's outputs. Runs on tfjs's WebAssembly backend (the CPU backend takes
 // ~15 s a pass here against ~0.6 s).
 
 import * as esbuild from 'esbuild';
@@ -15,12 +15,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import type { Miniflare } from 'miniflare';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packedModel } from '../src/tfjs/handler.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { runCli } from './support/cli.js';
-import { PACKAGE_ROOT } from './support/package-link.js';
+import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
+import { runtimeAvailable } from './support/runtimes.js';
 import {
   agreement, classify, describeFaces, descriptionAgreement, emotionInput, emotionModelPath, faceresInput, faceresModelPath,
   galleryFaces, modelFolderBytes, readModelArtifacts, top1, type GalleryFaces,
@@ -29,6 +31,13 @@ import {
 import { serveDirectory } from '../scripts/serve.mjs';
 
 const { available: chromiumAvailable } = await chromiumAvailability();
+const workerdAvailable = await runtimeAvailable(
+  { name: 'Cloudflare Workers (workerd through miniflare)', install: 'npm ci' },
+  async () => {
+    const { Miniflare } = await import('miniflare');
+    return typeof Miniflare === 'function' ? null : 'the miniflare package has no Miniflare class';
+  },
+);
 
 let folder: string;
 let gallery: GalleryFaces;
@@ -62,6 +71,9 @@ async function classifyWith(handler: tf.io.IOHandler): Promise<Float32Array[]> {
     model.dispose();
   }
 }
+
+/** 12 of the 108 faces, one or two from each gallery row, for the slower runs. */
+const everyNinthFace = (faces: GalleryFaces): GalleryFaces => ({ ...faces, faces: faces.faces.filter((_, i) => i % 9 === 0) });
 
 const quantized = new Map<number, Promise<string>>();
 
@@ -138,9 +150,8 @@ describe('a real tfjs model (@vladmandic/human emotion classifier) on real faces
 
 describe('a larger real model with float16 weights (@vladmandic/human face description) at 8 bits', () => {
   it('quantized by the CLI and loaded through the handler: same genders, close ages and descriptors, half the folder', async () => {
-    // Every ninth face (one to two per gallery row): this network takes ~0.2 s a face here.
-    const some = { ...gallery, faces: gallery.faces.filter((_, i) => i % 9 === 0) };
-    const faces = faceresInput(tf, some);
+    // A few faces: this network takes ~0.2 s a face here.
+    const faces = faceresInput(tf, everyNinthFace(gallery));
     const descriptions = async (handler: tf.io.IOHandler) => {
       const model = await tf.loadGraphModel(handler);
       try {
@@ -170,6 +181,34 @@ describe('a larger real model with float16 weights (@vladmandic/human face descr
     }
   });
 });
+
+// The runtimes below run tfjs's cpu backend (plain JavaScript arithmetic), where equal weights
+// give equal bits, so Node's outputs on that backend are what they must return. It is slow, so
+// a few faces.
+const CPU_INPUT_SHAPE = [12, 64, 64, 1] as const;
+let cpuRun: Promise<{ input: Float32Array; probabilities: Float32Array }> | undefined;
+
+/** The 4-bit model's probabilities in Node on tfjs's cpu backend, and the input they came from (once). */
+function cpuReference(): Promise<{ input: Float32Array; probabilities: Float32Array }> {
+  cpuRun ??= (async () => {
+    await tf.setBackend('cpu');
+    const faces = emotionInput(tf, everyNinthFace(gallery));
+    try {
+      expect(faces.shape).toEqual(CPU_INPUT_SHAPE);
+      const model = await tf.loadGraphModel(packedModel(await quantize(4)));
+      try {
+        const rows = await classify(tf, model, faces);
+        return { input: new Float32Array(await faces.data() as Float32Array), probabilities: Float32Array.from(rows.flatMap((row) => Array.from(row))) };
+      } finally {
+        model.dispose();
+      }
+    } finally {
+      faces.dispose();
+      await tf.setBackend('wasm');
+    }
+  })();
+  return cpuRun;
+}
 
 // The page: tfjs (bundled here, cpu backend) loads the packed model by URL through edge-moq/tfjs,
 // which the page imports from the package's own browser bundle (an import map names it), so
@@ -245,34 +284,101 @@ describe.skipIf(!chromiumAvailable)('Chromium: the 4-bit real model loaded by UR
   });
 
   it('fetches only the packed files and gives Node\'s probabilities, bit for bit, on tfjs\'s cpu backend', async () => {
-    // Both sides on tfjs's cpu backend (plain JavaScript arithmetic), where equal weights give
-    // equal bits; that backend is slow, so a few faces.
-    const some = { ...gallery, faces: gallery.faces.filter((_, i) => i % 9 === 0) };
-    await tf.setBackend('cpu');
-    let input: tf.Tensor4D | undefined;
-    let inNode: Float32Array[];
-    try {
-      input = emotionInput(tf, some);
-      const model = await tf.loadGraphModel(packedModel(packed));
-      try {
-        inNode = await classify(tf, model, input);
-      } finally {
-        model.dispose();
-      }
-      const inputBits = Array.from(new Uint32Array((await input.data() as Float32Array).slice().buffer));
-      const result = await page.evaluate(
-        ([url, bits, shape]) => (window as unknown as { classify(u: string, b: number[], s: number[]): Promise<{ backend: string; probabilities: number[] }> }).classify(url, bits, shape),
-        [`${server.url}/model/model.json`, inputBits, input.shape] as const,
-      );
-      expect(result.backend).toBe('cpu');
-      expect(result.probabilities).toEqual(inNode.flatMap((row) => Array.from(new Uint32Array(row.buffer, row.byteOffset, row.length))));
-    } finally {
-      input?.dispose();
-      await tf.setBackend('wasm');
-    }
+    const { input, probabilities } = await cpuReference();
+    const result = await page.evaluate(
+      ([url, bits, shape]) => (window as unknown as { classify(u: string, b: number[], s: readonly number[]): Promise<{ backend: string; probabilities: number[] }> }).classify(url, bits, shape),
+      [`${server.url}/model/model.json`, Array.from(new Uint32Array(input.buffer)), [...CPU_INPUT_SHAPE]] as const,
+    );
+    expect(result.backend).toBe('cpu');
+    expect(result.probabilities).toEqual(Array.from(new Uint32Array(probabilities.buffer)));
 
     const files = { '/model/model.json': statSync(packed).size, '/model/model.moq.safetensors': statSync(join(packed, '..', 'model.moq.safetensors')).size };
     await expect.poll(() => Object.fromEntries(fetched)).toEqual(files);
     expect(files['/model/model.json'] + files['/model/model.moq.safetensors']).toBe(modelFolderBytes(packed).total);
+  });
+});
+
+// A Worker serving the classifier as one is deployed: the packed model travels in its upload
+// (model.json bundled, the weights file a Data module), tfjs runs its cpu backend (core,
+// converter, backend-cpu: no Node code) and edge-moq/tfjs comes through its workerd entry.
+// POST /classify takes float32 faces (header x-shape) and answers float32 probabilities.
+const WORKER_SCRIPT = `
+import '@tensorflow/tfjs-backend-cpu';
+import { getBackend, setBackend, tensor } from '@tensorflow/tfjs-core';
+import { loadGraphModel } from '@tensorflow/tfjs-converter';
+import { packedModel } from 'edge-moq/tfjs';
+import modelJson from 'real-model/model.json';
+import weights from 'real-model/model.moq.safetensors';
+let loading;
+export default {
+  async fetch(request) {
+    try {
+      const model = await (loading ??= setBackend('cpu').then(() => loadGraphModel(packedModel({ modelJson, weights }))));
+      const input = tensor(new Float32Array(await request.arrayBuffer()), request.headers.get('x-shape').split(',').map(Number), 'float32');
+      const output = model.predict(input);
+      const probabilities = new Float32Array(await output.data());
+      input.dispose();
+      output.dispose();
+      return new Response(probabilities, { headers: { 'x-tfjs-backend': getBackend() } });
+    } catch (error) {
+      return new Response(error.name + ': ' + error.message, { status: 500 });
+    }
+  },
+};
+`;
+
+describe.skipIf(!workerdAvailable)('workerd: a Worker serving the 4-bit real model', () => {
+  let dir: string;
+  let worker: Miniflare;
+
+  beforeAll(async () => {
+    const packed = await quantize(4);
+    dir = linkedPackageDir('tfjs-real-model');
+    const outdir = join(dir, 'worker');
+    // As wrangler bundles a Worker: its conditions, .wasm kept as compiled modules, the weights
+    // file a Data module. Platform browser applies tfjs's "browser" maps for its Node-only imports.
+    await esbuild.build({
+      stdin: { contents: WORKER_SCRIPT, resolveDir: PACKAGE_ROOT, sourcefile: 'real-model-worker.js', loader: 'js' },
+      outfile: join(outdir, 'real-model-worker.js'),
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      conditions: ['workerd', 'worker', 'browser'],
+      mainFields: ['browser', 'module', 'main'],
+      nodePaths: [join(dir, 'node_modules')],
+      loader: { '.wasm': 'copy', '.safetensors': 'copy' },
+      assetNames: '[name]',
+      logLevel: 'error',
+      plugins: [{
+        name: 'real-model',
+        setup(build) {
+          build.onResolve({ filter: /^real-model\// }, (args) => ({ path: join(packed, '..', args.path.slice('real-model/'.length)) }));
+        },
+      }],
+    });
+    const { Miniflare } = await import('miniflare');
+    worker = new Miniflare({
+      modules: true,
+      scriptPath: join(outdir, 'real-model-worker.js'),
+      modulesRoot: outdir,
+      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }, { type: 'Data', include: ['**/*.safetensors'] }],
+      compatibilityDate: '2025-09-01',
+    });
+    await worker.ready;
+  });
+
+  afterAll(async () => {
+    await worker?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers with Node\'s probabilities, bit for bit, on tfjs\'s cpu backend', async () => {
+    const { input, probabilities } = await cpuReference();
+    const response = await worker.dispatchFetch('http://worker/classify', {
+      method: 'POST', body: new Uint8Array(input.buffer), headers: { 'x-shape': CPU_INPUT_SHAPE.join(',') },
+    });
+    expect(response.status, response.status === 200 ? '' : await response.clone().text()).toBe(200);
+    expect(response.headers.get('x-tfjs-backend')).toBe('cpu');
+    expect(Array.from(new Uint32Array(await response.arrayBuffer()))).toEqual(Array.from(new Uint32Array(probabilities.buffer)));
   });
 });
