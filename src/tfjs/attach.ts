@@ -25,7 +25,7 @@ import type { EigenvalueOptions, QuantizerOptions } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 import { Quantizer, type BlockEigenvalues, type QuantizerRuntime, type StepReport } from '../quantizer.js';
-import { GpuParameterBackend, GpuStepDriver, tfjsDevice, type GpuTfNamespace } from './gpu-training.js';
+import { GpuParameterBackend, GpuStepDriver, tfjsDevice, type GpuTfNamespace, type TfWebGpuBackend } from './gpu-training.js';
 import { HostStepDriver, listWeights, trackWeights, type MoqWeight, type StepDriver, type TfNamespace } from './weights.js';
 
 /** What an eigenvalue provider is given: the model at the weights the step's gradients were taken at. */
@@ -138,7 +138,9 @@ export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options:
       throw new InvalidInputError('INVALID_ARGUMENT',
         `no weight of the model is quantized: none of ${listing.map((w) => `"${w.name}"`).join(', ')} is at least 2-D and matched by a schedule's modules.`);
     }
-    driver = gpu ? new GpuStepDriver(tf as GpuTfNamespace, listing, gpu) : new HostStepDriver(tf, await trackWeights(tf, model, quantizer));
+    driver = gpu && path.tfBackend
+      ? await GpuStepDriver.create(tf as GpuTfNamespace, path.tfBackend, listing, gpu)
+      : new HostStepDriver(tf, await trackWeights(tf, model, quantizer));
   } catch (error) {
     gpu?.dispose();
     throw error;
@@ -148,7 +150,7 @@ export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options:
 }
 
 /** The GPU path when tfjs computes on WebGPU and nothing given rules it out; else the host path, with the reason. */
-function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { device?: GPUDevice } {
+function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { device?: GPUDevice; tfBackend?: TfWebGpuBackend } {
   const requested = options.path ?? 'auto';
   if (requested === 'host') return { kind: 'host', reason: "requested (path: 'host')" };
   const found = tfjsDevice(tf);
@@ -160,7 +162,10 @@ function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { dev
   } else if (options.backend !== undefined && !(options.backend instanceof WebGpuBackend && options.backend.device === found.device)) {
     hostReason = `the backend given (${options.backend.kind}) does not run on tfjs's GPUDevice; give none, or a WebGpuBackend created with { device: tf.backend().device }`;
   } else {
-    return { kind: 'gpu', reason: `tfjs runs on WebGPU: masters on its device, quantized there${requested === 'gpu' ? " (path: 'gpu')" : ''}`, device: found.device };
+    return {
+      kind: 'gpu', reason: `tfjs runs on WebGPU: masters on its device, quantized there${requested === 'gpu' ? " (path: 'gpu')" : ''}`,
+      device: found.device, tfBackend: found.backend,
+    };
   }
   if (requested === 'gpu') throw new InvalidInputError('INVALID_ARGUMENT', `path 'gpu' cannot run: ${hostReason}.`);
   return { kind: 'host', reason: hostReason };

@@ -1,8 +1,10 @@
-// MoQ on tfjs's WebGPU backend without host round trips. The masters and the values the
-// variables held after the last step are tfjs tensors, so GPUBuffers on tfjs's device; each step
-// the straight-through update, the finiteness check and the selection between the step and its
-// restoration are tfjs ops, and the quantization is our kernels on a GPU copy of each master
-// (tensor.dataToGPU(), whose tensor then becomes the weight). Nothing is mapped or read back.
+// MoQ on tfjs's WebGPU backend without host round trips. The masters are GPUBuffers on tfjs's
+// device. Each step takes GPU copies of the variables (tensor.dataToGPU(), which also submits
+// tfjs's pending commands, the optimizer's update among them), then on the same queue: the
+// finiteness check and the straight-through update of the masters (gpu-kernels.ts), a copy of
+// each master into its variable's copy, our quantization kernels on it, and the restoration if
+// the step was not finite. The copy's tensor is then what the variable holds. Nothing is mapped
+// or read back, and no weight is uploaded.
 //
 // One thing the host path reads that this path cannot without a read-back: whether the updated
 // weights are finite. It is decided on the GPU instead: a step whose weights are not finite
@@ -16,41 +18,45 @@ import type { FakeQuantizeOptions } from '../config.js';
 import { InvalidInputError } from '../errors.js';
 import type { WebGpuBackend } from '../backends/webgpu.js';
 import type { Parameter } from '../quantizer.js';
+import { createMasterBuffer, StepKernels, type StepDispatch } from './gpu-kernels.js';
 import type { RestorableWeight, StepDriver, TfNamespace, WeightListing } from './weights.js';
 
 /** The TensorFlow.js namespace as the GPU path uses it. */
-export type GpuTfNamespace = TfNamespace & Pick<typeof tf, 'getBackend' | 'backend' | 'where' | 'add' | 'sub' | 'neg'>;
+export type GpuTfNamespace = TfNamespace & Pick<typeof tf, 'getBackend' | 'backend'>;
 
-/** tfjs's WebGPU backend, as far as the GPU path reads it. */
-interface TfWebGpuBackend {
+/** tfjs's WebGPU backend, as far as the GPU path uses it (public in tfjs-backend-webgpu 4.x). */
+export interface TfWebGpuBackend {
   device: GPUDevice;
+  /** Moves a tensor's values to the GPU if they are still on the host (a tensor created from values, never used). */
+  uploadToGPU(dataId: object): void;
 }
 
 /** The GPUDevice tfjs computes on, or why there is none to train on. */
-export function tfjsDevice(tf: TfNamespace): { device: GPUDevice } | { reason: string } {
+export function tfjsDevice(tf: TfNamespace): { device: GPUDevice; backend: TfWebGpuBackend } | { reason: string } {
   const namespace = tf as Partial<GpuTfNamespace>;
-  const missing = (['getBackend', 'backend', 'where', 'add', 'sub', 'neg'] as const).filter((k) => typeof namespace[k] !== 'function');
+  const missing = (['getBackend', 'backend'] as const).filter((k) => typeof namespace[k] !== 'function');
   if (missing.length > 0) return { reason: `the tf namespace given lacks ${missing.join(', ')}` };
   const name = namespace.getBackend!();
   if (name !== 'webgpu') {
     return { reason: `tfjs runs on its '${name}' backend, whose tensors are not GPUBuffers; the host path serves every backend but 'webgpu' (@tensorflow/tfjs-backend-webgpu)` };
   }
-  const device = (namespace.backend!() as unknown as Partial<TfWebGpuBackend>).device;
-  if (typeof device !== 'object' || device === null || typeof (device as GPUDevice).createBuffer !== 'function') {
-    return { reason: "tfjs's 'webgpu' backend exposes no GPUDevice (backend().device)" };
+  const backend = namespace.backend!() as unknown as Partial<TfWebGpuBackend>;
+  const { device } = backend;
+  if (typeof device !== 'object' || device === null || typeof device.createBuffer !== 'function' || typeof backend.uploadToGPU !== 'function') {
+    return { reason: "tfjs's 'webgpu' backend exposes no GPUDevice (backend().device) or no uploadToGPU" };
   }
-  return { device };
+  return { device, backend: backend as TfWebGpuBackend };
 }
 
 /**
  * The quantizer's backend on the GPU path. The Quantizer drives host Float32Arrays; here each
  * weight lends it a placeholder array of the weight's length (never read or written) standing
- * for a tensor on the GPU, and a call naming placeholders quantizes GPU copies of those tensors
- * instead, leaving the results for the driver to take. Host arrays go to the WebGPU backend.
+ * for a GPUBuffer, and a call naming placeholders quantizes those buffers in place on the GPU,
+ * reading nothing back. Host arrays go to the WebGPU backend.
  */
 export class GpuParameterBackend implements Backend {
   readonly kind = 'webgpu' as const;
-  private readonly lent = new Map<Float32Array, { source: tf.Tensor; result: tf.Tensor | null }>();
+  private readonly lent = new Map<Float32Array, { buffer: GPUBuffer; quantized: boolean }>();
 
   constructor(readonly gpu: WebGpuBackend, private readonly ownsGpu: boolean) {}
 
@@ -58,16 +64,16 @@ export class GpuParameterBackend implements Backend {
     return this.gpu.selection;
   }
 
-  /** Lends `placeholder` for `source` until `take`. */
-  lend(placeholder: Float32Array, source: tf.Tensor): void {
-    this.lent.set(placeholder, { source, result: null });
+  /** Lends `placeholder` for `buffer` until `take`. */
+  lend(placeholder: Float32Array, buffer: GPUBuffer): void {
+    this.lent.set(placeholder, { buffer, quantized: false });
   }
 
-  /** The quantized copy made for `placeholder` (null if the quantizer did not quantize), and the loan ends. */
-  take(placeholder: Float32Array): tf.Tensor | null {
+  /** Whether the quantizer quantized the buffer lent for `placeholder`; the loan ends. */
+  take(placeholder: Float32Array): boolean {
     const loan = this.lent.get(placeholder);
     this.lent.delete(placeholder);
-    return loan?.result ?? null;
+    return loan?.quantized ?? false;
   }
 
   async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array> {
@@ -82,16 +88,8 @@ export class GpuParameterBackend implements Backend {
       throw new InvalidInputError('INVALID_ARGUMENT',
         'a call mixes the weights MoQ keeps on the GPU with host arrays; quantize host arrays in a call of their own.');
     }
-    const copies = loans.map((loan) => loan!.source.dataToGPU());
-    try {
-      await this.gpu.enqueueFakeQuantizeBuffers(copies.map(({ buffer }, i) => ({ buffer: buffer!, length: jobs[i]!.data.length, options: jobs[i]!.options })));
-    } catch (error) {
-      for (const copy of copies) copy.tensorRef.dispose();
-      throw error;
-    }
-    loans.forEach((loan, i) => {
-      loan!.result = copies[i]!.tensorRef;
-    });
+    await this.gpu.enqueueFakeQuantizeBuffers(loans.map((loan, i) => ({ buffer: loan!.buffer, length: jobs[i]!.data.length, options: jobs[i]!.options })));
+    for (const loan of loans) loan!.quantized = true;
   }
 
   groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
@@ -105,6 +103,18 @@ export class GpuParameterBackend implements Backend {
   dispose(): void {
     if (this.ownsGpu) this.gpu.dispose();
   }
+}
+
+/** A GPU copy of a tensor: tfjs owns the buffer, and `tensor` (a tensor over it) disposes it. */
+interface GpuCopy {
+  buffer: GPUBuffer;
+  tensor: tf.Tensor;
+}
+
+function gpuCopy(backend: TfWebGpuBackend, tensor: tf.Tensor): GpuCopy {
+  backend.uploadToGPU(tensor.dataId);
+  const { buffer, tensorRef } = tensor.dataToGPU();
+  return { buffer: buffer!, tensor: tensorRef };
 }
 
 class GpuTrackedWeight implements RestorableWeight {
@@ -123,7 +133,7 @@ class GpuTrackedWeight implements RestorableWeight {
     this.variable.assign(this.held);
   }
 
-  /** The variable holds `tensor` (kept) from now on. */
+  /** The variable holds `tensor` from now on; the weight owns it. */
   show(tensor: tf.Tensor): void {
     this.variable.assign(tensor);
     this.held.dispose();
@@ -136,15 +146,16 @@ class GpuTrackedWeight implements RestorableWeight {
 }
 
 class GpuQuantizedWeight extends GpuTrackedWeight {
-  master: tf.Tensor;
+  /** The full-precision master, in a buffer of ours on tfjs's device. */
+  readonly master: GPUBuffer;
   /** Whether the variable held the master itself (before the first quantization, or during the offset). */
   heldIsMaster = true;
   /** Stands for this weight in the quantizer's calls (see GpuParameterBackend). */
   readonly placeholder: Float32Array;
 
-  constructor(tf: GpuTfNamespace, name: string, shape: readonly number[], variable: tf.Variable, placeholders: ArrayBuffer) {
+  constructor(tf: GpuTfNamespace, name: string, shape: readonly number[], variable: tf.Variable, device: GPUDevice, placeholders: ArrayBuffer) {
     super(tf, name, shape, variable);
-    this.master = tf.keep(tf.clone(variable));
+    this.master = createMasterBuffer(device, `edge-moq master ${name}`, variable.size);
     this.placeholder = new Float32Array(placeholders, 0, variable.size);
   }
 
@@ -152,71 +163,77 @@ class GpuQuantizedWeight extends GpuTrackedWeight {
     return true;
   }
 
-  /**
-   * The master after the optimizer turned the held values into the variable's, if `finite`
-   * (a scalar bool on the GPU), else the master as it was.
-   *
-   * The host path sums master + (updated - held) in doubles, where it is exact, and rounds
-   * once to float32. In float32, fl(master + fl(updated - held)) rounds twice, and differs
-   * wherever updated - held is no float32 (an update larger than half the held value). So the
-   * sum is carried exactly in float32 pairs (Knuth's TwoSum, each operation its own tfjs
-   * kernel, so no compiler can reassociate it) and rounded once at the end: the same float32
-   * as the host's, unless the two error terms themselves do not add exactly, and the result
-   * then sits on a rounding tie.
-   */
-  nextMaster(finite: tf.Tensor): tf.Tensor {
-    const { tf } = this;
-    return tf.keep(tf.tidy(() => {
-      if (this.heldIsMaster) return tf.where(finite, this.variable, this.master);
-      const difference = twoSum(tf, this.variable, tf.neg(this.held));
-      const sum = twoSum(tf, this.master, difference.sum);
-      return tf.where(finite, tf.add(sum.sum, tf.add(sum.error, difference.error)), this.master);
-    }));
-  }
-
-  release(): void {
-    this.variable.assign(this.master);
+  /** A tensor holding a copy of the master (tfjs copies the buffer on the GPU). */
+  masterTensor(): tf.Tensor {
+    return this.tf.tensor({ buffer: this.master } as unknown as Float32Array, this.shape as number[], 'float32');
   }
 
   override dispose(): void {
     super.dispose();
-    this.master.dispose();
+    this.master.destroy();
   }
 }
 
-/** a + b as the float32 sum and its exact rounding error (Knuth's TwoSum: six correctly rounded operations). */
-function twoSum(tf: GpuTfNamespace, a: tf.Tensor, b: tf.Tensor): { sum: tf.Tensor; error: tf.Tensor } {
-  const sum = tf.add(a, b);
-  const aPart = tf.sub(sum, b);
-  const bPart = tf.sub(sum, aPart);
-  return { sum, error: tf.add(tf.sub(a, aPart), tf.sub(b, bPart)) };
+/** A step in flight: GPU copies of the variables after the update and of what they held, in `tracked` order. */
+interface PendingStep {
+  updated: GpuCopy[];
+  held: GpuCopy[];
 }
 
 export class GpuStepDriver implements StepDriver {
   readonly tracked: readonly GpuTrackedWeight[];
   readonly quantized: readonly GpuQuantizedWeight[];
   private readonly others: readonly GpuTrackedWeight[];
-  /** This step's finiteness (a scalar bool on the GPU) and new masters; null after an overflow the host knows of. */
-  private pending: { finite: tf.Tensor; masters: tf.Tensor[] } | null = null;
+  /** Each quantized weight's index in `tracked`. */
+  private readonly slots: readonly number[];
+  private pending: PendingStep | null = null;
+  /** After an overflow the host knows of: copies of the quantized weights' held values, for the quantizer to re-quantize. */
+  private heldCopies: GpuCopy[] | null = null;
 
-  constructor(private readonly tf: GpuTfNamespace, listing: readonly WeightListing[], readonly backend: GpuParameterBackend) {
+  private readonly device: GPUDevice;
+
+  private constructor(
+    private readonly tfBackend: TfWebGpuBackend, private readonly kernels: StepKernels, readonly backend: GpuParameterBackend,
+    tf: GpuTfNamespace, listing: readonly WeightListing[],
+  ) {
+    const device = (this.device = tfBackend.device);
     // One zeroed buffer backs every placeholder: they are never read or written.
     const placeholders = new ArrayBuffer(Math.max(0, ...listing.map((w) => w.variable.size)) * 4);
     this.tracked = listing.map(({ name, shape, variable, quantized }) => (quantized
-      ? new GpuQuantizedWeight(tf, name, shape, variable, placeholders)
+      ? new GpuQuantizedWeight(tf, name, shape, variable, device, placeholders)
       : new GpuTrackedWeight(tf, name, shape, variable)));
     this.quantized = this.tracked.filter((w): w is GpuQuantizedWeight => w instanceof GpuQuantizedWeight);
     this.others = this.tracked.filter((w) => !(w instanceof GpuQuantizedWeight));
+    this.slots = this.quantized.map((w) => this.tracked.indexOf(w));
+    const initial = this.quantized.map((w) => this.copy(w.variable));
+    const encoder = device.createCommandEncoder({ label: 'edge-moq tfjs masters' });
+    this.quantized.forEach((w, i) => encoder.copyBufferToBuffer(initial[i]!.buffer, 0, w.master, 0, w.variable.size * 4));
+    device.queue.submit([encoder.finish()]);
+    for (const copy of initial) copy.tensor.dispose();
+  }
+
+  /** The masters start as the variables' values, copied on the GPU. */
+  static async create(tf: GpuTfNamespace, tfBackend: TfWebGpuBackend, listing: readonly WeightListing[], backend: GpuParameterBackend): Promise<GpuStepDriver> {
+    return new GpuStepDriver(tfBackend, await StepKernels.create(tfBackend.device), backend, tf, listing);
   }
 
   async prepare(overflow: boolean): Promise<boolean> {
     this.dropPending();
     if (overflow) return true;
-    const { tf } = this;
-    const finite = tf.keep(tf.tidy(() => this.tracked
-      .map((w) => tf.all(tf.isFinite(w.variable)))
-      .reduce((a, b) => tf.logicalAnd(a, b))));
-    this.pending = { finite, masters: this.quantized.map((w) => w.nextMaster(finite)) };
+    const updated = this.tracked.map((w) => this.copy(w.variable));
+    const held = this.tracked.map((w) => this.copy(w.held));
+    this.pending = { updated, held };
+    const dispatches: StepDispatch[] = this.tracked.map((w, i) => ({ entry: 'checkFinite', length: w.variable.size, first: updated[i]!.buffer }));
+    this.quantized.forEach((w, j) => {
+      const i = this.slots[j]!;
+      dispatches.push({ entry: 'straightThrough', length: w.variable.size, destination: w.master, first: updated[i]!.buffer, second: held[i]!.buffer, heldIsMaster: w.heldIsMaster });
+    });
+    this.kernels.resetFlag();
+    const encoder = this.device.createCommandEncoder({ label: 'edge-moq tfjs straight-through' });
+    this.kernels.encode(encoder, dispatches);
+    // The updated values are spent: each quantized weight's copy takes its new master, for the quantizer to quantize in place.
+    this.quantized.forEach((w, j) => encoder.copyBufferToBuffer(w.master, 0, updated[this.slots[j]!]!.buffer, 0, w.variable.size * 4));
+    this.device.queue.submit([encoder.finish()]);
     return false;
   }
 
@@ -226,61 +243,77 @@ export class GpuStepDriver implements StepDriver {
 
   parameters(overflow: boolean): Parameter[] {
     const { pending } = this;
-    return this.quantized.map((w, i) => {
-      this.backend.lend(w.placeholder, overflow || !pending ? w.held : pending.masters[i]!);
+    if (overflow || !pending) this.heldCopies = this.quantized.map((w) => this.copy(w.held));
+    return this.quantized.map((w, j) => {
+      this.backend.lend(w.placeholder, (this.heldCopies ? this.heldCopies[j]! : pending!.updated[this.slots[j]!]!).buffer);
       return { name: w.name, shape: w.shape, data: w.placeholder };
     });
   }
 
   finish(quantized: boolean): void {
-    const { tf, pending } = this;
-    const results = this.quantized.map((w) => this.backend.take(w.placeholder));
+    const written = this.quantized.map((w) => this.backend.take(w.placeholder));
+    const { pending, heldCopies } = this;
+    this.pending = null;
+    this.heldCopies = null;
     if (!pending) {
       // An overflow the host knows of: restore, or show the re-quantized held values.
-      this.quantized.forEach((w, i) => {
-        const result = results[i];
-        if (quantized && result) {
-          w.show(tf.keep(result));
+      this.quantized.forEach((w, j) => {
+        const copy = heldCopies?.[j];
+        if (quantized && written[j] && copy) {
+          w.show(copy.tensor);
           w.heldIsMaster = false;
         } else {
           w.restore();
+          copy?.tensor.dispose();
         }
       });
       for (const w of this.others) w.restore();
       return;
     }
-    const { finite, masters } = pending;
-    this.quantized.forEach((w, i) => {
-      const candidate = (quantized ? results[i] : null) ?? masters[i]!;
-      w.show(tf.keep(tf.tidy(() => tf.where(finite, candidate, w.held))));
-      w.master.dispose();
-      w.master = masters[i]!;
-      w.heldIsMaster = !quantized;
-      results[i]?.dispose();
+    const { updated, held } = pending;
+    const encoder = this.device.createCommandEncoder({ label: 'edge-moq tfjs restore' });
+    this.kernels.encode(encoder, this.tracked.map((w, i) => ({ entry: 'restoreIfNonFinite', length: w.variable.size, destination: updated[i]!.buffer, first: held[i]!.buffer })));
+    this.device.queue.submit([encoder.finish()]);
+    this.tracked.forEach((w, i) => {
+      w.show(updated[i]!.tensor);
+      held[i]!.tensor.dispose();
     });
-    for (const w of this.others) w.show(tf.keep(tf.tidy(() => tf.where(finite, w.variable, w.held))));
-    finite.dispose();
-    this.pending = null;
+    for (const w of this.quantized) w.heldIsMaster = !quantized;
   }
 
   async readMasters(): Promise<Map<string, Float32Array>> {
-    const values = await Promise.all(this.quantized.map(async (w) => new Float32Array(await w.master.data() as Float32Array)));
+    const values = await Promise.all(this.quantized.map(async (w) => {
+      const tensor = w.masterTensor();
+      try {
+        return new Float32Array(await tensor.data() as Float32Array);
+      } finally {
+        tensor.dispose();
+      }
+    }));
     return new Map(this.quantized.map((w, i) => [w.name, values[i]!]));
   }
 
   release(): void {
     this.dropPending();
-    for (const w of this.quantized) w.release();
+    for (const w of this.quantized) {
+      const master = w.masterTensor();
+      w.variable.assign(master);
+      master.dispose();
+    }
     for (const w of this.tracked) w.dispose();
+    this.kernels.dispose();
     this.backend.dispose();
+  }
+
+  private copy(tensor: tf.Tensor): GpuCopy {
+    return gpuCopy(this.tfBackend, tensor);
   }
 
   /** Frees what a step that failed before finishing left behind. */
   private dropPending(): void {
-    for (const w of this.quantized) this.backend.take(w.placeholder)?.dispose();
-    if (!this.pending) return;
-    this.pending.finite.dispose();
-    for (const master of this.pending.masters) master.dispose();
+    for (const w of this.quantized) this.backend.take(w.placeholder);
+    for (const copy of [...this.pending?.updated ?? [], ...this.pending?.held ?? [], ...this.heldCopies ?? []]) copy.tensor.dispose();
     this.pending = null;
+    this.heldCopies = null;
   }
 }
