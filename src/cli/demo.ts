@@ -18,7 +18,7 @@ import { installHint, loadTensorFlow, missingPackages, REQUIRED_PACKAGES, type T
 import { exportAndReload } from '../demo/export-row.js';
 import { loadMnist } from '../demo/mnist.js';
 import { describeModel, layerNames, weightShapes } from '../demo/model.js';
-import { renderReport } from '../demo/report.js';
+import { renderReport, type TextTable } from '../demo/report.js';
 import { exportNotes, exportTable, moqOutcome, perSeedTable, reloadedAsTrained, sweepTable, type ExportRow, type SeedResult } from '../demo/summary.js';
 import { trainFullPrecision, trainMoq, type TrainingSetup } from '../demo/train.js';
 import { createPacker } from '../packed/index.js';
@@ -183,6 +183,10 @@ function moqSetup(o: DemoOptions): string {
     `symmetric, nearest; blend ratio falls ${blends.join(', ')} per step`;
 }
 
+function printTable(t: TextTable): void {
+  console.log(`\n${t.caption ? `${t.caption}\n` : ''}${table(t.header, t.rows)}`);
+}
+
 export async function demoCommand(args: ParsedArgs): Promise<number> {
   const o = demoOptions(args);
   const missing = missingPackages(REQUIRED_PACKAGES);
@@ -252,14 +256,14 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
   console.error(`trained ${runsPerSeed * o.seeds} runs in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
   const sweep = sweepTable(results, o.startBits, o.groups);
-  console.log(`\n${table(sweep.header, sweep.rows)}`);
+  printTable(sweep);
   const seedsTable = o.seeds > 1 ? perSeedTable(results) : undefined;
-  if (seedsTable) console.log(`\n${table(seedsTable.header, seedsTable.rows)}`);
+  if (seedsTable) printTable(seedsTable);
   const outcomes = results[0]!.targets.map((t) => `MoQ ${o.startBits} -> ${t.bits} bits (seed ${o.seed}): ${moqOutcome(t.moq, t.bits, kernels)}.`);
   console.log(`\n${outcomes.join('\n')}`);
 
   const exports = { table: exportTable(exported), notes: exportNotes(exported, modelsFolder) };
-  if (exports.table) console.log(`\n${table(exports.table.header, exports.table.rows)}`);
+  if (exports.table) printTable(exports.table);
   console.log(`\n${exports.notes.join('\n')}`);
 
   const first = results[0]!;

@@ -13,6 +13,8 @@ const TARGET_COLORS = ['#e15759', '#f28e2b', '#b07aa1', '#59a14f', '#76b7b2', '#
 const HISTOGRAM_BINS = 121;
 
 export interface TextTable {
+  /** A sentence above the table saying what its cells hold. */
+  caption?: string;
   header: string[];
   rows: string[][];
 }
@@ -56,7 +58,8 @@ function zoomedRange(values: readonly number[]): [number, number] {
 
 function htmlTable(table: TextTable): string {
   const row = (cells: string[], tag: string) => `<tr>${cells.map((c) => `<${tag}>${escapeXml(c)}</${tag}>`).join('')}</tr>`;
-  return `<table>\n<thead>${row(table.header, 'th')}</thead>\n<tbody>\n${table.rows.map((r) => row(r, 'td')).join('\n')}\n</tbody>\n</table>`;
+  const caption = table.caption ? `<caption>${escapeXml(table.caption)}</caption>\n` : '';
+  return `<table>\n${caption}<thead>${row(table.header, 'th')}</thead>\n<tbody>\n${table.rows.map((r) => row(r, 'td')).join('\n')}\n</tbody>\n</table>`;
 }
 
 function section(id: string, heading: string, note: string, body: string): string {
@@ -136,6 +139,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { padding: 0.3em 0.8em; border-bottom: 1px solid #ddd; text-align: left; font-variant-numeric: tabular-nums; }
 table.setup th { font-weight: normal; color: #666; vertical-align: top; }
 section { margin-top: 2em; }
+caption { text-align: left; color: #666; padding-bottom: 0.3em; }
 svg { max-width: 100%; height: auto; }
 </style>
 </head>

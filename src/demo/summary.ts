@@ -41,10 +41,11 @@ function accuracyCell(values: readonly number[]): string {
   return values.length > 1 ? formatSpread(spread(values)) : values[0]!.toFixed(4);
 }
 
+/** The lead's mean ± sd over seeds and in how many seeds it was positive, "+0.0128 ± 0.0096 (3/3)". */
 function leadCell(leads: readonly number[]): string {
   if (leads.length === 1) return signed(leads[0]!);
   const { mean, sd } = spread(leads);
-  return `${signed(mean)} ± ${sd.toFixed(4)} (${leads.filter((l) => l > 0).length} of ${leads.length} seeds positive)`;
+  return `${signed(mean)} ± ${sd.toFixed(4)} (${leads.filter((l) => l > 0).length}/${leads.length})`;
 }
 
 /**
@@ -55,10 +56,10 @@ function leadCell(leads: readonly number[]): string {
 export function sweepTable(results: readonly SeedResult[], startBits: number, groups: number): TextTable {
   const seeds = results.length;
   const floatSize = range(results.map((r) => packedBytes(r.full.weights, { groups })), formatBytes, ' - ');
-  const header = [
-    'target', seeds > 1 ? `full precision (mean ± sd, ${seeds} seeds)` : 'full precision', `MoQ ${startBits} -> target`, 'FP + PTQ', 'MoQ - PTQ',
-    `weights if packed (float32: ${floatSize})`,
-  ];
+  const caption = seeds > 1
+    ? `Test accuracy, mean ± sd over ${seeds} seeds; MoQ - PTQ paired by seed, with the seeds where MoQ led. Weights packed: codes and scales (float32: ${floatSize}).`
+    : `Test accuracy. Weights packed: codes and scales (float32: ${floatSize}).`;
+  const header = ['target', 'full precision', `MoQ ${startBits} -> target`, 'FP + PTQ', 'MoQ - PTQ', 'weights packed'];
   const rows = results[0]!.targets.map((target, t) => {
     const runs = results.map((r) => r.targets[t]!);
     const size = (run: 'moq' | 'ptq') => range(runs.map((r) => packedBytes(r[run].weights, { groups })), formatBytes, ' - ');
@@ -72,10 +73,10 @@ export function sweepTable(results: readonly SeedResult[], startBits: number, gr
       moqSize === ptqSize ? moqSize : `MoQ ${moqSize}, PTQ ${ptqSize}`,
     ];
   });
-  return { header, rows };
+  return { caption, header, rows };
 }
 
-/** Each seed's accuracies, then their mean ± sd. */
+/** Each seed's accuracies (their mean ± sd are in the sweep table). */
 export function perSeedTable(results: readonly SeedResult[]): TextTable {
   const columns: { label: string; accuracy: (r: SeedResult) => number }[] = [
     { label: 'full precision', accuracy: (r) => r.full.accuracy },
@@ -85,8 +86,7 @@ export function perSeedTable(results: readonly SeedResult[]): TextTable {
     ]),
   ];
   const rows = results.map((r) => [String(r.seed), ...columns.map((c) => c.accuracy(r).toFixed(4))]);
-  rows.push(['mean ± sd', ...columns.map((c) => formatSpread(spread(results.map(c.accuracy))))]);
-  return { header: ['seed', ...columns.map((c) => c.label)], rows };
+  return { caption: 'Test accuracy of each seed.', header: ['seed', ...columns.map((c) => c.label)], rows };
 }
 
 /** When MoQ reached the target bits in each layer, and whether its final weights sit on the grid. */
@@ -136,7 +136,8 @@ export function exportTable(rows: readonly ExportRow[]): TextTable | undefined {
   const exported = rows.filter(isExported);
   if (exported.length === 0) return undefined;
   const float = exported[0]!.floatDownloadBytes;
-  const header = ['packed tfjs model', 'download (model.json + weights)', 'test accuracy loaded back', 'as trained', 'folder'];
+  const caption = 'Download: model.json and its weights file. Test accuracy of the model loaded back from those files, and of the trained model.';
+  const header = ['packed tfjs model', 'download', 'loaded back', 'trained', 'folder'];
   const cells = exported.map((row) => [
     `MoQ ${row.bits} bits`,
     `${formatBytes(row.downloadBytes)} (${(float / row.downloadBytes).toFixed(1)}x smaller)`,
@@ -145,7 +146,7 @@ export function exportTable(rows: readonly ExportRow[]): TextTable | undefined {
     row.folder,
   ]);
   cells.push(['float32 (stock tfjs save)', formatBytes(float), '', '', 'not written']);
-  return { header, rows: cells };
+  return { caption, header, rows: cells };
 }
 
 /** Whether every exported model scored, loaded back, exactly what its training ended with. */
