@@ -48,7 +48,10 @@ const MODELS = [
       const m = real.agreement(reference, outputs);
       return [`${m.sameTop1}/${m.faces}`, m.meanAbsDiff.toFixed(4), m.maxAbsDiff.toFixed(3)];
     },
-    variants: [['8 bits', ['--bits', '8']], ['4 bits', ['--bits', '4']], ['4 bits, groups of 32', ['--bits', '4', '--group-size', '32']]],
+    variants: [
+      ['8 bits', ['--bits', '8']], ['4 bits', ['--bits', '4']], ['4 bits, asymmetric (DeepSpeed grid)', ['--bits', '4', '--type', 'asymmetric']],
+      ['4 bits, groups of 32', ['--bits', '4', '--group-size', '32']],
+    ],
   },
   {
     title: `${real.REAL_MODEL_PACKAGE} models/faceres.json (face description, a MobileNet with float16-stored weights: gender, age, 1024-value descriptor from a 224x224 face)`,
@@ -60,7 +63,7 @@ const MODELS = [
       const m = real.descriptionAgreement(reference, outputs);
       return [`${m.sameGender}/${m.faces}`, `${m.meanAgeDiff.toFixed(2)} / ${m.maxAgeDiff.toFixed(2)}`, `${m.meanCosine.toFixed(3)} / ${m.minCosine.toFixed(3)}`];
     },
-    variants: [['8 bits', ['--bits', '8']], ['6 bits', ['--bits', '6']], ['4 bits', ['--bits', '4']]],
+    variants: [['8 bits', ['--bits', '8']], ['6 bits', ['--bits', '6']], ['6 bits, asymmetric (DeepSpeed grid)', ['--bits', '6', '--type', 'asymmetric']], ['4 bits', ['--bits', '4']]],
   },
 ];
 
