@@ -63,7 +63,10 @@ const MODELS = [
       const m = real.descriptionAgreement(reference, outputs);
       return [`${m.sameGender}/${m.faces}`, `${m.meanAgeDiff.toFixed(2)} / ${m.maxAgeDiff.toFixed(2)}`, `${m.meanCosine.toFixed(3)} / ${m.minCosine.toFixed(3)}`];
     },
-    variants: [['8 bits', ['--bits', '8']], ['6 bits', ['--bits', '6']], ['6 bits, asymmetric (DeepSpeed grid)', ['--bits', '6', '--type', 'asymmetric']], ['4 bits', ['--bits', '4']]],
+    variants: [
+      ['8 bits', ['--bits', '8']], ['6 bits', ['--bits', '6']], ['6 bits, asymmetric (DeepSpeed grid)', ['--bits', '6', '--type', 'asymmetric']],
+      ['4 bits', ['--bits', '4']],
+    ],
   },
 ];
 
