@@ -12,16 +12,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
+import * as tf from '@tensorflow/tfjs';
 import { WasmBackend } from '../src/backends/wasm.js';
+import { InvalidInputError } from '../src/errors.js';
+import { Quantizer } from '../src/quantizer.js';
 import { attachMoq } from '../src/tfjs/index.js';
 import { runScenario, type ScenarioReport } from './fixtures/tfjs-webgpu-scenario.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { PACKAGE_ROOT } from './support/package-link.js';
-import { testGpu, webgpuAvailable } from './support/webgpu.js';
+import { bufferWith, readBuffer, testGpu, useBackendOnOwnDevice, webgpuAvailable } from './support/webgpu.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
 const dawn = await webgpuAvailable();
+if (dawn) {
+  // tfjs-backend-webgpu registers itself on import only if navigator.gpu exists; Node 20 has no navigator.
+  Object.defineProperty(globalThis, 'navigator', { value: { gpu: testGpu() }, configurable: true });
+  await import('@tensorflow/tfjs-backend-webgpu');
+}
 const { available: chromium, webGpuAvailable: chromiumWebGpu } = await chromiumAvailability();
 
 /** The assertions both runtimes share. */
@@ -43,7 +51,8 @@ function checkReport(report: ScenarioReport): void {
     expect(gpu, name).toEqual(host);
   }
 
-  const { steps, smallestWeightBytes, quantizedSteps, loopWithoutMoq, hostPathSteps, control } = report.noReadback;
+  const { steps, smallestWeightBytes, quantizedSteps, loopWithoutMoq, hostPathSteps, control, tensorsAfterStep } = report.noReadback;
+  expect(new Set(tensorsAfterStep).size).toBe(1);
   expect(control.maps).toBeGreaterThan(0);
   expect(control.tensorReads).toBeGreaterThan(0);
   expect(loopWithoutMoq).toMatchObject({ maps: 0, readbackBuffers: 0, tensorReads: 0 });
@@ -66,6 +75,82 @@ function checkReport(report: ScenarioReport): void {
   expect(report.detach.masterWeightsError).toMatch(/readMasters/);
 }
 
+describe('attachMoq path option', () => {
+  const build = (): tf.Sequential => tf.sequential({ layers: [tf.layers.dense({ units: 4, inputShape: [4] })] });
+  const quantizer = { schedules: [{ startBits: 8, targetBits: 8, period: 1 }] };
+
+  it('refuses a path it does not know, and the GPU path where it cannot run, saying why', async () => {
+    await tf.setBackend('cpu');
+    const model = build();
+    await expect(attachMoq(tf, model, { quantizer, path: 'sideways' as 'gpu' })).rejects.toThrow(InvalidInputError);
+    await expect(attachMoq(tf, model, { quantizer, path: 'gpu' })).rejects.toThrow(/path 'gpu' cannot run: tfjs runs on its 'cpu' backend/);
+    const host = await attachMoq(tf, model, { quantizer, path: 'host' });
+    expect(host.path).toEqual({ kind: 'host', reason: "requested (path: 'host')" });
+    expect(host.model).toBe(model);
+    expect([...(await host.readMasters()).keys()]).toEqual([...host.masterWeights().keys()]);
+    host.detach();
+    await expect(host.readMasters()).rejects.toThrow(/detached/);
+    model.dispose();
+  });
+
+  it.skipIf(!dawn)('keeps a ready-made Quantizer on the host path, and says so', async () => {
+    await tf.setBackend('webgpu');
+    const model = build();
+    const moq = await attachMoq(tf, model, { quantizer: new Quantizer(quantizer) });
+    expect(moq.path.kind).toBe('host');
+    expect(moq.path.reason).toMatch(/ready-made Quantizer/);
+    moq.detach();
+    await expect(attachMoq(tf, model, { quantizer: new Quantizer(quantizer), path: 'gpu' })).rejects.toThrow(/path 'gpu' cannot run: a ready-made Quantizer/);
+    model.dispose();
+  });
+});
+
+describe.skipIf(!dawn)('WebGpuBackend.enqueueFakeQuantizeBuffers (Dawn on SwiftShader)', () => {
+  const gpu = useBackendOnOwnDevice();
+  let wasm: WasmBackend;
+  beforeAll(async () => {
+    wasm = await WasmBackend.create('simd');
+  });
+  afterAll(() => wasm?.dispose());
+
+  it('quantizes buffers in place as fakeQuantizeBuffers does, mapping nothing', async () => {
+    const values = [Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 3), Float32Array.from({ length: 96 }, (_, i) => i / 7 - 5)];
+    const options = [{ bits: 4, groups: 8 }, { bits: 3, groups: 2, type: 'asymmetric' as const, rounding: 'stochastic' as const, seed: 3 }];
+    const buffers = values.map((v) => bufferWith(gpu.device, v));
+    const mapAsync = GPUBuffer.prototype.mapAsync;
+    let maps = 0;
+    GPUBuffer.prototype.mapAsync = function counted(...args) {
+      maps++;
+      return mapAsync.apply(this, args);
+    };
+    try {
+      await gpu.backend.enqueueFakeQuantizeBuffers(buffers.map((buffer, i) => ({ buffer, length: values[i]!.length, options: options[i]! })));
+    } finally {
+      GPUBuffer.prototype.mapAsync = mapAsync;
+    }
+    expect(maps).toBe(0);
+    for (const [i, v] of values.entries()) {
+      const expected = await wasm.fakeQuantize(v.slice(), options[i]!);
+      expect(await readBuffer(gpu.device, buffers[i]!, v.length)).toEqual(expected);
+    }
+    for (const buffer of buffers) buffer.destroy();
+  });
+
+  it('leaves every buffer of a call as it was when one holds a NaN, without a word (nothing is read back)', async () => {
+    const values = [Float32Array.from({ length: 64 }, (_, i) => i - 30), Float32Array.from({ length: 64 }, (_, i) => (i === 17 ? NaN : i))];
+    const buffers = values.map((v) => bufferWith(gpu.device, v));
+    await gpu.backend.enqueueFakeQuantizeBuffers(buffers.map((buffer) => ({ buffer, length: 64, options: { bits: 2, groups: 1 } })));
+    for (const [i, v] of values.entries()) expect(await readBuffer(gpu.device, buffers[i]!, 64)).toEqual(v);
+    for (const buffer of buffers) buffer.destroy();
+  });
+
+  it('refuses a buffer it cannot bind, before anything is submitted', async () => {
+    const buffer = gpu.device.createBuffer({ size: 64, usage: GPUBufferUsage.COPY_DST });
+    await expect(gpu.backend.enqueueFakeQuantizeBuffers([{ buffer, length: 16, options: { bits: 8 } }])).rejects.toThrow(/lacks GPUBufferUsage.STORAGE/);
+    buffer.destroy();
+  });
+});
+
 describe.skipIf(!dawn)('MoQ on tfjs-backend-webgpu in Node (Dawn on SwiftShader)', () => {
   let wasm: WasmBackend;
   beforeAll(async () => {
@@ -74,10 +159,6 @@ describe.skipIf(!dawn)('MoQ on tfjs-backend-webgpu in Node (Dawn on SwiftShader)
   afterAll(() => wasm?.dispose());
 
   it('runs the scenario: GPU path, host trajectory bit for bit, no read-back in a step', async () => {
-    // tfjs-backend-webgpu registers itself on import only if navigator.gpu exists; Node 20 has no navigator.
-    Object.defineProperty(globalThis, 'navigator', { value: { gpu: testGpu() }, configurable: true });
-    const tf = await import('@tensorflow/tfjs');
-    await import('@tensorflow/tfjs-backend-webgpu');
     const report = await runScenario(tf, { attachMoq, fakeQuantize: (data, options) => wasm.fakeQuantize(data, options) });
     checkReport(report);
   }, 120_000);
