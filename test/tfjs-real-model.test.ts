@@ -25,8 +25,8 @@ import { runCli } from './support/cli.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
 import { runtimeAvailable } from './support/runtimes.js';
 import {
-  agreement, classify, describeFaces, descriptionAgreement, emotionInput, emotionModelPath, faceresInput, faceresModelPath,
-  galleryFaces, modelFolderBytes, readModelArtifacts, top1, type GalleryFaces,
+  agreement, classify, describeFaces, descriptionAgreement, EMOTION_LABELS, emotionInput, emotionModelPath, faceresInput,
+  faceresModelPath, galleryFaces, modelFolderBytes, readModelArtifacts, top1, type GalleryFaces,
 } from './support/tfjs-real-model.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
@@ -94,16 +94,24 @@ function quantize(bits: number): Promise<string> {
 }
 
 describe('a real tfjs model (@vladmandic/human emotion classifier) on real faces', () => {
-  it('finds the 108 faces of the gallery, and the float model labels them with more than one expression', () => {
+  it('finds the 108 faces of the gallery, and the float model sees what they show: mostly smiles', () => {
     expect(gallery.faces).toHaveLength(108);
     for (const { x, y, size } of gallery.faces) {
       expect(x).toBeGreaterThanOrEqual(0);
       expect(x + size).toBeLessThanOrEqual(gallery.image.width);
       expect(y + size).toBeLessThanOrEqual(gallery.image.height);
     }
-    const labels = new Set(reference.map(top1));
-    expect(labels.size).toBeGreaterThan(2);
     for (const probabilities of reference) expect(probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+    // Most people in the gallery smile for the camera; preprocessing gone wrong (channels, scale,
+    // crops off the faces) does not give that. Measured: happy 71, neutral 23, sad 10, angry 3,
+    // surprise 1.
+    const counts = new Map<string, number>();
+    for (const probabilities of reference) {
+      const label = EMOTION_LABELS[top1(probabilities)]!;
+      counts.set(label, (counts.get(label) ?? 0) + 1);
+    }
+    expect(counts.get('happy')).toBeGreaterThan(reference.length / 2);
+    expect(counts.size).toBeGreaterThan(2);
   });
 
   it('loads the plain model through the handler with the same outputs as a stock load', async () => {

@@ -204,14 +204,6 @@ export function agreement(reference: readonly Float32Array[], outputs: readonly 
   return { sameTop1, faces: reference.length, maxAbsDiff, meanAbsDiff: sum / count };
 }
 
-/** The gap between each face's two largest probabilities: small gaps are where a label may flip. */
-export function top1Margins(outputs: readonly Float32Array[]): number[] {
-  return outputs.map((p) => {
-    const [first, second] = [...p].sort((a, b) => b - a);
-    return first! - second!;
-  });
-}
-
 export interface FaceDescriptions {
   /** The probability that the face is male, per face. */
   male: Float32Array;
