@@ -16,8 +16,8 @@ import { escapeForTerminal } from './terminal.js';
 export const USAGE = `edge-moq — DeepSpeed MoQ quantization for JavaScript runtimes
 
 usage:
-  edge-moq demo [--bits 4] [--start-bits 8] [--period N] [--groups 8] [--eigenvalues] [--steps 1500]
-      [--batch 64] [--seed 1] [--seeds N] [--eval-every K] [--report moq-report.html]
+  edge-moq demo [--bits 4,3,2] [--start-bits 8] [--period N] [--groups 8] [--eigenvalues] [--steps 1000]
+      [--batch 64] [--seed 1] [--seeds 3] [--eval-every K] [--report moq-report.html]
       [--backend auto|wasm-simd|wasm] [--tf-backend wasm|cpu]
   edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [--group-size G | --groups K]
       [--type symmetric|asymmetric] [--grid full|deepspeed] [--axis N] [--rounding nearest|stochastic] [--seed S]

@@ -35,7 +35,7 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
       throw naming(error, input);
     }
     console.log(`${escapeForTerminal(input)}: ${formatBytes(source.size)}, ${file.tensors.length} tensor(s)` +
-      `${packed ? `, edge-moq.packed/1 with ${packed.packed.length} packed tensor(s)` : ''}`);
+      `${packed ? `, ${file.metadata.format} with ${packed.packed.length} packed tensor(s)` : ''}`);
     const metadata = Object.entries(file.metadata).filter(([key]) => key !== 'edge-moq');
     if (metadata.length) console.log(`metadata: ${metadata.map(([key, value]) => `${shorten(key)}=${shorten(value)}`).join(', ')}`);
     const rows: string[][] = [];

@@ -87,7 +87,8 @@ function filesOf(source: ModelSource, options: PackedModelOptions): Files {
     throw new InvalidInputError('INVALID_ARGUMENT', `packedModel takes a URL, a file path or { modelJson, weights }, got ${describeValue(source)}.`);
   }
   const text = String(source);
-  const hasScheme = /^[a-z][a-z0-9+.-]*:/i.test(text);
+  // Two letters at least: `C:\models\model.json` is a Windows path, not a URL of scheme c.
+  const hasScheme = /^[a-z][a-z0-9+.-]+:/i.test(text);
   const inNode = typeof process === 'object' && typeof process.versions?.node === 'string';
   if ((!hasScheme && inNode) || text.startsWith('file:')) return localFiles(text);
   return fetchedFiles(text, options);
