@@ -88,7 +88,11 @@ export interface AfterStepOptions {
 export interface MoqStepReport extends StepReport {
   /** Optimizer steps seen, this one included. */
   step: number;
-  /** The step was non-finite and was skipped: weights restored, masters unchanged. */
+  /**
+   * The step was non-finite and was skipped: weights restored, masters unchanged. On the GPU
+   * path this is what the caller and the loss say: a non-finite weight that only the GPU sees
+   * is restored there just the same, but the host is not told, so the step counts.
+   */
   overflow: boolean;
   /** Bits of every quantized weight after this step. */
   bits: Record<string, number>;

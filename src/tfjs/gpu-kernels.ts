@@ -133,6 +133,7 @@ export class StepKernels {
     const params = this.paramsFor(dispatches);
     const pass = encoder.beginComputePass({ label: 'edge-moq tfjs step' });
     dispatches.forEach((d, i) => {
+      if (d.length === 0) return;
       const pipeline = this.pipelines.get(d.entry)!;
       const buffers: [number, GPUBuffer | undefined][] = d.entry === 'checkFinite'
         ? [[1, d.first]]
