@@ -114,47 +114,40 @@ export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options:
   }
   const path = choosePath(tf, options);
   let gpu: GpuParameterBackend | undefined;
-  if (path.device) {
+  if (path.tfBackend) {
     const given = options.backend;
     gpu = given instanceof WebGpuBackend
       ? new GpuParameterBackend(given, false)
-      : new GpuParameterBackend(await WebGpuBackend.create({ device: path.device }), true);
+      : new GpuParameterBackend(await WebGpuBackend.create({ device: path.tfBackend.device }), true);
   }
-  let quantizer: Quantizer;
   try {
-    quantizer = quantizerFrom(options, gpu);
-  } catch (error) {
-    gpu?.dispose();
-    throw error;
-  }
-  const eigenvalues = options.eigenvalues;
-  if (eigenvalues !== undefined && typeof eigenvalues !== 'function') {
-    throw new InvalidInputError('INVALID_ARGUMENT', 'eigenvalues must be a function (context) => Promise<Map<name, [eigenvalue, blockId]>>.');
-  }
-  if (quantizer.options.eigenvalue.enabled && !eigenvalues) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      'the configuration enables eigenvalues but no eigenvalues provider was given: pass { eigenvalues: (context) => ... }, or turn eigenvalue.enabled off.');
-  }
-  let driver: StepDriver;
-  try {
+    const quantizer = quantizerFrom(options, gpu);
+    const eigenvalues = options.eigenvalues;
+    if (eigenvalues !== undefined && typeof eigenvalues !== 'function') {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'eigenvalues must be a function (context) => Promise<Map<name, [eigenvalue, blockId]>>.');
+    }
+    if (quantizer.options.eigenvalue.enabled && !eigenvalues) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        'the configuration enables eigenvalues but no eigenvalues provider was given: pass { eigenvalues: (context) => ... }, or turn eigenvalue.enabled off.');
+    }
     const listing = listWeights(model, quantizer);
     if (!listing.some((w) => w.quantized)) {
       throw new InvalidInputError('INVALID_ARGUMENT',
         `no weight of the model is quantized: none of ${listing.map((w) => `"${w.name}"`).join(', ')} is at least 2-D and matched by a schedule's modules.`);
     }
-    driver = gpu && path.tfBackend
+    const driver: StepDriver = gpu && path.tfBackend
       ? await GpuStepDriver.create(tf as GpuTfNamespace, path.tfBackend, listing, gpu)
-      : new HostStepDriver(tf, await trackWeights(tf, model, quantizer));
+      : new HostStepDriver(tf, await trackWeights(tf, listing));
+    quantizer.register(driver.registrations());
+    return new MoqTraining(tf, model, quantizer, driver, eigenvalues, { kind: path.kind, reason: path.reason });
   } catch (error) {
     gpu?.dispose();
     throw error;
   }
-  quantizer.register(driver.registrations());
-  return new MoqTraining(tf, model, quantizer, driver, eigenvalues, { kind: path.kind, reason: path.reason });
 }
 
 /** The GPU path when tfjs computes on WebGPU and nothing given rules it out; else the host path, with the reason. */
-function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { device?: GPUDevice; tfBackend?: TfWebGpuBackend } {
+function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { tfBackend?: TfWebGpuBackend } {
   const requested = options.path ?? 'auto';
   if (requested === 'host') return { kind: 'host', reason: "requested (path: 'host')" };
   const found = tfjsDevice(tf);
@@ -168,7 +161,7 @@ function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { dev
   } else {
     return {
       kind: 'gpu', reason: `tfjs runs on WebGPU: masters on its device, quantized there${requested === 'gpu' ? " (path: 'gpu')" : ''}`,
-      device: found.device, tfBackend: found.backend,
+      tfBackend: found.backend,
     };
   }
   if (requested === 'gpu') throw new InvalidInputError('INVALID_ARGUMENT', `path 'gpu' cannot run: ${hostReason}.`);

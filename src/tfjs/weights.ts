@@ -246,11 +246,11 @@ function hasNonFinite(values: Float32Array): boolean {
 }
 
 /**
- * The model's trainable weights, in the model's order (the order MoQ steps them in, as DeepSpeed
- * steps its optimizer's parameter group). Reads the quantized ones' initial values as masters.
+ * The listed weights tracked on the host, in the model's order (the order MoQ steps them in, as
+ * DeepSpeed steps its optimizer's parameter group). Reads the quantized ones' initial values as masters.
  */
-export async function trackWeights(tf: TfNamespace, model: tf.LayersModel, quantizer: Quantizer): Promise<TrackedWeight[]> {
-  return Promise.all(listWeights(model, quantizer).map(async ({ name, variable, shape, quantized }) => (quantized
+export async function trackWeights(tf: TfNamespace, listing: readonly WeightListing[]): Promise<TrackedWeight[]> {
+  return Promise.all(listing.map(async ({ name, variable, shape, quantized }) => (quantized
     ? new QuantizedWeight(tf, name, shape, variable, await readValues(variable))
     : new TrackedWeight(tf, name, shape, variable))));
 }
