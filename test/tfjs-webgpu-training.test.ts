@@ -3,8 +3,9 @@
 // (fixtures/tfjs-webgpu-scenario.ts) runs in Node through Dawn and in headless Chromium, both on
 // SwiftShader: the path is picked and explained; the weights, masters and bits after every step
 // equal the host path's on tfjs's CPU backend bit for bit; a training step maps no buffer and
-// reads no tensor back; after model.fit every weight is Q(master) exactly; an overflow only the
-// GPU can see leaves masters and weights as they were; detach writes the masters back.
+// reads no tensor back; after model.fit every weight is Q(master) exactly, and the model exported
+// from the masters predicts as the trained one; an overflow only the GPU can see leaves masters
+// and weights as they were; detach writes the masters back.
 
 import { buildSync } from 'esbuild';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +17,8 @@ import * as tf from '@tensorflow/tfjs';
 import { WasmBackend } from '../src/backends/wasm.js';
 import { InvalidInputError } from '../src/errors.js';
 import { Quantizer } from '../src/quantizer.js';
-import { attachMoq } from '../src/tfjs/index.js';
+import { createPacker } from '../src/packed/index.js';
+import { attachMoq, exportTrainedModel, packedModel } from '../src/tfjs/index.js';
 import { runScenario, type ScenarioReport } from './fixtures/tfjs-webgpu-scenario.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { PACKAGE_ROOT } from './support/package-link.js';
@@ -68,6 +70,7 @@ function checkReport(report: ScenarioReport): void {
   expect(report.fit.losses.every(Number.isFinite)).toBe(true);
   expect(Object.values(report.fit.bits)).toEqual([3, 3]);
   expect(report.fit.mismatches).toEqual({ 'encoder/kernel': 0, 'decoder/kernel': 0 });
+  expect(report.fit.exportedPredictionsEqual).toBe(true);
 
   expect(report.gpuDetectedOverflow).toEqual({ reportOverflow: false, mastersKept: true, weightsRestored: true });
 
@@ -159,7 +162,9 @@ describe.skipIf(!dawn)('MoQ on tfjs-backend-webgpu in Node (Dawn on SwiftShader)
   afterAll(() => wasm?.dispose());
 
   it('runs the scenario: GPU path, host trajectory bit for bit, no read-back in a step', async () => {
-    const report = await runScenario(tf, { attachMoq, fakeQuantize: (data, options) => wasm.fakeQuantize(data, options) });
+    const report = await runScenario(tf, {
+      attachMoq, exportTrainedModel, packedModel, fakeQuantize: (data, options) => wasm.fakeQuantize(data, options), createPacker: () => createPacker(wasm),
+    });
     checkReport(report);
   }, 120_000);
 });
