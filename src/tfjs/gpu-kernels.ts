@@ -9,7 +9,10 @@
 // XOR with a zero the compiler cannot see (as in shaders/rounding.wgsl) keeps it from
 // reassociating the sums.
 
-const WORKGROUP_SIZE = 256;
+import { moqStepWgsl } from '../backends/shaders.generated.js';
+
+/** The kernels' workgroup size, as shaders/moq-step.wgsl declares it (spaces may be compacted away in bundles). */
+const WORKGROUP_SIZE = Number(/const WORKGROUP_SIZE\s*:\s*u32\s*=\s*(\d+)u/.exec(moqStepWgsl)![1]);
 const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 /** One Params record per dispatch, at offsets WebGPU's largest minUniformBufferOffsetAlignment allows. */
 const PARAMS_SLOT_BYTES = 256;
@@ -20,75 +23,6 @@ const USAGE_COPY_SRC = 4;
 const USAGE_COPY_DST = 8;
 const USAGE_UNIFORM = 64;
 const USAGE_STORAGE = 128;
-
-const STEP_WGSL = /* wgsl */ `
-struct Params {
-  length: u32,
-  // 1 while the variable held the master itself: the new master is then the updated values.
-  heldIsMaster: u32,
-  // Always 0; the compiler cannot know it (see opaque).
-  opaqueZero: u32,
-}
-
-@group(0) @binding(0) var<storage, read_write> destination: array<f32>;
-@group(0) @binding(1) var<storage, read> first: array<f32>;
-@group(0) @binding(2) var<storage, read> second: array<f32>;
-// Nonzero once any value checked this step was NaN or infinite.
-@group(0) @binding(3) var<storage, read_write> nonFinite: atomic<u32>;
-@group(0) @binding(4) var<uniform> params: Params;
-
-fn elementIndex(id: vec3<u32>, groups: vec3<u32>) -> u32 {
-  return id.x + id.y * groups.x * ${WORKGROUP_SIZE}u;
-}
-
-// x as computed: an XOR with a zero the compiler cannot see, so it can neither fold nor reorder
-// the sum x came from.
-fn opaque(x: f32) -> f32 {
-  return bitcast<f32>(bitcast<u32>(x) ^ params.opaqueZero);
-}
-
-// a + b as the float32 sum and its exact rounding error.
-fn twoSum(a: f32, b: f32) -> vec2<f32> {
-  let sum = opaque(a + b);
-  let aPart = opaque(sum - b);
-  let bPart = opaque(sum - aPart);
-  return vec2<f32>(sum, opaque(opaque(a - aPart) + opaque(b - bPart)));
-}
-
-// first: a variable's values after the optimizer's update.
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn checkFinite(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let i = elementIndex(id, groups);
-  if (i < params.length && (bitcast<u32>(first[i]) & 0x7f800000u) == 0x7f800000u) {
-    atomicOr(&nonFinite, 1u);
-  }
-}
-
-// destination: the master, updated in place; first: the updated values; second: the held values.
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn straightThrough(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let i = elementIndex(id, groups);
-  if (i >= params.length || atomicLoad(&nonFinite) != 0u) {
-    return;
-  }
-  if (params.heldIsMaster != 0u) {
-    destination[i] = first[i];
-    return;
-  }
-  let difference = twoSum(first[i], -second[i]);
-  let sum = twoSum(destination[i], difference.x);
-  destination[i] = opaque(sum.x + opaque(sum.y + difference.y));
-}
-
-// destination: what the variable is to hold; first: what it held after the last step.
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn restoreIfNonFinite(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let i = elementIndex(id, groups);
-  if (i < params.length && atomicLoad(&nonFinite) != 0u) {
-    destination[i] = first[i];
-  }
-}
-`;
 
 type EntryPoint = 'checkFinite' | 'straightThrough' | 'restoreIfNonFinite';
 
@@ -114,7 +48,7 @@ export class StepKernels {
   }
 
   static async create(device: GPUDevice): Promise<StepKernels> {
-    const module = device.createShaderModule({ label: 'edge-moq tfjs step', code: STEP_WGSL });
+    const module = device.createShaderModule({ label: 'edge-moq tfjs step', code: moqStepWgsl });
     const entries: EntryPoint[] = ['checkFinite', 'straightThrough', 'restoreIfNonFinite'];
     const pipelines = await Promise.all(entries.map((entryPoint) => device.createComputePipelineAsync({
       label: `edge-moq tfjs ${entryPoint}`, layout: 'auto', compute: { module, entryPoint },
