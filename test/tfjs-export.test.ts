@@ -134,14 +134,14 @@ const CASES: Case[] = [
     quantizer: { groups: 4, mixedFp16: true, changeRatio: 0.5, schedules: [{ startBits: 5, targetBits: 4, period: 1 }] } },
 ];
 
-describe('exportTrainedModel: train, export, load in Node', () => {
+describe('moq.export() / exportTrainedModel: train, export, load in Node', () => {
   it.each(CASES)('$label: the loaded weights are the forward weights, predictions identical', async ({ architecture, steps, quantizer, target, signedZeros }) => {
     const model = buildModel(architecture);
     const moq = await attachMoq(tf, model, { quantizer, backend });
     await train(model, moq, steps);
     expect([...moq.bitsByWeight().values()].every((bits) => bits === target)).toBe(true);
 
-    const exported = await exportTrainedModel(contextOf(model, moq));
+    const exported = await moq.export();
     expect(exported.modelJson.edgeMoq).toEqual({ format: PACKED_TFJS_FORMAT });
     const quantized = moq.weights.filter((w) => w.quantized).map((w) => w.name);
     expect(exported.report.weights.filter((w) => w.packed).map((w) => [w.name, w.bits])).toEqual(quantized.map((name) => [name, target]));

@@ -17,8 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { WasmBackend } from '../src/backends/wasm.js';
 import { InvalidInputError } from '../src/errors.js';
 import { Quantizer } from '../src/quantizer.js';
-import { createPacker } from '../src/packed/index.js';
-import { attachMoq, exportTrainedModel, packedModel } from '../src/tfjs/index.js';
+import { attachMoq, packedModel } from '../src/tfjs/index.js';
 import { runScenario, type ScenarioReport } from './fixtures/tfjs-webgpu-scenario.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { PACKAGE_ROOT } from './support/package-link.js';
@@ -163,7 +162,7 @@ describe.skipIf(!dawn)('MoQ on tfjs-backend-webgpu in Node (Dawn on SwiftShader)
 
   it('runs the scenario: GPU path, host trajectory bit for bit, no read-back in a step', async () => {
     const report = await runScenario(tf, {
-      attachMoq, exportTrainedModel, packedModel, fakeQuantize: (data, options) => wasm.fakeQuantize(data, options), createPacker: () => createPacker(wasm),
+      attachMoq, packedModel, fakeQuantize: (data, options) => wasm.fakeQuantize(data, options),
     });
     checkReport(report);
   }, 120_000);

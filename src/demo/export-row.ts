@@ -10,7 +10,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { InvalidInputError } from '../errors.js';
 import { writePackedTfjsModel } from '../formats/tfjs/node-file.js';
 import type { Packer } from '../packed/packer.js';
-import { exportTrainedModel, type ExportedModel } from '../tfjs/export.js';
+import type { ExportedModel } from '../tfjs/export.js';
 import { packedModel } from '../tfjs/handler.js';
 import type { ExportRow } from './summary.js';
 import { accuracy, type TrainedMoq } from './train.js';
@@ -34,7 +34,7 @@ export async function exportAndReload(trained: TrainedMoq, options: ExportRowOpt
   const { tf, packer } = options;
   let exported: ExportedModel;
   try {
-    exported = await exportTrainedModel({ tf, model, masters: moq.masterWeights(), quantizer: moq.quantizer, weights: moq.weights }, { packer });
+    exported = await moq.export({ packer });
   } catch (error) {
     if (error instanceof InvalidInputError) return { bits: options.bits, refused: error.message };
     throw error;

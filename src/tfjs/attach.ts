@@ -25,6 +25,7 @@ import type { EigenvalueOptions, QuantizerOptions } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 import { Quantizer, type BlockEigenvalues, type QuantizerRuntime, type StepReport } from '../quantizer.js';
+import { exportTrainedModel, type ExportedModel, type ExportOptions } from './export.js';
 import { GpuParameterBackend, GpuStepDriver, tfjsDevice, type GpuTfNamespace, type TfWebGpuBackend } from './gpu-training.js';
 import { HostStepDriver, listWeights, trackWeights, type MoqWeight, type StepDriver, type TfNamespace } from './weights.js';
 
@@ -248,6 +249,21 @@ export class MoqTraining {
   async readMasters(): Promise<Map<string, Float32Array>> {
     if (this.detached) throw new InvalidInputError('INVALID_ARGUMENT', 'MoQ was detached from this model: its masters are the model\'s weights now.');
     return this.driver.readMasters();
+  }
+
+  /**
+   * The model packed as it trained (src/tfjs/export.ts): each quantized weight packed from its
+   * master at its final bits with the last step's settings, so the model packedModel() loads holds
+   * the training forward weights bit for bit. Call it before detach().
+   */
+  async export(options: ExportOptions = {}): Promise<ExportedModel> {
+    if (this.detached) throw new InvalidInputError('INVALID_ARGUMENT', 'MoQ was detached from this model: export before detach(), while the masters are still kept.');
+    if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep is running; await it before exporting.');
+    const { io } = this.tf as Partial<Pick<typeof tf, 'io'>>;
+    if (typeof io?.withSaveHandler !== 'function') {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'export saves the model through tf.io.withSaveHandler: attach MoQ with the whole TensorFlow.js namespace.');
+    }
+    return exportTrainedModel({ tf: { io }, model: this.model, masters: await this.readMasters(), quantizer: this.quantizer, weights: this.weights }, options);
   }
 
   /** Writes the full-precision masters back into the model and stops; the model trains as before. */

@@ -24,6 +24,8 @@ import { createPacker } from '../packed/index.js';
 import type { PackedTensor, PackOptions } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
 import { Quantizer } from '../quantizer.js';
+import type { Backend } from '../backends/backend.js';
+import { GpuParameterBackend } from './gpu-training.js';
 import type { MoqWeight } from './weights.js';
 
 /** What a trained model is exported from: the pieces of a MoqTraining and its model. */
@@ -32,7 +34,7 @@ export interface ExportContext {
   tf: Pick<typeof tfjs, 'io'>;
   /** The layers model MoQ trained. */
   model: tfjs.LayersModel;
-  /** Full-precision masters by MoQ weight name (moq.masterWeights()). */
+  /** Full-precision masters by MoQ weight name (await moq.readMasters()). */
   masters: ReadonlyMap<string, Float32Array>;
   /** The quantizer that trained it, in the state of the last step. */
   quantizer: Quantizer;
@@ -108,7 +110,7 @@ export async function exportTrainedModel(context: ExportContext, options: Export
   const trained = quantizer.qsteps === 0 ? [] : weights.filter((w) => w.quantized);
   const packed = new Map<string, { packed: PackedTensor; axis: number }>();
   let signedZeros = 0;
-  const packer = trained.length === 0 ? undefined : options.packer ?? await createPacker(await quantizer.resolveBackend());
+  const packer = trained.length === 0 ? undefined : options.packer ?? await createPacker(packingBackend(await quantizer.resolveBackend()));
   try {
     for (const weight of trained) {
       const index = specIndex.get(weight.variable);
@@ -151,7 +153,7 @@ function checkContext(context: ExportContext): ExportContext {
   if (typeof model?.save !== 'function' || !Array.isArray(model.weights)) {
     throw new InvalidInputError('INVALID_ARGUMENT', 'model must be the TensorFlow.js layers model MoQ trained (tf.sequential(), tf.model() or tf.loadLayersModel()).');
   }
-  if (!(masters instanceof Map)) throw new InvalidInputError('INVALID_ARGUMENT', 'masters must be a Map of MoQ weight names to Float32Array (moq.masterWeights()).');
+  if (!(masters instanceof Map)) throw new InvalidInputError('INVALID_ARGUMENT', 'masters must be a Map of MoQ weight names to Float32Array (await moq.readMasters()).');
   if (!(quantizer instanceof Quantizer)) throw new InvalidInputError('INVALID_ARGUMENT', 'quantizer must be the Quantizer that trained the model (moq.quantizer).');
   if (!Array.isArray(weights)) throw new InvalidInputError('INVALID_ARGUMENT', "weights must be MoQ's weights of the model (moq.weights).");
   return context;
@@ -215,7 +217,7 @@ function masterOf(masters: ReadonlyMap<string, Float32Array>, name: string, spec
   const length = spec.shape.reduce((a, b) => a * b, 1);
   if (!(master instanceof Float32Array) || master.length !== length || spec.dtype !== 'float32') {
     throw new InvalidInputError('INVALID_ARGUMENT',
-      `masters has ${master instanceof Float32Array ? `${master.length} values` : 'no Float32Array'} for "${name}", a float32 weight [${spec.shape.join(', ')}] of ${length}: pass moq.masterWeights() of the MoqTraining that trained this model.`);
+      `masters has ${master instanceof Float32Array ? `${master.length} values` : 'no Float32Array'} for "${name}", a float32 weight [${spec.shape.join(', ')}] of ${length}: pass await moq.readMasters() of the MoqTraining that trained this model.`);
   }
   return master;
 }
@@ -248,7 +250,7 @@ function mismatch(decoded: Float32Array, forward: Float32Array, master: Float32A
       `${at}: 1-bit codes have no 0, so the master's exact 0 cannot be stored. Export after another training step (the master moves off 0), or train to 2 bits or more.`);
   }
   return new InvalidInputError('INVALID_ARGUMENT',
-    `${at}: the model does not hold the quantization of these masters at the quantizer's last step. Pass moq.masterWeights() (not the model's weights: ` +
+    `${at}: the model does not hold the quantization of these masters at the quantizer's last step. Pass await moq.readMasters() (not the model's weights: ` +
     'quantizing those again moves them), moq.quantizer and moq.weights of the MoqTraining attached to this model, before moq.detach() (which puts the masters back), ' +
     'and after a step that was not skipped (an overflow step with eigenvalues enabled re-quantizes the held weights, not the masters, as DeepSpeed does).');
 }
@@ -268,4 +270,9 @@ function joinWeightData(data: ArrayBuffer | ArrayBuffer[]): Uint8Array {
     at += b.byteLength;
   }
   return out;
+}
+
+/** The backend that packs as training quantized: on the GPU path, the WebGPU backend under its placeholders. */
+function packingBackend(backend: Backend): Backend {
+  return backend instanceof GpuParameterBackend ? backend.gpu : backend;
 }

@@ -1,11 +1,10 @@
-// edge-moq/tfjs: MoQ training for TensorFlow.js layers models. TensorFlow.js is an optional peer
-// dependency: this entry only takes types from it, and works with the namespace the caller passes.
-//
-// Each step reads the quantized weights back to the host, quantizes them there (WebAssembly, or
-// our WebGPU backend for large tensors) and uploads the result, whatever tfjs backend runs the
-// model (cpu, wasm, webgl, webgpu). Quantizing in place on tfjs's own GPU buffers
-// (tensor.dataToGPU() into WebGpuBackend.fakeQuantizeBuffers) is not done: it needs
-// @tensorflow/tfjs-backend-webgpu, which this project neither depends on nor could test.
+// edge-moq/tfjs: TensorFlow.js end to end. TensorFlow.js is an optional peer dependency: this
+// entry only takes types from it, and works with the namespace the caller passes.
+// - Training: attachMoq. On tfjs's WebGPU backend the masters stay on its device and are
+//   quantized there (moq.path says so); every other backend reads the weights back each step.
+// - Leaving training: moq.export() packs the model as it trained.
+// - Loading: packedModel() is an IOHandler for tf.loadGraphModel / tf.loadLayersModel that reads
+//   packed (and plain) models from URLs, files or memory.
 
 export { attachMoq, MoqTraining } from './attach.js';
 export { exportTrainedModel, type ExportContext, type ExportOptions, type ExportReport, type ExportedModel, type ExportedWeight } from './export.js';
@@ -15,7 +14,7 @@ export {
   isPackedTfjsModel, parseTfjsModel, PACKED_TFJS_FORMAT, type TfjsModelJson, type TfjsQuantization, type TfjsWeightSpec,
 } from '../formats/tfjs/model-json.js';
 export type {
-  AfterStepOptions, AttachMoqOptions, EigenvalueContext, EigenvalueProvider, MoqStepReport,
+  AfterStepOptions, AttachMoqOptions, MoqPath, EigenvalueContext, EigenvalueProvider, MoqStepReport,
 } from './attach.js';
 export type { MoqWeight, TfNamespace } from './weights.js';
 export {
