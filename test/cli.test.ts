@@ -78,7 +78,8 @@ describe('edge-moq quantize / dequantize / inspect', () => {
 
     const inspected = await run('inspect', output);
     expect(inspected.code).toBe(0);
-    expect(inspected.stdout).toMatch(/edge-moq\.packed\/1 with 2 packed tensor\(s\)/);
+    // The full grid (the CLI default) is recorded, so the file says /2.
+    expect(inspected.stdout).toMatch(/edge-moq\.packed\/2 with 2 packed tensor\(s\)/);
     expect(inspected.stdout).toMatch(/layers\.1\.weight\s+\[16, 32\]\s+F16 -> symmetric 4-bit, groups of 32/);
 
     const restored = join(dir, 'model.dq.safetensors');

@@ -275,30 +275,8 @@ export class WebGpuBackend implements Backend {
    * no WebAssembly fallback for them: on a lost device this throws DEVICE_LOST.
    */
   async fakeQuantizeBuffers(jobs: readonly GpuBufferJob[]): Promise<void> {
-    if (!Array.isArray(jobs)) {
-      throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { buffer, length, options }.');
-    }
-    const labels = jobs.map((_, i) => (jobs.length === 1 ? 'buffer' : `jobs[${i}].buffer`));
-    const plans = jobs.map((job, i) => this.planBufferJob(job, labels[i]!));
-    if (plans.length === 0) return;
-    await this.exclusive(async () => {
-      this.assertUsable();
-      if (this.downgradeReason !== null) throw deviceLostError(this.downgradeReason);
-      let bad: FirstBad;
-      try {
-        bad = await this.submit(plans, { buffers: jobs.map((job) => job.buffer) });
-      } catch (error) {
-        if (!(error instanceof GpuFailure)) throw error;
-        if (!error.lost) {
-          throw new InvalidInputError('INVALID_ARGUMENT',
-            `WebGPU rejected these buffers (${error.message}): each must belong to backend.device and be alive. Nothing was modified.`);
-        }
-        this.downgrade(error.message);
-        throw deviceLostError(error.message);
-      }
-      this.counters.gpuCalls++;
-      if (bad) throw nonFiniteError(`${labels[bad.job]}[${bad.index}] is NaN or infinite`);
-    });
+    const { bad, labels } = await this.quantizeBuffers(jobs, true);
+    if (bad) throw nonFiniteError(`${labels[bad.job]}[${bad.index}] is NaN or infinite`);
   }
 
   /**
@@ -309,27 +287,34 @@ export class WebGpuBackend implements Backend {
    * their inputs finite (or compare on the GPU). WebGPU errors and a lost device throw.
    */
   async enqueueFakeQuantizeBuffers(jobs: readonly GpuBufferJob[]): Promise<void> {
+    await this.quantizeBuffers(jobs, false);
+  }
+
+  /** Both buffer calls: validated, submitted on the device, read back for a non-finite value only when asked. */
+  private async quantizeBuffers(jobs: readonly GpuBufferJob[], readBack: boolean): Promise<{ bad: FirstBad; labels: string[] }> {
     if (!Array.isArray(jobs)) {
       throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { buffer, length, options }.');
     }
     const labels = jobs.map((_, i) => (jobs.length === 1 ? 'buffer' : `jobs[${i}].buffer`));
     const plans = jobs.map((job, i) => this.planBufferJob(job, labels[i]!));
-    if (plans.length === 0) return;
-    await this.exclusive(async () => {
+    if (plans.length === 0) return { bad: null, labels };
+    return this.exclusive(async () => {
       this.assertUsable();
       if (this.downgradeReason !== null) throw deviceLostError(this.downgradeReason);
+      let bad: FirstBad;
       try {
-        await this.submit(plans, { buffers: jobs.map((job) => job.buffer) }, false);
+        bad = await this.submit(plans, { buffers: jobs.map((job) => job.buffer) }, readBack);
       } catch (error) {
         if (!(error instanceof GpuFailure)) throw error;
         if (!error.lost) {
           throw new InvalidInputError('INVALID_ARGUMENT',
-            `WebGPU rejected these buffers (${error.message}): each must belong to backend.device and be alive.`);
+            `WebGPU rejected these buffers (${error.message}): each must belong to backend.device and be alive. Nothing was modified.`);
         }
         this.downgrade(error.message);
         throw deviceLostError(error.message);
       }
       this.counters.gpuCalls++;
+      return { bad, labels };
     });
   }
 
