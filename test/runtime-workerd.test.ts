@@ -4,7 +4,6 @@
 // examples/cloudflare-worker: every fake_quant case of the conformance file goes through it as
 // a request, then the whole file (schedule cases included) runs inside the Worker.
 
-import * as esbuild from 'esbuild';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,46 +14,16 @@ import { encodeSafetensors, memorySource } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/packed/wasm-packer.js';
 import { conformanceFile, CONFORMANCE_PATH, randomTensor } from './support/fixtures.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
-import { runtimeAvailable } from './support/runtimes.js';
+import { startBundledWorker, workerdAvailable } from './support/workerd.js';
 
-const available = await runtimeAvailable(
-  { name: 'Cloudflare Workers (workerd through miniflare)', install: 'npm ci' },
-  async () => {
-    const { Miniflare } = await import('miniflare');
-    return typeof Miniflare === 'function' ? null : 'the miniflare package has no Miniflare class';
-  },
-);
+const available = await workerdAvailable();
 
 interface FakeQuantCase { id: string; bits: number; groups: number; type: string; rounding: string; input: number[]; expected: number[] }
 
 /** Bundles test/fixtures/workerd-worker.ts as wrangler would and starts it in workerd. */
 async function startWorker(prefix: string): Promise<{ dir: string; worker: Miniflare }> {
   const dir = linkedPackageDir(prefix);
-  const outdir = join(dir, 'worker');
-  // What wrangler does: its conditions, and `.wasm` imports left as module files.
-  await esbuild.build({
-    entryPoints: [join(PACKAGE_ROOT, 'test/fixtures/workerd-worker.ts')],
-    outdir,
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    conditions: ['workerd', 'worker', 'browser'],
-    mainFields: ['browser', 'module', 'main'],
-    nodePaths: [join(dir, 'node_modules')],
-    loader: { '.wasm': 'copy' },
-    assetNames: '[name]',
-    logLevel: 'warning',
-  });
-  const { Miniflare } = await import('miniflare');
-  const worker = new Miniflare({
-    modules: true,
-    scriptPath: join(outdir, 'workerd-worker.js'),
-    modulesRoot: outdir,
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-    compatibilityDate: '2025-09-01',
-  });
-  await worker.ready;
-  return { dir, worker };
+  return { dir, worker: await startBundledWorker(dir, { entry: join(PACKAGE_ROOT, 'test/fixtures/workerd-worker.ts'), platform: 'neutral' }) };
 }
 
 describe.skipIf(!available)('workerd (miniflare)', () => {

@@ -19,17 +19,11 @@ import { attachMoq, packedModel } from '../src/tfjs/index.js';
 import { randomTensor } from './support/fixtures.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
-import { runtimeAvailable } from './support/runtimes.js';
+import { startBundledWorker, workerdAvailable } from './support/workerd.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
-const workerdAvailable = await runtimeAvailable(
-  { name: 'Cloudflare Workers (workerd through miniflare)', install: 'npm ci' },
-  async () => {
-    const { Miniflare } = await import('miniflare');
-    return typeof Miniflare === 'function' ? null : 'the miniflare package has no Miniflare class';
-  },
-);
+const workerd = await workerdAvailable();
 const { available: chromiumAvailable } = await chromiumAvailability();
 
 const INPUT_SHAPE = [32, 16];
@@ -89,45 +83,17 @@ afterAll(() => {
 const sameBits = (a: Float32Array, b: Float32Array) => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 const fromBits = (bits: number[]) => new Float32Array(Uint32Array.from(bits).buffer);
 
-describe.skipIf(!workerdAvailable)('workerd: a Worker serving the exported model', () => {
+describe.skipIf(!workerd)('workerd: a Worker serving the exported model', () => {
   let dir: string;
   let worker: Miniflare;
 
   beforeAll(async () => {
     dir = linkedPackageDir('tfjs-export');
-    const outdir = join(dir, 'worker');
-    // As wrangler bundles a Worker: its conditions, .wasm kept as compiled modules, and the
-    // weights file as a Data module (wrangler's `rules = [{ type = "Data", globs = [...] }]`).
-    // Platform browser: tfjs's packages name their Node-only imports (util, crypto) in their
-    // package.json "browser" maps, which esbuild applies for that platform only.
-    await esbuild.build({
-      entryPoints: [join(PACKAGE_ROOT, 'test/fixtures/tfjs-export-worker.ts')],
-      outdir,
-      bundle: true,
-      format: 'esm',
-      platform: 'browser',
-      conditions: ['workerd', 'worker', 'browser'],
-      mainFields: ['browser', 'module', 'main'],
-      nodePaths: [join(dir, 'node_modules')],
-      loader: { '.wasm': 'copy', '.safetensors': 'copy' },
-      assetNames: '[name]',
-      logLevel: 'error',
-      plugins: [{
-        name: 'exported-model',
-        setup(build) {
-          build.onResolve({ filter: /^tfjs-export-model\// }, (args) => ({ path: join(node.folder, args.path.slice('tfjs-export-model/'.length)) }));
-        },
-      }],
+    // The weights file travels as a Data module, model.json inside the script.
+    worker = await startBundledWorker(dir, {
+      entry: join(PACKAGE_ROOT, 'test/fixtures/tfjs-export-worker.ts'), platform: 'browser',
+      files: { prefix: 'tfjs-export-model', folder: node.folder },
     });
-    const { Miniflare } = await import('miniflare');
-    worker = new Miniflare({
-      modules: true,
-      scriptPath: join(outdir, 'tfjs-export-worker.js'),
-      modulesRoot: outdir,
-      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }, { type: 'Data', include: ['**/*.safetensors'] }],
-      compatibilityDate: '2025-09-01',
-    });
-    await worker.ready;
   });
 
   afterAll(async () => {

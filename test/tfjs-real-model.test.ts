@@ -23,7 +23,7 @@ import { packedModel } from '../src/tfjs/handler.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { runCli } from './support/cli.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
-import { runtimeAvailable } from './support/runtimes.js';
+import { startBundledWorker, workerdAvailable } from './support/workerd.js';
 import {
   agreement, classify, describeFaces, descriptionAgreement, EMOTION_LABELS, emotionInput, emotionModelPath, faceresInput,
   faceresModelPath, galleryFaces, modelFolderBytes, readModelArtifacts, top1, type GalleryFaces,
@@ -32,13 +32,7 @@ import {
 import { serveDirectory } from '../scripts/serve.mjs';
 
 const { available: chromiumAvailable } = await chromiumAvailability();
-const workerdAvailable = await runtimeAvailable(
-  { name: 'Cloudflare Workers (workerd through miniflare)', install: 'npm ci' },
-  async () => {
-    const { Miniflare } = await import('miniflare');
-    return typeof Miniflare === 'function' ? null : 'the miniflare package has no Miniflare class';
-  },
-);
+const workerd = await workerdAvailable();
 
 let folder: string;
 let gallery: GalleryFaces;
@@ -336,44 +330,18 @@ export default {
 };
 `;
 
-describe.skipIf(!workerdAvailable)('workerd: a Worker serving the 4-bit real model', () => {
+describe.skipIf(!workerd)('workerd: a Worker serving the 4-bit real model', () => {
   let dir: string;
   let worker: Miniflare;
 
   beforeAll(async () => {
     const packed = await quantize(4);
     dir = linkedPackageDir('tfjs-real-model');
-    const outdir = join(dir, 'worker');
-    // As wrangler bundles a Worker: its conditions, .wasm kept as compiled modules, the weights
-    // file a Data module. Platform browser applies tfjs's "browser" maps for its Node-only imports.
-    await esbuild.build({
-      stdin: { contents: WORKER_SCRIPT, resolveDir: PACKAGE_ROOT, sourcefile: 'real-model-worker.js', loader: 'js' },
-      outfile: join(outdir, 'real-model-worker.js'),
-      bundle: true,
-      format: 'esm',
-      platform: 'browser',
-      conditions: ['workerd', 'worker', 'browser'],
-      mainFields: ['browser', 'module', 'main'],
-      nodePaths: [join(dir, 'node_modules')],
-      loader: { '.wasm': 'copy', '.safetensors': 'copy' },
-      assetNames: '[name]',
-      logLevel: 'error',
-      plugins: [{
-        name: 'real-model',
-        setup(build) {
-          build.onResolve({ filter: /^real-model\// }, (args) => ({ path: join(packed, '..', args.path.slice('real-model/'.length)) }));
-        },
-      }],
+    // The weights file travels as a Data module, model.json inside the script.
+    worker = await startBundledWorker(dir, {
+      entry: { contents: WORKER_SCRIPT, resolveDir: PACKAGE_ROOT, name: 'real-model-worker.js' }, platform: 'browser',
+      files: { prefix: 'real-model', folder: join(packed, '..') },
     });
-    const { Miniflare } = await import('miniflare');
-    worker = new Miniflare({
-      modules: true,
-      scriptPath: join(outdir, 'real-model-worker.js'),
-      modulesRoot: outdir,
-      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }, { type: 'Data', include: ['**/*.safetensors'] }],
-      compatibilityDate: '2025-09-01',
-    });
-    await worker.ready;
   });
 
   afterAll(async () => {
