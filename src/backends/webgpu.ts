@@ -14,14 +14,7 @@ import { runtimeHasSimd, type WasmSource } from './wasm-loader.js';
 import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './webgpu-plan.js';
 import { createProgram, type KernelProgram } from './webgpu-program.js';
 import { GpuFailure, submitAndRead, submitOnly } from './webgpu-submission.js';
-
-// GPUBufferUsage and GPUMapMode values, spelled out: in Node the GPU* globals exist only if the
-// caller installed them.
-const USAGE_MAP_READ = 1;
-const USAGE_COPY_SRC = 4;
-const USAGE_COPY_DST = 8;
-const USAGE_UNIFORM = 64;
-const USAGE_STORAGE = 128;
+import { USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_MAP_READ, USAGE_STORAGE, USAGE_UNIFORM } from './webgpu-flags.js';
 
 const NO_BAD_INDEX = 0xffffffff;
 // Status words come back first in the readback buffer; results start at this offset.
@@ -81,7 +74,6 @@ export interface AdapterSummary {
   isFallbackAdapter: boolean;
   features: string[];
 }
-
 
 /** The first tensor (in job order) holding a NaN or ±Inf, and the index in it. */
 type FirstBad = { job: number; index: number } | null;

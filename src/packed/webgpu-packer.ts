@@ -23,15 +23,7 @@ import {
 import type { Packer } from './packer.js';
 import { WasmPacker } from './wasm-packer.js';
 import { GpuFailure, submitAndRead } from '../backends/webgpu-submission.js';
-
-// GPUBufferUsage and GPUMapMode values, spelled out: in Node the GPU* globals exist only if the
-// caller installed them.
-const USAGE_MAP_READ = 1;
-const USAGE_COPY_SRC = 4;
-const USAGE_COPY_DST = 8;
-const USAGE_UNIFORM = 64;
-const USAGE_STORAGE = 128;
-const MAP_MODE_READ = 1;
+import { MAP_MODE_READ, USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_MAP_READ, USAGE_STORAGE, USAGE_UNIFORM } from '../backends/webgpu-flags.js';
 
 const NO_BAD_INDEX = 0xffffffff;
 /** Groups per invocation of checkGroups: CHECKED_GROUPS in shaders/pack.wgsl. */
@@ -95,7 +87,6 @@ interface Run {
   scales: GPUBuffer;
   zeros: GPUBuffer | null;
 }
-
 
 type PoolName = 'data' | 'codes' | 'scales' | 'zeros' | 'partials' | 'status' | 'params' | 'readback';
 

@@ -10,6 +10,7 @@
 // reassociating the sums.
 
 import { moqStepWgsl } from '../backends/shaders.generated.js';
+import { USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_STORAGE, USAGE_UNIFORM } from '../backends/webgpu-flags.js';
 
 /** The kernels' workgroup size, as shaders/moq-step.wgsl declares it (spaces may be compacted away in bundles). */
 const WORKGROUP_SIZE = Number(/const WORKGROUP_SIZE\s*:\s*u32\s*=\s*(\d+)u/.exec(moqStepWgsl)![1]);
@@ -17,12 +18,6 @@ const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 /** One Params record per dispatch, at offsets WebGPU's largest minUniformBufferOffsetAlignment allows. */
 const PARAMS_SLOT_BYTES = 256;
 const PARAMS_BYTES = 16;
-
-// GPUBufferUsage values, spelled out: in Node the GPU* globals exist only if the caller installed them.
-const USAGE_COPY_SRC = 4;
-const USAGE_COPY_DST = 8;
-const USAGE_UNIFORM = 64;
-const USAGE_STORAGE = 128;
 
 type EntryPoint = 'checkFinite' | 'straightThrough' | 'restoreIfNonFinite';
 
