@@ -17,7 +17,7 @@ import { writePackedTfjsModel } from '../src/formats/tfjs/node-file.js';
 import { exportTrainedModel, type ExportedModel } from '../src/tfjs/export.js';
 import { attachMoq, packedModel } from '../src/tfjs/index.js';
 import { randomTensor } from './support/fixtures.js';
-import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability, openRecordingPage } from './support/chromium.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
 import { startBundledWorker, workerdAvailable } from './support/workerd.js';
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -129,7 +129,7 @@ describe.skipIf(!chromiumAvailable)('Chromium: the exported model loaded by URL'
   let server: { url: string; close(): Promise<void> };
   let browser: Browser;
   let page: Page;
-  const fetched = new Map<string, number>();
+  let fetched: Map<string, number>;
 
   beforeAll(async () => {
     pageDir = mkdtempSync(join(tmpdir(), 'edge-moq-export-page-'));
@@ -152,13 +152,7 @@ describe.skipIf(!chromiumAvailable)('Chromium: the exported model loaded by URL'
     });
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    page = await browser.newPage();
-    page.on('requestfinished', async (request) => {
-      const path = new URL(request.url()).pathname;
-      if (path.startsWith('/model/')) fetched.set(path, (await request.sizes()).responseBodySize);
-    });
-    await page.goto(`${server.url}/test/fixtures/tfjs-export-page.html`);
-    await page.waitForFunction(() => (window as { ready?: boolean }).ready === true);
+    ({ page, fetched } = await openRecordingPage(browser, `${server.url}/test/fixtures/tfjs-export-page.html`, '/model/'));
   });
 
   afterAll(async () => {

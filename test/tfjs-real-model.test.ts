@@ -20,7 +20,7 @@ import type { Miniflare } from 'miniflare';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packedModel } from '../src/tfjs/handler.js';
-import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability, openRecordingPage } from './support/chromium.js';
 import { runCli } from './support/cli.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
 import { startBundledWorker, workerdAvailable } from './support/workerd.js';
@@ -246,7 +246,7 @@ describe.skipIf(!chromiumAvailable)('Chromium: the 4-bit real model loaded by UR
   let browser: Browser;
   let page: Page;
   let packed: string;
-  const fetched = new Map<string, number>();
+  let fetched: Map<string, number>;
 
   beforeAll(async () => {
     packed = await quantize(4);
@@ -271,13 +271,7 @@ describe.skipIf(!chromiumAvailable)('Chromium: the 4-bit real model loaded by UR
     });
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    page = await browser.newPage();
-    page.on('requestfinished', async (request) => {
-      const path = new URL(request.url()).pathname;
-      if (path.startsWith('/model/')) fetched.set(path, (await request.sizes()).responseBodySize);
-    });
-    await page.goto(`${server.url}/page/real-model.html`);
-    await page.waitForFunction(() => (window as { ready?: boolean }).ready === true);
+    ({ page, fetched } = await openRecordingPage(browser, `${server.url}/page/real-model.html`, '/model/'));
   });
 
   afterAll(async () => {

@@ -30,3 +30,19 @@ export async function chromiumAvailability(): Promise<{ available: boolean; webG
   );
   return { available, webGpuAvailable };
 }
+
+/**
+ * Opens `url` in a new page that records the body size of every response under `prefix`, and
+ * waits for the page to set `window.ready`. The map fills as responses finish (poll it).
+ */
+export async function openRecordingPage(browser: import('playwright-core').Browser, url: string, prefix: string): Promise<{ page: import('playwright-core').Page; fetched: Map<string, number> }> {
+  const fetched = new Map<string, number>();
+  const page = await browser.newPage();
+  page.on('requestfinished', async (request) => {
+    const path = new URL(request.url()).pathname;
+    if (path.startsWith(prefix)) fetched.set(path, (await request.sizes()).responseBodySize);
+  });
+  await page.goto(url);
+  await page.waitForFunction(() => (window as { ready?: boolean }).ready === true);
+  return { page, fetched };
+}
