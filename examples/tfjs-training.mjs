@@ -1,9 +1,10 @@
 // MoQ training of a TensorFlow.js model: `npm run build`, then `node examples/tfjs-training.mjs`.
 // The forward pass runs on quantized weights that step down from 8 to 4 bits while the optimizer
-// trains full-precision masters; detach() puts the masters back.
+// trains full-precision masters; export() packs the model as it trained, which loads back
+// through packedModel with the same loss; detach() puts the masters back.
 
 import * as tf from '@tensorflow/tfjs';
-import { attachMoq } from 'edge-moq/tfjs';
+import { attachMoq, packedModel } from 'edge-moq/tfjs';
 
 await tf.setBackend('cpu');
 
@@ -47,5 +48,12 @@ for (let step = 0; step < 32; step++) {
 const evaluate = () => tf.tidy(() => model.evaluate(x, y).dataSync()[0]);
 const last = moq.history.at(-1);
 console.log(`after ${last.step} steps: bits ${JSON.stringify(last.bits)}, loss on quantized weights ${evaluate().toFixed(4)}`);
+// Ship it: the weights packed from the masters at their final bits (writePackedTfjsModel from
+// edge-moq/node writes the folder), loaded back as any server or Worker would load it.
+const exported = await moq.export();
+const loaded = await tf.loadLayersModel(packedModel(exported));
+const reloadedLoss = tf.tidy(() => tf.losses.meanSquaredError(y, loaded.predict(x)).dataSync()[0]);
+console.log(`exported: ${exported.weights.length} bytes of weights (float32: ${exported.report.floatBytes}); loss after loading it back ${reloadedLoss.toFixed(4)}`);
+
 moq.detach();
 console.log(`loss on the full-precision masters: ${evaluate().toFixed(4)}`);
