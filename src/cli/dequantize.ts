@@ -6,7 +6,7 @@ import { dequantizeSafetensors, type DequantizeFileOptions } from '../formats/de
 import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
 
 import { dequantizeTfjsFile } from '../formats/tfjs/node-file.js';
-import { detectFormat, type FileFormat } from './detect-format.js';
+import { detectFormat, type FileFormat } from '../formats/detect-format.js';
 import type { Progress } from './progress.js';
 import { choiceFlag, stringFlag, type ParsedArgs } from './args.js';
 import { openPacker } from './packer.js';

@@ -12,7 +12,7 @@ import { readTfjsModelFile } from '../formats/tfjs/node-file.js';
 import { dtypeLabel } from '../formats/tfjs/weights-view.js';
 import type { PackedEntry } from '../formats/packed-metadata.js';
 import type { ParsedArgs } from './args.js';
-import { detectFormat } from './detect-format.js';
+import { detectFormat } from '../formats/detect-format.js';
 import { naming } from './file-errors.js';
 import { formatBytes, table } from './table.js';
 import { escapeForTerminal } from './terminal.js';

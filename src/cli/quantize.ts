@@ -12,7 +12,7 @@ import { choiceFlag, integerFlag, signedIntegerFlag, stringFlag, type ParsedArgs
 import { naming } from './file-errors.js';
 import { readRecipeFile } from './recipe-file.js';
 import { openPacker } from './packer.js';
-import { detectFormat, type FileFormat } from './detect-format.js';
+import { detectFormat, type FileFormat } from '../formats/detect-format.js';
 import { createProgress, type Progress } from './progress.js';
 import { formatBytes, table } from './table.js';
 import { escapeForTerminal } from './terminal.js';

@@ -4,15 +4,16 @@
 // checkpoint index otherwise; an ONNX model is a protobuf ModelProto, whose first field is
 // ir_version (tag 0x08).
 
-import { looksLikeTfjsModel } from '../formats/tfjs/model-json.js';
-import type { FileSource } from '../formats/node-file.js';
+import type { ByteSource } from './safetensors.js';
+import { looksLikeTfjsModel } from './tfjs/model-json.js';
 
 export type FileFormat = 'safetensors' | 'safetensors-index' | 'tfjs' | 'onnx' | 'unknown';
 
 /** JSON larger than this is not parsed to tell formats apart (its reader says what it is). */
 const MAX_SNIFFED_JSON = 256 * 1024 * 1024;
 
-export async function detectFormat(source: FileSource): Promise<FileFormat> {
+/** The format of the file in `source` (a Node file, a browser File, bytes in memory). */
+export async function detectFormat(source: ByteSource): Promise<FileFormat> {
   const head = new Uint8Array(Math.min(16, source.size));
   await source.read(0, head);
   if (head.length >= 9) {
@@ -25,7 +26,7 @@ export async function detectFormat(source: FileSource): Promise<FileFormat> {
   return 'unknown';
 }
 
-async function isTfjsModel(source: FileSource): Promise<boolean> {
+async function isTfjsModel(source: ByteSource): Promise<boolean> {
   if (source.size > MAX_SNIFFED_JSON) return false;
   const bytes = new Uint8Array(source.size);
   await source.read(0, bytes);
