@@ -50,7 +50,9 @@ export function serveDirectory(root, { port = 0, aliases = {} } = {}) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const root = fileURLToPath(new URL('..', import.meta.url));
+  const checkout = fileURLToPath(new URL('..', import.meta.url));
+  // `node scripts/serve.mjs [folder]`: the checkout (examples/browser), or a built folder such as dist/app.
+  const root = process.argv[2] ? join(process.cwd(), process.argv[2]) : checkout;
   const { url } = await serveDirectory(root, { port: Number(process.env.PORT ?? 8080) });
-  console.log(`serving ${root} at ${url}\nopen ${url}/examples/browser/ (add ?backend=webgpu|wasm-simd|wasm&bits=3 to choose)`);
+  console.log(process.argv[2] ? `serving ${root} at ${url}/` : `serving ${root} at ${url}\nopen ${url}/examples/browser/ (add ?backend=webgpu|wasm-simd|wasm&bits=3 to choose)`);
 }
