@@ -6,7 +6,7 @@
 // and leave the page usable, and no request anywhere but the app's own files.
 // APP_SCREENSHOTS=1 also writes docs/app-desktop.png and docs/app-phone.png from a finished run.
 
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { chromiumAvailability } from './support/chromium.js';
 import {
-  cliOutputs, downloadAll, openApp, removeScratch, scratchFolder, setControl, startApp, waitForOutcome,
+  cliOutputs, downloadAll, openApp, removeScratch, scratchFolder, setControl, startApp, waitForOutcome, waitForState,
   writeLargeSafetensors, writeShardedCheckpoint, writeTruncatedSafetensors, type AppPage, type AppServer,
 } from './support/app.js';
 import { emotionModelPath } from './support/tfjs-real-model.js';
@@ -30,7 +30,6 @@ const DOCS = fileURLToPath(new URL('../docs/', import.meta.url));
 const RECIPES = {
   onnx: { rules: [{ match: '^linear_85\\.w_0$', bits: 8, groupSize: 64 }, { match: '^linear_78\\.', keep: true }] },
   tfjs: { rules: [{ match: 'conv2d_1/Conv2D_weights$', keep: true }, { match: 'separable_conv2d_4/', bits: 8 }] },
-  sharded: { rules: [{ match: '\\.mlp\\.', bits: 3 }, { match: '^layers\\.2\\.', keep: true }] },
 };
 
 describe.skipIf(!available)('the web app in Chromium', () => {
@@ -56,14 +55,21 @@ describe.skipIf(!available)('the web app in Chromium', () => {
   /** Chooses a model's files and waits until the page has opened them (it names the entry file). */
   async function chooseModel(files: string[], entry: string): Promise<void> {
     await page.setInputFiles('#files', files);
-    await page.waitForFunction((name) => (document.body.textContent ?? '').includes(name) && !(document.querySelector('#quantize') as HTMLButtonElement).disabled, entry);
+    const state = await waitForState(page, ['ready', 'error']);
+    if (state !== 'ready') throw new Error(`the page could not open ${entry}: ${await page.locator('#error').textContent()}`);
+    expect(await page.locator('#model-entry').textContent()).toBe(entry);
   }
 
-  async function setOptions(options: { bits: number; groupSize?: number; backend: string; recipe?: string }): Promise<void> {
+  interface Options { bits: number; groupSize?: number; type?: 'symmetric' | 'asymmetric'; exclude?: string; backend: string; recipe?: string }
+
+  async function setOptions(options: Options): Promise<void> {
     await setControl(page, '#bits', String(options.bits));
     await setControl(page, '#group-size', options.groupSize === undefined ? '' : String(options.groupSize));
+    await setControl(page, '#type', options.type ?? 'symmetric');
+    await setControl(page, '#exclude', options.exclude ?? '');
     await setControl(page, '#backend', options.backend);
-    await page.setInputFiles('#recipe-load', options.recipe ?? []);
+    if (options.recipe) await page.setInputFiles('#recipe-load', options.recipe);
+    else await page.click('#recipe-clear');
   }
 
   /** Quantizes, waits for the end, and returns the downloads (checked to be the only outcome). */
@@ -89,8 +95,12 @@ describe.skipIf(!available)('the web app in Chromium', () => {
     const entry = [...files.keys()].find((name) => name.endsWith('.onnx'))!;
     const expected = await cliOutputs(ONNX_MODEL, entry, ['--bits', '4', '--group-size', '32', '--recipe', recipeFile('onnx')], join(scratch, 'cli-onnx'));
     expectSameFiles(files, expected);
-    // The table lists every packed weight with its error.
-    await expect(page.locator('#results tbody tr').count()).resolves.toBeGreaterThanOrEqual(8);
+    // The table lists every packed weight (8 of 9: the recipe keeps one) with its error; a row's
+    // histogram draws before and after.
+    await expect(page.locator('#results tbody tr').count()).resolves.toBe(8);
+    await page.click('#results tbody tr[data-tensor="linear_85.w_0"]');
+    await page.locator('#histogram[data-tensor="linear_85.w_0"] svg').waitFor();
+    if (process.env.APP_SCREENSHOTS === '1') await screenshots();
   });
 
   it.skipIf(!webGpuAvailable)('quantizes the real tfjs model (model.json + weights) with a recipe on WebGPU, as the CLI does', async () => {
@@ -104,16 +114,17 @@ describe.skipIf(!available)('the web app in Chromium', () => {
     expectSameFiles(files, expected);
   });
 
+  // Without a recipe: the CLI refuses every recipe for a sharded checkpoint (its options check
+  // runs the recipe against an empty file, where no rule matches), so there is nothing to compare.
   it('quantizes a sharded safetensors checkpoint (index + shards) into the CLI\'s shards and index', async () => {
     const folder = join(scratch, 'sharded');
-    (await import('node:fs')).mkdirSync(folder);
+    mkdirSync(folder);
     const paths = writeShardedCheckpoint(folder);
     await chooseModel(paths, 'model.safetensors.index.json');
-    await setOptions({ bits: 4, groupSize: 16, backend: 'auto', recipe: recipeFile('sharded') });
+    await setOptions({ bits: 3, groupSize: 16, type: 'asymmetric', exclude: '^layers\\.2\\.', backend: 'auto' });
     const files = await quantize();
-    const expected = await cliOutputs(paths[0]!, '', ['--bits', '4', '--group-size', '16', '--recipe', recipeFile('sharded')], join(scratch, 'cli-sharded'), true);
+    const expected = await cliOutputs(paths[0]!, '', ['--bits', '3', '--group-size', '16', '--type', 'asymmetric', '--exclude', '^layers\\.2\\.'], join(scratch, 'cli-sharded'), true);
     expectSameFiles(files, expected);
-    if (process.env.APP_SCREENSHOTS === '1') await screenshots();
   });
 
   it('cancels a run midway: the status says so, nothing to download, and the next run works', async () => {
@@ -122,7 +133,7 @@ describe.skipIf(!available)('the web app in Chromium', () => {
     await setOptions({ bits: 4, backend: 'wasm' });
     await page.click('#quantize');
     // The first progress report names a tensor of the file.
-    await page.waitForFunction(() => (document.querySelector('#progress')?.textContent ?? '').includes('blocks.'), undefined, { polling: 10 });
+    await page.waitForFunction(() => (document.querySelector('#progress-text')?.textContent ?? '').includes('blocks.'), undefined, { polling: 10 });
     await page.click('#cancel');
     expect(await waitForOutcome(page)).toBe('cancelled');
     await expect(page.locator('#downloads a[download]').count()).resolves.toBe(0);
@@ -148,19 +159,21 @@ describe.skipIf(!available)('the web app in Chromium', () => {
       const path = writeTruncatedSafetensors(scratch);
       await page.setInputFiles('#files', [path]);
       // Either opening it already tells, or quantizing does.
-      const opened = await Promise.race([
-        waitForOutcome(page, 5_000).catch(() => null),
-        page.waitForFunction(() => !(document.querySelector('#quantize') as HTMLButtonElement).disabled).then(() => null),
-      ]);
-      if (opened !== 'error') await page.click('#quantize');
+      if (await waitForState(page, ['ready', 'error']) === 'ready') await page.click('#quantize');
       await expectError(/truncat|short|end|bytes/i);
     });
 
     it('a recipe.json that does not parse', async () => {
+      await chooseModel([ONNX_MODEL], 'ch_PP-OCRv4_rec_infer.onnx');
       const path = join(scratch, 'broken-recipe.json');
       writeFileSync(path, '{ "rules": [ { "match": "a", ');
       await page.setInputFiles('#recipe-load', [path]);
-      await expectError(/JSON|recipe/i);
+      // The message stands next to the recipe editor, and nothing can run until the recipe is fixed.
+      const message = page.locator('#recipe-error');
+      await message.waitFor({ state: 'visible' });
+      expect(await message.textContent()).toMatch(/JSON|recipe/i);
+      await expect(page.locator('#quantize').isDisabled()).resolves.toBe(true);
+      await expect(page.locator('#downloads a[download]').count()).resolves.toBe(0);
     });
 
     it('after all of them, a good run works', async () => {

@@ -72,7 +72,7 @@ export async function openApp(app: AppServer, viewport = { width: 1280, height: 
   const consoleErrors: string[] = [];
   page.on('pageerror', (error) => void consoleErrors.push(error.message));
   await page.goto(app.url);
-  await page.locator('#files').waitFor({ state: 'attached' });
+  await page.waitForFunction(() => (window as { ready?: boolean }).ready === true);
   return {
     page,
     context,
@@ -96,20 +96,18 @@ export async function setControl(page: Page, selector: string, value: string): P
 
 export type Outcome = 'done' | 'error' | 'cancelled';
 
-/**
- * Waits for the run to end and says how: download links (done), a message in #error, or
- * #status saying the run was cancelled.
- */
+/** The page's state (document.body.dataset.state, app/main.ts): idle, opening, ready, quantizing, done, cancelled, error. */
+export async function waitForState(page: Page, states: readonly string[], timeout = 60_000): Promise<string> {
+  const handle = await page.waitForFunction((wanted) => {
+    const state = document.body.dataset.state ?? '';
+    return wanted.includes(state) ? state : false;
+  }, states, { timeout, polling: 20 });
+  return (await handle.jsonValue()) as string;
+}
+
+/** Waits for the run (or the opening of files) to end and says how. */
 export async function waitForOutcome(page: Page, timeout = 60_000): Promise<Outcome> {
-  const handle = await page.waitForFunction(() => {
-    const error = document.querySelector('#error');
-    if (error && (error.textContent ?? '').trim() !== '' && !(error as HTMLElement).hidden) return 'error';
-    const status = (document.querySelector('#status')?.textContent ?? '').toLowerCase();
-    if (status.includes('cancel')) return 'cancelled';
-    if (document.querySelectorAll('#downloads a[download]').length > 0) return 'done';
-    return false;
-  }, undefined, { timeout, polling: 50 });
-  return (await handle.jsonValue()) as Outcome;
+  return (await waitForState(page, ['done', 'error', 'cancelled'], timeout)) as Outcome;
 }
 
 /** Clicks every download link in #downloads and returns the saved files by suggested name. */
