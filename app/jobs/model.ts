@@ -5,7 +5,9 @@
 
 import { FormatError, InvalidInputError } from '../../src/errors.js';
 import { detectFormat, type FileFormat } from '../../src/formats/detect-format.js';
-import { externalLocations, readModel, readTensor, elementCount, GraphField } from '../../src/formats/onnx/model.js';
+import {
+  AttributeField, elementCount, externalLocations, GraphField, readModel, readNode, readTensor, type TensorHeader,
+} from '../../src/formats/onnx/model.js';
 import { bytesValue, readFields } from '../../src/formats/onnx/proto.js';
 import { openSafetensors, type ByteSource } from '../../src/formats/safetensors.js';
 import { parseShardIndex, type ShardIndex } from '../../src/formats/sharded.js';
@@ -119,15 +121,36 @@ const ONNX_TYPES: Readonly<Record<number, [string, number]>> = {
   9: ['BOOL', 1], 10: ['FLOAT16', 2], 11: ['DOUBLE', 8], 12: ['UINT32', 4], 13: ['UINT64', 8], 16: ['BFLOAT16', 2],
 };
 
-/** The main graph's initializers: the weights a recipe's rules match by name. */
+/**
+ * The model's constant tensors: initializers and Constant nodes' values (exporters such as
+ * Paddle's write every weight as a Constant), in subgraphs too; a Constant is named by its
+ * output, the name a MatMul's B and a recipe's rules see.
+ */
 function onnxTensors(bytes: Uint8Array): TensorInfoRow[] {
   const rows: TensorInfoRow[] = [];
-  for (const f of readFields(bytesValue(readModel(bytes).graph, 'graph'), 'the graph')) {
-    if (f.number !== GraphField.INITIALIZER) continue;
-    const t = readTensor(bytesValue(f, 'initializer'), 'an initializer');
+  const add = (t: TensorHeader, name: string) => {
     const [dtype, size] = ONNX_TYPES[t.dataType] ?? [`type ${t.dataType}`, 0];
-    rows.push({ name: t.name, shape: t.dims, dtype, bytes: t.external && t.external.length >= 0 ? t.external.length : elementCount(t.dims) * size });
-  }
+    rows.push({ name, shape: t.dims, dtype, bytes: t.external && t.external.length >= 0 ? t.external.length : elementCount(t.dims) * size });
+  };
+  const graph = (graphBytes: Uint8Array) => {
+    for (const f of readFields(graphBytes, 'a graph')) {
+      if (f.number === GraphField.INITIALIZER) {
+        const t = readTensor(bytesValue(f, 'initializer'), 'an initializer');
+        add(t, t.name);
+      } else if (f.number === GraphField.NODE) {
+        const node = readNode(f, 'a node');
+        for (const a of node.attributes) {
+          for (const v of a.fields) {
+            if (v.number === AttributeField.G || v.number === AttributeField.GRAPHS) graph(bytesValue(v, 'a subgraph'));
+            else if (v.number === AttributeField.T && node.opType === 'Constant' && (node.domain === '' || node.domain === 'ai.onnx') && a.name === 'value' && node.outputs[0]) {
+              add(readTensor(bytesValue(v, 'a Constant value'), 'a Constant value'), node.outputs[0]);
+            }
+          }
+        }
+      }
+    }
+  };
+  graph(bytesValue(readModel(bytes).graph, 'graph'));
   return rows;
 }
 
