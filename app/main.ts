@@ -163,6 +163,8 @@ function showError(code: string, message: string): void {
   const title = element('strong', undefined, code === 'INTERNAL' ? 'Something went wrong. ' : 'That did not work. ');
   const detail = element('span', 'code', ` (${code})`);
   $.error.replaceChildren(title, document.createTextNode(message), detail);
+  // The message may be a screen away from the control that caused it (the file picker is at the top).
+  $.error.scrollIntoView({ block: 'nearest' });
 }
 
 function clearError(): void {

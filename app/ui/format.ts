@@ -46,3 +46,8 @@ export function byId<T extends HTMLElement>(id: string, type: new () => T): T {
   if (!(node instanceof type)) throw new Error(`app/index.html has no <${type.name}> with id "${id}"; the page and its script disagree.`);
   return node;
 }
+
+/** A tensor name as text with a break opportunity after each / . and _ : names are long paths read from the end. */
+export function breakable(name: string): Node[] {
+  return name.split(/(?<=[/._])/).flatMap((part, i) => (i === 0 ? [document.createTextNode(part)] : [document.createElement('wbr'), document.createTextNode(part)]));
+}

@@ -4,7 +4,7 @@
 // and says what is wrong in the CLI's words.
 
 import { compileRecipe, isDeepSpeedConfig, recipeFromDeepSpeed, type CompiledRecipe, type Recipe, type RecipeRule } from '../../src/formats/recipe.js';
-import { element, plural } from './format.js';
+import { breakable, element, plural } from './format.js';
 
 /** One rule as the table holds it: the text of its cells, before any checking. */
 interface RuleRow {
@@ -282,6 +282,9 @@ export class RecipeEditor {
     this.els.error.textContent = state.kind === 'invalid' ? state.message : '';
     this.els.save.disabled = state.kind !== 'valid';
     this.els.table.classList.toggle('invalid', state.kind === 'invalid');
+    // An empty table is only a row of headings; the summary line says there are no rules.
+    const frame = this.els.table.closest<HTMLElement>('.table-scroll') ?? this.els.table;
+    frame.hidden = this.rows.length === 0;
 
     // Each row alone says whether it is the broken one; the whole recipe decides what each catches.
     this.rows.forEach((row, index) => {
@@ -318,7 +321,11 @@ export class RecipeEditor {
     const details = element('details');
     details.append(element('summary', undefined, plural(names.length, 'tensor')));
     const list = element('ul', 'names');
-    for (const name of names.slice(0, PREVIEW_NAMES)) list.append(element('li', undefined, name));
+    for (const name of names.slice(0, PREVIEW_NAMES)) {
+      const item = element('li');
+      item.append(...breakable(name));
+      list.append(item);
+    }
     if (names.length > PREVIEW_NAMES) list.append(element('li', 'hint', `and ${names.length - PREVIEW_NAMES} more`));
     details.append(list);
     return details;

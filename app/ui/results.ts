@@ -2,7 +2,7 @@
 // again to reverse), a row selectable by click or keyboard to ask for its histogram.
 
 import type { ResultRow } from '../protocol.js';
-import { element, formatBytes, formatError, formatShape } from './format.js';
+import { breakable, element, formatBytes, formatError, formatShape } from './format.js';
 
 type Key = 'name' | 'shape' | 'packedAs' | 'bytesIn' | 'bytesOut' | 'maxAbsError' | 'rmsError';
 
@@ -112,8 +112,9 @@ export class ResultsTable {
       tr.classList.toggle('selected', row.name === this.selected);
       tr.setAttribute('aria-selected', String(row.name === this.selected));
       for (const column of COLUMNS) {
-        const td = element('td', column.numeric ? 'numeric' : column.key, column.text(row));
-        if (column.key === 'name') td.title = row.name;
+        const td = element('td', column.numeric ? 'numeric' : column.key);
+        if (column.key === 'name') td.append(...breakable(row.name));
+        else td.textContent = column.text(row);
         tr.append(td);
       }
       tr.addEventListener('click', () => this.select(row, tr));
