@@ -300,10 +300,9 @@ function onReply(reply: Reply): void {
 function showResult(reply: Extract<Reply, { type: 'done' }>): void {
   $.resultPanel.hidden = false;
   const packed = reply.rows.filter((r) => r.packed).length;
-  const ratio = reply.bytesOut > 0 ? reply.bytesIn / reply.bytesOut : 0;
   $.totals.replaceChildren(
     element('strong', undefined, `${formatBytes(reply.bytesIn)} → ${formatBytes(reply.bytesOut)}`),
-    document.createTextNode(` (${ratio > 0 ? `${ratio.toFixed(2)}× smaller` : 'empty output'}) · ${plural(packed, 'tensor')} packed, ${reply.rows.length - packed} kept · ${formatDuration(reply.milliseconds)}`),
+    document.createTextNode(` (${sizeChange(reply.bytesIn, reply.bytesOut)}) · ${plural(packed, 'tensor')} packed, ${reply.rows.length - packed} kept · ${formatDuration(reply.milliseconds)}`),
   );
   $.explain.replaceChildren(
     element('span', 'label', 'Backend: '),
@@ -327,6 +326,13 @@ function showResult(reply: Extract<Reply, { type: 'done' }>): void {
   $.downloadAll.hidden = links.length < 2;
   progress.finish(`Done: ${plural(reply.rows.length, 'tensor')} in ${formatDuration(reply.milliseconds)}.`);
   status(`Done on ${reply.backend.kind}. Download the ${links.length === 1 ? 'file' : `${links.length} files`} below.`);
+}
+
+/** "3.87× smaller", or "1.76× larger" when the scales outweigh the savings (tiny tensors): never a ratio below 1 called smaller. */
+function sizeChange(before: number, after: number): string {
+  if (after === 0 || before === 0) return 'nothing to compare';
+  if (after === before) return 'same size';
+  return after < before ? `${(before / after).toFixed(2)}× smaller` : `${(after / before).toFixed(2)}× larger`;
 }
 
 /** One click per file, a moment apart: browsers drop downloads started in the same instant. */
