@@ -349,14 +349,8 @@ $.files.addEventListener('change', () => {
   $.files.value = ''; // choosing the same files again opens them again
 });
 $.drop.addEventListener('click', (event) => {
-  // The "choose files" label opens the picker itself; a click elsewhere in the zone does too.
+  // The "choose files" label opens the picker itself (and is the keyboard's way in); a click elsewhere in the zone does too.
   if (!(event.target instanceof Element && event.target.closest('label')) && !$.files.disabled) $.files.click();
-});
-$.drop.addEventListener('keydown', (event) => {
-  if ((event.key === 'Enter' || event.key === ' ') && event.target === $.drop && !$.files.disabled) {
-    event.preventDefault();
-    $.files.click();
-  }
 });
 for (const name of ['dragenter', 'dragover'] as const) {
   $.drop.addEventListener(name, (event) => {
