@@ -39,6 +39,6 @@ export function drawHistogram(figure: HTMLElement, reply: HistogramReply): void 
   const holder = element('div', 'chart');
   holder.innerHTML = svg;
   const caption = element('figcaption', 'hint',
-    `${reply.before.length} bins over [${min.toPrecision(4)}, ${max.toPrecision(4)}]; the quantized values gather on the grid's levels.`);
+    `${reply.before.length} bins over the input's range [${min.toPrecision(4)}, ${max.toPrecision(4)}]; each count scale is its own.`);
   figure.replaceChildren(holder, caption);
 }
