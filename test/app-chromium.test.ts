@@ -6,7 +6,7 @@
 // and leave the page usable, and no request anywhere but the app's own files.
 // APP_SCREENSHOTS=1 also writes docs/app-desktop.png and docs/app-phone.png from a finished run.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +70,9 @@ describe.skipIf(!available)('the web app in Chromium', () => {
     await setControl(page, '#backend', options.backend);
     if (options.recipe) await page.setInputFiles('#recipe-load', options.recipe);
     else await page.click('#recipe-clear');
+    // The editor reads recipe.json asynchronously: Quantize waits for its rules to be in the table.
+    const rules = options.recipe ? (JSON.parse(readFileSync(options.recipe, 'utf8')) as { rules: unknown[] }).rules.length : 0;
+    await page.waitForFunction((count) => document.querySelectorAll('#recipe-table tbody tr[data-rule]').length === count, rules);
   }
 
   /** Quantizes, waits for the end, and returns the downloads (checked to be the only outcome). */
