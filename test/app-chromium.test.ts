@@ -162,7 +162,7 @@ describe.skipIf(!available)('the web app in Chromium', () => {
       const path = join(scratch, 'notes.txt');
       writeFileSync(path, 'These are my notes, not a model.\n');
       await page.setInputFiles('#files', [path]);
-      await expectError(/safetensors|ONNX|model/i);
+      await expectError(/"notes\.txt": not a model file/);
     });
 
     it('a truncated safetensors file', async () => {
@@ -170,7 +170,15 @@ describe.skipIf(!available)('the web app in Chromium', () => {
       await page.setInputFiles('#files', [path]);
       // Either opening it already tells, or quantizing does.
       if (await waitForState(page, ['ready', 'error']) === 'ready') await page.click('#quantize');
-      await expectError(/truncat|short|end|bytes/i);
+      await expectError(/past the end of the file .*truncated/);
+    });
+
+    it('an index without its shards', async () => {
+      const folder = join(scratch, 'index-alone');
+      mkdirSync(folder);
+      const [index] = writeShardedCheckpoint(folder);
+      await page.setInputFiles('#files', [index!]);
+      await expectError(/needs 3 more files .*model-00001-of-00003\.safetensors/);
     });
 
     it('a recipe.json that does not parse', async () => {
