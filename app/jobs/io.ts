@@ -174,6 +174,9 @@ export async function clearFolder(folder: OpfsDirectory): Promise<void> {
   for (const name of names) await folder.removeEntry(name, { recursive: true }).catch(() => undefined);
 }
 
+/** Bytes an OPFS output gathers before one write (one such buffer per open output). */
+const OPFS_BUFFER_BYTES = 16 << 20;
+
 /**
  * Outputs in an OPFS folder, each written through a sync access handle (positional, beyond
  * 2 GB). The Blob of a finished output is the OPFS file itself, read from disk when downloaded.
@@ -201,12 +204,29 @@ export function opfsStore(folder: OpfsDirectory, token: CancelToken): OutputStor
           throw new EdgeMoqError('IO', `${name}: the Origin Private File System took ${written} of ${bytes.length} bytes (is the disk or the site's quota full?)`);
         }
       };
+      // Each sync write is a call into the browser: measured in headless Chromium, a 2.25 GB
+      // checkpoint spent 19 s of 57 in small writes (scales, one group batch at a time); with
+      // writes gathered into 4 MiB it took 25 s, into 16 MiB 19 s. The bytes not yet written,
+      // [flushed, size), wait in `pending`, where writeAt patches them too.
+      const pending = new Uint8Array(OPFS_BUFFER_BYTES);
+      let flushed = 0;
+      const flush = () => {
+        if (size > flushed) put(pending.subarray(0, size - flushed), flushed);
+        flushed = size;
+      };
       const sink: OutputSink = {
         name,
         async write(bytes) {
           token.check();
           open('write');
-          put(bytes, size);
+          if (size - flushed + bytes.length > pending.length) flush();
+          if (bytes.length >= pending.length) {
+            put(bytes, size);
+            size += bytes.length;
+            flushed = size;
+            return;
+          }
+          pending.set(bytes, size - flushed);
           size += bytes.length;
         },
         async writeAt(offset, bytes) {
@@ -215,10 +235,14 @@ export function opfsStore(folder: OpfsDirectory, token: CancelToken): OutputStor
           if (offset < 0 || offset + bytes.length > size) {
             throw new EdgeMoqError('IO', `${name}: writeAt ${offset}+${bytes.length} reaches past the ${size} bytes written`);
           }
-          put(bytes, offset);
+          // The part before `flushed` is on disk already; the rest is still in `pending`.
+          const onDisk = Math.max(0, Math.min(bytes.length, flushed - offset));
+          if (onDisk > 0) put(bytes.subarray(0, onDisk), offset);
+          if (onDisk < bytes.length) pending.set(bytes.subarray(onDisk), offset + onDisk - flushed);
         },
         async close() {
           open('close');
+          flush();
           access.flush();
           access.close();
           state = 'closed';
