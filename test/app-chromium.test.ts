@@ -78,7 +78,7 @@ describe.skipIf(!available)('the web app in Chromium', () => {
   /** Quantizes, waits for the end, and returns the downloads (checked to be the only outcome). */
   async function quantize(): Promise<Map<string, Buffer>> {
     await page.click('#quantize');
-    const outcome = await waitForOutcome(page);
+    const outcome = await waitForOutcome(page, 110_000);
     if (outcome !== 'done') throw new Error(`the run ended ${outcome}: ${await page.locator('#error').textContent()}`);
     return downloadAll(page);
   }
@@ -122,7 +122,7 @@ describe.skipIf(!available)('the web app in Chromium', () => {
     const entry = [...files.keys()].find((name) => name.endsWith('.json'))!;
     const expected = await cliOutputs(TFJS_MODEL, entry, ['--bits', '4', '--recipe', recipeFile('tfjs')], join(scratch, 'cli-tfjs'));
     expectSameFiles(files, expected);
-  });
+  }, 120_000); // SwiftShader compiles the shaders on the CPU: 10-17 s alone on 2 cores, more beside other suites
 
   // Without a recipe: the CLI refuses every recipe for a sharded checkpoint (its options check
   // runs the recipe against an empty file, where no rule matches), so there is nothing to compare.
@@ -135,6 +135,14 @@ describe.skipIf(!available)('the web app in Chromium', () => {
     const files = await quantize();
     const expected = await cliOutputs(paths[0]!, '', ['--bits', '3', '--group-size', '16', '--type', 'asymmetric', '--exclude', '^layers\\.2\\.'], join(scratch, 'cli-sharded'), true);
     expectSameFiles(files, expected);
+    // "Download all" starts one download per file.
+    const started: string[] = [];
+    const onDownload = (download: import('playwright-core').Download) => void started.push(download.suggestedFilename());
+    page.on('download', onDownload);
+    await page.click('#download-all');
+    await expect.poll(() => started.length).toBe(files.size);
+    page.off('download', onDownload);
+    expect(started.sort()).toEqual([...files.keys()].sort());
   });
 
   it('cancels a run midway: the status says so, nothing to download, and the next run works', async () => {
