@@ -127,7 +127,7 @@ async function handle(request: Request): Promise<void> {
         histogramPacker = null;
         throw error;
       });
-      const histogram = await tensorHistogram(last.files, last.options, last.rows, request.tensor, request.bins, packer, last.onnxOps);
+      const histogram = await tensorHistogram(last.files, last.options, last.rows, request.tensor, request.bins, packer, last.onnxOps, token);
       reply({ type: 'histogram', id: request.id, tensor: request.tensor, ...histogram });
     }
   } catch (error) {

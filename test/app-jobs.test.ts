@@ -145,6 +145,33 @@ describe('app jobs: the same bytes as the CLI', () => {
     expect(histogram.before.reduce((a, c) => a + c, 0)).toBe(K * N);
     expect(histogram.after.reduce((a, c) => a + c, 0)).toBe(K * N);
   });
+
+  it('an ONNX model whose weights are Constant nodes (as Paddle exports them): listed by the names MatMul reads, packed as the CLI packs them', async () => {
+    const folder = join(dir, 'onnx-constants');
+    mkdirSync(folder);
+    const input = join(folder, 'consts.onnx');
+    writeFileSync(input, encodeModel({
+      irVersion: 10, opsetImports: [{ domain: '', version: 21 }],
+      graph: {
+        name: 'g',
+        nodes: [
+          { opType: 'Constant', name: 'c', inputs: [], outputs: ['cw'], attributes: { value: { tensor: { name: 'cw', dataType: OnnxDataType.FLOAT, dims: [32, 8], raw: float32Raw(randomTensor(256, 61)) } } } },
+          { opType: 'MatMul', name: 'mm', inputs: ['A', 'cw'], outputs: ['Y'] },
+        ],
+        initializers: [],
+        inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [1, 32] }],
+        outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [1, 8] }],
+      },
+    }));
+    const opened = await openModel(filesOf(input), new CancelToken());
+    expect(opened.tensors).toEqual([{ name: 'cw', shape: [32, 8], dtype: 'FLOAT', bytes: 1024 }]);
+    mkdirSync(join(dir, 'onnx-constants-out'));
+    const output = join(dir, 'onnx-constants-out', 'consts.q8.onnx');
+    expect((await runCli(['quantize', input, '-o', output, '--bits', '8', '--group-size', '16'])).code).toBe(0);
+    const out = await bytesOf(await job(filesOf(input), { bits: 8, groupSize: 16 }));
+    expect([...out.keys()]).toEqual(['consts.q8.onnx']);
+    expect(out.get('consts.q8.onnx')).toEqual(new Uint8Array(readFileSync(output)));
+  });
 });
 
 describe('app jobs: cancel, errors, histogram', () => {

@@ -26,6 +26,3 @@ export class CancelToken {
     if (this.#cancelled) throw new JobCancelled();
   }
 }
-
-/** A token that is never cancelled, for jobs nobody can stop (the histogram's re-run). */
-export const NEVER_CANCELLED = new CancelToken();

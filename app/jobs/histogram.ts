@@ -12,7 +12,7 @@ import { quantizeTfjsModel } from '../../src/formats/tfjs/quantize.js';
 import type { PackedTensor, PackOptions } from '../../src/packed/layout.js';
 import type { Packer } from '../../src/packed/packer.js';
 import type { AppOptions, ResultRow } from '../protocol.js';
-import { NEVER_CANCELLED } from './cancel.js';
+import { CancelToken } from './cancel.js';
 import { blobSource, discardSink } from './io.js';
 import { companionOpener, locateModel, type NamedBlob } from './model.js';
 import { fileOptions, onnxOptions } from './quantize.js';
@@ -88,16 +88,15 @@ function bin(values: readonly number[], edges: number[], bins: number): number[]
   return counts;
 }
 
-/** The before/after histogram of `tensor` from the last job (its files, options and rows). */
+/** The before/after histogram of `tensor` from the last job (its files, options and rows); `token` stops it. */
 export async function tensorHistogram(
   files: readonly NamedBlob[], options: AppOptions, rows: readonly ResultRow[], tensor: string, bins: number, packer: Packer,
-  onnxOps?: ReadonlyMap<string, string>,
+  onnxOps?: ReadonlyMap<string, string>, token: CancelToken = new CancelToken(),
 ): Promise<Histogram> {
   if (!Number.isInteger(bins) || bins < 1 || bins > 10_000) throw new InvalidInputError('INVALID_ARGUMENT', `bins must be an integer from 1 to 10000, got ${bins}.`);
   const row = rows.find((r) => r.name === tensor);
   if (!row) throw new InvalidInputError('INVALID_ARGUMENT', `the last job has no tensor "${tensor}".`);
   if (!row.packed) throw new InvalidInputError('INVALID_ARGUMENT', `"${tensor}" was ${row.packedAs}: it is written as it was read, so before and after are the same.`);
-  const token = NEVER_CANCELLED;
   const model = await locateModel(files, token);
   const elements = row.shape.reduce((a, b) => a * b, 1);
   const stride = Math.max(1, Math.ceil(elements / MAX_SAMPLES));
