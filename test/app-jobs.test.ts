@@ -171,6 +171,13 @@ describe('app jobs: the same bytes as the CLI', () => {
     const out = await bytesOf(await job(filesOf(input), { bits: 8, groupSize: 16 }));
     expect([...out.keys()]).toEqual(['consts.q8.onnx']);
     expect(out.get('consts.q8.onnx')).toEqual(new Uint8Array(readFileSync(output)));
+
+    // Inline weights report no progress: a cancel stops the job at its next pack.
+    const token = new CancelToken();
+    const store = memoryStore(token);
+    const pack = packer.pack.bind(packer);
+    const stopping: Packer = { kind: packer.kind, pack: (...args) => { token.cancel(); return pack(...args); }, unpack: packer.unpack.bind(packer), dispose: () => undefined };
+    await expect(runQuantizeJob(filesOf(input), { bits: 8, groupSize: 16 }, { packer: stopping, store, token })).rejects.toBeInstanceOf(JobCancelled);
   });
 });
 

@@ -148,21 +148,42 @@ function progressFor(context: JobContext): (p: QuantizeProgress) => void {
   };
 }
 
+/**
+ * The packer with a cancellation check before each pack: every format packs tensor by tensor
+ * (or chunk by chunk), so this is a boundary where even an ONNX model with its weights inline,
+ * which is read whole and reports no progress, stops.
+ */
+function cancellable(packer: Packer, token: CancelToken): Packer {
+  return {
+    get kind() {
+      return packer.kind;
+    },
+    pack(data, options, into) {
+      token.check();
+      return packer.pack(data, options, into);
+    },
+    unpack: (packed, out) => packer.unpack(packed, out),
+    // The packer belongs to the caller.
+    dispose: () => undefined,
+  };
+}
+
 async function quantizeLocated(model: LocatedModel, options: AppOptions, context: JobContext): Promise<JobResult> {
-  const { packer, store, token } = context;
+  const { store, token } = context;
+  const packer = cancellable(context.packer, token);
   const base = { format: model.format, entry: model.entry.name };
   if (model.format === 'onnx') {
     const settings = onnxOptions(options);
     const name = outputName(model.entry.name, options.bits, 'onnx');
-    const locations = new Set<string>();
+    const locations = new Set(externalLocations(readModel(model.onnx!)));
     let externalIn = 0;
-    // quantizeOnnx reports no progress: the external data read so far stands for it.
-    const total = model.byName.size > 1 ? [...model.byName.values()].filter((f) => f !== model.entry).reduce((n, f) => n + f.size, 0) : 0;
+    // quantizeOnnx reports no progress: the external data read so far stands for it (a model
+    // with its weights inline is read whole before it starts, and reports none).
+    const total = [...locations].reduce((n, location) => n + (model.byName.get(location)?.size ?? 0), 0);
     const open = companionOpener(model, token, (bytes) => {
       externalIn += bytes;
       context.onProgress?.({ tensor: '', index: 0, count: 1, bytesDone: Math.min(externalIn, total), bytesTotal: total });
     });
-    for (const location of externalLocations(readModel(model.onnx!))) locations.add(location);
     const data = locations.size > 0 ? await store.create(`${name}.data`) : null;
     const result = await quantizeOnnx(model.onnx!, settings, {
       packer,
@@ -205,7 +226,7 @@ async function quantizeLocated(model: LocatedModel, options: AppOptions, context
     await json.close();
     return { ...base, ...reportParts(result.report), outputs: await finish([json, weights]) };
   }
-  return quantizeShards(model, fileOpts, context);
+  return quantizeShards(model, fileOpts, context, packer);
 }
 
 function reportParts(report: QuantizeReport): Pick<JobResult, 'rows' | 'bytesIn' | 'bytesOut' | 'warnings'> {
@@ -223,8 +244,8 @@ function inShard(shard: string, error: unknown): unknown {
  * A sharded checkpoint: every shard in index order (sorted names) on this one packer, then the
  * index, as quantizeShardedCheckpoint writes them (same shard names, same index text).
  */
-async function quantizeShards(model: LocatedModel, options: QuantizeFileOptions, context: JobContext): Promise<JobResult> {
-  const { packer, store, token } = context;
+async function quantizeShards(model: LocatedModel, options: QuantizeFileOptions, context: JobContext, packer: Packer): Promise<JobResult> {
+  const { store, token } = context;
   const index = model.index!;
   const open = companionOpener(model, token);
   // The index and the shards must agree before anything is written (shard-jobs.ts openShards).
