@@ -8,8 +8,17 @@ export async function readWasmFile(url: URL): Promise<BufferSource> {
   return fs.readFile(url);
 }
 
-/** A file's bytes, by file: URL or by path (relative to the working directory). */
+/**
+ * A regular file's bytes, by file: URL or by path (relative to the working directory). Anything
+ * else is refused before it is read: a FIFO would block the read forever.
+ */
 export async function readLocalFile(location: URL | string): Promise<Uint8Array> {
   const fs = await import('node:fs/promises');
-  return new Uint8Array(await fs.readFile(location));
+  const file = await fs.open(location, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    if (!(await file.stat()).isFile()) throw new Error('not a regular file');
+    return new Uint8Array(await file.readFile());
+  } finally {
+    await file.close();
+  }
 }

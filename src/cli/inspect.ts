@@ -66,7 +66,7 @@ async function inspectTfjs(input: string): Promise<number> {
     const weights = await fileSource(join(dirname(input), path));
     try {
       const file = await openSafetensors(weights);
-      checkWeightsFile(file, weightSpecs(model).map(originalSpec), path);
+      await checkWeightsFile(file, weightSpecs(model).map(originalSpec), path);
       records = new Map(readPackedLayout(file).packed.map((p) => [p.name, p.entry]));
     } catch (error) {
       throw naming(error, input);

@@ -20,8 +20,13 @@ export async function detectFormat(source: ByteSource): Promise<FileFormat> {
     const headerLength = new DataView(head.buffer).getBigUint64(0, true);
     if (headerLength > 0n && headerLength <= BigInt(source.size - 8) && head[8] === 0x7b) return 'safetensors';
   }
-  const first = head.find((byte) => byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d);
-  if (first === 0x7b) return (await isTfjsModel(source)) ? 'tfjs' : 'safetensors-index';
+  // JSON may open with a UTF-8 byte order mark and any amount of whitespace.
+  const bom = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
+  const first = head.subarray(bom).find((byte) => byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d);
+  if (first === 0x7b || (first === undefined && source.size > head.length)) {
+    if (await isTfjsModel(source)) return 'tfjs';
+    if (first === 0x7b) return 'safetensors-index';
+  }
   if (head[0] === 0x08) return 'onnx';
   return 'unknown';
 }
@@ -31,6 +36,7 @@ async function isTfjsModel(source: ByteSource): Promise<boolean> {
   const bytes = new Uint8Array(source.size);
   await source.read(0, bytes);
   try {
+    // TextDecoder drops a leading byte order mark.
     return looksLikeTfjsModel(JSON.parse(new TextDecoder().decode(bytes)));
   } catch {
     return false;

@@ -113,7 +113,7 @@ export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options:
   if (options.path !== undefined && !PATHS.includes(options.path)) {
     throw new InvalidInputError('INVALID_ARGUMENT', `path must be 'auto', 'gpu' or 'host', got ${describeValue(options.path)}.`);
   }
-  const path = choosePath(tf, options);
+  const path = choosePath(tf, model, options);
   let gpu: GpuParameterBackend | undefined;
   if (path.tfBackend) {
     const given = options.backend;
@@ -148,7 +148,7 @@ export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options:
 }
 
 /** The GPU path when tfjs computes on WebGPU and nothing given rules it out; else the host path, with the reason. */
-function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { tfBackend?: TfWebGpuBackend } {
+function choosePath(tf: TfNamespace, model: tf.LayersModel, options: AttachMoqOptions): MoqPath & { tfBackend?: TfWebGpuBackend } {
   const requested = options.path ?? 'auto';
   if (requested === 'host') return { kind: 'host', reason: "requested (path: 'host')" };
   const found = tfjsDevice(tf);
@@ -157,6 +157,8 @@ function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { tfB
     hostReason = found.reason;
   } else if (options.quantizer instanceof Quantizer) {
     hostReason = 'a ready-made Quantizer quantizes on the backend it was built with; pass its options or DeepSpeed config as `quantizer` for the GPU path';
+  } else if (largestWeightBytes(model) > found.device.limits.maxStorageBufferBindingSize) {
+    hostReason = `a weight of ${largestWeightBytes(model)} bytes is larger than this device binds at once (maxStorageBufferBindingSize ${found.device.limits.maxStorageBufferBindingSize})`;
   } else if (options.backend !== undefined && !(options.backend instanceof WebGpuBackend && options.backend.device === found.device)) {
     hostReason = `the backend given (${options.backend.kind}) does not run on tfjs's GPUDevice; give none, or a WebGpuBackend created with { device: tf.backend().device }`;
   } else {
@@ -167,6 +169,13 @@ function choosePath(tf: TfNamespace, options: AttachMoqOptions): MoqPath & { tfB
   }
   if (requested === 'gpu') throw new InvalidInputError('INVALID_ARGUMENT', `path 'gpu' cannot run: ${hostReason}.`);
   return { kind: 'host', reason: hostReason };
+}
+
+/** Bytes of the model's largest trainable weight (0 for a model that is not a layers model: listWeights says what is wrong). */
+function largestWeightBytes(model: tf.LayersModel): number {
+  const weights = (model as { trainableWeights?: { shape?: readonly number[] }[] } | null)?.trainableWeights;
+  if (!Array.isArray(weights)) return 0;
+  return Math.max(0, ...weights.map((w) => 4 * (Array.isArray(w?.shape) ? w.shape.reduce((a, b) => a * b, 1) : 0)));
 }
 
 export class MoqTraining {
@@ -216,7 +225,7 @@ export class MoqTraining {
    */
   async afterStep(options: AfterStepOptions = {}): Promise<MoqStepReport> {
     if (this.detached) throw new InvalidInputError('INVALID_ARGUMENT', 'MoQ was detached from this model; attach it again to continue.');
-    if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep is already running; await it before the next step.');
+    if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep or export is already running; await it before the next step.');
     checkKeys(options, AFTER_STEP_KEYS, 'afterStep options');
     if (options.overflow !== undefined && typeof options.overflow !== 'boolean') {
       throw new InvalidInputError('INVALID_ARGUMENT', `overflow must be true or false, got ${describeValue(options.overflow)}.`);
@@ -258,18 +267,24 @@ export class MoqTraining {
    */
   async export(options: ExportOptions = {}): Promise<ExportedModel> {
     if (this.detached) throw new InvalidInputError('INVALID_ARGUMENT', 'MoQ was detached from this model: export before detach(), while the masters are still kept.');
-    if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep is running; await it before exporting.');
+    if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep or export is running; await it before exporting.');
     const { io } = this.tf as Partial<Pick<typeof tf, 'io'>>;
     if (typeof io?.withSaveHandler !== 'function') {
       throw new InvalidInputError('INVALID_ARGUMENT', 'export saves the model through tf.io.withSaveHandler: attach MoQ with the whole TensorFlow.js namespace.');
     }
-    return exportTrainedModel({ tf: { io }, model: this.model, masters: await this.readMasters(), quantizer: this.quantizer, weights: this.weights }, options);
+    // Busy while exporting: a step or a detach meanwhile would change the masters being packed.
+    this.busy = true;
+    try {
+      return await exportTrainedModel({ tf: { io }, model: this.model, masters: await this.readMasters(), quantizer: this.quantizer, weights: this.weights }, options);
+    } finally {
+      this.busy = false;
+    }
   }
 
   /** Writes the full-precision masters back into the model and stops; the model trains as before. */
   detach(): void {
     if (this.detached) return;
-    if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep is running; await it before detaching.');
+    if (this.busy) throw new InvalidInputError('INVALID_ARGUMENT', 'afterStep or export is running; await it before detaching.');
     this.driver.release();
     this.detached = true;
   }

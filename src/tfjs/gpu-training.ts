@@ -148,6 +148,12 @@ class GpuTrackedWeight implements RestorableWeight {
 class GpuQuantizedWeight extends GpuTrackedWeight {
   /** The full-precision master, in a buffer of ours on tfjs's device. */
   readonly master: GPUBuffer;
+  /**
+   * The master before the step in flight: the update is written into the master in place, so a
+   * step that fails before it finishes (a throwing eigenvalue provider, a bad schedule entry)
+   * puts this back rather than leave the update applied for the next step to apply again.
+   */
+  readonly previous: GPUBuffer;
   /** Whether the variable held the master itself (before the first quantization, or during the offset). */
   heldIsMaster = true;
   /** Stands for this weight in the quantizer's calls (see GpuParameterBackend). */
@@ -156,6 +162,7 @@ class GpuQuantizedWeight extends GpuTrackedWeight {
   constructor(tf: GpuTfNamespace, name: string, shape: readonly number[], variable: tf.Variable, device: GPUDevice, placeholders: ArrayBuffer) {
     super(tf, name, shape, variable);
     this.master = createMasterBuffer(device, `edge-moq master ${name}`, variable.size);
+    this.previous = createMasterBuffer(device, `edge-moq previous master ${name}`, variable.size);
     this.placeholder = new Float32Array(placeholders, 0, variable.size);
   }
 
@@ -171,6 +178,7 @@ class GpuQuantizedWeight extends GpuTrackedWeight {
   override dispose(): void {
     super.dispose();
     this.master.destroy();
+    this.previous.destroy();
   }
 }
 
@@ -230,6 +238,7 @@ export class GpuStepDriver implements StepDriver {
     });
     this.kernels.resetFlag();
     const encoder = this.device.createCommandEncoder({ label: 'edge-moq tfjs straight-through' });
+    for (const w of this.quantized) encoder.copyBufferToBuffer(w.master, 0, w.previous, 0, w.variable.size * 4);
     this.kernels.encode(encoder, dispatches);
     // The updated values are spent: each quantized weight's copy takes its new master, for the quantizer to quantize in place.
     this.quantized.forEach((w, j) => encoder.copyBufferToBuffer(w.master, 0, updated[this.slots[j]!]!.buffer, 0, w.variable.size * 4));
@@ -309,8 +318,13 @@ export class GpuStepDriver implements StepDriver {
     return gpuCopy(this.tfBackend, tensor);
   }
 
-  /** Frees what a step that failed before finishing left behind. */
+  /** Undoes and frees what a step that failed before finishing left behind. */
   private dropPending(): void {
+    if (this.pending) {
+      const encoder = this.device.createCommandEncoder({ label: 'edge-moq tfjs masters back' });
+      for (const w of this.quantized) encoder.copyBufferToBuffer(w.previous, 0, w.master, 0, w.variable.size * 4);
+      this.device.queue.submit([encoder.finish()]);
+    }
     for (const w of this.quantized) this.backend.take(w.placeholder);
     for (const copy of [...this.pending?.updated ?? [], ...this.pending?.held ?? [], ...this.heldCopies ?? []]) copy.tensor.dispose();
     this.pending = null;

@@ -115,7 +115,8 @@ function memoryFiles(source: ModelFiles): Files {
 
 function localFiles(location: string): Files {
   const base = location.startsWith('file:') ? new URL(location) : location;
-  const sibling = (path: string) => (base instanceof URL ? new URL(path, base) : `${base.slice(0, base.lastIndexOf('/') + 1)}${path}`);
+  const folderEnd = (path: string) => Math.max(path.lastIndexOf('/'), path.lastIndexOf('\\')) + 1;
+  const sibling = (path: string) => (base instanceof URL ? inFolder(base, path) : `${base.slice(0, folderEnd(base))}${path}`);
   const read = async (at: URL | string) => {
     try {
       return await readLocalFile(at);
@@ -133,19 +134,37 @@ function localFiles(location: string): Files {
 function fetchedFiles(url: string, options: PackedModelOptions): Files {
   const fetcher = options.fetch ?? globalThis.fetch;
   if (typeof fetcher !== 'function') throw new InvalidInputError('INVALID_ARGUMENT', 'this runtime has no fetch: pass options.fetch, or the files in memory.');
-  const base = new URL(url, (globalThis as { location?: { href: string } }).location?.href);
+  let base: URL;
+  try {
+    base = new URL(url, (globalThis as { location?: { href: string } }).location?.href);
+  } catch (error) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `${JSON.stringify(url)} is not a URL this runtime can resolve (a relative URL needs a page): give an absolute URL, or the files in memory.`, { cause: error });
+  }
   const get = async (at: URL) => {
-    let response: Response;
     try {
-      response = await fetcher(at.href, options.requestInit);
+      const response = await fetcher(at.href, options.requestInit);
+      if (!response.ok) throw new EdgeMoqError('IO', `fetching ${at.href} failed: HTTP ${response.status} ${response.statusText}`);
+      return new Uint8Array(await response.arrayBuffer());
     } catch (error) {
-      throw new EdgeMoqError('IO', `fetching ${at.href} failed: ${(error as Error).message}`, { cause: error });
+      if (error instanceof EdgeMoqError) throw error;
+      throw new EdgeMoqError('IO', `fetching ${at.href} failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
     }
-    if (!response.ok) throw new EdgeMoqError('IO', `fetching ${at.href} failed: HTTP ${response.status} ${response.statusText}`);
-    return new Uint8Array(await response.arrayBuffer());
   };
   return {
     model: async () => parseTfjsModel(await get(base), base.href),
-    read: (path) => get(new URL(path, base)),
+    read: (path) => get(inFolder(base, path)),
   };
+}
+
+/**
+ * `path` resolved against the model.json's URL, which must stay in its folder: the manifest's
+ * paths are checked already (model-json.ts); this holds the resolution itself to it too.
+ */
+function inFolder(base: URL, path: string): URL {
+  const target = new URL(path, base);
+  const folder = new URL('.', base);
+  if (target.origin !== folder.origin || !target.pathname.startsWith(folder.pathname)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `the manifest path ${JSON.stringify(path)} resolves to ${target.href}, outside the model's folder ${folder.href}.`);
+  }
+  return target;
 }

@@ -123,7 +123,8 @@ export class QuantizedWeight extends TrackedWeight {
   /**
    * The master after the optimizer turned the held values into `updated`: the straight-through
    * estimator applies the optimizer's change (computed at the quantized weights) to the master.
-   * The difference and the sum are exact in doubles; only the stored result rounds to float32.
+   * The difference and the sum are taken in doubles (exact unless the exponents lie more than
+   * 29 bits apart); the stored result rounds to float32 once.
    */
   nextMaster(updated: Float32Array): Float32Array {
     if (this.heldIsMaster) return updated;

@@ -6,12 +6,13 @@
 import { FormatError, InvalidInputError } from '../../errors.js';
 import { validatePacked, type PackedTensor } from '../../packed/layout.js';
 import type { Packer } from '../../packed/packer.js';
+import { axisProblem } from '../axis.js';
 import { dequantizeSafetensors } from '../dequantize-file.js';
 import { packedEntry, packedMetadata, packedNames, readPackedLayout, type PackedEntry } from '../packed-metadata.js';
 import { encodeFloat32, encodeSafetensors, memorySource, openSafetensors, type ByteSource, type SafetensorsFile, type TensorBytes } from '../safetensors.js';
-import { isPackedTfjsModel, originalSpec, weightSpecs, type TfjsModelJson, type TfjsWeightSpec } from './model-json.js';
-import { packedModelJson } from './quantize.js';
-import { storedAs, weightsView } from './weights-view.js';
+import { checkTfjsModel, isPackedTfjsModel, originalSpec, weightSpecs, type TfjsModelJson, type TfjsWeightSpec } from './model-json.js';
+import { checkWeightsPath, packedModelJson } from './quantize.js';
+import { storedAs, weightByteLength, weightsView } from './weights-view.js';
 
 /** The parts of tf.io.ModelArtifacts a model is made of (what tfjs's loaders read). */
 export interface ArtifactsLike {
@@ -44,7 +45,9 @@ export async function packArtifacts(
   artifacts: ArtifactsLike, packed: ReadonlyMap<string, { packed: PackedTensor; axis?: number }>, options: { weightsPath?: string } = {},
 ): Promise<{ modelJson: TfjsModelJson; weights: Uint8Array }> {
   const weightsPath = options.weightsPath ?? weightsFileFor('model.json');
-  const specs = artifacts.weightSpecs;
+  checkWeightsPath(weightsPath);
+  // The artifacts are checked as a model.json is: a spec tfjs would misread is refused here.
+  const specs = weightSpecs(checkTfjsModel({ modelTopology: artifacts.modelTopology ?? {}, weightsManifest: [{ paths: ['weightData'], weights: artifacts.weightSpecs }] }, 'artifacts'));
   const data = joinBuffers(artifacts.weightData);
   const view = await weightsView([{ specs, shards: [memorySource(data)], paths: ['weightData'] }]);
   const unknown = [...packed.keys()].filter((name) => !specs.some((s) => s.name === name));
@@ -73,7 +76,10 @@ export async function packArtifacts(
     tensors.push({ name: names.codes, dtype: 'U8', shape: [p.codes.length], data: p.codes });
     tensors.push({ name: names.scales, dtype: 'F32', shape: [p.scales.length], data: encodeFloat32(p.scales, 'F32') });
     if (p.zeros) tensors.push({ name: names.zeros, dtype: 'F32', shape: [p.zeros.length], data: encodeFloat32(p.zeros, 'F32') });
-    entries.set(spec.name, packedEntry(p, spec.shape, 'F32', item.axis ?? spec.shape.length - 1));
+    const axis = item.axis ?? spec.shape.length - 1;
+    const problem = axis === spec.shape.length - 1 ? (p.length % p.groupSize === 0 ? null : `groups of ${p.groupSize} do not divide ${p.length} values`) : axisProblem(spec.shape, axis, p.groupSize);
+    if (problem) throw new InvalidInputError('INVALID_ARGUMENT', `packed "${spec.name}": ${problem}.`);
+    entries.set(spec.name, packedEntry(p, spec.shape, 'F32', axis));
   });
   const weights = encodeSafetensors(tensors, packedMetadata(entries));
   const model: Record<string, unknown> = { modelTopology: artifacts.modelTopology };
@@ -89,7 +95,7 @@ export async function packArtifacts(
 export async function unpackModel(model: TfjsModelJson, weights: ByteSource, packer: Packer): Promise<ArtifactsLike> {
   if (!isPackedTfjsModel(model)) throw new InvalidInputError('INVALID_ARGUMENT', 'the model is not packed by edge-moq; load it with tfjs directly.');
   const specs = weightSpecs(model).map(originalSpec);
-  checkWeightsFile(await openSafetensors(weights), specs, model.weightsManifest[0]!.paths[0]!);
+  await checkWeightsFile(await openSafetensors(weights), specs, model.weightsManifest[0]!.paths[0]!);
   const chunks: Uint8Array[] = [];
   await dequantizeSafetensors(weights, {
     async write(bytes) { chunks.push(bytes.slice()); },
@@ -122,19 +128,20 @@ export async function plainArtifacts(model: TfjsModelJson, shards: ReadonlyMap<s
  * (packed ones by their records): anything else means the model.json and the weights file are
  * not each other's, and loading would put values under the wrong names.
  */
-export function checkWeightsFile(file: SafetensorsFile, specs: readonly TfjsWeightSpec[], path: string): void {
+export async function checkWeightsFile(file: SafetensorsFile, specs: readonly TfjsWeightSpec[], path: string): Promise<void> {
   const layout = readPackedLayout(file);
   const packed = new Map(layout.packed.map((p) => [p.name, p]));
   const plain = new Map(layout.plain.map((t) => [t.name, t]));
-  const order = file.tensors.map((t) => t.name);
+  const order = new Map(file.tensors.map((t, i) => [t.name, i]));
   const disagree = (what: string) =>
     new FormatError(`"${path}" does not match the model.json beside it: ${what}. The files come from different runs; quantize the model again.`);
+  if (packed.size + plain.size !== specs.length) throw disagree(`it holds ${packed.size + plain.size} weights, the manifest lists ${specs.length}`);
   let position = -1;
   for (const spec of specs) {
     const p = packed.get(spec.name);
     const t = plain.get(spec.name);
     if (!p && !t) throw disagree(`it has no weight "${spec.name}"`);
-    const at = order.indexOf(p ? p.codes.name : spec.name);
+    const at = order.get(p ? p.codes.name : spec.name)!;
     if (at < position) throw disagree(`weight "${spec.name}" is out of the manifest's order`);
     position = at;
     const stored = storedAs(spec, t?.byteLength ?? 0);
@@ -142,8 +149,12 @@ export function checkWeightsFile(file: SafetensorsFile, specs: readonly TfjsWeig
     if (dtype !== stored.dtype || shape.length !== stored.shape.length || shape.some((d, i) => d !== stored.shape[i])) {
       throw disagree(`weight "${spec.name}" is ${dtype} [${shape.join(', ')}] there but ${spec.dtype} [${spec.shape.join(', ')}] in the manifest`);
     }
+    // Kept as raw bytes (strings, complex pairs): their length must be what the spec makes tfjs read.
+    if (t && stored.dtype === 'U8' && (spec.dtype === 'string' || spec.dtype === 'complex64') && !spec.quantization) {
+      const expected = await weightByteLength(spec, file.source, t.byteOffset, t.byteOffset + t.byteLength).catch(() => -1);
+      if (expected !== t.byteLength) throw disagree(`weight "${spec.name}" (${spec.dtype} [${spec.shape.join(', ')}]) is not what its ${t.byteLength} bytes there hold`);
+    }
   }
-  if (packed.size + plain.size !== specs.length) throw disagree(`it holds ${packed.size + plain.size} weights, the manifest lists ${specs.length}`);
 }
 
 function artifactsOf(model: TfjsModelJson, specs: TfjsWeightSpec[], weightData: ArrayBuffer): ArtifactsLike {

@@ -129,13 +129,15 @@ export function checkTfjsModel(value: unknown, what: string): TfjsModelJson {
 /**
  * Shard paths are resolved against the model.json's folder or URL: an absolute path, a
  * backslash, a NUL or a ".." segment could name a file outside it, which no converter writes.
+ * So could "%2e%2e" (URL resolution decodes it to ".."), and "?" or "#" would change the URL
+ * the path resolves to: percent signs, query and fragment characters are refused too.
  */
-function checkShardPath(path: unknown, at: string): void {
+export function checkShardPath(path: unknown, at: string): void {
   if (typeof path !== 'string' || path === '') throw new FormatError(`${at} must be a non-empty file name, got ${describeValue(path)}.`);
-  const outside = path.startsWith('/') || path.includes('\\') || path.includes('\0') || /^[a-z][a-z0-9+.-]*:/i.test(path)
+  const outside = path.startsWith('/') || /[\\\0%?#]/.test(path) || /^[a-z][a-z0-9+.-]*:/i.test(path)
     || path.split('/').some((segment) => segment === '..' || segment === '');
   if (outside) {
-    throw new FormatError(`${at} is ${describeValue(path)}: shard paths must be relative names inside the model's folder (no absolute path, "..", "//", "\\" or scheme).`);
+    throw new FormatError(`${at} is ${describeValue(path)}: shard paths must be relative names inside the model's folder (no absolute path, "..", "//", "\\", "%", "?", "#" or scheme).`);
   }
 }
 

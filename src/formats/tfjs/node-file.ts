@@ -15,7 +15,7 @@ import { readPackedLayout } from '../packed-metadata.js';
 import { DTYPE_BYTES, openSafetensors, type ByteSink, type SafetensorsFile } from '../safetensors.js';
 import { checkWeightsFile, weightsFileFor } from './artifacts.js';
 import { isPackedTfjsModel, originalSpec, parseTfjsModel, weightSpecs, type TfjsModelJson } from './model-json.js';
-import { quantizeTfjsModel, type QuantizeTfjsResult } from './quantize.js';
+import { checkWeightsPath, quantizeTfjsModel, type QuantizeTfjsResult } from './quantize.js';
 
 /** tfjs's converter splits weights into shards of 4 MiB (what browsers cache well). */
 export const SHARD_BYTES = 4 * 1024 * 1024;
@@ -56,7 +56,7 @@ export async function quantizeTfjsFile(input: string, output: string, packer: Pa
     // Every input is opened before the outputs are checked against them.
     if (isPackedTfjsModel(model)) {
       const weights = await open(model.weightsManifest[0]!.paths[0]!);
-      checkWeightsFile(await openSafetensors(weights), weightSpecs(model).map(originalSpec), model.weightsManifest[0]!.paths[0]!);
+      await checkWeightsFile(await openSafetensors(weights), weightSpecs(model).map(originalSpec), model.weightsManifest[0]!.paths[0]!);
     } else {
       for (const path of model.weightsManifest.flatMap((g) => g.paths)) await open(path);
     }
@@ -96,9 +96,10 @@ export async function dequantizeTfjsFile(input: string, output: string, packer: 
     sources.push(weights);
     const specs = weightSpecs(model).map(originalSpec);
     const file = await openSafetensors(weights);
-    checkWeightsFile(file, specs, weightsName);
+    await checkWeightsFile(file, specs, weightsName);
     const dataBytes = unpackedBytes(file);
-    const count = Math.ceil(dataBytes / SHARD_BYTES);
+    // At least one shard while there are weights, even of zero bytes: a manifest group lists its files.
+    const count = specs.length === 0 ? 0 : Math.max(1, Math.ceil(dataBytes / SHARD_BYTES));
     const stem = basename(output).replace(/\.json$/i, '');
     const names = Array.from({ length: count }, (_, i) => `${stem}.group1-shard${i + 1}of${count}.bin`);
     await checkOutputFile(output, { distinctFrom: sources });
@@ -123,6 +124,7 @@ export async function writePackedTfjsModel(path: string, model: { modelJson: Tfj
   if (!isPackedTfjsModel(model.modelJson) || weightsName === undefined) {
     throw new InvalidInputError('INVALID_ARGUMENT', 'writePackedTfjsModel takes a packed model { modelJson, weights } (from moq.export or packArtifacts).');
   }
+  checkWeightsPath(weightsName);
   const weightsPath = join(dirname(path), weightsName);
   const folder = await outputFolder(path);
   try {
@@ -139,8 +141,10 @@ export async function writePackedTfjsModel(path: string, model: { modelJson: Tfj
 }
 
 /**
- * The model.json goes last: the files it names are renamed into place first, then it is. Any
- * failure discards all of them.
+ * The model.json goes last: the files it names are renamed into place first, then it is. A
+ * failure before the renames discards every output; one while renaming can leave the new files
+ * beside the old model.json, which then no longer matches them and is refused when read
+ * (checkWeightsFile), never loaded with the wrong weights.
  */
 async function writeJsonLast(path: string, model: TfjsModelJson, sources: readonly FileSource[], others: readonly { sink: ByteSink; done: boolean }[]): Promise<void> {
   const json = atomicFileSink(path, { distinctFrom: sources });

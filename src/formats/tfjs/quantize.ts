@@ -46,7 +46,7 @@ export async function quantizeTfjsModel(
     const spec = byName.get(t.name)!;
     const reason = t.packed || !t.reason?.endsWith('is not a float dtype') ? t.reason : spec.quantization && spec.quantization.dtype !== 'float16'
       ? `already quantized by tfjs (${spec.quantization.dtype})` : `${spec.dtype} is not a float type`;
-    return { ...t, dtype: dtypeLabel(spec), ...(reason === undefined ? {} : { reason }) };
+    return { ...t, dtype: dtypeLabel(spec), shape: spec.shape, ...(reason === undefined ? {} : { reason }) };
   });
   return { modelJson: packedModelJson(model, specs, weightsPath), report };
 }
@@ -69,7 +69,8 @@ export async function openGroups(model: TfjsModelJson, open: ShardOpener): Promi
   return groups;
 }
 
-function checkWeightsPath(path: string): void {
+/** A packed model's weights file is a plain file name beside its model.json. */
+export function checkWeightsPath(path: string): void {
   if (typeof path !== 'string' || path === '' || path.includes('/') || path.includes('\\') || path === '.' || path === '..') {
     throw new InvalidInputError('INVALID_ARGUMENT', `the weights file must be a plain file name beside model.json, got ${JSON.stringify(path)}.`);
   }

@@ -30,16 +30,31 @@ export function dtypeLabel(spec: TfjsWeightSpec): string {
 
 const BYTES: Readonly<Record<string, number>> = { float32: 4, int32: 4, bool: 1, complex64: 8, uint8: 1, uint16: 2, float16: 2 };
 
-/** Bytes one weight takes in a shard; strings are read (each is a uint32 length, then its bytes). */
-async function byteLengthOf(spec: TfjsWeightSpec, data: ByteSource, offset: number, end: number): Promise<number> {
+/** String length prefixes are read through a window of this many bytes, not one read per string. */
+const STRING_WINDOW_BYTES = 64 * 1024;
+
+/**
+ * Bytes one weight takes in its group's shards, starting at `offset` (before `end`). Strings
+ * are read: each is a uint32 length, then its bytes. A count of strings whose prefixes alone
+ * could not fit is refused before anything is read, so a hostile shape costs nothing.
+ */
+export async function weightByteLength(spec: TfjsWeightSpec, data: ByteSource, offset: number, end: number): Promise<number> {
   const size = spec.shape.reduce((a, b) => a * b, 1);
   if (spec.dtype !== 'string' || spec.quantization) return size * BYTES[spec.quantization?.dtype ?? spec.dtype]!;
-  const prefix = new Uint8Array(4);
+  if (size * 4 > end - offset) throw short(spec, end - offset, size * 4);
+  const window = new Uint8Array(Math.min(STRING_WINDOW_BYTES, end - offset));
+  const view = new DataView(window.buffer);
+  let windowStart = offset;
+  let windowEnd = offset;
   let at = offset;
   for (let i = 0; i < size; i++) {
     if (at + 4 > end) throw short(spec, end - offset, at + 4 - offset);
-    await data.read(at, prefix);
-    at += 4 + new DataView(prefix.buffer).getUint32(0, true);
+    if (at < windowStart || at + 4 > windowEnd) {
+      windowStart = at;
+      windowEnd = Math.min(end, at + window.length);
+      await data.read(windowStart, window.subarray(0, windowEnd - windowStart));
+    }
+    at += 4 + view.getUint32(at - windowStart, true);
   }
   if (at > end) throw short(spec, end - offset, at - offset);
   return at - offset;
@@ -77,7 +92,7 @@ export async function weightsView(groups: readonly ShardGroup[]): Promise<Weight
     const data = concatSources(group.shards);
     let offset = 0;
     for (const spec of group.specs) {
-      const length = await byteLengthOf(spec, data, offset, data.size);
+      const length = await weightByteLength(spec, data, offset, data.size);
       if (offset + length > data.size) throw short(spec, data.size - offset, length);
       tensors.push({ name: spec.name, ...storedAs(spec, length) });
       byteLengths.push(length);
