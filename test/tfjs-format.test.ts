@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeMoqError, FormatError } from '../src/errors.js';
 import { readPackedLayout } from '../src/formats/packed-metadata.js';
 import { memorySource, openSafetensors } from '../src/formats/safetensors.js';
+import { packArtifacts } from '../src/formats/tfjs/artifacts.js';
+import { writePackedTfjsModel } from '../src/formats/tfjs/node-file.js';
 import { packedModel } from '../src/tfjs/handler.js';
 import { runCli } from './support/cli.js';
 import { convModel, everyKindOfWeight, saveLayersModel, writeGraphModel, writeManifestModel } from './support/tfjs-models.js';
@@ -264,6 +266,11 @@ describe('bad models: typed errors, nothing written, nothing half-loaded', () =>
     ['a dtype tfjs does not have', () => broken((_, json) => { json.weightsManifest[0].weights[2].dtype = 'int64'; }), /"int64", which TensorFlow.js does not have/],
     ['a shard path leaving the folder', () => broken((_, json) => { json.weightsManifest[0].paths[0] = '../secret.bin'; }), /relative names inside the model's folder/],
     ['a weight listed twice', () => broken((_, json) => { json.weightsManifest[0].weights[1].name = 'w1'; }), /listed twice/],
+    ['a shard path leaving the folder once URL-decoded', () => broken((_, json) => { json.weightsManifest[0].paths[0] = '%2e%2e/secret.bin'; }), /no absolute path, "\.\.", .*"%"/],
+    ['more strings than their shard could hold a length for', () => {
+      const model = writeManifestModel(fresh('strings'), [{ spec: { name: 'vocab', shape: [1e12], dtype: 'string' }, bytes: new Uint8Array(64) }]);
+      return model.json;
+    }, /needs 4000000000000 bytes but its group's shards hold only 64/],
   ];
   it.each(cases)('%s', async (_, make, message) => {
     const json = make();
@@ -328,5 +335,42 @@ describe('unpacking on WebGPU (Dawn on SwiftShader)', async () => {
     } finally {
       device.destroy();
     }
+  });
+});
+
+describe('packed models that must not be written or loaded wrong', () => {
+  it('dequantize and quantize refuse a packed model.json whose kept string or complex weights disagree with their bytes', async () => {
+    const out = fresh('kinds-packed');
+    await quantize(writeManifestModel(fresh('kinds'), everyKindOfWeight()).json, join(out, 'model.json'), '--bits', '8');
+    const json = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8'));
+    json.weightsManifest[0].weights.find((w: { name: string }) => w.name === 'rotation').shape = [2, 3];
+    writeFileSync(join(out, 'model.json'), JSON.stringify(json));
+    for (const command of ['dequantize', 'quantize']) {
+      const target = join(fresh('never'), 'model.json');
+      const result = await runCli([command, join(out, 'model.json'), '-o', target, ...(command === 'quantize' ? ['--bits', '4'] : []), '--quiet']);
+      expect(result.stderr).toMatch(/weight "rotation" \(complex64 \[2, 3\]\) is not what its 32 bytes there hold/);
+      expect(existsSync(target)).toBe(false);
+    }
+  });
+
+  it('a model whose weights are all empty dequantizes to one empty shard that loads', async () => {
+    const model = writeManifestModel(fresh('empty'), [{ spec: { name: 'nothing', shape: [0, 4], dtype: 'float32' }, bytes: new Uint8Array(0) }]);
+    const out = fresh('empty-packed');
+    await quantize(model.json, join(out, 'model.json'), '--bits', '4');
+    const plain = fresh('empty-plain');
+    expect((await runCli(['dequantize', join(out, 'model.json'), '-o', join(plain, 'model.json'), '--quiet'])).code).toBe(0);
+    const artifacts = await packedModel(join(plain, 'model.json')).load();
+    expect(artifacts.weightSpecs).toEqual([{ name: 'nothing', shape: [0, 4], dtype: 'float32' }]);
+    expect((artifacts.weightData as ArrayBuffer).byteLength).toBe(0);
+  });
+
+  it('a weights path outside the folder is refused by packArtifacts and writePackedTfjsModel', async () => {
+    const artifacts = await packedModel(writeGraphModel(fresh('g')).json).load();
+    await expect(packArtifacts(artifacts as never, new Map(), { weightsPath: '../escaped.bin' })).rejects.toThrow(/plain file name beside model.json/);
+    const packed = await packArtifacts(artifacts as never, new Map());
+    packed.modelJson.weightsManifest[0]!.paths[0] = '../escaped.bin';
+    const folder = fresh('written');
+    await expect(writePackedTfjsModel(join(folder, 'model.json'), packed)).rejects.toThrow(/plain file name beside model.json/);
+    expect(existsSync(join(folder, '..', 'escaped.bin'))).toBe(false);
   });
 });
