@@ -106,7 +106,8 @@ const recipe = new RecipeEditor({
 }, () => updateControls());
 
 function startWorker(): Worker {
-  const started = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  // The page's query string goes to the worker: its storage settings (worker.js?storage=memory) are read there.
+  const started = new Worker(new URL(`./worker.js${location.search}`, import.meta.url), { type: 'module' });
   started.addEventListener('message', (event: MessageEvent<Reply>) => onReply(event.data));
   // A worker that dies (a script error, memory) is replaced: the page stays usable, the job is lost.
   started.addEventListener('error', (event) => {

@@ -216,7 +216,7 @@ async function quantizeLocated(model: LocatedModel, options: AppOptions, context
     if (isPackedTfjsModel(tfjs)) {
       // As quantizeTfjsFile: a packed model's weights file is checked against its manifest first.
       const path = tfjs.weightsManifest[0]!.paths[0]!;
-      checkWeightsFile(await openSafetensors(await open(path)), weightSpecs(tfjs).map(originalSpec), path);
+      await checkWeightsFile(await openSafetensors(await open(path)), weightSpecs(tfjs).map(originalSpec), path);
     }
     const weights = await store.create(weightsName);
     // The CLI's tfjs weights go through a deferred, non-positional sink: the same layout here.
