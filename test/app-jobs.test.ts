@@ -89,6 +89,15 @@ describe('app jobs: the same bytes as the CLI', () => {
     expect([...result.keys()].sort()).toEqual(readdirSync(out).sort());
     for (const [name, bytes] of result) expect(bytes, name).toEqual(new Uint8Array(readFileSync(join(out, name))));
 
+    // A recipe whose rule takes tensors of one shard only: the checkpoint-wide check lets it through, as the CLI's does.
+    const recipe = { rules: [{ match: '^head\\.', bits: 8 }] };
+    writeFileSync(join(dir, 'sharded-recipe.json'), JSON.stringify(recipe));
+    const recipeOut = join(dir, 'sharded-recipe-out');
+    const withRecipe = await runCli(['quantize', join(folder, 'model.safetensors.index.json'), '-o', recipeOut, '--bits', '4', '--group-size', '64', '--jobs', '1', '--recipe', join(dir, 'sharded-recipe.json'), '--quiet']);
+    expect(withRecipe.code, withRecipe.stderr).toBe(0);
+    const recipeResult = await bytesOf(await job(files, { bits: 4, groupSize: 64, recipe }));
+    for (const [name, bytes] of recipeResult) expect(bytes, name).toEqual(new Uint8Array(readFileSync(join(recipeOut, name))));
+
     const missing = files.filter((f) => f.name !== 'model-00002-of-00002.safetensors');
     await expect(openModel(missing, new CancelToken())).rejects.toThrow(/needs the file "model-00002-of-00002\.safetensors"/);
   });

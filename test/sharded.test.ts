@@ -130,6 +130,25 @@ describe('one machine', () => {
   });
 });
 
+describe('recipes over a checkpoint', () => {
+  it('takes a rule that matches tensors of one shard only, packing them as one file would, and warns of a rule that takes none', async () => {
+    const out = newFolder();
+    const recipe = { rules: [{ match: '^layers\\.3\\.mlp', bits: 8 }, { match: 'nowhere', keep: true }] };
+    const report = await quantizeShardedCheckpoint(join(checkpoint, INDEX), out, { ...OPTIONS, jobs: 2, recipe });
+    const mlp3 = report.shards.flatMap((s) => s.report.tensors).find((t) => t.name === 'layers.3.mlp.weight')!;
+    expect([mlp3.bits, mlp3.rule]).toEqual([8, 0]);
+    expect(report.shards.flatMap((s) => s.report.tensors).filter((t) => t.packed && t.bits === 8).map((t) => t.name)).toEqual(['layers.3.mlp.weight']);
+    expect(report.warnings).toEqual(['recipe rule 2 ("nowhere") matches no tensor of the checkpoint that an earlier rule did not take']);
+  });
+
+  it('refuses a recipe that matches no tensor of the checkpoint, writing nothing', async () => {
+    const parent = newFolder();
+    await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), join(parent, 'out'), { ...OPTIONS, jobs: 1, recipe: { rules: [{ match: 'nowhere', bits: 8 }] } }))
+      .rejects.toThrow(/match no tensor of this checkpoint/);
+    expect(readdirSync(parent)).toEqual([]);
+  });
+});
+
 describe('split across machines', () => {
   it.each([1, 2, 3, 5, 7])('%i pieces ("i/n", each on its own machine), merged, equal the one-machine run byte for byte', async (count) => {
     const gathered = newFolder();

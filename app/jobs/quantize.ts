@@ -15,7 +15,7 @@ import { shardIndexText, type ShardContents } from '../../src/formats/sharded.js
 import { checkWeightsFile, weightsFileFor } from '../../src/formats/tfjs/artifacts.js';
 import { isPackedTfjsModel, originalSpec, weightSpecs } from '../../src/formats/tfjs/model-json.js';
 import { quantizeTfjsModel } from '../../src/formats/tfjs/quantize.js';
-import { compileRecipe } from '../../src/formats/recipe.js';
+import { checkRecipeAcross, compileRecipe } from '../../src/formats/recipe.js';
 import type { Packer } from '../../src/packed/packer.js';
 import type { AppOptions, ModelFormat, ResultRow } from '../protocol.js';
 import type { CancelToken } from './cancel.js';
@@ -275,10 +275,12 @@ async function quantizeShards(model: LocatedModel, options: QuantizeFileOptions,
   const sinks: OutputSink[] = [];
   const contents: ShardContents[] = [];
   const tensors: TensorReport[] = [];
-  const warnings: string[] = [];
+  // A recipe's use is checked over the checkpoint, as the CLI does (shard-jobs.ts): a shard may hold no tensor a rule takes.
+  const warnings: string[] = options.recipe === undefined ? [] : checkRecipeAcross(compileRecipe(options.recipe, 'recipe'), index.weightMap.keys());
   let bytesIn = 0;
   let bytesOut = 0;
-  const { onProgress, ...rest } = options;
+  const { onProgress, ...shardOptions } = options;
+  const rest: QuantizeFileOptions = options.recipe === undefined ? shardOptions : { ...shardOptions, recipeChecked: true };
   // One progress over all shards: bytes of the shards before this one, plus this one's.
   const bytesTotal = [...dataBytes.values()].reduce((a, b) => a + b, 0);
   let before = 0;

@@ -62,6 +62,11 @@ export interface QuantizeFileOptions {
    * the defaults. A rule may pack 1-D tensors without includeVectors.
    */
   recipe?: Recipe | readonly RecipeRule[];
+  /**
+   * The recipe's use was checked over a whole checkpoint (recipe.ts checkRecipeAcross): a file
+   * whose tensors no rule matches is not an error, and rules it does not use are not warned of.
+   */
+  recipeChecked?: boolean;
   /** Pack 1-D tensors too (MoQ leaves biases and norms alone; so does this, by default). */
   includeVectors?: boolean;
   /** Float32 bytes read per chunk (default 16 MiB). Memory stays near a few chunks. */
@@ -149,7 +154,7 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
     const layout = isPackedFile(file) ? readPackedLayout(file) : { packed: [], plain: file.tensors };
     carried = layout.packed;
     items = planItems(file, layout, options, patterns);
-    if (patterns.recipe) recipeWarnings.push(...checkRecipeUse(patterns.recipe, items));
+    if (patterns.recipe && !options.recipeChecked) recipeWarnings.push(...checkRecipeUse(patterns.recipe, items));
   } catch (error) {
     await sink.abort().catch(() => undefined);
     throw error;

@@ -154,3 +154,23 @@ export function isDeepSpeedConfig(json: unknown): boolean {
 export function readRecipe(json: unknown, label = 'recipe'): CompiledRecipe {
   return compileRecipe(isDeepSpeedConfig(json) ? recipeFromDeepSpeed(json) : json, label);
 }
+
+/**
+ * A recipe's use over a whole checkpoint (its shards' tensor names): refused when no rule
+ * matches any name (a typo in every pattern), and a warning for each rule that takes none.
+ * Shards are then packed with `recipeChecked`, since one shard may rightly hold no tensor a
+ * rule matches.
+ */
+export function checkRecipeAcross(recipe: CompiledRecipe, names: Iterable<string>): string[] {
+  const used = new Set<number>();
+  for (const name of names) {
+    const rule = recipe.ruleFor(name);
+    if (rule) used.add(rule.index);
+  }
+  if (used.size === 0) {
+    fail(`the recipe's ${recipe.rules.length} rule(s) match no tensor of this checkpoint (patterns: ${recipe.rules.map((r) => JSON.stringify(r.rule.match)).join(', ')}); ` +
+      'check them against the names `edge-moq inspect` lists; nothing was written.');
+  }
+  return recipe.rules.filter((r) => !used.has(r.index))
+    .map((r) => `recipe rule ${r.index + 1} (${JSON.stringify(r.rule.match)}) matches no tensor of the checkpoint that an earlier rule did not take`);
+}

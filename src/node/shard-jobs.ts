@@ -19,6 +19,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { describeError, describeValue } from '../describe.js';
 import { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource, type FileSource, type OutputTarget } from '../formats/node-file.js';
+import { checkRecipeAcross, compileRecipe } from '../formats/recipe.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport } from '../formats/quantize-file.js';
 import { encodeSafetensors, memorySource, openSafetensors, type ByteSink } from '../formats/safetensors.js';
 import {
@@ -352,8 +353,10 @@ export async function quantizeShardedCheckpoint(indexPath: string, outFolder: st
   }
   const packer = await createPacker(backend);
   try {
-    await checkQuantizeOptions(packer, quantizeOptions);
-    return await quantizeShards(indexPath, outFolder, { jobs, piece, backend, onShard, onProgress, quantizeOptions }, packer);
+    // A recipe's use is checked over the checkpoint (quantizeShards), not shard by shard.
+    const shardOptions: QuantizeFileOptions = quantizeOptions.recipe === undefined ? quantizeOptions : { ...quantizeOptions, recipeChecked: true };
+    await checkQuantizeOptions(packer, shardOptions);
+    return await quantizeShards(indexPath, outFolder, { jobs, piece, backend, onShard, onProgress, quantizeOptions: shardOptions }, packer);
   } finally {
     packer.dispose();
   }
@@ -378,7 +381,10 @@ async function quantizeShards(indexPath: string, outFolder: string, settings: Ru
   let createdFolder: string | undefined;
   let staging: string | undefined;
   const workers: Job[] = [];
+  let recipeWarnings: string[] = [];
   try {
+    // Every tensor of the checkpoint, whichever piece this run packs: a rule may take only other pieces' tensors.
+    if (quantizeOptions.recipe !== undefined) recipeWarnings = checkRecipeAcross(compileRecipe(quantizeOptions.recipe, 'options.recipe'), index.weightMap.keys());
     sources.push(...await openShards(index, inputFolder, shards, indexPath));
     const indexName = piece ? partialIndexName(basename(indexPath), piece) : basename(indexPath);
     try {
@@ -440,7 +446,7 @@ async function quantizeShards(indexPath: string, outFolder: string, settings: Ru
       piece,
       shards: reports,
       totalSize: outputs.reduce((sum, o) => sum + o.tensors.reduce((s, [, bytes]) => s + bytes, 0), 0),
-      warnings: reports.flatMap(({ file, report }) => report.warnings.map((w) => `${file}: ${w}`)),
+      warnings: [...recipeWarnings, ...reports.flatMap(({ file, report }) => report.warnings.map((w) => `${file}: ${w}`))],
     };
   } catch (error) {
     await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
