@@ -303,7 +303,8 @@ function showResult(reply: Extract<Reply, { type: 'done' }>): void {
   const packed = reply.rows.filter((r) => r.packed).length;
   $.totals.replaceChildren(
     element('strong', undefined, `${formatBytes(reply.bytesIn)} → ${formatBytes(reply.bytesOut)}`),
-    document.createTextNode(` (${sizeChange(reply.bytesIn, reply.bytesOut)}) · ${plural(packed, 'tensor')} packed, ${reply.rows.length - packed} kept · ${formatDuration(reply.milliseconds)}`),
+    // An ONNX model's rows are the weights converted (as the CLI lists them), so only kept rows are counted as kept.
+    document.createTextNode(` (${sizeChange(reply.bytesIn, reply.bytesOut)}) · ${plural(packed, 'tensor')} packed${reply.rows.length > packed ? `, ${reply.rows.length - packed} kept` : ''} · ${formatDuration(reply.milliseconds)}`),
   );
   $.explain.replaceChildren(
     element('span', 'label', 'Backend: '),

@@ -162,5 +162,5 @@ scope.addEventListener('message', (event) => {
   });
 });
 
-// An OPFS folder left by a closed tab is emptied when the worker starts (openOpfsFolder clears it).
+// The worker's OPFS folder is made when it starts; folders closed or crashed tabs left go then (openOpfsFolder).
 void opfsFolder();

@@ -149,29 +149,49 @@ export interface OpfsDirectory {
   keys(): AsyncIterableIterator<string>;
 }
 
-/** The folder of the OPFS this app writes into, emptied: what a crashed or closed tab left goes. */
+/** Web Locks, where the runtime has them: a live worker holds one named after its folder. */
+interface Locks {
+  request(name: string, callback: () => Promise<unknown>): Promise<unknown>;
+  query(): Promise<{ held?: { name?: string }[] }>;
+}
+
+const APP_FOLDER = 'edge-moq-app';
+const LOCK_PREFIX = 'edge-moq-app/';
+
+/**
+ * This worker's own OPFS folder (edge-moq-app/<random>), which it holds a Web Lock on for as
+ * long as it lives: a folder no live worker holds was left by a closed or crashed tab and is
+ * removed, while another open tab's outputs are left alone. Without Web Locks nothing but this
+ * worker's own folder is touched.
+ */
 export async function openOpfsFolder(): Promise<OpfsDirectory | null> {
-  const storage = (globalThis as unknown as { navigator?: { storage?: { getDirectory?: () => Promise<OpfsDirectory> } } }).navigator?.storage;
+  const navigator = (globalThis as unknown as { navigator?: { storage?: { getDirectory?: () => Promise<OpfsDirectory> }; locks?: Locks } }).navigator;
+  const storage = navigator?.storage;
   if (typeof storage?.getDirectory !== 'function') return null;
   try {
     const root = await storage.getDirectory();
+    const app = await root.getDirectoryHandle(APP_FOLDER, { create: true });
+    const locks = navigator?.locks;
+    if (locks && typeof locks.query === 'function') {
+      const held = new Set(((await locks.query()).held ?? []).map((lock) => lock.name));
+      const names: string[] = [];
+      for await (const name of app.keys()) names.push(name);
+      for (const name of names) if (!held.has(`${LOCK_PREFIX}${name}`)) await app.removeEntry(name, { recursive: true }).catch(() => undefined);
+    }
+    const id = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+    const folder = await app.getDirectoryHandle(id, { create: true });
+    // Held until the worker ends: the promise given to the lock never settles.
+    if (locks) void locks.request(`${LOCK_PREFIX}${id}`, () => new Promise(() => undefined));
     // createSyncAccessHandle exists only in dedicated workers; a probe file tells whether it works here.
-    const folder = await root.getDirectoryHandle('edge-moq-app', { create: true });
     const probe = await folder.getFileHandle('.probe', { create: true });
     if (typeof probe.createSyncAccessHandle !== 'function') return null;
     (await probe.createSyncAccessHandle()).close();
-    await clearFolder(folder);
+    await folder.removeEntry('.probe');
     return folder;
   } catch {
     // Private windows and some embedders refuse OPFS: outputs are then held in memory.
     return null;
   }
-}
-
-export async function clearFolder(folder: OpfsDirectory): Promise<void> {
-  const names: string[] = [];
-  for await (const name of folder.keys()) names.push(name);
-  for (const name of names) await folder.removeEntry(name, { recursive: true }).catch(() => undefined);
 }
 
 /** Bytes an OPFS output gathers before one write (one such buffer per open output). */
