@@ -202,6 +202,28 @@ describe.skipIf(!available)('the web app in Chromium', () => {
       await expect(page.locator('#downloads a[download]').count()).resolves.toBe(0);
     });
 
+    it('a model whose outputs pass what the page may hold in memory, without OPFS: a clear message, and the worker goes on', async () => {
+      // The page's query string sets its worker's storage: in memory only, at most 1 MiB.
+      const small = await openApp(app, undefined, '?storage=memory&memoryLimit=1048576');
+      try {
+        await small.page.setInputFiles('#files', [ONNX_MODEL]);
+        expect(await waitForState(small.page, ['ready', 'error'])).toBe('ready');
+        await small.page.click('#quantize');
+        expect(await waitForOutcome(small.page, 110_000)).toBe('error');
+        expect(await small.page.locator('#error').textContent()).toMatch(/more than this page holds in memory.*Origin Private File System/);
+        await expect(small.page.locator('#downloads a[download]').count()).resolves.toBe(0);
+        // The same worker then quantizes a model whose outputs fit.
+        await small.page.setInputFiles('#files', [TFJS_MODEL, join(dirname(TFJS_MODEL), 'emotion.bin')]);
+        expect(await waitForState(small.page, ['ready', 'error'])).toBe('ready');
+        await small.page.click('#quantize');
+        expect(await waitForOutcome(small.page, 110_000)).toBe('done');
+        await expect(small.page.locator('#downloads a[download]').count()).resolves.toBe(2);
+        expect(small.foreignRequests()).toEqual([]);
+      } finally {
+        await small.close();
+      }
+    });
+
     it('after all of them, a good run works', async () => {
       await chooseModel([ONNX_MODEL], 'ch_PP-OCRv4_rec_infer.onnx');
       await setOptions({ bits: 4, backend: 'wasm', recipe: recipeFile('onnx') });

@@ -63,7 +63,11 @@ export interface AppPage {
   close(): Promise<void>;
 }
 
-export async function openApp(app: AppServer, viewport = { width: 1280, height: 900 }): Promise<AppPage> {
+/**
+ * A tab on the app. `query` (e.g. "?storage=memory&memoryLimit=N") goes to the page and from it to
+ * its worker, whose storage settings it sets; those two URLs may carry it, no other may.
+ */
+export async function openApp(app: AppServer, viewport = { width: 1280, height: 900 }, query = ''): Promise<AppPage> {
   const context = await app.browser.newContext({ viewport, acceptDownloads: true });
   const requests: string[] = [];
   // The context sees the dedicated worker's fetches (its script, the .wasm) as well as the page's.
@@ -71,7 +75,7 @@ export async function openApp(app: AppServer, viewport = { width: 1280, height: 
   const page = await context.newPage();
   const consoleErrors: string[] = [];
   page.on('pageerror', (error) => void consoleErrors.push(error.message));
-  await page.goto(app.url);
+  await page.goto(new URL(query, app.url).href);
   await page.waitForFunction(() => (window as { ready?: boolean }).ready === true);
   return {
     page,
@@ -81,7 +85,8 @@ export async function openApp(app: AppServer, viewport = { width: 1280, height: 
       if (url.startsWith(`blob:${app.origin}/`)) return false;
       const parsed = new URL(url);
       const path = parsed.pathname === '/' ? '/index.html' : parsed.pathname;
-      return parsed.origin !== app.origin || !app.files.has(path) || parsed.search !== '';
+      const queryAllowed = path === '/index.html' || path === '/worker.js' ? ['', query] : [''];
+      return parsed.origin !== app.origin || !app.files.has(path) || !queryAllowed.includes(parsed.search);
     }),
     close: () => context.close(),
   };
