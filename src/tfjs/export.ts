@@ -15,7 +15,7 @@
 
 import type * as tfjs from '@tensorflow/tfjs';
 import { InvalidInputError } from '../errors.js';
-import { packArtifacts, type ArtifactsLike } from '../formats/tfjs/artifacts.js';
+import { joinBuffers, packArtifacts, type ArtifactsLike } from '../formats/tfjs/artifacts.js';
 import type { TfjsModelJson, TfjsWeightSpec } from '../formats/tfjs/model-json.js';
 import { weightsView } from '../formats/tfjs/weights-view.js';
 import { memorySource } from '../formats/safetensors.js';
@@ -100,7 +100,7 @@ export async function exportTrainedModel(context: ExportContext, options: Export
   checkNoBlend(quantizer);
   const artifacts = await saveArtifacts(tf, model);
   const specs = artifacts.weightSpecs;
-  const data = joinWeightData(artifacts.weightData);
+  const data = joinBuffers(artifacts.weightData);
   const view = await weightsView([{ specs, shards: [memorySource(data)], paths: ['weightData'] }]);
   const offsets = [0];
   for (const length of view.byteLengths) offsets.push(offsets[offsets.length - 1]! + length);
@@ -259,17 +259,6 @@ function exportedWeight(spec: TfjsWeightSpec, floatBytes: number, codes: PackedT
   if (!codes) return { name: spec.name, packed: false, floatBytes, storedBytes: floatBytes };
   const storedBytes = codes.codes.length + 4 * codes.scales.length + 4 * (codes.zeros?.length ?? 0);
   return { name: spec.name, packed: true, bits: codes.bits, type: codes.type, groupSize: codes.groupSize, floatBytes, storedBytes };
-}
-
-function joinWeightData(data: ArrayBuffer | ArrayBuffer[]): Uint8Array {
-  const buffers = Array.isArray(data) ? data : [data];
-  const out = new Uint8Array(buffers.reduce((n, b) => n + b.byteLength, 0));
-  let at = 0;
-  for (const b of buffers) {
-    out.set(new Uint8Array(b), at);
-    at += b.byteLength;
-  }
-  return out;
 }
 
 /** The backend that packs as training quantized: on the GPU path, the WebGPU backend under its placeholders. */

@@ -165,7 +165,8 @@ function artifactsOf(model: TfjsModelJson, specs: TfjsWeightSpec[], weightData: 
   return artifacts;
 }
 
-function joinBuffers(data: ArrayBuffer | ArrayBuffer[] | Uint8Array): Uint8Array {
+/** tf.io.ModelArtifacts' weightData (one buffer or several) as one array of bytes. */
+export function joinBuffers(data: ArrayBuffer | ArrayBuffer[] | Uint8Array): Uint8Array {
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   if (!Array.isArray(data) || !data.every((b) => b instanceof ArrayBuffer)) {
