@@ -72,9 +72,7 @@ export function memorySink(name: string, token: CancelToken, budget: MemoryBudge
     async writeAt(offset, bytes) {
       token.check();
       open('writeAt');
-      if (offset < 0 || offset + bytes.length > size) {
-        throw new EdgeMoqError('IO', `${name}: writeAt ${offset}+${bytes.length} reaches past the ${size} bytes written`);
-      }
+      checkWriteAt(name, offset, bytes.length, size);
       // The chunk holding `offset`, then onwards across chunk boundaries.
       let lo = 0;
       let hi = starts.length - 1;
@@ -252,9 +250,7 @@ export function opfsStore(folder: OpfsDirectory, token: CancelToken): OutputStor
         async writeAt(offset, bytes) {
           token.check();
           open('writeAt');
-          if (offset < 0 || offset + bytes.length > size) {
-            throw new EdgeMoqError('IO', `${name}: writeAt ${offset}+${bytes.length} reaches past the ${size} bytes written`);
-          }
+          checkWriteAt(name, offset, bytes.length, size);
           // The part before `flushed` is on disk already; the rest is still in `pending`.
           const onDisk = Math.max(0, Math.min(bytes.length, flushed - offset));
           if (onDisk > 0) put(bytes.subarray(0, onDisk), offset);
@@ -293,4 +289,9 @@ export const discardSink: ByteSink = { write: async () => undefined, close: asyn
 /** `sink` without writeAt: what the CLI's tfjs path gives quantizeSafetensors (a deferred sink), hence its layout. */
 export function sequentialOnly(sink: ByteSink): ByteSink {
   return { write: (bytes) => sink.write(bytes), close: () => sink.close(), abort: () => sink.abort() };
+}
+
+/** writeAt reaches back only into bytes already written (both stores, as the CLI's file sink). */
+function checkWriteAt(name: string, offset: number, length: number, size: number): void {
+  if (offset < 0 || offset + length > size) throw new EdgeMoqError('IO', `${name}: writeAt ${offset}+${length} reaches past the ${size} bytes written`);
 }

@@ -15,6 +15,7 @@ import { shardIndexText, type ShardContents } from '../../src/formats/sharded.js
 import { checkWeightsFile, weightsFileFor } from '../../src/formats/tfjs/artifacts.js';
 import { isPackedTfjsModel, originalSpec, weightSpecs } from '../../src/formats/tfjs/model-json.js';
 import { quantizeTfjsModel } from '../../src/formats/tfjs/quantize.js';
+import { onnxOptionsFrom } from '../../src/formats/onnx/options.js';
 import { checkRecipeAcross, compileRecipe } from '../../src/formats/recipe.js';
 import type { Packer } from '../../src/packed/packer.js';
 import type { AppOptions, ModelFormat, ResultRow } from '../protocol.js';
@@ -84,15 +85,7 @@ export function onnxOptions(options: AppOptions): QuantizeOnnxOptions {
   if (has(options.axis)) {
     throw new InvalidInputError('INVALID_ARGUMENT', 'axis does not apply to ONNX models: MatMulNBits takes blocks of the group size along K, rounded to nearest.');
   }
-  return {
-    bits: file.bits,
-    ...(file.groupSize !== undefined ? { blockSize: file.groupSize } : {}),
-    ...(file.type ? { type: file.type } : {}),
-    ...(file.type === 'asymmetric' ? {} : { grid: file.grid! }),
-    ...(file.include !== undefined ? { include: file.include } : {}),
-    ...(file.exclude !== undefined ? { exclude: file.exclude } : {}),
-    ...(file.recipe !== undefined ? { recipe: file.recipe } : {}),
-  };
+  return onnxOptionsFrom(file);
 }
 
 /** `model.safetensors` → `model.q4.safetensors`, `model.json` → `model.q4.json`: what `-o` the page gives. */

@@ -8,6 +8,7 @@ import { quantizeShardedCheckpoint } from '../node/shard-jobs.js';
 import { quantizeTfjsFile, type QuantizeTfjsFileResult } from '../formats/tfjs/node-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
 import { compileNamePattern } from '../name-pattern.js';
+import { onnxOptionsFrom } from '../formats/onnx/options.js';
 import { choiceFlag, integerFlag, signedIntegerFlag, stringFlag, type ParsedArgs } from './args.js';
 import { naming } from './file-errors.js';
 import { readRecipeFile } from './recipe-file.js';
@@ -109,15 +110,7 @@ async function quantizeOnnxModel(args: ParsedArgs, input: string, output: string
   const packer = await openPacker(args);
   let result: Awaited<ReturnType<typeof quantizeOnnxFile>>;
   try {
-    result = await quantizeOnnxFile(input, output, packer, {
-      bits: options.bits,
-      ...(options.groupSize !== undefined ? { blockSize: options.groupSize } : {}),
-      ...(options.type ? { type: options.type } : {}),
-      ...(options.type === 'asymmetric' ? {} : { grid: options.grid! }),
-      ...(options.include !== undefined ? { include: options.include } : {}),
-      ...(options.exclude !== undefined ? { exclude: options.exclude } : {}),
-      ...(options.recipe !== undefined ? { recipe: options.recipe } : {}),
-    });
+    result = await quantizeOnnxFile(input, output, packer, onnxOptionsFrom(options));
   } catch (error) {
     throw naming(error, input);
   } finally {

@@ -261,7 +261,7 @@ function exportedWeight(spec: TfjsWeightSpec, floatBytes: number, codes: PackedT
   return { name: spec.name, packed: true, bits: codes.bits, type: codes.type, groupSize: codes.groupSize, floatBytes, storedBytes };
 }
 
-/** The backend that packs as training quantized: on the GPU path, the WebGPU backend under its placeholders. */
+/** The backend that packs as training quantized: on the GPU path, the WebGPU backend under its stand-in arrays. */
 function packingBackend(backend: Backend): Backend {
   return backend instanceof GpuParameterBackend ? backend.gpu : backend;
 }

@@ -50,8 +50,8 @@ export function tfjsDevice(tf: TfNamespace): { device: GPUDevice; backend: TfWeb
 
 /**
  * The quantizer's backend on the GPU path. The Quantizer drives host Float32Arrays; here each
- * weight lends it a placeholder array of the weight's length (never read or written) standing
- * for a GPUBuffer, and a call naming placeholders quantizes those buffers in place on the GPU,
+ * weight lends it a stand-in array of the weight's length (never read or written) standing
+ * for a GPUBuffer, and a call naming stand-ins quantizes those buffers in place on the GPU,
  * reading nothing back. Host arrays go to the WebGPU backend.
  */
 export class GpuParameterBackend implements Backend {
@@ -64,15 +64,15 @@ export class GpuParameterBackend implements Backend {
     return this.gpu.selection;
   }
 
-  /** Lends `placeholder` for `buffer` until `take`. */
-  lend(placeholder: Float32Array, buffer: GPUBuffer): void {
-    this.lent.set(placeholder, { buffer, quantized: false });
+  /** Lends `standIn` for `buffer` until `take`. */
+  lend(standIn: Float32Array, buffer: GPUBuffer): void {
+    this.lent.set(standIn, { buffer, quantized: false });
   }
 
-  /** Whether the quantizer quantized the buffer lent for `placeholder`; the loan ends. */
-  take(placeholder: Float32Array): boolean {
-    const loan = this.lent.get(placeholder);
-    this.lent.delete(placeholder);
+  /** Whether the quantizer quantized the buffer lent for `standIn`; the loan ends. */
+  take(standIn: Float32Array): boolean {
+    const loan = this.lent.get(standIn);
+    this.lent.delete(standIn);
     return loan?.quantized ?? false;
   }
 
@@ -157,13 +157,13 @@ class GpuQuantizedWeight extends GpuTrackedWeight {
   /** Whether the variable held the master itself (before the first quantization, or during the offset). */
   heldIsMaster = true;
   /** Stands for this weight in the quantizer's calls (see GpuParameterBackend). */
-  readonly placeholder: Float32Array;
+  readonly standIn: Float32Array;
 
-  constructor(tf: GpuTfNamespace, name: string, shape: readonly number[], variable: tf.Variable, device: GPUDevice, placeholders: ArrayBuffer) {
+  constructor(tf: GpuTfNamespace, name: string, shape: readonly number[], variable: tf.Variable, device: GPUDevice, standIns: ArrayBuffer) {
     super(tf, name, shape, variable);
     this.master = createMasterBuffer(device, `edge-moq master ${name}`, variable.size);
     this.previous = createMasterBuffer(device, `edge-moq previous master ${name}`, variable.size);
-    this.placeholder = new Float32Array(placeholders, 0, variable.size);
+    this.standIn = new Float32Array(standIns, 0, variable.size);
   }
 
   override get quantized(): boolean {
@@ -205,10 +205,10 @@ export class GpuStepDriver implements StepDriver {
     tf: GpuTfNamespace, listing: readonly WeightListing[],
   ) {
     const device = (this.device = tfBackend.device);
-    // One zeroed buffer backs every placeholder: they are never read or written.
-    const placeholders = new ArrayBuffer(Math.max(0, ...listing.map((w) => w.variable.size)) * 4);
+    // One zeroed buffer backs every stand-in: they are never read or written.
+    const standIns = new ArrayBuffer(Math.max(0, ...listing.map((w) => w.variable.size)) * 4);
     this.tracked = listing.map(({ name, shape, variable, quantized }) => (quantized
-      ? new GpuQuantizedWeight(tf, name, shape, variable, device, placeholders)
+      ? new GpuQuantizedWeight(tf, name, shape, variable, device, standIns)
       : new GpuTrackedWeight(tf, name, shape, variable)));
     this.quantized = this.tracked.filter((w): w is GpuQuantizedWeight => w instanceof GpuQuantizedWeight);
     this.others = this.tracked.filter((w) => !(w instanceof GpuQuantizedWeight));
@@ -247,20 +247,20 @@ export class GpuStepDriver implements StepDriver {
   }
 
   registrations(): Parameter[] {
-    return this.quantized.map((w) => ({ name: w.name, shape: w.shape, data: w.placeholder }));
+    return this.quantized.map((w) => ({ name: w.name, shape: w.shape, data: w.standIn }));
   }
 
   parameters(overflow: boolean): Parameter[] {
     const { pending } = this;
     if (overflow || !pending) this.heldCopies = this.quantized.map((w) => this.copy(w.held));
     return this.quantized.map((w, j) => {
-      this.backend.lend(w.placeholder, (this.heldCopies ? this.heldCopies[j]! : pending!.updated[this.slots[j]!]!).buffer);
-      return { name: w.name, shape: w.shape, data: w.placeholder };
+      this.backend.lend(w.standIn, (this.heldCopies ? this.heldCopies[j]! : pending!.updated[this.slots[j]!]!).buffer);
+      return { name: w.name, shape: w.shape, data: w.standIn };
     });
   }
 
   finish(quantized: boolean): void {
-    const written = this.quantized.map((w) => this.backend.take(w.placeholder));
+    const written = this.quantized.map((w) => this.backend.take(w.standIn));
     const { pending, heldCopies } = this;
     this.pending = null;
     this.heldCopies = null;
@@ -325,7 +325,7 @@ export class GpuStepDriver implements StepDriver {
       for (const w of this.quantized) encoder.copyBufferToBuffer(w.previous, 0, w.master, 0, w.variable.size * 4);
       this.device.queue.submit([encoder.finish()]);
     }
-    for (const w of this.quantized) this.backend.take(w.placeholder);
+    for (const w of this.quantized) this.backend.take(w.standIn);
     for (const copy of [...this.pending?.updated ?? [], ...this.pending?.held ?? [], ...this.heldCopies ?? []]) copy.tensor.dispose();
     this.pending = null;
     this.heldCopies = null;
