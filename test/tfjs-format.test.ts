@@ -311,6 +311,19 @@ describe('bad models: typed errors, nothing written, nothing half-loaded', () =>
     expect((error as Error).message).toMatch(/has edge-moq quantization, but the model lacks/);
   });
 
+  it('an output that is the input model.json, or a shard of it, or not a regular file: refused, the input untouched', async () => {
+    const model = writeGraphModel(fresh('self'));
+    const before = readFileSync(model.json);
+    const shard = JSON.parse(before.toString()).weightsManifest[0].paths[0] as string;
+    for (const output of [model.json, join(model.folder, shard), '/dev/null']) {
+      const result = await runCli(['quantize', model.json, '-o', output, '--bits', '4', '--quiet']);
+      expect(result.code, output).toBe(2);
+      expect(result.stderr).toMatch(/is the input|edge-moq writes only regular files|cannot be created/);
+    }
+    expect(readFileSync(model.json)).toEqual(before);
+    expect(readdirSync(model.folder).filter((f) => f.includes('.partial-') || f.endsWith('.moq.safetensors'))).toEqual([]);
+  });
+
   it('a missing file through the handler is an IO error naming it; dequantize refuses a plain model', async () => {
     await expect(packedModel(join(root, 'nowhere', 'model.json')).load()).rejects.toThrow(/cannot read .*nowhere/);
     const plain = writeGraphModel(fresh('plain'));
