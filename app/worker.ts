@@ -8,7 +8,7 @@
 // passes them through so a suite can force the in-memory path and its limit.
 
 import { AutoBackend, createBackend } from '../src/backends/select.js';
-import { useWasmSources } from '../src/backends/wasm-loader.js';
+import { useWasmSources } from '../src/backends/wasm/loader.js';
 import { EdgeMoqError } from '../src/errors.js';
 import { createPacker } from '../src/packed/index.js';
 import type { Packer } from '../src/packed/packer.js';

@@ -1,6 +1,6 @@
 // The kernels the host calls. Every quantization is two passes over float32 data in this
 // module's memory: statistics per group (which also find NaN/Inf), then the in-place write.
-// The host owns allocation and growth (see src/backends/wasm-memory.ts).
+// The host owns allocation and growth (see src/backends/wasm/memory.ts).
 
 export { groupRanges, groupAbsMeans, groupStats } from './stats';
 export { quantizeGrid } from './grid';

@@ -38,7 +38,7 @@ const FLOAT_MAX: f32 = 3.4028234663852886e38;
 const SMALLEST_SUBNORMAL: f32 = 1.401298464324817e-45; // 2^-149
 const groupRange = memory.data(8);
 
-/** Type numbers shared with src/packed/wasm-packer.ts. */
+/** Type numbers shared with src/backends/wasm/packer.ts. */
 const SYMMETRIC = 0;
 const ASYMMETRIC = 1;
 const TERNARY = 2;

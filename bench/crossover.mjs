@@ -7,7 +7,7 @@
 
 import os from 'node:os';
 import { WasmBackend } from '../dist/index.js';
-import { WebGpuBackend } from '../dist/backends/webgpu.js';
+import { WebGpuBackend } from '../dist/backends/webgpu/backend.js';
 import { median, requireNodeGpu } from './workload.mjs';
 
 const gpu = await WebGpuBackend.create({ gpu: await requireNodeGpu() });

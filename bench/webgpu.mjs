@@ -9,7 +9,7 @@
 
 import os from 'node:os';
 import { WasmBackend } from '../dist/index.js';
-import { WebGpuBackend } from '../dist/backends/webgpu.js';
+import { WebGpuBackend } from '../dist/backends/webgpu/backend.js';
 import { GROUP, N, VARIANTS, median, weights, requireNodeGpu } from './workload.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);

@@ -30,7 +30,7 @@ export function median(samples) {
 
 /** WebGPU in Node for the GPU benchmarks (the `webgpu` package), or exit saying what is missing. */
 export async function requireNodeGpu() {
-  const { nodeGpu } = await import('../dist/backends/node-gpu.js');
+  const { nodeGpu } = await import('../dist/backends/webgpu/node-gpu.js');
   const found = await nodeGpu();
   if (!found) {
     console.error('no WebGPU here: install the "webgpu" package (and a Vulkan driver, e.g. apt-get install -y chromium libvulkan1).');

@@ -3,10 +3,11 @@
 // (GitHub Pages, a Worker's static assets, `npm run app`). Nothing is fetched from anywhere else.
 import * as esbuild from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+const fileReader = join(root, 'src/backends/wasm/file.js');
 export const APP_DIR = join(root, 'dist/app');
 
 /** Builds dist/app/ and returns its path. */
@@ -21,7 +22,8 @@ export async function buildApp() {
     plugins: [{
       name: 'without-file-system',
       setup(build) {
-        build.onResolve({ filter: /\/wasm-file\.js$/ }, () => ({ path: join(root, 'src/backends/wasm-file-web.ts') }));
+        build.onResolve({ filter: /\/file\.js$/ }, (args) =>
+      (resolve(args.resolveDir, args.path) === fileReader ? { path: join(root, 'src/backends/wasm/file-web.ts') } : undefined));
       },
     }],
     minify: true,

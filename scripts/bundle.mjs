@@ -7,16 +7,20 @@
 // relative paths to build/*.wasm written in the sources hold in the bundles unchanged.
 import * as esbuild from 'esbuild';
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+// The Node file reader, as esbuild resolves an import of it (the .js specifier of a .ts file).
+const fileReader = `${root}src/backends/wasm/file.js`;
 
 // Browsers and Workers have no file system: give them the reader that says so, so that no
 // `node:fs` import reaches a browser bundler.
 const withoutFileSystem = {
   name: 'without-file-system',
   setup(build) {
-    build.onResolve({ filter: /\/wasm-file\.js$/ }, () => ({ path: `${root}src/backends/wasm-file-web.ts` }));
+    build.onResolve({ filter: /\/file\.js$/ }, (args) =>
+      (resolve(args.resolveDir, args.path) === fileReader ? { path: `${root}src/backends/wasm/file-web.ts` } : undefined));
   },
 };
 

@@ -1,4 +1,4 @@
-// Embeds shaders/*.wgsl into src/backends/shaders.generated.ts as string constants, so the
+// Embeds shaders/*.wgsl into src/backends/webgpu/shaders.generated.ts as string constants, so the
 // WebGPU backend ships its kernels inside the JavaScript (nothing is fetched at run time).
 // Run before `tsc`; the output is generated, not committed.
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const shaderDir = join(root, 'shaders');
-const target = join(root, 'src/backends/shaders.generated.ts');
+const target = join(root, 'src/backends/webgpu/shaders.generated.ts');
 
 // stats-subgroup.wgsl -> statsSubgroupWgsl
 const constantName = (file) => file.replace(/\.wgsl$/, '').replace(/-(\w)/g, (_, c) => c.toUpperCase()) + 'Wgsl';

@@ -15,7 +15,7 @@ const newestOf = (paths) => Math.max(...paths.map((p) => join(root, p)).filter(e
 // Each output and what it is made from.
 const targets = [
   [['build/edge-moq-simd.wasm', 'build/edge-moq-scalar.wasm'], ['assembly', 'asconfig.json']],
-  [['src/backends/shaders.generated.ts'], ['shaders', 'scripts/embed-shaders.mjs']],
+  [['src/backends/webgpu/shaders.generated.ts'], ['shaders', 'scripts/embed-shaders.mjs']],
   [['dist/index.js', 'dist/cli/main.js'], ['src', 'shaders', 'tsconfig.json']],
   [['dist/bundles/index.js', 'dist/bundles/browser.js', 'dist/bundles/workerd.js', 'dist/bundles/packed.js', 'dist/bundles/conformance.js'], ['src', 'shaders', 'scripts/bundle.mjs']],
 ];

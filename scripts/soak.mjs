@@ -30,7 +30,7 @@ if (typeof globalThis.gc !== 'function') {
 }
 
 const { createBackend, Quantizer } = await import('../dist/index.js');
-const { nodeGpu } = await import('../dist/backends/node-gpu.js');
+const { nodeGpu } = await import('../dist/backends/webgpu/node-gpu.js');
 
 const MiB = 1024 * 1024;
 const KINDS = ['wasm-simd', 'wasm', 'webgpu'];

@@ -1,10 +1,10 @@
-// The interface between src/backends/webgpu.ts and every kernel: one Job record per tensor (a
+// The interface between src/backends/webgpu/backend.ts and every kernel: one Job record per tensor (a
 // uniform slot picked with a dynamic offset) and the buffers all kernels share. The field order
-// is written by writeJob in src/backends/webgpu-plan.ts: change both together.
+// is written by writeJob in src/backends/webgpu/plan.ts: change both together.
 
 const WORKGROUP_SIZE: u32 = 256u;
 // Elements one workgroup covers in the chunked kernels (16 per invocation); equal to
-// CHUNK_SIZE in src/backends/webgpu-plan.ts.
+// CHUNK_SIZE in src/backends/webgpu/plan.ts.
 const CHUNK_SIZE: u32 = 4096u;
 
 const FLAG_ASYMMETRIC: u32 = 1u;

@@ -29,7 +29,7 @@ struct Pack {
   // The tensor index of data[0]: stochastic noise continues across chunks of a tensor.
   firstIndex: u32,
   wordCount: u32,
-  // 1 when groups are small (src/backends/webgpu-plan.ts): no statistics pass ran for them, and
+  // 1 when groups are small (src/backends/webgpu/plan.ts): no statistics pass ran for them, and
   // each invocation reads its group itself, as the *SmallGroups writers do.
   smallGroups: u32,
 }

@@ -4,7 +4,7 @@
 // A group of any size is covered by chunks of CHUNK_SIZE elements, one workgroup each:
 // chunkStats reduces a chunk to one Partial, and combineStats folds a group's chunk Partials
 // when it has more than one. Groups of at most SMALL_GROUP_MAX elements (src/backends/
-// webgpu-plan.ts) take one invocation each instead (smallGroupPartial, called by the writers),
+// webgpu/plan.ts) take one invocation each instead (smallGroupPartial, called by the writers),
 // where a workgroup per group would leave almost every invocation idle. reduceWorkgroup comes
 // from stats-workgroup.wgsl, or from stats-subgroup.wgsl when the device has `subgroups`.
 

@@ -5,7 +5,7 @@ import type { Backend } from './backends/backend.js';
 import { EdgeMoqError } from './errors.js';
 import { describeValue } from './describe.js';
 import { Quantizer, type BlockEigenvalues, type Parameter } from './quantizer.js';
-import type { QuantizationType, Rounding } from './config.js';
+import type { QuantizationType, Rounding } from './kernel-plan.js';
 
 interface FakeQuantCase {
   id: string; kind: 'fake_quant'; bits: number; groups: number; type: QuantizationType; rounding: Rounding;

@@ -1,18 +1,18 @@
 export { createBackend, type CreateBackendOptions } from './backends/select.js';
 export type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backends/backend.js';
-export { WasmBackend } from './backends/wasm.js';
-export { WebGpuBackend, summarizeAdapter, describeAdapter } from './backends/webgpu.js';
-export type { WebGpuBackendOptions, GpuBufferJob, DowngradeEvent, WebGpuCounters, AdapterSummary } from './backends/webgpu.js';
+export { WasmBackend } from './backends/wasm/backend.js';
+export { WebGpuBackend, summarizeAdapter, describeAdapter } from './backends/webgpu/backend.js';
+export type { WebGpuBackendOptions, GpuBufferJob, DowngradeEvent, WebGpuCounters, AdapterSummary } from './backends/webgpu/backend.js';
 export { AutoBackend, WEBGPU_CROSSOVER_ELEMENTS } from './backends/select.js';
-export { WasmTensor } from './backends/wasm-memory.js';
-export { runtimeHasSimd, type WasmBuild, type WasmSource } from './backends/wasm-loader.js';
+export { WasmTensor } from './backends/wasm/memory.js';
+export { runtimeHasSimd, type WasmBuild, type WasmSource } from './backends/wasm/loader.js';
 export { Quantizer } from './quantizer.js';
 export type {
   BlockEigenvalues, Parameter, PrecisionSwitch, QuantizerRuntime, QuantizerState, StepOptions, StepReport,
 } from './quantizer.js';
-export { optionsFromDeepSpeed, planFakeQuantize } from './config.js';
+export { optionsFromDeepSpeed } from './config.js';
+export { planFakeQuantize } from './kernel-plan.js';
 export { compileNamePattern, type NamePattern } from './name-pattern.js';
-export type {
-  EigenvalueOptions, FakeQuantizeOptions, Grid, ParameterSchedule, QuantizationType, QuantizerOptions, Rounding, ScheduleGroup,
-} from './config.js';
+export type { EigenvalueOptions, ParameterSchedule, QuantizerOptions, ScheduleGroup } from './config.js';
+export type { FakeQuantizeOptions, Grid, QuantizationType, Rounding } from './kernel-plan.js';
 export { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from './errors.js';

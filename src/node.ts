@@ -8,7 +8,7 @@ export {
   dequantizeTfjsFile, quantizeTfjsFile, readTfjsModelFile, writePackedTfjsModel,
   type DequantizeTfjsFileResult, type QuantizeTfjsFileResult,
 } from './formats/tfjs/node-file.js';
-export { nodeGpu, type NodeGpu } from './backends/node-gpu.js';
+export { nodeGpu, type NodeGpu } from './backends/webgpu/node-gpu.js';
 export {
   mergeIndexFiles, quantizeShardedCheckpoint, removePartialShardOutputs,
   type ShardBackend, type ShardedQuantizeOptions, type ShardedQuantizeReport,

@@ -5,10 +5,9 @@
 
 import type { Backend, QuantizeJob } from './backends/backend.js';
 import { createBackend } from './backends/select.js';
-import {
-  compileModulePattern, describeValue, float32Length, MAX_BITS, MIN_BITS, optionsFromDeepSpeed, resolveQuantizerOptions,
-  resolveSavedOptions, type ParameterSchedule, type QuantizerOptions, type ResolvedQuantizerOptions,
-} from './config.js';
+import { compileModulePattern, optionsFromDeepSpeed, resolveQuantizerOptions, resolveSavedOptions, type ParameterSchedule, type QuantizerOptions, type ResolvedQuantizerOptions } from './config.js';
+import { describeValue } from './describe.js';
+import { float32Length, MAX_BITS, MIN_BITS } from './kernel-plan.js';
 import { EdgeMoqError, InvalidInputError } from './errors.js';
 import type { NamePattern } from './name-pattern.js';
 import { tensorIdOf } from './noise.js';

@@ -6,10 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../src/backends/backend.js';
 import { createBackend } from '../src/backends/select.js';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { BackendError, ConfigError, EdgeMoqError, InvalidInputError } from '../src/errors.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { Quantizer, type Parameter, type QuantizerState } from '../src/quantizer.js';
 import { randomTensor } from './support/fixtures.js';
 import { testGpu, webgpuAvailable } from './support/webgpu.js';

@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { createBackend } from '../src/backends/select.js';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { BackendError } from '../src/errors.js';
 import { randomTensor } from './support/fixtures.js';
 

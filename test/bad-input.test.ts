@@ -2,9 +2,9 @@
 // caller's array, not a tensor in WebAssembly memory, not the other tensors of the same call.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { EdgeMoqError, InvalidInputError } from '../src/errors.js';
-import type { FakeQuantizeOptions } from '../src/config.js';
+import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { randomTensor } from './support/fixtures.js';
 
 let backend: WasmBackend;

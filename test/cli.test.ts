@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes } from '../src/formats/safetensors.js';
 import { CONFORMANCE_PATH, randomTensor } from './support/fixtures.js';
 import { encodeModel, float32Raw, OnnxDataType } from './support/onnx-model.js';

@@ -5,9 +5,10 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, QuantizeJob } from '../src/backends/backend.js';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
-import type { FakeQuantizeOptions, QuantizerOptions } from '../src/config.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import type { QuantizerOptions } from '../src/config.js';
+import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { InvalidInputError } from '../src/errors.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';
 import { randomTensor, uniforms } from './support/fixtures.js';

@@ -2,7 +2,7 @@
 // 1e-6 relative tolerance the file's README allows at 1 and 2 bits).
 
 import { describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { runConformance } from '../src/conformance.js';
 import { conformanceFile } from './support/fixtures.js';
 

@@ -5,13 +5,13 @@
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
 import {
   decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type SafetensorsFile,
 } from '../src/formats/safetensors.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { memorySink } from './support/memory-sink.js';
 import { randomTensor } from './support/fixtures.js';
 import { FUZZ_SEED, FUZZ_TIMEOUT_MS, fuzzRuns } from './support/fuzz.js';

@@ -11,9 +11,9 @@
 // already computes s as absMax * 2^(1-b) for this reason (assembly/grid.ts).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
-import type { FakeQuantizeOptions } from '../src/config.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { testGpu, webgpuAvailable } from './support/webgpu.js';
 
 const gpuAvailable = await webgpuAvailable();

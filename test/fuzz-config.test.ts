@@ -8,10 +8,11 @@
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import type { Backend } from '../src/backends/backend.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
-import { optionsFromDeepSpeed, resolveQuantizerOptions, type FakeQuantizeOptions } from '../src/config.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import { optionsFromDeepSpeed, resolveQuantizerOptions } from '../src/config.js';
+import { type FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { InvalidInputError } from '../src/errors.js';
 import { Quantizer, type Parameter, type QuantizerState } from '../src/quantizer.js';
 import {

@@ -3,8 +3,8 @@
 // in a late chunk still leaves everything untouched.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { FakeQuantizeOptions } from '../src/config.js';
-import { WasmBackend } from '../src/backends/wasm.js';
+import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { randomTensor } from './support/fixtures.js';
 
 let whole: WasmBackend;

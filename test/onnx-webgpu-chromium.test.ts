@@ -9,11 +9,11 @@
 import * as ort from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { readFields, bytesValue } from '../src/formats/onnx/proto.js';
 import { GraphField, readModel, readTensor } from '../src/formats/onnx/model.js';
 import { decodeFloat32 } from '../src/formats/safetensors.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { dequantizeMatMulNBits, quantizeOnnx, type QuantizeOnnxOptions } from '../src/onnx.js';
 import { randomTensor } from './support/fixtures.js';
 import { encodeModel, float32Raw, OnnxDataType } from './support/onnx-model.js';

@@ -2,7 +2,7 @@
 // bit stream follows `edge-moq.packed/1`, chunks pack as the whole tensor, bad input is refused.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { InvalidInputError } from '../src/errors.js';
 import { allocatePacked, createPacker, planPack, WasmPacker, type PackedTensor, type PackOptions } from '../src/packed/index.js';
 import { randomTensor } from './support/fixtures.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackend } from '../src/backends/select.js';
-import { useWasmSources } from '../src/backends/wasm-loader.js';
+import { useWasmSources } from '../src/backends/wasm/loader.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
 
 const run = promisify(execFile);

@@ -5,12 +5,12 @@
 // group, with nothing written to `out`; valid data, however extreme, decodes to finite values.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { InvalidInputError } from '../src/errors.js';
 import { allocatePacked, planPack, type PackedTensor, type PackOptions } from '../src/packed/layout.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
-import { WebGpuPacker } from '../src/packed/webgpu-packer.js';
+import { WasmPacker } from '../src/backends/wasm/packer.js';
+import { WebGpuPacker } from '../src/backends/webgpu/packer.js';
 import { uniforms } from './support/fixtures.js';
 import { firstInvalidElement, layoutValueAt, setCodeAt } from './support/layout-reader.js';
 import { bufferWith, readBuffer, testGpu, webgpuAvailable } from './support/webgpu.js';

@@ -5,9 +5,10 @@
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
-import type { FakeQuantizeOptions, QuantizerOptions } from '../src/config.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import type { QuantizerOptions } from '../src/config.js';
+import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';
 import { FUZZ_SEED } from './support/fuzz.js';
 import { testGpu, webgpuAvailable } from './support/webgpu.js';

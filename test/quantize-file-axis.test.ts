@@ -3,8 +3,8 @@
 // version they need.
 
 import { describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { axisView, tensorIndexOf } from '../src/formats/axis.js';
 import { quantizeSafetensors } from '../src/formats/quantize-file.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { CodeStreamWriter, readCodeBits } from '../src/formats/code-stream.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { atomicFileSink } from '../src/formats/node-file.js';
@@ -20,7 +20,7 @@ import {
   decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype,
 } from '../src/formats/safetensors.js';
 import type { Packer } from '../src/packed/packer.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { memorySink } from './support/memory-sink.js';
 import { randomTensor, uniforms } from './support/fixtures.js';
 

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { atomicFileSink, fileSource } from '../src/formats/node-file.js';
 import { readPackedLayout } from '../src/formats/packed-metadata.js';
@@ -14,7 +14,7 @@ import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/qu
 import {
   decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype,
 } from '../src/formats/safetensors.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
+import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { tensorIdOf } from '../src/noise.js';
 import { memorySink } from './support/memory-sink.js';
 import { randomTensor } from './support/fixtures.js';

@@ -2,7 +2,7 @@
 // from JSON state, anyPrecisionSwitch, and failed steps that change nothing.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { Quantizer, type Parameter, type PrecisionSwitch } from '../src/quantizer.js';
 import { InvalidInputError } from '../src/errors.js';
 import { randomTensor } from './support/fixtures.js';

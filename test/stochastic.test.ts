@@ -2,7 +2,7 @@
 // identical between the SIMD and scalar builds.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { randomTensor } from './support/fixtures.js';
 
 let simd: WasmBackend;

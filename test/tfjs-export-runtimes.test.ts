@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { Miniflare } from 'miniflare';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { writePackedTfjsModel } from '../src/formats/tfjs/node-file.js';
 import { exportTrainedModel, type ExportedModel } from '../src/tfjs/export.js';
 import { attachMoq, packedModel } from '../src/tfjs/index.js';

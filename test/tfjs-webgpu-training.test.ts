@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import * as tf from '@tensorflow/tfjs';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { InvalidInputError } from '../src/errors.js';
 import { Quantizer } from '../src/quantizer.js';
 import { attachMoq, packedModel } from '../src/tfjs/index.js';

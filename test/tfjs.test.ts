@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
 import type { QuantizerOptions } from '../src/config.js';
 import { ConfigError, InvalidInputError } from '../src/errors.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';

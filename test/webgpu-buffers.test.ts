@@ -2,9 +2,9 @@
 // warm backend creates nothing: no shader modules, pipelines, buffers or bind groups per call.
 
 import { describe, expect, it } from 'vitest';
-import type { FakeQuantizeOptions } from '../src/config.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
-import { KERNEL_NAMES } from '../src/backends/webgpu-plan.js';
+import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import { KERNEL_NAMES } from '../src/backends/webgpu/plan.js';
 import { bufferWith, readBuffer, testGpu, useBackendOnOwnDevice, webgpuAvailable, weights } from './support/webgpu.js';
 
 const available = await webgpuAvailable();

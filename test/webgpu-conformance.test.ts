@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { runConformance } from '../src/conformance.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { conformanceFile } from './support/fixtures.js';
 import { testDevice, testGpu, webgpuAvailable } from './support/webgpu.js';
 

@@ -5,8 +5,8 @@
 
 import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { createBackend, type AutoBackend } from '../src/backends/select.js';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend, type DowngradeEvent } from '../src/backends/webgpu.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend, type DowngradeEvent } from '../src/backends/webgpu/backend.js';
 import type { Backend } from '../src/backends/backend.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';
 import { bufferWith, testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';

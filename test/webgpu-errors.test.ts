@@ -2,7 +2,7 @@
 // anything is modified, host arrays and GPU buffers alike.
 
 import { describe, expect, it } from 'vitest';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { bufferWith, readBuffer, testGpu, useBackendOnOwnDevice, webgpuAvailable, weights } from './support/webgpu.js';
 
 const available = await webgpuAvailable();

@@ -5,13 +5,13 @@
 // moves host arrays to WebAssembly.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
-import { CHUNK_SIZE, SMALL_GROUP_MAX } from '../src/backends/webgpu-plan.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import { CHUNK_SIZE, SMALL_GROUP_MAX } from '../src/backends/webgpu/plan.js';
 import { allocatePacked, planPack, type PackedTensor, type PackOptions } from '../src/packed/layout.js';
 import { createPacker } from '../src/packed/index.js';
-import { WasmPacker } from '../src/packed/wasm-packer.js';
-import { WebGpuPacker, type GpuPackedTensor } from '../src/packed/webgpu-packer.js';
+import { WasmPacker } from '../src/backends/wasm/packer.js';
+import { WebGpuPacker, type GpuPackedTensor } from '../src/backends/webgpu/packer.js';
 import { uniforms } from './support/fixtures.js';
 import { bufferWith, readBuffer, testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
 import { codeAt, setCodeAt, valueAt } from './support/layout-reader.js';

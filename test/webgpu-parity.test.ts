@@ -6,9 +6,9 @@
 // relative 1e-6.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FakeQuantizeOptions } from '../src/config.js';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
+import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
 
 const available = await webgpuAvailable();

@@ -4,8 +4,8 @@
 // perturbed here on purpose).
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { jobWgsl, roundingWgsl } from '../src/backends/shaders.generated.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { jobWgsl, roundingWgsl } from '../src/backends/webgpu/shaders.generated.js';
 import { noiseKey } from '../src/noise.js';
 import { uniforms } from './support/fixtures.js';
 import { testDevice, webgpuAvailable } from './support/webgpu.js';

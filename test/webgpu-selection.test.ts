@@ -4,10 +4,10 @@
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createBackend, AutoBackend, WEBGPU_CROSSOVER_ELEMENTS } from '../src/backends/select.js';
-import { WasmBackend } from '../src/backends/wasm.js';
-import { WebGpuBackend } from '../src/backends/webgpu.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { infoCommand } from '../src/cli/info.js';
-import { nodeGpu } from '../src/backends/node-gpu.js';
+import { nodeGpu } from '../src/backends/webgpu/node-gpu.js';
 import { testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
 
 const available = await webgpuAvailable();

@@ -1,6 +1,6 @@
 // The one interface every backend implements. Async throughout so a GPU backend fits unchanged.
 
-import type { FakeQuantizeOptions } from '../config.js';
+import type { FakeQuantizeOptions } from '../kernel-plan.js';
 
 export type BackendKind = 'wasm-simd' | 'wasm' | 'webgpu';
 export type BackendRequest = BackendKind | 'auto';

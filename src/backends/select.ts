@@ -1,13 +1,13 @@
 // Runtime selection: what can run here, what was picked, and why the others were not.
 
-import type { FakeQuantizeOptions } from '../config.js';
+import type { FakeQuantizeOptions } from '../kernel-plan.js';
 import { describeValue } from '../describe.js';
 import { BackendError, InvalidInputError } from '../errors.js';
 import type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
 import { explainSelection } from './backend.js';
-import { WasmBackend } from './wasm.js';
-import { runtimeHasSimd, type WasmSource } from './wasm-loader.js';
-import { WebGpuBackend, describeAdapter, summarizeAdapter, type DowngradeEvent, type GpuBufferJob } from './webgpu.js';
+import { WasmBackend } from './wasm/backend.js';
+import { runtimeHasSimd, type WasmSource } from './wasm/loader.js';
+import { WebGpuBackend, describeAdapter, summarizeAdapter, type DowngradeEvent, type GpuBufferJob } from './webgpu/backend.js';
 
 /**
  * Under 'auto', host tensors below this many elements per call (all jobs of a fakeQuantizeMany
@@ -36,7 +36,7 @@ export interface CreateBackendOptions {
   wasm?: { simd?: WasmSource; scalar?: WasmSource };
   /**
    * WebGPU entry point (default navigator.gpu). In Node there is none: pass `nodeGpu()`'s
-   * (src/backends/node-gpu.ts), or `create([])` from the `webgpu` package.
+   * (src/backends/webgpu/node-gpu.ts), or `create([])` from the `webgpu` package.
    */
   gpu?: GPU;
   adapter?: GPUAdapter;

@@ -2,7 +2,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { createBackend } from '../backends/select.js';
-import { nodeGpu } from '../backends/node-gpu.js';
+import { nodeGpu } from '../backends/webgpu/node-gpu.js';
 import type { BackendRequest } from '../backends/backend.js';
 import { runConformance } from '../conformance.js';
 import { EdgeMoqError } from '../errors.js';

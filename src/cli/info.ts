@@ -1,10 +1,10 @@
 // `edge-moq info`: the backends this runtime offers, the GPU adapter if there is one, and what
 // 'auto' picks.
 
-import { nodeGpu } from '../backends/node-gpu.js';
+import { nodeGpu } from '../backends/webgpu/node-gpu.js';
 import { createBackend } from '../backends/select.js';
-import { runtimeHasSimd } from '../backends/wasm-loader.js';
-import { summarizeAdapter } from '../backends/webgpu.js';
+import { runtimeHasSimd } from '../backends/wasm/loader.js';
+import { summarizeAdapter } from '../backends/webgpu/backend.js';
 import { escapeForTerminal } from './terminal.js';
 
 export async function infoCommand(): Promise<number> {

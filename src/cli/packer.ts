@@ -1,7 +1,7 @@
 // The --backend flag of the file commands, as a Packer.
 
 import type { BackendRequest } from '../backends/backend.js';
-import { nodeGpu } from '../backends/node-gpu.js';
+import { nodeGpu } from '../backends/webgpu/node-gpu.js';
 import { InvalidInputError } from '../errors.js';
 import { createPacker } from '../packed/index.js';
 import type { Packer } from '../packed/packer.js';

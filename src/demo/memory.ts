@@ -3,7 +3,7 @@
 // float (1-D ones, which MoQ never quantizes, and every weight of a full-precision model) count
 // 4 bytes an element.
 
-import type { QuantizationType } from '../config.js';
+import type { QuantizationType } from '../kernel-plan.js';
 import { planPack } from '../packed/layout.js';
 
 export interface WeightSize {

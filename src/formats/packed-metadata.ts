@@ -4,7 +4,7 @@
 
 import { describeValue } from '../describe.js';
 import { FormatError } from '../errors.js';
-import type { Grid } from '../config.js';
+import type { Grid } from '../kernel-plan.js';
 import { codeBytes, PACKED_FORMAT, PACKED_FORMAT_V2, packedType, type PackedType } from '../packed/layout.js';
 import { axisProblem } from './axis.js';
 import type { Dtype, SafetensorsFile, TensorInfo } from './safetensors.js';

@@ -7,7 +7,7 @@
 import { InvalidInputError } from '../errors.js';
 import { compileNamePattern, type NamePattern } from '../name-pattern.js';
 import { tensorIdOf } from '../noise.js';
-import type { Grid } from '../config.js';
+import type { Grid } from '../kernel-plan.js';
 import { planPack, type PackOptions, type PackPlan } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
 import { DEFAULT_CHUNK_BYTES, MAX_WHOLE_GROUP_BYTES } from './chunking.js';

@@ -4,21 +4,21 @@
 
 import type { Backend, BackendRequest } from '../backends/backend.js';
 import { AutoBackend, createBackend, type CreateBackendOptions } from '../backends/select.js';
-import { WasmBackend } from '../backends/wasm.js';
-import { WebGpuBackend } from '../backends/webgpu.js';
+import { WasmBackend } from '../backends/wasm/backend.js';
+import { WebGpuBackend } from '../backends/webgpu/backend.js';
 import { InvalidInputError } from '../errors.js';
 import type { Packer } from './packer.js';
-import { WasmPacker } from './wasm-packer.js';
-import { WebGpuPacker } from './webgpu-packer.js';
+import { WasmPacker } from '../backends/wasm/packer.js';
+import { WebGpuPacker } from '../backends/webgpu/packer.js';
 
 export {
   PACKED_FORMAT, PACKED_FORMAT_V2, allocatePacked, codeBytes, packedType, planPack, validatePacked,
   type PackedTensor, type PackedType, type PackOptions, type PackPlan,
 } from './layout.js';
 export type { Packer } from './packer.js';
-export type { Grid } from '../config.js';
-export { WasmPacker } from './wasm-packer.js';
-export { WebGpuPacker, type GpuPackedTensor } from './webgpu-packer.js';
+export type { Grid } from '../kernel-plan.js';
+export { WasmPacker } from '../backends/wasm/packer.js';
+export { WebGpuPacker, type GpuPackedTensor } from '../backends/webgpu/packer.js';
 
 /**
  * A packer on `backend` (a Backend, or a kind to create one: then the packer owns it and

@@ -21,7 +21,7 @@
 //   valid: s finite and >= 0 (±0 included; of either sign on the full grid), zero finite, ternary
 //   codes 0..2, and every code's value finite; unpack checks all of it before writing (invalidPackedError says what failed).
 
-import { float32Length, planFakeQuantizeLength, type FakeQuantizeOptions, type Grid, type KernelPlan } from '../config.js';
+import { float32Length, planFakeQuantizeLength, type FakeQuantizeOptions, type Grid, type KernelPlan } from '../kernel-plan.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 

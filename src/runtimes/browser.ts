@@ -3,7 +3,7 @@
 // and the `new URL('literal', import.meta.url)` form is what Vite, webpack 5 and Parcel follow
 // to emit the file alongside the application's bundle.
 
-import { useWasmSources } from '../backends/wasm-loader.js';
+import { useWasmSources } from '../backends/wasm/loader.js';
 
 useWasmSources({
   simd: new URL('../../build/edge-moq-simd.wasm', import.meta.url),

@@ -2,7 +2,7 @@
 // compile WebAssembly from bytes at run time, so the builds are imported as modules: wrangler
 // (and miniflare's CompiledWasm rule) compile them when the Worker is deployed.
 
-import { useWasmSources } from '../backends/wasm-loader.js';
+import { useWasmSources } from '../backends/wasm/loader.js';
 import simd from '../../build/edge-moq-simd.wasm';
 import scalar from '../../build/edge-moq-scalar.wasm';
 

@@ -20,7 +20,7 @@
 
 import type * as tf from '@tensorflow/tfjs';
 import type { Backend } from '../backends/backend.js';
-import { WebGpuBackend } from '../backends/webgpu.js';
+import { WebGpuBackend } from '../backends/webgpu/backend.js';
 import type { EigenvalueOptions, QuantizerOptions } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';

@@ -12,8 +12,8 @@
 // XOR with a zero the compiler cannot see (as in shaders/rounding.wgsl) keeps it from
 // reassociating the sums.
 
-import { moqStepWgsl } from '../backends/shaders.generated.js';
-import { USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_STORAGE, USAGE_UNIFORM } from '../backends/webgpu-flags.js';
+import { moqStepWgsl } from '../backends/webgpu/shaders.generated.js';
+import { USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_STORAGE, USAGE_UNIFORM } from '../backends/webgpu/flags.js';
 
 /** The kernels' workgroup size, as shaders/moq-step.wgsl declares it (spaces may be compacted away in bundles). */
 const WORKGROUP_SIZE = Number(/const WORKGROUP_SIZE\s*:\s*u32\s*=\s*(\d+)u/.exec(moqStepWgsl)![1]);

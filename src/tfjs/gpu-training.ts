@@ -14,9 +14,9 @@
 
 import type * as tf from '@tensorflow/tfjs';
 import type { Backend, GroupStats, QuantizeJob } from '../backends/backend.js';
-import type { FakeQuantizeOptions } from '../config.js';
+import type { FakeQuantizeOptions } from '../kernel-plan.js';
 import { InvalidInputError } from '../errors.js';
-import type { WebGpuBackend } from '../backends/webgpu.js';
+import type { WebGpuBackend } from '../backends/webgpu/backend.js';
 import type { Parameter } from '../quantizer.js';
 import { createMasterBuffer, StepKernels, type StepDispatch } from './gpu-kernels.js';
 import type { RestorableWeight, StepDriver, TfNamespace, WeightListing } from './weights.js';

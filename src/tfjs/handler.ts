@@ -5,8 +5,8 @@
 // A plain tfjs model loads through it too, so an app can switch between them by URL.
 
 import type * as tf from '@tensorflow/tfjs';
-import { readLocalFile } from '../backends/wasm-file.js';
-import { runtimeHasSimd, type WasmSource } from '../backends/wasm-loader.js';
+import { readLocalFile } from '../backends/wasm/file.js';
+import { runtimeHasSimd, type WasmSource } from '../backends/wasm/loader.js';
 import { describeValue } from '../describe.js';
 import { EdgeMoqError, InvalidInputError } from '../errors.js';
 import { plainArtifacts, unpackModel, type ArtifactsLike } from '../formats/tfjs/artifacts.js';

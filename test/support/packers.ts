@@ -3,12 +3,12 @@
 
 import { afterAll, beforeAll } from 'vitest';
 import type { Backend } from '../../src/backends/backend.js';
-import { WasmBackend } from '../../src/backends/wasm.js';
-import { WebGpuBackend } from '../../src/backends/webgpu.js';
+import { WasmBackend } from '../../src/backends/wasm/backend.js';
+import { WebGpuBackend } from '../../src/backends/webgpu/backend.js';
 import type { PackedTensor } from '../../src/packed/layout.js';
 import type { Packer } from '../../src/packed/packer.js';
-import { WasmPacker } from '../../src/packed/wasm-packer.js';
-import { WebGpuPacker } from '../../src/packed/webgpu-packer.js';
+import { WasmPacker } from '../../src/backends/wasm/packer.js';
+import { WebGpuPacker } from '../../src/backends/webgpu/packer.js';
 import { testGpu, webgpuAvailable } from './webgpu.js';
 
 export interface PackerUnderTest {

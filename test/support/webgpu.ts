@@ -4,7 +4,7 @@
 
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll } from 'vitest';
-import { WebGpuBackend } from '../../src/backends/webgpu.js';
+import { WebGpuBackend } from '../../src/backends/webgpu/backend.js';
 import { runtimeAvailable } from './runtimes.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';

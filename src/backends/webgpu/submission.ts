@@ -2,7 +2,7 @@
 // kernels: the commands are encoded inside error scopes, the read-back is mapped, and a WebGPU
 // error or a lost device becomes a GpuFailure for the caller to fall back on.
 
-import { MAP_MODE_READ } from './webgpu-flags.js';
+import { MAP_MODE_READ } from './flags.js';
 
 /** A device loss (`lost`) or a failed submission. */
 export class GpuFailure extends Error {

@@ -4,14 +4,14 @@
 // already in memory: the kernel checks everything before writing), so bad input leaves
 // everything untouched.
 
-import type { BackendKind } from '../backends/backend.js';
-import type { WasmBackend } from '../backends/wasm.js';
-import { float32Length, type Grid } from '../config.js';
-import { InvalidInputError } from '../errors.js';
+import type { BackendKind } from '../backend.js';
+import type { WasmBackend } from './backend.js';
+import { float32Length, type Grid } from '../../kernel-plan.js';
+import { InvalidInputError } from '../../errors.js';
 import {
   allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions,
-} from './layout.js';
-import type { Packer } from './packer.js';
+} from '../../packed/layout.js';
+import type { Packer } from '../../packed/packer.js';
 
 /** The `type` argument of packCodes/unpackCodes, as assembly/pack.ts names them (a test reads both). */
 export const PACK_TYPE_NUMBERS = { SYMMETRIC: 0, ASYMMETRIC: 1, TERNARY: 2, BINARY: 3, FULL: 4 } as const;

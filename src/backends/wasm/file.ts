@@ -1,6 +1,6 @@
 // Reads files from the local file system (Node, Deno): the WebAssembly builds, and models named
 // by path (src/tfjs/handler.ts). Imported lazily so that nothing here is loaded where there is
-// no file system; the web bundles replace this module with wasm-file-web.ts
+// no file system; the web bundles replace this module with file-web.ts
 // (scripts/bundle.mjs) so that browser bundlers never see `node:fs`.
 
 export async function readWasmFile(url: URL): Promise<BufferSource> {

@@ -2,8 +2,9 @@
 // every backend after the first instantiates without recompiling. Each runtime entry
 // (src/runtimes/) tells this module where its builds come from with useWasmSources.
 
-import { BackendError } from '../errors.js';
-import { readWasmFile } from './wasm-file.js';
+import { BackendError } from '../../errors.js';
+import { defaultWasmUrl, packageUrl } from '../build-url.js';
+import { readWasmFile } from './file.js';
 
 export type WasmBuild = 'simd' | 'scalar';
 /** Where a build comes from: a compiled module, its bytes, or a URL/path to fetch or read. */
@@ -21,9 +22,6 @@ export function runtimeHasSimd(): boolean {
   return typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
 }
 
-export function defaultWasmUrl(build: WasmBuild): URL {
-  return new URL(`../../build/edge-moq-${build}.wasm`, import.meta.url);
-}
 
 const compiled = new Map<WasmBuild, Promise<WebAssembly.Module>>();
 const registered: Partial<Record<WasmBuild, WasmSource>> = {};
@@ -60,7 +58,7 @@ function compileSource(build: WasmBuild, source: WasmSource): Promise<WebAssembl
 async function compileFrom(build: WasmBuild, source: ArrayBuffer | ArrayBufferView | URL | string): Promise<WebAssembly.Module> {
   try {
     if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return await WebAssembly.compile(source as BufferSource);
-    const url = typeof source === 'string' ? new URL(source, import.meta.url) : source;
+    const url = typeof source === 'string' ? packageUrl(source) : source;
     if (url.protocol === 'file:') return await WebAssembly.compile(await readWasmFile(url));
     const response = await fetch(url);
     if (!response.ok) throw new Error(`HTTP ${response.status} for ${url.href}`);

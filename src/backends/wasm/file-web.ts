@@ -1,6 +1,6 @@
-// wasm-file.ts for browsers and Workers, which have no file system to read a file: URL from.
+// file.ts for browsers and Workers, which have no file system to read a file: URL from.
 
-import { BackendError } from '../errors.js';
+import { BackendError } from '../../errors.js';
 
 export async function readWasmFile(url: URL): Promise<BufferSource> {
   throw new BackendError('BACKEND_UNAVAILABLE',

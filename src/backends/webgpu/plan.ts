@@ -1,7 +1,7 @@
 // What the WebGPU backend dispatches for each tensor, and the Job record the kernels read
 // (shaders/job.wgsl). Pure arithmetic on KernelPlans, so it is the same on every device.
 
-import type { KernelPlan } from '../config.js';
+import type { KernelPlan } from '../../kernel-plan.js';
 
 export const WORKGROUP_SIZE = 256;
 /** Elements per workgroup in the chunked kernels: CHUNK_SIZE in shaders/job.wgsl. */

@@ -2,14 +2,14 @@
 // module's memory (WasmTensor) are quantized where they are; host arrays go through one
 // reusable staging area, so a call allocates nothing once warm.
 
-import { float32Length, planFakeQuantize, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
-import { describeValue } from '../describe.js';
-import { InvalidInputError } from '../errors.js';
-import { noiseKey } from '../noise.js';
-import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
-import { explainSelection } from './backend.js';
-import { compileWasm, type WasmBuild, type WasmSource } from './wasm-loader.js';
-import { WasmHeap, WasmTensor } from './wasm-memory.js';
+import { float32Length, planFakeQuantize, type FakeQuantizeOptions, type KernelPlan } from '../../kernel-plan.js';
+import { describeValue } from '../../describe.js';
+import { InvalidInputError } from '../../errors.js';
+import { noiseKey } from '../../noise.js';
+import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
+import { explainSelection } from '../backend.js';
+import { compileWasm, type WasmBuild, type WasmSource } from './loader.js';
+import { WasmHeap, WasmTensor } from './memory.js';
 
 interface KernelExports {
   memory: WebAssembly.Memory;
@@ -30,7 +30,7 @@ interface KernelExports {
   unpackCodes(codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number, bits: number, type: number): number;
 }
 
-/** What src/packed/wasm-packer.ts uses of a WasmBackend: its kernels and its memory. */
+/** What src/backends/wasm/packer.ts uses of a WasmBackend: its kernels and its memory. */
 export interface WasmInternals {
   kernels: KernelExports;
   heap: WasmHeap;

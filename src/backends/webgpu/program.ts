@@ -3,8 +3,8 @@
 // all created once per device. src/packed/ builds a second program the same way, from the same
 // files plus its own, with more bindings.
 
-import { BackendError } from '../errors.js';
-import { JOB_BYTES, KERNEL_NAMES, type KernelName } from './webgpu-plan.js';
+import { BackendError } from '../../errors.js';
+import { JOB_BYTES, KERNEL_NAMES, type KernelName } from './plan.js';
 import {
   binaryWgsl, blendWgsl, gridWgsl, jobWgsl, roundingWgsl, statsSubgroupWgsl, statsWgsl, statsWorkgroupWgsl, ternaryWgsl,
 } from './shaders.generated.js';

@@ -6,24 +6,24 @@
 // lost or a submission fails, host arrays pack on the backend's WebAssembly fallback from then
 // on (`kind` says so); GPUBuffers cannot follow and throw DEVICE_LOST.
 
-import type { BackendKind } from '../backends/backend.js';
-import type { Grid, KernelPlan } from '../config.js';
-import { BackendError, InvalidInputError } from '../errors.js';
-import { packWgsl } from '../backends/shaders.generated.js';
-import type { WebGpuBackend, WebGpuCounters } from '../backends/webgpu.js';
+import type { BackendKind } from '../backend.js';
+import type { Grid, KernelPlan } from '../../kernel-plan.js';
+import { BackendError, InvalidInputError } from '../../errors.js';
+import { packWgsl } from './shaders.generated.js';
+import type { WebGpuBackend, WebGpuCounters } from './backend.js';
 import {
   JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, SMALL_GROUP_MAX, WORKGROUP_SIZE, layoutSubmission, workgroupGrid, writeJob,
   type JobLayout,
-} from '../backends/webgpu-plan.js';
-import { COMPUTE_STAGE, createProgram, type Program, type ProgramSpec } from '../backends/webgpu-program.js';
+} from './plan.js';
+import { COMPUTE_STAGE, createProgram, type Program, type ProgramSpec } from './program.js';
 import {
   allocatePacked, invalidPackedError, packedGridProblem, packedType, planPack, planPackData, shapeOptions, validateInto, validatePacked,
   type PackedTensor, type PackedType, type PackOptions, type PackPlan,
-} from './layout.js';
-import type { Packer } from './packer.js';
-import { WasmPacker } from './wasm-packer.js';
-import { GpuFailure, submitAndRead } from '../backends/webgpu-submission.js';
-import { MAP_MODE_READ, USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_MAP_READ, USAGE_STORAGE, USAGE_UNIFORM } from '../backends/webgpu-flags.js';
+} from '../../packed/layout.js';
+import type { Packer } from '../../packed/packer.js';
+import { WasmPacker } from '../wasm/packer.js';
+import { GpuFailure, submitAndRead } from './submission.js';
+import { MAP_MODE_READ, USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_MAP_READ, USAGE_STORAGE, USAGE_UNIFORM } from './flags.js';
 
 const NO_BAD_INDEX = 0xffffffff;
 /** Groups per invocation of checkGroups: CHECKED_GROUPS in shaders/pack.wgsl. */

@@ -4,7 +4,7 @@
 // It also knows which tensors are live: a view kept after free() would otherwise quantize
 // whatever tensor reuses that memory.
 
-import { BackendError, InvalidInputError } from '../errors.js';
+import { BackendError, InvalidInputError } from '../../errors.js';
 
 const PAGE = 65536;
 const ALIGN = 16;

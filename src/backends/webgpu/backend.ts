@@ -5,16 +5,16 @@
 // submission fails, host work completes on WebAssembly from the caller's untouched arrays, the
 // downgrade is announced, and later calls stay on WebAssembly.
 
-import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../config.js';
-import { BackendError, InvalidInputError } from '../errors.js';
-import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
-import { explainSelection } from './backend.js';
-import { WasmBackend } from './wasm.js';
-import { runtimeHasSimd, type WasmSource } from './wasm-loader.js';
-import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './webgpu-plan.js';
-import { createProgram, type KernelProgram } from './webgpu-program.js';
-import { GpuFailure, submitAndRead, submitOnly } from './webgpu-submission.js';
-import { USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_MAP_READ, USAGE_STORAGE, USAGE_UNIFORM } from './webgpu-flags.js';
+import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../../kernel-plan.js';
+import { BackendError, InvalidInputError } from '../../errors.js';
+import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
+import { explainSelection } from '../backend.js';
+import { WasmBackend } from '../wasm/backend.js';
+import { runtimeHasSimd, type WasmSource } from '../wasm/loader.js';
+import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './plan.js';
+import { createProgram, type KernelProgram } from './program.js';
+import { GpuFailure, submitAndRead, submitOnly } from './submission.js';
+import { USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_MAP_READ, USAGE_STORAGE, USAGE_UNIFORM } from './flags.js';
 
 const NO_BAD_INDEX = 0xffffffff;
 // Status words come back first in the readback buffer; results start at this offset.
