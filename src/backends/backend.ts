@@ -19,6 +19,12 @@ export interface SelectionReport {
   notes?: string[];
 }
 
+/** Where an out-of-place fakeQuantize writes its result. */
+export interface FakeQuantizeTarget {
+  /** Receives the quantized values: a Float32Array of the source's length that shares none of its memory. */
+  into: Float32Array;
+}
+
 /** min, max, abs-max and mean |x| per group. */
 export interface GroupStats {
   min: Float32Array;
@@ -30,8 +36,13 @@ export interface GroupStats {
 export interface Backend {
   readonly kind: BackendKind;
   readonly selection: SelectionReport;
-  /** Quantizes `data` in place (fake quantization: the values stay float32) and resolves to it. */
-  fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array>;
+  /**
+   * Quantizes `data` in place (fake quantization: the values stay float32) and resolves to it.
+   * With `{ into }`, `data` is only read: the result is written to `into` (same length as
+   * `data`, not overlapping it, else an InvalidInputError) and the promise resolves to `into`.
+   * On error (NaN/Inf in `data`, bad options) neither array is modified.
+   */
+  fakeQuantize(data: Float32Array, options: FakeQuantizeOptions, target?: FakeQuantizeTarget): Promise<Float32Array>;
   /**
    * Quantizes several tensors as one operation (a parameter group in one submission).
    * All inputs are validated before any is touched: on error, none is modified.
