@@ -40,7 +40,9 @@ export interface Backend {
    * Quantizes `data` in place (fake quantization: the values stay float32) and resolves to it.
    * With `{ into }`, `data` is only read: the result is written to `into` (same length as
    * `data`, not overlapping it, else an InvalidInputError) and the promise resolves to `into`.
-   * On error (NaN/Inf in `data`, bad options) neither array is modified.
+   * One pass: `data` is never modified, but on a NaN/Inf in `data` (an InvalidInputError)
+   * `into` may already hold the results of the groups before it. In place, an error leaves
+   * `data` as it was.
    */
   fakeQuantize(data: Float32Array, options: FakeQuantizeOptions, target?: FakeQuantizeTarget): Promise<Float32Array>;
   /**
