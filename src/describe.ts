@@ -186,3 +186,15 @@ export function describeError(error: unknown): string {
   const type = typeName(error);
   return typeof message === 'string' && message !== '' ? `${type}: ${shorten(escapeText(message, MAX_VALUE_CHARS + 1), MAX_VALUE_CHARS)}` : type;
 }
+
+/** A byte count for people: 1536 -> "1.50 KB" (binary units, as file managers show them). */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}

@@ -1,7 +1,7 @@
 // How the page writes numbers: sizes as the CLI writes them (one formatter for both), times and
 // errors short enough for a table cell.
 
-export { formatBytes } from '../../src/cli/table.js';
+export { formatBytes } from '../../src/describe.js';
 
 /** "0.4 s", "12 s", "3 min 05 s", "1 h 02 min": a duration for a person, not a log. */
 export function formatDuration(milliseconds: number): string {

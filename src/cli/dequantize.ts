@@ -12,7 +12,7 @@ import { choiceFlag, stringFlag, type ParsedArgs } from './args.js';
 import { openPacker } from './packer.js';
 import { naming } from './file-errors.js';
 import { createProgress } from './progress.js';
-import { formatBytes } from './table.js';
+import { formatBytes } from '../describe.js';
 import { escapeForTerminal } from './terminal.js';
 
 export async function dequantizeCommand(args: ParsedArgs): Promise<number> {

@@ -14,7 +14,8 @@ import type { PackedEntry } from '../formats/packed-metadata.js';
 import type { ParsedArgs } from './args.js';
 import { detectFormat } from '../formats/detect-format.js';
 import { naming } from './file-errors.js';
-import { formatBytes, table } from './table.js';
+import { formatBytes } from '../describe.js';
+import { table } from './table.js';
 import { escapeForTerminal } from './terminal.js';
 
 /** Metadata keys and values are shown up to this many characters (code points). */

@@ -15,7 +15,8 @@ import { readRecipeFile } from './recipe-file.js';
 import { openPacker } from './packer.js';
 import { detectFormat, type FileFormat } from '../formats/detect-format.js';
 import { createProgress, type Progress } from './progress.js';
-import { formatBytes, table } from './table.js';
+import { formatBytes } from '../describe.js';
+import { table } from './table.js';
 import { escapeForTerminal } from './terminal.js';
 
 export async function quantizeCommand(args: ParsedArgs): Promise<number> {

@@ -1,4 +1,4 @@
-// Plain-text tables and byte counts for the CLI's summaries.
+// Plain-text tables for the CLI's summaries.
 
 import { displayWidth, escapeForTerminal } from './terminal.js';
 
@@ -13,15 +13,4 @@ export function table(header: readonly string[], rows: readonly (readonly string
   // padEnd counts code units; a cell's padding is what its display width leaves of the column.
   const line = (cells: readonly string[]) => cells.map((cell, i) => cell.padEnd(cell.length + widths[i]! - displayWidth(cell))).join('  ').trimEnd();
   return [line(lines[0]!), line(widths.map((width) => '-'.repeat(width))), ...lines.slice(1).map(line)].join('\n');
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
 }

@@ -2,7 +2,7 @@
 // MoQ's lead over PTQ (mean ± sd over seeds) and the packed size; per seed every accuracy; and
 // the packed models as exported and loaded back.
 
-import { formatBytes } from '../cli/table.js';
+import { formatBytes } from '../describe.js';
 import { packedBytes } from './memory.js';
 import type { TextTable } from './report.js';
 import { formatSpread, spread } from './stats.js';
