@@ -17,6 +17,8 @@ export type ErrorCode =
 
 /** Where in the data an error was found, for callers that add their own context (a tensor name). */
 export interface ErrorLocation {
+  /** The job (position in the list fakeQuantizeMany was given; 0 for single-tensor calls). */
+  job?: number;
   /** The element index within the data or tensor the call was given. */
   index?: number;
   /** The group index within it. */
@@ -54,4 +56,15 @@ export class FormatError extends EdgeMoqError {
   constructor(message: string, options?: { cause?: unknown; location?: ErrorLocation }) {
     super('MALFORMED_FILE', message, options);
   }
+}
+
+/**
+ * A NaN or ±Inf found by a backend or packer: `label` names the tensor as the caller did
+ * (`data`, `jobs[2].data`, a QuantizeJob's label), `value` is what was found there.
+ */
+export function nonFiniteError(label: string, value: unknown, location: { job: number; index: number; group: number }, packing = false): InvalidInputError {
+  const need = packing
+    ? 'packing needs finite values.'
+    : 'quantization needs finite values (a NaN/Inf usually means an overflowed step; skip it with overflow: true).';
+  return new InvalidInputError('NON_FINITE', `${label}[${location.index}] is ${value}: ${need} Nothing was modified.`, { location });
 }

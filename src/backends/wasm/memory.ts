@@ -4,7 +4,7 @@
 // It also knows which tensors are live: a view kept after free() would otherwise quantize
 // whatever tensor reuses that memory.
 
-import { BackendError, InvalidInputError } from '../../errors.js';
+import { InvalidInputError } from '../../errors.js';
 
 const PAGE = 65536;
 const ALIGN = 16;
@@ -42,13 +42,13 @@ export class WasmHeap {
     if (end > have) {
       const pages = Math.ceil((end - have) / PAGE);
       if (have / PAGE + pages > MAX_PAGES) {
-        throw new BackendError('INVALID_ARGUMENT',
+        throw new InvalidInputError('INVALID_ARGUMENT',
           `cannot allocate ${bytes} bytes: WebAssembly memory is limited to 4 GiB; quantize the tensor in smaller parts.`);
       }
       try {
         this.memory.grow(pages);
       } catch (cause) {
-        throw new BackendError('INVALID_ARGUMENT',
+        throw new InvalidInputError('INVALID_ARGUMENT',
           `cannot grow WebAssembly memory by ${pages * PAGE} bytes (the runtime refused); quantize smaller tensors.`, { cause });
       }
     }
@@ -158,7 +158,7 @@ export class WasmTensor {
 
   /** The current view (re-created if the memory grew since the last access). */
   get array(): Float32Array {
-    if (this.released) throw new BackendError('INVALID_ARGUMENT', 'this WasmTensor was freed; allocate a new one.');
+    if (this.released) throw new InvalidInputError('INVALID_ARGUMENT', 'this WasmTensor was freed; allocate a new one.');
     if (this.view.buffer !== this.heap.memory.buffer) {
       this.view = new Float32Array(this.heap.memory.buffer, this.byteOffset, this.length);
       this.heap.track(this, this.view);
