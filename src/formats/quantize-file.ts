@@ -12,14 +12,14 @@ import { planPack, type PackOptions, type PackPlan } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
 import { DEFAULT_CHUNK_BYTES, MAX_WHOLE_GROUP_BYTES } from './chunking.js';
 import type { PositionalByteSink } from './node-file.js';
-import { packTensor, PackScratch } from './pack-tensor.js';
+import { packTensor, PackScratch, type ScaleTarget } from './pack-tensor.js';
 import { readAheadSource } from './read-ahead.js';
 import { checkSettings, compileRecipe, type CompiledRecipe, type Recipe, type RecipeRule } from './recipe.js';
 import { axisProblem, axisView } from './axis.js';
 import { isPackedFile, packedEntry, packedMetadata, packedNames, readPackedLayout, type PackedEntry, type PackedParts } from './packed-metadata.js';
 import {
   createSafetensorsWriter, isFloatDtype, openSafetensors, readByteChunks,
-  type ByteSink, type ByteSource, type SafetensorsFile, type TensorInfo, type TensorSpec,
+  type ByteSink, type ByteSource, type SafetensorsFile, type SafetensorsWriter, type TensorInfo, type TensorSpec,
 } from './safetensors.js';
 
 /** Stochastic noise is indexed by a 32-bit element counter (identical on every backend). */
@@ -139,11 +139,71 @@ type Item =
 
 const isPositional = (sink: ByteSink): sink is PositionalByteSink => typeof (sink as Partial<PositionalByteSink>).writeAt === 'function';
 
+/** A tensor to pack, as decided: what packing it needs besides the file's bytes (plain data, so it can cross to a worker thread). */
+export interface PackRequest {
+  tensor: TensorInfo;
+  plan: PackPlan;
+  options: PackOptions;
+  /** The dimension its groups run along. */
+  axis: number;
+}
+
+/** A packed tensor's error summary (TensorReport's). */
+export interface PackErrors {
+  maxAbsError: number;
+  rmsError: number;
+}
+
+/**
+ * Who packs the tensors quantizeSafetensorsWith decided to pack: packTensor on a Packer in this
+ * thread (quantizeSafetensors), or worker threads (src/node/file-jobs.ts). Either way each
+ * tensor's parts reach the writer in file order, so the output bytes are the same.
+ */
+export interface TensorPacking {
+  /**
+   * Called once, before the first pack(), with every tensor to pack in file order (work may
+   * start ahead of the writer), the file read (front to back), and the chunk size.
+   */
+  start(file: SafetensorsFile, requests: readonly PackRequest[], chunkBytes: number): Promise<void>;
+  /**
+   * Writes requests[index]'s parts to `writer` in the order its specs put them (the scales
+   * through `target` when there is one); `progress` takes the tensor's input bytes done.
+   */
+  pack(index: number, writer: SafetensorsWriter, target: ScaleTarget | null, progress: (bytesDone: number) => void): Promise<PackErrors>;
+  /** Called once when the run ends, finished or failed (after start()). */
+  finish(): Promise<void>;
+}
+
+/** packTensor in this thread: every tensor with one Packer and one PackScratch. */
+export function inThreadPacking(packer: Packer): TensorPacking {
+  let file: SafetensorsFile;
+  let requests: readonly PackRequest[] = [];
+  let chunkBytes = DEFAULT_CHUNK_BYTES;
+  const scratch = new PackScratch();
+  return {
+    async start(data, all, bytes) {
+      file = data;
+      requests = all;
+      chunkBytes = bytes;
+    },
+    pack(index, writer, target, progress) {
+      const { tensor, plan, options, axis } = requests[index]!;
+      return packTensor(file, tensor, plan, options, packer, scratch, writer, target, chunkBytes, progress, axis);
+    },
+    async finish() {},
+  };
+}
+
 /**
  * Quantizes the safetensors file in `source` into `sink`. The sink is aborted on any error, so
  * no partial output survives (use atomicFileSink from node-file.ts for files).
  */
-export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, packer: Packer, options: QuantizeFileOptions): Promise<QuantizeReport> {
+export function quantizeSafetensors(source: ByteSource, sink: ByteSink, packer: Packer, options: QuantizeFileOptions): Promise<QuantizeReport> {
+  return quantizeSafetensorsWith(source, sink, inThreadPacking(packer), options);
+}
+
+/** quantizeSafetensors with the tensors packed by `packing`: same decisions, same layout, same bytes. */
+export async function quantizeSafetensorsWith(source: ByteSource, sink: ByteSink, packing: TensorPacking, options: QuantizeFileOptions): Promise<QuantizeReport> {
   let items: Item[];
   const recipeWarnings: string[] = [];
   let file: SafetensorsFile;
@@ -193,7 +253,6 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   // The data is read front to back, many tensors in one read where they are small.
   const data: SafetensorsFile = { ...file, source: readAheadSource(file.source) };
-  const scratch = new PackScratch();
   const bytesTotal = file.tensors.reduce((sum, t) => sum + t.byteLength, 0);
   let bytesDone = 0;
   let specIndex = 0;
@@ -202,7 +261,10 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
   const copy = async (tensor: TensorInfo) => {
     for await (const bytes of readByteChunks(data, tensor, { chunkBytes })) await writer.write(bytes);
   };
+  const requests = items.flatMap((item) => (item.kind === 'pack' ? [{ tensor: item.tensor, plan: item.plan, options: item.options, axis: item.axis }] : []));
   try {
+    await packing.start(data, requests, chunkBytes);
+    let requestIndex = 0;
     for (const [index, item] of items.entries()) {
       const name = item.kind === 'carry' ? item.parts.name : item.tensor.name;
       options.onProgress?.({ tensor: name, index, count: items.length, bytesDone, bytesTotal });
@@ -232,8 +294,8 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
         const partCount = plan.type === 'asymmetric' ? 3 : 2;
         const places = writer.tensors.slice(specIndex, specIndex + partCount);
         const target = positional ? { sink, scales: places[0]!, zeros: plan.type === 'asymmetric' ? places[1]! : null } : null;
-        const errors = await packTensor(data, tensor, plan, item.options, packer, scratch, writer, target, chunkBytes, (done) =>
-          options.onProgress?.({ tensor: name, index, count: items.length, bytesDone: bytesDone + done, bytesTotal }), item.axis);
+        const errors = await packing.pack(requestIndex++, writer, target, (done) =>
+          options.onProgress?.({ tensor: name, index, count: items.length, bytesDone: bytesDone + done, bytesTotal }));
         const bytesOut = plan.codeBytes + plan.groupCount * 4 * (plan.type === 'asymmetric' ? 2 : 1);
         reports.push({
           name, dtype: tensor.dtype, shape: tensor.shape, bytesIn: tensor.byteLength,
@@ -252,8 +314,10 @@ export async function quantizeSafetensors(source: ByteSource, sink: ByteSink, pa
     await writer.close();
   } catch (error) {
     await writer.abort().catch(() => undefined);
+    await packing.finish().catch(() => undefined);
     throw error;
   }
+  await packing.finish();
   const packed = reports.filter((r) => r.packed).length;
   return { tensors: reports, packed, skipped: reports.length - packed, bytesIn: source.size, bytesOut: writer.size, ratio: source.size / writer.size, warnings };
 }

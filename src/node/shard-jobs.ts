@@ -15,9 +15,9 @@ import { renameSync, rmSync } from 'node:fs';
 import { chmod, mkdir, rename, rm, rmdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { describeError, describeValue } from '../describe.js';
-import { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from '../errors.js';
+import { BackendError, EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource, type FileSource, type OutputTarget } from '../formats/node-file.js';
 import { checkRecipeAcross, compileRecipe } from '../formats/recipe.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport } from '../formats/quantize-file.js';
@@ -28,6 +28,7 @@ import {
 } from '../formats/sharded.js';
 import { createPacker } from '../packed/index.js';
 import type { Packer } from '../packed/packer.js';
+import { rebuildError, sendable, startWorker, type SentError } from './worker-threads.js';
 
 /** The WebAssembly packers a worker can create (WebGPU devices do not cross threads). */
 export type ShardBackend = 'auto' | 'wasm-simd' | 'wasm';
@@ -103,37 +104,6 @@ interface ShardResult {
   tensors: Array<[string, number]>;
 }
 
-/** An error as it crosses from a worker: what rebuilds the same class, code and message. */
-interface SentError {
-  name: string;
-  code: ErrorCode;
-  message: string;
-  key?: string;
-  location?: ErrorLocation;
-}
-
-/** The same typed error again, its message prefixed (a worker's error, or one given the shard's name). */
-function rebuildError(sent: SentError, cause?: unknown): EdgeMoqError {
-  const options = { ...(cause === undefined ? {} : { cause }), ...(sent.location ? { location: sent.location } : {}) };
-  switch (sent.name) {
-    case 'ConfigError': {
-      // Its constructor puts the key before the message, which already starts with it.
-      const error = new ConfigError(sent.key ?? '', '');
-      error.message = sent.message;
-      return error;
-    }
-    case 'FormatError': return new FormatError(sent.message, options);
-    case 'InvalidInputError': return new InvalidInputError(sent.code, sent.message, options);
-    case 'BackendError': return new BackendError(sent.code, sent.message, options);
-    default: return new EdgeMoqError(sent.code, sent.message, options);
-  }
-}
-
-const sendable = (error: EdgeMoqError): SentError => ({
-  name: error.name, code: error.code, message: error.message,
-  ...(error instanceof ConfigError ? { key: error.key } : {}), ...(error.location ? { location: error.location } : {}),
-});
-
 /** Any failure of one shard as a typed error that names the shard. */
 function shardError(shard: string, error: unknown): EdgeMoqError {
   if (error instanceof EdgeMoqError) return rebuildError({ ...sendable(error), message: `shard ${shard}: ${error.message}` }, error);
@@ -185,17 +155,7 @@ interface Job {
 }
 
 function threadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
-  let worker: Worker;
-  try {
-    // Workers take the process's Node flags, except --input-type: it is for the main script
-    // given as text (node -e), and a worker given a file refuses to start with it.
-    const execArgv = process.execArgv.filter((flag, i, all) => !flag.startsWith('--input-type') && all[i - 1] !== '--input-type');
-    worker = new Worker(new URL(import.meta.url), { execArgv, workerData: { [WORKER_MARKER]: true, backend, options, progress: onProgress !== undefined } });
-  } catch (cause) {
-    // Options travel to the workers by structured clone: a function among them cannot.
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `the options cannot be sent to worker threads (${describeError(cause)}): give plain data (strings, numbers, RegExps), or run with jobs: 1.`, { cause });
-  }
+  const worker = startWorker(import.meta.url, { [WORKER_MARKER]: true, backend, options, progress: onProgress !== undefined }, 'jobs: 1');
   let pending: { shard: string; resolve: (r: ShardResult) => void; reject: (e: unknown) => void } | null = null;
   let failure: EdgeMoqError | null = null;
   const fail = (error: EdgeMoqError) => {
