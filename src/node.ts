@@ -1,6 +1,6 @@
 // `edge-moq/node`: what only Node has. Files for the streaming safetensors functions of
-// `edge-moq/packed`, ONNX and TensorFlow.js models between files, and WebGPU through the
-// `webgpu` package (Dawn).
+// `edge-moq/packed` (one file's tensors on worker threads too), ONNX and TensorFlow.js models
+// between files, and WebGPU through the `webgpu` package (Dawn).
 
 export { atomicFileSink, checkOutputFile, fileSource, removePartialOutputs, type FileSource } from './formats/node-file.js';
 export { quantizeOnnxFile, type QuantizeOnnxFileResult } from './formats/onnx/node-file.js';
@@ -9,6 +9,10 @@ export {
   type DequantizeTfjsFileResult, type QuantizeTfjsFileResult,
 } from './formats/tfjs/node-file.js';
 export { nodeGpu, type NodeGpu } from './backends/webgpu/node-gpu.js';
+export {
+  DEFAULT_MAX_WORKERS, PARALLEL_MIN_BYTES, quantizeSafetensorsFile,
+  type FileBackend, type FileQuantizeOptions, type FileQuantizeReport,
+} from './node/file-jobs.js';
 export {
   mergeIndexFiles, quantizeShardedCheckpoint, removePartialShardOutputs,
   type ShardBackend, type ShardedQuantizeOptions, type ShardedQuantizeReport,
