@@ -19,7 +19,6 @@ import { randomTensor } from './support/fixtures.js';
 import { encodeModel, float32Raw, OnnxDataType } from './support/onnx-model.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { PACKAGE_ROOT } from './support/package-link.js';
-// @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
 ort.env.wasm.numThreads = 1;

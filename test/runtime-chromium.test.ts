@@ -7,7 +7,6 @@ import type { Browser, Page } from 'playwright-core';
 import { conformanceFile, CONFORMANCE_PATH } from './support/fixtures.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { PACKAGE_ROOT } from './support/package-link.js';
-// @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
 const { available, webGpuAvailable } = await chromiumAvailability();

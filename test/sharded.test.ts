@@ -38,7 +38,7 @@ const floatTensor = ({ name, dtype, shape, values }: TensorPlan, seed: number): 
 
 /** Five shards (so that splits are uneven) of float matrices in every float dtype, vectors and an integer tensor. */
 const SHARDS: TensorPlan[][] = Array.from({ length: 5 }, (_, k) => [
-  { name: `layers.${k}.attn.weight`, dtype: (['F32', 'F16', 'BF16'] as const)[k % 3], shape: [8, 32] },
+  { name: `layers.${k}.attn.weight`, dtype: (['F32', 'F16', 'BF16'] as const)[k % 3]!, shape: [8, 32] },
   { name: `layers.${k}.attn.bias`, dtype: 'F32', shape: [8] },
   { name: `layers.${k}.mlp.weight`, dtype: 'F32', shape: [16, 48] },
   ...(k === 0 ? [{ name: 'position_ids', dtype: 'I64' as const, shape: [1, 4] }] : []),

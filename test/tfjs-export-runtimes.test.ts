@@ -20,7 +20,6 @@ import { randomTensor } from './support/fixtures.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability, openRecordingPage } from './support/chromium.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
 import { startBundledWorker, workerdAvailable } from './support/workerd.js';
-// @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
 const workerd = await workerdAvailable();

@@ -28,7 +28,6 @@ import {
   agreement, classify, describeFaces, descriptionAgreement, EMOTION_LABELS, emotionInput, emotionModelPath, faceresInput,
   faceresModelPath, galleryFaces, modelFolderBytes, readModelArtifacts, top1, type GalleryFaces,
 } from './support/tfjs-real-model.js';
-// @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
 const { available: chromiumAvailable } = await chromiumAvailability();

@@ -22,7 +22,6 @@ import { runScenario, type ScenarioReport } from './fixtures/tfjs-webgpu-scenari
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability } from './support/chromium.js';
 import { PACKAGE_ROOT } from './support/package-link.js';
 import { bufferWith, readBuffer, testGpu, useBackendOnOwnDevice, webgpuAvailable } from './support/webgpu.js';
-// @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../scripts/serve.mjs';
 
 const dawn = await webgpuAvailable();

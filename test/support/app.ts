@@ -14,9 +14,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { encodeFloat32, encodeSafetensors, type Dtype, type TensorBytes } from '../../src/formats/safetensors.js';
 import { CHROMIUM, CHROMIUM_ARGS } from './chromium.js';
 import { randomTensor } from './fixtures.js';
-// @ts-expect-error: a plain .mjs script without type declarations
 import { buildApp } from '../../scripts/build-app.mjs';
-// @ts-expect-error: a plain .mjs script without type declarations
 import { serveDirectory } from '../../scripts/serve.mjs';
 
 /** The app built and served on 127.0.0.1, and a Chromium to open it in. */
