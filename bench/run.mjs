@@ -1,38 +1,31 @@
-// `npm run bench`: 16,777,216 float32 values in groups of 4096, quantized in place in
-// WebAssembly memory, timed against the bandwidth floor (Float32Array.prototype.set of the
-// same size) and a plain TypeScript loop. Medians of RUNS runs; writes BENCHMARKS.md.
-// Not a test: timings vary with the machine and its load.
+// `npm run bench`: 16,777,216 float32 values in groups of 4096, every kernel on both WebAssembly
+// builds, in WebAssembly memory and on a host Float32Array, next to the JavaScript peers doing
+// the same symmetric 8-bit work (bench/peers.mjs) and a plain TypeScript loop, all as ratios to
+// the bandwidth floor (Float32Array.prototype.set of the same size) timed in the same rounds.
+// Prints two tables and writes them into BENCHMARKS.md (its "wasm" and "peers" sections).
+// BENCH_RUNS rounds (default 11). Not a test: timings vary with the machine and its load.
 
-import { writeFileSync, readFileSync, existsSync } from 'node:fs';
-import os from 'node:os';
 import { WasmBackend } from '../dist/index.js';
-import { GROUP, N, VARIANTS, median, weights } from './workload.mjs';
+import { peerCases } from './peers.mjs';
+import { GROUP, N, VARIANTS, machine, timeRounds, weights, writeSection } from './workload.mjs';
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 15);
+const RUNS = Number(process.env.BENCH_RUNS ?? 11);
 
-function time(prepare, fn) {
-  const samples = [];
-  for (let r = 0; r < RUNS + 2; r++) {
-    prepare();
-    globalThis.gc?.();
-    const t0 = performance.now();
-    fn();
-    const t = performance.now() - t0;
-    if (r >= 2) samples.push(t);
-  }
-  return median(samples);
-}
-
-/** The straightforward TypeScript loop a user would write: symmetric 8-bit nearest, in place. */
+/**
+ * The straightforward TypeScript loop a user would write: symmetric 8-bit nearest, in place.
+ * @param {Float32Array} data
+ * @param {number} groupSize
+ * @param {number} bits
+ */
 function plainLoop(data, groupSize, bits) {
   const levels = 2 ** bits;
   for (let g = 0; g < data.length; g += groupSize) {
     let lo = Infinity, hi = -Infinity;
-    for (let i = g; i < g + groupSize; i++) { const x = data[i]; if (x < lo) lo = x; if (x > hi) hi = x; }
+    for (let i = g; i < g + groupSize; i++) { const x = /** @type {number} */ (data[i]); if (x < lo) lo = x; if (x > hi) hi = x; }
     const scale = Math.fround(Math.max(Math.abs(lo), Math.abs(hi)) * Math.fround(2 / levels));
     if (!(scale > 0)) continue;
     for (let i = g; i < g + groupSize; i++) {
-      const v = Math.fround(data[i] / scale);
+      const v = Math.fround(/** @type {number} */ (data[i]) / scale);
       let r = Math.round(v);
       if (r - v === 0.5 && r % 2 !== 0) r -= 1; // half to even
       data[i] = Math.fround(Math.min(Math.max(r, -levels / 2), levels / 2 - 1) * scale);
@@ -40,47 +33,110 @@ function plainLoop(data, groupSize, bits) {
   }
 }
 
+const started = performance.now();
 const original = weights();
 const copy = new Float32Array(N);
-const floor = time(() => {}, () => copy.set(original));
-const plain = time(() => copy.set(original), () => plainLoop(copy, GROUP, 8));
+const FLOOR = 'Float32Array.prototype.set (the floor)';
+const PLAIN = 'plain TypeScript loop, symmetric 8-bit, in place';
+/** @type {import('./workload.mjs').Case[]} */
+const cases = [
+  { name: FLOOR, run: () => copy.set(original) },
+  { name: PLAIN, prepare: () => copy.set(original), run: () => plainLoop(copy, GROUP, 8) },
+];
 
-const rows = [];
-for (const build of ['simd', 'scalar']) {
+const BUILDS = /** @type {const} */ (['simd', 'scalar']);
+const backends = [], tensors = [];
+for (const build of BUILDS) {
   const backend = await WasmBackend.create(build);
   const tensor = backend.upload(original);
+  backends.push(backend);
+  tensors.push(tensor);
   for (const [name, options] of VARIANTS) {
     const opts = { ...options, groupSize: GROUP };
-    // In WebAssembly memory: two passes (statistics and NaN/Inf check for the whole tensor, then the writes).
-    const ms = time(() => tensor.array.set(original), () => backend.fakeQuantizeSync(tensor.array, opts));
-    // A host Float32Array: copied in, one fused pass over the copy, copied back.
-    const hostMs = time(() => copy.set(original), () => backend.fakeQuantizeSync(copy, opts));
-    rows.push({ build, name, ms, hostMs });
+    // In WebAssembly memory: validated for the whole tensor before any write.
+    cases.push({ name: `${build} tensor ${name}`, prepare: () => tensor.array.set(original), run: () => backend.fakeQuantizeSync(tensor.array, opts) });
+    cases.push({ name: `${build} host ${name}`, prepare: () => copy.set(original), run: () => backend.fakeQuantizeSync(copy, opts) });
   }
-  tensor.free();
-  backend.dispose();
 }
 
-const targets = { simd: { 'symmetric 8-bit nearest': 1.5, 'asymmetric 8-bit nearest': 1.8, 'symmetric 8-bit stochastic': 2.5, 'symmetric 4-bit nearest': 1.5, 'ternary (2-bit)': 2, 'binary (1-bit)': 2 } };
-const ratio = (ms) => (ms / floor).toFixed(2);
-const lines = [
-  `| kernel | build | in WebAssembly memory, ms | x floor | target | host Float32Array, ms | x floor |`,
-  `|---|---|---:|---:|---:|---:|---:|`,
-  `| Float32Array.prototype.set (the floor) | — | ${floor.toFixed(2)} | 1.00 | | | |`,
-  `| plain TypeScript loop, symmetric 8-bit | — | | | | ${plain.toFixed(2)} | ${ratio(plain)} |`,
-  ...rows.map((r) => `| ${r.name} | ${r.build === 'simd' ? 'wasm-simd' : 'wasm (scalar)'} | ${r.ms.toFixed(2)} | ${ratio(r.ms)} | ≤ ${r.build === 'simd' ? targets.simd[r.name] : 8}x | ${r.hostMs.toFixed(2)} | ${ratio(r.hostMs)} |`),
-];
-const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-const header = `Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} x ${cpu}, Node ${process.versions.node}; ` +
-  `${N.toLocaleString('en')} float32 values, groups of ${GROUP}, medians of ${RUNS} runs. ` +
-  `"In WebAssembly memory": the tensor lives there (WasmTensor) and is quantized in place in two passes, ` +
-  `statistics with the NaN/Inf check for the whole tensor first, then the writes, so bad input leaves it untouched. ` +
-  `"Host Float32Array": copied in, quantized in one fused pass over the copy, copied back.`;
-console.log(header + '\n\n' + lines.join('\n'));
+const reference = /** @type {WasmBackend} */ (backends[0]).fakeQuantizeSync(original.slice(), { bits: 8, groupSize: GROUP });
+const peers = await peerCases(original, GROUP, reference);
+cases.push(...peers.cases);
 
-const file = new URL('../BENCHMARKS.md', import.meta.url);
-const start = '<!-- wasm:start -->', end = '<!-- wasm:end -->';
-const section = `${start}\n## WebAssembly (CPU)\n\n${header}\n\n${lines.join('\n')}\n${end}`;
-let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nWritten by `npm run bench`. Timings depend on the machine; ratios to the floor travel better.\n\n';
-doc = doc.includes(start) ? doc.replace(new RegExp(`${start}[\\s\\S]*${end}`), section) : `${doc}${section}\n`;
-writeFileSync(file, doc);
+const results = await timeRounds(cases, RUNS);
+await peers.dispose();
+for (const tensor of tensors) tensor.free();
+for (const backend of backends) backend.dispose();
+
+const byName = new Map(results.map((r) => [r.name, r]));
+/** @param {string} name */
+const result = (name) => /** @type {{ ms: number, ratio: number }} */ (byName.get(name));
+const floorMs = result(FLOOR).ms;
+const ms = (/** @type {number} */ v) => v.toFixed(2);
+const ratio = (/** @type {number} */ v) => v.toFixed(2);
+
+const targets = /** @type {Record<string, number>} */ ({
+  'symmetric 8-bit nearest': 1.4, 'asymmetric 8-bit nearest': 1.5, 'symmetric 8-bit stochastic': 2.0,
+});
+const hostTargets = /** @type {Record<string, number>} */ ({
+  'symmetric 8-bit nearest': 1.8, 'asymmetric 8-bit nearest': 2.0, 'symmetric 8-bit stochastic': 2.5,
+  'ternary (2-bit)': 2.2, 'binary (1-bit)': 2.2,
+});
+const SCALAR_TARGET = 6;
+/** @param {number | undefined} t */
+const target = (t) => (t === undefined ? '' : `≤ ${t}`);
+const kernelLines = [
+  '| kernel | build | WasmTensor in place, ms | x floor | target | host Float32Array in place, ms | x floor | target |',
+  '|---|---|---:|---:|---:|---:|---:|---:|',
+  ...BUILDS.flatMap((build) => VARIANTS.map(([name]) => {
+    const tensor = result(`${build} tensor ${name}`), host = result(`${build} host ${name}`);
+    const simd = build === 'simd';
+    return `| ${name} | ${simd ? 'wasm-simd' : 'wasm (scalar)'} | ${ms(tensor.ms)} | ${ratio(tensor.ratio)} | ${target(simd ? targets[name] : SCALAR_TARGET)} ` +
+      `| ${ms(host.ms)} | ${ratio(host.ratio)} | ${target(simd ? hostTargets[name] : SCALAR_TARGET)} |`;
+  })),
+];
+
+/** @type {[string, string][]} */
+const peerRows = [
+  ['edge-moq wasm-simd, `WasmTensor` in place (validated, two passes)', 'simd tensor symmetric 8-bit nearest'],
+  ['edge-moq wasm-simd, host `Float32Array` in place (what most users call)', 'simd host symmetric 8-bit nearest'],
+  ['edge-moq wasm-simd, host ternary', 'simd host ternary (2-bit)'],
+  ['edge-moq wasm-simd, host binary', 'simd host binary (1-bit)'],
+  ['edge-moq wasm-simd, stochastic rounding, host array', 'simd host symmetric 8-bit stochastic'],
+  ['edge-moq scalar build, `WasmTensor`, symmetric 8-bit', 'scalar tensor symmetric 8-bit nearest'],
+  ['edge-moq scalar build, `WasmTensor` ternary', 'scalar tensor ternary (2-bit)'],
+  ...peers.cases.map(({ name }) => /** @type {[string, string]} */ ([name, name])),
+  ['plain TypeScript loop', PLAIN],
+];
+const peerLines = [
+  '| implementation | ms | × floor |',
+  '|---|---:|---:|',
+  `| \`Float32Array.prototype.set\` (the floor) | ${ms(floorMs)} | 1.00 |`,
+  ...peerRows.map(([label, name]) => `| ${label} | ${ms(result(name).ms)} | ${ratio(result(name).ratio)} |`),
+];
+
+const when = new Date().toISOString().slice(0, 10);
+const kernelHeader = `Measured ${when} on ${machine()}; ${N.toLocaleString('en-US')} float32 values, groups of ${GROUP}, ` +
+  `medians of ${RUNS} rounds; "x floor" is the median of each round's ratio to \`Float32Array.prototype.set\` of the same size ` +
+  `(${ms(floorMs)} ms), timed in the same round. "WasmTensor in place": the tensor lives in WebAssembly memory and is validated ` +
+  'for the whole tensor before any write, so bad input leaves it untouched. "Host Float32Array in place": ' +
+  '`fakeQuantizeSync` on a JavaScript array, with the same promise. Targets are issue 18\'s.';
+const peerHeader = `The same run (${when}, ${machine()}): ${N.toLocaleString('en-US')} float32 values, symmetric 8-bit ` +
+  `in groups of ${GROUP}, every row timed in the same rounds as the floor; medians of ${RUNS} rounds of ratios to it. ` +
+  'The peers run single-threaded: onnxruntime-web on its wasm execution provider with `env.wasm.numThreads = 1`, ' +
+  'a QDQ graph (Abs, ReduceMax per group, Mul by 2/256, per-axis QuantizeLinear and DequantizeLinear on [groups, 4096], opset 13); ' +
+  'tfjs on tfjs-backend-wasm with its threads off, the same steps as ops (abs, max, mul, div, round, clipByValue, mul). ' +
+  'Both are given DeepSpeed\'s grid (scale = absMax·2/256, codes in [-128, 127]) rather than int8\'s usual absMax/127, ' +
+  'which is the same arithmetic their int8 operators do, so their output can be compared with ours. ' +
+  '"In-graph only": the run with the input tensor already made (onnxruntime-web still copies the input into its WebAssembly ' +
+  'memory and the output out of it inside `run`; tfjs ops work on a tensor already in its memory). ' +
+  '"End to end": make the input tensor from the Float32Array, run, read the output data back.';
+const checks = peers.notes.map((n) => `- ${n}`).join('\n');
+
+const kernelSection = `## WebAssembly (CPU)\n\n${kernelHeader}\n\n${kernelLines.join('\n')}`;
+const peerSection = `## Against the JavaScript peers\n\n${peerHeader}\n\n${peerLines.join('\n')}\n\n` +
+  `Each peer's output was checked before it was timed:\n${checks}`;
+console.log(`${kernelSection}\n\n${peerSection}`);
+writeSection('wasm', kernelSection);
+writeSection('peers', peerSection);
+console.error(`bench: ${((performance.now() - started) / 1000).toFixed(0)} s`);
