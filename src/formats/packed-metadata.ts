@@ -5,7 +5,7 @@
 import { describeValue } from '../describe.js';
 import { FormatError } from '../errors.js';
 import type { Grid } from '../kernel-plan.js';
-import { codeBytes, PACKED_FORMAT, PACKED_FORMAT_V2, packedType, type PackedType } from '../packed/layout.js';
+import { codeBytes, PACKED_FORMAT, PACKED_FORMAT_V2, packedDescriptionProblem, type PackedType } from '../packed/layout.js';
 import { axisProblem } from './axis.js';
 import type { Dtype, SafetensorsFile, TensorInfo } from './safetensors.js';
 import { parseStrictJson } from './strict-json.js';
@@ -120,9 +120,8 @@ function checkEntry(name: string, raw: unknown): PackedEntry {
   };
   if (raw === null || typeof raw !== 'object') fail('must be an object { bits, type, groupSize, shape, dtype }.');
   const { bits, type, groupSize, shape, dtype, axis, grid } = raw as Record<string, unknown>;
-  if (!Number.isInteger(bits) || (bits as number) < 1 || (bits as number) > 16) fail(`bits must be an integer in 1..16, got ${describeValue(bits)}.`);
-  if (type !== packedType(bits as number, type === 'asymmetric')) fail(`type ${describeValue(type)} does not fit bits ${bits as number}.`);
-  if (!Number.isInteger(groupSize) || (groupSize as number) <= 0) fail(`groupSize must be a positive integer, got ${describeValue(groupSize)}.`);
+  const problem = packedDescriptionProblem({ bits, type, groupSize, grid });
+  if (problem) fail(problem);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0) ||
     shape.reduce((a: number, b: number) => a * b, 1) > Number.MAX_SAFE_INTEGER) {
     fail(`shape must be a list of positive integers, got ${describeValue(shape)}.`);
@@ -130,8 +129,6 @@ function checkEntry(name: string, raw: unknown): PackedEntry {
   if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') fail(`dtype must be F32, F16 or BF16, got ${describeValue(dtype)}.`);
   // The axis is checked against the shape and group size by the caller (axisProblem).
   if (axis !== undefined && !Number.isInteger(axis)) fail(`axis must be an integer dimension index, got ${describeValue(axis)}.`);
-  if (grid !== undefined && grid !== 'deepspeed' && grid !== 'full') fail(`grid must be "deepspeed" or "full", got ${describeValue(grid)}.`);
-  if (grid === 'full' && type !== 'symmetric') fail(`grid "full" is a symmetric grid, but the type is ${describeValue(type)}.`);
   return {
     bits, type, groupSize, shape, dtype,
     ...(axis !== undefined ? { axis } : {}),

@@ -137,6 +137,20 @@ export function validateInto(into: PackedTensor, plan: PackPlan): void {
   }
 }
 
+/**
+ * What is wrong with a packed tensor's description — bits, type, group size and grid, the
+ * fields a PackedTensor and a file's packed record share — or null. The one check of them:
+ * validatePacked and the safetensors reader (formats/packed-metadata.ts) both use it.
+ */
+export function packedDescriptionProblem({ bits, type, groupSize, grid }: { bits: unknown; type: unknown; groupSize: unknown; grid?: unknown }): string | null {
+  if (!Number.isInteger(bits) || (bits as number) < 1 || (bits as number) > 16) return `bits must be an integer in 1..16, got ${describeValue(bits)}.`;
+  if (type !== packedType(bits as number, type === 'asymmetric')) {
+    return `type ${describeValue(type)} does not fit bits ${bits as number} (1: binary, 2: ternary, 3..16: symmetric or asymmetric).`;
+  }
+  if (!Number.isInteger(groupSize) || (groupSize as number) <= 0) return `groupSize must be a positive integer, got ${describeValue(groupSize)}.`;
+  return packedGridProblem({ grid, type: type as PackedType });
+}
+
 /** Checks a PackedTensor's fields against each other (it may come from a file). */
 export function validatePacked(packed: PackedTensor, label = 'packed'): void {
   const fail = (what: string) => {
@@ -144,10 +158,10 @@ export function validatePacked(packed: PackedTensor, label = 'packed'): void {
   };
   if (packed === null || typeof packed !== 'object') fail('must be a PackedTensor ({ bits, type, length, groupSize, codes, scales, zeros }).');
   const { bits, type, length, groupSize, codes, scales, zeros } = packed;
-  if (!Number.isInteger(bits) || bits < 1 || bits > 16) fail(`bits must be an integer in 1..16, got ${String(bits)}.`);
-  if (type !== packedType(bits, type === 'asymmetric')) fail(`type ${String(type)} does not fit bits ${bits} (1: binary, 2: ternary, 3..16: symmetric or asymmetric).`);
-  if (!Number.isInteger(length) || length <= 0) fail(`length must be a positive integer, got ${String(length)}.`);
-  if (!Number.isInteger(groupSize) || groupSize <= 0 || length % groupSize !== 0) fail(`groupSize ${String(groupSize)} must divide length ${length}.`);
+  const problem = packedDescriptionProblem(packed);
+  if (problem) fail(problem);
+  if (!Number.isInteger(length) || length <= 0) fail(`length must be a positive integer, got ${describeValue(length)}.`);
+  if (length % groupSize !== 0) fail(`groupSize ${groupSize} must divide length ${length}.`);
   if (!(codes instanceof Uint8Array) || codes.length !== codeBytes(length, bits)) fail(`codes must be a Uint8Array of ceil(${length}*${bits}/8) = ${codeBytes(length, bits)} bytes.`);
   const groups = length / groupSize;
   if (!(scales instanceof Float32Array) || scales.length !== groups) fail(`scales must be a Float32Array of ${groups} values (one per group).`);
@@ -156,8 +170,6 @@ export function validatePacked(packed: PackedTensor, label = 'packed'): void {
   } else if (zeros !== null && zeros !== undefined) {
     fail(`zeros must be null for ${type} codes.`);
   }
-  const gridProblem = packedGridProblem(packed);
-  if (gridProblem) fail(gridProblem);
 }
 
 /** What is wrong with a packed tensor's `grid` field, or null. */
