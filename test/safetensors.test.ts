@@ -565,3 +565,168 @@ const FUZZ_RUNS = Number(process.env.EDGE_MOQ_FUZZ_RUNS ?? 500);
 it(`fuzz: ${FUZZ_RUNS} cases each of mutated files, random headers, nesting, duplicate keys, hostile sources and hostile writer specs`, async () => {
   await fuzzSafetensors(FUZZ_RUNS);
 }, Math.max(60_000, FUZZ_RUNS * 50));
+
+// Oracles independent of the code under test: bytes written out by hand, conversions at the
+// edges of each range, chunk lengths listed one by one.
+describe('byte layouts written out', () => {
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+  it('a header with metadata, an integer-like name and padding, then the data in order', async () => {
+    const json = '{"__metadata__":{"k":"v"},"b":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"1":{"dtype":"F16","shape":[],"data_offsets":[2,4]}}';
+    expect(json.length).toBe(130);
+    const expected = Uint8Array.from([136, 0, 0, 0, 0, 0, 0, 0, ...new TextEncoder().encode(`${json}      `), 7, 8, 0x00, 0x3c]);
+    const specs: TensorSpec[] = [{ name: 'b', dtype: 'U8', shape: [2] }, { name: '1', dtype: 'F16', shape: [] }];
+    const sink = memorySink();
+    const writer = await createSafetensorsWriter(sink, { tensors: specs, metadata: { k: 'v' } });
+    expect(writer.size).toBe(148);
+    expect(writer.tensors).toEqual([
+      { name: 'b', dtype: 'U8', shape: [2], length: 2, byteLength: 2, byteOffset: 144 },
+      { name: '1', dtype: 'F16', shape: [], length: 1, byteLength: 2, byteOffset: 146 },
+    ]);
+    expect(text(sink.bytes())).toBe(text(expected.subarray(0, 144)));
+    await writer.write(Uint8Array.of(7));
+    await writer.write(Uint8Array.of(8, 0x00, 0x3c));
+    expect(sink.state).toBe('open');
+    await writer.close();
+    expect(sink.state).toBe('closed');
+    expect(sink.bytes()).toEqual(expected);
+    expect(encodeSafetensors([{ ...specs[0]!, data: Uint8Array.of(7, 8) }, { ...specs[1]!, data: Uint8Array.of(0, 0x3c) }], { k: 'v' })).toEqual(expected);
+  });
+
+  it('no metadata key without metadata, and no padding when the header fills 8-byte words', () => {
+    const json = '{"wxyz":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}';
+    expect(json.length).toBe(56);
+    const layout = layoutSafetensors([{ name: 'wxyz', dtype: 'U8', shape: [1] }]);
+    expect(layout.header).toEqual(Uint8Array.from([56, 0, 0, 0, 0, 0, 0, 0, ...new TextEncoder().encode(json)]));
+    expect(layout.size).toBe(65);
+    expect(layoutSafetensors([{ name: 'wxyz', dtype: 'U8', shape: [1] }], {}).header).toEqual(layout.header);
+  });
+
+  it('reads what the bytes say: offsets, lengths and values', async () => {
+    const json = '{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"z":{"dtype":"BF16","shape":[1,1],"data_offsets":[4,6]}}';
+    const padded = json.padEnd(Math.ceil(json.length / 8) * 8, ' ');
+    const file = Uint8Array.from([padded.length, 0, 0, 0, 0, 0, 0, 0, ...new TextEncoder().encode(padded), 0x00, 0x3c, 0x00, 0xc0, 0x80, 0x3f]);
+    const opened = await openSafetensors(memorySource(file));
+    expect(opened.dataOffset).toBe(8 + padded.length);
+    expect(opened.tensors).toEqual([
+      { name: 'a', dtype: 'F16', shape: [2], length: 2, byteLength: 4, byteOffset: 8 + padded.length },
+      { name: 'z', dtype: 'BF16', shape: [1, 1], length: 1, byteLength: 2, byteOffset: 12 + padded.length },
+    ]);
+    expect(opened.metadata).toEqual({});
+    expect([...(await collectFloat32(readFloat32Chunks(opened, opened.tensors[0]!, { chunkElements: 2 }))).values]).toEqual([1, -2]);
+    expect([...(await collectFloat32(readFloat32Chunks(opened, opened.tensors[1]!, { chunkElements: 2 }))).values]).toEqual([1]);
+    expect(await readBytes(opened, opened.tensors[1]!)).toEqual(Uint8Array.of(0x80, 0x3f));
+  });
+});
+
+describe('conversions at the edges of their ranges', () => {
+  // [2^16, 2^17) has the exponent right at the overflow test; 2^-14 .. 2^-24 are the subnormals.
+  it.each([
+    [65536, 0x7c00], [-65536, 0xfc00], [100000, 0x7c00], [131071.99, 0x7c00], [2 ** 17, 0x7c00], [65519.99, 0x7bff],
+    [-65504, 0xfbff], [2 ** 15, 0x7800], [2 ** -14 - 2 ** -24, 0x03ff], [2 ** -24 * 1.5, 0x0002], [2 ** -24 * 0.75, 0x0001],
+    [-(2 ** -24), 0x8001], [0.5 + 2 ** -12, 0x3800], [0.5 + 3 * 2 ** -12, 0x3802],
+  ])('f32ToF16(%d) is 0x%s', (value, bits) => {
+    expect(f32ToF16(value)).toBe(bits);
+  });
+
+  it.each([
+    [0x7f7f, 3.3895313892515355e38], [0x0080, 2 ** -126], [0xc2f7, -123.5], [0x7fc1, NaN],
+  ])('bf16ToF32(0x%s)', (bits, value) => {
+    expect(bf16ToF32(bits)).toBe(value);
+    expect(bf16ToF32(bits | 0x10000)).toBe(value);
+  });
+
+  it.each([
+    [0x7bff, 65504], [0x0001, 2 ** -24], [0x03ff, 2 ** -14 - 2 ** -24], [0x0200, 2 ** -15], [0x8400, -(2 ** -14)], [0xfc00, -Infinity],
+  ])('f16ToF32(0x%s)', (bits, value) => {
+    expect(f16ToF32(bits)).toBe(value);
+    expect(f16ToF32(bits | 0x30000)).toBe(value);
+  });
+
+  it('NaN payloads narrow to quiet NaNs that keep their top bits', () => {
+    const values = new Float32Array(new Uint32Array([0x7f800001, 0xffc02000, 0x7fbfe000]).buffer);
+    expect([...new Uint16Array(encodeFloat32(values, 'F16').buffer)]).toEqual([0x7e00, 0xfe01, 0x7fff]);
+    expect([...new Uint16Array(encodeFloat32(values, 'BF16').buffer)]).toEqual([0x7fc0, 0xffc0, 0x7fff]);
+  });
+
+  it('encodes into a given buffer and decodes into a given array, longer ones included', () => {
+    const into = new Uint8Array(8).fill(0xee);
+    const encoded = encodeFloat32(Float32Array.of(1, -2), 'F16', into);
+    expect(encoded.buffer).toBe(into.buffer);
+    expect(encoded.length).toBe(4);
+    expect([...into]).toEqual([0x00, 0x3c, 0x00, 0xc0, 0xee, 0xee, 0xee, 0xee]);
+    expect([...encodeFloat32(Float32Array.of(1), 'F32')]).toEqual([0x00, 0x00, 0x80, 0x3f]);
+    const out = new Float32Array(3).fill(9);
+    const decoded = decodeFloat32(Uint8Array.of(0x00, 0x00, 0x80, 0x3f), 'F32', out);
+    expect(decoded.buffer).toBe(out.buffer);
+    expect([...decoded]).toEqual([1]);
+    expect([...out]).toEqual([1, 9, 9]);
+  });
+
+  it.each([
+    ['a raw length that is not whole values', () => decodeFloat32(new Uint8Array(3), 'F16'), '3 bytes are not a whole number of F16 values'],
+    ['raw not a Uint8Array', () => decodeFloat32([0, 0] as never, 'F16'), 'raw must be a Uint8Array, got [0,0]'],
+    ['an integer dtype', () => decodeFloat32(new Uint8Array(4), 'I32' as never), 'dtype must be F32, F16 or BF16, got "I32"'],
+    ['values not a Float32Array', () => encodeFloat32(new Float64Array(1) as never, 'F16'), 'values must be a Float32Array, got Float64Array'],
+    ['a short output buffer', () => encodeFloat32(new Float32Array(2), 'BF16', new Uint8Array(3)), 'into must be a Uint8Array of at least 4 bytes, got 3 bytes'],
+    ['a short output array', () => decodeFloat32(new Uint8Array(8), 'F32', new Float32Array(1)), 'into must be a Float32Array of at least 2 values, got 1 values'],
+  ])('refuses %s', (_name, call, message) => {
+    expect(call).toThrow(InvalidInputError);
+    expect(call).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message }));
+  });
+});
+
+describe('chunk lengths listed', () => {
+  const file = () => openSafetensors(memorySource(encodeSafetensors([
+    { name: 'pad', dtype: 'U8', shape: [3], data: Uint8Array.of(1, 2, 3) },
+    { name: 'w', dtype: 'U8', shape: [10], data: Uint8Array.from({ length: 10 }, (_, i) => 10 + i) },
+  ])));
+
+  it.each([
+    [3, [[10, 11, 12], [13, 14, 15], [16, 17, 18], [19]]],
+    [4, [[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]]],
+    [9, [[10, 11, 12, 13, 14, 15, 16, 17, 18], [19]]],
+    [10, [[10, 11, 12, 13, 14, 15, 16, 17, 18, 19]]],
+    [11, [[10, 11, 12, 13, 14, 15, 16, 17, 18, 19]]],
+  ])('readByteChunks in chunks of %i, the last one short', async (chunkBytes, expected) => {
+    const f = await file();
+    const chunks: number[][] = [];
+    for await (const chunk of readByteChunks(f, f.tensors[1]!, { chunkBytes })) chunks.push([...chunk]);
+    expect(chunks).toEqual(expected);
+  });
+
+  it('readByteChunks into a caller\'s buffer, which may be longer than a chunk', async () => {
+    const f = await file();
+    const into = new Uint8Array(6);
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of readByteChunks(f, f.tensors[1]!, { chunkBytes: 4, into })) {
+      expect(chunk.buffer).toBe(into.buffer);
+      chunks.push(chunk.slice());
+    }
+    expect(chunks.map((c) => [...c])).toEqual([[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]]);
+  });
+
+  it.each([
+    [{ chunkBytes: 0 }, 'options.chunkBytes must be a positive integer, got 0'],
+    [{ chunkBytes: 2 ** 53 }, 'options.chunkBytes must be a positive integer, got 9007199254740992'],
+    [{ chunkBytes: 4, into: new Uint8Array(3) }, 'options.into must be a Uint8Array of at least 4 bytes, got 3 bytes'],
+    [{ chunkBytes: 4, into: new Uint16Array(4) }, 'options.into must be a Uint8Array of at least 4 bytes, got Uint16Array'],
+  ])('readByteChunks refuses %j before reading', async (options, message) => {
+    const f = await file();
+    const call = () => readByteChunks(f, f.tensors[1]!, options as never);
+    expect(call).toThrow(InvalidInputError);
+    expect(call).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message }));
+  });
+
+  it('memorySource refuses reads outside its bytes', async () => {
+    const source = memorySource(Uint8Array.of(1, 2, 3, 4));
+    const into = new Uint8Array(2);
+    await source.read(2, into);
+    expect([...into]).toEqual([3, 4]);
+    for (const offset of [3, -1, 0.5]) {
+      await expect(source.read(offset, new Uint8Array(2))).rejects.toThrow(expect.objectContaining({
+        code: 'IO', message: `cannot read 2 bytes at offset ${offset} of a 4-byte buffer`,
+      }));
+    }
+  });
+});
