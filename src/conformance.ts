@@ -1,4 +1,4 @@
-// Runs a `moq-conformance/1` file (../shared/conformance/README.md) on a backend: every
+// Runs a `moq-conformance/1` file (test/fixtures/conformance/FORMAT.md) on a backend: every
 // fake_quant case through fakeQuantize, every schedule case through a Quantizer.
 
 import type { Backend } from './backends/backend.js';

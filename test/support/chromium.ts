@@ -1,5 +1,5 @@
 // Headless Chromium as the browser suites launch it: Debian's binary driven by playwright-core,
-// with WebGPU on SwiftShader and nothing phoning home (../shared/ENVIRONMENT.md), and the checks
+// with WebGPU on SwiftShader and nothing phoning home (docs/ENVIRONMENT.md), and the checks
 // that say whether it (and its WebGPU) is there.
 
 import { existsSync } from 'node:fs';

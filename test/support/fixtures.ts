@@ -1,11 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const SHARED = fileURLToPath(new URL('../../../shared/conformance/deepspeed-moq.json', import.meta.url));
-const VENDORED = fileURLToPath(new URL('../fixtures/conformance/deepspeed-moq.json', import.meta.url));
-
-/** The DeepSpeed vectors: the shared folder's when it sits beside the checkout, else our copy. */
-export const CONFORMANCE_PATH = existsSync(SHARED) ? SHARED : VENDORED;
+/** The DeepSpeed vectors, vendored (test/fixtures/conformance/README.md). */
+export const CONFORMANCE_PATH = fileURLToPath(new URL('../fixtures/conformance/deepspeed-moq.json', import.meta.url));
 
 let cached: { cases: { id: string; kind: string; [key: string]: unknown }[] } | undefined;
 
