@@ -1,21 +1,18 @@
 // Property tests (fast-check) over random shapes, group counts, bit widths, types, roundings,
-// seeds and blend ratios: agreement between backends, the grid every output lies on, the
-// rounding error, symmetry, unbiased stochastic rounding, what quantizing twice does, and a
-// Quantizer resumed from JSON mid-schedule. Seeded (FUZZ_SEED overrides the seed).
+// seeds and blend ratios: agreement of the two WebAssembly builds, the grid every output lies on,
+// the rounding error, symmetry, unbiased stochastic rounding, what quantizing twice does, and a
+// Quantizer resumed from JSON mid-schedule. Seeded (FUZZ_SEED overrides the seed). WebGPU's
+// agreement with WebAssembly on random jobs is part of test/contracts/backend.test.ts.
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm/backend.js';
-import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
+import { WasmBackend } from '../src/index.js';
 import type { QuantizerOptions } from '../src/config.js';
 import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';
 import { FUZZ_SEED } from './support/fuzz.js';
-import { testGpu, webgpuAvailable } from './support/webgpu.js';
 
 fc.configureGlobal({ seed: FUZZ_SEED });
-
-const gpuAvailable = await webgpuAvailable();
 
 let simd: WasmBackend;
 let scalar: WasmBackend;
@@ -96,16 +93,6 @@ function levelOf(y: number, grid: { scale: number; zero: number; lo: number; hi:
   }
   return null;
 }
-
-/**
- * Data for the WebGPU comparisons: multiples of 2^-10 at one of a few magnitudes, and blend
- * ratios in steps of 2^-16, so that no value, scale, mean or blend product is subnormal (WGSL
- * may flush those to zero).
- */
-const gpuFriendlyJob = fc.constantFrom(1e-3, 1, 1e3, 1e6).chain((magnitude) => tensorOf(
-  fc.integer({ min: -(2 ** 20), max: 2 ** 20 }).map((i) => f(i * 2 ** -10 * magnitude)),
-  fc.integer({ min: 0, max: 2 ** 16 }).map((i) => i * 2 ** -16),
-));
 
 describe('properties', () => {
   it('the SIMD and scalar builds agree bit for bit on every operation', () => {
@@ -438,39 +425,6 @@ describe('quantizing twice', () => {
         }
       });
     }), { numRuns: 150 });
-  });
-});
-
-describe.skipIf(!gpuAvailable)('WebGPU against WebAssembly', () => {
-  let gpu: WebGpuBackend;
-  beforeAll(async () => { gpu = await WebGpuBackend.create({ gpu: testGpu() }); });
-  afterAll(() => gpu?.dispose());
-
-  // Conformance rules: bit for bit at 3..16 bits (the WGSL division is correctly rounded),
-  // within a relative 1e-6 at 1 and 2 bits (float32 sums in another order). SwiftShader is slow:
-  // few runs.
-  it('agrees on random tensors, options, seeds and blends', async () => {
-    await fc.assert(fc.asyncProperty(gpuFriendlyJob, async (j) => {
-      const data = Float32Array.from(j.data);
-      const options = optionsOf(j);
-      const fromGpu = await gpu.fakeQuantize(data.slice(), options);
-      const fromWasm = simd.fakeQuantizeSync(data.slice(), options);
-      if (options.bits >= 3) {
-        expect(signless(fromGpu)).toEqual(signless(fromWasm));
-      } else {
-        fromWasm.forEach((v, i) => expect(Math.abs(fromGpu[i]! - v)).toBeLessThanOrEqual(1e-6 * Math.abs(v)));
-      }
-    }), { numRuns: 25 });
-    expect(gpu.activeKind).toBe('webgpu');
-  });
-
-  it('agrees bit for bit on the full grid', async () => {
-    await fc.assert(fc.asyncProperty(gpuFriendlyJob.filter((j) => j.shape.bits >= 3), async (j) => {
-      const data = Float32Array.from(j.data);
-      const options: FakeQuantizeOptions = { ...optionsOf(j), type: 'symmetric', grid: 'full' };
-      expect(signless(await gpu.fakeQuantize(data.slice(), options))).toEqual(signless(simd.fakeQuantizeSync(data.slice(), options)));
-    }), { numRuns: 25 });
-    expect(gpu.activeKind).toBe('webgpu');
   });
 });
 
