@@ -32,19 +32,12 @@
 import { rangeOf, absMaxBits, NON_FINITE_BITS, groupAbsMean, aboveThresholdMean } from './stats';
 import { stochasticOffset, stochasticOffset4 } from './rounding';
 import { asymmetricGroup, atHalfScale, fullScale, groupHalved, groupScale, groupZero, halvedIndex, HALVING_RANGE } from './grid';
+// The type numbers are packCodes' and unpackCodes' `type` argument (src/backends/wasm/packer.ts).
+import { THRESHOLD_FACTOR, SYMMETRIC, ASYMMETRIC, TERNARY, BINARY, FULL } from './interface';
 
-const THRESHOLD_FACTOR: f32 = 0.7;
 const FLOAT_MAX: f32 = 3.4028234663852886e38;
 const SMALLEST_SUBNORMAL: f32 = 1.401298464324817e-45; // 2^-149
 const groupRange = memory.data(8);
-
-/** Type numbers shared with src/backends/wasm/packer.ts. */
-const SYMMETRIC = 0;
-const ASYMMETRIC = 1;
-const TERNARY = 2;
-const BINARY = 3;
-/** Symmetric on the full grid: the symmetric codes and values, with scales of either sign. */
-const FULL = 4;
 
 // The bit stream being written: codes collect in `pending` and leave 32 bits at a time.
 let cursor: usize = 0;

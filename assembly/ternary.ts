@@ -11,8 +11,7 @@
 
 import { aboveThresholdMean, groupMeanAbs } from './stats';
 import { blendValue, blend4 } from './blend';
-
-const THRESHOLD_FACTOR: f32 = 0.7;
+import { THRESHOLD_FACTOR } from './interface';
 
 /** Returns -1, or (fused, means = 0) the index of the first group holding a NaN or ±Inf. */
 export function quantizeTernary(src: usize, dst: usize, groupCount: i32, groupSize: i32, means: usize, blend: bool, ratio: f32, rest: f32): i32 {

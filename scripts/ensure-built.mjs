@@ -1,8 +1,9 @@
 // Builds (npm run build) when an output is missing or older than its sources, so `npm test`,
 // `npm start` and `npm run bench` work on a fresh clone without a separate build step.
 import { execSync } from 'node:child_process';
-import { readdirSync, statSync, existsSync } from 'node:fs';
+import { readdirSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { staleOutputs } from './generate-interface.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const newest = (path) => {
@@ -11,6 +12,13 @@ const newest = (path) => {
   return Math.max(0, ...readdirSync(path).map((e) => newest(join(path, e))));
 };
 const newestOf = (paths) => Math.max(...paths.map((p) => join(root, p)).filter(existsSync).map(newest));
+
+// The kernel interface first: its outputs are sources of everything below, and are rewritten only
+// when scripts/kernel-interface.mjs (or the generator) says something new.
+const writeInterface = () => {
+  for (const [path, text] of staleOutputs()) writeFileSync(join(root, path), text);
+};
+writeInterface();
 
 // Each output and what it is made from.
 const targets = [
@@ -23,4 +31,8 @@ const stale = targets.some(([outputs, sources]) => {
   const since = newestOf(sources);
   return outputs.some((p) => !existsSync(join(root, p)) || statSync(join(root, p)).mtimeMs < since);
 });
-if (stale) execSync('npm run --silent build', { cwd: root, stdio: 'inherit' });
+if (stale) {
+  execSync('npm run --silent build', { cwd: root, stdio: 'inherit' });
+  // KernelExports follows asc's bindings of the new builds.
+  writeInterface();
+}

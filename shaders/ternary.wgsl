@@ -9,9 +9,6 @@
 // included, and on a device that flushes subnormals (grid.wgsl) the values it read as zeros
 // become 0, as packing stores them.
 
-// Math.fround(0.7), as assembly/ternary.ts rounds it.
-const THRESHOLD_FACTOR: f32 = 0x1.666666p-1f;
-
 // Sum and count of |x| over the elements above the threshold; the sum in units of `unit`
 // (sumUnit of the group's statistics).
 fn withAbove(p: Partial, x: f32, threshold: f32, unit: f32) -> Partial {
@@ -27,9 +24,26 @@ struct TernaryGroup {
   alpha: f32,
 }
 
+fn ternaryThreshold(stats: Partial) -> f32 {
+  return THRESHOLD_FACTOR * meanAbs(stats);
+}
+
 fn ternaryGroup(stats: Partial, above: Partial) -> TernaryGroup {
   let alpha = select(0.0, meanOf(above, f32(above.count), stats), above.count > 0u);
-  return TernaryGroup(THRESHOLD_FACTOR * meanAbs(stats), alpha);
+  return TernaryGroup(ternaryThreshold(stats), alpha);
+}
+
+// Small group g, read whole by one invocation (the *SmallGroups kernels and packing);
+// `stats` is its smallGroupPartial.
+fn smallTernaryGroup(g: u32, stats: Partial) -> TernaryGroup {
+  let threshold = ternaryThreshold(stats);
+  let unit = sumUnit(stats);
+  let start = job.base + g * job.groupSize;
+  var above = emptyPartial();
+  for (var i = start; i < start + job.groupSize; i++) {
+    above = withAbove(above, data[i], threshold, unit);
+  }
+  return ternaryGroup(stats, above);
 }
 
 // -1, 0 or +1: where x lies against the threshold (packing stores it plus 1 as the code).
@@ -50,7 +64,7 @@ fn aboveThresholdChunks(workgroup: Workgroup, @builtin(local_invocation_index) l
   }
   let chunk = chunkAt(index);
   let stats = partials[job.groupStatsBase + chunk.group];
-  let threshold = THRESHOLD_FACTOR * meanAbs(stats);
+  let threshold = ternaryThreshold(stats);
   let unit = sumUnit(stats);
   var acc = emptyPartial();
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
@@ -95,15 +109,8 @@ fn ternarySmallGroups(workgroup: Workgroup, @builtin(local_invocation_index) loc
   if (g >= job.groupCount || !writesAllowed()) {
     return;
   }
-  let stats = smallGroupPartial(g);
-  let threshold = THRESHOLD_FACTOR * meanAbs(stats);
-  let unit = sumUnit(stats);
+  let group = smallTernaryGroup(g, smallGroupPartial(g));
   let start = g * job.groupSize;
-  var above = emptyPartial();
-  for (var i = start; i < start + job.groupSize; i++) {
-    above = withAbove(above, data[job.base + i], threshold, unit);
-  }
-  let group = ternaryGroup(stats, above);
   for (var i = start; i < start + job.groupSize; i++) {
     if (group.alpha > 0.0) {
       data[job.base + i] = ternaryValue(data[job.base + i], group);

@@ -3,13 +3,10 @@
 // formula computed here in float32, for fakeQuantize and packing alike; what the option does
 // where it does not apply; and unpack's acceptance of negative scales on the full grid only.
 
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { JOB_FLAGS } from '../src/backends/webgpu/plan.js';
 import { planFakeQuantize } from '../src/kernel-plan.js';
 import { Quantizer } from '../src/quantizer.js';
 import { validatePacked, type PackedTensor, type PackOptions } from '../src/packed/layout.js';
-import { PACK_TYPE_NUMBERS } from '../src/backends/wasm/packer.js';
 import { codeAt } from './support/layout-reader.js';
 import { differenceFromFake, usePackers } from './support/packers.js';
 
@@ -196,19 +193,5 @@ describe('unpack validation and the grid', () => {
     const { packer } = packers[0]!;
     const into = await packer.pack(negative(), { bits: 4, groupSize: 4 });
     await expect(packer.pack(negative(), { bits: 4, groupSize: 4, grid: 'full' }, into)).rejects.toThrow(/on the deepspeed grid, but this call packs on the full grid/);
-  });
-});
-
-describe('one definition on each side of the GPU boundary', () => {
-  it('the Job flags shaders/job.wgsl reads are those src/backends/webgpu/plan.ts writes', () => {
-    const wgsl = readFileSync(new URL('../shaders/job.wgsl', import.meta.url), 'utf8');
-    const flags = Object.fromEntries([...wgsl.matchAll(/^const FLAG_(\w+): u32 = (\d+)u;/gm)].map(([, name, value]) => [name, Number(value)]));
-    expect(flags).toEqual(JOB_FLAGS);
-  });
-
-  it('the type numbers assembly/pack.ts reads are those src/backends/wasm/packer.ts passes', () => {
-    const source = readFileSync(new URL('../assembly/pack.ts', import.meta.url), 'utf8');
-    const types = Object.fromEntries([...source.matchAll(/^const (\w+) = (\d+);/gm)].map(([, name, value]) => [name, Number(value)]));
-    expect(types).toEqual(PACK_TYPE_NUMBERS);
   });
 });

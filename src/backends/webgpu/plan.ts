@@ -1,11 +1,11 @@
 // What the WebGPU backend dispatches for each tensor, and the Job record the kernels read
-// (shaders/job.wgsl). Pure arithmetic on KernelPlans, so it is the same on every device.
+// (shaders/job.wgsl; its layout and writer are generated, in ./interface.ts). Pure arithmetic on
+// KernelPlans, so it is the same on every device.
 
 import type { KernelPlan } from '../../kernel-plan.js';
+import { CHUNK_SIZE, JOB_FLAGS, JobField, WORKGROUP_SIZE, writeJob as writeJobFields } from './interface.js';
 
-export const WORKGROUP_SIZE = 256;
-/** Elements per workgroup in the chunked kernels: CHUNK_SIZE in shaders/job.wgsl. */
-export const CHUNK_SIZE = 4096;
+export { CHUNK_SIZE, JOB_BYTES, JOB_FLAGS, PARTIAL_BYTES, WORKGROUP_SIZE } from './interface.js';
 /**
  * Groups up to this size get one invocation each (and are read serially by it); larger groups
  * get workgroups of CHUNK_SIZE elements. Below it a workgroup per group would leave most of
@@ -14,10 +14,6 @@ export const CHUNK_SIZE = 4096;
 export const SMALL_GROUP_MAX = 64;
 /** One Job per uniform slot; WebGPU caps minUniformBufferOffsetAlignment at 256. */
 export const JOB_SLOT_BYTES = 256;
-/** sizeof(Job) in WGSL's uniform layout: 18 four-byte fields, rounded up to 16. */
-export const JOB_BYTES = 80;
-/** sizeof(Partial). */
-export const PARTIAL_BYTES = 16;
 const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 
 export const KERNEL_NAMES = [
@@ -108,29 +104,29 @@ export function workgroupGrid(count: number): [number, number] {
   return [MAX_WORKGROUPS_PER_DIMENSION, Math.ceil(count / MAX_WORKGROUPS_PER_DIMENSION)];
 }
 
-/** The Job's flag bits, as shaders/job.wgsl names them (FLAG_<key>; a test reads both). */
-export const JOB_FLAGS = { ASYMMETRIC: 1, STOCHASTIC: 2, BLEND: 4, MEAN: 8, FULL: 16 } as const;
-
-/** Writes job `index`'s record at its slot, in the field order of `struct Job`. */
+/** Writes job `index`'s record at its slot. */
 export function writeJob(view: DataView, index: number, job: JobLayout): void {
   const { plan } = job;
   const levels = 2 ** plan.bits;
-  const offset = index * JOB_SLOT_BYTES;
-  const words = [
-    job.base, plan.length, plan.groupSize, plan.groupCount, job.chunksPerGroup,
-    job.chunkStatsBase, job.groupStatsBase, job.thresholdChunkBase, job.thresholdGroupBase, index,
-    (plan.asymmetric ? JOB_FLAGS.ASYMMETRIC : 0) | (plan.stochastic ? JOB_FLAGS.STOCHASTIC : 0) | (plan.blend ? JOB_FLAGS.BLEND : 0) |
-      (plan.bits <= 2 ? JOB_FLAGS.MEAN : 0) | (plan.full ? JOB_FLAGS.FULL : 0),
-    plan.key >>> 0,
-    0, // opaqueZero
-  ];
-  words.forEach((w, k) => view.setUint32(offset + 4 * k, w, true));
-  const floats = [
-    plan.asymmetric ? 1 / levels : 2 / levels,
-    plan.asymmetric ? 0 : -levels / 2,
-    plan.asymmetric ? levels - 1 : levels / 2 - 1,
-    plan.ratio,
-    plan.rest,
-  ];
-  floats.forEach((f, k) => view.setFloat32(offset + 4 * (words.length + k), f, true));
+  writeJobFields(view, index * JOB_SLOT_BYTES, {
+    [JobField.base]: job.base,
+    [JobField.length]: plan.length,
+    [JobField.groupSize]: plan.groupSize,
+    [JobField.groupCount]: plan.groupCount,
+    [JobField.chunksPerGroup]: job.chunksPerGroup,
+    [JobField.chunkStatsBase]: job.chunkStatsBase,
+    [JobField.groupStatsBase]: job.groupStatsBase,
+    [JobField.thresholdChunkBase]: job.thresholdChunkBase,
+    [JobField.thresholdGroupBase]: job.thresholdGroupBase,
+    [JobField.statusIndex]: index,
+    [JobField.flags]: (plan.asymmetric ? JOB_FLAGS.ASYMMETRIC : 0) | (plan.stochastic ? JOB_FLAGS.STOCHASTIC : 0) |
+      (plan.blend ? JOB_FLAGS.BLEND : 0) | (plan.bits <= 2 ? JOB_FLAGS.MEAN : 0) | (plan.full ? JOB_FLAGS.FULL : 0),
+    [JobField.key]: plan.key >>> 0,
+    [JobField.opaqueZero]: 0,
+    [JobField.scaleFactor]: plan.asymmetric ? 1 / levels : 2 / levels,
+    [JobField.lo]: plan.asymmetric ? 0 : -levels / 2,
+    [JobField.hi]: plan.asymmetric ? levels - 1 : levels / 2 - 1,
+    [JobField.ratio]: plan.ratio,
+    [JobField.rest]: plan.rest,
+  });
 }
