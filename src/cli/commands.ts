@@ -22,8 +22,9 @@ usage:
   edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [--group-size G | --groups K]
       [--type symmetric|asymmetric] [--grid full|deepspeed] [--axis N] [--rounding nearest|stochastic] [--seed S]
       [--include REGEX] [--exclude REGEX] [--recipe recipe.json|ds_config.json] [--include-vectors] [--backend B] [--quiet]
+      [--workers N] (tensors packed on N threads; default: one per CPU, up to 8, for files with 32 MiB or more to pack)
   edge-moq quantize <model.safetensors.index.json> -o <folder> --bits B [options as above]
-      [--jobs N] [--shard i/n|auto/n]
+      [--jobs N | --workers N] [--shard i/n|auto/n]
   edge-moq quantize <model.onnx> -o <model.q4.onnx> [--bits 4|8] [--group-size 32] [--type T] [--grid G]
       [--recipe R] [--include REGEX] [--exclude REGEX]
   edge-moq quantize <model.json> -o <out/model.json> --bits B [options as for safetensors]
@@ -55,7 +56,7 @@ export const COMMANDS = {
   info: { run: infoCommand, values: [] },
   quantize: {
     run: quantizeCommand,
-    values: ['output', 'bits', 'group-size', 'groups', 'type', 'grid', 'axis', 'rounding', 'seed', 'include', 'exclude', 'recipe', 'backend', 'jobs', 'shard'],
+    values: ['output', 'bits', 'group-size', 'groups', 'type', 'grid', 'axis', 'rounding', 'seed', 'include', 'exclude', 'recipe', 'backend', 'jobs', 'workers', 'shard'],
     booleans: ['include-vectors', 'quiet'],
     aliases: { o: 'output' },
   },

@@ -4,6 +4,7 @@
 
 import { InvalidInputError } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
+import { quantizeSafetensorsFile, type FileQuantizeOptions, type FileQuantizeReport } from '../node/file-jobs.js';
 import { quantizeShardedCheckpoint } from '../node/shard-jobs.js';
 import { quantizeTfjsFile, type QuantizeTfjsFileResult } from '../formats/tfjs/node-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../formats/quantize-file.js';
@@ -65,12 +66,23 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   // ONNX models and checkpoint indexes open their own files (external data, shards); anything
   // else is read as safetensors, which says what is wrong with a file that is not.
   if (format === 'onnx' || format === 'safetensors-index' || format === 'tfjs' || !args.flags.has('bits')) await source.close();
+  if ((format === 'onnx' || format === 'tfjs') && args.flags.has('workers')) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `--workers applies to safetensors files and sharded checkpoints; ${format === 'onnx' ? 'ONNX' : 'TensorFlow.js'} models are packed in this thread.`);
+  }
   if (format === 'onnx') return quantizeOnnxModel(args, input, output, options, progress);
   if (!args.flags.has('bits')) {
     throw new InvalidInputError('INVALID_ARGUMENT', `--bits is required for ${format === 'tfjs' ? 'TensorFlow.js models' : 'safetensors'} (1..16), e.g. --bits 4.`);
   }
   if (format === 'tfjs') return quantizeTfjsModelFile(args, input, output, options, progress);
   if (format === 'safetensors-index') return quantizeCheckpoint(args, input, output, options, progress);
+  const backend = args.flags.get('backend') ?? 'auto';
+  if (backend === 'auto' || backend === 'wasm-simd' || backend === 'wasm') {
+    await source.close();
+    return quantizeOnWorkers(args, input, output, { ...options, backend }, progress);
+  }
+  if (args.flags.has('workers') && integerFlag(args, 'workers', 1, 1) > 1) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `--workers ${String(args.flags.get('workers'))} packs on WebAssembly worker threads, where WebGPU is not available; use --workers 1 with --backend webgpu.`);
+  }
   let report: QuantizeReport;
   let kind: string;
   try {
@@ -89,6 +101,19 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   }
   progress.done();
   printReport(report, output, kind);
+  return 0;
+}
+
+/** A safetensors file on WebAssembly: its tensors packed on --workers threads (default: as many as pay). */
+async function quantizeOnWorkers(args: ParsedArgs, input: string, output: string, options: FileQuantizeOptions, progress: Progress): Promise<number> {
+  let report: FileQuantizeReport;
+  try {
+    report = await quantizeSafetensorsFile(input, output, { ...options, ...(args.flags.has('workers') ? { workers: integerFlag(args, 'workers', 1, 1) } : {}) });
+  } catch (error) {
+    throw naming(error, input);
+  }
+  progress.done();
+  printReport(report, output, report.workers > 0 ? `${report.backend}, ${report.workers} worker threads` : report.backend);
   return 0;
 }
 
@@ -158,11 +183,15 @@ async function quantizeCheckpoint(args: ParsedArgs, index: string, folder: strin
   if (backend === 'webgpu') {
     throw new InvalidInputError('INVALID_ARGUMENT', 'a sharded checkpoint is quantized on worker threads, where WebGPU is not available; use --backend auto, wasm-simd or wasm.');
   }
+  if (args.flags.has('jobs') && args.flags.has('workers')) {
+    throw new InvalidInputError('INVALID_ARGUMENT', 'give --jobs or --workers, not both: for a sharded checkpoint they are the same (worker threads, a shard each).');
+  }
   const { onProgress, ...rest } = options;
   const report = await quantizeShardedCheckpoint(index, folder, {
     ...rest,
     backend,
     ...(args.flags.has('jobs') ? { jobs: integerFlag(args, 'jobs', 1, 1) } : {}),
+    ...(args.flags.has('workers') ? { jobs: integerFlag(args, 'workers', 1, 1) } : {}),
     ...(args.flags.has('shard') ? { shard: stringFlag(args, 'shard')! } : {}),
     onProgress: (p) => onProgress?.({ ...p, tensor: p.tensor ? `${p.shard}: ${p.tensor}` : '' }),
   });

@@ -1,0 +1,145 @@
+// `npm run bench:files [-- --gib 1 --workers 1,2 --repeat 2 --bits 4]`: one large float32
+// safetensors file (64 tensors of 4096×1024 per GiB) quantized by quantizeSafetensorsFile with
+// each number of worker threads, against the floor of reading the input and writing as many
+// bytes as the output has (what a quantizer that cost nothing would do), and a plain copy.
+// Each run is its own process, so its peak RSS (process.resourceUsage().maxRSS) and CPU time
+// (process.cpuUsage()), every thread included, are that run's alone; on a loaded machine the CPU
+// seconds say what the wall clock cannot. The file is written under os.tmpdir() and removed after.
+// The input is read from the page cache (it was just written); the outputs are fsynced, as
+// atomicFileSink does.
+
+import { spawnSync } from 'node:child_process';
+import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROWS = 4096;
+const COLUMNS = 1024;
+const TENSOR_BYTES = ROWS * COLUMNS * 4;
+const CHUNK_BYTES = 16 << 20;
+const MB = 1e6;
+
+const { values: flags } = parseArgs({
+  options: {
+    gib: { type: 'string', default: '1' },
+    workers: { type: 'string', default: '1,2' },
+    repeat: { type: 'string', default: '2' },
+    bits: { type: 'string', default: '4' },
+    child: { type: 'string' },
+    input: { type: 'string' },
+    output: { type: 'string' },
+  },
+});
+
+/** A child run: one quantize (or copy floor) of `input`, its seconds and peak RSS on stdout. */
+async function child() {
+  const { input, output } = flags;
+  const started = performance.now();
+  const cpuBefore = process.cpuUsage();
+  let detail = {};
+  if (flags.child === 'floor' || flags.child === 'copy') {
+    const outputBytes = flags.child === 'copy' ? statSync(input).size : Number(process.env.FLOOR_OUTPUT_BYTES);
+    copyBytes(input, output, outputBytes);
+  } else {
+    const { quantizeSafetensorsFile } = await import('../dist/bundles/node.js');
+    const report = await quantizeSafetensorsFile(input, output, { bits: Number(flags.bits), workers: Number(flags.child) });
+    detail = { workers: report.workers, backend: report.backend, bytesOut: report.bytesOut };
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  process.stdout.write(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssMB: (process.resourceUsage().maxRSS * 1024) / MB, ...detail }));
+}
+
+/** Reads all of `input` and writes `outputBytes` of it (the first ones, again from the start if needed) to `output`, fsynced. */
+function copyBytes(input, output, outputBytes) {
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  const from = openSync(input, 'r');
+  const to = openSync(output, 'w');
+  let written = 0;
+  for (let read; (read = readSync(from, buffer, 0, CHUNK_BYTES, null)) > 0;) {
+    const take = Math.min(read, outputBytes - written);
+    if (take > 0) written += writeSync(to, buffer, 0, take);
+  }
+  fsyncSync(to);
+  closeSync(from);
+  closeSync(to);
+}
+
+/** The input: `count` F32 tensors of ROWS×COLUMNS, values from a fixed generator, written chunk by chunk. */
+async function writeInput(path, count) {
+  const { layoutSafetensors } = await import('../dist/bundles/packed.js');
+  const layout = layoutSafetensors(Array.from({ length: count }, (_, i) => ({ name: `layers.${i}.weight`, dtype: 'F32', shape: [ROWS, COLUMNS] })));
+  const file = openSync(path, 'w');
+  writeSync(file, layout.header);
+  const values = new Float32Array(TENSOR_BYTES / 4);
+  let state = 12345;
+  for (let t = 0; t < count; t++) {
+    for (let i = 0; i < values.length; i++) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      values[i] = (state / 4294967296 - 0.5) * 0.2;
+    }
+    writeSync(file, new Uint8Array(values.buffer));
+  }
+  closeSync(file);
+}
+
+function run(kind, input, output, env = {}) {
+  const result = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', kind, '--input', input, '--output', output, '--bits', flags.bits],
+    { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 20 });
+  if (result.status !== 0) throw new Error(`${kind} run failed (${result.status}): ${result.stderr}`);
+  rmSync(output, { force: true });
+  return JSON.parse(result.stdout);
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main() {
+  const count = Math.round(Number(flags.gib) * 64);
+  const workerCounts = flags.workers.split(',').map(Number);
+  const repeat = Number(flags.repeat);
+  const folder = mkdtempSync(join(tmpdir(), 'edge-moq-bench-files-'));
+  try {
+    const input = join(folder, 'in.safetensors');
+    await writeInput(input, count);
+    const inputBytes = statSync(input).size;
+    const output = join(folder, 'out.safetensors');
+    const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    console.log(`${count} tensors of ${ROWS}x${COLUMNS} float32 (${(inputBytes / MB).toFixed(0)} MB) to ${flags.bits} bits; ` +
+      `${availableParallelism()} CPUs, load average ${load()}; median of ${repeat} runs each`);
+    const rows = [];
+    const results = new Map();
+    for (const workers of workerCounts) results.set(workers, Array.from({ length: repeat }, () => run(String(workers), input, output)));
+    const bytesOut = results.get(workerCounts[0])[0].bytesOut;
+    const floor = Array.from({ length: repeat }, () => run('floor', input, output, { FLOOR_OUTPUT_BYTES: String(bytesOut) }));
+    const copy = Array.from({ length: repeat }, () => run('copy', input, output));
+    const add = (what, runs) => {
+      const seconds = median(runs.map((r) => r.seconds));
+      rows.push({ what, seconds, cpu: median(runs.map((r) => r.cpuSeconds)), mbps: inputBytes / MB / seconds, rss: Math.max(...runs.map((r) => r.maxRssMB)) });
+      return seconds;
+    };
+    const floorSeconds = add(`floor: read ${(inputBytes / MB).toFixed(0)} MB, write ${(bytesOut / MB).toFixed(0)} MB`, floor);
+    add('plain copy of the file', copy);
+    const seconds = new Map();
+    for (const workers of workerCounts) {
+      const runs = results.get(workers);
+      seconds.set(workers, add(`quantize, workers ${workers}${runs[0].workers === 0 ? ' (this thread)' : ''} on ${runs[0].backend}`, runs));
+    }
+    const width = Math.max(...rows.map((r) => r.what.length));
+    console.log(`${'run'.padEnd(width)}  ${'seconds'.padStart(8)}  ${'CPU s'.padStart(6)}  ${'MB/s in'.padStart(8)}  ${'x floor'.padStart(8)}  ${'peak RSS'.padStart(9)}`);
+    for (const r of rows) {
+      console.log(`${r.what.padEnd(width)}  ${r.seconds.toFixed(2).padStart(8)}  ${r.cpu.toFixed(2).padStart(6)}  ${r.mbps.toFixed(0).padStart(8)}  ` +
+        `${(r.seconds / floorSeconds).toFixed(2).padStart(8)}  ${`${r.rss.toFixed(0)} MB`.padStart(9)}`);
+    }
+    const one = seconds.get(1);
+    for (const workers of workerCounts.filter((w) => w > 1 && one !== undefined)) {
+      console.log(`speed-up, workers ${workers} vs 1: ${(one / seconds.get(workers)).toFixed(2)}x`);
+    }
+    console.log(`load average after: ${load()}`);
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+await (flags.child ? child() : main());
