@@ -3,7 +3,8 @@ export type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, Sel
 export { WasmBackend } from './backends/wasm/backend.js';
 export { WebGpuBackend, summarizeAdapter, describeAdapter } from './backends/webgpu/backend.js';
 export type { WebGpuBackendOptions, GpuBufferJob, DowngradeEvent, WebGpuCounters, AdapterSummary } from './backends/webgpu/backend.js';
-export { AutoBackend, WEBGPU_CROSSOVER_ELEMENTS } from './backends/select.js';
+export { WEBGPU_CROSSOVER_ELEMENTS } from './backends/select.js';
+export { AutoBackend } from './backends/auto.js';
 export { WasmTensor } from './backends/wasm/memory.js';
 export { runtimeHasSimd, type WasmBuild, type WasmSource } from './backends/wasm/loader.js';
 export { Quantizer } from './quantizer.js';

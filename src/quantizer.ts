@@ -8,7 +8,7 @@ import { createBackend } from './backends/select.js';
 import { compileModulePattern, optionsFromDeepSpeed, resolveQuantizerOptions, resolveSavedOptions, type ParameterSchedule, type QuantizerOptions, type ResolvedQuantizerOptions } from './config.js';
 import { describeValue } from './describe.js';
 import { float32Length, MAX_BITS, MIN_BITS } from './kernel-plan.js';
-import { EdgeMoqError, InvalidInputError } from './errors.js';
+import { InvalidInputError } from './errors.js';
 import type { NamePattern } from './name-pattern.js';
 import { tensorIdOf } from './noise.js';
 
@@ -245,6 +245,7 @@ export class Quantizer {
         names.push(param.name);
         jobs.push({
           data: param.data,
+          label: `parameter "${param.name}"`,
           options: {
             bits: s.bits,
             groups: this.options.groups,
@@ -262,9 +263,6 @@ export class Quantizer {
     this.busy = true;
     try {
       if (jobs.length > 0) await (await this.resolveBackend()).fakeQuantizeMany(jobs);
-    } catch (error) {
-      if (error instanceof EdgeMoqError && error.code !== 'DEVICE_LOST') throw annotate(error, jobs, names);
-      throw error;
     } finally {
       this.busy = false;
     }
@@ -361,16 +359,6 @@ function lookupEigenvalue(map: BlockEigenvalues | undefined, name: string): read
     throw new InvalidInputError('INVALID_ARGUMENT', `blockEigenvalue["${name}"] must be [eigenvalue >= 0, blockId] or null, got ${describeValue(entry)}.`);
   }
   return [eigenvalue, block as number];
-}
-
-/** Renames the backend's jobs[i] into the parameter's name, so the error points at the tensor. */
-function annotate(error: EdgeMoqError, jobs: QuantizeJob[], names: string[]): EdgeMoqError {
-  const match = /^jobs\[(\d+)\]\.data|^data/.exec(error.message);
-  if (match) {
-    const index = match[1] !== undefined ? Number(match[1]) : 0;
-    if (jobs[index]) error.message = `parameter "${names[index]}"` + error.message.slice(match[0].length);
-  }
-  return error;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,6 +1,8 @@
 // The one interface every backend implements. Async throughout so a GPU backend fits unchanged.
 
-import type { FakeQuantizeOptions } from '../kernel-plan.js';
+import { float32Length, type FakeQuantizeOptions } from '../kernel-plan.js';
+import { describeValue } from '../describe.js';
+import { InvalidInputError } from '../errors.js';
 
 export type BackendKind = 'wasm-simd' | 'wasm' | 'webgpu';
 export type BackendRequest = BackendKind | 'auto';
@@ -8,6 +10,11 @@ export type BackendRequest = BackendKind | 'auto';
 export interface QuantizeJob {
   data: Float32Array;
   options: FakeQuantizeOptions;
+  /**
+   * How error messages name this tensor (default `data`, or `jobs[i].data` in a list of
+   * several); Quantizer passes `parameter "name"`. Errors also carry `location.job`, `i`.
+   */
+  label?: string;
 }
 
 /** Why a backend was picked, and why each other candidate was not. */
@@ -34,7 +41,9 @@ export interface GroupStats {
 }
 
 export interface Backend {
+  /** The backend that runs calls (AutoBackend: the one that ran the most recent call). */
   readonly kind: BackendKind;
+  /** Why createBackend picked this backend (for one created directly: requested explicitly). */
   readonly selection: SelectionReport;
   /**
    * Quantizes `data` in place (fake quantization: the values stay float32) and resolves to it.
@@ -53,7 +62,50 @@ export interface Backend {
   groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats>;
   /** A readable account of the selection. */
   explain(): string;
+  /** Frees what the backend holds (its memory, buffers, device if it opened one); later calls throw. */
   dispose(): void;
+}
+
+/** The name a job's errors give its tensor: its label, else `data` or `jobs[i].data`. */
+export function jobLabel(jobs: readonly QuantizeJob[], i: number): string {
+  const label = jobs[i]?.label;
+  if (label === undefined) return jobs.length === 1 ? 'data' : `jobs[${i}].data`;
+  if (typeof label !== 'string') {
+    throw new InvalidInputError('INVALID_ARGUMENT', `jobs[${i}].label must be a string (how errors name the tensor), got ${describeValue(label)}.`);
+  }
+  return label;
+}
+
+/** The array `{ into }` names, checked: a Float32Array of `length` values sharing no memory with `data`. */
+export function targetArray(data: Float32Array, target: FakeQuantizeTarget, length: number): Float32Array {
+  if (typeof target !== 'object' || target === null || Object.keys(target).some((key) => key !== 'into')) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `the third argument must be { into: Float32Array }, got ${describeValue(target)}.`);
+  }
+  const { into } = target;
+  const intoLength = float32Length(into, 'into');
+  if (intoLength !== length) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `into holds ${intoLength} float32 values but data holds ${length}; pass an output of the same length.`);
+  }
+  if (into.buffer === data.buffer && into.byteOffset < data.byteOffset + data.byteLength && data.byteOffset < into.byteOffset + into.byteLength) {
+    throw new InvalidInputError('INVALID_ARGUMENT',
+      'into overlaps data: out of place needs separate memory for the result; quantize in place without { into }, or pass another array.');
+  }
+  return into;
+}
+
+// createBackend's reports, kept beside the backends it made rather than written into them.
+const reports = new WeakMap<Backend, SelectionReport>();
+
+/** Records why createBackend picked `backend`. */
+export function recordSelection<B extends Backend>(backend: B, report: SelectionReport): B {
+  reports.set(backend, report);
+  return backend;
+}
+
+/** What createBackend recorded for `backend`, else a report that it was requested explicitly (`reason`). */
+export function selectionOf(backend: Backend, reason: string): SelectionReport {
+  const { kind } = backend;
+  return reports.get(backend) ?? { requested: kind, picked: kind, candidates: [{ kind, available: true, picked: true, reason }] };
 }
 
 export function explainSelection(report: SelectionReport): string {

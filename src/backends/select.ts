@@ -1,13 +1,13 @@
 // Runtime selection: what can run here, what was picked, and why the others were not.
 
-import type { FakeQuantizeOptions } from '../kernel-plan.js';
 import { describeValue } from '../describe.js';
 import { BackendError, InvalidInputError } from '../errors.js';
-import type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backend.js';
-import { explainSelection } from './backend.js';
+import { AutoBackend } from './auto.js';
+import type { Backend, BackendKind, BackendRequest, SelectionReport } from './backend.js';
+import { recordSelection } from './backend.js';
 import { WasmBackend } from './wasm/backend.js';
 import { runtimeHasSimd, type WasmSource } from './wasm/loader.js';
-import { WebGpuBackend, describeAdapter, summarizeAdapter, type DowngradeEvent, type GpuBufferJob } from './webgpu/backend.js';
+import { WebGpuBackend, describeAdapter, summarizeAdapter } from './webgpu/backend.js';
 
 /**
  * Under 'auto', host tensors below this many elements per call (all jobs of a fakeQuantizeMany
@@ -44,71 +44,142 @@ export interface CreateBackendOptions {
   device?: GPUDevice;
   /** 'auto' with a GPU: host calls with fewer elements than this run on WebAssembly. */
   crossoverElements?: number;
+  /**
+   * Receives what the library would otherwise print: a WebGPU backend's move to WebAssembly
+   * after a device loss. The default prints nothing (the CLI passes one writing to stderr).
+   */
+  log?: (message: string) => void;
 }
 
 const KINDS: readonly BackendRequest[] = ['auto', 'wasm-simd', 'wasm', 'webgpu'];
 
-type Candidate = SelectionReport['candidates'][number];
+type Row = SelectionReport['candidates'][number];
 
-interface GpuProbe {
-  candidate: Candidate;
-  /** Whether it is a software (fallback) adapter. */
-  fallback: boolean;
+/** What a candidate's probe found. */
+interface Probe {
+  available: boolean;
+  reason: string;
+  /** Why 'auto' passes over it although it is available, given the kind picked instead. */
+  declined?: (picked: BackendKind) => string;
   gpu?: GPU;
   adapter?: GPUAdapter;
 }
 
+/** One createBackend call: its options and the rows of its report. */
+interface Selection {
+  requested: BackendRequest;
+  options: CreateBackendOptions;
+  crossover: number;
+  row(kind: BackendKind): Row;
+  probe(kind: BackendKind): Probe;
+  /** The backend of the best available candidate ranked below `kind` (created once per call). */
+  below(kind: BackendKind): Promise<Backend>;
+}
+
+/** What a candidate's create() made: the backend, notes for explain(), what it does when picked by 'auto', the candidate it runs calls on. */
+interface Opened {
+  backend: Backend;
+  notes?: string[];
+  role?: string;
+  uses?: BackendKind;
+}
+
+interface Candidate {
+  kind: BackendKind;
+  /** Higher is preferred under 'auto'. */
+  rank: number;
+  /** Probed only when asked for, or under 'auto' (a GPU probe requests an adapter). */
+  lazy?: boolean;
+  /** Under 'auto', a failure to create it passes on to the next candidate. */
+  fallible?: boolean;
+  probe(options: CreateBackendOptions): Probe | Promise<Probe>;
+  create(selection: Selection): Promise<Opened>;
+}
+
+const wasmCandidate = (kind: 'wasm-simd' | 'wasm', rank: number, probe: () => Probe): Candidate => ({
+  kind, rank, probe,
+  create: async ({ options }) => {
+    const build = kind === 'wasm-simd' ? 'simd' : 'scalar';
+    const staging = options.stagingBytes === undefined ? {} : { stagingBytes: options.stagingBytes };
+    return { backend: await WasmBackend.create(build, options.wasm?.[build], staging) };
+  },
+});
+
+/** Every backend createBackend can give, best first. */
+const CANDIDATES: readonly Candidate[] = [
+  {
+    kind: 'webgpu', rank: 3, lazy: true, fallible: true,
+    probe: probeWebGpu,
+    async create(selection) {
+      const { options, requested, crossover } = selection;
+      const wasm = (await selection.below('webgpu')) as WasmBackend;
+      const { gpu, adapter } = selection.probe('webgpu');
+      const backend = await WebGpuBackend.create({
+        ...(gpu ? { gpu } : {}), ...(adapter ? { adapter } : {}), ...(options.device ? { device: options.device } : {}),
+        ...(options.log ? { log: options.log } : {}), wasmBackend: wasm,
+      });
+      if (requested !== 'auto') return { backend, notes: [`if the device is lost, host work continues on ${wasm.kind}`] };
+      selection.row(wasm.kind).reason += `; runs host calls under ${crossover} elements, where WebGPU's upload and read-back cost more than they save`;
+      return {
+        backend: new AutoBackend(backend, crossover),
+        role: `host calls of ${crossover} elements or more, and GPUBuffers`,
+        uses: wasm.kind,
+        notes: [
+          `routing: per call by size, crossover ${crossover} elements (bench/crossover.mjs; override with crossoverElements)`,
+          `if the device is lost, everything continues on ${wasm.kind}`,
+        ],
+      };
+    },
+  },
+  wasmCandidate('wasm-simd', 2, () => {
+    const simd = runtimeHasSimd();
+    return { available: simd, reason: simd ? 'WebAssembly.validate accepted the SIMD probe' : 'WebAssembly.validate rejected the SIMD probe: no WebAssembly SIMD here' };
+  }),
+  wasmCandidate('wasm', 1, () => ({ available: true, reason: 'scalar WebAssembly runs everywhere WebAssembly does' })),
+];
+
 /** Finds an adapter (or takes the given device) without creating a device. */
-async function probeWebGpu(options: CreateBackendOptions): Promise<GpuProbe> {
-  const candidate: Candidate = { kind: 'webgpu', available: false, picked: false, reason: '' };
-  if (options.device) {
-    candidate.available = true;
-    candidate.reason = 'a GPUDevice was given';
-    return { candidate, fallback: summarizeAdapter(options.device).isFallbackAdapter };
-  }
+async function probeWebGpu(options: CreateBackendOptions): Promise<Probe> {
+  if (options.device) return { available: true, reason: 'a GPUDevice was given' };
   const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (!gpu && !options.adapter) {
-    candidate.reason = typeof process === 'object' && process.versions?.node
-      ? 'no navigator.gpu in Node: pass { gpu: (await nodeGpu()).gpu }, or create([]) from the "webgpu" package'
-      : 'no navigator.gpu: this runtime has no WebGPU';
-    return { candidate, fallback: false };
+    return {
+      available: false,
+      reason: typeof process === 'object' && process.versions?.node
+        ? 'no navigator.gpu in Node: pass { gpu: (await nodeGpu()).gpu }, or create([]) from the "webgpu" package'
+        : 'no navigator.gpu: this runtime has no WebGPU',
+    };
   }
   let adapter = options.adapter;
   try {
     adapter ??= (await gpu!.requestAdapter({ powerPreference: 'high-performance' })) ?? undefined;
   } catch (error) {
-    candidate.reason = `requestAdapter failed: ${(error as Error).message}`;
-    return { candidate, fallback: false };
+    return { available: false, reason: `requestAdapter failed: ${(error as Error).message}` };
   }
-  if (!adapter) {
-    candidate.reason = 'navigator.gpu found no adapter';
-    return { candidate, fallback: false };
-  }
+  if (!adapter) return { available: false, reason: 'navigator.gpu found no adapter' };
   const summary = summarizeAdapter(adapter);
-  candidate.available = true;
-  candidate.reason = `adapter ${describeAdapter(summary)}`;
-  return { candidate, fallback: summary.isFallbackAdapter, ...(gpu ? { gpu } : {}), adapter };
+  return {
+    available: true,
+    reason: `adapter ${describeAdapter(summary)}`,
+    ...(summary.isFallbackAdapter
+      ? { declined: (picked: BackendKind) => `: a fallback (software) adapter is slower than ${picked} for host data; request kind 'webgpu' to use it anyway` }
+      : {}),
+    ...(gpu ? { gpu } : {}),
+    adapter,
+  };
 }
 
-function wasmCandidates(): Candidate[] {
-  const simd = runtimeHasSimd();
-  return [
-    {
-      kind: 'wasm-simd', available: simd, picked: false,
-      reason: simd ? 'WebAssembly.validate accepted the SIMD probe' : 'WebAssembly.validate rejected the SIMD probe: no WebAssembly SIMD here',
-    },
-    {
-      kind: 'wasm', available: true, picked: false,
-      reason: 'scalar WebAssembly runs everywhere WebAssembly does',
-    },
-  ];
-}
-
-const OPTION_KEYS: readonly (keyof CreateBackendOptions)[] = ['kind', 'stagingBytes', 'wasm', 'gpu', 'adapter', 'device', 'crossoverElements'];
+const OPTION_KEYS: readonly (keyof CreateBackendOptions)[] = ['kind', 'stagingBytes', 'wasm', 'gpu', 'adapter', 'device', 'crossoverElements', 'log'];
 
 /**
- * The best backend this runtime offers, or the one asked for. `createBackend('webgpu')` is short
- * for `createBackend({ kind: 'webgpu' })`.
+ * The best backend this runtime offers, or the one asked for; `explain()` says why.
+ *
+ * @param request - Options, or just the kind: `createBackend('webgpu')` is short for
+ *   `createBackend({ kind: 'webgpu' })`. 'auto' (the default) picks the best available.
+ * @returns A backend whose `selection` records every candidate and why it was or was not picked.
+ *   Dispose it when done.
+ * @throws InvalidInputError for unknown options; BackendError (BACKEND_UNAVAILABLE) when the
+ *   requested kind cannot run here.
  */
 export async function createBackend(request: CreateBackendOptions | BackendRequest = {}): Promise<Backend> {
   const options = readCreateOptions(request);
@@ -120,68 +191,70 @@ export async function createBackend(request: CreateBackendOptions | BackendReque
   if (!Number.isSafeInteger(crossover) || crossover < 0) {
     throw new InvalidInputError('INVALID_ARGUMENT', `crossoverElements must be a non-negative integer, got ${describeValue(options.crossoverElements)}.`);
   }
-  const wasmSide = wasmCandidates();
-  const wasmPick = wasmSide.find((c) => c.available)!;
-  const wasmOptions = options.stagingBytes === undefined ? {} : { stagingBytes: options.stagingBytes };
-  const loadWasm = () => WasmBackend.create(wasmPick.kind === 'wasm-simd' ? 'simd' : 'scalar',
-    wasmPick.kind === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar, wasmOptions);
-  const probeNeeded = requested === 'auto' || requested === 'webgpu';
-  const probe = probeNeeded ? await probeWebGpu(options) : null;
-  const gpuCandidate: Candidate = probe?.candidate ?? { kind: 'webgpu', available: false, picked: false, reason: 'not probed' };
-  const candidates = [gpuCandidate, ...wasmSide];
-  const report = (picked: BackendKind, notes: string[] = []): SelectionReport => {
-    for (const c of candidates) c.picked = c.kind === picked;
-    return { requested, picked, candidates, ...(notes.length > 0 ? { notes } : {}) };
+  if (options.log !== undefined && typeof options.log !== 'function') {
+    throw new InvalidInputError('INVALID_ARGUMENT', `log must be a function taking a message, got ${describeValue(options.log)}.`);
+  }
+  const probes = new Map<BackendKind, Probe>();
+  for (const c of CANDIDATES) {
+    probes.set(c.kind, c.lazy && requested !== 'auto' && requested !== c.kind
+      ? { available: false, reason: 'not probed: not requested' }
+      : await c.probe(options));
+  }
+  const rows: Row[] = CANDIDATES.map(({ kind }) => ({ kind, available: probes.get(kind)!.available, picked: false, reason: probes.get(kind)!.reason }));
+  const row = (kind: BackendKind) => rows.find((r) => r.kind === kind)!;
+  const opened = new Map<BackendKind, Promise<Opened>>();
+  const open = (c: Candidate) => {
+    if (!opened.has(c.kind)) opened.set(c.kind, c.create(selection));
+    return opened.get(c.kind)!;
   };
-  const openGpu = (wasmBackend: WasmBackend) => WebGpuBackend.create({
-    ...(probe?.gpu ? { gpu: probe.gpu } : {}),
-    ...(probe?.adapter ? { adapter: probe.adapter } : {}),
-    ...(options.device ? { device: options.device } : {}),
-    wasmBackend,
-  });
+  const selection: Selection = {
+    requested, options, crossover, row,
+    probe: (kind) => probes.get(kind)!,
+    below: async (kind) => {
+      const rank = CANDIDATES.find((c) => c.kind === kind)!.rank;
+      return (await open(CANDIDATES.find((c) => c.rank < rank && row(c.kind).available)!)).backend;
+    },
+  };
+  const report = (picked: BackendKind, { backend, notes = [] }: Opened): Backend => {
+    for (const r of rows) r.picked = r.kind === picked;
+    return recordSelection(backend, { requested, picked, candidates: rows, ...(notes.length > 0 ? { notes } : {}) });
+  };
 
   if (requested !== 'auto') {
-    const wanted = candidates.find((c) => c.kind === requested)!;
-    if (requested !== 'webgpu') gpuCandidate.reason = 'not probed: not requested';
+    const wanted = row(requested);
     if (!wanted.available) {
       throw new BackendError('BACKEND_UNAVAILABLE',
         `backend "${requested}" is not available here: ${wanted.reason}. Use kind: 'auto' to take the best available one.`);
     }
-    for (const c of candidates) if (c.kind !== requested && c.available) c.reason += '; not requested';
-    if (requested === 'webgpu') {
-      const backend = await openGpu(await loadWasm());
-      backend.selection = report('webgpu', [`if the device is lost, host work continues on ${wasmPick.kind}`]);
-      return backend;
-    }
-    const backend = await WasmBackend.create(requested === 'wasm-simd' ? 'simd' : 'scalar',
-      requested === 'wasm-simd' ? options.wasm?.simd : options.wasm?.scalar, wasmOptions);
-    backend.selection = report(requested);
-    return backend;
+    for (const r of rows) if (r !== wanted && r.available) r.reason += '; not requested';
+    return report(requested, await open(CANDIDATES.find((c) => c.kind === requested)!));
   }
 
-  const wasm = await loadWasm();
-  for (const c of wasmSide) if (c.available && c !== wasmPick) c.reason += `; ${wasmPick.kind} ranks higher`;
-  if (gpuCandidate.available && probe!.fallback && !options.device) {
-    gpuCandidate.reason += `: a fallback (software) adapter is slower than ${wasmPick.kind} for host data; request kind 'webgpu' to use it anyway`;
-  } else if (gpuCandidate.available) {
-    try {
-      const gpu = await openGpu(wasm);
-      wasmPick.reason += `; runs host calls under ${crossover} elements, where WebGPU's upload and read-back cost more than they save`;
-      gpuCandidate.reason += ` (preferred among those available); host calls of ${crossover} elements or more, and GPUBuffers`;
-      const auto = new AutoBackend(gpu, wasm, crossover);
-      auto.selection = report('webgpu', [
-        `routing: per call by size, crossover ${crossover} elements (bench/crossover.mjs; override with crossoverElements)`,
-        `if the device is lost, everything continues on ${wasmPick.kind}`,
-      ]);
-      return auto;
-    } catch (error) {
-      gpuCandidate.available = false;
-      gpuCandidate.reason += `, but it could not be used: ${(error as Error).message}`;
+  const declined: Candidate[] = [];
+  for (const c of CANDIDATES) {
+    const r = row(c.kind);
+    if (!r.available) continue;
+    if (probes.get(c.kind)!.declined) {
+      declined.push(c);
+      continue;
     }
+    let result: Opened;
+    try {
+      result = await open(c);
+    } catch (error) {
+      if (!c.fallible) throw error;
+      r.available = false;
+      r.reason += `, but it could not be used: ${(error as Error).message}`;
+      continue;
+    }
+    for (const d of declined) row(d.kind).reason += probes.get(d.kind)!.declined!(c.kind);
+    r.reason += ` (preferred among those available)${result.role ? `; ${result.role}` : ''}`;
+    for (const other of CANDIDATES) {
+      if (other.rank < c.rank && row(other.kind).available && other.kind !== result.uses) row(other.kind).reason += `; ${c.kind} ranks higher`;
+    }
+    return report(c.kind, result);
   }
-  wasmPick.reason += ' (preferred among those available)';
-  wasm.selection = report(wasmPick.kind);
-  return wasm;
+  throw new BackendError('BACKEND_UNAVAILABLE', 'no backend can run here: this runtime has no WebAssembly.');
 }
 
 function readCreateOptions(request: unknown): CreateBackendOptions {
@@ -202,75 +275,4 @@ function readCreateOptions(request: unknown): CreateBackendOptions {
     }
   }
   return request as CreateBackendOptions;
-}
-
-/**
- * 'auto' with a usable GPU: each host call goes to WebGPU or WebAssembly by its size;
- * caller-owned GPUBuffers always go to WebGPU.
- */
-export class AutoBackend implements Backend {
-  readonly kind: BackendKind = 'webgpu';
-  selection: SelectionReport;
-  private last: BackendKind | null = null;
-
-  constructor(readonly gpu: WebGpuBackend, readonly wasm: WasmBackend, readonly crossoverElements: number) {
-    this.selection = gpu.selection;
-  }
-
-  /** What runs large host calls now: 'webgpu', or WebAssembly after a device loss. */
-  get activeKind(): BackendKind {
-    return this.gpu.activeKind;
-  }
-
-  /** The backend that ran the most recent call, or null before the first. */
-  get lastKind(): BackendKind | null {
-    return this.last;
-  }
-
-  onDowngrade(listener: (event: DowngradeEvent) => void): () => void {
-    return this.gpu.onDowngrade(listener);
-  }
-
-  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array> {
-    await this.fakeQuantizeMany([{ data, options }]);
-    return data;
-  }
-
-  fakeQuantizeMany(jobs: readonly QuantizeJob[]): Promise<void> {
-    const elements = Array.isArray(jobs) ? jobs.reduce((sum, job) => sum + (job?.data?.length ?? 0), 0) : 0;
-    return this.route(elements).fakeQuantizeMany(jobs);
-  }
-
-  fakeQuantizeBuffer(buffer: GPUBuffer, length: number, options: FakeQuantizeOptions): Promise<GPUBuffer> {
-    this.last = this.gpu.activeKind;
-    return this.gpu.fakeQuantizeBuffer(buffer, length, options);
-  }
-
-  fakeQuantizeBuffers(jobs: readonly GpuBufferJob[]): Promise<void> {
-    this.last = this.gpu.activeKind;
-    return this.gpu.fakeQuantizeBuffers(jobs);
-  }
-
-  /** On WebAssembly at any size: see WebGpuBackend.groupStats. */
-  groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
-    this.last = this.wasm.kind;
-    return this.wasm.groupStats(data, options);
-  }
-
-  explain(): string {
-    const lines = [explainSelection(this.selection)];
-    if (this.gpu.downgradedBecause !== null) lines.push(`  now running everything on ${this.wasm.kind}: ${this.gpu.downgradedBecause}`);
-    return lines.join('\n');
-  }
-
-  dispose(): void {
-    this.gpu.dispose();
-    this.wasm.dispose();
-  }
-
-  private route(elements: number): Backend {
-    const backend = elements >= this.crossoverElements ? this.gpu : this.wasm;
-    this.last = backend === this.gpu ? this.gpu.activeKind : this.wasm.kind;
-    return backend;
-  }
 }

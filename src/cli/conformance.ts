@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { createBackend } from '../backends/select.js';
 import { nodeGpu } from '../backends/webgpu/node-gpu.js';
+import { logToStderr } from './packer.js';
 import type { BackendRequest } from '../backends/backend.js';
 import { runConformance } from '../conformance.js';
 import { EdgeMoqError } from '../errors.js';
@@ -21,7 +22,7 @@ export async function conformanceCommand(args: ParsedArgs): Promise<number> {
   const kind = (args.flags.get('backend') as BackendRequest | undefined) ?? 'auto';
   // In Node the GPU comes from the `webgpu` package, loaded only when WebGPU may be picked.
   const gpu = kind === 'webgpu' || kind === 'auto' ? (await nodeGpu())?.gpu : undefined;
-  const backend = await createBackend({ kind, ...(gpu ? { gpu } : {}) });
+  const backend = await createBackend({ kind, log: logToStderr, ...(gpu ? { gpu } : {}) });
   console.log(`conformance: ${escapeForTerminal(file)} on ${backend.kind}`);
   // Case ids and details come from the file.
   const report = await runConformance(parsed, backend, (r) => {

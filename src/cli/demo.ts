@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Backend, BackendRequest } from '../backends/backend.js';
 import { createBackend } from '../backends/select.js';
+import { logToStderr } from './packer.js';
 import type { QuantizerOptions } from '../config.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
@@ -196,7 +197,7 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
   }
   const { tf, backend: tfBackend, note } = await loadTensorFlow(o.tfBackend);
   const data = loadMnist();
-  const backend: Backend = await createBackend({ kind: o.backend });
+  const backend: Backend = await createBackend({ kind: o.backend, log: logToStderr });
   const kernels = layerNames(HIDDEN).map((layer) => `${layer}/kernel`);
   const modelsFolder = join(dirname(o.report), MODELS_FOLDER);
   const targetsText = listed(o.bits.map(String));

@@ -3,6 +3,7 @@
 
 import { nodeGpu } from '../backends/webgpu/node-gpu.js';
 import { createBackend } from '../backends/select.js';
+import { logToStderr } from './packer.js';
 import { runtimeHasSimd } from '../backends/wasm/loader.js';
 import { summarizeAdapter } from '../backends/webgpu/backend.js';
 import { escapeForTerminal } from './terminal.js';
@@ -27,7 +28,7 @@ export async function infoCommand(): Promise<number> {
     console.log(`  subgroups: ${adapter.features.has('subgroups') ? 'yes (reductions use subgroup operations)' : 'no (reductions in workgroup memory)'}`);
     console.log(`  maxStorageBufferBindingSize: ${adapter.limits.maxStorageBufferBindingSize} bytes`);
   }
-  const backend = await createBackend({ kind: 'auto', ...(found ? { gpu: found.gpu } : {}) });
+  const backend = await createBackend({ kind: 'auto', log: logToStderr, ...(found ? { gpu: found.gpu } : {}) });
   console.log(`\nauto picks:\n${backend.explain()}`);
   backend.dispose();
   return 0;

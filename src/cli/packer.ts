@@ -9,6 +9,9 @@ import type { ParsedArgs } from './args.js';
 
 const KINDS = ['auto', 'webgpu', 'wasm-simd', 'wasm'];
 
+/** The CLI's logger for backends: the library prints nothing itself, the CLI says on stderr what it did. */
+export const logToStderr = (message: string): void => console.warn(message);
+
 export async function openPacker(args: ParsedArgs): Promise<Packer> {
   const kind = args.flags.get('backend') ?? 'auto';
   if (typeof kind !== 'string' || !KINDS.includes(kind)) {
@@ -16,5 +19,5 @@ export async function openPacker(args: ParsedArgs): Promise<Packer> {
   }
   // 'auto' packs on WebAssembly (the codes come back to the host), so Dawn loads only for 'webgpu'.
   const gpu = kind === 'webgpu' ? (await nodeGpu())?.gpu : undefined;
-  return createPacker(kind as BackendRequest, gpu ? { gpu } : {});
+  return createPacker(kind as BackendRequest, { log: logToStderr, ...(gpu ? { gpu } : {}) });
 }

@@ -178,7 +178,7 @@ async function packWholeGroups(job: TensorJob, groupsPerChunk: number): Promise<
     try {
       await packer.pack(chunk, { ...options, firstIndex: plan.stochastic ? start : 0 }, packed);
     } catch (error) {
-      throw withTensor(error, job, start);
+      throw withTensor(error, job, start, chunk);
     }
     const { unpacked } = scratch.values(chunk.length);
     await packer.unpack(packed, unpacked);
@@ -238,7 +238,7 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
       try {
         await packer.pack(values, { ...pieceOptions, firstIndex: plan.stochastic ? start : 0 }, packed);
       } catch (error) {
-        throw withTensor(error, job, start);
+        throw withTensor(error, job, start, values);
       }
       await packer.unpack(packed, unpacked);
       accumulateErrors(piece, unpacked.subarray(0, count), totals);
@@ -275,14 +275,15 @@ async function* readFloat32Range(
   }
 }
 
-/** A packer's NON_FINITE error, located in the tensor (by its own index, whatever the axis) and named. */
-function withTensor(error: unknown, job: TensorJob, first: number): unknown {
-  const name = job.tensor.name;
-  if (error instanceof InvalidInputError && error.code === 'NON_FINITE') {
-    const index = error.location?.index ?? Number(/data\[(\d+)\]/.exec(error.message)?.[1] ?? 0);
-    const at = tensorIndexOf(job.view, first + index);
-    return new InvalidInputError('NON_FINITE',
-      `tensor "${name}" element ${at}: ${error.message.replace(/^data\[\d+\] /, '')} Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`);
-  }
-  return error;
+/**
+ * A packer's NON_FINITE error about `data[index]` of the piece packed (from element `first` of
+ * the tensor, in packing order), told again of the tensor: its name, and its own index (whatever the axis).
+ */
+function withTensor(error: unknown, job: TensorJob, first: number, data: Float32Array): unknown {
+  const index = error instanceof InvalidInputError && error.code === 'NON_FINITE' ? error.location?.index : undefined;
+  if (index === undefined) return error;
+  const at = tensorIndexOf(job.view, first + index);
+  return new InvalidInputError('NON_FINITE',
+    `tensor "${job.tensor.name}" element ${at}: is ${data[index]}; packing needs finite values. Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`,
+    { cause: error, location: { index: at, group: Math.floor((first + index) / job.plan.groupSize) } });
 }

@@ -3,9 +3,9 @@
 // training loop, a Worker) does not carry it.
 
 import type { Backend, BackendRequest } from '../backends/backend.js';
-import { AutoBackend, createBackend, type CreateBackendOptions } from '../backends/select.js';
-import { WasmBackend } from '../backends/wasm/backend.js';
-import { WebGpuBackend } from '../backends/webgpu/backend.js';
+import { createBackend, type CreateBackendOptions } from '../backends/select.js';
+import type { WasmBackend } from '../backends/wasm/backend.js';
+import type { WebGpuBackend } from '../backends/webgpu/backend.js';
 import { InvalidInputError } from '../errors.js';
 import type { Packer } from './packer.js';
 import { WasmPacker } from '../backends/wasm/packer.js';
@@ -21,10 +21,16 @@ export { WasmPacker } from '../backends/wasm/packer.js';
 export { WebGpuPacker, type GpuPackedTensor } from '../backends/webgpu/packer.js';
 
 /**
- * A packer on `backend` (a Backend, or a kind to create one: then the packer owns it and
- * disposes it). 'auto' and an AutoBackend pack host arrays on WebAssembly: the codes come back
- * to the host anyway, and WebAssembly needs no upload. A WebGpuBackend gives a WebGpuPacker,
- * which also packs GPUBuffers where they are.
+ * A packer on `backend`: on its `packingBackend`. 'auto' and an AutoBackend pack host arrays on
+ * WebAssembly: the codes come back to the host anyway, and WebAssembly needs no upload. A
+ * WebGpuBackend gives a WebGpuPacker, which also packs GPUBuffers where they are, on the
+ * backend's device, buffers and failure state.
+ *
+ * @param backend - A backend from createBackend(), or a kind to create one with (the packer
+ *   then owns it and disposes it with itself).
+ * @param options - createBackend's options, when `backend` is a kind.
+ * @returns A Packer; dispose it when done (a backend you passed stays yours).
+ * @throws InvalidInputError when `backend` is neither a kind nor a backend from createBackend().
  */
 export async function createPacker(backend: Backend | BackendRequest = 'auto', options: Omit<CreateBackendOptions, 'kind'> = {}): Promise<Packer> {
   if (typeof backend === 'string') {
@@ -37,9 +43,9 @@ export async function createPacker(backend: Backend | BackendRequest = 'auto', o
     };
     return packer;
   }
-  if (backend instanceof WasmBackend) return new WasmPacker(backend);
-  if (backend instanceof AutoBackend) return new WasmPacker(backend.wasm);
-  if (backend instanceof WebGpuBackend) return WebGpuPacker.create(backend);
+  const on = (backend as { packingBackend?: WasmBackend | WebGpuBackend } | null)?.packingBackend;
+  if (on?.kind === 'webgpu') return WebGpuPacker.create(on as WebGpuBackend);
+  if (on) return new WasmPacker(on as WasmBackend);
   throw new InvalidInputError('INVALID_ARGUMENT',
     `createPacker needs a backend from createBackend() (or a kind: 'auto', 'wasm-simd', 'wasm', 'webgpu'), got ${backend?.kind ?? typeof backend}.`);
 }

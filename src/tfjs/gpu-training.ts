@@ -13,7 +13,7 @@
 // anyway, still marks overflow steps on the host, exactly as on the host path.
 
 import type * as tf from '@tensorflow/tfjs';
-import type { Backend, GroupStats, QuantizeJob } from '../backends/backend.js';
+import type { Backend, FakeQuantizeTarget, GroupStats, QuantizeJob } from '../backends/backend.js';
 import type { FakeQuantizeOptions } from '../kernel-plan.js';
 import { InvalidInputError } from '../errors.js';
 import type { WebGpuBackend } from '../backends/webgpu/backend.js';
@@ -64,6 +64,11 @@ export class GpuParameterBackend implements Backend {
     return this.gpu.selection;
   }
 
+  /** What createPacker packs on: the WebGPU backend under the stand-in arrays. */
+  get packingBackend(): WebGpuBackend {
+    return this.gpu;
+  }
+
   /** Lends `standIn` for `buffer` until `take`. */
   lend(standIn: Float32Array, buffer: GPUBuffer): void {
     this.lent.set(standIn, { buffer, quantized: false });
@@ -76,7 +81,12 @@ export class GpuParameterBackend implements Backend {
     return loan?.quantized ?? false;
   }
 
-  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array> {
+  /** Out of place (`{ into }`), host arrays only: a stand-in's values are on the GPU. */
+  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions, target?: FakeQuantizeTarget): Promise<Float32Array> {
+    if (target !== undefined && !this.lent.has(data)) return this.gpu.fakeQuantize(data, options, target);
+    if (target !== undefined) {
+      throw new InvalidInputError('INVALID_ARGUMENT', 'the weights MoQ keeps on the GPU are quantized in place; call fakeQuantize without { into }.');
+    }
     await this.fakeQuantizeMany([{ data, options }]);
     return data;
   }

@@ -10,25 +10,7 @@ import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } f
 import { explainSelection } from '../backend.js';
 import { compileWasm, type WasmBuild, type WasmSource } from './loader.js';
 import { WasmHeap, WasmTensor } from './memory.js';
-
-interface KernelExports {
-  memory: WebAssembly.Memory;
-  heapBase(): number;
-  groupRanges(data: number, groupCount: number, groupSize: number, out: number): number;
-  groupAbsMeans(data: number, groupCount: number, groupSize: number, out: number): number;
-  groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
-  // With stats = 0 these make one fused pass and return the first non-finite group (else -1).
-  quantizeGrid(src: number, dst: number, groupCount: number, groupSize: number, ranges: number, bits: number, asymmetric: number,
-    full: number, stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): number;
-  quantizeTernary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
-  quantizeBinary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
-  fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
-  // assembly/pack.ts: returns -1 or the first non-finite group.
-  packCodes(src: number, codes: number, scales: number, zeros: number, groupCount: number, groupSize: number, bits: number,
-    type: number, stochastic: number, key: number, firstIndex: number): number;
-  /** -1, or (having written nothing) the first invalid element. */
-  unpackCodes(codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number, bits: number, type: number): number;
-}
+import type { KernelExports } from './kernel-exports.js';
 
 /** What src/backends/wasm/packer.ts uses of a WasmBackend: its kernels and its memory. */
 export interface WasmInternals {

@@ -12,9 +12,8 @@ import {
   allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions,
 } from '../../packed/layout.js';
 import type { Packer } from '../../packed/packer.js';
+import { PACK_TYPE_NUMBERS } from './interface.js';
 
-/** The `type` argument of packCodes/unpackCodes, as assembly/pack.ts names them (a test reads both). */
-export const PACK_TYPE_NUMBERS = { SYMMETRIC: 0, ASYMMETRIC: 1, TERNARY: 2, BINARY: 3, FULL: 4 } as const;
 const typeNumber = (packed: { type: PackedType; grid?: Grid }) =>
   (packed.grid === 'full' ? PACK_TYPE_NUMBERS.FULL : PACK_TYPE_NUMBERS[packed.type.toUpperCase() as Uppercase<PackedType>]);
 // Codes are read 4 bytes at a time, so the codes region keeps 3 readable bytes past its end.

@@ -6,19 +6,19 @@
 // downgrade is announced, and later calls stay on WebAssembly.
 
 import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../../kernel-plan.js';
-import { BackendError, InvalidInputError } from '../../errors.js';
-import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
-import { explainSelection } from '../backend.js';
+import { BackendError, InvalidInputError, nonFiniteError } from '../../errors.js';
+import type { Backend, BackendKind, FakeQuantizeTarget, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
+import { explainSelection, jobLabel, selectionOf, targetArray } from '../backend.js';
 import { WasmBackend } from '../wasm/backend.js';
 import { runtimeHasSimd, type WasmSource } from '../wasm/loader.js';
-import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './plan.js';
-import { createProgram, type KernelProgram } from './program.js';
-import { GpuFailure, submitAndRead, submitOnly } from './submission.js';
-import { USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_MAP_READ, USAGE_STORAGE, USAGE_UNIFORM } from './flags.js';
+import { JOB_BYTES, JOB_SLOT_BYTES, KERNEL_NAMES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout, type KernelName } from './plan.js';
+import type { Program, ProgramSpec } from './program.js';
+import { GpuFailure } from './submission.js';
+import { GpuResources, NO_BAD_INDEX, READBACK_ALIGN, alignUp, checkBuffer, type WebGpuCounters } from './resources.js';
 
-const NO_BAD_INDEX = 0xffffffff;
-// Status words come back first in the readback buffer; results start at this offset.
-const READBACK_ALIGN = 256;
+export type { WebGpuCounters } from './resources.js';
+
+const KERNELS: ProgramSpec<KernelName> = { label: 'edge-moq kernels', entryPoints: KERNEL_NAMES };
 
 export interface WebGpuBackendOptions {
   /** The WebGPU entry point (default navigator.gpu); in Node, `create([])` from the `webgpu` package. */
@@ -39,6 +39,8 @@ export interface WebGpuBackendOptions {
    * submitted: lets tests lose the device in the middle of an operation.
    */
   beforeSubmit?: (device: GPUDevice) => void;
+  /** Receives the line announcing a move to WebAssembly (default: nothing is printed). */
+  log?: (message: string) => void;
 }
 
 /** float32 values `[0, length)` of a caller-owned GPUBuffer, quantized in place. */
@@ -54,18 +56,6 @@ export interface DowngradeEvent {
   reason: string;
 }
 
-/** Objects created and work done since the backend was created. */
-export interface WebGpuCounters {
-  shaderModules: number;
-  pipelines: number;
-  buffers: number;
-  bindGroups: number;
-  submissions: number;
-  /** Calls that ran on the GPU, and calls that ran on WebAssembly (after a downgrade, or too large for the device). */
-  gpuCalls: number;
-  wasmCalls: number;
-}
-
 export interface AdapterSummary {
   vendor: string;
   architecture: string;
@@ -78,56 +68,14 @@ export interface AdapterSummary {
 /** The first tensor (in job order) holding a NaN or ±Inf, and the index in it. */
 type FirstBad = { job: number; index: number } | null;
 
-type PoolName = 'data' | 'partials' | 'status' | 'params' | 'readback';
-
-const POOL_USAGE: Record<PoolName, number> = {
-  data: USAGE_STORAGE | USAGE_COPY_DST | USAGE_COPY_SRC,
-  partials: USAGE_STORAGE,
-  status: USAGE_STORAGE | USAGE_COPY_DST | USAGE_COPY_SRC,
-  params: USAGE_UNIFORM | USAGE_COPY_DST,
-  readback: USAGE_MAP_READ | USAGE_COPY_DST,
-};
-
-/** Buffers reused across calls; they only grow. */
-class BufferPool {
-  private readonly buffers = new Map<PoolName, GPUBuffer>();
-  /** Bumps whenever a buffer every bind group holds (partials, status, params) is replaced. */
-  generation = 0;
-
-  constructor(private readonly device: GPUDevice, private readonly counters: WebGpuCounters) {}
-
-  get(name: PoolName, bytes: number): GPUBuffer {
-    const have = this.buffers.get(name);
-    if (have && have.size >= bytes) return have;
-    have?.destroy();
-    // The small buffers double so a workload that varies settles quickly; data buffers fit.
-    const size = name === 'data' || name === 'readback' ? alignUp(bytes, 256) : 2 ** Math.ceil(Math.log2(Math.max(bytes, 256)));
-    const buffer = this.device.createBuffer({ label: `edge-moq ${name}`, size, usage: POOL_USAGE[name] });
-    this.counters.buffers++;
-    this.buffers.set(name, buffer);
-    if (name !== 'data' && name !== 'readback') this.generation++;
-    return buffer;
-  }
-
-  destroy(): void {
-    for (const buffer of this.buffers.values()) buffer.destroy();
-    this.buffers.clear();
-  }
-}
-
 export class WebGpuBackend implements Backend {
   readonly kind: BackendKind = 'webgpu';
-  selection: SelectionReport;
   readonly adapter: AdapterSummary;
-  private readonly counters: WebGpuCounters;
-  private readonly pool: BufferPool;
-  private readonly bindGroups = new WeakMap<GPUBuffer, { generation: number; group: GPUBindGroup }>();
+  /** The device's pool, lock, counters, submissions and failure state, shared with WebGpuPacker. */
+  readonly resources: GpuResources;
   private readonly listeners = new Set<(event: DowngradeEvent) => void>();
   private paramsScratch = new DataView(new ArrayBuffer(JOB_SLOT_BYTES));
   private statusScratch = new Uint32Array(4);
-  private submissionId = 0;
-  private tail: Promise<unknown> = Promise.resolve();
-  private downgradeReason: string | null = null;
   private disposed = false;
 
   private constructor(
@@ -135,28 +83,29 @@ export class WebGpuBackend implements Backend {
     // Dawn's GPU object (Node's `webgpu` package) frees its instance, under any live device,
     // once it is garbage-collected: holding it (and the adapter) keeps the device valid.
     private readonly owners: { gpu: GPU | undefined; adapter: GPUAdapter | undefined },
-    private readonly program: KernelProgram,
-    /** The WebAssembly backend that takes over after a downgrade (src/packed/ packs on it then). */
+    resources: GpuResources,
+    private readonly program: Program<KernelName>,
+    /** The WebAssembly backend that takes over after a downgrade (packing too); this backend owns and disposes it. */
     readonly wasm: WasmBackend,
     adapter: AdapterSummary,
     private readonly ownsDevice: boolean,
-    counters: WebGpuCounters,
     private readonly beforeSubmit: ((device: GPUDevice) => void) | undefined,
+    private readonly log: ((message: string) => void) | undefined,
   ) {
     this.adapter = adapter;
-    this.counters = counters;
-    this.pool = new BufferPool(device, counters);
-    this.selection = {
-      requested: 'webgpu',
-      picked: 'webgpu',
-      candidates: [{ kind: 'webgpu', available: true, picked: true, reason: `requested explicitly; adapter ${describeAdapter(adapter)}` }],
-    };
+    this.resources = resources;
     void device.lost.then((info) => {
-      if (!this.disposed) this.downgrade(`device lost (${info.reason}${info.message ? `: ${info.message}` : ''})`);
+      if (!this.disposed) resources.fail(`device lost (${info.reason}${info.message ? `: ${info.message}` : ''})`);
     });
   }
 
-  /** Opens the device (or takes the one given), compiles the kernels and the WebAssembly fallback. */
+  /**
+   * Opens the device (or takes the one given), compiles the kernels and the WebAssembly fallback.
+   *
+   * @param options - Where the device comes from, the fallback, the logger.
+   * @returns A backend on that device; createBackend({ kind: 'webgpu' }) gives the same with a selection report.
+   * @throws BackendError (BACKEND_UNAVAILABLE) when there is no WebGPU, no adapter, or the kernels do not compile.
+   */
   static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
     let { device, adapter } = options;
     const gpu = options.gpu ?? (device || adapter ? undefined : (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu);
@@ -181,27 +130,38 @@ export class WebGpuBackend implements Backend {
         },
       });
     }
-    const counters: WebGpuCounters = { shaderModules: 0, pipelines: 0, buffers: 0, bindGroups: 0, submissions: 0, gpuCalls: 0, wasmCalls: 0 };
+    let backend: WebGpuBackend | undefined;
+    const resources = new GpuResources(device, (reason) => backend?.downgrade(reason));
     try {
       const summary = summarizeAdapter(adapter ?? device);
-      const program = await createProgram(device, device.features.has('subgroups'), counters);
+      const program = await resources.program(KERNELS, device.features.has('subgroups'));
       const simd = runtimeHasSimd();
       const wasm = options.wasmBackend ?? await WasmBackend.create(simd ? 'simd' : 'scalar', simd ? options.wasm?.simd : options.wasm?.scalar);
-      return new WebGpuBackend(device, { gpu, adapter }, program, wasm, summary, ownsDevice, counters, options.beforeSubmit);
+      backend = new WebGpuBackend(device, { gpu, adapter }, resources, program, wasm, summary, ownsDevice, options.beforeSubmit, options.log);
+      return backend;
     } catch (error) {
       if (ownsDevice) device.destroy();
       throw error;
     }
   }
 
+  get selection(): SelectionReport {
+    return selectionOf(this, `requested explicitly; adapter ${describeAdapter(this.adapter)}`);
+  }
+
+  /** What createPacker packs on: this backend's device, sharing its resources. */
+  get packingBackend(): WebGpuBackend {
+    return this;
+  }
+
   /** What runs now: 'webgpu', or the WebAssembly backend after a downgrade. */
   get activeKind(): BackendKind {
-    return this.downgradeReason === null ? 'webgpu' : this.wasm.kind;
+    return this.resources.failedBecause === null ? 'webgpu' : this.wasm.kind;
   }
 
   /** Why the backend moved to WebAssembly, or null while it runs on the GPU. */
   get downgradedBecause(): string | null {
-    return this.downgradeReason;
+    return this.resources.failedBecause;
   }
 
   /** Whether the reductions use subgroup operations (the device has the `subgroups` feature). */
@@ -209,7 +169,12 @@ export class WebGpuBackend implements Backend {
     return this.program.subgroups;
   }
 
-  /** Listens for the move to WebAssembly; returns a function that stops listening. */
+  /**
+   * Listens for the move to WebAssembly (a lost device, or a failed submission of fake quantization or packing).
+   *
+   * @param listener - Called once, with where the work moved and why.
+   * @returns A function that stops listening.
+   */
   onDowngrade(listener: (event: DowngradeEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -217,12 +182,19 @@ export class WebGpuBackend implements Backend {
 
   /** Counters: once warm, repeated calls of the same shapes create no modules, pipelines, buffers or bind groups. */
   stats(): WebGpuCounters {
-    return { ...this.counters };
+    return { ...this.resources.counters };
   }
 
-  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array> {
-    await this.fakeQuantizeMany([{ data, options }]);
-    return data;
+  /** Backend.fakeQuantize: with `{ into }`, `data` is uploaded and the result read back into `into`. */
+  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions, target?: FakeQuantizeTarget): Promise<Float32Array> {
+    if (target === undefined) {
+      await this.fakeQuantizeMany([{ data, options }]);
+      return data;
+    }
+    const plan = planFakeQuantize(data, options);
+    const into = targetArray(data, target, plan.length);
+    await this.quantizeHost([{ data, options }], [plan], ['data'], [into]);
+    return into;
   }
 
   /** All jobs in one submission; validated first, and on any error no array is modified. */
@@ -230,28 +202,26 @@ export class WebGpuBackend implements Backend {
     if (!Array.isArray(jobs)) {
       throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { data, options }.');
     }
-    const labels = jobs.map((_, i) => (jobs.length === 1 ? 'data' : `jobs[${i}].data`));
+    const labels = jobs.map((_, i) => jobLabel(jobs, i));
     const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, labels[i]));
-    if (plans.length === 0) return;
-    await this.exclusive(async () => {
+    if (plans.length > 0) await this.quantizeHost(jobs, plans, labels);
+  }
+
+  /** Host jobs, validated: on the GPU, written to `into` (out of place) or back to each job's data; else on WebAssembly. */
+  private quantizeHost(jobs: readonly QuantizeJob[], plans: KernelPlan[], labels: string[], into?: Float32Array[]): Promise<void> {
+    return this.resources.exclusive(async () => {
       const arrays = jobs.map((job) => job.data);
-      if (!this.gpuTakes(plans)) {
-        this.counters.wasmCalls++;
-        this.wasm.fakeQuantizeManySync(jobs);
-        return;
+      const bytes = plans.reduce((sum, plan) => sum + plan.length * 4, 0);
+      const bad = this.resources.takes(bytes, bytes + READBACK_ALIGN)
+        ? await this.resources.onHost(() => this.submit(plans, { host: arrays, into: into ?? arrays }))
+        : undefined;
+      if (bad === undefined) {
+        this.resources.counters.wasmCalls++;
+        if (into) this.wasm.fakeQuantizeSync(arrays[0]!, jobs[0]!.options, { into: into[0]! });
+        else this.wasm.fakeQuantizeManySync(jobs);
+      } else if (bad) {
+        throw nonFiniteError(labels[bad.job]!, arrays[bad.job]![bad.index], { ...bad, group: Math.floor(bad.index / plans[bad.job]!.groupSize) });
       }
-      let bad: FirstBad;
-      try {
-        bad = await this.submit(plans, { host: arrays });
-      } catch (error) {
-        if (!(error instanceof GpuFailure)) throw error;
-        this.downgrade(error.message);
-        this.counters.wasmCalls++;
-        this.wasm.fakeQuantizeManySync(jobs);
-        return;
-      }
-      this.counters.gpuCalls++;
-      if (bad) throw nonFiniteError(`${labels[bad.job]}[${bad.index}] is ${arrays[bad.job]![bad.index]}`);
     });
   }
 
@@ -267,8 +237,8 @@ export class WebGpuBackend implements Backend {
    * no WebAssembly fallback for them: on a lost device this throws DEVICE_LOST.
    */
   async fakeQuantizeBuffers(jobs: readonly GpuBufferJob[]): Promise<void> {
-    const { bad, labels } = await this.quantizeBuffers(jobs, true);
-    if (bad) throw nonFiniteError(`${labels[bad.job]}[${bad.index}] is NaN or infinite`);
+    const { bad, labels, plans } = await this.quantizeBuffers(jobs, true);
+    if (bad) throw nonFiniteError(labels[bad.job]!, 'NaN or infinite', { ...bad, group: Math.floor(bad.index / plans[bad.job]!.groupSize) });
   }
 
   /**
@@ -283,30 +253,16 @@ export class WebGpuBackend implements Backend {
   }
 
   /** Both buffer calls: validated, submitted on the device, read back for a non-finite value only when asked. */
-  private async quantizeBuffers(jobs: readonly GpuBufferJob[], readBack: boolean): Promise<{ bad: FirstBad; labels: string[] }> {
+  private async quantizeBuffers(jobs: readonly GpuBufferJob[], readBack: boolean): Promise<{ bad: FirstBad; labels: string[]; plans: KernelPlan[] }> {
     if (!Array.isArray(jobs)) {
       throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { buffer, length, options }.');
     }
     const labels = jobs.map((_, i) => (jobs.length === 1 ? 'buffer' : `jobs[${i}].buffer`));
     const plans = jobs.map((job, i) => this.planBufferJob(job, labels[i]!));
-    if (plans.length === 0) return { bad: null, labels };
-    return this.exclusive(async () => {
-      this.assertUsable();
-      if (this.downgradeReason !== null) throw deviceLostError(this.downgradeReason);
-      let bad: FirstBad;
-      try {
-        bad = await this.submit(plans, { buffers: jobs.map((job) => job.buffer) }, readBack);
-      } catch (error) {
-        if (!(error instanceof GpuFailure)) throw error;
-        if (!error.lost) {
-          throw new InvalidInputError('INVALID_ARGUMENT',
-            `WebGPU rejected these buffers (${error.message}): each must belong to backend.device and be alive. Nothing was modified.`);
-        }
-        this.downgrade(error.message);
-        throw deviceLostError(error.message);
-      }
-      this.counters.gpuCalls++;
-      return { bad, labels };
+    if (plans.length === 0) return { bad: null, labels, plans };
+    return this.resources.exclusive(async () => {
+      const bad = await this.resources.onBuffers(() => this.submit(plans, { buffers: jobs.map((job) => job.buffer) }, readBack));
+      return { bad, labels, plans };
     });
   }
 
@@ -315,100 +271,45 @@ export class WebGpuBackend implements Backend {
    * costs less there than the upload alone would.
    */
   async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
-    this.assertUsable();
-    this.counters.wasmCalls++;
+    this.resources.assertUsable();
+    this.resources.counters.wasmCalls++;
     return this.wasm.groupStats(data, options);
   }
 
   explain(): string {
     const lines = [explainSelection(this.selection)];
     lines.push(`  adapter: ${describeAdapter(this.adapter)}; reductions ${this.program.subgroups ? 'with subgroup operations' : 'in workgroup memory (no subgroups feature)'}`);
-    if (this.downgradeReason !== null) lines.push(`  now running on ${this.wasm.kind}: ${this.downgradeReason}`);
+    if (this.downgradedBecause !== null) lines.push(`  now running on ${this.wasm.kind}: ${this.downgradedBecause}`);
     return lines.join('\n');
   }
 
+  /** Frees the pooled buffers, the WebAssembly fallback, and the device if this backend opened it. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.pool.destroy();
+    this.resources.dispose();
     this.wasm.dispose();
     if (this.ownsDevice) this.device.destroy();
   }
 
-  private assertUsable(): void {
-    if (this.disposed) {
-      throw new BackendError('BACKEND_UNAVAILABLE', 'this WebGPU backend was disposed; create a new one with createBackend().');
-    }
-  }
-
-  /** Whether host work goes to the GPU: not after a downgrade, and not beyond the device's binding limit. */
-  private gpuTakes(plans: readonly KernelPlan[]): boolean {
-    this.assertUsable();
-    if (this.downgradeReason !== null) return false;
-    const bytes = plans.reduce((sum, plan) => sum + plan.length * 4, 0);
-    const { maxStorageBufferBindingSize, maxBufferSize } = this.device.limits;
-    return bytes <= maxStorageBufferBindingSize && bytes + READBACK_ALIGN <= maxBufferSize;
-  }
-
+  /** The one failure state moved to WebAssembly (resources.fail): announce it. */
   private downgrade(reason: string): void {
-    if (this.downgradeReason !== null) return;
-    this.downgradeReason = reason;
-    this.pool.destroy();
-    console.warn(`edge-moq: WebGPU stopped, ${reason}; continuing on ${this.wasm.kind}, no data lost.`);
+    this.log?.(`edge-moq: WebGPU stopped, ${reason}; continuing on ${this.wasm.kind}, no data lost.`);
     const event: DowngradeEvent = { from: 'webgpu', to: this.wasm.kind, reason };
     for (const listener of this.listeners) listener(event);
   }
 
-  /** Runs operations one at a time: they share the pooled buffers. */
-  private exclusive<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(operation, operation);
-    this.tail = run.catch(() => undefined);
-    return run;
-  }
-
   private planBufferJob(job: GpuBufferJob, label: string): KernelPlan {
-    const buffer = job?.buffer as Partial<GPUBuffer> | undefined;
-    if (typeof buffer !== 'object' || buffer === null || typeof buffer.size !== 'number' || typeof buffer.usage !== 'number') {
-      throw new InvalidInputError('WRONG_DTYPE',
-        `${label} must be a GPUBuffer of backend.device; for host data use fakeQuantize.`);
-    }
-    if ((buffer.usage & USAGE_STORAGE) === 0) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `${label} lacks GPUBufferUsage.STORAGE: create it with that usage.`);
-    }
-    if (buffer.mapState !== 'unmapped') {
-      throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${buffer.mapState}: unmap it before quantizing it.`);
-    }
-    if (buffer.size % 4 !== 0 || buffer.size > this.device.limits.maxStorageBufferBindingSize) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `${label} is ${buffer.size} bytes: it must be a multiple of 4, at most maxStorageBufferBindingSize; split the tensor.`);
-    }
+    checkBuffer(job?.buffer, label, 0, this.device, 'fakeQuantize');
     const { length } = job;
     if (typeof length !== 'number' || !Number.isInteger(length) || length < 0) {
       throw new InvalidInputError('INVALID_ARGUMENT', `the length for ${label} must be a non-negative integer, got ${String(length)}.`);
     }
-    if (length * 4 > buffer.size) {
+    if (length * 4 > job.buffer.size) {
       throw new InvalidInputError('INVALID_ARGUMENT',
-        `${label} holds ${buffer.size / 4} float32 values, fewer than the length ${length} given.`);
+        `${label} holds ${job.buffer.size / 4} float32 values, fewer than the length ${length} given.`);
     }
     return planFakeQuantizeLength(length, job.options, label);
-  }
-
-  private bindGroupFor(data: GPUBuffer, partials: GPUBuffer, status: GPUBuffer, params: GPUBuffer): GPUBindGroup {
-    const cached = this.bindGroups.get(data);
-    if (cached && cached.generation === this.pool.generation) return cached.group;
-    const dataBytes = Math.min(data.size, this.device.limits.maxStorageBufferBindingSize) & ~3;
-    const group = this.device.createBindGroup({
-      layout: this.program.layout,
-      entries: [
-        { binding: 0, resource: { buffer: data, size: dataBytes } },
-        { binding: 1, resource: { buffer: partials } },
-        { binding: 2, resource: { buffer: status } },
-        { binding: 3, resource: { buffer: params, size: JOB_BYTES } },
-      ],
-    });
-    this.counters.bindGroups++;
-    this.bindGroups.set(data, { generation: this.pool.generation, group });
-    return group;
   }
 
   /**
@@ -417,8 +318,8 @@ export class WebGpuBackend implements Backend {
    * `readBack` is false (buffers only; the result is then null). Throws GpuFailure when the
    * device is lost or WebGPU reports an error.
    */
-  private async submit(plans: KernelPlan[], source: { host: Float32Array[] } | { buffers: GPUBuffer[] }, readBack = true): Promise<FirstBad> {
-    const { device } = this;
+  private async submit(plans: KernelPlan[], source: { host: Float32Array[]; into: Float32Array[] } | { buffers: GPUBuffer[] }, readBack = true): Promise<FirstBad> {
+    const { device, resources } = this;
     const bases: number[] = [];
     let elements = 0;
     for (const plan of plans) {
@@ -431,21 +332,24 @@ export class WebGpuBackend implements Backend {
     const resultOffset = alignUp(statusBytes, READBACK_ALIGN);
     const resultBytes = 'host' in source ? elements * 4 : 0;
     const readbackBytes = resultOffset + resultBytes;
-    const submissionId = (this.submissionId = (this.submissionId + 1) >>> 0);
+    const submissionId = resources.nextSubmission();
 
     const encode = (): GPUBuffer | null => {
-      const params = this.pool.get('params', jobs.length * JOB_SLOT_BYTES);
-      const status = this.pool.get('status', statusBytes);
-      const partials = this.pool.get('partials', Math.max(partialCount, 1) * PARTIAL_BYTES);
-      const readback = readBack ? this.pool.get('readback', readbackBytes) : null;
+      const params = resources.pooled('params', jobs.length * JOB_SLOT_BYTES);
+      const status = resources.pooled('status', statusBytes);
+      const partials = resources.pooled('partials', Math.max(partialCount, 1) * PARTIAL_BYTES);
+      const readback = readBack ? resources.pooled('readback', readbackBytes) : null;
       // Host arrays share one pooled buffer, end to end.
-      const dataBuffers = 'host' in source ? jobs.map(() => this.pool.get('data', elements * 4)) : source.buffers;
+      const dataBuffers = 'host' in source ? jobs.map(() => resources.pooled('data', elements * 4)) : source.buffers;
       if ('host' in source) {
         source.host.forEach((array, i) => device.queue.writeBuffer(dataBuffers[i]!, bases[i]! * 4, array as Float32Array<ArrayBuffer>));
       }
       this.writeParams(jobs, params);
       this.writeStatus(jobs.length, submissionId, status);
-      const groups = jobs.map((_, i) => this.bindGroupFor(dataBuffers[i]!, partials, status, params));
+      const groups = dataBuffers.map((data) => resources.bindGroup(this.program.layout, [
+        { buffer: data, size: Math.min(data.size, device.limits.maxStorageBufferBindingSize) & ~3 },
+        { buffer: partials }, { buffer: status }, { buffer: params, size: JOB_BYTES },
+      ]));
 
       const encoder = device.createCommandEncoder({ label: 'edge-moq' });
       const pass = encoder.beginComputePass({ label: 'edge-moq' });
@@ -468,25 +372,25 @@ export class WebGpuBackend implements Backend {
       const commands = encoder.finish();
       this.beforeSubmit?.(device);
       device.queue.submit([commands]);
-      this.counters.submissions++;
+      resources.counters.submissions++;
       return readback;
     };
     if (!readBack) {
-      await submitOnly(device, encode, () => this.downgradeReason !== null);
+      await resources.submit(encode);
       return null;
     }
-    return submitAndRead(device, readbackBytes, () => encode()!, (mapped) => {
+    return resources.read(readbackBytes, () => encode()!, (mapped) => {
       const statusView = new Uint32Array(mapped, 0, statusWords);
       if (statusView[statusWords - 1] !== submissionId) {
-        throw new GpuFailure('the submission did not run (its status never came back)', this.downgradeReason !== null);
+        throw new GpuFailure('the submission did not run (its status never came back)', resources.failedBecause !== null);
       }
       const bad = statusView[0] === 0 ? -1 : jobs.findIndex((_, i) => statusView[1 + i] !== NO_BAD_INDEX);
       if (bad >= 0) return { job: bad, index: statusView[1 + bad]! };
       if ('host' in source) {
-        source.host.forEach((array, i) => array.set(new Float32Array(mapped, resultOffset + bases[i]! * 4, array.length)));
+        source.into.forEach((array, i) => array.set(new Float32Array(mapped, resultOffset + bases[i]! * 4, array.length)));
       }
       return null;
-    }, () => this.downgradeReason !== null);
+    });
   }
 
   private writeParams(jobs: JobLayout[], params: GPUBuffer): void {
@@ -504,19 +408,6 @@ export class WebGpuBackend implements Backend {
     this.statusScratch[words - 1] = submissionId;
     this.device.queue.writeBuffer(status, 0, this.statusScratch.buffer, 0, words * 4);
   }
-}
-
-/** `what`: "data[3] is NaN", as WasmBackend words it. */
-function nonFiniteError(what: string): InvalidInputError {
-  return new InvalidInputError('NON_FINITE',
-    `${what}: quantization needs finite values (a NaN/Inf usually means an overflowed step; skip it with overflow: true). ` +
-    'Nothing was modified.');
-}
-
-function deviceLostError(reason: string): BackendError {
-  return new BackendError('DEVICE_LOST',
-    `the WebGPU device is gone (${reason}), and the contents of its buffers with it; host arrays still work (on ` +
-    'WebAssembly). For GPU buffers, create a new device and backend and upload the tensors again.');
 }
 
 /** What an adapter (or, for a given device, its adapterInfo) says about itself. */
@@ -537,8 +428,4 @@ export function summarizeAdapter(source: GPUAdapter | GPUDevice): AdapterSummary
 export function describeAdapter(adapter: AdapterSummary): string {
   const name = [adapter.vendor, adapter.architecture, adapter.description || adapter.device].filter(Boolean).join(' / ') || 'unnamed adapter';
   return adapter.isFallbackAdapter ? `${name} (fallback adapter)` : name;
-}
-
-function alignUp(n: number, alignment: number): number {
-  return Math.ceil(n / alignment) * alignment;
 }

@@ -16,6 +16,7 @@ import {
   type JobLayout,
 } from './plan.js';
 import { COMPUTE_STAGE, createProgram, type Program, type ProgramSpec } from './program.js';
+import { PACK_BYTES, PackField, writePack } from './interface.js';
 import {
   allocatePacked, invalidPackedError, packedGridProblem, packedType, planPack, planPackData, shapeOptions, validateInto, validatePacked,
   type PackedTensor, type PackedType, type PackOptions, type PackPlan,
@@ -32,7 +33,6 @@ const CHECKED_GROUPS = 16;
 const READBACK_ALIGN = 256;
 // The params buffer: the Job in slot 0, the Pack record (shaders/pack.wgsl) in slot 1.
 const PACK_OFFSET = JOB_SLOT_BYTES;
-const PACK_BYTES = 16;
 const STATUS_WORDS = 3; // the shared flag, the tensor's slot, the submission id
 const OUTPUT_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
 
@@ -533,10 +533,10 @@ export class WebGpuPacker implements Packer {
       const readback = this.pool.get('readback', readbackBytes);
       upload();
       writeJob(this.params, 0, run.job);
-      this.params.setUint32(PACK_OFFSET, run.bits, true);
-      this.params.setUint32(PACK_OFFSET + 4, run.firstIndex, true);
-      this.params.setUint32(PACK_OFFSET + 8, run.wordCount, true);
-      this.params.setUint32(PACK_OFFSET + 12, run.smallGroups ? 1 : 0, true);
+      writePack(this.params, PACK_OFFSET, {
+        [PackField.bits]: run.bits, [PackField.firstIndex]: run.firstIndex, [PackField.wordCount]: run.wordCount,
+        [PackField.smallGroups]: run.smallGroups ? 1 : 0,
+      });
       device.queue.writeBuffer(params, 0, this.params.buffer);
       this.status.set([0, NO_BAD_INDEX, submissionId]);
       device.queue.writeBuffer(status, 0, this.status);
