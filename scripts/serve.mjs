@@ -6,6 +6,7 @@ import { createReadStream, statSync } from 'node:fs';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** @type {Record<string, string>} */
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -18,10 +19,13 @@ const TYPES = {
 /**
  * Serves `root`; `aliases` maps a URL path to a file outside it. Resolves to the base URL and
  * a function that stops the server.
+ * @param {string} root the folder to serve
+ * @param {{ port?: number, aliases?: Record<string, string> }} [options] port 0 picks a free one
+ * @returns {Promise<{ url: string, close: () => Promise<void> }>}
  */
 export function serveDirectory(root, { port = 0, aliases = {} } = {}) {
   const server = createServer((request, response) => {
-    const requested = decodeURIComponent(new URL(request.url, 'http://localhost').pathname);
+    const requested = decodeURIComponent(new URL(request.url ?? '/', 'http://localhost').pathname);
     const path = requested.endsWith('/') ? `${requested}index.html` : requested;
     const file = aliases[path] ?? join(root, normalize(path).replace(/^([/\\]\.\.)+/, ''));
     let stat;
@@ -44,7 +48,8 @@ export function serveDirectory(root, { port = 0, aliases = {} } = {}) {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => {
-      resolve({ url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((done) => server.close(done)) });
+      const { port: bound } = /** @type {import('node:net').AddressInfo} */ (server.address());
+      resolve({ url: `http://127.0.0.1:${bound}`, close: () => new Promise((done) => server.close(() => done())) });
     });
   });
 }

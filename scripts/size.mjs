@@ -22,11 +22,13 @@ for (const build of ['simd', 'scalar']) {
 }
 for (const bundle of bundles) {
   const result = await esbuild.build({ ...bundleOptions(bundle), minify: true, write: false, outfile: `${bundle.name}.min.js` });
-  const bytes = result.outputFiles[0].contents;
+  const [output] = result.outputFiles ?? [];
+  if (!output) throw new Error(`esbuild wrote no output for the ${bundle.name} bundle`);
+  const bytes = output.contents;
   rows.push({ what: `dist/bundles/${bundle.name}.js, minified`, bytes: bytes.length, gzip: gzipSync(bytes).length, budget: JS_BUDGET });
 }
 
-const kb = (n) => `${(n / KB).toFixed(1)} KB`;
+const kb = (/** @type {number} */ n) => `${(n / KB).toFixed(1)} KB`;
 const width = Math.max(...rows.map((r) => r.what.length));
 console.log(`${'file'.padEnd(width)}  ${'size'.padStart(9)}  ${'gzip'.padStart(9)}  ${'budget'.padStart(9)}`);
 for (const r of rows) {

@@ -29,13 +29,37 @@ if (typeof globalThis.gc !== 'function') {
   process.exit(child.status ?? 1);
 }
 
+/** @typedef {import('../dist/index.js').Parameter} Parameter */
+/** @typedef {import('../dist/index.js').QuantizerOptions} QuantizerOptions */
+/** @typedef {import('../dist/index.js').Quantizer} QuantizerInstance */
+/** @typedef {'wasm-simd' | 'wasm' | 'webgpu'} Kind */
+/**
+ * A backend of any kind; WebAssembly ones allocate tensors, WebGPU ones count their resources.
+ * @typedef {import('../dist/index.js').Backend
+ *   & Partial<Pick<import('../dist/index.js').WasmBackend, 'allocate'>>
+ *   & Partial<Pick<import('../dist/index.js').WebGpuBackend, 'stats'>>} SoakBackend
+ */
+/** @typedef {{ step: number, metrics: Record<string, number> }} Sample */
+/** @typedef {{ start: number, afterWarmUp: number | undefined, peak: number, end: number, verdict: string }} MetricRow */
+/** @typedef {{ kind: Kind, skipped: string }} Skipped */
+/**
+ * @typedef {{ kind: Kind, steps: number, requestedSteps: number, tensors: number, values: number, seconds: number,
+ *   switches: number, bits: number[], finite: boolean, fellBack: number, warmUpStep: number } & ReturnType<typeof judge>} Soaked
+ */
+
 const { createBackend, Quantizer } = await import('../dist/index.js');
 const { nodeGpu } = await import('../dist/backends/webgpu/node-gpu.js');
+// Present: the process restarted itself under --expose-gc above.
+const collectGarbage = /** @type {() => void} */ (globalThis.gc);
 
 const MiB = 1024 * 1024;
+/** @type {Kind[]} */
 const KINDS = ['wasm-simd', 'wasm', 'webgpu'];
 
-/** What may change between the sample after warm-up and the last one and still count as flat. */
+/**
+ * What may change between the sample after warm-up and the last one and still count as flat.
+ * @type {Record<string, number>}
+ */
 const TOLERANCE = {
   heapUsed: 1 * MiB,
   external: 1 * MiB,
@@ -50,6 +74,7 @@ const TOLERANCE = {
 };
 const BYTES = new Set(['heapUsed', 'external', 'arrayBuffers', 'rss', 'wasmMemory']);
 
+/** @param {string[]} argv */
 function parseArgs(argv) {
   const args = { steps: 10_000, tensors: 100, backend: 'all', seconds: 600, every: 0, json: false, 'simulate-leak': 0 };
   for (let i = 0; i < argv.length; i++) {
@@ -62,20 +87,28 @@ function parseArgs(argv) {
     else {
       const n = Number(value);
       if (!Number.isInteger(n) || n < (name === 'simulate-leak' ? 0 : 1)) usage(`${flag} needs a positive integer, got ${value}`);
-      args[name] = n;
+      args[/** @type {'steps' | 'tensors' | 'seconds' | 'every' | 'simulate-leak'} */ (name)] = n;
     }
   }
-  const kinds = args.backend === 'all' ? KINDS : args.backend.split(',');
+  const kinds = args.backend === 'all' ? KINDS : /** @type {Kind[]} */ (args.backend.split(','));
   for (const kind of kinds) if (!KINDS.includes(kind)) usage(`unknown backend ${kind}; one of all, ${KINDS.join(', ')}`);
   return { ...args, kinds, every: args.every || Math.max(1, Math.floor(args.steps / 50)), explicitBackend: args.backend !== 'all' };
 }
 
+/**
+ * @param {string} problem
+ * @returns {never}
+ */
 function usage(problem) {
   console.error(`soak: ${problem}\nusage: node scripts/soak.mjs [--steps N] [--tensors T] [--backend all|wasm-simd|wasm|webgpu[,...]] [--seconds S] [--every K] [--json] [--simulate-leak BYTES]`);
   process.exit(2);
 }
 
-/** Seeded uniforms in [0, 1) (xorshift32). */
+/**
+ * Seeded uniforms in [0, 1) (xorshift32).
+ * @param {number} seed
+ * @returns {() => number}
+ */
 function uniforms(seed) {
   let s = seed >>> 0 || 0x9e3779b9;
   return () => {
@@ -89,6 +122,8 @@ function uniforms(seed) {
 /**
  * T tensors: weights of 32..512 values (every shape divides into 4 groups) and some biases
  * (1-D: scheduled but never quantized). Even indices belong to quantizer A, odd ones to B.
+ * @param {number} count
+ * @returns {{ owner: 'a' | 'b', param: Parameter & { shape: number[], data: Float32Array } }[]}
  */
 function makeModel(count) {
   const next = uniforms(12345);
@@ -104,6 +139,7 @@ function makeModel(count) {
   });
 }
 
+/** @type {Record<'a' | 'b', QuantizerOptions>} */
 const QUANTIZERS = {
   a: { groups: 4, type: 'symmetric', rounding: 'nearest', mixedFp16: true, changeRatio: 0.002, schedules: [
     { startBits: 8, targetBits: 2, period: 40, modules: ['attn'] },
@@ -115,7 +151,12 @@ const QUANTIZERS = {
   ] },
 };
 
-/** The optimizer step: a small deterministic update, in float32. */
+/**
+ * The optimizer step: a small deterministic update, in float32.
+ * @param {{ data: Float32Array }[]} params
+ * @param {number} step
+ * @param {Float32Array} noise
+ */
 function update(params, step, noise) {
   for (const [k, p] of params.entries()) {
     const offset = (step * 7919 + k * 104729) % (noise.length - p.data.length);
@@ -123,15 +164,22 @@ function update(params, step, noise) {
   }
 }
 
+/**
+ * @param {Kind} kind
+ * @returns {Promise<{ backend: SoakBackend } | { skipped: string }>}
+ */
 async function openBackend(kind) {
   if (kind !== 'webgpu') return { backend: await createBackend({ kind }) };
   const found = await nodeGpu();
   const adapter = found && await found.gpu.requestAdapter();
-  if (!adapter) return { skipped: 'no WebGPU adapter here (install the "webgpu" package and a Vulkan driver, e.g. apt-get install -y chromium libvulkan1)' };
+  if (!found || !adapter) return { skipped: 'no WebGPU adapter here (install the "webgpu" package and a Vulkan driver, e.g. apt-get install -y chromium libvulkan1)' };
   return { backend: await createBackend({ kind: 'webgpu', gpu: found.gpu }) };
 }
 
-/** WebAssembly memory size through the public API: a one-element tensor's buffer is the memory. */
+/**
+ * WebAssembly memory size through the public API: a one-element tensor's buffer is the memory.
+ * @param {SoakBackend} backend
+ */
 function wasmMemoryBytes(backend) {
   if (typeof backend.allocate !== 'function') return undefined;
   const tensor = backend.allocate(1);
@@ -140,10 +188,16 @@ function wasmMemoryBytes(backend) {
   return bytes;
 }
 
+/**
+ * @param {SoakBackend} backend
+ * @param {number} step
+ * @returns {Sample}
+ */
 function sample(backend, step) {
-  globalThis.gc();
-  globalThis.gc();
+  collectGarbage();
+  collectGarbage();
   const { heapUsed, external, arrayBuffers, rss } = process.memoryUsage();
+  /** @type {Record<string, number>} */
   const metrics = { heapUsed, external, arrayBuffers, rss };
   const wasmMemory = wasmMemoryBytes(backend);
   if (wasmMemory !== undefined) metrics.wasmMemory = wasmMemory;
@@ -154,15 +208,22 @@ function sample(backend, step) {
   return { step, metrics };
 }
 
-/** What --simulate-leak keeps alive. */
+/** What --simulate-leak keeps alive. @type {number[][]} */
 const leaked = [];
 
+/**
+ * @param {Kind} kind
+ * @param {ReturnType<typeof parseArgs>} args
+ * @param {number} deadline performance.now() at which to stop
+ * @returns {Promise<Skipped | Soaked>}
+ */
 async function soak(kind, args, deadline) {
   const opened = await openBackend(kind);
-  if (opened.skipped) return { kind, skipped: opened.skipped };
+  if ('skipped' in opened) return { kind, skipped: opened.skipped };
   const { backend } = opened;
   const model = makeModel(args.tensors);
   const groups = { a: model.filter((m) => m.owner === 'a').map((m) => m.param), b: model.filter((m) => m.owner === 'b').map((m) => m.param) };
+  /** @type {Record<'a' | 'b', QuantizerInstance>} */
   const quantizers = { a: new Quantizer(QUANTIZERS.a, { backend }), b: new Quantizer(QUANTIZERS.b, { backend }) };
   const noiseSource = uniforms(99);
   const noise = Float32Array.from({ length: 1 << 16 }, () => Math.fround((noiseSource() - 0.5) * 2e-3));
@@ -184,7 +245,7 @@ async function soak(kind, args, deadline) {
     await quantizers.a.step([groups.a], { overflow });
     await quantizers.b.step([groups.b], { overflow });
     if ((step + 1) % 1000 === 0) {
-      for (const key of ['a', 'b']) {
+      for (const key of /** @type {const} */ (['a', 'b'])) {
         quantizers[key] = Quantizer.restore(JSON.parse(JSON.stringify(quantizers[key].state())), { backend });
         quantizers[key].onSwitch(() => switches++);
       }
@@ -195,7 +256,7 @@ async function soak(kind, args, deadline) {
     }
   }
   const seconds = (performance.now() - started) / 1000;
-  if (samples.at(-1).step !== step) samples.push(sample(backend, step));
+  if (samples[samples.length - 1].step !== step) samples.push(sample(backend, step));
   const finite = model.every((m) => m.param.data.every(Number.isFinite));
   const bits = [...new Set(model.map((m) => quantizers[m.owner].bitsOf(m.param.name)).filter((b) => b !== undefined))].sort((x, y) => y - x);
   const fellBack = typeof backend.stats === 'function' ? backend.stats().wasmCalls : 0;
@@ -205,31 +266,42 @@ async function soak(kind, args, deadline) {
   return { kind, steps: step, requestedSteps: args.steps, tensors: args.tensors, values, seconds, switches, bits, finite, fellBack, warmUpStep, ...judge(samples, warmUpStep) };
 }
 
-/** Start, after warm-up, peak and end of every metric, and the verdicts. */
+/**
+ * Start, after warm-up, peak and end of every metric, and the verdicts.
+ * @param {Sample[]} samples
+ * @param {number} warmUpStep
+ */
 function judge(samples, warmUpStep) {
   const warm = samples.find((s) => s.step >= warmUpStep);
-  const last = samples.at(-1);
+  const last = samples[samples.length - 1];
+  /** @type {Record<string, MetricRow>} */
   const metrics = {};
   for (const name of Object.keys(samples[0].metrics)) {
     const series = samples.map((s) => s.metrics[name]);
-    const row = { start: series[0], afterWarmUp: warm?.metrics[name], peak: Math.max(...series), end: last.metrics[name] };
-    if (!warm || warm === last) row.verdict = 'inconclusive';
-    else row.verdict = row.end - row.afterWarmUp <= TOLERANCE[name] ? 'flat' : 'GROWING';
-    metrics[name] = row;
+    const start = series[0];
+    const afterWarmUp = warm?.metrics[name];
+    const end = last.metrics[name];
+    const verdict = !warm || warm === last || afterWarmUp === undefined ? 'inconclusive' : end - afterWarmUp <= TOLERANCE[name] ? 'flat' : 'GROWING';
+    metrics[name] = { start, afterWarmUp, peak: Math.max(...series), end, verdict };
   }
   const verdicts = Object.values(metrics).map((m) => m.verdict);
   const verdict = verdicts.includes('GROWING') ? 'GROWING' : verdicts.includes('inconclusive') ? 'inconclusive' : 'flat';
   return { samples: samples.length, metrics, verdict, series: samples };
 }
 
+/**
+ * @param {string} name
+ * @param {number | undefined} value
+ */
 function format(name, value) {
   if (value === undefined) return '-';
   if (!BYTES.has(name)) return String(value);
   return `${(value / MiB).toFixed(2)} MiB`;
 }
 
+/** @param {Skipped | Soaked} result */
 function report(result) {
-  if (result.skipped) return `${result.kind}: skipped: ${result.skipped}`;
+  if ('skipped' in result) return `${result.kind}: skipped: ${result.skipped}`;
   const lines = [
     `${result.kind}: ${result.steps}${result.steps < result.requestedSteps ? ` of ${result.requestedSteps} (time bound)` : ''} steps x ${result.tensors} tensors ` +
       `(${result.values} values) in ${result.seconds.toFixed(1)} s (${(1000 * result.seconds / Math.max(1, result.steps)).toFixed(2)} ms/step); ` +
@@ -256,7 +328,7 @@ for (const [i, kind] of args.kinds.entries()) {
   results.push(result);
   console.log(args.json ? JSON.stringify(result) : report(result));
 }
-const growing = results.filter((r) => r.verdict === 'GROWING' || r.finite === false || (r.skipped && args.explicitBackend));
+const growing = results.filter((r) => ('skipped' in r ? args.explicitBackend : r.verdict === 'GROWING' || !r.finite));
 if (!args.json) console.log(`soak: ${growing.length === 0 ? 'flat' : `GROWING or failed: ${growing.map((r) => r.kind).join(', ')}`}`);
 // Dawn keeps the process alive while its GPU object exists.
 process.exit(growing.length === 0 ? 0 : 1);
