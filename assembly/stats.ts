@@ -157,6 +157,19 @@ export function groupStats(data: usize, groupCount: i32, groupSize: i32, out: us
 
 export const NON_FINITE_BITS: u32 = 0x7f800000;
 
+/**
+ * The index of the first of `groupCount` groups holding a NaN or ±Inf, or -1: the check of
+ * host data before anything is written. One integer max over the whole span decides the
+ * common case; only a span holding one is searched group by group.
+ */
+export function firstNonFiniteGroup(data: usize, groupCount: i32, groupSize: i32): i32 {
+  if (absMaxBits(data, groupCount * groupSize) < NON_FINITE_BITS) return -1;
+  for (let g = 0; g < groupCount; g++) {
+    if (absMaxBits(data + (<usize>g * <usize>groupSize << 2), groupSize) >= NON_FINITE_BITS) return g;
+  }
+  return -1;
+}
+
 function hasNonFinite(data: usize, n: i32): bool {
   for (let i = 0; i < n; i++) {
     if (!isFinite(load<f32>(data + (<usize>i << 2)))) return true;

@@ -6,11 +6,31 @@ import { float32Length, planFakeQuantize, type FakeQuantizeOptions, type KernelP
 import { describeValue } from '../../describe.js';
 import { InvalidInputError } from '../../errors.js';
 import { noiseKey } from '../../noise.js';
-import type { Backend, BackendKind, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
+import type { Backend, BackendKind, FakeQuantizeTarget, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
 import { explainSelection } from '../backend.js';
 import { compileWasm, type WasmBuild, type WasmSource } from './loader.js';
 import { WasmHeap, WasmTensor } from './memory.js';
-import type { KernelExports } from './kernel-exports.js';
+
+interface KernelExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  groupRanges(data: number, groupCount: number, groupSize: number, out: number): number;
+  groupAbsMeans(data: number, groupCount: number, groupSize: number, out: number): number;
+  groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
+  /** The first of the groups holding a NaN or ±Inf, or -1. */
+  firstNonFiniteGroup(data: number, groupCount: number, groupSize: number): number;
+  // With stats = 0 these make one fused pass and return the first non-finite group (else -1).
+  quantizeGrid(src: number, dst: number, groupCount: number, groupSize: number, ranges: number, bits: number, asymmetric: number,
+    full: number, stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): number;
+  quantizeTernary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
+  quantizeBinary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
+  fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
+  // assembly/pack.ts: returns -1 or the first non-finite group.
+  packCodes(src: number, codes: number, scales: number, zeros: number, groupCount: number, groupSize: number, bits: number,
+    type: number, stochastic: number, key: number, firstIndex: number): number;
+  /** -1, or (having written nothing) the first invalid element. */
+  unpackCodes(codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number, bits: number, type: number): number;
+}
 
 /** What src/backends/wasm/packer.ts uses of a WasmBackend: its kernels and its memory. */
 export interface WasmInternals {
@@ -30,6 +50,10 @@ export interface WasmBackendOptions {
 }
 
 export const DEFAULT_STAGING_BYTES = 64 << 20;
+
+// Host data is staged in chunks this large (whole groups): copied in, quantized and copied out
+// while the chunk is still in cache (bench/kernels-host.mjs measures the choice).
+const CACHE_CHUNK_BYTES = 128 << 10;
 
 export class WasmBackend implements Backend {
   readonly kind: BackendKind;
@@ -89,111 +113,136 @@ export class WasmBackend implements Backend {
     return tensor;
   }
 
-  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions): Promise<Float32Array> {
-    return this.fakeQuantizeSync(data, options);
+  async fakeQuantize(data: Float32Array, options: FakeQuantizeOptions, target?: FakeQuantizeTarget): Promise<Float32Array> {
+    return this.fakeQuantizeSync(data, options, target);
   }
 
   async fakeQuantizeMany(jobs: readonly QuantizeJob[]): Promise<void> {
     this.fakeQuantizeManySync(jobs);
   }
 
-  fakeQuantizeSync(data: Float32Array, options: FakeQuantizeOptions): Float32Array {
-    this.fakeQuantizeManySync([{ data, options }]);
-    return data;
+  /** fakeQuantize, synchronously: in place, or with `{ into }` out of place (Backend.fakeQuantize). */
+  fakeQuantizeSync(data: Float32Array, options: FakeQuantizeOptions, target?: FakeQuantizeTarget): Float32Array {
+    if (target === undefined) {
+      this.fakeQuantizeManySync([{ data, options }]);
+      return data;
+    }
+    return this.quantizeInto(data, options, target);
   }
 
   /**
    * Validates every job, then quantizes them all; on any error nothing is modified.
-   * Host arrays are copied into staging and quantized there in one fused pass (the copy is
-   * what the caller keeps until every job succeeded). Arrays already in our memory are
-   * quantized where they are, in two passes: statistics and NaN/Inf checks for every such job
-   * first, then the writes.
+   * Arrays already in our memory are quantized where they are, in two passes: statistics and
+   * NaN/Inf checks, then the writes. Host arrays pass through staging in chunks of whole groups
+   * small enough to stay in cache: every chunk is copied in and checked for NaN/Inf first, then
+   * copied in again, quantized in one fused pass and copied back while still in cache, so the
+   * caller's memory is read twice and written once.
    */
   fakeQuantizeManySync(jobs: readonly QuantizeJob[]): void {
     if (!Array.isArray(jobs)) {
       throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { data, options }.');
     }
-    const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, jobs.length === 1 ? 'data' : `jobs[${i}].data`));
-    const memoryBuffer = this.kernels.memory.buffer;
-    jobs.forEach((job, i) => {
-      if (job.data.buffer === memoryBuffer) this.heap.assertLiveView(job.data, jobs.length === 1 ? 'data' : `jobs[${i}].data`);
-    });
-    const hostBytes = jobs.reduce((sum, job, i) => sum + (job.data.buffer === memoryBuffer ? 0 : plans[i]!.length * 4), 0);
-    if (hostBytes > this.stagingLimit) {
-      this.quantizeInChunks(jobs, plans);
-      return;
-    }
-    const staged = this.stage(jobs, plans);
-    for (const s of staged) {
-      if (s.host) continue;
-      const { groupCount, groupSize } = s.plan;
-      const badGroup = s.plan.bits >= 3
-        ? this.kernels.groupRanges(s.pointer, groupCount, groupSize, s.stats)
-        : this.kernels.groupAbsMeans(s.pointer, groupCount, groupSize, s.stats);
-      if (badGroup >= 0) throw this.nonFinite(s, badGroup);
-    }
-    for (const s of staged) {
-      if (!s.host) continue;
-      const badGroup = this.run(s, 0);
-      if (badGroup >= 0) throw this.nonFinite(s, badGroup);
-    }
-    for (const s of staged) if (!s.host) this.run(s, s.stats);
-    const memory = this.kernels.memory.buffer;
-    for (const s of staged) {
-      if (s.host) s.host.set(new Float32Array(memory, s.pointer, s.plan.length));
-    }
-  }
-
-  /**
-   * Host data larger than the staging limit: every job is checked first (statistics of each
-   * chunk, and of each tensor already in our memory), then written chunk by chunk, so bad input
-   * anywhere still leaves everything untouched. Chunks hold whole groups; the stochastic noise
-   * is indexed from each chunk's first element, so results equal the unchunked ones.
-   */
-  private quantizeInChunks(jobs: readonly QuantizeJob[], plans: KernelPlan[]): void {
+    const labels = jobs.map((_, i) => (jobs.length === 1 ? 'data' : `jobs[${i}].data`));
+    const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, labels[i]));
     const memory = this.kernels.memory;
     const inMemory = jobs.map((job) => job.data.buffer === memory.buffer);
-    const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
-    const chunkElements = plans.map((plan) => Math.max(1, Math.floor(this.stagingLimit / 4 / plan.groupSize)) * plan.groupSize);
-    const stagingBytes = Math.max(...plans.map((plan, i) => (inMemory[i] ? 0 : Math.min(plan.length, chunkElements[i]!) * 4)));
-    const statBytes = Math.max(...plans.map((plan, i) => (inMemory[i] ? plan.length : Math.min(plan.length, chunkElements[i]!)) / plan.groupSize * 8));
-    const staging = this.reserve(this.staging, stagingBytes);
-    const stats = this.reserve(this.statistics, statBytes);
-    const label = (i: number) => (jobs.length === 1 ? 'data' : `jobs[${i}].data`);
-    const chunksOf = function* (i: number) {
-      for (let first = 0; first < plans[i]!.length; first += chunkElements[i]!) {
-        yield { first, plan: { ...plans[i]!, length: Math.min(chunkElements[i]!, plans[i]!.length - first) } };
-      }
-    };
-    const check = (plan: KernelPlan, pointer: number, i: number, first: number) => {
-      const groupCount = plan.length / plan.groupSize;
-      const badGroup = plan.bits >= 3
-        ? this.kernels.groupRanges(pointer, groupCount, plan.groupSize, stats)
-        : this.kernels.groupAbsMeans(pointer, groupCount, plan.groupSize, stats);
-      if (badGroup >= 0) throw this.nonFinite({ plan, pointer, host: null, label: label(i), stats }, badGroup, first);
-    };
     jobs.forEach((job, i) => {
+      if (inMemory[i]) this.heap.assertLiveView(job.data, labels[i]!);
+    });
+    // Pointers into our memory are fixed before reserving may grow (and detach) the buffer.
+    const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
+    const chunks = plans.map((plan) => this.chunkElements(plan));
+    const statBytes = plans.map((plan, i) => (inMemory[i] ? plan.groupCount * (plan.bits >= 3 ? 8 : 4) : 0));
+    const statStarts: number[] = [];
+    let statCursor = this.reserve(this.statistics, statBytes.reduce((a, b) => a + b, 0));
+    for (const bytes of statBytes) {
+      statStarts.push(statCursor);
+      statCursor += bytes;
+    }
+    const staging = this.reserve(this.staging, Math.max(0, ...plans.map((plan, i) => (inMemory[i] ? 0 : Math.min(plan.length, chunks[i]!) * 4))));
+    const staged = (i: number, pointer: number, groupSize: number): Staged =>
+      ({ plan: { ...plans[i]!, groupSize }, pointer, host: null, label: labels[i]!, stats: 0 });
+    jobs.forEach((job, i) => {
+      const { groupCount, groupSize, length, bits } = plans[i]!;
       if (inMemory[i]) {
-        check(plans[i]!, pointers[i]!, i, 0);
+        const badGroup = bits >= 3
+          ? this.kernels.groupRanges(pointers[i]!, groupCount, groupSize, statStarts[i]!)
+          : this.kernels.groupAbsMeans(pointers[i]!, groupCount, groupSize, statStarts[i]!);
+        if (badGroup >= 0) throw this.nonFinite(staged(i, pointers[i]!, groupSize), badGroup);
         return;
       }
-      for (const { first, plan } of chunksOf(i)) {
-        new Float32Array(memory.buffer, staging, plan.length).set(job.data.subarray(first, first + plan.length));
-        check({ ...plan, groupCount: plan.length / plan.groupSize }, staging, i, first);
+      for (let first = 0; first < length; first += chunks[i]!) {
+        const count = Math.min(chunks[i]!, length - first);
+        new Float32Array(memory.buffer, staging, count).set(job.data.subarray(first, first + count));
+        const badGroup = this.kernels.firstNonFiniteGroup(staging, count / groupSize, groupSize);
+        if (badGroup >= 0) throw this.nonFinite(staged(i, staging, groupSize), badGroup, first);
       }
     });
     jobs.forEach((job, i) => {
+      const plan = plans[i]!;
       if (inMemory[i]) {
-        this.run({ plan: plans[i]!, pointer: pointers[i]!, host: null, label: label(i), stats: 0 }, 0);
+        this.run(plan, pointers[i]!, pointers[i]!, plan.groupCount, statStarts[i]!, 0);
         return;
       }
-      for (const { first, plan } of chunksOf(i)) {
-        const view = new Float32Array(memory.buffer, staging, plan.length);
-        view.set(job.data.subarray(first, first + plan.length));
-        this.run({ plan: { ...plan, groupCount: plan.length / plan.groupSize }, pointer: staging, host: null, label: label(i), stats: 0 }, 0, first);
+      for (let first = 0; first < plan.length; first += chunks[i]!) {
+        const count = Math.min(chunks[i]!, plan.length - first);
+        const view = new Float32Array(memory.buffer, staging, count);
+        view.set(job.data.subarray(first, first + count));
+        this.run(plan, staging, staging, count / plan.groupSize, 0, first);
         job.data.set(view, first);
       }
     });
+  }
+
+  /**
+   * Out of place, one fused pass: `data` is only read. Chunks from or to host memory go through
+   * staging in cache-sized chunks; the kernel stops before the first group holding a NaN or
+   * ±Inf, so `into` keeps the groups before it.
+   */
+  private quantizeInto(data: Float32Array, options: FakeQuantizeOptions, target: FakeQuantizeTarget): Float32Array {
+    const plan = planFakeQuantize(data, options, 'data');
+    if (typeof target !== 'object' || target === null || Object.keys(target).some((key) => key !== 'into')) {
+      throw new InvalidInputError('INVALID_ARGUMENT', `the third argument must be { into: Float32Array }, got ${describeValue(target)}.`);
+    }
+    const into = target.into;
+    const intoLength = float32Length(into, 'into');
+    if (intoLength !== plan.length) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        `into holds ${intoLength} float32 values but data holds ${plan.length}; pass an output of the same length.`);
+    }
+    if (into.buffer === data.buffer && into.byteOffset < data.byteOffset + data.byteLength && data.byteOffset < into.byteOffset + into.byteLength) {
+      throw new InvalidInputError('INVALID_ARGUMENT',
+        'into overlaps data: out of place needs separate memory for the result; quantize in place without { into }, or pass another array.');
+    }
+    const memory = this.kernels.memory;
+    const srcInMemory = data.buffer === memory.buffer;
+    const dstInMemory = into.buffer === memory.buffer;
+    if (srcInMemory) this.heap.assertLiveView(data, 'data');
+    if (dstInMemory) this.heap.assertLiveView(into, 'into');
+    const src = data.byteOffset;
+    const dst = into.byteOffset;
+    const chunk = srcInMemory && dstInMemory ? plan.length : this.chunkElements(plan);
+    const staging = srcInMemory && dstInMemory ? 0 : this.reserve(this.staging, Math.min(plan.length, chunk) * 4);
+    for (let first = 0; first < plan.length; first += chunk) {
+      const count = Math.min(chunk, plan.length - first);
+      const from = srcInMemory ? src + first * 4 : staging;
+      const to = dstInMemory ? dst + first * 4 : staging;
+      if (!srcInMemory) new Float32Array(memory.buffer, staging, count).set(data.subarray(first, first + count));
+      const badGroup = this.run(plan, from, to, count / plan.groupSize, 0, first);
+      if (badGroup >= 0) {
+        const error = this.nonFinite({ plan, pointer: from, host: null, label: 'data', stats: 0 }, badGroup, first);
+        throw new InvalidInputError('NON_FINITE',
+          error.message.replace(/Nothing was modified\.$/, 'data was not modified; into holds the groups before this one.'), error.location ? { location: error.location } : {});
+      }
+      if (!dstInMemory) into.set(new Float32Array(memory.buffer, staging, count), first);
+    }
+    return into;
+  }
+
+  /** Elements per chunk of host data: whole groups, cache-sized where groups allow, at most the staging limit. */
+  private chunkElements(plan: KernelPlan): number {
+    const bytes = Math.min(CACHE_CHUNK_BYTES, this.stagingLimit);
+    return Math.max(1, Math.floor(bytes / 4 / plan.groupSize)) * plan.groupSize;
   }
 
   private nonFinite(s: Staged, badGroup: number, first = 0): InvalidInputError {
@@ -246,18 +295,19 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * In place; `stats` = 0 runs the fused pass, which returns the first non-finite group.
-   * `firstIndex`: the tensor index of the first element (the stochastic noise's counter).
+   * Quantizes `groupCount` groups of `plan` from `src` to `dst` (the same pointer: in place).
+   * `stats` = 0 runs the fused pass, which returns the first non-finite group. `firstIndex`:
+   * the tensor index of the first element (the stochastic noise's counter).
    */
-  private run({ plan, pointer }: Staged, stats: number, firstIndex = 0): number {
-    const { groupCount, groupSize } = plan;
+  private run(plan: KernelPlan, src: number, dst: number, groupCount: number, stats: number, firstIndex: number): number {
+    const { groupSize } = plan;
     const blend = plan.blend ? 1 : 0;
     if (plan.bits >= 3) {
-      return this.kernels.quantizeGrid(pointer, pointer, groupCount, groupSize, stats, plan.bits, plan.asymmetric ? 1 : 0,
+      return this.kernels.quantizeGrid(src, dst, groupCount, groupSize, stats, plan.bits, plan.asymmetric ? 1 : 0,
         plan.full ? 1 : 0, plan.stochastic ? 1 : 0, plan.key | 0, firstIndex, blend, plan.ratio, plan.rest);
     }
     const kernel = plan.bits === 2 ? this.kernels.quantizeTernary : this.kernels.quantizeBinary;
-    return kernel(pointer, pointer, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);
+    return kernel(src, dst, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);
   }
 
   /** Grows a reusable region to at least `bytes`; returns its offset. */

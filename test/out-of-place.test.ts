@@ -1,0 +1,177 @@
+// fakeQuantize(src, options, { into }): the result lands in `into`, equal value for value to
+// quantizing a copy in place, `src` is never written, and every pairing of host arrays and
+// WasmTensors works, in one chunk or many. Also the in-place host path, which now stages
+// cache-sized chunks: bad input in its last chunk leaves the caller's array as it was.
+
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
+import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { InvalidInputError } from '../src/errors.js';
+import { randomTensor } from './support/fixtures.js';
+
+const builds = ['simd', 'scalar'] as const;
+const backends: Record<string, { plain: WasmBackend; chunked: WasmBackend }> = {};
+
+beforeAll(async () => {
+  for (const build of builds) {
+    backends[build] = {
+      plain: await WasmBackend.create(build),
+      // 64 float32 per chunk: most tensors below take many chunks.
+      chunked: await WasmBackend.create(build, undefined, { stagingBytes: 256 }),
+    };
+  }
+});
+
+const variants: [string, FakeQuantizeOptions][] = [
+  ['symmetric 8-bit', { bits: 8, groupSize: 32 }],
+  ['asymmetric 4-bit', { bits: 4, groupSize: 48, type: 'asymmetric' }],
+  ['full grid 3-bit', { bits: 3, groupSize: 16, grid: 'full' }],
+  ['stochastic 6-bit', { bits: 6, groupSize: 24, rounding: 'stochastic', seed: 9, step: 4, tensorId: 2 }],
+  ['blended 8-bit', { bits: 8, groupSize: 40, blendRatio: 0.3 }],
+  ['16-bit', { bits: 16, groupSize: 64 }],
+  ['ternary', { bits: 2, groupSize: 32 }],
+  ['binary', { bits: 1, groupSize: 20 }],
+];
+
+/** The reference: a WasmTensor quantized in place (the two-pass path). */
+function reference(backend: WasmBackend, x: Float32Array, options: FakeQuantizeOptions): Float32Array {
+  const tensor = backend.upload(x);
+  try {
+    backend.fakeQuantizeSync(tensor.array, options);
+    return tensor.array.slice();
+  } finally {
+    tensor.free();
+  }
+}
+
+describe.each(builds)('out of place, %s build', (build) => {
+  it.each(variants)('%s: host into host equals in place, the source untouched', (_, options) => {
+    for (const kind of ['plain', 'chunked'] as const) {
+      const backend = backends[build]![kind];
+      const x = randomTensor(options.groupSize! * 13, options.bits + options.groupSize!);
+      x[5] = 0;
+      x[6] = -0;
+      const before = x.slice();
+      const into = new Float32Array(x.length).fill(7);
+      const result = backend.fakeQuantizeSync(x, options, { into });
+      expect(result).toBe(into);
+      expect(into).toEqual(reference(backend, x, options));
+      expect(x).toEqual(before);
+    }
+  });
+
+  it.each(variants)('%s: every pairing of host arrays and WasmTensors', async (_, options) => {
+    const backend = backends[build]!.chunked;
+    const x = randomTensor(options.groupSize! * 9, options.bits * 7 + 1);
+    const expected = reference(backend, x, options);
+    const src = backend.upload(x);
+    const dst = backend.allocate(x.length);
+    try {
+      expect(await backend.fakeQuantize(src.array, options, { into: dst.array })).toBe(dst.array);
+      expect(dst.array).toEqual(expected);
+      expect(src.array).toEqual(x);
+      dst.array.fill(0);
+      backend.fakeQuantizeSync(x, options, { into: dst.array });
+      expect(dst.array).toEqual(expected);
+      const host = new Float32Array(x.length);
+      backend.fakeQuantizeSync(src.array, options, { into: host });
+      expect(host).toEqual(expected);
+      expect(src.array).toEqual(x);
+    } finally {
+      src.free();
+      dst.free();
+    }
+  });
+
+  it('keeps the stochastic stream of each element wherever the chunks fall', () => {
+    const options: FakeQuantizeOptions = { bits: 4, groupSize: 3, rounding: 'stochastic', seed: 1, step: 2, tensorId: 3 };
+    const x = randomTensor(3 * 101, 5);
+    const into = new Float32Array(x.length);
+    backends[build]!.chunked.fakeQuantizeSync(x, options, { into });
+    expect(into).toEqual(backends[build]!.plain.fakeQuantizeSync(x.slice(), options));
+  });
+});
+
+describe('out of place: refused inputs', () => {
+  const options: FakeQuantizeOptions = { bits: 8, groupSize: 16 };
+
+  it('an output of another length', () => {
+    const backend = backends.simd!.plain;
+    const x = randomTensor(64, 1);
+    expect(() => backend.fakeQuantizeSync(x, options, { into: new Float32Array(48) }))
+      .toThrow(/into holds 48 float32 values but data holds 64/);
+  });
+
+  it('an output overlapping the source, host or in WebAssembly memory', () => {
+    const backend = backends.simd!.plain;
+    const buffer = new Float32Array(96);
+    buffer.set(randomTensor(96, 2));
+    const before = buffer.slice();
+    for (const [src, into] of [[buffer.subarray(0, 64), buffer.subarray(32, 96)], [buffer.subarray(32, 96), buffer.subarray(0, 64)]]) {
+      expect(() => backend.fakeQuantizeSync(src!, options, { into: into! })).toThrow(InvalidInputError);
+      expect(() => backend.fakeQuantizeSync(src!, options, { into: into! })).toThrow(/into overlaps data/);
+    }
+    const x = randomTensor(64, 3);
+    expect(() => backend.fakeQuantizeSync(x, options, { into: x })).toThrow(/into overlaps data/);
+    expect(buffer).toEqual(before);
+    const tensor = backend.upload(randomTensor(128, 4));
+    try {
+      const same = tensor.array;
+      expect(() => backend.fakeQuantizeSync(same.subarray(0, 64), options, { into: same.subarray(16, 80) })).toThrow(/into overlaps data/);
+      // Neighbours in one buffer that do not overlap are fine.
+      backend.fakeQuantizeSync(same.subarray(0, 64), options, { into: same.subarray(64, 128) });
+      expect(same.subarray(64, 128)).toEqual(backend.fakeQuantizeSync(same.slice(0, 64), options));
+    } finally {
+      tensor.free();
+    }
+  });
+
+  it('an output that is not a Float32Array, or a target that is not { into }', () => {
+    const backend = backends.simd!.plain;
+    const x = randomTensor(32, 5);
+    expect(() => backend.fakeQuantizeSync(x, options, { into: new Float64Array(32) as never })).toThrow(/into must be a Float32Array/);
+    expect(() => backend.fakeQuantizeSync(x, options, null as never)).toThrow(/must be \{ into: Float32Array \}/);
+    expect(() => backend.fakeQuantizeSync(x, options, { into: new Float32Array(32), out: 1 } as never)).toThrow(/must be \{ into: Float32Array \}/);
+  });
+
+  it('a freed WasmTensor as the output', () => {
+    const backend = backends.simd!.plain;
+    const tensor = backend.allocate(32);
+    const view = tensor.array;
+    tensor.free();
+    expect(() => backend.fakeQuantizeSync(randomTensor(32, 6), options, { into: view })).toThrow(/into is the view of a WasmTensor that was freed/);
+  });
+
+  it.each(builds)('a NaN names its element, leaves the source as it was and the groups before it written (%s)', (build) => {
+    const backend = backends[build]!.chunked;
+    const x = randomTensor(16 * 20, 7);
+    x[16 * 12 + 3] = Number.NaN;
+    const before = x.slice();
+    const into = new Float32Array(x.length).fill(9);
+    expect(() => backend.fakeQuantizeSync(x, options, { into })).toThrow(/data\[195\] is NaN: .* data was not modified; into holds the groups before this one/);
+    expect(x).toEqual(before);
+    expect(into.subarray(0, 16 * 12)).toEqual(reference(backend, x.slice(0, 16 * 12), options));
+    expect(into.subarray(16 * 12).every((v) => v === 9)).toBe(true);
+  });
+});
+
+describe.each(builds)('host arrays in place through cache-sized chunks, %s build', (build) => {
+  it('an Inf in the last chunk leaves the whole array untouched', () => {
+    for (const kind of ['plain', 'chunked'] as const) {
+      const backend = backends[build]![kind];
+      // 256 KiB: more than one chunk at the default size as well.
+      const x = randomTensor(65536, 8);
+      x[65535] = Number.POSITIVE_INFINITY;
+      const before = x.slice();
+      expect(() => backend.fakeQuantizeSync(x, { bits: 8, groupSize: 256 })).toThrow(/data\[65535\] is Infinity/);
+      expect(x).toEqual(before);
+    }
+  });
+
+  it('equals the WasmTensor path across many chunks, for every variant', () => {
+    for (const [, options] of variants) {
+      const x = randomTensor(options.groupSize! * 1500, options.bits);
+      expect(backends[build]!.plain.fakeQuantizeSync(x.slice(), options)).toEqual(reference(backends[build]!.plain, x, options));
+    }
+  });
+});
