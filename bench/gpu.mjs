@@ -36,7 +36,10 @@ const NVIDIA_ICDS = [
 /** Chromium's CPU Vulkan driver (Debian's `chromium` package). */
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
-/** @param {string} message */
+/**
+ * @param {string} message
+ * @returns {never}
+ */
 function fail(message, code = 1) {
   console.error(`bench:gpu: ${message}`);
   process.exit(code);

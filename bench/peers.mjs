@@ -18,7 +18,10 @@ import { AttributeField, GraphField, ModelField, NodeField, OpsetField, TensorFi
 const SCALE_FACTOR = 2 / 256;
 const QMIN = -128, QMAX = 127;
 
-/** round half to even of a float32 quotient, as both peers' int8 rounding does. */
+/**
+ * Round half to even, as both peers' rounding does.
+ * @param {number} v
+ */
 function roundHalfEven(v) {
   const r = Math.round(v);
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
@@ -28,6 +31,10 @@ function roundHalfEven(v) {
  * The formula both peers evaluate, for one group, float32 at every step. With `integerCodes`
  * (onnxruntime's int8 tensor between the two operators) zero has no sign, so -0.00001 comes
  * back as +0; tfjs rounds in float32 and keeps -0, as edge-moq and PyTorch do.
+ * @param {Float32Array} data
+ * @param {number} start
+ * @param {number} length
+ * @param {boolean} integerCodes
  */
 function expectedGroup(data, start, length, integerCodes) {
   let absMax = 0;
@@ -41,12 +48,18 @@ function expectedGroup(data, start, length, integerCodes) {
   return out;
 }
 
-const sameBits = (a, b) => Object.is(a, b);
+const sameBits = (/** @type {number} */ a, /** @type {number} */ b) => Object.is(a, b);
 
 /**
  * Checks `output` against the formula on a few groups (first, middle, last) and counts the
  * elements that differ from edge-moq's `reference`; throws if the formula check fails.
  * Returns a line for the table's notes.
+ * @param {string} name
+ * @param {Float32Array} input
+ * @param {Float32Array} output
+ * @param {Float32Array} reference
+ * @param {number} group
+ * @param {boolean} integerCodes
  */
 function verify(name, input, output, reference, group, integerCodes) {
   if (output.length !== input.length) throw new Error(`${name}: ${output.length} values back for ${input.length} in`);
@@ -78,6 +91,11 @@ const ATTRIBUTE_INTS = 7, ATTRIBUTE_INT = 2, ATTRIBUTE_INTS_FIELD = 8;
 // TypeProto.tensor_type = 1; Tensor.elem_type = 1, shape = 2; TensorShapeProto.dim = 1; Dimension.dim_value = 1; ValueInfoProto.type = 2.
 const TYPE_TENSOR = 1, ELEM_TYPE = 1, SHAPE = 2, DIM = 1, DIM_VALUE = 1, VALUE_INFO_TYPE = 2;
 
+/**
+ * @param {string} name
+ * @param {number} elemType
+ * @param {readonly number[]} shape
+ */
 function valueInfo(name, elemType, shape) {
   const dims = new MessageWriter();
   for (const d of shape) dims.message(DIM, new MessageWriter().int(DIM_VALUE, d));
@@ -86,12 +104,24 @@ function valueInfo(name, elemType, shape) {
     .message(VALUE_INFO_TYPE, new MessageWriter().message(TYPE_TENSOR, tensorType));
 }
 
+/**
+ * @param {string} name
+ * @param {number} dataType
+ * @param {readonly number[]} dims
+ * @param {Uint8Array} raw
+ */
 function tensor(name, dataType, dims, raw) {
   const t = new MessageWriter();
   if (dims.length) t.ints(TensorField.DIMS, dims);
   return t.int(TensorField.DATA_TYPE, dataType).string(TensorField.NAME, name).bytes(TensorField.RAW_DATA, raw);
 }
 
+/**
+ * @param {string} opType
+ * @param {readonly string[]} inputs
+ * @param {readonly string[]} outputs
+ * @param {Record<string, number | number[]>} [attributes]
+ */
 function node(opType, inputs, outputs, attributes = {}) {
   const n = new MessageWriter();
   for (const i of inputs) n.string(NodeField.INPUT, i);
@@ -106,7 +136,11 @@ function node(opType, inputs, outputs, attributes = {}) {
   return n;
 }
 
-/** X [groups, group] → Y: symmetric per-group QDQ with the scale computed in the graph (opset 13). */
+/**
+ * X [groups, group] → Y: symmetric per-group QDQ with the scale computed in the graph (opset 13).
+ * @param {number} groups
+ * @param {number} group
+ */
 export function qdqModel(groups, group) {
   const factor = new Uint8Array(new Float32Array([SCALE_FACTOR]).buffer);
   const graph = new MessageWriter()

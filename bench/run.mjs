@@ -3,13 +3,13 @@
 // the same symmetric 8-bit work (bench/peers.mjs) and a plain TypeScript loop, all as ratios to
 // the bandwidth floor (Float32Array.prototype.set of the same size) timed in the same rounds.
 // Prints two tables and writes them into BENCHMARKS.md (its "wasm" and "peers" sections).
-// BENCH_RUNS rounds (default 11). Not a test: timings vary with the machine and its load.
+// BENCH_RUNS rounds (default 9). Not a test: timings vary with the machine and its load.
 
 import { WasmBackend } from '../dist/index.js';
 import { peerCases } from './peers.mjs';
 import { GROUP, N, VARIANTS, machine, timeRounds, weights, writeSection } from './workload.mjs';
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 11);
+const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 
 /**
  * The straightforward TypeScript loop a user would write: symmetric 8-bit nearest, in place.
