@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { formatBytes } from '../src/cli/table.js';
+import { formatBytes } from '../src/describe.js';
 import { coveringTicks, escapeXml, histogramChart, lineChart, niceTicks, simplifyPolyline } from '../src/demo/charts.js';
 import { installHint, missingPackages } from '../src/demo/dependencies.js';
 import { histogram, largestMagnitude } from '../src/demo/histogram.js';

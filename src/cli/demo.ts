@@ -19,8 +19,8 @@ import { installHint, loadTensorFlow, missingPackages, REQUIRED_PACKAGES, type T
 import { exportAndReload } from '../demo/export-row.js';
 import { loadMnist } from '../demo/mnist.js';
 import { describeModel, layerNames, weightShapes } from '../demo/model.js';
-import { renderReport, type TextTable } from '../demo/report.js';
-import { exportNotes, exportTable, moqOutcome, perSeedTable, reloadedAsTrained, sweepTable, type ExportRow, type SeedResult } from '../demo/summary.js';
+import { renderReport } from '../demo/report.js';
+import { exportNotes, exportTable, moqOutcome, perSeedTable, reloadedAsTrained, sweepTable, type ExportRow, type SeedResult, type TextTable } from '../demo/summary.js';
 import { trainFullPrecision, trainMoq, type TrainingSetup } from '../demo/train.js';
 import { createPacker } from '../packed/index.js';
 import { choiceFlag, integerFlag, stringFlag, type ParsedArgs } from './args.js';

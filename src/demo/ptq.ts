@@ -3,7 +3,15 @@
 
 import type { Backend } from '../backends/backend.js';
 import { FLOAT_BITS } from './memory.js';
-import type { LayerWeights } from './train.js';
+
+/** One layer's weights, as the demo reads them from the model or writes them after quantizing. */
+export interface LayerWeights {
+  name: string;
+  shape: number[];
+  /** FLOAT_BITS (32) when kept as float32. */
+  bits: number;
+  values: Float32Array;
+}
 
 export async function postTrainingQuantize(backend: Backend, weights: readonly LayerWeights[], options: { bits: number; groups: number }): Promise<LayerWeights[]> {
   return Promise.all(weights.map(async (w) => {

@@ -4,20 +4,13 @@
 
 import { coveringTicks, escapeXml, histogramChart, lineChart, type Series } from './charts.js';
 import { histogram, largestMagnitude } from './histogram.js';
-import type { TargetResult } from './summary.js';
+import type { TargetResult, TextTable } from './summary.js';
 import type { MoqRunResult, RunResult } from './train.js';
 
 const FULL_COLOR = '#4e79a7';
 /** One colour per target, MoQ drawn solid and PTQ dashed in it. */
 const TARGET_COLORS = ['#e15759', '#f28e2b', '#b07aa1', '#59a14f', '#76b7b2', '#edc948', '#9c755f', '#ff9da7'];
 const HISTOGRAM_BINS = 121;
-
-export interface TextTable {
-  /** A sentence above the table saying what its cells hold. */
-  caption?: string;
-  header: string[];
-  rows: string[][];
-}
 
 export interface ReportInput {
   title: string;

@@ -4,9 +4,15 @@
 
 import { formatBytes } from '../describe.js';
 import { packedBytes } from './memory.js';
-import type { TextTable } from './report.js';
 import { formatSpread, spread } from './stats.js';
 import type { MoqRunResult, RunResult } from './train.js';
+
+export interface TextTable {
+  /** A sentence above the table saying what its cells hold. */
+  caption?: string;
+  header: string[];
+  rows: string[][];
+}
 
 /** One target precision of one seed: MoQ trained to it, and the full-precision run quantized to it. */
 export interface TargetResult {

@@ -11,7 +11,7 @@ import { layerEigenvalues } from './layer-eigenvalues.js';
 import { FLOAT_BITS } from './memory.js';
 import { CLASSES, IMAGE_PIXELS, type Digits, type MnistSplit } from './mnist.js';
 import { createModel } from './model.js';
-import { postTrainingQuantize } from './ptq.js';
+import { postTrainingQuantize, type LayerWeights } from './ptq.js';
 import { batchOrder } from './random.js';
 
 export interface TrainingSetup {
@@ -29,14 +29,6 @@ export interface TrainingSetup {
 }
 
 /** One trainable weight as the run ends with it: what would ship. */
-export interface LayerWeights {
-  name: string;
-  shape: number[];
-  /** FLOAT_BITS (32) when kept as float32. */
-  bits: number;
-  values: Float32Array;
-}
-
 export interface AccuracyPoint {
   step: number;
   accuracy: number;
