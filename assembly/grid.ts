@@ -29,7 +29,7 @@
 // untouched; the half-scale groups, rare, take a scalar loop of their own.
 
 import { rangeOf, absMaxBits, NON_FINITE_BITS } from './stats';
-import { stochasticOffset, stochasticOffset4 } from './rounding';
+import { SPREAD_STEP4, spreadIndices4, stochasticOffset, stochasticOffset4 } from './rounding';
 import { blendValue, blend4 } from './blend';
 
 const fusedRange = memory.data(8);
@@ -163,14 +163,15 @@ export function quantizeGrid(
     const vLo = f32x4.splat(lo), vHi = f32x4.splat(hi);
     const vRatio = f32x4.splat(ratio), vRest = f32x4.splat(rest);
     const vKey = i32x4.splat(key);
-    let index = i32x4.add(i32x4.splat(first), i32x4(0, 1, 2, 3));
+    const vStep = i32x4.splat(SPREAD_STEP4);
+    let spread = spreadIndices4(first);
     for (; i + 4 <= n; i += 4) {
       const offset = <usize>i << 2;
       const x = v128.load(from + offset);
       let v = f32x4.div(ASYMMETRIC ? f32x4.sub(x, vZero) : x, vScale);
       if (STOCHASTIC) {
-        v = f32x4.add(v, stochasticOffset4(index, vKey));
-        index = i32x4.add(index, i32x4.splat(4));
+        v = f32x4.add(v, stochasticOffset4(spread, vKey));
+        spread = i32x4.add(spread, vStep);
       }
       let q = f32x4.mul(f32x4.pmin(f32x4.pmax(f32x4.nearest(v), vLo), vHi), vScale);
       if (ASYMMETRIC) q = f32x4.add(q, vZero);

@@ -30,7 +30,7 @@
 // element concerned (a group's first element for its scale and zero point).
 
 import { rangeOf, absMaxBits, NON_FINITE_BITS, groupAbsMean, aboveThresholdMean } from './stats';
-import { stochasticOffset, stochasticOffset4 } from './rounding';
+import { SPREAD_STEP4, spreadIndices4, stochasticOffset, stochasticOffset4 } from './rounding';
 import { asymmetricGroup, atHalfScale, fullScale, groupHalved, groupScale, groupZero, halvedIndex, HALVING_RANGE } from './grid';
 // The type numbers are packCodes' and unpackCodes' `type` argument (src/backends/wasm/packer.ts).
 import { THRESHOLD_FACTOR, SYMMETRIC, ASYMMETRIC, TERNARY, BINARY, FULL } from './interface';
@@ -154,13 +154,14 @@ export function packCodes(
     const vScale = f32x4.splat(scale), vZero = f32x4.splat(zero);
     const vLo = f32x4.splat(lo), vHi = f32x4.splat(hi);
     const vOffset = i32x4.splat(offset), vKey = i32x4.splat(key);
-    let index = i32x4.add(i32x4.splat(first), i32x4(0, 1, 2, 3));
+    const vStep = i32x4.splat(SPREAD_STEP4);
+    let spread = spreadIndices4(first);
     for (; i + 4 <= n; i += 4) {
       const x = v128.load(from + (<usize>i << 2));
       let v = f32x4.div(ASYMMETRIC ? f32x4.sub(x, vZero) : x, vScale);
       if (STOCHASTIC) {
-        v = f32x4.add(v, stochasticOffset4(index, vKey));
-        index = i32x4.add(index, i32x4.splat(4));
+        v = f32x4.add(v, stochasticOffset4(spread, vKey));
+        spread = i32x4.add(spread, vStep);
       }
       const codes = i32x4.add(i32x4.trunc_sat_f32x4_s(f32x4.pmin(f32x4.pmax(f32x4.nearest(v), vLo), vHi)), vOffset);
       putCode(i32x4.extract_lane(codes, 0), ubits);
