@@ -23,7 +23,7 @@ import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_t
 import { describeError, describeValue } from '../describe.js';
 import { BackendError, EdgeMoqError, InvalidInputError } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource, type FileSource } from '../formats/node-file.js';
-import { packTensor, PackScratch } from '../formats/pack-tensor.js';
+import { packTensor, PackScratch, type ScaleTarget } from '../formats/pack-tensor.js';
 import {
   inThreadPacking, quantizeSafetensorsWith,
   type PackErrors, type PackRequest, type QuantizeFileOptions, type QuantizeReport, type TensorPacking,
@@ -57,7 +57,11 @@ export interface FileQuantizeReport extends QuantizeReport {
   workers: number;
 }
 
-/** The default's cap: writing in order, this thread keeps up with about this many packers. */
+/**
+ * The default's cap: each worker holds its own chunk buffers and WebAssembly memory (about 65 MB
+ * more peak RSS a worker at the default 16 MiB chunks, measured by bench/files.mjs), and one
+ * thread writes every worker's output.
+ */
 export const DEFAULT_MAX_WORKERS = 8;
 /** Below this many input bytes to pack, the default packs in this thread. */
 export const PARALLEL_MIN_BYTES = 32 << 20;
@@ -171,7 +175,7 @@ interface WorkerState {
 
 /**
  * TensorPacking on `count` worker threads reading `input` (already open here, for its identity).
- * `onStart` learns the workers' packer kind once one has its packer.
+ * `onKind` learns the workers' packer kind once one has its packer.
  */
 function workerPacking(input: FileSource, count: number, backend: FileBackend, progress: boolean, onKind: (kind: string) => void): TensorPacking {
   const workers: WorkerState[] = [];
@@ -184,6 +188,7 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
   /** Packed bytes of the tensors sent and not yet written. */
   let inFlight = 0;
   let failure: EdgeMoqError | null = null;
+  let ended = false;
 
   const wakeAll = () => {
     for (const slot of slots.values()) {
@@ -203,7 +208,7 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
   };
 
   const dispatch = () => {
-    while (!failure && next < requests.length) {
+    while (!failure && !ended && next < requests.length) {
       const bytes = outputBytes(requests[next]!);
       if (next !== head && inFlight + bytes > WINDOW_BYTES) return;
       const free = workers.reduce<WorkerState | null>((best, w) => (w.busy.size < PER_WORKER && (!best || w.busy.size < best.busy.size) ? w : best), null);
@@ -291,12 +296,11 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
       }
     },
     async finish() {
+      ended = true;
       if (failure) return void await stopAll();
       // Finished: each worker closes the input and exits on its own, after its last tensor.
-      failure = new EdgeMoqError('IO', 'the run has ended');
       await Promise.all(workers.splice(0).map(({ worker }) => {
         worker.removeAllListeners('exit');
-        worker.removeAllListeners('error');
         const exited = new Promise((resolve) => worker.once('exit', resolve));
         worker.postMessage({ close: true } satisfies ToWorker);
         return exited;
@@ -306,10 +310,7 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
 }
 
 /** Bytes at `offset` of a tensor's stream (codes, scales, zero points) written where a positional layout puts them. */
-async function writePositioned(
-  bytes: Uint8Array, offset: number, codeBytes: number, scaleBytes: number, writer: SafetensorsWriter,
-  target: NonNullable<Parameters<TensorPacking['pack']>[2]>,
-): Promise<void> {
+async function writePositioned(bytes: Uint8Array, offset: number, codeBytes: number, scaleBytes: number, writer: SafetensorsWriter, target: ScaleTarget): Promise<void> {
   const codes = Math.max(0, Math.min(bytes.length, codeBytes - offset));
   if (codes > 0) await writer.write(bytes.subarray(0, codes));
   for (let at = codes; at < bytes.length;) {
@@ -319,6 +320,43 @@ async function writePositioned(
     await target.sink.writeAt(part.byteOffset + within, bytes.subarray(at, at + length));
     at += length;
   }
+}
+
+/**
+ * Worker threads or this thread, chosen once the tensors to pack are known: `workers` of them
+ * (no more than there are tensors), or by default as many as the CPUs (up to
+ * DEFAULT_MAX_WORKERS) where there is enough to pack to pay for starting them.
+ */
+function chosenPacking(source: FileSource, workers: number | undefined, backend: FileBackend, progress: boolean): TensorPacking & { kind: string; workers: number } {
+  let chosen: TensorPacking | undefined;
+  let inThread: Packer | undefined;
+  const choice = {
+    kind: backend as string,
+    workers: 0,
+    async start(file: SafetensorsFile, requests: readonly PackRequest[], chunkBytes: number) {
+      const packBytes = requests.reduce((sum, r) => sum + r.tensor.byteLength, 0);
+      const wanted = workers ?? (packBytes < PARALLEL_MIN_BYTES ? 1 : Math.min(availableParallelism(), DEFAULT_MAX_WORKERS));
+      const count = Math.min(wanted, requests.length);
+      if (count > 1) {
+        choice.workers = count;
+        chosen = workerPacking(source, count, backend, progress, (kind) => { choice.kind = kind; });
+      } else {
+        inThread = await createPacker(backend);
+        choice.kind = inThread.kind;
+        chosen = inThreadPacking(inThread);
+      }
+      await chosen.start(file, requests, chunkBytes);
+    },
+    pack: (...args: Parameters<TensorPacking['pack']>) => chosen!.pack(...args),
+    async finish() {
+      try {
+        await chosen?.finish();
+      } finally {
+        inThread?.dispose();
+      }
+    },
+  };
+  return choice;
 }
 
 function checkWorkers(workers: unknown): number | undefined {
@@ -346,37 +384,9 @@ export async function quantizeSafetensorsFile(input: string, output: string, opt
   const source = await fileSource(input);
   try {
     await checkOutputFile(output, { distinctFrom: [source] });
-    let kind: string = backend;
-    let used = 0;
-    let inThread: Packer | null = null;
-    const choose: TensorPacking = (() => {
-      let chosen: TensorPacking | undefined;
-      return {
-        async start(file, requests, chunkBytes) {
-          const packBytes = requests.reduce((sum, r) => sum + r.tensor.byteLength, 0);
-          const count = Math.min(workers ?? (packBytes < PARALLEL_MIN_BYTES ? 1 : Math.min(availableParallelism(), DEFAULT_MAX_WORKERS)), requests.length);
-          if (count > 1) {
-            used = count;
-            chosen = workerPacking(source, count, backend, quantizeOptions.onProgress !== undefined, (k) => { kind = k; });
-          } else {
-            inThread = await createPacker(backend);
-            kind = inThread.kind;
-            chosen = inThreadPacking(inThread);
-          }
-          await chosen.start(file, requests, chunkBytes);
-        },
-        pack: (index, writer, target, progress) => chosen!.pack(index, writer, target, progress),
-        async finish() {
-          try {
-            await chosen?.finish();
-          } finally {
-            inThread?.dispose();
-          }
-        },
-      };
-    })();
-    const report = await quantizeSafetensorsWith(source, atomicFileSink(output, { distinctFrom: [source] }), choose, quantizeOptions);
-    return { ...report, backend: kind, workers: used };
+    const packing = chosenPacking(source, workers, backend, quantizeOptions.onProgress !== undefined);
+    const report = await quantizeSafetensorsWith(source, atomicFileSink(output, { distinctFrom: [source] }), packing, quantizeOptions);
+    return { ...report, backend: packing.kind, workers: packing.workers };
   } finally {
     await source.close().catch(() => undefined);
   }
