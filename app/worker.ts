@@ -7,7 +7,8 @@
 // Test hooks, read from the worker's own URL (worker.js?storage=memory&memoryLimit=N): the page
 // passes them through so a suite can force the in-memory path and its limit.
 
-import { AutoBackend, createBackend } from '../src/backends/select.js';
+import { createBackend } from '../src/backends/select.js';
+import { AutoBackend } from '../src/backends/auto.js';
 import { useWasmSources } from '../src/backends/wasm/loader.js';
 import { EdgeMoqError } from '../src/errors.js';
 import { createPacker } from '../src/packed/index.js';

@@ -124,3 +124,31 @@ describe('Quantizer', () => {
     expect(() => Quantizer.restore(bad)).toThrow(/state.ratio/);
   });
 });
+
+describe('Quantizer errors', () => {
+  it('name the parameter as the backend builds the message, and locate it: job, index, group', async () => {
+    const q = new Quantizer(OPTIONS, { backend });
+    const params = model(3);
+    params[2]!.data[130] = -Infinity;
+    const error = await q.step([params]).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect(error).toMatchObject({
+      code: 'NON_FINITE',
+      message: expect.stringMatching(/^parameter "decoder\.weight"\[130\] is -Infinity: quantization needs finite values/),
+      // The quantized parameters are encoder.weight and decoder.weight, in that order; groups of 256 / 4.
+      location: { job: 1, index: 130, group: 2 },
+    });
+  });
+
+  it('come from a backend unchanged: a job labelled by its caller is named so, and an unlabelled one by its place', async () => {
+    const good = randomTensor(64, 1);
+    const bad = randomTensor(64, 2);
+    bad[5] = NaN;
+    await expect(backend.fakeQuantizeMany([{ data: good, options: { bits: 8 } }, { data: bad, options: { bits: 8 }, label: 'tensor "x"' }]))
+      .rejects.toMatchObject({ code: 'NON_FINITE', message: expect.stringMatching(/^tensor "x"\[5\] is NaN/), location: { job: 1, index: 5, group: 0 } });
+    await expect(backend.fakeQuantizeMany([{ data: good, options: { bits: 8 } }, { data: bad, options: { bits: 8 } }]))
+      .rejects.toMatchObject({ message: expect.stringMatching(/^jobs\[1\]\.data\[5\] is NaN/), location: { job: 1, index: 5, group: 0 } });
+    await expect(backend.fakeQuantizeMany([{ data: good, options: { bits: 8 }, label: 7 as never }]))
+      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/jobs\[0\]\.label must be a string/) });
+  });
+});

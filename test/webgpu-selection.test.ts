@@ -3,7 +3,8 @@
 // 'auto' route each call by size, and `edge-moq info` describes all of it.
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createBackend, AutoBackend, WEBGPU_CROSSOVER_ELEMENTS } from '../src/backends/select.js';
+import { createBackend, WEBGPU_CROSSOVER_ELEMENTS } from '../src/backends/select.js';
+import { AutoBackend } from '../src/backends/auto.js';
 import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { WebGpuBackend } from '../src/backends/webgpu/backend.js';
 import { infoCommand } from '../src/cli/info.js';
@@ -61,12 +62,54 @@ describe.skipIf(!available)('createBackend with WebGPU', () => {
       const values = weights(length, length);
       const result = await backend.fakeQuantize(values.slice(), { bits: 6, groups: 4 });
       expect(backend.lastKind).toBe(kind);
+      expect(backend.kind, 'kind says what ran the call').toBe(kind);
       expect(result).toEqual(await wasm.fakeQuantize(values.slice(), { bits: 6, groups: 4 }));
     }
     // A parameter group counts as a whole.
     await backend.fakeQuantizeMany([3000, 3000].map((n, i) => ({ data: weights(n, i), options: { bits: 8 } })));
     expect(backend.lastKind).toBe('webgpu');
     backend.dispose();
+    device.destroy();
+  });
+
+  it("quantizes out of place ({ into }) on either side of the crossover, and on WebGPU alone, leaving data untouched", async () => {
+    const device = await testDevice();
+    const auto = (await createBackend({ kind: 'auto', gpu: testGpu(), device, crossoverElements: 5000 })) as AutoBackend;
+    const wasm = await WasmBackend.create('simd');
+    for (const [length, kind] of [[4096, 'wasm-simd'], [8192, 'webgpu']] as const) {
+      const values = weights(length, length + 1);
+      const before = values.slice();
+      const into = new Float32Array(length);
+      await expect(auto.fakeQuantize(values, { bits: 5, groups: 8 }, { into })).resolves.toBe(into);
+      expect(auto.kind).toBe(kind);
+      expect(values).toEqual(before);
+      expect(into).toEqual(await wasm.fakeQuantize(values.slice(), { bits: 5, groups: 8 }));
+    }
+    const gpu = auto.gpu;
+    const values = weights(2048, 9);
+    const into = new Float32Array(2048);
+    await expect(gpu.fakeQuantize(values, { bits: 4, groupSize: 256, type: 'asymmetric' }, { into })).resolves.toBe(into);
+    expect(into).toEqual(await wasm.fakeQuantize(values.slice(), { bits: 4, groupSize: 256, type: 'asymmetric' }));
+    values[1500] = NaN;
+    await expect(gpu.fakeQuantize(values, { bits: 8, groupSize: 256 }, { into })).rejects.toMatchObject({
+      code: 'NON_FINITE', message: expect.stringMatching(/^data\[1500\] is NaN/), location: { job: 0, index: 1500, group: 5 },
+    });
+    await expect(gpu.fakeQuantize(values, { bits: 8 }, { into: into.subarray(1) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(gpu.fakeQuantize(values, { bits: 8 }, { into: values })).rejects.toThrow(/into overlaps data/);
+    wasm.dispose();
+    auto.dispose();
+    device.destroy();
+  });
+
+  it("disposes each resource once: 'auto' disposes the WebGPU backend, which disposes its WebAssembly fallback", async () => {
+    const device = await testDevice();
+    const auto = (await createBackend({ kind: 'auto', gpu: testGpu(), device, crossoverElements: 5000 })) as AutoBackend;
+    expect(auto.wasm).toBe(auto.gpu.wasm);
+    const disposeGpu = vi.spyOn(auto.gpu, 'dispose');
+    const disposeWasm = vi.spyOn(auto.wasm, 'dispose');
+    auto.dispose();
+    expect(disposeGpu).toHaveBeenCalledTimes(1);
+    expect(disposeWasm).toHaveBeenCalledTimes(1);
     device.destroy();
   });
 

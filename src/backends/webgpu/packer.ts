@@ -1,21 +1,23 @@
-// Packing on a WebGpuBackend's device (shaders/pack.wgsl). Host arrays go through buffers
-// pooled across calls, one command submission per call, and reach the caller's arrays only
-// once the GPU has succeeded; tensors that stay on the device pack from and unpack into
-// GPUBuffers (GpuPackedTensor). The group statistics come from the same kernels, in the same
-// order, as the backend's fakeQuantize, so unpack(pack(x)) equals its result. If the device is
-// lost or a submission fails, host arrays pack on the backend's WebAssembly fallback from then
-// on (`kind` says so); GPUBuffers cannot follow and throw DEVICE_LOST.
+// Packing on a WebGpuBackend (shaders/pack.wgsl), on the backend's resources: its device,
+// pooled buffers, lock, counters, submissions and failure state (resources.ts). Host arrays go
+// through the pool, one command submission per call, and reach the caller's arrays only once
+// the GPU has succeeded; tensors that stay on the device pack from and unpack into GPUBuffers
+// (GpuPackedTensor). The group statistics come from the same kernels, in the same order, as the
+// backend's fakeQuantize, so unpack(pack(x)) equals its result. If the device is lost or a
+// submission fails (packing or fake quantization), host arrays pack on the backend's
+// WebAssembly fallback from then on (`kind` says so); GPUBuffers cannot follow and throw
+// DEVICE_LOST.
 
 import type { BackendKind } from '../backend.js';
 import type { Grid, KernelPlan } from '../../kernel-plan.js';
-import { BackendError, InvalidInputError } from '../../errors.js';
+import { BackendError, InvalidInputError, nonFiniteError } from '../../errors.js';
 import { packWgsl } from './shaders.generated.js';
-import type { WebGpuBackend, WebGpuCounters } from './backend.js';
+import type { WebGpuBackend } from './backend.js';
 import {
   JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, SMALL_GROUP_MAX, WORKGROUP_SIZE, layoutSubmission, workgroupGrid, writeJob,
   type JobLayout,
 } from './plan.js';
-import { COMPUTE_STAGE, createProgram, type Program, type ProgramSpec } from './program.js';
+import { COMPUTE_STAGE, type Program, type ProgramSpec } from './program.js';
 import { PACK_BYTES, PackField, writePack } from './interface.js';
 import {
   allocatePacked, invalidPackedError, packedGridProblem, packedType, planPack, planPackData, shapeOptions, validateInto, validatePacked,
@@ -23,18 +25,14 @@ import {
 } from '../../packed/layout.js';
 import type { Packer } from '../../packed/packer.js';
 import { WasmPacker } from '../wasm/packer.js';
-import { GpuFailure, submitAndRead } from './submission.js';
-import { MAP_MODE_READ, USAGE_COPY_DST, USAGE_COPY_SRC, USAGE_MAP_READ, USAGE_STORAGE, USAGE_UNIFORM } from './flags.js';
+import { GpuFailure } from './submission.js';
+import { NO_BAD_INDEX, OUTPUT_USAGE, READBACK_ALIGN, alignUp, checkBuffer, type GpuResources, type WebGpuCounters } from './resources.js';
 
-const NO_BAD_INDEX = 0xffffffff;
 /** Groups per invocation of checkGroups: CHECKED_GROUPS in shaders/pack.wgsl. */
 const CHECKED_GROUPS = 16;
-// Status words come back first in the read-back buffer; results start at this offset.
-const READBACK_ALIGN = 256;
 // The params buffer: the Job in slot 0, the Pack record (shaders/pack.wgsl) in slot 1.
 const PACK_OFFSET = JOB_SLOT_BYTES;
 const STATUS_WORDS = 3; // the shared flag, the tensor's slot, the submission id
-const OUTPUT_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
 
 const PACK_ENTRY_POINTS = [
   'checkFinite', 'chunkStats', 'combineStats', 'aboveThresholdChunks', 'combineAboveThreshold',
@@ -88,87 +86,50 @@ interface Run {
   zeros: GPUBuffer | null;
 }
 
-type PoolName = 'data' | 'codes' | 'scales' | 'zeros' | 'partials' | 'status' | 'params' | 'readback';
-
-/** Buffers reused across calls (as the backend's own pool): they only grow. */
-class BufferPool {
-  private readonly buffers = new Map<PoolName, GPUBuffer>();
-
-  constructor(private readonly device: GPUDevice, private readonly counters: WebGpuCounters) {}
-
-  get(name: PoolName, bytes: number): GPUBuffer {
-    const have = this.buffers.get(name);
-    if (have && have.size >= bytes) return have;
-    have?.destroy();
-    const usage = name === 'readback' ? USAGE_MAP_READ | USAGE_COPY_DST : name === 'params' ? USAGE_UNIFORM | USAGE_COPY_DST : OUTPUT_USAGE;
-    // The tensor-sized buffers fit; the small ones double so a varying workload settles quickly.
-    const tensorSized = name === 'data' || name === 'codes' || name === 'readback';
-    const size = tensorSized ? alignUp(bytes, 256) : 2 ** Math.ceil(Math.log2(Math.max(bytes, 256)));
-    const buffer = this.device.createBuffer({ label: `edge-moq pack ${name}`, size, usage });
-    this.counters.buffers++;
-    this.buffers.set(name, buffer);
-    return buffer;
-  }
-
-  destroy(): void {
-    for (const buffer of this.buffers.values()) buffer.destroy();
-    this.buffers.clear();
-  }
-}
-
 export class WebGpuPacker implements Packer {
   private readonly device: GPUDevice;
-  private readonly pool: BufferPool;
-  /** Bind groups by the buffer bound as `data`, with all the buffers they bind. */
-  private readonly bindGroups = new WeakMap<GPUBuffer, { buffers: GPUBuffer[]; group: GPUBindGroup }>();
-  private readonly stopListening: () => void;
+  private readonly resources: GpuResources;
   private readonly params = new DataView(new ArrayBuffer(PACK_OFFSET + PACK_BYTES));
   private readonly status = new Uint32Array(STATUS_WORDS);
   private readonly codeTail = new Uint8Array(4);
   private fallback: WasmPacker | null = null;
-  private failure: string | null = null;
-  private submissionId = 0;
-  private tail: Promise<unknown> = Promise.resolve();
   private disposed = false;
 
-  private constructor(
-    private readonly backend: WebGpuBackend,
-    private readonly program: Program<PackEntryPoint> | null,
-    private readonly counters: WebGpuCounters,
-  ) {
+  private constructor(private readonly backend: WebGpuBackend, private readonly program: Program<PackEntryPoint> | null) {
     this.device = backend.device;
-    this.pool = new BufferPool(this.device, counters);
-    this.stopListening = backend.onDowngrade(() => this.pool.destroy());
+    this.resources = backend.resources;
   }
 
-  /** Compiles the pack kernels on `backend`'s device (nothing, if it already runs on WebAssembly). */
+  /**
+   * Compiles the pack kernels on `backend`'s device, once per backend (nothing, if it already runs on WebAssembly).
+   *
+   * @param backend - The WebGPU backend whose device, buffers and failure state the packer shares.
+   * @returns A packer; disposing it leaves the backend as it was.
+   */
   static async create(backend: WebGpuBackend): Promise<WebGpuPacker> {
-    const counters: WebGpuCounters = { shaderModules: 0, pipelines: 0, buffers: 0, bindGroups: 0, submissions: 0, gpuCalls: 0, wasmCalls: 0 };
-    const program = backend.downgradedBecause === null
-      ? await createProgram(backend.device, backend.usesSubgroups, counters, PACK_PROGRAM)
-      : null;
-    return new WebGpuPacker(backend, program, counters);
+    const program = backend.downgradedBecause === null ? await backend.resources.program(PACK_PROGRAM, backend.usesSubgroups) : null;
+    return new WebGpuPacker(backend, program);
   }
 
   /** 'webgpu', or the WebAssembly backend's kind once the device is lost or a submission failed. */
   get kind(): BackendKind {
-    return this.lostBecause() === null ? 'webgpu' : this.backend.wasm.kind;
+    return this.backend.activeKind;
   }
 
-  /** Counters: once warm, calls of the same shapes create no modules, pipelines, buffers or bind groups. */
+  /** The backend's counters (packing included): once warm, calls of the same shapes create no modules, pipelines, buffers or bind groups. */
   stats(): WebGpuCounters {
-    return { ...this.counters };
+    return this.backend.stats();
   }
 
   async pack(data: Float32Array, options: PackOptions, into?: PackedTensor): Promise<PackedTensor> {
     const plan = planPackData(data, options);
     if (into !== undefined) validateInto(into, plan);
-    return this.exclusive(async () => {
+    return this.resources.exclusive(async () => {
       const words = wordCount(plan.length, plan.bits);
       const groupBytes = plan.groupCount * 4;
       const results = [words * 4, groupBytes, plan.type === 'asymmetric' ? groupBytes : 0];
       if (!this.gpuTakes(plan.length * 4, results)) return this.onWasm((packer) => packer.packSync(data, options, into));
-      const run = this.packRun(plan, this.pool.get('data', plan.length * 4), this.pooledOutputs(plan));
+      const run = this.packRun(plan, this.resources.pooled('data', plan.length * 4), this.pooledOutputs(plan));
       const upload = () => this.device.queue.writeBuffer(run.data, 0, data as Float32Array<ArrayBuffer>);
       const copies = [run.codes, run.scales, run.zeros].map((buffer, i) => ({ buffer: buffer!, bytes: results[i]! }));
       let result: PackedTensor | undefined;
@@ -179,7 +140,7 @@ export class WebGpuPacker implements Packer {
         result.zeros?.set(new Float32Array(mapped, zeros, plan.groupCount));
       });
       if (bad === undefined) return this.onWasm((packer) => packer.packSync(data, options, into));
-      if (bad !== null) throw nonFiniteError(`data[${bad}] is ${data[bad]}`);
+      if (bad !== null) throw nonFiniteError('data', data[bad], { job: 0, index: bad, group: Math.floor(bad / plan.groupSize) }, true);
       return result!;
     });
   }
@@ -190,15 +151,15 @@ export class WebGpuPacker implements Packer {
     if (out !== undefined && (!(out instanceof Float32Array) || out.length !== length)) {
       throw new InvalidInputError('INVALID_ARGUMENT', `out must be a Float32Array of ${length} values (packed.length).`);
     }
-    return this.exclusive(async () => {
+    return this.resources.exclusive(async () => {
       if (!this.gpuTakes(length * 4, [length * 4])) return this.onWasm((packer) => packer.unpackSync(packed, out));
       const groupCount = length / packed.groupSize;
       const inputs = {
-        codes: this.pool.get('codes', wordCount(length, packed.bits) * 4),
-        scales: this.pool.get('scales', groupCount * 4),
-        zeros: packed.zeros ? this.pool.get('zeros', groupCount * 4) : null,
+        codes: this.resources.pooled('codes', wordCount(length, packed.bits) * 4),
+        scales: this.resources.pooled('scales', groupCount * 4),
+        zeros: packed.zeros ? this.resources.pooled('zeros', groupCount * 4) : null,
       };
-      const run = this.unpackRun(packed, this.pool.get('data', length * 4), inputs);
+      const run = this.unpackRun(packed, this.resources.pooled('data', length * 4), inputs);
       const upload = () => {
         const { queue } = this.device;
         // Only whole words can be written: the last partial one goes through a zeroed copy.
@@ -233,9 +194,9 @@ export class WebGpuPacker implements Packer {
       throw new InvalidInputError('INVALID_ARGUMENT', `length must be a non-negative integer, got ${String(length)}.`);
     }
     const plan = planPack(length, options, 'buffer');
-    checkBuffer(buffer, 'buffer', length * 4, this.device);
+    checkBuffer(buffer, 'buffer', length * 4, this.device, 'pack');
     if (into !== undefined) this.checkGpuPacked(into, 'into', plan);
-    return this.exclusive(async () => {
+    return this.resources.exclusive(async () => {
       this.assertGpu();
       const result = into ?? this.createOutputs(plan);
       const run = this.packRun(plan, buffer, result);
@@ -248,7 +209,7 @@ export class WebGpuPacker implements Packer {
       }
       if (bad !== null) {
         if (!into) destroyBuffers(result);
-        throw nonFiniteError(`buffer[${bad}] is NaN or infinite`);
+        throw nonFiniteError('buffer', 'NaN or infinite', { job: 0, index: bad, group: Math.floor(bad / plan.groupSize) }, true);
       }
       return result;
     });
@@ -261,8 +222,8 @@ export class WebGpuPacker implements Packer {
    */
   async unpackToBuffer(packed: GpuPackedTensor, out?: GPUBuffer): Promise<GPUBuffer> {
     this.checkGpuPacked(packed, 'packed');
-    if (out !== undefined) checkBuffer(out, 'out', packed.length * 4, this.device);
-    return this.exclusive(async () => {
+    if (out !== undefined) checkBuffer(out, 'out', packed.length * 4, this.device, 'unpack');
+    return this.resources.exclusive(async () => {
       this.assertGpu();
       const target = out ?? this.createBuffer('unpacked', packed.length * 4);
       let invalid: number | null;
@@ -300,14 +261,13 @@ export class WebGpuPacker implements Packer {
     if (into !== undefined) {
       validateInto(into, planPack(packed.length, shapeOptions(packed)));
     }
-    return this.exclusive(() => this.read(packed, into));
+    return this.resources.exclusive(() => this.read(packed, into));
   }
 
+  /** Frees the WebAssembly fallback's scratch memory; the backend's buffers stay the backend's. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.stopListening();
-    this.pool.destroy();
     this.fallback?.dispose();
   }
 
@@ -319,83 +279,58 @@ export class WebGpuPacker implements Packer {
     const codeBytes = wordCount(length, bits) * 4;
     const groupBytes = plan.groupCount * 4;
     const total = codeBytes + groupBytes * (packed.zeros ? 2 : 1);
-    const readback = this.pool.get('readback', total);
-    this.device.pushErrorScope('validation');
-    const encoder = this.device.createCommandEncoder({ label: 'edge-moq download' });
-    encoder.copyBufferToBuffer(packed.codes, 0, readback, 0, codeBytes);
-    encoder.copyBufferToBuffer(packed.scales, 0, readback, codeBytes, groupBytes);
-    if (packed.zeros) encoder.copyBufferToBuffer(packed.zeros, 0, readback, codeBytes + groupBytes, groupBytes);
-    this.device.queue.submit([encoder.finish()]);
-    this.counters.submissions++;
-    const error = await this.device.popErrorScope();
-    if (error) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `WebGPU rejected these buffers (${error.message}): each must belong to backend.device, be alive and have COPY_SRC usage.`);
-    }
-    try {
-      await readback.mapAsync(MAP_MODE_READ, 0, total);
-    } catch (error) {
-      this.fail((error as Error).message);
-      throw deviceLostError((error as Error).message);
-    }
-    try {
-      const mapped = readback.getMappedRange(0, total);
+    return this.resources.onBuffers(() => this.resources.read(total, () => {
+      const readback = this.resources.pooled('readback', total);
+      const encoder = this.device.createCommandEncoder({ label: 'edge-moq download' });
+      encoder.copyBufferToBuffer(packed.codes, 0, readback, 0, codeBytes);
+      encoder.copyBufferToBuffer(packed.scales, 0, readback, codeBytes, groupBytes);
+      if (packed.zeros) encoder.copyBufferToBuffer(packed.zeros, 0, readback, codeBytes + groupBytes, groupBytes);
+      this.device.queue.submit([encoder.finish()]);
+      this.resources.counters.submissions++;
+      return readback;
+    }, (mapped) => {
       const result = into ?? allocatePacked(plan);
       result.codes.set(new Uint8Array(mapped, 0, plan.codeBytes));
       result.scales.set(new Float32Array(mapped, codeBytes, plan.groupCount));
       result.zeros?.set(new Float32Array(mapped, codeBytes + groupBytes, plan.groupCount));
       return result;
-    } finally {
-      readback.unmap();
-    }
-  }
-
-  private lostBecause(): string | null {
-    return this.failure ?? this.backend.downgradedBecause;
+    }), 'each must belong to backend.device, be alive and have COPY_SRC usage');
   }
 
   private assertUsable(): void {
     if (this.disposed) throw new BackendError('BACKEND_UNAVAILABLE', 'this packer was disposed; create a new one.');
+    this.resources.assertUsable();
   }
 
   /** For GPUBuffers, which cannot move to WebAssembly. */
   private assertGpu(): void {
     this.assertUsable();
-    const lost = this.lostBecause();
-    if (lost !== null) throw deviceLostError(lost);
+    this.resources.assertGpu();
   }
 
   /** Whether a host call runs on the GPU: not after a failure, not past the device's limits. */
   private gpuTakes(dataBytes: number, resultBytes: number[]): boolean {
     this.assertUsable();
-    if (this.lostBecause() !== null) return false;
-    const readback = resultBytes.reduce((sum, bytes) => sum + bytes, READBACK_ALIGN);
-    const { maxStorageBufferBindingSize, maxBufferSize } = this.device.limits;
-    return dataBytes <= maxStorageBufferBindingSize && readback <= maxBufferSize;
+    return this.program !== null && this.resources.takes(dataBytes, resultBytes.reduce((sum, bytes) => sum + bytes, READBACK_ALIGN));
   }
 
   private onWasm<T>(work: (packer: WasmPacker) => T): T {
-    this.counters.wasmCalls++;
+    this.resources.counters.wasmCalls++;
     this.fallback ??= new WasmPacker(this.backend.wasm);
     return work(this.fallback);
   }
 
-  private exclusive<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(operation, operation);
-    this.tail = run.catch(() => undefined);
-    return run;
-  }
-
   private pooledOutputs(plan: PackPlan): { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null } {
     return {
-      codes: this.pool.get('codes', wordCount(plan.length, plan.bits) * 4),
-      scales: this.pool.get('scales', plan.groupCount * 4),
-      zeros: plan.type === 'asymmetric' ? this.pool.get('zeros', plan.groupCount * 4) : null,
+      codes: this.resources.pooled('codes', wordCount(plan.length, plan.bits) * 4),
+      scales: this.resources.pooled('scales', plan.groupCount * 4),
+      zeros: plan.type === 'asymmetric' ? this.resources.pooled('zeros', plan.groupCount * 4) : null,
     };
   }
 
+  /** A new buffer for the caller to keep (STORAGE | COPY_SRC | COPY_DST). */
   private createBuffer(label: string, bytes: number, mappedAtCreation = false): GPUBuffer {
-    this.counters.buffers++;
+    this.resources.counters.buffers++;
     return this.device.createBuffer({ label: `edge-moq ${label}`, size: alignUp(Math.max(bytes, 4), 4), usage: OUTPUT_USAGE, mappedAtCreation });
   }
 
@@ -447,64 +382,14 @@ export class WebGpuPacker implements Packer {
    * element unpacking), or undefined after a GPU failure: the call then moves to WebAssembly, as
    * every later one will.
    */
-  private async hostSubmit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[],
+  private hostSubmit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[],
     read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null | undefined> {
-    try {
-      const bad = await this.submit(run, upload, copies, read);
-      this.counters.gpuCalls++;
-      return bad;
-    } catch (error) {
-      if (!(error instanceof GpuFailure)) throw error;
-      this.fail(error.message);
-      return undefined;
-    }
+    return this.resources.onHost(() => this.submit(run, upload, copies, read));
   }
 
   /** A GPUBuffer call's submission: null, or the first bad index (as hostSubmit). */
-  private async bufferSubmit(run: Run): Promise<number | null> {
-    try {
-      const bad = await this.submit(run, () => {}, [], () => {});
-      this.counters.gpuCalls++;
-      return bad;
-    } catch (error) {
-      if (!(error instanceof GpuFailure)) throw error;
-      if (!error.lost) {
-        throw new InvalidInputError('INVALID_ARGUMENT',
-          `WebGPU rejected these buffers (${error.message}): each must belong to backend.device and be alive. Nothing was modified.`);
-      }
-      this.fail(error.message);
-      throw deviceLostError(error.message);
-    }
-  }
-
-  private fail(reason: string): void {
-    if (this.failure !== null) return;
-    this.failure = reason;
-    this.pool.destroy();
-  }
-
-  private bindGroupFor(run: Run, partials: GPUBuffer, status: GPUBuffer, params: GPUBuffer): GPUBindGroup {
-    const zeros = run.zeros ?? this.pool.get('zeros', 4);
-    const buffers = [run.data, partials, status, params, run.codes, run.scales, zeros];
-    const cached = this.bindGroups.get(run.data);
-    if (cached && cached.buffers.every((buffer, i) => buffer === buffers[i])) return cached.group;
-    const dataBytes = Math.min(run.data.size, this.device.limits.maxStorageBufferBindingSize) & ~3;
-    const group = this.device.createBindGroup({
-      layout: this.program!.layout,
-      entries: [
-        { binding: 0, resource: { buffer: run.data, size: dataBytes } },
-        { binding: 1, resource: { buffer: partials } },
-        { binding: 2, resource: { buffer: status } },
-        { binding: 3, resource: { buffer: params, size: JOB_BYTES } },
-        { binding: 4, resource: { buffer: run.codes } },
-        { binding: 5, resource: { buffer: run.scales } },
-        { binding: 6, resource: { buffer: zeros } },
-        { binding: 7, resource: { buffer: params, offset: PACK_OFFSET, size: PACK_BYTES } },
-      ],
-    });
-    this.counters.bindGroups++;
-    this.bindGroups.set(run.data, { buffers, group });
-    return group;
+  private bufferSubmit(run: Run): Promise<number | null> {
+    return this.resources.onBuffers(() => this.submit(run, () => {}, [], () => {}));
   }
 
   /**
@@ -524,13 +409,14 @@ export class WebGpuPacker implements Packer {
       readbackBytes += copy.bytes;
     }
     if (copies.length === 0) readbackBytes = statusBytes;
-    const submissionId = (this.submissionId = (this.submissionId + 1) >>> 0);
+    const { resources } = this;
+    const submissionId = resources.nextSubmission();
 
-    return submitAndRead(device, readbackBytes, () => {
-      const params = this.pool.get('params', PACK_OFFSET + PACK_BYTES);
-      const status = this.pool.get('status', statusBytes);
-      const partials = this.pool.get('partials', Math.max(run.partialCount, 1) * PARTIAL_BYTES);
-      const readback = this.pool.get('readback', readbackBytes);
+    return resources.read(readbackBytes, () => {
+      const params = resources.pooled('params', PACK_OFFSET + PACK_BYTES);
+      const status = resources.pooled('status', statusBytes);
+      const partials = resources.pooled('partials', Math.max(run.partialCount, 1) * PARTIAL_BYTES);
+      const readback = resources.pooled('readback', readbackBytes);
       upload();
       writeJob(this.params, 0, run.job);
       writePack(this.params, PACK_OFFSET, {
@@ -540,7 +426,12 @@ export class WebGpuPacker implements Packer {
       device.queue.writeBuffer(params, 0, this.params.buffer);
       this.status.set([0, NO_BAD_INDEX, submissionId]);
       device.queue.writeBuffer(status, 0, this.status);
-      const group = this.bindGroupFor(run, partials, status, params);
+      const group = resources.bindGroup(this.program!.layout, [
+        { buffer: run.data, size: Math.min(run.data.size, device.limits.maxStorageBufferBindingSize) & ~3 },
+        { buffer: partials }, { buffer: status }, { buffer: params, size: JOB_BYTES },
+        { buffer: run.codes }, { buffer: run.scales }, { buffer: run.zeros ?? resources.pooled('zeros', 4) },
+        { buffer: params, offset: PACK_OFFSET, size: PACK_BYTES },
+      ]);
 
       const encoder = device.createCommandEncoder({ label: 'edge-moq pack' });
       const pass = encoder.beginComputePass({ label: 'edge-moq pack' });
@@ -556,17 +447,17 @@ export class WebGpuPacker implements Packer {
         if (copy.bytes > 0) encoder.copyBufferToBuffer(copy.buffer, 0, readback!, offsets[i]!, copy.bytes);
       });
       device.queue.submit([encoder.finish()]);
-      this.counters.submissions++;
+      resources.counters.submissions++;
       return readback;
     }, (mapped) => {
       const status = new Uint32Array(mapped, 0, STATUS_WORDS);
       if (status[2] !== submissionId) {
-        throw new GpuFailure('the submission did not run (its status never came back)', this.lostBecause() !== null);
+        throw new GpuFailure('the submission did not run (its status never came back)', resources.failedBecause !== null);
       }
       if (status[0] !== 0) return status[1]!;
       read(mapped, offsets);
       return null;
-    }, () => this.lostBecause() !== null);
+    });
   }
 
   /** A GpuPackedTensor's fields against each other and, given `plan`, against a pack call. */
@@ -588,9 +479,9 @@ export class WebGpuPacker implements Packer {
         `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize} on the ${plan.grid} grid.`);
     }
     const groupBytes = (length / groupSize) * 4;
-    checkBuffer(packed.codes, `${label}.codes`, wordCount(length, bits) * 4, this.device);
-    checkBuffer(packed.scales, `${label}.scales`, groupBytes, this.device);
-    if (type === 'asymmetric') checkBuffer(packed.zeros, `${label}.zeros`, groupBytes, this.device);
+    checkBuffer(packed.codes, `${label}.codes`, wordCount(length, bits) * 4, this.device, 'unpack');
+    checkBuffer(packed.scales, `${label}.scales`, groupBytes, this.device, 'unpack');
+    if (type === 'asymmetric') checkBuffer(packed.zeros, `${label}.zeros`, groupBytes, this.device, 'unpack');
     else if (packed.zeros !== null && packed.zeros !== undefined) fail(`zeros must be null for ${type} codes.`);
   }
 }
@@ -600,43 +491,8 @@ function wordCount(length: number, bits: number): number {
   return Math.ceil((length * bits) / 32);
 }
 
-/** A GPUBuffer the kernels can bind, holding at least `bytes`. */
-function checkBuffer(buffer: unknown, label: string, bytes: number, device: GPUDevice): asserts buffer is GPUBuffer {
-  const b = buffer as Partial<GPUBuffer> | null | undefined;
-  if (typeof b !== 'object' || b === null || typeof b.size !== 'number' || typeof b.usage !== 'number') {
-    throw new InvalidInputError('WRONG_DTYPE', `${label} must be a GPUBuffer of backend.device; for host arrays use pack/unpack.`);
-  }
-  if ((b.usage & USAGE_STORAGE) === 0) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `${label} lacks GPUBufferUsage.STORAGE: create it with that usage.`);
-  }
-  if (b.mapState !== 'unmapped') {
-    throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${b.mapState}: unmap it first.`);
-  }
-  if (b.size % 4 !== 0 || b.size > device.limits.maxStorageBufferBindingSize) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `${label} is ${b.size} bytes: it must be a multiple of 4, at most maxStorageBufferBindingSize; split the tensor.`);
-  }
-  if (b.size < bytes) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${b.size} bytes, fewer than the ${bytes} it must hold.`);
-  }
-}
-
 function destroyBuffers(packed: GpuPackedTensor): void {
   packed.codes.destroy();
   packed.scales.destroy();
   packed.zeros?.destroy();
-}
-
-function nonFiniteError(what: string): InvalidInputError {
-  return new InvalidInputError('NON_FINITE', `${what}: packing needs finite values. Nothing was modified.`);
-}
-
-function deviceLostError(reason: string): BackendError {
-  return new BackendError('DEVICE_LOST',
-    `the WebGPU device is gone (${reason}), and the contents of its buffers with it; host arrays still pack (on ` +
-    'WebAssembly). For GPU buffers, create a new device, backend and packer and upload the tensors again.');
-}
-
-function alignUp(n: number, alignment: number): number {
-  return Math.ceil(n / alignment) * alignment;
 }

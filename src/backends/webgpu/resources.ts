@@ -28,7 +28,7 @@ export interface WebGpuCounters {
 
 export type PoolName = 'data' | 'codes' | 'scales' | 'zeros' | 'partials' | 'status' | 'params' | 'readback';
 
-const OUTPUT_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
+export const OUTPUT_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
 const POOL_USAGE: Record<PoolName, number> = {
   data: OUTPUT_USAGE, codes: OUTPUT_USAGE, scales: OUTPUT_USAGE, zeros: OUTPUT_USAGE, status: OUTPUT_USAGE,
   partials: USAGE_STORAGE,
@@ -84,12 +84,6 @@ export class GpuResources {
     this.counters.buffers++;
     this.pool.set(name, buffer);
     return buffer;
-  }
-
-  /** A new buffer for the caller to keep (STORAGE | COPY_SRC | COPY_DST). */
-  createBuffer(label: string, bytes: number, mappedAtCreation = false): GPUBuffer {
-    this.counters.buffers++;
-    return this.device.createBuffer({ label: `edge-moq ${label}`, size: alignUp(Math.max(bytes, 4), 4), usage: OUTPUT_USAGE, mappedAtCreation });
   }
 
   /** A bind group of `layout` over `entries`, reused while the same buffers are bound. */
