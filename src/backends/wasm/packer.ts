@@ -7,7 +7,7 @@
 import type { BackendKind } from '../backend.js';
 import type { WasmBackend } from './backend.js';
 import { float32Length, type Grid } from '../../kernel-plan.js';
-import { InvalidInputError } from '../../errors.js';
+import { InvalidInputError, nonFiniteError } from '../../errors.js';
 import {
   allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions,
 } from '../../packed/layout.js';
@@ -59,8 +59,7 @@ export class WasmPacker implements Packer {
     if (badGroup >= 0) {
       const group = new Float32Array(memory.buffer, src + badGroup * plan.groupSize * 4, plan.groupSize);
       const at = group.findIndex((x) => !Number.isFinite(x));
-      throw new InvalidInputError('NON_FINITE',
-        `data[${badGroup * plan.groupSize + at}] is ${group[at]}: packing needs finite values. Nothing was modified.`);
+      throw nonFiniteError('data', group[at], { job: 0, index: badGroup * plan.groupSize + at, group: badGroup }, true);
     }
     const result = into ?? allocatePacked(plan);
     const buffer = memory.buffer;
