@@ -3,13 +3,14 @@
 // each number of worker threads, against the floor of reading the input and writing as many
 // bytes as the output has (what a quantizer that cost nothing would do), and a plain copy.
 // Each run is its own process, so its peak RSS (process.resourceUsage().maxRSS) and CPU time
-// (process.cpuUsage()), every thread included, are that run's alone; on a loaded machine the CPU
-// seconds say what the wall clock cannot. The file is written under os.tmpdir() and removed after.
+// (process.cpuUsage()), every thread included, are that run's alone. On a loaded machine the
+// wall clock measures the load; the busiest thread's CPU seconds (Linux: sampled from /proc)
+// say how long the run would take on idle cores, so the speed-up is given both ways. The file is written under os.tmpdir() and removed after.
 // The input is read from the page cache (it was just written); the outputs are fsynced, as
 // atomicFileSink does.
 
-import { spawnSync } from 'node:child_process';
-import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, fsyncSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,12 +86,37 @@ async function writeInput(path, count) {
   closeSync(file);
 }
 
-function run(kind, input, output, env = {}) {
-  const result = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', kind, '--input', input, '--output', output, '--bits', flags.bits],
-    { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 20 });
-  if (result.status !== 0) throw new Error(`${kind} run failed (${result.status}): ${result.stderr}`);
+/**
+ * Runs one child; on Linux also samples its threads' CPU time from /proc every 50 ms: the
+ * busiest thread's CPU seconds are the least wall time the run could take on idle cores,
+ * whatever else loads the machine now.
+ */
+async function run(kind, input, output, env = {}) {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', kind, '--input', input, '--output', output, '--bits', flags.bits],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => { stdout += chunk; });
+  child.stderr.on('data', (chunk) => { stderr += chunk; });
+  const threads = new Map();
+  const tick = 1 / 100; // USER_HZ: /proc reports CPU time in 1/100 s on Linux
+  const sample = () => {
+    try {
+      for (const tid of readdirSync(`/proc/${child.pid}/task`)) {
+        const fields = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ');
+        threads.set(tid, (Number(fields[11]) + Number(fields[12])) * tick);
+      }
+    } catch {
+      // The child ended between two samples, or this is no Linux.
+    }
+  };
+  const timer = setInterval(sample, 50);
+  const code = await new Promise((resolve) => child.on('exit', resolve));
+  clearInterval(timer);
+  if (code !== 0) throw new Error(`${kind} run failed (${code}): ${stderr}`);
   rmSync(output, { force: true });
-  return JSON.parse(result.stdout);
+  const busiest = Math.max(0, ...threads.values());
+  return { ...JSON.parse(stdout), busiestThreadSeconds: threads.size ? busiest : null };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -110,16 +136,22 @@ async function main() {
       `${availableParallelism()} CPUs, load average ${load()}; median of ${repeat} runs each`);
     const rows = [];
     const results = new Map();
-    for (const workers of workerCounts) results.set(workers, Array.from({ length: repeat }, () => run(String(workers), input, output)));
+    const repeated = async (kind, env) => {
+      const runs = [];
+      for (let i = 0; i < repeat; i++) runs.push(await run(kind, input, output, env));
+      return runs;
+    };
+    for (const workers of workerCounts) results.set(workers, await repeated(String(workers)));
     const bytesOut = results.get(workerCounts[0])[0].bytesOut;
-    const floor = Array.from({ length: repeat }, () => run('floor', input, output, { FLOOR_OUTPUT_BYTES: String(bytesOut) }));
-    const copy = Array.from({ length: repeat }, () => run('copy', input, output));
+    const floor = await repeated('floor', { FLOOR_OUTPUT_BYTES: String(bytesOut) });
+    const copy = await repeated('copy');
     const add = (what, runs) => {
       const seconds = median(runs.map((r) => r.seconds));
-      rows.push({ what, seconds, cpu: median(runs.map((r) => r.cpuSeconds)), mbps: inputBytes / MB / seconds, rss: Math.max(...runs.map((r) => r.maxRssMB)) });
-      return seconds;
+      const busiest = runs.every((r) => r.busiestThreadSeconds !== null) ? median(runs.map((r) => r.busiestThreadSeconds)) : null;
+      rows.push({ what, seconds, cpu: median(runs.map((r) => r.cpuSeconds)), busiest, mbps: inputBytes / MB / seconds, rss: Math.max(...runs.map((r) => r.maxRssMB)) });
+      return { seconds, busiest };
     };
-    const floorSeconds = add(`floor: read ${(inputBytes / MB).toFixed(0)} MB, write ${(bytesOut / MB).toFixed(0)} MB`, floor);
+    const { seconds: floorSeconds } = add(`floor: read ${(inputBytes / MB).toFixed(0)} MB, write ${(bytesOut / MB).toFixed(0)} MB`, floor);
     add('plain copy of the file', copy);
     const seconds = new Map();
     for (const workers of workerCounts) {
@@ -127,14 +159,16 @@ async function main() {
       seconds.set(workers, add(`quantize, workers ${workers}${runs[0].workers === 0 ? ' (this thread)' : ''} on ${runs[0].backend}`, runs));
     }
     const width = Math.max(...rows.map((r) => r.what.length));
-    console.log(`${'run'.padEnd(width)}  ${'seconds'.padStart(8)}  ${'CPU s'.padStart(6)}  ${'MB/s in'.padStart(8)}  ${'x floor'.padStart(8)}  ${'peak RSS'.padStart(9)}`);
+    console.log(`${'run'.padEnd(width)}  ${'seconds'.padStart(8)}  ${'CPU s'.padStart(6)}  ${'busiest'.padStart(8)}  ${'MB/s in'.padStart(8)}  ${'x floor'.padStart(8)}  ${'peak RSS'.padStart(9)}`);
     for (const r of rows) {
-      console.log(`${r.what.padEnd(width)}  ${r.seconds.toFixed(2).padStart(8)}  ${r.cpu.toFixed(2).padStart(6)}  ${r.mbps.toFixed(0).padStart(8)}  ` +
+      console.log(`${r.what.padEnd(width)}  ${r.seconds.toFixed(2).padStart(8)}  ${r.cpu.toFixed(2).padStart(6)}  ${(r.busiest?.toFixed(2) ?? '-').padStart(8)}  ${r.mbps.toFixed(0).padStart(8)}  ` +
         `${(r.seconds / floorSeconds).toFixed(2).padStart(8)}  ${`${r.rss.toFixed(0)} MB`.padStart(9)}`);
     }
     const one = seconds.get(1);
     for (const workers of workerCounts.filter((w) => w > 1 && one !== undefined)) {
-      console.log(`speed-up, workers ${workers} vs 1: ${(one / seconds.get(workers)).toFixed(2)}x`);
+      const many = seconds.get(workers);
+      const idle = one.busiest && many.busiest ? `; by the busiest thread's CPU time (idle cores): ${(one.busiest / many.busiest).toFixed(2)}x` : '';
+      console.log(`speed-up, workers ${workers} vs 1: ${(one.seconds / many.seconds).toFixed(2)}x by the wall clock${idle}`);
     }
     console.log(`load average after: ${load()}`);
   } finally {
