@@ -52,7 +52,7 @@ describe.skipIf(!available)('rounding.wgsl', () => {
   });
 
   /** Runs `entryPoint` over `count` items of `values` in place; the Job gets base, length and key. */
-  async function run(entryPoint: string, values: Float32Array, count: number, job: { base?: number; key?: number } = {}): Promise<Float32Array> {
+  async function run(entryPoint: string, values: Float32Array<ArrayBuffer>, count: number, job: { base?: number; key?: number } = {}): Promise<Float32Array> {
     const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint } });
     const data = device.createBuffer({ size: values.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     device.queue.writeBuffer(data, 0, values);
