@@ -142,15 +142,15 @@ describe('groups along an axis, on every packer', () => {
       for (const chunkBytes of [16, 52, 4 * 97]) {
         for (const positional of [true, false]) {
           const chunked = await packFile(values, c, packer, chunkBytes, positional);
-          const a = decodePackedFile(chunked.bytes).get('w');
-          const b = decodePackedFile(whole.bytes).get('w');
+          const a = decodePackedFile(chunked.bytes).get('w')!;
+          const b = decodePackedFile(whole.bytes).get('w')!;
           expect(a.values, `${name} chunkBytes ${chunkBytes}`).toEqual(b.values);
           expect(chunked.errors).toEqual(whole.errors);
         }
         expect(await dequantized(whole.bytes, packer, chunkBytes), `${name} dequantized in chunks of ${chunkBytes}`).toEqual(restored);
       }
       // The independent decoder (written from the README's layout text) reads the same values.
-      const outside = decodePackedFile(whole.bytes).get('w');
+      const outside = decodePackedFile(whole.bytes).get('w')!;
       expect(outside.shape).toEqual(c.shape);
       expect(outside.values).toEqual(restored);
     }
@@ -162,7 +162,7 @@ describe('groups along an axis, on every packer', () => {
       const c: Case = { label: '', dtype: 'F32', shape: [8, 4], axis: 0, options: { bits: 4, groupSize: 4, grid } };
       const { bytes } = await packFile(randomTensor(32, 1), c, packer, 1 << 20, false);
       expect(readPackedLayout(await openSafetensors(memorySource(bytes))).packed[0]!.entry.grid).toBe(recorded);
-      expect(decodePackedFile(bytes).get('w').packed.grid).toBe(recorded);
+      expect(decodePackedFile(bytes).get('w')!.packed!.grid).toBe(recorded);
     }
   });
 

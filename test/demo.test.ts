@@ -19,7 +19,8 @@ import { batchOrder, createRandom, permutation } from '../src/demo/random.js';
 import { changePoints } from '../src/demo/report.js';
 import { spread } from '../src/demo/stats.js';
 import { exportNotes, exportTable, moqOutcome, perSeedTable, reloadedAsTrained, signed, sweepTable, type SeedResult } from '../src/demo/summary.js';
-import type { LayerWeights, MoqRunResult } from '../src/demo/train.js';
+import type { LayerWeights } from '../src/demo/ptq.js';
+import type { MoqRunResult } from '../src/demo/train.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const CLI = join(ROOT, 'dist/cli/main.js');

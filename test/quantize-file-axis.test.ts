@@ -29,7 +29,7 @@ describe('quantizeSafetensors with axis and grid', () => {
       const sink = memorySink();
       const report = await quantizeSafetensors(memorySource(model), sink, packer, { ...options, ...(chunkBytes ? { chunkBytes } : {}) } as never);
       expect(report.packed).toBe(1);
-      const entry = decodePackedFile(sink.bytes()).get('w').packed;
+      const entry = decodePackedFile(sink.bytes()).get('w')!.packed!;
       expect(entry.axis).toBe(axis);
       const view = axisView(shape, axis);
       const stream = Float32Array.from({ length }, (_, p) => values[tensorIndexOf(view, p)]!);
