@@ -61,7 +61,7 @@ fn ternaryAlpha(g: u32, stats: Partial) -> f32 {
   if (pack.smallGroups == 0u) {
     return ternaryGroup(stats, partials[job.thresholdGroupBase + g]).alpha;
   }
-  return smallTernaryGroup(g, stats).alpha;
+  return smallTernaryGroup(g).alpha;
 }
 
 // One invocation per group: its scale and, asymmetric, its zero point. A group of scale 0
@@ -103,7 +103,7 @@ fn codeGroup(g: u32) -> CodeGroup {
   }
   var threshold = 0.0;
   if (pack.bits == 2u) {
-    threshold = ternaryThreshold(groupStats(g));
+    threshold = THRESHOLD_FACTOR * meanAbs(groupStats(g));
   }
   return CodeGroup(GridGroup(0.0, 0.0, false, false), threshold);
 }

@@ -24,19 +24,15 @@ struct TernaryGroup {
   alpha: f32,
 }
 
-fn ternaryThreshold(stats: Partial) -> f32 {
-  return THRESHOLD_FACTOR * meanAbs(stats);
-}
-
 fn ternaryGroup(stats: Partial, above: Partial) -> TernaryGroup {
   let alpha = select(0.0, meanOf(above, f32(above.count), stats), above.count > 0u);
-  return TernaryGroup(ternaryThreshold(stats), alpha);
+  return TernaryGroup(THRESHOLD_FACTOR * meanAbs(stats), alpha);
 }
 
-// Small group g, read whole by one invocation (the *SmallGroups kernels and packing);
-// `stats` is its smallGroupPartial.
-fn smallTernaryGroup(g: u32, stats: Partial) -> TernaryGroup {
-  let threshold = ternaryThreshold(stats);
+// Small group g, read whole by one invocation (ternarySmallGroups and packing).
+fn smallTernaryGroup(g: u32) -> TernaryGroup {
+  let stats = smallGroupPartial(g);
+  let threshold = THRESHOLD_FACTOR * meanAbs(stats);
   let unit = sumUnit(stats);
   let start = job.base + g * job.groupSize;
   var above = emptyPartial();
@@ -55,6 +51,15 @@ fn ternaryValue(x: f32, group: TernaryGroup) -> f32 {
   return finishValue(x, ternarySign(x, group.threshold) * group.alpha);
 }
 
+// Element i of the tensor, by both writers.
+fn writeTernary(i: u32, group: TernaryGroup) {
+  if (group.alpha > 0.0) {
+    data[job.base + i] = ternaryValue(data[job.base + i], group);
+  } else {
+    takeZeroPoint(i, 0.0);
+  }
+}
+
 // Runs before any writer (it only reads the data): the above-threshold Partial of each chunk.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn aboveThresholdChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
@@ -64,7 +69,7 @@ fn aboveThresholdChunks(workgroup: Workgroup, @builtin(local_invocation_index) l
   }
   let chunk = chunkAt(index);
   let stats = partials[job.groupStatsBase + chunk.group];
-  let threshold = ternaryThreshold(stats);
+  let threshold = THRESHOLD_FACTOR * meanAbs(stats);
   let unit = sumUnit(stats);
   var acc = emptyPartial();
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
@@ -95,11 +100,7 @@ fn ternaryChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u
   let stats = partials[job.groupStatsBase + chunk.group];
   let group = ternaryGroup(stats, partials[job.thresholdGroupBase + chunk.group]);
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
-    if (group.alpha > 0.0) {
-      data[job.base + i] = ternaryValue(data[job.base + i], group);
-    } else {
-      takeZeroPoint(i, 0.0);
-    }
+    writeTernary(i, group);
   }
 }
 
@@ -109,13 +110,9 @@ fn ternarySmallGroups(workgroup: Workgroup, @builtin(local_invocation_index) loc
   if (g >= job.groupCount || !writesAllowed()) {
     return;
   }
-  let group = smallTernaryGroup(g, smallGroupPartial(g));
+  let group = smallTernaryGroup(g);
   let start = g * job.groupSize;
   for (var i = start; i < start + job.groupSize; i++) {
-    if (group.alpha > 0.0) {
-      data[job.base + i] = ternaryValue(data[job.base + i], group);
-    } else {
-      takeZeroPoint(i, 0.0);
-    }
+    writeTernary(i, group);
   }
 }
