@@ -9,7 +9,7 @@
 // passes (means from groupAbsMeans, in place) or one fused pass from `src` to `dst` that stops
 // at the first non-finite group.
 
-import { aboveThresholdMean, groupMeanAbs } from './stats';
+import { aboveThresholdMean, groupMeanAbs, keepWhere } from './stats';
 import { blendValue, blend4 } from './blend';
 import { THRESHOLD_FACTOR } from './interface';
 
@@ -49,8 +49,8 @@ export function quantizeTernary(src: usize, dst: usize, groupCount: i32, groupSi
   for (; i < n; i++) {
     const offset = <usize>i << 2;
     const x = load<f32>(from + offset);
-    // x > thr or x < -thr is |x| > thr (thr >= 0); select, not branches, for random signs.
-    const q = select<f32>(copysign<f32>(alpha, x), 0, abs<f32>(x) > threshold);
+    // x > thr or x < -thr is |x| > thr (thr >= 0); no branch (keepWhere) for random signs.
+    const q = keepWhere(copysign<f32>(alpha, x), abs<f32>(x) > threshold);
     store<f32>(to + offset, BLEND ? blendValue(x, q, ratio, rest) : q);
   }
 }
