@@ -3,7 +3,8 @@
 //      groups of 4096), against copyBufferToBuffer of the same buffer: the copy is the
 //      device's bandwidth floor, and copy time / kernel time is the fraction of it reached.
 //   2. Every kernel at 2^min(24, MAX) elements: upload, kernels, read-back, the host round
-//      trip (fakeQuantize on a Float32Array) and wasm-simd on the same array.
+//      trip (fakeQuantize on a Float32Array) and wasm-simd on the same array, whose result the
+//      GPU's must equal bit for bit (else the run ends with status 3).
 //   3. The host crossover: fakeQuantize on a Float32Array, WebGPU against wasm-simd, 2^10..2^MAX;
 //      the smallest size from which WebGPU stays faster is what WEBGPU_CROSSOVER_ELEMENTS
 //      (src/backends/select.ts) should be.
@@ -211,11 +212,25 @@ const readBack = async () => {
   staging.unmap();
 };
 const resetSplitHost = () => splitHost.set(original.subarray(0, splitN));
+/**
+ * Values of the GPU's result that differ bit for bit from wasm-simd's on the same input: the
+ * backends are meant to agree exactly, and a kernel that did nothing must not be timed as fast.
+ * @param {import('../dist/index.js').FakeQuantizeOptions} options
+ */
+async function differences(options) {
+  const onGpu = await backend.fakeQuantize(original.slice(0, splitN), options);
+  const onWasm = await wasm.fakeQuantize(original.slice(0, splitN), options);
+  const gpuBits = new Uint32Array(onGpu.buffer, onGpu.byteOffset, splitN), wasmBits = new Uint32Array(onWasm.buffer, onWasm.byteOffset, splitN);
+  let differ = 0;
+  for (let i = 0; i < splitN; i++) if (gpuBits[i] !== wasmBits[i]) differ++;
+  return differ;
+}
 const splitRows = [];
 for (const [name, variant] of VARIANTS) {
   const options = { ...variant, groupSize: GROUP };
   const row = {
     name,
+    differ: await differences(options),
     upload: await time(() => {}, upload),
     kernels: await time(upload, () => backend.fakeQuantizeBuffer(resident, splitN, options)),
     readBack: await time(upload, readBack),
@@ -223,7 +238,7 @@ for (const [name, variant] of VARIANTS) {
     wasm: await time(resetSplitHost, () => wasm.fakeQuantize(splitHost, options)),
   };
   splitRows.push(row);
-  console.error(`${name} at 2^${splitLog}: upload ${row.upload.toFixed(2)}, kernels ${row.kernels.toFixed(2)}, read-back ${row.readBack.toFixed(2)}, round trip ${row.roundTrip.toFixed(2)}, wasm-simd ${row.wasm.toFixed(2)} ms`);
+  console.error(`${name} at 2^${splitLog}: ${row.differ} values differ from wasm-simd; upload ${row.upload.toFixed(2)}, kernels ${row.kernels.toFixed(2)}, read-back ${row.readBack.toFixed(2)}, round trip ${row.roundTrip.toFixed(2)}, wasm-simd ${row.wasm.toFixed(2)} ms`);
 }
 resident.destroy();
 staging.destroy();
@@ -267,9 +282,10 @@ const deviceLines = [
   }),
 ];
 const splitLines = [
-  `| kernel (2^${splitLog} elements) | upload, ms | kernels (GPUBuffer), ms | read-back, ms | host round trip, ms | wasm-simd host, ms |`,
-  '|---|---:|---:|---:|---:|---:|',
-  ...splitRows.map((r) => `| ${r.name} | ${[r.upload, r.kernels, r.readBack, r.roundTrip, r.wasm].map((v) => f(v, 2)).join(' | ')} |`),
+  `| kernel (2^${splitLog} elements) | upload, ms | kernels (GPUBuffer), ms | read-back, ms | host round trip, ms | wasm-simd host, ms | result against wasm-simd |`,
+  '|---|---:|---:|---:|---:|---:|---|',
+  ...splitRows.map((r) => `| ${r.name} | ${[r.upload, r.kernels, r.readBack, r.roundTrip, r.wasm].map((v) => f(v, 2)).join(' | ')} ` +
+    `| ${r.differ === 0 ? 'equal bit for bit' : `${r.differ.toLocaleString('en-US')} values differ`} |`),
 ];
 const hostLines = [
   '| elements | wasm-simd, ms | webgpu round trip, ms | faster |',
@@ -288,7 +304,8 @@ const section = `## WebGPU on ${describeAdapter(summary)}\n\n${header}\n\n` +
   (gpuTimed ? 'Where the GPU timed the copy itself (timestamps between empty passes), the bandwidth is from that time, and the fraction ' +
     'against it sets the copy\'s GPU time against the kernels\' wall time: a lower bound. ' : '') +
   '"One call" is `fakeQuantizeBuffer`, which also reads the status back.\n\n' +
-  `${deviceLines.join('\n')}\n\n**Every kernel** at 2^${splitLog} elements: the host round trip split into its parts, and wasm-simd on the same array.\n\n` +
+  `${deviceLines.join('\n')}\n\n**Every kernel** at 2^${splitLog} elements: the host round trip split into its parts, wasm-simd on the same array, ` +
+  `and whether the GPU's result equals wasm-simd's bit for bit.\n\n` +
   `${splitLines.join('\n')}\n\n**Host data**: \`fakeQuantize\` on a Float32Array (symmetric 8-bit, groups of up to ${GROUP}), warm.\n\n` +
   `${hostLines.join('\n')}\n\n${verdict}`;
 console.log(section);
@@ -297,4 +314,6 @@ else writeSection('gpu', section);
 console.error(`bench:gpu: ${((performance.now() - started) / 1000).toFixed(0)} s after the device opened`);
 backend.dispose();
 device.destroy();
+const mismatched = splitRows.filter((r) => r.differ > 0).map((r) => r.name);
+if (mismatched.length > 0) fail(`the GPU's results differ from wasm-simd's for ${mismatched.join(', ')}: a bug to report with the adapter above.`, 3);
 process.exit(0);

@@ -36,6 +36,7 @@ function plainLoop(data, groupSize, bits) {
 const started = performance.now();
 const original = weights();
 const copy = new Float32Array(N);
+const into = new Float32Array(N);
 const FLOOR = 'Float32Array.prototype.set (the floor)';
 const PLAIN = 'plain TypeScript loop, symmetric 8-bit, in place';
 const FRESH = 'a fresh Float32Array, then set';
@@ -59,6 +60,8 @@ for (const build of BUILDS) {
     // In WebAssembly memory: validated for the whole tensor before any write.
     cases.push({ name: `${build} tensor ${name}`, prepare: () => tensor.array.set(original), run: () => backend.fakeQuantizeSync(tensor.array, opts) });
     cases.push({ name: `${build} host ${name}`, prepare: () => copy.set(original), run: () => backend.fakeQuantizeSync(copy, opts) });
+    // Out of place, host array to host array: the source is only read, so it needs no reset.
+    if (build === 'simd') cases.push({ name: `${build} into ${name}`, run: () => backend.fakeQuantizeSync(original, opts, { into }) });
   }
 }
 
@@ -85,17 +88,20 @@ const hostTargets = /** @type {Record<string, number>} */ ({
   'symmetric 8-bit nearest': 1.8, 'asymmetric 8-bit nearest': 2.0, 'symmetric 8-bit stochastic': 2.5,
   'ternary (2-bit)': 2.2, 'binary (1-bit)': 2.2,
 });
+const intoTargets = /** @type {Record<string, number>} */ ({ 'symmetric 8-bit nearest': 1.3 });
 const SCALAR_TARGET = 6;
 /** @param {number | undefined} t */
 const target = (t) => (t === undefined ? '' : `≤ ${t}`);
 const kernelLines = [
-  '| kernel | build | WasmTensor in place, ms | x floor | target | host Float32Array in place, ms | x floor | target |',
-  '|---|---|---:|---:|---:|---:|---:|---:|',
+  '| kernel | build | WasmTensor in place, ms | x floor | target | host Float32Array in place, ms | x floor | target | out of place, host to host, ms | x floor | target |',
+  '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ...BUILDS.flatMap((build) => VARIANTS.map(([name]) => {
     const tensor = result(`${build} tensor ${name}`), host = result(`${build} host ${name}`);
     const simd = build === 'simd';
+    const outOfPlace = simd ? result(`${build} into ${name}`) : null;
     return `| ${name} | ${simd ? 'wasm-simd' : 'wasm (scalar)'} | ${ms(tensor.ms)} | ${ratio(tensor.ratio)} | ${target(simd ? targets[name] : SCALAR_TARGET)} ` +
-      `| ${ms(host.ms)} | ${ratio(host.ratio)} | ${target(simd ? hostTargets[name] : SCALAR_TARGET)} |`;
+      `| ${ms(host.ms)} | ${ratio(host.ratio)} | ${target(simd ? hostTargets[name] : SCALAR_TARGET)} ` +
+      `| ${outOfPlace ? `${ms(outOfPlace.ms)} | ${ratio(outOfPlace.ratio)} | ${target(intoTargets[name])}` : '— | | '} |`;
   })),
 ];
 
@@ -103,6 +109,7 @@ const kernelLines = [
 const peerRows = [
   ['edge-moq wasm-simd, `WasmTensor` in place (validated, two passes)', 'simd tensor symmetric 8-bit nearest'],
   ['edge-moq wasm-simd, host `Float32Array` in place (what most users call)', 'simd host symmetric 8-bit nearest'],
+  ['edge-moq wasm-simd, out of place, host to host (`{ into }`)', 'simd into symmetric 8-bit nearest'],
   ['edge-moq wasm-simd, host ternary', 'simd host ternary (2-bit)'],
   ['edge-moq wasm-simd, host binary', 'simd host binary (1-bit)'],
   ['edge-moq wasm-simd, stochastic rounding, host array', 'simd host symmetric 8-bit stochastic'],
@@ -121,12 +128,13 @@ const peerLines = [
 
 const when = new Date().toISOString().slice(0, 10);
 const kernelHeader = `Measured ${when} on ${machine()}; ${N.toLocaleString('en-US')} float32 values, groups of ${GROUP}, ` +
-  `medians of ${RUNS} rounds; "x floor" is the median of each round's ratio to \`Float32Array.prototype.set\` of the same size ` +
-  `(${ms(floorMs)} ms), timed in the same round. "WasmTensor in place": the tensor lives in WebAssembly memory and is validated ` +
+  `medians of ${RUNS} rounds of the process's CPU time (user + system: waiting for a core on a shared machine is not counted); "x floor" is the median of each round's ratio to ` +
+  `\`Float32Array.prototype.set\` of the same size (${ms(floorMs)} ms), timed in the same round. "WasmTensor in place": the tensor lives in WebAssembly memory and is validated ` +
   'for the whole tensor before any write, so bad input leaves it untouched. "Host Float32Array in place": ' +
-  '`fakeQuantizeSync` on a JavaScript array, with the same promise. Targets are issue 18\'s.';
+  '`fakeQuantizeSync` on a JavaScript array, with the same promise. "Out of place": `fakeQuantizeSync(src, options, { into })` ' +
+  'from one JavaScript array into another, `src` only read (timed on the SIMD build). Targets are issue 18\'s.';
 const peerHeader = `The same run (${when}, ${machine()}): ${N.toLocaleString('en-US')} float32 values, symmetric 8-bit ` +
-  `in groups of ${GROUP}, every row timed in the same rounds as the floor; medians of ${RUNS} rounds of ratios to it. ` +
+  `in groups of ${GROUP}, every row timed in the same rounds as the floor; medians of ${RUNS} rounds of ratios to it, in CPU time. ` +
   'The peers run single-threaded: onnxruntime-web on its wasm execution provider with `env.wasm.numThreads = 1`, ' +
   'a QDQ graph (Abs, ReduceMax per group, Mul by 2/256, per-axis QuantizeLinear and DequantizeLinear on [groups, 4096], opset 13); ' +
   'tfjs on tfjs-backend-wasm with its threads off, the same steps as ops (abs, max, mul, div, round, clipByValue, mul). ' +
