@@ -3,33 +3,27 @@
 // error, and nothing modified, not the tensor, not the other tensors of the same call.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBackend, InvalidInputError, WasmBackend, type EdgeMoqError, type FakeQuantizeOptions } from '../src/index.js';
+import { createBackend, InvalidInputError, type WasmBackend, type EdgeMoqError, type FakeQuantizeOptions } from '../src/index.js';
 import { randomTensor } from './support/fixtures.js';
-import { caseValue, readCases, type CaseValue } from './support/implementations.js';
+import { badData, readCases, type BadCall, type BadData } from './support/implementations.js';
 
-interface BadCall {
-  name: string;
-  data: { random?: number; seed?: number; set?: Record<string, CaseValue> };
+interface BadQuantize extends BadCall {
+  data: BadData;
   options?: unknown;
-  code: string;
 }
 
 /** The cases whose data is a Float32Array with elements: the ones a WebAssembly tensor can hold. */
-const CASES = readCases<{ fakeQuantize: BadCall[] }>('bad-inputs.json').fakeQuantize.filter((call) => (call.data.random ?? 0) > 0);
-
-function dataOf(call: BadCall): Float32Array {
-  const values = randomTensor(call.data.random!, call.data.seed!);
-  for (const [index, value] of Object.entries(call.data.set ?? {})) values[Number(index)] = caseValue(value);
-  return values;
-}
+const CASES = readCases<{ fakeQuantize: BadQuantize[] }>('bad-inputs.json').fakeQuantize.filter((call) => 'random' in call.data && call.data.random > 0);
 
 let backend: WasmBackend;
-beforeAll(async () => { backend = await createBackend('wasm-simd') as WasmBackend; });
+beforeAll(async () => {
+  backend = (await createBackend('wasm-simd')) as WasmBackend;
+});
 afterAll(() => backend?.dispose());
 
 describe('a tensor in WebAssembly memory', () => {
   it.each(CASES)('is left untouched: $name', (call) => {
-    const input = dataOf(call);
+    const input = badData(call.data) as Float32Array;
     const tensor = backend.upload(input);
     let error: unknown;
     try {
@@ -49,11 +43,13 @@ describe('a tensor in WebAssembly memory', () => {
     const bad = randomTensor(64, 1);
     bad[10] = Number.NaN;
     const snapshot = [good.slice(), inMemory.array.slice()];
-    const error = await backend.fakeQuantizeMany([
-      { data: good, options: { bits: 8 } },
-      { data: inMemory.array, options: { bits: 4, groups: 4 } },
-      { data: bad, options: { bits: 8 } },
-    ]).catch((e: unknown) => e);
+    const error = await backend
+      .fakeQuantizeMany([
+        { data: good, options: { bits: 8 } },
+        { data: inMemory.array, options: { bits: 4, groups: 4 } },
+        { data: bad, options: { bits: 8 } },
+      ])
+      .catch((e: unknown) => e);
     expect((error as EdgeMoqError).code).toBe('NON_FINITE');
     expect((error as Error).message).toMatch(/jobs\[2\]\.data\[10\] is NaN/);
     expect(good).toEqual(snapshot[0]);

@@ -3,7 +3,7 @@
 // the Packer contract on every implementation.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBackend, WasmBackend } from '../src/index.js';
+import { createBackend, type WasmBackend } from '../src/index.js';
 import { createPacker, type Packer } from '../src/packed/index.js';
 import { randomTensor } from './support/fixtures.js';
 
@@ -11,7 +11,7 @@ describe.each(['wasm-simd', 'wasm'] as const)('%s', (kind) => {
   let backend: WasmBackend;
   let packer: Packer;
   beforeAll(async () => {
-    backend = await createBackend(kind) as WasmBackend;
+    backend = (await createBackend(kind)) as WasmBackend;
     packer = await createPacker(backend);
   });
   afterAll(() => {

@@ -21,7 +21,8 @@ describe('stochastic noise', () => {
     const stream = { seed: 123, step: 4, tensorId: 9 };
     const offsets = simd.noiseOffsets(100_003, stream);
     expect(scalar.noiseOffsets(100_003, stream)).toEqual(offsets);
-    let mean = 0, outside = 0;
+    let mean = 0,
+      outside = 0;
     for (const p of offsets) {
       if (!(p >= -0.5 && p < 0.5)) outside++;
       mean += p / offsets.length;

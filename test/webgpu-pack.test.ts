@@ -4,7 +4,7 @@
 // calls that create nothing; and a lost device that moves host arrays to WebAssembly.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
-import { createBackend, WebGpuBackend, type FakeQuantizeOptions } from '../src/index.js';
+import { createBackend, type WebGpuBackend, type FakeQuantizeOptions } from '../src/index.js';
 import { allocatePacked, createPacker, planPack, WebGpuPacker, type GpuPackedTensor, type PackOptions } from '../src/packed/index.js';
 import { uniforms } from './support/fixtures.js';
 import { bufferWith, readBuffer, testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
@@ -25,8 +25,8 @@ describe.skipIf(!available)('WebGpuPacker', () => {
   let packer: WebGpuPacker;
 
   beforeAll(async () => {
-    backend = await createBackend({ kind: 'webgpu', gpu: testGpu() }) as WebGpuBackend;
-    packer = await createPacker(backend) as WebGpuPacker;
+    backend = (await createBackend({ kind: 'webgpu', gpu: testGpu() })) as WebGpuBackend;
+    packer = (await createPacker(backend)) as WebGpuPacker;
   });
 
   afterAll(() => {
@@ -37,15 +37,21 @@ describe.skipIf(!available)('WebGpuPacker', () => {
   it('decodes packed tensors uploaded to the device by the layout text', async () => {
     const next = uniforms(17);
     for (let bits = 1; bits <= 16; bits++) {
-      for (const type of bits >= 3 ? ['symmetric', 'asymmetric'] as const : [bits === 1 ? 'binary' as const : 'ternary' as const]) {
+      for (const type of bits >= 3 ? (['symmetric', 'asymmetric'] as const) : [bits === 1 ? ('binary' as const) : ('ternary' as const)]) {
         const [length, groupSize] = [93, 31];
         const packed = allocatePacked(planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) }));
-        packed.codes.forEach((_, k) => { packed.codes[k] = Math.floor(next() * 256); });
+        packed.codes.forEach((_, k) => {
+          packed.codes[k] = Math.floor(next() * 256);
+        });
         packed.codes[packed.codes.length - 1]! &= 0xff >> ((8 - ((length * bits) % 8)) % 8);
         // Ternary has no code 3 (unpack refuses it: test/packed-validation.test.ts).
         if (type === 'ternary') for (let i = 0; i < length; i++) if (codeAt(packed.codes, 2, i) === 3) setCodeAt(packed.codes, 2, i, i % 3);
-        packed.scales.forEach((_, g) => { packed.scales[g] = Math.fround(next() * 0.01 + 1e-4); });
-        packed.zeros?.forEach((_, g) => { packed.zeros![g] = Math.fround(next() - 0.5); });
+        packed.scales.forEach((_, g) => {
+          packed.scales[g] = Math.fround(next() * 0.01 + 1e-4);
+        });
+        packed.zeros?.forEach((_, g) => {
+          packed.zeros![g] = Math.fround(next() - 0.5);
+        });
         const expected = Float32Array.from({ length }, (_, i) => valueAt(packed, i));
         const onDevice = packer.upload(packed);
         const values = await packer.unpackToBuffer(onDevice);
@@ -138,7 +144,11 @@ describe.skipIf(!available)('WebGpuPacker', () => {
     const compiled = fresh.stats();
     expect(compiled).toMatchObject({ shaderModules: 1, buffers: 0, bindGroups: 0, submissions: 0 });
     expect(compiled.pipelines).toBeGreaterThan(0);
-    const shapes: [number, PackOptions][] = [[4096, { bits: 8, groups: 4 }], [600, { bits: 2, groupSize: 10 }], [9000, { bits: 3, groups: 1, type: 'asymmetric' }]];
+    const shapes: [number, PackOptions][] = [
+      [4096, { bits: 8, groups: 4 }],
+      [600, { bits: 2, groupSize: 10 }],
+      [9000, { bits: 3, groups: 1, type: 'asymmetric' }],
+    ];
     const arrays = shapes.map(([length], i) => weights(length, i));
     const packedOnHost = shapes.map(([length, options]) => allocatePacked(planPack(length, options)));
     const sources = arrays.map((x) => bufferWith(backend.device, x));
@@ -167,7 +177,7 @@ describe.skipIf(!available)('WebGpuPacker', () => {
 
 describe.skipIf(!available)('WebGpuBackend', () => {
   it('quantizes a whole parameter group in one submission', async () => {
-    const backend = await createBackend({ kind: 'webgpu', gpu: testGpu() }) as WebGpuBackend;
+    const backend = (await createBackend({ kind: 'webgpu', gpu: testGpu() })) as WebGpuBackend;
     const jobs: { length: number; options: FakeQuantizeOptions }[] = [
       { length: 4096, options: { bits: 8, groups: 4 } },
       { length: 100, options: { bits: 2, groups: 1 } },
@@ -187,8 +197,8 @@ describe.skipIf(!available)('WebGpuPacker on a device of its own, until it is lo
 
   beforeAll(async () => {
     context.device = await testDevice(false);
-    context.backend = await createBackend({ kind: 'webgpu', gpu: testGpu(), device: context.device }) as WebGpuBackend;
-    context.packer = await createPacker(context.backend) as WebGpuPacker;
+    context.backend = (await createBackend({ kind: 'webgpu', gpu: testGpu(), device: context.device })) as WebGpuBackend;
+    context.packer = (await createPacker(context.backend)) as WebGpuPacker;
   });
 
   afterAll(() => {

@@ -64,7 +64,10 @@ describe.skipIf(!available)('rounding.wgsl', () => {
     device.queue.writeBuffer(uniform, 0, words);
     const group = device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: data } }, { binding: 3, resource: { buffer: uniform } }],
+      entries: [
+        { binding: 0, resource: { buffer: data } },
+        { binding: 3, resource: { buffer: uniform } },
+      ],
     });
     const staging = device.createBuffer({ size: values.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const encoder = device.createCommandEncoder();

@@ -10,13 +10,25 @@
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as errors from '../../src/errors.js';
-import { createBackend, type Backend, type FakeQuantizeOptions } from '../../src/index.js';
+import { createBackend, type Backend, type EdgeMoqError, type FakeQuantizeOptions } from '../../src/index.js';
 import { randomTensor } from '../support/fixtures.js';
 import { FUZZ_SEED } from '../support/fuzz.js';
 import {
-  IMPLEMENTATIONS, REFERENCE, caseValue, caseValues, noiseOffsets, ranOn, readCases, usesSubgroups, useImplementation,
-  type CaseValue, type Implementation,
+  IMPLEMENTATIONS,
+  badData,
+  expectError,
+  type BadCall,
+  type BadData,
+  REFERENCE,
+  caseValue,
+  caseValues,
+  noiseOffsets,
+  ranOn,
+  readCases,
+  usesSubgroups,
+  useImplementation,
+  type CaseValue,
+  type Implementation,
 } from '../support/implementations.js';
 import { weights } from '../support/webgpu.js';
 
@@ -25,7 +37,10 @@ fc.configureGlobal({ seed: FUZZ_SEED });
 const f = Math.fround;
 const MIN_NORMAL = 2 ** -126;
 const THRESHOLD_FACTOR = f(0.7);
-const roundHalfEven = (v: number) => { const r = Math.round(v); return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r; };
+const roundHalfEven = (v: number) => {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+};
 /** -0 equals 0 (conformance README); toEqual would tell them apart. */
 const signless = (values: ArrayLike<number>) => Array.from(values, (v) => v + 0);
 
@@ -54,15 +69,21 @@ function designGroup(x: number[], bits: number, asymmetric: boolean, full: boole
     if (bits === 1) return { q: x.map((v) => (v > 0 ? mean : v < 0 ? -mean : 0)), skipped: false };
     if (abs.every((a) => a === 0)) return { q: x, skipped: true };
     const threshold = f(THRESHOLD_FACTOR * mean);
-    let passed = 0, count = 0;
-    for (const a of abs) if (a > threshold) { passed = f(passed + a); count++; }
+    let passed = 0,
+      count = 0;
+    for (const a of abs)
+      if (a > threshold) {
+        passed = f(passed + a);
+        count++;
+      }
     // Only at the bottom of the subnormals can 0.7 * mean round up past every |x|: then nothing passes.
     const alpha = count > 0 ? f(passed / count) : 0;
     if (!finite(alpha)) return null;
     return { q: x.map((v) => (v > threshold ? alpha : v < -threshold ? -alpha : 0)), skipped: false };
   }
   const levels = 2 ** bits;
-  const min = Math.min(...x), max = Math.max(...x);
+  const min = Math.min(...x),
+    max = Math.max(...x);
   const m = Math.abs(max) > Math.abs(min) ? max : min;
   const scale = asymmetric ? f(f(max - min) / levels) : full ? f(m / -(levels / 2)) : f(f(2 * Math.max(...abs)) / levels);
   if (!finite(scale)) return null;
@@ -84,7 +105,14 @@ function design(input: number[], options: FakeQuantizeOptions, noise: number[]):
   for (let g = 0; g < groups; g++) {
     const x = input.slice(g * size, (g + 1) * size);
     const p = noise.slice(g * size, (g + 1) * size);
-    const at = (k: number) => designGroup(x.map((v) => f(v * 2 ** -k)), options.bits, options.type === 'asymmetric', options.grid === 'full', p);
+    const at = (k: number) =>
+      designGroup(
+        x.map((v) => f(v * 2 ** -k)),
+        options.bits,
+        options.type === 'asymmetric',
+        options.grid === 'full',
+        p,
+      );
     let k = 0;
     let result = at(0);
     while (result === null) {
@@ -97,7 +125,8 @@ function design(input: number[], options: FakeQuantizeOptions, noise: number[]):
     }
     let q = result.q.map((v) => f(v * 2 ** k));
     if (options.blendRatio !== undefined) {
-      const ratio = f(options.blendRatio), rest = f(1 - options.blendRatio);
+      const ratio = f(options.blendRatio),
+        rest = f(1 - options.blendRatio);
       q = q.map((v, i) => f(f(ratio * x[i]!) + f(rest * v)));
     }
     out.push(...q);
@@ -123,17 +152,24 @@ const EDGES = readCases<{ rows: EdgeRow[] }>('edges.json').rows;
 async function expectedFor(row: EdgeRow): Promise<number[]> {
   const input = Array.from(caseValues(row.input));
   const { options } = row;
-  const noise = options.rounding === 'stochastic'
-    ? await noiseOffsets(input.length, { seed: options.seed ?? 0, step: options.step ?? 0, tensorId: options.tensorId ?? 0 })
-    : new Float32Array(input.length);
+  const noise =
+    options.rounding === 'stochastic' ? await noiseOffsets(input.length, { seed: options.seed ?? 0, step: options.step ?? 0, tensorId: options.tensorId ?? 0 }) : new Float32Array(input.length);
   return design(input, options, Array.from(noise));
 }
 
 /** Rows whose inputs, scales or results are subnormal: only for implementations that keep them. */
 function involvesSubnormals(row: EdgeRow): boolean {
   const input = Array.from(caseValues(row.input));
-  return [...input, ...design(input, row.options, input.map(() => 0))].some((v) => v !== 0 && Math.abs(v) < MIN_NORMAL)
-    || row.name.includes('subnormal');
+  return (
+    [
+      ...input,
+      ...design(
+        input,
+        row.options,
+        input.map(() => 0),
+      ),
+    ].some((v) => v !== 0 && Math.abs(v) < MIN_NORMAL) || row.name.includes('subnormal')
+  );
 }
 
 function checkEdge(row: EdgeRow, got: Float32Array, want: number[]): void {
@@ -156,34 +192,12 @@ describe('the float32 formulas themselves', () => {
 // ---------------------------------------------------------------------------------------------
 // Bad input.
 
-type BadData = { random: number; seed: number; set?: Record<string, CaseValue> } | { float64: number } | { array: number[] };
-
-interface BadCall {
-  name: string;
+interface BadQuantize extends BadCall {
   data: BadData;
   options?: unknown;
-  error: keyof typeof errors;
-  code: errors.ErrorCode;
-  message: string;
-  location?: errors.ErrorLocation;
 }
 
-const BAD = readCases<{ fakeQuantize: BadCall[] }>('bad-inputs.json').fakeQuantize;
-
-function badData(data: BadData): unknown {
-  if ('float64' in data) return new Float64Array(data.float64);
-  if ('array' in data) return [...data.array];
-  const values = randomTensor(data.random, data.seed);
-  for (const [index, value] of Object.entries(data.set ?? {})) values[Number(index)] = caseValue(value);
-  return values;
-}
-
-/** What a bad call must have thrown: the class, the code, the words, and where. */
-function expectError(error: unknown, call: BadCall): void {
-  expect(error).toBeInstanceOf(errors[call.error] as typeof errors.EdgeMoqError);
-  expect((error as errors.EdgeMoqError).code).toBe(call.code);
-  expect((error as Error).message).toMatch(new RegExp(call.message));
-}
+const BAD = readCases<{ fakeQuantize: BadQuantize[] }>('bad-inputs.json').fakeQuantize;
 
 // ---------------------------------------------------------------------------------------------
 // Random tensors against the reference.
@@ -204,7 +218,12 @@ function variants(bits: number): FakeQuantizeOptions[] {
     for (const rounding of ['nearest', 'stochastic'] as const) {
       for (const blendRatio of [undefined, 0.25]) {
         all.push({
-          bits, ...(type === 'full' ? { grid: type } : { type }), rounding, seed: 42, step: 3, tensorId: 7,
+          bits,
+          ...(type === 'full' ? { grid: type } : { type }),
+          rounding,
+          seed: 42,
+          step: 3,
+          tensorId: 7,
           ...(blendRatio === undefined ? {} : { blendRatio }),
         });
       }
@@ -214,27 +233,34 @@ function variants(bits: number): FakeQuantizeOptions[] {
 }
 
 /** A tensor split into `groups` groups of `values`, with options valid for it. */
-const tensorOf = (values: fc.Arbitrary<number>, blendRatio: fc.Arbitrary<number>) => fc.record({
-  groupSize: fc.integer({ min: 1, max: 70 }),
-  groups: fc.integer({ min: 1, max: 6 }),
-  bits: fc.integer({ min: 1, max: 16 }),
-  asymmetric: fc.boolean(),
-  stochastic: fc.boolean(),
-  seed: fc.nat(),
-  blend: fc.option(blendRatio, { nil: undefined }),
-}).chain((shape) => fc.record({
-  shape: fc.constant(shape),
-  data: fc.array(values, { minLength: shape.groupSize * shape.groups, maxLength: shape.groupSize * shape.groups }),
-}));
+const tensorOf = (values: fc.Arbitrary<number>, blendRatio: fc.Arbitrary<number>) =>
+  fc
+    .record({
+      groupSize: fc.integer({ min: 1, max: 70 }),
+      groups: fc.integer({ min: 1, max: 6 }),
+      bits: fc.integer({ min: 1, max: 16 }),
+      asymmetric: fc.boolean(),
+      stochastic: fc.boolean(),
+      seed: fc.nat(),
+      blend: fc.option(blendRatio, { nil: undefined }),
+    })
+    .chain((shape) =>
+      fc.record({
+        shape: fc.constant(shape),
+        data: fc.array(values, { minLength: shape.groupSize * shape.groups, maxLength: shape.groupSize * shape.groups }),
+      }),
+    );
 
 /**
  * Multiples of 2^-10 at one of a few magnitudes, and blend ratios in steps of 2^-16, so that no
  * value, scale, mean or blend product is subnormal (WGSL may flush those to zero).
  */
-const normalJob = fc.constantFrom(1e-3, 1, 1e3, 1e6).chain((magnitude) => tensorOf(
-  fc.integer({ min: -(2 ** 20), max: 2 ** 20 }).map((i) => f(i * 2 ** -10 * magnitude)),
-  fc.integer({ min: 0, max: 2 ** 16 }).map((i) => i * 2 ** -16),
-));
+const normalJob = fc.constantFrom(1e-3, 1, 1e3, 1e6).chain((magnitude) =>
+  tensorOf(
+    fc.integer({ min: -(2 ** 20), max: 2 ** 20 }).map((i) => f(i * 2 ** -10 * magnitude)),
+    fc.integer({ min: 0, max: 2 ** 16 }).map((i) => i * 2 ** -16),
+  ),
+);
 
 function optionsOf({ shape }: { shape: { groups: number; bits: number; asymmetric: boolean; stochastic: boolean; seed: number; blend: number | undefined } }): FakeQuantizeOptions {
   const lowBits = shape.bits <= 2;
@@ -249,7 +275,9 @@ function optionsOf({ shape }: { shape: { groups: number; bits: number; asymmetri
 }
 
 let reference: Backend;
-beforeAll(async () => { reference = await createBackend(REFERENCE.kind); });
+beforeAll(async () => {
+  reference = await createBackend(REFERENCE.kind);
+});
 afterAll(() => reference?.dispose());
 
 // ---------------------------------------------------------------------------------------------
@@ -281,21 +309,23 @@ function contract(implementation: Implementation): void {
 
     it.each(BAD.filter((call) => call.location))('$name: the error says where', async (call) => {
       const error = await quantize(badData(call.data) as Float32Array, call.options as FakeQuantizeOptions).catch((e: unknown) => e);
-      expect((error as errors.EdgeMoqError).location).toEqual(call.location);
+      expect((error as EdgeMoqError).location).toEqual(call.location);
     });
 
     it('modifies none of several tensors when a later one is bad', async () => {
       const good = [randomTensor(256, 2), randomTensor(256, 3)];
       const bad = badData(BAD[0]!.data) as Float32Array;
       const snapshot = good.map((x) => x.slice());
-      const error = await under.backend.fakeQuantizeMany([
-        { data: good[0]!, options: { bits: 8 } },
-        { data: good[1]!, options: { bits: 4, groups: 4 } },
-        { data: bad, options: { bits: 8 } },
-      ]).catch((e: unknown) => e);
-      expect((error as errors.EdgeMoqError).code).toBe('NON_FINITE');
+      const error = await under.backend
+        .fakeQuantizeMany([
+          { data: good[0]!, options: { bits: 8 } },
+          { data: good[1]!, options: { bits: 4, groups: 4 } },
+          { data: bad, options: { bits: 8 } },
+        ])
+        .catch((e: unknown) => e);
+      expect((error as EdgeMoqError).code).toBe('NON_FINITE');
       expect((error as Error).message).toMatch(/jobs\[2\]\.data\[37\] is NaN/);
-      expect((error as errors.EdgeMoqError).location).toEqual({ job: 2, index: 37, group: 0 });
+      expect((error as EdgeMoqError).location).toEqual({ job: 2, index: 37, group: 0 });
       expect(good).toEqual(snapshot);
     });
   });
@@ -304,32 +334,55 @@ function contract(implementation: Implementation): void {
   // of a million float32 terms. The ternary threshold comes from the implementation's own mean
   // (the binary result, checked against float64 first), since an element can sit exactly on
   // a threshold one ulp away.
-  it('one group of more than a million elements at 1 and 2 bits: the means are float64\'s', async () => {
+  it("one group of more than a million elements at 1 and 2 bits: the means are float64's", async () => {
     const values = weights(1_200_000, 99);
     const meanOver = (keep: (a: number) => boolean) => {
-      let sum = 0, count = 0;
-      for (const x of values) if (keep(Math.abs(x))) { sum += Math.abs(x); count++; }
+      let sum = 0,
+        count = 0;
+      for (const x of values)
+        if (keep(Math.abs(x))) {
+          sum += Math.abs(x);
+          count++;
+        }
       return sum / count;
     };
-    const within = (got: Float32Array, want: Float64Array) =>
-      got.findIndex((v, i) => !(Math.abs(v - want[i]!) <= implementation.largeMeanTolerance * Math.abs(want[i]!)));
+    const within = (got: Float32Array, want: Float64Array) => got.findIndex((v, i) => !(Math.abs(v - want[i]!) <= implementation.largeMeanTolerance * Math.abs(want[i]!)));
     const mean = meanOver(() => true);
     const binary = await quantize(values.slice(), { bits: 1, groups: 1 });
-    expect(within(binary, Float64Array.from(values, (x) => Math.sign(x) * mean)), '1 bit').toBe(-1);
+    expect(
+      within(
+        binary,
+        Float64Array.from(values, (x) => Math.sign(x) * mean),
+      ),
+      '1 bit',
+    ).toBe(-1);
     const threshold = f(THRESHOLD_FACTOR * Math.abs(binary[0]!));
     const alpha = meanOver((a) => a > threshold);
     const ternary = await quantize(values.slice(), { bits: 2, groups: 1 });
-    expect(within(ternary, Float64Array.from(values, (x) => (x > threshold ? alpha : x < -threshold ? -alpha : 0))), '2 bits').toBe(-1);
+    expect(
+      within(
+        ternary,
+        Float64Array.from(values, (x) => (x > threshold ? alpha : x < -threshold ? -alpha : 0)),
+      ),
+      '2 bits',
+    ).toBe(-1);
   });
 
   describe('stochastic rounding', () => {
     it.each([
-      { bits: 3, type: 'symmetric' }, { bits: 8, type: 'symmetric' }, { bits: 8, type: 'asymmetric' }, { bits: 16, type: 'asymmetric' },
+      { bits: 3, type: 'symmetric' },
+      { bits: 8, type: 'symmetric' },
+      { bits: 8, type: 'asymmetric' },
+      { bits: 16, type: 'asymmetric' },
     ] as const)('puts every value on its group grid ($bits bits, $type)', async ({ bits, type }) => {
       const data = randomTensor(4096 + 3, 11, 2);
       const q = await quantize(data.slice(), { bits, type, rounding: 'stochastic', groups: 1, seed: 3 });
-      let lo = Infinity, hi = -Infinity;
-      for (const x of data) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
+      let lo = Infinity,
+        hi = -Infinity;
+      for (const x of data) {
+        lo = Math.min(lo, x);
+        hi = Math.max(hi, x);
+      }
       const levels = 2 ** bits;
       const scale = type === 'symmetric' ? f(Math.max(-lo, hi) * f(2 / levels)) : f(f(hi - lo) / levels);
       const zero = type === 'symmetric' ? 0 : f(Math.round(f(lo / scale)) * scale);
@@ -364,7 +417,8 @@ function contract(implementation: Implementation): void {
       const data = randomTensor(n, 5, 0.8);
       for (let g = 0; g < n; g += 1024) data[g] = 1;
       const q = await quantize(data.slice(), { bits: 4, rounding: 'stochastic', groupSize: 1024, seed: 9 });
-      let error = 0, count = 0;
+      let error = 0,
+        count = 0;
       for (let i = 0; i < n; i++) {
         if (i % 1024 === 0) continue;
         error += q[i]! - data[i]!;
@@ -391,14 +445,23 @@ function contract(implementation: Implementation): void {
       const got = await quantize(values.slice(), options);
       const want = await reference.fakeQuantize(values.slice(), options);
       const at = firstMismatch(got, want, options.bits);
-      expect(at, `${JSON.stringify(options)}: element ${at} of ${values.length}: input ${values[at]}, ` +
-        `${implementation.name} ${got[at]}, ${REFERENCE.name} ${want[at]}`).toBe(-1);
+      expect(at, `${JSON.stringify(options)}: element ${at} of ${values.length}: input ${values[at]}, ` + `${implementation.name} ${got[at]}, ${REFERENCE.name} ${want[at]}`).toBe(-1);
     }
 
     // [elements, groups]: groups of 1, small groups (one GPU invocation each), one chunk per
     // group, a group a little over one chunk, several chunks per group.
     it.each([
-      [1, 1], [7, 7], [96, 32], [64, 1], [6400, 100], [65, 1], [130, 2], [4096, 4], [12291, 3], [10000, 2], [40000, 1],
+      [1, 1],
+      [7, 7],
+      [96, 32],
+      [64, 1],
+      [6400, 100],
+      [65, 1],
+      [130, 2],
+      [4096, 4],
+      [12291, 3],
+      [10000, 2],
+      [40000, 1],
     ])('%i elements in %i groups, at every bit width', async (length, groups) => {
       for (let bits = 1; bits <= 16; bits++) {
         for (const options of variants(bits)) {
@@ -419,7 +482,11 @@ function contract(implementation: Implementation): void {
     it('rounds values at grid ties exactly', async () => {
       const bitsOf = new Float32Array(1);
       const asInt = new Int32Array(bitsOf.buffer);
-      const nudge = (x: number, ulps: number) => { bitsOf[0] = x; asInt[0]! += ulps; return bitsOf[0]!; };
+      const nudge = (x: number, ulps: number) => {
+        bitsOf[0] = x;
+        asInt[0]! += ulps;
+        return bitsOf[0]!;
+      };
       for (const bits of [3, 8, 12, 16]) {
         for (const type of ['symmetric', 'asymmetric', 'full'] as const) {
           const groupSize = 4096;
@@ -428,13 +495,12 @@ function contract(implementation: Implementation): void {
             const absMax = f(0.3 + 0.37 * g);
             // The full grid: m = +absMax exact, its scale negative (the grid runs down from m).
             const lo = type === 'symmetric' ? -absMax : f((type === 'full' ? -0.93 : -0.41) * absMax);
-            const scale = type === 'symmetric' ? f(absMax * 2 ** (1 - bits))
-              : type === 'full' ? f(-absMax * 2 ** (1 - bits)) : f(f(absMax - lo) * 2 ** -bits);
+            const scale = type === 'symmetric' ? f(absMax * 2 ** (1 - bits)) : type === 'full' ? f(-absMax * 2 ** (1 - bits)) : f(f(absMax - lo) * 2 ** -bits);
             const base = g * groupSize;
             values[base] = lo;
             values[base + 1] = absMax;
             for (let i = 2; i < groupSize; i++) {
-              const t = (type === 'full' ? absMax : lo) + ((i * 7919) % 2 ** Math.min(bits, 12) + 0.5) * scale;
+              const t = (type === 'full' ? absMax : lo) + (((i * 7919) % 2 ** Math.min(bits, 12)) + 0.5) * scale;
               values[base + i] = Math.min(absMax, Math.max(lo, nudge(f(t), (i % 9) - 4)));
             }
           }
@@ -462,23 +528,32 @@ function contract(implementation: Implementation): void {
     });
 
     it('on random tensors, options, seeds and blends (fast-check)', async () => {
-      await fc.assert(fc.asyncProperty(normalJob, async (j) => {
-        const data = Float32Array.from(j.data);
-        const options = optionsOf(j);
-        const got = await quantize(data.slice(), options);
-        const want = await reference.fakeQuantize(data.slice(), options);
-        if (options.bits >= 3) expect(signless(got)).toEqual(signless(want));
-        else want.forEach((v, i) => expect(Math.abs(got[i]! - v)).toBeLessThanOrEqual(1e-6 * Math.abs(v)));
-      }), { numRuns: 25 });
+      await fc.assert(
+        fc.asyncProperty(normalJob, async (j) => {
+          const data = Float32Array.from(j.data);
+          const options = optionsOf(j);
+          const got = await quantize(data.slice(), options);
+          const want = await reference.fakeQuantize(data.slice(), options);
+          if (options.bits >= 3) expect(signless(got)).toEqual(signless(want));
+          else want.forEach((v, i) => expect(Math.abs(got[i]! - v)).toBeLessThanOrEqual(1e-6 * Math.abs(v)));
+        }),
+        { numRuns: 25 },
+      );
       expect(ranOn(under.backend)).toBe(implementation.kind);
     });
 
     it('on the full grid, bit for bit (fast-check)', async () => {
-      await fc.assert(fc.asyncProperty(normalJob.filter((j) => j.shape.bits >= 3), async (j) => {
-        const data = Float32Array.from(j.data);
-        const options: FakeQuantizeOptions = { ...optionsOf(j), type: 'symmetric', grid: 'full' };
-        expect(signless(await quantize(data.slice(), options))).toEqual(signless(await reference.fakeQuantize(data.slice(), options)));
-      }), { numRuns: 25 });
+      await fc.assert(
+        fc.asyncProperty(
+          normalJob.filter((j) => j.shape.bits >= 3),
+          async (j) => {
+            const data = Float32Array.from(j.data);
+            const options: FakeQuantizeOptions = { ...optionsOf(j), type: 'symmetric', grid: 'full' };
+            expect(signless(await quantize(data.slice(), options))).toEqual(signless(await reference.fakeQuantize(data.slice(), options)));
+          },
+        ),
+        { numRuns: 25 },
+      );
       expect(ranOn(under.backend)).toBe(implementation.kind);
     });
 

@@ -8,10 +8,23 @@
 // fails the run under CI=true.
 
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { CHUNK_SIZE, SMALL_GROUP_MAX } from '../../src/backends/webgpu/plan.js';
-import { createBackend, WasmBackend, WebGpuBackend, type Backend } from '../../src/index.js';
+import {
+  BackendError,
+  ConfigError,
+  createBackend,
+  EdgeMoqError,
+  FormatError,
+  InvalidInputError,
+  WasmBackend,
+  WebGpuBackend,
+  type Backend,
+  type ErrorCode,
+  type ErrorLocation,
+} from '../../src/index.js';
 import { createPacker, type Packer } from '../../src/packed/index.js';
+import { randomTensor } from './fixtures.js';
 import { testDevice, testGpu, webgpuAvailable } from './webgpu.js';
 
 export type ImplementationName = 'wasm-simd' | 'wasm' | 'webgpu' | 'webgpu without subgroups';
@@ -145,4 +158,37 @@ export function caseValues(values: readonly CaseValue[]): Float32Array {
 /** A file of test/cases/, parsed. */
 export function readCases<T>(file: string): T {
   return JSON.parse(readFileSync(new URL(`../cases/${file}`, import.meta.url), 'utf8')) as T;
+}
+
+// ---------------------------------------------------------------------------------------------
+// test/cases/bad-inputs.json: calls that must throw.
+
+/** The data of a bad call: randomTensor(random, seed) with elements replaced, a Float64Array, or a plain array. */
+export type BadData = { random: number; seed: number; set?: Record<string, CaseValue> } | { float64: number } | { array: number[] };
+
+export interface BadCall {
+  name: string;
+  error: keyof typeof ERROR_CLASSES;
+  code: ErrorCode;
+  /** A regular expression the message must match. */
+  message: string;
+  location?: ErrorLocation;
+}
+
+const ERROR_CLASSES = { EdgeMoqError, InvalidInputError, BackendError, ConfigError, FormatError } as const;
+
+/** A bad call's data, made afresh. */
+export function badData(data: BadData): unknown {
+  if ('float64' in data) return new Float64Array(data.float64);
+  if ('array' in data) return [...data.array];
+  const values = randomTensor(data.random, data.seed);
+  for (const [index, value] of Object.entries(data.set ?? {})) values[Number(index)] = caseValue(value);
+  return values;
+}
+
+/** What a bad call must have thrown: its class, its code and its words. */
+export function expectError(error: unknown, call: BadCall): void {
+  expect(error).toBeInstanceOf(ERROR_CLASSES[call.error]);
+  expect((error as EdgeMoqError).code).toBe(call.code);
+  expect((error as Error).message).toMatch(new RegExp(call.message));
 }
