@@ -6,12 +6,20 @@ import { join } from 'node:path';
 import { staleOutputs } from './generate-interface.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
+/** @type {(path: string) => number} */
 const newest = (path) => {
   const s = statSync(path);
   if (!s.isDirectory()) return s.mtimeMs;
   return Math.max(0, ...readdirSync(path).map((e) => newest(join(path, e))));
 };
-const newestOf = (paths) => Math.max(...paths.map((p) => join(root, p)).filter(existsSync).map(newest));
+/** @param {string[]} paths */
+const newestOf = (paths) =>
+  Math.max(
+    ...paths
+      .map((p) => join(root, p))
+      .filter(existsSync)
+      .map(newest),
+  );
 
 // The kernel interface first: its outputs are sources of everything below, and are rewritten only
 // when scripts/kernel-interface.mjs (or the generator) says something new.
@@ -22,10 +30,19 @@ writeInterface();
 
 // Each output and what it is made from.
 const targets = [
-  [['build/edge-moq-simd.wasm', 'build/edge-moq-scalar.wasm'], ['assembly', 'asconfig.json']],
+  [
+    ['build/edge-moq-simd.wasm', 'build/edge-moq-scalar.wasm'],
+    ['assembly', 'asconfig.json'],
+  ],
   [['src/backends/webgpu/shaders.generated.ts'], ['shaders', 'scripts/embed-shaders.mjs']],
-  [['dist/index.js', 'dist/cli/main.js'], ['src', 'shaders', 'tsconfig.json']],
-  [['dist/bundles/index.js', 'dist/bundles/browser.js', 'dist/bundles/workerd.js', 'dist/bundles/packed.js', 'dist/bundles/conformance.js'], ['src', 'shaders', 'scripts/bundle.mjs']],
+  [
+    ['dist/index.js', 'dist/cli/main.js'],
+    ['src', 'shaders', 'tsconfig.json'],
+  ],
+  [
+    ['dist/bundles/index.js', 'dist/bundles/browser.js', 'dist/bundles/workerd.js', 'dist/bundles/packed.js', 'dist/bundles/conformance.js'],
+    ['src', 'shaders', 'scripts/bundle.mjs'],
+  ],
 ];
 const stale = targets.some(([outputs, sources]) => {
   const since = newestOf(sources);

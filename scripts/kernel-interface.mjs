@@ -24,11 +24,17 @@
 export const constants = [
   { name: 'WORKGROUP_SIZE', type: 'u32', value: 256, in: ['ts', 'wgsl'], doc: 'Invocations per workgroup in every kernel.' },
   {
-    name: 'CHUNK_SIZE', type: 'u32', value: 4096, in: ['ts', 'wgsl'],
+    name: 'CHUNK_SIZE',
+    type: 'u32',
+    value: 4096,
+    in: ['ts', 'wgsl'],
     doc: 'Elements one workgroup covers in the chunked kernels (16 per invocation).',
   },
   {
-    name: 'THRESHOLD_FACTOR', type: 'f32', value: 0.7, in: ['assembly', 'wgsl'],
+    name: 'THRESHOLD_FACTOR',
+    type: 'f32',
+    value: 0.7,
+    in: ['assembly', 'wgsl'],
     doc: "Ternary: DeepSpeed's threshold is this times mean |x| (0.7 rounded to float32 on both sides).",
   },
 ];
@@ -37,7 +43,10 @@ export const constants = [
 /** @type {(NumberSet & { wgslPrefix: string })[]} */
 export const flags = [
   {
-    name: 'JOB_FLAGS', wgslPrefix: 'FLAG_', in: ['ts', 'wgsl'], doc: "The bits of a Job's `flags`.",
+    name: 'JOB_FLAGS',
+    wgslPrefix: 'FLAG_',
+    in: ['ts', 'wgsl'],
+    doc: "The bits of a Job's `flags`.",
     values: { ASYMMETRIC: 1, STOCHASTIC: 2, BLEND: 4, MEAN: 8, FULL: 16 },
     docs: {
       MEAN: 'Binary and ternary: the kernels read mean |x| from the statistics.',
@@ -50,7 +59,8 @@ export const flags = [
 /** @type {NumberSet[]} */
 export const enums = [
   {
-    name: 'PACK_TYPE_NUMBERS', in: ['ts', 'assembly'],
+    name: 'PACK_TYPE_NUMBERS',
+    in: ['ts', 'assembly'],
     doc: 'The `type` argument of packCodes and unpackCodes (assembly/pack.ts).',
     values: { SYMMETRIC: 0, ASYMMETRIC: 1, TERNARY: 2, BINARY: 3, FULL: 4 },
     docs: { FULL: 'Symmetric on the full grid: the symmetric codes and values, with scales of either sign.' },
@@ -60,7 +70,9 @@ export const enums = [
 /** @type {RecordLayout[]} */
 export const records = [
   {
-    name: 'Job', in: ['ts', 'wgsl'], space: 'uniform',
+    name: 'Job',
+    in: ['ts', 'wgsl'],
+    space: 'uniform',
     doc: 'One per tensor (a uniform slot picked with a dynamic offset), read by every kernel.',
     fields: [
       { name: 'base', type: 'u32', doc: 'Element offset of the tensor in `data`.' },
@@ -84,7 +96,9 @@ export const records = [
     ],
   },
   {
-    name: 'Partial', in: ['ts', 'wgsl'], space: 'storage',
+    name: 'Partial',
+    in: ['ts', 'wgsl'],
+    space: 'storage',
     doc: "A reduction over a range: min, max, sum |x| (of |x| * 2^-33 where stats.wgsl's sumMayOverflow holds) and how many elements were summed.",
     fields: [
       { name: 'lo', type: 'f32' },
@@ -94,14 +108,17 @@ export const records = [
     ],
   },
   {
-    name: 'Pack', in: ['ts', 'wgsl'], space: 'uniform',
+    name: 'Pack',
+    in: ['ts', 'wgsl'],
+    space: 'uniform',
     doc: 'What packing and unpacking read beside the Job.',
     fields: [
       { name: 'bits', type: 'u32' },
       { name: 'firstIndex', type: 'u32', doc: 'The tensor index of data[0]: stochastic noise continues across chunks of a tensor.' },
       { name: 'wordCount', type: 'u32' },
       {
-        name: 'smallGroups', type: 'u32',
+        name: 'smallGroups',
+        type: 'u32',
         doc: '1 when groups are small (src/backends/webgpu/plan.ts): no statistics pass ran for them, and each invocation reads its group itself, as the *SmallGroups writers do.',
       },
     ],

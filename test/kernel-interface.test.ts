@@ -35,26 +35,62 @@ describe('the generated kernel interface', () => {
   it('shaders/job.wgsl and shaders/pack.wgsl each hold one generated section', () => {
     for (const path of ['shaders/job.wgsl', 'shaders/pack.wgsl']) {
       const lines = read(path).split('\n');
-      expect(lines.filter((l) => l === SECTION_BEGIN), path).toHaveLength(1);
-      expect(lines.filter((l) => l === SECTION_END), path).toHaveLength(1);
+      expect(
+        lines.filter((l) => l === SECTION_BEGIN),
+        path,
+      ).toHaveLength(1);
+      expect(
+        lines.filter((l) => l === SECTION_END),
+        path,
+      ).toHaveLength(1);
     }
   });
 
   it('writeJob puts every field where struct Job in shaders/job.wgsl has it', () => {
     const plan: KernelPlan = {
-      length: 50_000, bits: 4, groupCount: 10, groupSize: 5000, asymmetric: true, full: false,
-      stochastic: true, key: 0xdeadbeef, blend: true, ratio: 0.25, rest: 0.75,
+      length: 50_000,
+      bits: 4,
+      groupCount: 10,
+      groupSize: 5000,
+      asymmetric: true,
+      full: false,
+      stochastic: true,
+      key: 0xdeadbeef,
+      blend: true,
+      ratio: 0.25,
+      rest: 0.75,
     };
     const job: JobLayout = {
-      plan, base: 1234, chunksPerGroup: 2, chunkStatsBase: 7, groupStatsBase: 27, thresholdChunkBase: 37, thresholdGroupBase: 57,
-      prepare: [], write: [],
+      plan,
+      base: 1234,
+      chunksPerGroup: 2,
+      chunkStatsBase: 7,
+      groupStatsBase: 27,
+      thresholdChunkBase: 37,
+      thresholdGroupBase: 57,
+      prepare: [],
+      write: [],
     };
     // Each field as the kernels read it: the meaning stated here, not taken from the writer.
     const want: Record<string, number> = {
-      base: 1234, length: 50_000, groupSize: 5000, groupCount: 10, chunksPerGroup: 2,
-      chunkStatsBase: 7, groupStatsBase: 27, thresholdChunkBase: 37, thresholdGroupBase: 57, statusIndex: 3,
-      flags: JOB_FLAGS.ASYMMETRIC | JOB_FLAGS.STOCHASTIC | JOB_FLAGS.BLEND, key: 0xdeadbeef, opaqueZero: 0,
-      scaleFactor: 1 / 16, lo: 0, hi: 15, ratio: 0.25, rest: 0.75,
+      base: 1234,
+      length: 50_000,
+      groupSize: 5000,
+      groupCount: 10,
+      chunksPerGroup: 2,
+      chunkStatsBase: 7,
+      groupStatsBase: 27,
+      thresholdChunkBase: 37,
+      thresholdGroupBase: 57,
+      statusIndex: 3,
+      flags: JOB_FLAGS.ASYMMETRIC | JOB_FLAGS.STOCHASTIC | JOB_FLAGS.BLEND,
+      key: 0xdeadbeef,
+      opaqueZero: 0,
+      scaleFactor: 1 / 16,
+      lo: 0,
+      hi: 15,
+      ratio: 0.25,
+      rest: 0.75,
     };
     const view = new DataView(new ArrayBuffer(4 * JOB_SLOT_BYTES));
     writeJob(view, 3, job);
@@ -107,8 +143,11 @@ describe('the generated kernel interface', () => {
 
 describe('KernelExports (src/backends/wasm/kernel-exports.ts)', () => {
   const declared = read('src/backends/wasm/kernel-exports.ts');
-  const members = new Map([...declared.matchAll(/^ {2}(\w+)(\(([^)]*)\)|: WebAssembly\.Memory)/gm)].map(([, name, , params]) =>
-    [name!, params === undefined ? 'memory' : params.split(',').filter((p) => p.trim()).length] as const));
+  const members = new Map(
+    [...declared.matchAll(/^ {2}(\w+)(\(([^)]*)\)|: WebAssembly\.Memory)/gm)].map(
+      ([, name, , params]) => [name!, params === undefined ? 'memory' : params.split(',').filter((p) => p.trim()).length] as const,
+    ),
+  );
 
   it.each(['simd', 'scalar'])('declares exactly what build/edge-moq-%s.wasm exports, each function with its arity', async (build) => {
     const module = new WebAssembly.Module(readFileSync(new URL(`../build/edge-moq-${build}.wasm`, import.meta.url)));

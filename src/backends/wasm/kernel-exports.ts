@@ -16,31 +16,29 @@ export interface KernelExports {
   firstNonFiniteGroup(data: number, groupCount: number, groupSize: number): number;
   /** In assembly/grid.ts. */
   quantizeGrid(
-    src: number, dst: number, groupCount: number, groupSize: number, ranges: number, bits: number,
-    asymmetric: number, full: number, stochastic: number, key: number, firstIndex: number,
-    blend: number, ratio: number, rest: number,
+    src: number,
+    dst: number,
+    groupCount: number,
+    groupSize: number,
+    ranges: number,
+    bits: number,
+    asymmetric: number,
+    full: number,
+    stochastic: number,
+    key: number,
+    firstIndex: number,
+    blend: number,
+    ratio: number,
+    rest: number,
   ): number;
   /** In assembly/ternary.ts. */
-  quantizeTernary(
-    src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number,
-    ratio: number, rest: number,
-  ): number;
+  quantizeTernary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
   /** In assembly/binary.ts. */
-  quantizeBinary(
-    src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number,
-    ratio: number, rest: number,
-  ): number;
+  quantizeBinary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
   /** In assembly/rounding.ts. */
   fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
   /** In assembly/pack.ts. */
-  packCodes(
-    src: number, codes: number, scales: number, zeros: number, groupCount: number,
-    groupSize: number, bits: number, type: number, stochastic: number, key: number,
-    firstIndex: number,
-  ): number;
+  packCodes(src: number, codes: number, scales: number, zeros: number, groupCount: number, groupSize: number, bits: number, type: number, stochastic: number, key: number, firstIndex: number): number;
   /** In assembly/pack.ts. */
-  unpackCodes(
-    codes: number, scales: number, zeros: number, dst: number, groupCount: number,
-    groupSize: number, bits: number, type: number,
-  ): number;
+  unpackCodes(codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number, bits: number, type: number): number;
 }

@@ -14,6 +14,7 @@ export const JOB_BYTES = 80;
  * One per tensor (a uniform slot picked with a dynamic offset), read by every kernel. Field k is
  * the 4 bytes at offset 4k.
  */
+// biome-ignore lint/suspicious/noConstEnum: compiled to plain indices, so no field name reaches the bundles.
 export const enum JobField {
   /** Element offset of the tensor in `data`. */
   base,
@@ -58,6 +59,7 @@ export const PARTIAL_BYTES = 16;
 export const PACK_BYTES = 16;
 
 /** What packing and unpacking read beside the Job. Field k is the 4 bytes at offset 4k. */
+// biome-ignore lint/suspicious/noConstEnum: compiled to plain indices, so no field name reaches the bundles.
 export const enum PackField {
   bits,
   /** The tensor index of data[0]: stochastic noise continues across chunks of a tensor. */
