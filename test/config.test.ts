@@ -4,7 +4,7 @@
 // default and each bound by hand.
 
 import { describe, expect, it } from 'vitest';
-import { compileModulePattern, optionsFromDeepSpeed, resolveQuantizerOptions, resolveSavedOptions, validateSchedule } from '../src/config.js';
+import { compileModulePattern, optionsFromDeepSpeed, type QuantizerOptions, resolveQuantizerOptions, resolveSavedOptions, validateSchedule } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { Quantizer } from '../src/quantizer.js';
 import { ACCEPTED, baseConfig, caseConfig, REJECTED } from './cases/deepspeed-configs.js';
@@ -83,7 +83,7 @@ describe('Quantizer options', () => {
   });
 
   it('keeps every option given, at its bounds', () => {
-    const options = {
+    const options: QuantizerOptions = {
       groups: 2 ** 53 - 1, type: 'asymmetric', rounding: 'stochastic', mixedFp16: true, changeRatio: 1, scheduleOffset: 2 ** 53 - 1,
       verbose: true, seed: 0xffffffff,
       parameters: { 'head.weight': { startBits: 16, targetBits: 3, period: 1 } },
@@ -92,7 +92,7 @@ describe('Quantizer options', () => {
         { name: 'rest', startBits: 16, targetBits: 16, period: 2 ** 53 - 1 },
       ],
       eigenvalue: { enabled: true, verbose: true, maxIter: 1, tol: 1e-300, stability: 0, gasBoundaryResolution: 1, layerName: 'h', layerNum: 0 },
-    } as const;
+    };
     expect(resolveQuantizerOptions(options)).toEqual({
       ...options,
       parameters: { 'head.weight': { startBits: 16, targetBits: 3, period: 1 } },

@@ -15,6 +15,7 @@ import { optionsFromDeepSpeed, resolveQuantizerOptions } from '../src/config.js'
 import { type FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { InvalidInputError } from '../src/errors.js';
 import { Quantizer, type Parameter, type QuantizerState } from '../src/quantizer.js';
+import { baseConfig } from './cases/deepspeed-configs.js';
 import {
   Campaign, FUZZ_TIMEOUT_MS, PROTOTYPE_NAMES, applyMutations, campaignParameters, contractViolation, damagedText, fuzzRuns, hostileValue,
   jsonGarbage, mutation,
@@ -25,38 +26,16 @@ vi.setConfig({ testTimeout: FUZZ_TIMEOUT_MS });
 
 const gpuAvailable = await webgpuAvailable();
 
-// Real DeepSpeed config shapes, every MoQ key present, plus sections of the engine we do not read.
-const CURRENT = {
-  train_batch_size: 32,
-  fp16: { enabled: true, loss_scale: 0 },
-  compression_training: {
-    weight_quantization: {
-      shared_parameters: {
-        enabled: true, quantizer_kernel: false, schedule_offset: 10, quantize_groups: 8, quantize_verbose: false,
-        quantization_type: 'asymmetric', quantize_weight_in_forward: false, rounding: 'stochastic',
-        fp16_mixed_quantize: { enabled: true, quantize_change_ratio: 0.05 },
-      },
-      different_groups: {
-        wq1: { params: { start_bits: 12, target_bits: 8, quantization_period: 50 }, modules: ['attention.self', 'intermediate'], related_modules: null },
-        wq2: { params: { start_bits: 8, target_bits: 4 }, modules: ['*'] },
-      },
-    },
-    activation_quantization: { shared_parameters: { enabled: false } },
-  },
-};
-
-const LEGACY = {
-  train_batch_size: 16,
-  quantize_training: {
-    enabled: true, quantize_verbose: false, quantizer_kernel: true,
-    quantize_algo: { q_type: 'symmetric', rounding: 'nearest' },
-    quantize_bits: { start_bits: 16, target_bits: 8 },
-    quantize_schedule: { quantize_period: 400, schedule_offset: 100 },
-    quantize_groups: 8,
-    fp16_mixed_quantize: { enabled: false, quantize_change_ratio: 0.001 },
-    eigenvalue: { enabled: true, max_iter: 50, tol: 1e-2, stability: 0, gas_boundary_resolution: 1, layer_name: 'bert.encoder.layer', layer_num: 12 },
-  },
-};
+// Real DeepSpeed config shapes, every MoQ key present, plus sections of the engine we do not read
+// (test/cases/deepspeed-configs.json), and the legacy form with its eigenvalue section inside.
+const CURRENT = baseConfig('current');
+const LEGACY = baseConfig('legacy');
+const LEGACY_NESTED = (() => {
+  const config = baseConfig('legacy') as Record<string, any>;
+  config.quantize_training.eigenvalue = config.eigenvalue;
+  delete config.eigenvalue;
+  return config;
+})();
 
 const QUANTIZER_OPTIONS = {
   groups: 4, type: 'symmetric', rounding: 'stochastic', mixedFp16: true, changeRatio: 0.01, scheduleOffset: 2, verbose: false, seed: 7,
@@ -85,9 +64,24 @@ afterAll(() => {
   for (const c of campaigns) console.log(c.summary());
 });
 
+/** Every rejection the campaign counted has one of the codes `allowed`: a typed error of another kind is a failure. */
+function expectOnlyCodes(c: Campaign, allowed: readonly string[]): void {
+  expect([...c.rejected.keys()].filter((code) => !allowed.includes(code)), `${c.name}: rejections with unexpected codes`).toEqual([]);
+}
+
+/** Whether text is JSON: a config given as text that is not JSON is an INVALID_ARGUMENT, one that is, a CONFIG error. */
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** JSON values, plus the non-JSON numbers an object config can hold. */
 const configValue = fc.oneof({ weight: 5, arbitrary: jsonGarbage }, { weight: 1, arbitrary: fc.constantFrom<unknown>(NaN, Infinity, -Infinity) });
-const mutatedConfig = fc.tuple(fc.constantFrom<unknown>(CURRENT, LEGACY), fc.array(mutation(configValue, KNOWN_KEYS), { minLength: 1, maxLength: 4 }))
+const mutatedConfig = fc.tuple(fc.constantFrom<unknown>(CURRENT, LEGACY, LEGACY_NESTED), fc.array(mutation(configValue, KNOWN_KEYS), { minLength: 1, maxLength: 4 }))
   .map(([base, mutations]) => applyMutations(base, mutations));
 
 /** The state of a quantizer survives JSON: the fuzzed options must too (JSON has no -0, hence the comparison as JSON). */
@@ -131,10 +125,13 @@ describe('DeepSpeed configs', () => {
     );
     fc.assert(fc.property(text, (config) => {
       let q: Quantizer | undefined;
-      c.attempt(() => { q = Quantizer.fromDeepSpeed(config); });
-      if (q) expectRestorable(q);
+      const error = c.attempt(() => { q = Quantizer.fromDeepSpeed(config); });
+      if (error) expect(error.code, config).toBe(isJson(config) ? 'CONFIG' : 'INVALID_ARGUMENT');
+      else expectRestorable(q!);
     }), campaignParameters(fuzzRuns(1500)));
     expect(c.rejected.get('INVALID_ARGUMENT'), 'text that is not JSON is an InvalidInputError').toBeGreaterThan(0);
+    expect(c.rejected.get('CONFIG'), 'JSON that is not a valid config is a ConfigError').toBeGreaterThan(0);
+    expect(c.accepted, 'some mutations keep a valid config').toBeGreaterThan(0);
   });
 
   it('optionsFromDeepSpeed: random JSON and JavaScript values in place of the whole config', () => {
@@ -147,9 +144,13 @@ describe('DeepSpeed configs', () => {
       fc.record({ quantize_training: hostileValue, eigenvalue: hostileValue }, { requiredKeys: ['quantize_training'] }),
     );
     fc.assert(fc.property(anyRoot, (config) => {
-      c.attempt(() => optionsFromDeepSpeed(config));
-      c.attempt(() => Quantizer.fromDeepSpeed(config));
+      const error = c.attempt(() => optionsFromDeepSpeed(config));
+      if (error) expect(error.code, 'the reader never parses text').toBe('CONFIG');
+      const again = c.attempt(() => Quantizer.fromDeepSpeed(config));
+      if (again) expect(again.code).toBe(typeof config === 'string' && !isJson(config) ? 'INVALID_ARGUMENT' : 'CONFIG');
     }), campaignParameters(fuzzRuns(1500)));
+    expect(c.rejected.get('CONFIG')).toBeGreaterThan(0);
+    expectOnlyCodes(c, ['CONFIG', 'INVALID_ARGUMENT']);
   });
 });
 
@@ -164,9 +165,11 @@ describe('Quantizer options and states', () => {
       const again = c.attempt(() => { q = new Quantizer(o as never); });
       // (The constructor defaults a missing argument to {}.)
       if (o !== undefined) expect(again?.code, 'the constructor validates as resolveQuantizerOptions does').toBe(error?.code);
+      expect(error?.code ?? 'accepted', 'options are checked by the config reader alone').toBe(error ? 'CONFIG' : 'accepted');
       if (q) expectRestorable(q);
     }), campaignParameters(fuzzRuns(2000)));
     expect(c.accepted).toBeGreaterThan(0);
+    expect(c.rejected.get('CONFIG')).toBeGreaterThan(0);
   });
 
   it('Quantizer.restore: mutated saved states', async () => {
@@ -183,7 +186,9 @@ describe('Quantizer options and states', () => {
       .map((mutations) => applyMutations(saved, mutations));
     await fc.assert(fc.asyncProperty(states, async (state) => {
       let restored: Quantizer | undefined;
-      c.attempt(() => { restored = Quantizer.restore(state as QuantizerState, { backend }); });
+      const error = c.attempt(() => { restored = Quantizer.restore(state as QuantizerState, { backend }); });
+      // The state's own fields are InvalidInputErrors; its options are read as configs are.
+      if (error) expect(['INVALID_ARGUMENT', 'CONFIG']).toContain(error.code);
       // A state that restore() accepted can run: the steps that follow fail only for a reason in
       // the data (one that names the parameter), and every state on the way saves and restores.
       if (restored) {
@@ -196,6 +201,9 @@ describe('Quantizer options and states', () => {
         }
       }
     }), campaignParameters(fuzzRuns(1000)));
+    expect(c.accepted, 'some mutations keep a state that restores').toBeGreaterThan(0);
+    expect(c.rejected.get('INVALID_ARGUMENT')).toBeGreaterThan(0);
+    expectOnlyCodes(c, ['INVALID_ARGUMENT', 'CONFIG', 'GROUPS_DO_NOT_DIVIDE', 'NON_FINITE']);
   });
 });
 
@@ -242,6 +250,9 @@ const fakeQuantizeCall = fc.integer({ min: 1, max: 48 }).chain((length) => fc.re
   ),
 }));
 
+/** What a fakeQuantize call may be refused with: the data or the options are wrong, nothing else. */
+const FAKE_QUANTIZE_CODES = ['INVALID_ARGUMENT', 'WRONG_DTYPE', 'EMPTY_TENSOR', 'GROUPS_DO_NOT_DIVIDE', 'NON_FINITE'];
+
 /** Runs one fuzzed call; checks the contract and that a rejected call left the data as it was. */
 type FuzzedCall = { data: number[]; options: unknown; notAnArray: { value: unknown } | null };
 
@@ -264,7 +275,9 @@ describe.each(['simd', 'scalar'] as const)('fakeQuantize options and data (wasm 
     const c = campaign(`fakeQuantize(wasm ${build})`);
     await fc.assert(fc.asyncProperty(fakeQuantizeCall, (call) => fuzzFakeQuantize(c, backend, call)), campaignParameters(fuzzRuns(1500)));
     expect(c.rejected.get('NON_FINITE')).toBeGreaterThan(0);
+    expect(c.rejected.get('WRONG_DTYPE')).toBeGreaterThan(0);
     expect(c.accepted).toBeGreaterThan(0);
+    expectOnlyCodes(c, FAKE_QUANTIZE_CODES);
   });
 
   it('fakeQuantizeMany: one bad job leaves every job untouched', async () => {
@@ -276,6 +289,9 @@ describe.each(['simd', 'scalar'] as const)('fakeQuantize options and data (wasm 
       const error = await c.attemptAsync(() => backend.fakeQuantizeMany(jobs));
       if (error) arrays.forEach((a, i) => expect(new Uint8Array(a.buffer)).toEqual(new Uint8Array(before[i]!.buffer)));
     }), campaignParameters(fuzzRuns(800)));
+    expect(c.accepted).toBeGreaterThan(0);
+    expect(c.rejected.get('NON_FINITE')).toBeGreaterThan(0);
+    expectOnlyCodes(c, FAKE_QUANTIZE_CODES);
   });
 });
 
@@ -289,6 +305,8 @@ describe.skipIf(!gpuAvailable)('fakeQuantize options and data (WebGPU)', () => {
     const c = campaign('fakeQuantize(webgpu)');
     await fc.assert(fc.asyncProperty(fakeQuantizeCall, (call) => fuzzFakeQuantize(c, backend, call)), campaignParameters(fuzzRuns(40, 0.01)));
     expect(backend.activeKind, 'no fuzzed call broke the device').toBe('webgpu');
+    expect(c.accepted).toBeGreaterThan(0);
+    expectOnlyCodes(c, FAKE_QUANTIZE_CODES);
   });
 });
 
@@ -330,6 +348,8 @@ describe('Quantizer.step arguments', () => {
       }
     }), campaignParameters(fuzzRuns(600)));
     expect(c.accepted).toBeGreaterThan(0);
+    expect(c.rejected.get('INVALID_ARGUMENT')).toBeGreaterThan(0);
+    expectOnlyCodes(c, FAKE_QUANTIZE_CODES);
   });
 });
 
@@ -351,9 +371,10 @@ describe('regressions found by these campaigns', () => {
     ['options.groups: a BigInt', () => resolveQuantizerOptions({ groups: 10n as never }), /options.groups: must be a finite number, got 10/],
     ['the whole config: null', () => optionsFromDeepSpeed(null), /^config: must be an object, got null/],
     ['the whole config: JSON text "[]"', () => Quantizer.fromDeepSpeed('[]'), /^config: must be an object, got array/],
-  ] as const)('%s', async (_name, call, message) => {
+  ] as const)('%s', async (name, call, message) => {
     const error = await (async () => { try { await call(); } catch (e) { return e; } })();
     expect(contractViolation(error)).toBeNull();
+    expect((error as InvalidInputError).code).toBe(name.startsWith('options.') || name.startsWith('the whole config') ? 'CONFIG' : 'INVALID_ARGUMENT');
     expect((error as Error).message).toMatch(message);
   });
 
@@ -367,6 +388,7 @@ describe('regressions found by these campaigns', () => {
     const before = params[0]!.data.slice();
     const error = await q.step(params, options as never).then(() => null, (e: unknown) => e);
     expect(contractViolation(error)).toBeNull();
+    expect((error as InvalidInputError).code).toBe('INVALID_ARGUMENT');
     expect((error as Error).message).toMatch(message);
     expect(params[0]!.data).toEqual(before);
     expect(q.qsteps).toBe(0);
@@ -399,9 +421,14 @@ describe('regressions found by these campaigns', () => {
     const state = q.state();
     const bad = matrix('b.weight');
     bad.data[3] = NaN;
-    await expect(q.step([matrix('a.weight'), bad])).rejects.toThrow(/parameter "b.weight"\[3\] is NaN/);
+    const error = await q.step([matrix('a.weight'), bad]).then(() => null, (e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as InvalidInputError).code).toBe('NON_FINITE');
+    expect((error as Error).message).toMatch(/parameter "b.weight"\[3\] is NaN/);
     expect(q.state()).toEqual(state);
-    await expect(q.step([matrix('a.weight'), { name: '', shape: [1], data: new Float32Array(1) }])).rejects.toThrow(InvalidInputError);
+    await expect(q.step([matrix('a.weight'), { name: '', shape: [1], data: new Float32Array(1) }])).rejects.toThrow(expect.objectContaining({
+      code: 'INVALID_ARGUMENT', message: 'each parameter must be { name: string, data: Float32Array, shape: number[] }.',
+    }));
     expect(q.state()).toEqual(state);
   });
 });
