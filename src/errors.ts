@@ -25,9 +25,15 @@ export interface ErrorLocation {
   group?: number;
 }
 
+/** Every error edge-moq throws: `code` says what kind, `location` (where known) where in the data. */
 export class EdgeMoqError extends Error {
   readonly code: ErrorCode;
   readonly location: ErrorLocation | undefined;
+  /**
+   * @param code - What kind of error.
+   * @param message - What was wrong and what to do.
+   * @param options - The `cause`, and where in the data (`location`).
+   */
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown; location?: ErrorLocation }) {
     super(message, options);
     this.name = new.target.name;
@@ -42,6 +48,10 @@ export class InvalidInputError extends EdgeMoqError {}
 /** A configuration key is unknown, ill-typed or out of range; `key` is its dotted path. */
 export class ConfigError extends EdgeMoqError {
   readonly key: string;
+  /**
+   * @param key - The dotted path of the key, e.g. `compression_training.weight_quantization`.
+   * @param message - What is wrong with it.
+   */
   constructor(key: string, message: string) {
     super('CONFIG', `${key}: ${message}`);
     this.key = key;
@@ -53,6 +63,10 @@ export class BackendError extends EdgeMoqError {}
 
 /** A file is not what its format says it must be: the message names the field and the offset. */
 export class FormatError extends EdgeMoqError {
+  /**
+   * @param message - The field and offset, and what was found there.
+   * @param options - The `cause`, and where (`location`).
+   */
   constructor(message: string, options?: { cause?: unknown; location?: ErrorLocation }) {
     super('MALFORMED_FILE', message, options);
   }
@@ -61,6 +75,13 @@ export class FormatError extends EdgeMoqError {
 /**
  * A NaN or ±Inf found by a backend or packer: `label` names the tensor as the caller did
  * (`data`, `jobs[2].data`, a QuantizeJob's label), `value` is what was found there.
+ */
+/**
+ * @param label - The tensor's name in the message.
+ * @param value - What was found.
+ * @param location - The job, element and group.
+ * @param packing - Whether the call packs (the message says what needs finite values).
+ * @returns The InvalidInputError (NON_FINITE) to throw.
  */
 export function nonFiniteError(label: string, value: unknown, location: { job: number; index: number; group: number }, packing = false): InvalidInputError {
   const need = packing

@@ -94,6 +94,11 @@ export class Quantizer {
   private offsetSteps = 0;
   private busy = false;
 
+  /**
+   * @param options - MoQ's settings (bits schedules, groups, rounding, ...); checked here.
+   * @param runtime - Where the arithmetic runs (`backend`) and where verbose lines go (`logger`).
+   * @throws ConfigError or InvalidInputError naming the first option that is wrong.
+   */
   constructor(options: QuantizerOptions = {}, runtime: QuantizerRuntime = {}) {
     this.options = resolveQuantizerOptions(options);
     this.patterns = this.options.schedules.map((s, i) =>
@@ -102,7 +107,14 @@ export class Quantizer {
     this.logger = runtime.logger ?? ((line) => console.log(line));
   }
 
-  /** From a DeepSpeed config object (or its JSON text), current or legacy form. */
+  /**
+   * From a DeepSpeed config object (or its JSON text), current or legacy form.
+   *
+   * @param config - The whole DeepSpeed config, or its JSON text.
+   * @param runtime - As for the constructor.
+   * @returns A quantizer with the config's `compression_training` (or legacy `quantize_training`) settings.
+   * @throws ConfigError naming the key that is unknown, ill-typed or out of range.
+   */
   static fromDeepSpeed(config: unknown, runtime: QuantizerRuntime = {}): Quantizer {
     const parsed = typeof config === 'string' ? parseJson(config) : config;
     return new Quantizer(optionsFromDeepSpeed(parsed), runtime);
@@ -111,6 +123,11 @@ export class Quantizer {
   /**
    * Continues from `state()` (the object or its JSON text) exactly where it was taken. Everything
    * a step needs is checked here, each error naming the field: a state restores whole or not at all.
+   *
+   * @param state - What `state()` returned, or its JSON text.
+   * @param runtime - As for the constructor.
+   * @returns A quantizer whose next step is the one the saved quantizer would have taken.
+   * @throws InvalidInputError naming the first field that is not what `state()` writes.
    */
   static restore(state: QuantizerState | string, runtime: QuantizerRuntime = {}): Quantizer {
     const parsed: unknown = typeof state === 'string' ? parseJson(state) : state;
@@ -161,7 +178,12 @@ export class Quantizer {
   bitsOf(name: string): number | undefined { return this.params.get(name)?.bits; }
   periodOf(name: string): number | undefined { return this.params.get(name)?.period; }
 
-  /** The schedule a parameter name falls under: exact `parameters` entry, else the first matching group. */
+  /**
+   * The schedule a parameter name falls under: exact `parameters` entry, else the first matching group.
+   *
+   * @param name - A parameter name.
+   * @returns Its schedule, or undefined when no entry or group takes it (it is not quantized).
+   */
   scheduleFor(name: string): ParameterSchedule | undefined {
     // Own entries only: a parameter named "constructor" or "toString" has no schedule by inheritance.
     if (Object.hasOwn(this.options.parameters, name)) return this.options.parameters[name];
@@ -169,14 +191,23 @@ export class Quantizer {
     return i < 0 ? undefined : this.options.schedules[i];
   }
 
-  /** Registers parameters ahead of the first step (step() does it on first sight too). */
+  /**
+   * Registers parameters ahead of the first step (step() does it on first sight too).
+   *
+   * @param params - The parameters, as step() takes them.
+   */
   register(params: readonly Parameter[]): void {
     const fresh = new Map<string, ParameterState>();
     for (const p of params) this.stateOf(p, fresh);
     for (const [name, s] of fresh) this.params.set(name, s);
   }
 
-  /** Listens to precision switches; returns a function that stops listening. */
+  /**
+   * Listens to precision switches.
+   *
+   * @param listener - Called after each step with every switch it made.
+   * @returns A function that stops listening.
+   */
   onSwitch(listener: SwitchListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -185,6 +216,9 @@ export class Quantizer {
   /**
    * Whether a precision switch is due within the next `lookahead` quantize steps: the moment to
    * refresh eigenvalues (DeepSpeed's any_precision_switch, working from per-parameter state).
+   *
+   * @param lookahead - How many quantize steps ahead to look (default 1).
+   * @returns Whether any registered parameter changes precision within them.
    */
   anyPrecisionSwitch(lookahead = 1): boolean {
     const waiting = Math.max(0, this.options.scheduleOffset - this.offsetSteps);
@@ -200,6 +234,13 @@ export class Quantizer {
    * One optimizer step's quantization, after the optimizer updated the parameters.
    * `parameterGroups` are DeepSpeed's parameter groups in order (or one flat list).
    * On any error nothing is modified: neither the data nor the schedule.
+   *
+   * @param parameterGroups - DeepSpeed's parameter groups in order, or one flat list of parameters.
+   * @param options - `overflow` (the step overflowed: skipped), `eigenvalueEnabled`, `blockEigenvalue`.
+   * @returns What the step did: whether it quantized, the counters, the switches, the parameters quantized.
+   * @throws InvalidInputError for malformed parameters or options; a backend's NON_FINITE error
+   *   names the parameter (`parameter "name"[i] is NaN`) and `location` gives `{ job, index, group }`,
+   *   `job` counting the quantized parameters of the step in order.
    */
   async step(parameterGroups: readonly (readonly Parameter[])[] | readonly Parameter[], options: StepOptions = {}): Promise<StepReport> {
     if (this.busy) {
@@ -280,7 +321,11 @@ export class Quantizer {
     return { quantized: true, qsteps, ratio, switches, parameters: names };
   }
 
-  /** A JSON-serialisable snapshot; Quantizer.restore(state) continues the same trajectory. */
+  /**
+   * A JSON-serialisable snapshot.
+   *
+   * @returns The state Quantizer.restore(state) continues the same trajectory from.
+   */
   state(): QuantizerState {
     return {
       format: STATE_FORMAT,
@@ -296,7 +341,11 @@ export class Quantizer {
     return this.state();
   }
 
-  /** The backend in use (created on first use when none was given). */
+  /**
+   * The backend in use (created on first use when none was given).
+   *
+   * @returns The runtime's backend, or the one createBackend({ kind: 'auto' }) gave.
+   */
   async resolveBackend(): Promise<Backend> {
     this.backend ??= createBackend({ kind: 'auto' });
     return (this.backend = await this.backend);

@@ -53,14 +53,29 @@ export interface Backend {
    * `into` may already hold the results of the groups before it. In place, an error leaves
    * `data` as it was.
    */
+  /**
+   * @param data - The float32 values.
+   * @param options - Bits, groups, type, rounding... (FakeQuantizeOptions).
+   * @param target - `{ into }` to write the result there instead of over `data`.
+   * @returns `data` (in place) or `into`.
+   * @throws InvalidInputError: bad options or data, NON_FINITE with `location: { job: 0, index, group }`.
+   */
   fakeQuantize(data: Float32Array, options: FakeQuantizeOptions, target?: FakeQuantizeTarget): Promise<Float32Array>;
   /**
    * Quantizes several tensors as one operation (a parameter group in one submission).
    * All inputs are validated before any is touched: on error, none is modified.
+   *
+   * @param jobs - The tensors, each with its options and optional label.
+   * @throws InvalidInputError naming the job by its label; NON_FINITE's `location.job` is its position.
    */
   fakeQuantizeMany(jobs: readonly QuantizeJob[]): Promise<void>;
+  /**
+   * @param data - The float32 values (left untouched).
+   * @param options - How they are grouped: `groups` or `groupSize`.
+   * @returns min, max, abs-max and mean |x| of each group.
+   */
   groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats>;
-  /** A readable account of the selection. */
+  /** @returns A readable account of the selection: every candidate, and why it was or was not picked. */
   explain(): string;
   /** Frees what the backend holds (its memory, buffers, device if it opened one); later calls throw. */
   dispose(): void;
@@ -108,6 +123,10 @@ export function selectionOf(backend: Backend, reason: string): SelectionReport {
   return reports.get(backend) ?? { requested: kind, picked: kind, candidates: [{ kind, available: true, picked: true, reason }] };
 }
 
+/**
+ * @param report - A backend's `selection`.
+ * @returns One line for the pick, one per candidate, one per note.
+ */
 export function explainSelection(report: SelectionReport): string {
   const lines = [`backend: ${report.picked} (requested: ${report.requested})`];
   for (const c of report.candidates) {

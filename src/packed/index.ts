@@ -16,6 +16,8 @@ export {
   type PackedTensor, type PackedType, type PackOptions, type PackPlan,
 } from './layout.js';
 export type { Packer } from './packer.js';
+// The errors this entry throws, so code that imports only it can tell them apart.
+export { BackendError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from '../errors.js';
 export type { Grid } from '../kernel-plan.js';
 export { WasmPacker } from '../backends/wasm/packer.js';
 export { WebGpuPacker, type GpuPackedTensor } from '../backends/webgpu/packer.js';

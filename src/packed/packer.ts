@@ -15,6 +15,12 @@ export interface Packer {
   /**
    * Packs `data` (left untouched). With `into` (arrays of the right sizes, e.g. from
    * allocatePacked) nothing is allocated; on error `into` is untouched too.
+   *
+   * @param data - The float32 values.
+   * @param options - Bits, groups, type, rounding, grid (PackOptions).
+   * @param into - Arrays to write the codes, scales and zeros into.
+   * @returns The packed tensor (`into` when given).
+   * @throws InvalidInputError: bad options, or NON_FINITE with `location: { job: 0, index, group }`.
    */
   pack(data: Float32Array, options: PackOptions, into?: PackedTensor): Promise<PackedTensor>;
   /**
@@ -24,7 +30,12 @@ export interface Packer {
    * not finite, a ternary code 3 or a code whose value overflows float32 throws INVALID_ARGUMENT
    * naming the first such group (`location.group`), and `out` is left untouched. Only finite
    * values are written.
+   *
+   * @param packed - A packed tensor (from pack, or read from a file).
+   * @param out - Where to write the values.
+   * @returns The dequantized values (`out` when given).
    */
   unpack(packed: PackedTensor, out?: Float32Array): Promise<Float32Array>;
+  /** Frees the packer's scratch memory (and a backend it created from a kind); a backend you passed stays yours. */
   dispose(): void;
 }
