@@ -4,7 +4,7 @@
 //      device's bandwidth floor, and copy time / kernel time is the fraction of it reached.
 //   2. Every kernel at 2^min(24, MAX) elements: upload, kernels, read-back, the host round
 //      trip (fakeQuantize on a Float32Array) and wasm-simd on the same array, whose result the
-//      GPU's must equal bit for bit (else the run ends with status 3).
+//      GPU's must equal as the README promises (else the run ends with status 3).
 //   3. The host crossover: fakeQuantize on a Float32Array, WebGPU against wasm-simd, 2^10..2^MAX;
 //      the smallest size from which WebGPU stays faster is what WEBGPU_CROSSOVER_ELEMENTS
 //      (src/backends/select.ts) should be.
@@ -212,25 +212,33 @@ const readBack = async () => {
   staging.unmap();
 };
 const resetSplitHost = () => splitHost.set(original.subarray(0, splitN));
+/** The README's promise at 1 and 2 bits, where the order of the mean's summation is free: within this, relative. */
+const LOW_BIT_TOLERANCE = 1e-6;
 /**
- * Values of the GPU's result that differ bit for bit from wasm-simd's on the same input: the
- * backends are meant to agree exactly, and a kernel that did nothing must not be timed as fast.
+ * The GPU's result against wasm-simd's on the same input: values that differ bit for bit, and
+ * (at 1 and 2 bits) those beyond the relative tolerance. A kernel that did nothing must not be
+ * timed as fast, and no test here runs on a real GPU.
  * @param {import('../dist/index.js').FakeQuantizeOptions} options
  */
-async function differences(options) {
+async function compare(options) {
   const onGpu = await backend.fakeQuantize(original.slice(0, splitN), options);
   const onWasm = await wasm.fakeQuantize(original.slice(0, splitN), options);
-  const gpuBits = new Uint32Array(onGpu.buffer, onGpu.byteOffset, splitN), wasmBits = new Uint32Array(onWasm.buffer, onWasm.byteOffset, splitN);
-  let differ = 0;
-  for (let i = 0; i < splitN; i++) if (gpuBits[i] !== wasmBits[i]) differ++;
-  return differ;
+  const lowBits = (options.bits ?? 8) <= 2;
+  let differ = 0, beyond = 0;
+  for (let i = 0; i < splitN; i++) {
+    const got = /** @type {number} */ (onGpu[i]), want = /** @type {number} */ (onWasm[i]);
+    if (Object.is(got, want)) continue;
+    differ++;
+    if (!lowBits || !(Math.abs(got - want) <= LOW_BIT_TOLERANCE * Math.abs(want))) beyond++;
+  }
+  return { lowBits, differ, beyond };
 }
 const splitRows = [];
 for (const [name, variant] of VARIANTS) {
   const options = { ...variant, groupSize: GROUP };
   const row = {
     name,
-    differ: await differences(options),
+    check: await compare(options),
     upload: await time(() => {}, upload),
     kernels: await time(upload, () => backend.fakeQuantizeBuffer(resident, splitN, options)),
     readBack: await time(upload, readBack),
@@ -238,7 +246,7 @@ for (const [name, variant] of VARIANTS) {
     wasm: await time(resetSplitHost, () => wasm.fakeQuantize(splitHost, options)),
   };
   splitRows.push(row);
-  console.error(`${name} at 2^${splitLog}: ${row.differ} values differ from wasm-simd; upload ${row.upload.toFixed(2)}, kernels ${row.kernels.toFixed(2)}, read-back ${row.readBack.toFixed(2)}, round trip ${row.roundTrip.toFixed(2)}, wasm-simd ${row.wasm.toFixed(2)} ms`);
+  console.error(`${name} at 2^${splitLog}: ${row.check.differ} values differ from wasm-simd (${row.check.beyond} beyond what the README allows); upload ${row.upload.toFixed(2)}, kernels ${row.kernels.toFixed(2)}, read-back ${row.readBack.toFixed(2)}, round trip ${row.roundTrip.toFixed(2)}, wasm-simd ${row.wasm.toFixed(2)} ms`);
 }
 resident.destroy();
 staging.destroy();
@@ -285,7 +293,8 @@ const splitLines = [
   `| kernel (2^${splitLog} elements) | upload, ms | kernels (GPUBuffer), ms | read-back, ms | host round trip, ms | wasm-simd host, ms | result against wasm-simd |`,
   '|---|---:|---:|---:|---:|---:|---|',
   ...splitRows.map((r) => `| ${r.name} | ${[r.upload, r.kernels, r.readBack, r.roundTrip, r.wasm].map((v) => f(v, 2)).join(' | ')} ` +
-    `| ${r.differ === 0 ? 'equal bit for bit' : `${r.differ.toLocaleString('en-US')} values differ`} |`),
+    `| ${r.check.differ === 0 ? 'equal bit for bit' : r.check.beyond === 0 ? `${r.check.differ.toLocaleString('en-US')} values differ, all within ${LOW_BIT_TOLERANCE.toExponential()} relative`
+      : `${r.check.beyond.toLocaleString('en-US')} values differ${r.check.lowBits ? ` by more than ${LOW_BIT_TOLERANCE.toExponential()} relative` : ''}`} |`),
 ];
 const hostLines = [
   '| elements | wasm-simd, ms | webgpu round trip, ms | faster |',
@@ -305,7 +314,7 @@ const section = `## WebGPU on ${describeAdapter(summary)}\n\n${header}\n\n` +
     'against it sets the copy\'s GPU time against the kernels\' wall time: a lower bound. ' : '') +
   '"One call" is `fakeQuantizeBuffer`, which also reads the status back.\n\n' +
   `${deviceLines.join('\n')}\n\n**Every kernel** at 2^${splitLog} elements: the host round trip split into its parts, wasm-simd on the same array, ` +
-  `and whether the GPU's result equals wasm-simd's bit for bit.\n\n` +
+  `and the GPU's result against wasm-simd's (the README promises bit for bit at 3..16 bits, within ${LOW_BIT_TOLERANCE.toExponential()} relative at 1 and 2).\n\n` +
   `${splitLines.join('\n')}\n\n**Host data**: \`fakeQuantize\` on a Float32Array (symmetric 8-bit, groups of up to ${GROUP}), warm.\n\n` +
   `${hostLines.join('\n')}\n\n${verdict}`;
 console.log(section);
@@ -314,6 +323,6 @@ else writeSection('gpu', section);
 console.error(`bench:gpu: ${((performance.now() - started) / 1000).toFixed(0)} s after the device opened`);
 backend.dispose();
 device.destroy();
-const mismatched = splitRows.filter((r) => r.differ > 0).map((r) => r.name);
+const mismatched = splitRows.filter((r) => r.check.beyond > 0).map((r) => r.name);
 if (mismatched.length > 0) fail(`the GPU's results differ from wasm-simd's for ${mismatched.join(', ')}: a bug to report with the adapter above.`, 3);
 process.exit(0);
