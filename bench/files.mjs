@@ -1,4 +1,4 @@
-// `npm run bench:files [-- --gib 1 --workers 1,2 --repeat 2 --bits 4]`: one large float32
+// `npm run bench:files [-- --gib 1 --workers 1,2 --repeat 2 --bits 4 --chunk-kib K]`: one large float32
 // safetensors file (64 tensors of 4096×1024 per GiB) quantized by quantizeSafetensorsFile with
 // each number of worker threads, against the floor of reading the input and writing as many
 // bytes as the output has (what a quantizer that cost nothing would do), and a plain copy.
@@ -28,6 +28,7 @@ const { values: flags } = parseArgs({
     workers: { type: 'string', default: '1,2' },
     repeat: { type: 'string', default: '2' },
     bits: { type: 'string', default: '4' },
+    'chunk-kib': { type: 'string' },
     child: { type: 'string' },
     input: { type: 'string' },
     output: { type: 'string' },
@@ -45,7 +46,8 @@ async function child() {
     copyBytes(input, output, outputBytes);
   } else {
     const { quantizeSafetensorsFile } = await import('../dist/bundles/node.js');
-    const report = await quantizeSafetensorsFile(input, output, { bits: Number(flags.bits), workers: Number(flags.child) });
+    const chunk = flags['chunk-kib'] === undefined ? {} : { chunkBytes: Number(flags['chunk-kib']) * 1024 };
+    const report = await quantizeSafetensorsFile(input, output, { bits: Number(flags.bits), workers: Number(flags.child), ...chunk });
     detail = { workers: report.workers, backend: report.backend, bytesOut: report.bytesOut };
   }
   const seconds = (performance.now() - started) / 1000;
@@ -92,7 +94,8 @@ async function writeInput(path, count) {
  * whatever else loads the machine now.
  */
 async function run(kind, input, output, env = {}) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', kind, '--input', input, '--output', output, '--bits', flags.bits],
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', kind, '--input', input, '--output', output, '--bits', flags.bits,
+    ...(flags['chunk-kib'] === undefined ? [] : ['--chunk-kib', flags['chunk-kib']])],
     { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

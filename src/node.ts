@@ -10,7 +10,7 @@ export {
 } from './formats/tfjs/node-file.js';
 export { nodeGpu, type NodeGpu } from './backends/webgpu/node-gpu.js';
 export {
-  DEFAULT_MAX_WORKERS, PARALLEL_MIN_BYTES, quantizeSafetensorsFile,
+  DEFAULT_MAX_WORKERS, FILE_CHUNK_BYTES, PARALLEL_MIN_BYTES, quantizeSafetensorsFile,
   type FileBackend, type FileQuantizeOptions, type FileQuantizeReport,
 } from './node/file-jobs.js';
 export {

@@ -65,6 +65,13 @@ export interface FileQuantizeReport extends QuantizeReport {
 export const DEFAULT_MAX_WORKERS = 8;
 /** Below this many input bytes to pack, the default packs in this thread. */
 export const PARALLEL_MIN_BYTES = 32 << 20;
+/**
+ * The chunk size files are packed in unless `chunkBytes` says otherwise (quantizeSafetensors'
+ * default is 16 MiB): a chunk passes through about four buffers (read, decoded, packed,
+ * unpacked for the error summary), which at 1 MiB stay in the processor's cache, so a run takes
+ * less CPU time and memory (bench/files.mjs). The output does not depend on the chunk size.
+ */
+export const FILE_CHUNK_BYTES = 1 << 20;
 /** Packed bytes that may wait, finished or being made, ahead of the tensor being written. */
 const WINDOW_BYTES = 64 << 20;
 /** Tensors each worker is sent at a time: the next one waits in its queue, so it never idles between tensors. */
@@ -371,6 +378,11 @@ function checkWorkers(workers: unknown): number | undefined {
  * Quantizes the safetensors file `input` into `output` (quantizeSafetensors' options and
  * result), its tensors packed on `workers` threads: the same bytes whatever their number. Both
  * ends are checked before any work; on any error no output is left (nor a partial one).
+ *
+ * @param input - The safetensors file to read (a regular file, or a symlink to one).
+ * @param output - The file to write; replaced whole when the run succeeds, never the input.
+ * @param options - quantizeSafetensors' options, with `workers` and `backend`.
+ * @returns quantizeSafetensors' report, with the packer's kind and the worker threads used.
  */
 export async function quantizeSafetensorsFile(input: string, output: string, options: FileQuantizeOptions): Promise<FileQuantizeReport> {
   if (options === null || typeof options !== 'object') {
@@ -385,7 +397,8 @@ export async function quantizeSafetensorsFile(input: string, output: string, opt
   try {
     await checkOutputFile(output, { distinctFrom: [source] });
     const packing = chosenPacking(source, workers, backend, quantizeOptions.onProgress !== undefined);
-    const report = await quantizeSafetensorsWith(source, atomicFileSink(output, { distinctFrom: [source] }), packing, quantizeOptions);
+    const report = await quantizeSafetensorsWith(source, atomicFileSink(output, { distinctFrom: [source] }), packing,
+      { ...quantizeOptions, chunkBytes: quantizeOptions.chunkBytes ?? FILE_CHUNK_BYTES });
     return { ...report, backend: packing.kind, workers: packing.workers };
   } finally {
     await source.close().catch(() => undefined);
