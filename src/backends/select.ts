@@ -7,7 +7,7 @@ import type { Backend, BackendKind, BackendRequest, SelectionReport } from './ba
 import { recordSelection } from './backend.js';
 import { WasmBackend } from './wasm/backend.js';
 import { runtimeHasSimd, type WasmSource } from './wasm/loader.js';
-import { WebGpuBackend, describeAdapter, summarizeAdapter } from './webgpu/backend.js';
+import { WebGpuBackend, describeAdapter, findAdapter, summarizeAdapter } from './webgpu/backend.js';
 
 /**
  * Under 'auto', host tensors below this many elements per call (all jobs of a fakeQuantizeMany
@@ -142,21 +142,8 @@ const CANDIDATES: readonly Candidate[] = [
 async function probeWebGpu(options: CreateBackendOptions): Promise<Probe> {
   if (options.device) return { available: true, reason: 'a GPUDevice was given' };
   const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
-  if (!gpu && !options.adapter) {
-    return {
-      available: false,
-      reason: typeof process === 'object' && process.versions?.node
-        ? 'no navigator.gpu in Node: pass { gpu: (await nodeGpu()).gpu }, or create([]) from the "webgpu" package'
-        : 'no navigator.gpu: this runtime has no WebGPU',
-    };
-  }
-  let adapter = options.adapter;
-  try {
-    adapter ??= (await gpu!.requestAdapter({ powerPreference: 'high-performance' })) ?? undefined;
-  } catch (error) {
-    return { available: false, reason: `requestAdapter failed: ${(error as Error).message}` };
-  }
-  if (!adapter) return { available: false, reason: 'navigator.gpu found no adapter' };
+  const adapter = options.adapter ?? await findAdapter(gpu);
+  if (typeof adapter === 'string') return { available: false, reason: adapter };
   const summary = summarizeAdapter(adapter);
   return {
     available: true,

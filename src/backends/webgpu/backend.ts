@@ -112,14 +112,9 @@ export class WebGpuBackend implements Backend {
     const ownsDevice = !device;
     if (!device) {
       if (!adapter) {
-        if (!gpu) {
-          throw new BackendError('BACKEND_UNAVAILABLE',
-            'no WebGPU here (no navigator.gpu); in Node pass { gpu: create([]) } from the "webgpu" package, or use kind \'wasm-simd\'.');
-        }
-        adapter = (await gpu.requestAdapter({ powerPreference: 'high-performance' })) ?? undefined;
-        if (!adapter) {
-          throw new BackendError('BACKEND_UNAVAILABLE', "WebGPU found no adapter on this machine; use kind: 'wasm-simd'.");
-        }
+        const found = await findAdapter(gpu);
+        if (typeof found === 'string') throw new BackendError('BACKEND_UNAVAILABLE', `${found}; use kind: 'wasm-simd'.`);
+        adapter = found;
       }
       device = await adapter.requestDevice({
         requiredFeatures: adapter.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [],
@@ -407,6 +402,20 @@ export class WebGpuBackend implements Backend {
     this.statusScratch.fill(NO_BAD_INDEX, 1, words - 1);
     this.statusScratch[words - 1] = submissionId;
     this.device.queue.writeBuffer(status, 0, this.statusScratch.buffer, 0, words * 4);
+  }
+}
+
+/** `gpu`'s adapter (navigator.gpu's when `gpu` is undefined), or why there is none. */
+export async function findAdapter(gpu: GPU | undefined): Promise<GPUAdapter | string> {
+  if (!gpu) {
+    return typeof process === 'object' && process.versions?.node
+      ? 'no navigator.gpu in Node: pass { gpu: (await nodeGpu()).gpu }, or create([]) from the "webgpu" package'
+      : 'no navigator.gpu: this runtime has no WebGPU';
+  }
+  try {
+    return (await gpu.requestAdapter({ powerPreference: 'high-performance' })) ?? 'navigator.gpu found no adapter';
+  } catch (error) {
+    return `requestAdapter failed: ${(error as Error).message}`;
   }
 }
 

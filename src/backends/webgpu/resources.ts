@@ -133,33 +133,35 @@ export class GpuResources {
    * A host call's GPU work: resolves to its result, or to undefined after a GPU failure, which
    * moves this call (its inputs untouched) and every later one to WebAssembly.
    */
-  async onHost<T>(work: () => Promise<T>): Promise<T | undefined> {
-    try {
-      const result = await work();
-      this.counters.gpuCalls++;
-      return result;
-    } catch (error) {
-      if (!(error instanceof GpuFailure)) throw error;
-      this.fail(error.message);
+  onHost<T>(work: () => Promise<T>): Promise<T | undefined> {
+    return this.run(work, (failure) => {
+      this.fail(failure.message);
       return undefined;
-    }
+    });
   }
 
   /**
    * A call on caller-owned GPUBuffers, which cannot move to WebAssembly: a WebGPU error is the
    * buffers' fault (INVALID_ARGUMENT, saying they must be `what`), a lost device DEVICE_LOST.
    */
-  async onBuffers<T>(work: () => Promise<T>, what = 'each must belong to backend.device and be alive'): Promise<T> {
+  onBuffers<T>(work: () => Promise<T>, what = 'each must belong to backend.device and be alive'): Promise<T> {
     this.assertGpu();
+    return this.run(work, (failure) => {
+      if (!failure.lost) throw new InvalidInputError('INVALID_ARGUMENT', `WebGPU rejected these buffers (${failure.message}): ${what}. Nothing was modified.`);
+      this.fail(failure.message);
+      throw deviceLostError(failure.message);
+    });
+  }
+
+  /** `work`, counted as a GPU call when it succeeds; a GpuFailure goes to `failed`. */
+  private async run<T, F>(work: () => Promise<T>, failed: (failure: GpuFailure) => F): Promise<T | F> {
     try {
       const result = await work();
       this.counters.gpuCalls++;
       return result;
     } catch (error) {
       if (!(error instanceof GpuFailure)) throw error;
-      if (!error.lost) throw new InvalidInputError('INVALID_ARGUMENT', `WebGPU rejected these buffers (${error.message}): ${what}. Nothing was modified.`);
-      this.fail(error.message);
-      throw deviceLostError(error.message);
+      return failed(error);
     }
   }
 
