@@ -3,7 +3,7 @@
 // kernel-plan.ts.)
 
 import { describeValue, typeName } from './describe.js';
-import { ConfigError, InvalidInputError } from './errors.js';
+import { ConfigError } from './errors.js';
 import { compileNamePattern, type NamePattern } from './name-pattern.js';
 import { MAX_BITS, MIN_BITS, type QuantizationType, type Rounding } from './kernel-plan.js';
 

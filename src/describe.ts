@@ -41,10 +41,10 @@ function ownData(object: object, key: string): { found: boolean; accessor: boole
 function constructorName(value: object): string | undefined {
   let object: object | null = value;
   for (let step = 0; object !== null && step < MAX_PROTOTYPE_STEPS; step++) {
-    const constructor = ownData(object, 'constructor');
-    if (constructor.found) {
-      if (typeof constructor.value !== 'function') return undefined;
-      const name = ownData(constructor.value, 'name').value;
+    const ownConstructor = ownData(object, 'constructor');
+    if (ownConstructor.found) {
+      if (typeof ownConstructor.value !== 'function') return undefined;
+      const name = ownData(ownConstructor.value, 'name').value;
       return typeof name === 'string' && name !== '' ? escapeText(name, MAX_VALUE_CHARS) : undefined;
     }
     object = Reflect.getPrototypeOf(object);

@@ -8,7 +8,7 @@
 // quantifiers give the same yes/no answer as greedy ones.
 
 import { describeValue, typeName } from './describe.js';
-import { EdgeMoqError, InvalidInputError } from './errors.js';
+import { type EdgeMoqError, InvalidInputError } from './errors.js';
 
 /** A compiled name pattern. `test` keeps no state between calls (no lastIndex). */
 export interface NamePattern {
@@ -190,7 +190,7 @@ function parse(source: string, ignoreCase: boolean, add: (state: State) => numbe
     const c = source[at++]!;
     if (c === '^' || c === '$') return (next) => add({ at: c, out: [next] });
     if (c === '.') return reads(LINE_TERMINATORS, true);
-    if (c === '\\') return reads(escape(start));
+    if (c === '\\') return reads(escapeUnits(start));
     if (c === '[') return characterClass();
     if (c === '(') {
       if (source[at] === '?') {
@@ -251,10 +251,10 @@ function parse(source: string, ignoreCase: boolean, add: (state: State) => numbe
     return reads(set, invert);
   };
 
-  const classAtom = (): UnitSet => (source[at] === '\\' ? escape(at++) : [source.charCodeAt(at), source.charCodeAt(at++) + 1]);
+  const classAtom = (): UnitSet => (source[at] === '\\' ? escapeUnits(at++) : [source.charCodeAt(at), source.charCodeAt(at++) + 1]);
 
   /** The units an escape stands for; `start` is its backslash, `at` the unit after it. */
-  const escape = (start: number): UnitSet => {
+  const escapeUnits = (start: number): UnitSet => {
     const hex = /x([\dA-Fa-f]{2})|u([\dA-Fa-f]{4})/y;
     hex.lastIndex = at;
     const digits = hex.exec(source);
@@ -327,7 +327,8 @@ let canonicalPairs: number[] | undefined;
  * members, the members' canonical units, and every unit whose canonical unit is one of those.
  */
 function caseFold(set: UnitSet): UnitSet {
-  const pairs = canonicalPairs ??= canonicalize();
+  canonicalPairs ??= canonicalize();
+  const pairs = canonicalPairs;
   const grow = (set: UnitSet, from: number) => {
     const more = [...set];
     for (let i = 0; i < pairs.length; i += 2) {

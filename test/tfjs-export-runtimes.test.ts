@@ -67,7 +67,11 @@ beforeAll(async () => {
   expect(Buffer.from(outputs.buffer).equals(Buffer.from((await trainedOut.data() as Float32Array).slice().buffer))).toBe(true);
   const parts = await Promise.all(loaded.weights.map(async (w) => new Float32Array(await w.read().data() as Float32Array)));
   const weights = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((at, p) => (weights.set(p, at), at + p.length), 0);
+  let offset = 0;
+  for (const p of parts) {
+    weights.set(p, offset);
+    offset += p.length;
+  }
   tf.dispose([trainedOut, loadedOut]);
   loaded.dispose();
   moq.detach();

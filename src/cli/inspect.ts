@@ -4,7 +4,7 @@
 import { InvalidInputError } from '../errors.js';
 import { fileSource } from '../formats/node-file.js';
 import { isPackedFile, readPackedLayout } from '../formats/packed-metadata.js';
-import { openSafetensors } from '../formats/safetensors.js';
+import { openSafetensors, type SafetensorsFile } from '../formats/safetensors.js';
 import { dirname, join } from 'node:path';
 import { checkWeightsFile } from '../formats/tfjs/artifacts.js';
 import { isPackedTfjsModel, originalSpec, weightSpecs } from '../formats/tfjs/model-json.js';
@@ -27,8 +27,8 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
   const source = await fileSource(input);
   try {
     if ((await detectFormat(source)) === 'tfjs') return await inspectTfjs(input);
-    let file;
-    let packed;
+    let file: SafetensorsFile;
+    let packed: ReturnType<typeof readPackedLayout> | null;
     try {
       file = await openSafetensors(source);
       packed = isPackedFile(file) ? readPackedLayout(file) : null;

@@ -157,12 +157,12 @@ class StrictJsonParser {
       }
       if (code === BACKSLASH) {
         result += text.slice(runStart, index);
-        const escape = text[index + 1] ?? '';
-        if (escape === 'u' && HEX4.test(text.slice(index + 2, index + 6))) {
+        const escaped = text[index + 1] ?? '';
+        if (escaped === 'u' && HEX4.test(text.slice(index + 2, index + 6))) {
           result += String.fromCharCode(Number.parseInt(text.slice(index + 2, index + 6), 16));
           index += 6;
-        } else if (Object.hasOwn(ESCAPED, escape)) {
-          result += ESCAPED[escape]!;
+        } else if (Object.hasOwn(ESCAPED, escaped)) {
+          result += ESCAPED[escaped]!;
           index += 2;
         } else {
           this.index = index;

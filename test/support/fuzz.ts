@@ -5,7 +5,7 @@
 // outcome is counted and the campaign ends with a one-line summary.
 
 import fc from 'fast-check';
-import { ConfigError, EdgeMoqError, InvalidInputError } from '../../src/errors.js';
+import { ConfigError, type EdgeMoqError, InvalidInputError } from '../../src/errors.js';
 
 function envInteger(name: string, fallback: number): number {
   const text = process.env[name];
@@ -181,6 +181,9 @@ export const mutation = (values: fc.Arbitrary<unknown>, keys: readonly string[])
   value: values,
 });
 
+/** An object or array of a parsed config, indexed by the keys `pathsOf` found in it. */
+type Container = Record<PropertyKey, unknown>;
+
 /** A deep copy of `config` with the mutations applied in order (the input is not changed). */
 export function applyMutations(config: unknown, mutations: readonly Mutation[]): unknown {
   let root: unknown = structuredClone(config);
@@ -189,11 +192,11 @@ export function applyMutations(config: unknown, mutations: readonly Mutation[]):
     const path = paths[m.at % paths.length]!;
     const replace = (make: (old: unknown) => unknown) => {
       if (path.length === 0) { root = make(root); return; }
-      const parent = path.slice(0, -1).reduce<any>((node, k) => node[k], root);
+      const parent = path.slice(0, -1).reduce((node, k) => node[k] as Container, root as Container);
       const last = path[path.length - 1]!;
       defineOwn(parent, last, make(parent[last]));
     };
-    const target = path.reduce<any>((node, k) => node?.[k], root);
+    const target = path.reduce<unknown>((node, k) => (node as Container | undefined)?.[k], root);
     switch (m.kind) {
       case 'replace': replace(() => m.value); break;
       case 'wrap-in-array': replace((old) => [old]); break;
@@ -203,7 +206,7 @@ export function applyMutations(config: unknown, mutations: readonly Mutation[]):
         break;
       case 'delete': {
         if (path.length === 0) break;
-        const parent = path.slice(0, -1).reduce<any>((node, k) => node[k], root);
+        const parent = path.slice(0, -1).reduce((node, k) => node[k] as Container, root as Container);
         if (Array.isArray(parent)) parent.splice(path[path.length - 1] as number, 1);
         else delete parent[path[path.length - 1]!];
         break;
@@ -223,7 +226,7 @@ function asText(value: unknown): string {
 }
 
 /** Sets an own data property, as JSON.parse does, even for "__proto__". */
-function defineOwn(target: any, key: string | number, value: unknown): void {
+function defineOwn(target: object, key: string | number, value: unknown): void {
   Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
 }
 

@@ -369,6 +369,7 @@ async function checkWriter({ specs, metadata, call }: { specs: Make; metadata: M
   } catch (error) {
     if (!(error instanceof InvalidInputError)) throw error;
     assert.equal(error.code, 'INVALID_ARGUMENT');
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the check is that messages hold no control characters.
     assert.ok(!/[\u0000-\u001f\u007f-\u009f]/.test(error.message), `unescaped control characters in ${JSON.stringify(error.message)}`);
   }
 }

@@ -61,7 +61,11 @@ export function readModelArtifacts(modelJsonPath: string): tfjs.io.ModelArtifact
   const { weightsManifest, ...rest } = JSON.parse(readFileSync(modelJsonPath, 'utf8')) as tfjs.io.ModelJSON;
   const shards = weightsManifest.flatMap((group) => group.paths).map((path) => readFileSync(join(dirname(modelJsonPath), path)));
   const weightData = new Uint8Array(shards.reduce((sum, shard) => sum + shard.byteLength, 0));
-  shards.reduce((at, shard) => (weightData.set(shard, at), at + shard.byteLength), 0);
+  let offset = 0;
+  for (const shard of shards) {
+    weightData.set(shard, offset);
+    offset += shard.byteLength;
+  }
   return { ...rest, weightSpecs: weightsManifest.flatMap((group) => group.weights), weightData: weightData.buffer };
 }
 

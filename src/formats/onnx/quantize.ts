@@ -345,7 +345,7 @@ class Rewriter {
       }
       const weight = node.inputs[1]!;
       const tensor = resolve(weight);
-      if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
+      if (tensor?.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
       const chosen = settingsFor(this.settings, weight);
       if (!chosen) return null;
       return { weight, tensor, transposed, bias, gather: false, ...chosen };
@@ -355,9 +355,9 @@ class Rewriter {
       if ((attributeNumber(node, 'axis') ?? 0) !== 0) return null;
       const weight = node.inputs[0]!;
       const tensor = resolve(weight);
-      if (!tensor || tensor.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
+      if (tensor?.dims.length !== 2 || FLOAT_BYTES[tensor.dataType] === undefined || elementCount(tensor.dims) === 0) return null;
       const chosen = settingsFor(this.settings, weight);
-      if (!chosen || chosen.settings.type !== 'symmetric' || tensor.dims[1]! % chosen.settings.blockSize !== 0) return null;
+      if (chosen?.settings.type !== 'symmetric' || tensor.dims[1]! % chosen.settings.blockSize !== 0) return null;
       return { weight, tensor, transposed: true, bias: null, gather: true, ...chosen };
     };
 
