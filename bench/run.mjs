@@ -63,6 +63,15 @@ for (const build of BUILDS) {
     // Out of place, host array to host array: the source is only read, so it needs no reset.
     if (build === 'simd') cases.push({ name: `${build} into ${name}`, run: () => backend.fakeQuantizeSync(original, opts, { into }) });
   }
+  if (build === 'simd') {
+    const destination = backend.upload(original);
+    tensors.push(destination);
+    cases.push({
+      name: 'simd tensor into tensor',
+      prepare: () => tensor.array.set(original),
+      run: () => backend.fakeQuantizeSync(tensor.array, { bits: 8, groupSize: GROUP }, { into: destination.array }),
+    });
+  }
 }
 
 const reference = /** @type {WasmBackend} */ (backends[0]).fakeQuantizeSync(original.slice(), { bits: 8, groupSize: GROUP });
@@ -110,6 +119,7 @@ const peerRows = [
   ['edge-moq wasm-simd, `WasmTensor` in place (validated, two passes)', 'simd tensor symmetric 8-bit nearest'],
   ['edge-moq wasm-simd, host `Float32Array` in place (what most users call)', 'simd host symmetric 8-bit nearest'],
   ['edge-moq wasm-simd, out of place, host to host (`{ into }`)', 'simd into symmetric 8-bit nearest'],
+  ['edge-moq wasm-simd, out of place, `WasmTensor` to `WasmTensor`', 'simd tensor into tensor'],
   ['edge-moq wasm-simd, host ternary', 'simd host ternary (2-bit)'],
   ['edge-moq wasm-simd, host binary', 'simd host binary (1-bit)'],
   ['edge-moq wasm-simd, stochastic rounding, host array', 'simd host symmetric 8-bit stochastic'],
