@@ -81,6 +81,8 @@ it('answers every argument vector with success or a typed error, and never leave
         throw new Error(`edge-moq ${command} ${full.join(' ')} threw ${String(error)}`);
       }
       outcome = error.code;
+      // The arguments are wrong, a file is damaged, or one is not there: nothing else may fail.
+      expect(['INVALID_ARGUMENT', 'MALFORMED_FILE', 'IO'], `${command} ${full.join(' ')}: ${error.message}`).toContain(outcome);
       expect(existsSync(output), `${command} ${full.join(' ')} failed but left ${output}`).toBe(false);
     }
     outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
@@ -88,6 +90,7 @@ it('answers every argument vector with success or a typed error, and never leave
   }), { numRuns: fuzzRuns(300), seed: FUZZ_SEED });
   console.info(`CLI fuzz: ${run} runs, ${[...outcomes].map(([k, v]) => `${k} ${v}`).join(', ')}`);
   expect(outcomes.get('ok') ?? 0).toBeGreaterThan(20);
+  for (const code of ['INVALID_ARGUMENT', 'MALFORMED_FILE', 'IO']) expect(outcomes.get(code), code).toBeGreaterThan(0);
 }, FUZZ_TIMEOUT_MS);
 
 it('answers a command name that is not a command, Object.prototype members included, with "unknown command" and status 2', async () => {
