@@ -83,6 +83,17 @@ describe.each(builds)('out of place, %s build', (build) => {
     }
   });
 
+  it('reads a WasmTensor into a host array when staging grows the memory first', async () => {
+    const fresh = await WasmBackend.create(build);
+    const options: FakeQuantizeOptions = { bits: 8, groupSize: 100 };
+    const x = randomTensor(20000, 11);
+    const src = fresh.upload(x);
+    const into = new Float32Array(x.length);
+    fresh.fakeQuantizeSync(src.array, options, { into });
+    expect(into).toEqual(reference(fresh, x, options));
+    expect(src.array).toEqual(x);
+  });
+
   it('keeps the stochastic stream of each element wherever the chunks fall', () => {
     const options: FakeQuantizeOptions = { bits: 4, groupSize: 3, rounding: 'stochastic', seed: 1, step: 2, tensorId: 3 };
     const x = randomTensor(3 * 101, 5);
@@ -126,12 +137,12 @@ describe('out of place: refused inputs', () => {
     }
   });
 
-  it('an output that is not a Float32Array, or a target that is not { into }', () => {
+  it('an output that is not a Float32Array, or a target without one', () => {
     const backend = backends.simd!.plain;
     const x = randomTensor(32, 5);
-    expect(() => backend.fakeQuantizeSync(x, options, { into: new Float64Array(32) as never })).toThrow(/into must be a Float32Array/);
-    expect(() => backend.fakeQuantizeSync(x, options, null as never)).toThrow(/must be \{ into: Float32Array \}/);
-    expect(() => backend.fakeQuantizeSync(x, options, { into: new Float32Array(32), out: 1 } as never)).toThrow(/must be \{ into: Float32Array \}/);
+    expect(() => backend.fakeQuantizeSync(x, options, { into: new Float64Array(32) as never })).toThrow(/into must be a Float32Array, got Float64Array/);
+    expect(() => backend.fakeQuantizeSync(x, options, null as never)).toThrow(/into must be a Float32Array, got undefined/);
+    expect(() => backend.fakeQuantizeSync(x, options, {} as never)).toThrow(/into must be a Float32Array, got undefined/);
   });
 
   it('a freed WasmTensor as the output', () => {
@@ -148,7 +159,7 @@ describe('out of place: refused inputs', () => {
     x[16 * 12 + 3] = Number.NaN;
     const before = x.slice();
     const into = new Float32Array(x.length).fill(9);
-    expect(() => backend.fakeQuantizeSync(x, options, { into })).toThrow(/data\[195\] is NaN: .* data was not modified; into holds the groups before this one/);
+    expect(() => backend.fakeQuantizeSync(x, options, { into })).toThrow(/data\[195\] is NaN: .* data is unchanged; into holds the groups before this one/);
     expect(x).toEqual(before);
     expect(into.subarray(0, 16 * 12)).toEqual(reference(backend, x.slice(0, 16 * 12), options));
     expect(into.subarray(16 * 12).every((v) => v === 9)).toBe(true);

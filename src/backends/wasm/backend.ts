@@ -10,27 +10,7 @@ import type { Backend, BackendKind, FakeQuantizeTarget, GroupStats, QuantizeJob,
 import { explainSelection } from '../backend.js';
 import { compileWasm, type WasmBuild, type WasmSource } from './loader.js';
 import { WasmHeap, WasmTensor } from './memory.js';
-
-interface KernelExports {
-  memory: WebAssembly.Memory;
-  heapBase(): number;
-  groupRanges(data: number, groupCount: number, groupSize: number, out: number): number;
-  groupAbsMeans(data: number, groupCount: number, groupSize: number, out: number): number;
-  groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
-  /** The first of the groups holding a NaN or ±Inf, or -1. */
-  firstNonFiniteGroup(data: number, groupCount: number, groupSize: number): number;
-  // With stats = 0 these make one fused pass and return the first non-finite group (else -1).
-  quantizeGrid(src: number, dst: number, groupCount: number, groupSize: number, ranges: number, bits: number, asymmetric: number,
-    full: number, stochastic: number, key: number, firstIndex: number, blend: number, ratio: number, rest: number): number;
-  quantizeTernary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
-  quantizeBinary(src: number, dst: number, groupCount: number, groupSize: number, means: number, blend: number, ratio: number, rest: number): number;
-  fillStochasticOffsets(out: number, first: number, count: number, key: number): void;
-  // assembly/pack.ts: returns -1 or the first non-finite group.
-  packCodes(src: number, codes: number, scales: number, zeros: number, groupCount: number, groupSize: number, bits: number,
-    type: number, stochastic: number, key: number, firstIndex: number): number;
-  /** -1, or (having written nothing) the first invalid element. */
-  unpackCodes(codes: number, scales: number, zeros: number, dst: number, groupCount: number, groupSize: number, bits: number, type: number): number;
-}
+import type { KernelExports } from './kernel-exports.js';
 
 /** What src/backends/wasm/packer.ts uses of a WasmBackend: its kernels and its memory. */
 export interface WasmInternals {
@@ -38,7 +18,7 @@ export interface WasmInternals {
   heap: WasmHeap;
 }
 
-interface Staged { plan: KernelPlan; pointer: number; host: Float32Array | null; label: string; stats: number }
+interface Staged { plan: KernelPlan; pointer: number; label: string }
 
 export interface WasmBackendOptions {
   /**
@@ -160,22 +140,21 @@ export class WasmBackend implements Backend {
       statCursor += bytes;
     }
     const staging = this.reserve(this.staging, Math.max(0, ...plans.map((plan, i) => (inMemory[i] ? 0 : Math.min(plan.length, chunks[i]!) * 4))));
-    const staged = (i: number, pointer: number, groupSize: number): Staged =>
-      ({ plan: { ...plans[i]!, groupSize }, pointer, host: null, label: labels[i]!, stats: 0 });
+    const staged = (i: number, pointer: number): Staged => ({ plan: plans[i]!, pointer, label: labels[i]! });
     jobs.forEach((job, i) => {
       const { groupCount, groupSize, length, bits } = plans[i]!;
       if (inMemory[i]) {
         const badGroup = bits >= 3
           ? this.kernels.groupRanges(pointers[i]!, groupCount, groupSize, statStarts[i]!)
           : this.kernels.groupAbsMeans(pointers[i]!, groupCount, groupSize, statStarts[i]!);
-        if (badGroup >= 0) throw this.nonFinite(staged(i, pointers[i]!, groupSize), badGroup);
+        if (badGroup >= 0) throw this.nonFinite(staged(i, pointers[i]!), badGroup);
         return;
       }
       for (let first = 0; first < length; first += chunks[i]!) {
         const count = Math.min(chunks[i]!, length - first);
         new Float32Array(memory.buffer, staging, count).set(job.data.subarray(first, first + count));
         const badGroup = this.kernels.firstNonFiniteGroup(staging, count / groupSize, groupSize);
-        if (badGroup >= 0) throw this.nonFinite(staged(i, staging, groupSize), badGroup, first);
+        if (badGroup >= 0) throw this.nonFinite(staged(i, staging), badGroup, first);
       }
     });
     jobs.forEach((job, i) => {
@@ -201,24 +180,21 @@ export class WasmBackend implements Backend {
    */
   private quantizeInto(data: Float32Array, options: FakeQuantizeOptions, target: FakeQuantizeTarget): Float32Array {
     const plan = planFakeQuantize(data, options, 'data');
-    if (typeof target !== 'object' || target === null || Object.keys(target).some((key) => key !== 'into')) {
-      throw new InvalidInputError('INVALID_ARGUMENT', `the third argument must be { into: Float32Array }, got ${describeValue(target)}.`);
-    }
-    const into = target.into;
+    const into = (target as Partial<FakeQuantizeTarget> | null)?.into as Float32Array;
     const intoLength = float32Length(into, 'into');
     if (intoLength !== plan.length) {
       throw new InvalidInputError('INVALID_ARGUMENT',
         `into holds ${intoLength} float32 values but data holds ${plan.length}; pass an output of the same length.`);
     }
     if (into.buffer === data.buffer && into.byteOffset < data.byteOffset + data.byteLength && data.byteOffset < into.byteOffset + into.byteLength) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        'into overlaps data: out of place needs separate memory for the result; quantize in place without { into }, or pass another array.');
+      throw new InvalidInputError('INVALID_ARGUMENT', 'into overlaps data; pass separate memory, or quantize in place without { into }.');
     }
     const memory = this.kernels.memory;
     const srcInMemory = data.buffer === memory.buffer;
     const dstInMemory = into.buffer === memory.buffer;
     if (srcInMemory) this.heap.assertLiveView(data, 'data');
     if (dstInMemory) this.heap.assertLiveView(into, 'into');
+    // Taken before reserving staging may grow the memory and detach views of it.
     const src = data.byteOffset;
     const dst = into.byteOffset;
     const chunk = srcInMemory && dstInMemory ? plan.length : this.chunkElements(plan);
@@ -230,9 +206,9 @@ export class WasmBackend implements Backend {
       if (!srcInMemory) new Float32Array(memory.buffer, staging, count).set(data.subarray(first, first + count));
       const badGroup = this.run(plan, from, to, count / plan.groupSize, 0, first);
       if (badGroup >= 0) {
-        const error = this.nonFinite({ plan, pointer: from, host: null, label: 'data', stats: 0 }, badGroup, first);
-        throw new InvalidInputError('NON_FINITE',
-          error.message.replace(/Nothing was modified\.$/, 'data was not modified; into holds the groups before this one.'), error.location ? { location: error.location } : {});
+        const error = this.nonFinite({ plan, pointer: from, label: 'data' }, badGroup, first);
+        error.message = error.message.replace('Nothing was modified.', 'data is unchanged; into holds the groups before this one.');
+        throw error;
       }
       if (!dstInMemory) into.set(new Float32Array(memory.buffer, staging, count), first);
     }
@@ -257,14 +233,14 @@ export class WasmBackend implements Backend {
   async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
     const plan = planFakeQuantize(data, { bits: 8, ...pickGroups(options) });
     if (data.buffer === this.kernels.memory.buffer) this.heap.assertLiveView(data, 'data');
-    const [s] = this.stage([{ data, options: { bits: 8 } }], [plan]);
+    const s: Staged = { plan, pointer: this.stageHost(data, plan.length), label: 'data' };
     const out = this.heap.allocate(plan.groupCount * 16);
     try {
-      this.kernels.groupStats(s!.pointer, plan.groupCount, plan.groupSize, out);
+      this.kernels.groupStats(s.pointer, plan.groupCount, plan.groupSize, out);
       const all = new Float32Array(this.kernels.memory.buffer, out, plan.groupCount * 4);
       // A NaN shows in the mean |x|, an Inf in the range (the mean itself stays finite: see stats.ts).
       const bad = all.findIndex((v, i) => Number.isNaN(v) || (i % 4 < 2 && !Number.isFinite(v)));
-      if (bad >= 0) throw this.nonFinite(s!, Math.floor(bad / 4));
+      if (bad >= 0) throw this.nonFinite(s, Math.floor(bad / 4));
       const column = (k: number) => Float32Array.from({ length: plan.groupCount }, (_, g) => all[g * 4 + k]!);
       return { min: column(0), max: column(1), absMax: column(2), meanAbs: column(3) };
     } finally {
@@ -320,28 +296,12 @@ export class WasmBackend implements Backend {
     return region.offset;
   }
 
-  /** Pointers for every job: in place for data in our memory, else copied into staging. */
-  private stage(jobs: readonly QuantizeJob[], plans: KernelPlan[]): Staged[] {
-    const memory = this.kernels.memory;
-    const inMemory = jobs.map((job) => job.data.buffer === memory.buffer);
-    const hostBytes = plans.reduce((sum, plan, i) => sum + (inMemory[i] ? 0 : plan.length * 4), 0);
-    // Pointers into our memory are fixed before staging may grow (and detach) the buffer.
-    const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
-    // Two-pass jobs keep (min, max) per group for the grid, mean |x| for ternary and binary.
-    const statBytes = plans.map((plan, i) => (inMemory[i] ? plan.groupCount * (plan.bits >= 3 ? 8 : 4) : 0));
-    let statCursor = this.reserve(this.statistics, statBytes.reduce((a, b) => a + b, 0));
-    let cursor = this.reserve(this.staging, hostBytes);
-    return jobs.map((job, i) => {
-      const plan = plans[i]!;
-      const label = jobs.length === 1 ? 'data' : `jobs[${i}].data`;
-      const stats = statCursor;
-      statCursor += statBytes[i]!;
-      if (inMemory[i]) return { plan, pointer: pointers[i]!, host: null, label, stats };
-      const pointer = cursor;
-      cursor += plan.length * 4;
-      new Float32Array(memory.buffer, pointer, plan.length).set(job.data);
-      return { plan, pointer, host: job.data, label, stats };
-    });
+  /** Where `data` is in our memory: in place if it lives there, else copied into staging. */
+  private stageHost(data: Float32Array, length: number): number {
+    if (data.buffer === this.kernels.memory.buffer) return data.byteOffset;
+    const pointer = this.reserve(this.staging, length * 4);
+    new Float32Array(this.kernels.memory.buffer, pointer, length).set(data);
+    return pointer;
   }
 }
 
