@@ -218,7 +218,9 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
     while (!failure && !ended && next < requests.length) {
       const bytes = outputBytes(requests[next]!);
       if (next !== head && inFlight + bytes > WINDOW_BYTES) return;
-      const free = workers.reduce<WorkerState | null>((best, w) => (w.busy.size < PER_WORKER && (!best || w.busy.size < best.busy.size) ? w : best), null);
+      // Near the end a second tensor would queue behind one worker's while another goes idle.
+      const limit = requests.length - next > workers.length ? PER_WORKER : 1;
+      const free = workers.reduce<WorkerState | null>((best, w) => (w.busy.size < limit && (!best || w.busy.size < best.busy.size) ? w : best), null);
       if (!free) return;
       const index = next++;
       inFlight += bytes;
