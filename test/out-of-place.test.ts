@@ -109,8 +109,7 @@ describe('out of place: refused inputs', () => {
   it('an output of another length', () => {
     const backend = backends.simd!.plain;
     const x = randomTensor(64, 1);
-    expect(() => backend.fakeQuantizeSync(x, options, { into: new Float32Array(48) }))
-      .toThrow(/into holds 48 float32 values but data holds 64/);
+    expect(() => backend.fakeQuantizeSync(x, options, { into: new Float32Array(48) })).toThrow(/into holds 48 float32 values but data holds 64/);
   });
 
   it('an output overlapping the source, host or in WebAssembly memory', () => {
@@ -118,7 +117,10 @@ describe('out of place: refused inputs', () => {
     const buffer = new Float32Array(96);
     buffer.set(randomTensor(96, 2));
     const before = buffer.slice();
-    for (const [src, into] of [[buffer.subarray(0, 64), buffer.subarray(32, 96)], [buffer.subarray(32, 96), buffer.subarray(0, 64)]]) {
+    for (const [src, into] of [
+      [buffer.subarray(0, 64), buffer.subarray(32, 96)],
+      [buffer.subarray(32, 96), buffer.subarray(0, 64)],
+    ]) {
       expect(() => backend.fakeQuantizeSync(src!, options, { into: into! })).toThrow(InvalidInputError);
       expect(() => backend.fakeQuantizeSync(src!, options, { into: into! })).toThrow(/into overlaps data/);
     }
