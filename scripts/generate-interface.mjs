@@ -152,6 +152,20 @@ const tsNumberSet = (set) => [
 ];
 
 /**
+ * Flags as a const enum: each use compiles to its number.
+ * @param {import('./kernel-interface.mjs').NumberSet} set
+ */
+const tsFlags = (set) => [
+  ...docComment(set.doc),
+  CONST_ENUM_WHY,
+  `export const enum ${set.name} {`,
+  ...Object.entries(set.values).flatMap(([name, value]) => [...(set.docs?.[name] ? docComment(set.docs[name], '  ') : []), `  ${name} = ${value},`]),
+  '}',
+];
+
+const CONST_ENUM_WHY = '// biome-ignore lint/suspicious/noConstEnum: compiled to plain numbers, so no name reaches the bundles.';
+
+/**
  * A uniform record's view for the host: a const enum of its fields (compiled to plain indices, so
  * no field name reaches the bundles), the type of its contents keyed by that enum (every field
  * required) and its writer.
@@ -162,12 +176,7 @@ function tsRecord(record) {
   const lines = ['', `/** sizeof(${record.name}) in WGSL's ${record.space} layout. */`, `export const ${upper}_BYTES = ${recordBytes(record)};`];
   if (record.space !== 'uniform') return lines;
   const floatBits = record.fields.reduce((bits, field, k) => (field.type === 'f32' ? bits | (1 << k) : bits), 0);
-  lines.push(
-    '',
-    ...docComment(`${record.doc} Field k is the 4 bytes at offset 4k.`),
-    '// biome-ignore lint/suspicious/noConstEnum: compiled to plain indices, so no field name reaches the bundles.',
-    `export const enum ${record.name}Field {`,
-  );
+  lines.push('', ...docComment(`${record.doc} Field k is the 4 bytes at offset 4k.`), CONST_ENUM_WHY, `export const enum ${record.name}Field {`);
   for (const field of record.fields) {
     if (field.doc) lines.push(...docComment(field.doc, '  '));
     lines.push(`  ${field.name},`);
@@ -197,7 +206,7 @@ const WRITE_FIELDS = [
 function webgpuInterface() {
   const lines = [`// ${FROM_TABLE}`, ''];
   for (const c of constants.filter(visibleIn('ts'))) lines.push(...docComment(c.doc), `export const ${c.name} = ${c.value};`);
-  for (const set of flags.filter(visibleIn('ts'))) lines.push(...tsNumberSet(set));
+  for (const set of flags.filter(visibleIn('ts'))) lines.push(...tsFlags(set));
   for (const record of records.filter(visibleIn('ts'))) lines.push(...tsRecord(record));
   return [...lines, ...WRITE_FIELDS];
 }

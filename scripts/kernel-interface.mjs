@@ -39,11 +39,11 @@ export const constants = [
   },
 ];
 
-/** Bit flags (TS: an object of the names; WGSL: `const <prefix><NAME>`). */
+/** Bit flags (TS: a const enum; WGSL: `const <prefix><NAME>`). */
 /** @type {(NumberSet & { wgslPrefix: string })[]} */
 export const flags = [
   {
-    name: 'JOB_FLAGS',
+    name: 'JobFlag',
     wgslPrefix: 'FLAG_',
     in: ['ts', 'wgsl'],
     doc: "The bits of a Job's `flags`.",
@@ -85,7 +85,7 @@ export const records = [
       { name: 'thresholdChunkBase', type: 'u32' },
       { name: 'thresholdGroupBase', type: 'u32' },
       { name: 'statusIndex', type: 'u32', doc: "This tensor's slot in `status` (after the shared flag)." },
-      { name: 'flags', type: 'u32', doc: 'JOB_FLAGS.' },
+      { name: 'flags', type: 'u32', doc: 'JobFlag bits.' },
       { name: 'key', type: 'u32', doc: 'Stochastic rounding: seed, step and tensor folded by src/noise.ts.' },
       { name: 'opaqueZero', type: 'u32', doc: 'Always 0; the compiler cannot know it (see `unfused` in rounding.wgsl).' },
       { name: 'scaleFactor', type: 'f32', doc: '2^(1-b) symmetric (both grids), 2^-b asymmetric: the reference\'s "/ 2^b" as an exact product.' },

@@ -37,7 +37,7 @@ struct Job {
   thresholdGroupBase: u32,
   // This tensor's slot in `status` (after the shared flag).
   statusIndex: u32,
-  // JOB_FLAGS.
+  // JobFlag bits.
   flags: u32,
   // Stochastic rounding: seed, step and tensor folded by src/noise.ts.
   key: u32,

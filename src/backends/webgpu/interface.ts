@@ -5,7 +5,16 @@ export const WORKGROUP_SIZE = 256;
 /** Elements one workgroup covers in the chunked kernels (16 per invocation). */
 export const CHUNK_SIZE = 4096;
 /** The bits of a Job's `flags`. */
-export const JOB_FLAGS = { ASYMMETRIC: 1, STOCHASTIC: 2, BLEND: 4, MEAN: 8, FULL: 16 } as const;
+// biome-ignore lint/suspicious/noConstEnum: compiled to plain numbers, so no name reaches the bundles.
+export const enum JobFlag {
+  ASYMMETRIC = 1,
+  STOCHASTIC = 2,
+  BLEND = 4,
+  /** Binary and ternary: the kernels read mean |x| from the statistics. */
+  MEAN = 8,
+  /** Symmetric on the full grid (grid.wgsl): scales of either sign. */
+  FULL = 16,
+}
 
 /** sizeof(Job) in WGSL's uniform layout. */
 export const JOB_BYTES = 80;
@@ -14,7 +23,7 @@ export const JOB_BYTES = 80;
  * One per tensor (a uniform slot picked with a dynamic offset), read by every kernel. Field k is
  * the 4 bytes at offset 4k.
  */
-// biome-ignore lint/suspicious/noConstEnum: compiled to plain indices, so no field name reaches the bundles.
+// biome-ignore lint/suspicious/noConstEnum: compiled to plain numbers, so no name reaches the bundles.
 export const enum JobField {
   /** Element offset of the tensor in `data`. */
   base,
@@ -29,7 +38,7 @@ export const enum JobField {
   thresholdGroupBase,
   /** This tensor's slot in `status` (after the shared flag). */
   statusIndex,
-  /** JOB_FLAGS. */
+  /** JobFlag bits. */
   flags,
   /** Stochastic rounding: seed, step and tensor folded by src/noise.ts. */
   key,
@@ -59,7 +68,7 @@ export const PARTIAL_BYTES = 16;
 export const PACK_BYTES = 16;
 
 /** What packing and unpacking read beside the Job. Field k is the 4 bytes at offset 4k. */
-// biome-ignore lint/suspicious/noConstEnum: compiled to plain indices, so no field name reaches the bundles.
+// biome-ignore lint/suspicious/noConstEnum: compiled to plain numbers, so no name reaches the bundles.
 export const enum PackField {
   bits,
   /** The tensor index of data[0]: stochastic noise continues across chunks of a tensor. */

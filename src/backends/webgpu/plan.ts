@@ -3,9 +3,9 @@
 // KernelPlans, so it is the same on every device.
 
 import type { KernelPlan } from '../../kernel-plan.js';
-import { CHUNK_SIZE, JOB_FLAGS, JobField, WORKGROUP_SIZE, writeJob as writeJobFields } from './interface.js';
+import { CHUNK_SIZE, JobField, JobFlag, WORKGROUP_SIZE, writeJob as writeJobFields } from './interface.js';
 
-export { CHUNK_SIZE, JOB_BYTES, JOB_FLAGS, PARTIAL_BYTES, WORKGROUP_SIZE } from './interface.js';
+export { CHUNK_SIZE, JOB_BYTES, PARTIAL_BYTES, WORKGROUP_SIZE } from './interface.js';
 /**
  * Groups up to this size get one invocation each (and are read serially by it); larger groups
  * get workgroups of CHUNK_SIZE elements. Below it a workgroup per group would leave most of
@@ -24,9 +24,8 @@ export const KERNEL_NAMES = [
 ] as const;
 export type KernelName = (typeof KERNEL_NAMES)[number];
 
-const GRID_WRITERS = { chunks: 'gridChunks', small: 'gridSmallGroups' } as const;
-const TERNARY_WRITERS = { chunks: 'ternaryChunks', small: 'ternarySmallGroups' } as const;
-const BINARY_WRITERS = { chunks: 'binaryChunks', small: 'binarySmallGroups' } as const;
+/** The kernel families that write the data: `${family}Chunks` and `${family}SmallGroups` each. */
+type WriterFamily = 'grid' | 'ternary' | 'binary';
 
 export interface Dispatch {
   kernel: KernelName;
@@ -72,10 +71,10 @@ export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly n
       chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0,
       prepare: [], write: [],
     };
-    const writers = bits >= 3 ? GRID_WRITERS : bits === 2 ? TERNARY_WRITERS : BINARY_WRITERS;
+    const family: WriterFamily = bits >= 3 ? 'grid' : bits === 2 ? 'ternary' : 'binary';
     if (small) {
       layout.prepare.push({ kernel: 'checkFinite', workgroups: Math.ceil(plan.length / CHUNK_SIZE) });
-      layout.write.push({ kernel: writers.small, workgroups: Math.ceil(groupCount / WORKGROUP_SIZE) });
+      layout.write.push({ kernel: `${family}SmallGroups`, workgroups: Math.ceil(groupCount / WORKGROUP_SIZE) });
       return layout;
     }
     // With one chunk per group the chunk Partial is already the group's: no combine pass.
@@ -87,12 +86,12 @@ export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly n
     [layout.chunkStatsBase, layout.groupStatsBase] = regions();
     layout.prepare.push({ kernel: 'chunkStats', workgroups: chunks });
     if (chunksPerGroup > 1) layout.prepare.push({ kernel: 'combineStats', workgroups: groupCount });
-    if (writers === TERNARY_WRITERS) {
+    if (family === 'ternary') {
       [layout.thresholdChunkBase, layout.thresholdGroupBase] = regions();
       layout.prepare.push({ kernel: 'aboveThresholdChunks', workgroups: chunks });
       if (chunksPerGroup > 1) layout.prepare.push({ kernel: 'combineAboveThreshold', workgroups: groupCount });
     }
-    layout.write.push({ kernel: writers.chunks, workgroups: chunks });
+    layout.write.push({ kernel: `${family}Chunks`, workgroups: chunks });
     return layout;
   });
   return { jobs, partialCount };
@@ -119,8 +118,8 @@ export function writeJob(view: DataView, index: number, job: JobLayout): void {
     [JobField.thresholdChunkBase]: job.thresholdChunkBase,
     [JobField.thresholdGroupBase]: job.thresholdGroupBase,
     [JobField.statusIndex]: index,
-    [JobField.flags]: (plan.asymmetric ? JOB_FLAGS.ASYMMETRIC : 0) | (plan.stochastic ? JOB_FLAGS.STOCHASTIC : 0) |
-      (plan.blend ? JOB_FLAGS.BLEND : 0) | (plan.bits <= 2 ? JOB_FLAGS.MEAN : 0) | (plan.full ? JOB_FLAGS.FULL : 0),
+    [JobField.flags]: (plan.asymmetric ? JobFlag.ASYMMETRIC : 0) | (plan.stochastic ? JobFlag.STOCHASTIC : 0) |
+      (plan.blend ? JobFlag.BLEND : 0) | (plan.bits <= 2 ? JobFlag.MEAN : 0) | (plan.full ? JobFlag.FULL : 0),
     [JobField.key]: plan.key >>> 0,
     [JobField.opaqueZero]: 0,
     [JobField.scaleFactor]: plan.asymmetric ? 1 / levels : 2 / levels,
