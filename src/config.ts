@@ -262,7 +262,12 @@ const LEGACY_KEYS = ['enabled', 'quantize_verbose', 'quantizer_kernel', 'quantiz
   'quantize_groups', 'fp16_mixed_quantize', 'quantize_algo', 'eigenvalue'] as const;
 const DS_EIGENVALUE_KEYS = ['enabled', 'verbose', 'max_iter', 'tol', 'stability', 'gas_boundary_resolution', 'layer_name', 'layer_num'] as const;
 
-/** Reads a DeepSpeed config (current `compression_training` or legacy `quantize_training`). */
+/**
+ * Reads a DeepSpeed config (current `compression_training` or legacy `quantize_training`).
+ * @param config - the parsed DeepSpeed JSON, as a whole (the section is found inside it)
+ * @returns the equivalent Quantizer options
+ * @throws ConfigError naming the key that is unknown, missing or out of range
+ */
 export function optionsFromDeepSpeed(config: unknown): QuantizerOptions {
   const root = Section.of(config, '');
   const compression = root.section('compression_training');

@@ -7,25 +7,30 @@ import { describeValue } from './describe.js';
 import { Quantizer, type BlockEigenvalues, type Parameter } from './quantizer.js';
 import type { QuantizationType, Rounding } from './kernel-plan.js';
 
-interface FakeQuantCase {
+/** One fakeQuantize call: `input` quantized with these settings must give `expected`. */
+export interface FakeQuantCase {
   id: string; kind: 'fake_quant'; bits: number; groups: number; type: QuantizationType; rounding: Rounding;
   shape: number[]; input: number[]; expected: number[];
 }
-interface ScheduleParam { name: string; shape: number[]; data: number[]; group: number; startBits?: number; targetBits?: number; period?: number }
-interface ScheduleStep {
+/** A parameter of a schedule case, with its own schedule where it sets one. */
+export interface ScheduleParam { name: string; shape: number[]; data: number[]; group: number; startBits?: number; targetBits?: number; period?: number }
+/** One optimizer step of a schedule case: the update applied, and the state the quantizer must reach. */
+export interface ScheduleStep {
   update: number[][]; overflow: boolean; eigenvalueEnabled?: boolean; blockEigenvalue?: ([number, number] | null)[];
   after: { qsteps: number; ratio: number; params: { data: number[]; bits?: number; period?: number }[] };
 }
-interface ScheduleCase {
+/** A Quantizer run over several steps, checked after each one. */
+export interface ScheduleCase {
   id: string; kind: 'schedule';
   config: { groups: number; type: QuantizationType; rounding: Rounding; mixedFp16: boolean; changeRatio: number; scheduleOffset?: number };
   params: ScheduleParam[]; steps: ScheduleStep[];
 }
-type Case = FakeQuantCase | ScheduleCase;
+/** A case of a `moq-conformance/1` file. */
+export type ConformanceCase = FakeQuantCase | ScheduleCase;
 
 export interface CaseResult {
   id: string;
-  kind: Case['kind'];
+  kind: ConformanceCase['kind'];
   passed: boolean;
   /** The first difference, when the case failed. */
   detail?: string;
@@ -47,7 +52,13 @@ export interface ConformanceReport {
 /** Relative tolerance at 1 and 2 bits, where the group mean's summation order is free. */
 const LOW_BIT_TOLERANCE = 1e-6;
 
-export function parseConformance(file: unknown): Case[] {
+/**
+ * Checks that a parsed JSON value is a `moq-conformance/1` file whose cases all have a known kind.
+ * @param file - the file's parsed JSON
+ * @returns its cases, in file order
+ * @throws EdgeMoqError `CONFORMANCE_FILE` when it is not such a file
+ */
+export function parseConformance(file: unknown): ConformanceCase[] {
   const f = file as { format?: unknown; cases?: unknown };
   if (typeof f !== 'object' || f === null || f.format !== 'moq-conformance/1' || !Array.isArray(f.cases)) {
     throw new EdgeMoqError('CONFORMANCE_FILE', 'not a moq-conformance/1 file: expected { "format": "moq-conformance/1", "cases": [...] }.');
@@ -57,9 +68,18 @@ export function parseConformance(file: unknown): Case[] {
       throw new EdgeMoqError('CONFORMANCE_FILE', `case ${describeValue(c?.id)} has unknown kind ${describeValue(c?.kind)}.`);
     }
   }
-  return f.cases as Case[];
+  return f.cases as ConformanceCase[];
 }
 
+/**
+ * Runs every case of a `moq-conformance/1` file on a backend, in file order. A case that throws
+ * fails with what it threw; it does not stop the run.
+ * @param file - the file's parsed JSON (checked by {@link parseConformance})
+ * @param backend - the backend under test
+ * @param onResult - called after each case, for progress
+ * @returns every case's result and the counts
+ * @throws EdgeMoqError `CONFORMANCE_FILE` when the file is not a conformance file
+ */
 export async function runConformance(
   file: unknown, backend: Backend, onResult?: (result: CaseResult) => void,
 ): Promise<ConformanceReport> {

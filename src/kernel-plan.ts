@@ -66,7 +66,14 @@ function isUint32(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
 }
 
-/** Validates one call's data and options; throws before anything is touched. */
+/**
+ * Validates one call's data and options; throws before anything is touched.
+ * @param data - the values to quantize: a Float32Array
+ * @param options - the fakeQuantize options
+ * @param label - names `data` in error messages
+ * @returns the kernel's settings, resolved (groups and group size, grid, rounding key, blend ratio)
+ * @throws InvalidInputError `WRONG_DTYPE`, `EMPTY_TENSOR`, `GROUPS_DO_NOT_DIVIDE` or `INVALID_ARGUMENT`, naming what is wrong
+ */
 export function planFakeQuantize(data: unknown, options: FakeQuantizeOptions, label = 'data'): KernelPlan {
   return planFakeQuantizeLength(float32Length(data, label), options, label);
 }

@@ -12,9 +12,14 @@ import { type EdgeMoqError, InvalidInputError } from './errors.js';
 
 /** A compiled name pattern. `test` keeps no state between calls (no lastIndex). */
 export interface NamePattern {
+  /** The pattern's source, as given. */
   readonly source: string;
   /** The flags that change matching: "i" or "". */
   readonly flags: string;
+  /**
+   * @param name - the name to search
+   * @returns whether the pattern matches somewhere in it (RegExp.prototype.test's answer)
+   */
   test(name: string): boolean;
 }
 
@@ -45,6 +50,11 @@ const EMPTY: Piece = (next) => next;
  * Compiles a string or RegExp for matching names in linear time. A RegExp is read from its
  * source and flags (g, y and d are ignored: matching keeps no state); `label` names the
  * argument in errors, which `error` builds (default: InvalidInputError "label problem").
+ * @param pattern - a regular expression's source, or a RegExp (found anywhere in a name unless anchored)
+ * @param label - names the pattern in error messages
+ * @param error - builds the error thrown for a pattern that cannot be compiled
+ * @returns a matcher whose `test` runs in time linear in the name's length
+ * @throws what `error` builds, for an invalid pattern or a refused flag, construct or size
  */
 export function compileNamePattern(
   pattern: string | RegExp,

@@ -36,6 +36,16 @@ export interface DequantizeReport {
   bytesOut: number;
 }
 
+/**
+ * Unpacks an `edge-moq.packed/1` or `/2` safetensors file into a plain one, streaming. The sink
+ * is finished only when every tensor was written; on any error it is aborted.
+ * @param source - the packed file
+ * @param sink - where the plain file goes
+ * @param packer - unpacks the codes (WebAssembly or WebGPU)
+ * @param options - the output dtype, the chunk size, and a progress callback
+ * @returns how many tensors were unpacked and copied, and the bytes read and written
+ * @throws FormatError (`MALFORMED_FILE`) naming the tensor (and group) that is wrong; InvalidInputError for bad options
+ */
 export async function dequantizeSafetensors(source: ByteSource, sink: ByteSink, packer: Packer, options: DequantizeFileOptions = {}): Promise<DequantizeReport> {
   let file: SafetensorsFile;
   let layout: ReturnType<typeof readPackedLayout>;

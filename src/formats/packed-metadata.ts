@@ -57,7 +57,11 @@ export function packedMetadata(entries: ReadonlyMap<string, PackedEntry>, extra:
   return { ...extra, format: extended ? PACKED_FORMAT_V2 : PACKED_FORMAT, 'edge-moq': JSON.stringify(Object.fromEntries(entries)) };
 }
 
-/** Whether `file` says it is packed by edge-moq. */
+/**
+ * Whether `file` says it is packed by edge-moq.
+ * @param file - an opened safetensors file
+ * @returns whether its `__metadata__.format` is one of the packed formats
+ */
 export function isPackedFile(file: SafetensorsFile): boolean {
   return file.metadata.format === PACKED_FORMAT || file.metadata.format === PACKED_FORMAT_V2;
 }
@@ -65,6 +69,8 @@ export function isPackedFile(file: SafetensorsFile): boolean {
 /**
  * The packed tensors of `file`, checked against their metadata; tensors not listed are stored
  * unchanged. Throws FormatError naming the first inconsistency.
+ * @param file - an opened packed file
+ * @returns the packed tensors (codes, scales, zero points and entry), and the tensors stored as they were
  */
 export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]; plain: TensorInfo[] } {
   if (!isPackedFile(file)) {

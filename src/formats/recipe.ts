@@ -59,6 +59,9 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> =>
 /**
  * Checks a recipe (a `{ rules }` object or a list of rules, e.g. parsed from recipe.json) and
  * compiles its patterns. Throws INVALID_ARGUMENT naming the rule and the field.
+ * @param recipe - the recipe's parsed JSON
+ * @param label - names the recipe in error messages
+ * @returns the rules, their patterns compiled
  */
 export function compileRecipe(recipe: unknown, label = 'recipe'): CompiledRecipe {
   const rules: unknown = Array.isArray(recipe) ? recipe : isPlainObject(recipe) ? recipe.rules : undefined;
@@ -124,6 +127,9 @@ export function checkSettings(settings: Record<string, unknown>, label: string):
 /**
  * A DeepSpeed config's weight quantization as a recipe: each group's modules at its target bits,
  * in DeepSpeed's order (first match wins, as in DeepSpeed), with the config's type and rounding.
+ * @param config - the parsed DeepSpeed JSON
+ * @returns the equivalent recipe
+ * @throws ConfigError naming the key that is wrong
  */
 export function recipeFromDeepSpeed(config: unknown): Recipe {
   const options = optionsFromDeepSpeed(config);
@@ -150,7 +156,12 @@ export function isDeepSpeedConfig(json: unknown): boolean {
   return isPlainObject(json) && ('compression_training' in json || 'quantize_training' in json);
 }
 
-/** A recipe from a parsed recipe.json or DeepSpeed config, compiled. */
+/**
+ * A recipe from a parsed recipe.json or DeepSpeed config, compiled.
+ * @param json - the parsed file: a recipe, or a DeepSpeed config (told apart by its keys)
+ * @param label - names the file in error messages
+ * @returns the compiled recipe
+ */
 export function readRecipe(json: unknown, label = 'recipe'): CompiledRecipe {
   return compileRecipe(isDeepSpeedConfig(json) ? recipeFromDeepSpeed(json) : json, label);
 }

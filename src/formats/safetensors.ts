@@ -179,7 +179,12 @@ function viewOf<T extends Float32Array | Uint8Array>(array: T, count: number): T
 /** Each tensor openSafetensors made, with the list it belongs to: ownership in O(1). */
 const tensorLists = new WeakMap<TensorInfo, readonly TensorInfo[]>();
 
-/** Reads and checks the header of a safetensors file; the data is read later, on demand. */
+/**
+ * Reads and checks the header of a safetensors file; the data is read later, on demand.
+ * @param source - the file's bytes, read at the offsets asked for
+ * @returns the tensors' entries and the metadata; the data stays in `source`
+ * @throws FormatError (`MALFORMED_FILE`) naming the field and offset that break the format
+ */
 export async function openSafetensors(source: ByteSource): Promise<SafetensorsFile> {
   const [size, read] = readArgument('source', () => (source !== null && typeof source === 'object' ? [source.size, source.read] as const : [undefined, undefined]));
   if (typeof read !== 'function') invalid(`source must be a ByteSource { size, read(offset, into) }, got ${describeValue(source)}`);
@@ -330,6 +335,11 @@ export interface Float32ChunkOptions {
  * The tensor's values as float32, chunk by chunk. Memory stays at one output buffer and one raw
  * buffer of a chunk each: every yielded array is a view of the same buffer, overwritten by the
  * next iteration, so copy what must outlive it.
+ * @param file - an opened file
+ * @param tensor - one of `file.tensors`, of dtype F32, F16 or BF16
+ * @param options - the chunk length, and the output buffer to reuse
+ * @returns the values in order, widened to float32, one chunk per iteration
+ * @throws InvalidInputError (`WRONG_DTYPE`, `INVALID_ARGUMENT`) for another dtype or a bad chunk length
  */
 export function readFloat32Chunks(file: SafetensorsFile, tensor: TensorInfo, options: Float32ChunkOptions): AsyncGenerator<Float32Array, void, undefined> {
   checkOwnTensor(file, tensor);
@@ -361,7 +371,13 @@ export interface ByteChunkOptions {
   into?: Uint8Array;
 }
 
-/** The tensor's raw bytes, chunk by chunk, each chunk a view of one reused buffer. */
+/**
+ * The tensor's raw bytes, chunk by chunk, each chunk a view of one reused buffer.
+ * @param file - an opened file
+ * @param tensor - one of `file.tensors`
+ * @param options - the chunk length, and the buffer to reuse
+ * @returns the bytes in order, one chunk per iteration
+ */
 export function readByteChunks(file: SafetensorsFile, tensor: TensorInfo, options: ByteChunkOptions): AsyncGenerator<Uint8Array, void, undefined> {
   checkOwnTensor(file, tensor);
   const [chunkBytes, into] = readArgument('options', () => [options?.chunkBytes, options?.into] as const);
@@ -378,7 +394,12 @@ async function* byteChunks(source: ByteSource, tensor: TensorInfo, chunk: number
   }
 }
 
-/** The tensor's raw bytes in one new array (its length was checked against the file's size). */
+/**
+ * The tensor's raw bytes in one new array (its length was checked against the file's size).
+ * @param file - an opened file
+ * @param tensor - one of `file.tensors`
+ * @returns a copy of the tensor's bytes
+ */
 export async function readBytes(file: SafetensorsFile, tensor: TensorInfo): Promise<Uint8Array> {
   checkOwnTensor(file, tensor);
   const bytes = new Uint8Array(tensor.byteLength);
@@ -386,7 +407,11 @@ export async function readBytes(file: SafetensorsFile, tensor: TensorInfo): Prom
   return bytes;
 }
 
-/** A source over bytes already in memory. */
+/**
+ * A source over bytes already in memory.
+ * @param bytes - the whole file (read, never written)
+ * @returns a source that reads from `bytes`
+ */
 export function memorySource(bytes: Uint8Array): ByteSource {
   return {
     size: bytes.length,
@@ -418,7 +443,13 @@ export interface SafetensorsLayout {
   size: number;
 }
 
-/** Lays out a file whose tensors come in the order given: the header first, for streaming. */
+/**
+ * Lays out a file whose tensors come in the order given: the header first, for streaming.
+ * @param specs - the tensors, in file order
+ * @param metadata - the `__metadata__` strings
+ * @returns the header bytes, where each tensor's data goes, and the file's size
+ * @throws InvalidInputError naming the spec that is wrong
+ */
 export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Readonly<Record<string, string>> = {}): SafetensorsLayout {
   if (!readArgument('tensors', () => Array.isArray(specs))) invalid(`tensors must be an array of { name, dtype, shape }, got ${describeValue(specs)}`);
   const checkedMetadata = readArgument('metadata', () => metadataOf(metadata, 'metadata', invalid));
@@ -479,6 +510,9 @@ export interface SafetensorsWriter {
 /**
  * Writes the header to `sink` now, then takes the data through write(). The writer owns the
  * sink from here: any failure, including bad options, aborts it, so no partial file survives.
+ * @param sink - where the file goes; the writer finishes or aborts it
+ * @param options - the tensors in file order, and the metadata
+ * @returns the writer, the header already written
  */
 export async function createSafetensorsWriter(sink: ByteSink, options: SafetensorsWriterOptions): Promise<SafetensorsWriter> {
   let state: 'open' | 'closed' | 'aborted' = 'open';
@@ -545,7 +579,12 @@ export interface TensorBytes {
   data: Uint8Array;
 }
 
-/** A whole safetensors file in memory (for tests and small tools). */
+/**
+ * A whole safetensors file in memory (for tests and small tools).
+ * @param tensors - each tensor's entry and bytes, in file order
+ * @param metadata - the `__metadata__` strings
+ * @returns the file's bytes
+ */
 export function encodeSafetensors(tensors: readonly TensorBytes[], metadata?: Readonly<Record<string, string>>): Uint8Array {
   const layout = layoutSafetensors(tensors, metadata);
   const file = new Uint8Array(layout.size);
@@ -632,7 +671,13 @@ export function f32ToBf16(value: number): number {
   return f32BitsToBf16Bits(scratchU32[0]!);
 }
 
-/** Raw little-endian F32/F16/BF16 bytes as float32 values (into `into` when given). */
+/**
+ * Raw little-endian F32/F16/BF16 bytes as float32 values (into `into` when given).
+ * @param raw - the bytes: 4 per value for F32, 2 for F16 and BF16
+ * @param dtype - how they are stored
+ * @param into - the output to fill, at least as long as the values
+ * @returns the values (`into` when given)
+ */
 export function decodeFloat32(raw: Uint8Array, dtype: FloatDtype, into?: Float32Array): Float32Array {
   const rawBytes = elementsOf(raw, 'Uint8Array');
   if (typeof rawBytes !== 'number') invalid(`raw must be a Uint8Array, got ${rawBytes}`);
@@ -652,7 +697,13 @@ export function decodeFloat32(raw: Uint8Array, dtype: FloatDtype, into?: Float32
   return out;
 }
 
-/** Float32 values as little-endian F32/F16/BF16 bytes (into `into` when given), rounding ties to even. */
+/**
+ * Float32 values as little-endian F32/F16/BF16 bytes (into `into` when given), rounding ties to even.
+ * @param values - the values
+ * @param dtype - how to store them
+ * @param into - the output to fill, at least as long as the bytes
+ * @returns the bytes (`into` when given)
+ */
 export function encodeFloat32(values: Float32Array, dtype: FloatDtype, into?: Uint8Array): Uint8Array {
   const count = elementsOf(values, 'Float32Array');
   if (typeof count !== 'number') invalid(`values must be a Float32Array, got ${count}`);

@@ -58,6 +58,10 @@ function badShardName(name: string): string | null {
  * Parses and checks an index: strict JSON (no key given twice), `weight_map` an object of
  * tensor name → shard file name, each shard a plain file name beside the index, `metadata` an
  * object whose `total_size`, when present, is a byte count. `label` names the file in messages.
+ * @param text - the index file's text
+ * @param label - names the file in messages
+ * @returns the tensor → shard map, the shards in order, and the metadata
+ * @throws FormatError (`MALFORMED_FILE`) naming what breaks these rules
  */
 export function parseShardIndex(text: string, label: string): ShardIndex {
   const parsed = parseStrictJson(text, (problem, index) => {
@@ -89,6 +93,10 @@ const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
  * Reads a piece request: `{ index, count }`, `"i/n"`, or `"auto/n"`, which takes i from the
  * first of SHARD_INDEX_VARIABLES set in `env` (a Kubernetes Indexed Job's completion index,
  * an AWS Batch array job's index).
+ * @param request - the piece, or its text form
+ * @param env - the environment to read `auto`'s index from
+ * @returns the piece: its index and the piece count
+ * @throws InvalidInputError for a request that is malformed or out of range, or `auto` with no index variable set
  */
 export function resolveShardPiece(request: ShardPiece | string, env: Readonly<Record<string, string | undefined>>): ShardPiece {
   let index: unknown;
@@ -126,12 +134,22 @@ export function resolveShardPiece(request: ShardPiece | string, env: Readonly<Re
   return { index: index as number, count: count as number };
 }
 
-/** The shards piece `piece` processes: shards[k] for every k with k % count === index. */
+/**
+ * The shards piece `piece` processes: shards[k] for every k with k % count === index.
+ * @param shards - every shard, in the index's order
+ * @param piece - which piece of how many
+ * @returns this piece's shards, in order
+ */
 export function shardsOfPiece(shards: readonly string[], piece: ShardPiece): string[] {
   return shards.filter((_, k) => k % piece.count === piece.index);
 }
 
-/** The file name of a piece's partial index: `model.safetensors.index.json` → `model.safetensors.index.shard-0-of-4.json`. */
+/**
+ * The file name of a piece's partial index: `model.safetensors.index.json` → `model.safetensors.index.shard-0-of-4.json`.
+ * @param indexName - the index's file name
+ * @param piece - which piece of how many
+ * @returns the partial index's file name
+ */
 export function partialIndexName(indexName: string, piece: ShardPiece): string {
   return `${indexName.replace(/\.json$/, '')}.shard-${piece.index}-of-${piece.count}.json`;
 }
@@ -187,6 +205,9 @@ function indexText(
  * writes (the same text). Refused: a file that is not a partial index, pieces of different runs
  * (other piece counts, shards or metadata), a piece given twice, a missing piece, a tensor in
  * two pieces, a piece that maps a tensor to a shard another piece owns.
+ * @param partials - each partial index's text, and the name to give it in messages
+ * @returns the merged index's text
+ * @throws FormatError naming the partial that is refused and why; InvalidInputError when none is given
  */
 export function mergeShardIndexes(partials: ReadonlyArray<{ text: string; label: string }>): string {
   if (!Array.isArray(partials) || partials.length === 0) {

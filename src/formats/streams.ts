@@ -9,6 +9,9 @@ import type { ByteSink, ByteSource } from './safetensors.js';
  * A source over a stream of `size` bytes (a request body and its Content-Length). Reads must
  * come in increasing offsets (bytes skipped over are dropped): quantizeSafetensors reads this
  * way; dequantizeSafetensors does not (it reads scales before codes), so give it a file or bytes.
+ * @param stream - the bytes
+ * @param size - how many bytes the stream holds
+ * @returns a source that reads from the stream, and `close` to cancel what is left of it
  */
 export function readableSource(stream: ReadableStream<Uint8Array>, size: number): ByteSource & { close(): Promise<void> } {
   if (!Number.isSafeInteger(size) || size < 0) {
@@ -69,6 +72,8 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * A sink into a WritableStream (the writable side of a TransformStream whose readable side is
  * the response). Bytes are copied (writers reuse their buffers) and writes wait for the
  * stream's backpressure, so memory stays at what the reader has not taken yet.
+ * @param stream - where the bytes go
+ * @returns a sink that writes to the stream, closing it on `close` and aborting it on `abort`
  */
 export function writableSink(stream: WritableStream<Uint8Array>): ByteSink {
   const writer = stream.getWriter();

@@ -74,6 +74,9 @@ export function resolveEigenvalueOptions(options: Partial<EigenvalueOptions> = {
  * steps, DeepSpeed's gas_boundary_ctr after its increment): enabled, and a multiple of
  * gasBoundaryResolution. DeepSpeed also requires quantizer.anyPrecisionSwitch(), and hands the
  * eigenvalues only to the step they were computed for: other steps get none (factor 1).
+ * @param boundary - the 1-based count of optimizer steps
+ * @param options - the eigenvalue options (`enabled`, `gasBoundaryResolution`)
+ * @returns whether to compute eigenvalues at this boundary
  */
 export function shouldComputeEigenvalues(boundary: number, options: Partial<EigenvalueOptions> = {}): boolean {
   if (!Number.isInteger(boundary) || boundary < 1) {
@@ -88,6 +91,8 @@ export function shouldComputeEigenvalues(boundary: number, options: Partial<Eige
  * DeepSpeed's post-processing: |λ_b| / max |λ|, so the sharpest block gets 1.0. A block whose
  * eigenvalue is 0 (or not finite: it could not be measured) gets 1.0, as DeepSpeed does for
  * blocks it cannot evaluate; non-finite values are left out of the maximum.
+ * @param values - one eigenvalue per block
+ * @returns the normalised values, in the same order
  */
 export function normaliseBlockEigenvalues(values: readonly number[]): number[] {
   const largest = values.reduce((max, v) => (Number.isFinite(v) ? Math.max(max, Math.abs(v)) : max), 0);
@@ -97,6 +102,10 @@ export function normaliseBlockEigenvalues(values: readonly number[]): number[] {
 /**
  * Eigenvalues for every block: each parameter name maps to [normalised eigenvalue, block id],
  * the `blockEigenvalue` format of Quantizer.step. The variables are restored bit for bit.
+ * @param tf - the TensorFlow.js namespace the model was built with
+ * @param request - the loss, the blocks, the options and the seed
+ * @returns [normalised eigenvalue, block id] by parameter name
+ * @throws ConfigError naming an eigenvalue option that is wrong; InvalidInputError for no blocks, or a weight in two blocks
  */
 export async function computeBlockEigenvalues(tf: TfEigenvalueModule, request: BlockEigenvalueRequest): Promise<Map<string, [number, number]>> {
   const { loss, blocks, seed = 0, logger = (line: string) => console.log(line) } = request;
@@ -132,7 +141,12 @@ export async function computeBlockEigenvalues(tf: TfEigenvalueModule, request: B
   return map;
 }
 
-/** The dominant Hessian eigenvalue of `loss` over `weights` alone (one block), with diagnostics. */
+/**
+ * The dominant Hessian eigenvalue of `loss` over `weights` alone (one block), with diagnostics.
+ * @param tf - the TensorFlow.js namespace the model was built with
+ * @param request - the loss, the block's weights, the options and the seed
+ * @returns the eigenvalue of largest magnitude, the iterations taken and whether they converged
+ */
 export async function dominantEigenvalue(
   tf: TfEigenvalueModule,
   request: { loss: () => tfjs.Scalar; weights: readonly tfjs.Variable[]; options?: Partial<EigenvalueOptions>; seed?: number },
@@ -149,6 +163,11 @@ export async function dominantEigenvalue(
  * H·direction for the Hessian of `loss` over `weights`:
  * (∇L(w + εd) − ∇L(w − εd)) / 2ε, with ε = finiteDifferenceStep(‖w‖, ‖d‖). The variables are
  * reassigned their original tensors afterwards (same data, bit for bit), even if the loss throws.
+ * @param tf - the TensorFlow.js namespace the model was built with
+ * @param loss - the loss, computed from the variables' current values
+ * @param weights - the variables
+ * @param direction - d, one tensor per variable, of its shape
+ * @returns H·d, one tensor per variable (the caller disposes them)
  */
 export function hessianVectorProduct(
   tf: TfEigenvalueModule, loss: () => tfjs.Scalar, weights: readonly tfjs.Variable[], direction: readonly tfjs.Tensor[],
@@ -182,6 +201,10 @@ export function finiteDifferenceStep(weightNorm: number, directionNorm = 1): num
  * walked depth first in model order, a matching layer is one block (its sub-layers are not
  * visited further), and the first layer_num matches are the blocks, ids 0, 1, ... Parameter names
  * are the layers' weight names (the variables' names, e.g. "encoder_0/kernel").
+ * @param model - a tfjs model (or any container of layers)
+ * @param options - `layerName` (the pattern) and `layerNum` (how many blocks)
+ * @returns the blocks, ids 0, 1, ... in model order
+ * @throws ConfigError when layerName or layerNum is missing or wrong; InvalidInputError when `model` has no layers list
  */
 export function blocksFromModel(model: { readonly layers: readonly LayerLike[] }, options: Partial<Pick<EigenvalueOptions, 'layerName' | 'layerNum'>> = {}): EigenvalueBlock[] {
   const layerName = options.layerName ?? EIGENVALUE_DEFAULTS.layerName;
@@ -221,6 +244,8 @@ export function blocksFromModel(model: { readonly layers: readonly LayerLike[] }
 /**
  * Blocks given explicitly: entry b (a layer, or several layers that form one block) becomes
  * block b with the layers' trainable weights, in order.
+ * @param blocks - a layer or a list of layers per block
+ * @returns block b for entry b
  */
 export function blocksFromLayers(blocks: readonly (LayerLike | readonly LayerLike[])[]): EigenvalueBlock[] {
   if (!Array.isArray(blocks) || blocks.length === 0) {

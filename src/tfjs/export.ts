@@ -94,6 +94,10 @@ export interface ExportedModel {
  *
  * Before the first quantization the forward weights are the masters: every weight is kept as
  * float32. While a mixed-fp16 blend is active the forward weights have no packed form: refused.
+ * @param context - the model, its masters, and the quantizer and weights of the MoqTraining
+ * @param options - the packer, and the weights file's name
+ * @returns the model.json, its weights file, and a report per weight
+ * @throws InvalidInputError naming the argument that is wrong, or why the model cannot be exported now (an active blend)
  */
 export async function exportTrainedModel(context: ExportContext, options: ExportOptions = {}): Promise<ExportedModel> {
   const { tf, model, masters, quantizer, weights } = checkContext(context);

@@ -16,6 +16,17 @@ export interface QuantizeOnnxFileResult {
   externalData: string | null;
 }
 
+/**
+ * Quantizes an ONNX model file's MatMul weights (see quantizeOnnx), writing the output model and,
+ * when the input has external data, `<output file name>.data` beside it. Both are renamed into
+ * place only once everything succeeded.
+ * @param input - the model's path; its external data files are found beside it
+ * @param output - the output model's path
+ * @param packer - packs the weights (WebAssembly or WebGPU)
+ * @param options - which weights, at how many bits and what block size
+ * @returns the per-MatMul report, and the external data file written (or null)
+ * @throws InvalidInputError or FormatError naming the input or output that is wrong, before any work
+ */
 export async function quantizeOnnxFile(input: string, output: string, packer: Packer, options: QuantizeOnnxOptions = {}): Promise<QuantizeOnnxFileResult> {
   const sources: FileSource[] = [];
   try {

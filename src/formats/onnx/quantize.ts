@@ -168,7 +168,11 @@ export interface MatMulNBitsWeights {
 /** The code of element `i` of a little-endian bit stream of `bits`-bit codes. */
 const codeAt = (codes: Uint8Array, i: number, bits: number) => bits === 8 ? codes[i]! : (codes[i >> 1]! >> ((i & 1) * 4)) & 15;
 
-/** B [K, N] (row-major float32) dequantized from MatMulNBits weights, [K, N] again. */
+/**
+ * B [K, N] (row-major float32) dequantized from MatMulNBits weights, [K, N] again.
+ * @param w - the packed B, its scales and zero points, as quantizeOnnx wrote them
+ * @returns B's values, row-major [K, N]
+ */
 export function dequantizeMatMulNBits(w: MatMulNBitsWeights): Float32Array {
   const { k, n, bits, blockSize } = w;
   const blocks = Math.ceil(k / blockSize);
@@ -604,6 +608,11 @@ const ELEMENT_BYTES: Readonly<Record<number, number>> = { 2: 1, 3: 1, 4: 2, 5: 2
 /**
  * Quantizes an ONNX model's MatMul weights to com.microsoft MatMulNBits. Nothing is written to
  * `externalDataOut` unless the whole model converts (it is aborted on error).
+ * @param model - the ModelProto's bytes
+ * @param options - which weights, at how many bits and what block size
+ * @param io - the packer, and where external data comes from and goes to
+ * @returns the new model's bytes and a report per MatMul
+ * @throws FormatError for a model that does not decode; InvalidInputError for bad options
  */
 export async function quantizeOnnx(model: Uint8Array, options: QuantizeOnnxOptions, io: QuantizeOnnxIo): Promise<QuantizeOnnxResult> {
   const settings = readSettings(options);

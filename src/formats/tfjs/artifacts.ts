@@ -32,7 +32,11 @@ export interface ArtifactsLike {
 /** model.json fields carried into ModelArtifacts as they are. */
 const CARRIED = ['format', 'generatedBy', 'convertedBy', 'trainingConfig', 'signature', 'userDefinedMetadata', 'modelInitializer', 'initializerSignature'] as const;
 
-/** The weights file name a packed model.json at `jsonName` gets by default ("model.json" → "model.moq.safetensors"). */
+/**
+ * The weights file name a packed model.json at `jsonName` gets by default ("model.json" → "model.moq.safetensors").
+ * @param jsonName - the model.json's file name
+ * @returns the weights file's name
+ */
 export function weightsFileFor(jsonName: string): string {
   return `${jsonName.replace(/\.json$/i, '')}.moq.safetensors`;
 }
@@ -40,6 +44,11 @@ export function weightsFileFor(jsonName: string): string {
 /**
  * A packed model from `artifacts`: the weights in `packed` stored as their codes (each must have
  * as many elements as its float32 weight), every other weight as it is.
+ * @param artifacts - the model's topology, weight specs and weight data
+ * @param packed - the packed weights by name, and the axis their groups run along when not the last
+ * @param options - `weightsPath`: the weights file name the model.json names
+ * @returns the packed model.json and its weights file's bytes
+ * @throws InvalidInputError naming a packed weight the model lacks or that does not match its spec
  */
 export async function packArtifacts(
   artifacts: ArtifactsLike, packed: ReadonlyMap<string, { packed: PackedTensor; axis?: number }>, options: { weightsPath?: string } = {},
@@ -91,6 +100,11 @@ export async function packArtifacts(
  * A packed model as tfjs loads it: the original weight specs and their values, packed ones
  * unpacked on `packer`. The weights file is checked against the manifest first; nothing is
  * returned from a file that disagrees with it.
+ * @param model - a packed model.json
+ * @param weights - its weights file
+ * @param packer - unpacks the codes (WebAssembly or WebGPU)
+ * @returns the model as tfjs artifacts, every weight float again
+ * @throws FormatError naming where the weights file disagrees with the manifest; InvalidInputError for a model that is not packed
  */
 export async function unpackModel(model: TfjsModelJson, weights: ByteSource, packer: Packer): Promise<ArtifactsLike> {
   if (!isPackedTfjsModel(model)) throw new InvalidInputError('INVALID_ARGUMENT', 'the model is not packed by edge-moq; load it with tfjs directly.');

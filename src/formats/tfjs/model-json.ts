@@ -54,7 +54,13 @@ export interface PackedWeightSpec extends Omit<TfjsWeightSpec, 'quantization'> {
 
 const WHAT_TFJS = 'a TensorFlow.js model.json has "modelTopology" and a "weightsManifest" of { paths, weights } groups';
 
-/** Parses and checks a model.json; `what` names it in errors. */
+/**
+ * Parses and checks a model.json; `what` names it in errors.
+ * @param text - the model.json's text or bytes (UTF-8)
+ * @param what - names the file in errors
+ * @returns the model.json, checked
+ * @throws FormatError naming what is not valid JSON or not a tfjs model
+ */
 export function parseTfjsModel(text: string | Uint8Array, what: string): TfjsModelJson {
   const json = typeof text === 'string' ? text : new TextDecoder('utf-8', { fatal: false }).decode(text);
   const value = parseStrictJson(json, (problem, index) => {
@@ -68,6 +74,11 @@ export function looksLikeTfjsModel(value: unknown): boolean {
   return isObject(value) && 'modelTopology' in value && ('weightsManifest' in value || 'edgeMoq' in value);
 }
 
+/**
+ * Whether a checked model.json is a packed edge-moq model.
+ * @param model - a model.json, as parseTfjsModel returns it
+ * @returns whether its `edgeMoq.format` is the packed tfjs format
+ */
 export function isPackedTfjsModel(model: TfjsModelJson): boolean {
   return isObject(model.edgeMoq) && model.edgeMoq.format === PACKED_TFJS_FORMAT;
 }

@@ -20,7 +20,12 @@ import { checkWeightsPath, quantizeTfjsModel, type QuantizeTfjsResult } from './
 /** tfjs's converter splits weights into shards of 4 MiB (what browsers cache well). */
 export const SHARD_BYTES = 4 * 1024 * 1024;
 
-/** Reads and checks a model.json (and opens nothing else). */
+/**
+ * Reads and checks a model.json (and opens nothing else).
+ * @param path - the model.json's path
+ * @returns the checked model.json, and the open file (close it when done)
+ * @throws FormatError for a file that is not a tfjs model.json; EdgeMoqError `IO` when it cannot be read
+ */
 export async function readTfjsModelFile(path: string): Promise<{ model: TfjsModelJson; source: FileSource }> {
   const source = await fileSource(path);
   try {
@@ -38,7 +43,14 @@ export interface QuantizeTfjsFileResult extends QuantizeTfjsResult {
   weightsPath: string;
 }
 
-/** Packs the tfjs model at `input` (a model.json) into `output` (a model.json) and its weights file. */
+/**
+ * Packs the tfjs model at `input` (a model.json) into `output` (a model.json) and its weights file.
+ * @param input - the model.json's path
+ * @param output - the packed model.json's path (its weights file goes beside it)
+ * @param packer - packs the weights (WebAssembly or WebGPU)
+ * @param options - the packing settings, as for a safetensors file
+ * @returns the per-weight report, and the weights file written
+ */
 export async function quantizeTfjsFile(input: string, output: string, packer: Packer, options: QuantizeFileOptions): Promise<QuantizeTfjsFileResult> {
   const { model, source } = await readTfjsModelFile(input);
   const sources: FileSource[] = [source];
@@ -81,7 +93,13 @@ export interface DequantizeTfjsFileResult extends DequantizeReport {
   shards: string[];
 }
 
-/** Writes the packed tfjs model at `input` as a stock float tfjs model at `output` (model.json + shards). */
+/**
+ * Writes the packed tfjs model at `input` as a stock float tfjs model at `output` (model.json + shards).
+ * @param input - the packed model.json's path
+ * @param output - the float model.json's path (its shards go beside it)
+ * @param packer - unpacks the codes (WebAssembly or WebGPU)
+ * @returns the counts, and the shard files written
+ */
 export async function dequantizeTfjsFile(input: string, output: string, packer: Packer): Promise<DequantizeTfjsFileResult> {
   const { model, source } = await readTfjsModelFile(input);
   const sources: FileSource[] = [source];
@@ -118,7 +136,12 @@ export async function dequantizeTfjsFile(input: string, output: string, packer: 
   }
 }
 
-/** Writes a packed model held in memory (e.g. from moq.export) as `path` (a model.json) and its weights file. */
+/**
+ * Writes a packed model held in memory (e.g. from moq.export) as `path` (a model.json) and its weights file.
+ * @param path - the model.json's path
+ * @param model - the packed model.json and its weights file's bytes
+ * @returns the weights file written beside the model.json
+ */
 export async function writePackedTfjsModel(path: string, model: { modelJson: TfjsModelJson; weights: Uint8Array }): Promise<{ weightsPath: string }> {
   const weightsName = model.modelJson.weightsManifest[0]?.paths[0];
   if (!isPackedTfjsModel(model.modelJson) || weightsName === undefined) {
