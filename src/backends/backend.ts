@@ -93,17 +93,13 @@ export function jobLabel(jobs: readonly QuantizeJob[], i: number): string {
 
 /** The array `{ into }` names, checked: a Float32Array of `length` values sharing no memory with `data`. */
 export function targetArray(data: Float32Array, target: FakeQuantizeTarget, length: number): Float32Array {
-  if (typeof target !== 'object' || target === null || Object.keys(target).some((key) => key !== 'into')) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `the third argument must be { into: Float32Array }, got ${describeValue(target)}.`);
-  }
-  const { into } = target;
+  const into = (target as Partial<FakeQuantizeTarget> | null)?.into as Float32Array;
   const intoLength = float32Length(into, 'into');
   if (intoLength !== length) {
     throw new InvalidInputError('INVALID_ARGUMENT', `into holds ${intoLength} float32 values but data holds ${length}; pass an output of the same length.`);
   }
   if (into.buffer === data.buffer && into.byteOffset < data.byteOffset + data.byteLength && data.byteOffset < into.byteOffset + into.byteLength) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      'into overlaps data: out of place needs separate memory for the result; quantize in place without { into }, or pass another array.');
+    throw new InvalidInputError('INVALID_ARGUMENT', 'into overlaps data; pass separate memory, or quantize in place without { into }.');
   }
   return into;
 }
