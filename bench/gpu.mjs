@@ -26,14 +26,14 @@ const HOST_MIN_LOG2 = 10;
 /** Submissions in flight per timing of the device-side work: launch latency overlaps the work. */
 const PIPELINED = 10;
 // GPUBufferUsage / GPUMapMode / GPUQueryType values.
-const STORAGE = 128, COPY_SRC = 4, COPY_DST = 8, MAP_READ = 1, QUERY_RESOLVE = 512;
+const STORAGE = 128,
+  COPY_SRC = 4,
+  COPY_DST = 8,
+  MAP_READ = 1,
+  QUERY_RESOLVE = 512;
 
 /** Where NVIDIA's driver installs its Vulkan ICD, container mounts first. */
-const NVIDIA_ICDS = [
-  '/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json',
-  '/usr/share/vulkan/icd.d/nvidia_icd.json',
-  '/etc/vulkan/icd.d/nvidia_icd.json',
-];
+const NVIDIA_ICDS = ['/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json', '/usr/share/vulkan/icd.d/nvidia_icd.json', '/etc/vulkan/icd.d/nvidia_icd.json'];
 /** Chromium's CPU Vulkan driver (Debian's `chromium` package). */
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -57,8 +57,7 @@ if (nvidiaIcd) {
   process.env.VK_ICD_FILENAMES = nvidiaIcd;
   process.env.VK_DRIVER_FILES = nvidiaIcd;
 }
-const icdNote = namedIcd !== undefined ? `Vulkan driver as named: ${namedIcd}`
-  : nvidiaIcd ? `Vulkan driver: ${nvidiaIcd}` : 'Vulkan drivers: the loader\'s default search (no NVIDIA ICD file found)';
+const icdNote = namedIcd !== undefined ? `Vulkan driver as named: ${namedIcd}` : nvidiaIcd ? `Vulkan driver: ${nvidiaIcd}` : "Vulkan drivers: the loader's default search (no NVIDIA ICD file found)";
 
 /** @type {{ create(flags: string[]): GPU, globals: object }} */
 let dawn;
@@ -81,8 +80,10 @@ if (!adapter && namedIcd === undefined && !nvidiaIcd && existsSync(SWIFTSHADER_I
   adapter = await softwareGpu.requestAdapter();
 }
 if (!adapter) {
-  fail(`no WebGPU adapter (${icdNote}). Dawn needs the Vulkan loader (libvulkan.so.1: \`ldconfig -p | grep libvulkan\`) ` +
-    'and a Vulkan driver for the GPU; for NVIDIA, VK_ICD_FILENAMES=/path/to/nvidia_icd.json if it is not in a standard place.');
+  fail(
+    `no WebGPU adapter (${icdNote}). Dawn needs the Vulkan loader (libvulkan.so.1: \`ldconfig -p | grep libvulkan\`) ` +
+      'and a Vulkan driver for the GPU; for NVIDIA, VK_ICD_FILENAMES=/path/to/nvidia_icd.json if it is not in a standard place.',
+  );
 }
 const summary = summarizeAdapter(adapter);
 const description = [summary.vendor, summary.architecture, summary.device, summary.description].join(' ');
@@ -90,8 +91,11 @@ const software = summary.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe|sof
 console.error(`bench:gpu: adapter ${describeAdapter(summary)}${software ? ' (software)' : ''}; ${icdNote}`);
 console.error(`bench:gpu: limits maxBufferSize ${adapter.limits.maxBufferSize}, maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}; features ${summary.features.join(', ')}`);
 if (software && !ALLOW_SOFTWARE) {
-  fail('this adapter is software, not a GPU: its timings would say nothing about one. Check the Vulkan driver ' +
-    '(above), or set BENCH_GPU_ALLOW_SOFTWARE=1 to run anyway (nothing is written to BENCHMARKS.md then).', 2);
+  fail(
+    'this adapter is software, not a GPU: its timings would say nothing about one. Check the Vulkan driver ' +
+      '(above), or set BENCH_GPU_ALLOW_SOFTWARE=1 to run anyway (nothing is written to BENCHMARKS.md then).',
+    2,
+  );
 }
 
 const timestamps = adapter.features.has('timestamp-query');
@@ -126,10 +130,15 @@ async function time(prepare, fn, runs = RUNS) {
  * @param {() => unknown} enqueue submits one unit of work
  */
 async function pipelined(enqueue) {
-  return (await time(() => {}, async () => {
-    for (let i = 0; i < PIPELINED; i++) await enqueue();
-    await device.queue.onSubmittedWorkDone();
-  })) / PIPELINED;
+  return (
+    (await time(
+      () => {},
+      async () => {
+        for (let i = 0; i < PIPELINED; i++) await enqueue();
+        await device.queue.onSubmittedWorkDone();
+      },
+    )) / PIPELINED
+  );
 }
 
 /**
@@ -170,7 +179,8 @@ const symmetric8 = { bits: 8, groupSize: GROUP };
 // 1. Kernels on a caller-owned GPUBuffer against the copy.
 const deviceRows = [];
 for (let log = MIN_LOG2; log <= MAX_LOG2; log++) {
-  const n = 2 ** log, bytes = n * 4;
+  const n = 2 ** log,
+    bytes = n * 4;
   if (bytes > maxBytes) {
     console.error(`2^${log}: ${bytes} bytes is over this device's buffer limit (${maxBytes}); stopping there`);
     break;
@@ -186,7 +196,10 @@ for (let log = MIN_LOG2; log <= MAX_LOG2; log++) {
   const copyGpuMs = await copyOnGpu(data, other, bytes);
   // Re-quantizing quantized values is the same work: no reset between runs.
   const kernelsMs = await pipelined(() => backend.enqueueFakeQuantizeBuffers([{ buffer: data, length: n, options: symmetric8 }]));
-  const callMs = await time(() => {}, () => backend.fakeQuantizeBuffer(data, n, symmetric8));
+  const callMs = await time(
+    () => {},
+    () => backend.fakeQuantizeBuffer(data, n, symmetric8),
+  );
   data.destroy();
   other.destroy();
   deviceRows.push({ log, n, copyMs, copyGpuMs, kernelsMs, callMs });
@@ -224,9 +237,11 @@ async function compare(options) {
   const onGpu = await backend.fakeQuantize(original.slice(0, splitN), options);
   const onWasm = await wasm.fakeQuantize(original.slice(0, splitN), options);
   const lowBits = (options.bits ?? 8) <= 2;
-  let differ = 0, beyond = 0;
+  let differ = 0,
+    beyond = 0;
   for (let i = 0; i < splitN; i++) {
-    const got = /** @type {number} */ (onGpu[i]), want = /** @type {number} */ (onWasm[i]);
+    const got = /** @type {number} */ (onGpu[i]),
+      want = /** @type {number} */ (onWasm[i]);
     if (Object.is(got, want)) continue;
     differ++;
     if (!lowBits || !(Math.abs(got - want) <= LOW_BIT_TOLERANCE * Math.abs(want))) beyond++;
@@ -246,7 +261,9 @@ for (const [name, variant] of VARIANTS) {
     wasm: await time(resetSplitHost, () => wasm.fakeQuantize(splitHost, options)),
   };
   splitRows.push(row);
-  console.error(`${name} at 2^${splitLog}: ${row.check.differ} values differ from wasm-simd (${row.check.beyond} beyond what the README allows); upload ${row.upload.toFixed(2)}, kernels ${row.kernels.toFixed(2)}, read-back ${row.readBack.toFixed(2)}, round trip ${row.roundTrip.toFixed(2)}, wasm-simd ${row.wasm.toFixed(2)} ms`);
+  console.error(
+    `${name} at 2^${splitLog}: ${row.check.differ} values differ from wasm-simd (${row.check.beyond} beyond what the README allows); upload ${row.upload.toFixed(2)}, kernels ${row.kernels.toFixed(2)}, read-back ${row.readBack.toFixed(2)}, round trip ${row.roundTrip.toFixed(2)}, wasm-simd ${row.wasm.toFixed(2)} ms`,
+  );
 }
 resident.destroy();
 staging.destroy();
@@ -274,7 +291,8 @@ for (let i = hostRows.length - 1; i >= 0; i--) {
 
 const f = (/** @type {number} */ v, digits = 3) => v.toFixed(digits);
 const gbps = (/** @type {number} */ n, /** @type {number} */ ms) => f((2 * n * 4) / ms / 1e6, 0);
-const header = `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench:gpu\` on ${machine()}; WebGPU through the ` +
+const header =
+  `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench:gpu\` on ${machine()}; WebGPU through the ` +
   `\`webgpu\` package (Dawn): ${describeAdapter(summary)}${software ? ', a software adapter: these timings say nothing about a GPU' : ''}; ` +
   `reductions ${backend.usesSubgroups ? 'with subgroup operations' : 'in workgroup memory'}; timestamp queries ${timestamps ? 'available' : 'not available'}. ` +
   `Medians of ${RUNS} runs (more for small host sizes), groups of ${GROUP}.`;
@@ -285,16 +303,26 @@ const deviceLines = [
   `|---:|---:|${gpuTimed ? '---:|' : ''}---:|---:|---:|${gpuTimed ? '---:|' : ''}---:|`,
   ...deviceRows.map((r) => {
     const gpuCopy = gpuTimed && r.copyGpuMs !== null && r.copyGpuMs > 0 ? r.copyGpuMs : null;
-    return `| 2^${r.log} | ${f(r.copyMs)} | ${gpuTimed ? `${gpuCopy === null ? '—' : f(gpuCopy)} | ` : ''}${gbps(r.n, gpuCopy ?? r.copyMs)} ` +
-      `| ${f(r.kernelsMs)} | ${f((100 * r.copyMs) / r.kernelsMs, 0)}% | ${gpuTimed ? `${gpuCopy === null ? '—' : `${f((100 * gpuCopy) / r.kernelsMs, 0)}%`} | ` : ''}${f(r.callMs)} |`;
+    return (
+      `| 2^${r.log} | ${f(r.copyMs)} | ${gpuTimed ? `${gpuCopy === null ? '—' : f(gpuCopy)} | ` : ''}${gbps(r.n, gpuCopy ?? r.copyMs)} ` +
+      `| ${f(r.kernelsMs)} | ${f((100 * r.copyMs) / r.kernelsMs, 0)}% | ${gpuTimed ? `${gpuCopy === null ? '—' : `${f((100 * gpuCopy) / r.kernelsMs, 0)}%`} | ` : ''}${f(r.callMs)} |`
+    );
   }),
 ];
 const splitLines = [
   `| kernel (2^${splitLog} elements) | upload, ms | kernels (GPUBuffer), ms | read-back, ms | host round trip, ms | wasm-simd host, ms | result against wasm-simd |`,
   '|---|---:|---:|---:|---:|---:|---|',
-  ...splitRows.map((r) => `| ${r.name} | ${[r.upload, r.kernels, r.readBack, r.roundTrip, r.wasm].map((v) => f(v, 2)).join(' | ')} ` +
-    `| ${r.check.differ === 0 ? 'equal bit for bit' : r.check.beyond === 0 ? `${r.check.differ.toLocaleString('en-US')} values differ, all within ${LOW_BIT_TOLERANCE.toExponential()} relative`
-      : `${r.check.beyond.toLocaleString('en-US')} values differ${r.check.lowBits ? ` by more than ${LOW_BIT_TOLERANCE.toExponential()} relative` : ''}`} |`),
+  ...splitRows.map(
+    (r) =>
+      `| ${r.name} | ${[r.upload, r.kernels, r.readBack, r.roundTrip, r.wasm].map((v) => f(v, 2)).join(' | ')} ` +
+      `| ${
+        r.check.differ === 0
+          ? 'equal bit for bit'
+          : r.check.beyond === 0
+            ? `${r.check.differ.toLocaleString('en-US')} values differ, all within ${LOW_BIT_TOLERANCE.toExponential()} relative`
+            : `${r.check.beyond.toLocaleString('en-US')} values differ${r.check.lowBits ? ` by more than ${LOW_BIT_TOLERANCE.toExponential()} relative` : ''}`
+      } |`,
+  ),
 ];
 const hostLines = [
   '| elements | wasm-simd, ms | webgpu round trip, ms | faster |',
@@ -306,12 +334,15 @@ const verdict = crossover
     `Set \`WEBGPU_CROSSOVER_ELEMENTS = 1 << ${crossover.log}\` in src/backends/select.ts (now ${WEBGPU_CROSSOVER_ELEMENTS.toLocaleString('en-US')}).`
   : `No crossover up to 2^${MAX_LOG2}: wasm-simd was faster for host data at the largest size measured; keep \`WEBGPU_CROSSOVER_ELEMENTS\` ` +
     `(now ${WEBGPU_CROSSOVER_ELEMENTS.toLocaleString('en-US')}) at least 2^${MAX_LOG2 + 1} for this adapter.`;
-const section = `## WebGPU on ${describeAdapter(summary)}\n\n${header}\n\n` +
+const section =
+  `## WebGPU on ${describeAdapter(summary)}\n\n${header}\n\n` +
   '**Kernels alone** on a caller-owned GPUBuffer (symmetric 8-bit, `enqueueFakeQuantizeBuffers`: validation, statistics and writes, ' +
   `nothing read back), against \`copyBufferToBuffer\` of the same buffer, each as wall time per submission with ${PIPELINED} in flight; ` +
   'the fraction is copy time / kernel time. ' +
-  (gpuTimed ? 'Where the GPU timed the copy itself (timestamps between empty passes), the bandwidth is from that time, and the fraction ' +
-    'against it sets the copy\'s GPU time against the kernels\' wall time: a lower bound. ' : '') +
+  (gpuTimed
+    ? 'Where the GPU timed the copy itself (timestamps between empty passes), the bandwidth is from that time, and the fraction ' +
+      "against it sets the copy's GPU time against the kernels' wall time: a lower bound. "
+    : '') +
   '"One call" is `fakeQuantizeBuffer`, which also reads the status back.\n\n' +
   `${deviceLines.join('\n')}\n\n**Every kernel** at 2^${splitLog} elements: the host round trip split into its parts, wasm-simd on the same array, ` +
   `and the GPU's result against wasm-simd's (the README promises bit for bit at 3..16 bits, within ${LOW_BIT_TOLERANCE.toExponential()} relative at 1 and 2).\n\n` +

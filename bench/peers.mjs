@@ -16,7 +16,8 @@ import { MessageWriter } from '../dist/formats/onnx/proto.js';
 import { AttributeField, GraphField, ModelField, NodeField, OpsetField, TensorField, ValueInfoField } from '../dist/formats/onnx/model.js';
 
 const SCALE_FACTOR = 2 / 256;
-const QMIN = -128, QMAX = 127;
+const QMIN = -128,
+  QMAX = 127;
 
 /**
  * Round half to even, as both peers' rounding does.
@@ -73,23 +74,34 @@ function verify(name, input, output, reference, group, integerCodes) {
       }
     }
   }
-  let differ = 0, signedZeros = 0;
+  let differ = 0,
+    signedZeros = 0;
   for (let i = 0; i < output.length; i++) {
     if (output[i] !== reference[i]) differ++;
     else if (!sameBits(output[i], reference[i])) signedZeros++;
   }
-  return `${name}: groups 0, ${Math.floor(groups / 2)} and ${groups - 1} equal the formula bit for bit; ` +
+  return (
+    `${name}: groups 0, ${Math.floor(groups / 2)} and ${groups - 1} equal the formula bit for bit; ` +
     `${differ === 0 ? 'every one' : `${(output.length - differ).toLocaleString('en-US')}`} of the ${output.length.toLocaleString('en-US')} values equals edge-moq's` +
     `${differ === 0 ? '' : ` (${differ.toLocaleString('en-US')} differ)`}` +
-    `${signedZeros === 0 ? '' : `, ${signedZeros.toLocaleString('en-US')} of them +0 where edge-moq has -0`}.`;
+    `${signedZeros === 0 ? '' : `, ${signedZeros.toLocaleString('en-US')} of them +0 where edge-moq has -0`}.`
+  );
 }
 
 // ---- onnxruntime-web --------------------------------------------------------------------------
 
-const ONNX_FLOAT = 1, ONNX_INT8 = 3;
-const ATTRIBUTE_INTS = 7, ATTRIBUTE_INT = 2, ATTRIBUTE_INTS_FIELD = 8;
+const ONNX_FLOAT = 1,
+  ONNX_INT8 = 3;
+const ATTRIBUTE_INTS = 7,
+  ATTRIBUTE_INT = 2,
+  ATTRIBUTE_INTS_FIELD = 8;
 // TypeProto.tensor_type = 1; Tensor.elem_type = 1, shape = 2; TensorShapeProto.dim = 1; Dimension.dim_value = 1; ValueInfoProto.type = 2.
-const TYPE_TENSOR = 1, ELEM_TYPE = 1, SHAPE = 2, DIM = 1, DIM_VALUE = 1, VALUE_INFO_TYPE = 2;
+const TYPE_TENSOR = 1,
+  ELEM_TYPE = 1,
+  SHAPE = 2,
+  DIM = 1,
+  DIM_VALUE = 1,
+  VALUE_INFO_TYPE = 2;
 
 /**
  * @param {string} name
@@ -100,8 +112,7 @@ function valueInfo(name, elemType, shape) {
   const dims = new MessageWriter();
   for (const d of shape) dims.message(DIM, new MessageWriter().int(DIM_VALUE, d));
   const tensorType = new MessageWriter().int(ELEM_TYPE, elemType).message(SHAPE, dims);
-  return new MessageWriter().string(ValueInfoField.NAME, name)
-    .message(VALUE_INFO_TYPE, new MessageWriter().message(TYPE_TENSOR, tensorType));
+  return new MessageWriter().string(ValueInfoField.NAME, name).message(VALUE_INFO_TYPE, new MessageWriter().message(TYPE_TENSOR, tensorType));
 }
 
 /**
@@ -186,11 +197,19 @@ export async function peerCases(original, group, reference) {
   notes.push(verify(`onnxruntime-web ${ort.env.versions.web} (wasm execution provider, numThreads 1)`, original, /** @type {Float32Array} */ (ortOut.data), reference, group, true));
   ortOut.dispose();
   const ortName = `onnxruntime-web ${ort.env.versions.web} QuantizeLinear+DequantizeLinear`;
-  cases.push({ name: `${ortName}, in-graph only`, run: async () => { (await session.run({ X: input })).Y?.dispose(); } });
-  cases.push({ name: `${ortName}, end to end`, run: async () => {
-    const { Y } = await session.run({ X: new ort.Tensor('float32', original, shape) });
-    await Y?.getData(true);
-  } });
+  cases.push({
+    name: `${ortName}, in-graph only`,
+    run: async () => {
+      (await session.run({ X: input })).Y?.dispose();
+    },
+  });
+  cases.push({
+    name: `${ortName}, end to end`,
+    run: async () => {
+      const { Y } = await session.run({ X: new ort.Tensor('float32', original, shape) });
+      await Y?.getData(true);
+    },
+  });
 
   const tf = await import('@tensorflow/tfjs');
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -199,23 +218,34 @@ export async function peerCases(original, group, reference) {
   wasm.setThreadsCount(1);
   await tf.setBackend('wasm');
   /** @param {import('@tensorflow/tfjs').Tensor} x */
-  const quantize = (x) => tf.tidy(() => {
-    const scale = tf.mul(tf.max(tf.abs(x), 1, true), SCALE_FACTOR);
-    return tf.mul(tf.clipByValue(tf.round(tf.div(x, scale)), QMIN, QMAX), scale);
-  });
+  const quantize = (x) =>
+    tf.tidy(() => {
+      const scale = tf.mul(tf.max(tf.abs(x), 1, true), SCALE_FACTOR);
+      return tf.mul(tf.clipByValue(tf.round(tf.div(x, scale)), QMIN, QMAX), scale);
+    });
   const x = tf.tensor2d(original, [groups, group]);
   const tfOut = quantize(x);
   notes.push(verify(`tfjs ${tf.version.tfjs} on tfjs-backend-wasm (${wasm.getThreadsCount()} thread, SIMD build)`, original, /** @type {Float32Array} */ (tfOut.dataSync()), reference, group, false));
   tfOut.dispose();
   const tfName = `tfjs ${tf.version.tfjs} ops on tfjs-backend-wasm`;
   cases.push({ name: `${tfName}, in-graph only`, run: () => quantize(x).dispose() });
-  cases.push({ name: `${tfName}, end to end`, run: () => {
-    const fresh = tf.tensor2d(original, [groups, group]);
-    const out = quantize(fresh);
-    out.dataSync();
-    out.dispose();
-    fresh.dispose();
-  } });
+  cases.push({
+    name: `${tfName}, end to end`,
+    run: () => {
+      const fresh = tf.tensor2d(original, [groups, group]);
+      const out = quantize(fresh);
+      out.dataSync();
+      out.dispose();
+      fresh.dispose();
+    },
+  });
 
-  return { cases, notes, dispose: async () => { x.dispose(); await session.release(); } };
+  return {
+    cases,
+    notes,
+    dispose: async () => {
+      x.dispose();
+      await session.release();
+    },
+  };
 }

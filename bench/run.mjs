@@ -20,8 +20,13 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 function plainLoop(data, groupSize, bits) {
   const levels = 2 ** bits;
   for (let g = 0; g < data.length; g += groupSize) {
-    let lo = Infinity, hi = -Infinity;
-    for (let i = g; i < g + groupSize; i++) { const x = /** @type {number} */ (data[i]); if (x < lo) lo = x; if (x > hi) hi = x; }
+    let lo = Infinity,
+      hi = -Infinity;
+    for (let i = g; i < g + groupSize; i++) {
+      const x = /** @type {number} */ (data[i]);
+      if (x < lo) lo = x;
+      if (x > hi) hi = x;
+    }
     const scale = Math.fround(Math.max(Math.abs(lo), Math.abs(hi)) * Math.fround(2 / levels));
     if (!(scale > 0)) continue;
     for (let i = g; i < g + groupSize; i++) {
@@ -49,7 +54,8 @@ const cases = [
 ];
 
 const BUILDS = /** @type {const} */ (['simd', 'scalar']);
-const backends = [], tensors = [];
+const backends = [],
+  tensors = [];
 for (const build of BUILDS) {
   const backend = await WasmBackend.create(build);
   const tensor = backend.upload(original);
@@ -91,11 +97,16 @@ const ms = (/** @type {number} */ v) => v.toFixed(2);
 const ratio = (/** @type {number} */ v) => v.toFixed(2);
 
 const targets = /** @type {Record<string, number>} */ ({
-  'symmetric 8-bit nearest': 1.4, 'asymmetric 8-bit nearest': 1.5, 'symmetric 8-bit stochastic': 2.0,
+  'symmetric 8-bit nearest': 1.4,
+  'asymmetric 8-bit nearest': 1.5,
+  'symmetric 8-bit stochastic': 2.0,
 });
 const hostTargets = /** @type {Record<string, number>} */ ({
-  'symmetric 8-bit nearest': 1.8, 'asymmetric 8-bit nearest': 2.0, 'symmetric 8-bit stochastic': 2.5,
-  'ternary (2-bit)': 2.2, 'binary (1-bit)': 2.2,
+  'symmetric 8-bit nearest': 1.8,
+  'asymmetric 8-bit nearest': 2.0,
+  'symmetric 8-bit stochastic': 2.5,
+  'ternary (2-bit)': 2.2,
+  'binary (1-bit)': 2.2,
 });
 const intoTargets = /** @type {Record<string, number>} */ ({ 'symmetric 8-bit nearest': 1.3 });
 const SCALAR_TARGET = 6;
@@ -104,14 +115,19 @@ const target = (t) => (t === undefined ? '' : `≤ ${t}`);
 const kernelLines = [
   '| kernel | build | WasmTensor in place, ms | x floor | target | host Float32Array in place, ms | x floor | target | out of place, host to host, ms | x floor | target |',
   '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-  ...BUILDS.flatMap((build) => VARIANTS.map(([name]) => {
-    const tensor = result(`${build} tensor ${name}`), host = result(`${build} host ${name}`);
-    const simd = build === 'simd';
-    const outOfPlace = simd ? result(`${build} into ${name}`) : null;
-    return `| ${name} | ${simd ? 'wasm-simd' : 'wasm (scalar)'} | ${ms(tensor.ms)} | ${ratio(tensor.ratio)} | ${target(simd ? targets[name] : SCALAR_TARGET)} ` +
-      `| ${ms(host.ms)} | ${ratio(host.ratio)} | ${target(simd ? hostTargets[name] : SCALAR_TARGET)} ` +
-      `| ${outOfPlace ? `${ms(outOfPlace.ms)} | ${ratio(outOfPlace.ratio)} | ${target(intoTargets[name])}` : '— | | '} |`;
-  })),
+  ...BUILDS.flatMap((build) =>
+    VARIANTS.map(([name]) => {
+      const tensor = result(`${build} tensor ${name}`),
+        host = result(`${build} host ${name}`);
+      const simd = build === 'simd';
+      const outOfPlace = simd ? result(`${build} into ${name}`) : null;
+      return (
+        `| ${name} | ${simd ? 'wasm-simd' : 'wasm (scalar)'} | ${ms(tensor.ms)} | ${ratio(tensor.ratio)} | ${target(simd ? targets[name] : SCALAR_TARGET)} ` +
+        `| ${ms(host.ms)} | ${ratio(host.ratio)} | ${target(simd ? hostTargets[name] : SCALAR_TARGET)} ` +
+        `| ${outOfPlace ? `${ms(outOfPlace.ms)} | ${ratio(outOfPlace.ratio)} | ${target(intoTargets[name])}` : '— | | '} |`
+      );
+    }),
+  ),
 ];
 
 /** @type {[string, string][]} */
@@ -137,30 +153,31 @@ const peerLines = [
 ];
 
 const when = new Date().toISOString().slice(0, 10);
-const kernelHeader = `Measured ${when} on ${machine()}; ${N.toLocaleString('en-US')} float32 values, groups of ${GROUP}, ` +
+const kernelHeader =
+  `Measured ${when} on ${machine()}; ${N.toLocaleString('en-US')} float32 values, groups of ${GROUP}, ` +
   `medians of ${RUNS} rounds of the process's CPU time (user + system: waiting for a core on a shared machine is not counted); "x floor" is the median of each round's ratio to ` +
   `\`Float32Array.prototype.set\` of the same size (${ms(floorMs)} ms), timed in the same round. "WasmTensor in place": the tensor lives in WebAssembly memory and is validated ` +
   'for the whole tensor before any write, so bad input leaves it untouched. "Host Float32Array in place": ' +
   '`fakeQuantizeSync` on a JavaScript array, with the same promise. "Out of place": `fakeQuantizeSync(src, options, { into })` ' +
-  'from one JavaScript array into another, `src` only read (timed on the SIMD build). Targets are issue 18\'s.';
-const peerHeader = `The same run (${when}, ${machine()}): ${N.toLocaleString('en-US')} float32 values, symmetric 8-bit ` +
+  "from one JavaScript array into another, `src` only read (timed on the SIMD build). Targets are issue 18's.";
+const peerHeader =
+  `The same run (${when}, ${machine()}): ${N.toLocaleString('en-US')} float32 values, symmetric 8-bit ` +
   `in groups of ${GROUP}, every row timed in the same rounds as the floor; medians of ${RUNS} rounds of ratios to it, in CPU time. ` +
   'The peers run single-threaded: onnxruntime-web on its wasm execution provider with `env.wasm.numThreads = 1`, ' +
   'a QDQ graph (Abs, ReduceMax per group, Mul by 2/256, per-axis QuantizeLinear and DequantizeLinear on [groups, 4096], opset 13); ' +
   'tfjs on tfjs-backend-wasm with its threads off, the same steps as ops (abs, max, mul, div, round, clipByValue, mul). ' +
-  'Both are given DeepSpeed\'s grid (scale = absMax·2/256, codes in [-128, 127]) rather than int8\'s usual absMax/127, ' +
+  "Both are given DeepSpeed's grid (scale = absMax·2/256, codes in [-128, 127]) rather than int8's usual absMax/127, " +
   'which is the same arithmetic their int8 operators do, so their output can be compared with ours. ' +
   '"In-graph only": the run with the input tensor already made (onnxruntime-web still copies the input into its WebAssembly ' +
   'memory and the output out of it inside `run`; tfjs ops work on a tensor already in its memory). ' +
   '"End to end": make the input tensor from the Float32Array, run, read the output data back. ' +
   'onnxruntime-web hands its output back in a newly allocated array on every run (a pre-allocated CPU output tensor is ' +
-  'ignored: it comes back unwritten), and so does tfjs\'s `dataSync`; the second row, a fresh array of the same size filled ' +
-  'by `set`, is a floor for those rows (tfjs\'s in-graph output stays in its WebAssembly memory, which it reuses).';
+  "ignored: it comes back unwritten), and so does tfjs's `dataSync`; the second row, a fresh array of the same size filled " +
+  "by `set`, is a floor for those rows (tfjs's in-graph output stays in its WebAssembly memory, which it reuses).";
 const checks = peers.notes.map((n) => `- ${n}`).join('\n');
 
 const kernelSection = `## WebAssembly (CPU)\n\n${kernelHeader}\n\n${kernelLines.join('\n')}`;
-const peerSection = `## Against the JavaScript peers\n\n${peerHeader}\n\n${peerLines.join('\n')}\n\n` +
-  `Each peer's output was checked before it was timed:\n${checks}`;
+const peerSection = `## Against the JavaScript peers\n\n${peerHeader}\n\n${peerLines.join('\n')}\n\n` + `Each peer's output was checked before it was timed:\n${checks}`;
 console.log(`${kernelSection}\n\n${peerSection}`);
 writeSection('wasm', kernelSection);
 writeSection('peers', peerSection);

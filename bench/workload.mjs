@@ -93,12 +93,12 @@ export async function requireNodeGpu() {
  */
 export function writeSection(key, body) {
   const file = new URL('../BENCHMARKS.md', import.meta.url);
-  const start = `<!-- ${key}:start -->`, end = `<!-- ${key}:end -->`;
+  const start = `<!-- ${key}:start -->`,
+    end = `<!-- ${key}:end -->`;
   const section = `${start}\n${body}\n${end}`;
-  const doc = existsSync(file)
-    ? readFileSync(file, 'utf8')
-    : '# Benchmarks\n\nWritten by `npm run bench`. Timings depend on the machine; ratios to the floor travel better.\n\n';
-  const at = doc.indexOf(start), to = doc.indexOf(end);
+  const doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nWritten by `npm run bench`. Timings depend on the machine; ratios to the floor travel better.\n\n';
+  const at = doc.indexOf(start),
+    to = doc.indexOf(end);
   writeFileSync(file, at >= 0 && to > at ? doc.slice(0, at) + section + doc.slice(to + end.length) : `${doc.trimEnd()}\n\n${section}\n`);
 }
 
