@@ -1,7 +1,8 @@
 // `npm run bench`: 16,777,216 float32 values in groups of 4096, every kernel on both WebAssembly
-// builds, in WebAssembly memory and on a host Float32Array, next to the JavaScript peers doing
-// the same symmetric 8-bit work (bench/peers.mjs) and a plain TypeScript loop, all as ratios to
-// the bandwidth floor (Float32Array.prototype.set of the same size) timed in the same rounds.
+// builds, in WebAssembly memory and on a host Float32Array, in place and out of place, next to
+// the JavaScript peers doing the same symmetric 8-bit work (bench/peers.mjs) and a plain
+// TypeScript loop, all as ratios to the bandwidth floor (Float32Array.prototype.set of the same
+// size) timed in the same rounds, in CPU time (bench/workload.mjs's timeRounds).
 // Prints two tables and writes them into BENCHMARKS.md (its "wasm" and "peers" sections).
 // BENCH_RUNS rounds (default 9). Not a test: timings vary with the machine and its load.
 
