@@ -27,6 +27,10 @@ function expectConfigError(call: () => unknown, key: string, message: string): v
   expect((error as Error).message).toBe(`${key}: ${message}`);
 }
 
+/** The linear-time matcher's refusal of "(a)\1", after the pattern. */
+const BACKREFERENCE = 'backreference "\\1" at position 3 is not supported (it needs backtracking); names are matched in linear time, without backtracking; ' +
+  'supported: literals, . \\d \\w \\s \\D \\W \\S \\t \\n \\r \\xHH \\uHHHH, \\ before punctuation, [...] [^...] with ranges, ^ $, (...) (?:...), |, * + ? {m} {m,} {m,n} (lazy too), flag i.';
+
 const DEFAULTS = {
   groups: 1, type: 'symmetric', rounding: 'nearest', mixedFp16: false, changeRatio: 0.001, scheduleOffset: 0, verbose: false, seed: 0,
   parameters: {}, schedules: [],
@@ -151,6 +155,15 @@ describe('Quantizer options', () => {
     [{ eigenvalue: { layerName: 1 } }, 'options.eigenvalue.layerName', 'must be a string, got 1.'],
     [{ eigenvalue: { enabled: 'no' } }, 'options.eigenvalue.enabled', 'must be true or false, got "no".'],
     [{ eigenvalue: { verbose: 0 } }, 'options.eigenvalue.verbose', 'must be true or false, got 0.'],
+    [{ scheduleOffset: 0.5 }, 'options.scheduleOffset', 'must be an integer (at most 2^53-1), got 0.5.'],
+    [{ groups: 1.5 }, 'options.groups', 'must be an integer (at most 2^53-1), got 1.5.'],
+    [{ eigenvalue: { maxIter: 1.5 } }, 'options.eigenvalue.maxIter', 'must be an integer (at most 2^53-1), got 1.5.'],
+    [{ eigenvalue: { gasBoundaryResolution: 2.5 } }, 'options.eigenvalue.gasBoundaryResolution', 'must be an integer (at most 2^53-1), got 2.5.'],
+    [{ eigenvalue: { layerNum: 0.5 } }, 'options.eigenvalue.layerNum', 'must be an integer (at most 2^53-1), got 0.5.'],
+    [{ parameters: { w: { startBits: 8.5, targetBits: 4, period: 1 } } }, 'options.parameters.w.startBits', 'must be an integer (at most 2^53-1), got 8.5.'],
+    [{ parameters: { w: { startBits: 8, targetBits: 4.5, period: 1 } } }, 'options.parameters.w.targetBits', 'must be an integer (at most 2^53-1), got 4.5.'],
+    [{ parameters: { w: { startBits: 8, targetBits: 4, period: 1.5 } } }, 'options.parameters.w.period', 'must be an integer (at most 2^53-1), got 1.5.'],
+    [{ schedules: [{ startBits: 8, targetBits: 4, period: 1, modules: ['w', '(a)\\1'] }] }, 'options.schedules[0].modules[1]', `"(a)\\\\1": ${BACKREFERENCE}`],
     [{ eigenvalue: { max_iter: 3 } }, 'options.eigenvalue.max_iter', 'unknown key; known keys here: enabled, verbose, maxIter, tol, stability, gasBoundaryResolution, layerName, layerNum.'],
   ])('rejects %j naming %s', (options, key, message) => {
     expectConfigError(() => resolveQuantizerOptions(options as never), key, message);
@@ -209,9 +222,7 @@ describe('schedules and module patterns', () => {
     expect(['', 'a.weight', '*'].map((n) => every.test(n))).toEqual([true, true, true]);
     const layer = compileModulePattern('layer\\.\\d');
     expect(['x.layer.3.w', 'layer.x', 'LAYER.3'].map((n) => layer.test(n))).toEqual([true, false, false]);
-    expectConfigError(() => compileModulePattern('(a)\\1', 'm'), 'm',
-      '"(a)\\\\1": backreference "\\1" at position 3 is not supported (it needs backtracking); names are matched in linear time, without backtracking; ' +
-      'supported: literals, . \\d \\w \\s \\D \\W \\S \\t \\n \\r \\xHH \\uHHHH, \\ before punctuation, [...] [^...] with ranges, ^ $, (...) (?:...), |, * + ? {m} {m,} {m,n} (lazy too), flag i.');
+    expectConfigError(() => compileModulePattern('(a)\\1', 'm'), 'm', `"(a)\\\\1": ${BACKREFERENCE}`);
     expect((thrown(() => compileModulePattern('(a)\\1')) as ConfigError).key).toBe('modules');
   });
 });
