@@ -37,7 +37,8 @@ const { values: flags } = parseArgs({
 
 /** A child run: one quantize (or copy floor) of `input`, its seconds and peak RSS on stdout. */
 async function child() {
-  const { input, output } = flags;
+  const input = String(flags.input);
+  const output = String(flags.output);
   const started = performance.now();
   const cpuBefore = process.cpuUsage();
   let detail = {};
@@ -55,13 +56,20 @@ async function child() {
   process.stdout.write(JSON.stringify({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssMB: (process.resourceUsage().maxRSS * 1024) / MB, ...detail }));
 }
 
-/** Reads all of `input` and writes `outputBytes` of it (the first ones, again from the start if needed) to `output`, fsynced. */
+/**
+ * Reads all of `input` and writes its first `outputBytes` to `output`, fsynced.
+ * @param {string} input
+ * @param {string} output
+ * @param {number} outputBytes
+ */
 function copyBytes(input, output, outputBytes) {
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   const from = openSync(input, 'r');
   const to = openSync(output, 'w');
   let written = 0;
-  for (let read; (read = readSync(from, buffer, 0, CHUNK_BYTES, null)) > 0;) {
+  for (;;) {
+    const read = readSync(from, buffer, 0, CHUNK_BYTES, null);
+    if (read === 0) break;
     const take = Math.min(read, outputBytes - written);
     if (take > 0) written += writeSync(to, buffer, 0, take);
   }
@@ -71,6 +79,10 @@ function copyBytes(input, output, outputBytes) {
 }
 
 /** The input: `count` F32 tensors of ROWS×COLUMNS, values from a fixed generator, written chunk by chunk. */
+/**
+ * @param {string} path
+ * @param {number} count
+ */
 async function writeInput(path, count) {
   const { layoutSafetensors } = await import('../dist/bundles/packed.js');
   const layout = layoutSafetensors(Array.from({ length: count }, (_, i) => ({ name: `layers.${i}.weight`, dtype: 'F32', shape: [ROWS, COLUMNS] })));
@@ -92,6 +104,14 @@ async function writeInput(path, count) {
  * Runs one child; on Linux also samples its threads' CPU time from /proc every 50 ms: the
  * busiest thread's CPU seconds are the least wall time the run could take on idle cores,
  * whatever else loads the machine now.
+ */
+/**
+ * @typedef {{ seconds: number, cpuSeconds: number, maxRssMB: number, busiestThreadSeconds: number | null, workers?: number, backend?: string, bytesOut?: number }} RunResult
+ * @param {string} kind
+ * @param {string} input
+ * @param {string} output
+ * @param {Record<string, string>} [env]
+ * @returns {Promise<RunResult>}
  */
 async function run(kind, input, output, env = {}) {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', kind, '--input', input, '--output', output, '--bits', flags.bits,
@@ -122,6 +142,7 @@ async function run(kind, input, output, env = {}) {
   return { ...JSON.parse(stdout), busiestThreadSeconds: threads.size ? busiest : null };
 }
 
+/** @param {number[]} xs */
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
@@ -137,28 +158,40 @@ async function main() {
     const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(`${count} tensors of ${ROWS}x${COLUMNS} float32 (${(inputBytes / MB).toFixed(0)} MB) to ${flags.bits} bits; ` +
       `${availableParallelism()} CPUs, load average ${load()}; median of ${repeat} runs each`);
+    /** @type {{ what: string, seconds: number, cpu: number, busiest: number | null, mbps: number, rss: number }[]} */
     const rows = [];
+    /** @type {Map<number, RunResult[]>} */
     const results = new Map();
+    /**
+     * @param {string} kind
+     * @param {Record<string, string>} [env]
+     */
     const repeated = async (kind, env) => {
+      /** @type {RunResult[]} */
       const runs = [];
       for (let i = 0; i < repeat; i++) runs.push(await run(kind, input, output, env));
       return runs;
     };
     for (const workers of workerCounts) results.set(workers, await repeated(String(workers)));
-    const bytesOut = results.get(workerCounts[0])[0].bytesOut;
+    const bytesOut = Number(results.get(workerCounts[0])?.[0]?.bytesOut);
     const floor = await repeated('floor', { FLOOR_OUTPUT_BYTES: String(bytesOut) });
     const copy = await repeated('copy');
+    /**
+     * @param {string} what
+     * @param {RunResult[]} runs
+     */
     const add = (what, runs) => {
       const seconds = median(runs.map((r) => r.seconds));
-      const busiest = runs.every((r) => r.busiestThreadSeconds !== null) ? median(runs.map((r) => r.busiestThreadSeconds)) : null;
+      const busiest = runs.every((r) => r.busiestThreadSeconds !== null) ? median(runs.map((r) => Number(r.busiestThreadSeconds))) : null;
       rows.push({ what, seconds, cpu: median(runs.map((r) => r.cpuSeconds)), busiest, mbps: inputBytes / MB / seconds, rss: Math.max(...runs.map((r) => r.maxRssMB)) });
       return { seconds, busiest };
     };
     const { seconds: floorSeconds } = add(`floor: read ${(inputBytes / MB).toFixed(0)} MB, write ${(bytesOut / MB).toFixed(0)} MB`, floor);
     add('plain copy of the file', copy);
+    /** @type {Map<number, { seconds: number, busiest: number | null }>} */
     const seconds = new Map();
     for (const workers of workerCounts) {
-      const runs = results.get(workers);
+      const runs = /** @type {RunResult[]} */ (results.get(workers));
       seconds.set(workers, add(`quantize, workers ${workers}${runs[0].workers === 0 ? ' (this thread)' : ''} on ${runs[0].backend}`, runs));
     }
     const width = Math.max(...rows.map((r) => r.what.length));
@@ -168,11 +201,15 @@ async function main() {
         `${(r.seconds / floorSeconds).toFixed(2).padStart(8)}  ${`${r.rss.toFixed(0)} MB`.padStart(9)}`);
     }
     const one = seconds.get(1);
-    for (const workers of workerCounts.filter((w) => w > 1 && one !== undefined)) {
-      const many = seconds.get(workers);
-      const idle = one.busiest && many.busiest ? `; by the busiest thread's CPU time (idle cores): ${(one.busiest / many.busiest).toFixed(2)}x` : '';
-      console.log(`speed-up, workers ${workers} vs 1: ${(one.seconds / many.seconds).toFixed(2)}x by the wall clock${idle}`);
-    }
+    /** @param {{ seconds: number, busiest: number | null }} base */
+    const speedUps = (base) => {
+      for (const workers of workerCounts.filter((w) => w > 1)) {
+        const many = /** @type {{ seconds: number, busiest: number | null }} */ (seconds.get(workers));
+        const idle = base.busiest && many.busiest ? `; by the busiest thread's CPU time (idle cores): ${(base.busiest / many.busiest).toFixed(2)}x` : '';
+        console.log(`speed-up, workers ${workers} vs 1: ${(base.seconds / many.seconds).toFixed(2)}x by the wall clock${idle}`);
+      }
+    };
+    if (one) speedUps(one);
     console.log(`load average after: ${load()}`);
   } finally {
     rmSync(folder, { recursive: true, force: true });
