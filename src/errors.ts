@@ -1,6 +1,7 @@
 // Typed errors. Every error says what was wrong and what to do; none is thrown after the
 // caller's data has been touched.
 
+/** What kind of error: every EdgeMoqError has one. */
 export type ErrorCode =
   | 'INVALID_ARGUMENT' // bad option: bits, groups, type, rounding, seed...
   | 'WRONG_DTYPE' // data is not a Float32Array

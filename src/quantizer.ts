@@ -24,6 +24,7 @@ export type BlockEigenvalues =
   | ReadonlyMap<string, readonly [number, number] | null>
   | Readonly<Record<string, readonly [number, number] | null>>;
 
+/** What step() is told about the optimizer step. */
 export interface StepOptions {
   /** The optimizer step overflowed: skipped (not counted) unless eigenvalues are enabled. */
   overflow?: boolean;
@@ -41,6 +42,7 @@ export interface PrecisionSwitch {
   index: number;
 }
 
+/** What step() did. */
 export interface StepReport {
   /** False when the step was skipped (overflow, or still inside the schedule offset). */
   quantized: boolean;
@@ -51,6 +53,7 @@ export interface StepReport {
   parameters: string[];
 }
 
+/** One parameter's schedule position, as state() saves it. */
 interface ParameterState {
   bits: number;
   targetBits: number;
@@ -63,6 +66,7 @@ const STATE_FORMAT = 'edge-moq.quantizer/1';
 const STATE_KEYS = ['format', 'options', 'qsteps', 'ratio', 'offsetSteps', 'parameters'] as const;
 const PARAMETER_STATE_KEYS = ['bits', 'targetBits', 'period', 'quantized'] as const;
 
+/** What state() returns and restore() takes (`format` names its version). */
 export interface QuantizerState {
   format: typeof STATE_FORMAT;
   options: ResolvedQuantizerOptions;
@@ -73,6 +77,7 @@ export interface QuantizerState {
   parameters: Record<string, ParameterState>;
 }
 
+/** Where a Quantizer runs and logs. */
 export interface QuantizerRuntime {
   /** Where the arithmetic runs (default: createBackend({ kind: 'auto' }) on first use). */
   backend?: Backend;
@@ -80,8 +85,13 @@ export interface QuantizerRuntime {
   logger?: (line: string) => void;
 }
 
+/** Hears each precision switch after the step that made it. */
 type SwitchListener = (event: PrecisionSwitch) => void;
 
+/**
+ * DeepSpeed's MoQ quantizer: each step fake-quantizes the scheduled parameters at their current
+ * bits, lowering them on schedule (and by eigenvalue, when given).
+ */
 export class Quantizer {
   readonly options: ResolvedQuantizerOptions;
   private backend: Backend | Promise<Backend> | undefined;
@@ -170,12 +180,14 @@ export class Quantizer {
     return q;
   }
 
+  /** Quantize steps taken (DeepSpeed's qsteps). */
   get qsteps(): number { return this._qsteps; }
   /** The mixed-fp16 blend ratio (a double, as in DeepSpeed). */
   get ratio(): number { return this._ratio; }
 
   /** Current bits of a parameter the quantizer has seen, or undefined. */
   bitsOf(name: string): number | undefined { return this.params.get(name)?.bits; }
+  /** Current switch period of a parameter the quantizer has seen, or undefined. */
   periodOf(name: string): number | undefined { return this.params.get(name)?.period; }
 
   /**
@@ -337,6 +349,7 @@ export class Quantizer {
     };
   }
 
+  /** @returns state(), so JSON.stringify(quantizer) saves it. */
   toJSON(): QuantizerState {
     return this.state();
   }

@@ -4,9 +4,12 @@ import { float32Length, type FakeQuantizeOptions } from '../kernel-plan.js';
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 
+/** A backend: WebAssembly with SIMD, scalar WebAssembly, or WebGPU. */
 export type BackendKind = 'wasm-simd' | 'wasm' | 'webgpu';
+/** What createBackend takes: a kind, or 'auto' for the best this runtime offers. */
 export type BackendRequest = BackendKind | 'auto';
 
+/** One tensor of a fakeQuantizeMany call. */
 export interface QuantizeJob {
   data: Float32Array;
   options: FakeQuantizeOptions;
@@ -40,6 +43,7 @@ export interface GroupStats {
   meanAbs: Float32Array;
 }
 
+/** Where fake quantization runs: from createBackend(), or WasmBackend/WebGpuBackend.create(). */
 export interface Backend {
   /** The backend that runs calls (AutoBackend: the one that ran the most recent call). */
   readonly kind: BackendKind;

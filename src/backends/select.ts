@@ -24,6 +24,7 @@ import { WebGpuBackend, describeAdapter, findAdapter, summarizeAdapter } from '.
  */
 export const WEBGPU_CROSSOVER_ELEMENTS = 1 << 20;
 
+/** What createBackend takes: the kind, and where each backend's parts come from. */
 export interface CreateBackendOptions {
   /** 'auto' (default) picks the best backend this runtime offers. */
   kind?: BackendRequest;

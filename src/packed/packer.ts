@@ -9,6 +9,7 @@
 import type { BackendKind } from '../backends/backend.js';
 import type { PackedTensor, PackOptions } from './layout.js';
 
+/** Packs float32 data into codes and back, on a backend (from createPacker). */
 export interface Packer {
   /** The backend that packs (after a WebGPU device loss, the WebAssembly one that took over). */
   readonly kind: BackendKind;

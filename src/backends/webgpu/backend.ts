@@ -20,6 +20,7 @@ export type { WebGpuCounters } from './resources.js';
 
 const KERNELS: ProgramSpec<KernelName> = { label: 'edge-moq kernels', entryPoints: KERNEL_NAMES };
 
+/** What WebGpuBackend.create takes: the device (or where to find one), the fallback, the logger. */
 export interface WebGpuBackendOptions {
   /** The WebGPU entry point (default navigator.gpu); in Node, `create([])` from the `webgpu` package. */
   gpu?: GPU;
@@ -50,12 +51,14 @@ export interface GpuBufferJob {
   options: FakeQuantizeOptions;
 }
 
+/** The move from WebGPU to WebAssembly, and why. */
 export interface DowngradeEvent {
   from: 'webgpu';
   to: BackendKind;
   reason: string;
 }
 
+/** What an adapter says about itself (GPUAdapterInfo, the fallback flag, the features). */
 export interface AdapterSummary {
   vendor: string;
   architecture: string;
@@ -68,6 +71,10 @@ export interface AdapterSummary {
 /** The first tensor (in job order) holding a NaN or ±Inf, and the index in it. */
 type FirstBad = { job: number; index: number } | null;
 
+/**
+ * Fake quantization on a GPUDevice (its own, or the caller's). Host arrays are uploaded and read
+ * back; GPUBuffers are quantized where they are. Shares its resources with WebGpuPacker.
+ */
 export class WebGpuBackend implements Backend {
   readonly kind: BackendKind = 'webgpu';
   readonly adapter: AdapterSummary;
@@ -434,6 +441,10 @@ export function summarizeAdapter(source: GPUAdapter | GPUDevice): AdapterSummary
   };
 }
 
+/**
+ * @param adapter - What summarizeAdapter gave.
+ * @returns vendor / architecture / description, marked when it is a fallback adapter.
+ */
 export function describeAdapter(adapter: AdapterSummary): string {
   const name = [adapter.vendor, adapter.architecture, adapter.description || adapter.device].filter(Boolean).join(' / ') || 'unnamed adapter';
   return adapter.isFallbackAdapter ? `${name} (fallback adapter)` : name;

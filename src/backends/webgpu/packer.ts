@@ -86,6 +86,10 @@ interface Run {
   zeros: GPUBuffer | null;
 }
 
+/**
+ * A Packer on a WebGpuBackend's device and resources (from createPacker(webGpuBackend)); it also
+ * packs GPUBuffers where they are (packBuffer, unpackToBuffer, upload, download).
+ */
 export class WebGpuPacker implements Packer {
   private readonly device: GPUDevice;
   private readonly resources: GpuResources;
