@@ -100,6 +100,7 @@ describe('field values', () => {
     expect(stringValue(fieldOf(0x12, 0x03, 0xc3, 0xbc, 0x78), 'name')).toBe('üx');
     expect(stringValue(fieldOf(0x12, 0x00), 'name')).toBe('');
     expectFormatError(() => stringValue(fieldOf(0x12, 0x02, 0xc3, 0x28), 'name'), 'name is not UTF-8: the file is not ONNX or is damaged.');
+    expect((thrown(() => stringValue(fieldOf(0x12, 0x01, 0xff), 'name')) as Error).cause).toBeInstanceOf(TypeError);
     expectFormatError(() => stringValue(fieldOf(0x08, 0x01), 'name'), 'name (field 1) has wire type 0, expected 2: the file is not ONNX or is damaged.');
   });
 
@@ -118,6 +119,7 @@ describe('field values', () => {
 
   it('readInts refuses a damaged packed list, an unsafe value and another wire type', () => {
     expectFormatError(() => readInts(fieldOf(0x0a, 0x02, 0x01, 0x80), 'dims', []), 'dims is not a valid packed integer list: the file is damaged.');
+    expect((thrown(() => readInts(fieldOf(0x0a, 0x01, 0x80), 'dims', [])) as Error).cause).toBeInstanceOf(RangeError);
     expectFormatError(() => readInts(fieldOf(0x0a, 0x08, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10), 'dims', []),
       'dims is 9007199254740994, beyond what this reader handles exactly (2^53).');
     expectFormatError(() => readInts(fieldOf(0x0d, 0, 0, 0, 0), 'dims', []), 'dims (field 1) has wire type 5, expected 2: the file is not ONNX or is damaged.');
