@@ -20,7 +20,7 @@ async function readBytes(device: GPUDevice, buffer: GPUBuffer, bytes: number): P
   return bytesOf(await readBuffer(device, buffer, Math.ceil(bytes / 4))).slice(0, bytes);
 }
 
-describe.skipIf(!available)('WebGpuPacker', () => {
+describe.skipIf(!available)('WebGPU', () => {
   let backend: WebGpuBackend;
   let packer: WebGpuPacker;
 
@@ -139,11 +139,27 @@ describe.skipIf(!available)('WebGpuPacker', () => {
     viaFactory.dispose();
   });
 
-  it('creates no modules, pipelines, buffers or bind groups once warm, and submits once per call', async () => {
-    const fresh = await WebGpuPacker.create(backend);
+  it('quantizes a whole parameter group in one submission', async () => {
+    const jobs: { length: number; options: FakeQuantizeOptions }[] = [
+      { length: 4096, options: { bits: 8, groups: 4 } },
+      { length: 100, options: { bits: 2, groups: 1 } },
+      { length: 9000, options: { bits: 4, groups: 2, type: 'asymmetric', rounding: 'stochastic', seed: 1, tensorId: 9, blendRatio: 0.5 } },
+    ];
+    const before = backend.stats().submissions;
+    await backend.fakeQuantizeMany(jobs.map((job, i) => ({ data: weights(job.length, 500 + i), options: job.options })));
+    expect(backend.stats().submissions).toBe(before + 1);
+  });
+
+  it('compiles the pack kernels once per backend, and once warm creates no modules, pipelines, buffers or bind groups and submits once per call', async () => {
+    const own = (await createBackend({ kind: 'webgpu', gpu: testGpu() })) as WebGpuBackend;
+    const bare = own.stats();
+    const fresh = (await createPacker(own)) as WebGpuPacker;
     const compiled = fresh.stats();
-    expect(compiled).toMatchObject({ shaderModules: 1, buffers: 0, bindGroups: 0, submissions: 0 });
-    expect(compiled.pipelines).toBeGreaterThan(0);
+    expect(compiled).toMatchObject({ shaderModules: bare.shaderModules + 1, buffers: bare.buffers, bindGroups: bare.bindGroups, submissions: bare.submissions });
+    expect(compiled.pipelines).toBeGreaterThan(bare.pipelines);
+    const second = await createPacker(own);
+    expect(own.stats()).toEqual(compiled);
+    second.dispose();
     const shapes: [number, PackOptions][] = [
       [4096, { bits: 8, groups: 4 }],
       [600, { bits: 2, groupSize: 10 }],
@@ -151,9 +167,9 @@ describe.skipIf(!available)('WebGpuPacker', () => {
     ];
     const arrays = shapes.map(([length], i) => weights(length, i));
     const packedOnHost = shapes.map(([length, options]) => allocatePacked(planPack(length, options)));
-    const sources = arrays.map((x) => bufferWith(backend.device, x));
+    const sources = arrays.map((x) => bufferWith(own.device, x));
     const onDevice = await Promise.all(shapes.map(([length, options], i) => fresh.packBuffer(sources[i]!, length, options)));
-    const outs = arrays.map((x) => bufferWith(backend.device, x));
+    const outs = arrays.map((x) => bufferWith(own.device, x));
     const calls = async () => {
       for (const [i, [length, options]] of shapes.entries()) {
         await fresh.pack(arrays[i]!, options, packedOnHost[i]);
@@ -172,21 +188,7 @@ describe.skipIf(!available)('WebGpuPacker', () => {
     const all: (GPUBuffer | null)[] = [...sources, ...outs, ...onDevice.flatMap((p: GpuPackedTensor) => [p.codes, p.scales, p.zeros])];
     for (const buffer of all) buffer?.destroy();
     fresh.dispose();
-  });
-});
-
-describe.skipIf(!available)('WebGpuBackend', () => {
-  it('quantizes a whole parameter group in one submission', async () => {
-    const backend = (await createBackend({ kind: 'webgpu', gpu: testGpu() })) as WebGpuBackend;
-    const jobs: { length: number; options: FakeQuantizeOptions }[] = [
-      { length: 4096, options: { bits: 8, groups: 4 } },
-      { length: 100, options: { bits: 2, groups: 1 } },
-      { length: 9000, options: { bits: 4, groups: 2, type: 'asymmetric', rounding: 'stochastic', seed: 1, tensorId: 9, blendRatio: 0.5 } },
-    ];
-    const before = backend.stats().submissions;
-    await backend.fakeQuantizeMany(jobs.map((job, i) => ({ data: weights(job.length, 500 + i), options: job.options })));
-    expect(backend.stats().submissions).toBe(before + 1);
-    backend.dispose();
+    own.dispose();
   });
 });
 
