@@ -34,6 +34,7 @@ export interface EigenvalueOptions {
   layerNum: number;
 }
 
+/** The Quantizer's settings: DeepSpeed's MoQ options under their camelCase names (optionsFromDeepSpeed reads a DeepSpeed config into them). */
 export interface QuantizerOptions {
   /** quantize_groups: equal groups per tensor (default 1). */
   groups?: number;

@@ -28,6 +28,7 @@ export interface ScheduleCase {
 /** A case of a `moq-conformance/1` file. */
 export type ConformanceCase = FakeQuantCase | ScheduleCase;
 
+/** What one case gave: passed, or the first difference. */
 export interface CaseResult {
   id: string;
   kind: ConformanceCase['kind'];
@@ -41,6 +42,7 @@ export interface CaseResult {
   nearTies?: number;
 }
 
+/** Every case's result, in file order, and the counts. */
 export interface ConformanceReport {
   results: CaseResult[];
   passed: number;

@@ -6,7 +6,9 @@ import { describeValue, typeName } from './describe.js';
 import { InvalidInputError } from './errors.js';
 import { noiseKey } from './noise.js';
 
+/** Symmetric grids are centred on 0; asymmetric grids span each group's [min, max]. */
 export type QuantizationType = 'symmetric' | 'asymmetric';
+/** Round to the nearest grid point, or up or down with probability given by the distance (seeded noise). */
 export type Rounding = 'nearest' | 'stochastic';
 /**
  * The symmetric integer grid. 'deepspeed': s = 2 * absmax / 2^b (DeepSpeed's MoQ; +absmax lands

@@ -2,7 +2,10 @@
 // `edge-moq/packed` (one file's tensors on worker threads too), ONNX and TensorFlow.js models
 // between files, and WebGPU through the `webgpu` package (Dawn).
 
-export { atomicFileSink, checkOutputFile, fileSource, removePartialOutputs, type FileSource } from './formats/node-file.js';
+export {
+  atomicFileSink, checkOutputFile, fileSource, removePartialOutputs,
+  type FileSource, type OutputFileOptions, type OutputTarget, type PositionalByteSink,
+} from './formats/node-file.js';
 export { quantizeOnnxFile, type QuantizeOnnxFileResult } from './formats/onnx/node-file.js';
 export {
   dequantizeTfjsFile, quantizeTfjsFile, readTfjsModelFile, writePackedTfjsModel,
@@ -15,7 +18,7 @@ export {
 } from './node/file-jobs.js';
 export {
   mergeIndexFiles, quantizeShardedCheckpoint, removePartialShardOutputs,
-  type ShardBackend, type ShardedQuantizeOptions, type ShardedQuantizeReport,
+  type ShardBackend, type ShardedQuantizeOptions, type ShardedQuantizeReport, type ShardProgress,
 } from './node/shard-jobs.js';
 export {
   mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardsOfPiece, SHARD_INDEX_VARIABLES,

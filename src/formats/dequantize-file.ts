@@ -22,13 +22,16 @@ import {
   type ByteSink, type ByteSource, type FloatDtype, type SafetensorsFile, type TensorInfo, type TensorSpec,
 } from './safetensors.js';
 
+/** How dequantizeSafetensors writes its output. */
 export interface DequantizeFileOptions {
   /** 'original' (default): each tensor's dtype before packing; else this float dtype for all. */
   dtype?: 'original' | FloatDtype;
   chunkBytes?: number;
+  /** Called before each tensor is written. */
   onProgress?: (progress: { tensor: string; index: number; count: number }) => void;
 }
 
+/** What dequantizeSafetensors did: tensors unpacked and copied, bytes read and written. */
 export interface DequantizeReport {
   unpacked: number;
   copied: number;

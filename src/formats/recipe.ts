@@ -40,6 +40,7 @@ export interface CompiledRule {
   pattern: NamePattern;
 }
 
+/** A recipe whose rules were checked and whose patterns were compiled. */
 export interface CompiledRecipe {
   rules: readonly CompiledRule[];
   /** The first rule matching `name`, or null. */

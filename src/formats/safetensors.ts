@@ -16,6 +16,7 @@ export const DTYPE_BYTES = {
   BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
 } as const;
 
+/** The safetensors dtypes, by their names in the header. */
 export type Dtype = keyof typeof DTYPE_BYTES;
 
 /** The dtypes that convert exactly to float32 (and so can be quantized). */
@@ -35,11 +36,15 @@ export interface ByteSource {
 
 /** Where a file is written, in order. Nothing is final until close(); abort() discards it. */
 export interface ByteSink {
+  /** Appends `bytes`; they may be reused once it resolves. */
   write(bytes: Uint8Array): Promise<void>;
+  /** Makes what was written final. */
   close(): Promise<void>;
+  /** Discards what was written. */
   abort(): Promise<void>;
 }
 
+/** One tensor of a safetensors file: its header entry and where its bytes are. */
 export interface TensorInfo {
   readonly name: string;
   readonly dtype: Dtype;
@@ -51,6 +56,7 @@ export interface TensorInfo {
   readonly byteLength: number;
 }
 
+/** An opened safetensors file: its header, checked; the data stays in `source`. */
 export interface SafetensorsFile {
   readonly source: ByteSource;
   /** Where the data area starts: 8 + the header length. */
@@ -426,6 +432,7 @@ export function memorySource(bytes: Uint8Array): ByteSource {
 
 // ---- Writing ------------------------------------------------------------------------------
 
+/** A tensor to write: name, dtype and shape. */
 export interface TensorSpec {
   name: string;
   dtype: Dtype;
@@ -496,6 +503,7 @@ export interface SafetensorsWriterOptions {
   metadata?: Readonly<Record<string, string>>;
 }
 
+/** Takes a file's data area after its header was written (createSafetensorsWriter). */
 export interface SafetensorsWriter {
   /** Where each tensor's bytes go; write them in this order. */
   readonly tensors: readonly TensorInfo[];
@@ -504,6 +512,7 @@ export interface SafetensorsWriter {
   write(bytes: Uint8Array): Promise<void>;
   /** Checks every promised byte was written, then finishes the sink; else discards the output. */
   close(): Promise<void>;
+  /** Discards the output (the sink is aborted). */
   abort(): Promise<void>;
 }
 

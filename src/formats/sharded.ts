@@ -18,6 +18,7 @@ export const SHARD_PIECE_KEY = 'edge-moq.shard';
 /** The environment variables `shard: 'auto/n'` reads its piece number from, in this order. */
 export const SHARD_INDEX_VARIABLES = ['JOB_COMPLETION_INDEX', 'AWS_BATCH_JOB_ARRAY_INDEX'] as const;
 
+/** A sharded checkpoint's index (`model.safetensors.index.json`), checked. */
 export interface ShardIndex {
   /** The index's top-level entries in file order (metadata and weight_map included), as parsed. */
   readonly entries: ReadonlyArray<readonly [string, unknown]>;

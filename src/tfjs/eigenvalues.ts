@@ -35,6 +35,7 @@ export interface EigenvalueBlock {
   parameterNames?: readonly string[];
 }
 
+/** What computeBlockEigenvalues measures: the loss and the blocks of weights. */
 export interface BlockEigenvalueRequest {
   /** The loss on a fixed batch, computed from the variables' current values; no randomness. */
   loss: () => tfjs.Scalar;
@@ -47,6 +48,7 @@ export interface BlockEigenvalueRequest {
   logger?: (line: string) => void;
 }
 
+/** A block's power iteration: the eigenvalue and how it ended. */
 export interface PowerIterationResult {
   /** The last Rayleigh quotient vᵀHv, sign kept: the eigenvalue of largest magnitude. */
   eigenvalue: number;
@@ -60,7 +62,7 @@ export interface PowerIterationResult {
 export interface LayerLike {
   readonly name: string;
   // originalName ("dense/kernel") is stable; tfjs suffixes `name` once another model used it.
-  readonly trainableWeights: readonly { readonly name: string; readonly originalName?: string; read(): tfjs.Tensor }[];
+  readonly trainableWeights: readonly { readonly name: string; readonly originalName?: string; /** The weight's current value. */ read(): tfjs.Tensor }[];
   readonly layers?: readonly LayerLike[];
 }
 

@@ -42,6 +42,7 @@ export interface ExportContext {
   weights: readonly MoqWeight[];
 }
 
+/** How exportTrainedModel packs and names the weights. */
 export interface ExportOptions {
   /** Packs and checks the codes (kept open). Default: a packer on the quantizer's backend, the arithmetic training used. */
   packer?: Packer;
@@ -65,6 +66,7 @@ export interface ExportedWeight {
   storedBytes: number;
 }
 
+/** What exportTrainedModel wrote: each weight, packed or kept, and the sizes. */
 export interface ExportReport {
   /** Quantize steps taken; 0: nothing was quantized yet, every weight is kept as float32. */
   qsteps: number;
@@ -79,6 +81,7 @@ export interface ExportReport {
   signedZeros: number;
 }
 
+/** A packed tfjs model: model.json, its one weights file, and the report. */
 export interface ExportedModel {
   modelJson: TfjsModelJson;
   weights: Uint8Array;

@@ -11,7 +11,8 @@ export { exportTrainedModel, type ExportContext, type ExportOptions, type Export
 export { packedModel, type ModelFiles, type ModelLoader, type ModelSource, type PackedModelOptions } from './handler.js';
 export { packArtifacts, unpackModel, weightsFileFor, type ArtifactsLike } from '../formats/tfjs/artifacts.js';
 export {
-  isPackedTfjsModel, parseTfjsModel, PACKED_TFJS_FORMAT, type TfjsModelJson, type TfjsQuantization, type TfjsWeightSpec,
+  isPackedTfjsModel, parseTfjsModel, PACKED_TFJS_FORMAT,
+  type TfjsDtype, type TfjsModelJson, type TfjsQuantization, type TfjsWeightGroup, type TfjsWeightSpec,
 } from '../formats/tfjs/model-json.js';
 export type {
   AfterStepOptions, AttachMoqOptions, MoqPath, EigenvalueContext, EigenvalueProvider, MoqStepReport,
@@ -21,4 +22,4 @@ export {
   blocksFromLayers, blocksFromModel, computeBlockEigenvalues, dominantEigenvalue, hessianVectorProduct, normaliseBlockEigenvalues,
   shouldComputeEigenvalues,
 } from './eigenvalues.js';
-export type { BlockEigenvalueRequest, EigenvalueBlock, LayerLike, PowerIterationResult } from './eigenvalues.js';
+export type { BlockEigenvalueRequest, EigenvalueBlock, LayerLike, PowerIterationResult, TfEigenvalueModule } from './eigenvalues.js';

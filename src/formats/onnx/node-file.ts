@@ -10,6 +10,7 @@ import type { ByteSink } from '../safetensors.js';
 import { externalLocations, readModel } from './model.js';
 import { quantizeOnnx, type QuantizeOnnxOptions, type QuantizeOnnxResult } from './quantize.js';
 
+/** What quantizeOnnxFile did, and the external data file it wrote. */
 export interface QuantizeOnnxFileResult {
   report: QuantizeOnnxResult['report'];
   /** The output's external data file, or null when the model keeps its weights inline. */

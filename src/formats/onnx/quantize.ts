@@ -26,6 +26,7 @@ import {
 } from './model.js';
 import { MessageWriter, bytesValue, readFields, type Field } from './proto.js';
 
+/** Which MatMul weights quantizeOnnx converts, and how. */
 export interface QuantizeOnnxOptions {
   /** 4 (default) or 8: the widths onnxruntime-web's MatMulNBits runs. */
   bits?: number;
@@ -48,6 +49,7 @@ export interface QuantizeOnnxOptions {
   recipe?: Recipe | readonly RecipeRule[];
 }
 
+/** What quantizeOnnx reads and writes besides the model: the packer and the external data. */
 export interface QuantizeOnnxIo {
   packer: Packer;
   /** Opens a file of external data by its location (relative to the model). */
@@ -59,6 +61,7 @@ export interface QuantizeOnnxIo {
   externalDataOut?: { location: string; sink: ByteSink };
 }
 
+/** One weight quantizeOnnx looked at: converted, or why not. */
 export interface OnnxMatMulReport {
   /** The MatMul (or Gemm) node's name (empty when it had none) and its B. */
   node: string;
@@ -80,6 +83,7 @@ export interface OnnxMatMulReport {
   rule?: number;
 }
 
+/** The converted model's bytes, and a report per weight. */
 export interface QuantizeOnnxResult {
   model: Uint8Array;
   report: { matmuls: OnnxMatMulReport[]; bytesIn: number; bytesOut: number };

@@ -13,10 +13,12 @@ import { describeValue } from '../../describe.js';
 import { FormatError } from '../../errors.js';
 import { parseStrictJson } from '../strict-json.js';
 
+/** The `edgeMoq.format` of a packed tfjs model.json. */
 export const PACKED_TFJS_FORMAT = 'edge-moq.tfjs/1';
 /** The quantization dtype of every weight of a packed model (stock tfjs refuses it). */
 export const PACKED_QUANTIZATION = 'edge-moq';
 
+/** The dtypes of tfjs weights. */
 export type TfjsDtype = 'float32' | 'int32' | 'bool' | 'string' | 'complex64';
 const DTYPES: readonly TfjsDtype[] = ['float32', 'int32', 'bool', 'string', 'complex64'];
 
@@ -28,6 +30,7 @@ export interface TfjsQuantization {
   original_dtype?: string;
 }
 
+/** A weight in a tfjs weights manifest: name, shape and dtype (and quantization, when tfjs quantized it). */
 export interface TfjsWeightSpec {
   name: string;
   shape: number[];
@@ -35,11 +38,13 @@ export interface TfjsWeightSpec {
   quantization?: TfjsQuantization;
 }
 
+/** A group of a tfjs weights manifest: its shard files and the weights their bytes hold, in order. */
 export interface TfjsWeightGroup {
   paths: string[];
   weights: TfjsWeightSpec[];
 }
 
+/** A tfjs model.json: the topology, the weights manifest and, when packed, the edge-moq entry. */
 export interface TfjsModelJson {
   modelTopology: unknown;
   weightsManifest: TfjsWeightGroup[];

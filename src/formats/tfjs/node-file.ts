@@ -38,6 +38,7 @@ export async function readTfjsModelFile(path: string): Promise<{ model: TfjsMode
   }
 }
 
+/** What quantizeTfjsFile did, and the weights file it wrote. */
 export interface QuantizeTfjsFileResult extends QuantizeTfjsResult {
   /** The packed weights file written beside the model.json. */
   weightsPath: string;
@@ -88,6 +89,7 @@ export async function quantizeTfjsFile(input: string, output: string, packer: Pa
   }
 }
 
+/** What dequantizeTfjsFile did, and the shard files it wrote. */
 export interface DequantizeTfjsFileResult extends DequantizeReport {
   /** The shard files written beside the model.json. */
   shards: string[];
