@@ -114,13 +114,19 @@ async function writeInput(path, count) {
  * @returns {Promise<RunResult>}
  */
 async function run(kind, input, output, env = {}) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', kind, '--input', input, '--output', output, '--bits', flags.bits,
-    ...(flags['chunk-kib'] === undefined ? [] : ['--chunk-kib', flags['chunk-kib']])],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(import.meta.url), '--child', kind, '--input', input, '--output', output, '--bits', flags.bits, ...(flags['chunk-kib'] === undefined ? [] : ['--chunk-kib', flags['chunk-kib']])],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (chunk) => { stdout += chunk; });
-  child.stderr.on('data', (chunk) => { stderr += chunk; });
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
   const threads = new Map();
   const tick = 1 / 100; // USER_HZ: /proc reports CPU time in 1/100 s on Linux
   const sample = () => {
@@ -156,8 +162,10 @@ async function main() {
     const inputBytes = statSync(input).size;
     const output = join(folder, 'out.safetensors');
     const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-    console.log(`${count} tensors of ${ROWS}x${COLUMNS} float32 (${(inputBytes / MB).toFixed(0)} MB) to ${flags.bits} bits; ` +
-      `${availableParallelism()} CPUs, load average ${load()}; median of ${repeat} runs each`);
+    console.log(
+      `${count} tensors of ${ROWS}x${COLUMNS} float32 (${(inputBytes / MB).toFixed(0)} MB) to ${flags.bits} bits; ` +
+        `${availableParallelism()} CPUs, load average ${load()}; median of ${repeat} runs each`,
+    );
     /** @type {{ what: string, seconds: number, cpu: number, busiest: number | null, mbps: number, rss: number }[]} */
     const rows = [];
     /** @type {Map<number, RunResult[]>} */
@@ -197,8 +205,10 @@ async function main() {
     const width = Math.max(...rows.map((r) => r.what.length));
     console.log(`${'run'.padEnd(width)}  ${'seconds'.padStart(8)}  ${'CPU s'.padStart(6)}  ${'busiest'.padStart(8)}  ${'MB/s in'.padStart(8)}  ${'x floor'.padStart(8)}  ${'peak RSS'.padStart(9)}`);
     for (const r of rows) {
-      console.log(`${r.what.padEnd(width)}  ${r.seconds.toFixed(2).padStart(8)}  ${r.cpu.toFixed(2).padStart(6)}  ${(r.busiest?.toFixed(2) ?? '-').padStart(8)}  ${r.mbps.toFixed(0).padStart(8)}  ` +
-        `${(r.seconds / floorSeconds).toFixed(2).padStart(8)}  ${`${r.rss.toFixed(0)} MB`.padStart(9)}`);
+      console.log(
+        `${r.what.padEnd(width)}  ${r.seconds.toFixed(2).padStart(8)}  ${r.cpu.toFixed(2).padStart(6)}  ${(r.busiest?.toFixed(2) ?? '-').padStart(8)}  ${r.mbps.toFixed(0).padStart(8)}  ` +
+          `${(r.seconds / floorSeconds).toFixed(2).padStart(8)}  ${`${r.rss.toFixed(0)} MB`.padStart(9)}`,
+      );
     }
     const one = seconds.get(1);
     /** @param {{ seconds: number, busiest: number | null }} base */

@@ -102,11 +102,20 @@ const OPTION_TABLE: [string, Options][] = [
   ['5 bits along axis 0', { bits: 5, axis: 0 }],
   ['6 bits, groups larger than a chunk', { bits: 6, groupSize: 512, chunkBytes: 1024 }],
   ['include, exclude and vectors', { bits: 4, include: 'layer\\.[0-9]+\\.(attn|norm)', exclude: 'layer\\.1[0-9]\\.', includeVectors: true }],
-  ['a recipe', {
-    bits: 4,
-    recipe: { rules: [{ match: 'attn\\.q', bits: 8, type: 'asymmetric' }, { match: 'mlp', bits: 3, groupSize: 16, rounding: 'stochastic' }, { match: 'embed', keep: true }] },
-    seed: 3,
-  }],
+  [
+    'a recipe',
+    {
+      bits: 4,
+      recipe: {
+        rules: [
+          { match: 'attn\\.q', bits: 8, type: 'asymmetric' },
+          { match: 'mlp', bits: 3, groupSize: 16, rounding: 'stochastic' },
+          { match: 'embed', keep: true },
+        ],
+      },
+      seed: 3,
+    },
+  ],
 ];
 
 describe('workers write the bytes one thread writes', () => {
@@ -128,7 +137,10 @@ describe('workers write the bytes one thread writes', () => {
 
   it("the real model's 128 tensors (float16 and int32), 4 and 8 bits, as quantizeSafetensors writes them", async () => {
     const input = realModelFile();
-    for (const options of [{ bits: 4, groupSize: 32 }, { bits: 8, type: 'asymmetric' as const }]) {
+    for (const options of [
+      { bits: 4, groupSize: 32 },
+      { bits: 8, type: 'asymmetric' as const },
+    ]) {
       const reference = join(newFolder(), 'reference.safetensors');
       const source = await fileSource(input);
       const packer = await packed.createPacker('auto');
@@ -173,7 +185,10 @@ describe('failures leave no output and name the tensor', () => {
     const errors = [];
     for (const workers of [1, 2]) {
       const folder = newFolder();
-      const error = await quantizeSafetensorsFile(input, join(folder, 'out.safetensors'), { bits: 4, workers }).then(() => null, (e: unknown) => e);
+      const error = await quantizeSafetensorsFile(input, join(folder, 'out.safetensors'), { bits: 4, workers }).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(leftovers(folder)).toEqual([]);
       errors.push(error);
     }
@@ -188,8 +203,14 @@ describe('failures leave no output and name the tensor', () => {
       [{ bits: 4, groupSize: 0 }, /groupSize/],
       [{ bits: 4, recipe: { rules: [{ match: 'nowhere', bits: 8 }] } }, /match no tensor/],
     ] as const) {
-      const errors = await Promise.all([1, 2].map((workers) =>
-        quantizeSafetensorsFile(synthetic, join(newFolder(), 'out.safetensors'), { ...options, workers } as NodeEntry.FileQuantizeOptions).then(() => null, (e: unknown) => e)));
+      const errors = await Promise.all(
+        [1, 2].map((workers) =>
+          quantizeSafetensorsFile(synthetic, join(newFolder(), 'out.safetensors'), { ...options, workers } as NodeEntry.FileQuantizeOptions).then(
+            () => null,
+            (e: unknown) => e,
+          ),
+        ),
+      );
       expect(errors[0]).toMatchObject({ message: expect.stringMatching(message) });
       expect((errors[1] as Error).message).toBe((errors[0] as Error).message);
     }
@@ -197,13 +218,13 @@ describe('failures leave no output and name the tensor', () => {
 
   it.each([0, 1.5, -1, '2'])('refuses workers: %j', async (workers) => {
     await expect(quantizeSafetensorsFile(syntheticFile(), join(newFolder(), 'out.safetensors'), { bits: 4, workers: workers as number })).rejects.toThrow(
-      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/workers must be a positive integer/) }));
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/workers must be a positive integer/) }),
+    );
   });
 
   it('refuses a WebGPU backend (its device cannot cross threads) and an output that is the input', async () => {
     const synthetic = syntheticFile();
-    await expect(quantizeSafetensorsFile(synthetic, join(newFolder(), 'out.safetensors'), { bits: 4, backend: 'webgpu' as 'wasm' }))
-      .rejects.toThrow(/backend must be one of auto, wasm-simd, wasm/);
+    await expect(quantizeSafetensorsFile(synthetic, join(newFolder(), 'out.safetensors'), { bits: 4, backend: 'webgpu' as 'wasm' })).rejects.toThrow(/backend must be one of auto, wasm-simd, wasm/);
     const before = readFileSync(synthetic);
     await expect(quantizeSafetensorsFile(synthetic, synthetic, { bits: 4, workers: 2 })).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/is the input/) });
     expect(Buffer.compare(readFileSync(synthetic), before)).toBe(0);
@@ -243,7 +264,9 @@ describe('the command line', () => {
     const output = join(folder, 'out.safetensors');
     const child = spawn(process.execPath, [CLI, 'quantize', input, '-o', output, '--bits', '4', '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (chunk) => { stderr += chunk; });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const started = Date.now();
     while (!readdirSync(folder).some((name) => name.includes('.partial-')) && child.exitCode === null && Date.now() - started < 30_000) {

@@ -24,10 +24,7 @@ import { describeError, describeValue } from '../describe.js';
 import { BackendError, EdgeMoqError, InvalidInputError } from '../errors.js';
 import { atomicFileSink, checkOutputFile, fileSource, type FileSource } from '../formats/node-file.js';
 import { packTensor, PackScratch, type ScaleTarget } from '../formats/pack-tensor.js';
-import {
-  inThreadPacking, quantizeSafetensorsWith,
-  type PackErrors, type PackRequest, type QuantizeFileOptions, type QuantizeReport, type TensorPacking,
-} from '../formats/quantize-file.js';
+import { inThreadPacking, quantizeSafetensorsWith, type PackErrors, type PackRequest, type QuantizeFileOptions, type QuantizeReport, type TensorPacking } from '../formats/quantize-file.js';
 import { readAheadSource } from '../formats/read-ahead.js';
 import { openSafetensors, type SafetensorsFile, type SafetensorsWriter } from '../formats/safetensors.js';
 import { createPacker } from '../packed/index.js';
@@ -84,12 +81,7 @@ const outputBytes = ({ plan }: PackRequest) => plan.codeBytes + plan.groupCount 
 
 /** A tensor to pack, or the end of the run (the worker closes the input and exits). */
 type ToWorker = { index: number; request: PackRequest; chunkBytes: number } | { close: true };
-type FromWorker =
-  | { ready: string }
-  | { index: number; bytes: Uint8Array }
-  | { index: number; progress: number }
-  | { index: number; done: PackErrors }
-  | { index: number; error: SentError };
+type FromWorker = { ready: string } | { index: number; bytes: Uint8Array } | { index: number; progress: number } | { index: number; done: PackErrors } | { index: number; error: SentError };
 
 /** Any failure packing a tensor as a typed error that names it. */
 function tensorError(name: string, error: unknown): EdgeMoqError {
@@ -203,10 +195,13 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
       slot.wake = null;
     }
   };
-  const stopAll = () => Promise.all(workers.splice(0).map(({ worker }) => {
-    worker.removeAllListeners('exit');
-    return worker.terminate();
-  }));
+  const stopAll = () =>
+    Promise.all(
+      workers.splice(0).map(({ worker }) => {
+        worker.removeAllListeners('exit');
+        return worker.terminate();
+      }),
+    );
   const fail = (error: EdgeMoqError) => {
     if (failure) return;
     failure = error;
@@ -249,14 +244,25 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
       dispatch();
     });
     const packing = () => [...busy].map((i) => JSON.stringify(requests[i]!.tensor.name)).join(', ');
-    worker.on('error', (error) => fail(new BackendError('BACKEND_UNAVAILABLE',
-      `the worker thread packing tensor ${packing() || '(none)'} failed: ${describeError(error)}; run again with fewer workers (workers: 1 packs in this thread).`, { cause: error })));
-    worker.on('exit', (code) => fail(new BackendError('BACKEND_UNAVAILABLE',
-      `a worker thread stopped (exit code ${code}) while packing tensor ${packing() || '(none)'}; run again, or with workers: 1 (this thread).`)));
+    worker.on('error', (error) =>
+      fail(
+        new BackendError(
+          'BACKEND_UNAVAILABLE',
+          `the worker thread packing tensor ${packing() || '(none)'} failed: ${describeError(error)}; run again with fewer workers (workers: 1 packs in this thread).`,
+          { cause: error },
+        ),
+      ),
+    );
+    worker.on('exit', (code) =>
+      fail(new BackendError('BACKEND_UNAVAILABLE', `a worker thread stopped (exit code ${code}) while packing tensor ${packing() || '(none)'}; run again, or with workers: 1 (this thread).`)),
+    );
   };
 
   const nextEvent = async (slot: Slot): Promise<Event> => {
-    while (slot.events.length === 0 && !failure) await new Promise<void>((resolve) => { slot.wake = resolve; });
+    while (slot.events.length === 0 && !failure)
+      await new Promise<void>((resolve) => {
+        slot.wake = resolve;
+      });
     if (failure) throw failure;
     return slot.events.shift()!;
   };
@@ -306,14 +312,16 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
     },
     async finish() {
       ended = true;
-      if (failure) return void await stopAll();
+      if (failure) return void (await stopAll());
       // Finished: each worker closes the input and exits on its own, after its last tensor.
-      await Promise.all(workers.splice(0).map(({ worker }) => {
-        worker.removeAllListeners('exit');
-        const exited = new Promise((resolve) => worker.once('exit', resolve));
-        worker.postMessage({ close: true } satisfies ToWorker);
-        return exited;
-      }));
+      await Promise.all(
+        workers.splice(0).map(({ worker }) => {
+          worker.removeAllListeners('exit');
+          const exited = new Promise((resolve) => worker.once('exit', resolve));
+          worker.postMessage({ close: true } satisfies ToWorker);
+          return exited;
+        }),
+      );
     },
   };
 }
@@ -322,7 +330,7 @@ function workerPacking(input: FileSource, count: number, backend: FileBackend, p
 async function writePositioned(bytes: Uint8Array, offset: number, codeBytes: number, scaleBytes: number, writer: SafetensorsWriter, target: ScaleTarget): Promise<void> {
   const codes = Math.max(0, Math.min(bytes.length, codeBytes - offset));
   if (codes > 0) await writer.write(bytes.subarray(0, codes));
-  for (let at = codes; at < bytes.length;) {
+  for (let at = codes; at < bytes.length; ) {
     const groupOffset = offset + at - codeBytes;
     const [part, within] = groupOffset < scaleBytes ? [target.scales, groupOffset] : [target.zeros!, groupOffset - scaleBytes];
     const length = Math.min(bytes.length - at, part.byteLength - within);
@@ -348,7 +356,9 @@ function chosenPacking(source: FileSource, workers: number | undefined, backend:
       const count = Math.min(wanted, requests.length);
       if (count > 1) {
         choice.workers = count;
-        chosen = workerPacking(source, count, backend, progress, (kind) => { choice.kind = kind; });
+        chosen = workerPacking(source, count, backend, progress, (kind) => {
+          choice.kind = kind;
+        });
       } else {
         inThread = await createPacker(backend);
         choice.kind = inThread.kind;
@@ -399,8 +409,10 @@ export async function quantizeSafetensorsFile(input: string, output: string, opt
   try {
     await checkOutputFile(output, { distinctFrom: [source] });
     const packing = chosenPacking(source, workers, backend, quantizeOptions.onProgress !== undefined);
-    const report = await quantizeSafetensorsWith(source, atomicFileSink(output, { distinctFrom: [source] }), packing,
-      { ...quantizeOptions, chunkBytes: quantizeOptions.chunkBytes ?? FILE_CHUNK_BYTES });
+    const report = await quantizeSafetensorsWith(source, atomicFileSink(output, { distinctFrom: [source] }), packing, {
+      ...quantizeOptions,
+      chunkBytes: quantizeOptions.chunkBytes ?? FILE_CHUNK_BYTES,
+    });
     return { ...report, backend: packing.kind, workers: packing.workers };
   } finally {
     await source.close().catch(() => undefined);

@@ -25,16 +25,23 @@ export function rebuildError(sent: SentError, cause?: unknown): EdgeMoqError {
       error.message = sent.message;
       return error;
     }
-    case 'FormatError': return new FormatError(sent.message, options);
-    case 'InvalidInputError': return new InvalidInputError(sent.code, sent.message, options);
-    case 'BackendError': return new BackendError(sent.code, sent.message, options);
-    default: return new EdgeMoqError(sent.code, sent.message, options);
+    case 'FormatError':
+      return new FormatError(sent.message, options);
+    case 'InvalidInputError':
+      return new InvalidInputError(sent.code, sent.message, options);
+    case 'BackendError':
+      return new BackendError(sent.code, sent.message, options);
+    default:
+      return new EdgeMoqError(sent.code, sent.message, options);
   }
 }
 
 export const sendable = (error: EdgeMoqError): SentError => ({
-  name: error.name, code: error.code, message: error.message,
-  ...(error instanceof ConfigError ? { key: error.key } : {}), ...(error.location ? { location: error.location } : {}),
+  name: error.name,
+  code: error.code,
+  message: error.message,
+  ...(error instanceof ConfigError ? { key: error.key } : {}),
+  ...(error.location ? { location: error.location } : {}),
 });
 
 /**
@@ -50,7 +57,8 @@ export function startWorker(moduleUrl: string, workerData: Record<string, unknow
     return new Worker(new URL(moduleUrl), { execArgv, workerData });
   } catch (cause) {
     // Options travel to the workers by structured clone: a function among them cannot.
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `the options cannot be sent to worker threads (${describeError(cause)}): give plain data (strings, numbers, RegExps), or run with ${retry}.`, { cause });
+    throw new InvalidInputError('INVALID_ARGUMENT', `the options cannot be sent to worker threads (${describeError(cause)}): give plain data (strings, numbers, RegExps), or run with ${retry}.`, {
+      cause,
+    });
   }
 }
