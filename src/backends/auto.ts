@@ -34,7 +34,7 @@ export class AutoBackend implements Backend {
   }
 
   get selection(): SelectionReport {
-    return selectionOf(this, 'requested explicitly');
+    return selectionOf(this);
   }
 
   /** What createPacker packs on: WebAssembly, since the codes come back to the host anyway and it needs no upload. */

@@ -90,7 +90,7 @@ export function jobLabel(jobs: readonly QuantizeJob[], i: number): string {
   const label = jobs[i]?.label;
   if (label === undefined) return jobs.length === 1 ? 'data' : `jobs[${i}].data`;
   if (typeof label !== 'string') {
-    throw new InvalidInputError('INVALID_ARGUMENT', `jobs[${i}].label must be a string (how errors name the tensor), got ${describeValue(label)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `jobs[${i}].label must be a string, got ${describeValue(label)}.`);
   }
   return label;
 }
@@ -117,10 +117,10 @@ export function recordSelection<B extends Backend>(backend: B, report: Selection
   return backend;
 }
 
-/** What createBackend recorded for `backend`, else a report that it was requested explicitly (`reason`). */
-export function selectionOf(backend: Backend, reason: string): SelectionReport {
+/** What createBackend recorded for `backend`, else a report that it was requested explicitly. */
+export function selectionOf(backend: Backend): SelectionReport {
   const { kind } = backend;
-  return reports.get(backend) ?? { requested: kind, picked: kind, candidates: [{ kind, available: true, picked: true, reason }] };
+  return reports.get(backend) ?? { requested: kind, picked: kind, candidates: [{ kind, available: true, picked: true, reason: 'requested explicitly' }] };
 }
 
 /**

@@ -12,7 +12,7 @@ import { WebGpuBackend, describeAdapter, findAdapter, summarizeAdapter } from '.
 /**
  * Under 'auto', host tensors below this many elements per call (all jobs of a fakeQuantizeMany
  * together) stay on WebAssembly even when a GPU adapter exists: the upload, the submission and
- * the read-back cost more than the kernel saves. bench/crossover.mjs measures it: the median time
+ * the read-back cost more than the kernel saves. bench/gpu.mjs (npm run bench:gpu) measures it: the median time
  * of fakeQuantize on a host Float32Array (symmetric 8-bit, groups of up to 4096), warm, on
  * wasm-simd and on WebGPU for 2^10..2^24 elements; the crossover is the smallest size from which
  * WebGPU stays faster. On this project's machines (2 vCPU, Dawn on SwiftShader) WebGPU never
@@ -120,13 +120,13 @@ const CANDIDATES: readonly Candidate[] = [
         ...(options.log ? { log: options.log } : {}), wasmBackend: wasm,
       });
       if (requested !== 'auto') return { backend, notes: [`if the device is lost, host work continues on ${wasm.kind}`] };
-      selection.row(wasm.kind).reason += `; runs host calls under ${crossover} elements, where WebGPU's upload and read-back cost more than they save`;
+      selection.row(wasm.kind).reason += `; runs host calls under ${crossover} elements (there the upload and read-back cost more than WebGPU saves)`;
       return {
         backend: new AutoBackend(backend, crossover),
         role: `host calls of ${crossover} elements or more, and GPUBuffers`,
         uses: wasm.kind,
         notes: [
-          `routing: per call by size, crossover ${crossover} elements (bench/crossover.mjs; override with crossoverElements)`,
+          `routing: per call by size, crossover ${crossover} elements (set by crossoverElements)`,
           `if the device is lost, everything continues on ${wasm.kind}`,
         ],
       };
@@ -180,7 +180,7 @@ export async function createBackend(request: CreateBackendOptions | BackendReque
     throw new InvalidInputError('INVALID_ARGUMENT', `crossoverElements must be a non-negative integer, got ${describeValue(options.crossoverElements)}.`);
   }
   if (options.log !== undefined && typeof options.log !== 'function') {
-    throw new InvalidInputError('INVALID_ARGUMENT', `log must be a function taking a message, got ${describeValue(options.log)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `log must be a function, got ${describeValue(options.log)}.`);
   }
   const probes = new Map<BackendKind, Probe>();
   for (const c of CANDIDATES) {
@@ -242,7 +242,7 @@ export async function createBackend(request: CreateBackendOptions | BackendReque
     }
     return report(c.kind, result);
   }
-  throw new BackendError('BACKEND_UNAVAILABLE', 'no backend can run here: this runtime has no WebAssembly.');
+  throw new BackendError('BACKEND_UNAVAILABLE', 'no WebAssembly here.');
 }
 
 function readCreateOptions(request: unknown): CreateBackendOptions {

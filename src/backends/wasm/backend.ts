@@ -4,10 +4,10 @@
 
 import { float32Length, planFakeQuantize, type FakeQuantizeOptions, type KernelPlan } from '../../kernel-plan.js';
 import { describeValue } from '../../describe.js';
-import { InvalidInputError } from '../../errors.js';
+import { InvalidInputError, nonFiniteError } from '../../errors.js';
 import { noiseKey } from '../../noise.js';
 import type { Backend, BackendKind, FakeQuantizeTarget, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
-import { explainSelection } from '../backend.js';
+import { explainSelection, jobLabel, selectionOf, targetArray } from '../backend.js';
 import { compileWasm, type WasmBuild, type WasmSource } from './loader.js';
 import { WasmHeap, WasmTensor } from './memory.js';
 import type { KernelExports } from './kernel-exports.js';
@@ -18,7 +18,7 @@ export interface WasmInternals {
   heap: WasmHeap;
 }
 
-interface Staged { plan: KernelPlan; pointer: number; label: string }
+interface Staged { plan: KernelPlan; pointer: number; label: string; job: number }
 
 export interface WasmBackendOptions {
   /**
@@ -37,7 +37,6 @@ const CACHE_CHUNK_BYTES = 128 << 10;
 
 export class WasmBackend implements Backend {
   readonly kind: BackendKind;
-  selection: SelectionReport;
   private readonly kernels: KernelExports;
   private readonly heap: WasmHeap;
   // Reused between calls: host arrays are copied here, per-group statistics kept here.
@@ -55,11 +54,15 @@ export class WasmBackend implements Backend {
     this.kind = build === 'simd' ? 'wasm-simd' : 'wasm';
     this.kernels = instance.exports as unknown as KernelExports;
     this.heap = new WasmHeap(this.kernels.memory, this.kernels.heapBase());
-    this.selection = {
-      requested: this.kind,
-      picked: this.kind,
-      candidates: [{ kind: this.kind, available: true, picked: true, reason: 'requested explicitly' }],
-    };
+  }
+
+  get selection(): SelectionReport {
+    return selectionOf(this);
+  }
+
+  /** What createPacker packs on: this backend's memory. */
+  get packingBackend(): WasmBackend {
+    return this;
   }
 
   static async create(build: WasmBuild, source?: WasmSource, options: WasmBackendOptions = {}): Promise<WasmBackend> {
@@ -122,7 +125,7 @@ export class WasmBackend implements Backend {
     if (!Array.isArray(jobs)) {
       throw new InvalidInputError('INVALID_ARGUMENT', 'jobs must be an array of { data, options }.');
     }
-    const labels = jobs.map((_, i) => (jobs.length === 1 ? 'data' : `jobs[${i}].data`));
+    const labels = jobs.map((_, i) => jobLabel(jobs, i));
     const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, labels[i]));
     const memory = this.kernels.memory;
     const inMemory = jobs.map((job) => job.data.buffer === memory.buffer);
@@ -140,7 +143,7 @@ export class WasmBackend implements Backend {
       statCursor += bytes;
     }
     const staging = this.reserve(this.staging, Math.max(0, ...plans.map((plan, i) => (inMemory[i] ? 0 : Math.min(plan.length, chunks[i]!) * 4))));
-    const staged = (i: number, pointer: number): Staged => ({ plan: plans[i]!, pointer, label: labels[i]! });
+    const staged = (i: number, pointer: number): Staged => ({ plan: plans[i]!, pointer, label: labels[i]!, job: i });
     jobs.forEach((job, i) => {
       const { groupCount, groupSize, length, bits } = plans[i]!;
       if (inMemory[i]) {
@@ -180,15 +183,7 @@ export class WasmBackend implements Backend {
    */
   private quantizeInto(data: Float32Array, options: FakeQuantizeOptions, target: FakeQuantizeTarget): Float32Array {
     const plan = planFakeQuantize(data, options, 'data');
-    const into = (target as Partial<FakeQuantizeTarget> | null)?.into as Float32Array;
-    const intoLength = float32Length(into, 'into');
-    if (intoLength !== plan.length) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `into holds ${intoLength} float32 values but data holds ${plan.length}; pass an output of the same length.`);
-    }
-    if (into.buffer === data.buffer && into.byteOffset < data.byteOffset + data.byteLength && data.byteOffset < into.byteOffset + into.byteLength) {
-      throw new InvalidInputError('INVALID_ARGUMENT', 'into overlaps data; pass separate memory, or quantize in place without { into }.');
-    }
+    const into = targetArray(data, target, plan.length);
     const memory = this.kernels.memory;
     const srcInMemory = data.buffer === memory.buffer;
     const dstInMemory = into.buffer === memory.buffer;
@@ -206,7 +201,7 @@ export class WasmBackend implements Backend {
       if (!srcInMemory) new Float32Array(memory.buffer, staging, count).set(data.subarray(first, first + count));
       const badGroup = this.run(plan, from, to, count / plan.groupSize, 0, first);
       if (badGroup >= 0) {
-        const error = this.nonFinite({ plan, pointer: from, label: 'data' }, badGroup, first);
+        const error = this.nonFinite({ plan, pointer: from, label: 'data', job: 0 }, badGroup, first);
         error.message = error.message.replace('Nothing was modified.', 'data is unchanged; into holds the groups before this one.');
         throw error;
       }
@@ -225,15 +220,13 @@ export class WasmBackend implements Backend {
     const group = new Float32Array(this.kernels.memory.buffer, s.pointer + badGroup * s.plan.groupSize * 4, s.plan.groupSize);
     const at = group.findIndex((x) => !Number.isFinite(x));
     const index = first + badGroup * s.plan.groupSize + at;
-    return new InvalidInputError('NON_FINITE',
-      `${s.label}[${index}] is ${group[at]}: quantization needs finite values (a NaN/Inf usually means an overflowed ` +
-      `step; skip it with overflow: true). Nothing was modified.`);
+    return nonFiniteError(s.label, group[at], { job: s.job, index, group: Math.floor(index / s.plan.groupSize) });
   }
 
   async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
     const plan = planFakeQuantize(data, { bits: 8, ...pickGroups(options) });
     if (data.buffer === this.kernels.memory.buffer) this.heap.assertLiveView(data, 'data');
-    const s: Staged = { plan, pointer: this.stageHost(data, plan.length), label: 'data' };
+    const s: Staged = { plan, pointer: this.stageHost(data, plan.length), label: 'data', job: 0 };
     const out = this.heap.allocate(plan.groupCount * 16);
     try {
       this.kernels.groupStats(s.pointer, plan.groupCount, plan.groupSize, out);

@@ -148,7 +148,7 @@ export class WebGpuBackend implements Backend {
   }
 
   get selection(): SelectionReport {
-    return selectionOf(this, `requested explicitly; adapter ${describeAdapter(this.adapter)}`);
+    return selectionOf(this);
   }
 
   /** What createPacker packs on: this backend's device, sharing its resources. */

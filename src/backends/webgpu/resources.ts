@@ -29,14 +29,6 @@ export interface WebGpuCounters {
 export type PoolName = 'data' | 'codes' | 'scales' | 'zeros' | 'partials' | 'status' | 'params' | 'readback';
 
 export const OUTPUT_USAGE = USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST;
-const POOL_USAGE: Record<PoolName, number> = {
-  data: OUTPUT_USAGE, codes: OUTPUT_USAGE, scales: OUTPUT_USAGE, zeros: OUTPUT_USAGE, status: OUTPUT_USAGE,
-  partials: USAGE_STORAGE,
-  params: USAGE_UNIFORM | USAGE_COPY_DST,
-  readback: USAGE_MAP_READ | USAGE_COPY_DST,
-};
-// Tensor-sized buffers fit; the small ones double, so a workload that varies settles quickly.
-const FITTED: ReadonlySet<PoolName> = new Set(['data', 'codes', 'readback']);
 
 /** A bind group entry: binding i is the i-th of the list. */
 export interface Bound {
@@ -79,8 +71,12 @@ export class GpuResources {
     const have = this.pool.get(name);
     if (have && have.size >= bytes) return have;
     have?.destroy();
-    const size = FITTED.has(name) ? alignUp(bytes, 256) : 2 ** Math.ceil(Math.log2(Math.max(bytes, 256)));
-    const buffer = this.device.createBuffer({ label: `edge-moq ${name}`, size, usage: POOL_USAGE[name] });
+    // Tensor-sized buffers fit; the small ones double, so a workload that varies settles quickly.
+    const size = name === 'data' || name === 'codes' || name === 'readback' ? alignUp(bytes, 256) : 2 ** Math.ceil(Math.log2(Math.max(bytes, 256)));
+    const usage = name === 'readback' ? USAGE_MAP_READ | USAGE_COPY_DST
+      : name === 'params' ? USAGE_UNIFORM | USAGE_COPY_DST
+      : name === 'partials' ? USAGE_STORAGE : OUTPUT_USAGE;
+    const buffer = this.device.createBuffer({ label: `edge-moq ${name}`, size, usage });
     this.counters.buffers++;
     this.pool.set(name, buffer);
     return buffer;
