@@ -126,7 +126,7 @@ it('refuses an option given twice, under one name or two, and names it', () => {
       second: fc.constantFrom(...spellings(name)),
       values: fc.tuple(fc.constantFrom('4', 'x.safetensors', 'wasm'), fc.constantFrom('8', 'y.safetensors', 'auto')),
       inline: fc.tuple(fc.boolean(), fc.boolean()),
-      between: fc.constantFrom([], ['in.safetensors'], ['--bits', '4'].filter(() => name !== 'bits' && spec.values.includes('bits'))),
+      between: fc.constantFrom([], ['in.safetensors'], ['--bits', '4'].filter(() => name !== 'bits' && (spec.values as readonly string[]).includes('bits'))),
     })).map((c) => ({ ...c, argv: [...written(c.first, c.values[0], c.inline[0]), ...c.between, ...written(c.second, c.values[1], c.inline[1])] }));
   });
   fc.assert(fc.property(repeated, ({ spec, first, second, argv }) => {

@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { readPackedLayout } from '../src/formats/packed-metadata.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
-import { compileRecipe, readRecipe, recipeFromDeepSpeed } from '../src/formats/recipe.js';
+import { compileRecipe, readRecipe, type RecipeRule, recipeFromDeepSpeed } from '../src/formats/recipe.js';
 import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype } from '../src/formats/safetensors.js';
 import { randomTensor } from './support/fixtures.js';
 import { useWasmSimdPacker } from './support/packers.js';
@@ -46,7 +46,7 @@ async function quantize(options: QuantizeFileOptions) {
 }
 
 describe('recipes', () => {
-  const RECIPE = {
+  const RECIPE: { rules: RecipeRule[] } = {
     rules: [
       { match: 'attention\\.self', bits: 8, groupSize: 16 },
       { match: 'attention', keep: true },
