@@ -56,6 +56,7 @@ export interface QuantizerOptions {
   eigenvalue?: Partial<EigenvalueOptions>;
 }
 
+/** Quantizer options with every default filled in and every value checked. */
 export interface ResolvedQuantizerOptions {
   groups: number;
   type: QuantizationType;

@@ -33,6 +33,7 @@ export interface Recipe {
   rules: readonly RecipeRule[];
 }
 
+/** A recipe rule with its pattern compiled. */
 export interface CompiledRule {
   /** Position in the recipe, from 0. */
   index: number;

@@ -9,6 +9,7 @@ import { describeError, describeName, describeValue, typeName } from '../describ
 import { EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
 import { parseStrictJson } from './strict-json.js';
 
+/** Bytes per element of each safetensors dtype. */
 export const DTYPE_BYTES = {
   F64: 8, F32: 4, F16: 2, BF16: 2,
   I64: 8, I32: 4, I16: 2, I8: 1,
@@ -330,6 +331,7 @@ function chunkSize(value: unknown, name: string): number {
   return value as number;
 }
 
+/** How readFloat32Chunks cuts a tensor's values. */
 export interface Float32ChunkOptions {
   /** Elements per chunk; the last chunk may be shorter. */
   chunkElements: number;
@@ -370,6 +372,7 @@ async function* float32Chunks(source: ByteSource, tensor: TensorInfo, dtype: Flo
   }
 }
 
+/** How readByteChunks cuts a tensor's bytes. */
 export interface ByteChunkOptions {
   /** Bytes per chunk; the last chunk may be shorter. */
   chunkBytes: number;
@@ -441,6 +444,7 @@ export interface TensorSpec {
   byteLength?: number;
 }
 
+/** A file laid out before any data is written: its header, and where each tensor's bytes go. */
 export interface SafetensorsLayout {
   /** The length prefix and the header, padded with spaces so the data starts 8-byte aligned. */
   header: Uint8Array;
@@ -498,6 +502,7 @@ export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Readon
   return { header, tensors, size: dataOffset + dataSize };
 }
 
+/** The tensors a writer takes, in file order, and the `__metadata__` strings. */
 export interface SafetensorsWriterOptions {
   tensors: readonly TensorSpec[];
   metadata?: Readonly<Record<string, string>>;
@@ -581,6 +586,7 @@ export async function createSafetensorsWriter(sink: ByteSink, options: Safetenso
   };
 }
 
+/** A tensor to encode: its header entry and its bytes. */
 export interface TensorBytes {
   name: string;
   dtype: Dtype;
