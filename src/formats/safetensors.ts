@@ -9,16 +9,17 @@ import { describeError, describeName, describeValue, typeName } from '../describ
 import { EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
 import { parseStrictJson } from './strict-json.js';
 
+/** The safetensors dtypes, by their names in the header. */
+export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';
+
+// `satisfies` keeps the table and the union in step: a dtype missing here, or one the union lacks, does not compile.
 /** Bytes per element of each safetensors dtype. */
 export const DTYPE_BYTES = {
   F64: 8, F32: 4, F16: 2, BF16: 2,
   I64: 8, I32: 4, I16: 2, I8: 1,
   U64: 8, U32: 4, U16: 2, U8: 1,
   BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
-} as const;
-
-/** The safetensors dtypes, by their names in the header. */
-export type Dtype = keyof typeof DTYPE_BYTES;
+} as const satisfies Record<Dtype, number>;
 
 /** The dtypes that convert exactly to float32 (and so can be quantized). */
 export type FloatDtype = 'F32' | 'F16' | 'BF16';
