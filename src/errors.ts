@@ -76,17 +76,19 @@ export class FormatError extends EdgeMoqError {
 /**
  * A NaN or ±Inf found by a backend or packer: `label` names the tensor as the caller did
  * (`data`, `jobs[2].data`, a QuantizeJob's label), `value` is what was found there.
- */
-/**
+ *
  * @param label - The tensor's name in the message.
  * @param value - What was found.
  * @param location - The job, element and group.
  * @param packing - Whether the call packs (the message says what needs finite values).
+ * @param outcome - What the call left as it was (default: nothing was modified).
  * @returns The InvalidInputError (NON_FINITE) to throw.
  */
-export function nonFiniteError(label: string, value: unknown, location: { job: number; index: number; group: number }, packing = false): InvalidInputError {
+export function nonFiniteError(
+  label: string, value: unknown, location: { job: number; index: number; group: number }, packing = false, outcome = 'Nothing was modified.',
+): InvalidInputError {
   const need = packing
     ? 'packing needs finite values.'
     : 'quantization needs finite values (a NaN/Inf usually means an overflowed step; skip it with overflow: true).';
-  return new InvalidInputError('NON_FINITE', `${label}[${location.index}] is ${value}: ${need} Nothing was modified.`, { location });
+  return new InvalidInputError('NON_FINITE', `${label}[${location.index}] is ${value}: ${need} ${outcome}`, { location });
 }

@@ -201,9 +201,7 @@ export class WasmBackend implements Backend {
       if (!srcInMemory) new Float32Array(memory.buffer, staging, count).set(data.subarray(first, first + count));
       const badGroup = this.run(plan, from, to, count / plan.groupSize, 0, first);
       if (badGroup >= 0) {
-        const error = this.nonFinite({ plan, pointer: from, label: 'data', job: 0 }, badGroup, first);
-        error.message = error.message.replace('Nothing was modified.', 'data is unchanged; into holds the groups before this one.');
-        throw error;
+        throw this.nonFinite({ plan, pointer: from, label: 'data', job: 0 }, badGroup, first, 'data is unchanged; into holds the groups before this one.');
       }
       if (!dstInMemory) into.set(new Float32Array(memory.buffer, staging, count), first);
     }
@@ -216,11 +214,11 @@ export class WasmBackend implements Backend {
     return Math.max(1, Math.floor(bytes / 4 / plan.groupSize)) * plan.groupSize;
   }
 
-  private nonFinite(s: Staged, badGroup: number, first = 0): InvalidInputError {
+  private nonFinite(s: Staged, badGroup: number, first = 0, outcome?: string): InvalidInputError {
     const group = new Float32Array(this.kernels.memory.buffer, s.pointer + badGroup * s.plan.groupSize * 4, s.plan.groupSize);
     const at = group.findIndex((x) => !Number.isFinite(x));
     const index = first + badGroup * s.plan.groupSize + at;
-    return nonFiniteError(s.label, group[at], { job: s.job, index, group: Math.floor(index / s.plan.groupSize) });
+    return nonFiniteError(s.label, group[at], { job: s.job, index, group: Math.floor(index / s.plan.groupSize) }, false, outcome);
   }
 
   async groupStats(data: Float32Array, options: { groups?: number; groupSize?: number }): Promise<GroupStats> {
