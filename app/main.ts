@@ -40,10 +40,10 @@ type PageState = 'idle' | 'opening' | 'ready' | 'quantizing' | 'done' | 'cancell
 const HISTOGRAM_BINS = 96;
 
 const FORMAT_NAMES: Record<ModelFormat, string> = {
-  'safetensors': 'safetensors',
+  safetensors: 'safetensors',
   'safetensors-index': 'safetensors, sharded (index and shards)',
-  'onnx': 'ONNX',
-  'tfjs': 'TensorFlow.js (model.json and weight shards)',
+  onnx: 'ONNX',
+  tfjs: 'TensorFlow.js (model.json and weight shards)',
 };
 
 const $ = {
@@ -95,15 +95,18 @@ let downloadUrls: string[] = [];
 let pendingFiles: File[] = [];
 let worker = startWorker();
 
-const recipe = new RecipeEditor({
-  table: byId('recipe-table', HTMLTableElement),
-  add: byId('recipe-add', HTMLButtonElement),
-  load: byId('recipe-load', HTMLInputElement),
-  save: byId('recipe-save', HTMLButtonElement),
-  clear: byId('recipe-clear', HTMLButtonElement),
-  error: byId('recipe-error', HTMLElement),
-  summary: byId('recipe-empty', HTMLElement),
-}, () => updateControls());
+const recipe = new RecipeEditor(
+  {
+    table: byId('recipe-table', HTMLTableElement),
+    add: byId('recipe-add', HTMLButtonElement),
+    load: byId('recipe-load', HTMLInputElement),
+    save: byId('recipe-save', HTMLButtonElement),
+    clear: byId('recipe-clear', HTMLButtonElement),
+    error: byId('recipe-error', HTMLElement),
+    summary: byId('recipe-empty', HTMLElement),
+  },
+  () => updateControls(),
+);
 
 function startWorker(): Worker {
   // The page's query string goes to the worker: its storage settings (worker.js?storage=memory) are read there.
@@ -285,7 +288,7 @@ function onReply(reply: Reply): void {
       current = null;
       if (wasOpening) {
         model = null;
-        status('Could not open these files. Give a model\'s files (see above).');
+        status("Could not open these files. Give a model's files (see above).");
       } else {
         status('Quantization failed; nothing was downloaded.');
       }
@@ -304,13 +307,11 @@ function showResult(reply: Extract<Reply, { type: 'done' }>): void {
   $.totals.replaceChildren(
     element('strong', undefined, `${formatBytes(reply.bytesIn)} → ${formatBytes(reply.bytesOut)}`),
     // An ONNX model's rows are the weights converted (as the CLI lists them), so only kept rows are counted as kept.
-    document.createTextNode(` (${sizeChange(reply.bytesIn, reply.bytesOut)}) · ${plural(packed, 'tensor')} packed${reply.rows.length > packed ? `, ${reply.rows.length - packed} kept` : ''} · ${formatDuration(reply.milliseconds)}`),
+    document.createTextNode(
+      ` (${sizeChange(reply.bytesIn, reply.bytesOut)}) · ${plural(packed, 'tensor')} packed${reply.rows.length > packed ? `, ${reply.rows.length - packed} kept` : ''} · ${formatDuration(reply.milliseconds)}`,
+    ),
   );
-  $.explain.replaceChildren(
-    element('span', 'label', 'Backend: '),
-    element('strong', 'kind', reply.backend.kind),
-    element('span', 'why', reply.backend.explain),
-  );
+  $.explain.replaceChildren(element('span', 'label', 'Backend: '), element('strong', 'kind', reply.backend.kind), element('span', 'why', reply.backend.explain));
   $.warnings.hidden = reply.warnings.length === 0;
   $.warnings.replaceChildren(...reply.warnings.map((w) => element('li', undefined, w)));
   results.show(reply.rows);

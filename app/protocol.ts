@@ -55,13 +55,18 @@ export type Reply =
   | { type: 'opened'; id: number; format: ModelFormat; entry: string; tensors: TensorInfoRow[]; bytes: number }
   | { type: 'progress'; id: number; tensor: string; index: number; count: number; bytesDone: number; bytesTotal: number }
   | {
-    type: 'done'; id: number; rows: ResultRow[];
-    /** The files to download, named as the CLI would name them (model.q4.onnx, shards and index, ...). */
-    outputs: { name: string; file: Blob }[];
-    /** Which backend ran, and why (createBackend's explain()). */
-    backend: { kind: string; explain: string };
-    bytesIn: number; bytesOut: number; milliseconds: number; warnings: string[];
-  }
+      type: 'done';
+      id: number;
+      rows: ResultRow[];
+      /** The files to download, named as the CLI would name them (model.q4.onnx, shards and index, ...). */
+      outputs: { name: string; file: Blob }[];
+      /** Which backend ran, and why (createBackend's explain()). */
+      backend: { kind: string; explain: string };
+      bytesIn: number;
+      bytesOut: number;
+      milliseconds: number;
+      warnings: string[];
+    }
   | { type: 'histogram'; id: number; tensor: string; edges: number[]; before: number[]; after: number[] }
   | { type: 'cancelled'; id: number }
   /** A typed error (EdgeMoqError code) or 'INTERNAL', with a message for the page. */

@@ -73,7 +73,15 @@ async function backendFor(choice: BackendChoice): Promise<{ packer: Packer; kind
   try {
     // 'auto' that found a real GPU packs on it; createPacker(auto) would pack on its WebAssembly side.
     const packer = await createPacker(backend instanceof AutoBackend ? backend.gpu : backend);
-    return { packer, kind: packer.kind, explain: backend.explain(), dispose: () => { packer.dispose(); backend.dispose(); } };
+    return {
+      packer,
+      kind: packer.kind,
+      explain: backend.explain(),
+      dispose: () => {
+        packer.dispose();
+        backend.dispose();
+      },
+    };
   } catch (error) {
     backend.dispose();
     throw error;
@@ -103,9 +111,15 @@ async function quantize(request: Extract<Request, { type: 'quantize' }>, token: 
       keptOutputs = [...current].filter((name) => !keptOutputs.includes(name));
     }
     reply({
-      type: 'done', id: request.id, rows: result.rows, outputs: result.outputs,
+      type: 'done',
+      id: request.id,
+      rows: result.rows,
+      outputs: result.outputs,
       backend: { kind: backend.kind, explain: backend.explain },
-      bytesIn: result.bytesIn, bytesOut: result.bytesOut, milliseconds: performance.now() - started, warnings: result.warnings,
+      bytesIn: result.bytesIn,
+      bytesOut: result.bytesOut,
+      milliseconds: performance.now() - started,
+      warnings: result.warnings,
     });
   } finally {
     backend.dispose();
@@ -153,7 +167,12 @@ scope.addEventListener('message', (event) => {
     return;
   }
   if (!request || !['open', 'quantize', 'histogram'].includes(request.type)) {
-    reply({ type: 'error', id: (request as { id?: number } | undefined)?.id ?? -1, code: 'INVALID_ARGUMENT', message: `unknown request ${JSON.stringify((request as { type?: unknown } | undefined)?.type)}` });
+    reply({
+      type: 'error',
+      id: (request as { id?: number } | undefined)?.id ?? -1,
+      code: 'INVALID_ARGUMENT',
+      message: `unknown request ${JSON.stringify((request as { type?: unknown } | undefined)?.type)}`,
+    });
     return;
   }
   waiting.add(request.id);

@@ -25,9 +25,16 @@ const LARGEST_MB = Number(process.env.BENCH_LARGEST_MB ?? 1024);
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // As test/support/chromium.ts launches it: WebGPU on SwiftShader, nothing phoning home.
 const CHROMIUM_ARGS = [
-  '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader', '--use-angle=swiftshader', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
+  '--no-sandbox',
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--use-vulkan=swiftshader',
+  '--use-webgpu-adapter=swiftshader',
+  '--use-angle=swiftshader',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
 ];
 
 const require = createRequire(import.meta.url);
@@ -50,11 +57,15 @@ async function pageRun(files, backend, timeout = 600_000) {
   await page.fill('#bits', '4');
   const t0 = performance.now();
   await page.click('#quantize');
-  const outcome = await page.waitForFunction(() => {
-    const error = (document.querySelector('#error')?.textContent ?? '').trim();
-    if (error) return `error: ${error}`;
-    return document.querySelectorAll('#downloads a[download]').length > 0 ? 'done' : false;
-  }, undefined, { timeout, polling: 5 });
+  const outcome = await page.waitForFunction(
+    () => {
+      const error = (document.querySelector('#error')?.textContent ?? '').trim();
+      if (error) return `error: ${error}`;
+      return document.querySelectorAll('#downloads a[download]').length > 0 ? 'done' : false;
+    },
+    undefined,
+    { timeout, polling: 5 },
+  );
   const ms = performance.now() - t0;
   const result = await outcome.jsonValue();
   if (result !== 'done') throw new Error(`${files.join(', ')} on ${backend}: ${result}`);
@@ -122,7 +133,9 @@ closeSync(fd);
 await choose([largest]);
 const largestMs = await pageRun([largest], 'wasm-simd');
 const sizes = await page.$$eval('#downloads a[download]', (links) => links.map((a) => `${a.download} (${a.querySelector('.file-size')?.textContent ?? '?'})`));
-console.log(`\nlargest file tried in the page: ${tensors * 16} MiB safetensors (${tensors} tensors of 1024×4096 float32), 4 bits on wasm-simd: ${(largestMs / 1000).toFixed(1)} s; downloads: ${sizes.join(', ')}`);
+console.log(
+  `\nlargest file tried in the page: ${tensors * 16} MiB safetensors (${tensors} tensors of 1024×4096 float32), 4 bits on wasm-simd: ${(largestMs / 1000).toFixed(1)} s; downloads: ${sizes.join(', ')}`,
+);
 const t0 = performance.now();
 execFileSync(process.execPath, [CLI, 'quantize', largest, '-o', join(scratch, 'largest.q4.safetensors'), '--bits', '4', '--quiet']);
 console.log(`the CLI on the same file: ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -30,7 +30,9 @@ for (const { g, values } of samples) {
   for (let i = 0; i < GROUP; i++) if (got[i] !== alone[i]) mismatches++;
 }
 const memory = backend.internals.kernels.memory.buffer.byteLength;
-console.log(`${(length * 4 / 2 ** 30).toFixed(2)} GiB (${length.toLocaleString('en')} float32) quantized in ${seconds.toFixed(1)} s ` +
-  `(${(length * 4 / 2 ** 20 / seconds).toFixed(0)} MiB/s); WebAssembly memory ${(memory / 2 ** 20).toFixed(1)} MiB; ` +
-  `sampled groups equal to quantizing them alone: ${mismatches === 0 ? 'yes' : `no, ${mismatches} values differ`}`);
+console.log(
+  `${((length * 4) / 2 ** 30).toFixed(2)} GiB (${length.toLocaleString('en')} float32) quantized in ${seconds.toFixed(1)} s ` +
+    `(${((length * 4) / 2 ** 20 / seconds).toFixed(0)} MiB/s); WebAssembly memory ${(memory / 2 ** 20).toFixed(1)} MiB; ` +
+    `sampled groups equal to quantizing them alone: ${mismatches === 0 ? 'yes' : `no, ${mismatches} values differ`}`,
+);
 process.exit(mismatches === 0 ? 0 : 1);

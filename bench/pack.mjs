@@ -44,8 +44,14 @@ for (const [name, options] of VARIANTS) {
   const reset = () => tensor.array.set(source);
   const fake = time(reset, () => backend.fakeQuantizeSync(tensor.array, options));
   reset();
-  const pack = time(() => {}, () => packer.packSync(tensor.array, options, into));
-  const unpack = time(() => {}, () => packer.unpackSync(into, out.array));
+  const pack = time(
+    () => {},
+    () => packer.packSync(tensor.array, options, into),
+  );
+  const unpack = time(
+    () => {},
+    () => packer.unpackSync(into, out.array),
+  );
   const bytes = into.codes.length + into.scales.length * 4 + (into.zeros ? into.zeros.length * 4 : 0);
   rows.push(`| ${name} | ${fake.toFixed(1)} | ${pack.toFixed(1)} | ${unpack.toFixed(1)} | ${((N * 4) / pack / 1e6).toFixed(2)} | ${((N * 4) / bytes).toFixed(2)}x |`);
   console.log(rows.at(-1));
@@ -72,8 +78,7 @@ console.log(`wrote ${input}: ${(inBytes / 2 ** 30).toFixed(2)} GiB`);
 const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
 const t0 = performance.now();
 // /usr/bin/time -f %M: the peak resident set of the process, in KiB, as the last line of stderr.
-const run = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'quantize', input, '-o', output, '--bits', '4', '--group-size', '32'],
-  { encoding: 'utf8' });
+const run = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'quantize', input, '-o', output, '--bits', '4', '--group-size', '32'], { encoding: 'utf8' });
 const wall = (performance.now() - t0) / 1000;
 if (run.status !== 0) {
   console.error(run.stdout, run.stderr);
@@ -82,12 +87,14 @@ if (run.status !== 0) {
 const peakMiB = Number(run.stderr.trim().split('\n').at(-1)) / 1024;
 const outBytes = statSync(output).size;
 rmSync(dir, { recursive: true, force: true });
-const fileLine = `| ${FILE_TENSORS} × [4096, 4096] float32 | ${(inBytes / 2 ** 30).toFixed(2)} GiB | ${(outBytes / 2 ** 20).toFixed(1)} MiB | ` +
+const fileLine =
+  `| ${FILE_TENSORS} × [4096, 4096] float32 | ${(inBytes / 2 ** 30).toFixed(2)} GiB | ${(outBytes / 2 ** 20).toFixed(1)} MiB | ` +
   `${(inBytes / outBytes).toFixed(2)}x | ${wall.toFixed(1)} s | ${(inBytes / 2 ** 20 / wall).toFixed(0)} MiB/s | ${peakMiB.toFixed(0)} MiB |`;
 console.log(fileLine);
 
 const doc = readFileSync(new URL('../BENCHMARKS.md', import.meta.url), 'utf8');
-const start = '<!-- pack:start -->', end = '<!-- pack:end -->';
+const start = '<!-- pack:start -->',
+  end = '<!-- pack:end -->';
 const section = `${start}
 ## Packing (edge-moq.packed/1)
 

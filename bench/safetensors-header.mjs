@@ -31,14 +31,21 @@ const layout = layoutSafetensors(specs, { format: 'pt' });
 const bytes = new Uint8Array(layout.size);
 bytes.set(layout.header);
 const text = new TextDecoder().decode(layout.header.subarray(8));
-const fail = (problem, index) => { throw new Error(`${problem} at ${index}`); };
+const fail = (problem, index) => {
+  throw new Error(`${problem} at ${index}`);
+};
 
 const file = await openSafetensors(memorySource(bytes));
 const rows = [
   ['JSON.parse', await time(() => JSON.parse(text))],
   ['parseStrictJson', await time(() => parseStrictJson(text, fail))],
   ['openSafetensors (parse and every check)', await time(() => openSafetensors(memorySource(bytes)))],
-  ['readBytes of every tensor', await time(async () => { for (const tensor of file.tensors) await readBytes(file, tensor); })],
+  [
+    'readBytes of every tensor',
+    await time(async () => {
+      for (const tensor of file.tensors) await readBytes(file, tensor);
+    }),
+  ],
 ];
 console.log(`${TENSORS} tensors, a ${(text.length / 1e6).toFixed(1)} MB header; median of ${RUNS} runs`);
 for (const [what, ms] of rows) console.log(`${what.padEnd(42)} ${ms.toFixed(1).padStart(8)} ms`);

@@ -29,7 +29,7 @@ mkdirSync(join(supportFile, '..'), { recursive: true });
 await build({ entryPoints: [join(root, 'test', 'support', 'tfjs-real-model.ts')], outfile: supportFile, format: 'esm', platform: 'node', logLevel: 'error' });
 const real = await import(pathToFileURL(supportFile).href);
 
-setWasmPaths(join(root, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist') + '/');
+setWasmPaths(`${join(root, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist')}/`);
 await tf.setBackend('wasm');
 
 const gallery = real.galleryFaces();
@@ -49,7 +49,9 @@ const MODELS = [
       return [`${m.sameTop1}/${m.faces}`, m.meanAbsDiff.toFixed(4), m.maxAbsDiff.toFixed(3)];
     },
     variants: [
-      ['8 bits', ['--bits', '8']], ['4 bits', ['--bits', '4']], ['4 bits, asymmetric (DeepSpeed grid)', ['--bits', '4', '--type', 'asymmetric']],
+      ['8 bits', ['--bits', '8']],
+      ['4 bits', ['--bits', '4']],
+      ['4 bits, asymmetric (DeepSpeed grid)', ['--bits', '4', '--type', 'asymmetric']],
       ['4 bits, groups of 32', ['--bits', '4', '--group-size', '32']],
     ],
   },
@@ -64,7 +66,9 @@ const MODELS = [
       return [`${m.sameGender}/${m.faces}`, `${m.meanAgeDiff.toFixed(2)} / ${m.maxAgeDiff.toFixed(2)}`, `${m.meanCosine.toFixed(3)} / ${m.minCosine.toFixed(3)}`];
     },
     variants: [
-      ['8 bits', ['--bits', '8']], ['6 bits', ['--bits', '6']], ['6 bits, asymmetric (DeepSpeed grid)', ['--bits', '6', '--type', 'asymmetric']],
+      ['8 bits', ['--bits', '8']],
+      ['6 bits', ['--bits', '6']],
+      ['6 bits, asymmetric (DeepSpeed grid)', ['--bits', '6', '--type', 'asymmetric']],
       ['4 bits', ['--bits', '4']],
     ],
   },
@@ -104,10 +108,7 @@ try {
       const cli = spawnSync(process.execPath, [join(root, 'dist', 'cli', 'main.js'), 'quantize', spec.path, '-o', output, ...flags], { encoding: 'utf8' });
       if (cli.status !== 0) throw new Error(`edge-moq quantize ${flags.join(' ')} exited ${cli.status}: ${cli.stderr}`);
       const size = real.modelFolderBytes(output);
-      rows.push([
-        label, kb(size.total), `${(floatSize.total / size.total).toFixed(2)}x`, ...spec.compare(reference, await outputsOf(spec, output)),
-        (await loadTime(spec, output)).toFixed(1),
-      ]);
+      rows.push([label, kb(size.total), `${(floatSize.total / size.total).toFixed(2)}x`, ...spec.compare(reference, await outputsOf(spec, output)), (await loadTime(spec, output)).toFixed(1)]);
     }
     const header = ['model', 'folder (model.json + weights)', 'smaller', ...spec.columns, 'load + first prediction (ms)'];
     console.log(`\n${spec.title}; ${gallery.faces.length} real faces; tfjs ${tf.version.tfjs} on its ${tf.getBackend()} backend, ${cpus} CPU(s), median of ${RUNS} loads\n`);

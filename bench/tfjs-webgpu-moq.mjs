@@ -43,10 +43,27 @@ function pattern(length, seed) {
 
 function buildModel() {
   const model = tf.sequential();
-  LAYERS.slice(1).forEach((units, i) => model.add(tf.layers.dense({
-    name: `dense${i}`, units, activation: i < LAYERS.length - 2 ? 'relu' : 'linear', ...(i === 0 ? { inputShape: [LAYERS[0]] } : {}),
-  })));
-  model.setWeights(model.weights.map((w, i) => tf.tensor(pattern(w.shape.reduce((a, b) => a * b, 1), i + 1), w.shape)));
+  LAYERS.slice(1).forEach((units, i) =>
+    model.add(
+      tf.layers.dense({
+        name: `dense${i}`,
+        units,
+        activation: i < LAYERS.length - 2 ? 'relu' : 'linear',
+        ...(i === 0 ? { inputShape: [LAYERS[0]] } : {}),
+      }),
+    ),
+  );
+  model.setWeights(
+    model.weights.map((w, i) =>
+      tf.tensor(
+        pattern(
+          w.shape.reduce((a, b) => a * b, 1),
+          i + 1,
+        ),
+        w.shape,
+      ),
+    ),
+  );
   return model;
 }
 
@@ -96,7 +113,9 @@ const rows = ['none', 'host', 'gpu'].map((mode) => {
 });
 console.log('path   ms/step  MoQ overhead ms/step  in afterStep ms/step');
 for (const row of rows) {
-  console.log(`${row.mode.padEnd(6)} ${row.total.toFixed(2).padStart(7)}  ${(row.mode === 'none' ? '-' : row.overhead.toFixed(2)).padStart(20)}  ${(row.mode === 'none' ? '-' : row.afterStep.toFixed(2)).padStart(19)}`);
+  console.log(
+    `${row.mode.padEnd(6)} ${row.total.toFixed(2).padStart(7)}  ${(row.mode === 'none' ? '-' : row.overhead.toFixed(2)).padStart(20)}  ${(row.mode === 'none' ? '-' : row.afterStep.toFixed(2)).padStart(19)}`,
+  );
 }
 const [host, gpuRow] = [rows[1], rows[2]];
 console.log(`MoQ overhead host/gpu: ${(host.overhead / gpuRow.overhead).toPrecision(2)}; step host/gpu: ${(host.total / gpuRow.total).toPrecision(3)}`);

@@ -19,13 +19,14 @@ export async function buildApp() {
     bundle: true,
     format: 'esm',
     platform: 'browser',
-    plugins: [{
-      name: 'without-file-system',
-      setup(build) {
-        build.onResolve({ filter: /\/file\.js$/ }, (args) =>
-      (resolve(args.resolveDir, args.path) === fileReader ? { path: join(root, 'src/backends/wasm/file-web.ts') } : undefined));
+    plugins: [
+      {
+        name: 'without-file-system',
+        setup(build) {
+          build.onResolve({ filter: /\/file\.js$/ }, (args) => (resolve(args.resolveDir, args.path) === fileReader ? { path: join(root, 'src/backends/wasm/file-web.ts') } : undefined));
+        },
       },
-    }],
+    ],
     minify: true,
     sourcemap: true,
     logLevel: 'warning',

@@ -19,8 +19,7 @@ const fileReader = `${root}src/backends/wasm/file.js`;
 const withoutFileSystem = {
   name: 'without-file-system',
   setup(build) {
-    build.onResolve({ filter: /\/file\.js$/ }, (args) =>
-      (resolve(args.resolveDir, args.path) === fileReader ? { path: `${root}src/backends/wasm/file-web.ts` } : undefined));
+    build.onResolve({ filter: /\/file\.js$/ }, (args) => (resolve(args.resolveDir, args.path) === fileReader ? { path: `${root}src/backends/wasm/file-web.ts` } : undefined));
   },
 };
 
@@ -33,13 +32,18 @@ export function compactWgsl(source) {
   const compact = source
     .replace(/\/\*[\s\S]*?\*\//g, ' ')
     .split('\n')
-    .map((line) => line.replace(/\/\/.*/, '').replace(/\s+/g, ' ').replace(/ ?([{}()[\];,:]) ?/g, '$1').trim()
-      // Binary operators written ` op ` lose their spaces, except after a template's `>`
-      // (`vec2<f32>=` would read as `>=`) and where two operators would fuse (`a - -b`).
-      .replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator))
-      // Neighbouring matches overlap; a second pass takes the ones the first skipped.
-    .map((line) => line.replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator)
-      .replace(/ ?([-=+*/<>!&|%^]+)(?=[(])/g, (match, op, offset, text) => (text[offset - 1] === '>' ? match : op)))
+    .map((line) =>
+      line
+        .replace(/\/\/.*/, '')
+        .replace(/\s+/g, ' ')
+        .replace(/ ?([{}()[\];,:]) ?/g, '$1')
+        .trim()
+        // Binary operators written ` op ` lose their spaces, except after a template's `>`
+        // (`vec2<f32>=` would read as `>=`) and where two operators would fuse (`a - -b`).
+        .replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator),
+    )
+    // Neighbouring matches overlap; a second pass takes the ones the first skipped.
+    .map((line) => line.replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator).replace(/ ?([-=+*/<>!&|%^]+)(?=[(])/g, (match, op, offset, text) => (text[offset - 1] === '>' ? match : op)))
     .filter(Boolean)
     .join('\n');
   return compact;
@@ -63,21 +67,34 @@ const compactShaders = {
 // packer checks for. The size budget covers the main entries.
 export const bundles = [
   {
-    name: 'workerd', entry: 'src/runtimes/workerd.ts', platform: 'neutral', plugins: [withoutFileSystem, compactShaders],
+    name: 'workerd',
+    entry: 'src/runtimes/workerd.ts',
+    platform: 'neutral',
+    plugins: [withoutFileSystem, compactShaders],
     extra: {
-      'workerd-packed': 'src/runtimes/workerd-packed.ts', 'workerd-conformance': 'src/runtimes/workerd-conformance.ts',
-      'workerd-onnx': 'src/onnx.ts', 'workerd-tfjs': 'src/runtimes/workerd-tfjs.ts',
+      'workerd-packed': 'src/runtimes/workerd-packed.ts',
+      'workerd-conformance': 'src/runtimes/workerd-conformance.ts',
+      'workerd-onnx': 'src/onnx.ts',
+      'workerd-tfjs': 'src/runtimes/workerd-tfjs.ts',
     },
   },
   {
-    name: 'browser', entry: 'src/runtimes/browser.ts', platform: 'browser', plugins: [withoutFileSystem, compactShaders],
+    name: 'browser',
+    entry: 'src/runtimes/browser.ts',
+    platform: 'browser',
+    plugins: [withoutFileSystem, compactShaders],
     extra: {
-      'browser-packed': 'src/runtimes/browser-packed.ts', 'browser-conformance': 'src/runtimes/browser-conformance.ts',
-      'browser-tfjs': 'src/runtimes/browser-tfjs.ts', 'browser-onnx': 'src/onnx.ts',
+      'browser-packed': 'src/runtimes/browser-packed.ts',
+      'browser-conformance': 'src/runtimes/browser-conformance.ts',
+      'browser-tfjs': 'src/runtimes/browser-tfjs.ts',
+      'browser-onnx': 'src/onnx.ts',
     },
   },
   {
-    name: 'index', entry: 'src/index.ts', platform: 'neutral', plugins: [compactShaders],
+    name: 'index',
+    entry: 'src/index.ts',
+    platform: 'neutral',
+    plugins: [compactShaders],
     extra: { packed: 'src/packed/index.ts', conformance: 'src/conformance.ts', tfjs: 'src/tfjs/index.ts', node: 'src/node.ts', onnx: 'src/onnx.ts' },
   },
 ];

@@ -79,7 +79,10 @@ function parseArgs(argv) {
   const args = { steps: 10_000, tensors: 100, backend: 'all', seconds: 600, every: 0, json: false, 'simulate-leak': 0 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
-    if (flag === '--json') { args.json = true; continue; }
+    if (flag === '--json') {
+      args.json = true;
+      continue;
+    }
     const name = flag.replace(/^--/, '');
     const value = argv[++i];
     if (!(name in args) || value === undefined) usage(`unknown or incomplete option ${flag}`);
@@ -112,9 +115,11 @@ function usage(problem) {
 function uniforms(seed) {
   let s = seed >>> 0 || 0x9e3779b9;
   return () => {
-    s ^= s << 13; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
     s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
+    s ^= s << 5;
+    s >>>= 0;
     return s / 4294967296;
   };
 }
@@ -127,7 +132,8 @@ function uniforms(seed) {
  */
 function makeModel(count) {
   const next = uniforms(12345);
-  const rows = [4, 8, 16, 32], cols = [8, 16, 32];
+  const rows = [4, 8, 16, 32],
+    cols = [8, 16, 32];
   return Array.from({ length: count }, (_, i) => {
     const owner = i % 2 === 0 ? 'a' : 'b';
     const family = ['attn', 'mlp'][Math.floor(i / 2) % 2];
@@ -141,14 +147,28 @@ function makeModel(count) {
 
 /** @type {Record<'a' | 'b', QuantizerOptions>} */
 const QUANTIZERS = {
-  a: { groups: 4, type: 'symmetric', rounding: 'nearest', mixedFp16: true, changeRatio: 0.002, schedules: [
-    { startBits: 8, targetBits: 2, period: 40, modules: ['attn'] },
-    { startBits: 16, targetBits: 1, period: 25, modules: ['mlp'] },
-  ] },
-  b: { groups: 4, type: 'asymmetric', rounding: 'stochastic', seed: 7, scheduleOffset: 10, schedules: [
-    { startBits: 12, targetBits: 3, period: 30, modules: ['attn'] },
-    { startBits: 8, targetBits: 4, period: 60, modules: ['mlp'] },
-  ] },
+  a: {
+    groups: 4,
+    type: 'symmetric',
+    rounding: 'nearest',
+    mixedFp16: true,
+    changeRatio: 0.002,
+    schedules: [
+      { startBits: 8, targetBits: 2, period: 40, modules: ['attn'] },
+      { startBits: 16, targetBits: 1, period: 25, modules: ['mlp'] },
+    ],
+  },
+  b: {
+    groups: 4,
+    type: 'asymmetric',
+    rounding: 'stochastic',
+    seed: 7,
+    scheduleOffset: 10,
+    schedules: [
+      { startBits: 12, targetBits: 3, period: 30, modules: ['attn'] },
+      { startBits: 8, targetBits: 4, period: 60, modules: ['mlp'] },
+    ],
+  },
 };
 
 /**
@@ -171,7 +191,7 @@ function update(params, step, noise) {
 async function openBackend(kind) {
   if (kind !== 'webgpu') return { backend: await createBackend({ kind }) };
   const found = await nodeGpu();
-  const adapter = found && await found.gpu.requestAdapter();
+  const adapter = found && (await found.gpu.requestAdapter());
   if (!found || !adapter) return { skipped: 'no WebGPU adapter here (install the "webgpu" package and a Vulkan driver, e.g. apt-get install -y chromium libvulkan1)' };
   return { backend: await createBackend({ kind: 'webgpu', gpu: found.gpu }) };
 }
@@ -304,7 +324,7 @@ function report(result) {
   if ('skipped' in result) return `${result.kind}: skipped: ${result.skipped}`;
   const lines = [
     `${result.kind}: ${result.steps}${result.steps < result.requestedSteps ? ` of ${result.requestedSteps} (time bound)` : ''} steps x ${result.tensors} tensors ` +
-      `(${result.values} values) in ${result.seconds.toFixed(1)} s (${(1000 * result.seconds / Math.max(1, result.steps)).toFixed(2)} ms/step); ` +
+      `(${result.values} values) in ${result.seconds.toFixed(1)} s (${((1000 * result.seconds) / Math.max(1, result.steps)).toFixed(2)} ms/step); ` +
       `${result.switches} precision switches, bits now ${result.bits.join('/')}; ${result.samples} samples, warm-up ${result.warmUpStep} steps` +
       `${result.finite ? '' : '; NON-FINITE VALUES in the model'}${result.fellBack ? `; ${result.fellBack} calls fell back to WebAssembly` : ''}`,
     `  ${'metric'.padEnd(18)}${['start', 'after warm-up', 'peak', 'end', 'change'].map((h) => h.padStart(14)).join('')}  verdict (tolerance)`,
@@ -312,8 +332,9 @@ function report(result) {
   for (const [name, m] of Object.entries(result.metrics)) {
     const change = m.afterWarmUp === undefined ? undefined : m.end - m.afterWarmUp;
     const signed = change === undefined ? '-' : `${change >= 0 ? '+' : ''}${BYTES.has(name) ? `${(change / 1024).toFixed(0)} KiB` : change}`;
-    lines.push(`  ${name.padEnd(18)}${[m.start, m.afterWarmUp, m.peak, m.end].map((v) => format(name, v).padStart(14)).join('')}${signed.padStart(14)}  ` +
-      `${m.verdict} (${format(name, TOLERANCE[name])})`);
+    lines.push(
+      `  ${name.padEnd(18)}${[m.start, m.afterWarmUp, m.peak, m.end].map((v) => format(name, v).padStart(14)).join('')}${signed.padStart(14)}  ` + `${m.verdict} (${format(name, TOLERANCE[name])})`,
+    );
   }
   lines.push(`  verdict: ${result.verdict}`);
   return lines.join('\n');

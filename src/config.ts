@@ -72,13 +72,22 @@ export interface ResolvedQuantizerOptions {
 }
 
 export const EIGENVALUE_DEFAULTS: EigenvalueOptions = {
-  enabled: false, verbose: false, maxIter: 100, tol: 1e-2, stability: 1e-6,
-  gasBoundaryResolution: 1, layerName: 'bert.encoder.layer', layerNum: 0,
+  enabled: false,
+  verbose: false,
+  maxIter: 100,
+  tol: 1e-2,
+  stability: 1e-6,
+  gasBoundaryResolution: 1,
+  layerName: 'bert.encoder.layer',
+  layerNum: 0,
 };
 
 // A small reader that checks types and rejects unknown keys, naming the dotted path.
 class Section {
-  constructor(readonly value: Record<string, unknown>, readonly path: string) {}
+  constructor(
+    readonly value: Record<string, unknown>,
+    readonly path: string,
+  ) {}
 
   static of(value: unknown, path: string): Section {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -175,14 +184,18 @@ export function resolveQuantizerOptions(options: QuantizerOptions, path = 'optio
   // them under other settings would fail every step from its switch on, so it is refused now.
   const grid = (schedule: ParameterSchedule, key: string): ParameterSchedule => {
     if (schedule.targetBits <= 2 && (type !== 'symmetric' || rounding !== 'nearest')) {
-      throw new ConfigError(`${key}.targetBits`, `${schedule.targetBits} bits (${schedule.targetBits === 1 ? 'binary' : 'ternary'}) ` +
-        `are symmetric with nearest rounding only, and the options say ${type} with ${rounding} rounding; use targetBits >= 3.`);
+      throw new ConfigError(
+        `${key}.targetBits`,
+        `${schedule.targetBits} bits (${schedule.targetBits === 1 ? 'binary' : 'ternary'}) ` +
+          `are symmetric with nearest rounding only, and the options say ${type} with ${rounding} rounding; use targetBits >= 3.`,
+      );
     }
     return schedule;
   };
   // fromEntries defines own properties: a parameter named "__proto__" stays a parameter.
-  const parameters: Record<string, ParameterSchedule> = Object.fromEntries(Object.entries(p?.value ?? {})
-    .map(([name, schedule]) => [name, grid(validateSchedule(schedule as ParameterSchedule, p!.key(name)), p!.key(name))]));
+  const parameters: Record<string, ParameterSchedule> = Object.fromEntries(
+    Object.entries(p?.value ?? {}).map(([name, schedule]) => [name, grid(validateSchedule(schedule as ParameterSchedule, p!.key(name)), p!.key(name))]),
+  );
   const schedules: ScheduleGroup[] = [];
   const list = o.value.schedules;
   if (list !== undefined) {
@@ -255,13 +268,21 @@ export function compileModulePattern(pattern: string, key = 'modules'): NamePatt
 // DeepSpeed configs, accepted as they are: the whole ds_config.json may be given. Sections other
 // than weight quantization and eigenvalue belong to DeepSpeed's engine and are not read.
 
-const SHARED_KEYS = ['enabled', 'quantizer_kernel', 'schedule_offset', 'quantize_groups', 'quantize_verbose',
-  'quantization_type', 'rounding', 'quantize_weight_in_forward', 'fp16_mixed_quantize'] as const;
+const SHARED_KEYS = [
+  'enabled',
+  'quantizer_kernel',
+  'schedule_offset',
+  'quantize_groups',
+  'quantize_verbose',
+  'quantization_type',
+  'rounding',
+  'quantize_weight_in_forward',
+  'fp16_mixed_quantize',
+] as const;
 const MIXED_KEYS = ['enabled', 'quantize_change_ratio'] as const;
 const GROUP_KEYS = ['params', 'modules', 'related_modules'] as const;
 const GROUP_PARAM_KEYS = ['start_bits', 'target_bits', 'quantization_period'] as const;
-const LEGACY_KEYS = ['enabled', 'quantize_verbose', 'quantizer_kernel', 'quantize_bits', 'quantize_schedule',
-  'quantize_groups', 'fp16_mixed_quantize', 'quantize_algo', 'eigenvalue'] as const;
+const LEGACY_KEYS = ['enabled', 'quantize_verbose', 'quantizer_kernel', 'quantize_bits', 'quantize_schedule', 'quantize_groups', 'fp16_mixed_quantize', 'quantize_algo', 'eigenvalue'] as const;
 const DS_EIGENVALUE_KEYS = ['enabled', 'verbose', 'max_iter', 'tol', 'stability', 'gas_boundary_resolution', 'layer_name', 'layer_num'] as const;
 
 /**

@@ -9,21 +9,41 @@ import type { QuantizationType, Rounding } from './kernel-plan.js';
 
 /** One fakeQuantize call: `input` quantized with these settings must give `expected`. */
 export interface FakeQuantCase {
-  id: string; kind: 'fake_quant'; bits: number; groups: number; type: QuantizationType; rounding: Rounding;
-  shape: number[]; input: number[]; expected: number[];
+  id: string;
+  kind: 'fake_quant';
+  bits: number;
+  groups: number;
+  type: QuantizationType;
+  rounding: Rounding;
+  shape: number[];
+  input: number[];
+  expected: number[];
 }
 /** A parameter of a schedule case, with its own schedule where it sets one. */
-export interface ScheduleParam { name: string; shape: number[]; data: number[]; group: number; startBits?: number; targetBits?: number; period?: number }
+export interface ScheduleParam {
+  name: string;
+  shape: number[];
+  data: number[];
+  group: number;
+  startBits?: number;
+  targetBits?: number;
+  period?: number;
+}
 /** One optimizer step of a schedule case: the update applied, and the state the quantizer must reach. */
 export interface ScheduleStep {
-  update: number[][]; overflow: boolean; eigenvalueEnabled?: boolean; blockEigenvalue?: ([number, number] | null)[];
+  update: number[][];
+  overflow: boolean;
+  eigenvalueEnabled?: boolean;
+  blockEigenvalue?: ([number, number] | null)[];
   after: { qsteps: number; ratio: number; params: { data: number[]; bits?: number; period?: number }[] };
 }
 /** A Quantizer run over several steps, checked after each one. */
 export interface ScheduleCase {
-  id: string; kind: 'schedule';
+  id: string;
+  kind: 'schedule';
   config: { groups: number; type: QuantizationType; rounding: Rounding; mixedFp16: boolean; changeRatio: number; scheduleOffset?: number };
-  params: ScheduleParam[]; steps: ScheduleStep[];
+  params: ScheduleParam[];
+  steps: ScheduleStep[];
 }
 /** A case of a `moq-conformance/1` file. */
 export type ConformanceCase = FakeQuantCase | ScheduleCase;
@@ -82,9 +102,7 @@ export function parseConformance(file: unknown): ConformanceCase[] {
  * @returns every case's result and the counts
  * @throws EdgeMoqError `CONFORMANCE_FILE` when the file is not a conformance file
  */
-export async function runConformance(
-  file: unknown, backend: Backend, onResult?: (result: CaseResult) => void,
-): Promise<ConformanceReport> {
+export async function runConformance(file: unknown, backend: Backend, onResult?: (result: CaseResult) => void): Promise<ConformanceReport> {
   const results: CaseResult[] = [];
   for (const c of parseConformance(file)) {
     let detail: string | undefined;
@@ -96,7 +114,11 @@ export async function runConformance(
       detail = `threw ${(e as Error).name}: ${(e as Error).message}`;
     }
     const result: CaseResult = {
-      id: c.id, kind: c.kind, passed: detail === undefined, ...(detail ? { detail } : {}), ...(nearTies ? { nearTies } : {}),
+      id: c.id,
+      kind: c.kind,
+      passed: detail === undefined,
+      ...(detail ? { detail } : {}),
+      ...(nearTies ? { nearTies } : {}),
     };
     results.push(result);
     onResult?.(result);
@@ -129,8 +151,12 @@ async function runFakeQuant(c: FakeQuantCase, backend: Backend): Promise<{ detai
 
 /** The reference's scale and zero point for a group (DESIGN.md), in float32. */
 function gridOf(group: Float32Array, bits: number, asymmetric: boolean): { scale: number; zero: number } | null {
-  let lo = Infinity, hi = -Infinity;
-  for (const x of group) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const x of group) {
+    lo = Math.min(lo, x);
+    hi = Math.max(hi, x);
+  }
   const f = Math.fround;
   const scale = asymmetric ? f(f(hi - lo) * 2 ** -bits) : f(Math.max(-lo, hi) * 2 ** (1 - bits));
   if (!(scale > 0)) return null;
@@ -141,7 +167,7 @@ function gridOf(group: Float32Array, bits: number, asymmetric: boolean): { scale
 
 /** One step apart, and (x - zero)/scale within two float32 ulps of a half-integer. */
 function nearTie(x: number, got: number, want: number, { scale, zero }: { scale: number; zero: number }): boolean {
-  const v = (Math.fround(x - zero)) / scale;
+  const v = Math.fround(x - zero) / scale;
   const ulp = 2 ** (Math.floor(Math.log2(Math.max(Math.abs(v), 2 ** -126))) - 23);
   const fromTie = Math.abs(v - Math.floor(v) - 0.5);
   return Math.abs(Math.abs(got - want) - scale) <= scale * 2 ** -20 && fromTie <= 2 * ulp;
@@ -153,10 +179,18 @@ async function runSchedule(c: ScheduleCase, backend: Backend): Promise<string | 
   for (const p of c.params) {
     if (p.startBits !== undefined) parameters[p.name] = { startBits: p.startBits, targetBits: p.targetBits!, period: p.period! };
   }
-  const quantizer = new Quantizer({
-    groups: config.groups, type: config.type, rounding: config.rounding, mixedFp16: config.mixedFp16,
-    changeRatio: config.changeRatio, scheduleOffset: config.scheduleOffset ?? 0, parameters,
-  }, { backend, logger: () => {} });
+  const quantizer = new Quantizer(
+    {
+      groups: config.groups,
+      type: config.type,
+      rounding: config.rounding,
+      mixedFp16: config.mixedFp16,
+      changeRatio: config.changeRatio,
+      scheduleOffset: config.scheduleOffset ?? 0,
+      parameters,
+    },
+    { backend, logger: () => {} },
+  );
   const params: Parameter[] = c.params.map((p) => ({ name: p.name, shape: p.shape, data: Float32Array.from(p.data, Math.fround) }));
   const groupCount = Math.max(...c.params.map((p) => p.group)) + 1;
   const groups: Parameter[][] = Array.from({ length: groupCount }, (_, g) => params.filter((_, i) => c.params[i]!.group === g));

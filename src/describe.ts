@@ -17,8 +17,7 @@ const MAX_PROTOTYPE_STEPS = 32;
 const NEEDS_ESCAPE = /["\\\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
 const SHORT_ESCAPES: Readonly<Record<string, string>> = { '"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
-const escapeCodeUnits = (match: string): string => SHORT_ESCAPES[match] ??
-  Array.from({ length: match.length }, (_, i) => `\\u${match.charCodeAt(i).toString(16).padStart(4, '0')}`).join('');
+const escapeCodeUnits = (match: string): string => SHORT_ESCAPES[match] ?? Array.from({ length: match.length }, (_, i) => `\\u${match.charCodeAt(i).toString(16).padStart(4, '0')}`).join('');
 
 /** The first `maxChars` UTF-16 units of `text`, JSON-escaped (without the quotes). */
 const escapeText = (text: string, maxChars: number): string => text.slice(0, maxChars).replace(NEEDS_ESCAPE, escapeCodeUnits);
@@ -77,9 +76,13 @@ class ValueWriter {
   private length = 0;
   private readonly ancestors: object[] = [];
 
-  get full(): boolean { return this.length > MAX_VALUE_CHARS; }
+  get full(): boolean {
+    return this.length > MAX_VALUE_CHARS;
+  }
 
-  text(): string { return this.parts.join(''); }
+  text(): string {
+    return this.parts.join('');
+  }
 
   private add(text: string): true {
     this.parts.push(text);

@@ -84,11 +84,7 @@ export class FormatError extends EdgeMoqError {
  * @param outcome - What the call left as it was (default: nothing was modified).
  * @returns The InvalidInputError (NON_FINITE) to throw.
  */
-export function nonFiniteError(
-  label: string, value: unknown, location: { job: number; index: number; group: number }, packing = false, outcome = 'Nothing was modified.',
-): InvalidInputError {
-  const need = packing
-    ? 'packing needs finite values.'
-    : 'quantization needs finite values (a NaN/Inf usually means an overflowed step; skip it with overflow: true).';
+export function nonFiniteError(label: string, value: unknown, location: { job: number; index: number; group: number }, packing = false, outcome = 'Nothing was modified.'): InvalidInputError {
+  const need = packing ? 'packing needs finite values.' : 'quantization needs finite values (a NaN/Inf usually means an overflowed step; skip it with overflow: true).';
   return new InvalidInputError('NON_FINITE', `${label}[${location.index}] is ${value}: ${need} ${outcome}`, { location });
 }

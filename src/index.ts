@@ -9,7 +9,13 @@ export { WasmTensor } from './backends/wasm/memory.js';
 export { runtimeHasSimd, type WasmBuild, type WasmSource } from './backends/wasm/loader.js';
 export { Quantizer } from './quantizer.js';
 export type {
-  BlockEigenvalues, Parameter, PrecisionSwitch, QuantizerRuntime, QuantizerState, StepOptions, StepReport,
+  BlockEigenvalues,
+  Parameter,
+  PrecisionSwitch,
+  QuantizerRuntime,
+  QuantizerState,
+  StepOptions,
+  StepReport,
 } from './quantizer.js';
 export { optionsFromDeepSpeed } from './config.js';
 export { planFakeQuantize } from './kernel-plan.js';

@@ -63,7 +63,6 @@ export interface KernelPlan {
 
 const FAKE_QUANTIZE_KEYS = new Set(['bits', 'groups', 'groupSize', 'type', 'grid', 'rounding', 'seed', 'step', 'tensorId', 'blendRatio']);
 
-
 function isUint32(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
 }
@@ -96,15 +95,20 @@ const BUFFER_DETACHED = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, '
  */
 export function float32Length(data: unknown, label = 'data'): number {
   if (TYPED_ARRAY_TAG.call(data) !== 'Float32Array') {
-    throw new InvalidInputError('WRONG_DTYPE', claimsFloat32(data)
-      ? `${label} passes instanceof Float32Array but is not one (a Proxy, or an object made from Float32Array.prototype); pass the Float32Array itself.`
-      : `${label} must be a Float32Array, got ${typeName(data)}; convert it first (e.g. Float32Array.from(values)).`);
+    throw new InvalidInputError(
+      'WRONG_DTYPE',
+      claimsFloat32(data)
+        ? `${label} passes instanceof Float32Array but is not one (a Proxy, or an object made from Float32Array.prototype); pass the Float32Array itself.`
+        : `${label} must be a Float32Array, got ${typeName(data)}; convert it first (e.g. Float32Array.from(values)).`,
+    );
   }
   const length = TYPED_ARRAY_LENGTH.call(data) as number;
   if (length === 0 && isDetached(TYPED_ARRAY_BUFFER.call(data) as ArrayBufferLike)) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
       `${label} is detached: its ArrayBuffer was transferred (postMessage, structuredClone with transfer, ArrayBuffer.transfer) ` +
-      'or it viewed WebAssembly memory that has grown since; pass a live array (for a WasmTensor, read tensor.array again).');
+        'or it viewed WebAssembly memory that has grown since; pass a live array (for a WasmTensor, read tensor.array again).',
+    );
   }
   let reported: unknown;
   try {
@@ -113,9 +117,11 @@ export function float32Length(data: unknown, label = 'data'): number {
     reported = e;
   }
   if (reported !== length) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
       `${label} reports length ${describeValue(reported)} but holds ${length} float32 values (a subclass overriding length?); ` +
-      'pass a plain Float32Array over the same memory: new Float32Array(data.buffer, data.byteOffset, n).');
+        'pass a plain Float32Array over the same memory: new Float32Array(data.buffer, data.byteOffset, n).',
+    );
   }
   return length;
 }
@@ -149,14 +155,12 @@ export function planFakeQuantizeLength(length: number, options: FakeQuantizeOpti
   }
   for (const key of Object.keys(options)) {
     if (!FAKE_QUANTIZE_KEYS.has(key)) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `unknown option "${key}"; known options: ${[...FAKE_QUANTIZE_KEYS].join(', ')}.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `unknown option "${key}"; known options: ${[...FAKE_QUANTIZE_KEYS].join(', ')}.`);
     }
   }
   const { bits, type = 'symmetric', grid = 'deepspeed', rounding = 'nearest' } = options;
   if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < MIN_BITS || bits > MAX_BITS) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `bits must be an integer from ${MIN_BITS} to ${MAX_BITS}, got ${describeValue(bits)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `bits must be an integer from ${MIN_BITS} to ${MAX_BITS}, got ${describeValue(bits)}.`);
   }
   if (type !== 'symmetric' && type !== 'asymmetric') {
     throw new InvalidInputError('INVALID_ARGUMENT', `type must be "symmetric" or "asymmetric", got ${describeValue(type)}.`);
@@ -165,16 +169,17 @@ export function planFakeQuantizeLength(length: number, options: FakeQuantizeOpti
     throw new InvalidInputError('INVALID_ARGUMENT', `grid must be "deepspeed" or "full", got ${describeValue(grid)}.`);
   }
   if (grid === 'full' && type === 'asymmetric') {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      'grid "full" is a symmetric grid; the asymmetric grid already spans all 2^bits levels: drop grid, or use type "symmetric".');
+    throw new InvalidInputError('INVALID_ARGUMENT', 'grid "full" is a symmetric grid; the asymmetric grid already spans all 2^bits levels: drop grid, or use type "symmetric".');
   }
   if (rounding !== 'nearest' && rounding !== 'stochastic') {
     throw new InvalidInputError('INVALID_ARGUMENT', `rounding must be "nearest" or "stochastic", got ${describeValue(rounding)}.`);
   }
   if (bits <= 2 && (type !== 'symmetric' || rounding !== 'nearest')) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
       `${bits === 1 ? 'binary' : 'ternary'} quantization (bits ${bits}) is symmetric with nearest rounding only ` +
-      `(as in DeepSpeed), got ${type} with ${rounding} rounding; use bits >= 3 for ${type === 'asymmetric' ? 'asymmetric grids' : 'stochastic rounding'}.`);
+        `(as in DeepSpeed), got ${type} with ${rounding} rounding; use bits >= 3 for ${type === 'asymmetric' ? 'asymmetric grids' : 'stochastic rounding'}.`,
+    );
   }
   const groupCount = resolveGroupCount(length, options, label);
   for (const key of ['seed', 'step', 'tensorId'] as const) {
@@ -214,15 +219,15 @@ function resolveGroupCount(length: number, options: { groups?: number; groupSize
     throw new InvalidInputError('INVALID_ARGUMENT', `groupSize must be a positive integer, got ${describeValue(groupSize)}.`);
   }
   if (groups !== undefined && groupSize !== undefined && groups * groupSize !== length) {
-    throw new InvalidInputError('GROUPS_DO_NOT_DIVIDE',
-      `groups (${groups}) x groupSize (${groupSize}) must equal the ${label} length ${length}; give only one of them.`);
+    throw new InvalidInputError('GROUPS_DO_NOT_DIVIDE', `groups (${groups}) x groupSize (${groupSize}) must equal the ${label} length ${length}; give only one of them.`);
   }
   const count = groups ?? (groupSize !== undefined ? length / groupSize : 1);
   if (!Number.isInteger(count) || length % count !== 0) {
     const asked = groups !== undefined ? `${groups} groups` : `groups of ${groupSize}`;
-    throw new InvalidInputError('GROUPS_DO_NOT_DIVIDE',
-      `${label} has ${length} elements, which ${asked} do not divide evenly; ` +
-      `choose a group count that divides ${length} (for example ${divisorsHint(length)}).`);
+    throw new InvalidInputError(
+      'GROUPS_DO_NOT_DIVIDE',
+      `${label} has ${length} elements, which ${asked} do not divide evenly; ` + `choose a group count that divides ${length} (for example ${divisorsHint(length)}).`,
+    );
   }
   return count;
 }

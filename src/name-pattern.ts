@@ -31,14 +31,18 @@ export const MAX_PATTERN_PROGRAM = 10_000;
 /** Deeper group nesting is refused: parsing and compiling recurse once per level. */
 export const MAX_PATTERN_NESTING = 64;
 
-const SUPPORTED = 'supported: literals, . \\d \\w \\s \\D \\W \\S \\t \\n \\r \\xHH \\uHHHH, \\ before punctuation, ' +
-  '[...] [^...] with ranges, ^ $, (...) (?:...), |, * + ? {m} {m,} {m,n} (lazy too), flag i';
+const SUPPORTED =
+  'supported: literals, . \\d \\w \\s \\D \\W \\S \\t \\n \\r \\xHH \\uHHHH, \\ before punctuation, ' + '[...] [^...] with ranges, ^ $, (...) (?:...), |, * + ? {m} {m,} {m,n} (lazy too), flag i';
 
 /** Code units as sorted boundaries [start, end, start, end, ...): a unit is in when an odd number of them are ≤ it. */
 type UnitSet = number[];
 
 /** An NFA state: it reads a unit of `set`, or holds where anchor `at` does, then goes on to every state of `out`. */
-interface State { set?: UnitSet; at?: string; out: number[] }
+interface State {
+  set?: UnitSet;
+  at?: string;
+  out: number[];
+}
 
 /** A parsed piece of pattern: compiles a copy of itself in front of state `next`, returning its first state. */
 type Piece = (next: number) => number;
@@ -64,14 +68,12 @@ export function compileNamePattern(
   const { source, flags } = readPattern(pattern, error);
   const refused = flags.replace('i', '');
   if (refused) {
-    throw error(`/${source}/${flags} has flag ${[...refused].join(', ')}, which is not supported; supported flags: i ` +
-      '(g, y and d are ignored: matching keeps no state).');
+    throw error(`/${source}/${flags} has flag ${[...refused].join(', ')}, which is not supported; supported flags: i (g, y and d are ignored: matching keeps no state).`);
   }
   const program: State[] = [{ out: [] }]; // state 0: the match
   const add = (state: State) => {
     if (program.push(state) > MAX_PATTERN_PROGRAM) {
-      throw error(`${describeValue(source)} expands to more than ${MAX_PATTERN_PROGRAM} states ({m,n} repeats its operand up to n times); ` +
-        'use smaller counts, or * and +.');
+      throw error(`${describeValue(source)} expands to more than ${MAX_PATTERN_PROGRAM} states ({m,n} repeats its operand up to n times); use smaller counts, or * and +.`);
     }
     return program.length - 1;
   };
@@ -158,20 +160,25 @@ function readPattern(pattern: unknown, error: (problem: string) => EdgeMoqError)
 const DIGITS = [0x30, 0x3a];
 const WORD = [0x30, 0x3a, 0x41, 0x5b, 0x5f, 0x60, 0x61, 0x7b];
 // WhiteSpace and LineTerminator, as \s has them.
-const SPACE = [0x09, 0x0e, 0x20, 0x21, 0xa0, 0xa1, 0x1680, 0x1681, 0x2000, 0x200b, 0x2028, 0x202a, 0x202f, 0x2030,
-  0x205f, 0x2060, 0x3000, 0x3001, 0xfeff, 0xff00];
+const SPACE = [0x09, 0x0e, 0x20, 0x21, 0xa0, 0xa1, 0x1680, 0x1681, 0x2000, 0x200b, 0x2028, 0x202a, 0x202f, 0x2030, 0x205f, 0x2060, 0x3000, 0x3001, 0xfeff, 0xff00];
 const LINE_TERMINATORS = [0x0a, 0x0b, 0x0d, 0x0e, 0x2028, 0x202a];
 const ESCAPES: Record<string, UnitSet> = {
-  d: DIGITS, D: complement(DIGITS), w: WORD, W: complement(WORD), s: SPACE, S: complement(SPACE),
-  t: [0x09, 0x0a], n: [0x0a, 0x0b], r: [0x0d, 0x0e],
+  d: DIGITS,
+  D: complement(DIGITS),
+  w: WORD,
+  W: complement(WORD),
+  s: SPACE,
+  S: complement(SPACE),
+  t: [0x09, 0x0a],
+  n: [0x0a, 0x0b],
+  r: [0x0d, 0x0e],
 };
 
 function parse(source: string, ignoreCase: boolean, add: (state: State) => number, error: (problem: string) => EdgeMoqError): Piece {
   let at = 0;
 
   const refuse = (what: string, why: string, where: number): never => {
-    throw error(`${describeValue(source)}: ${what} at position ${where} is not supported (${why}); ` +
-      `names are matched in linear time, without backtracking; ${SUPPORTED}.`);
+    throw error(`${describeValue(source)}: ${what} at position ${where} is not supported (${why}); ` + `names are matched in linear time, without backtracking; ${SUPPORTED}.`);
   };
 
   const alternation = (depth: number): Piece => {

@@ -3,7 +3,12 @@
 // the graph rewrite stay out of the main bundles.
 
 export {
-  quantizeOnnx, dequantizeMatMulNBits,
-  type MatMulNBitsWeights, type OnnxMatMulReport, type QuantizeOnnxIo, type QuantizeOnnxOptions, type QuantizeOnnxResult,
+  quantizeOnnx,
+  dequantizeMatMulNBits,
+  type MatMulNBitsWeights,
+  type OnnxMatMulReport,
+  type QuantizeOnnxIo,
+  type QuantizeOnnxOptions,
+  type QuantizeOnnxResult,
 } from './formats/onnx/quantize.js';
 export type { ExternalDataResolver } from './formats/onnx/model.js';

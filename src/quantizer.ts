@@ -20,9 +20,7 @@ export interface Parameter {
 }
 
 /** [normalised eigenvalue, block id] per parameter name; null or absent: none given. */
-export type BlockEigenvalues =
-  | ReadonlyMap<string, readonly [number, number] | null>
-  | Readonly<Record<string, readonly [number, number] | null>>;
+export type BlockEigenvalues = ReadonlyMap<string, readonly [number, number] | null> | Readonly<Record<string, readonly [number, number] | null>>;
 
 /** What step() is told about the optimizer step. */
 export interface StepOptions {
@@ -111,8 +109,7 @@ export class Quantizer {
    */
   constructor(options: QuantizerOptions = {}, runtime: QuantizerRuntime = {}) {
     this.options = resolveQuantizerOptions(options);
-    this.patterns = this.options.schedules.map((s, i) =>
-      (s.modules ?? ['*']).map((m, j) => compileModulePattern(m, `options.schedules[${i}].modules[${j}]`)));
+    this.patterns = this.options.schedules.map((s, i) => (s.modules ?? ['*']).map((m, j) => compileModulePattern(m, `options.schedules[${i}].modules[${j}]`)));
     this.backend = runtime.backend;
     this.logger = runtime.logger ?? ((line) => console.log(line));
   }
@@ -146,8 +143,10 @@ export class Quantizer {
     }
     allowKeys(parsed, STATE_KEYS, 'state');
     if (parsed.options === undefined) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        'state.options is missing: a state restores with the options it was taken with (quantizer.state() writes them); without them it would continue under other defaults.');
+      throw new InvalidInputError(
+        'INVALID_ARGUMENT',
+        'state.options is missing: a state restores with the options it was taken with (quantizer.state() writes them); without them it would continue under other defaults.',
+      );
     }
     const q = new Quantizer(resolveSavedOptions(parsed.options, 'state.options'), runtime);
     for (const key of ['qsteps', 'offsetSteps'] as const) {
@@ -181,14 +180,22 @@ export class Quantizer {
   }
 
   /** Quantize steps taken (DeepSpeed's qsteps). */
-  get qsteps(): number { return this._qsteps; }
+  get qsteps(): number {
+    return this._qsteps;
+  }
   /** The mixed-fp16 blend ratio (a double, as in DeepSpeed). */
-  get ratio(): number { return this._ratio; }
+  get ratio(): number {
+    return this._ratio;
+  }
 
   /** Current bits of a parameter the quantizer has seen, or undefined. */
-  bitsOf(name: string): number | undefined { return this.params.get(name)?.bits; }
+  bitsOf(name: string): number | undefined {
+    return this.params.get(name)?.bits;
+  }
   /** Current switch period of a parameter the quantizer has seen, or undefined. */
-  periodOf(name: string): number | undefined { return this.params.get(name)?.period; }
+  periodOf(name: string): number | undefined {
+    return this.params.get(name)?.period;
+  }
 
   /**
    * The schedule a parameter name falls under: exact `parameters` entry, else the first matching group.
@@ -235,10 +242,10 @@ export class Quantizer {
   anyPrecisionSwitch(lookahead = 1): boolean {
     const waiting = Math.max(0, this.options.scheduleOffset - this.offsetSteps);
     const next = this._qsteps + Math.max(0, lookahead - waiting);
-    const states: ParameterState[] = this.params.size > 0
-      ? [...this.params.values()]
-      : [...Object.values(this.options.parameters), ...this.options.schedules]
-        .map((s) => ({ bits: s.startBits, targetBits: s.targetBits, period: s.period, quantized: true }));
+    const states: ParameterState[] =
+      this.params.size > 0
+        ? [...this.params.values()]
+        : [...Object.values(this.options.parameters), ...this.options.schedules].map((s) => ({ bits: s.startBits, targetBits: s.targetBits, period: s.period, quantized: true }));
     return states.some((s) => s.quantized && s.bits !== s.targetBits && next >= s.period);
   }
 

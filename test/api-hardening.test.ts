@@ -30,10 +30,14 @@ async function failure(run: () => unknown): Promise<EdgeMoqError> {
 // Data that is not a plain, live Float32Array, on every backend and entry point
 
 class LongerThanItIs extends Float32Array {
-  override get length(): number { return 100; }
+  override get length(): number {
+    return 100;
+  }
 }
 class ThrowingLength extends Float32Array {
-  override get length(): number { throw new Error('no length'); }
+  override get length(): number {
+    throw new Error('no length');
+  }
 }
 class Honest extends Float32Array {}
 
@@ -53,12 +57,20 @@ const BAD_DATA: { name: string; data: () => unknown; code: string; message: RegE
   { name: 'a Proxy of a Float32Array', data: () => new Proxy(randomTensor(8, 1), {}), code: 'WRONG_DTYPE', message: /passes instanceof Float32Array but is not one \(a Proxy/ },
   { name: 'a revoked Proxy', data: revoked, code: 'WRONG_DTYPE', message: /must be a Float32Array/ },
   { name: 'an object made from Float32Array.prototype', data: () => Object.create(Float32Array.prototype), code: 'WRONG_DTYPE', message: /passes instanceof Float32Array but is not one/ },
-  { name: 'a subclass overriding length', data: () => LongerThanItIs.from(randomTensor(8, 1)), code: 'INVALID_ARGUMENT', message: /reports length 100 but holds 8 float32 values \(a subclass overriding length\?\)/ },
+  {
+    name: 'a subclass overriding length',
+    data: () => LongerThanItIs.from(randomTensor(8, 1)),
+    code: 'INVALID_ARGUMENT',
+    message: /reports length 100 but holds 8 float32 values \(a subclass overriding length\?\)/,
+  },
   { name: 'a subclass whose length throws', data: () => ThrowingLength.from(randomTensor(8, 1)), code: 'INVALID_ARGUMENT', message: /reports length .* but holds 8 float32 values/ },
   { name: 'a detached array (its buffer transferred)', data: detached, code: 'INVALID_ARGUMENT', message: /is detached: its ArrayBuffer was transferred/ },
 ];
 
-interface Implementation { name: string; backend: () => Backend }
+interface Implementation {
+  name: string;
+  backend: () => Backend;
+}
 const implementations: Implementation[] = [];
 const backends: Record<string, Backend> = {};
 for (const kind of ['wasm-simd', 'wasm'] as const) implementations.push({ name: kind, backend: () => backends[kind]! });
@@ -78,7 +90,11 @@ const ENTRY_POINTS: { name: string; call: (backend: Backend, data: unknown, host
   { name: 'fakeQuantize', call: (b, data) => b.fakeQuantize(data as Float32Array, { bits: 4 }), label: /^data / },
   {
     name: 'fakeQuantizeMany (second job)',
-    call: (b, data, host) => b.fakeQuantizeMany([{ data: host, options: { bits: 4 } }, { data: data as Float32Array, options: { bits: 4 } }]),
+    call: (b, data, host) =>
+      b.fakeQuantizeMany([
+        { data: host, options: { bits: 4 } },
+        { data: data as Float32Array, options: { bits: 4 } },
+      ]),
     label: /^jobs\[1\]\.data /,
   },
   { name: 'groupStats', call: (b, data) => b.groupStats(data as Float32Array, { groups: 1 }), label: /^data / },
@@ -112,7 +128,9 @@ describe.each(implementations)('$name', ({ backend }) => {
 
 describe.each(['simd', 'scalar'] as const)('views into WebAssembly memory (%s build)', (build) => {
   let backend: WasmBackend;
-  beforeAll(async () => { backend = await WasmBackend.create(build); });
+  beforeAll(async () => {
+    backend = await WasmBackend.create(build);
+  });
 
   const STALE: { name: string; make: (b: WasmBackend) => { view: Float32Array; reused: Float32Array | null }; message: RegExp }[] = [
     {
@@ -155,7 +173,15 @@ describe.each(['simd', 'scalar'] as const)('views into WebAssembly memory (%s bu
 
   const CALLS: { name: string; call: (b: WasmBackend, view: Float32Array, host: Float32Array) => unknown; label: string }[] = [
     { name: 'fakeQuantizeSync', call: (b, view) => b.fakeQuantizeSync(view, { bits: 4, groups: 4 }), label: 'data' },
-    { name: 'fakeQuantizeMany', call: (b, view, host) => b.fakeQuantizeMany([{ data: host, options: { bits: 4 } }, { data: view, options: { bits: 4, groups: 4 } }]), label: 'jobs[1].data' },
+    {
+      name: 'fakeQuantizeMany',
+      call: (b, view, host) =>
+        b.fakeQuantizeMany([
+          { data: host, options: { bits: 4 } },
+          { data: view, options: { bits: 4, groups: 4 } },
+        ]),
+      label: 'jobs[1].data',
+    },
     { name: 'groupStats', call: (b, view) => b.groupStats(view, { groups: 4 }), label: 'data' },
     { name: 'WasmPacker.pack', call: (b, view) => new WasmPacker(b).packSync(view, { bits: 4, groups: 4 }), label: 'data' },
     {
@@ -264,27 +290,176 @@ describe('Quantizer.restore', () => {
 
   type State = Record<string, any>;
   const CASES: [string, (s: State) => void, typeof InvalidInputError | typeof ConfigError, RegExp][] = [
-    ['bits 100', (s) => { s.parameters['enc.weight'].bits = 100; }, InvalidInputError, /^state\.parameters\["enc\.weight"\]\.bits must be an integer from 1 to 16, got 100/],
-    ['targetBits 0', (s) => { s.parameters['enc.weight'].targetBits = 0; }, InvalidInputError, /\["enc\.weight"\]\.targetBits must be an integer from 1 to 16, got 0/],
-    ['bits below targetBits', (s) => { s.parameters['enc.weight'].bits = 3; }, InvalidInputError, /\.bits must be at least targetBits \(4\)/],
-    ['a fractional period', (s) => { s.parameters['enc.weight'].period = 1.5; }, InvalidInputError, /\.period must be an integer from 1 to 2\^53-1, got 1\.5/],
-    ['an infinite period', (s) => { s.parameters['enc.weight'].period = Infinity; }, InvalidInputError, /\.period must be .*got (Infinity|null)/], // JSON writes null
-    ['a period beyond 2^53', (s) => { s.parameters['enc.weight'].period = 2 ** 60; }, InvalidInputError, /\.period must be an integer from 1 to 2\^53-1/],
-    ['quantized as a string', (s) => { s.parameters['enc.weight'].quantized = 'yes'; }, InvalidInputError, /\.quantized must be true or false, got "yes"/],
-    ['an unknown parameter key', (s) => { s.parameters['enc.weight'].bitz = 4; }, InvalidInputError, /\["enc\.weight"\]\.bitz is not part of a quantizer state/],
-    ['a ternary state under asymmetric options', (s) => { s.options.type = 'asymmetric'; s.parameters['enc.weight'].targetBits = 2; s.parameters['enc.weight'].bits = 2; }, InvalidInputError, /\.targetBits must be at least 3 under asymmetric grids/],
-    ['no options', (s) => { delete s.options; }, InvalidInputError, /^state\.options is missing: .*continue under other defaults/],
-    ['options without groups', (s) => { delete s.options.groups; }, ConfigError, /^state\.options\.groups: is missing/],
-    ['eigenvalue options without maxIter', (s) => { delete s.options.eigenvalue.maxIter; }, ConfigError, /^state\.options\.eigenvalue\.maxIter: is missing/],
-    ['invalid options', (s) => { s.options.groups = 0; }, ConfigError, /^state\.options\.groups: must be at least 1/],
-    ['a module pattern that needs backtracking', (s) => { s.options.schedules[0].modules = ['(w)\\1']; }, ConfigError, /^state\.options\.schedules\[0\]\.modules\[0\]: .*backreference/],
-    ['a negative qsteps', (s) => { s.qsteps = -1; }, InvalidInputError, /^state\.qsteps must be an integer from 0 to 2\^53-1, got -1/],
-    ['qsteps beyond 2^53', (s) => { s.qsteps = 2 ** 53; }, InvalidInputError, /^state\.qsteps must be/],
-    ['offsetSteps as text', (s) => { s.offsetSteps = '2'; }, InvalidInputError, /^state\.offsetSteps must be .*got "2"/],
-    ['a ratio above 1', (s) => { s.ratio = 2; }, InvalidInputError, /^state\.ratio must be a number from 0 to 1, got 2/],
-    ['no parameters', (s) => { delete s.parameters; }, InvalidInputError, /^state\.parameters must be an object .*got undefined/],
-    ['parameters as an array', (s) => { s.parameters = []; }, InvalidInputError, /^state\.parameters must be an object/],
-    ['an unknown key', (s) => { s.qstep = 3; }, InvalidInputError, /^state\.qstep is not part of a quantizer state; known keys: format, options/],
+    [
+      'bits 100',
+      (s) => {
+        s.parameters['enc.weight'].bits = 100;
+      },
+      InvalidInputError,
+      /^state\.parameters\["enc\.weight"\]\.bits must be an integer from 1 to 16, got 100/,
+    ],
+    [
+      'targetBits 0',
+      (s) => {
+        s.parameters['enc.weight'].targetBits = 0;
+      },
+      InvalidInputError,
+      /\["enc\.weight"\]\.targetBits must be an integer from 1 to 16, got 0/,
+    ],
+    [
+      'bits below targetBits',
+      (s) => {
+        s.parameters['enc.weight'].bits = 3;
+      },
+      InvalidInputError,
+      /\.bits must be at least targetBits \(4\)/,
+    ],
+    [
+      'a fractional period',
+      (s) => {
+        s.parameters['enc.weight'].period = 1.5;
+      },
+      InvalidInputError,
+      /\.period must be an integer from 1 to 2\^53-1, got 1\.5/,
+    ],
+    [
+      'an infinite period',
+      (s) => {
+        s.parameters['enc.weight'].period = Infinity;
+      },
+      InvalidInputError,
+      /\.period must be .*got (Infinity|null)/,
+    ], // JSON writes null
+    [
+      'a period beyond 2^53',
+      (s) => {
+        s.parameters['enc.weight'].period = 2 ** 60;
+      },
+      InvalidInputError,
+      /\.period must be an integer from 1 to 2\^53-1/,
+    ],
+    [
+      'quantized as a string',
+      (s) => {
+        s.parameters['enc.weight'].quantized = 'yes';
+      },
+      InvalidInputError,
+      /\.quantized must be true or false, got "yes"/,
+    ],
+    [
+      'an unknown parameter key',
+      (s) => {
+        s.parameters['enc.weight'].bitz = 4;
+      },
+      InvalidInputError,
+      /\["enc\.weight"\]\.bitz is not part of a quantizer state/,
+    ],
+    [
+      'a ternary state under asymmetric options',
+      (s) => {
+        s.options.type = 'asymmetric';
+        s.parameters['enc.weight'].targetBits = 2;
+        s.parameters['enc.weight'].bits = 2;
+      },
+      InvalidInputError,
+      /\.targetBits must be at least 3 under asymmetric grids/,
+    ],
+    [
+      'no options',
+      (s) => {
+        delete s.options;
+      },
+      InvalidInputError,
+      /^state\.options is missing: .*continue under other defaults/,
+    ],
+    [
+      'options without groups',
+      (s) => {
+        delete s.options.groups;
+      },
+      ConfigError,
+      /^state\.options\.groups: is missing/,
+    ],
+    [
+      'eigenvalue options without maxIter',
+      (s) => {
+        delete s.options.eigenvalue.maxIter;
+      },
+      ConfigError,
+      /^state\.options\.eigenvalue\.maxIter: is missing/,
+    ],
+    [
+      'invalid options',
+      (s) => {
+        s.options.groups = 0;
+      },
+      ConfigError,
+      /^state\.options\.groups: must be at least 1/,
+    ],
+    [
+      'a module pattern that needs backtracking',
+      (s) => {
+        s.options.schedules[0].modules = ['(w)\\1'];
+      },
+      ConfigError,
+      /^state\.options\.schedules\[0\]\.modules\[0\]: .*backreference/,
+    ],
+    [
+      'a negative qsteps',
+      (s) => {
+        s.qsteps = -1;
+      },
+      InvalidInputError,
+      /^state\.qsteps must be an integer from 0 to 2\^53-1, got -1/,
+    ],
+    [
+      'qsteps beyond 2^53',
+      (s) => {
+        s.qsteps = 2 ** 53;
+      },
+      InvalidInputError,
+      /^state\.qsteps must be/,
+    ],
+    [
+      'offsetSteps as text',
+      (s) => {
+        s.offsetSteps = '2';
+      },
+      InvalidInputError,
+      /^state\.offsetSteps must be .*got "2"/,
+    ],
+    [
+      'a ratio above 1',
+      (s) => {
+        s.ratio = 2;
+      },
+      InvalidInputError,
+      /^state\.ratio must be a number from 0 to 1, got 2/,
+    ],
+    [
+      'no parameters',
+      (s) => {
+        delete s.parameters;
+      },
+      InvalidInputError,
+      /^state\.parameters must be an object .*got undefined/,
+    ],
+    [
+      'parameters as an array',
+      (s) => {
+        s.parameters = [];
+      },
+      InvalidInputError,
+      /^state\.parameters must be an object/,
+    ],
+    [
+      'an unknown key',
+      (s) => {
+        s.qstep = 3;
+      },
+      InvalidInputError,
+      /^state\.qstep is not part of a quantizer state; known keys: format, options/,
+    ],
   ];
 
   it.each(CASES)('refuses a state with %s, naming the field', (_what, mutate, type, message) => {
@@ -328,9 +503,9 @@ describe('Quantizer.restore', () => {
     ['asymmetric', { type: 'asymmetric' }],
     ['stochastic', { rounding: 'stochastic' }],
   ])('refuses a schedule that would reach 1 or 2 bits under %s options (every step after the switch would fail)', (_what, grid) => {
-    expect(() => new Quantizer({ ...grid, schedules: [{ startBits: 4, targetBits: 2, period: 1 }] } as never))
-      .toThrow(expect.objectContaining({ key: 'options.schedules[0].targetBits' }));
-    expect(() => new Quantizer({ ...grid, parameters: { w: { startBits: 3, targetBits: 1, period: 1 } } } as never))
-      .toThrow(/options\.parameters\.w\.targetBits: 1 bits \(binary\) are symmetric with nearest rounding only/);
+    expect(() => new Quantizer({ ...grid, schedules: [{ startBits: 4, targetBits: 2, period: 1 }] } as never)).toThrow(expect.objectContaining({ key: 'options.schedules[0].targetBits' }));
+    expect(() => new Quantizer({ ...grid, parameters: { w: { startBits: 3, targetBits: 1, period: 1 } } } as never)).toThrow(
+      /options\.parameters\.w\.targetBits: 1 bits \(binary\) are symmetric with nearest rounding only/,
+    );
   });
 });

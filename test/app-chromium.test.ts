@@ -14,8 +14,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { chromiumAvailability } from './support/chromium.js';
 import {
-  cliOutputs, downloadAll, openApp, removeScratch, scratchFolder, setControl, startApp, waitForOutcome, waitForState,
-  writeLargeSafetensors, writeShardedCheckpoint, writeTruncatedSafetensors, type AppPage, type AppServer,
+  cliOutputs,
+  downloadAll,
+  openApp,
+  removeScratch,
+  scratchFolder,
+  setControl,
+  startApp,
+  waitForOutcome,
+  waitForState,
+  writeLargeSafetensors,
+  writeShardedCheckpoint,
+  writeTruncatedSafetensors,
+  type AppPage,
+  type AppServer,
 } from './support/app.js';
 import { emotionModelPath } from './support/tfjs-real-model.js';
 
@@ -28,8 +40,18 @@ const DOCS = fileURLToPath(new URL('../docs/', import.meta.url));
 
 /** Mixed precision on each real model: one weight at 8 bits in larger blocks, one kept as it is. */
 const RECIPES = {
-  onnx: { rules: [{ match: '^linear_85\\.w_0$', bits: 8, groupSize: 64 }, { match: '^linear_78\\.', keep: true }] },
-  tfjs: { rules: [{ match: 'conv2d_1/Conv2D_weights$', keep: true }, { match: 'separable_conv2d_4/', bits: 8 }] },
+  onnx: {
+    rules: [
+      { match: '^linear_85\\.w_0$', bits: 8, groupSize: 64 },
+      { match: '^linear_78\\.', keep: true },
+    ],
+  },
+  tfjs: {
+    rules: [
+      { match: 'conv2d_1/Conv2D_weights$', keep: true },
+      { match: 'separable_conv2d_4/', bits: 8 },
+    ],
+  },
 };
 
 describe.skipIf(!available)('the web app in Chromium', () => {
@@ -60,7 +82,14 @@ describe.skipIf(!available)('the web app in Chromium', () => {
     expect(await page.locator('#model-entry').textContent()).toBe(entry);
   }
 
-  interface Options { bits: number; groupSize?: number; type?: 'symmetric' | 'asymmetric'; exclude?: string; backend: string; recipe?: string }
+  interface Options {
+    bits: number;
+    groupSize?: number;
+    type?: 'symmetric' | 'asymmetric';
+    exclude?: string;
+    backend: string;
+    recipe?: string;
+  }
 
   async function setOptions(options: Options): Promise<void> {
     await setControl(page, '#bits', String(options.bits));
@@ -126,7 +155,7 @@ describe.skipIf(!available)('the web app in Chromium', () => {
 
   // Without a recipe: the CLI refuses every recipe for a sharded checkpoint (its options check
   // runs the recipe against an empty file, where no rule matches), so there is nothing to compare.
-  it('quantizes a sharded safetensors checkpoint (index + shards) into the CLI\'s shards and index', async () => {
+  it("quantizes a sharded safetensors checkpoint (index + shards) into the CLI's shards and index", async () => {
     const folder = join(scratch, 'sharded');
     mkdirSync(folder);
     const paths = writeShardedCheckpoint(folder);
@@ -177,7 +206,7 @@ describe.skipIf(!available)('the web app in Chromium', () => {
       const path = writeTruncatedSafetensors(scratch);
       await page.setInputFiles('#files', [path]);
       // Either opening it already tells, or quantizing does.
-      if (await waitForState(page, ['ready', 'error']) === 'ready') await page.click('#quantize');
+      if ((await waitForState(page, ['ready', 'error'])) === 'ready') await page.click('#quantize');
       await expectError(/past the end of the file .*truncated/);
     });
 
@@ -244,7 +273,10 @@ describe.skipIf(!available)('the web app in Chromium', () => {
   async function screenshots(): Promise<void> {
     await page.click('#results tbody tr[data-tensor="linear_77.w_0"]');
     await page.locator('#histogram[data-tensor="linear_77.w_0"] svg').waitFor();
-    for (const [file, viewport] of [['app-desktop.png', { width: 1280, height: 900 }], ['app-phone.png', { width: 390, height: 844 }]] as const) {
+    for (const [file, viewport] of [
+      ['app-desktop.png', { width: 1280, height: 900 }],
+      ['app-phone.png', { width: 390, height: 844 }],
+    ] as const) {
       await page.setViewportSize(viewport);
       await page.locator('#result-panel').evaluate((panel) => panel.scrollIntoView({ block: 'start' }));
       await page.screenshot({ path: join(DOCS, file) });

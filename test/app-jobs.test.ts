@@ -43,18 +43,26 @@ async function bytesOf(result: JobResult): Promise<Map<string, Uint8Array>> {
 }
 
 function checkpoint(path: string, seed: number): void {
-  writeFileSync(path, encodeSafetensors([
-    { name: 'layer.0.weight', dtype: 'F32', shape: [64, 96], data: encodeFloat32(randomTensor(64 * 96, seed), 'F32') },
-    { name: 'layer.0.bias', dtype: 'F32', shape: [64], data: encodeFloat32(randomTensor(64, seed + 1), 'F32') },
-    { name: 'layer.1.weight', dtype: 'F16', shape: [32, 64], data: encodeFloat32(randomTensor(32 * 64, seed + 2), 'F16') },
-  ]));
+  writeFileSync(
+    path,
+    encodeSafetensors([
+      { name: 'layer.0.weight', dtype: 'F32', shape: [64, 96], data: encodeFloat32(randomTensor(64 * 96, seed), 'F32') },
+      { name: 'layer.0.bias', dtype: 'F32', shape: [64], data: encodeFloat32(randomTensor(64, seed + 1), 'F32') },
+      { name: 'layer.1.weight', dtype: 'F16', shape: [32, 64], data: encodeFloat32(randomTensor(32 * 64, seed + 2), 'F16') },
+    ]),
+  );
 }
 
 describe('app jobs: the same bytes as the CLI', () => {
   it('safetensors, with a recipe and include/exclude', async () => {
     const input = join(dir, 'model.safetensors');
     checkpoint(input, 1);
-    const recipe = { rules: [{ match: 'layer\\.1', bits: 8, groupSize: 16 }, { match: '.*', bits: 4 }] };
+    const recipe = {
+      rules: [
+        { match: 'layer\\.1', bits: 8, groupSize: 16 },
+        { match: '.*', bits: 4 },
+      ],
+    };
     writeFileSync(join(dir, 'recipe.json'), JSON.stringify(recipe));
     const cli = await runCli(['quantize', input, '-o', join(dir, 'model.q4.safetensors'), '--bits', '4', '--group-size', '32', '--recipe', join(dir, 'recipe.json'), '--quiet']);
     expect(cli.code, cli.stderr).toBe(0);
@@ -75,11 +83,13 @@ describe('app jobs: the same bytes as the CLI', () => {
     const folder = join(dir, 'sharded');
     mkdirSync(folder);
     checkpoint(join(folder, 'model-00001-of-00002.safetensors'), 5);
-    writeFileSync(join(folder, 'model-00002-of-00002.safetensors'), encodeSafetensors([
-      { name: 'head.weight', dtype: 'F32', shape: [16, 64], data: encodeFloat32(randomTensor(16 * 64, 9), 'F32') },
-    ]));
-    const weightMap: Record<string, string> = { 'layer.0.weight': 'model-00001-of-00002.safetensors', 'layer.0.bias': 'model-00001-of-00002.safetensors',
-      'layer.1.weight': 'model-00001-of-00002.safetensors', 'head.weight': 'model-00002-of-00002.safetensors' };
+    writeFileSync(join(folder, 'model-00002-of-00002.safetensors'), encodeSafetensors([{ name: 'head.weight', dtype: 'F32', shape: [16, 64], data: encodeFloat32(randomTensor(16 * 64, 9), 'F32') }]));
+    const weightMap: Record<string, string> = {
+      'layer.0.weight': 'model-00001-of-00002.safetensors',
+      'layer.0.bias': 'model-00001-of-00002.safetensors',
+      'layer.1.weight': 'model-00001-of-00002.safetensors',
+      'head.weight': 'model-00002-of-00002.safetensors',
+    };
     writeFileSync(join(folder, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 1 }, weight_map: weightMap }, null, 2));
     const out = join(dir, 'sharded-out');
     const cli = await runCli(['quantize', join(folder, 'model.safetensors.index.json'), '-o', out, '--bits', '4', '--group-size', '64', '--jobs', '1', '--quiet']);
@@ -93,7 +103,21 @@ describe('app jobs: the same bytes as the CLI', () => {
     const recipe = { rules: [{ match: '^head\\.', bits: 8 }] };
     writeFileSync(join(dir, 'sharded-recipe.json'), JSON.stringify(recipe));
     const recipeOut = join(dir, 'sharded-recipe-out');
-    const withRecipe = await runCli(['quantize', join(folder, 'model.safetensors.index.json'), '-o', recipeOut, '--bits', '4', '--group-size', '64', '--jobs', '1', '--recipe', join(dir, 'sharded-recipe.json'), '--quiet']);
+    const withRecipe = await runCli([
+      'quantize',
+      join(folder, 'model.safetensors.index.json'),
+      '-o',
+      recipeOut,
+      '--bits',
+      '4',
+      '--group-size',
+      '64',
+      '--jobs',
+      '1',
+      '--recipe',
+      join(dir, 'sharded-recipe.json'),
+      '--quiet',
+    ]);
     expect(withRecipe.code, withRecipe.stderr).toBe(0);
     const recipeResult = await bytesOf(await job(files, { bits: 4, groupSize: 64, recipe }));
     for (const [name, bytes] of recipeResult) expect(bytes, name).toEqual(new Uint8Array(readFileSync(join(recipeOut, name))));
@@ -122,19 +146,26 @@ describe('app jobs: the same bytes as the CLI', () => {
     const b = randomTensor(N, 22);
     const folder = join(dir, 'onnx');
     mkdirSync(folder);
-    writeFileSync(join(folder, 'model.onnx'), encodeModel({
-      irVersion: 10, opsetImports: [{ domain: '', version: 21 }],
-      graph: {
-        name: 'g',
-        nodes: [{ opType: 'MatMul', name: 'proj', inputs: ['A', 'w'], outputs: ['H'] }, { opType: 'Add', name: 'bias', inputs: ['H', 'b'], outputs: ['Y'] }],
-        initializers: [
-          { name: 'w', dataType: OnnxDataType.FLOAT, dims: [K, N], external: { location: 'model.onnx.data', offset: 0, length: K * N * 4 } },
-          { name: 'b', dataType: OnnxDataType.FLOAT, dims: [N], external: { location: 'model.onnx.data', offset: K * N * 4, length: N * 4 } },
-        ],
-        inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, K] }],
-        outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, N] }],
-      },
-    }));
+    writeFileSync(
+      join(folder, 'model.onnx'),
+      encodeModel({
+        irVersion: 10,
+        opsetImports: [{ domain: '', version: 21 }],
+        graph: {
+          name: 'g',
+          nodes: [
+            { opType: 'MatMul', name: 'proj', inputs: ['A', 'w'], outputs: ['H'] },
+            { opType: 'Add', name: 'bias', inputs: ['H', 'b'], outputs: ['Y'] },
+          ],
+          initializers: [
+            { name: 'w', dataType: OnnxDataType.FLOAT, dims: [K, N], external: { location: 'model.onnx.data', offset: 0, length: K * N * 4 } },
+            { name: 'b', dataType: OnnxDataType.FLOAT, dims: [N], external: { location: 'model.onnx.data', offset: K * N * 4, length: N * 4 } },
+          ],
+          inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, K] }],
+          outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, N] }],
+        },
+      }),
+    );
     writeFileSync(join(folder, 'model.onnx.data'), new Uint8Array([...float32Raw(w), ...float32Raw(b)]));
     mkdirSync(join(dir, 'onnx-out'));
     const output = join(dir, 'onnx-out', 'model.q4.onnx');
@@ -159,19 +190,29 @@ describe('app jobs: the same bytes as the CLI', () => {
     const folder = join(dir, 'onnx-constants');
     mkdirSync(folder);
     const input = join(folder, 'consts.onnx');
-    writeFileSync(input, encodeModel({
-      irVersion: 10, opsetImports: [{ domain: '', version: 21 }],
-      graph: {
-        name: 'g',
-        nodes: [
-          { opType: 'Constant', name: 'c', inputs: [], outputs: ['cw'], attributes: { value: { tensor: { name: 'cw', dataType: OnnxDataType.FLOAT, dims: [32, 8], raw: float32Raw(randomTensor(256, 61)) } } } },
-          { opType: 'MatMul', name: 'mm', inputs: ['A', 'cw'], outputs: ['Y'] },
-        ],
-        initializers: [],
-        inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [1, 32] }],
-        outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [1, 8] }],
-      },
-    }));
+    writeFileSync(
+      input,
+      encodeModel({
+        irVersion: 10,
+        opsetImports: [{ domain: '', version: 21 }],
+        graph: {
+          name: 'g',
+          nodes: [
+            {
+              opType: 'Constant',
+              name: 'c',
+              inputs: [],
+              outputs: ['cw'],
+              attributes: { value: { tensor: { name: 'cw', dataType: OnnxDataType.FLOAT, dims: [32, 8], raw: float32Raw(randomTensor(256, 61)) } } },
+            },
+            { opType: 'MatMul', name: 'mm', inputs: ['A', 'cw'], outputs: ['Y'] },
+          ],
+          initializers: [],
+          inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [1, 32] }],
+          outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [1, 8] }],
+        },
+      }),
+    );
     const opened = await openModel(filesOf(input), new CancelToken());
     expect(opened.tensors).toEqual([{ name: 'cw', shape: [32, 8], dtype: 'FLOAT', bytes: 1024 }]);
     mkdirSync(join(dir, 'onnx-constants-out'));
@@ -185,15 +226,27 @@ describe('app jobs: the same bytes as the CLI', () => {
     const token = new CancelToken();
     const store = memoryStore(token);
     const pack = packer.pack.bind(packer);
-    const stopping: Packer = { kind: packer.kind, pack: (...args) => { token.cancel(); return pack(...args); }, unpack: packer.unpack.bind(packer), dispose: () => undefined };
+    const stopping: Packer = {
+      kind: packer.kind,
+      pack: (...args) => {
+        token.cancel();
+        return pack(...args);
+      },
+      unpack: packer.unpack.bind(packer),
+      dispose: () => undefined,
+    };
     await expect(runQuantizeJob(filesOf(input), { bits: 8, groupSize: 16 }, { packer: stopping, store, token })).rejects.toBeInstanceOf(JobCancelled);
   });
 });
 
 describe('app jobs: cancel, errors, histogram', () => {
   const input = join(dir, 'big.safetensors');
-  beforeAll(() => writeFileSync(input, encodeSafetensors(Array.from({ length: 8 }, (_, i) => (
-    { name: `t${i}`, dtype: 'F32' as const, shape: [256, 256], data: encodeFloat32(randomTensor(256 * 256, 40 + i), 'F32') })))));
+  beforeAll(() =>
+    writeFileSync(
+      input,
+      encodeSafetensors(Array.from({ length: 8 }, (_, i) => ({ name: `t${i}`, dtype: 'F32' as const, shape: [256, 256], data: encodeFloat32(randomTensor(256 * 256, 40 + i), 'F32') }))),
+    ),
+  );
 
   it('a cancel mid-run stops the job, aborts every output, and the next job runs', async () => {
     const token = new CancelToken();
@@ -204,16 +257,27 @@ describe('app jobs: cancel, errors, histogram', () => {
       async create(name) {
         const sink = await store.create(name);
         const abort = sink.abort.bind(sink);
-        sink.abort = async () => { aborted.push(name); await abort(); };
+        sink.abort = async () => {
+          aborted.push(name);
+          await abort();
+        };
         return sink;
       },
       abortAll: () => store.abortAll(),
     };
     let seen = 0;
-    const run = runQuantizeJob(filesOf(input), { bits: 4 }, {
-      packer, store: watched, token,
-      onProgress: (p) => { if (p.index === 3 && seen++ === 0) token.cancel(); },
-    });
+    const run = runQuantizeJob(
+      filesOf(input),
+      { bits: 4 },
+      {
+        packer,
+        store: watched,
+        token,
+        onProgress: (p) => {
+          if (p.index === 3 && seen++ === 0) token.cancel();
+        },
+      },
+    );
     await expect(run).rejects.toBeInstanceOf(JobCancelled);
     expect(aborted).toContain('big.q4.safetensors');
     const after = await job(filesOf(input), { bits: 4 });
@@ -233,7 +297,9 @@ describe('app jobs: cancel, errors, histogram', () => {
 
   it('an output past the memory limit is a typed IO error (no OPFS)', async () => {
     const token = new CancelToken();
-    await expect(job(filesOf(input), { bits: 4 }, token, memoryStore(token, 10_000))).rejects.toThrow(expect.objectContaining({ code: 'IO', message: expect.stringMatching(/Origin Private File System/) }));
+    await expect(job(filesOf(input), { bits: 4 }, token, memoryStore(token, 10_000))).rejects.toThrow(
+      expect.objectContaining({ code: 'IO', message: expect.stringMatching(/Origin Private File System/) }),
+    );
   });
 
   it('the histogram of a packed tensor: every value binned, before and after, over the input range', async () => {

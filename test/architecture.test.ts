@@ -64,9 +64,14 @@ describe('the source tree', () => {
     ['src/tfjs', ['src/cli', 'src/demo']],
   ];
   it.each(forbidden)('%s imports nothing from %j', (folder, targets) => {
-    const offending = files.filter((file) => name(file).startsWith(`${folder}/`)).flatMap((file) =>
-      graph.get(file)!.filter((target) => targets.some((t) => name(target) === t || name(target).startsWith(`${t}/`)))
-        .map((target) => `${name(file)} -> ${name(target)}`));
+    const offending = files
+      .filter((file) => name(file).startsWith(`${folder}/`))
+      .flatMap((file) =>
+        graph
+          .get(file)!
+          .filter((target) => targets.some((t) => name(target) === t || name(target).startsWith(`${t}/`)))
+          .map((target) => `${name(file)} -> ${name(target)}`),
+      );
     expect(offending).toEqual([]);
   });
 
@@ -75,17 +80,17 @@ describe('the source tree', () => {
   // removes the variable again (src/backends/webgpu/node-gpu.ts).
   const allowed = new Set(['src/backends/webgpu/node-gpu.ts: process.env.VK_ICD_FILENAMES = ', 'src/backends/webgpu/node-gpu.ts: delete process.env']);
   it('mutates no globals outside the CLI (no globalThis assignment, no process.env writes)', () => {
-    const found = files.filter((file) => !name(file).startsWith('src/cli/')).flatMap((file) => {
-      const text = readFileSync(file, 'utf8');
-      return [...text.matchAll(/Object\.assign\(\s*globalThis|globalThis\.\w+\s*=[^=]|process\.env\.\w+\s*=[^=]|delete process\.env/g)]
-        .map((m) => `${name(file)}: ${m[0]}`);
-    });
+    const found = files
+      .filter((file) => !name(file).startsWith('src/cli/'))
+      .flatMap((file) => {
+        const text = readFileSync(file, 'utf8');
+        return [...text.matchAll(/Object\.assign\(\s*globalThis|globalThis\.\w+\s*=[^=]|process\.env\.\w+\s*=[^=]|delete process\.env/g)].map((m) => `${name(file)}: ${m[0]}`);
+      });
     expect(found.filter((line) => !allowed.has(line))).toEqual([]);
   });
 
   it('prints nothing itself: console output only in the CLI, the demo and the opt-in verbose loggers', () => {
-    const found = files.filter((file) => !/^src\/(cli|demo)\//.test(name(file))).flatMap((file) =>
-      [...readFileSync(file, 'utf8').matchAll(/console\.(\w+)\(/g)].map((m) => `${name(file)}: ${m[0]}`));
+    const found = files.filter((file) => !/^src\/(cli|demo)\//.test(name(file))).flatMap((file) => [...readFileSync(file, 'utf8').matchAll(/console\.(\w+)\(/g)].map((m) => `${name(file)}: ${m[0]}`));
     expect(found).toEqual(['src/quantizer.ts: console.log(', 'src/tfjs/eigenvalues.ts: console.log(']);
   });
 });

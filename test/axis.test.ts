@@ -13,8 +13,17 @@ import { packedEntry, packedMetadata, packedNames, readPackedLayout } from '../s
 import { readAheadSource } from '../src/formats/read-ahead.js';
 import { readableSource } from '../src/formats/streams.js';
 import {
-  createSafetensorsWriter, decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes,
-  type ByteSink, type ByteSource, type FloatDtype, type TensorSpec,
+  createSafetensorsWriter,
+  decodeFloat32,
+  encodeFloat32,
+  encodeSafetensors,
+  memorySource,
+  openSafetensors,
+  readBytes,
+  type ByteSink,
+  type ByteSource,
+  type FloatDtype,
+  type TensorSpec,
 } from '../src/formats/safetensors.js';
 import { planPack, type PackOptions } from '../src/packed/layout.js';
 import type { Packer } from '../src/packed/packer.js';
@@ -46,8 +55,12 @@ function positionalSink(): ByteSink & { writeAt(offset: number, bytes: Uint8Arra
       if (offset + bytes.length > size) throw new Error('writeAt past the bytes written');
       buffer.set(bytes, offset);
     },
-    async close() { sink.state = 'closed'; },
-    async abort() { sink.state = 'aborted'; },
+    async close() {
+      sink.state = 'closed';
+    },
+    async abort() {
+      sink.state = 'aborted';
+    },
     bytes: () => buffer.slice(0, size),
   };
   return sink;
@@ -76,8 +89,7 @@ async function packFile(values: Float32Array, c: Case, packer: Packer, chunkByte
   const metadata = packedMetadata(new Map([['w', packedEntry(plan, c.shape, c.dtype, c.axis)]]));
   const writer = await createSafetensorsWriter(sink, { tensors: positional ? [...groups, codes] : [codes, ...groups], metadata });
   const target = positional ? { sink: sink as ReturnType<typeof positionalSink>, scales: writer.tensors[0]!, zeros: asymmetric ? writer.tensors[1]! : null } : null;
-  const errors = await packTensor({ ...file, source: readAheadSource(file.source) }, tensor, plan, c.options, packer, new PackScratch(),
-    writer, target, chunkBytes, () => undefined, c.axis);
+  const errors = await packTensor({ ...file, source: readAheadSource(file.source) }, tensor, plan, c.options, packer, new PackScratch(), writer, target, chunkBytes, () => undefined, c.axis);
   await writer.close();
   return { bytes: sink.bytes(), errors };
 }
@@ -97,7 +109,9 @@ function toStream(values: Float32Array, shape: number[], axis: number): Float32A
 function fromStream(stream: Float32Array, shape: number[], axis: number): Float32Array {
   const view = axisView(shape, axis);
   const out = new Float32Array(stream.length);
-  stream.forEach((v, p) => { out[tensorIndexOf(view, p)] = v; });
+  stream.forEach((v, p) => {
+    out[tensorIndexOf(view, p)] = v;
+  });
   return out;
 }
 
@@ -158,7 +172,10 @@ describe('groups along an axis, on every packer', () => {
 
   it('records grid "full", and omits grid "deepspeed"', async () => {
     const { packer } = packers[0]!;
-    for (const [grid, recorded] of [['full', 'full'], ['deepspeed', undefined]] as const) {
+    for (const [grid, recorded] of [
+      ['full', 'full'],
+      ['deepspeed', undefined],
+    ] as const) {
       const c: Case = { label: '', dtype: 'F32', shape: [8, 4], axis: 0, options: { bits: 4, groupSize: 4, grid } };
       const { bytes } = await packFile(randomTensor(32, 1), c, packer, 1 << 20, false);
       expect(readPackedLayout(await openSafetensors(memorySource(bytes))).packed[0]!.entry.grid).toBe(recorded);
@@ -168,7 +185,10 @@ describe('groups along an axis, on every packer', () => {
 
   it('omits axis when it is the last, and records it otherwise', async () => {
     const { packer } = packers[0]!;
-    for (const [axis, recorded] of [[1, undefined], [0, 0]] as const) {
+    for (const [axis, recorded] of [
+      [1, undefined],
+      [0, 0],
+    ] as const) {
       const c: Case = { label: '', dtype: 'F32', shape: [8, 4], axis, options: { bits: 4, groupSize: 4 } };
       const { bytes } = await packFile(randomTensor(32, 1), c, packer, 1 << 20, false);
       const layout = readPackedLayout(await openSafetensors(memorySource(bytes)));
@@ -179,8 +199,10 @@ describe('groups along an axis, on every packer', () => {
 
   it('refuses groups that would cross columns before reading', async () => {
     const c: Case = { label: '', dtype: 'F32', shape: [6, 4], axis: 0, options: { bits: 4, groupSize: 4 } };
-    await expect(packFile(randomTensor(24, 1), c, packers[0]!.packer, 1 << 20, false))
-      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/tensor "w": groups of 4 along axis 0 of \[6, 4\] would cross columns: the group size must divide 6/) });
+    await expect(packFile(randomTensor(24, 1), c, packers[0]!.packer, 1 << 20, false)).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/tensor "w": groups of 4 along axis 0 of \[6, 4\] would cross columns: the group size must divide 6/),
+    });
   });
 });
 
@@ -190,7 +212,14 @@ describe('bounded memory', () => {
     const stats = { largest: 0, bytes: 0 };
     return {
       stats,
-      source: { size: source.size, async read(offset: number, into: Uint8Array) { stats.largest = Math.max(stats.largest, into.length); stats.bytes += into.length; await source.read(offset, into); } },
+      source: {
+        size: source.size,
+        async read(offset: number, into: Uint8Array) {
+          stats.largest = Math.max(stats.largest, into.length);
+          stats.bytes += into.length;
+          await source.read(offset, into);
+        },
+      },
     };
   }
 
@@ -216,13 +245,16 @@ describe('bounded memory', () => {
 describe('forward-only sources', () => {
   const streamOf = (source: ByteSource) => {
     const bytes = new Uint8Array(source.size);
-    return readableSource(new ReadableStream<Uint8Array>({
-      async start(controller) {
-        await source.read(0, bytes);
-        for (let at = 0; at < bytes.length; at += 1000) controller.enqueue(bytes.slice(at, at + 1000));
-        controller.close();
-      },
-    }), bytes.length);
+    return readableSource(
+      new ReadableStream<Uint8Array>({
+        async start(controller) {
+          await source.read(0, bytes);
+          for (let at = 0; at < bytes.length; at += 1000) controller.enqueue(bytes.slice(at, at + 1000));
+          controller.close();
+        },
+      }),
+      bytes.length,
+    );
   };
   const c: Case = { label: '', dtype: 'F32', shape: [64, 32], axis: 0, options: { bits: 4, groupSize: 32 } };
   const values = randomTensor(64 * 32, 6);
@@ -235,7 +267,10 @@ describe('forward-only sources', () => {
 
   it('refuse one larger than a chunk and the read-ahead block with an IO error (its columns need reads back)', async () => {
     const large: Case = { ...c, shape: [1024, 512] };
-    await expect(packFile(randomTensor(1024 * 512, 6), large, packers[0]!.packer, 64 << 10, false, streamOf)).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/reads forward only/) });
+    await expect(packFile(randomTensor(1024 * 512, 6), large, packers[0]!.packer, 64 << 10, false, streamOf)).rejects.toMatchObject({
+      code: 'IO',
+      message: expect.stringMatching(/reads forward only/),
+    });
   });
 });
 
@@ -252,13 +287,58 @@ describe('tampered axis and grid records', () => {
   }
 
   it.each([
-    ['an axis out of range', (e: Record<string, unknown>) => { e.axis = 2; }, /axis must be an integer in 0\.\.1/],
-    ['a negative axis', (e: Record<string, unknown>) => { e.axis = -1; }, /axis must be an integer in 0\.\.1/],
-    ['a fractional axis', (e: Record<string, unknown>) => { e.axis = 0.5; }, /axis must be an integer/],
-    ['a string axis', (e: Record<string, unknown>) => { e.axis = '0'; }, /axis must be an integer/],
-    ['groups that cross columns', (e: Record<string, unknown>) => { e.groupSize = 16; e.shape = [4, 12]; }, /would cross columns/],
-    ['an unknown grid', (e: Record<string, unknown>) => { e.grid = 'ggml'; }, /grid must be "deepspeed" or "full"/],
-    ['a full grid on asymmetric codes', (e: Record<string, unknown>) => { e.grid = 'full'; e.type = 'asymmetric'; e.bits = 4; }, /grid "full" is a symmetric grid|type/],
+    [
+      'an axis out of range',
+      (e: Record<string, unknown>) => {
+        e.axis = 2;
+      },
+      /axis must be an integer in 0\.\.1/,
+    ],
+    [
+      'a negative axis',
+      (e: Record<string, unknown>) => {
+        e.axis = -1;
+      },
+      /axis must be an integer in 0\.\.1/,
+    ],
+    [
+      'a fractional axis',
+      (e: Record<string, unknown>) => {
+        e.axis = 0.5;
+      },
+      /axis must be an integer/,
+    ],
+    [
+      'a string axis',
+      (e: Record<string, unknown>) => {
+        e.axis = '0';
+      },
+      /axis must be an integer/,
+    ],
+    [
+      'groups that cross columns',
+      (e: Record<string, unknown>) => {
+        e.groupSize = 16;
+        e.shape = [4, 12];
+      },
+      /would cross columns/,
+    ],
+    [
+      'an unknown grid',
+      (e: Record<string, unknown>) => {
+        e.grid = 'ggml';
+      },
+      /grid must be "deepspeed" or "full"/,
+    ],
+    [
+      'a full grid on asymmetric codes',
+      (e: Record<string, unknown>) => {
+        e.grid = 'full';
+        e.type = 'asymmetric';
+        e.bits = 4;
+      },
+      /grid "full" is a symmetric grid|type/,
+    ],
   ])('%s is MALFORMED_FILE, nothing written', async (_, edit, message) => {
     const bad = await withRecord(edit);
     const sink = memorySink();
@@ -266,8 +346,13 @@ describe('tampered axis and grid records', () => {
     expect(sink.state).toBe('aborted');
   });
 
-  it('a full-grid file whose grid record is dropped is refused: its negative scales are not on DeepSpeed\'s grid', async () => {
-    const bad = await withRecord((e) => { delete e.grid; }, { bits: 4, groupSize: 4, grid: 'full' });
+  it("a full-grid file whose grid record is dropped is refused: its negative scales are not on DeepSpeed's grid", async () => {
+    const bad = await withRecord(
+      (e) => {
+        delete e.grid;
+      },
+      { bits: 4, groupSize: 4, grid: 'full' },
+    );
     for (const { packer } of packers) {
       const sink = memorySink();
       await expect(dequantizeSafetensors(memorySource(bad), sink, packer)).rejects.toMatchObject({ code: 'MALFORMED_FILE', message: expect.stringMatching(/its scale is -/) });
@@ -287,7 +372,8 @@ describe('tampered axis and grid records', () => {
       for (const chunkBytes of [undefined, 16]) {
         const sink = memorySink();
         await expect(dequantizeSafetensors(memorySource(bad), sink, packer, chunkBytes ? { chunkBytes } : {})).rejects.toMatchObject({
-          code: 'MALFORMED_FILE', location: { group: 5, index: 26 },
+          code: 'MALFORMED_FILE',
+          location: { group: 5, index: 26 },
           message: expect.stringMatching(/packed tensor "w" group 5 \(stream elements 20\.\.23, along axis 0 from tensor element 26\): its scale is NaN/),
         });
         expect(sink.state).toBe('aborted');
@@ -297,37 +383,47 @@ describe('tampered axis and grid records', () => {
 });
 
 describe('random byte edits of transposed files', () => {
-  it('are MALFORMED_FILE or dequantize to finite values, whole and in chunks', async () => {
-    const kinds: Case[] = [
-      { label: '', dtype: 'F32', shape: [3, 4, 5], axis: 1, options: { bits: 4, groupSize: 6 } },
-      { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 5, groupSize: 4, type: 'asymmetric' } },
-      { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 6, groupSize: 12, grid: 'full' } },
-      { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 2, groupSize: 6 } },
-    ];
-    const { packer } = packers[0]!;
-    const files = await Promise.all(kinds.map(async (c) => (await packFile(randomTensor(60, 7, 5), c, packer, 1 << 20, false)).bytes));
-    await fc.assert(fc.asyncProperty(
-      fc.nat(files.length - 1), fc.constantFrom('w.q', 'w.scale', 'w.zero'), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 6 }),
-      fc.constantFrom(undefined, 16, 40),
-      async (which, part, edits, chunkBytes) => {
-        const original = files[which]!;
-        const file = await openSafetensors(memorySource(original));
-        const tensor = file.tensors.find((t) => t.name === part);
-        if (!tensor) return;
-        const bad = original.slice();
-        for (const [at, value] of edits) bad[tensor.byteOffset + (at % tensor.byteLength)] = value;
-        const sink = memorySink();
-        try {
-          await dequantizeSafetensors(memorySource(bad), sink, packer, { dtype: 'F32', ...(chunkBytes ? { chunkBytes } : {}) });
-        } catch (error) {
-          expect(error).toMatchObject({ code: 'MALFORMED_FILE' });
-          expect(sink.state).toBe('aborted');
-          return;
-        }
-        const out = await openSafetensors(memorySource(sink.bytes()));
-        expect(decodeFloat32(await readBytes(out, out.tensors[0]!), 'F32').every(Number.isFinite)).toBe(true);
-      }), { seed: FUZZ_SEED, numRuns: fuzzRuns(150) });
-  }, FUZZ_TIMEOUT_MS);
+  it(
+    'are MALFORMED_FILE or dequantize to finite values, whole and in chunks',
+    async () => {
+      const kinds: Case[] = [
+        { label: '', dtype: 'F32', shape: [3, 4, 5], axis: 1, options: { bits: 4, groupSize: 6 } },
+        { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 5, groupSize: 4, type: 'asymmetric' } },
+        { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 6, groupSize: 12, grid: 'full' } },
+        { label: '', dtype: 'F32', shape: [12, 5], axis: 0, options: { bits: 2, groupSize: 6 } },
+      ];
+      const { packer } = packers[0]!;
+      const files = await Promise.all(kinds.map(async (c) => (await packFile(randomTensor(60, 7, 5), c, packer, 1 << 20, false)).bytes));
+      await fc.assert(
+        fc.asyncProperty(
+          fc.nat(files.length - 1),
+          fc.constantFrom('w.q', 'w.scale', 'w.zero'),
+          fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 6 }),
+          fc.constantFrom(undefined, 16, 40),
+          async (which, part, edits, chunkBytes) => {
+            const original = files[which]!;
+            const file = await openSafetensors(memorySource(original));
+            const tensor = file.tensors.find((t) => t.name === part);
+            if (!tensor) return;
+            const bad = original.slice();
+            for (const [at, value] of edits) bad[tensor.byteOffset + (at % tensor.byteLength)] = value;
+            const sink = memorySink();
+            try {
+              await dequantizeSafetensors(memorySource(bad), sink, packer, { dtype: 'F32', ...(chunkBytes ? { chunkBytes } : {}) });
+            } catch (error) {
+              expect(error).toMatchObject({ code: 'MALFORMED_FILE' });
+              expect(sink.state).toBe('aborted');
+              return;
+            }
+            const out = await openSafetensors(memorySource(sink.bytes()));
+            expect(decodeFloat32(await readBytes(out, out.tensors[0]!), 'F32').every(Number.isFinite)).toBe(true);
+          },
+        ),
+        { seed: FUZZ_SEED, numRuns: fuzzRuns(150) },
+      );
+    },
+    FUZZ_TIMEOUT_MS,
+  );
 });
 
 describe('axis helpers', () => {

@@ -27,8 +27,7 @@ describe('createBackend', () => {
   });
 
   it('says how to fix a missing WebAssembly build', async () => {
-    await expect(createBackend({ kind: 'wasm', wasm: { scalar: new URL('file:///nonexistent.wasm') } }))
-      .rejects.toThrow(BackendError);
+    await expect(createBackend({ kind: 'wasm', wasm: { scalar: new URL('file:///nonexistent.wasm') } })).rejects.toThrow(BackendError);
   });
 });
 
@@ -37,8 +36,10 @@ describe('groupStats', () => {
     const backend = await WasmBackend.create('scalar');
     const stats = await backend.groupStats(Float32Array.of(1, -3, 2, 0, 0.5, -0.5), { groupSize: 3 });
     expect(stats).toEqual({
-      min: Float32Array.of(-3, -0.5), max: Float32Array.of(2, 0.5),
-      absMax: Float32Array.of(3, 0.5), meanAbs: Float32Array.of(2, Math.fround(1 / 3)),
+      min: Float32Array.of(-3, -0.5),
+      max: Float32Array.of(2, 0.5),
+      absMax: Float32Array.of(3, 0.5),
+      meanAbs: Float32Array.of(2, Math.fround(1 / 3)),
     });
     await expect(backend.groupStats(Float32Array.of(1, NaN), { groups: 1 })).rejects.toThrow(/data\[1\] is NaN/);
   });

@@ -27,7 +27,11 @@ let outputs = 0;
 function resolve(argv: readonly string[]): { argv: string[]; outputs: string[] } {
   const out = [join(dir, `out-${outputs}.safetensors`), join(dir, `out-${outputs}b.safetensors`)];
   outputs++;
-  const paths = new Map([['IN', input], ['OUT', out[0]!], ['OUT2', out[1]!]]);
+  const paths = new Map([
+    ['IN', input],
+    ['OUT', out[0]!],
+    ['OUT2', out[1]!],
+  ]);
   return { argv: argv.map((a) => a.replace(/\b(IN|OUT2?)\b/g, (p) => paths.get(p)!)), outputs: out };
 }
 
@@ -37,9 +41,9 @@ const HOSTILE_INTEGERS = ['0x4', '1e1', ' 4', '4 ', '4.0', '+4', '0b100', '0o4',
 describe('refused argument vectors: exit 2, a message naming the problem, nothing written', () => {
   const cases: [string, readonly string[], RegExp][] = [
     ...['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf', 'frobnicate'].map(
-      (name) => [`command ${name}`, [name, 'IN'], new RegExp(`unknown command "${name}"`)] as [string, string[], RegExp]),
-    ...HOSTILE_INTEGERS.map((value) => [`--bits ${JSON.stringify(value)}`, quantize('--bits', value),
-      /--bits must be an integer >= 1 in decimal digits, got "/] as [string, string[], RegExp]),
+      (name) => [`command ${name}`, [name, 'IN'], new RegExp(`unknown command "${name}"`)] as [string, string[], RegExp],
+    ),
+    ...HOSTILE_INTEGERS.map((value) => [`--bits ${JSON.stringify(value)}`, quantize('--bits', value), /--bits must be an integer >= 1 in decimal digits, got "/] as [string, string[], RegExp]),
     ['--seed 1e3', quantize('--bits', '4', '--seed', '1e3'), /--seed must be an integer >= 0 in decimal digits, got "1e3"/],
     ['--seed -1', quantize('--bits', '4', '--seed', '-1'), /--seed must be an integer >= 0/],
     ['--seed too large', quantize('--bits', '4', '--seed', '99999999999999999999'), /--seed 99999999999999999999 is too large/],
@@ -90,22 +94,28 @@ describe('accepted argument vectors', () => {
     ['leading zeros are still decimal', quantize('--bits', '04', '--seed', '007')],
     ['a value that starts with a dash, given with =', quantize('--bits', '4', '--exclude=-nothing')],
   ])('%s', async (_, argv) => {
-    const { argv: full, outputs: [output] } = resolve(argv);
+    const {
+      argv: full,
+      outputs: [output],
+    } = resolve(argv);
     const { code, stderr } = await run(full);
     expect(stderr).not.toMatch(/^edge-moq: /m);
     expect(code).toBe(0);
     expect(existsSync(output!)).toBe(true);
   });
 
-  it.each([[[]], [['--help']], [['-h']], [['help']], [['quantize', '--help']], [['inspect', '-h']], [['demo', '--bits', '4', '--help']]])(
-    'prints the usage for %j', async (argv) => {
-      const { code, stdout } = await run(argv);
-      expect(stdout).toMatch(/^edge-moq — DeepSpeed MoQ quantization/);
-      expect(code).toBe(argv.length === 0 ? 2 : 0);
-    });
+  it.each([[[]], [['--help']], [['-h']], [['help']], [['quantize', '--help']], [['inspect', '-h']], [['demo', '--bits', '4', '--help']]])('prints the usage for %j', async (argv) => {
+    const { code, stdout } = await run(argv);
+    expect(stdout).toMatch(/^edge-moq — DeepSpeed MoQ quantization/);
+    expect(code).toBe(argv.length === 0 ? 2 : 0);
+  });
 
   it('reads an option under its long name whichever name was given', () => {
-    for (const argv of [['x', '-o', 'y'], ['x', '--output', 'y'], ['x', '--output=y']]) {
+    for (const argv of [
+      ['x', '-o', 'y'],
+      ['x', '--output', 'y'],
+      ['x', '--output=y'],
+    ]) {
       const args = parseArgs(argv, COMMANDS.quantize);
       expect([...args.flags]).toEqual([['output', 'y']]);
       expect(args.positionals).toEqual(['x']);

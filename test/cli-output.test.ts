@@ -59,7 +59,16 @@ describe('escapeForTerminal', () => {
 
 describe('displayWidth', () => {
   it.each([
-    ['abc', 3], ['', 0], ['中文', 4], ['한국어', 6], ['ｱｲ', 2], ['ＡＢ', 4], ['e\u0301', 1], ['😀', 2], ['\u{20000}', 2], ['é中😀x', 6],
+    ['abc', 3],
+    ['', 0],
+    ['中文', 4],
+    ['한국어', 6],
+    ['ｱｲ', 2],
+    ['ＡＢ', 4],
+    ['e\u0301', 1],
+    ['😀', 2],
+    ['\u{20000}', 2],
+    ['é中😀x', 6],
   ])('%j takes %i columns', (text, width) => expect(displayWidth(text)).toBe(width));
 });
 
@@ -108,8 +117,7 @@ describe('inspect and errors print hostile names escaped', () => {
     expect(stdout).not.toMatch(/^all tensors verified OK/m);
     const lines = stdout.trimEnd().split('\n');
     expect(lines[0]).toContain('hostile\\x1b[2J.safetensors: ');
-    expect(lines[1]).toBe('metadata: \\x1b]0;pwned\\x07=value\\x1b[2J\\x1b[H\\nall tensors verified OK\\n, ' +
-      `note=weight\\u202eetats.lmth, long=${'x'.repeat(56)}\\x1b...`);
+    expect(lines[1]).toBe(`metadata: \\x1b]0;pwned\\x07=value\\x1b[2J\\x1b[H\\nall tensors verified OK\\n, note=weight\\u202eetats.lmth, long=${'x'.repeat(56)}\\x1b...`);
     const rows = lines.slice(4);
     expect(rows).toHaveLength(tensors.length);
     for (const [i, t] of tensors.entries()) expect(rows[i]!.startsWith(escapeForTerminal(t.name))).toBe(true);
@@ -128,7 +136,7 @@ describe('inspect and errors print hostile names escaped', () => {
     expect(stderr).toMatch(/^quantize:\s+0% 1\/13 \\x1b\[2J\\x1b\[H\\nall tensors verified OK\\n$/m);
   });
 
-  it('error messages that quote a file\'s tensor name, and unknown commands', async () => {
+  it("error messages that quote a file's tensor name, and unknown commands", async () => {
     // A dtype no reader knows, so the error quotes the name.
     const header = new TextEncoder().encode(JSON.stringify({ [HOSTILE.clearScreen]: { dtype: 'Q9', shape: [1], data_offsets: [0, 4] } }));
     const file = new Uint8Array(8 + header.length + 4);
@@ -148,7 +156,14 @@ describe('inspect and errors print hostile names escaped', () => {
 
 describe('progress', () => {
   function fakeStream(isTTY: boolean, columns = 80): ProgressStream & { text: string } {
-    return { isTTY, columns, text: '', write(text: string) { this.text += text; } };
+    return {
+      isTTY,
+      columns,
+      text: '',
+      write(text: string) {
+        this.text += text;
+      },
+    };
   }
 
   it('prints at most a line a second when piped, plus the first and the last', () => {
@@ -199,7 +214,10 @@ describe('progress', () => {
       clock += 1000;
     }
     progress.done();
-    const draws = stream.text.split('\r\x1b[K').slice(1).map((draw) => draw.replace(/\n$/, ''));
+    const draws = stream.text
+      .split('\r\x1b[K')
+      .slice(1)
+      .map((draw) => draw.replace(/\n$/, ''));
     expect(draws).toHaveLength(4);
     for (const draw of draws) {
       expect(UNSAFE.test(draw)).toBe(false);

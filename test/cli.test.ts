@@ -60,11 +60,14 @@ describe('edge-moq quantize / dequantize / inspect', () => {
   const dir = mkdtempSync(join(tmpdir(), 'edge-moq-cli-'));
   const input = join(dir, 'model.safetensors');
   const weights = randomTensor(64 * 32, 3);
-  writeFileSync(input, encodeSafetensors([
-    { name: 'layers.0.weight', dtype: 'F32', shape: [64, 32], data: encodeFloat32(weights, 'F32') },
-    { name: 'layers.0.bias', dtype: 'F32', shape: [64], data: encodeFloat32(randomTensor(64, 4), 'F32') },
-    { name: 'layers.1.weight', dtype: 'F16', shape: [16, 32], data: encodeFloat32(randomTensor(16 * 32, 5), 'F16') },
-  ]));
+  writeFileSync(
+    input,
+    encodeSafetensors([
+      { name: 'layers.0.weight', dtype: 'F32', shape: [64, 32], data: encodeFloat32(weights, 'F32') },
+      { name: 'layers.0.bias', dtype: 'F32', shape: [64], data: encodeFloat32(randomTensor(64, 4), 'F32') },
+      { name: 'layers.1.weight', dtype: 'F16', shape: [16, 32], data: encodeFloat32(randomTensor(16 * 32, 5), 'F16') },
+    ]),
+  );
 
   it('packs a multi-tensor file, shows progress (plain lines when piped) and a summary', async () => {
     const output = join(dir, 'model.q4.safetensors');
@@ -95,7 +98,7 @@ describe('edge-moq quantize / dequantize / inspect', () => {
     expect(Array.from(values, (v) => v + 0)).toEqual(Array.from(fake, (v) => v + 0));
   });
 
-  it('packs on DeepSpeed\'s grid with --grid deepspeed, and along another axis with --axis', async () => {
+  it("packs on DeepSpeed's grid with --grid deepspeed, and along another axis with --axis", async () => {
     const output = join(dir, 'model.ds.safetensors');
     const { code } = await run('quantize', input, '-o', output, '--bits', '4', '--grid', 'deepspeed', '--quiet');
     expect(code).toBe(0);
@@ -142,11 +145,19 @@ describe('edge-moq quantize on a sharded checkpoint, and merge-index', () => {
   let totalSize = 0;
   for (let k = 0; k < 3; k++) {
     const tensors = [0, 1].map((t) => ({ name: `layers.${k}.w${t}`, dtype: 'F32' as const, shape: [8, 32], data: encodeFloat32(randomTensor(256, 10 * k + t), 'F32') }));
-    tensors.forEach((t) => { weightMap[t.name] = shard(k); totalSize += t.data.length; });
+    tensors.forEach((t) => {
+      weightMap[t.name] = shard(k);
+      totalSize += t.data.length;
+    });
     writeFileSync(join(dir, shard(k)), encodeSafetensors(tensors));
   }
   writeFileSync(index, JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }));
-  const filesOf = (folder: string) => Object.fromEntries(readdirSync(folder).sort().map((name) => [name, readFileSync(join(folder, name)).toString('base64')]));
+  const filesOf = (folder: string) =>
+    Object.fromEntries(
+      readdirSync(folder)
+        .sort()
+        .map((name) => [name, readFileSync(join(folder, name)).toString('base64')]),
+    );
 
   it('quantizes every shard with --jobs 2, and pieces merged give the same bytes', async () => {
     const whole = join(dir, 'whole');
@@ -158,7 +169,9 @@ describe('edge-moq quantize on a sharded checkpoint, and merge-index', () => {
       const { code } = await run('quantize', index, '-o', split, '--bits', '4', '--group-size', '32', '--shard', piece, '--jobs', '1');
       expect(code).toBe(0);
     }
-    const pieces = readdirSync(split).filter((name) => name.includes('.shard-')).map((name) => join(split, name));
+    const pieces = readdirSync(split)
+      .filter((name) => name.includes('.shard-'))
+      .map((name) => join(split, name));
     expect(pieces).toHaveLength(2);
     const merged = await run('merge-index', ...pieces, '-o', join(split, 'model.safetensors.index.json'));
     expect(merged.code).toBe(0);
@@ -179,16 +192,21 @@ describe('edge-moq quantize on an ONNX model', () => {
   const dir = mkdtempSync(join(tmpdir(), 'edge-moq-cli-onnx-'));
   const input = join(dir, 'model.onnx');
   const weight = randomTensor(64 * 16, 21, 0.5);
-  writeFileSync(input, encodeModel({
-    irVersion: 10, opsetImports: [{ domain: '', version: 21 }], producerName: 'edge-moq tests',
-    graph: {
-      name: 'main',
-      nodes: [{ opType: 'MatMul', name: 'proj', inputs: ['A', 'proj.weight'], outputs: ['Y'] }],
-      initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [64, 16], raw: float32Raw(weight) }],
-      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, 64] }],
-      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, 16] }],
-    },
-  }));
+  writeFileSync(
+    input,
+    encodeModel({
+      irVersion: 10,
+      opsetImports: [{ domain: '', version: 21 }],
+      producerName: 'edge-moq tests',
+      graph: {
+        name: 'main',
+        nodes: [{ opType: 'MatMul', name: 'proj', inputs: ['A', 'proj.weight'], outputs: ['Y'] }],
+        initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [64, 16], raw: float32Raw(weight) }],
+        inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, 64] }],
+        outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, 16] }],
+      },
+    }),
+  );
 
   it('recognises the model by its content, writes MatMulNBits, and onnxruntime-web runs it', async () => {
     const output = join(dir, 'model.q4.onnx');

@@ -16,7 +16,10 @@ import { testGpu, webgpuAvailable } from './support/webgpu.js';
 
 const gpuAvailable = await webgpuAvailable();
 
-interface Call { data: Float32Array; options: FakeQuantizeOptions }
+interface Call {
+  data: Float32Array;
+  options: FakeQuantizeOptions;
+}
 
 /** `count` calls of every kind: sizes 1..maxLength, all bit widths, both grids, both roundings, blends. */
 function calls(count: number, seed: number, maxLength: number): Call[] {
@@ -50,9 +53,12 @@ async function sequentially(backend: Backend, list: readonly Call[]): Promise<Fl
 /** Yields to the event loop in one of several ways, so awaits interleave differently. */
 function pause(k: number): Promise<unknown> {
   switch (k % 3) {
-    case 0: return Promise.resolve();
-    case 1: return new Promise((resolve) => setImmediate(resolve));
-    default: return new Promise((resolve) => setTimeout(resolve, 0));
+    case 0:
+      return Promise.resolve();
+    case 1:
+      return new Promise((resolve) => setImmediate(resolve));
+    default:
+      return new Promise((resolve) => setTimeout(resolve, 0));
   }
 }
 
@@ -114,16 +120,18 @@ function suite(make: () => Backend, scale: { calls: number; maxLength: number; s
     const expected = await sequentially(backend, list);
     const work = copy(list);
     const workers = 4;
-    await Promise.all(Array.from({ length: workers }, async (_, w) => {
-      const mine = work.filter((_, i) => i % workers === w);
-      for (let i = 0; i < mine.length; i += 2) {
-        await pause(i + w);
-        // Pairs go as one fakeQuantizeMany: the same per-tensor results as single calls.
-        const pair = mine.slice(i, i + 2);
-        if (pair.length === 2 && w % 2 === 0) await backend.fakeQuantizeMany(pair as QuantizeJob[]);
-        else for (const call of pair) await backend.fakeQuantize(call.data, call.options);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: workers }, async (_, w) => {
+        const mine = work.filter((_, i) => i % workers === w);
+        for (let i = 0; i < mine.length; i += 2) {
+          await pause(i + w);
+          // Pairs go as one fakeQuantizeMany: the same per-tensor results as single calls.
+          const pair = mine.slice(i, i + 2);
+          if (pair.length === 2 && w % 2 === 0) await backend.fakeQuantizeMany(pair as QuantizeJob[]);
+          else for (const call of pair) await backend.fakeQuantize(call.data, call.options);
+        }
+      }),
+    );
     work.forEach((call, i) => expectSameBits(call.data, expected[i]!, `call ${i}`));
   });
 
@@ -142,12 +150,29 @@ function suite(make: () => Backend, scale: { calls: number; maxLength: number; s
     const withNaN = randomTensor(64, 5);
     withNaN[40] = NaN;
     const bad: (() => { data: Float32Array[]; run: () => Promise<unknown> })[] = [
-      () => { const d = withNaN.slice(); return { data: [d], run: () => backend.fakeQuantize(d, { bits: 8, groups: 4 }) }; },
-      () => { const d = randomTensor(10, 6); return { data: [d], run: () => backend.fakeQuantize(d, { bits: 8, groups: 3 }) }; },
-      () => { const d = randomTensor(8, 7); return { data: [d], run: () => backend.fakeQuantize(d, { bits: 0 }) }; },
       () => {
-        const first = randomTensor(32, 8), second = withNaN.slice();
-        return { data: [first, second], run: () => backend.fakeQuantizeMany([{ data: first, options: { bits: 4 } }, { data: second, options: { bits: 2 } }]) };
+        const d = withNaN.slice();
+        return { data: [d], run: () => backend.fakeQuantize(d, { bits: 8, groups: 4 }) };
+      },
+      () => {
+        const d = randomTensor(10, 6);
+        return { data: [d], run: () => backend.fakeQuantize(d, { bits: 8, groups: 3 }) };
+      },
+      () => {
+        const d = randomTensor(8, 7);
+        return { data: [d], run: () => backend.fakeQuantize(d, { bits: 0 }) };
+      },
+      () => {
+        const first = randomTensor(32, 8),
+          second = withNaN.slice();
+        return {
+          data: [first, second],
+          run: () =>
+            backend.fakeQuantizeMany([
+              { data: first, options: { bits: 4 } },
+              { data: second, options: { bits: 2 } },
+            ]),
+        };
       },
     ];
     const work = copy(good);
@@ -173,7 +198,8 @@ function suite(make: () => Backend, scale: { calls: number; maxLength: number; s
     const backend = make();
     const q = new Quantizer(QUANTIZER_OPTIONS[0]!, { backend });
     const reference = new Quantizer(QUANTIZER_OPTIONS[0]!, { backend });
-    const params = model(20), alone = model(20);
+    const params = model(20),
+      alone = model(20);
     await reference.step([alone]);
     const first = q.step([params]);
     await expect(q.step([params])).rejects.toThrow(/a step is already running/);
@@ -185,7 +211,9 @@ function suite(make: () => Backend, scale: { calls: number; maxLength: number; s
 
 describe.each(['simd', 'scalar'] as const)('wasm %s', (build) => {
   let backend: WasmBackend;
-  beforeAll(async () => { backend = await WasmBackend.create(build); });
+  beforeAll(async () => {
+    backend = await WasmBackend.create(build);
+  });
   suite(() => backend, { calls: 60, maxLength: 5000, steps: 10 });
 
   it('in-place WasmTensors stay right while other calls grow the memory between awaits', async () => {
@@ -213,7 +241,9 @@ describe.each(['simd', 'scalar'] as const)('wasm %s', (build) => {
 
 describe.skipIf(!gpuAvailable)('webgpu', () => {
   let backend: WebGpuBackend;
-  beforeAll(async () => { backend = await WebGpuBackend.create({ gpu: testGpu() }); });
+  beforeAll(async () => {
+    backend = await WebGpuBackend.create({ gpu: testGpu() });
+  });
   afterAll(() => backend?.dispose());
   // SwiftShader is slow: fewer and smaller calls.
   suite(() => backend, { calls: 16, maxLength: 2000, steps: 6 });

@@ -37,8 +37,13 @@ describe('conformance runner', () => {
     const file = { format: 'moq-conformance/1', cases: [{ id: 'tie', kind: 'fake_quant', bits: 8, groups: 1, type: 'symmetric', rounding: 'nearest', shape: [3], input, expected }] };
     // A backend that rounds element `off` the other way, as an inexact division may.
     const gpuLike = (off: number) => ({
-      ...wasm, kind: 'webgpu' as const,
-      fakeQuantize: async (data: Float32Array) => { data.set(expected); data[off] = data[off]! + step; return data; },
+      ...wasm,
+      kind: 'webgpu' as const,
+      fakeQuantize: async (data: Float32Array) => {
+        data.set(expected);
+        data[off] = data[off]! + step;
+        return data;
+      },
     });
     const tie = await runConformance(file, gpuLike(1) as never);
     expect(tie).toMatchObject({ passed: 1, failed: 0, nearTieCases: 1 });

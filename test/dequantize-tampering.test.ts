@@ -8,9 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { dequantizeSafetensors } from '../src/formats/dequantize-file.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
-import {
-  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type SafetensorsFile,
-} from '../src/formats/safetensors.js';
+import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type SafetensorsFile } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { memorySink } from './support/memory-sink.js';
 import { randomTensor } from './support/fixtures.js';
@@ -23,7 +21,6 @@ beforeAll(async () => {
   packers = backends.map((b) => new WasmPacker(b));
 });
 afterAll(() => backends.forEach((b) => b.dispose()));
-
 
 /** A packed file of one [8, 16] tensor "w" in groups of 16 (8 groups). */
 async function packedFile(options: QuantizeFileOptions): Promise<Uint8Array> {
@@ -57,7 +54,16 @@ const CASES: { label: string; options: QuantizeFileOptions; part: string; edit: 
   { label: 'a NaN zero point', options: { bits: 5, type: 'asymmetric' }, part: 'w.zero', edit: setFloat(2, NaN), group: 2, what: /zero/i },
   { label: 'an infinite zero point', options: { bits: 5, type: 'asymmetric' }, part: 'w.zero', edit: setFloat(6, -Infinity), group: 6, what: /zero/i },
   { label: 'a NaN ternary alpha', options: { bits: 2 }, part: 'w.scale', edit: setFloat(4, NaN), group: 4, what: /scale|alpha/i },
-  { label: 'a ternary code 3', options: { bits: 2 }, part: 'w.q', edit: (d) => { d[4 * 4 + 1]! |= 0b11; }, group: 4, what: /code/i },
+  {
+    label: 'a ternary code 3',
+    options: { bits: 2 },
+    part: 'w.q',
+    edit: (d) => {
+      d[4 * 4 + 1]! |= 0b11;
+    },
+    group: 4,
+    what: /code/i,
+  },
   { label: 'a NaN binary mean', options: { bits: 1 }, part: 'w.scale', edit: setFloat(1, NaN), group: 1, what: /scale|mean/i },
 ];
 
@@ -70,7 +76,8 @@ describe.each(['wasm-simd', 'wasm'])('dequantize on %s', (kind) => {
       const sink = memorySink();
       const attempt = dequantizeSafetensors(memorySource(bad), sink, packer(), chunkBytes ? { chunkBytes } : {});
       await expect(attempt).rejects.toMatchObject({
-        code: 'MALFORMED_FILE', location: { group },
+        code: 'MALFORMED_FILE',
+        location: { group },
         message: expect.stringMatching(new RegExp(`packed tensor "w" group ${group} \\(elements ${group * 16}\\.\\.${group * 16 + 15}\\)`)),
       });
       await expect(attempt).rejects.toThrow(what);
@@ -78,24 +85,36 @@ describe.each(['wasm-simd', 'wasm'])('dequantize on %s', (kind) => {
     }
   });
 
-  it('never writes a non-finite value, whatever bytes of a packed file change', async () => {
-    const files = await Promise.all([{ bits: 4 }, { bits: 6, type: 'asymmetric' as const }, { bits: 2 }, { bits: 1 }].map((o) => packedFile(o)));
-    await fc.assert(fc.asyncProperty(
-      fc.nat(files.length - 1), fc.constantFrom('w.q', 'w.scale', 'w.zero'), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 6 }),
-      async (which, part, edits) => {
-        const original = files[which]!;
-        const parts = (await openSafetensors(memorySource(original))).tensors.map((t) => t.name);
-        if (!parts.includes(part)) return;
-        const bad = await tampered(original, part, (data) => { for (const [at, value] of edits) data[at % data.length] = value; });
-        const sink = memorySink();
-        try {
-          await dequantizeSafetensors(memorySource(bad), sink, packer(), { dtype: 'F32' });
-        } catch (error) {
-          expect(error).toMatchObject({ code: 'MALFORMED_FILE' });
-          expect(sink.state).toBe('aborted');
-          return;
-        }
-        expect(await allFinite(await openSafetensors(memorySource(sink.bytes())))).toBe(true);
-      }), { seed: FUZZ_SEED, numRuns: fuzzRuns(150) });
-  }, FUZZ_TIMEOUT_MS);
+  it(
+    'never writes a non-finite value, whatever bytes of a packed file change',
+    async () => {
+      const files = await Promise.all([{ bits: 4 }, { bits: 6, type: 'asymmetric' as const }, { bits: 2 }, { bits: 1 }].map((o) => packedFile(o)));
+      await fc.assert(
+        fc.asyncProperty(
+          fc.nat(files.length - 1),
+          fc.constantFrom('w.q', 'w.scale', 'w.zero'),
+          fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 6 }),
+          async (which, part, edits) => {
+            const original = files[which]!;
+            const parts = (await openSafetensors(memorySource(original))).tensors.map((t) => t.name);
+            if (!parts.includes(part)) return;
+            const bad = await tampered(original, part, (data) => {
+              for (const [at, value] of edits) data[at % data.length] = value;
+            });
+            const sink = memorySink();
+            try {
+              await dequantizeSafetensors(memorySource(bad), sink, packer(), { dtype: 'F32' });
+            } catch (error) {
+              expect(error).toMatchObject({ code: 'MALFORMED_FILE' });
+              expect(sink.state).toBe('aborted');
+              return;
+            }
+            expect(await allFinite(await openSafetensors(memorySource(sink.bytes())))).toBe(true);
+          },
+        ),
+        { seed: FUZZ_SEED, numRuns: fuzzRuns(150) },
+      );
+    },
+    FUZZ_TIMEOUT_MS,
+  );
 });

@@ -38,15 +38,29 @@ describe('describeValue on ordinary values', () => {
 
 describe('describeValue and typeName on hostile values', () => {
   let calls = 0;
-  const count = () => { calls++; return 1; };
+  const count = () => {
+    calls++;
+    return 1;
+  };
   const cyclic: Record<string, unknown> = { a: 1 };
   cyclic.self = cyclic;
-  const throwing = new Proxy({}, {
-    get() { throw new Error('get trap'); },
-    ownKeys() { throw new Error('ownKeys trap'); },
-    getOwnPropertyDescriptor() { throw new Error('descriptor trap'); },
-    getPrototypeOf() { throw new Error('prototype trap'); },
-  });
+  const throwing = new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('get trap');
+      },
+      ownKeys() {
+        throw new Error('ownKeys trap');
+      },
+      getOwnPropertyDescriptor() {
+        throw new Error('descriptor trap');
+      },
+      getPrototypeOf() {
+        throw new Error('prototype trap');
+      },
+    },
+  );
   const revocable = Proxy.revocable([1, 2], {});
   revocable.revoke();
   const controlName = class {};
@@ -55,10 +69,26 @@ describe('describeValue and typeName on hostile values', () => {
   const CASES: [string, () => unknown, RegExp][] = [
     ['a 10,000-deep array', () => nested(10_000), /^\[\[\[\[\[\[\[\[.*\.\.\.$/],
     ['a cycle', () => cyclic, /^Object$/],
-    ['an array holding itself', () => { const a: unknown[] = [1]; a.push(a); return a; }, /^Array$/],
+    [
+      'an array holding itself',
+      () => {
+        const a: unknown[] = [1];
+        a.push(a);
+        return a;
+      },
+      /^Array$/,
+    ],
     ['a BigInt inside an array', () => [1n, 2], /^\[1n,2\]$/],
     ['non-finite numbers inside an array, as JavaScript prints them', () => [NaN, -Infinity], /^\[NaN,-Infinity\]$/],
-    ['a getter', () => ({ get x() { return count(); } }), /^Object$/],
+    [
+      'a getter',
+      () => ({
+        get x() {
+          return count();
+        },
+      }),
+      /^Object$/,
+    ],
     ['an array with a getter element', () => Object.defineProperty([0], '0', { get: count }), /^Array$/],
     ['a Proxy whose traps throw', () => throwing, /^object$/],
     ['an array of Proxies whose traps throw', () => [throwing], /^Array$/],
@@ -69,8 +99,7 @@ describe('describeValue and typeName on hostile values', () => {
     ['a 100M-element typed array', () => new Float32Array(100_000_000), /^Float32Array$/],
     ['a 2^20-bit BigInt', () => 2n ** (2n ** 20n), /^a BigInt beyond ±2\^256$/],
     ['a class instance', () => new Map([[1, 2]]), /^Map$/],
-    ['a string with C0, DEL, C1, bidi and zero-width characters', () => 'a\u001b[2J\u007f\u009b\u202e\u200b\u2028b',
-      /^"a\\u001b\[2J\\u007f\\u009b\\u202e\\u200b\\u2028b"$/],
+    ['a string with C0, DEL, C1, bidi and zero-width characters', () => 'a\u001b[2J\u007f\u009b\u202e\u200b\u2028b', /^"a\\u001b\[2J\\u007f\\u009b\\u202e\\u200b\\u2028b"$/],
     ['a lone surrogate', () => '\ud800', /^"\\ud800"$/],
     ['a key with control characters', () => ({ '\u001b[2J': 1 }), /^\{"\\u001b\[2J":1\}$/],
     ['a constructor name with control characters', () => new controlName(), /^\\u001b\]0;title\\u0007$/],
@@ -103,7 +132,15 @@ describe('describeError', () => {
   it.each([
     ['an Error', new TypeError('bad \u001b[2J'), 'TypeError: bad \\u001b[2J'],
     ['an Error without a message', new RangeError(), 'RangeError'],
-    ['a message behind a getter, not run', Object.defineProperty(new Error(), 'message', { get() { throw new Error('ran'); } }), 'Error'],
+    [
+      'a message behind a getter, not run',
+      Object.defineProperty(new Error(), 'message', {
+        get() {
+          throw new Error('ran');
+        },
+      }),
+      'Error',
+    ],
     ['a thrown string', 'oops', '"oops"'],
     ['a thrown revoked Proxy', revocable.proxy, 'object'],
     ['a long message, shortened', new Error('x'.repeat(500)), `Error: ${'x'.repeat(77)}...`],

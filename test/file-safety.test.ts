@@ -4,9 +4,7 @@
 // leaves every file as it was.
 
 import { execFileSync } from 'node:child_process';
-import {
-  chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -48,14 +46,50 @@ async function quantizeFile(input: string, output: string): Promise<void> {
 describe('outputs that must be refused before any work', () => {
   const cases: [string, (dir: string, input: string) => string, RegExp][] = [
     ['the input itself', (_, input) => input, /is the input .*model\.safetensors \(the same file\)/],
-    ['a symlink to the input', (dir, input) => { symlinkSync(input, join(dir, 'link')); return join(dir, 'link'); }, /is the input/],
-    ['a hard link to the input', (dir, input) => { linkSync(input, join(dir, 'hard')); return join(dir, 'hard'); }, /is the input/],
-    ['a FIFO', (dir) => { execFileSync('mkfifo', [join(dir, 'fifo')]); return join(dir, 'fifo'); }, /is a FIFO .*writes only regular files/],
-    ['a directory', (dir) => { mkdirSync(join(dir, 'sub')); return join(dir, 'sub'); }, /is a directory/],
+    [
+      'a symlink to the input',
+      (dir, input) => {
+        symlinkSync(input, join(dir, 'link'));
+        return join(dir, 'link');
+      },
+      /is the input/,
+    ],
+    [
+      'a hard link to the input',
+      (dir, input) => {
+        linkSync(input, join(dir, 'hard'));
+        return join(dir, 'hard');
+      },
+      /is the input/,
+    ],
+    [
+      'a FIFO',
+      (dir) => {
+        execFileSync('mkfifo', [join(dir, 'fifo')]);
+        return join(dir, 'fifo');
+      },
+      /is a FIFO .*writes only regular files/,
+    ],
+    [
+      'a directory',
+      (dir) => {
+        mkdirSync(join(dir, 'sub'));
+        return join(dir, 'sub');
+      },
+      /is a directory/,
+    ],
     ['an empty path', () => '', /the output path must be a file name, got ""/],
     ['a file in a missing folder', (dir) => join(dir, 'missing', 'out.safetensors'), /cannot be created in .*missing/],
     ['a file under a regular file', (_, input) => join(input, 'out.safetensors'), /not a directory/],
-    ['a symlink loop', (dir) => { symlinkSync(join(dir, 'b'), join(dir, 'a')); symlinkSync(join(dir, 'a'), join(dir, 'b')); return join(dir, 'a'); }, /chain of more than 40 symlinks/],
+    [
+      'a symlink loop',
+      (dir) => {
+        symlinkSync(join(dir, 'b'), join(dir, 'a'));
+        symlinkSync(join(dir, 'a'), join(dir, 'b'));
+        return join(dir, 'a');
+      },
+      /chain of more than 40 symlinks/,
+    ],
   ];
 
   it.each(cases)('%s', async (_, make, message) => {
@@ -120,7 +154,14 @@ describe('outputs that are written', () => {
 
 describe('inputs that are not regular files', () => {
   it.each([
-    ['a FIFO (which used to block forever)', (dir: string) => { execFileSync('mkfifo', [join(dir, 'in.fifo')]); return join(dir, 'in.fifo'); }, /is a FIFO/],
+    [
+      'a FIFO (which used to block forever)',
+      (dir: string) => {
+        execFileSync('mkfifo', [join(dir, 'in.fifo')]);
+        return join(dir, 'in.fifo');
+      },
+      /is a FIFO/,
+    ],
     ['a directory', (dir: string) => dir, /is a directory/],
     ['a character device', () => '/dev/zero', /is a character device/],
     ['a procfs file (stat says 0 bytes)', () => '/proc/self/status', /proc pseudo-filesystem/],
@@ -197,73 +238,128 @@ describe('the CLI names the file in a file error', () => {
 // non-regular file, or leaves a temporary file. FUZZ_RUNS sets more runs by hand.
 describe('file kinds, fuzzed', () => {
   const INPUTS = ['model', 'packed', 'symlink to model', 'FIFO', 'directory', '/dev/zero', '/proc/self/status', 'missing', 'empty'] as const;
-  const OUTPUTS = ['new', 'existing 0640', 'the input', 'symlink to the input', 'hard link to the input', 'FIFO', 'directory',
-    'dangling symlink', 'symlink to existing', 'in a missing folder', 'empty name', 'symlink loop'] as const;
+  const OUTPUTS = [
+    'new',
+    'existing 0640',
+    'the input',
+    'symlink to the input',
+    'hard link to the input',
+    'FIFO',
+    'directory',
+    'dangling symlink',
+    'symlink to existing',
+    'in a missing folder',
+    'empty name',
+    'symlink loop',
+  ] as const;
 
   function place(dir: string, model: string, packed: string, kind: (typeof INPUTS)[number]): string {
     switch (kind) {
-      case 'model': return model;
-      case 'packed': return packed;
-      case 'symlink to model': symlinkSync(model, join(dir, 'in-link')); return join(dir, 'in-link');
-      case 'FIFO': execFileSync('mkfifo', [join(dir, 'in-fifo')]); return join(dir, 'in-fifo');
-      case 'directory': return dir;
-      case 'missing': return join(dir, 'missing.safetensors');
-      case 'empty': writeFileSync(join(dir, 'empty.safetensors'), ''); return join(dir, 'empty.safetensors');
-      default: return kind;
+      case 'model':
+        return model;
+      case 'packed':
+        return packed;
+      case 'symlink to model':
+        symlinkSync(model, join(dir, 'in-link'));
+        return join(dir, 'in-link');
+      case 'FIFO':
+        execFileSync('mkfifo', [join(dir, 'in-fifo')]);
+        return join(dir, 'in-fifo');
+      case 'directory':
+        return dir;
+      case 'missing':
+        return join(dir, 'missing.safetensors');
+      case 'empty':
+        writeFileSync(join(dir, 'empty.safetensors'), '');
+        return join(dir, 'empty.safetensors');
+      default:
+        return kind;
     }
   }
 
   function target(dir: string, input: string, kind: (typeof OUTPUTS)[number]): string {
     const out = join(dir, 'out.safetensors');
     switch (kind) {
-      case 'new': return out;
-      case 'existing 0640': writeFileSync(out, 'old'); chmodSync(out, 0o640); return out;
-      case 'the input': return input;
-      case 'symlink to the input': symlinkSync(input, join(dir, 'out-link')); return join(dir, 'out-link');
+      case 'new':
+        return out;
+      case 'existing 0640':
+        writeFileSync(out, 'old');
+        chmodSync(out, 0o640);
+        return out;
+      case 'the input':
+        return input;
+      case 'symlink to the input':
+        symlinkSync(input, join(dir, 'out-link'));
+        return join(dir, 'out-link');
       case 'hard link to the input':
-        try { linkSync(input, join(dir, 'out-hard')); } catch { return input; }
+        try {
+          linkSync(input, join(dir, 'out-hard'));
+        } catch {
+          return input;
+        }
         return join(dir, 'out-hard');
-      case 'FIFO': execFileSync('mkfifo', [out]); return out;
-      case 'directory': mkdirSync(out); return out;
-      case 'dangling symlink': symlinkSync(join(dir, 'nowhere.safetensors'), out); return out;
-      case 'symlink to existing': writeFileSync(join(dir, 'existing.safetensors'), 'old'); symlinkSync(join(dir, 'existing.safetensors'), out); return out;
-      case 'in a missing folder': return join(dir, 'missing', 'out.safetensors');
-      case 'empty name': return '';
-      case 'symlink loop': symlinkSync(join(dir, 'loop-b'), out); symlinkSync(out, join(dir, 'loop-b')); return out;
+      case 'FIFO':
+        execFileSync('mkfifo', [out]);
+        return out;
+      case 'directory':
+        mkdirSync(out);
+        return out;
+      case 'dangling symlink':
+        symlinkSync(join(dir, 'nowhere.safetensors'), out);
+        return out;
+      case 'symlink to existing':
+        writeFileSync(join(dir, 'existing.safetensors'), 'old');
+        symlinkSync(join(dir, 'existing.safetensors'), out);
+        return out;
+      case 'in a missing folder':
+        return join(dir, 'missing', 'out.safetensors');
+      case 'empty name':
+        return '';
+      case 'symlink loop':
+        symlinkSync(join(dir, 'loop-b'), out);
+        symlinkSync(out, join(dir, 'loop-b'));
+        return out;
     }
   }
 
   /** Every entry of `dir` with its kind, mode and, for regular files, contents. */
-  const snapshot = (dir: string) => readdirSync(dir).filter((name) => name !== 'out.safetensors' && !name.startsWith('nowhere') && name !== 'existing.safetensors')
-    .map((name) => {
-      const stats = lstatSync(join(dir, name));
-      return [name, stats.mode, stats.isFile() ? readFileSync(join(dir, name)).toString('base64') : ''];
-    });
+  const snapshot = (dir: string) =>
+    readdirSync(dir)
+      .filter((name) => name !== 'out.safetensors' && !name.startsWith('nowhere') && name !== 'existing.safetensors')
+      .map((name) => {
+        const stats = lstatSync(join(dir, name));
+        return [name, stats.mode, stats.isFile() ? readFileSync(join(dir, name)).toString('base64') : ''];
+      });
 
-  it('never loses the input, replaces a special file or leaves a temporary file', async () => {
-    vi.spyOn(console, 'log').mockImplementation(() => undefined);
-    vi.spyOn(console, 'error').mockImplementation(() => undefined);
-    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    try {
-      await fc.assert(fc.asyncProperty(
-        fc.constantFrom('quantize', 'dequantize'), fc.constantFrom(...INPUTS), fc.constantFrom(...OUTPUTS),
-        async (command, inputKind, outputKind) => {
-          const { dir, input: model } = folder();
-          const packed = join(dir, 'packed.safetensors');
-          await quantizeFile(model, packed);
-          const input = place(dir, model, packed, inputKind);
-          const output = target(dir, input, outputKind);
-          const before = snapshot(dir);
-          const code = await runCommandLine([command, input, '-o', output, ...(command === 'quantize' ? ['--bits', '4'] : [])]);
-          expect([0, 2]).toContain(code);
-          expect(snapshot(dir)).toEqual(before);
-          expect(partials(dir)).toEqual([]);
-          if (outputKind === 'FIFO') expect(lstatSync(output).isFIFO()).toBe(true);
-          if (outputKind === 'directory') expect(lstatSync(output).isDirectory()).toBe(true);
-          if (code === 0 && outputKind === 'existing 0640') expect(statSync(output).mode & 0o777).toBe(0o640);
-        }), { seed: FUZZ_SEED, numRuns: fuzzRuns(60) });
-    } finally {
-      vi.restoreAllMocks();
-    }
-  }, FUZZ_TIMEOUT_MS);
+  it(
+    'never loses the input, replaces a special file or leaves a temporary file',
+    async () => {
+      vi.spyOn(console, 'log').mockImplementation(() => undefined);
+      vi.spyOn(console, 'error').mockImplementation(() => undefined);
+      vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+      try {
+        await fc.assert(
+          fc.asyncProperty(fc.constantFrom('quantize', 'dequantize'), fc.constantFrom(...INPUTS), fc.constantFrom(...OUTPUTS), async (command, inputKind, outputKind) => {
+            const { dir, input: model } = folder();
+            const packed = join(dir, 'packed.safetensors');
+            await quantizeFile(model, packed);
+            const input = place(dir, model, packed, inputKind);
+            const output = target(dir, input, outputKind);
+            const before = snapshot(dir);
+            const code = await runCommandLine([command, input, '-o', output, ...(command === 'quantize' ? ['--bits', '4'] : [])]);
+            expect([0, 2]).toContain(code);
+            expect(snapshot(dir)).toEqual(before);
+            expect(partials(dir)).toEqual([]);
+            if (outputKind === 'FIFO') expect(lstatSync(output).isFIFO()).toBe(true);
+            if (outputKind === 'directory') expect(lstatSync(output).isDirectory()).toBe(true);
+            if (code === 0 && outputKind === 'existing 0640') expect(statSync(output).mode & 0o777).toBe(0o640);
+          }),
+          { seed: FUZZ_SEED, numRuns: fuzzRuns(60) },
+        );
+      } finally {
+        vi.restoreAllMocks();
+      }
+    },
+    FUZZ_TIMEOUT_MS,
+  );
 });

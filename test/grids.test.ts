@@ -27,10 +27,13 @@ function roundHalfEven(v: number): number {
  */
 function fullGrid(x: Float32Array, bits: number, groupSize: number): { values: number[]; codes: number[]; scales: number[] } {
   const half = 2 ** (bits - 1);
-  const values: number[] = [], codes: number[] = [], scales: number[] = [];
+  const values: number[] = [],
+    codes: number[] = [],
+    scales: number[] = [];
   for (let start = 0; start < x.length; start += groupSize) {
     const group = Array.from(x.subarray(start, start + groupSize));
-    const lo = Math.min(...group), hi = Math.max(...group);
+    const lo = Math.min(...group),
+      hi = Math.max(...group);
     const m = Math.abs(hi) > Math.abs(lo) ? hi : lo;
     const s = f(m / -half) + 0;
     scales.push(s);
@@ -92,7 +95,10 @@ describe.each(['fakeQuantize', 'pack'] as const)('the full grid by %s', (operati
       const packed = await packer.pack(x, options);
       expect(packed.grid, name).toBe('full');
       expect(Array.from(packed.scales), name).toEqual(want.scales);
-      expect(Array.from({ length: x.length }, (_, i) => codeAt(packed.codes, bits, i)), name).toEqual(want.codes);
+      expect(
+        Array.from({ length: x.length }, (_, i) => codeAt(packed.codes, bits, i)),
+        name,
+      ).toEqual(want.codes);
       const unpacked = await packer.unpack(packed);
       expect(differenceFromFake(x, Float32Array.from(want.values), unpacked, packed), name).toBeNull();
     }
@@ -139,7 +145,7 @@ describe('where the grid option does not apply', () => {
     }
   });
 
-  it('is no Quantizer option: MoQ stays on DeepSpeed\'s grid', () => {
+  it("is no Quantizer option: MoQ stays on DeepSpeed's grid", () => {
     expect(() => new Quantizer({ grid: 'full' } as never)).toThrow(expect.objectContaining({ code: 'CONFIG', message: expect.stringMatching(/options\.grid: unknown key/) }));
   });
 
@@ -168,7 +174,10 @@ describe('unpack validation and the grid', () => {
         const relabelled: PackedTensor = grid ? { ...unlabelled, grid } : unlabelled;
         await expect(packer.unpack(relabelled, out), name).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', location: { group: 0 } });
         await expect(packer.unpack(relabelled, out), name).rejects.toThrow(/group 0 \(elements 0\.\.3\): its scale is -0\.125/);
-        expect(out.every((v) => v === 7.5), `${name}: out untouched`).toBe(true);
+        expect(
+          out.every((v) => v === 7.5),
+          `${name}: out untouched`,
+        ).toBe(true);
       }
     }
   });

@@ -40,7 +40,12 @@ afterAll(() => {
 /** -0 and +0 are one value here (a zero keeps no sign through packing). */
 const signless = (a: Float32Array) => a.map((x) => x + 0);
 
-interface MatMulCase { m: number; k: number; n: number; blockSize: number }
+interface MatMulCase {
+  m: number;
+  k: number;
+  n: number;
+  blockSize: number;
+}
 
 /** Y[m, n] = sum_k A[m, k] W[n, k] in float64, and the matching sum_k |A[m, k] W[n, k]|. */
 function referenceMatMul({ m, k, n }: MatMulCase, a: Float32Array, w: Float32Array) {
@@ -124,10 +129,14 @@ describe('the independent decoder reads what the packer writes', () => {
   });
 
   const settings = [
-    { bits: 1, groupSize: 7, type: 'symmetric' }, { bits: 2, groupSize: 9, type: 'symmetric' },
-    { bits: 3, groupSize: 5, type: 'asymmetric' }, { bits: 3, groupSize: 11, type: 'symmetric' },
-    { bits: 4, groupSize: 32, type: 'symmetric' }, { bits: 5, groupSize: 13, type: 'asymmetric' },
-    { bits: 7, groupSize: 3, type: 'symmetric' }, { bits: 8, groupSize: 15, type: 'asymmetric' },
+    { bits: 1, groupSize: 7, type: 'symmetric' },
+    { bits: 2, groupSize: 9, type: 'symmetric' },
+    { bits: 3, groupSize: 5, type: 'asymmetric' },
+    { bits: 3, groupSize: 11, type: 'symmetric' },
+    { bits: 4, groupSize: 32, type: 'symmetric' },
+    { bits: 5, groupSize: 13, type: 'asymmetric' },
+    { bits: 7, groupSize: 3, type: 'symmetric' },
+    { bits: 8, groupSize: 15, type: 'asymmetric' },
     { bits: 12, groupSize: 21, type: 'symmetric' },
   ] as const;
 
@@ -153,7 +162,11 @@ describe('quantizeSafetensors output, read by the independent decoder', () => {
 
   const inputFile = (() => {
     const tensors = inputs.map(({ name, dtype, shape, seed }) => {
-      const values = randomTensor(shape.reduce((a, b) => a * b, 1), seed, 3);
+      const values = randomTensor(
+        shape.reduce((a, b) => a * b, 1),
+        seed,
+        3,
+      );
       for (let i = 0; i < values.length; i += 9) values[i] = 0;
       return { name, dtype, shape, data: encodeFloat32(values, dtype) };
     });
@@ -195,11 +208,17 @@ describe('quantizeSafetensors output, read by the independent decoder', () => {
       const groupSize = options.groupSize ?? (options.groups ? x.values.length / options.groups : shape.at(-1)!);
       const grid = options.type ?? 'symmetric';
       expect(tensor.packed).toEqual({
-        bits: options.bits, groupSize, shape, dtype,
+        bits: options.bits,
+        groupSize,
+        shape,
+        dtype,
         type: options.bits === 1 ? 'binary' : options.bits === 2 ? 'ternary' : grid,
       });
       const fakeOptions = {
-        bits: options.bits, groupSize, type: grid, rounding: options.rounding ?? 'nearest',
+        bits: options.bits,
+        groupSize,
+        type: grid,
+        rounding: options.rounding ?? 'nearest',
         ...(options.rounding === 'stochastic' ? { seed: options.seed!, tensorId: tensorIdOf(name) } : {}),
       } as const;
       // The library's own round trip of the whole tensor: equal bit for bit (a zero has no sign).

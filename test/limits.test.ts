@@ -44,7 +44,10 @@ describe('host arrays larger than stagingBytes', () => {
     const inMemory = chunked.upload(b);
     const expectedA = whole.fakeQuantizeSync(a.slice(), { bits: 4, groupSize: 64 });
     const expectedB = whole.fakeQuantizeSync(b.slice(), { bits: 6, groupSize: 32 });
-    chunked.fakeQuantizeManySync([{ data: a, options: { bits: 4, groupSize: 64 } }, { data: inMemory.array, options: { bits: 6, groupSize: 32 } }]);
+    chunked.fakeQuantizeManySync([
+      { data: a, options: { bits: 4, groupSize: 64 } },
+      { data: inMemory.array, options: { bits: 6, groupSize: 32 } },
+    ]);
     expect(a).toEqual(expectedA);
     expect(inMemory.array).toEqual(expectedB);
     inMemory.free();
@@ -55,8 +58,12 @@ describe('host arrays larger than stagingBytes', () => {
     const b = randomTensor(4096, 5);
     b[4000] = Number.NaN;
     const [a0, b0] = [a.slice(), b.slice()];
-    expect(() => chunked.fakeQuantizeManySync([{ data: a, options: { bits: 8, groupSize: 64 } }, { data: b, options: { bits: 8, groupSize: 64 } }]))
-      .toThrow(/jobs\[1\]\.data\[4000\] is NaN/);
+    expect(() =>
+      chunked.fakeQuantizeManySync([
+        { data: a, options: { bits: 8, groupSize: 64 } },
+        { data: b, options: { bits: 8, groupSize: 64 } },
+      ]),
+    ).toThrow(/jobs\[1\]\.data\[4000\] is NaN/);
     expect(a).toEqual(a0);
     expect(Object.is(b[4000], Number.NaN) || Number.isNaN(b[4000])).toBe(true);
     expect(b.map((v, i) => (i === 4000 ? 0 : v))).toEqual(b0.map((v, i) => (i === 4000 ? 0 : v)));

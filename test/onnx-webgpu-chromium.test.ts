@@ -38,14 +38,30 @@ const cases: { name: string; options: QuantizeOnnxOptions }[] = [
   { name: '8 bits asymmetric', options: { bits: 8, type: 'asymmetric', blockSize: 16 } },
 ];
 
-interface Built { name: string; bytes: Uint8Array; a: Float32Array; w: Float32Array; wasm: Float32Array }
-interface PageResult { name: string; y?: number[]; error?: string; placements: string[] }
-interface PageReport { adapter: { vendor: string; architecture: string } | null; results: PageResult[] }
+interface Built {
+  name: string;
+  bytes: Uint8Array;
+  a: Float32Array;
+  w: Float32Array;
+  wasm: Float32Array;
+}
+interface PageResult {
+  name: string;
+  y?: number[];
+  error?: string;
+  placements: string[];
+}
+interface PageReport {
+  adapter: { vendor: string; architecture: string } | null;
+  results: PageResult[];
+}
 
 /** Y = Relu(A @ B), B [K, N] an initializer: the graph quantizeOnnx turns into MatMulNBits. */
 function matMulModel(b: Float32Array): Uint8Array {
   return encodeModel({
-    irVersion: 10, opsetImports: [{ domain: '', version: 21 }], producerName: 'edge-moq tests',
+    irVersion: 10,
+    opsetImports: [{ domain: '', version: 21 }],
+    producerName: 'edge-moq tests',
     graph: {
       name: 'main',
       nodes: [
@@ -62,14 +78,23 @@ function matMulModel(b: Float32Array): Uint8Array {
 /** The dequantized weights [K, N] a quantized model carries. */
 function dequantized(bytes: Uint8Array, bits: number, blockSize: number): Float32Array {
   const graph = readFields(bytesValue(readModel(bytes).graph, 'graph'), 'graph');
-  const inits = new Map(graph.filter((f) => f.number === GraphField.INITIALIZER).map((f) => {
-    const t = readTensor(bytesValue(f, 'initializer'), 'initializer');
-    return [t.name, t.fields.find((x) => x.number === 9)!.payload] as const;
-  }));
+  const inits = new Map(
+    graph
+      .filter((f) => f.number === GraphField.INITIALIZER)
+      .map((f) => {
+        const t = readTensor(bytesValue(f, 'initializer'), 'initializer');
+        return [t.name, t.fields.find((x) => x.number === 9)!.payload] as const;
+      }),
+  );
   const zp = inits.get('proj.weight_zero_points');
   return dequantizeMatMulNBits({
-    k: K, n: N, bits, blockSize, b: inits.get(`proj.weight_Q${bits}`)!,
-    scales: decodeFloat32(inits.get('proj.weight_scales')!, 'F32'), zeroPoints: zp ?? null,
+    k: K,
+    n: N,
+    bits,
+    blockSize,
+    b: inits.get(`proj.weight_Q${bits}`)!,
+    scales: decodeFloat32(inits.get('proj.weight_scales')!, 'F32'),
+    zeroPoints: zp ?? null,
   });
 }
 
@@ -103,7 +128,7 @@ function worstRatio(c: Built, y: ArrayLike<number>): number {
   return worst;
 }
 
-describe.skipIf(!available || !webGpuAvailable)('MatMulNBits on onnxruntime-web\'s WebGPU EPs in Chromium (SwiftShader)', () => {
+describe.skipIf(!available || !webGpuAvailable)("MatMulNBits on onnxruntime-web's WebGPU EPs in Chromium (SwiftShader)", () => {
   let server: { url: string; close(): Promise<void> };
   let browser: Browser;
   const built: Built[] = [];
@@ -165,7 +190,7 @@ describe.skipIf(!available || !webGpuAvailable)('MatMulNBits on onnxruntime-web\
     for (const result of report.results) expectAgrees(result, 'WebGpuExecutionProvider');
   }, 30_000);
 
-  it('the default bundle\'s JSEP kernels (ort.min.mjs) run 4 bits, and refuse 8 bits when the session is created', async () => {
+  it("the default bundle's JSEP kernels (ort.min.mjs) run 4 bits, and refuse 8 bits when the session is created", async () => {
     const report = await runPage('jsep');
     expect(report.adapter?.architecture).toBe('swiftshader');
     for (const result of report.results) {

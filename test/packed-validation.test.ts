@@ -70,7 +70,10 @@ beforeAll(async () => {
   if (!gpuAvailable) return;
   const backend = await WebGpuBackend.create({ gpu: testGpu() });
   const packer = await WebGpuPacker.create(backend);
-  cleanups.push(() => packer.dispose(), () => backend.dispose());
+  cleanups.push(
+    () => packer.dispose(),
+    () => backend.dispose(),
+  );
   unpackers.push({
     name: 'webgpu',
     async run(packed) {
@@ -143,61 +146,201 @@ function setGroupLevels(packed: PackedTensor, g: number, level: number, atThree:
 }
 
 const DAMAGES: Damage[] = [
-  { name: 'scale NaN', types: ALL, reason: /its scale is NaN, but a scale must be finite/, element: 0, apply: (p, g) => { p.scales[g] = NaN; } },
-  { name: 'scale +Infinity', types: ALL, reason: /its scale is Infinity/, element: 0, apply: (p, g) => { p.scales[g] = Infinity; } },
-  { name: 'scale -Infinity', types: ALL, reason: /its scale is -Infinity/, element: 0, apply: (p, g) => { p.scales[g] = -Infinity; } },
-  { name: 'negative scale', types: SIGNED, reason: /its scale is -0\.5, but a scale must be finite and >= 0 \(negative scales are for codes on the full grid/, element: 0, apply: (p, g) => { p.scales[g] = -0.5; } },
-  { name: 'negative subnormal scale', types: SIGNED, reason: /its scale is -1\.401298464324817e-45/, element: 0, apply: (p, g) => { p.scales[g] = -TINY; } },
-  { name: 'zero point NaN', types: ['asymmetric'], reason: /its zero point is NaN, but a zero point must be finite/, element: 0, apply: (p, g) => { p.zeros![g] = NaN; } },
-  { name: 'zero point -Infinity', types: ['asymmetric'], reason: /its zero point is -Infinity/, element: 0, apply: (p, g) => { p.zeros![g] = -Infinity; } },
   {
-    name: 'a scale that overflows at the lowest symmetric code', types: ['symmetric', 'full'], element: 3,
+    name: 'scale NaN',
+    types: ALL,
+    reason: /its scale is NaN, but a scale must be finite/,
+    element: 0,
+    apply: (p, g) => {
+      p.scales[g] = NaN;
+    },
+  },
+  {
+    name: 'scale +Infinity',
+    types: ALL,
+    reason: /its scale is Infinity/,
+    element: 0,
+    apply: (p, g) => {
+      p.scales[g] = Infinity;
+    },
+  },
+  {
+    name: 'scale -Infinity',
+    types: ALL,
+    reason: /its scale is -Infinity/,
+    element: 0,
+    apply: (p, g) => {
+      p.scales[g] = -Infinity;
+    },
+  },
+  {
+    name: 'negative scale',
+    types: SIGNED,
+    reason: /its scale is -0\.5, but a scale must be finite and >= 0 \(negative scales are for codes on the full grid/,
+    element: 0,
+    apply: (p, g) => {
+      p.scales[g] = -0.5;
+    },
+  },
+  {
+    name: 'negative subnormal scale',
+    types: SIGNED,
+    reason: /its scale is -1\.401298464324817e-45/,
+    element: 0,
+    apply: (p, g) => {
+      p.scales[g] = -TINY;
+    },
+  },
+  {
+    name: 'zero point NaN',
+    types: ['asymmetric'],
+    reason: /its zero point is NaN, but a zero point must be finite/,
+    element: 0,
+    apply: (p, g) => {
+      p.zeros![g] = NaN;
+    },
+  },
+  {
+    name: 'zero point -Infinity',
+    types: ['asymmetric'],
+    reason: /its zero point is -Infinity/,
+    element: 0,
+    apply: (p, g) => {
+      p.zeros![g] = -Infinity;
+    },
+  },
+  {
+    name: 'a scale that overflows at the lowest symmetric code',
+    types: ['symmetric', 'full'],
+    element: 3,
     reason: /element \d+'s code 0 decodes beyond float32 \(scale 8\.507059173023462e\+37\)/,
-    apply: (p, g) => { p.scales[g] = 2 ** 126; setGroupLevels(p, g, 1, -(2 ** (p.bits - 1))); },
+    apply: (p, g) => {
+      p.scales[g] = 2 ** 126;
+      setGroupLevels(p, g, 1, -(2 ** (p.bits - 1)));
+    },
   },
   {
-    name: 'a negative scale that overflows at the lowest code', types: ['full'], element: 3,
+    name: 'a negative scale that overflows at the lowest code',
+    types: ['full'],
+    element: 3,
     reason: /element \d+'s code 0 decodes beyond float32 \(scale -8\.507059173023462e\+37\)/,
-    apply: (p, g) => { p.scales[g] = -(2 ** 126); setGroupLevels(p, g, 1, -(2 ** (p.bits - 1))); },
+    apply: (p, g) => {
+      p.scales[g] = -(2 ** 126);
+      setGroupLevels(p, g, 1, -(2 ** (p.bits - 1)));
+    },
   },
   {
-    name: 'a zero point near FLT_MAX plus a code', types: ['asymmetric'], element: 3,
+    name: 'a zero point near FLT_MAX plus a code',
+    types: ['asymmetric'],
+    element: 3,
     reason: /element \d+'s code \d+ decodes beyond float32 \(scale 1\.298074214633707e\+33, zero point 3\.4028234663852886e\+38\)/,
-    apply: (p, g) => { p.scales[g] = 2 ** 110; p.zeros![g] = MAX; setGroupLevels(p, g, 0, 2 ** p.bits - 1); },
+    apply: (p, g) => {
+      p.scales[g] = 2 ** 110;
+      p.zeros![g] = MAX;
+      setGroupLevels(p, g, 0, 2 ** p.bits - 1);
+    },
   },
   {
-    name: 'a half-scale group (s >= 2^(127-b)) whose top code overflows', types: ['asymmetric'], element: 3,
+    name: 'a half-scale group (s >= 2^(127-b)) whose top code overflows',
+    types: ['asymmetric'],
+    element: 3,
     reason: /decodes beyond float32/,
-    apply: (p, g) => { p.scales[g] = MAX; p.zeros![g] = 0; setGroupLevels(p, g, 1, 2 ** p.bits - 1); },
+    apply: (p, g) => {
+      p.scales[g] = MAX;
+      p.zeros![g] = 0;
+      setGroupLevels(p, g, 1, 2 ** p.bits - 1);
+    },
   },
   { name: 'ternary code 3', types: ['ternary'], reason: /element \d+ has code 3, but ternary codes are 0, 1 and 2/, element: 5, apply: (p, g) => setCodeAt(p.codes, 2, g * GROUP_SIZE + 5, 3) },
 ];
 
 /** Damages that leave the data valid: extreme, yet every value is finite. */
 const VALID: { name: string; types: Kind[]; apply(packed: PackedTensor, g: number): void }[] = [
-  { name: 'scale -0', types: ALL, apply: (p, g) => { p.scales[g] = -0; } },
-  { name: 'scale 0', types: ALL, apply: (p, g) => { p.scales[g] = 0; } },
-  { name: 'the smallest subnormal scale', types: ALL, apply: (p, g) => { p.scales[g] = TINY; } },
-  { name: 'scale FLT_MAX with codes of levels -1..1 only', types: ['symmetric', 'full', 'ternary', 'binary'], apply: (p, g) => {
-    p.scales[g] = MAX;
-    if (p.type === 'symmetric') setGroupLevels(p, g, 1, -1);
-  } },
-  { name: 'a negative scale', types: ['full'], apply: (p, g) => { p.scales[g] = -0.5; } },
-  { name: 'the negative smallest subnormal scale', types: ['full'], apply: (p, g) => { p.scales[g] = -TINY; } },
-  { name: 'scale -FLT_MAX with codes of levels -1..1 only', types: ['full'], apply: (p, g) => { p.scales[g] = -MAX; setGroupLevels(p, g, 1, -1); } },
-  { name: 'scale -FLT_MAX/2^(b-1), the lowest code at FLT_MAX', types: ['full'], apply: (p, g) => {
-    p.scales[g] = Math.fround(-MAX / 2 ** (p.bits - 1)); setGroupLevels(p, g, 0, -(2 ** (p.bits - 1)));
-  } },
-  { name: 'a half-scale group at FLT_MAX whose codes stay finite', types: ['asymmetric'], apply: (p, g) => {
-    p.scales[g] = MAX; p.zeros![g] = -MAX; setGroupLevels(p, g, 0, 1);
-  } },
-  { name: 'a zero point of ±FLT_MAX', types: ['asymmetric'], apply: (p, g) => { p.zeros![g] = g % 2 ? MAX : -MAX; p.scales[g] = 0; } },
+  {
+    name: 'scale -0',
+    types: ALL,
+    apply: (p, g) => {
+      p.scales[g] = -0;
+    },
+  },
+  {
+    name: 'scale 0',
+    types: ALL,
+    apply: (p, g) => {
+      p.scales[g] = 0;
+    },
+  },
+  {
+    name: 'the smallest subnormal scale',
+    types: ALL,
+    apply: (p, g) => {
+      p.scales[g] = TINY;
+    },
+  },
+  {
+    name: 'scale FLT_MAX with codes of levels -1..1 only',
+    types: ['symmetric', 'full', 'ternary', 'binary'],
+    apply: (p, g) => {
+      p.scales[g] = MAX;
+      if (p.type === 'symmetric') setGroupLevels(p, g, 1, -1);
+    },
+  },
+  {
+    name: 'a negative scale',
+    types: ['full'],
+    apply: (p, g) => {
+      p.scales[g] = -0.5;
+    },
+  },
+  {
+    name: 'the negative smallest subnormal scale',
+    types: ['full'],
+    apply: (p, g) => {
+      p.scales[g] = -TINY;
+    },
+  },
+  {
+    name: 'scale -FLT_MAX with codes of levels -1..1 only',
+    types: ['full'],
+    apply: (p, g) => {
+      p.scales[g] = -MAX;
+      setGroupLevels(p, g, 1, -1);
+    },
+  },
+  {
+    name: 'scale -FLT_MAX/2^(b-1), the lowest code at FLT_MAX',
+    types: ['full'],
+    apply: (p, g) => {
+      p.scales[g] = Math.fround(-MAX / 2 ** (p.bits - 1));
+      setGroupLevels(p, g, 0, -(2 ** (p.bits - 1)));
+    },
+  },
+  {
+    name: 'a half-scale group at FLT_MAX whose codes stay finite',
+    types: ['asymmetric'],
+    apply: (p, g) => {
+      p.scales[g] = MAX;
+      p.zeros![g] = -MAX;
+      setGroupLevels(p, g, 0, 1);
+    },
+  },
+  {
+    name: 'a zero point of ±FLT_MAX',
+    types: ['asymmetric'],
+    apply: (p, g) => {
+      p.zeros![g] = g % 2 ? MAX : -MAX;
+      p.scales[g] = 0;
+    },
+  },
 ];
 
-const POSITIONS = [['first', 0], ['middle', 2], ['last', GROUPS - 1]] as const;
+const POSITIONS = [
+  ['first', 0],
+  ['middle', 2],
+  ['last', GROUPS - 1],
+] as const;
 
-const copyOf = (packed: PackedTensor): PackedTensor =>
-  ({ ...packed, codes: packed.codes.slice(), scales: packed.scales.slice(), zeros: packed.zeros?.slice() ?? null });
+const copyOf = (packed: PackedTensor): PackedTensor => ({ ...packed, codes: packed.codes.slice(), scales: packed.scales.slice(), zeros: packed.zeros?.slice() ?? null });
 
 function kindOf(options: PackOptions): Kind {
   const packed = allocatePacked(planPack(8, { ...options, groupSize: 8 }));
@@ -209,8 +352,9 @@ it('runs on every packer present', () => {
 });
 
 describe('unpack refuses damaged packed data, names the group and writes nothing', () => {
-  const rows = DAMAGES.flatMap((damage) => TYPES.filter((o) => damage.types.includes(kindOf(o)))
-    .flatMap((options) => POSITIONS.map(([where, g]) => ({ damage, options, kind: kindOf(options), where, g }))));
+  const rows = DAMAGES.flatMap((damage) =>
+    TYPES.filter((o) => damage.types.includes(kindOf(o))).flatMap((options) => POSITIONS.map(([where, g]) => ({ damage, options, kind: kindOf(options), where, g }))),
+  );
 
   it.each(rows)('$damage.name, $options.bits bits $kind, $where group', async ({ damage, options, g }) => {
     const packed = validPacked(options, 11 * g + options.bits);
@@ -226,7 +370,10 @@ describe('unpack refuses damaged packed data, names the group and writes nothing
       expect(message, unpacker.name).toContain(`group ${g} (elements ${g * GROUP_SIZE}..${g * GROUP_SIZE + GROUP_SIZE - 1})`);
       expect(message, unpacker.name).toMatch(damage.reason);
       if (damage.element > 0) expect(message, unpacker.name).toContain(`element ${element}`);
-      expect(out.every((v) => v === SENTINEL), `${unpacker.name}: out untouched`).toBe(true);
+      expect(
+        out.every((v) => v === SENTINEL),
+        `${unpacker.name}: out untouched`,
+      ).toBe(true);
       expect(packed, `${unpacker.name}: packed untouched`).toEqual(before);
     }
   });
@@ -251,7 +398,11 @@ describe('unpack refuses damaged packed data, names the group and writes nothing
     const code = packed.type === 'symmetric' ? 2 ** (packed.bits - 1) : 1;
     for (let i = 0; i < packed.length; i++) setCodeAt(packed.codes, packed.bits, i, code);
     // A WebGPU invocation checks groups 256 apart: 4356 and 7940 share one.
-    for (const [bad, next] of [[7940, null], [4356, 7940], [9000, null]] as const) {
+    for (const [bad, next] of [
+      [7940, null],
+      [4356, 7940],
+      [9000, null],
+    ] as const) {
       packed.scales[bad] = badScale;
       if (next !== null) packed.scales[next] = NaN;
       for (const unpacker of unpackers) {
@@ -275,8 +426,9 @@ describe('unpack refuses damaged packed data, names the group and writes nothing
 });
 
 describe('unpack accepts valid data at the edges and writes only finite values', () => {
-  const rows = VALID.flatMap((valid) => TYPES.filter((o) => valid.types.includes(kindOf(o)))
-    .flatMap((options) => POSITIONS.map(([where, g]) => ({ valid, options, kind: kindOf(options), where, g }))));
+  const rows = VALID.flatMap((valid) =>
+    TYPES.filter((o) => valid.types.includes(kindOf(o))).flatMap((options) => POSITIONS.map(([where, g]) => ({ valid, options, kind: kindOf(options), where, g }))),
+  );
 
   it.each(rows)('$valid.name, $options.bits bits $kind, $where group', async ({ valid, options, g }) => {
     const packed = validPacked(options, 7 * g + options.bits);

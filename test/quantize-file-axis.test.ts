@@ -34,7 +34,10 @@ describe('quantizeSafetensors with axis and grid', () => {
       const view = axisView(shape, axis);
       const stream = Float32Array.from({ length }, (_, p) => values[tensorIndexOf(view, p)]!);
       const fake = await backend.fakeQuantize(stream, { bits: entry.bits, groupSize: entry.groupSize, ...(entry.grid ? { grid: entry.grid } : {}) });
-      const want = new Float32Array(length); fake.forEach((v, p) => { want[tensorIndexOf(view, p)] = v + 0; });
+      const want = new Float32Array(length);
+      fake.forEach((v, p) => {
+        want[tensorIndexOf(view, p)] = v + 0;
+      });
       const out = memorySink();
       await dequantizeSafetensors(memorySource(sink.bytes()), out, packer, { dtype: 'F32' });
       const file = await openSafetensors(memorySource(out.bytes()));

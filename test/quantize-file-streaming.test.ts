@@ -16,9 +16,7 @@ import { readPackedLayout } from '../src/formats/packed-metadata.js';
 import { readAheadSource } from '../src/formats/read-ahead.js';
 import { readableSource } from '../src/formats/streams.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
-import {
-  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype,
-} from '../src/formats/safetensors.js';
+import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype } from '../src/formats/safetensors.js';
 import type { Packer } from '../src/packed/packer.js';
 import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { memorySink } from './support/memory-sink.js';
@@ -33,7 +31,6 @@ beforeAll(async () => {
   packers = backends.map((b) => new WasmPacker(b));
 });
 afterAll(() => backends.forEach((b) => b.dispose()));
-
 
 let fileCount = 0;
 /** Quantizes into memory (sequential sink) or into a file (positional sink). */
@@ -111,14 +108,17 @@ describe('files packed twice', () => {
     { name: 'norm.weight', dtype: 'F32' as Dtype, shape: [32], values: randomTensor(32, 3) },
   ];
 
-  it('keep the first run\'s packing: 8 bits for attention, then 4 for the rest, dequantize to both', async () => {
+  it("keep the first run's packing: 8 bits for attention, then 4 for the rest, dequantize to both", async () => {
     const packer = packers[0]!;
     const first = await quantize(modelWith(tensors), { bits: 8, include: /attn/ }, packer, 'file');
     const second = await quantize(first.out, { bits: 4 }, packer, 'file');
     const carried = second.report.tensors.find((t) => t.name === 'attn.q.weight')!;
     expect(carried).toMatchObject({ packed: false, reason: expect.stringMatching(/already packed \(symmetric 8-bit, groups of 32\): carried over/) });
     const layout = readPackedLayout(await openSafetensors(memorySource(second.out)));
-    expect(layout.packed.map((p) => [p.name, p.entry.bits]).sort()).toEqual([['attn.q.weight', 8], ['mlp.up.weight', 4]]);
+    expect(layout.packed.map((p) => [p.name, p.entry.bits]).sort()).toEqual([
+      ['attn.q.weight', 8],
+      ['mlp.up.weight', 4],
+    ]);
     expect(layout.plain.map((t) => t.name)).toEqual(['norm.weight']);
     // The carried tensor's parts are byte for byte the first run's.
     const once = await tensorsOf(first.out);
@@ -128,7 +128,10 @@ describe('files packed twice', () => {
     const sink = memorySink();
     await dequantizeSafetensors(memorySource(second.out), sink, packer, { dtype: 'F32' });
     const restored = await tensorsOf(sink.bytes());
-    for (const [name, bits] of [['attn.q.weight', 8], ['mlp.up.weight', 4]] as const) {
+    for (const [name, bits] of [
+      ['attn.q.weight', 8],
+      ['mlp.up.weight', 4],
+    ] as const) {
       const source = tensors.find((t) => t.name === name)!;
       const expected = await backends[0]!.fakeQuantize(source.values.slice(), { bits, groupSize: 32 });
       // A zero keeps no sign in the packed form (src/packed/packer.ts).
@@ -164,8 +167,10 @@ describe('reports', () => {
       dispose: () => undefined,
     };
     const sink = memorySink();
-    await expect(quantizeSafetensors(memorySource(modelWith([{ name: 'w', dtype: 'F32', shape: [4, 8], values: randomTensor(32, 1) }])), sink, broken, { bits: 4 }))
-      .rejects.toMatchObject({ code: 'NON_FINITE', message: expect.stringMatching(/tensor "w": the packed values differ from the input by NaN/) });
+    await expect(quantizeSafetensors(memorySource(modelWith([{ name: 'w', dtype: 'F32', shape: [4, 8], values: randomTensor(32, 1) }])), sink, broken, { bits: 4 })).rejects.toMatchObject({
+      code: 'NON_FINITE',
+      message: expect.stringMatching(/tensor "w": the packed values differ from the input by NaN/),
+    });
     expect(sink.state).toBe('aborted');
   });
 });
@@ -187,8 +192,10 @@ describe('name patterns', () => {
 
   it('refuses a pattern it cannot run in linear time, before reading', async () => {
     const sink = memorySink();
-    await expect(quantizeSafetensors(memorySource(bytes()), sink, packers[0]!, { bits: 4, exclude: '(a)\\1' }))
-      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^options\.exclude/) });
+    await expect(quantizeSafetensors(memorySource(bytes()), sink, packers[0]!, { bits: 4, exclude: '(a)\\1' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/^options\.exclude/),
+    });
     expect(sink.state).toBe('aborted');
   });
 });
@@ -217,16 +224,20 @@ describe('refusals before anything is read', () => {
   it('stochastic rounding of a tensor over 2^32 elements', async () => {
     const { source, reads } = hugeSource([2 ** 16, 2 ** 16 + 16]);
     const sink = memorySink();
-    await expect(quantizeSafetensors(source, sink, packers[0]!, { bits: 4, rounding: 'stochastic', groupSize: 64 }))
-      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/has 4296015872 elements; stochastic rounding .* up to 2\^32 elements. Use --rounding nearest/) });
+    await expect(quantizeSafetensors(source, sink, packers[0]!, { bits: 4, rounding: 'stochastic', groupSize: 64 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/has 4296015872 elements; stochastic rounding .* up to 2\^32 elements. Use --rounding nearest/),
+    });
     expect(reads.data).toBe(0);
     expect(sink.state).toBe('aborted');
   });
 
   it('a ternary group larger than the memory a group may take', async () => {
     const { source, reads } = hugeSource([2, 2 ** 27]);
-    await expect(quantizeSafetensors(source, memorySink(), packers[0]!, { bits: 2 }))
-      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/ternary groups of 134217728 elements .* pass --group-size 67108864 or smaller/) });
+    await expect(quantizeSafetensors(source, memorySink(), packers[0]!, { bits: 2 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/ternary groups of 134217728 elements .* pass --group-size 67108864 or smaller/),
+    });
     expect(reads.data).toBe(0);
   });
 });
@@ -235,20 +246,29 @@ describe('read-ahead', () => {
   const bytes = Uint8Array.from({ length: 3 << 20 }, (_, i) => (i * 7919) >>> 3);
 
   it('returns the bytes of any read, small or large, in any order', async () => {
-    await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.nat(bytes.length - 1), fc.oneof(fc.nat(100), fc.nat(200_000))), { maxLength: 30 }), async (reads) => {
-      const source = readAheadSource(memorySource(bytes));
-      for (const [offset, wanted] of reads) {
-        const length = Math.min(wanted, bytes.length - offset);
-        const into = new Uint8Array(length);
-        await source.read(offset, into);
-        expect(Buffer.compare(into, bytes.subarray(offset, offset + length))).toBe(0);
-      }
-    }), { seed: 5, numRuns: 100 });
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.nat(bytes.length - 1), fc.oneof(fc.nat(100), fc.nat(200_000))), { maxLength: 30 }), async (reads) => {
+        const source = readAheadSource(memorySource(bytes));
+        for (const [offset, wanted] of reads) {
+          const length = Math.min(wanted, bytes.length - offset);
+          const into = new Uint8Array(length);
+          await source.read(offset, into);
+          expect(Buffer.compare(into, bytes.subarray(offset, offset + length))).toBe(0);
+        }
+      }),
+      { seed: 5, numRuns: 100 },
+    );
   });
 
   it('reads small pieces far apart directly, so that a strided read fetches about what it asks for', async () => {
     let fetched = 0;
-    const source = readAheadSource({ size: bytes.length, async read(offset, into) { fetched += into.length; into.set(bytes.subarray(offset, offset + into.length)); } });
+    const source = readAheadSource({
+      size: bytes.length,
+      async read(offset, into) {
+        fetched += into.length;
+        into.set(bytes.subarray(offset, offset + into.length));
+      },
+    });
     let asked = 0;
     for (let offset = 0; offset + 64 < bytes.length; offset += 400_000) {
       const into = new Uint8Array(64);
@@ -281,33 +301,40 @@ describe('read-ahead', () => {
 
 describe('code streams', () => {
   it('appending bit runs of any length equals writing the stream at once; readCodeBits reads any run back', async () => {
-    await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 70 }), { minLength: 1, maxLength: 12 }), fc.integer(), async (runs, seed) => {
-      const next = uniforms(seed);
-      const total = runs.reduce((a, b) => a + b, 0);
-      const bits = Array.from({ length: total }, () => (next() < 0.5 ? 0 : 1));
-      const stream = new Uint8Array(Math.ceil(total / 8));
-      bits.forEach((b, i) => { stream[i >> 3]! |= b << (i & 7); });
-      const written: number[] = [];
-      const writer = new CodeStreamWriter(async (bytes) => { written.push(...bytes); });
-      let at = 0;
-      for (const run of runs) {
-        const piece = new Uint8Array(Math.ceil(run / 8) + 1).fill(0xff); // bits past the run must be ignored
-        for (let i = 0; i < run; i++) if (!bits[at + i]) piece[i >> 3]! &= ~(1 << (i & 7));
-        await writer.append(piece, run);
-        at += run;
-      }
-      await writer.finish();
-      expect(Uint8Array.from(written)).toEqual(stream);
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 70 }), { minLength: 1, maxLength: 12 }), fc.integer(), async (runs, seed) => {
+        const next = uniforms(seed);
+        const total = runs.reduce((a, b) => a + b, 0);
+        const bits = Array.from({ length: total }, () => (next() < 0.5 ? 0 : 1));
+        const stream = new Uint8Array(Math.ceil(total / 8));
+        bits.forEach((b, i) => {
+          stream[i >> 3]! |= b << (i & 7);
+        });
+        const written: number[] = [];
+        const writer = new CodeStreamWriter(async (bytes) => {
+          written.push(...bytes);
+        });
+        let at = 0;
+        for (const run of runs) {
+          const piece = new Uint8Array(Math.ceil(run / 8) + 1).fill(0xff); // bits past the run must be ignored
+          for (let i = 0; i < run; i++) if (!bits[at + i]) piece[i >> 3]! &= ~(1 << (i & 7));
+          await writer.append(piece, run);
+          at += run;
+        }
+        await writer.finish();
+        expect(Uint8Array.from(written)).toEqual(stream);
 
-      const source = memorySource(Uint8Array.of(9, ...stream, 0, 0));
-      const into = new Uint8Array(stream.length + 2);
-      const scratch = new Uint8Array(stream.length + 3);
-      at = 0;
-      for (const run of runs) {
-        const read = await readCodeBits(source, 1, at, run, into, scratch);
-        for (let i = 0; i < run; i++) expect((read[i >> 3]! >> (i & 7)) & 1).toBe(bits[at + i]);
-        at += run;
-      }
-    }), { seed: 13, numRuns: 200 });
+        const source = memorySource(Uint8Array.of(9, ...stream, 0, 0));
+        const into = new Uint8Array(stream.length + 2);
+        const scratch = new Uint8Array(stream.length + 3);
+        at = 0;
+        for (const run of runs) {
+          const read = await readCodeBits(source, 1, at, run, into, scratch);
+          for (let i = 0; i < run; i++) expect((read[i >> 3]! >> (i & 7)) & 1).toBe(bits[at + i]);
+          at += run;
+        }
+      }),
+      { seed: 13, numRuns: 200 },
+    );
   });
 });

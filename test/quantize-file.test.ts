@@ -11,9 +11,7 @@ import { atomicFileSink, fileSource } from '../src/formats/node-file.js';
 import { readPackedLayout } from '../src/formats/packed-metadata.js';
 import { chunkElementsFor } from '../src/formats/chunking.js';
 import { quantizeSafetensors, type QuantizeFileOptions } from '../src/formats/quantize-file.js';
-import {
-  decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype,
-} from '../src/formats/safetensors.js';
+import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes, type Dtype } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { tensorIdOf } from '../src/noise.js';
 import { memorySink } from './support/memory-sink.js';
@@ -29,7 +27,12 @@ beforeAll(async () => {
 });
 afterAll(() => backend.dispose());
 
-interface Source { name: string; dtype: Dtype; shape: number[]; values: Float32Array }
+interface Source {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  values: Float32Array;
+}
 
 function model(): Source[] {
   const tensor = (name: string, dtype: Dtype, shape: number[], seed: number): Source => {
@@ -48,12 +51,8 @@ function model(): Source[] {
 }
 
 function encode(tensors: Source[], extra: { name: string; dtype: Dtype; shape: number[]; data: Uint8Array }[] = []): Uint8Array {
-  return encodeSafetensors([
-    ...tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: encodeFloat32(t.values, t.dtype as 'F32') })),
-    ...extra,
-  ], { note: 'kept' });
+  return encodeSafetensors([...tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: encodeFloat32(t.values, t.dtype as 'F32') })), ...extra], { note: 'kept' });
 }
-
 
 async function quantize(bytes: Uint8Array, options: QuantizeFileOptions) {
   const sink = memorySink();
@@ -94,9 +93,11 @@ describe('quantizeSafetensors', () => {
         expect(values).toEqual(t.values);
         continue;
       }
-      const groupSize = options.groups ? t.values.length / options.groups : options.groupSize ?? t.shape.at(-1)!;
+      const groupSize = options.groups ? t.values.length / options.groups : (options.groupSize ?? t.shape.at(-1)!);
       const fake = await backend.fakeQuantize(t.values.slice(), {
-        bits: options.bits, groupSize, ...(options.type ? { type: options.type } : {}),
+        bits: options.bits,
+        groupSize,
+        ...(options.type ? { type: options.type } : {}),
         ...(options.rounding ? { rounding: options.rounding, seed: options.seed!, tensorId: tensorIdOf(t.name) } : {}),
       });
       for (let i = 0; i < fake.length; i++) {
@@ -108,18 +109,17 @@ describe('quantizeSafetensors', () => {
 
   it('reports what it packed and kept, the bytes and the errors', async () => {
     const tensors = model();
-    const { report } = await quantize(encode(tensors, [{ name: 'ids', dtype: 'I32', shape: [2], data: new Uint8Array(8) }]),
-      { bits: 4, groupSize: 8, exclude: /^head\./ });
+    const { report } = await quantize(encode(tensors, [{ name: 'ids', dtype: 'I32', shape: [2], data: new Uint8Array(8) }]), { bits: 4, groupSize: 8, exclude: /^head\./ });
     const byName = Object.fromEntries(report.tensors.map((t) => [t.name, t]));
     expect(byName['head.weight']).toMatchObject({ packed: false, reason: 'matched by --exclude' });
     expect(byName.ids).toMatchObject({ packed: false, reason: 'I32 is not a float dtype' });
     expect(byName['block.0.attn.bias']!.reason).toMatch(/1-D/);
     const embed = byName['embed.weight']!;
-    expect(embed).toMatchObject({ packed: true, bits: 4, type: 'symmetric', groupSize: 8, bytesIn: 40 * 24 * 4, bytesOut: 40 * 24 / 2 + 40 * 24 / 8 * 4 });
+    expect(embed).toMatchObject({ packed: true, bits: 4, type: 'symmetric', groupSize: 8, bytesIn: 40 * 24 * 4, bytesOut: (40 * 24) / 2 + ((40 * 24) / 8) * 4 });
     // Nearest rounding: no error exceeds one step (the top value is clamped to 2^(b-1)-1 steps,
     // a whole step below absmax); steps here are at most 2 * 3 / 16.
     expect(embed.maxAbsError).toBeGreaterThan(0);
-    expect(embed.maxAbsError).toBeLessThanOrEqual(2 * 3 / 16 + 1e-6);
+    expect(embed.maxAbsError).toBeLessThanOrEqual((2 * 3) / 16 + 1e-6);
     expect(embed.rmsError).toBeLessThan(embed.maxAbsError!);
     expect(report.packed).toBe(3);
     expect(report.skipped).toBe(3);
@@ -138,7 +138,13 @@ describe('quantizeSafetensors', () => {
   });
 
   it('chooses chunks of whole groups that start on a byte', () => {
-    for (const [groupSize, bits, chunkBytes, expected] of [[3, 3, 64, 24], [3, 3, 400, 96], [5, 4, 4, 10], [32, 4, 1 << 20, 1 << 18], [7, 1, 16, 56]] as const) {
+    for (const [groupSize, bits, chunkBytes, expected] of [
+      [3, 3, 64, 24],
+      [3, 3, 400, 96],
+      [5, 4, 4, 10],
+      [32, 4, 1 << 20, 1 << 18],
+      [7, 1, 16, 56],
+    ] as const) {
       const chunk = chunkElementsFor({ groupSize, bits, length: 1 << 20 }, chunkBytes);
       expect(chunk).toBe(expected);
       expect((chunk * bits) % 8).toBe(0);
@@ -157,8 +163,7 @@ describe('a failed quantization leaves no output file', () => {
     writeFileSync(input, encode(tensors));
     const output = join(dir, 'nan.q.safetensors');
     const source = await fileSource(input);
-    await expect(quantizeSafetensors(source, atomicFileSink(output), packer, { bits: 4, groupSize: 8, chunkBytes: 64 }))
-      .rejects.toThrow(/tensor "block.0.mlp.weight" element 100: is NaN/);
+    await expect(quantizeSafetensors(source, atomicFileSink(output), packer, { bits: 4, groupSize: 8, chunkBytes: 64 })).rejects.toThrow(/tensor "block.0.mlp.weight" element 100: is NaN/);
     await source.close();
     expect(existsSync(output)).toBe(false);
     expect(files().filter((f) => f.includes('partial'))).toEqual([]);

@@ -11,7 +11,15 @@ import { serveDirectory } from '../scripts/serve.mjs';
 
 const { available, webGpuAvailable } = await chromiumAvailability();
 
-interface Report { backend: string; adapter: string | null; subgroups: boolean | null; passed: number; failed: number; schedulePassed: number; failures: unknown[] }
+interface Report {
+  backend: string;
+  adapter: string | null;
+  subgroups: boolean | null;
+  passed: number;
+  failed: number;
+  schedulePassed: number;
+  failures: unknown[];
+}
 
 describe.skipIf(!available)('Chromium', () => {
   let server: { url: string; close(): Promise<void> };
@@ -72,11 +80,13 @@ describe.skipIf(!available)('Chromium', () => {
       expect(await example.evaluate(() => document.body.dataset.backend)).toBe('wasm-simd');
       expect(Number(await example.evaluate(() => document.body.dataset.levels))).toBeLessThanOrEqual(8);
       expect(await example.textContent('#explain')).toMatch(/backend: wasm-simd \(requested: wasm-simd\)/);
-      const painted = await example.evaluate(() => ['before', 'after'].map((id) => {
-        const canvas = document.getElementById(id) as HTMLCanvasElement;
-        const pixels = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
-        return pixels.some((v, i) => i % 4 === 3 && v > 0);
-      }));
+      const painted = await example.evaluate(() =>
+        ['before', 'after'].map((id) => {
+          const canvas = document.getElementById(id) as HTMLCanvasElement;
+          const pixels = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+          return pixels.some((v, i) => i % 4 === 3 && v > 0);
+        }),
+      );
       expect(painted).toEqual([true, true]);
     } finally {
       await example.close();

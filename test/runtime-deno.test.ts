@@ -14,23 +14,19 @@ import { runtimeAvailable } from './support/runtimes.js';
 const run = promisify(execFile);
 const DENO = join(PACKAGE_ROOT, 'node_modules/.bin/deno');
 
-const available = await runtimeAvailable(
-  { name: 'Deno (npm package deno)', install: 'npm ci' },
-  async () => {
-    if (!existsSync(DENO)) return `${DENO} is missing`;
-    const { stdout } = await run(DENO, ['--version']);
-    return /^deno 2\./.test(stdout) ? null : `unexpected deno version: ${stdout.split('\n')[0]}`;
-  },
-);
+const available = await runtimeAvailable({ name: 'Deno (npm package deno)', install: 'npm ci' }, async () => {
+  if (!existsSync(DENO)) return `${DENO} is missing`;
+  const { stdout } = await run(DENO, ['--version']);
+  return /^deno 2\./.test(stdout) ? null : `unexpected deno version: ${stdout.split('\n')[0]}`;
+});
 
 // Deno's WebGPU needs a Vulkan driver; without a GPU that is Mesa's lavapipe.
-const webGpuAvailable = available && await runtimeAvailable(
-  { name: 'WebGPU in Deno (Mesa lavapipe)', install: 'apt-get install -y mesa-vulkan-drivers libvulkan1' },
-  async () => {
+const webGpuAvailable =
+  available &&
+  (await runtimeAvailable({ name: 'WebGPU in Deno (Mesa lavapipe)', install: 'apt-get install -y mesa-vulkan-drivers libvulkan1' }, async () => {
     const { stdout } = await run(DENO, ['eval', 'console.log((await navigator.gpu?.requestAdapter())?.info.description ?? "none")']);
     return stdout.trim() === 'none' ? 'Deno found no WebGPU adapter (no Vulkan driver)' : null;
-  },
-);
+  }));
 
 function deno(dir: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run(DENO, ['run', '--allow-read', '--allow-env', ...args], { cwd: dir, timeout: 120_000, env: { ...process.env, NO_COLOR: '1' } });

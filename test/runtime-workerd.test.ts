@@ -18,7 +18,15 @@ import { startBundledWorker, workerdAvailable } from './support/workerd.js';
 
 const available = await workerdAvailable();
 
-interface FakeQuantCase { id: string; bits: number; groups: number; type: string; rounding: string; input: number[]; expected: number[] }
+interface FakeQuantCase {
+  id: string;
+  bits: number;
+  groups: number;
+  type: string;
+  rounding: string;
+  input: number[];
+  expected: number[];
+}
 
 /** Bundles test/fixtures/workerd-worker.ts as wrangler would and starts it in workerd. */
 async function startWorker(prefix: string): Promise<{ dir: string; worker: Miniflare }> {
@@ -53,7 +61,8 @@ describe.skipIf(!available)('workerd (miniflare)', () => {
     for (const c of cases) {
       const query = new URLSearchParams({ bits: String(c.bits), groups: String(c.groups), type: c.type, rounding: c.rounding });
       const response = await worker.dispatchFetch(`http://worker/?${query}`, {
-        method: 'POST', body: new Uint8Array(Float32Array.from(c.input, Math.fround).buffer),
+        method: 'POST',
+        body: new Uint8Array(Float32Array.from(c.input, Math.fround).buffer),
       });
       expect(response.status, `${c.id}: ${response.status}`).toBe(200);
       backends.add(response.headers.get('x-edge-moq-backend'));
@@ -77,9 +86,11 @@ describe.skipIf(!available)('workerd (miniflare)', () => {
 
   it.each(['wasm-simd', 'wasm'])('runs the whole conformance file, schedules included, inside the Worker on %s', async (kind) => {
     const response = await worker.dispatchFetch(`http://worker/conformance?backend=${kind}`, {
-      method: 'POST', body: readFileSync(CONFORMANCE_PATH), headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      body: readFileSync(CONFORMANCE_PATH),
+      headers: { 'content-type': 'application/json' },
     });
-    const report = await response.json() as { backend: string; passed: number; failed: number; schedulePassed: number; failures: unknown[] };
+    const report = (await response.json()) as { backend: string; passed: number; failed: number; schedulePassed: number; failures: unknown[] };
     expect(report.failures).toEqual([]);
     expect(report.backend).toBe(kind);
     expect(report.passed).toBe(conformanceFile().cases.length);
@@ -87,7 +98,6 @@ describe.skipIf(!available)('workerd (miniflare)', () => {
     console.log(`workerd ${kind}: ${report.passed} passed, ${report.failed} failed (${report.schedulePassed} schedule cases)`);
   });
 });
-
 
 describe.skipIf(!available)('workerd: a 128 MB memory budget', () => {
   let dir: string;
@@ -104,7 +114,10 @@ describe.skipIf(!available)('workerd: a 128 MB memory budget', () => {
   it('packs a 160 MiB safetensors upload as a stream, with WebAssembly memory at a few MiB', async () => {
     const shape = [2048, 2048]; // 16 MiB of float32 each
     const tensors = Array.from({ length: 10 }, (_, i) => ({
-      name: `layers.${i}.weight`, dtype: 'F32' as const, shape, data: new Uint8Array(randomTensor(shape[0]! * shape[1]!, i).buffer),
+      name: `layers.${i}.weight`,
+      dtype: 'F32' as const,
+      shape,
+      data: new Uint8Array(randomTensor(shape[0]! * shape[1]!, i).buffer),
     }));
     const file = encodeSafetensors(tensors);
     expect(file.length).toBeGreaterThan(160 * 2 ** 20);
@@ -115,9 +128,18 @@ describe.skipIf(!available)('workerd: a 128 MB memory budget', () => {
     // The same file packed in Node: identical bytes.
     const chunks: Uint8Array[] = [];
     const backend = await WasmBackend.create('simd');
-    await quantizeSafetensors(memorySource(file), {
-      write: async (b) => { chunks.push(b.slice()); }, close: async () => {}, abort: async () => {},
-    }, new WasmPacker(backend), { bits: 4, groupSize: 32 });
+    await quantizeSafetensors(
+      memorySource(file),
+      {
+        write: async (b) => {
+          chunks.push(b.slice());
+        },
+        close: async () => {},
+        abort: async () => {},
+      },
+      new WasmPacker(backend),
+      { bits: 4, groupSize: 32 },
+    );
     const expected = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
     let offset = 0;
     for (const c of chunks) {
@@ -128,7 +150,7 @@ describe.skipIf(!available)('workerd: a 128 MB memory budget', () => {
     // Buffer.compare, not toEqual: deep equality over 26 MB of bytes takes minutes.
     expect(Buffer.compare(packed, expected)).toBe(0);
 
-    const { wasmBytes } = await (await worker.dispatchFetch('http://worker/memory')).json() as { wasmBytes: number };
+    const { wasmBytes } = (await (await worker.dispatchFetch('http://worker/memory')).json()) as { wasmBytes: number };
     console.log(`workerd: packed ${(file.length / 2 ** 20).toFixed(0)} MiB -> ${(packed.length / 2 ** 20).toFixed(1)} MiB as a stream; WebAssembly memory ${(wasmBytes / 2 ** 20).toFixed(2)} MiB`);
     expect(wasmBytes).toBeLessThanOrEqual(4 * 2 ** 20);
   }, 120_000);

@@ -27,7 +27,12 @@ const newFolder = () => {
 const INDEX = 'model.safetensors.index.json';
 const OPTIONS = { bits: 4, groupSize: 16, backend: 'wasm' } as const;
 
-interface TensorPlan { name: string; dtype: Dtype; shape: number[]; values?: (length: number) => Float32Array }
+interface TensorPlan {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  values?: (length: number) => Float32Array;
+}
 
 const floatTensor = ({ name, dtype, shape, values }: TensorPlan, seed: number): TensorBytes => {
   const length = shape.reduce((a, b) => a * b, 1);
@@ -73,7 +78,12 @@ function writeCheckpoint(edit: { index?: (index: WrittenIndex) => void; shards?:
   return folder;
 }
 
-const filesOf = (folder: string) => Object.fromEntries(readdirSync(folder).sort().map((name) => [name, readFileSync(join(folder, name))]));
+const filesOf = (folder: string) =>
+  Object.fromEntries(
+    readdirSync(folder)
+      .sort()
+      .map((name) => [name, readFileSync(join(folder, name))]),
+  );
 
 const checkpoint = writeCheckpoint();
 const reference = newFolder();
@@ -127,7 +137,8 @@ describe('one machine', () => {
     const last = new Map<string, { bytesDone: number; bytesTotal: number }>();
     const finished: string[] = [];
     await quantizeShardedCheckpoint(join(checkpoint, INDEX), newFolder(), {
-      ...OPTIONS, jobs,
+      ...OPTIONS,
+      jobs,
       onProgress: ({ shard, bytesDone, bytesTotal }) => last.set(shard, { bytesDone, bytesTotal }),
       onShard: ({ shard, finished: count }) => finished.push(`${count}:${shard}`),
     });
@@ -140,18 +151,29 @@ describe('one machine', () => {
 describe('recipes over a checkpoint', () => {
   it('takes a rule that matches tensors of one shard only, packing them as one file would, and warns of a rule that takes none', async () => {
     const out = newFolder();
-    const recipe = { rules: [{ match: '^layers\\.3\\.mlp', bits: 8 }, { match: 'nowhere', keep: true }] };
+    const recipe = {
+      rules: [
+        { match: '^layers\\.3\\.mlp', bits: 8 },
+        { match: 'nowhere', keep: true },
+      ],
+    };
     const report = await quantizeShardedCheckpoint(join(checkpoint, INDEX), out, { ...OPTIONS, jobs: 2, recipe });
     const mlp3 = report.shards.flatMap((s) => s.report.tensors).find((t) => t.name === 'layers.3.mlp.weight')!;
     expect([mlp3.bits, mlp3.rule]).toEqual([8, 0]);
-    expect(report.shards.flatMap((s) => s.report.tensors).filter((t) => t.packed && t.bits === 8).map((t) => t.name)).toEqual(['layers.3.mlp.weight']);
+    expect(
+      report.shards
+        .flatMap((s) => s.report.tensors)
+        .filter((t) => t.packed && t.bits === 8)
+        .map((t) => t.name),
+    ).toEqual(['layers.3.mlp.weight']);
     expect(report.warnings).toEqual(['recipe rule 2 ("nowhere") matches no tensor of the checkpoint that an earlier rule did not take']);
   });
 
   it('refuses a recipe that matches no tensor of the checkpoint, writing nothing', async () => {
     const parent = newFolder();
-    await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), join(parent, 'out'), { ...OPTIONS, jobs: 1, recipe: { rules: [{ match: 'nowhere', bits: 8 }] } }))
-      .rejects.toThrow(/match no tensor of this checkpoint/);
+    await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), join(parent, 'out'), { ...OPTIONS, jobs: 1, recipe: { rules: [{ match: 'nowhere', bits: 8 }] } })).rejects.toThrow(
+      /match no tensor of this checkpoint/,
+    );
     expect(readdirSync(parent)).toEqual([]);
   });
 });
@@ -221,12 +243,19 @@ describe('split across machines', () => {
 
 describe('the index', () => {
   it.each([
-    ['../a.safetensors', /leads out/], ['a/../../b', /leads out/], ['/abs.safetensors', /absolute/], ['C:x.safetensors', /absolute/],
-    ['\\\\host\\x', /absolute/], ['sub/a.safetensors', /another folder/], ['sub\\a.safetensors', /another folder/],
-    ['..', /not a file name/], ['.', /not a file name/], ['', /not a file name/], ['a\0b', /NUL/],
+    ['../a.safetensors', /leads out/],
+    ['a/../../b', /leads out/],
+    ['/abs.safetensors', /absolute/],
+    ['C:x.safetensors', /absolute/],
+    ['\\\\host\\x', /absolute/],
+    ['sub/a.safetensors', /another folder/],
+    ['sub\\a.safetensors', /another folder/],
+    ['..', /not a file name/],
+    ['.', /not a file name/],
+    ['', /not a file name/],
+    ['a\0b', /NUL/],
   ])('refuses the shard name %j', (name, message) => {
-    expect(() => parseShardIndex(JSON.stringify({ weight_map: { w: name } }), 'index.json')).toThrow(
-      expect.objectContaining({ code: 'MALFORMED_FILE', message: expect.stringMatching(message) }));
+    expect(() => parseShardIndex(JSON.stringify({ weight_map: { w: name } }), 'index.json')).toThrow(expect.objectContaining({ code: 'MALFORMED_FILE', message: expect.stringMatching(message) }));
   });
 
   it('keeps every other entry and metadata key, "__proto__" included, and sorts the shards', async () => {
@@ -246,23 +275,130 @@ describe('the index', () => {
 
 describe('bad input: a typed error before any work, and no output', () => {
   const cases: Array<[string, () => string, { code: string; message: RegExp }]> = [
-    ['a shard path with ../', () => writeCheckpoint({ index: (i) => { i.weight_map['layers.1.attn.bias'] = '../x.safetensors'; } }), { code: 'MALFORMED_FILE', message: /leads out of the index's folder/ }],
-    ['an absolute shard path', () => writeCheckpoint({ index: (i) => { i.weight_map['layers.1.attn.bias'] = '/etc/passwd'; } }), { code: 'MALFORMED_FILE', message: /absolute path/ }],
-    ['a shard in a subfolder', () => writeCheckpoint({ index: (i) => { i.weight_map['layers.1.attn.bias'] = 'sub/x.safetensors'; } }), { code: 'MALFORMED_FILE', message: /another folder/ }],
-    ['a missing shard', () => writeCheckpoint({ index: (i) => { i.weight_map['layers.1.attn.bias'] = 'gone.safetensors'; } }), { code: 'IO', message: /names the shard gone.safetensors, which cannot be read/ }],
-    ['a tensor the shard lacks', () => writeCheckpoint({ index: (i) => { i.weight_map.ghost = shardName(2); } }), { code: 'MALFORMED_FILE', message: /maps "ghost" to .*which does not hold it/ }],
-    ['a shard tensor the index lacks', () => writeCheckpoint({ index: (i) => { delete i.weight_map['layers.2.mlp.weight']; } }), { code: 'MALFORMED_FILE', message: /does not list/ }],
-    ['a tensor in two shards', () => writeCheckpoint({ shards: SHARDS.map((plans, k) => (k === 3 ? [...plans, SHARDS[1]![0]!] : plans)) }), { code: 'MALFORMED_FILE', message: /a tensor in two shards/ }],
-    ['a name given twice', () => writeCheckpoint({ index: (i) => { i.raw = `{"weight_map": {"a": "${shardName(0)}", "a": "${shardName(1)}"}}`; } }), { code: 'MALFORMED_FILE', message: /twice/ }],
-    ['a bad total_size', () => writeCheckpoint({ index: (i) => { i.metadata.total_size = -1; } }), { code: 'MALFORMED_FILE', message: /total_size/ }],
-    ['no weight_map', () => writeCheckpoint({ index: (i) => { Reflect.deleteProperty(i, 'weight_map'); } }), { code: 'MALFORMED_FILE', message: /"weight_map" is undefined/ }],
-    ['an empty weight_map', () => writeCheckpoint({ index: (i) => { i.weight_map = {}; } }), { code: 'MALFORMED_FILE', message: /empty/ }],
-    ['an index that is not UTF-8', () => writeCheckpoint({ index: (i) => { i.raw = Buffer.from([0x7b, 0xff, 0x7d]); } }), { code: 'MALFORMED_FILE', message: /not UTF-8/ }],
-    ['a shard that is not safetensors', () => {
-      const folder = writeCheckpoint();
-      writeFileSync(join(folder, shardName(4)), 'not a safetensors file');
-      return folder;
-    }, { code: 'MALFORMED_FILE', message: new RegExp(`shard ${shardName(4)}: `) }],
+    [
+      'a shard path with ../',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.weight_map['layers.1.attn.bias'] = '../x.safetensors';
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /leads out of the index's folder/ },
+    ],
+    [
+      'an absolute shard path',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.weight_map['layers.1.attn.bias'] = '/etc/passwd';
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /absolute path/ },
+    ],
+    [
+      'a shard in a subfolder',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.weight_map['layers.1.attn.bias'] = 'sub/x.safetensors';
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /another folder/ },
+    ],
+    [
+      'a missing shard',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.weight_map['layers.1.attn.bias'] = 'gone.safetensors';
+          },
+        }),
+      { code: 'IO', message: /names the shard gone.safetensors, which cannot be read/ },
+    ],
+    [
+      'a tensor the shard lacks',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.weight_map.ghost = shardName(2);
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /maps "ghost" to .*which does not hold it/ },
+    ],
+    [
+      'a shard tensor the index lacks',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            delete i.weight_map['layers.2.mlp.weight'];
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /does not list/ },
+    ],
+    [
+      'a tensor in two shards',
+      () => writeCheckpoint({ shards: SHARDS.map((plans, k) => (k === 3 ? [...plans, SHARDS[1]![0]!] : plans)) }),
+      { code: 'MALFORMED_FILE', message: /a tensor in two shards/ },
+    ],
+    [
+      'a name given twice',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.raw = `{"weight_map": {"a": "${shardName(0)}", "a": "${shardName(1)}"}}`;
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /twice/ },
+    ],
+    [
+      'a bad total_size',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.metadata.total_size = -1;
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /total_size/ },
+    ],
+    [
+      'no weight_map',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            Reflect.deleteProperty(i, 'weight_map');
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /"weight_map" is undefined/ },
+    ],
+    [
+      'an empty weight_map',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.weight_map = {};
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /empty/ },
+    ],
+    [
+      'an index that is not UTF-8',
+      () =>
+        writeCheckpoint({
+          index: (i) => {
+            i.raw = Buffer.from([0x7b, 0xff, 0x7d]);
+          },
+        }),
+      { code: 'MALFORMED_FILE', message: /not UTF-8/ },
+    ],
+    [
+      'a shard that is not safetensors',
+      () => {
+        const folder = writeCheckpoint();
+        writeFileSync(join(folder, shardName(4)), 'not a safetensors file');
+        return folder;
+      },
+      { code: 'MALFORMED_FILE', message: new RegExp(`shard ${shardName(4)}: `) },
+    ],
   ];
   it.each(cases)('%s', async (_, make, expected) => {
     const folder = make();
@@ -270,27 +406,36 @@ describe('bad input: a typed error before any work, and no output', () => {
     const parent = newFolder();
     const out = join(parent, 'out', 'nested');
     await expect(quantizeShardedCheckpoint(join(folder, INDEX), out, { ...OPTIONS, jobs: 2 })).rejects.toThrow(
-      expect.objectContaining({ code: expected.code, message: expect.stringMatching(expected.message) }));
+      expect.objectContaining({ code: expected.code, message: expect.stringMatching(expected.message) }),
+    );
     expect(readdirSync(parent)).toEqual([]);
     expect(filesOf(folder)).toEqual(before);
   });
 
-  it('refuses an output that is an input (the checkpoint\'s own folder), touching nothing', async () => {
+  it("refuses an output that is an input (the checkpoint's own folder), touching nothing", async () => {
     const folder = writeCheckpoint();
     const before = filesOf(folder);
     await expect(quantizeShardedCheckpoint(join(folder, INDEX), folder, { ...OPTIONS, jobs: 2 })).rejects.toThrow(
-      expect.objectContaining({ code: 'IO', message: expect.stringMatching(/is the input/) }));
+      expect.objectContaining({ code: 'IO', message: expect.stringMatching(/is the input/) }),
+    );
     expect(filesOf(folder)).toEqual(before);
   });
 
   it.each([0, 1.5, -1, '2'])('refuses jobs: %j', async (jobs) => {
     await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), newFolder(), { ...OPTIONS, jobs: jobs as number })).rejects.toThrow(
-      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/jobs must be a positive integer/) }));
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/jobs must be a positive integer/) }),
+    );
   });
 
   it('bad quantize options fail the same way in a worker as in this thread', async () => {
-    const errors = await Promise.all([1, 2].map((jobs) =>
-      quantizeShardedCheckpoint(join(checkpoint, INDEX), newFolder(), { ...OPTIONS, bits: 3.5, jobs }).then(() => null, (error: unknown) => error)));
+    const errors = await Promise.all(
+      [1, 2].map((jobs) =>
+        quantizeShardedCheckpoint(join(checkpoint, INDEX), newFolder(), { ...OPTIONS, bits: 3.5, jobs }).then(
+          () => null,
+          (error: unknown) => error,
+        ),
+      ),
+    );
     const [inThread, inWorker] = errors as Error[];
     expect(inThread).toMatchObject({ name: 'InvalidInputError', code: 'INVALID_ARGUMENT' });
     expect(inWorker).toBeInstanceOf(inThread!.constructor);
@@ -301,7 +446,8 @@ describe('bad input: a typed error before any work, and no output', () => {
     const parent = newFolder();
     const options = { ...OPTIONS, jobs: 2, callback: () => 4 } as never;
     await expect(quantizeShardedCheckpoint(join(checkpoint, INDEX), join(parent, 'out', 'nested'), options)).rejects.toThrow(
-      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/cannot be sent to worker threads/) }));
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/cannot be sent to worker threads/) }),
+    );
     expect(readdirSync(parent)).toEqual([]);
   });
 
@@ -317,8 +463,12 @@ describe('bad input: a typed error before any work, and no output', () => {
     const { stdout, code } = await new Promise<{ stdout: string; code: number | null }>((done) => {
       const child = spawn(process.execPath, ['--input-type=module', '-e', script]);
       let text = '';
-      child.stdout.on('data', (chunk) => { text += chunk; });
-      child.stderr.on('data', (chunk) => { text += chunk; });
+      child.stdout.on('data', (chunk) => {
+        text += chunk;
+      });
+      child.stderr.on('data', (chunk) => {
+        text += chunk;
+      });
       child.on('close', (exit) => done({ stdout: text, code: exit }));
     });
     expect({ stdout: stdout.trim(), code }).toEqual({ stdout: 'removed 1', code: 143 });
@@ -331,9 +481,13 @@ describe('bad input: a typed error before any work, and no output', () => {
     const out = newFolder();
     writeFileSync(join(out, shardName(0)), 'an older run');
     const failure = quantizeShardedCheckpoint(join(folder, INDEX), out, { ...OPTIONS, jobs });
-    await expect(failure).rejects.toThrow(expect.objectContaining({
-      name: 'InvalidInputError', code: 'NON_FINITE', message: expect.stringMatching(new RegExp(`^shard ${shardName(3)}: .*NaN`)),
-    }));
+    await expect(failure).rejects.toThrow(
+      expect.objectContaining({
+        name: 'InvalidInputError',
+        code: 'NON_FINITE',
+        message: expect.stringMatching(new RegExp(`^shard ${shardName(3)}: .*NaN`)),
+      }),
+    );
     expect(filesOf(out)).toEqual({ [shardName(0)]: Buffer.from('an older run') });
   });
 });

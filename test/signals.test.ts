@@ -27,7 +27,9 @@ beforeAll(() => {
 async function interrupt(args: string[], signal: NodeJS.Signals, delayMs: number): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (chunk) => { stderr += chunk; });
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const started = Date.now();
   while (!readdirSync(dir).some((name) => name.includes('.partial-'))) {
@@ -39,7 +41,10 @@ async function interrupt(args: string[], signal: NodeJS.Signals, delayMs: number
   return { code: await exited, stderr };
 }
 
-describe.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('%s', (signal, exitCode) => {
+describe.each([
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const)('%s', (signal, exitCode) => {
   const next = uniforms(signal === 'SIGINT' ? 11 : 12);
   it.each(Array.from({ length: RUNS }, (_, run) => run))('mid-quantize leaves nothing behind (run %i)', async () => {
     const output = join(dir, `out-${signal}.safetensors`);

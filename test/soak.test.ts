@@ -10,7 +10,13 @@ import { describe, expect, it } from 'vitest';
 
 const SCRIPT = new URL('../scripts/soak.mjs', import.meta.url).pathname;
 
-interface MetricRow { start: number; afterWarmUp: number; peak: number; end: number; verdict: string }
+interface MetricRow {
+  start: number;
+  afterWarmUp: number;
+  peak: number;
+  end: number;
+  verdict: string;
+}
 interface Result {
   kind: string;
   steps: number;
@@ -23,13 +29,20 @@ interface Result {
 
 async function soak(...args: string[]): Promise<{ code: number; results: Result[] }> {
   const run = promisify(execFile)(process.execPath, ['--expose-gc', SCRIPT, '--json', ...args], { maxBuffer: 1 << 22 });
-  let stdout: string, code = 0;
+  let stdout: string,
+    code = 0;
   try {
     ({ stdout } = await run);
   } catch (e) {
     ({ stdout, code } = e as { stdout: string; code: number });
   }
-  return { code, results: stdout.trim().split('\n').map((line) => JSON.parse(line) as Result) };
+  return {
+    code,
+    results: stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Result),
+  };
 }
 
 describe('soak (short)', () => {

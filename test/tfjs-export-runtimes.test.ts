@@ -41,11 +41,13 @@ let node: NodeRun;
 beforeAll(async () => {
   await tf.setBackend('cpu');
   const backend = await WasmBackend.create('simd');
-  const model = tf.sequential({ layers: [
-    tf.layers.dense({ name: 'encoder', inputShape: [16], units: 64, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
-    tf.layers.dense({ name: 'hidden', units: 32, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
-    tf.layers.dense({ name: 'decoder', units: 4, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }),
-  ] });
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({ name: 'encoder', inputShape: [16], units: 64, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.dense({ name: 'hidden', units: 32, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+      tf.layers.dense({ name: 'decoder', units: 4, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }),
+    ],
+  });
   model.compile({ optimizer: tf.train.sgd(0.05), loss: 'meanSquaredError' });
   const moq = await attachMoq(tf, model, { quantizer: { groups: 8, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] }, backend });
   const x = tf.tensor2d(randomTensor(64 * 16, 21), [64, 16]);
@@ -62,10 +64,10 @@ beforeAll(async () => {
     const batch = tf.tensor2d(inputs, INPUT_SHAPE as [number, number]);
     return [model.predict(batch) as tf.Tensor, loaded.predict(batch) as tf.Tensor];
   });
-  const outputs = new Float32Array(await loadedOut.data() as Float32Array);
+  const outputs = new Float32Array((await loadedOut.data()) as Float32Array);
   // The export test checks this in depth; here it anchors the runtimes' results to training.
-  expect(Buffer.from(outputs.buffer).equals(Buffer.from((await trainedOut.data() as Float32Array).slice().buffer))).toBe(true);
-  const parts = await Promise.all(loaded.weights.map(async (w) => new Float32Array(await w.read().data() as Float32Array)));
+  expect(Buffer.from(outputs.buffer).equals(Buffer.from(((await trainedOut.data()) as Float32Array).slice().buffer))).toBe(true);
+  const parts = await Promise.all(loaded.weights.map(async (w) => new Float32Array((await w.read().data()) as Float32Array)));
   const weights = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const p of parts) {
@@ -94,7 +96,8 @@ describe.skipIf(!workerd)('workerd: a Worker serving the exported model', () => 
     dir = linkedPackageDir('tfjs-export');
     // The weights file travels as a Data module, model.json inside the script.
     worker = await startBundledWorker(dir, {
-      entry: join(PACKAGE_ROOT, 'test/fixtures/tfjs-export-worker.ts'), platform: 'browser',
+      entry: join(PACKAGE_ROOT, 'test/fixtures/tfjs-export-worker.ts'),
+      platform: 'browser',
       files: { prefix: 'tfjs-export-model', folder: node.folder },
     });
   });
@@ -117,9 +120,11 @@ describe.skipIf(!workerd)('workerd: a Worker serving the exported model', () => 
     expect(sameBits(new Float32Array(await response.arrayBuffer()), node.weights)).toBe(true);
   });
 
-  it('answers POST /predict with Node\'s predictions, bit for bit, on tfjs\'s cpu backend', async () => {
+  it("answers POST /predict with Node's predictions, bit for bit, on tfjs's cpu backend", async () => {
     const response = await worker.dispatchFetch('http://worker/predict', {
-      method: 'POST', body: new Uint8Array(node.inputs.buffer), headers: { 'x-shape': INPUT_SHAPE.join(',') },
+      method: 'POST',
+      body: new Uint8Array(node.inputs.buffer),
+      headers: { 'x-shape': INPUT_SHAPE.join(',') },
     });
     expect(response.status, response.status === 200 ? '' : await response.clone().text()).toBe(200);
     expect(response.headers.get('x-tfjs-backend')).toBe('cpu');
@@ -164,7 +169,7 @@ describe.skipIf(!chromiumAvailable)('Chromium: the exported model loaded by URL'
     if (pageDir) rmSync(pageDir, { recursive: true, force: true });
   });
 
-  it('fetches the packed files, loads the weights Node loaded and predicts Node\'s outputs, bit for bit', async () => {
+  it("fetches the packed files, loads the weights Node loaded and predicts Node's outputs, bit for bit", async () => {
     const inputBits = Array.from(new Uint32Array(node.inputs.buffer));
     const result = await page.evaluate(
       ([url, bits, shape]) => (window as unknown as { predict(u: string, b: number[], s: number[]): Promise<{ backend: string; outputs: number[]; weights: number[] }> }).predict(url, bits, shape),
@@ -177,7 +182,9 @@ describe.skipIf(!chromiumAvailable)('Chromium: the exported model loaded by URL'
     const files = { '/model/model.json': statSync(join(node.folder, 'model.json')).size, '/model/model.moq.safetensors': node.exported.weights.length };
     await expect.poll(() => Object.fromEntries(fetched)).toEqual(files);
     const download = files['/model/model.json'] + files['/model/model.moq.safetensors'];
-    console.log(`Chromium fetched the MoQ export: ${download} B (model.json ${files['/model/model.json']} B, weights ${files['/model/model.moq.safetensors']} B); the float32 weights alone are ${node.exported.report.floatBytes} B`);
+    console.log(
+      `Chromium fetched the MoQ export: ${download} B (model.json ${files['/model/model.json']} B, weights ${files['/model/model.moq.safetensors']} B); the float32 weights alone are ${node.exported.report.floatBytes} B`,
+    );
     expect(files['/model/model.moq.safetensors']).toBeLessThan(node.exported.report.floatBytes / 4);
   });
 });

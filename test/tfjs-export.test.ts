@@ -57,7 +57,13 @@ function buildModel(architecture: Architecture, seed = 1): tf.Sequential {
 
 function inputsFor(model: tf.LayersModel, count: number, seed: number): tf.Tensor {
   const shape = [count, ...(model.inputs[0]!.shape.slice(1) as number[])];
-  return tf.tensor(randomTensor(shape.reduce((a, b) => a * b, 1), seed), shape);
+  return tf.tensor(
+    randomTensor(
+      shape.reduce((a, b) => a * b, 1),
+      seed,
+    ),
+    shape,
+  );
 }
 
 /** `steps` optimizer steps through model.fit, MoQ's callback after each. */
@@ -71,7 +77,7 @@ async function train(model: tf.LayersModel, moq: MoqTraining, steps: number, see
 }
 
 async function weightValues(model: tf.LayersModel): Promise<{ name: string; values: Float32Array }[]> {
-  return Promise.all(model.weights.map(async (w) => ({ name: w.originalName, values: new Float32Array(await w.read().data() as Float32Array) })));
+  return Promise.all(model.weights.map(async (w) => ({ name: w.originalName, values: new Float32Array((await w.read().data()) as Float32Array) })));
 }
 
 const bitsOf = (values: Float32Array) => new Uint32Array(values.buffer, values.byteOffset, values.length);
@@ -106,32 +112,66 @@ async function expectSameModel(trained: tf.LayersModel, loaded: tf.LayersModel, 
   expect(zeros).toBe(signedZeros);
   const x = inputsFor(trained, 32, 99);
   const [want, got] = [trained.predict(x) as tf.Tensor, loaded.predict(x) as tf.Tensor];
-  const [a, b] = [new Float32Array(await want.data() as Float32Array), new Float32Array(await got.data() as Float32Array)];
+  const [a, b] = [new Float32Array((await want.data()) as Float32Array), new Float32Array((await got.data()) as Float32Array)];
   expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer)), 'predictions bit for bit').toBe(true);
   tf.dispose([x, want, got]);
 }
 
 const contextOf = (model: tf.LayersModel, moq: MoqTraining) => ({ tf, model, masters: moq.masterWeights(), quantizer: moq.quantizer, weights: moq.weights });
 
-interface Case { label: string; architecture: Architecture; steps: number; quantizer: QuantizerOptions; target: number; signedZeros: boolean }
+interface Case {
+  label: string;
+  architecture: Architecture;
+  steps: number;
+  quantizer: QuantizerOptions;
+  target: number;
+  signedZeros: boolean;
+}
 
 const CASES: Case[] = [
-  { label: 'symmetric, nearest, 8 → 4 bits', architecture: 'dense', steps: 16, target: 4, signedZeros: true,
-    quantizer: { groups: 4, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] } },
-  { label: 'asymmetric, nearest, 8 → 3 bits', architecture: 'dense', steps: 32, target: 3, signedZeros: false,
-    quantizer: { groups: 4, type: 'asymmetric', schedules: [{ startBits: 8, targetBits: 3, period: 1 }] } },
-  { label: 'symmetric, stochastic, 6 → 3 bits', architecture: 'dense', steps: 8, target: 3, signedZeros: true,
-    quantizer: { groups: 2, rounding: 'stochastic', seed: 11, schedules: [{ startBits: 6, targetBits: 3, period: 1 }] } },
-  { label: 'asymmetric, stochastic, 8 → 4 bits', architecture: 'dense', steps: 16, target: 4, signedZeros: false,
-    quantizer: { groups: 4, type: 'asymmetric', rounding: 'stochastic', seed: 3, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] } },
-  { label: 'ternary, 4 → 2 bits', architecture: 'dense', steps: 8, target: 2, signedZeros: false,
-    quantizer: { groups: 2, schedules: [{ startBits: 4, targetBits: 2, period: 1 }] } },
-  { label: 'binary, 3 → 1 bit', architecture: 'dense', steps: 8, target: 1, signedZeros: false,
-    quantizer: { groups: 2, schedules: [{ startBits: 3, targetBits: 1, period: 1 }] } },
-  { label: 'conv, batch norm and dense, symmetric, 8 → 4 bits', architecture: 'conv', steps: 16, target: 4, signedZeros: true,
-    quantizer: { groups: 4, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] } },
-  { label: 'mixed fp16, once the blend has run out', architecture: 'dense', steps: 4, target: 4, signedZeros: true,
-    quantizer: { groups: 4, mixedFp16: true, changeRatio: 0.5, schedules: [{ startBits: 5, targetBits: 4, period: 1 }] } },
+  { label: 'symmetric, nearest, 8 → 4 bits', architecture: 'dense', steps: 16, target: 4, signedZeros: true, quantizer: { groups: 4, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] } },
+  {
+    label: 'asymmetric, nearest, 8 → 3 bits',
+    architecture: 'dense',
+    steps: 32,
+    target: 3,
+    signedZeros: false,
+    quantizer: { groups: 4, type: 'asymmetric', schedules: [{ startBits: 8, targetBits: 3, period: 1 }] },
+  },
+  {
+    label: 'symmetric, stochastic, 6 → 3 bits',
+    architecture: 'dense',
+    steps: 8,
+    target: 3,
+    signedZeros: true,
+    quantizer: { groups: 2, rounding: 'stochastic', seed: 11, schedules: [{ startBits: 6, targetBits: 3, period: 1 }] },
+  },
+  {
+    label: 'asymmetric, stochastic, 8 → 4 bits',
+    architecture: 'dense',
+    steps: 16,
+    target: 4,
+    signedZeros: false,
+    quantizer: { groups: 4, type: 'asymmetric', rounding: 'stochastic', seed: 3, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] },
+  },
+  { label: 'ternary, 4 → 2 bits', architecture: 'dense', steps: 8, target: 2, signedZeros: false, quantizer: { groups: 2, schedules: [{ startBits: 4, targetBits: 2, period: 1 }] } },
+  { label: 'binary, 3 → 1 bit', architecture: 'dense', steps: 8, target: 1, signedZeros: false, quantizer: { groups: 2, schedules: [{ startBits: 3, targetBits: 1, period: 1 }] } },
+  {
+    label: 'conv, batch norm and dense, symmetric, 8 → 4 bits',
+    architecture: 'conv',
+    steps: 16,
+    target: 4,
+    signedZeros: true,
+    quantizer: { groups: 4, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] },
+  },
+  {
+    label: 'mixed fp16, once the blend has run out',
+    architecture: 'dense',
+    steps: 4,
+    target: 4,
+    signedZeros: true,
+    quantizer: { groups: 4, mixedFp16: true, changeRatio: 0.5, schedules: [{ startBits: 5, targetBits: 4, period: 1 }] },
+  },
 ];
 
 describe('moq.export() / exportTrainedModel: train, export, load in Node', () => {
@@ -162,8 +202,9 @@ describe('moq.export() / exportTrainedModel: train, export, load in Node', () =>
     await train(model, moq, 16);
     const exported = await exportTrainedModel(contextOf(model, moq));
     const layout = readPackedLayout(await openSafetensors(memorySource(exported.weights)));
-    expect(layout.packed.map((p) => [p.name, p.entry.bits, p.entry.type, p.entry.groupSize, p.entry.axis]))
-      .toEqual(exported.report.weights.filter((w) => w.packed).map((w) => [w.name, 4, 'asymmetric', w.floatBytes / 4 / 4, undefined]));
+    expect(layout.packed.map((p) => [p.name, p.entry.bits, p.entry.type, p.entry.groupSize, p.entry.axis])).toEqual(
+      exported.report.weights.filter((w) => w.packed).map((w) => [w.name, 4, 'asymmetric', w.floatBytes / 4 / 4, undefined]),
+    );
     expect(layout.plain.map((t) => [t.name, t.dtype])).toEqual(exported.report.weights.filter((w) => !w.packed).map((w) => [w.name, 'F32']));
     for (const w of exported.report.weights.filter((entry) => entry.packed)) {
       // 4-bit codes, and per group of the quantizer's 4 one float32 scale and one zero point.
@@ -172,16 +213,18 @@ describe('moq.export() / exportTrainedModel: train, export, load in Node', () =>
     moq.detach();
   });
 
-  it('writes a folder tfjs loads by file path, a fraction of the float model\'s size', async () => {
+  it("writes a folder tfjs loads by file path, a fraction of the float model's size", async () => {
     const rows: string[] = [];
     const folder = mkdtempSync(join(tmpdir(), 'edge-moq-export-'));
     try {
       // MNIST-sized: 784 → 256 → 10, the size a demo ships; 32 groups per tensor.
       for (const target of [4, 3, 2]) {
-        const fresh = tf.sequential({ layers: [
-          tf.layers.dense({ name: 'encoder', inputShape: [784], units: 256, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
-          tf.layers.dense({ name: 'decoder', units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
-        ] });
+        const fresh = tf.sequential({
+          layers: [
+            tf.layers.dense({ name: 'encoder', inputShape: [784], units: 256, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+            tf.layers.dense({ name: 'decoder', units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+          ],
+        });
         fresh.compile({ optimizer: tf.train.sgd(0.05), loss: 'meanSquaredError' });
         const moq = await attachMoq(tf, fresh, { quantizer: { groups: 32, schedules: [{ startBits: target + 2, targetBits: target, period: 1 }] }, backend });
         const x = tf.tensor2d(randomTensor(8 * 784, 5), [8, 784]);
@@ -196,7 +239,7 @@ describe('moq.export() / exportTrainedModel: train, export, load in Node', () =>
         const download = statSync(path).size + statSync(join(folder, `${target}bit`, 'model.moq.safetensors')).size;
         const { floatBytes, weightsBytes } = exported.report;
         // Codes at `target` bits, 32 float32 scales per kernel, the biases as float32.
-        const expectedWeights = (784 * 256 + 256 * 10) * target / 8 + 2 * 32 * 4 + (256 + 10) * 4;
+        const expectedWeights = ((784 * 256 + 256 * 10) * target) / 8 + 2 * 32 * 4 + (256 + 10) * 4;
         expect(weightsBytes - expectedWeights).toBeGreaterThan(0);
         expect(weightsBytes - expectedWeights).toBeLessThan(2048); // the safetensors header and its records
         rows.push(`${target} bits: weights ${weightsBytes} B vs float32 ${floatBytes} B (${(floatBytes / weightsBytes).toFixed(2)}x smaller), download with model.json ${download} B`);
@@ -241,15 +284,14 @@ describe('exportTrainedModel: what it keeps, what it refuses', () => {
     moq.detach();
   });
 
-  it('refuses masters that do not quantize to the model\'s weights; the forward weights packed again are such masters', async () => {
+  it("refuses masters that do not quantize to the model's weights; the forward weights packed again are such masters", async () => {
     const model = buildModel('dense', 5);
     const moq = await attachMoq(tf, model, { quantizer: { groups: 4, schedules: [{ startBits: 8, targetBits: 4, period: 1 }] }, backend });
     await train(model, moq, 16);
     // DeepSpeed's grid is not idempotent: Q(Q(master)) moves the levels of a group whose
     // absmax is positive (it is clamped one level down, and the scale with it).
     const forward = new Map((await weightValues(model)).filter((w) => moq.masterWeights().has(w.name)).map((w) => [w.name, w.values]));
-    await expect(exportTrainedModel({ ...contextOf(model, moq), masters: forward }))
-      .rejects.toThrow(/does not hold the quantization of these masters at the quantizer's last step/);
+    await expect(exportTrainedModel({ ...contextOf(model, moq), masters: forward })).rejects.toThrow(/does not hold the quantization of these masters at the quantizer's last step/);
     const shifted = moq.masterWeights();
     shifted.get('hidden/kernel')![0]! += 0.5;
     await expect(exportTrainedModel({ ...contextOf(model, moq), masters: shifted })).rejects.toThrow(/weight "hidden\/kernel" \[0\]/);
@@ -271,7 +313,13 @@ describe('exportTrainedModel: what it keeps, what it refuses', () => {
     const y = tf.tensor2d(randomTensor(SAMPLES * 4, 13), [SAMPLES, 4]);
     await model.fit(x, y, { batchSize: BATCH, epochs: 2, shuffle: false, verbose: 0, callbacks: [moq.callback()] });
     expect(moq.bitsByWeight().get('encoder/kernel')).toBe(1);
-    expect(moq.masterWeights().get('encoder/kernel')!.subarray(0, 16).every((v) => v === 0)).toBe(true);
+    expect(
+      moq
+        .masterWeights()
+        .get('encoder/kernel')!
+        .subarray(0, 16)
+        .every((v) => v === 0),
+    ).toBe(true);
     await expect(exportTrainedModel(contextOf(model, moq))).rejects.toThrow(/weight "encoder\/kernel" \[0\].*1-bit codes have no 0/);
     tf.dispose([x, y, kernel, bias]);
     moq.detach();
@@ -280,7 +328,8 @@ describe('exportTrainedModel: what it keeps, what it refuses', () => {
   it('refuses after an overflow step that re-quantized the held weights (eigenvalues enabled), and exports after the next good step', async () => {
     const model = buildModel('dense', 10);
     const moq = await attachMoq(tf, model, {
-      quantizer: { groups: 4, eigenvalue: { enabled: true }, schedules: [{ startBits: 6, targetBits: 4, period: 1 }] }, backend,
+      quantizer: { groups: 4, eigenvalue: { enabled: true }, schedules: [{ startBits: 6, targetBits: 4, period: 1 }] },
+      backend,
       eigenvalues: async () => new Map(),
     });
     await train(model, moq, 8);

@@ -25,8 +25,20 @@ import { runCli } from './support/cli.js';
 import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
 import { startBundledWorker, workerdAvailable } from './support/workerd.js';
 import {
-  agreement, classify, describeFaces, descriptionAgreement, EMOTION_LABELS, emotionInput, emotionModelPath, faceresInput,
-  faceresModelPath, galleryFaces, modelFolderBytes, readModelArtifacts, top1, type GalleryFaces,
+  agreement,
+  classify,
+  describeFaces,
+  descriptionAgreement,
+  EMOTION_LABELS,
+  emotionInput,
+  emotionModelPath,
+  faceresInput,
+  faceresModelPath,
+  galleryFaces,
+  modelFolderBytes,
+  readModelArtifacts,
+  top1,
+  type GalleryFaces,
 } from './support/tfjs-real-model.js';
 import { serveDirectory } from '../scripts/serve.mjs';
 
@@ -137,7 +149,7 @@ describe('a real tfjs model (@vladmandic/human emotion classifier) on real faces
     expect(measured.maxAbsDiff).toBeGreaterThan(0);
   });
 
-  it('refuses the packed model through a stock load, and `dequantize` gives a stock model with the handler\'s outputs', async () => {
+  it("refuses the packed model through a stock load, and `dequantize` gives a stock model with the handler's outputs", async () => {
     const packed = await quantize(4);
     const plain = join(folder, 'plain', 'model.json');
     await expect(tf.loadGraphModel(tf.io.fromMemory(readModelArtifacts(packed)))).rejects.toThrow(/unknown quantization dtype edge-moq/);
@@ -200,7 +212,7 @@ function cpuReference(): Promise<{ input: Float32Array; probabilities: Float32Ar
       const model = await tf.loadGraphModel(packedModel(await quantize(4)));
       try {
         const rows = await classify(tf, model, faces);
-        return { input: new Float32Array(await faces.data() as Float32Array), probabilities: Float32Array.from(rows.flatMap((row) => Array.from(row))) };
+        return { input: new Float32Array((await faces.data()) as Float32Array), probabilities: Float32Array.from(rows.flatMap((row) => Array.from(row))) };
       } finally {
         model.dispose();
       }
@@ -279,7 +291,7 @@ describe.skipIf(!chromiumAvailable)('Chromium: the 4-bit real model loaded by UR
     if (pageDir) rmSync(pageDir, { recursive: true, force: true });
   });
 
-  it('fetches only the packed files and gives Node\'s probabilities, bit for bit, on tfjs\'s cpu backend', async () => {
+  it("fetches only the packed files and gives Node's probabilities, bit for bit, on tfjs's cpu backend", async () => {
     const { input, probabilities } = await cpuReference();
     const result = await page.evaluate(
       ([url, bits, shape]) => (window as unknown as { classify(u: string, b: number[], s: readonly number[]): Promise<{ backend: string; probabilities: number[] }> }).classify(url, bits, shape),
@@ -332,7 +344,8 @@ describe.skipIf(!workerd)('workerd: a Worker serving the 4-bit real model', () =
     dir = linkedPackageDir('tfjs-real-model');
     // The weights file travels as a Data module, model.json inside the script.
     worker = await startBundledWorker(dir, {
-      entry: { contents: WORKER_SCRIPT, resolveDir: PACKAGE_ROOT, name: 'real-model-worker.js' }, platform: 'browser',
+      entry: { contents: WORKER_SCRIPT, resolveDir: PACKAGE_ROOT, name: 'real-model-worker.js' },
+      platform: 'browser',
       files: { prefix: 'real-model', folder: join(packed, '..') },
     });
   });
@@ -342,10 +355,12 @@ describe.skipIf(!workerd)('workerd: a Worker serving the 4-bit real model', () =
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('answers with Node\'s probabilities, bit for bit, on tfjs\'s cpu backend', async () => {
+  it("answers with Node's probabilities, bit for bit, on tfjs's cpu backend", async () => {
     const { input, probabilities } = await cpuReference();
     const response = await worker.dispatchFetch('http://worker/classify', {
-      method: 'POST', body: new Uint8Array(input.buffer), headers: { 'x-shape': CPU_INPUT_SHAPE.join(',') },
+      method: 'POST',
+      body: new Uint8Array(input.buffer),
+      headers: { 'x-shape': CPU_INPUT_SHAPE.join(',') },
     });
     expect(response.status, response.status === 200 ? '' : await response.clone().text()).toBe(200);
     expect(response.headers.get('x-tfjs-backend')).toBe('cpu');

@@ -44,8 +44,14 @@ function checkReport(report: ScenarioReport): void {
 
   for (const { name, host, gpu } of report.trajectories) {
     // The trajectory covers what a step can do: wait out the offset, quantize, switch bits, overflow.
-    expect(host.some((s) => s.overflow), name).toBe(true);
-    expect(host.some((s) => s.quantized), name).toBe(true);
+    expect(
+      host.some((s) => s.overflow),
+      name,
+    ).toBe(true);
+    expect(
+      host.some((s) => s.quantized),
+      name,
+    ).toBe(true);
     expect(new Set(host.map((s) => s.bits['encoder/kernel'])).size, name).toBeGreaterThan(1);
     // toEqual compares numbers with Object.is: bit for bit (a -0 against a 0 fails).
     expect(gpu, name).toEqual(host);
@@ -116,7 +122,10 @@ describe.skipIf(!dawn)('WebGpuBackend.enqueueFakeQuantizeBuffers (Dawn on SwiftS
 
   it('quantizes buffers in place as fakeQuantizeBuffers does, mapping nothing', async () => {
     const values = [Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 3), Float32Array.from({ length: 96 }, (_, i) => i / 7 - 5)];
-    const options = [{ bits: 4, groups: 8 }, { bits: 3, groups: 2, type: 'asymmetric' as const, rounding: 'stochastic' as const, seed: 3 }];
+    const options = [
+      { bits: 4, groups: 8 },
+      { bits: 3, groups: 2, type: 'asymmetric' as const, rounding: 'stochastic' as const, seed: 3 },
+    ];
     const buffers = values.map((v) => bufferWith(gpu.device, v));
     const mapAsync = GPUBuffer.prototype.mapAsync;
     let maps = 0;
@@ -161,7 +170,9 @@ describe.skipIf(!dawn)('MoQ on tfjs-backend-webgpu in Node (Dawn on SwiftShader)
 
   it('runs the scenario: GPU path, host trajectory bit for bit, no read-back in a step', async () => {
     const report = await runScenario(tf, {
-      attachMoq, packedModel, fakeQuantize: (data, options) => wasm.fakeQuantize(data, options),
+      attachMoq,
+      packedModel,
+      fakeQuantize: (data, options) => wasm.fakeQuantize(data, options),
     });
     checkReport(report);
   }, 120_000);
@@ -178,7 +189,11 @@ describe.skipIf(!chromium || !chromiumWebGpu)('MoQ on tfjs-backend-webgpu in Chr
     bundleDir = mkdtempSync(join(tmpdir(), 'edge-moq-tfjs-webgpu-'));
     buildSync({
       entryPoints: [join(PACKAGE_ROOT, 'test/fixtures/tfjs-webgpu-page.ts')],
-      bundle: true, format: 'esm', platform: 'browser', outfile: join(bundleDir, 'page.js'), logLevel: 'error',
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      outfile: join(bundleDir, 'page.js'),
+      logLevel: 'error',
     });
     server = await serveDirectory(PACKAGE_ROOT, { aliases: { '/tfjs-webgpu-page.js': join(bundleDir, 'page.js') } });
     const { chromium: launcher } = await import('playwright-core');

@@ -28,15 +28,24 @@ const LEARNING_RATE = 0.05;
 /** Dense layers only; the names are what schedules' module patterns see ("encoder/kernel"). */
 function denseModel(layers: readonly [name: string, units: number][], inputs = 6, seed = 1): tf.Sequential {
   const model = tf.sequential();
-  layers.forEach(([name, units], i) => model.add(tf.layers.dense({
-    name, units, ...(i === 0 ? { inputShape: [inputs] } : {}),
-    kernelInitializer: tf.initializers.glorotUniform({ seed: seed + i }),
-    biasInitializer: tf.initializers.randomUniform({ minval: -0.1, maxval: 0.1, seed: seed + 100 + i }),
-  })));
+  layers.forEach(([name, units], i) =>
+    model.add(
+      tf.layers.dense({
+        name,
+        units,
+        ...(i === 0 ? { inputShape: [inputs] } : {}),
+        kernelInitializer: tf.initializers.glorotUniform({ seed: seed + i }),
+        biasInitializer: tf.initializers.randomUniform({ minval: -0.1, maxval: 0.1, seed: seed + 100 + i }),
+      }),
+    ),
+  );
   return model;
 }
 
-const TWO_LAYERS = [['encoder', 8], ['decoder', 4]] as const satisfies readonly [string, number][];
+const TWO_LAYERS = [
+  ['encoder', 8],
+  ['decoder', 4],
+] as const satisfies readonly [string, number][];
 
 function dataset(inputs = 6, outputs = 4, seed = 7): { x: tf.Tensor2D; y: tf.Tensor2D } {
   return {
@@ -48,7 +57,7 @@ function dataset(inputs = 6, outputs = 4, seed = 7): { x: tf.Tensor2D; y: tf.Ten
 const meanSquaredError = (yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar => tf.mean(tf.square(tf.sub(yPred, yTrue)));
 
 async function values(tensor: tf.Tensor): Promise<Float32Array> {
-  return new Float32Array(await tensor.data() as Float32Array);
+  return new Float32Array((await tensor.data()) as Float32Array);
 }
 
 async function modelValues(model: tf.LayersModel): Promise<Map<string, Float32Array>> {
@@ -87,7 +96,10 @@ describe('attachMoq on tfjs (cpu backend)', () => {
     const model = denseModel(TWO_LAYERS);
     const moq = await attachMoq(tf, model, { quantizer: { groups: 2, schedules: [{ startBits: 5, targetBits: 3, period: 2 }] }, backend });
     expect(moq.weights.map((w) => [w.name, w.quantized])).toEqual([
-      ['encoder/kernel', true], ['encoder/bias', false], ['decoder/kernel', true], ['decoder/bias', false],
+      ['encoder/kernel', true],
+      ['encoder/bias', false],
+      ['decoder/kernel', true],
+      ['decoder/bias', false],
     ]);
     // As in DeepSpeed, the first forward pass uses the model's own weights: nothing is quantized at attach.
     const initial = await modelValues(model);
@@ -117,7 +129,7 @@ describe('attachMoq on tfjs (cpu backend)', () => {
     expect(new Set(seenBits)).toEqual(new Set([5, 4, 3]));
   });
 
-  it('trains the masters straight through: initial weights plus the sum of the optimizer\'s changes', async () => {
+  it("trains the masters straight through: initial weights plus the sum of the optimizer's changes", async () => {
     const model = denseModel(TWO_LAYERS, 6, 3);
     const moq = await attachMoq(tf, model, { quantizer: { schedules: [{ startBits: 3, targetBits: 3, period: 1 }] }, backend });
     const expected = moq.masterWeights();
@@ -130,7 +142,10 @@ describe('attachMoq on tfjs (cpu backend)', () => {
       // The gradients were taken at the quantized weights; their effect goes to the master.
       for (const [name, master] of expected) {
         const change = after.get(name)!.map((v, i) => v - before.get(name)![i]!);
-        expected.set(name, master.map((m, i) => m + (after.get(name)![i]! - before.get(name)![i]!)));
+        expected.set(
+          name,
+          master.map((m, i) => m + (after.get(name)![i]! - before.get(name)![i]!)),
+        );
         expect(change.some((c) => c !== 0)).toBe(true);
       }
       await moq.afterStep({ loss });
@@ -146,7 +161,11 @@ describe('attachMoq on tfjs (cpu backend)', () => {
 
   it('steps bits down exactly as a standalone Quantizer driven with the masters', async () => {
     const options: QuantizerOptions = {
-      groups: 4, mixedFp16: true, changeRatio: 0.25, rounding: 'stochastic', seed: 9,
+      groups: 4,
+      mixedFp16: true,
+      changeRatio: 0.25,
+      rounding: 'stochastic',
+      seed: 9,
       schedules: [
         { startBits: 8, targetBits: 4, period: 2, modules: ['encoder'] },
         { startBits: 6, targetBits: 5, period: 3, modules: ['decoder'] },
@@ -162,7 +181,9 @@ describe('attachMoq on tfjs (cpu backend)', () => {
       const report = await moq.afterStep({ loss });
       loss.dispose();
       const params: Parameter[] = [...moq.masterWeights()].map(([name, data]) => ({
-        name, data, shape: moq.weights.find((w) => w.name === name)!.shape,
+        name,
+        data,
+        shape: moq.weights.find((w) => w.name === name)!.shape,
       }));
       const expected = await standalone.step([params]);
       expect(report).toMatchObject({ qsteps: expected.qsteps, ratio: expected.ratio, switches: expected.switches, parameters: expected.parameters });
@@ -170,7 +191,12 @@ describe('attachMoq on tfjs (cpu backend)', () => {
       const now = await modelValues(model);
       for (const p of params) expect(sameBits(now.get(p.name)!, p.data), `${p.name} at step ${step + 1}`).toBe(true);
     }
-    expect(moq.bitsByWeight()).toEqual(new Map([['encoder/kernel', 5], ['decoder/kernel', 5]]));
+    expect(moq.bitsByWeight()).toEqual(
+      new Map([
+        ['encoder/kernel', 5],
+        ['decoder/kernel', 5],
+      ]),
+    );
   });
 
   it('skips an overflow step: weights restored, masters unchanged, the schedule not advanced', async () => {
@@ -237,11 +263,20 @@ describe('attachMoq on tfjs (cpu backend)', () => {
         },
       },
     };
-    const model = denseModel([['encoder', 8], ['decoder', 4], ['head', 4]]);
+    const model = denseModel([
+      ['encoder', 8],
+      ['decoder', 4],
+      ['head', 4],
+    ]);
     for (const quantizer of [config, JSON.stringify(config)]) {
       const moq = await attachMoq(tf, model, { quantizer, backend });
       expect(moq.weights.filter((w) => w.quantized).map((w) => w.name)).toEqual(['encoder/kernel', 'decoder/kernel']);
-      expect(moq.bitsByWeight()).toEqual(new Map([['encoder/kernel', 8], ['decoder/kernel', 12]]));
+      expect(moq.bitsByWeight()).toEqual(
+        new Map([
+          ['encoder/kernel', 8],
+          ['decoder/kernel', 12],
+        ]),
+      );
       moq.detach();
     }
     const moq = await attachMoq(tf, model, { quantizer: config, backend });
@@ -254,11 +289,21 @@ describe('attachMoq on tfjs (cpu backend)', () => {
       loss.dispose();
       expect(sameBits(await values(model.getLayer('head').getWeights()[0]!), head)).toBe(true);
     }
-    expect(moq.bitsByWeight()).toEqual(new Map([['encoder/kernel', 7], ['decoder/kernel', 11]]));
+    expect(moq.bitsByWeight()).toEqual(
+      new Map([
+        ['encoder/kernel', 7],
+        ['decoder/kernel', 11],
+      ]),
+    );
 
     const legacy = { quantize_training: { enabled: true, quantize_bits: { start_bits: 8, target_bits: 4 }, quantize_schedule: { quantize_period: 10, schedule_offset: 0 } } };
     const all = await attachMoq(tf, denseModel(TWO_LAYERS), { quantizer: legacy, backend });
-    expect(all.bitsByWeight()).toEqual(new Map([['encoder/kernel', 8], ['decoder/kernel', 8]]));
+    expect(all.bitsByWeight()).toEqual(
+      new Map([
+        ['encoder/kernel', 8],
+        ['decoder/kernel', 8],
+      ]),
+    );
   });
 
   it('ends on the same weights with model.fit and the callback as with a custom loop and afterStep', async () => {
@@ -273,7 +318,7 @@ describe('attachMoq on tfjs (cpu backend)', () => {
     await fitted.fit(data.x, data.y, { batchSize: BATCH, epochs: 3, shuffle: false, verbose: 0, callbacks: [viaFit.callback()] });
 
     const viaLoop = await attachMoq(tf, looped, { quantizer, backend });
-    await train(looped, viaLoop, 3 * SAMPLES / BATCH, data);
+    await train(looped, viaLoop, (3 * SAMPLES) / BATCH, data);
 
     expect(viaFit.history.length).toBe(12);
     expect(viaFit.history.map(({ bits, qsteps }) => ({ bits, qsteps }))).toEqual(viaLoop.history.map(({ bits, qsteps }) => ({ bits, qsteps })));
@@ -287,25 +332,37 @@ describe('attachMoq on tfjs (cpu backend)', () => {
     model.compile({ optimizer: tf.train.sgd(LEARNING_RATE), loss: meanSquaredError });
     const moq = await attachMoq(tf, model, { quantizer: { schedules: [{ startBits: 6, targetBits: 4, period: 1 }] }, backend });
     const { x, y } = dataset();
-    const mask = tf.tensor2d(Array.from({ length: SAMPLES }, (_, i) => (i >= BATCH && i < 2 * BATCH ? Number.NaN : 1)), [SAMPLES, 1]);
+    const mask = tf.tensor2d(
+      Array.from({ length: SAMPLES }, (_, i) => (i >= BATCH && i < 2 * BATCH ? Number.NaN : 1)),
+      [SAMPLES, 1],
+    );
     await model.fit(x.mul(mask), y, { batchSize: BATCH, epochs: 1, shuffle: false, verbose: 0, callbacks: [moq.callback()] });
-    expect(moq.history.map((h) => [h.overflow, h.qsteps])).toEqual([[false, 1], [true, 1], [false, 2], [false, 3]]);
+    expect(moq.history.map((h) => [h.overflow, h.qsteps])).toEqual([
+      [false, 1],
+      [true, 1],
+      [false, 2],
+      [false, 3],
+    ]);
     for (const value of (await modelValues(model)).values()) expect(value.every(Number.isFinite)).toBe(true);
   });
 
-  it('calls the eigenvalue provider only when a switch is due, at the weights the step\'s gradients were taken at', async () => {
+  it("calls the eigenvalue provider only when a switch is due, at the weights the step's gradients were taken at", async () => {
     const model = denseModel(TWO_LAYERS);
     const calls: number[] = [];
     const options: QuantizerOptions = { schedules: [{ startBits: 8, targetBits: 6, period: 2 }], eigenvalue: { enabled: true } };
     let forward = new Map<string, Float32Array>();
     const moq = await attachMoq(tf, model, {
-      quantizer: options, backend,
+      quantizer: options,
+      backend,
       eigenvalues: async (context) => {
         calls.push(context.step);
         expect(context.weights.map((w) => w.name)).toEqual(['encoder/kernel', 'decoder/kernel']);
         const seen = await modelValues(context.model);
         for (const [name, value] of forward) expect(sameBits(seen.get(name)!, value), name).toBe(true);
-        return new Map<string, [number, number]>([['encoder/kernel', [0.5, 0]], ['decoder/kernel', [0, 1]]]);
+        return new Map<string, [number, number]>([
+          ['encoder/kernel', [0.5, 0]],
+          ['decoder/kernel', [0, 1]],
+        ]);
       },
     });
     const data = dataset();
@@ -369,10 +426,20 @@ describe('attachMoq on tfjs (cpu backend)', () => {
       ['an unbuilt model', () => attachMoq(tf, tf.sequential(), { quantizer, backend }), InvalidInputError, /no trainable weights/],
       ['not the tf namespace', () => attachMoq({} as typeof tf, model, { quantizer, backend }), InvalidInputError, /TensorFlow.js namespace/],
       ['an unknown quantizer key', () => attachMoq(tf, model, { quantizer: { ...quantizer, bitz: 4 } as QuantizerOptions, backend }), ConfigError, /options\.bitz: unknown key/],
-      ['an unknown DeepSpeed key', () => attachMoq(tf, model, { quantizer: { quantize_training: { enabled: true, quantize_bitz: {} } }, backend }), ConfigError, /quantize_training\.quantize_bitz: unknown key/],
+      [
+        'an unknown DeepSpeed key',
+        () => attachMoq(tf, model, { quantizer: { quantize_training: { enabled: true, quantize_bitz: {} } }, backend }),
+        ConfigError,
+        /quantize_training\.quantize_bitz: unknown key/,
+      ],
       ['an unknown attach option', () => attachMoq(tf, model, { quantizer, backend, optimiser: 'sgd' } as never), InvalidInputError, /unknown key "optimiser"/],
       ['groups that do not divide a weight', () => attachMoq(tf, model, { quantizer: { ...quantizer, groups: 5 }, backend }), InvalidInputError, /encoder\/kernel.*48 elements/],
-      ['patterns that match no weight', () => attachMoq(tf, model, { quantizer: { schedules: [{ ...quantizer.schedules[0]!, modules: ['attention'] }] }, backend }), InvalidInputError, /no weight of the model is quantized/],
+      [
+        'patterns that match no weight',
+        () => attachMoq(tf, model, { quantizer: { schedules: [{ ...quantizer.schedules[0]!, modules: ['attention'] }] }, backend }),
+        InvalidInputError,
+        /no weight of the model is quantized/,
+      ],
       ['a Quantizer and a backend', () => attachMoq(tf, model, { quantizer: new Quantizer(quantizer), backend }), InvalidInputError, /belong to the Quantizer/],
     ];
     for (const [what, run, type, message] of cases) {
@@ -391,7 +458,9 @@ describe('attachMoq on tfjs-backend-wasm', () => {
     setWasmPaths(fileURLToPath(new URL('../node_modules/@tensorflow/tfjs-backend-wasm/dist/', import.meta.url)));
     await tf.setBackend('wasm');
   });
-  afterAll(async () => { await tf.setBackend('cpu'); });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
 
   it('trains with model.fit: quantized forward weights, masters straight through', async () => {
     expect(tf.getBackend()).toBe('wasm');
@@ -406,6 +475,11 @@ describe('attachMoq on tfjs-backend-wasm', () => {
       const expected = await backend.fakeQuantize(master.slice(), { bits: moq.bitsByWeight().get(name)!, groups: 2 });
       expect(sameBits(now.get(name)!, expected), name).toBe(true);
     }
-    expect(moq.bitsByWeight()).toEqual(new Map([['encoder/kernel', 4], ['decoder/kernel', 4]]));
+    expect(moq.bitsByWeight()).toEqual(
+      new Map([
+        ['encoder/kernel', 4],
+        ['decoder/kernel', 4],
+      ]),
+    );
   });
 });

@@ -62,8 +62,7 @@ describe.skipIf(!available)('caller-owned GPUBuffers', () => {
     const warm = fresh.stats();
     for (let i = 0; i < 3; i++) await step();
     const { shaderModules, pipelines, buffers: created, bindGroups, submissions } = fresh.stats();
-    expect({ shaderModules, pipelines, buffers: created, bindGroups })
-      .toEqual({ shaderModules: warm.shaderModules, pipelines: warm.pipelines, buffers: warm.buffers, bindGroups: warm.bindGroups });
+    expect({ shaderModules, pipelines, buffers: created, bindGroups }).toEqual({ shaderModules: warm.shaderModules, pipelines: warm.pipelines, buffers: warm.buffers, bindGroups: warm.bindGroups });
     // groupStats reads host arrays on WebAssembly: three submissions per step.
     expect(submissions).toBe(warm.submissions + 3 * 3);
     fresh.dispose();

@@ -20,12 +20,20 @@ function model(): Parameter[] {
   return SHAPES.map((shape, i) => ({
     name: `layer${i}.${shape.length > 1 ? 'weight' : 'bias'}`,
     shape,
-    data: weights(shape.reduce((a, b) => a * b, 1), 300 + i, i % 3 === 0 ? 0.02 : 0),
+    data: weights(
+      shape.reduce((a, b) => a * b, 1),
+      300 + i,
+      i % 3 === 0 ? 0.02 : 0,
+    ),
   }));
 }
 
 const OPTIONS = {
-  groups: 8, mixedFp16: true, changeRatio: 0.2, rounding: 'stochastic' as const, seed: 11,
+  groups: 8,
+  mixedFp16: true,
+  changeRatio: 0.2,
+  rounding: 'stochastic' as const,
+  seed: 11,
   schedules: [{ startBits: 8, targetBits: 3, period: 2, modules: ['weight'] }],
 };
 
@@ -73,7 +81,9 @@ describe.skipIf(!available)('losing the WebGPU device', () => {
       gpu: testGpu(),
       log,
       // The third step's submission is encoded when the device goes.
-      beforeSubmit: (device) => { if (++submissions === 3) device.destroy(); },
+      beforeSubmit: (device) => {
+        if (++submissions === 3) device.destroy();
+      },
     });
     const events: DowngradeEvent[] = [];
     backend.onDowngrade((e) => events.push(e));
@@ -91,7 +101,9 @@ describe.skipIf(!available)('losing the WebGPU device', () => {
 
   it('while a step is in flight: the step still completes, on WebAssembly', async () => {
     const backend = await WebGpuBackend.create({ gpu: testGpu() });
-    await trainAlongside(backend, 4, (step) => { if (step === 1) backend.device.destroy(); });
+    await trainAlongside(backend, 4, (step) => {
+      if (step === 1) backend.device.destroy();
+    });
     expect(backend.activeKind).toBe('wasm-simd');
     expect(backend.stats().gpuCalls).toBe(1);
   });
@@ -102,10 +114,10 @@ describe.skipIf(!available)('losing the WebGPU device', () => {
     const buffer = bufferWith(device, weights(64, 1));
     device.destroy();
     await expect(backend.fakeQuantizeBuffer(buffer, 64, { bits: 8 })).rejects.toMatchObject({
-      code: 'DEVICE_LOST', message: expect.stringMatching(/create a new device and backend/),
+      code: 'DEVICE_LOST',
+      message: expect.stringMatching(/create a new device and backend/),
     });
-    await expect(backend.fakeQuantize(weights(64, 2), { bits: 8 })).resolves.toEqual(
-      await (await WasmBackend.create('simd')).fakeQuantize(weights(64, 2), { bits: 8 }));
+    await expect(backend.fakeQuantize(weights(64, 2), { bits: 8 })).resolves.toEqual(await (await WasmBackend.create('simd')).fakeQuantize(weights(64, 2), { bits: 8 }));
   });
 
   it("moves 'auto' entirely to WebAssembly and says so", async () => {
@@ -113,7 +125,9 @@ describe.skipIf(!available)('losing the WebGPU device', () => {
     const log = vi.fn();
     const auto = (await createBackend({ kind: 'auto', gpu: testGpu(), device, crossoverElements: 1000, log })) as AutoBackend;
     expect(auto.kind, 'before any call: where large calls go').toBe('webgpu');
-    await trainAlongside(auto, 3, (step) => { if (step === 1) device.destroy(); });
+    await trainAlongside(auto, 3, (step) => {
+      if (step === 1) device.destroy();
+    });
     expect(auto.activeKind).toBe('wasm-simd');
     expect(auto.lastKind).toBe('wasm-simd');
     expect(auto.kind, 'the kind that ran the last call').toBe('wasm-simd');

@@ -19,7 +19,8 @@ describe.skipIf(!available)('bad inputs on WebGPU', () => {
     data[at] = bad;
     const original = data.slice();
     await expect(gpu.backend.fakeQuantize(data, { bits: 8, groups })).rejects.toMatchObject({
-      code: 'NON_FINITE', message: expect.stringMatching(new RegExp(`^data\\[${at}\\] is ${bad}: `)),
+      code: 'NON_FINITE',
+      message: expect.stringMatching(new RegExp(`^data\\[${at}\\] is ${bad}: `)),
       location: { job: 0, index: at, group: Math.floor(at / (length / groups)) },
     });
     expect(data).toEqual(original);
@@ -31,7 +32,8 @@ describe.skipIf(!available)('bad inputs on WebGPU', () => {
     const originals = jobs.map((job) => job.data.slice());
     await expect(gpu.backend.fakeQuantizeMany(jobs)).rejects.toThrow(/^jobs\[2\]\.data\[5000\] is NaN: .*Nothing was modified/);
     await expect(gpu.backend.fakeQuantizeMany(jobs.map((job, i) => ({ ...job, label: `t${i}` })))).rejects.toMatchObject({
-      message: expect.stringMatching(/^t2\[5000\] is NaN/), location: { job: 2, index: 5000, group: 2 },
+      message: expect.stringMatching(/^t2\[5000\] is NaN/),
+      location: { job: 2, index: 5000, group: 2 },
     });
     jobs.forEach((job, i) => expect(job.data).toEqual(originals[i]));
   });
@@ -40,10 +42,11 @@ describe.skipIf(!available)('bad inputs on WebGPU', () => {
     const values = [weights(4096, 4), weights(64, 5)];
     values[1]![10] = Infinity;
     const buffers = values.map((v) => bufferWith(gpu.device, v));
-    await expect(gpu.backend.fakeQuantizeBuffers(buffers.map((buffer, i) => ({ buffer, length: values[i]!.length, options: { bits: 8 } }))))
-      .rejects.toMatchObject({
-        code: 'NON_FINITE', message: expect.stringMatching(/^jobs\[1\]\.buffer\[10\] is NaN or infinite/), location: { job: 1, index: 10, group: 0 },
-      });
+    await expect(gpu.backend.fakeQuantizeBuffers(buffers.map((buffer, i) => ({ buffer, length: values[i]!.length, options: { bits: 8 } })))).rejects.toMatchObject({
+      code: 'NON_FINITE',
+      message: expect.stringMatching(/^jobs\[1\]\.buffer\[10\] is NaN or infinite/),
+      location: { job: 1, index: 10, group: 0 },
+    });
     for (const [i, buffer] of buffers.entries()) expect(await readBuffer(gpu.device, buffer, values[i]!.length)).toEqual(values[i]);
   });
 

@@ -26,7 +26,7 @@ describe.skipIf(!available)('createBackend with WebGPU', () => {
     expect(backend.explain()).toMatch(/\* wasm-simd/);
   });
 
-  it("gives WebGPU when asked, even on a fallback adapter, and explains the choice", async () => {
+  it('gives WebGPU when asked, even on a fallback adapter, and explains the choice', async () => {
     const backend = await createBackend({ kind: 'webgpu', gpu: testGpu() });
     expect(backend).toBeInstanceOf(WebGpuBackend);
     expect(backend.kind).toBe('webgpu');
@@ -41,7 +41,8 @@ describe.skipIf(!available)('createBackend with WebGPU', () => {
 
   it('says how to get WebGPU in Node, and nodeGpu() gets it', async () => {
     await expect(createBackend({ kind: 'webgpu' })).rejects.toMatchObject({
-      code: 'BACKEND_UNAVAILABLE', message: expect.stringMatching(/no navigator.gpu in Node: pass \{ gpu: \(await nodeGpu\(\)\).gpu \}/),
+      code: 'BACKEND_UNAVAILABLE',
+      message: expect.stringMatching(/no navigator.gpu in Node: pass \{ gpu: \(await nodeGpu\(\)\).gpu \}/),
     });
     const found = await nodeGpu();
     expect(found?.note).toMatch(/the "webgpu" package \(Dawn\)/);
@@ -58,7 +59,10 @@ describe.skipIf(!available)('createBackend with WebGPU', () => {
     expect(backend.explain()).toMatch(/routing: per call by size, crossover 5000 elements/);
     expect(backend.explain()).toMatch(/wasm-simd +available: .*runs host calls under 5000 elements/);
     const wasm = await WasmBackend.create('simd');
-    for (const [length, kind] of [[4096, 'wasm-simd'], [8192, 'webgpu']] as const) {
+    for (const [length, kind] of [
+      [4096, 'wasm-simd'],
+      [8192, 'webgpu'],
+    ] as const) {
       const values = weights(length, length);
       const result = await backend.fakeQuantize(values.slice(), { bits: 6, groups: 4 });
       expect(backend.lastKind).toBe(kind);
@@ -72,11 +76,14 @@ describe.skipIf(!available)('createBackend with WebGPU', () => {
     device.destroy();
   });
 
-  it("quantizes out of place ({ into }) on either side of the crossover, and on WebGPU alone, leaving data untouched", async () => {
+  it('quantizes out of place ({ into }) on either side of the crossover, and on WebGPU alone, leaving data untouched', async () => {
     const device = await testDevice();
     const auto = (await createBackend({ kind: 'auto', gpu: testGpu(), device, crossoverElements: 5000 })) as AutoBackend;
     const wasm = await WasmBackend.create('simd');
-    for (const [length, kind] of [[4096, 'wasm-simd'], [8192, 'webgpu']] as const) {
+    for (const [length, kind] of [
+      [4096, 'wasm-simd'],
+      [8192, 'webgpu'],
+    ] as const) {
       const values = weights(length, length + 1);
       const before = values.slice();
       const into = new Float32Array(length);
@@ -92,7 +99,9 @@ describe.skipIf(!available)('createBackend with WebGPU', () => {
     expect(into).toEqual(await wasm.fakeQuantize(values.slice(), { bits: 4, groupSize: 256, type: 'asymmetric' }));
     values[1500] = NaN;
     await expect(gpu.fakeQuantize(values, { bits: 8, groupSize: 256 }, { into })).rejects.toMatchObject({
-      code: 'NON_FINITE', message: expect.stringMatching(/^data\[1500\] is NaN/), location: { job: 0, index: 1500, group: 5 },
+      code: 'NON_FINITE',
+      message: expect.stringMatching(/^data\[1500\] is NaN/),
+      location: { job: 0, index: 1500, group: 5 },
     });
     await expect(gpu.fakeQuantize(values, { bits: 8 }, { into: into.subarray(1) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(gpu.fakeQuantize(values, { bits: 8 }, { into: values })).rejects.toThrow(/into overlaps data/);
@@ -120,7 +129,9 @@ describe.skipIf(!available)('createBackend with WebGPU', () => {
 
   it('`edge-moq info` lists the adapter, its features and what auto picks', async () => {
     const lines: string[] = [];
-    vi.spyOn(console, 'log').mockImplementation((line: string) => { lines.push(line); });
+    vi.spyOn(console, 'log').mockImplementation((line: string) => {
+      lines.push(line);
+    });
     expect(await infoCommand()).toBe(0);
     const text = lines.join('\n');
     expect(text).toMatch(/WebAssembly SIMD: yes/);

@@ -28,7 +28,7 @@ export interface Histogram {
 
 /** A name pattern that matches exactly `name` (every punctuation character escaped). */
 export function exactPattern(name: string): string {
-  return `^${name.replace(/[\\^$.*+?()[\]{}|/\-]/g, '\\$&')}$`;
+  return `^${name.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')}$`;
 }
 
 /** A packer that passes everything on and samples every `stride`-th value packed, and its unpacked value. */
@@ -41,7 +41,9 @@ class SamplingPacker implements Packer {
   private calls = 0;
 
   constructor(
-    private readonly inner: Packer, private readonly stride: number, private readonly firstCallOnly: boolean,
+    private readonly inner: Packer,
+    private readonly stride: number,
+    private readonly firstCallOnly: boolean,
     /** Which values of a pack call are the tensor's (ONNX pads K with zeros). */
     private readonly keep: (index: number, length: number) => boolean,
   ) {}
@@ -90,8 +92,14 @@ function bin(values: readonly number[], edges: number[], bins: number): number[]
 
 /** The before/after histogram of `tensor` from the last job (its files, options and rows); `token` stops it. */
 export async function tensorHistogram(
-  files: readonly NamedBlob[], options: AppOptions, rows: readonly ResultRow[], tensor: string, bins: number, packer: Packer,
-  onnxOps?: ReadonlyMap<string, string>, token: CancelToken = new CancelToken(),
+  files: readonly NamedBlob[],
+  options: AppOptions,
+  rows: readonly ResultRow[],
+  tensor: string,
+  bins: number,
+  packer: Packer,
+  onnxOps?: ReadonlyMap<string, string>,
+  token: CancelToken = new CancelToken(),
 ): Promise<Histogram> {
   if (!Number.isInteger(bins) || bins < 1 || bins > 10_000) throw new InvalidInputError('INVALID_ARGUMENT', `bins must be an integer from 1 to 10000, got ${bins}.`);
   const row = rows.find((r) => r.name === tensor);
@@ -111,7 +119,8 @@ export async function tensorHistogram(
     const locations = externalLocations(readModel(model.onnx!));
     const open = companionOpener(model, token);
     await quantizeOnnx(model.onnx!, onnxOptions(only), {
-      packer: sampler, externalData: (location) => open(location),
+      packer: sampler,
+      externalData: (location) => open(location),
       ...(locations.length > 0 ? { externalDataOut: { location: 'histogram.data', sink: discardSink } } : {}),
     });
   } else {

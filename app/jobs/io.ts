@@ -61,8 +61,11 @@ export function memorySink(name: string, token: CancelToken, budget: MemoryBudge
       open('write');
       budget.left -= bytes.length;
       if (budget.left < 0) {
-        throw new EdgeMoqError('IO', `the outputs pass ${budget.limit} bytes, more than this page holds in memory, and this browser gives it no Origin ` +
-          'Private File System to write them to (a private window, or an older browser): quantize a smaller model, or open the page in a normal window of a current browser.');
+        throw new EdgeMoqError(
+          'IO',
+          `the outputs pass ${budget.limit} bytes, more than this page holds in memory, and this browser gives it no Origin ` +
+            'Private File System to write them to (a private window, or an older browser): quantize a smaller model, or open the page in a normal window of a current browser.',
+        );
       }
       // Copied: callers reuse their buffers.
       starts.push(size);

@@ -5,9 +5,7 @@
 
 import { FormatError, InvalidInputError } from '../../src/errors.js';
 import { detectFormat, type FileFormat } from '../../src/formats/detect-format.js';
-import {
-  AttributeField, elementCount, externalLocations, GraphField, readModel, readNode, readTensor, type TensorHeader,
-} from '../../src/formats/onnx/model.js';
+import { AttributeField, elementCount, externalLocations, GraphField, readModel, readNode, readTensor, type TensorHeader } from '../../src/formats/onnx/model.js';
 import { bytesValue, readFields } from '../../src/formats/onnx/proto.js';
 import { openSafetensors, type ByteSource } from '../../src/formats/safetensors.js';
 import { parseShardIndex, type ShardIndex } from '../../src/formats/sharded.js';
@@ -39,7 +37,10 @@ export interface LocatedModel {
 }
 
 function describeFiles(files: readonly NamedBlob[]): string {
-  const names = files.slice(0, 5).map((f) => `"${f.name}"`).join(', ');
+  const names = files
+    .slice(0, 5)
+    .map((f) => `"${f.name}"`)
+    .join(', ');
   return files.length > 5 ? `${names} and ${files.length - 5} more` : names;
 }
 
@@ -55,9 +56,11 @@ async function readWhole(file: NamedBlob, token: CancelToken, what: string): Pro
 function requireCompanions(entry: NamedBlob, byName: ReadonlyMap<string, NamedBlob>, names: readonly string[], what: string): void {
   const missing = [...new Set(names)].filter((name) => !byName.has(name));
   if (missing.length > 0) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
       `${entry.name} needs ${missing.length === 1 ? 'the file' : `${missing.length} more files`} ${missing.map((m) => `"${m}"`).join(', ')} (${what}); ` +
-      'open it together with the model (select or drop all its files at once).');
+        'open it together with the model (select or drop all its files at once).',
+    );
   }
 }
 
@@ -74,16 +77,20 @@ export async function locateModel(files: readonly NamedBlob[], token: CancelToke
   const candidates = (format: ModelFormat) => files.filter((f) => formats.get(f) === format);
   const format = PRECEDENCE.find((f) => candidates(f).length > 0);
   if (!format) {
-    throw new FormatError(`${describeFiles(files)}: ${files.length === 1 ? 'not a model file' : 'none of these is a model file'}; ` +
-      'open a .safetensors file (or a sharded checkpoint\'s model.safetensors.index.json with its shards), an .onnx model, or a TensorFlow.js model.json with its weight files');
+    throw new FormatError(
+      `${describeFiles(files)}: ${files.length === 1 ? 'not a model file' : 'none of these is a model file'}; ` +
+        "open a .safetensors file (or a sharded checkpoint's model.safetensors.index.json with its shards), an .onnx model, or a TensorFlow.js model.json with its weight files",
+    );
   }
   let found = candidates(format);
   // An ONNX model's external data can start like a model (byte 0x08): the .onnx name decides.
   if (format === 'onnx' && found.length > 1) found = found.filter((f) => /\.onnx$/i.test(f.name));
   if (found.length !== 1) {
     const all = candidates(format);
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `${describeFiles(all)} could each be the model (${format}): open one model at a time${format === 'safetensors' ? ' (a sharded checkpoint: add its model.safetensors.index.json)' : ''}.`);
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `${describeFiles(all)} could each be the model (${format}): open one model at a time${format === 'safetensors' ? ' (a sharded checkpoint: add its model.safetensors.index.json)' : ''}.`,
+    );
   }
   const entry = found[0]!;
   if (format === 'safetensors-index') {
@@ -117,8 +124,19 @@ export function companionOpener(model: LocatedModel, token: CancelToken, onRead?
 }
 
 const ONNX_TYPES: Readonly<Record<number, [string, number]>> = {
-  1: ['FLOAT', 4], 2: ['UINT8', 1], 3: ['INT8', 1], 4: ['UINT16', 2], 5: ['INT16', 2], 6: ['INT32', 4], 7: ['INT64', 8],
-  9: ['BOOL', 1], 10: ['FLOAT16', 2], 11: ['DOUBLE', 8], 12: ['UINT32', 4], 13: ['UINT64', 8], 16: ['BFLOAT16', 2],
+  1: ['FLOAT', 4],
+  2: ['UINT8', 1],
+  3: ['INT8', 1],
+  4: ['UINT16', 2],
+  5: ['INT16', 2],
+  6: ['INT32', 4],
+  7: ['INT64', 8],
+  9: ['BOOL', 1],
+  10: ['FLOAT16', 2],
+  11: ['DOUBLE', 8],
+  12: ['UINT32', 4],
+  13: ['UINT64', 8],
+  16: ['BFLOAT16', 2],
 };
 
 /**
@@ -175,7 +193,7 @@ export async function openModel(files: readonly NamedBlob[], token: CancelToken)
     tensors = await safetensorsRows(blobSource(model.entry, token));
   } else if (model.format === 'safetensors-index') {
     tensors = [];
-    for (const shard of model.index!.shards) tensors.push(...await safetensorsRows(await open(shard)));
+    for (const shard of model.index!.shards) tensors.push(...(await safetensorsRows(await open(shard))));
     used = [...used, ...model.index!.shards];
   } else if (model.format === 'tfjs') {
     const tfjs = model.tfjs!;
@@ -195,4 +213,3 @@ export async function openModel(files: readonly NamedBlob[], token: CancelToken)
   const bytes = [...new Set(used)].reduce((n, name) => n + model.byName.get(name)!.size, 0);
   return { format: model.format, entry: model.entry.name, tensors, bytes };
 }
-

@@ -97,10 +97,13 @@ export function outputName(entry: string, bits: number, ext: string): string {
 /** The CLI's summary row, as data: "symmetric 4-bit, groups of 32 (rule 1)" or "kept: <reason>". */
 export function tensorRow(t: TensorReport): ResultRow {
   return {
-    name: t.name, shape: t.shape, dtype: t.dtype, packed: t.packed,
-    packedAs: t.packed ? `${t.type} ${t.bits}-bit, groups of ${t.groupSize}${t.rule === undefined ? '' : ` (rule ${t.rule + 1})`}${t.note ? `; ${t.note}` : ''}`
-      : `kept: ${t.reason}`,
-    bytesIn: t.bytesIn, bytesOut: t.bytesOut,
+    name: t.name,
+    shape: t.shape,
+    dtype: t.dtype,
+    packed: t.packed,
+    packedAs: t.packed ? `${t.type} ${t.bits}-bit, groups of ${t.groupSize}${t.rule === undefined ? '' : ` (rule ${t.rule + 1})`}${t.note ? `; ${t.note}` : ''}` : `kept: ${t.reason}`,
+    bytesIn: t.bytesIn,
+    bytesOut: t.bytesOut,
     ...(t.packed ? { maxAbsError: t.maxAbsError!, rmsError: t.rmsError! } : {}),
   };
 }
@@ -108,9 +111,15 @@ export function tensorRow(t: TensorReport): ResultRow {
 /** The CLI's ONNX table row: the weight, its MatMulNBits settings. */
 export function onnxRow(m: OnnxMatMulReport): ResultRow {
   return {
-    name: m.weight, shape: m.shape, dtype: m.dtype, packed: true,
+    name: m.weight,
+    shape: m.shape,
+    dtype: m.dtype,
+    packed: true,
     packedAs: `${m.type} ${m.bits}-bit, blocks of ${m.blockSize}${m.rule === undefined ? '' : ` (rule ${m.rule + 1})`} (${m.op}${m.node ? ` ${m.node}` : ''})`,
-    bytesIn: m.bytesIn, bytesOut: m.bytesOut, maxAbsError: m.maxAbsError, rmsError: m.rmsError,
+    bytesIn: m.bytesIn,
+    bytesOut: m.bytesOut,
+    maxAbsError: m.maxAbsError,
+    rmsError: m.rmsError,
   };
 }
 
@@ -188,11 +197,15 @@ async function quantizeLocated(model: LocatedModel, options: AppOptions, context
     await out.write(result.model);
     await out.close();
     const { report } = result;
-    const warnings = report.matmuls.length === 0
-      ? ['no MatMul, Gemm or Gather has a constant float weight that was selected; the model was written unchanged.'] : [];
+    const warnings = report.matmuls.length === 0 ? ['no MatMul, Gemm or Gather has a constant float weight that was selected; the model was written unchanged.'] : [];
     return {
-      ...base, rows: report.matmuls.map(onnxRow), outputs: await finish(data ? [out, data] : [out]),
-      bytesIn: report.bytesIn, bytesOut: report.bytesOut, warnings, onnxOps: new Map(report.matmuls.map((m) => [m.weight, m.op])),
+      ...base,
+      rows: report.matmuls.map(onnxRow),
+      outputs: await finish(data ? [out, data] : [out]),
+      bytesIn: report.bytesIn,
+      bytesOut: report.bytesOut,
+      warnings,
+      onnxOps: new Map(report.matmuls.map((m) => [m.weight, m.op])),
     };
   }
   const fileOpts: QuantizeFileOptions = { ...fileOptions(options), onProgress: progressFor(context) };
@@ -250,19 +263,28 @@ async function quantizeShards(model: LocatedModel, options: QuantizeFileOptions,
     try {
       const file = await openSafetensors(await open(shard));
       names = new Set(file.tensors.map((t) => t.name));
-      dataBytes.set(shard, file.tensors.reduce((n, t) => n + t.byteLength, 0));
+      dataBytes.set(
+        shard,
+        file.tensors.reduce((n, t) => n + t.byteLength, 0),
+      );
     } catch (error) {
       throw inShard(shard, error);
     }
     const lacking = expected.get(shard)!.filter((name) => !names.has(name));
     if (lacking.length > 0) {
-      throw new EdgeMoqError('MALFORMED_FILE', `${model.entry.name} maps "${lacking[0]}"${lacking.length > 1 ? ` (and ${lacking.length - 1} more)` : ''} to ${shard}, which does not hold it: the index and the shards disagree; nothing was written.`);
+      throw new EdgeMoqError(
+        'MALFORMED_FILE',
+        `${model.entry.name} maps "${lacking[0]}"${lacking.length > 1 ? ` (and ${lacking.length - 1} more)` : ''} to ${shard}, which does not hold it: the index and the shards disagree; nothing was written.`,
+      );
     }
     const extra = [...names].find((name) => index.weightMap.get(name) !== shard);
     if (extra !== undefined) {
       const elsewhere = index.weightMap.get(extra);
-      throw new EdgeMoqError('MALFORMED_FILE', `${shard} holds "${extra}", which ${model.entry.name} ${elsewhere === undefined ? 'does not list' : `maps to ${elsewhere}`}: ` +
-        `${elsewhere === undefined ? 'the index and the shards disagree' : 'a tensor in two shards'}; nothing was written.`);
+      throw new EdgeMoqError(
+        'MALFORMED_FILE',
+        `${shard} holds "${extra}", which ${model.entry.name} ${elsewhere === undefined ? 'does not list' : `maps to ${elsewhere}`}: ` +
+          `${elsewhere === undefined ? 'the index and the shards disagree' : 'a tensor in two shards'}; nothing was written.`,
+      );
     }
   }
   const sinks: OutputSink[] = [];
@@ -301,7 +323,12 @@ async function quantizeShards(model: LocatedModel, options: QuantizeFileOptions,
   await indexSink.write(new TextEncoder().encode(shardIndexText(index, contents, null)));
   await indexSink.close();
   return {
-    format: model.format, entry: model.entry.name, rows: tensors.map(tensorRow), bytesIn, bytesOut, warnings,
+    format: model.format,
+    entry: model.entry.name,
+    rows: tensors.map(tensorRow),
+    bytesIn,
+    bytesOut,
+    warnings,
     outputs: await finish([...sinks, indexSink]),
   };
 }

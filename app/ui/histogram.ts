@@ -38,7 +38,6 @@ export function drawHistogram(figure: HTMLElement, reply: HistogramReply): void 
   // The chart escapes every text it writes (tensor names come from the file), so its markup is safe to parse.
   const holder = element('div', 'chart');
   holder.innerHTML = svg;
-  const caption = element('figcaption', 'hint',
-    `${reply.before.length} bins over the input's range [${min.toPrecision(4)}, ${max.toPrecision(4)}]; each count scale is its own.`);
+  const caption = element('figcaption', 'hint', `${reply.before.length} bins over the input's range [${min.toPrecision(4)}, ${max.toPrecision(4)}]; each count scale is its own.`);
   figure.replaceChildren(holder, caption);
 }

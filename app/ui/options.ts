@@ -16,12 +16,13 @@ export interface OptionsElements {
   exclude: HTMLInputElement;
 }
 
-export type ReadOptions =
-  | { ok: true; options: AppOptions; backend: BackendChoice }
-  | { ok: false; message: string; field: HTMLElement };
+export type ReadOptions = { ok: true; options: AppOptions; backend: BackendChoice } | { ok: false; message: string; field: HTMLElement };
 
 class FieldError extends Error {
-  constructor(message: string, readonly field: HTMLElement) {
+  constructor(
+    message: string,
+    readonly field: HTMLElement,
+  ) {
     super(message);
   }
 }

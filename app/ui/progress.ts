@@ -13,7 +13,10 @@ const ESTIMATE_AFTER_SHARE = 0.02;
 export class ProgressView {
   private started = 0;
 
-  constructor(private readonly bar: HTMLProgressElement, private readonly text: HTMLElement) {}
+  constructor(
+    private readonly bar: HTMLProgressElement,
+    private readonly text: HTMLElement,
+  ) {}
 
   start(): void {
     this.started = performance.now();
@@ -25,7 +28,7 @@ export class ProgressView {
     const share = reply.bytesTotal > 0 ? reply.bytesDone / reply.bytesTotal : reply.count > 0 ? reply.index / reply.count : 0;
     this.bar.value = Math.min(1, Math.max(0, share));
     const elapsed = performance.now() - this.started;
-    const left = elapsed >= ESTIMATE_AFTER_MS && share >= ESTIMATE_AFTER_SHARE ? formatDuration(elapsed * (1 - share) / share) : 'estimating';
+    const left = elapsed >= ESTIMATE_AFTER_MS && share >= ESTIMATE_AFTER_SHARE ? formatDuration((elapsed * (1 - share)) / share) : 'estimating';
     this.text.textContent = `${reply.tensor} (${Math.min(reply.index + 1, reply.count)} of ${reply.count}) · ${formatBytes(reply.bytesDone)} of ${formatBytes(reply.bytesTotal)} · ${left === 'estimating' ? 'estimating time left' : `${left} left`}`;
     this.text.dataset.tensor = reply.tensor;
   }

@@ -85,7 +85,10 @@ export class RecipeEditor {
   /** The page hears of changes only once the editor is built (its first render is not a change). */
   private built = false;
 
-  constructor(private readonly els: RecipeEditorElements, private readonly onChange: () => void) {
+  constructor(
+    private readonly els: RecipeEditorElements,
+    private readonly onChange: () => void,
+  ) {
     this.body = els.table.tBodies[0] ?? els.table.createTBody();
     els.add.addEventListener('click', () => {
       this.rows.push(emptyRow());
@@ -266,11 +269,17 @@ export class RecipeEditor {
     };
     action('up', '↑', 'Move up', () => this.move(index, -1), index === 0);
     action('down', '↓', 'Move down', () => this.move(index, 1), index === this.rows.length - 1);
-    action('remove', '×', 'Remove', () => {
-      this.rows.splice(index, 1);
-      this.edited();
-      this.render();
-    }, false);
+    action(
+      'remove',
+      '×',
+      'Remove',
+      () => {
+        this.rows.splice(index, 1);
+        this.edited();
+        this.render();
+      },
+      false,
+    );
     cell(actions);
     return tr;
   }

@@ -26,7 +26,10 @@ const elements = (shape: readonly number[]) => shape.reduce((n, d) => n * d, 1);
 const COLUMNS: readonly Column[] = [
   { key: 'name', title: 'Name', numeric: false, text: (r) => r.name, compare: byText((r) => r.name) },
   {
-    key: 'shape', title: 'Shape', numeric: false, text: (r) => formatShape(r.shape),
+    key: 'shape',
+    title: 'Shape',
+    numeric: false,
+    text: (r) => formatShape(r.shape),
     // By size first: a shape column is read as "which tensors are big".
     compare: (a, b) => byNumber((r) => elements(r.shape))(a, b) || byText((r) => formatShape(r.shape))(a, b),
   },
@@ -45,7 +48,10 @@ export class ResultsTable {
   private readonly head: HTMLTableSectionElement;
   private readonly body: HTMLTableSectionElement;
 
-  constructor(private readonly table: HTMLTableElement, private readonly onSelect: (row: ResultRow) => void) {
+  constructor(
+    private readonly table: HTMLTableElement,
+    private readonly onSelect: (row: ResultRow) => void,
+  ) {
     this.head = table.tHead ?? table.createTHead();
     this.body = table.tBodies[0] ?? table.createTBody();
     const tr = element('tr');
@@ -99,32 +105,35 @@ export class ResultsTable {
     if (this.sort) {
       const { compare } = COLUMNS.find((c) => c.key === this.sort!.key)!;
       const sign = this.sort.descending ? -1 : 1;
-      rows = rows.map((row, index) => ({ row, index }))
+      rows = rows
+        .map((row, index) => ({ row, index }))
         // Ties keep the file's order, whichever way the column runs.
         .sort((a, b) => sign * compare(a.row, b.row) || a.index - b.index)
         .map((entry) => entry.row);
     }
-    this.body.replaceChildren(...rows.map((row) => {
-      const tr = element('tr');
-      tr.dataset.tensor = row.name;
-      tr.tabIndex = 0;
-      tr.classList.toggle('kept', !row.packed);
-      tr.classList.toggle('selected', row.name === this.selected);
-      tr.setAttribute('aria-selected', String(row.name === this.selected));
-      for (const column of COLUMNS) {
-        const td = element('td', column.numeric ? 'numeric' : column.key);
-        if (column.key === 'name') td.append(...breakable(row.name));
-        else td.textContent = column.text(row);
-        tr.append(td);
-      }
-      tr.addEventListener('click', () => this.select(row, tr));
-      tr.addEventListener('keydown', (event) => {
-        if (event.key === 'Enter' || event.key === ' ') {
-          event.preventDefault();
-          this.select(row, tr);
+    this.body.replaceChildren(
+      ...rows.map((row) => {
+        const tr = element('tr');
+        tr.dataset.tensor = row.name;
+        tr.tabIndex = 0;
+        tr.classList.toggle('kept', !row.packed);
+        tr.classList.toggle('selected', row.name === this.selected);
+        tr.setAttribute('aria-selected', String(row.name === this.selected));
+        for (const column of COLUMNS) {
+          const td = element('td', column.numeric ? 'numeric' : column.key);
+          if (column.key === 'name') td.append(...breakable(row.name));
+          else td.textContent = column.text(row);
+          tr.append(td);
         }
-      });
-      return tr;
-    }));
+        tr.addEventListener('click', () => this.select(row, tr));
+        tr.addEventListener('keydown', (event) => {
+          if (event.key === 'Enter' || event.key === ' ') {
+            event.preventDefault();
+            this.select(row, tr);
+          }
+        });
+        return tr;
+      }),
+    );
   }
 }

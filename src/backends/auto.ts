@@ -20,7 +20,10 @@ export class AutoBackend implements Backend {
    * @param gpu - The WebGPU backend large calls go to; the AutoBackend takes it over (disposes it).
    * @param crossoverElements - Host calls with fewer elements (all jobs of a call together) run on `gpu.wasm`.
    */
-  constructor(readonly gpu: WebGpuBackend, readonly crossoverElements: number) {
+  constructor(
+    readonly gpu: WebGpuBackend,
+    readonly crossoverElements: number,
+  ) {
     this.wasm = gpu.wasm;
   }
 

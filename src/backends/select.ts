@@ -98,7 +98,9 @@ interface Candidate {
 }
 
 const wasmCandidate = (kind: 'wasm-simd' | 'wasm', rank: number, probe: () => Probe): Candidate => ({
-  kind, rank, probe,
+  kind,
+  rank,
+  probe,
   create: async ({ options }) => {
     const build = kind === 'wasm-simd' ? 'simd' : 'scalar';
     const staging = options.stagingBytes === undefined ? {} : { stagingBytes: options.stagingBytes };
@@ -109,15 +111,21 @@ const wasmCandidate = (kind: 'wasm-simd' | 'wasm', rank: number, probe: () => Pr
 /** Every backend createBackend can give, best first. */
 const CANDIDATES: readonly Candidate[] = [
   {
-    kind: 'webgpu', rank: 3, lazy: true, fallible: true,
+    kind: 'webgpu',
+    rank: 3,
+    lazy: true,
+    fallible: true,
     probe: probeWebGpu,
     async create(selection) {
       const { options, requested, crossover } = selection;
       const wasm = (await selection.below('webgpu')) as WasmBackend;
       const { gpu, adapter } = selection.probe('webgpu');
       const backend = await WebGpuBackend.create({
-        ...(gpu ? { gpu } : {}), ...(adapter ? { adapter } : {}), ...(options.device ? { device: options.device } : {}),
-        ...(options.log ? { log: options.log } : {}), wasmBackend: wasm,
+        ...(gpu ? { gpu } : {}),
+        ...(adapter ? { adapter } : {}),
+        ...(options.device ? { device: options.device } : {}),
+        ...(options.log ? { log: options.log } : {}),
+        wasmBackend: wasm,
       });
       if (requested !== 'auto') return { backend, notes: [`if the device is lost, host work continues on ${wasm.kind}`] };
       selection.row(wasm.kind).reason += `; runs host calls under ${crossover} elements (there the upload and read-back cost more than WebGPU saves)`;
@@ -125,10 +133,7 @@ const CANDIDATES: readonly Candidate[] = [
         backend: new AutoBackend(backend, crossover),
         role: `host calls of ${crossover} elements or more, and GPUBuffers`,
         uses: wasm.kind,
-        notes: [
-          `routing: per call by size, crossover ${crossover} elements (set by crossoverElements)`,
-          `if the device is lost, everything continues on ${wasm.kind}`,
-        ],
+        notes: [`routing: per call by size, crossover ${crossover} elements (set by crossoverElements)`, `if the device is lost, everything continues on ${wasm.kind}`],
       };
     },
   },
@@ -143,15 +148,13 @@ const CANDIDATES: readonly Candidate[] = [
 async function probeWebGpu(options: CreateBackendOptions): Promise<Probe> {
   if (options.device) return { available: true, reason: 'a GPUDevice was given' };
   const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
-  const adapter = options.adapter ?? await findAdapter(gpu);
+  const adapter = options.adapter ?? (await findAdapter(gpu));
   if (typeof adapter === 'string') return { available: false, reason: adapter };
   const summary = summarizeAdapter(adapter);
   return {
     available: true,
     reason: `adapter ${describeAdapter(summary)}`,
-    ...(summary.isFallbackAdapter
-      ? { declined: (picked: BackendKind) => `: a fallback (software) adapter is slower than ${picked} for host data; request kind 'webgpu' to use it anyway` }
-      : {}),
+    ...(summary.isFallbackAdapter ? { declined: (picked: BackendKind) => `: a fallback (software) adapter is slower than ${picked} for host data; request kind 'webgpu' to use it anyway` } : {}),
     ...(gpu ? { gpu } : {}),
     adapter,
   };
@@ -184,9 +187,7 @@ export async function createBackend(request: CreateBackendOptions | BackendReque
   }
   const probes = new Map<BackendKind, Probe>();
   for (const c of CANDIDATES) {
-    probes.set(c.kind, c.lazy && requested !== 'auto' && requested !== c.kind
-      ? { available: false, reason: 'not probed: not requested' }
-      : await c.probe(options));
+    probes.set(c.kind, c.lazy && requested !== 'auto' && requested !== c.kind ? { available: false, reason: 'not probed: not requested' } : await c.probe(options));
   }
   const rows: Row[] = CANDIDATES.map(({ kind }) => ({ kind, available: probes.get(kind)!.available, picked: false, reason: probes.get(kind)!.reason }));
   const row = (kind: BackendKind) => rows.find((r) => r.kind === kind)!;
@@ -196,7 +197,10 @@ export async function createBackend(request: CreateBackendOptions | BackendReque
     return opened.get(c.kind)!;
   };
   const selection: Selection = {
-    requested, options, crossover, row,
+    requested,
+    options,
+    crossover,
+    row,
     probe: (kind) => probes.get(kind)!,
     below: async (kind) => {
       const rank = CANDIDATES.find((c) => c.kind === kind)!.rank;
@@ -211,8 +215,7 @@ export async function createBackend(request: CreateBackendOptions | BackendReque
   if (requested !== 'auto') {
     const wanted = row(requested);
     if (!wanted.available) {
-      throw new BackendError('BACKEND_UNAVAILABLE',
-        `backend "${requested}" is not available here: ${wanted.reason}. Use kind: 'auto' to take the best available one.`);
+      throw new BackendError('BACKEND_UNAVAILABLE', `backend "${requested}" is not available here: ${wanted.reason}. Use kind: 'auto' to take the best available one.`);
     }
     for (const r of rows) if (r !== wanted && r.available) r.reason += '; not requested';
     return report(requested, await open(CANDIDATES.find((c) => c.kind === requested)!));
@@ -248,8 +251,7 @@ export async function createBackend(request: CreateBackendOptions | BackendReque
 function readCreateOptions(request: unknown): CreateBackendOptions {
   if (typeof request === 'string') return { kind: request as BackendRequest };
   if (typeof request !== 'object' || request === null || Array.isArray(request)) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `createBackend takes options such as { kind: 'webgpu' } (or just the kind, 'webgpu'), got ${describeValue(request)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `createBackend takes options such as { kind: 'webgpu' } (or just the kind, 'webgpu'), got ${describeValue(request)}.`);
   }
   for (const key of Object.keys(request)) {
     if (!(OPTION_KEYS as readonly string[]).includes(key)) {

@@ -49,9 +49,7 @@ export function parseArgs(argv: readonly string[], spec: OptionSpec): ParsedArgs
     }
     const before = spelled.get(name);
     if (before !== undefined) {
-      throw new InvalidInputError('INVALID_ARGUMENT', before === written
-        ? `${written} is given twice; give it once.`
-        : `${before} and ${written} are the same option; give it once.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', before === written ? `${written} is given twice; give it once.` : `${before} and ${written} are the same option; give it once.`);
     }
     spelled.set(name, written);
     if (!takesValue) {
@@ -63,8 +61,7 @@ export function parseArgs(argv: readonly string[], spec: OptionSpec): ParsedArgs
     if (value === undefined) throw new InvalidInputError('INVALID_ARGUMENT', `${written} needs a value.`);
     if (value === '') throw new InvalidInputError('INVALID_ARGUMENT', `${written} needs a value, got an empty one.`);
     if (inline === undefined && LOOKS_LIKE_OPTION.test(value)) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `${written} needs a value, got the option ${value}; if that is the value, write --${name}=${value}.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `${written} needs a value, got the option ${value}; if that is the value, write --${name}=${value}.`);
     }
     flags.set(name, value);
   }
@@ -77,8 +74,7 @@ function dashed(name: string): string {
 
 function listOptions(spec: OptionSpec): string {
   const aliases = Object.entries(spec.aliases ?? {});
-  const names = [...spec.values, ...(spec.booleans ?? [])]
-    .map((name) => [...aliases.filter(([, long]) => long === name).map(([alias]) => dashed(alias)), dashed(name)].join('/'));
+  const names = [...spec.values, ...(spec.booleans ?? [])].map((name) => [...aliases.filter(([, long]) => long === name).map(([alias]) => dashed(alias)), dashed(name)].join('/'));
   return names.join(', ') || 'none';
 }
 

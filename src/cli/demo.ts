@@ -82,8 +82,7 @@ function targetsFlag(args: ParsedArgs): number[] {
   const parts = raw.split(',');
   const targets = parts.map((part) => (/^[0-9]+$/.test(part) ? Number(part) : NaN));
   if (targets.some((bits) => !(bits >= 1 && bits <= MAX_BITS))) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `--bits must be one or more integers from 1 to ${MAX_BITS} separated by commas (e.g. 4,3,2 or 3), got ${describeValue(raw)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `--bits must be one or more integers from 1 to ${MAX_BITS} separated by commas (e.g. 4,3,2 or 3), got ${describeValue(raw)}.`);
   }
   const repeated = targets.find((bits, i) => targets.indexOf(bits) !== i);
   if (repeated !== undefined) throw new InvalidInputError('INVALID_ARGUMENT', `--bits names ${repeated} twice; give each target once.`);
@@ -109,13 +108,17 @@ export function demoOptions(args: ParsedArgs): DemoOptions {
   const period = args.flags.has('period') ? integerFlag(args, 'period', 1, 1) : undefined;
   const periods = bits.map((target) => period ?? Math.max(1, Math.floor(steps / 2 / lastSwitchFactor(startBits - target, eigenvalues))));
   const groups = integerFlag(args, 'groups', TUTORIAL_GROUPS, 1);
-  const kernels = weightShapes(HIDDEN).filter((w) => w.shape.length > 1).map((w) => ({ ...w, size: w.shape[0]! * w.shape[1]! }));
+  const kernels = weightShapes(HIDDEN)
+    .filter((w) => w.shape.length > 1)
+    .map((w) => ({ ...w, size: w.shape[0]! * w.shape[1]! }));
   const misfit = kernels.find((k) => k.size % groups !== 0);
   if (misfit) {
     const fitting = commonDivisors(kernels.map((k) => k.size));
     const shown = fitting.length > 12 ? [...fitting.slice(0, 12), '...'] : fitting;
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `--groups ${groups} does not divide ${misfit.name} (${misfit.shape.join(' x ')} = ${misfit.size} weights); groups that divide every kernel: ${shown.join(', ')}.`);
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `--groups ${groups} does not divide ${misfit.name} (${misfit.shape.join(' x ')} = ${misfit.size} weights); groups that divide every kernel: ${shown.join(', ')}.`,
+    );
   }
   const batch = integerFlag(args, 'batch', 64, 1);
   atMost('batch', batch, 8000, 'the training set holds 8,000 digits');
@@ -125,7 +128,16 @@ export function demoOptions(args: ParsedArgs): DemoOptions {
   atMost('seed', seed, 0xffffffff - (seeds - 1), 'seeds are 32-bit');
   const report = stringFlag(args, 'report') ?? 'moq-report.html';
   return {
-    bits, startBits, periods, groups, steps, batch, seed, seeds, report, eigenvalues,
+    bits,
+    startBits,
+    periods,
+    groups,
+    steps,
+    batch,
+    seed,
+    seeds,
+    report,
+    eigenvalues,
     evalEvery: integerFlag(args, 'eval-every', Math.max(1, Math.round(steps / 30)), 1),
     backend: choiceFlag(args, 'backend', QUANTIZATION_BACKENDS) ?? 'auto',
     tfBackend: choiceFlag(args, 'tf-backend', TF_BACKENDS),
@@ -180,8 +192,10 @@ function moqSetup(o: DemoOptions): string {
       : `${bits} bits: period ${o.periods[i]}, reached at step ${reached}`;
   });
   const blends = o.bits.map((bits) => `1/${blendSteps(o, bits)}`);
-  return `${o.startBits} -> target (${each.join('; ')}), ${o.groups} groups${o.groups === TUTORIAL_GROUPS ? ' as in DeepSpeed\'s MoQ tutorial' : ''}, ` +
-    `symmetric, nearest; blend ratio falls ${blends.join(', ')} per step`;
+  return (
+    `${o.startBits} -> target (${each.join('; ')}), ${o.groups} groups${o.groups === TUTORIAL_GROUPS ? " as in DeepSpeed's MoQ tutorial" : ''}, ` +
+    `symmetric, nearest; blend ratio falls ${blends.join(', ')} per step`
+  );
 }
 
 function printTable(t: TextTable): void {
@@ -205,7 +219,10 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
   const count = (n: number) => n.toLocaleString('en-US');
   const setup: [string, string][] = [
     ['data', `${count(data.train.count)} training / ${count(data.test.count)} test digits (a fixed split of the mnist package's ${count(data.train.count + data.test.count)})`],
-    ['model', `${describeModel(HIDDEN)}, Adam ${LEARNING_RATE}, batch ${o.batch}, ${o.steps} steps, ${o.seeds > 1 ? `seeds ${o.seed}..${o.seed + o.seeds - 1}` : `seed ${o.seed}`}; TensorFlow.js on ${tfBackend}`],
+    [
+      'model',
+      `${describeModel(HIDDEN)}, Adam ${LEARNING_RATE}, batch ${o.batch}, ${o.steps} steps, ${o.seeds > 1 ? `seeds ${o.seed}..${o.seed + o.seeds - 1}` : `seed ${o.seed}`}; TensorFlow.js on ${tfBackend}`,
+    ],
     ['targets', `${targetsText} bits: one MoQ run per target; one full-precision run, quantized once to each target for PTQ`],
     ['MoQ', moqSetup(o)],
     ['PTQ', `the full-precision run's weights, quantized once to each target in ${o.groups} groups; biases stay float32 in both`],
@@ -228,7 +245,14 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
       const seed = o.seed + i;
       const where = o.seeds > 1 ? `seed ${seed} (${i + 1}/${o.seeds}), ` : '';
       const setup = (run: number): TrainingSetup => ({
-        tf, data, hidden: HIDDEN, steps: o.steps, batch: o.batch, seed, learningRate: LEARNING_RATE, evalEvery: o.evalEvery,
+        tf,
+        data,
+        hidden: HIDDEN,
+        steps: o.steps,
+        batch: o.batch,
+        seed,
+        learningRate: LEARNING_RATE,
+        evalEvery: o.evalEvery,
         // The label changes only with the phase, so that piped output gets a line per phase, not per step.
         onStep: (step, detail) => progress.update(((i * runsPerSeed + run) * o.steps + step) / totalSteps, `${where}${detail}`),
       });
@@ -237,13 +261,17 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
       for (const [t, bits] of o.bits.entries()) {
         const folder = join(modelsFolder, `${bits}-bits`);
         const moq = await trainMoq(setup(1 + t), {
-          backend, quantizer: quantizerOptions(o, bits), eigenvalues: o.eigenvalues,
+          backend,
+          quantizer: quantizerOptions(o, bits),
+          eigenvalues: o.eigenvalues,
           // The first seed's models are the ones shipped; the other seeds only measure the spread.
-          ...(i === 0 ? {
-            onTrained: async (trained) => {
-              exported.push(await exportAndReload(trained, { tf, packer, bits, folder }));
-            },
-          } : {}),
+          ...(i === 0
+            ? {
+                onTrained: async (trained) => {
+                  exported.push(await exportAndReload(trained, { tf, packer, bits, folder }));
+                },
+              }
+            : {}),
         });
         result.targets.push({ bits, moq, ptq: ptq[t]! });
       }
@@ -268,19 +296,22 @@ export async function demoCommand(args: ParsedArgs): Promise<number> {
   console.log(`\n${exports.notes.join('\n')}`);
 
   const first = results[0]!;
-  writeFileSync(resolve(o.report), renderReport({
-    title: `edge-moq: MoQ against post-training quantization on MNIST, at ${targetsText} bits`,
-    setup,
-    results: sweep,
-    notes: outcomes,
-    exports,
-    ...(seedsTable ? { seeds: seedsTable } : {}),
-    full: first.full,
-    targets: first.targets,
-    startBits: o.startBits,
-    histogramWeight: HISTOGRAM_WEIGHT,
-    steps: o.steps,
-  }));
+  writeFileSync(
+    resolve(o.report),
+    renderReport({
+      title: `edge-moq: MoQ against post-training quantization on MNIST, at ${targetsText} bits`,
+      setup,
+      results: sweep,
+      notes: outcomes,
+      exports,
+      ...(seedsTable ? { seeds: seedsTable } : {}),
+      full: first.full,
+      targets: first.targets,
+      startBits: o.startBits,
+      histogramWeight: HISTOGRAM_WEIGHT,
+      steps: o.steps,
+    }),
+  );
   console.log(`report: ${o.report} (bits and blend ratio over steps, accuracy curves, ${HISTOGRAM_WEIGHT} histograms)`);
   return reloadedAsTrained(exported) ? 0 : 1;
 }

@@ -46,8 +46,10 @@ export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
     try {
       const report = await dequantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, options);
       progress.done();
-      console.log(`${escapeForTerminal(output)}: unpacked ${report.unpacked} tensor(s), copied ${report.copied} unchanged, on ${packer.kind}; ` +
-        `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)}`);
+      console.log(
+        `${escapeForTerminal(output)}: unpacked ${report.unpacked} tensor(s), copied ${report.copied} unchanged, on ${packer.kind}; ` +
+          `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)}`,
+      );
     } finally {
       packer.dispose();
     }
@@ -65,8 +67,10 @@ async function dequantizeTfjsModel(args: ParsedArgs, input: string, output: stri
   try {
     const result = await dequantizeTfjsFile(input, output, packer);
     progress.done();
-    console.log(`${escapeForTerminal(output)} (+ ${result.shards.length} shard(s)): unpacked ${result.unpacked} weight(s), copied ${result.copied} unchanged, on ${packer.kind}; ` +
-      `${formatBytes(result.bytesIn)} -> ${formatBytes(result.bytesOut)}`);
+    console.log(
+      `${escapeForTerminal(output)} (+ ${result.shards.length} shard(s)): unpacked ${result.unpacked} weight(s), copied ${result.copied} unchanged, on ${packer.kind}; ` +
+        `${formatBytes(result.bytesIn)} -> ${formatBytes(result.bytesOut)}`,
+    );
   } catch (error) {
     throw naming(error, input);
   } finally {

@@ -35,16 +35,22 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
     } catch (error) {
       throw naming(error, input);
     }
-    console.log(`${escapeForTerminal(input)}: ${formatBytes(source.size)}, ${file.tensors.length} tensor(s)` +
-      `${packed ? `, ${file.metadata.format} with ${packed.packed.length} packed tensor(s)` : ''}`);
+    console.log(
+      `${escapeForTerminal(input)}: ${formatBytes(source.size)}, ${file.tensors.length} tensor(s)` + `${packed ? `, ${file.metadata.format} with ${packed.packed.length} packed tensor(s)` : ''}`,
+    );
     const metadata = Object.entries(file.metadata).filter(([key]) => key !== 'edge-moq');
     if (metadata.length) console.log(`metadata: ${metadata.map(([key, value]) => `${shorten(key)}=${shorten(value)}`).join(', ')}`);
     const rows: string[][] = [];
     for (const p of packed?.packed ?? []) {
       const bytes = p.codes.byteLength + p.scales.byteLength + (p.zeros?.byteLength ?? 0);
       const original = p.length * (p.entry.dtype === 'F32' ? 4 : 2);
-      rows.push([p.name, `[${p.entry.shape.join(', ')}]`, `${p.entry.dtype} -> ${p.entry.type} ${p.entry.bits}-bit, groups of ${p.entry.groupSize}${p.entry.axis === undefined ? '' : ` along axis ${p.entry.axis}`}${p.entry.grid === 'full' ? ', full grid' : ''}`,
-        formatBytes(bytes), `${(original / bytes).toFixed(2)}x`]);
+      rows.push([
+        p.name,
+        `[${p.entry.shape.join(', ')}]`,
+        `${p.entry.dtype} -> ${p.entry.type} ${p.entry.bits}-bit, groups of ${p.entry.groupSize}${p.entry.axis === undefined ? '' : ` along axis ${p.entry.axis}`}${p.entry.grid === 'full' ? ', full grid' : ''}`,
+        formatBytes(bytes),
+        `${(original / bytes).toFixed(2)}x`,
+      ]);
     }
     for (const t of packed?.plain ?? file.tensors) {
       rows.push([t.name, `[${t.shape.join(', ')}]`, t.dtype, formatBytes(t.byteLength), '']);
@@ -58,7 +64,9 @@ export async function inspectCommand(args: ParsedArgs): Promise<number> {
 
 /** A tfjs model: its weights as the manifest lists them, and how each packed one was packed. */
 async function inspectTfjs(input: string): Promise<number> {
-  const { model, source } = await readTfjsModelFile(input).catch((error: unknown) => { throw naming(error, input); });
+  const { model, source } = await readTfjsModelFile(input).catch((error: unknown) => {
+    throw naming(error, input);
+  });
   await source.close();
   const packed = isPackedTfjsModel(model);
   let records = new Map<string, PackedEntry>();
@@ -77,12 +85,18 @@ async function inspectTfjs(input: string): Promise<number> {
   }
   const specs = weightSpecs(model).map(originalSpec);
   const files = model.weightsManifest.flatMap((g) => g.paths);
-  console.log(`${escapeForTerminal(input)}: TensorFlow.js ${escapeForTerminal(String(model.format ?? 'model'))}, ${specs.length} weight(s) in ${files.length} file(s)` +
-    `${packed ? `, packed by edge-moq (${records.size} packed)` : ''}`);
+  console.log(
+    `${escapeForTerminal(input)}: TensorFlow.js ${escapeForTerminal(String(model.format ?? 'model'))}, ${specs.length} weight(s) in ${files.length} file(s)` +
+      `${packed ? `, packed by edge-moq (${records.size} packed)` : ''}`,
+  );
   const rows = specs.map((spec) => {
     const r = records.get(spec.name);
-    return [spec.name, `[${spec.shape.join(', ')}]`, dtypeLabel(spec),
-      r ? `${r.type} ${r.bits}-bit, groups of ${r.groupSize}${r.axis === undefined ? '' : ` along axis ${r.axis}`}${r.grid === 'full' ? ', full grid' : ''}` : ''];
+    return [
+      spec.name,
+      `[${spec.shape.join(', ')}]`,
+      dtypeLabel(spec),
+      r ? `${r.type} ${r.bits}-bit, groups of ${r.groupSize}${r.axis === undefined ? '' : ` along axis ${r.axis}`}${r.grid === 'full' ? ', full grid' : ''}` : '',
+    ];
   });
   console.log(table(['weight', 'shape', 'dtype', 'packed as'], rows));
   return 0;

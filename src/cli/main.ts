@@ -6,7 +6,10 @@ import { removePartialOutputs } from '../formats/node-file.js';
 import { removePartialShardOutputs } from '../node/shard-jobs.js';
 import { runCommandLine } from './commands.js';
 
-for (const [signal, number] of [['SIGINT', 2], ['SIGTERM', 15]] as const) {
+for (const [signal, number] of [
+  ['SIGINT', 2],
+  ['SIGTERM', 15],
+] as const) {
   process.once(signal, () => {
     const removed = removePartialOutputs() + removePartialShardOutputs();
     process.stderr.write(`\nedge-moq: interrupted by ${signal}${removed ? '; removed the unfinished output' : ''}\n`);

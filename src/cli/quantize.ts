@@ -67,7 +67,10 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   // else is read as safetensors, which says what is wrong with a file that is not.
   if (format === 'onnx' || format === 'safetensors-index' || format === 'tfjs' || !args.flags.has('bits')) await source.close();
   if ((format === 'onnx' || format === 'tfjs') && args.flags.has('workers')) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `--workers applies to safetensors files and sharded checkpoints; ${format === 'onnx' ? 'ONNX' : 'TensorFlow.js'} models are packed in this thread.`);
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `--workers applies to safetensors files and sharded checkpoints; ${format === 'onnx' ? 'ONNX' : 'TensorFlow.js'} models are packed in this thread.`,
+    );
   }
   if (format === 'onnx') return quantizeOnnxModel(args, input, output, options, progress);
   if (!args.flags.has('bits')) {
@@ -81,7 +84,10 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
     return quantizeOnWorkers(args, input, output, { ...options, backend }, progress);
   }
   if (args.flags.has('workers') && integerFlag(args, 'workers', 1, 1) > 1) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `--workers ${String(args.flags.get('workers'))} packs on WebAssembly worker threads, where WebGPU is not available; use --workers 1 with --backend webgpu.`);
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `--workers ${String(args.flags.get('workers'))} packs on WebAssembly worker threads, where WebGPU is not available; use --workers 1 with --backend webgpu.`,
+    );
   }
   let report: QuantizeReport;
   let kind: string;
@@ -145,9 +151,15 @@ async function quantizeOnnxModel(args: ParsedArgs, input: string, output: string
   progress.done();
   const { report } = result;
   const rows = report.matmuls.map((m) => [
-    m.weight, `${m.op}${m.node ? ` ${m.node}` : ''}`, `[${m.shape.join(', ')}]`, m.dtype,
+    m.weight,
+    `${m.op}${m.node ? ` ${m.node}` : ''}`,
+    `[${m.shape.join(', ')}]`,
+    m.dtype,
     `${m.type} ${m.bits}-bit, blocks of ${m.blockSize}${m.rule === undefined ? '' : ` (rule ${m.rule + 1})`}`,
-    formatBytes(m.bytesIn), formatBytes(m.bytesOut), m.maxAbsError.toPrecision(3), m.rmsError.toPrecision(3),
+    formatBytes(m.bytesIn),
+    formatBytes(m.bytesOut),
+    m.maxAbsError.toPrecision(3),
+    m.rmsError.toPrecision(3),
   ]);
   console.log(table(['weight', 'node', 'shape', 'dtype', 'packed as', 'in', 'out', 'max |err|', 'rms err'], rows));
   const written = `${escapeForTerminal(output)}${result.externalData ? ` (+ ${escapeForTerminal(result.externalData)})` : ''}`;
@@ -156,8 +168,10 @@ async function quantizeOnnxModel(args: ParsedArgs, input: string, output: string
     return 0;
   }
   const ratio = report.bytesIn / report.bytesOut;
-  console.log(`\n${written}: ${report.matmuls.length} weight(s) to MatMulNBits/GatherBlockQuantized, on ${packer.kind}; weights ` +
-    `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${ratio >= 1 ? `${ratio.toFixed(2)}x smaller` : `${(1 / ratio).toFixed(2)}x larger`})`);
+  console.log(
+    `\n${written}: ${report.matmuls.length} weight(s) to MatMulNBits/GatherBlockQuantized, on ${packer.kind}; weights ` +
+      `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${ratio >= 1 ? `${ratio.toFixed(2)}x smaller` : `${(1 / ratio).toFixed(2)}x larger`})`,
+  );
   return 0;
 }
 
@@ -200,8 +214,11 @@ async function quantizeCheckpoint(args: ParsedArgs, index: string, folder: strin
   const bytesIn = report.shards.reduce((n, s) => n + s.report.bytesIn, 0);
   const bytesOut = report.shards.reduce((n, s) => n + s.report.bytesOut, 0);
   const packed = tensors.filter((t) => t.packed).length;
-  printReport({ tensors, packed, skipped: tensors.length - packed, bytesIn, bytesOut, ratio: bytesIn / bytesOut, warnings: report.warnings },
-    `${report.index} (${report.shards.length} shard(s)${report.piece ? `, piece ${report.piece.index}/${report.piece.count}` : ''})`, 'WebAssembly workers');
+  printReport(
+    { tensors, packed, skipped: tensors.length - packed, bytesIn, bytesOut, ratio: bytesIn / bytesOut, warnings: report.warnings },
+    `${report.index} (${report.shards.length} shard(s)${report.piece ? `, piece ${report.piece.index}/${report.piece.count}` : ''})`,
+    'WebAssembly workers',
+  );
   return 0;
 }
 
@@ -211,22 +228,26 @@ const SUMMARY_ROWS = 50;
 const SUMMARY_WARNINGS = 10;
 
 function printReport(report: QuantizeReport, output: string, kind: string): void {
-  const shown = report.tensors.length <= SUMMARY_ROWS ? report.tensors
-    : [...report.tensors].sort((a, b) => (b.rmsError ?? -1) - (a.rmsError ?? -1)).slice(0, SUMMARY_ROWS);
+  const shown = report.tensors.length <= SUMMARY_ROWS ? report.tensors : [...report.tensors].sort((a, b) => (b.rmsError ?? -1) - (a.rmsError ?? -1)).slice(0, SUMMARY_ROWS);
   const rows = shown.map((t) => [
-    t.name, `[${t.shape.join(', ')}]`, t.dtype,
-    t.packed ? `${t.type} ${t.bits}-bit, groups of ${t.groupSize}${t.rule === undefined ? '' : ` (rule ${t.rule + 1})`}${t.note ? `; ${t.note}` : ''}`
-      : `kept: ${t.reason}`,
-    formatBytes(t.bytesIn), formatBytes(t.bytesOut),
-    t.packed ? t.maxAbsError!.toPrecision(3) : '', t.packed ? t.rmsError!.toPrecision(3) : '',
+    t.name,
+    `[${t.shape.join(', ')}]`,
+    t.dtype,
+    t.packed ? `${t.type} ${t.bits}-bit, groups of ${t.groupSize}${t.rule === undefined ? '' : ` (rule ${t.rule + 1})`}${t.note ? `; ${t.note}` : ''}` : `kept: ${t.reason}`,
+    formatBytes(t.bytesIn),
+    formatBytes(t.bytesOut),
+    t.packed ? t.maxAbsError!.toPrecision(3) : '',
+    t.packed ? t.rmsError!.toPrecision(3) : '',
   ]);
   console.log(table(['tensor', 'shape', 'dtype', 'packed as', 'in', 'out', 'max |err|', 'rms err'], rows));
   if (shown.length < report.tensors.length) {
     console.log(`(the ${SUMMARY_ROWS} tensors with the largest rms error of ${report.tensors.length}; ${report.packed} packed, ${report.skipped} kept)`);
   }
   const change = report.ratio >= 1 ? `${report.ratio.toFixed(2)}x smaller` : `${(1 / report.ratio).toFixed(2)}x larger`;
-  console.log(`\n${escapeForTerminal(output)}: packed ${report.packed} tensor(s), kept ${report.skipped} unchanged, on ${kind}; ` +
-    `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${change})`);
+  console.log(
+    `\n${escapeForTerminal(output)}: packed ${report.packed} tensor(s), kept ${report.skipped} unchanged, on ${kind}; ` +
+      `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)} (${change})`,
+  );
   for (const warning of report.warnings.slice(0, SUMMARY_WARNINGS)) console.error(`edge-moq: warning: ${escapeForTerminal(warning)}`);
   if (report.warnings.length > SUMMARY_WARNINGS) console.error(`edge-moq: ${report.warnings.length - SUMMARY_WARNINGS} more warning(s) of the same kind`);
 }

@@ -14,7 +14,11 @@ const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Default_Ignorable_Code_Point}]
 
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
-const SHORT_ESCAPES = new Map([['\n', '\\n'], ['\r', '\\r'], ['\t', '\\t']]);
+const SHORT_ESCAPES = new Map([
+  ['\n', '\\n'],
+  ['\r', '\\r'],
+  ['\t', '\\t'],
+]);
 
 /**
  * `text` with every unsafe character written as a JavaScript escape (`\x1b`, `\u202e`, `\n`),
@@ -40,10 +44,13 @@ const ZERO_WIDTH = /[\p{Mn}\p{Me}\u1160-\u11ff\ud7b0-\ud7ff]/u;
  * East Asian wide and fullwidth characters (Unicode's EastAsianWidth W and F: Hangul, CJK,
  * kana, fullwidth forms) and emoji drawn as emoji: two columns each.
  */
-const DOUBLE_WIDTH = new RegExp('[\\p{Emoji_Presentation}\\u1100-\\u115f\\u2329\\u232a\\u2e80-\\u303e\\u3041-\\u33ff' +
-  '\\u3400-\\u4dbf\\u4e00-\\u9fff\\ua000-\\ua4cf\\ua960-\\ua97f\\uac00-\\ud7a3\\uf900-\\ufaff\\ufe10-\\ufe19\\ufe30-\\ufe6f' +
-  '\\uff00-\\uff60\\uffe0-\\uffe6\\u{16fe0}-\\u{16fe4}\\u{17000}-\\u{18cff}\\u{1b000}-\\u{1b2ff}\\u{1f200}-\\u{1f2ff}' +
-  '\\u{20000}-\\u{2fffd}\\u{30000}-\\u{3fffd}]', 'u');
+const DOUBLE_WIDTH = new RegExp(
+  '[\\p{Emoji_Presentation}\\u1100-\\u115f\\u2329\\u232a\\u2e80-\\u303e\\u3041-\\u33ff' +
+    '\\u3400-\\u4dbf\\u4e00-\\u9fff\\ua000-\\ua4cf\\ua960-\\ua97f\\uac00-\\ud7a3\\uf900-\\ufaff\\ufe10-\\ufe19\\ufe30-\\ufe6f' +
+    '\\uff00-\\uff60\\uffe0-\\uffe6\\u{16fe0}-\\u{16fe4}\\u{17000}-\\u{18cff}\\u{1b000}-\\u{1b2ff}\\u{1f200}-\\u{1f2ff}' +
+    '\\u{20000}-\\u{2fffd}\\u{30000}-\\u{3fffd}]',
+  'u',
+);
 
 /** The columns one code point takes on a terminal. */
 export function charWidth(char: string): 0 | 1 | 2 {

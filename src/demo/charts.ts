@@ -149,9 +149,9 @@ function svg(height: number, label: string, parts: readonly string[]): string {
 export function lineChart(spec: LineChartSpec): string {
   const xs = spec.series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = spec.series.flatMap((s) => s.points.map((p) => p[1]));
-  const xDomain = spec.xDomain ?? [Math.min(...xs), Math.max(...xs)] as const;
+  const xDomain = spec.xDomain ?? ([Math.min(...xs), Math.max(...xs)] as const);
   const yTicks = spec.yDomain ? niceTicks(...spec.yDomain) : coveringTicks(Math.min(...ys), Math.max(...ys));
-  const yDomain = spec.yDomain ?? [yTicks[0]!, yTicks.at(-1)!] as const;
+  const yDomain = spec.yDomain ?? ([yTicks[0]!, yTicks.at(-1)!] as const);
   const key = legend(spec.series);
   // Each extra legend row moves the plot down and makes the chart taller: the plot keeps its size.
   const top = PLOT.top + (key.rows - 1) * LEGEND_ROW;
@@ -166,7 +166,9 @@ export function lineChart(spec: LineChartSpec): string {
     if (s.points.length === 0) continue;
     let pixels = s.points.map(([x, y]) => [f.x(x), f.y(y)] as [number, number]);
     if (s.step) pixels = pixels.flatMap((p, i) => (i === 0 ? [p] : [[p[0], pixels[i - 1]![1]], p]));
-    const path = simplifyPolyline(pixels).map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${px(x)} ${px(y)}`).join('');
+    const path = simplifyPolyline(pixels)
+      .map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${px(x)} ${px(y)}`)
+      .join('');
     parts.push(`<path d="${path}" fill="none" stroke="${s.color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}><title>${escapeXml(s.label)}</title></path>`);
   }
   parts.push('</svg>');
@@ -195,7 +197,11 @@ export function histogramChart(spec: HistogramSpec): string {
     parts.push(`<text x="${right}" y="${top + 4}" font-size="12" text-anchor="end">${escapeXml(panel.label)}</text>`);
     parts.push(`<line x1="${left}" x2="${right}" y1="${base}" y2="${base}" stroke="#444"/>`);
   });
-  parts.push(`<g font-size="11" fill="#444">${niceTicks(spec.min, spec.max, 8).map((t) => `<text x="${px(x(t))}" y="${bottom + 16}" text-anchor="middle">${formatTick(t)}</text>`).join('')}`);
+  parts.push(
+    `<g font-size="11" fill="#444">${niceTicks(spec.min, spec.max, 8)
+      .map((t) => `<text x="${px(x(t))}" y="${bottom + 16}" text-anchor="middle">${formatTick(t)}</text>`)
+      .join('')}`,
+  );
   parts.push(`<text x="${(left + right) / 2}" y="${height - 6}" text-anchor="middle">${escapeXml(spec.xLabel)}</text>`);
   parts.push(`<text transform="translate(14 ${px((PLOT.top + bottom) / 2)}) rotate(-90)" text-anchor="middle">count</text></g>`);
   return svg(height, spec.title, parts);

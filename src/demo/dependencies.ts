@@ -28,8 +28,10 @@ export function missingPackages(names: readonly string[], resolve: (name: string
 
 export function installHint(missing: readonly string[]): string {
   const list = missing.join(' and ');
-  return `the demo trains a TensorFlow.js model on MNIST digits and needs ${list}, ${missing.length === 1 ? 'which is' : 'which are'} not installed.\n` +
-    `Install ${missing.length === 1 ? 'it' : 'them'} next to edge-moq:  npm install --save-dev ${missing.join(' ')}`;
+  return (
+    `the demo trains a TensorFlow.js model on MNIST digits and needs ${list}, ${missing.length === 1 ? 'which is' : 'which are'} not installed.\n` +
+    `Install ${missing.length === 1 ? 'it' : 'them'} next to edge-moq:  npm install --save-dev ${missing.join(' ')}`
+  );
 }
 
 export interface TensorFlow {
@@ -59,8 +61,6 @@ export async function loadTensorFlow(requested: TfBackendName | undefined): Prom
   if (!(await tf.setBackend(backend))) {
     throw new BackendError('BACKEND_UNAVAILABLE', `TensorFlow.js could not start its ${backend} backend here; try --tf-backend ${backend === 'wasm' ? 'cpu' : 'wasm'}.`);
   }
-  const note = requested === undefined && backend === 'cpu'
-    ? `TensorFlow.js runs on its cpu backend; npm install --save-dev ${WASM_PACKAGE} trains about 10 times faster.`
-    : undefined;
+  const note = requested === undefined && backend === 'cpu' ? `TensorFlow.js runs on its cpu backend; npm install --save-dev ${WASM_PACKAGE} trains about 10 times faster.` : undefined;
   return { tf, backend, ...(note ? { note } : {}) };
 }

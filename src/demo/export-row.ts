@@ -65,19 +65,21 @@ export async function exportAndReload(trained: TrainedMoq, options: ExportRowOpt
  */
 async function floatDownloadBytes(tf: typeof tfjs, model: tfjs.LayersModel): Promise<number> {
   let bytes = 0;
-  await model.save(tf.io.withSaveHandler(async (artifacts) => {
-    const weightData = artifacts.weightData ?? [];
-    const weightBytes = (Array.isArray(weightData) ? weightData : [weightData]).reduce((sum, buffer) => sum + buffer.byteLength, 0);
-    // The model.json tfjs's file and browser handlers write for these artifacts.
-    const modelJson = {
-      modelTopology: artifacts.modelTopology,
-      format: artifacts.format,
-      generatedBy: artifacts.generatedBy,
-      convertedBy: artifacts.convertedBy,
-      weightsManifest: [{ paths: ['./model.weights.bin'], weights: artifacts.weightSpecs }],
-    };
-    bytes = new TextEncoder().encode(JSON.stringify(modelJson)).length + weightBytes;
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }));
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      const weightData = artifacts.weightData ?? [];
+      const weightBytes = (Array.isArray(weightData) ? weightData : [weightData]).reduce((sum, buffer) => sum + buffer.byteLength, 0);
+      // The model.json tfjs's file and browser handlers write for these artifacts.
+      const modelJson = {
+        modelTopology: artifacts.modelTopology,
+        format: artifacts.format,
+        generatedBy: artifacts.generatedBy,
+        convertedBy: artifacts.convertedBy,
+        weightsManifest: [{ paths: ['./model.weights.bin'], weights: artifacts.weightSpecs }],
+      };
+      bytes = new TextEncoder().encode(JSON.stringify(modelJson)).length + weightBytes;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
   return bytes;
 }

@@ -26,14 +26,14 @@ export function describeModel(hidden: readonly number[]): string {
 export function createModel(tf: typeof tfjs, hidden: readonly number[], seed: number): tfjs.Sequential {
   const names = layerNames(hidden);
   // He initialisation suits ReLU; the logits layer gets Glorot. Each layer has its own seed.
-  const layers = [...hidden, CLASSES].map((units, i) => tf.layers.dense({
-    name: names[i]!,
-    units,
-    ...(i === 0 ? { inputShape: [IMAGE_PIXELS] } : {}),
-    ...(i < hidden.length ? { activation: 'relu' as const } : {}),
-    kernelInitializer: i < hidden.length
-      ? tf.initializers.heNormal({ seed: seed * 16 + i })
-      : tf.initializers.glorotUniform({ seed: seed * 16 + i }),
-  }));
+  const layers = [...hidden, CLASSES].map((units, i) =>
+    tf.layers.dense({
+      name: names[i]!,
+      units,
+      ...(i === 0 ? { inputShape: [IMAGE_PIXELS] } : {}),
+      ...(i < hidden.length ? { activation: 'relu' as const } : {}),
+      kernelInitializer: i < hidden.length ? tf.initializers.heNormal({ seed: seed * 16 + i }) : tf.initializers.glorotUniform({ seed: seed * 16 + i }),
+    }),
+  );
   return tf.sequential({ layers });
 }

@@ -14,9 +14,11 @@ export interface LayerWeights {
 }
 
 export async function postTrainingQuantize(backend: Backend, weights: readonly LayerWeights[], options: { bits: number; groups: number }): Promise<LayerWeights[]> {
-  return Promise.all(weights.map(async (w) => {
-    if (w.shape.length < 2) return { ...w, bits: FLOAT_BITS };
-    const values = await backend.fakeQuantize(w.values.slice(), { bits: options.bits, groups: options.groups, type: 'symmetric', rounding: 'nearest' });
-    return { ...w, bits: options.bits, values };
-  }));
+  return Promise.all(
+    weights.map(async (w) => {
+      if (w.shape.length < 2) return { ...w, bits: FLOAT_BITS };
+      const values = await backend.fakeQuantize(w.values.slice(), { bits: options.bits, groups: options.groups, type: 'symmetric', rounding: 'nearest' });
+      return { ...w, bits: options.bits, values };
+    }),
+  );
 }

@@ -70,11 +70,13 @@ function bitsSeries(targets: readonly TargetResult[], startBits: number): Series
     const traces = Object.entries(moq.bitsTrace);
     const same = traces.every(([, trace]) => trace.every((b, i) => b === traces[0]![1][i]));
     const series = (label: string, trace: readonly number[], dashed: boolean): Series => ({
-      label, color: colorOf(t), step: true, dashed, points: [[0, startBits], ...changePoints(trace)],
+      label,
+      color: colorOf(t),
+      step: true,
+      dashed,
+      points: [[0, startBits], ...changePoints(trace)],
     });
-    return same
-      ? [series(`-> ${bits} bits`, traces[0]![1], false)]
-      : traces.map(([name, trace], i) => series(`-> ${bits}: ${name.replace(/\/kernel$/, '')}`, trace, i % 2 === 1));
+    return same ? [series(`-> ${bits} bits`, traces[0]![1], false)] : traces.map(([name, trace], i) => series(`-> ${bits}: ${name.replace(/\/kernel$/, '')}`, trace, i % 2 === 1));
   });
 }
 
@@ -95,29 +97,70 @@ export function renderReport(input: ReportInput): string {
   const range = { min: -extent, max: extent, bins: HISTOGRAM_BINS };
 
   const sections = [
-    section('export', 'Packed and loaded back', 'Each MoQ model of the first seed, exported packed, written as a tfjs model folder and loaded back from it.',
-      [input.exports.table ? htmlTable(input.exports.table) : '', ...input.exports.notes.map((note) => `<p>${escapeXml(note)}</p>`)].filter(Boolean).join('\n')),
-    section('bits', 'Bits per layer', 'Each quantized weight’s precision after every optimizer step, one MoQ run per target. 1-D weights (biases) stay float32.', lineChart({
-      title: 'MoQ precision schedules', xLabel: 'optimizer step', yLabel: 'bits', series: bitsSeries(targets, input.startBits), xDomain: [0, input.steps],
-      yDomain: [Math.min(...allBits) - 0.5, Math.max(...allBits) + 0.5],
-    })),
-    section('blend', 'Blend ratio', 'The forward weights are ratio × full precision + (1 − ratio) × quantized: the ratio jumps back to 1 at every precision switch and falls to 0, where the weights sit on the grid.', lineChart({
-      title: 'Mixed-precision blend ratio', xLabel: 'optimizer step', yLabel: 'ratio', xDomain: [0, input.steps], yDomain: [0, 1],
-      series: targets.map(({ bits, moq }, t) => ({
-        label: `-> ${bits} bits`, color: colorOf(t), points: [[0, 1], ...moq.ratioTrace.map((r, i) => [i + 1, r] as [number, number])],
-      })),
-    })),
-    section('accuracy', 'Test accuracy', 'Measured on the 2,000 held-out digits. MoQ (solid) is evaluated on the weights its forward pass uses; each PTQ curve (dashed, same colour as its target) quantizes the full-precision weights reached at that point. The y axis is zoomed on the last 90% of training.', lineChart({
-      title: 'Test accuracy during training', xLabel: 'optimizer step', yLabel: 'accuracy', series: accuracySeries, xDomain: [0, input.steps],
-      yDomain: zoomedRange(accuracySeries.flatMap((s) => s.points.filter(([step]) => step >= input.steps / 10).map(([, a]) => a))),
-    })),
-    section('histogram', `Weights of ${input.histogramWeight}`, 'The layer’s final weights: full precision, and each MoQ run’s quantized forward weights (one scale per group).', histogramChart({
-      title: `${input.histogramWeight}: ${before.values.length.toLocaleString('en-US')} weights`, xLabel: 'weight value', min: range.min, max: range.max,
-      panels: [
-        { label: 'full precision', color: FULL_COLOR, counts: histogram(before.values, range) },
-        ...after.map((w, t) => ({ label: `MoQ, ${w.bits} bits`, color: colorOf(t), counts: histogram(w.values, range) })),
-      ],
-    })),
+    section(
+      'export',
+      'Packed and loaded back',
+      'Each MoQ model of the first seed, exported packed, written as a tfjs model folder and loaded back from it.',
+      [input.exports.table ? htmlTable(input.exports.table) : '', ...input.exports.notes.map((note) => `<p>${escapeXml(note)}</p>`)].filter(Boolean).join('\n'),
+    ),
+    section(
+      'bits',
+      'Bits per layer',
+      'Each quantized weight’s precision after every optimizer step, one MoQ run per target. 1-D weights (biases) stay float32.',
+      lineChart({
+        title: 'MoQ precision schedules',
+        xLabel: 'optimizer step',
+        yLabel: 'bits',
+        series: bitsSeries(targets, input.startBits),
+        xDomain: [0, input.steps],
+        yDomain: [Math.min(...allBits) - 0.5, Math.max(...allBits) + 0.5],
+      }),
+    ),
+    section(
+      'blend',
+      'Blend ratio',
+      'The forward weights are ratio × full precision + (1 − ratio) × quantized: the ratio jumps back to 1 at every precision switch and falls to 0, where the weights sit on the grid.',
+      lineChart({
+        title: 'Mixed-precision blend ratio',
+        xLabel: 'optimizer step',
+        yLabel: 'ratio',
+        xDomain: [0, input.steps],
+        yDomain: [0, 1],
+        series: targets.map(({ bits, moq }, t) => ({
+          label: `-> ${bits} bits`,
+          color: colorOf(t),
+          points: [[0, 1], ...moq.ratioTrace.map((r, i) => [i + 1, r] as [number, number])],
+        })),
+      }),
+    ),
+    section(
+      'accuracy',
+      'Test accuracy',
+      'Measured on the 2,000 held-out digits. MoQ (solid) is evaluated on the weights its forward pass uses; each PTQ curve (dashed, same colour as its target) quantizes the full-precision weights reached at that point. The y axis is zoomed on the last 90% of training.',
+      lineChart({
+        title: 'Test accuracy during training',
+        xLabel: 'optimizer step',
+        yLabel: 'accuracy',
+        series: accuracySeries,
+        xDomain: [0, input.steps],
+        yDomain: zoomedRange(accuracySeries.flatMap((s) => s.points.filter(([step]) => step >= input.steps / 10).map(([, a]) => a))),
+      }),
+    ),
+    section(
+      'histogram',
+      `Weights of ${input.histogramWeight}`,
+      'The layer’s final weights: full precision, and each MoQ run’s quantized forward weights (one scale per group).',
+      histogramChart({
+        title: `${input.histogramWeight}: ${before.values.length.toLocaleString('en-US')} weights`,
+        xLabel: 'weight value',
+        min: range.min,
+        max: range.max,
+        panels: [
+          { label: 'full precision', color: FULL_COLOR, counts: histogram(before.values, range) },
+          ...after.map((w, t) => ({ label: `MoQ, ${w.bits} bits`, color: colorOf(t), counts: histogram(w.values, range) })),
+        ],
+      }),
+    ),
   ];
   if (input.seeds) sections.push(section('seeds', 'Every seed', 'The charts above show the first seed.', htmlTable(input.seeds)));
 

@@ -61,14 +61,24 @@ function leadCell(leads: readonly number[]): string {
  */
 export function sweepTable(results: readonly SeedResult[], startBits: number, groups: number): TextTable {
   const seeds = results.length;
-  const floatSize = range(results.map((r) => packedBytes(r.full.weights, { groups })), formatBytes, ' - ');
-  const caption = seeds > 1
-    ? `Test accuracy, mean ± sd over ${seeds} seeds; MoQ - PTQ paired by seed, with the seeds where MoQ led. Weights packed: codes and scales (float32: ${floatSize}).`
-    : `Test accuracy. Weights packed: codes and scales (float32: ${floatSize}).`;
+  const floatSize = range(
+    results.map((r) => packedBytes(r.full.weights, { groups })),
+    formatBytes,
+    ' - ',
+  );
+  const caption =
+    seeds > 1
+      ? `Test accuracy, mean ± sd over ${seeds} seeds; MoQ - PTQ paired by seed, with the seeds where MoQ led. Weights packed: codes and scales (float32: ${floatSize}).`
+      : `Test accuracy. Weights packed: codes and scales (float32: ${floatSize}).`;
   const header = ['target', 'full precision', `MoQ ${startBits} -> target`, 'FP + PTQ', 'MoQ - PTQ', 'weights packed'];
   const rows = results[0]!.targets.map((target, t) => {
     const runs = results.map((r) => r.targets[t]!);
-    const size = (run: 'moq' | 'ptq') => range(runs.map((r) => packedBytes(r[run].weights, { groups })), formatBytes, ' - ');
+    const size = (run: 'moq' | 'ptq') =>
+      range(
+        runs.map((r) => packedBytes(r[run].weights, { groups })),
+        formatBytes,
+        ' - ',
+      );
     const [moqSize, ptqSize] = [size('moq'), size('ptq')];
     return [
       `${target.bits} bits`,
@@ -102,13 +112,12 @@ export function moqOutcome(moq: MoqRunResult, targetBits: number, kernels: reado
     const at = trace.indexOf(targetBits);
     return at < 0 ? `ended at ${trace.at(-1)} bits` : `reached ${targetBits} bits at step ${at + 1}`;
   });
-  const when = reached.every((r) => r === reached[0])
-    ? `${reached[0]} in every layer`
-    : kernels.map((k, i) => `${layerOf(k)} ${reached[i]}`).join(', ');
+  const when = reached.every((r) => r === reached[0]) ? `${reached[0]} in every layer` : kernels.map((k, i) => `${layerOf(k)} ${reached[i]}`).join(', ');
   const ratio = moq.ratioTrace.at(-1)!;
-  const grid = ratio === 0
-    ? 'blend ratio 0 at the end: the forward weights are on the grid'
-    : `blend ratio ${ratio.toFixed(3)} at the end: the forward weights are still partly full precision; lengthen --steps or shorten --period`;
+  const grid =
+    ratio === 0
+      ? 'blend ratio 0 at the end: the forward weights are on the grid'
+      : `blend ratio ${ratio.toFixed(3)} at the end: the forward weights are still partly full precision; lengthen --steps or shorten --period`;
   return `${when}; ${grid}`;
 }
 
@@ -164,8 +173,10 @@ export function reloadedAsTrained(rows: readonly ExportRow[]): boolean {
 export function exportNotes(rows: readonly ExportRow[], modelsFolder: string): string[] {
   const notes = rows.filter((row): row is RefusedExport => 'refused' in row).map((row) => `MoQ ${row.bits} bits not exported: ${row.refused}`);
   if (!rows.some(isExported)) return notes;
-  notes.push(reloadedAsTrained(rows)
-    ? `Loaded back from the files in ${modelsFolder}/, each packed model scores exactly what its training ended with: the codes decode to the forward weights bit for bit.`
-    : 'A packed model loaded back scores differently from its training: the export did not reproduce the forward weights (a bug in edge-moq; please report it).');
+  notes.push(
+    reloadedAsTrained(rows)
+      ? `Loaded back from the files in ${modelsFolder}/, each packed model scores exactly what its training ended with: the codes decode to the forward weights bit for bit.`
+      : 'A packed model loaded back scores differently from its training: the export did not reproduce the forward weights (a bug in edge-moq; please report it).',
+  );
   return notes;
 }

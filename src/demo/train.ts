@@ -207,8 +207,10 @@ export function accuracy(tf: typeof tfjs, model: tfjs.LayersModel, test: TestSet
 
 /** Copies of the model's trainable weights, named as schedules see them ("hidden1/kernel"). */
 async function readWeights(model: tfjs.LayersModel): Promise<LayerWeights[]> {
-  return Promise.all(model.trainableWeights.map(async (w) => {
-    const variable = w.read();
-    return { name: w.originalName, shape: [...variable.shape], bits: FLOAT_BITS, values: new Float32Array(await variable.data() as Float32Array) };
-  }));
+  return Promise.all(
+    model.trainableWeights.map(async (w) => {
+      const variable = w.read();
+      return { name: w.originalName, shape: [...variable.shape], bits: FLOAT_BITS, values: new Float32Array((await variable.data()) as Float32Array) };
+    }),
+  );
 }

@@ -40,8 +40,7 @@ export function axisProblem(shape: readonly number[], axis: unknown, groupSize: 
   }
   const { rows } = axisView(shape, axis as number);
   if (rows % groupSize !== 0) {
-    return `groups of ${groupSize} along axis ${axis as number} of [${shape.join(', ')}] would cross columns: ` +
-      `the group size must divide ${rows} (the product of dimensions 0..${axis as number})`;
+    return `groups of ${groupSize} along axis ${axis as number} of [${shape.join(', ')}] would cross columns: ` + `the group size must divide ${rows} (the product of dimensions 0..${axis as number})`;
   }
   return null;
 }
@@ -65,10 +64,13 @@ export class PieceReader {
    * starts at byte `offset` of the source.
    */
   async forEach(
-    source: ByteSource, count: number, startOf: (i: number) => number, lengthOf: (i: number) => number,
+    source: ByteSource,
+    count: number,
+    startOf: (i: number) => number,
+    lengthOf: (i: number) => number,
     visit: (first: number, end: number, bytes: Uint8Array, offset: number) => void,
   ): Promise<void> {
-    for (let first = 0; first < count;) {
+    for (let first = 0; first < count; ) {
       const offset = startOf(first);
       let stop = Math.min(source.size, offset + lengthOf(first));
       const size = Math.max(WINDOW_BYTES, stop - offset);
@@ -97,7 +99,12 @@ export class TransposedReader {
   private readonly pieces = new PieceReader();
   private floats = new Float32Array(0);
 
-  constructor(private readonly source: ByteSource, private readonly byteOffset: number, private readonly dtype: FloatDtype, private readonly view: AxisView) {}
+  constructor(
+    private readonly source: ByteSource,
+    private readonly byteOffset: number,
+    private readonly dtype: FloatDtype,
+    private readonly view: AxisView,
+  ) {}
 
   /**
    * Stream positions [first, first + into.length) into `into`, as float32: the elements of
@@ -106,7 +113,7 @@ export class TransposedReader {
   async read(first: number, into: Float32Array): Promise<void> {
     const { rows } = this.view;
     const end = first + into.length;
-    for (let position = first; position < end;) {
+    for (let position = first; position < end; ) {
       const column = Math.floor(position / rows);
       const row = position - column * rows;
       if (row > 0 || end - position < rows) {
@@ -128,8 +135,11 @@ export class TransposedReader {
     const height = r1 - r0;
     const across = c1 - c0;
     const rowBytes = columns * width;
-    await this.pieces.forEach(this.source, height,
-      (i) => this.byteOffset + (r0 + i) * rowBytes + c0 * width, () => across * width,
+    await this.pieces.forEach(
+      this.source,
+      height,
+      (i) => this.byteOffset + (r0 + i) * rowBytes + c0 * width,
+      () => across * width,
       (firstRow, endRow, bytes) => {
         // Only the wanted bytes of each row are decoded (a window holds the gaps too).
         if (this.floats.length < across) this.floats = new Float32Array(across);
@@ -139,7 +149,8 @@ export class TransposedReader {
           decodeFloat32(bytes.subarray(at, at + across * width), this.dtype, values);
           for (let j = 0; j < across; j++) into[j * height + i] = values[j]!;
         }
-      });
+      },
+    );
   }
 }
 
@@ -156,7 +167,7 @@ export function copyBits(source: Uint8Array, sourceBit: number, target: Uint8Arr
     targetBit += whole * 8;
     count -= whole * 8;
   }
-  for (let done = 0; done < count;) {
+  for (let done = 0; done < count; ) {
     const n = Math.min(8, count - done);
     const mask = (1 << n) - 1;
     const from = sourceBit + done;

@@ -54,8 +54,12 @@ export class CodeStreamWriter {
  * bits asked for hold whatever follows in the stream).
  */
 export async function readCodeBits(
-  source: { read(offset: number, into: Uint8Array): Promise<void> }, codesOffset: number, firstBit: number, bitCount: number,
-  into: Uint8Array, scratch: Uint8Array,
+  source: { read(offset: number, into: Uint8Array): Promise<void> },
+  codesOffset: number,
+  firstBit: number,
+  bitCount: number,
+  into: Uint8Array,
+  scratch: Uint8Array,
 ): Promise<Uint8Array> {
   // Exact for any safe integer: 2^32 is a multiple of 8, so ToInt32 keeps the low bits.
   const shift = firstBit & 7;

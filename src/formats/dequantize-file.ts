@@ -18,8 +18,16 @@ import { readPackedLayout, type PackedParts } from './packed-metadata.js';
 import { readAheadSource } from './read-ahead.js';
 import { chunkingFor, DEFAULT_CHUNK_BYTES } from './chunking.js';
 import {
-  createSafetensorsWriter, encodeFloat32, openSafetensors, readByteChunks,
-  type ByteSink, type ByteSource, type FloatDtype, type SafetensorsFile, type TensorInfo, type TensorSpec,
+  createSafetensorsWriter,
+  encodeFloat32,
+  openSafetensors,
+  readByteChunks,
+  type ByteSink,
+  type ByteSource,
+  type FloatDtype,
+  type SafetensorsFile,
+  type TensorInfo,
+  type TensorSpec,
 } from './safetensors.js';
 
 /** How dequantizeSafetensors writes its output. */
@@ -66,14 +74,12 @@ export async function dequantizeSafetensors(source: ByteSource, sink: ByteSink, 
     await sink.abort().catch(() => undefined);
     throw error;
   }
-  const dtypeOf = (parts: PackedParts): FloatDtype => (options.dtype && options.dtype !== 'original' ? options.dtype : parts.entry.dtype as FloatDtype);
+  const dtypeOf = (parts: PackedParts): FloatDtype => (options.dtype && options.dtype !== 'original' ? options.dtype : (parts.entry.dtype as FloatDtype));
   // Output order: the file's order, a packed tensor where its codes were.
   const byCodes = new Map(layout.packed.map((p) => [p.codes.name, p]));
   const plainNames = new Set(layout.plain.map((t) => t.name));
   const items = file.tensors.flatMap((t): (PackedParts | TensorInfo)[] => (byCodes.has(t.name) ? [byCodes.get(t.name)!] : plainNames.has(t.name) ? [t] : []));
-  const specs: TensorSpec[] = items.map((item) => ('entry' in item
-    ? { name: item.name, dtype: dtypeOf(item), shape: item.entry.shape }
-    : { name: item.name, dtype: item.dtype, shape: item.shape }));
+  const specs: TensorSpec[] = items.map((item) => ('entry' in item ? { name: item.name, dtype: dtypeOf(item), shape: item.entry.shape } : { name: item.name, dtype: item.dtype, shape: item.shape }));
   const metadata = { ...file.metadata };
   delete metadata.format;
   delete metadata['edge-moq'];
@@ -98,18 +104,14 @@ export async function dequantizeSafetensors(source: ByteSource, sink: ByteSink, 
 
 type Writer = { write(bytes: Uint8Array): Promise<void> };
 
-async function unpackTensor(
-  file: SafetensorsFile, parts: PackedParts, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number, pieces: PieceReader,
-): Promise<void> {
+async function unpackTensor(file: SafetensorsFile, parts: PackedParts, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number, pieces: PieceReader): Promise<void> {
   const { shape, axis } = parts.entry;
   const view = axisView(shape, axis ?? shape.length - 1);
   if (view.columns > 1) await unpackTransposed(file, parts, view, dtype, packer, writer, chunkBytes, pieces);
   else await unpackInOrder(file, parts, dtype, packer, writer, chunkBytes);
 }
 
-async function unpackInOrder(
-  file: SafetensorsFile, parts: PackedParts, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number,
-): Promise<void> {
+async function unpackInOrder(file: SafetensorsFile, parts: PackedParts, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number): Promise<void> {
   const { bits, type, groupSize, grid } = parts.entry;
   const { groupsPerChunk, pieceElements } = chunkingFor({ groupSize, bits, length: parts.length }, chunkBytes);
   // A chunk: `groups` whole groups from `firstGroup`, or (pieces) `length` elements of one group.
@@ -131,7 +133,14 @@ async function unpackInOrder(
     if (chunkZeros) await readGroups(parts.zeros!, firstGroup, chunkZeros);
     const chunkCodes = await readCodeBits(file.source, parts.codes.byteOffset, firstElement * bits, length * bits, codes, scratch);
     const packed: PackedTensor = {
-      bits, type, length, groupSize: length / groups, codes: chunkCodes, scales: chunkScales, zeros: chunkZeros, ...(grid ? { grid } : {}),
+      bits,
+      type,
+      length,
+      groupSize: length / groups,
+      codes: chunkCodes,
+      scales: chunkScales,
+      zeros: chunkZeros,
+      ...(grid ? { grid } : {}),
     };
     let out: Float32Array;
     try {
@@ -169,7 +178,7 @@ function* boxesOf(view: AxisView, groupSize: number, chunkBytes: number): Genera
     for (let r0 = 0; r0 < rows; r0 += height) yield { r0, r1: Math.min(rows, r0 + height), c0: 0, c1: columns };
   } else if (columns <= capacity) {
     const height = Math.floor(capacity / columns);
-    for (let r0 = 0; r0 < rows;) {
+    for (let r0 = 0; r0 < rows; ) {
       const r1 = Math.min(r0 + height, (Math.floor(r0 / groupSize) + 1) * groupSize);
       yield { r0, r1, c0: 0, c1: columns };
       r0 = r1;
@@ -181,9 +190,7 @@ function* boxesOf(view: AxisView, groupSize: number, chunkBytes: number): Genera
   }
 }
 
-async function unpackTransposed(
-  file: SafetensorsFile, parts: PackedParts, view: AxisView, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number, pieces: PieceReader,
-): Promise<void> {
+async function unpackTransposed(file: SafetensorsFile, parts: PackedParts, view: AxisView, dtype: FloatDtype, packer: Packer, writer: Writer, chunkBytes: number, pieces: PieceReader): Promise<void> {
   const { bits, type, groupSize, grid } = parts.entry;
   const { rows } = view;
   const source = file.source;
@@ -207,20 +214,30 @@ async function unpackTransposed(
     }
     const codes = buffers.codes.subarray(0, codeBytes(length, bits));
     const startBit = (j: number) => ((c0 + j) * rows + r0) * bits;
-    await pieces.forEach(source, across,
-      (j) => parts.codes.byteOffset + Math.floor(startBit(j) / 8), (j) => Math.ceil(((startBit(j) % 8) + height * bits) / 8),
+    await pieces.forEach(
+      source,
+      across,
+      (j) => parts.codes.byteOffset + Math.floor(startBit(j) / 8),
+      (j) => Math.ceil(((startBit(j) % 8) + height * bits) / 8),
       (first, end, bytes, offset) => {
         for (let j = first; j < end; j++) copyBits(bytes, startBit(j) - (offset - parts.codes.byteOffset) * 8, codes, j * height * bits, height * bits);
-      });
+      },
+    );
     const firstGroup = (j: number) => Math.floor(((c0 + j) * rows + r0) / groupSize);
     const gather = async (tensor: TensorInfo, into: Float32Array) => {
       const target = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
-      await pieces.forEach(source, across, (j) => tensor.byteOffset + firstGroup(j) * 4, () => perColumn * 4, (first, end, bytes, offset) => {
-        for (let j = first; j < end; j++) {
-          const at = tensor.byteOffset + firstGroup(j) * 4 - offset;
-          target.set(bytes.subarray(at, at + perColumn * 4), j * perColumn * 4);
-        }
-      });
+      await pieces.forEach(
+        source,
+        across,
+        (j) => tensor.byteOffset + firstGroup(j) * 4,
+        () => perColumn * 4,
+        (first, end, bytes, offset) => {
+          for (let j = first; j < end; j++) {
+            const at = tensor.byteOffset + firstGroup(j) * 4 - offset;
+            target.set(bytes.subarray(at, at + perColumn * 4), j * perColumn * 4);
+          }
+        },
+      );
     };
     const scales = buffers.scales.subarray(0, length / boxGroup);
     const zeros = buffers.zeros ? buffers.zeros.subarray(0, length / boxGroup) : null;
@@ -252,9 +269,11 @@ function inTransposed(error: unknown, parts: PackedParts, view: AxisView, packed
   const { groupSize, axis } = parts.entry;
   const group = Math.floor(position / groupSize);
   const first = group * groupSize;
-  return new FormatError(`packed tensor "${parts.name}" group ${group} (stream elements ${first}..${first + groupSize - 1}, along axis ${axis!} ` +
-    `from tensor element ${tensorIndexOf(view, first)}): ${what}. The file is damaged or was not written by edge-moq; nothing was written.`,
-  { cause: error, location: { group, index } });
+  return new FormatError(
+    `packed tensor "${parts.name}" group ${group} (stream elements ${first}..${first + groupSize - 1}, along axis ${axis!} ` +
+      `from tensor element ${tensorIndexOf(view, first)}): ${what}. The file is damaged or was not written by edge-moq; nothing was written.`,
+    { cause: error, location: { group, index } },
+  );
 }
 
 /**
@@ -267,6 +286,8 @@ function inTensor(error: unknown, parts: PackedParts, packed: PackedTensor, firs
   const { group, what } = invalidPackedReason(packed, element, firstElement);
   const at = firstGroup + group;
   const size = parts.entry.groupSize;
-  return new FormatError(`packed tensor "${parts.name}" group ${at} (elements ${at * size}..${(at + 1) * size - 1}): ${what}. ` +
-    'The file is damaged or was not written by edge-moq; nothing was written.', { cause: error, location: { group: at, index: firstElement + element } });
+  return new FormatError(
+    `packed tensor "${parts.name}" group ${at} (elements ${at * size}..${(at + 1) * size - 1}): ${what}. The file is damaged or was not written by edge-moq; nothing was written.`,
+    { cause: error, location: { group: at, index: firstElement + element } },
+  );
 }

@@ -21,7 +21,12 @@ const WRITE_BUFFER_BYTES = 1 << 20;
  * Filesystems whose files are made up when read (procfs, sysfs, debugfs, tracefs): they stat as
  * regular files of 0 or 4096 bytes whatever they hold, so a size read from them means nothing.
  */
-const PSEUDO_FILESYSTEMS = new Map([[0x9fa0, 'proc'], [0x62656572, 'sysfs'], [0x64626720, 'debugfs'], [0x74726163, 'tracefs']]);
+const PSEUDO_FILESYSTEMS = new Map([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+]);
 
 /** Symlink hops followed before a chain counts as a loop (Linux's own limit is 40). */
 const MAX_LINK_HOPS = 40;
@@ -204,13 +209,14 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
 
   // Checked and opened on first use, so a sink that is never written creates nothing; 'wx'
   // because the random name must be ours alone.
-  const handle = () => (opening ??= (async () => {
-    const target = await checkOutputFile(path, options);
-    const temporary = `${target.path}.partial-${process.pid}-${randomBytes(6).toString('hex')}`;
-    const file = await open(temporary, 'wx', target.mode ?? 0o666);
-    partialOutputs.add(temporary);
-    return { file, target, temporary };
-  })());
+  const handle = () =>
+    (opening ??= (async () => {
+      const target = await checkOutputFile(path, options);
+      const temporary = `${target.path}.partial-${process.pid}-${randomBytes(6).toString('hex')}`;
+      const file = await open(temporary, 'wx', target.mode ?? 0o666);
+      partialOutputs.add(temporary);
+      return { file, target, temporary };
+    })());
 
   const discard = async () => {
     state = 'aborted';
@@ -227,7 +233,7 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
 
   const writeRaw = async (start: number, bytes: Uint8Array) => {
     const { file } = await handle();
-    for (let done = 0; done < bytes.length;) {
+    for (let done = 0; done < bytes.length; ) {
       const { bytesWritten } = await file.write(bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), start + done);
       done += bytesWritten;
     }

@@ -98,8 +98,16 @@ interface TensorJob {
  * run along `axis` (default: the last dimension), which `plan.groupSize` must fit (axis.ts).
  */
 export async function packTensor(
-  file: SafetensorsFile, tensor: TensorInfo, plan: PackPlan, options: PackOptions, packer: Packer, scratch: PackScratch,
-  writer: SafetensorsWriter, target: ScaleTarget | null, chunkBytes: number, progress: (bytesDone: number) => void,
+  file: SafetensorsFile,
+  tensor: TensorInfo,
+  plan: PackPlan,
+  options: PackOptions,
+  packer: Packer,
+  scratch: PackScratch,
+  writer: SafetensorsWriter,
+  target: ScaleTarget | null,
+  chunkBytes: number,
+  progress: (bytesDone: number) => void,
   axis?: number,
 ): Promise<{ maxAbsError: number; rmsError: number }> {
   const asymmetric = plan.type === 'asymmetric';
@@ -111,7 +119,7 @@ export async function packTensor(
   if (target) {
     // Zero bytes reserve the scales' place; the scales overwrite them as they are made (writeAt
     // may only revisit bytes already written).
-    for (let left = plan.groupCount * 4 * (asymmetric ? 2 : 1); left > 0;) {
+    for (let left = plan.groupCount * 4 * (asymmetric ? 2 : 1); left > 0; ) {
       const zeros = scratch.zeros(left);
       await writer.write(zeros);
       left -= zeros.length;
@@ -131,7 +139,13 @@ export async function packTensor(
   };
   const bytesPerElement = tensor.byteLength / tensor.length;
   const job: TensorJob = {
-    file, tensor, plan, options, packer, scratch, putGroups,
+    file,
+    tensor,
+    plan,
+    options,
+    packer,
+    scratch,
+    putGroups,
     codes: new CodeStreamWriter((bytes) => writer.write(bytes)),
     totals: { maxAbsError: 0, squares: 0 },
     progress: (done) => progress(done * bytesPerElement),
@@ -151,9 +165,11 @@ export async function packTensor(
   const rmsError = Math.sqrt(squares / plan.length);
   if (!Number.isFinite(maxAbsError) || !Number.isFinite(rmsError)) {
     // unpack(pack(x)) of finite input is finite: a NaN here is a bug, and its output is refused.
-    throw new EdgeMoqError('NON_FINITE',
+    throw new EdgeMoqError(
+      'NON_FINITE',
       `tensor "${tensor.name}": the packed values differ from the input by ${maxAbsError} (rms ${rmsError}), which finite input cannot give; ` +
-      'this is a bug in edge-moq (please report it with the file); no output was written.');
+        'this is a bug in edge-moq (please report it with the file); no output was written.',
+    );
   }
   return { maxAbsError, rmsError };
 }
@@ -215,9 +231,11 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
         const x = piece[i]!;
         if (!Number.isFinite(x)) {
           const index = tensorIndexOf(job.view, start + i);
-          throw new InvalidInputError('NON_FINITE',
+          throw new InvalidInputError(
+            'NON_FINITE',
             `tensor "${tensor.name}" element ${index}: is ${x}; packing needs finite values. Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`,
-            { location: { index, group } });
+            { location: { index, group } },
+          );
         }
         if (x < min) min = x;
         if (x > max) max = x;
@@ -255,9 +273,7 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
  * Stream positions [first, first + length) of the tensor as float32, `pieceElements` at a time,
  * each piece at the start of the scratch values (which hold `spare` more after it).
  */
-async function* readFloat32Range(
-  job: TensorJob, first: number, length: number, pieceElements: number, spare = 0,
-): AsyncGenerator<{ piece: Float32Array; start: number }> {
+async function* readFloat32Range(job: TensorJob, first: number, length: number, pieceElements: number, spare = 0): AsyncGenerator<{ piece: Float32Array; start: number }> {
   const { file, tensor, scratch, transposed } = job;
   const dtype = tensor.dtype as FloatDtype;
   const width = DTYPE_BYTES[dtype];
@@ -283,7 +299,9 @@ function withTensor(error: unknown, job: TensorJob, first: number, data: Float32
   const index = error instanceof InvalidInputError && error.code === 'NON_FINITE' ? error.location?.index : undefined;
   if (index === undefined) return error;
   const at = tensorIndexOf(job.view, first + index);
-  return new InvalidInputError('NON_FINITE',
+  return new InvalidInputError(
+    'NON_FINITE',
     `tensor "${job.tensor.name}" element ${at}: is ${data[index]}; packing needs finite values. Exclude the tensor (--exclude) or fix the checkpoint; no output was written.`,
-    { cause: error, location: { index: at, group: Math.floor((first + index) / job.plan.groupSize) } });
+    { cause: error, location: { index: at, group: Math.floor((first + index) / job.plan.groupSize) } },
+  );
 }

@@ -40,11 +40,13 @@ const RECORDS = 'it must be a JSON object mapping tensor names to { bits, type, 
  * A tensor's record, with `axis` and `grid` only where they differ from the defaults, so that
  * a file packed the way files were before axes and grids reads the same everywhere.
  */
-export function packedEntry(
-  plan: { bits: number; type: PackedType; groupSize: number; grid?: Grid }, shape: readonly number[], dtype: Dtype, axis = shape.length - 1,
-): PackedEntry {
+export function packedEntry(plan: { bits: number; type: PackedType; groupSize: number; grid?: Grid }, shape: readonly number[], dtype: Dtype, axis = shape.length - 1): PackedEntry {
   return {
-    bits: plan.bits, type: plan.type, groupSize: plan.groupSize, shape: [...shape], dtype: dtype as PackedEntry['dtype'],
+    bits: plan.bits,
+    type: plan.type,
+    groupSize: plan.groupSize,
+    shape: [...shape],
+    dtype: dtype as PackedEntry['dtype'],
     ...(axis !== shape.length - 1 ? { axis } : {}),
     ...(plan.grid === 'full' ? { grid: plan.grid } : {}),
   };
@@ -74,8 +76,10 @@ export function isPackedFile(file: SafetensorsFile): boolean {
  */
 export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]; plain: TensorInfo[] } {
   if (!isPackedFile(file)) {
-    throw new FormatError(`this file is not packed by edge-moq (its __metadata__.format is ${describeValue(file.metadata.format ?? null)}, ` +
-      `not "${PACKED_FORMAT}" or "${PACKED_FORMAT_V2}"); quantize it first with "edge-moq quantize".`);
+    throw new FormatError(
+      `this file is not packed by edge-moq (its __metadata__.format is ${describeValue(file.metadata.format ?? null)}, ` +
+        `not "${PACKED_FORMAT}" or "${PACKED_FORMAT_V2}"); quantize it first with "edge-moq quantize".`,
+    );
   }
   const records = file.metadata['edge-moq'];
   if (records === undefined) throw new FormatError(`__metadata__["edge-moq"] is missing; ${RECORDS}.`);
@@ -91,7 +95,9 @@ export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]
   const packed = Object.entries(entries as Record<string, unknown>).map(([name, raw]) => {
     const entry = checkEntry(name, raw);
     if (file.metadata.format === PACKED_FORMAT && (entry.axis !== undefined || entry.grid !== undefined)) {
-      throw new FormatError(`__metadata__["edge-moq"][${describeValue(name)}] names an axis or grid, which a "${PACKED_FORMAT}" file cannot hold (its readers ignore them); such files say "${PACKED_FORMAT_V2}".`);
+      throw new FormatError(
+        `__metadata__["edge-moq"][${describeValue(name)}] names an axis or grid, which a "${PACKED_FORMAT}" file cannot hold (its readers ignore them); such files say "${PACKED_FORMAT_V2}".`,
+      );
     }
     const length = entry.shape.reduce((a, b) => a * b, 1);
     if (length % entry.groupSize !== 0) throw new FormatError(`${describeValue(name)}: groupSize ${entry.groupSize} does not divide its ${length} elements.`);
@@ -111,7 +117,9 @@ export function readPackedLayout(file: SafetensorsFile): { packed: PackedParts[]
     };
     const groups = length / entry.groupSize;
     return {
-      name, entry, length,
+      name,
+      entry,
+      length,
       codes: part(names.codes, 'U8', codeBytes(length, entry.bits)),
       scales: part(names.scales, 'F32', groups),
       zeros: entry.type === 'asymmetric' ? part(names.zeros, 'F32', groups) : null,
@@ -128,15 +136,18 @@ function checkEntry(name: string, raw: unknown): PackedEntry {
   const { bits, type, groupSize, shape, dtype, axis, grid } = raw as Record<string, unknown>;
   const problem = packedDescriptionProblem({ bits, type, groupSize, grid });
   if (problem) fail(problem);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0) ||
-    shape.reduce((a: number, b: number) => a * b, 1) > Number.MAX_SAFE_INTEGER) {
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0) || shape.reduce((a: number, b: number) => a * b, 1) > Number.MAX_SAFE_INTEGER) {
     fail(`shape must be a list of positive integers, got ${describeValue(shape)}.`);
   }
   if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') fail(`dtype must be F32, F16 or BF16, got ${describeValue(dtype)}.`);
   // The axis is checked against the shape and group size by the caller (axisProblem).
   if (axis !== undefined && !Number.isInteger(axis)) fail(`axis must be an integer dimension index, got ${describeValue(axis)}.`);
   return {
-    bits, type, groupSize, shape, dtype,
+    bits,
+    type,
+    groupSize,
+    shape,
+    dtype,
     ...(axis !== undefined ? { axis } : {}),
     ...(grid !== undefined ? { grid } : {}),
   } as PackedEntry;

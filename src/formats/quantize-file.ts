@@ -18,8 +18,16 @@ import { checkSettings, compileRecipe, type CompiledRecipe, type Recipe, type Re
 import { axisProblem, axisView } from './axis.js';
 import { isPackedFile, packedEntry, packedMetadata, packedNames, readPackedLayout, type PackedEntry, type PackedParts } from './packed-metadata.js';
 import {
-  createSafetensorsWriter, isFloatDtype, openSafetensors, readByteChunks,
-  type ByteSink, type ByteSource, type SafetensorsFile, type SafetensorsWriter, type TensorInfo, type TensorSpec,
+  createSafetensorsWriter,
+  isFloatDtype,
+  openSafetensors,
+  readByteChunks,
+  type ByteSink,
+  type ByteSource,
+  type SafetensorsFile,
+  type SafetensorsWriter,
+  type TensorInfo,
+  type TensorSpec,
 } from './safetensors.js';
 
 /** Stochastic noise is indexed by a 32-bit element counter (identical on every backend). */
@@ -243,8 +251,7 @@ export async function quantizeSafetensorsWith(source: ByteSource, sink: ByteSink
   const clash = specs.find((spec) => seen.size === seen.add(spec.name).size);
   if (clash) {
     await sink.abort().catch(() => undefined);
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `the packed tensor "${clash.name}" would replace a tensor of that name already in the file; exclude one of them (--exclude).`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `the packed tensor "${clash.name}" would replace a tensor of that name already in the file; exclude one of them (--exclude).`);
   }
   const metadata = { ...file.metadata };
   delete metadata.format;
@@ -272,7 +279,13 @@ export async function quantizeSafetensorsWith(source: ByteSource, sink: ByteSink
         const { tensor } = item;
         await copy(tensor);
         reports.push({
-          name, dtype: tensor.dtype, shape: tensor.shape, packed: false, reason: item.reason, bytesIn: tensor.byteLength, bytesOut: tensor.byteLength,
+          name,
+          dtype: tensor.dtype,
+          shape: tensor.shape,
+          packed: false,
+          reason: item.reason,
+          bytesIn: tensor.byteLength,
+          bytesOut: tensor.byteLength,
           ...(item.rule === undefined ? {} : { rule: item.rule }),
         });
         bytesDone += tensor.byteLength;
@@ -283,9 +296,13 @@ export async function quantizeSafetensorsWith(source: ByteSource, sink: ByteSink
         for (const part of partList) await copy(part);
         const bytes = partList.reduce((sum, part) => sum + part.byteLength, 0);
         reports.push({
-          name, dtype: parts.entry.dtype, shape: parts.entry.shape, packed: false,
+          name,
+          dtype: parts.entry.dtype,
+          shape: parts.entry.shape,
+          packed: false,
           reason: `already packed (${parts.entry.type} ${parts.entry.bits}-bit, groups of ${parts.entry.groupSize}): carried over`,
-          bytesIn: bytes, bytesOut: bytes,
+          bytesIn: bytes,
+          bytesOut: bytes,
         });
         bytesDone += bytes;
         specIndex += partList.length;
@@ -294,17 +311,27 @@ export async function quantizeSafetensorsWith(source: ByteSource, sink: ByteSink
         const partCount = plan.type === 'asymmetric' ? 3 : 2;
         const places = writer.tensors.slice(specIndex, specIndex + partCount);
         const target = positional ? { sink, scales: places[0]!, zeros: plan.type === 'asymmetric' ? places[1]! : null } : null;
-        const errors = await packing.pack(requestIndex++, writer, target, (done) =>
-          options.onProgress?.({ tensor: name, index, count: items.length, bytesDone: bytesDone + done, bytesTotal }));
+        const errors = await packing.pack(requestIndex++, writer, target, (done) => options.onProgress?.({ tensor: name, index, count: items.length, bytesDone: bytesDone + done, bytesTotal }));
         const bytesOut = plan.codeBytes + plan.groupCount * 4 * (plan.type === 'asymmetric' ? 2 : 1);
         reports.push({
-          name, dtype: tensor.dtype, shape: tensor.shape, bytesIn: tensor.byteLength,
-          packed: true, bits: plan.bits, type: plan.type, groupSize: plan.groupSize, bytesOut, ...errors,
-          ...(item.rule === undefined ? {} : { rule: item.rule }), ...(item.note === undefined ? {} : { note: item.note }),
+          name,
+          dtype: tensor.dtype,
+          shape: tensor.shape,
+          bytesIn: tensor.byteLength,
+          packed: true,
+          bits: plan.bits,
+          type: plan.type,
+          groupSize: plan.groupSize,
+          bytesOut,
+          ...errors,
+          ...(item.rule === undefined ? {} : { rule: item.rule }),
+          ...(item.note === undefined ? {} : { note: item.note }),
         });
         if (bytesOut > tensor.byteLength) {
-          warnings.push(`tensor "${name}" is larger packed (${bytesOut} bytes) than as ${tensor.dtype} (${tensor.byteLength} bytes): ` +
-            `its groups of ${plan.groupSize} spend more on scales than the codes save; use larger groups (--group-size) or --exclude it.`);
+          warnings.push(
+            `tensor "${name}" is larger packed (${bytesOut} bytes) than as ${tensor.dtype} (${tensor.byteLength} bytes): ` +
+              `its groups of ${plan.groupSize} spend more on scales than the codes save; use larger groups (--group-size) or --exclude it.`,
+          );
         }
         bytesDone += tensor.byteLength;
         specIndex += partCount;
@@ -329,12 +356,13 @@ export async function quantizeSafetensorsWith(source: ByteSource, sink: ByteSink
 function checkRecipeUse(recipe: CompiledRecipe, items: readonly Item[]): string[] {
   const used = new Set(items.map((item) => (item.kind === 'carry' ? undefined : item.rule)));
   if (![...used].some((rule) => rule !== undefined)) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
       `the recipe's ${recipe.rules.length} rule(s) match no tensor of this file (patterns: ${recipe.rules.map((r) => JSON.stringify(r.rule.match)).join(', ')}); ` +
-      'check them against the names `edge-moq inspect` lists; nothing was written.');
+        'check them against the names `edge-moq inspect` lists; nothing was written.',
+    );
   }
-  return recipe.rules.filter((r) => !used.has(r.index))
-    .map((r) => `recipe rule ${r.index + 1} (${JSON.stringify(r.rule.match)}) matches no tensor that an earlier rule did not take`);
+  return recipe.rules.filter((r) => !used.has(r.index)).map((r) => `recipe rule ${r.index + 1} (${JSON.stringify(r.rule.match)}) matches no tensor that an earlier rule did not take`);
 }
 
 const partsOf = (parts: PackedParts): TensorInfo[] => (parts.zeros ? [parts.codes, parts.scales, parts.zeros] : [parts.codes, parts.scales]);
@@ -402,15 +430,19 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
     }
   }
   if (!Number.isInteger(groupSize) || tensor.length % groupSize !== 0) {
-    return decided(skip(settings.groups !== undefined ? `${settings.groups} groups do not divide ${tensor.length} elements${by}` : `group size ${groupSize} does not divide ${tensor.length} elements${by}`));
+    return decided(
+      skip(settings.groups !== undefined ? `${settings.groups} groups do not divide ${tensor.length} elements${by}` : `group size ${groupSize} does not divide ${tensor.length} elements${by}`),
+    );
   }
   const crossing = axis === rank - 1 ? null : axisProblem(tensor.shape, axis, groupSize);
   if (crossing) return decided(skip(`${crossing}${by}`));
   const stochastic = settings.rounding === 'stochastic';
   if (stochastic && tensor.length > MAX_STOCHASTIC_ELEMENTS) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
       `tensor "${tensor.name}" has ${tensor.length} elements; stochastic rounding numbers elements with a 32-bit counter (the same on every backend), ` +
-      `so it takes tensors of up to 2^32 elements. Use --rounding nearest, or --exclude this tensor and pack it in a second run; nothing was written.`);
+        `so it takes tensors of up to 2^32 elements. Use --rounding nearest, or --exclude this tensor and pack it in a second run; nothing was written.`,
+    );
   }
   // Chunks are packed with the tensor's group size, whichever way the groups were given.
   const packOptions: PackOptions = {
@@ -423,10 +455,12 @@ function decide(tensor: TensorInfo, options: QuantizeFileOptions, patterns: Patt
   };
   const plan = planPack(tensor.length, packOptions, `tensor "${tensor.name}"${by}`);
   if ((plan.type === 'ternary' || plan.type === 'binary') && plan.groupSize * 4 > MAX_WHOLE_GROUP_BYTES) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
       `tensor "${tensor.name}": ${plan.type} groups of ${plan.groupSize} elements are larger than the ${MAX_WHOLE_GROUP_BYTES >> 20} MiB a ${plan.type} group may take in memory ` +
-      `(its scale is a mean over the group, exact only when the group is packed whole); pass --group-size ${largestDivisorUpTo(tensor.length, MAX_WHOLE_GROUP_BYTES / 4)} ` +
-      'or smaller, or --exclude the tensor; nothing was written.');
+        `(its scale is a mean over the group, exact only when the group is packed whole); pass --group-size ${largestDivisorUpTo(tensor.length, MAX_WHOLE_GROUP_BYTES / 4)} ` +
+        'or smaller, or --exclude the tensor; nothing was written.',
+    );
   }
   return decided({ plan, options: packOptions, axis, ...(note ? { note } : {}) });
 }
@@ -459,16 +493,26 @@ function checkOptions(options: QuantizeFileOptions): Patterns {
   // Validates bits, type, grid, rounding, seed, axis and the group options once, before any file is read.
   const { bits, type, grid, rounding, seed, groups, groupSize } = options;
   checkSettings(options as unknown as Record<string, unknown>, 'options');
-  planPack(groups ?? groupSize ?? 1, {
-    bits, ...(type ? { type } : {}), ...(grid ? { grid } : {}), ...(rounding ? { rounding } : {}), ...(seed !== undefined ? { seed } : {}),
-    ...(groups !== undefined ? { groups } : {}), ...(groupSize !== undefined ? { groupSize } : {}),
-  }, 'options');
+  planPack(
+    groups ?? groupSize ?? 1,
+    {
+      bits,
+      ...(type ? { type } : {}),
+      ...(grid ? { grid } : {}),
+      ...(rounding ? { rounding } : {}),
+      ...(seed !== undefined ? { seed } : {}),
+      ...(groups !== undefined ? { groups } : {}),
+      ...(groupSize !== undefined ? { groupSize } : {}),
+    },
+    'options',
+  );
   if (options.chunkBytes !== undefined && !(Number.isInteger(options.chunkBytes) && options.chunkBytes > 0)) {
     throw new InvalidInputError('INVALID_ARGUMENT', `chunkBytes must be a positive integer, got ${String(options.chunkBytes)}.`);
   }
   const pattern = (value: string | RegExp | undefined, name: string) => (value === undefined ? null : compileNamePattern(value, `options.${name}`));
   return {
-    include: pattern(options.include, 'include'), exclude: pattern(options.exclude, 'exclude'),
+    include: pattern(options.include, 'include'),
+    exclude: pattern(options.exclude, 'exclude'),
     recipe: options.recipe === undefined ? null : compileRecipe(options.recipe, 'options.recipe'),
   };
 }

@@ -55,8 +55,7 @@ const fail = (message: string): never => {
   throw new InvalidInputError('INVALID_ARGUMENT', message);
 };
 
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  value !== null && typeof value === 'object' && !Array.isArray(value);
+const isPlainObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
 
 /**
  * Checks a recipe (a `{ rules }` object or a list of rules, e.g. parsed from recipe.json) and
@@ -181,9 +180,12 @@ export function checkRecipeAcross(recipe: CompiledRecipe, names: Iterable<string
     if (rule) used.add(rule.index);
   }
   if (used.size === 0) {
-    fail(`the recipe's ${recipe.rules.length} rule(s) match no tensor of this checkpoint (patterns: ${recipe.rules.map((r) => JSON.stringify(r.rule.match)).join(', ')}); ` +
-      'check them against the names `edge-moq inspect` lists; nothing was written.');
+    fail(
+      `the recipe's ${recipe.rules.length} rule(s) match no tensor of this checkpoint (patterns: ${recipe.rules.map((r) => JSON.stringify(r.rule.match)).join(', ')}); ` +
+        'check them against the names `edge-moq inspect` lists; nothing was written.',
+    );
   }
-  return recipe.rules.filter((r) => !used.has(r.index))
+  return recipe.rules
+    .filter((r) => !used.has(r.index))
     .map((r) => `recipe rule ${r.index + 1} (${JSON.stringify(r.rule.match)}) matches no tensor of the checkpoint that an earlier rule did not take`);
 }

@@ -15,10 +15,21 @@ export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8
 // `satisfies` keeps the table and the union in step: a dtype missing here, or one the union lacks, does not compile.
 /** Bytes per element of each safetensors dtype. */
 export const DTYPE_BYTES = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
-  BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 } as const satisfies Record<Dtype, number>;
 
 /** The dtypes that convert exactly to float32 (and so can be quantized). */
@@ -70,8 +81,7 @@ export interface SafetensorsFile {
 
 const MAX_SAFE = '2^53-1';
 
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  value !== null && typeof value === 'object' && !Array.isArray(value);
+const isPlainObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
 
 const isDtype = (value: unknown): value is Dtype => typeof value === 'string' && Object.hasOwn(DTYPE_BYTES, value);
 
@@ -125,8 +135,12 @@ function metadataOf(metadata: unknown, label: string, fail: Fail): Readonly<Reco
   return Object.freeze(Object.fromEntries(entries));
 }
 
-const malformed: Fail = (message) => { throw new FormatError(message); };
-const invalid: Fail = (message) => { throw new InvalidInputError('INVALID_ARGUMENT', message); };
+const malformed: Fail = (message) => {
+  throw new FormatError(message);
+};
+const invalid: Fail = (message) => {
+  throw new InvalidInputError('INVALID_ARGUMENT', message);
+};
 
 /**
  * `read()` reads what the caller handed over as `what`; a getter or Proxy trap that throws
@@ -194,7 +208,7 @@ const tensorLists = new WeakMap<TensorInfo, readonly TensorInfo[]>();
  * @throws FormatError (`MALFORMED_FILE`) naming the field and offset that break the format
  */
 export async function openSafetensors(source: ByteSource): Promise<SafetensorsFile> {
-  const [size, read] = readArgument('source', () => (source !== null && typeof source === 'object' ? [source.size, source.read] as const : [undefined, undefined]));
+  const [size, read] = readArgument('source', () => (source !== null && typeof source === 'object' ? ([source.size, source.read] as const) : [undefined, undefined]));
   if (typeof read !== 'function') invalid(`source must be a ByteSource { size, read(offset, into) }, got ${describeValue(source)}`);
   if (!Number.isSafeInteger(size) || (size as number) < 0) {
     invalid(`source.size must be the file's size in bytes, an integer from 0 to ${MAX_SAFE}, got ${describeValue(size)}`);
@@ -278,10 +292,10 @@ function parseHeader(bytes: Uint8Array, dataSize: number, dataOffset: number) {
  * Empty tensors hold no bytes, so they overlap nothing and leave no gap wherever they point.
  */
 function checkTiling(tensors: readonly TensorInfo[], dataSize: number, dataOffset: number): void {
-  const dataRange = (begin: number, end: number) => `data bytes [${begin}, ${end}) ` +
-    (end - begin === 1 ? `(file byte ${dataOffset + begin})` : `(file bytes ${dataOffset + begin}-${dataOffset + end - 1})`);
-  const unclaimed = (begin: number, end: number, where: string): never => malformed(`${dataRange(begin, end)} belong to no tensor: ${where}; ` +
-    'safetensors data must run from the end of the header to the end of the file without gaps');
+  const dataRange = (begin: number, end: number) =>
+    `data bytes [${begin}, ${end}) ${end - begin === 1 ? `(file byte ${dataOffset + begin})` : `(file bytes ${dataOffset + begin}-${dataOffset + end - 1})`}`;
+  const unclaimed = (begin: number, end: number, where: string): never =>
+    malformed(`${dataRange(begin, end)} belong to no tensor: ${where}; safetensors data must run from the end of the header to the end of the file without gaps`);
   let covered = 0;
   let previous: TensorInfo | undefined;
   for (const tensor of tensors) {
@@ -292,9 +306,7 @@ function checkTiling(tensors: readonly TensorInfo[], dataSize: number, dataOffse
       malformed(`tensors ${describeName(previous.name)} ${range(previous)} and ${describeName(tensor.name)} ${range(tensor)} overlap`);
     }
     if (begin > covered) {
-      unclaimed(covered, begin, previous
-        ? `they lie between tensors ${describeName(previous.name)} and ${describeName(tensor.name)}`
-        : `they lie before tensor ${describeName(tensor.name)}`);
+      unclaimed(covered, begin, previous ? `they lie between tensors ${describeName(previous.name)} and ${describeName(tensor.name)}` : `they lie before tensor ${describeName(tensor.name)}`);
     }
     covered = begin + tensor.byteLength;
     previous = tensor;
@@ -467,25 +479,29 @@ export function layoutSafetensors(specs: readonly TensorSpec[], metadata: Readon
   const checkedMetadata = readArgument('metadata', () => metadataOf(metadata, 'metadata', invalid));
   const names = new Set<string>();
   let dataSize = 0;
-  const placed = readArgument('tensors', () => Array.from(specs, (spec, index) => readArgument(`tensors[${index}]`, () => {
-    if (!isPlainObject(spec)) invalid(`tensors[${index}] must be an object { name, dtype, shape }, got ${describeValue(spec)}`);
-    // Each field read once: a getter cannot hand over one value to check and another to use.
-    const { name, dtype: rawDtype, shape: rawShape, byteLength: declaredByteLength } = spec;
-    if (typeof name !== 'string' || name === '__metadata__' || names.has(name)) {
-      invalid(`tensors[${index}].name must be a unique string other than "__metadata__", got ${describeValue(name)}`);
-    }
-    names.add(name);
-    const dtype = dtypeOf(rawDtype, name, invalid);
-    const { shape, length } = checkShape(rawShape, name, invalid);
-    const byteLength = byteLengthOf(length, dtype, shape, name, invalid);
-    if (declaredByteLength !== undefined && declaredByteLength !== byteLength) {
-      invalid(`${tensorLabel(name)} byteLength ${describeValue(declaredByteLength)} does not match shape ${describeValue(shape)} × ${dtype} = ${byteLength} bytes`);
-    }
-    const begin = dataSize;
-    dataSize += byteLength;
-    if (dataSize > Number.MAX_SAFE_INTEGER) invalid(`the tensors add up to more than ${MAX_SAFE} bytes`);
-    return { name, dtype, shape, length, byteLength, begin };
-  })));
+  const placed = readArgument('tensors', () =>
+    Array.from(specs, (spec, index) =>
+      readArgument(`tensors[${index}]`, () => {
+        if (!isPlainObject(spec)) invalid(`tensors[${index}] must be an object { name, dtype, shape }, got ${describeValue(spec)}`);
+        // Each field read once: a getter cannot hand over one value to check and another to use.
+        const { name, dtype: rawDtype, shape: rawShape, byteLength: declaredByteLength } = spec;
+        if (typeof name !== 'string' || name === '__metadata__' || names.has(name)) {
+          invalid(`tensors[${index}].name must be a unique string other than "__metadata__", got ${describeValue(name)}`);
+        }
+        names.add(name);
+        const dtype = dtypeOf(rawDtype, name, invalid);
+        const { shape, length } = checkShape(rawShape, name, invalid);
+        const byteLength = byteLengthOf(length, dtype, shape, name, invalid);
+        if (declaredByteLength !== undefined && declaredByteLength !== byteLength) {
+          invalid(`${tensorLabel(name)} byteLength ${describeValue(declaredByteLength)} does not match shape ${describeValue(shape)} × ${dtype} = ${byteLength} bytes`);
+        }
+        const begin = dataSize;
+        dataSize += byteLength;
+        if (dataSize > Number.MAX_SAFE_INTEGER) invalid(`the tensors add up to more than ${MAX_SAFE} bytes`);
+        return { name, dtype, shape, length, byteLength, begin };
+      }),
+    ),
+  );
 
   // Built by hand rather than with JSON.stringify(object): an object would move tensors named
   // like integers ("0", "1") to the front, and the data must follow the header's order.
@@ -561,8 +577,7 @@ export async function createSafetensorsWriter(sink: ByteSink, options: Safetenso
       const length = elementsOf(bytes, 'Uint8Array');
       if (typeof length !== 'number') return discard(new InvalidInputError('INVALID_ARGUMENT', `write takes a Uint8Array, got ${length}; the output was discarded`));
       if (written + length > dataSize) {
-        return discard(new InvalidInputError('INVALID_ARGUMENT',
-          `a write of ${length} bytes at data byte ${written} goes past the ${dataSize} bytes the header promised; the output was discarded`));
+        return discard(new InvalidInputError('INVALID_ARGUMENT', `a write of ${length} bytes at data byte ${written} goes past the ${dataSize} bytes the header promised; the output was discarded`));
       }
       written += length;
       // A plain view: the sink sees the bytes that were counted, whatever a subclass says its length is.
@@ -573,8 +588,12 @@ export async function createSafetensorsWriter(sink: ByteSink, options: Safetenso
       if (written < dataSize) {
         const short = layout.tensors.find((t) => t.byteOffset - dataOffset + t.byteLength > written)!;
         const got = Math.max(0, written - (short.byteOffset - dataOffset));
-        return discard(new InvalidInputError('INVALID_ARGUMENT',
-          `tensor ${describeName(short.name)} got ${got} of its ${short.byteLength} bytes (${written} of the ${dataSize} data bytes were written); the output was discarded`));
+        return discard(
+          new InvalidInputError(
+            'INVALID_ARGUMENT',
+            `tensor ${describeName(short.name)} got ${got} of its ${short.byteLength} bytes (${written} of the ${dataSize} data bytes were written); the output was discarded`,
+          ),
+        );
       }
       state = 'closed';
       await sink.close().catch(discard);
@@ -609,7 +628,9 @@ export function encodeSafetensors(tensors: readonly TensorBytes[], metadata?: Re
     const data = readArgument(`tensors[${index}].data`, () => tensors[index]!.data);
     const length = elementsOf(data, 'Uint8Array');
     if (length !== info.byteLength) {
-      invalid(`tensor ${describeName(info.name)} data must be a Uint8Array of ${info.byteLength} bytes (shape ${describeValue(info.shape)} × ${info.dtype}), got ${typeof length === 'number' ? `${length} bytes` : length}`);
+      invalid(
+        `tensor ${describeName(info.name)} data must be a Uint8Array of ${info.byteLength} bytes (shape ${describeValue(info.shape)} × ${info.dtype}), got ${typeof length === 'number' ? `${length} bytes` : length}`,
+      );
     }
     file.set(data, info.byteOffset);
   });
@@ -730,13 +751,17 @@ export function encodeFloat32(values: Float32Array, dtype: FloatDtype, into?: Ui
   if (dtype === 'F32') {
     for (let i = 0, j = 0; i < bits.length; i++, j += 4) {
       const b = bits[i]!;
-      out[j] = b; out[j + 1] = b >>> 8; out[j + 2] = b >>> 16; out[j + 3] = b >>> 24;
+      out[j] = b;
+      out[j + 1] = b >>> 8;
+      out[j + 2] = b >>> 16;
+      out[j + 3] = b >>> 24;
     }
   } else {
     const narrow = dtype === 'F16' ? f32BitsToF16Bits : f32BitsToBf16Bits;
     for (let i = 0, j = 0; i < bits.length; i++, j += 2) {
       const h = narrow(bits[i]!);
-      out[j] = h; out[j + 1] = h >>> 8;
+      out[j] = h;
+      out[j + 1] = h >>> 8;
     }
   }
   return out;

@@ -50,7 +50,7 @@ function badShardName(name: string): string | null {
   if (name === '' || name === '.' || name === '..') return 'is not a file name';
   if (name.includes('\0')) return 'contains a NUL character';
   if (name.startsWith('/') || name.startsWith('\\') || /^[A-Za-z]:/.test(name)) return 'is an absolute path';
-  if (/(^|[/\\])\.\.([/\\]|$)/.test(name)) return 'leads out of the index\'s folder (..)';
+  if (/(^|[/\\])\.\.([/\\]|$)/.test(name)) return "leads out of the index's folder (..)";
   if (/[/\\]/.test(name)) return 'names a file in another folder (shards must be files beside the index)';
   return null;
 }
@@ -111,9 +111,11 @@ export function resolveShardPiece(request: ShardPiece | string, env: Readonly<Re
     if (match[1] === 'auto') {
       const variable = SHARD_INDEX_VARIABLES.find((name) => env[name] !== undefined && env[name] !== '');
       if (variable === undefined) {
-        throw new InvalidInputError('INVALID_ARGUMENT',
+        throw new InvalidInputError(
+          'INVALID_ARGUMENT',
           `shard "auto/${match[2]}" takes the piece number from ${SHARD_INDEX_VARIABLES.join(' or ')}, and neither is set: ` +
-          'run it as a Kubernetes Indexed Job or an AWS Batch array job, or give the piece as "i/n".');
+            'run it as a Kubernetes Indexed Job or an AWS Batch array job, or give the piece as "i/n".',
+        );
       }
       const text = env[variable]!;
       if (!/^\d+$/.test(text)) throw new InvalidInputError('INVALID_ARGUMENT', `${variable} is ${describeValue(text)}, not a piece number.`);
@@ -174,9 +176,11 @@ export function shardIndexText(input: ShardIndex, outputs: readonly ShardContent
     for (const [name, bytes] of tensors) {
       const other = weightMap.get(name);
       if (other !== undefined) {
-        throw new InvalidInputError('INVALID_ARGUMENT',
+        throw new InvalidInputError(
+          'INVALID_ARGUMENT',
           `the quantized shards ${describeValue(other)} and ${describeValue(file)} both hold a tensor named ${describeName(name)} ` +
-          '(a packed part named like a tensor of another shard); exclude one of them (exclude).');
+            '(a packed part named like a tensor of another shard); exclude one of them (exclude).',
+        );
       }
       weightMap.set(name, file);
       totalSize += bytes;
@@ -186,7 +190,10 @@ export function shardIndexText(input: ShardIndex, outputs: readonly ShardContent
 }
 
 function indexText(
-  entries: ShardIndex['entries'], metadata: ShardIndex['metadata'], weightMap: ReadonlyMap<string, string>, totalSize: number,
+  entries: ShardIndex['entries'],
+  metadata: ShardIndex['metadata'],
+  weightMap: ReadonlyMap<string, string>,
+  totalSize: number,
   piece: (ShardPiece & { shards: readonly string[] }) | null,
 ): string {
   const sortedMap = Object.fromEntries([...weightMap].sort(([a], [b]) => compareText(a, b)));
@@ -221,21 +228,27 @@ export function mergeShardIndexes(partials: ReadonlyArray<{ text: string; label:
       throw malformed(label, `it has no "${SHARD_PIECE_KEY}" record, so it is not the partial index of a piece of a split run (those are written with shard: "i/n")`);
     }
     const { index: pieceIndex, count, shards } = record;
-    if (!(Number.isSafeInteger(count) && (count as number) >= 1 && Number.isSafeInteger(pieceIndex) && (pieceIndex as number) >= 0 && (pieceIndex as number) < (count as number))
-      || !Array.isArray(shards) || !shards.every((s) => typeof s === 'string' && badShardName(s) === null)) {
+    if (
+      !(Number.isSafeInteger(count) && (count as number) >= 1 && Number.isSafeInteger(pieceIndex) && (pieceIndex as number) >= 0 && (pieceIndex as number) < (count as number)) ||
+      !Array.isArray(shards) ||
+      !shards.every((s) => typeof s === 'string' && badShardName(s) === null)
+    ) {
       throw malformed(label, `its "${SHARD_PIECE_KEY}" record ${describeValue(record)} is not { index, count, shards }`);
     }
     // What every piece of one run shares: everything but the weight map, the size and the piece number.
-    const common = JSON.stringify(index.entries.map(([key, value]) =>
-      [key, key === 'weight_map' ? null : key === 'metadata' ? { ...index.metadata, total_size: null } : key === SHARD_PIECE_KEY ? { count, shards } : value]));
+    const common = JSON.stringify(
+      index.entries.map(([key, value]) => [key, key === 'weight_map' ? null : key === 'metadata' ? { ...index.metadata, total_size: null } : key === SHARD_PIECE_KEY ? { count, shards } : value]),
+    );
     return { label, index, piece: { index: pieceIndex as number, count: count as number }, shards: shards as string[], common };
   });
   const first = pieces[0]!;
   const byPiece = new Map<number, (typeof pieces)[number]>();
   for (const piece of pieces) {
     if (piece.common !== first.common) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `${piece.label} and ${first.label} are pieces of different runs (their piece counts, shard lists or metadata differ); merge the pieces of one run.`);
+      throw new InvalidInputError(
+        'INVALID_ARGUMENT',
+        `${piece.label} and ${first.label} are pieces of different runs (their piece counts, shard lists or metadata differ); merge the pieces of one run.`,
+      );
     }
     const twin = byPiece.get(piece.piece.index);
     if (twin) throw new InvalidInputError('INVALID_ARGUMENT', `${twin.label} and ${piece.label} are both piece ${piece.piece.index} of ${piece.piece.count}; give each piece once.`);
@@ -243,8 +256,10 @@ export function mergeShardIndexes(partials: ReadonlyArray<{ text: string; label:
   }
   const missing = Array.from({ length: first.piece.count }, (_, i) => i).filter((i) => !byPiece.has(i));
   if (missing.length > 0) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `piece${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ${first.piece.count} ${missing.length > 1 ? 'are' : 'is'} missing: merge the partial index of every piece.`);
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `piece${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ${first.piece.count} ${missing.length > 1 ? 'are' : 'is'} missing: merge the partial index of every piece.`,
+    );
   }
   const weightMap = new Map<string, string>();
   let totalSize = 0;

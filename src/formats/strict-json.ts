@@ -20,21 +20,44 @@ export const MAX_JSON_DEPTH = 64;
 export type JsonFail = (problem: string, index: number) => never;
 
 // Character codes the parser dispatches on.
-const TAB = 0x09, NEWLINE = 0x0a, RETURN = 0x0d, SPACE = 0x20, QUOTE = 0x22, PLUS = 0x2b, COMMA = 0x2c, MINUS = 0x2d;
-const DOT = 0x2e, ZERO = 0x30, NINE = 0x39, COLON = 0x3a, UPPER_E = 0x45, OPEN_BRACKET = 0x5b, BACKSLASH = 0x5c;
-const CLOSE_BRACKET = 0x5d, LOWER_E = 0x65, OPEN_BRACE = 0x7b, CLOSE_BRACE = 0x7d;
+const TAB = 0x09,
+  NEWLINE = 0x0a,
+  RETURN = 0x0d,
+  SPACE = 0x20,
+  QUOTE = 0x22,
+  PLUS = 0x2b,
+  COMMA = 0x2c,
+  MINUS = 0x2d;
+const DOT = 0x2e,
+  ZERO = 0x30,
+  NINE = 0x39,
+  COLON = 0x3a,
+  UPPER_E = 0x45,
+  OPEN_BRACKET = 0x5b,
+  BACKSLASH = 0x5c;
+const CLOSE_BRACKET = 0x5d,
+  LOWER_E = 0x65,
+  OPEN_BRACE = 0x7b,
+  CLOSE_BRACE = 0x7d;
 
 const ESCAPED: Readonly<Record<string, string>> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 const HEX4 = /^[0-9a-fA-F]{4}$/;
 
-const LITERALS = [['true', true], ['false', false], ['null', null]] as const;
+const LITERALS = [
+  ['true', true],
+  ['false', false],
+  ['null', null],
+] as const;
 
 const isDigit = (code: number) => code >= ZERO && code <= NINE;
 
 class StrictJsonParser {
   private index = 0;
 
-  constructor(private readonly text: string, private readonly fail: JsonFail) {}
+  constructor(
+    private readonly text: string,
+    private readonly fail: JsonFail,
+  ) {}
 
   parse(): unknown {
     this.skipWhitespace();

@@ -22,10 +22,7 @@ import { atomicFileSink, checkOutputFile, fileSource, type FileSource, type Outp
 import { checkRecipeAcross, compileRecipe } from '../formats/recipe.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport } from '../formats/quantize-file.js';
 import { encodeSafetensors, memorySource, openSafetensors, type ByteSink } from '../formats/safetensors.js';
-import {
-  mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardIndexText, shardsOfPiece,
-  type ShardContents, type ShardIndex, type ShardPiece,
-} from '../formats/sharded.js';
+import { mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardIndexText, shardsOfPiece, type ShardContents, type ShardIndex, type ShardPiece } from '../formats/sharded.js';
 import { createPacker } from '../packed/index.js';
 import type { Packer } from '../packed/packer.js';
 import { rebuildError, sendable, startWorker, type SentError } from './worker-threads.js';
@@ -170,8 +167,15 @@ function threadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgre
     if (message.error) waiting?.reject(rebuildError(message.error));
     else waiting?.resolve(message.result!);
   });
-  worker.on('error', (error) => fail(new BackendError('BACKEND_UNAVAILABLE',
-    `the worker thread${pending ? ` quantizing ${pending.shard}` : ''} failed: ${describeError(error)}; run again with fewer jobs (jobs: 1 runs in this thread).`, { cause: error })));
+  worker.on('error', (error) =>
+    fail(
+      new BackendError(
+        'BACKEND_UNAVAILABLE',
+        `the worker thread${pending ? ` quantizing ${pending.shard}` : ''} failed: ${describeError(error)}; run again with fewer jobs (jobs: 1 runs in this thread).`,
+        { cause: error },
+      ),
+    ),
+  );
   worker.on('exit', (code) => fail(new BackendError('BACKEND_UNAVAILABLE', `a worker thread stopped (exit code ${code}) before its shard was done.`)));
   return {
     run(task) {
@@ -230,8 +234,10 @@ const MAX_INDEX_BYTES = 100_000_000;
 /** An index file's text (the source stays open, so that outputs can be told apart from it). */
 async function readIndexText(source: FileSource): Promise<string> {
   if (source.size > MAX_INDEX_BYTES) {
-    throw new FormatError(`${source.path} is ${source.size} bytes, more than the ${MAX_INDEX_BYTES} bytes an index may take: ` +
-      'give the model.safetensors.index.json of a sharded checkpoint (a single .safetensors file is quantized by quantizeSafetensors)');
+    throw new FormatError(
+      `${source.path} is ${source.size} bytes, more than the ${MAX_INDEX_BYTES} bytes an index may take: ` +
+        'give the model.safetensors.index.json of a sharded checkpoint (a single .safetensors file is quantized by quantizeSafetensors)',
+    );
   }
   const bytes = new Uint8Array(source.size);
   await source.read(0, bytes);
@@ -276,14 +282,18 @@ async function openShards(index: ShardIndex, folder: string, shards: readonly st
       }
       const lacking = expected.get(shard)!.filter((name) => !names.has(name));
       if (lacking.length > 0) {
-        throw new FormatError(`${indexPath} maps ${describeValue(lacking[0])}${lacking.length > 1 ? ` (and ${lacking.length - 1} more)` : ''} to ${shard}, which does not hold it: the index and the shards disagree; nothing was written.`);
+        throw new FormatError(
+          `${indexPath} maps ${describeValue(lacking[0])}${lacking.length > 1 ? ` (and ${lacking.length - 1} more)` : ''} to ${shard}, which does not hold it: the index and the shards disagree; nothing was written.`,
+        );
       }
       const mapped = new Set(expected.get(shard));
       const extra = [...names].find((name) => !mapped.has(name));
       if (extra !== undefined) {
         const elsewhere = index.weightMap.get(extra);
-        throw new FormatError(`${shard} holds ${describeValue(extra)}, which ${indexPath} ${elsewhere === undefined ? 'does not list' : `maps to ${elsewhere}`}: ` +
-          `${elsewhere === undefined ? 'the index and the shards disagree' : 'a tensor in two shards'}; nothing was written.`);
+        throw new FormatError(
+          `${shard} holds ${describeValue(extra)}, which ${indexPath} ${elsewhere === undefined ? 'does not list' : `maps to ${elsewhere}`}: ` +
+            `${elsewhere === undefined ? 'the index and the shards disagree' : 'a tensor in two shards'}; nothing was written.`,
+        );
       }
     }
     return opened;
@@ -345,7 +355,7 @@ async function quantizeShards(indexPath: string, outFolder: string, settings: Ru
   try {
     // Every tensor of the checkpoint, whichever piece this run packs: a rule may take only other pieces' tensors.
     if (quantizeOptions.recipe !== undefined) recipeWarnings = checkRecipeAcross(compileRecipe(quantizeOptions.recipe, 'options.recipe'), index.weightMap.keys());
-    sources.push(...await openShards(index, inputFolder, shards, indexPath));
+    sources.push(...(await openShards(index, inputFolder, shards, indexPath)));
     const indexName = piece ? partialIndexName(basename(indexPath), piece) : basename(indexPath);
     try {
       createdFolder = await mkdir(outFolder, { recursive: true });
@@ -450,4 +460,3 @@ export async function mergeIndexFiles(paths: readonly string[], outPath: string)
     await Promise.all(sources.map((s) => s.close().catch(() => undefined)));
   }
 }
-

@@ -12,8 +12,17 @@ import { WasmPacker } from '../backends/wasm/packer.js';
 import { WebGpuPacker } from '../backends/webgpu/packer.js';
 
 export {
-  PACKED_FORMAT, PACKED_FORMAT_V2, allocatePacked, codeBytes, packedType, planPack, validatePacked,
-  type PackedTensor, type PackedType, type PackOptions, type PackPlan,
+  PACKED_FORMAT,
+  PACKED_FORMAT_V2,
+  allocatePacked,
+  codeBytes,
+  packedType,
+  planPack,
+  validatePacked,
+  type PackedTensor,
+  type PackedType,
+  type PackOptions,
+  type PackPlan,
 } from './layout.js';
 export type { Packer } from './packer.js';
 // The errors this entry throws, so code that imports only it can tell them apart.
@@ -48,15 +57,29 @@ export async function createPacker(backend: Backend | BackendRequest = 'auto', o
   const on = (backend as { packingBackend?: WasmBackend | WebGpuBackend } | null)?.packingBackend;
   if (on?.kind === 'webgpu') return WebGpuPacker.create(on as WebGpuBackend);
   if (on) return new WasmPacker(on as WasmBackend);
-  throw new InvalidInputError('INVALID_ARGUMENT',
-    `createPacker needs a backend from createBackend() (or a kind: 'auto', 'wasm-simd', 'wasm', 'webgpu'), got ${backend?.kind ?? typeof backend}.`);
+  throw new InvalidInputError('INVALID_ARGUMENT', `createPacker needs a backend from createBackend() (or a kind: 'auto', 'wasm-simd', 'wasm', 'webgpu'), got ${backend?.kind ?? typeof backend}.`);
 }
 
 // safetensors, streamed: runtime-neutral over ByteSource/ByteSink (files in Node: edge-moq/node).
 export {
-  createSafetensorsWriter, decodeFloat32, encodeFloat32, encodeSafetensors, layoutSafetensors, memorySource, openSafetensors,
-  readByteChunks, readBytes, readFloat32Chunks,
-  type ByteSink, type ByteSource, type Dtype, type FloatDtype, type SafetensorsFile, type SafetensorsWriter, type TensorInfo, type TensorSpec,
+  createSafetensorsWriter,
+  decodeFloat32,
+  encodeFloat32,
+  encodeSafetensors,
+  layoutSafetensors,
+  memorySource,
+  openSafetensors,
+  readByteChunks,
+  readBytes,
+  readFloat32Chunks,
+  type ByteSink,
+  type ByteSource,
+  type Dtype,
+  type FloatDtype,
+  type SafetensorsFile,
+  type SafetensorsWriter,
+  type TensorInfo,
+  type TensorSpec,
 } from '../formats/safetensors.js';
 export { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport, type TensorReport } from '../formats/quantize-file.js';
 export { dequantizeSafetensors, type DequantizeFileOptions, type DequantizeReport } from '../formats/dequantize-file.js';

@@ -95,8 +95,7 @@ export function planPackData(data: unknown, options: PackOptions, label = 'data'
 /** Validates a pack call on `length` float32 values (held anywhere). */
 export function planPack(length: number, options: PackOptions, label = 'data'): PackPlan {
   if (options !== null && typeof options === 'object' && 'blendRatio' in options) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      'options.blendRatio has no packed form (a blend is not on any grid); pack without it, or use fakeQuantize.');
+    throw new InvalidInputError('INVALID_ARGUMENT', 'options.blendRatio has no packed form (a blend is not on any grid); pack without it, or use fakeQuantize.');
   }
   const { firstIndex = 0, ...rest } = (options ?? {}) as PackOptions;
   if (!Number.isInteger(firstIndex) || firstIndex < 0 || firstIndex > 0xffffffff) {
@@ -104,7 +103,10 @@ export function planPack(length: number, options: PackOptions, label = 'data'): 
   }
   const plan = planFakeQuantizeLength(length, rest, label);
   return {
-    ...plan, type: packedType(plan.bits, plan.asymmetric), grid: plan.full ? 'full' : 'deepspeed', firstIndex,
+    ...plan,
+    type: packedType(plan.bits, plan.asymmetric),
+    grid: plan.full ? 'full' : 'deepspeed',
+    firstIndex,
     codeBytes: codeBytes(length, plan.bits),
   };
 }
@@ -127,13 +129,17 @@ export function allocatePacked(plan: PackPlan): PackedTensor {
 export function validateInto(into: PackedTensor, plan: PackPlan): void {
   validatePacked(into, 'into');
   if (into.bits !== plan.bits || into.type !== plan.type || into.length !== plan.length || into.groupSize !== plan.groupSize) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
       `into holds ${into.length} ${into.type} ${into.bits}-bit codes in groups of ${into.groupSize}, but this call packs ` +
-      `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize}; allocate it with allocatePacked(planPack(...)).`);
+        `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize}; allocate it with allocatePacked(planPack(...)).`,
+    );
   }
   if ((into.grid ?? 'deepspeed') !== plan.grid) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `into is for codes on the ${into.grid ?? 'deepspeed'} grid, but this call packs on the ${plan.grid} grid; allocate it with allocatePacked(planPack(...)).`);
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `into is for codes on the ${into.grid ?? 'deepspeed'} grid, but this call packs on the ${plan.grid} grid; allocate it with allocatePacked(planPack(...)).`,
+    );
   }
 }
 
@@ -192,9 +198,12 @@ export function shapeOptions({ bits, type, groupSize, grid }: { bits: number; ty
 export function invalidPackedError(packed: PackedTensor, element: number): InvalidInputError {
   const { group, what } = invalidPackedReason(packed, element);
   const first = group * packed.groupSize;
-  return new InvalidInputError('INVALID_ARGUMENT',
+  return new InvalidInputError(
+    'INVALID_ARGUMENT',
     `packed: group ${group} (elements ${first}..${first + packed.groupSize - 1}): ${what}. The packed data is damaged or was not ` +
-    'written by a packer: pack the weights again. Nothing was written.', { location: { group, index: element } });
+      'written by a packer: pack the weights again. Nothing was written.',
+    { location: { group, index: element } },
+  );
 }
 
 /**
@@ -208,9 +217,10 @@ export function invalidPackedReason(packed: PackedTensor, element: number, first
   const zero = packed.zeros?.[group];
   let what: string;
   if (!(Math.abs(scale) <= FLOAT_MAX) || (scale < 0 && packed.grid !== 'full')) {
-    what = packed.grid === 'full'
-      ? `its scale is ${describeValue(scale)}, but a scale must be finite`
-      : `its scale is ${describeValue(scale)}, but a scale must be finite and >= 0 (negative scales are for codes on the full grid, grid: 'full')`;
+    what =
+      packed.grid === 'full'
+        ? `its scale is ${describeValue(scale)}, but a scale must be finite`
+        : `its scale is ${describeValue(scale)}, but a scale must be finite and >= 0 (negative scales are for codes on the full grid, grid: 'full')`;
   } else if (zero !== undefined && !Number.isFinite(zero)) {
     what = `its zero point is ${describeValue(zero)}, but a zero point must be finite`;
   } else {
@@ -220,10 +230,10 @@ export function invalidPackedReason(packed: PackedTensor, element: number, first
       code |= ((packed.codes[j >> 3]! >> (j & 7)) & 1) << k;
     }
     const at = firstElement + element;
-    what = type === 'ternary'
-      ? `element ${at} has code 3, but ternary codes are 0, 1 and 2`
-      : `element ${at}'s code ${code} decodes beyond float32 (scale ${describeValue(scale)}` +
-        `${zero === undefined ? '' : `, zero point ${describeValue(zero)}`})`;
+    what =
+      type === 'ternary'
+        ? `element ${at} has code 3, but ternary codes are 0, 1 and 2`
+        : `element ${at}'s code ${code} decodes beyond float32 (scale ${describeValue(scale)}` + `${zero === undefined ? '' : `, zero point ${describeValue(zero)}`})`;
   }
   return { group, what };
 }

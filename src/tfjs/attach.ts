@@ -117,9 +117,7 @@ export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options:
   let gpu: GpuParameterBackend | undefined;
   if (path.tfBackend) {
     const given = options.backend;
-    gpu = given instanceof WebGpuBackend
-      ? new GpuParameterBackend(given, false)
-      : new GpuParameterBackend(await WebGpuBackend.create({ device: path.tfBackend.device }), true);
+    gpu = given instanceof WebGpuBackend ? new GpuParameterBackend(given, false) : new GpuParameterBackend(await WebGpuBackend.create({ device: path.tfBackend.device }), true);
   }
   try {
     const quantizer = quantizerFrom(options, gpu);
@@ -128,17 +126,19 @@ export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options:
       throw new InvalidInputError('INVALID_ARGUMENT', 'eigenvalues must be a function (context) => Promise<Map<name, [eigenvalue, blockId]>>.');
     }
     if (quantizer.options.eigenvalue.enabled && !eigenvalues) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        'the configuration enables eigenvalues but no eigenvalues provider was given: pass { eigenvalues: (context) => ... }, or turn eigenvalue.enabled off.');
+      throw new InvalidInputError(
+        'INVALID_ARGUMENT',
+        'the configuration enables eigenvalues but no eigenvalues provider was given: pass { eigenvalues: (context) => ... }, or turn eigenvalue.enabled off.',
+      );
     }
     const listing = listWeights(model, quantizer);
     if (!listing.some((w) => w.quantized)) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `no weight of the model is quantized: none of ${listing.map((w) => `"${w.name}"`).join(', ')} is at least 2-D and matched by a schedule's modules.`);
+      throw new InvalidInputError(
+        'INVALID_ARGUMENT',
+        `no weight of the model is quantized: none of ${listing.map((w) => `"${w.name}"`).join(', ')} is at least 2-D and matched by a schedule's modules.`,
+      );
     }
-    const driver: StepDriver = gpu && path.tfBackend
-      ? await GpuStepDriver.create(tf as GpuTfNamespace, path.tfBackend, listing, gpu)
-      : new HostStepDriver(tf, await trackWeights(tf, listing));
+    const driver: StepDriver = gpu && path.tfBackend ? await GpuStepDriver.create(tf as GpuTfNamespace, path.tfBackend, listing, gpu) : new HostStepDriver(tf, await trackWeights(tf, listing));
     quantizer.register(driver.registrations());
     return new MoqTraining(tf, model, quantizer, driver, eigenvalues, { kind: path.kind, reason: path.reason });
   } catch (error) {
@@ -163,7 +163,8 @@ function choosePath(tf: TfNamespace, model: tf.LayersModel, options: AttachMoqOp
     hostReason = `the backend given (${options.backend.kind}) does not run on tfjs's GPUDevice; give none, or a WebGpuBackend created with { device: tf.backend().device }`;
   } else {
     return {
-      kind: 'gpu', reason: `tfjs runs on WebGPU: masters on its device, quantized there${requested === 'gpu' ? " (path: 'gpu')" : ''}`,
+      kind: 'gpu',
+      reason: `tfjs runs on WebGPU: masters on its device, quantized there${requested === 'gpu' ? " (path: 'gpu')" : ''}`,
       tfBackend: found.backend,
     };
   }
@@ -256,7 +257,7 @@ export class MoqTraining {
 
   /** Copies of the full-precision masters of the quantized weights, on either path (the GPU path reads them back). */
   async readMasters(): Promise<Map<string, Float32Array>> {
-    if (this.detached) throw new InvalidInputError('INVALID_ARGUMENT', 'MoQ was detached from this model: its masters are the model\'s weights now.');
+    if (this.detached) throw new InvalidInputError('INVALID_ARGUMENT', "MoQ was detached from this model: its masters are the model's weights now.");
     return this.driver.readMasters();
   }
 
@@ -297,13 +298,21 @@ export class MoqTraining {
     const eigenvalueEnabled = this.quantizer.options.eigenvalue.enabled;
     let blockEigenvalue: BlockEigenvalues | undefined;
     if (eigenvalueEnabled && step % this.quantizer.options.eigenvalue.gasBoundaryResolution === 0 && this.quantizer.anyPrecisionSwitch()) {
-      blockEigenvalue = await this.whileRestored(() => this.eigenvalues!({
-        model: this.trainedModel, weights: driver.quantized, options: this.quantizer.options.eigenvalue, step, quantizer: this.quantizer,
-      }));
+      blockEigenvalue = await this.whileRestored(() =>
+        this.eigenvalues!({
+          model: this.trainedModel,
+          weights: driver.quantized,
+          options: this.quantizer.options.eigenvalue,
+          step,
+          quantizer: this.quantizer,
+        }),
+      );
     }
 
     const report = await this.quantizer.step([driver.parameters(overflow)], {
-      overflow, eigenvalueEnabled, ...(blockEigenvalue ? { blockEigenvalue } : {}),
+      overflow,
+      eigenvalueEnabled,
+      ...(blockEigenvalue ? { blockEigenvalue } : {}),
     });
     driver.finish(report.quantized, overflow);
     this.steps = step;
@@ -352,8 +361,7 @@ function checkNamespace(tf: unknown): void {
   const needed = ['tensor', 'clone', 'keep', 'tidy', 'isFinite', 'all', 'logicalAnd', 'CustomCallback'];
   const missing = typeof tf === 'object' && tf !== null ? needed.filter((k) => typeof (tf as Record<string, unknown>)[k] !== 'function') : needed;
   if (missing.length > 0) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `tf must be the TensorFlow.js namespace (import * as tf from '@tensorflow/tfjs'); it lacks ${missing.join(', ')}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `tf must be the TensorFlow.js namespace (import * as tf from '@tensorflow/tfjs'); it lacks ${missing.join(', ')}.`);
   }
 }
 

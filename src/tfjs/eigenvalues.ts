@@ -21,9 +21,10 @@ import { ConfigError, InvalidInputError } from '../errors.js';
 import { noiseKey } from '../noise.js';
 
 /** The parts of the tfjs module this file uses (tfjs, tfjs-core or tfjs-node all fit). */
-export type TfEigenvalueModule = Pick<typeof tfjs,
-  'tidy' | 'keep' | 'dispose' | 'variableGrads' | 'randomNormal' | 'zerosLike' | 'add' | 'sub' | 'mul' | 'div' |
-  'sum' | 'addN' | 'sqrt' | 'where' | 'isFinite'>;
+export type TfEigenvalueModule = Pick<
+  typeof tfjs,
+  'tidy' | 'keep' | 'dispose' | 'variableGrads' | 'randomNormal' | 'zerosLike' | 'add' | 'sub' | 'mul' | 'div' | 'sum' | 'addN' | 'sqrt' | 'where' | 'isFinite'
+>;
 
 /** One block (DeepSpeed: one entry of the `layer_name` module list) and its weights. */
 export interface EigenvalueBlock {
@@ -62,7 +63,7 @@ export interface PowerIterationResult {
 export interface LayerLike {
   readonly name: string;
   // originalName ("dense/kernel") is stable; tfjs suffixes `name` once another model used it.
-  readonly trainableWeights: readonly { readonly name: string; readonly originalName?: string; /** The weight's current value. */ read(): tfjs.Tensor }[];
+  readonly trainableWeights: readonly { readonly name: string; readonly originalName?: string /** The weight's current value. */; read(): tfjs.Tensor }[];
   readonly layers?: readonly LayerLike[];
 }
 
@@ -82,8 +83,7 @@ export function resolveEigenvalueOptions(options: Partial<EigenvalueOptions> = {
  */
 export function shouldComputeEigenvalues(boundary: number, options: Partial<EigenvalueOptions> = {}): boolean {
   if (!Number.isInteger(boundary) || boundary < 1) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `boundary must be the 1-based count of optimizer steps (an integer >= 1), got ${describeValue(boundary)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `boundary must be the 1-based count of optimizer steps (an integer >= 1), got ${describeValue(boundary)}.`);
   }
   const o = resolveEigenvalueOptions(options);
   return o.enabled && boundary % o.gasBoundaryResolution === 0;
@@ -120,15 +120,17 @@ export async function computeBlockEigenvalues(tf: TfEigenvalueModule, request: B
   const names = blocks.map((block, b) => checkBlock(block, `blocks[${b}]`));
   const seen = new Map<string, string>();
   const variables = new Set<tfjs.Variable>();
-  blocks.forEach((block, b) => names[b]!.forEach((name, i) => {
-    const where = `blocks[${b}].parameterNames[${i}]`;
-    const before = seen.get(name);
-    if (before !== undefined) throw new InvalidInputError('INVALID_ARGUMENT', `${where}: "${name}" is also ${before}; each parameter belongs to one block.`);
-    seen.set(name, where);
-    const weight = block.weights[i]!;
-    if (variables.has(weight)) throw new InvalidInputError('INVALID_ARGUMENT', `blocks[${b}].weights[${i}] ("${weight.name}") appears twice; each variable belongs to one block.`);
-    variables.add(weight);
-  }));
+  blocks.forEach((block, b) =>
+    names[b]!.forEach((name, i) => {
+      const where = `blocks[${b}].parameterNames[${i}]`;
+      const before = seen.get(name);
+      if (before !== undefined) throw new InvalidInputError('INVALID_ARGUMENT', `${where}: "${name}" is also ${before}; each parameter belongs to one block.`);
+      seen.set(name, where);
+      const weight = block.weights[i]!;
+      if (variables.has(weight)) throw new InvalidInputError('INVALID_ARGUMENT', `blocks[${b}].weights[${i}] ("${weight.name}") appears twice; each variable belongs to one block.`);
+      variables.add(weight);
+    }),
+  );
 
   const raw: number[] = [];
   for (const block of blocks) {
@@ -171,12 +173,9 @@ export async function dominantEigenvalue(
  * @param direction - d, one tensor per variable, of its shape
  * @returns H·d, one tensor per variable (the caller disposes them)
  */
-export function hessianVectorProduct(
-  tf: TfEigenvalueModule, loss: () => tfjs.Scalar, weights: readonly tfjs.Variable[], direction: readonly tfjs.Tensor[],
-): tfjs.Tensor[] {
+export function hessianVectorProduct(tf: TfEigenvalueModule, loss: () => tfjs.Scalar, weights: readonly tfjs.Variable[], direction: readonly tfjs.Tensor[]): tfjs.Tensor[] {
   checkWeights(weights, 'weights');
-  if (!Array.isArray(direction) || direction.length !== weights.length ||
-    direction.some((d, i) => !sameShape(d?.shape, weights[i]!.shape))) {
+  if (!Array.isArray(direction) || direction.length !== weights.length || direction.some((d, i) => !sameShape(d?.shape, weights[i]!.shape))) {
     throw new InvalidInputError('INVALID_ARGUMENT', `direction must hold one tensor per weight, shaped like it (shapes ${weights.map((w) => `[${w.shape.join(', ')}]`).join(', ')}).`);
   }
   return differenceOfGradients(tf, loss, weights, direction, 'weights');
@@ -192,7 +191,7 @@ const RELATIVE_STEP = Math.cbrt(2 ** -23);
  * scaling the direction and dividing by 2ε add no rounding.
  */
 export function finiteDifferenceStep(weightNorm: number, directionNorm = 1): number {
-  return 2 ** Math.round(Math.log2(RELATIVE_STEP * (1 + weightNorm) / directionNorm));
+  return 2 ** Math.round(Math.log2((RELATIVE_STEP * (1 + weightNorm)) / directionNorm));
 }
 
 /**
@@ -230,10 +229,12 @@ export function blocksFromModel(model: { readonly layers: readonly LayerLike[] }
   };
   visit(model.layers);
   if (matched.length < layerNum) {
-    throw new ConfigError('eigenvalue.layerName',
+    throw new ConfigError(
+      'eigenvalue.layerName',
       `/${layerName}/ matches ${matched.length} layer${matched.length === 1 ? '' : 's'}` +
-      `${matched.length ? ` (${matched.map((l) => l.name).join(', ')})` : ''} but layerNum asks for ${layerNum}; ` +
-      `name the block layers so that the pattern finds them, or lower layerNum.`);
+        `${matched.length ? ` (${matched.map((l) => l.name).join(', ')})` : ''} but layerNum asks for ${layerNum}; ` +
+        `name the block layers so that the pattern finds them, or lower layerNum.`,
+    );
   }
   const chosen = matched.slice(0, layerNum);
   const empty = chosen.find((layer) => layer.trainableWeights.length === 0);
@@ -257,8 +258,7 @@ export function blocksFromLayers(blocks: readonly (LayerLike | readonly LayerLik
     const layers: readonly LayerLike[] = Array.isArray(entry) ? entry : [entry as LayerLike];
     const weights = layers.flatMap((layer) => layer.trainableWeights);
     if (weights.length === 0) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `block ${id} (${layers.map((l) => `"${l.name}"`).join(', ')}) has no trainable weights; pick layers that hold weights.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `block ${id} (${layers.map((l) => `"${l.name}"`).join(', ')}) has no trainable weights; pick layers that hold weights.`);
     }
     return {
       id,
@@ -272,13 +272,23 @@ export function blocksFromLayers(blocks: readonly (LayerLike | readonly LayerLik
 // ---------------------------------------------------------------------------------------------
 
 async function powerIteration(
-  tf: TfEigenvalueModule, loss: () => tfjs.Scalar, weights: readonly tfjs.Variable[], options: EigenvalueOptions,
-  seed: number, label: string,
+  tf: TfEigenvalueModule,
+  loss: () => tfjs.Scalar,
+  weights: readonly tfjs.Variable[],
+  options: EigenvalueOptions,
+  seed: number,
+  label: string,
 ): Promise<PowerIterationResult> {
   // The starting vector is a function of the seed and the tensor's position only, so each block
   // starts from the same stream (DeepSpeed restores the RNG state around its randn) and the
   // global tfjs random state is untouched.
-  let v = tf.tidy(() => normalise(tf, weights.map((w, i) => tf.randomNormal(w.shape, 0, 1, 'float32', noiseKey(seed, 0, i))), options.stability));
+  let v = tf.tidy(() =>
+    normalise(
+      tf,
+      weights.map((w, i) => tf.randomNormal(w.shape, 0, 1, 'float32', noiseKey(seed, 0, i))),
+      options.stability,
+    ),
+  );
   let current = 1;
   let previous = 0;
   let iterations = 0;
@@ -304,21 +314,19 @@ async function powerIteration(
   return { eigenvalue: current, iterations, converged };
 }
 
-function differenceOfGradients(
-  tf: TfEigenvalueModule, loss: () => tfjs.Scalar, weights: readonly tfjs.Variable[], direction: readonly tfjs.Tensor[], label: string,
-): tfjs.Tensor[] {
+function differenceOfGradients(tf: TfEigenvalueModule, loss: () => tfjs.Scalar, weights: readonly tfjs.Variable[], direction: readonly tfjs.Tensor[], label: string): tfjs.Tensor[] {
   // Keeping the original tensors and assigning them back restores the very same data.
   const originals = weights.map((w) => tf.keep(w.clone()));
   try {
-    const [weightNormSquared, directionNormSquared] = tf.tidy(() => [innerProduct(tf, originals, originals), innerProduct(tf, direction, direction)]
-      .map((t) => t.dataSync()[0]!));
+    const [weightNormSquared, directionNormSquared] = tf.tidy(() => [innerProduct(tf, originals, originals), innerProduct(tf, direction, direction)].map((t) => t.dataSync()[0]!));
     const directionNorm = Math.sqrt(directionNormSquared!);
     if (!(directionNorm > 0) || !Number.isFinite(directionNorm)) return weights.map((w) => tf.zerosLike(w));
     const step = finiteDifferenceStep(Math.sqrt(weightNormSquared!), directionNorm);
-    const gradientAt = (offset: number) => tf.tidy(() => {
-      weights.forEach((w, i) => w.assign(tf.add(originals[i]!, tf.mul(direction[i]!, offset))));
-      return gradients(tf, loss, weights, label);
-    });
+    const gradientAt = (offset: number) =>
+      tf.tidy(() => {
+        weights.forEach((w, i) => w.assign(tf.add(originals[i]!, tf.mul(direction[i]!, offset))));
+        return gradients(tf, loss, weights, label);
+      });
     const plus = gradientAt(step);
     const minus = gradientAt(-step);
     const product = tf.tidy(() => plus.map((g, i) => tf.div(tf.sub(g, minus[i]!), 2 * step)));

@@ -117,13 +117,12 @@ export async function exportTrainedModel(context: ExportContext, options: Export
   const trained = quantizer.qsteps === 0 ? [] : weights.filter((w) => w.quantized);
   const packed = new Map<string, { packed: PackedTensor; axis: number }>();
   let signedZeros = 0;
-  const packer = trained.length === 0 ? undefined : options.packer ?? await createPacker(packingBackend(await quantizer.resolveBackend()));
+  const packer = trained.length === 0 ? undefined : (options.packer ?? (await createPacker(packingBackend(await quantizer.resolveBackend()))));
   try {
     for (const weight of trained) {
       const index = specIndex.get(weight.variable);
       if (index === undefined) {
-        throw new InvalidInputError('INVALID_ARGUMENT',
-          `MoQ weight "${weight.name}" is not a weight of this model: pass the model MoQ was attached to, with that MoqTraining's weights.`);
+        throw new InvalidInputError('INVALID_ARGUMENT', `MoQ weight "${weight.name}" is not a weight of this model: pass the model MoQ was attached to, with that MoqTraining's weights.`);
       }
       const spec = specs[index]!;
       const master = masterOf(masters, weight.name, spec);
@@ -136,8 +135,11 @@ export async function exportTrainedModel(context: ExportContext, options: Export
     if (!options.packer) packer?.dispose();
   }
 
-  const { modelJson, weights: file } = await packArtifacts({ ...artifacts, weightData: data.buffer as ArrayBuffer }, packed,
-    options.weightsPath === undefined ? {} : { weightsPath: options.weightsPath });
+  const { modelJson, weights: file } = await packArtifacts(
+    { ...artifacts, weightData: data.buffer as ArrayBuffer },
+    packed,
+    options.weightsPath === undefined ? {} : { weightsPath: options.weightsPath },
+  );
   const report: ExportReport = {
     qsteps: quantizer.qsteps,
     weights: specs.map((spec, i) => exportedWeight(spec, view.byteLengths[i]!, packed.get(spec.name)?.packed)),
@@ -174,22 +176,29 @@ function checkNoBlend(quantizer: Quantizer): void {
   const { mixedFp16, changeRatio } = quantizer.options;
   const ratio = quantizer.ratio;
   if (!mixedFp16 || quantizer.qsteps === 0 || Math.fround(ratio) === 0) return;
-  const pending = Object.entries(quantizer.state().parameters).filter(([, s]) => s.quantized && s.bits !== s.targetBits).map(([name]) => `"${name}"`);
+  const pending = Object.entries(quantizer.state().parameters)
+    .filter(([, s]) => s.quantized && s.bits !== s.targetBits)
+    .map(([name]) => `"${name}"`);
   const remaining = Math.ceil(ratio / changeRatio);
-  const when = pending.length > 0
-    ? `every weight has reached its target bits (not yet: ${pending.join(', ')}; each precision switch resets the ratio to 1) and the ratio has fallen to 0 (${remaining} quantize steps after the last switch)`
-    : `the ratio has fallen to 0, in ${remaining} more quantize step(s)`;
-  throw new InvalidInputError('INVALID_ARGUMENT',
+  const when =
+    pending.length > 0
+      ? `every weight has reached its target bits (not yet: ${pending.join(', ')}; each precision switch resets the ratio to 1) and the ratio has fallen to 0 (${remaining} quantize steps after the last switch)`
+      : `the ratio has fallen to 0, in ${remaining} more quantize step(s)`;
+  throw new InvalidInputError(
+    'INVALID_ARGUMENT',
     `the mixed-fp16 blend is still active (ratio ${ratio}): the forward weights are ${ratio} × master + ${1 - ratio} × quantized, which no packed code holds. ` +
-    `The model becomes exportable once ${when}; or train without mixed_fp16.`);
+      `The model becomes exportable once ${when}; or train without mixed_fp16.`,
+  );
 }
 
 async function saveArtifacts(tf: ExportContext['tf'], model: tfjs.LayersModel): Promise<ArtifactsLike> {
   let saved: ArtifactsLike | undefined;
-  await model.save(tf.io.withSaveHandler(async (artifacts) => {
-    saved = artifacts as unknown as ArtifactsLike;
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }));
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      saved = artifacts as unknown as ArtifactsLike;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
   if (!saved?.weightSpecs || saved.weightData === undefined) {
     throw new InvalidInputError('INVALID_ARGUMENT', 'the model saved no weights: export a built layers model.');
   }
@@ -205,14 +214,18 @@ async function saveArtifacts(tf: ExportContext['tf'], model: tfjs.LayersModel): 
 function specIndexByVariable(model: tfjs.LayersModel, specs: readonly TfjsWeightSpec[]): Map<unknown, number> {
   const layerWeights = model.weights;
   if (layerWeights.length !== specs.length || layerWeights.some((w, i) => w.originalName !== specs[i]!.name)) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `the model saved ${specs.length} weights that do not line up with its ${layerWeights.length} layer weights; export a layers model as tfjs-layers saves it.`);
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `the model saved ${specs.length} weights that do not line up with its ${layerWeights.length} layer weights; export a layers model as tfjs-layers saves it.`,
+    );
   }
   const seen = new Set<string>();
   for (const spec of specs) {
     if (seen.has(spec.name)) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `the model has two weights named "${spec.name}" (layers with the same name in nested models): tfjs would load one into the other. Give the layers unique names and train again.`);
+      throw new InvalidInputError(
+        'INVALID_ARGUMENT',
+        `the model has two weights named "${spec.name}" (layers with the same name in nested models): tfjs would load one into the other. Give the layers unique names and train again.`,
+      );
     }
     seen.add(spec.name);
   }
@@ -223,8 +236,10 @@ function masterOf(masters: ReadonlyMap<string, Float32Array>, name: string, spec
   const master = masters.get(name);
   const length = spec.shape.reduce((a, b) => a * b, 1);
   if (!(master instanceof Float32Array) || master.length !== length || spec.dtype !== 'float32') {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `masters has ${master instanceof Float32Array ? `${master.length} values` : 'no Float32Array'} for "${name}", a float32 weight [${spec.shape.join(', ')}] of ${length}: pass await moq.readMasters() of the MoqTraining that trained this model.`);
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `masters has ${master instanceof Float32Array ? `${master.length} values` : 'no Float32Array'} for "${name}", a float32 weight [${spec.shape.join(', ')}] of ${length}: pass await moq.readMasters() of the MoqTraining that trained this model.`,
+    );
   }
   return master;
 }
@@ -253,13 +268,17 @@ function checkDecodesTo(decoded: Float32Array, forward: Float32Array, master: Fl
 function mismatch(decoded: Float32Array, forward: Float32Array, master: Float32Array, name: string, codes: PackedTensor, qsteps: number, i: number): InvalidInputError {
   const at = `weight "${name}" [${i}]: the model's forward value is ${forward[i]}, but its master packed as at quantize step ${qsteps} (${codes.bits} bits, ${codes.type}) decodes to ${decoded[i]}`;
   if (codes.type === 'binary' && master[i] === 0) {
-    return new InvalidInputError('INVALID_ARGUMENT',
-      `${at}: 1-bit codes have no 0, so the master's exact 0 cannot be stored. Export after another training step (the master moves off 0), or train to 2 bits or more.`);
+    return new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `${at}: 1-bit codes have no 0, so the master's exact 0 cannot be stored. Export after another training step (the master moves off 0), or train to 2 bits or more.`,
+    );
   }
-  return new InvalidInputError('INVALID_ARGUMENT',
+  return new InvalidInputError(
+    'INVALID_ARGUMENT',
     `${at}: the model does not hold the quantization of these masters at the quantizer's last step. Pass await moq.readMasters() (not the model's weights: ` +
-    'quantizing those again moves them), moq.quantizer and moq.weights of the MoqTraining attached to this model, before moq.detach() (which puts the masters back), ' +
-    'and after a step that was not skipped (an overflow step with eigenvalues enabled re-quantizes the held weights, not the masters, as DeepSpeed does).');
+      'quantizing those again moves them), moq.quantizer and moq.weights of the MoqTraining attached to this model, before moq.detach() (which puts the masters back), ' +
+      'and after a step that was not skipped (an overflow step with eigenvalues enabled re-quantizes the held weights, not the masters, as DeepSpeed does).',
+  );
 }
 
 function exportedWeight(spec: TfjsWeightSpec, floatBytes: number, codes: PackedTensor | undefined): ExportedWeight {

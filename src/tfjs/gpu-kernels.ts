@@ -41,16 +41,25 @@ export class StepKernels {
   /** Nonzero after a step's check found a NaN or ±Inf; reset at the start of each step. */
   readonly nonFinite: GPUBuffer;
 
-  private constructor(private readonly device: GPUDevice, private readonly pipelines: Map<EntryPoint, GPUComputePipeline>) {
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly pipelines: Map<EntryPoint, GPUComputePipeline>,
+  ) {
     this.nonFinite = device.createBuffer({ label: 'edge-moq tfjs non-finite flag', size: 4, usage: USAGE_STORAGE | USAGE_COPY_DST | USAGE_COPY_SRC });
   }
 
   static async create(device: GPUDevice): Promise<StepKernels> {
     const module = device.createShaderModule({ label: 'edge-moq tfjs step', code: moqStepWgsl });
     const entries: EntryPoint[] = ['checkFinite', 'straightThrough', 'restoreIfNonFinite'];
-    const pipelines = await Promise.all(entries.map((entryPoint) => device.createComputePipelineAsync({
-      label: `edge-moq tfjs ${entryPoint}`, layout: 'auto', compute: { module, entryPoint },
-    })));
+    const pipelines = await Promise.all(
+      entries.map((entryPoint) =>
+        device.createComputePipelineAsync({
+          label: `edge-moq tfjs ${entryPoint}`,
+          layout: 'auto',
+          compute: { module, entryPoint },
+        }),
+      ),
+    );
     return new StepKernels(device, new Map(entries.map((entry, i) => [entry, pipelines[i]!])));
   }
 
@@ -67,9 +76,19 @@ export class StepKernels {
     dispatches.forEach((d, i) => {
       if (d.length === 0) return;
       const pipeline = this.pipelines.get(d.entry)!;
-      const buffers: [number, GPUBuffer | undefined][] = d.entry === 'checkFinite'
-        ? [[1, d.first]]
-        : d.entry === 'straightThrough' ? [[0, d.destination], [1, d.first], [2, d.second]] : [[0, d.destination], [1, d.first]];
+      const buffers: [number, GPUBuffer | undefined][] =
+        d.entry === 'checkFinite'
+          ? [[1, d.first]]
+          : d.entry === 'straightThrough'
+            ? [
+                [0, d.destination],
+                [1, d.first],
+                [2, d.second],
+              ]
+            : [
+                [0, d.destination],
+                [1, d.first],
+              ];
       const group = this.device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
         entries: [

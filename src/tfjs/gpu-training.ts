@@ -58,7 +58,10 @@ export class GpuParameterBackend implements Backend {
   readonly kind = 'webgpu' as const;
   private readonly lent = new Map<Float32Array, { buffer: GPUBuffer; quantized: boolean }>();
 
-  constructor(readonly gpu: WebGpuBackend, private readonly ownsGpu: boolean) {}
+  constructor(
+    readonly gpu: WebGpuBackend,
+    private readonly ownsGpu: boolean,
+  ) {}
 
   get selection(): Backend['selection'] {
     return this.gpu.selection;
@@ -95,8 +98,7 @@ export class GpuParameterBackend implements Backend {
     const loans = Array.isArray(jobs) ? jobs.map((job) => this.lent.get(job?.data)) : [];
     if (loans.every((loan) => loan === undefined)) return this.gpu.fakeQuantizeMany(jobs);
     if (loans.some((loan) => loan === undefined)) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        'a call mixes the weights MoQ keeps on the GPU with host arrays; quantize host arrays in a call of their own.');
+      throw new InvalidInputError('INVALID_ARGUMENT', 'a call mixes the weights MoQ keeps on the GPU with host arrays; quantize host arrays in a call of their own.');
     }
     await this.gpu.enqueueFakeQuantizeBuffers(loans.map((loan, i) => ({ buffer: loan!.buffer, length: jobs[i]!.data.length, options: jobs[i]!.options })));
     for (const loan of loans) loan!.quantized = true;
@@ -131,7 +133,12 @@ class GpuTrackedWeight implements RestorableWeight {
   /** What the variable held after the last step. */
   held: tf.Tensor;
 
-  constructor(protected readonly tf: GpuTfNamespace, readonly name: string, readonly shape: readonly number[], readonly variable: tf.Variable) {
+  constructor(
+    protected readonly tf: GpuTfNamespace,
+    readonly name: string,
+    readonly shape: readonly number[],
+    readonly variable: tf.Variable,
+  ) {
     this.held = tf.keep(tf.clone(variable));
   }
 
@@ -211,15 +218,18 @@ export class GpuStepDriver implements StepDriver {
   private readonly device: GPUDevice;
 
   private constructor(
-    private readonly tfBackend: TfWebGpuBackend, private readonly kernels: StepKernels, readonly backend: GpuParameterBackend,
-    tf: GpuTfNamespace, listing: readonly WeightListing[],
+    private readonly tfBackend: TfWebGpuBackend,
+    private readonly kernels: StepKernels,
+    readonly backend: GpuParameterBackend,
+    tf: GpuTfNamespace,
+    listing: readonly WeightListing[],
   ) {
     const device = (this.device = tfBackend.device);
     // One zeroed buffer backs every stand-in: they are never read or written.
     const standIns = new ArrayBuffer(Math.max(0, ...listing.map((w) => w.variable.size)) * 4);
-    this.tracked = listing.map(({ name, shape, variable, quantized }) => (quantized
-      ? new GpuQuantizedWeight(tf, name, shape, variable, device, standIns)
-      : new GpuTrackedWeight(tf, name, shape, variable)));
+    this.tracked = listing.map(({ name, shape, variable, quantized }) =>
+      quantized ? new GpuQuantizedWeight(tf, name, shape, variable, device, standIns) : new GpuTrackedWeight(tf, name, shape, variable),
+    );
     this.quantized = this.tracked.filter((w): w is GpuQuantizedWeight => w instanceof GpuQuantizedWeight);
     this.others = this.tracked.filter((w) => !(w instanceof GpuQuantizedWeight));
     this.slots = this.quantized.map((w) => this.tracked.indexOf(w));
@@ -291,7 +301,10 @@ export class GpuStepDriver implements StepDriver {
     }
     const { updated, held } = pending;
     const encoder = this.device.createCommandEncoder({ label: 'edge-moq tfjs restore' });
-    this.kernels.encode(encoder, this.tracked.map((w, i) => ({ entry: 'restoreIfNonFinite', length: w.variable.size, destination: updated[i]!.buffer, first: held[i]!.buffer })));
+    this.kernels.encode(
+      encoder,
+      this.tracked.map((w, i) => ({ entry: 'restoreIfNonFinite', length: w.variable.size, destination: updated[i]!.buffer, first: held[i]!.buffer })),
+    );
     this.device.queue.submit([encoder.finish()]);
     this.tracked.forEach((w, i) => {
       w.show(updated[i]!.tensor);
@@ -301,14 +314,16 @@ export class GpuStepDriver implements StepDriver {
   }
 
   async readMasters(): Promise<Map<string, Float32Array>> {
-    const values = await Promise.all(this.quantized.map(async (w) => {
-      const tensor = w.masterTensor();
-      try {
-        return new Float32Array(await tensor.data() as Float32Array);
-      } finally {
-        tensor.dispose();
-      }
-    }));
+    const values = await Promise.all(
+      this.quantized.map(async (w) => {
+        const tensor = w.masterTensor();
+        try {
+          return new Float32Array((await tensor.data()) as Float32Array);
+        } finally {
+          tensor.dispose();
+        }
+      }),
+    );
     return new Map(this.quantized.map((w, i) => [w.name, values[i]!]));
   }
 
@@ -336,7 +351,7 @@ export class GpuStepDriver implements StepDriver {
       this.device.queue.submit([encoder.finish()]);
     }
     for (const w of this.quantized) this.backend.take(w.standIn);
-    for (const copy of [...this.pending?.updated ?? [], ...this.pending?.held ?? [], ...this.heldCopies ?? []]) copy.tensor.dispose();
+    for (const copy of [...(this.pending?.updated ?? []), ...(this.pending?.held ?? []), ...(this.heldCopies ?? [])]) copy.tensor.dispose();
     this.pending = null;
     this.heldCopies = null;
   }

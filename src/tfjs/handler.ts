@@ -62,7 +62,7 @@ async function loadArtifacts(files: Files, options: PackedModelOptions): Promise
     return plainArtifacts(model, shards);
   }
   const weights = await files.read(model.weightsManifest[0]!.paths[0]!);
-  const packer = options.packer ?? await defaultPacker(options);
+  const packer = options.packer ?? (await defaultPacker(options));
   try {
     return await unpackModel(model, memorySource(weights), packer);
   } finally {
@@ -138,7 +138,9 @@ function fetchedFiles(url: string, options: PackedModelOptions): Files {
   try {
     base = new URL(url, (globalThis as { location?: { href: string } }).location?.href);
   } catch (error) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `${JSON.stringify(url)} is not a URL this runtime can resolve (a relative URL needs a page): give an absolute URL, or the files in memory.`, { cause: error });
+    throw new InvalidInputError('INVALID_ARGUMENT', `${JSON.stringify(url)} is not a URL this runtime can resolve (a relative URL needs a page): give an absolute URL, or the files in memory.`, {
+      cause: error,
+    });
   }
   const get = async (at: URL) => {
     try {

@@ -11,15 +11,31 @@ export { exportTrainedModel, type ExportContext, type ExportOptions, type Export
 export { packedModel, type ModelFiles, type ModelLoader, type ModelSource, type PackedModelOptions } from './handler.js';
 export { packArtifacts, unpackModel, weightsFileFor, type ArtifactsLike } from '../formats/tfjs/artifacts.js';
 export {
-  isPackedTfjsModel, parseTfjsModel, PACKED_TFJS_FORMAT,
-  type TfjsDtype, type TfjsModelJson, type TfjsQuantization, type TfjsWeightGroup, type TfjsWeightSpec,
+  isPackedTfjsModel,
+  parseTfjsModel,
+  PACKED_TFJS_FORMAT,
+  type TfjsDtype,
+  type TfjsModelJson,
+  type TfjsQuantization,
+  type TfjsWeightGroup,
+  type TfjsWeightSpec,
 } from '../formats/tfjs/model-json.js';
 export type {
-  AfterStepOptions, AttachMoqOptions, MoqPath, EigenvalueContext, EigenvalueProvider, MoqStepReport,
+  AfterStepOptions,
+  AttachMoqOptions,
+  MoqPath,
+  EigenvalueContext,
+  EigenvalueProvider,
+  MoqStepReport,
 } from './attach.js';
 export type { MoqWeight, TfNamespace } from './weights.js';
 export {
-  blocksFromLayers, blocksFromModel, computeBlockEigenvalues, dominantEigenvalue, hessianVectorProduct, normaliseBlockEigenvalues,
+  blocksFromLayers,
+  blocksFromModel,
+  computeBlockEigenvalues,
+  dominantEigenvalue,
+  hessianVectorProduct,
+  normaliseBlockEigenvalues,
   shouldComputeEigenvalues,
 } from './eigenvalues.js';
 export type { BlockEigenvalueRequest, EigenvalueBlock, LayerLike, PowerIterationResult, TfEigenvalueModule } from './eigenvalues.js';

@@ -103,7 +103,13 @@ export class QuantizedWeight extends TrackedWeight {
   /** Whether the variable held the master itself (before the first quantization, or during the offset). */
   private heldIsMaster = true;
 
-  constructor(tf: TfNamespace, name: string, shape: readonly number[], variable: tf.Variable, private master: Float32Array) {
+  constructor(
+    tf: TfNamespace,
+    name: string,
+    shape: readonly number[],
+    variable: tf.Variable,
+    private master: Float32Array,
+  ) {
     super(tf, name, shape, variable);
     this.heldValues = master;
   }
@@ -172,7 +178,10 @@ export class HostStepDriver implements StepDriver {
   private masters: Float32Array[] | null = null;
   private params: Parameter[] = [];
 
-  constructor(private readonly tf: TfNamespace, readonly tracked: readonly TrackedWeight[]) {
+  constructor(
+    private readonly tf: TfNamespace,
+    readonly tracked: readonly TrackedWeight[],
+  ) {
     this.quantized = tracked.filter((w): w is QuantizedWeight => w instanceof QuantizedWeight);
     this.others = tracked.filter((w) => !(w instanceof QuantizedWeight));
   }
@@ -230,9 +239,7 @@ export class HostStepDriver implements StepDriver {
   private async othersFinite(): Promise<boolean> {
     const { tf } = this;
     if (this.others.length === 0) return true;
-    const finite = tf.tidy(() => this.others
-      .map((w) => tf.all(tf.isFinite(w.variable)))
-      .reduce((a, b) => tf.logicalAnd(a, b)));
+    const finite = tf.tidy(() => this.others.map((w) => tf.all(tf.isFinite(w.variable))).reduce((a, b) => tf.logicalAnd(a, b)));
     try {
       return (await finite.data())[0] === 1;
     } finally {
@@ -251,9 +258,11 @@ function hasNonFinite(values: Float32Array): boolean {
  * DeepSpeed steps its optimizer's parameter group). Reads the quantized ones' initial values as masters.
  */
 export async function trackWeights(tf: TfNamespace, listing: readonly WeightListing[]): Promise<TrackedWeight[]> {
-  return Promise.all(listing.map(async ({ name, variable, shape, quantized }) => (quantized
-    ? new QuantizedWeight(tf, name, shape, variable, await readValues(variable))
-    : new TrackedWeight(tf, name, shape, variable))));
+  return Promise.all(
+    listing.map(async ({ name, variable, shape, quantized }) =>
+      quantized ? new QuantizedWeight(tf, name, shape, variable, await readValues(variable)) : new TrackedWeight(tf, name, shape, variable),
+    ),
+  );
 }
 
 /** A trainable weight before tracking: its name, variable, and whether MoQ quantizes it. */
@@ -275,8 +284,10 @@ export function listWeights(model: tf.LayersModel, quantizer: Quantizer): Weight
     const shape = [...variable.shape];
     const quantized = shape.length > 1 && variable.dtype === 'float32' && quantizer.scheduleFor(name) !== undefined;
     if (quantized && variable.size % groups !== 0) {
-      throw new InvalidInputError('GROUPS_DO_NOT_DIVIDE',
-        `weight "${name}" (shape [${shape.join(', ')}]) has ${variable.size} elements, which ${groups} quantize groups do not divide; pick a group count that divides every quantized weight.`);
+      throw new InvalidInputError(
+        'GROUPS_DO_NOT_DIVIDE',
+        `weight "${name}" (shape [${shape.join(', ')}]) has ${variable.size} elements, which ${groups} quantize groups do not divide; pick a group count that divides every quantized weight.`,
+      );
     }
     return { name, variable, shape, quantized };
   });
@@ -284,7 +295,7 @@ export function listWeights(model: tf.LayersModel, quantizer: Quantizer): Weight
 
 /** A copy of a variable's values (tfjs's CPU backend hands out its own storage). */
 export async function readValues(variable: tf.Tensor): Promise<Float32Array> {
-  return new Float32Array(await variable.data() as Float32Array);
+  return new Float32Array((await variable.data()) as Float32Array);
 }
 
 interface LayerVariableLike {
@@ -295,16 +306,23 @@ interface LayerVariableLike {
 
 function layerVariables(model: unknown): LayerVariableLike[] {
   const weights = (model as { trainableWeights?: unknown } | null)?.trainableWeights;
-  const looksLikeModel = typeof model === 'object' && model !== null && Array.isArray(weights)
-    && weights.every((w) => typeof (w as LayerVariableLike)?.read === 'function' && typeof (w as LayerVariableLike).name === 'string');
+  const looksLikeModel =
+    typeof model === 'object' &&
+    model !== null &&
+    Array.isArray(weights) &&
+    weights.every((w) => typeof (w as LayerVariableLike)?.read === 'function' && typeof (w as LayerVariableLike).name === 'string');
   if (!looksLikeModel) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      'model must be a TensorFlow.js layers model (tf.sequential(), tf.model() or tf.loadLayersModel()); graph models and plain objects have no trainable weights to train.');
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      'model must be a TensorFlow.js layers model (tf.sequential(), tf.model() or tf.loadLayersModel()); graph models and plain objects have no trainable weights to train.',
+    );
   }
   const variables = weights as LayerVariableLike[];
   if (variables.length === 0) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      'the model has no trainable weights: build it first (give the first layer an inputShape, or call model.build(shape)) and leave the layers to quantize trainable.');
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      'the model has no trainable weights: build it first (give the first layer an inputShape, or call model.build(shape)) and leave the layers to quantize trainable.',
+    );
   }
   return variables;
 }

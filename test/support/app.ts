@@ -79,13 +79,14 @@ export async function openApp(app: AppServer, viewport = { width: 1280, height: 
     page,
     context,
     requests,
-    foreignRequests: () => requests.filter((url) => {
-      if (url.startsWith(`blob:${app.origin}/`)) return false;
-      const parsed = new URL(url);
-      const path = parsed.pathname === '/' ? '/index.html' : parsed.pathname;
-      const queryAllowed = path === '/index.html' || path === '/worker.js' ? ['', query] : [''];
-      return parsed.origin !== app.origin || !app.files.has(path) || !queryAllowed.includes(parsed.search);
-    }),
+    foreignRequests: () =>
+      requests.filter((url) => {
+        if (url.startsWith(`blob:${app.origin}/`)) return false;
+        const parsed = new URL(url);
+        const path = parsed.pathname === '/' ? '/index.html' : parsed.pathname;
+        const queryAllowed = path === '/index.html' || path === '/worker.js' ? ['', query] : [''];
+        return parsed.origin !== app.origin || !app.files.has(path) || !queryAllowed.includes(parsed.search);
+      }),
     close: () => context.close(),
   };
 }
@@ -101,10 +102,14 @@ export type Outcome = 'done' | 'error' | 'cancelled';
 
 /** The page's state (document.body.dataset.state, app/main.ts): idle, opening, ready, quantizing, done, cancelled, error. */
 export async function waitForState(page: Page, states: readonly string[], timeout = 60_000): Promise<string> {
-  const handle = await page.waitForFunction((wanted) => {
-    const state = document.body.dataset.state ?? '';
-    return wanted.includes(state) ? state : false;
-  }, states, { timeout, polling: 20 });
+  const handle = await page.waitForFunction(
+    (wanted) => {
+      const state = document.body.dataset.state ?? '';
+      return wanted.includes(state) ? state : false;
+    },
+    states,
+    { timeout, polling: 20 },
+  );
   return (await handle.jsonValue()) as string;
 }
 
@@ -117,7 +122,7 @@ export async function waitForOutcome(page: Page, timeout = 60_000): Promise<Outc
 export async function downloadAll(page: Page): Promise<Map<string, Buffer>> {
   const links = page.locator('#downloads a[download]');
   const files = new Map<string, Buffer>();
-  for (let i = 0; i < await links.count(); i++) {
+  for (let i = 0; i < (await links.count()); i++) {
     const [download] = await Promise.all([page.waitForEvent('download'), links.nth(i).click()]);
     const path = await download.path();
     files.set(download.suggestedFilename(), readFileSync(path));
@@ -155,7 +160,11 @@ export async function cliOutputs(input: string, entryName: string, flags: readon
   } catch (error) {
     throw new Error(`edge-moq quantize ${basename(input)} failed: ${(error as { stderr?: string }).stderr ?? (error as Error).message}`);
   }
-  return new Map(readdirSync(folder).sort().map((name) => [name, readFileSync(join(folder, name))]));
+  return new Map(
+    readdirSync(folder)
+      .sort()
+      .map((name) => [name, readFileSync(join(folder, name))]),
+  );
 }
 
 const floatTensor = (name: string, dtype: Dtype, shape: number[], seed: number): TensorBytes => {

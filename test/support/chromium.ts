@@ -8,26 +8,31 @@ import { runtimeAvailable } from './runtimes.js';
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export const CHROMIUM_ARGS = [
-  '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader', '--use-angle=swiftshader', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
+  '--no-sandbox',
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--use-vulkan=swiftshader',
+  '--use-webgpu-adapter=swiftshader',
+  '--use-angle=swiftshader',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
 ];
 
 /** Whether Chromium is installed, and whether its WebGPU can run (recorded or failed as runtimes.ts says). */
 export async function chromiumAvailability(): Promise<{ available: boolean; webGpuAvailable: boolean }> {
-  const available = await runtimeAvailable(
-    { name: 'Chromium headless (playwright-core)', install: 'apt-get install -y chromium libvulkan1' },
-    async () => (existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (set CHROMIUM_PATH to use another)`),
+  const available = await runtimeAvailable({ name: 'Chromium headless (playwright-core)', install: 'apt-get install -y chromium libvulkan1' }, async () =>
+    existsSync(CHROMIUM) ? null : `${CHROMIUM} not found (set CHROMIUM_PATH to use another)`,
   );
   // Chromium's WebGPU runs on the SwiftShader Vulkan driver it ships, through the Vulkan loader.
-  const webGpuAvailable = available && await runtimeAvailable(
-    { name: 'WebGPU in Chromium (SwiftShader)', install: 'apt-get install -y chromium libvulkan1' },
-    async () => {
-      if (!existsSync('/usr/lib/chromium/libvk_swiftshader.so')) return 'Chromium without SwiftShader\'s Vulkan driver';
+  const webGpuAvailable =
+    available &&
+    (await runtimeAvailable({ name: 'WebGPU in Chromium (SwiftShader)', install: 'apt-get install -y chromium libvulkan1' }, async () => {
+      if (!existsSync('/usr/lib/chromium/libvk_swiftshader.so')) return "Chromium without SwiftShader's Vulkan driver";
       const loaders = ['x86_64', 'aarch64'].map((arch) => `/usr/lib/${arch}-linux-gnu/libvulkan.so.1`);
       return loaders.some(existsSync) ? null : 'no Vulkan loader (libvulkan.so.1)';
-    },
-  );
+    }));
   return { available, webGpuAvailable };
 }
 

@@ -76,8 +76,10 @@ export class Campaign {
   /** `fuzz <name>: N calls (seed S): A accepted, rejected CODE n, ...; slowest call T ms` */
   summary(): string {
     const rejected = [...this.rejected].sort(([a], [b]) => a.localeCompare(b)).map(([code, n]) => `${code} ${n}`);
-    return `fuzz ${this.name}: ${this.runs} calls (seed ${FUZZ_SEED}): ${this.accepted} accepted, ` +
-      `rejected ${rejected.length > 0 ? rejected.join(', ') : 'none'}; slowest call ${this.slowestMs.toFixed(1)} ms`;
+    return (
+      `fuzz ${this.name}: ${this.runs} calls (seed ${FUZZ_SEED}): ${this.accepted} accepted, ` +
+      `rejected ${rejected.length > 0 ? rejected.join(', ') : 'none'}; slowest call ${this.slowestMs.toFixed(1)} ms`
+    );
   }
 
   private settle(started: number, error: unknown): EdgeMoqError | null {
@@ -107,13 +109,56 @@ export function campaignParameters(runs: number): { seed: number; numRuns: numbe
 // names that live on Object.prototype, and nested garbage.
 
 const NUMBER_EDGES = [
-  0, -0, 1, -1, 0.5, 1.5, 3, 8, 16, 17, 255, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53, 2 ** 53 + 2, 1e21, 1e308,
-  -1e308, Number.MAX_VALUE, Number.MIN_VALUE, Number.EPSILON, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER,
+  0,
+  -0,
+  1,
+  -1,
+  0.5,
+  1.5,
+  3,
+  8,
+  16,
+  17,
+  255,
+  2 ** 31,
+  2 ** 32 - 1,
+  2 ** 32,
+  2 ** 53,
+  2 ** 53 + 2,
+  1e21,
+  1e308,
+  -1e308,
+  Number.MAX_VALUE,
+  Number.MIN_VALUE,
+  Number.EPSILON,
+  Number.MAX_SAFE_INTEGER,
+  -Number.MAX_SAFE_INTEGER,
 ];
 
 const STRING_EDGES = [
-  '', ' ', 'NaN', 'Infinity', '-Infinity', '1e999', '8', ' 8', '0x10', 'true', 'false', 'null', 'undefined',
-  'symmetric ', 'SYMMETRIC', 'nearest\u0000', '*', '(', '[', '.*', '__proto__', 'constructor', '\u{1F600}',
+  '',
+  ' ',
+  'NaN',
+  'Infinity',
+  '-Infinity',
+  '1e999',
+  '8',
+  ' 8',
+  '0x10',
+  'true',
+  'false',
+  'null',
+  'undefined',
+  'symmetric ',
+  'SYMMETRIC',
+  'nearest\u0000',
+  '*',
+  '(',
+  '[',
+  '.*',
+  '__proto__',
+  'constructor',
+  '\u{1F600}',
 ];
 
 export const PROTOTYPE_NAMES = ['__proto__', 'constructor', 'toString', 'valueOf', 'hasOwnProperty', '__defineGetter__'];
@@ -123,7 +168,15 @@ export const jsonGarbage: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 3 }) },
   { weight: 2, arbitrary: fc.constantFrom<unknown>(...NUMBER_EDGES, ...STRING_EDGES, true, false, null) },
   // Fresh containers each time: later mutations may add keys to them.
-  { weight: 1, arbitrary: fc.constantFrom(() => [], () => ({})).map((make) => make()) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom(
+        () => [],
+        () => ({}),
+      )
+      .map((make) => make()),
+  },
   { weight: 1, arbitrary: fc.dictionary(fc.constantFrom(...PROTOTYPE_NAMES, 'enabled', 'params', 'start_bits', 'x'), fc.jsonValue({ maxDepth: 2 })) },
 );
 
@@ -134,7 +187,16 @@ export const jsonGarbage: fc.Arbitrary<unknown> = fc.oneof(
 export const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 4, arbitrary: jsonGarbage },
   { weight: 1, arbitrary: fc.constantFrom<unknown>(NaN, Infinity, -Infinity, undefined, 10n, -1n, () => 8, Symbol('8'), new Date(0)) },
-  { weight: 1, arbitrary: fc.constantFrom(() => Object.create(null), () => Object.assign(Object.create(null), { bits: 8 }), cyclic).map((make) => make()) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom(
+        () => Object.create(null),
+        () => Object.assign(Object.create(null), { bits: 8 }),
+        cyclic,
+      )
+      .map((make) => make()),
+  },
   { weight: 1, arbitrary: fc.anything({ maxDepth: 2, withBigInt: true, withNullPrototype: true, withBoxedValues: true, withTypedArray: true, withMap: true }) },
 );
 
@@ -149,8 +211,7 @@ function cyclic(): object {
 
 type Path = (string | number)[];
 
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && [Object.prototype, null].includes(Object.getPrototypeOf(value));
+const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && [Object.prototype, null].includes(Object.getPrototypeOf(value));
 
 /** Every path in a JSON-like value, the root ([]) included; only plain arrays and objects are entered, each once. */
 export function pathsOf(value: unknown, prefix: Path = [], seen = new Set<unknown>()): Path[] {
@@ -174,12 +235,13 @@ export interface Mutation {
   value: unknown;
 }
 
-export const mutation = (values: fc.Arbitrary<unknown>, keys: readonly string[]): fc.Arbitrary<Mutation> => fc.record({
-  kind: fc.constantFrom<Mutation['kind']>('replace', 'replace', 'replace', 'delete', 'add', 'wrap-in-array', 'stringify'),
-  at: fc.nat(),
-  key: fc.oneof(fc.constantFrom(...keys, ...PROTOTYPE_NAMES), fc.string({ maxLength: 8 })),
-  value: values,
-});
+export const mutation = (values: fc.Arbitrary<unknown>, keys: readonly string[]): fc.Arbitrary<Mutation> =>
+  fc.record({
+    kind: fc.constantFrom<Mutation['kind']>('replace', 'replace', 'replace', 'delete', 'add', 'wrap-in-array', 'stringify'),
+    at: fc.nat(),
+    key: fc.oneof(fc.constantFrom(...keys, ...PROTOTYPE_NAMES), fc.string({ maxLength: 8 })),
+    value: values,
+  });
 
 /** An object or array of a parsed config, indexed by the keys `pathsOf` found in it. */
 type Container = Record<PropertyKey, unknown>;
@@ -191,16 +253,25 @@ export function applyMutations(config: unknown, mutations: readonly Mutation[]):
     const paths = pathsOf(root);
     const path = paths[m.at % paths.length]!;
     const replace = (make: (old: unknown) => unknown) => {
-      if (path.length === 0) { root = make(root); return; }
+      if (path.length === 0) {
+        root = make(root);
+        return;
+      }
       const parent = path.slice(0, -1).reduce((node, k) => node[k] as Container, root as Container);
       const last = path[path.length - 1]!;
       defineOwn(parent, last, make(parent[last]));
     };
     const target = path.reduce<unknown>((node, k) => (node as Container | undefined)?.[k], root);
     switch (m.kind) {
-      case 'replace': replace(() => m.value); break;
-      case 'wrap-in-array': replace((old) => [old]); break;
-      case 'stringify': replace(asText); break;
+      case 'replace':
+        replace(() => m.value);
+        break;
+      case 'wrap-in-array':
+        replace((old) => [old]);
+        break;
+      case 'stringify':
+        replace(asText);
+        break;
       case 'add':
         if (isPlainObject(target)) defineOwn(target, m.key, m.value);
         break;
@@ -231,14 +302,17 @@ function defineOwn(target: object, key: string | number, value: unknown): void {
 }
 
 /** JSON text damaged the way files get damaged: cut short, a byte changed, a number spelled out of range. */
-export const damagedText = (text: string): fc.Arbitrary<string> => fc.record({
-  kind: fc.constantFrom('truncate', 'insert', 'number'),
-  at: fc.nat({ max: Math.max(0, text.length - 1) }),
-  insert: fc.constantFrom('NaN', '1e999', '-1e999', ',', '}', '"', '\\', '\u0000', 'Infinity', '{"a":', '0x1'),
-}).map(({ kind, at, insert }) => {
-  if (kind === 'truncate') return text.slice(0, at);
-  if (kind === 'insert') return text.slice(0, at) + insert + text.slice(at);
-  // Replace the first number at or after `at` with an out-of-range one: JSON.parse reads 1e999 as Infinity.
-  const rest = text.slice(at).replace(/-?\d+(\.\d+)?(e-?\d+)?/, insert === '-1e999' ? '-1e999' : '1e999');
-  return text.slice(0, at) + rest;
-});
+export const damagedText = (text: string): fc.Arbitrary<string> =>
+  fc
+    .record({
+      kind: fc.constantFrom('truncate', 'insert', 'number'),
+      at: fc.nat({ max: Math.max(0, text.length - 1) }),
+      insert: fc.constantFrom('NaN', '1e999', '-1e999', ',', '}', '"', '\\', '\u0000', 'Infinity', '{"a":', '0x1'),
+    })
+    .map(({ kind, at, insert }) => {
+      if (kind === 'truncate') return text.slice(0, at);
+      if (kind === 'insert') return text.slice(0, at) + insert + text.slice(at);
+      // Replace the first number at or after `at` with an out-of-range one: JSON.parse reads 1e999 as Infinity.
+      const rest = text.slice(at).replace(/-?\d+(\.\d+)?(e-?\d+)?/, insert === '-1e999' ? '-1e999' : '1e999');
+      return text.slice(0, at) + rest;
+    });

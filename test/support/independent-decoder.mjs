@@ -64,7 +64,7 @@ const widening = new DataView(new ArrayBuffer(4));
  * @param {number} bits
  */
 export function bfloat16ToNumber(bits) {
-  widening.setUint32(0, bits << 16 >>> 0);
+  widening.setUint32(0, (bits << 16) >>> 0);
   return widening.getFloat32(0);
 }
 
@@ -115,11 +115,20 @@ export function dequantize({ codes, scales, zeros, bits, type, groupSize, length
     const group = Math.floor(i / groupSize);
     const s = scales[group];
     switch (type) {
-      case 'symmetric': out[i] = f((code - 2 ** (bits - 1)) * s); break;
-      case 'asymmetric': out[i] = f(f(code * s) + /** @type {Float32Array} */ (zeros)[group]); break;
-      case 'ternary': out[i] = f((code - 1) * s); break;
-      case 'binary': out[i] = f((2 * code - 1) * s); break;
-      default: throw new Error(`unknown packed type ${type}`);
+      case 'symmetric':
+        out[i] = f((code - 2 ** (bits - 1)) * s);
+        break;
+      case 'asymmetric':
+        out[i] = f(f(code * s) + /** @type {Float32Array} */ (zeros)[group]);
+        break;
+      case 'ternary':
+        out[i] = f((code - 1) * s);
+        break;
+      case 'binary':
+        out[i] = f((2 * code - 1) * s);
+        break;
+      default:
+        throw new Error(`unknown packed type ${type}`);
     }
   }
   return out;
@@ -169,7 +178,9 @@ export function decodePackedFile(file) {
     const scale = tensors.get(`${name}.scale`);
     const zero = tensors.get(`${name}.zero`);
     /** @type {(ok: unknown, what: string) => asserts ok} */
-    const expect = (ok, what) => { if (!ok) throw new Error(`${name}: ${what}`); };
+    const expect = (ok, what) => {
+      if (!ok) throw new Error(`${name}: ${what}`);
+    };
     expect(q?.dtype === 'U8' && q.shape.length === 1 && q.shape[0] === Math.ceil((length * bits) / 8), `${name}.q must be U8 [ceil(n*b/8)]`);
     expect(scale?.dtype === 'F32' && scale.shape.length === 1 && scale.shape[0] === length / groupSize, `${name}.scale must be F32 [n/G]`);
     expect((type === 'asymmetric') === (zero !== undefined), `${name}.zero must exist exactly for asymmetric`);
@@ -178,7 +189,10 @@ export function decodePackedFile(file) {
       codes: q.bytes,
       scales: floatValues(scale),
       zeros: zero ? floatValues(zero) : null,
-      bits, type, groupSize, length,
+      bits,
+      type,
+      groupSize,
+      length,
     });
     const values = fromStreamOrder(stream, shape, axis);
     out.set(name, { shape, dtype, values, packed: entry });

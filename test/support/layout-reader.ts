@@ -29,10 +29,14 @@ export function valueAt(packed: PackedTensor, i: number): number {
   const g = Math.floor(i / packed.groupSize);
   const s = packed.scales[g]!;
   switch (packed.type) {
-    case 'symmetric': return f((code - 2 ** (packed.bits - 1)) * s);
-    case 'asymmetric': return f(f(code * s) + packed.zeros![g]!);
-    case 'ternary': return f((code - 1) * s);
-    case 'binary': return f((2 * code - 1) * s);
+    case 'symmetric':
+      return f((code - 2 ** (packed.bits - 1)) * s);
+    case 'asymmetric':
+      return f(f(code * s) + packed.zeros![g]!);
+    case 'ternary':
+      return f((code - 1) * s);
+    case 'binary':
+      return f((2 * code - 1) * s);
   }
 }
 

@@ -121,7 +121,11 @@ function writeTensor(w: ProtoWriter, tensor: OnnxTensor): void {
   if (tensor.raw) w.bytes(9, tensor.raw); // raw_data
   if (tensor.floats) w.bytes(4, float32Raw(Float32Array.from(tensor.floats))); // float_data, packed
   if (tensor.external) {
-    const entries: [string, string | number | undefined][] = [['location', tensor.external.location], ['offset', tensor.external.offset], ['length', tensor.external.length]];
+    const entries: [string, string | number | undefined][] = [
+      ['location', tensor.external.location],
+      ['offset', tensor.external.offset],
+      ['length', tensor.external.length],
+    ];
     for (const [key, value] of entries) {
       if (value !== undefined) w.message(13, (e) => e.string(1, key).string(2, String(value))); // external_data: key, value
     }
@@ -131,18 +135,32 @@ function writeTensor(w: ProtoWriter, tensor: OnnxTensor): void {
 
 function writeValueInfo(w: ProtoWriter, info: OnnxValueInfo): void {
   w.string(1, info.name) // name
-    .message(2, (type) => // type: TypeProto
-      type.message(1, (tensor) => // tensor_type: TypeProto.Tensor
-        tensor.int(1, info.elemType) // elem_type
-          .message(2, (shape) => { // shape: TensorShapeProto
-            for (const dim of info.shape) shape.message(1, (d) => d.int(1, dim)); // dim: dim_value
-          })));
+    .message(
+      2,
+      (
+        type, // type: TypeProto
+      ) =>
+        type.message(
+          1,
+          (
+            tensor, // tensor_type: TypeProto.Tensor
+          ) =>
+            tensor
+              .int(1, info.elemType) // elem_type
+              .message(2, (shape) => {
+                // shape: TensorShapeProto
+                for (const dim of info.shape) shape.message(1, (d) => d.int(1, dim)); // dim: dim_value
+              }),
+        ),
+    );
 }
 
 function writeAttribute(w: ProtoWriter, name: string, value: OnnxAttributes[string]): void {
   w.string(1, name); // name
-  if (typeof value === 'number') w.int(3, value).int(20, AttributeType.INT); // i, type
-  else if ('tensor' in value) w.message(5, (t) => writeTensor(t, value.tensor)).int(20, AttributeType.TENSOR); // t, type
+  if (typeof value === 'number')
+    w.int(3, value).int(20, AttributeType.INT); // i, type
+  else if ('tensor' in value)
+    w.message(5, (t) => writeTensor(t, value.tensor)).int(20, AttributeType.TENSOR); // t, type
   else w.message(6, (g) => writeGraph(g, value.graph)).int(20, AttributeType.GRAPH); // g, type
 }
 
@@ -210,17 +228,22 @@ export function matMulNBitsModel(options: MatMulNBitsModelOptions): Uint8Array {
   return encodeModel({
     irVersion: 10,
     producerName: 'edge-moq tests',
-    opsetImports: [{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }],
+    opsetImports: [
+      { domain: '', version: 21 },
+      { domain: 'com.microsoft', version: 1 },
+    ],
     graph: {
       name: 'matmul_nbits',
-      nodes: [{
-        opType: 'MatMulNBits',
-        domain: 'com.microsoft',
-        name: 'matmul',
-        inputs: ['A', 'B', 'scales'],
-        outputs: ['Y'],
-        attributes: { K: k, N: n, bits, block_size: blockSize },
-      }],
+      nodes: [
+        {
+          opType: 'MatMulNBits',
+          domain: 'com.microsoft',
+          name: 'matmul',
+          inputs: ['A', 'B', 'scales'],
+          outputs: ['Y'],
+          attributes: { K: k, N: n, bits, block_size: blockSize },
+        },
+      ],
       initializers: [
         { name: 'B', dataType: OnnxDataType.UINT8, dims: [n, blocks, blobSize], raw: weight },
         { name: 'scales', dataType: OnnxDataType.FLOAT, dims: options.scalesDims ?? [n, blocks], raw: float32Raw(scales) },

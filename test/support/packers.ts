@@ -24,7 +24,10 @@ export interface PackerUnderTest {
 export function usePackers(): PackerUnderTest[] {
   const packers: PackerUnderTest[] = [];
   beforeAll(async () => {
-    for (const [name, build] of [['wasm-simd', 'simd'], ['wasm', 'scalar']] as const) {
+    for (const [name, build] of [
+      ['wasm-simd', 'simd'],
+      ['wasm', 'scalar'],
+    ] as const) {
       const backend = await WasmBackend.create(build);
       packers.push({ name, backend, packer: new WasmPacker(backend) });
     }

@@ -37,22 +37,29 @@ export function convModel(tf: Tf): tfNamespace.Sequential {
 /** Saves a layers model into `folder` as `name`, its weights in shards of `shardBytes`. */
 export async function saveLayersModel(tf: Tf, model: tfNamespace.LayersModel, folder: string, name = 'model.json', shardBytes = 4 << 20): Promise<WrittenModel> {
   mkdirSync(folder, { recursive: true });
-  await model.save(tf.io.withSaveHandler(async (artifacts) => {
-    const data = new Uint8Array(artifacts.weightData as ArrayBuffer);
-    const paths = writeShards(folder, data, shardBytes);
-    const json = {
-      format: 'layers-model', generatedBy: artifacts.generatedBy, convertedBy: null, modelTopology: artifacts.modelTopology,
-      weightsManifest: [{ paths, weights: artifacts.weightSpecs }],
-    };
-    writeFileSync(join(folder, name), JSON.stringify(json));
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }));
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      const data = new Uint8Array(artifacts.weightData as ArrayBuffer);
+      const paths = writeShards(folder, data, shardBytes);
+      const json = {
+        format: 'layers-model',
+        generatedBy: artifacts.generatedBy,
+        convertedBy: null,
+        modelTopology: artifacts.modelTopology,
+        weightsManifest: [{ paths, weights: artifacts.weightSpecs }],
+      };
+      writeFileSync(join(folder, name), JSON.stringify(json));
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
   return { folder, json: join(folder, name) };
 }
 
 const dims = (shape: readonly number[]) => ({ dim: shape.map((size) => ({ size: String(size) })) });
 const constNode = (name: string, shape: readonly number[], dtype: 'DT_FLOAT' | 'DT_INT32') => ({
-  name, op: 'Const', attr: { value: { tensor: { dtype, tensorShape: dims(shape) } }, dtype: { type: dtype } },
+  name,
+  op: 'Const',
+  attr: { value: { tensor: { dtype, tensorShape: dims(shape) } }, dtype: { type: dtype } },
 });
 
 /**
@@ -70,7 +77,9 @@ export function writeGraphModel(folder: string, seed = 7, name = 'model.json'): 
   data.set(new Uint8Array(shape.buffer), (w1.length + w2.length) * 4);
   const paths = writeShards(folder, data, 64);
   const json = {
-    format: 'graph-model', generatedBy: '2.15.0', convertedBy: 'hand-written test fixture',
+    format: 'graph-model',
+    generatedBy: '2.15.0',
+    convertedBy: 'hand-written test fixture',
     modelTopology: {
       node: [
         { name: 'x', op: 'Placeholder', attr: { dtype: { type: 'DT_FLOAT' }, shape: { shape: dims([-1, 6]) } } },
@@ -85,14 +94,16 @@ export function writeGraphModel(folder: string, seed = 7, name = 'model.json'): 
       library: {},
       versions: { producer: 1 },
     },
-    weightsManifest: [{
-      paths,
-      weights: [
-        { name: 'w1', shape: [6, 5], dtype: 'float32' },
-        { name: 'w2', shape: [4, 5], dtype: 'float32' },
-        { name: 'shape', shape: [2], dtype: 'int32' },
-      ],
-    }],
+    weightsManifest: [
+      {
+        paths,
+        weights: [
+          { name: 'w1', shape: [6, 5], dtype: 'float32' },
+          { name: 'w2', shape: [4, 5], dtype: 'float32' },
+          { name: 'shape', shape: [2], dtype: 'int32' },
+        ],
+      },
+    ],
   };
   writeFileSync(join(folder, name), JSON.stringify(json));
   return { folder, json: join(folder, name), w1, w2 };

@@ -47,9 +47,7 @@ export function faceresModelPath(): string {
 export function modelFolderBytes(modelJsonPath: string): { json: number; weights: number; total: number } {
   const model = JSON.parse(readFileSync(modelJsonPath, 'utf8')) as { weightsManifest: { paths: string[] }[] };
   const json = statSync(modelJsonPath).size;
-  const weights = model.weightsManifest
-    .flatMap((group) => group.paths)
-    .reduce((sum, path) => sum + statSync(join(dirname(modelJsonPath), path)).size, 0);
+  const weights = model.weightsManifest.flatMap((group) => group.paths).reduce((sum, path) => sum + statSync(join(dirname(modelJsonPath), path)).size, 0);
   return { json, weights, total: json + weights };
 }
 
@@ -131,7 +129,13 @@ function faceCrops(tf: Tf, gallery: GalleryFaces, size: number): tfjs.Tensor4D {
   return tf.tidy(() => {
     const image = tf.tensor4d(rgb, [1, height, width, 3], 'int32').toFloat().div(255) as tfjs.Tensor4D;
     const boxes = gallery.faces.map(({ x, y, size: side }) => [y / (height - 1), x / (width - 1), (y + side - 1) / (height - 1), (x + side - 1) / (width - 1)]);
-    return tf.image.cropAndResize(image, boxes, gallery.faces.map(() => 0), [size, size], 'bilinear');
+    return tf.image.cropAndResize(
+      image,
+      boxes,
+      gallery.faces.map(() => 0),
+      [size, size],
+      'bilinear',
+    );
   });
 }
 
@@ -141,7 +145,9 @@ function faceCrops(tf: Tf, gallery: GalleryFaces, size: number): tfjs.Tensor4D {
  */
 export function emotionInput(tf: Tf, gallery: GalleryFaces): tfjs.Tensor4D {
   return tf.tidy(() => {
-    const gray = faceCrops(tf, gallery, 64).mul(tf.tensor1d([0.2989, 0.587, 0.114])).sum(3, true);
+    const gray = faceCrops(tf, gallery, 64)
+      .mul(tf.tensor1d([0.2989, 0.587, 0.114]))
+      .sum(3, true);
     return gray.sub(0.5).mul(2) as tfjs.Tensor4D;
   });
 }
@@ -256,7 +262,7 @@ export function descriptionAgreement(reference: FaceDescriptions, outputs: FaceD
   let cosineSum = 0;
   let minCosine = 1;
   for (let i = 0; i < faces; i++) {
-    if ((reference.male[i]! > 0.5) === (outputs.male[i]! > 0.5)) sameGender++;
+    if (reference.male[i]! > 0.5 === outputs.male[i]! > 0.5) sameGender++;
     const ageDiff = Math.abs(reference.age[i]! - outputs.age[i]!);
     ageSum += ageDiff;
     maxAgeDiff = Math.max(maxAgeDiff, ageDiff);

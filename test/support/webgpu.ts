@@ -83,9 +83,11 @@ export async function readBuffer(device: GPUDevice, buffer: GPUBuffer, length: n
 export function weights(length: number, seed: number, shift = 0): Float32Array {
   let s = seed >>> 0 || 1;
   const next = () => {
-    s ^= s << 13; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
     s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
+    s ^= s << 5;
+    s >>>= 0;
     return s / 4294967296;
   };
   return Float32Array.from({ length }, () => Math.fround((next() + next() + next() - 1.5) * 0.1 + shift));

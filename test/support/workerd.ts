@@ -10,13 +10,10 @@ import { runtimeAvailable } from './runtimes.js';
 
 /** Whether miniflare (workerd) can run; records the skip, or fails under CI, when it cannot. */
 export function workerdAvailable(): Promise<boolean> {
-  return runtimeAvailable(
-    { name: 'Cloudflare Workers (workerd through miniflare)', install: 'npm ci' },
-    async () => {
-      const { Miniflare } = await import('miniflare');
-      return typeof Miniflare === 'function' ? null : 'the miniflare package has no Miniflare class';
-    },
-  );
+  return runtimeAvailable({ name: 'Cloudflare Workers (workerd through miniflare)', install: 'npm ci' }, async () => {
+    const { Miniflare } = await import('miniflare');
+    return typeof Miniflare === 'function' ? null : 'the miniflare package has no Miniflare class';
+  });
 }
 
 export interface WorkerSource {
@@ -53,20 +50,27 @@ export async function startBundledWorker(dir: string, source: WorkerSource): Pro
     loader: { '.wasm': 'copy', '.safetensors': 'copy' },
     assetNames: '[name]',
     logLevel: 'error',
-    plugins: files ? [{
-      name: 'carried-files',
-      setup(build) {
-        const filter = new RegExp(`^${files.prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/`);
-        build.onResolve({ filter }, (args) => ({ path: join(files.folder, args.path.slice(files.prefix.length + 1)) }));
-      },
-    }] : [],
+    plugins: files
+      ? [
+          {
+            name: 'carried-files',
+            setup(build) {
+              const filter = new RegExp(`^${files.prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/`);
+              build.onResolve({ filter }, (args) => ({ path: join(files.folder, args.path.slice(files.prefix.length + 1)) }));
+            },
+          },
+        ]
+      : [],
   });
   const { Miniflare } = await import('miniflare');
   const worker = new Miniflare({
     modules: true,
     scriptPath: join(outdir, script),
     modulesRoot: outdir,
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }, { type: 'Data', include: ['**/*.safetensors'] }],
+    modulesRules: [
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+      { type: 'Data', include: ['**/*.safetensors'] },
+    ],
     compatibilityDate: '2025-09-01',
   });
   await worker.ready;

@@ -18,7 +18,12 @@ export interface WasmInternals {
   heap: WasmHeap;
 }
 
-interface Staged { plan: KernelPlan; pointer: number; label: string; job: number }
+interface Staged {
+  plan: KernelPlan;
+  pointer: number;
+  label: string;
+  job: number;
+}
 
 export interface WasmBackendOptions {
   /**
@@ -137,7 +142,10 @@ export class WasmBackend implements Backend {
     const chunks = plans.map((plan) => this.chunkElements(plan));
     const statBytes = plans.map((plan, i) => (inMemory[i] ? plan.groupCount * (plan.bits >= 3 ? 8 : 4) : 0));
     const statStarts: number[] = [];
-    let statCursor = this.reserve(this.statistics, statBytes.reduce((a, b) => a + b, 0));
+    let statCursor = this.reserve(
+      this.statistics,
+      statBytes.reduce((a, b) => a + b, 0),
+    );
     for (const bytes of statBytes) {
       statStarts.push(statCursor);
       statCursor += bytes;
@@ -147,9 +155,7 @@ export class WasmBackend implements Backend {
     jobs.forEach((job, i) => {
       const { groupCount, groupSize, length, bits } = plans[i]!;
       if (inMemory[i]) {
-        const badGroup = bits >= 3
-          ? this.kernels.groupRanges(pointers[i]!, groupCount, groupSize, statStarts[i]!)
-          : this.kernels.groupAbsMeans(pointers[i]!, groupCount, groupSize, statStarts[i]!);
+        const badGroup = bits >= 3 ? this.kernels.groupRanges(pointers[i]!, groupCount, groupSize, statStarts[i]!) : this.kernels.groupAbsMeans(pointers[i]!, groupCount, groupSize, statStarts[i]!);
         if (badGroup >= 0) throw this.nonFinite(staged(i, pointers[i]!), badGroup);
         return;
       }
@@ -270,8 +276,22 @@ export class WasmBackend implements Backend {
     const { groupSize } = plan;
     const blend = plan.blend ? 1 : 0;
     if (plan.bits >= 3) {
-      return this.kernels.quantizeGrid(src, dst, groupCount, groupSize, stats, plan.bits, plan.asymmetric ? 1 : 0,
-        plan.full ? 1 : 0, plan.stochastic ? 1 : 0, plan.key | 0, firstIndex, blend, plan.ratio, plan.rest);
+      return this.kernels.quantizeGrid(
+        src,
+        dst,
+        groupCount,
+        groupSize,
+        stats,
+        plan.bits,
+        plan.asymmetric ? 1 : 0,
+        plan.full ? 1 : 0,
+        plan.stochastic ? 1 : 0,
+        plan.key | 0,
+        firstIndex,
+        blend,
+        plan.ratio,
+        plan.rest,
+      );
     }
     const kernel = plan.bits === 2 ? this.kernels.quantizeTernary : this.kernels.quantizeBinary;
     return kernel(src, dst, groupCount, groupSize, stats, blend, plan.ratio, plan.rest);

@@ -12,16 +12,40 @@ export type WasmSource = WebAssembly.Module | ArrayBuffer | ArrayBufferView | UR
 
 // (module (func (result v128) (i32x4.splat (i32.const 0)))): validates only with SIMD.
 const SIMD_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
-  0x03, 0x02, 0x01, 0x00, // function section
-  0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x11, 0x0b, // code: i32.const 0; i32x4.splat
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00, // magic, version
+  0x01,
+  0x05,
+  0x01,
+  0x60,
+  0x00,
+  0x01,
+  0x7b, // type section: () -> v128
+  0x03,
+  0x02,
+  0x01,
+  0x00, // function section
+  0x0a,
+  0x08,
+  0x01,
+  0x06,
+  0x00,
+  0x41,
+  0x00,
+  0xfd,
+  0x11,
+  0x0b, // code: i32.const 0; i32x4.splat
 ]);
 
 export function runtimeHasSimd(): boolean {
   return typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
 }
-
 
 const compiled = new Map<WasmBuild, Promise<WebAssembly.Module>>();
 const registered: Partial<Record<WasmBuild, WasmSource>> = {};
@@ -64,8 +88,10 @@ async function compileFrom(build: WasmBuild, source: ArrayBuffer | ArrayBufferVi
     if (!response.ok) throw new Error(`HTTP ${response.status} for ${url.href}`);
     return await WebAssembly.compile(await response.arrayBuffer());
   } catch (cause) {
-    throw new BackendError('BACKEND_UNAVAILABLE',
-      `could not load the ${build} WebAssembly build (${(cause as Error).message}); ` +
-      `run "npm run build", or pass the module yourself: createBackend({ wasm: { ${build}: moduleOrBytes } }).`, { cause });
+    throw new BackendError(
+      'BACKEND_UNAVAILABLE',
+      `could not load the ${build} WebAssembly build (${(cause as Error).message}); ` + `run "npm run build", or pass the module yourself: createBackend({ wasm: { ${build}: moduleOrBytes } }).`,
+      { cause },
+    );
   }
 }

@@ -10,7 +10,10 @@ const PAGE = 65536;
 const ALIGN = 16;
 const MAX_PAGES = 65536; // 4 GiB: the wasm32 limit
 
-interface Block { offset: number; size: number }
+interface Block {
+  offset: number;
+  size: number;
+}
 
 export class WasmHeap {
   private free: Block[] = [];
@@ -20,7 +23,10 @@ export class WasmHeap {
   private liveEnds: number[] = [];
   private readonly viewOwners = new WeakMap<Float32Array, WasmTensor>();
 
-  constructor(readonly memory: WebAssembly.Memory, base: number) {
+  constructor(
+    readonly memory: WebAssembly.Memory,
+    base: number,
+  ) {
     this.top = alignUp(base);
   }
 
@@ -32,7 +38,10 @@ export class WasmHeap {
       if (block.size >= size) {
         const offset = block.offset;
         if (block.size === size) this.free.splice(i, 1);
-        else { block.offset += size; block.size -= size; }
+        else {
+          block.offset += size;
+          block.size -= size;
+        }
         return offset;
       }
     }
@@ -42,14 +51,12 @@ export class WasmHeap {
     if (end > have) {
       const pages = Math.ceil((end - have) / PAGE);
       if (have / PAGE + pages > MAX_PAGES) {
-        throw new InvalidInputError('INVALID_ARGUMENT',
-          `cannot allocate ${bytes} bytes: WebAssembly memory is limited to 4 GiB; quantize the tensor in smaller parts.`);
+        throw new InvalidInputError('INVALID_ARGUMENT', `cannot allocate ${bytes} bytes: WebAssembly memory is limited to 4 GiB; quantize the tensor in smaller parts.`);
       }
       try {
         this.memory.grow(pages);
       } catch (cause) {
-        throw new InvalidInputError('INVALID_ARGUMENT',
-          `cannot grow WebAssembly memory by ${pages * PAGE} bytes (the runtime refused); quantize smaller tensors.`, { cause });
+        throw new InvalidInputError('INVALID_ARGUMENT', `cannot grow WebAssembly memory by ${pages * PAGE} bytes (the runtime refused); quantize smaller tensors.`, { cause });
       }
     }
     this.top = end;
@@ -94,9 +101,11 @@ export class WasmHeap {
     const end = start + view.byteLength;
     const i = this.lastStartAtOrBefore(start);
     if (i < 0 || end > this.liveEnds[i]!) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
+      throw new InvalidInputError(
+        'INVALID_ARGUMENT',
         `${label} views WebAssembly memory that no live WasmTensor holds (bytes ${start}..${end}): its tensor was freed, ` +
-        'or the view was made by hand; quantize tensor.array (or a subarray of it) of a tensor from allocate() or upload().');
+          'or the view was made by hand; quantize tensor.array (or a subarray of it) of a tensor from allocate() or upload().',
+      );
     }
   }
 
@@ -132,8 +141,7 @@ export class WasmHeap {
 }
 
 function freedView(label: string): InvalidInputError {
-  return new InvalidInputError('INVALID_ARGUMENT',
-    `${label} is the view of a WasmTensor that was freed: its memory may now hold another tensor; allocate a new tensor.`);
+  return new InvalidInputError('INVALID_ARGUMENT', `${label} is the view of a WasmTensor that was freed: its memory may now hold another tensor; allocate a new tensor.`);
 }
 
 function alignUp(n: number): number {
@@ -145,7 +153,11 @@ export class WasmTensor {
   private view: Float32Array;
   private released = false;
 
-  constructor(private readonly heap: WasmHeap, readonly byteOffset: number, readonly length: number) {
+  constructor(
+    private readonly heap: WasmHeap,
+    readonly byteOffset: number,
+    readonly length: number,
+  ) {
     this.view = new Float32Array(heap.memory.buffer, byteOffset, length);
     heap.open(byteOffset, length * 4);
     heap.track(this, this.view);

@@ -8,14 +8,11 @@ import type { BackendKind } from '../backend.js';
 import type { WasmBackend } from './backend.js';
 import { float32Length, type Grid } from '../../kernel-plan.js';
 import { InvalidInputError, nonFiniteError } from '../../errors.js';
-import {
-  allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions,
-} from '../../packed/layout.js';
+import { allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions } from '../../packed/layout.js';
 import type { Packer } from '../../packed/packer.js';
 import { PACK_TYPE_NUMBERS } from './interface.js';
 
-const typeNumber = (packed: { type: PackedType; grid?: Grid }) =>
-  (packed.grid === 'full' ? PACK_TYPE_NUMBERS.FULL : PACK_TYPE_NUMBERS[packed.type.toUpperCase() as Uppercase<PackedType>]);
+const typeNumber = (packed: { type: PackedType; grid?: Grid }) => (packed.grid === 'full' ? PACK_TYPE_NUMBERS.FULL : PACK_TYPE_NUMBERS[packed.type.toUpperCase() as Uppercase<PackedType>]);
 // Codes are read 4 bytes at a time, so the codes region keeps 3 readable bytes past its end.
 const CODE_PADDING = 4;
 
@@ -54,8 +51,7 @@ export class WasmPacker implements Packer {
     const scales = codes + codesBytes;
     const zeros = scales + groupBytes;
     if (!inMemory) new Float32Array(memory.buffer, src, plan.length).set(data);
-    const badGroup = kernels.packCodes(src, codes, scales, zeros, plan.groupCount, plan.groupSize, plan.bits,
-      typeNumber(plan), plan.stochastic ? 1 : 0, plan.key | 0, plan.firstIndex | 0);
+    const badGroup = kernels.packCodes(src, codes, scales, zeros, plan.groupCount, plan.groupSize, plan.bits, typeNumber(plan), plan.stochastic ? 1 : 0, plan.key | 0, plan.firstIndex | 0);
     if (badGroup >= 0) {
       const group = new Float32Array(memory.buffer, src + badGroup * plan.groupSize * 4, plan.groupSize);
       const at = group.findIndex((x) => !Number.isFinite(x));

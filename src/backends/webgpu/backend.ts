@@ -138,7 +138,7 @@ export class WebGpuBackend implements Backend {
       const summary = summarizeAdapter(adapter ?? device);
       const program = await resources.program(KERNELS, device.features.has('subgroups'));
       const simd = runtimeHasSimd();
-      const wasm = options.wasmBackend ?? await WasmBackend.create(simd ? 'simd' : 'scalar', simd ? options.wasm?.simd : options.wasm?.scalar);
+      const wasm = options.wasmBackend ?? (await WasmBackend.create(simd ? 'simd' : 'scalar', simd ? options.wasm?.simd : options.wasm?.scalar));
       backend = new WebGpuBackend(device, { gpu, adapter }, resources, program, wasm, summary, ownsDevice, options.beforeSubmit, options.log);
       return backend;
     } catch (error) {
@@ -214,9 +214,7 @@ export class WebGpuBackend implements Backend {
     return this.resources.exclusive(async () => {
       const arrays = jobs.map((job) => job.data);
       const bytes = plans.reduce((sum, plan) => sum + plan.length * 4, 0);
-      const bad = this.resources.takes(bytes, bytes + READBACK_ALIGN)
-        ? await this.resources.onHost(() => this.submit(plans, { host: arrays, into: into ?? arrays }))
-        : undefined;
+      const bad = this.resources.takes(bytes, bytes + READBACK_ALIGN) ? await this.resources.onHost(() => this.submit(plans, { host: arrays, into: into ?? arrays })) : undefined;
       if (bad === undefined) {
         this.resources.counters.wasmCalls++;
         if (into) this.wasm.fakeQuantizeSync(arrays[0]!, jobs[0]!.options, { into: into[0]! });
@@ -308,8 +306,7 @@ export class WebGpuBackend implements Backend {
       throw new InvalidInputError('INVALID_ARGUMENT', `the length for ${label} must be a non-negative integer, got ${String(length)}.`);
     }
     if (length * 4 > job.buffer.size) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `${label} holds ${job.buffer.size / 4} float32 values, fewer than the length ${length} given.`);
+      throw new InvalidInputError('INVALID_ARGUMENT', `${label} holds ${job.buffer.size / 4} float32 values, fewer than the length ${length} given.`);
     }
     return planFakeQuantizeLength(length, job.options, label);
   }
@@ -348,10 +345,14 @@ export class WebGpuBackend implements Backend {
       }
       this.writeParams(jobs, params);
       this.writeStatus(jobs.length, submissionId, status);
-      const groups = dataBuffers.map((data) => resources.bindGroup(this.program.layout, [
-        { buffer: data, size: Math.min(data.size, device.limits.maxStorageBufferBindingSize) & ~3 },
-        { buffer: partials }, { buffer: status }, { buffer: params, size: JOB_BYTES },
-      ]));
+      const groups = dataBuffers.map((data) =>
+        resources.bindGroup(this.program.layout, [
+          { buffer: data, size: Math.min(data.size, device.limits.maxStorageBufferBindingSize) & ~3 },
+          { buffer: partials },
+          { buffer: status },
+          { buffer: params, size: JOB_BYTES },
+        ]),
+      );
 
       const encoder = device.createCommandEncoder({ label: 'edge-moq' });
       const pass = encoder.beginComputePass({ label: 'edge-moq' });
@@ -381,18 +382,22 @@ export class WebGpuBackend implements Backend {
       await resources.submit(encode);
       return null;
     }
-    return resources.read(readbackBytes, () => encode()!, (mapped) => {
-      const statusView = new Uint32Array(mapped, 0, statusWords);
-      if (statusView[statusWords - 1] !== submissionId) {
-        throw new GpuFailure('the submission did not run (its status never came back)', resources.failedBecause !== null);
-      }
-      const bad = statusView[0] === 0 ? -1 : jobs.findIndex((_, i) => statusView[1 + i] !== NO_BAD_INDEX);
-      if (bad >= 0) return { job: bad, index: statusView[1 + bad]! };
-      if ('host' in source) {
-        source.into.forEach((array, i) => array.set(new Float32Array(mapped, resultOffset + bases[i]! * 4, array.length)));
-      }
-      return null;
-    });
+    return resources.read(
+      readbackBytes,
+      () => encode()!,
+      (mapped) => {
+        const statusView = new Uint32Array(mapped, 0, statusWords);
+        if (statusView[statusWords - 1] !== submissionId) {
+          throw new GpuFailure('the submission did not run (its status never came back)', resources.failedBecause !== null);
+        }
+        const bad = statusView[0] === 0 ? -1 : jobs.findIndex((_, i) => statusView[1 + i] !== NO_BAD_INDEX);
+        if (bad >= 0) return { job: bad, index: statusView[1 + bad]! };
+        if ('host' in source) {
+          source.into.forEach((array, i) => array.set(new Float32Array(mapped, resultOffset + bases[i]! * 4, array.length)));
+        }
+        return null;
+      },
+    );
   }
 
   private writeParams(jobs: JobLayout[], params: GPUBuffer): void {

@@ -13,15 +13,23 @@ import type { Grid, KernelPlan } from '../../kernel-plan.js';
 import { BackendError, InvalidInputError, nonFiniteError } from '../../errors.js';
 import { packWgsl } from './shaders.generated.js';
 import type { WebGpuBackend } from './backend.js';
-import {
-  JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, SMALL_GROUP_MAX, WORKGROUP_SIZE, layoutSubmission, workgroupGrid, writeJob,
-  type JobLayout,
-} from './plan.js';
+import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, SMALL_GROUP_MAX, WORKGROUP_SIZE, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './plan.js';
 import { COMPUTE_STAGE, type Program, type ProgramSpec } from './program.js';
 import { PACK_BYTES, PackField, writePack } from './interface.js';
 import {
-  allocatePacked, invalidPackedError, packedGridProblem, packedType, planPack, planPackData, shapeOptions, validateInto, validatePacked,
-  type PackedTensor, type PackedType, type PackOptions, type PackPlan,
+  allocatePacked,
+  invalidPackedError,
+  packedGridProblem,
+  packedType,
+  planPack,
+  planPackData,
+  shapeOptions,
+  validateInto,
+  validatePacked,
+  type PackedTensor,
+  type PackedType,
+  type PackOptions,
+  type PackPlan,
 } from '../../packed/layout.js';
 import type { Packer } from '../../packed/packer.js';
 import { WasmPacker } from '../wasm/packer.js';
@@ -35,8 +43,16 @@ const PACK_OFFSET = JOB_SLOT_BYTES;
 const STATUS_WORDS = 3; // the shared flag, the tensor's slot, the submission id
 
 const PACK_ENTRY_POINTS = [
-  'checkFinite', 'chunkStats', 'combineStats', 'aboveThresholdChunks', 'combineAboveThreshold',
-  'packGroups', 'packCodes', 'checkGroups', 'checkTernaryCodes', 'unpackCodes',
+  'checkFinite',
+  'chunkStats',
+  'combineStats',
+  'aboveThresholdChunks',
+  'combineAboveThreshold',
+  'packGroups',
+  'packCodes',
+  'checkGroups',
+  'checkTernaryCodes',
+  'unpackCodes',
 ] as const;
 type PackEntryPoint = (typeof PACK_ENTRY_POINTS)[number];
 
@@ -46,10 +62,7 @@ const PACK_PROGRAM: ProgramSpec<PackEntryPoint> = {
   label: 'edge-moq pack kernels',
   entryPoints: PACK_ENTRY_POINTS,
   parts: [packWgsl],
-  bindings: [
-    storageEntry(4), storageEntry(5), storageEntry(6),
-    { binding: 7, visibility: COMPUTE_STAGE, buffer: { type: 'uniform', minBindingSize: PACK_BYTES } },
-  ],
+  bindings: [storageEntry(4), storageEntry(5), storageEntry(6), { binding: 7, visibility: COMPUTE_STAGE, buffer: { type: 'uniform', minBindingSize: PACK_BYTES } }],
 };
 
 /**
@@ -99,7 +112,10 @@ export class WebGpuPacker implements Packer {
   private fallback: WasmPacker | null = null;
   private disposed = false;
 
-  private constructor(private readonly backend: WebGpuBackend, private readonly program: Program<PackEntryPoint> | null) {
+  private constructor(
+    private readonly backend: WebGpuBackend,
+    private readonly program: Program<PackEntryPoint> | null,
+  ) {
     this.device = backend.device;
     this.resources = backend.resources;
   }
@@ -283,22 +299,30 @@ export class WebGpuPacker implements Packer {
     const codeBytes = wordCount(length, bits) * 4;
     const groupBytes = plan.groupCount * 4;
     const total = codeBytes + groupBytes * (packed.zeros ? 2 : 1);
-    return this.resources.onBuffers(() => this.resources.read(total, () => {
-      const readback = this.resources.pooled('readback', total);
-      const encoder = this.device.createCommandEncoder({ label: 'edge-moq download' });
-      encoder.copyBufferToBuffer(packed.codes, 0, readback, 0, codeBytes);
-      encoder.copyBufferToBuffer(packed.scales, 0, readback, codeBytes, groupBytes);
-      if (packed.zeros) encoder.copyBufferToBuffer(packed.zeros, 0, readback, codeBytes + groupBytes, groupBytes);
-      this.device.queue.submit([encoder.finish()]);
-      this.resources.counters.submissions++;
-      return readback;
-    }, (mapped) => {
-      const result = into ?? allocatePacked(plan);
-      result.codes.set(new Uint8Array(mapped, 0, plan.codeBytes));
-      result.scales.set(new Float32Array(mapped, codeBytes, plan.groupCount));
-      result.zeros?.set(new Float32Array(mapped, codeBytes + groupBytes, plan.groupCount));
-      return result;
-    }), 'each must belong to backend.device, be alive and have COPY_SRC usage');
+    return this.resources.onBuffers(
+      () =>
+        this.resources.read(
+          total,
+          () => {
+            const readback = this.resources.pooled('readback', total);
+            const encoder = this.device.createCommandEncoder({ label: 'edge-moq download' });
+            encoder.copyBufferToBuffer(packed.codes, 0, readback, 0, codeBytes);
+            encoder.copyBufferToBuffer(packed.scales, 0, readback, codeBytes, groupBytes);
+            if (packed.zeros) encoder.copyBufferToBuffer(packed.zeros, 0, readback, codeBytes + groupBytes, groupBytes);
+            this.device.queue.submit([encoder.finish()]);
+            this.resources.counters.submissions++;
+            return readback;
+          },
+          (mapped) => {
+            const result = into ?? allocatePacked(plan);
+            result.codes.set(new Uint8Array(mapped, 0, plan.codeBytes));
+            result.scales.set(new Float32Array(mapped, codeBytes, plan.groupCount));
+            result.zeros?.set(new Float32Array(mapped, codeBytes + groupBytes, plan.groupCount));
+            return result;
+          },
+        ),
+      'each must belong to backend.device, be alive and have COPY_SRC usage',
+    );
   }
 
   private assertUsable(): void {
@@ -315,7 +339,13 @@ export class WebGpuPacker implements Packer {
   /** Whether a host call runs on the GPU: not after a failure, not past the device's limits. */
   private gpuTakes(dataBytes: number, resultBytes: number[]): boolean {
     this.assertUsable();
-    return this.program !== null && this.resources.takes(dataBytes, resultBytes.reduce((sum, bytes) => sum + bytes, READBACK_ALIGN));
+    return (
+      this.program !== null &&
+      this.resources.takes(
+        dataBytes,
+        resultBytes.reduce((sum, bytes) => sum + bytes, READBACK_ALIGN),
+      )
+    );
   }
 
   private onWasm<T>(work: (packer: WasmPacker) => T): T {
@@ -340,7 +370,11 @@ export class WebGpuPacker implements Packer {
 
   private createOutputs(plan: PackPlan): GpuPackedTensor {
     return {
-      bits: plan.bits, type: plan.type, length: plan.length, groupSize: plan.groupSize, grid: plan.grid,
+      bits: plan.bits,
+      type: plan.type,
+      length: plan.length,
+      groupSize: plan.groupSize,
+      grid: plan.grid,
       codes: this.createBuffer('codes', wordCount(plan.length, plan.bits) * 4),
       scales: this.createBuffer('scales', plan.groupCount * 4),
       zeros: plan.type === 'asymmetric' ? this.createBuffer('zeros', plan.groupCount * 4) : null,
@@ -349,29 +383,56 @@ export class WebGpuPacker implements Packer {
 
   /** The validation and statistics passes fakeQuantize runs for this plan, then the pack writers. */
   private packRun(plan: PackPlan, data: GPUBuffer, outputs: { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null }): Run {
-    const { jobs: [job], partialCount } = layoutSubmission([plan], [0]);
+    const {
+      jobs: [job],
+      partialCount,
+    } = layoutSubmission([plan], [0]);
     const words = wordCount(plan.length, plan.bits);
     const dispatches = job!.prepare.map(({ kernel, workgroups }) => ({ kernel: kernel as PackEntryPoint, workgroups }));
-    dispatches.push(
-      { kernel: 'packGroups', workgroups: Math.ceil(plan.groupCount / WORKGROUP_SIZE) },
-      { kernel: 'packCodes', workgroups: Math.ceil(words / WORKGROUP_SIZE) },
-    );
+    dispatches.push({ kernel: 'packGroups', workgroups: Math.ceil(plan.groupCount / WORKGROUP_SIZE) }, { kernel: 'packCodes', workgroups: Math.ceil(words / WORKGROUP_SIZE) });
     return {
-      job: job!, bits: plan.bits, firstIndex: plan.firstIndex, wordCount: words, smallGroups: plan.groupSize <= SMALL_GROUP_MAX,
-      partialCount, dispatches, data, ...outputs,
+      job: job!,
+      bits: plan.bits,
+      firstIndex: plan.firstIndex,
+      wordCount: words,
+      smallGroups: plan.groupSize <= SMALL_GROUP_MAX,
+      partialCount,
+      dispatches,
+      data,
+      ...outputs,
     };
   }
 
   /** The checks of the packed data, then the unpack kernel (which writes nothing if they fail). */
-  private unpackRun(packed: { bits: number; type: PackedType; length: number; groupSize: number; grid?: Grid }, data: GPUBuffer,
-    inputs: { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null }): Run {
+  private unpackRun(
+    packed: { bits: number; type: PackedType; length: number; groupSize: number; grid?: Grid },
+    data: GPUBuffer,
+    inputs: { codes: GPUBuffer; scales: GPUBuffer; zeros: GPUBuffer | null },
+  ): Run {
     const { bits, length, groupSize } = packed;
     const plan: KernelPlan = {
-      length, bits, groupSize, groupCount: length / groupSize, asymmetric: packed.type === 'asymmetric',
-      full: packed.grid === 'full', stochastic: false, key: 0, blend: false, ratio: 1, rest: 0,
+      length,
+      bits,
+      groupSize,
+      groupCount: length / groupSize,
+      asymmetric: packed.type === 'asymmetric',
+      full: packed.grid === 'full',
+      stochastic: false,
+      key: 0,
+      blend: false,
+      ratio: 1,
+      rest: 0,
     };
     const job: JobLayout = {
-      plan, base: 0, chunksPerGroup: 1, chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0, prepare: [], write: [],
+      plan,
+      base: 0,
+      chunksPerGroup: 1,
+      chunkStatsBase: 0,
+      groupStatsBase: 0,
+      thresholdChunkBase: 0,
+      thresholdGroupBase: 0,
+      prepare: [],
+      write: [],
     };
     const words = wordCount(length, bits);
     const dispatches: Run['dispatches'] = [{ kernel: 'checkGroups', workgroups: Math.ceil(plan.groupCount / (WORKGROUP_SIZE * CHECKED_GROUPS)) }];
@@ -386,14 +447,20 @@ export class WebGpuPacker implements Packer {
    * element unpacking), or undefined after a GPU failure: the call then moves to WebAssembly, as
    * every later one will.
    */
-  private hostSubmit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[],
-    read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null | undefined> {
+  private hostSubmit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[], read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null | undefined> {
     return this.resources.onHost(() => this.submit(run, upload, copies, read));
   }
 
   /** A GPUBuffer call's submission: null, or the first bad index (as hostSubmit). */
   private bufferSubmit(run: Run): Promise<number | null> {
-    return this.resources.onBuffers(() => this.submit(run, () => {}, [], () => {}));
+    return this.resources.onBuffers(() =>
+      this.submit(
+        run,
+        () => {},
+        [],
+        () => {},
+      ),
+    );
   }
 
   /**
@@ -402,8 +469,7 @@ export class WebGpuPacker implements Packer {
    * `copies` into the read-back buffer. Throws GpuFailure when the device is lost or WebGPU
    * reports an error.
    */
-  private async submit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[],
-    read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null> {
+  private async submit(run: Run, upload: () => void, copies: { buffer: GPUBuffer; bytes: number }[], read: (mapped: ArrayBuffer, offsets: number[]) => void): Promise<number | null> {
     const { device } = this;
     const statusBytes = STATUS_WORDS * 4;
     const offsets: number[] = [];
@@ -416,52 +482,62 @@ export class WebGpuPacker implements Packer {
     const { resources } = this;
     const submissionId = resources.nextSubmission();
 
-    return resources.read(readbackBytes, () => {
-      const params = resources.pooled('params', PACK_OFFSET + PACK_BYTES);
-      const status = resources.pooled('status', statusBytes);
-      const partials = resources.pooled('partials', Math.max(run.partialCount, 1) * PARTIAL_BYTES);
-      const readback = resources.pooled('readback', readbackBytes);
-      upload();
-      writeJob(this.params, 0, run.job);
-      writePack(this.params, PACK_OFFSET, {
-        [PackField.bits]: run.bits, [PackField.firstIndex]: run.firstIndex, [PackField.wordCount]: run.wordCount,
-        [PackField.smallGroups]: run.smallGroups ? 1 : 0,
-      });
-      device.queue.writeBuffer(params, 0, this.params.buffer);
-      this.status.set([0, NO_BAD_INDEX, submissionId]);
-      device.queue.writeBuffer(status, 0, this.status);
-      const group = resources.bindGroup(this.program!.layout, [
-        { buffer: run.data, size: Math.min(run.data.size, device.limits.maxStorageBufferBindingSize) & ~3 },
-        { buffer: partials }, { buffer: status }, { buffer: params, size: JOB_BYTES },
-        { buffer: run.codes }, { buffer: run.scales }, { buffer: run.zeros ?? resources.pooled('zeros', 4) },
-        { buffer: params, offset: PACK_OFFSET, size: PACK_BYTES },
-      ]);
+    return resources.read(
+      readbackBytes,
+      () => {
+        const params = resources.pooled('params', PACK_OFFSET + PACK_BYTES);
+        const status = resources.pooled('status', statusBytes);
+        const partials = resources.pooled('partials', Math.max(run.partialCount, 1) * PARTIAL_BYTES);
+        const readback = resources.pooled('readback', readbackBytes);
+        upload();
+        writeJob(this.params, 0, run.job);
+        writePack(this.params, PACK_OFFSET, {
+          [PackField.bits]: run.bits,
+          [PackField.firstIndex]: run.firstIndex,
+          [PackField.wordCount]: run.wordCount,
+          [PackField.smallGroups]: run.smallGroups ? 1 : 0,
+        });
+        device.queue.writeBuffer(params, 0, this.params.buffer);
+        this.status.set([0, NO_BAD_INDEX, submissionId]);
+        device.queue.writeBuffer(status, 0, this.status);
+        const group = resources.bindGroup(this.program!.layout, [
+          { buffer: run.data, size: Math.min(run.data.size, device.limits.maxStorageBufferBindingSize) & ~3 },
+          { buffer: partials },
+          { buffer: status },
+          { buffer: params, size: JOB_BYTES },
+          { buffer: run.codes },
+          { buffer: run.scales },
+          { buffer: run.zeros ?? resources.pooled('zeros', 4) },
+          { buffer: params, offset: PACK_OFFSET, size: PACK_BYTES },
+        ]);
 
-      const encoder = device.createCommandEncoder({ label: 'edge-moq pack' });
-      const pass = encoder.beginComputePass({ label: 'edge-moq pack' });
-      pass.setBindGroup(0, group, [0]);
-      for (const dispatch of run.dispatches) {
-        pass.setPipeline(this.program!.pipelines.get(dispatch.kernel)!);
-        const [x, y] = workgroupGrid(dispatch.workgroups);
-        pass.dispatchWorkgroups(x, y);
-      }
-      pass.end();
-      encoder.copyBufferToBuffer(status, 0, readback, 0, statusBytes);
-      copies.forEach((copy, i) => {
-        if (copy.bytes > 0) encoder.copyBufferToBuffer(copy.buffer, 0, readback!, offsets[i]!, copy.bytes);
-      });
-      device.queue.submit([encoder.finish()]);
-      resources.counters.submissions++;
-      return readback;
-    }, (mapped) => {
-      const status = new Uint32Array(mapped, 0, STATUS_WORDS);
-      if (status[2] !== submissionId) {
-        throw new GpuFailure('the submission did not run (its status never came back)', resources.failedBecause !== null);
-      }
-      if (status[0] !== 0) return status[1]!;
-      read(mapped, offsets);
-      return null;
-    });
+        const encoder = device.createCommandEncoder({ label: 'edge-moq pack' });
+        const pass = encoder.beginComputePass({ label: 'edge-moq pack' });
+        pass.setBindGroup(0, group, [0]);
+        for (const dispatch of run.dispatches) {
+          pass.setPipeline(this.program!.pipelines.get(dispatch.kernel)!);
+          const [x, y] = workgroupGrid(dispatch.workgroups);
+          pass.dispatchWorkgroups(x, y);
+        }
+        pass.end();
+        encoder.copyBufferToBuffer(status, 0, readback, 0, statusBytes);
+        copies.forEach((copy, i) => {
+          if (copy.bytes > 0) encoder.copyBufferToBuffer(copy.buffer, 0, readback!, offsets[i]!, copy.bytes);
+        });
+        device.queue.submit([encoder.finish()]);
+        resources.counters.submissions++;
+        return readback;
+      },
+      (mapped) => {
+        const status = new Uint32Array(mapped, 0, STATUS_WORDS);
+        if (status[2] !== submissionId) {
+          throw new GpuFailure('the submission did not run (its status never came back)', resources.failedBecause !== null);
+        }
+        if (status[0] !== 0) return status[1]!;
+        read(mapped, offsets);
+        return null;
+      },
+    );
   }
 
   /** A GpuPackedTensor's fields against each other and, given `plan`, against a pack call. */
@@ -477,10 +553,11 @@ export class WebGpuPacker implements Packer {
     if (!Number.isInteger(groupSize) || groupSize <= 0 || length % groupSize !== 0) fail(`groupSize ${String(groupSize)} must divide length ${length}.`);
     const gridProblem = packedGridProblem(packed);
     if (gridProblem) fail(gridProblem);
-    if (plan && (bits !== plan.bits || type !== plan.type || length !== plan.length || groupSize !== plan.groupSize ||
-      (packed.grid ?? 'deepspeed') !== plan.grid)) {
-      fail(`it holds ${length} ${type} ${bits}-bit codes in groups of ${groupSize} on the ${packed.grid ?? 'deepspeed'} grid, but this call packs ` +
-        `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize} on the ${plan.grid} grid.`);
+    if (plan && (bits !== plan.bits || type !== plan.type || length !== plan.length || groupSize !== plan.groupSize || (packed.grid ?? 'deepspeed') !== plan.grid)) {
+      fail(
+        `it holds ${length} ${type} ${bits}-bit codes in groups of ${groupSize} on the ${packed.grid ?? 'deepspeed'} grid, but this call packs ` +
+          `${plan.length} ${plan.type} ${plan.bits}-bit codes in groups of ${plan.groupSize} on the ${plan.grid} grid.`,
+      );
     }
     const groupBytes = (length / groupSize) * 4;
     checkBuffer(packed.codes, `${label}.codes`, wordCount(length, bits) * 4, this.device, 'unpack');

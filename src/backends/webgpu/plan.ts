@@ -17,10 +17,17 @@ export const JOB_SLOT_BYTES = 256;
 const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 
 export const KERNEL_NAMES = [
-  'checkFinite', 'chunkStats', 'combineStats',
-  'gridChunks', 'gridSmallGroups',
-  'aboveThresholdChunks', 'combineAboveThreshold', 'ternaryChunks', 'ternarySmallGroups',
-  'binaryChunks', 'binarySmallGroups',
+  'checkFinite',
+  'chunkStats',
+  'combineStats',
+  'gridChunks',
+  'gridSmallGroups',
+  'aboveThresholdChunks',
+  'combineAboveThreshold',
+  'ternaryChunks',
+  'ternarySmallGroups',
+  'binaryChunks',
+  'binarySmallGroups',
 ] as const;
 export type KernelName = (typeof KERNEL_NAMES)[number];
 
@@ -67,9 +74,15 @@ export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly n
     const chunksPerGroup = small ? 1 : Math.ceil(groupSize / CHUNK_SIZE);
     const chunks = groupCount * chunksPerGroup;
     const layout: JobLayout = {
-      plan, base: bases[i]!, chunksPerGroup,
-      chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0,
-      prepare: [], write: [],
+      plan,
+      base: bases[i]!,
+      chunksPerGroup,
+      chunkStatsBase: 0,
+      groupStatsBase: 0,
+      thresholdChunkBase: 0,
+      thresholdGroupBase: 0,
+      prepare: [],
+      write: [],
     };
     const family: WriterFamily = bits >= 3 ? 'grid' : bits === 2 ? 'ternary' : 'binary';
     if (small) {
@@ -118,8 +131,8 @@ export function writeJob(view: DataView, index: number, job: JobLayout): void {
     [JobField.thresholdChunkBase]: job.thresholdChunkBase,
     [JobField.thresholdGroupBase]: job.thresholdGroupBase,
     [JobField.statusIndex]: index,
-    [JobField.flags]: (plan.asymmetric ? JobFlag.ASYMMETRIC : 0) | (plan.stochastic ? JobFlag.STOCHASTIC : 0) |
-      (plan.blend ? JobFlag.BLEND : 0) | (plan.bits <= 2 ? JobFlag.MEAN : 0) | (plan.full ? JobFlag.FULL : 0),
+    [JobField.flags]:
+      (plan.asymmetric ? JobFlag.ASYMMETRIC : 0) | (plan.stochastic ? JobFlag.STOCHASTIC : 0) | (plan.blend ? JobFlag.BLEND : 0) | (plan.bits <= 2 ? JobFlag.MEAN : 0) | (plan.full ? JobFlag.FULL : 0),
     [JobField.key]: plan.key >>> 0,
     [JobField.opaqueZero]: 0,
     [JobField.scaleFactor]: plan.asymmetric ? 1 / levels : 2 / levels,

@@ -5,9 +5,7 @@
 
 import { BackendError } from '../../errors.js';
 import { JOB_BYTES, KERNEL_NAMES, type KernelName } from './plan.js';
-import {
-  binaryWgsl, blendWgsl, gridWgsl, jobWgsl, roundingWgsl, statsSubgroupWgsl, statsWgsl, statsWorkgroupWgsl, ternaryWgsl,
-} from './shaders.generated.js';
+import { binaryWgsl, blendWgsl, gridWgsl, jobWgsl, roundingWgsl, statsSubgroupWgsl, statsWgsl, statsWorkgroupWgsl, ternaryWgsl } from './shaders.generated.js';
 
 // GPUShaderStage.COMPUTE, spelled out: in Node the GPU* globals exist only if the caller
 // installed them.
@@ -33,10 +31,7 @@ export interface ProgramSpec<Name extends string> {
 
 /** The whole module: every kernel family in one, so all pipelines share its bind group layout. */
 export function composeShaderSource(subgroups: boolean, extraParts: readonly string[] = []): string {
-  const parts = [
-    jobWgsl, roundingWgsl, blendWgsl, statsWgsl, subgroups ? statsSubgroupWgsl : statsWorkgroupWgsl,
-    gridWgsl, ternaryWgsl, binaryWgsl, ...extraParts,
-  ];
+  const parts = [jobWgsl, roundingWgsl, blendWgsl, statsWgsl, subgroups ? statsSubgroupWgsl : statsWorkgroupWgsl, gridWgsl, ternaryWgsl, binaryWgsl, ...extraParts];
   return (subgroups ? 'enable subgroups;\n\n' : '') + parts.join('\n');
 }
 
@@ -45,7 +40,9 @@ export function composeShaderSource(subgroups: boolean, extraParts: readonly str
  * the shader modules and pipelines made.
  */
 export async function createProgram<Name extends string = KernelName>(
-  device: GPUDevice, subgroups: boolean, created: { shaderModules: number; pipelines: number },
+  device: GPUDevice,
+  subgroups: boolean,
+  created: { shaderModules: number; pipelines: number },
   spec: ProgramSpec<Name> = { label: 'edge-moq kernels', entryPoints: KERNEL_NAMES as readonly string[] as readonly Name[] },
 ): Promise<Program<Name>> {
   device.pushErrorScope('validation');
@@ -55,9 +52,10 @@ export async function createProgram<Name extends string = KernelName>(
   const errors = info.messages.filter((m) => m.type === 'error');
   if (errors.length > 0) {
     await device.popErrorScope();
-    throw new BackendError('BACKEND_UNAVAILABLE',
-      `this WebGPU implementation rejected the ${spec.label} (${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}); ` +
-      `use a WebAssembly backend (kind: 'wasm-simd').`);
+    throw new BackendError(
+      'BACKEND_UNAVAILABLE',
+      `this WebGPU implementation rejected the ${spec.label} (${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}); use a WebAssembly backend (kind: 'wasm-simd').`,
+    );
   }
   const layout = device.createBindGroupLayout({
     label: spec.label,
@@ -70,13 +68,13 @@ export async function createProgram<Name extends string = KernelName>(
     ],
   });
   const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [layout] });
-  const entries = await Promise.all(spec.entryPoints.map(async (name) =>
-    [name, await device.createComputePipelineAsync({ label: name, layout: pipelineLayout, compute: { module, entryPoint: name } })] as const));
+  const entries = await Promise.all(
+    spec.entryPoints.map(async (name) => [name, await device.createComputePipelineAsync({ label: name, layout: pipelineLayout, compute: { module, entryPoint: name } })] as const),
+  );
   created.pipelines += entries.length;
   const error = await device.popErrorScope();
   if (error) {
-    throw new BackendError('BACKEND_UNAVAILABLE',
-      `could not build the WebGPU pipelines of the ${spec.label} (${error.message}); use a WebAssembly backend (kind: 'wasm-simd').`);
+    throw new BackendError('BACKEND_UNAVAILABLE', `could not build the WebGPU pipelines of the ${spec.label} (${error.message}); use a WebAssembly backend (kind: 'wasm-simd').`);
   }
   return { layout, pipelines: new Map(entries), subgroups };
 }

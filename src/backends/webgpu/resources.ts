@@ -49,7 +49,10 @@ export class GpuResources {
   private disposed = false;
 
   /** `onFail` hears the first failure (a lost device, a failed submission), once. */
-  constructor(readonly device: GPUDevice, private readonly onFail: (reason: string) => void) {}
+  constructor(
+    readonly device: GPUDevice,
+    private readonly onFail: (reason: string) => void,
+  ) {}
 
   /** Why the device stopped being used, or null while it is. */
   get failedBecause(): string | null {
@@ -73,9 +76,7 @@ export class GpuResources {
     have?.destroy();
     // Tensor-sized buffers fit; the small ones double, so a workload that varies settles quickly.
     const size = name === 'data' || name === 'codes' || name === 'readback' ? alignUp(bytes, 256) : 2 ** Math.ceil(Math.log2(Math.max(bytes, 256)));
-    const usage = name === 'readback' ? USAGE_MAP_READ | USAGE_COPY_DST
-      : name === 'params' ? USAGE_UNIFORM | USAGE_COPY_DST
-      : name === 'partials' ? USAGE_STORAGE : OUTPUT_USAGE;
+    const usage = name === 'readback' ? USAGE_MAP_READ | USAGE_COPY_DST : name === 'params' ? USAGE_UNIFORM | USAGE_COPY_DST : name === 'partials' ? USAGE_STORAGE : OUTPUT_USAGE;
     const buffer = this.device.createBuffer({ label: `edge-moq ${name}`, size, usage });
     this.counters.buffers++;
     this.pool.set(name, buffer);
@@ -191,9 +192,11 @@ export class GpuResources {
 }
 
 export function deviceLostError(reason: string): BackendError {
-  return new BackendError('DEVICE_LOST',
+  return new BackendError(
+    'DEVICE_LOST',
     `the WebGPU device is gone (${reason}), and the contents of its buffers with it; host arrays still work (on ` +
-    'WebAssembly). For GPU buffers, create a new device and backend (and packer) and upload the tensors again.');
+      'WebAssembly). For GPU buffers, create a new device and backend (and packer) and upload the tensors again.',
+  );
 }
 
 /**
@@ -212,8 +215,7 @@ export function checkBuffer(buffer: unknown, label: string, bytes: number, devic
     throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${b.mapState}: unmap it first.`);
   }
   if (b.size % 4 !== 0 || b.size > device.limits.maxStorageBufferBindingSize) {
-    throw new InvalidInputError('INVALID_ARGUMENT',
-      `${label} is ${b.size} bytes: it must be a multiple of 4, at most maxStorageBufferBindingSize; split the tensor.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${b.size} bytes: it must be a multiple of 4, at most maxStorageBufferBindingSize; split the tensor.`);
   }
   if (b.size < bytes) {
     throw new InvalidInputError('INVALID_ARGUMENT', `${label} is ${b.size} bytes, fewer than the ${bytes} it must hold.`);

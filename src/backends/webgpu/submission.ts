@@ -6,7 +6,10 @@ import { MAP_MODE_READ } from './flags.js';
 
 /** A device loss (`lost`) or a failed submission. */
 export class GpuFailure extends Error {
-  constructor(message: string, readonly lost: boolean) {
+  constructor(
+    message: string,
+    readonly lost: boolean,
+  ) {
     super(message);
   }
 }
@@ -30,8 +33,9 @@ async function withErrorScopes(device: GPUDevice, encode: () => void): Promise<{
   } catch (error) {
     encodeError = error;
   }
-  const caught: (GPUError | Error | null)[] = await Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
-    .catch((error: unknown) => [error instanceof Error ? error : new Error(String(error))]);
+  const caught: (GPUError | Error | null)[] = await Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()]).catch((error: unknown) => [
+    error instanceof Error ? error : new Error(String(error)),
+  ]);
   return { encodeError, errors: caught.filter((e): e is GPUError | Error => e !== null) };
 }
 
@@ -40,9 +44,7 @@ async function withErrorScopes(device: GPUDevice, encode: () => void): Promise<{
  * inside validation, out-of-memory and internal error scopes, then maps `bytes` of the
  * read-back and returns what `read` makes of them. `lost()` says whether the device is gone.
  */
-export async function submitAndRead<T>(
-  device: GPUDevice, bytes: number, encode: () => GPUBuffer, read: (mapped: ArrayBuffer) => T, lost: () => boolean,
-): Promise<T> {
+export async function submitAndRead<T>(device: GPUDevice, bytes: number, encode: () => GPUBuffer, read: (mapped: ArrayBuffer) => T, lost: () => boolean): Promise<T> {
   device.pushErrorScope('internal');
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
@@ -53,8 +55,9 @@ export async function submitAndRead<T>(
   } catch (error) {
     encodeError = error;
   }
-  const scopes: Promise<(GPUError | Error | null)[]> = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()])
-    .catch((error: unknown) => [error instanceof Error ? error : new Error(String(error))]);
+  const scopes: Promise<(GPUError | Error | null)[]> = Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()]).catch((error: unknown) => [
+    error instanceof Error ? error : new Error(String(error)),
+  ]);
   if (encodeError !== null || readback === undefined) {
     await scopes;
     throw new GpuFailure(`encoding failed: ${(encodeError as Error)?.message ?? String(encodeError)}`, lost());

@@ -15,7 +15,14 @@ export const NodeField = { INPUT: 1, OUTPUT: 2, NAME: 3, OP_TYPE: 4, ATTRIBUTE: 
 export const AttributeField = { NAME: 1, F: 2, I: 3, T: 5, G: 6, GRAPHS: 11, TYPE: 20 } as const;
 export const AttributeType = { FLOAT: 1, INT: 2, TENSOR: 4, GRAPH: 5, GRAPHS: 10 } as const;
 export const TensorField = {
-  DIMS: 1, DATA_TYPE: 2, FLOAT_DATA: 4, INT32_DATA: 5, NAME: 8, RAW_DATA: 9, EXTERNAL_DATA: 13, DATA_LOCATION: 14,
+  DIMS: 1,
+  DATA_TYPE: 2,
+  FLOAT_DATA: 4,
+  INT32_DATA: 5,
+  NAME: 8,
+  RAW_DATA: 9,
+  EXTERNAL_DATA: 13,
+  DATA_LOCATION: 14,
 } as const;
 export const EntryField = { KEY: 1, VALUE: 2 } as const;
 export const DATA_LOCATION_EXTERNAL = 1;
@@ -104,8 +111,12 @@ export class ExternalFiles {
 
   get(location: string, tensor: string): Promise<ByteSource> {
     if (!this.resolver) {
-      return Promise.reject(new FormatError(`tensor ${describeName(tensor)} keeps its data in the external file ${describeName(location)}; ` +
-        'pass externalData (a function from the location to a ByteSource: in Node, fileSource of the path beside the model).'));
+      return Promise.reject(
+        new FormatError(
+          `tensor ${describeName(tensor)} keeps its data in the external file ${describeName(location)}; ` +
+            'pass externalData (a function from the location to a ByteSource: in Node, fileSource of the path beside the model).',
+        ),
+      );
     }
     try {
       checkExternalLocation(location, tensor);
@@ -130,8 +141,10 @@ export class ExternalFiles {
       throw new FormatError(`tensor ${describeName(tensor.name)} [${tensor.dims.join(', ')}] needs ${expected} bytes, but its external data length is ${length}: the file is damaged.`);
     }
     if (ext.offset + length > source.size) {
-      throw new FormatError(`tensor ${describeName(tensor.name)}: external data [${ext.offset}, ${ext.offset + length}) lies beyond the end of ${describeName(ext.location)} ` +
-        `(${source.size} bytes): the data file is truncated or belongs to another model.`);
+      throw new FormatError(
+        `tensor ${describeName(tensor.name)}: external data [${ext.offset}, ${ext.offset + length}) lies beyond the end of ${describeName(ext.location)} ` +
+          `(${source.size} bytes): the data file is truncated or belongs to another model.`,
+      );
     }
     return { source, offset: ext.offset, length };
   }
@@ -270,13 +283,17 @@ export function readModel(bytes: Uint8Array): ModelHeader {
     throw new FormatError(`the file is not an ONNX model: it has no ${irVersion === null ? 'ir_version' : 'graph'}. Give the .onnx file the exporter wrote.`);
   }
   if (irVersion < IR_VERSIONS.min || irVersion > IR_VERSIONS.max) {
-    throw new FormatError(`the model's IR version is ${irVersion}; this quantizer writes models for onnxruntime 1.23, which loads IR versions ${IR_VERSIONS.min} to ${IR_VERSIONS.max}. ` +
-      'Convert it with onnx.version_converter, or export it again.');
+    throw new FormatError(
+      `the model's IR version is ${irVersion}; this quantizer writes models for onnxruntime 1.23, which loads IR versions ${IR_VERSIONS.min} to ${IR_VERSIONS.max}. ` +
+        'Convert it with onnx.version_converter, or export it again.',
+    );
   }
   const opset = opsets.get('');
   if (opset === undefined || opset < 1 || opset > MAX_DEFAULT_OPSET) {
-    throw new FormatError(`the model imports ${opset === undefined ? 'no default-domain opset' : `default-domain opset ${opset}`}; onnxruntime 1.23 runs opsets 1 to ${MAX_DEFAULT_OPSET}. ` +
-      'Convert it with onnx.version_converter, or export it again.');
+    throw new FormatError(
+      `the model imports ${opset === undefined ? 'no default-domain opset' : `default-domain opset ${opset}`}; onnxruntime 1.23 runs opsets 1 to ${MAX_DEFAULT_OPSET}. ` +
+        'Convert it with onnx.version_converter, or export it again.',
+    );
   }
   return { fields, irVersion, opsets, graph };
 }

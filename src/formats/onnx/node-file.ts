@@ -51,7 +51,9 @@ export async function quantizeOnnxFile(input: string, output: string, packer: Pa
     let dataDone = false;
     const deferred: ByteSink | null = data && {
       write: (chunk) => data.write(chunk),
-      close: async () => { dataDone = true; },
+      close: async () => {
+        dataDone = true;
+      },
       abort: () => data.abort(),
     };
     const result = await quantizeOnnx(bytes, options, {

@@ -46,8 +46,9 @@ export function readFields(bytes: Uint8Array, what: string): Field[] {
       fields.push({ number, wire, raw: bytes.subarray(start, reader.pos), payload: bytes.subarray(payloadStart, reader.pos) });
     }
   } catch (error) {
-    throw new FormatError(`${what} is not a valid protobuf message: ${(error as Error).message} at byte ${start}. ` +
-      'The file is not ONNX, or it is truncated or damaged; export the model again.', { cause: error });
+    throw new FormatError(`${what} is not a valid protobuf message: ${(error as Error).message} at byte ${start}. The file is not ONNX, or it is truncated or damaged; export the model again.`, {
+      cause: error,
+    });
   }
   return fields;
 }
@@ -131,7 +132,12 @@ export class MessageWriter {
 
   private header(number: number, length: number): this {
     if (length > 0xffff_ffff) throw new FormatError(`a protobuf message of ${length} bytes is over the format's 4 GiB limit; keep large tensors in external data.`);
-    return this.raw(Writer.create().uint32((number << 3) | Wire.LEN).uint32(length).finish());
+    return this.raw(
+      Writer.create()
+        .uint32((number << 3) | Wire.LEN)
+        .uint32(length)
+        .finish(),
+    );
   }
 
   bytes(number: number, value: Uint8Array): this {
@@ -143,7 +149,12 @@ export class MessageWriter {
   }
 
   int(number: number, value: number): this {
-    return this.raw(Writer.create().uint32((number << 3) | Wire.VARINT).int64(value).finish());
+    return this.raw(
+      Writer.create()
+        .uint32((number << 3) | Wire.VARINT)
+        .int64(value)
+        .finish(),
+    );
   }
 
   /** A repeated int64, packed. */

@@ -20,9 +20,28 @@ import type { Packer } from '../../packed/packer.js';
 import { compileRecipe, type CompiledRecipe, type Recipe, type RecipeRule } from '../recipe.js';
 import { decodeFloat32, encodeFloat32, type ByteSink } from '../safetensors.js';
 import {
-  AttributeField, AttributeType, DATA_LOCATION_EXTERNAL, DataType, ExternalFiles, FLOAT_BYTES, GraphField, attributeNumber, ModelField, NodeField,
-  OpsetField, TensorField, EntryField, elementCount, readFloatTensor, readModel, readNode, readTensor, valueInfoName,
-  type ExternalDataResolver, type NodeInfo, type TensorHeader,
+  AttributeField,
+  AttributeType,
+  DATA_LOCATION_EXTERNAL,
+  DataType,
+  ExternalFiles,
+  FLOAT_BYTES,
+  GraphField,
+  attributeNumber,
+  ModelField,
+  NodeField,
+  OpsetField,
+  TensorField,
+  EntryField,
+  elementCount,
+  readFloatTensor,
+  readModel,
+  readNode,
+  readTensor,
+  valueInfoName,
+  type ExternalDataResolver,
+  type NodeInfo,
+  type TensorHeader,
 } from './model.js';
 import { MessageWriter, bytesValue, readFields, type Field } from './proto.js';
 
@@ -110,8 +129,10 @@ function readSettings(options: QuantizeOnnxOptions): Settings {
   }
   const { bits = 4, blockSize = 32, type = 'symmetric', grid, accuracyLevel } = options;
   if (bits !== 4 && bits !== 8) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `bits must be 4 or 8 for MatMulNBits, got ${bits}: onnxruntime-web 1.23 runs no other width ` +
-      '(its wasm build refuses 2-bit MatMulNBits models).');
+    throw new InvalidInputError(
+      'INVALID_ARGUMENT',
+      `bits must be 4 or 8 for MatMulNBits, got ${bits}: onnxruntime-web 1.23 runs no other width (its wasm build refuses 2-bit MatMulNBits models).`,
+    );
   }
   if (!Number.isInteger(blockSize) || blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
     throw new InvalidInputError('INVALID_ARGUMENT', `blockSize must be a power of two of at least 16 (MatMulNBits' rule), got ${blockSize}.`);
@@ -122,7 +143,11 @@ function readSettings(options: QuantizeOnnxOptions): Settings {
     throw new InvalidInputError('INVALID_ARGUMENT', `accuracyLevel must be 0..4 (MatMulNBits' accuracy_level), got ${accuracyLevel}.`);
   }
   return {
-    bits, blockSize, type, grid, accuracyLevel,
+    bits,
+    blockSize,
+    type,
+    grid,
+    accuracyLevel,
     include: options.include === undefined ? null : compileNamePattern(options.include, 'include'),
     exclude: options.exclude === undefined ? null : compileNamePattern(options.exclude, 'exclude'),
     recipe: options.recipe === undefined ? null : compileRecipe(options.recipe, 'recipe'),
@@ -148,8 +173,10 @@ function settingsFor(settings: Settings, name: string): { settings: Settings; ru
     }
   }
   const merged = readSettings({
-    bits: rule.bits ?? settings.bits, blockSize: rule.groupSize ?? settings.blockSize, type: rule.type ?? settings.type,
-    ...(rule.grid ?? settings.grid ? { grid: (rule.grid ?? settings.grid)! } : {}),
+    bits: rule.bits ?? settings.bits,
+    blockSize: rule.groupSize ?? settings.blockSize,
+    type: rule.type ?? settings.type,
+    ...((rule.grid ?? settings.grid) ? { grid: (rule.grid ?? settings.grid)! } : {}),
     ...(settings.accuracyLevel !== undefined ? { accuracyLevel: settings.accuracyLevel } : {}),
   });
   return { settings: { ...merged, include: null, exclude: null, recipe: null }, rule: index };
@@ -170,7 +197,7 @@ export interface MatMulNBitsWeights {
 }
 
 /** The code of element `i` of a little-endian bit stream of `bits`-bit codes. */
-const codeAt = (codes: Uint8Array, i: number, bits: number) => bits === 8 ? codes[i]! : (codes[i >> 1]! >> ((i & 1) * 4)) & 15;
+const codeAt = (codes: Uint8Array, i: number, bits: number) => (bits === 8 ? codes[i]! : (codes[i >> 1]! >> ((i & 1) * 4)) & 15);
 
 /**
  * B [K, N] (row-major float32) dequantized from MatMulNBits weights, [K, N] again.
@@ -243,8 +270,10 @@ async function packWeights(values: Float32Array, k: number, n: number, transpose
       const zp = zeroPointOf(g);
       if (zp < 0 || zp >= 2 ** bits) {
         // Only a block whose range nears float32's limit (packed at half scale) gets here.
-        throw new InvalidInputError('INVALID_ARGUMENT', `${label}: block ${block} of column ${col} needs zero point ${zp}, outside MatMulNBits' ` +
-          `0..${2 ** bits - 1}; quantize it symmetric (type 'symmetric'), or exclude it.`);
+        throw new InvalidInputError(
+          'INVALID_ARGUMENT',
+          `${label}: block ${block} of column ${col} needs zero point ${zp}, outside MatMulNBits' ` + `0..${2 ** bits - 1}; quantize it symmetric (type 'symmetric'), or exclude it.`,
+        );
       }
       // A constant group stores its value as the zero point with codes 0: (0 − 1)·(−c) = c.
       if (scales[g] === 0) scales[g] = -zeros[g]!;
@@ -285,8 +314,7 @@ interface Quantized {
   external: boolean;
 }
 
-const attributeInt = (name: string, value: number) => new MessageWriter()
-  .string(AttributeField.NAME, name).int(AttributeField.I, value).int(AttributeField.TYPE, AttributeType.INT);
+const attributeInt = (name: string, value: number) => new MessageWriter().string(AttributeField.NAME, name).int(AttributeField.I, value).int(AttributeField.TYPE, AttributeType.INT);
 
 class Rewriter {
   readonly reports: OnnxMatMulReport[] = [];
@@ -296,7 +324,10 @@ class Rewriter {
   /** The names of every B quantized so far, in any graph. */
   private readonly quantizedSources = new Set<string>();
 
-  constructor(private readonly settings: Settings, private readonly io: QuantizeOnnxIo) {
+  constructor(
+    private readonly settings: Settings,
+    private readonly io: QuantizeOnnxIo,
+  ) {
     this.files = new ExternalFiles(io.externalData);
   }
 
@@ -337,7 +368,7 @@ class Rewriter {
       if (graphInputs.has(name)) return null;
       const tensor = initializers.get(name) ?? constants.get(name)?.tensor;
       if (tensor) return tensor;
-      return nodeOutputs.has(name) ? null : outer?.(name) ?? null;
+      return nodeOutputs.has(name) ? null : (outer?.(name) ?? null);
     };
     const candidate = (node: NodeInfo): Candidate | null => {
       if (node.domain !== '' && node.domain !== 'ai.onnx') return null;
@@ -419,7 +450,9 @@ class Rewriter {
     const out = new MessageWriter();
     let nodesWritten = false;
     let lastInitializer = -1;
-    fields.forEach((f, i) => { if (f.number === GraphField.INITIALIZER) lastInitializer = i; });
+    fields.forEach((f, i) => {
+      if (f.number === GraphField.INITIALIZER) lastInitializer = i;
+    });
     const newInitializers = async () => {
       for (const q of quantized.values()) await this.writeQuantized(out, q);
     };
@@ -514,10 +547,19 @@ class Rewriter {
     const names = { b: this.fresh(`${c.weight}${suffix}`), scales: this.fresh(`${c.weight}_scales`), zeroPoints: type === 'asymmetric' ? this.fresh(`${c.weight}_zero_points`) : '' };
     const scaleBytes = FLOAT_BYTES[dtype]!;
     this.reports.push({
-      node: node.name, op: node.opType as OnnxMatMulReport['op'], weight: c.weight, shape: c.gather ? [n, k] : [k, n], dtype: dtype === DataType.FLOAT ? 'FLOAT' : 'FLOAT16', bits, blockSize, type,
+      node: node.name,
+      op: node.opType as OnnxMatMulReport['op'],
+      weight: c.weight,
+      shape: c.gather ? [n, k] : [k, n],
+      dtype: dtype === DataType.FLOAT ? 'FLOAT' : 'FLOAT16',
+      bits,
+      blockSize,
+      type,
       bytesIn: values.length * scaleBytes,
       bytesOut: weights.b.length + weights.scales.length * scaleBytes + (weights.zeroPoints?.length ?? 0),
-      maxAbsError: max, rmsError: Math.sqrt(sum / values.length), ...(c.rule === undefined ? {} : { rule: c.rule }),
+      maxAbsError: max,
+      rmsError: Math.sqrt(sum / values.length),
+      ...(c.rule === undefined ? {} : { rule: c.rule }),
     });
     return { source: c.weight, gather: c.gather, weights, names, dtype, external: c.tensor.external !== null };
   }
@@ -529,8 +571,11 @@ class Rewriter {
     out.string(NodeField.OUTPUT, output);
     if (node.name) out.string(NodeField.NAME, `${node.name}_Q${bits}`);
     out.string(NodeField.OP_TYPE, 'MatMulNBits');
-    out.message(NodeField.ATTRIBUTE, attributeInt('K', k)).message(NodeField.ATTRIBUTE, attributeInt('N', n))
-      .message(NodeField.ATTRIBUTE, attributeInt('bits', bits)).message(NodeField.ATTRIBUTE, attributeInt('block_size', blockSize));
+    out
+      .message(NodeField.ATTRIBUTE, attributeInt('K', k))
+      .message(NodeField.ATTRIBUTE, attributeInt('N', n))
+      .message(NodeField.ATTRIBUTE, attributeInt('bits', bits))
+      .message(NodeField.ATTRIBUTE, attributeInt('block_size', blockSize));
     if (this.settings.accuracyLevel !== undefined) out.message(NodeField.ATTRIBUTE, attributeInt('accuracy_level', this.settings.accuracyLevel));
     out.string(NodeField.DOMAIN, 'com.microsoft');
     return out;
@@ -542,8 +587,11 @@ class Rewriter {
     for (const o of node.outputs) out.string(NodeField.OUTPUT, o);
     if (node.name) out.string(NodeField.NAME, `${node.name}_Q${bits}`);
     out.string(NodeField.OP_TYPE, 'GatherBlockQuantized');
-    out.message(NodeField.ATTRIBUTE, attributeInt('gather_axis', 0)).message(NodeField.ATTRIBUTE, attributeInt('quantize_axis', 1))
-      .message(NodeField.ATTRIBUTE, attributeInt('block_size', blockSize)).message(NodeField.ATTRIBUTE, attributeInt('bits', bits));
+    out
+      .message(NodeField.ATTRIBUTE, attributeInt('gather_axis', 0))
+      .message(NodeField.ATTRIBUTE, attributeInt('quantize_axis', 1))
+      .message(NodeField.ATTRIBUTE, attributeInt('block_size', blockSize))
+      .message(NodeField.ATTRIBUTE, attributeInt('bits', bits));
     return out.string(NodeField.DOMAIN, 'com.microsoft');
   }
 
@@ -568,8 +616,10 @@ class Rewriter {
   private async external(t: MessageWriter, length: number, write: (sink: ByteSink) => Promise<void>): Promise<void> {
     const target = this.io.externalDataOut;
     if (!target) {
-      throw new InvalidInputError('INVALID_ARGUMENT', 'the model keeps weights in external data, and so will the output: pass externalDataOut ' +
-        '({ location, sink }: the data file\'s name beside the output model, and a sink that writes it).');
+      throw new InvalidInputError(
+        'INVALID_ARGUMENT',
+        'the model keeps weights in external data, and so will the output: pass externalDataOut ' + "({ location, sink }: the data file's name beside the output model, and a sink that writes it).",
+      );
     }
     const entry = (key: string, value: string) => new MessageWriter().string(EntryField.KEY, key).string(EntryField.VALUE, value);
     const offset = this.externalOffset;

@@ -51,7 +51,9 @@ export function weightsFileFor(jsonName: string): string {
  * @throws InvalidInputError naming a packed weight the model lacks or that does not match its spec
  */
 export async function packArtifacts(
-  artifacts: ArtifactsLike, packed: ReadonlyMap<string, { packed: PackedTensor; axis?: number }>, options: { weightsPath?: string } = {},
+  artifacts: ArtifactsLike,
+  packed: ReadonlyMap<string, { packed: PackedTensor; axis?: number }>,
+  options: { weightsPath?: string } = {},
 ): Promise<{ modelJson: TfjsModelJson; weights: Uint8Array }> {
   const weightsPath = options.weightsPath ?? weightsFileFor('model.json');
   checkWeightsPath(weightsPath);
@@ -78,8 +80,10 @@ export async function packArtifacts(
     validatePacked(p, `packed "${spec.name}"`);
     const length = spec.shape.reduce((a, b) => a * b, 1);
     if (spec.dtype !== 'float32' || spec.quantization || p.length !== length) {
-      throw new InvalidInputError('INVALID_ARGUMENT',
-        `packed "${spec.name}" holds ${p.length} values, but the weight is ${spec.dtype}${spec.quantization ? ` (tfjs ${spec.quantization.dtype})` : ''} [${spec.shape.join(', ')}]: only a float32 weight's own values can be packed.`);
+      throw new InvalidInputError(
+        'INVALID_ARGUMENT',
+        `packed "${spec.name}" holds ${p.length} values, but the weight is ${spec.dtype}${spec.quantization ? ` (tfjs ${spec.quantization.dtype})` : ''} [${spec.shape.join(', ')}]: only a float32 weight's own values can be packed.`,
+      );
     }
     const names = packedNames(spec.name);
     tensors.push({ name: names.codes, dtype: 'U8', shape: [p.codes.length], data: p.codes });
@@ -111,11 +115,17 @@ export async function unpackModel(model: TfjsModelJson, weights: ByteSource, pac
   const specs = weightSpecs(model).map(originalSpec);
   await checkWeightsFile(await openSafetensors(weights), specs, model.weightsManifest[0]!.paths[0]!);
   const chunks: Uint8Array[] = [];
-  await dequantizeSafetensors(weights, {
-    async write(bytes) { chunks.push(bytes.slice()); },
-    async close() {},
-    async abort() {},
-  }, packer);
+  await dequantizeSafetensors(
+    weights,
+    {
+      async write(bytes) {
+        chunks.push(bytes.slice());
+      },
+      async close() {},
+      async abort() {},
+    },
+    packer,
+  );
   const file = joinBuffers(chunks.map((c) => c.buffer as ArrayBuffer));
   const plain = await openSafetensors(memorySource(file));
   // Written in manifest order, each in its stored dtype: the data area is tfjs's weight buffer.
@@ -129,7 +139,8 @@ export async function unpackModel(model: TfjsModelJson, weights: ByteSource, pac
 /** An unpacked model's artifacts from its shards' bytes (checked against the manifest). */
 export async function plainArtifacts(model: TfjsModelJson, shards: ReadonlyMap<string, Uint8Array>): Promise<ArtifactsLike> {
   const groups = model.weightsManifest.map((group) => ({
-    specs: group.weights, paths: group.paths,
+    specs: group.weights,
+    paths: group.paths,
     shards: group.paths.map((path) => memorySource(shards.get(path)!)),
   }));
   await weightsView(groups);
@@ -147,8 +158,7 @@ export async function checkWeightsFile(file: SafetensorsFile, specs: readonly Tf
   const packed = new Map(layout.packed.map((p) => [p.name, p]));
   const plain = new Map(layout.plain.map((t) => [t.name, t]));
   const order = new Map(file.tensors.map((t, i) => [t.name, i]));
-  const disagree = (what: string) =>
-    new FormatError(`"${path}" does not match the model.json beside it: ${what}. The files come from different runs; quantize the model again.`);
+  const disagree = (what: string) => new FormatError(`"${path}" does not match the model.json beside it: ${what}. The files come from different runs; quantize the model again.`);
   if (packed.size + plain.size !== specs.length) throw disagree(`it holds ${packed.size + plain.size} weights, the manifest lists ${specs.length}`);
   let position = -1;
   for (const spec of specs) {

@@ -131,9 +131,11 @@ export function checkTfjsModel(value: unknown, what: string): TfjsModelJson {
   for (const spec of weightSpecs(model)) {
     const isPackedSpec = spec.quantization?.dtype === (PACKED_QUANTIZATION as string);
     if (packed !== isPackedSpec) {
-      throw new FormatError(packed
-        ? `${what} says it is packed by edge-moq, but weight "${spec.name}" has no edge-moq quantization: the file was edited; quantize the original model again.`
-        : `${what}: weight "${spec.name}" has edge-moq quantization, but the model lacks "edgeMoq": {"format": "${PACKED_TFJS_FORMAT}"}: the file was edited.`);
+      throw new FormatError(
+        packed
+          ? `${what} says it is packed by edge-moq, but weight "${spec.name}" has no edge-moq quantization: the file was edited; quantize the original model again.`
+          : `${what}: weight "${spec.name}" has edge-moq quantization, but the model lacks "edgeMoq": {"format": "${PACKED_TFJS_FORMAT}"}: the file was edited.`,
+      );
     }
   }
   if (packed && (manifest.length !== 1 || (manifest[0] as TfjsWeightGroup).paths.length !== 1)) {
@@ -150,8 +152,7 @@ export function checkTfjsModel(value: unknown, what: string): TfjsModelJson {
  */
 export function checkShardPath(path: unknown, at: string): void {
   if (typeof path !== 'string' || path === '') throw new FormatError(`${at} must be a non-empty file name, got ${describeValue(path)}.`);
-  const outside = path.startsWith('/') || /[\\\0%?#]/.test(path) || /^[a-z][a-z0-9+.-]*:/i.test(path)
-    || path.split('/').some((segment) => segment === '..' || segment === '');
+  const outside = path.startsWith('/') || /[\\\0%?#]/.test(path) || /^[a-z][a-z0-9+.-]*:/i.test(path) || path.split('/').some((segment) => segment === '..' || segment === '');
   if (outside) {
     throw new FormatError(`${at} is ${describeValue(path)}: shard paths must be relative names inside the model's folder (no absolute path, "..", "//", "\\", "%", "?", "#" or scheme).`);
   }

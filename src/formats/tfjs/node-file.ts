@@ -57,7 +57,7 @@ export async function quantizeTfjsFile(input: string, output: string, packer: Pa
   const sources: FileSource[] = [source];
   const opened = new Map<string, FileSource>();
   const open = async (path: string) => {
-    const shard = opened.get(path) ?? await fileSource(join(dirname(input), path));
+    const shard = opened.get(path) ?? (await fileSource(join(dirname(input), path)));
     if (!opened.has(path)) sources.push(shard);
     opened.set(path, shard);
     return shard;
@@ -77,7 +77,13 @@ export async function quantizeTfjsFile(input: string, output: string, packer: Pa
     await checkOutputFile(weightsPath, { distinctFrom: sources });
     const weights = atomicFileSink(weightsPath, { distinctFrom: sources });
     let weightsDone = false;
-    const deferred: ByteSink = { write: (bytes) => weights.write(bytes), close: async () => { weightsDone = true; }, abort: () => weights.abort() };
+    const deferred: ByteSink = {
+      write: (bytes) => weights.write(bytes),
+      close: async () => {
+        weightsDone = true;
+      },
+      abort: () => weights.abort(),
+    };
     const result = await quantizeTfjsModel(model, open, deferred, packer, options, weightsName);
     await writeJsonLast(output, result.modelJson, sources, [{ sink: weights, done: weightsDone }]);
     return { ...result, weightsPath };
@@ -193,7 +199,7 @@ function shardSplitter(shards: { sink: ByteSink; done: boolean }[], shardBytes: 
   let skip = -1;
   let written = 0;
   const put = async (bytes: Uint8Array) => {
-    for (let at = 0; at < bytes.length;) {
+    for (let at = 0; at < bytes.length; ) {
       const shard = Math.floor(written / shardBytes);
       const take = Math.min(bytes.length - at, (shard + 1) * shardBytes - written);
       await shards[shard]!.sink.write(bytes.subarray(at, at + take));

@@ -9,10 +9,7 @@ import type { Packer } from '../../packed/packer.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeReport } from '../quantize-file.js';
 import type { ByteSink, ByteSource } from '../safetensors.js';
 import { channelAxes } from './channel-axis.js';
-import {
-  isPackedTfjsModel, originalSpec, PACKED_QUANTIZATION, PACKED_TFJS_FORMAT, weightSpecs,
-  type PackedWeightSpec, type TfjsModelJson, type TfjsWeightSpec,
-} from './model-json.js';
+import { isPackedTfjsModel, originalSpec, PACKED_QUANTIZATION, PACKED_TFJS_FORMAT, weightSpecs, type PackedWeightSpec, type TfjsModelJson, type TfjsWeightSpec } from './model-json.js';
 import { dtypeLabel, weightsView, type ShardGroup } from './weights-view.js';
 
 /** Opens a shard (or a packed model's weights file) by its manifest path. */
@@ -27,9 +24,7 @@ export interface QuantizeTfjsResult {
  * Packs `model`'s float weights into `sink` (the weights file, to be stored at `weightsPath`
  * beside the model.json) and returns the packed model.json. The sink is aborted on any error.
  */
-export async function quantizeTfjsModel(
-  model: TfjsModelJson, open: ShardOpener, sink: ByteSink, packer: Packer, options: QuantizeFileOptions, weightsPath: string,
-): Promise<QuantizeTfjsResult> {
+export async function quantizeTfjsModel(model: TfjsModelJson, open: ShardOpener, sink: ByteSink, packer: Packer, options: QuantizeFileOptions, weightsPath: string): Promise<QuantizeTfjsResult> {
   let source: ByteSource;
   let specs: TfjsWeightSpec[];
   try {
@@ -44,8 +39,12 @@ export async function quantizeTfjsModel(
   const byName = new Map(specs.map((s) => [s.name, s]));
   report.tensors = report.tensors.map((t) => {
     const spec = byName.get(t.name)!;
-    const reason = t.packed || !t.reason?.endsWith('is not a float dtype') ? t.reason : spec.quantization && spec.quantization.dtype !== 'float16'
-      ? `already quantized by tfjs (${spec.quantization.dtype})` : `${spec.dtype} is not a float type`;
+    const reason =
+      t.packed || !t.reason?.endsWith('is not a float dtype')
+        ? t.reason
+        : spec.quantization && spec.quantization.dtype !== 'float16'
+          ? `already quantized by tfjs (${spec.quantization.dtype})`
+          : `${spec.dtype} is not a float type`;
     return { ...t, dtype: dtypeLabel(spec), shape: spec.shape, ...(reason === undefined ? {} : { reason }) };
   });
   return { modelJson: packedModelJson(model, specs, weightsPath), report };

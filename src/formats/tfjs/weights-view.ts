@@ -15,11 +15,15 @@ export function storedAs(spec: TfjsWeightSpec, byteLength: number): { dtype: Dty
   if (q === 'uint8') return { dtype: 'U8', shape: spec.shape };
   if (q === 'uint16') return { dtype: 'U16', shape: spec.shape };
   switch (spec.dtype) {
-    case 'float32': return { dtype: 'F32', shape: spec.shape };
-    case 'int32': return { dtype: 'I32', shape: spec.shape };
-    case 'bool': return { dtype: 'BOOL', shape: spec.shape };
+    case 'float32':
+      return { dtype: 'F32', shape: spec.shape };
+    case 'int32':
+      return { dtype: 'I32', shape: spec.shape };
+    case 'bool':
+      return { dtype: 'BOOL', shape: spec.shape };
     // Length-prefixed strings and interleaved complex pairs are kept byte for byte.
-    default: return { dtype: 'U8', shape: [byteLength] };
+    default:
+      return { dtype: 'U8', shape: [byteLength] };
   }
 }
 
@@ -99,8 +103,10 @@ export async function weightsView(groups: readonly ShardGroup[]): Promise<Weight
       offset += length;
     }
     if (offset !== data.size) {
-      throw new FormatError(`the shards ${group.paths.map((p) => `"${p}"`).join(', ')} hold ${data.size} bytes but their weights in the manifest take ${offset}: ` +
-        'the shards belong to another model or were changed; convert the model again.');
+      throw new FormatError(
+        `the shards ${group.paths.map((p) => `"${p}"`).join(', ')} hold ${data.size} bytes but their weights in the manifest take ${offset}: ` +
+          'the shards belong to another model or were changed; convert the model again.',
+      );
     }
     shards.push(...group.shards);
   }
