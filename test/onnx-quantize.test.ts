@@ -350,8 +350,8 @@ describe('reading and writing ONNX', () => {
     const c: Case = { m: 2, k: 32, n: 8, options: {} };
     const b = randomTensor(c.k * c.n, 10);
     const typed = matMulGraph(c, b);
-    typed.initializers[0]!.raw = undefined;
-    (typed.initializers[0] as { floats?: number[] }).floats = Array.from(b);
+    delete typed.initializers[0]!.raw;
+    (typed.initializers[0] as unknown as { floats?: number[] }).floats = Array.from(b);
     const packer = packers[0]!.packer;
     const fromTyped = await quantizeOnnx(model(typed), {}, { packer });
     const fromRaw = await quantizeOnnx(model(matMulGraph(c, b)), {}, { packer });

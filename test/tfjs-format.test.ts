@@ -235,7 +235,7 @@ describe('every kind of tfjs weight', () => {
     // The float16 weight comes back as float16 bytes, its 8-bit values exactly representable there.
     const plain = fresh('kinds-plain');
     expect((await runCli(['dequantize', join(out, 'model.json'), '-o', join(plain, 'model.json'), '--quiet'])).code).toBe(0);
-    const stock = await stockFiles(join(plain, 'model.json')).load();
+    const stock = await stockFiles(join(plain, 'model.json')).load!();
     expect(new Uint8Array(stock.weightData as ArrayBuffer)).toEqual(data);
   });
 });
