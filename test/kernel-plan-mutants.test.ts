@@ -57,6 +57,7 @@ describe('planFakeQuantizeLength: the plan', () => {
   // Keys computed by hand from noise.ts's murmur3 finalizer chain.
   it.each([
     [{}, 0xce9b2364],
+    [{ seed: 0, step: 0, tensorId: 0 }, 0xce9b2364],
     [{ seed: 0xffffffff }, 0x87714856],
     [{ seed: 7, step: 3, tensorId: 5 }, 0x137c7584],
     [{ seed: 0xffffffff, step: 0xffffffff, tensorId: 0xffffffff }, 0x89e740d6],
