@@ -271,16 +271,17 @@ function contract(implementation: Implementation): void {
       }
     });
 
-    it.skipIf(!implementation.keepsSubnormals)('a group whose scale underflows is left as it is, and packs exactly', async () => {
-      const { input, scale, options: all } = CASES.subnormals.underflow;
-      const x = caseValues(input);
-      for (const options of all) {
-        const packed = await under.packer.pack(x, options);
-        expect(packed.scales[0]).toBe(caseValue(scale));
-        expect(await under.packer.unpack(packed)).toEqual(x);
-        expect(await under.backend.fakeQuantize(x.slice(), options)).toEqual(x);
-      }
-    });
+    if (implementation.keepsSubnormals)
+      it('a group whose scale underflows is left as it is, and packs exactly', async () => {
+        const { input, scale, options: all } = CASES.subnormals.underflow;
+        const x = caseValues(input);
+        for (const options of all) {
+          const packed = await under.packer.pack(x, options);
+          expect(packed.scales[0]).toBe(caseValue(scale));
+          expect(await under.packer.unpack(packed)).toEqual(x);
+          expect(await under.backend.fakeQuantize(x.slice(), options)).toEqual(x);
+        }
+      });
   });
 
   describe('bad input: a typed error, and nothing touched', () => {
