@@ -51,7 +51,12 @@ const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM
 const page = await browser.newPage();
 await page.goto(`${server.url}/`);
 
-/** One run in the page: choose the files (if new), click Quantize, wait for the links or an error. */
+/**
+ * One run in the page: click Quantize, wait for the links or an error.
+ * @param {string[]} files
+ * @param {string} backend
+ * @returns {Promise<number>} ms from the click to the links
+ */
 async function pageRun(files, backend, timeout = 600_000) {
   await page.selectOption('#backend', backend);
   await page.fill('#bits', '4');
@@ -72,14 +77,19 @@ async function pageRun(files, backend, timeout = 600_000) {
   return ms;
 }
 
+/** @param {string[]} files */
 async function choose(files) {
   await page.setInputFiles('#files', files);
-  await page.waitForFunction(() => !document.querySelector('#quantize').disabled && document.querySelector('#downloads a[download]') === null);
+  await page.waitForFunction(() => !(/** @type {HTMLButtonElement} */ (document.querySelector('#quantize')).disabled) && document.querySelector('#downloads a[download]') === null);
 }
 
 // The CLI's WebGPU is Dawn (npm webgpu) on the SwiftShader Vulkan driver Chromium ships.
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
+/**
+ * @param {(typeof MODELS)[number]} model
+ * @returns {number} ms for the whole process
+ */
 function cliRun(model, backend = 'auto') {
   const env = backend === 'webgpu' && existsSync(SWIFTSHADER_ICD) ? { ...process.env, VK_ICD_FILENAMES: SWIFTSHADER_ICD } : process.env;
   const t0 = performance.now();
@@ -92,6 +102,7 @@ const rows = [];
 // BENCH_RUNS=0: the largest file only.
 for (const model of RUNS > 0 ? MODELS : []) {
   await choose(model.files);
+  /** @type {Record<string, number>} */
   const times = {};
   for (const backend of backends) {
     const samples = [];
@@ -119,6 +130,7 @@ const largest = join(scratch, 'largest.safetensors');
 const tensors = Math.max(1, Math.round(LARGEST_MB / 16));
 const matrix = new Float32Array(1024 * 4096);
 for (let i = 0; i < matrix.length; i++) matrix[i] = Math.sin(i * 0.37) * (1 + (i % 7));
+/** @type {Record<string, unknown>} */
 const header = { __metadata__: { format: 'pt' } };
 for (let k = 0; k < tensors; k++) header[`blocks.${k}.weight`] = { dtype: 'F32', shape: [1024, 4096], data_offsets: [k * matrix.byteLength, (k + 1) * matrix.byteLength] };
 let json = JSON.stringify(header);
@@ -132,7 +144,7 @@ for (let k = 0; k < tensors; k++) writeSync(fd, new Uint8Array(matrix.buffer));
 closeSync(fd);
 await choose([largest]);
 const largestMs = await pageRun([largest], 'wasm-simd');
-const sizes = await page.$$eval('#downloads a[download]', (links) => links.map((a) => `${a.download} (${a.querySelector('.file-size')?.textContent ?? '?'})`));
+const sizes = await page.$$eval('#downloads a[download]', (links) => links.map((a) => `${/** @type {HTMLAnchorElement} */ (a).download} (${a.querySelector('.file-size')?.textContent ?? '?'})`));
 console.log(
   `\nlargest file tried in the page: ${tensors * 16} MiB safetensors (${tensors} tensors of 1024×4096 float32), 4 bits on wasm-simd: ${(largestMs / 1000).toFixed(1)} s; downloads: ${sizes.join(', ')}`,
 );

@@ -46,7 +46,9 @@ async function child() {
     const outputBytes = flags.child === 'copy' ? statSync(input).size : Number(process.env.FLOOR_OUTPUT_BYTES);
     copyBytes(input, output, outputBytes);
   } else {
-    const { quantizeSafetensorsFile } = await import('../dist/bundles/node.js');
+    // The bundle, as users run it; typed by the matching dist/ entry (bundles carry no .d.ts).
+    /** @type {typeof import('../dist/node.js')} */
+    const { quantizeSafetensorsFile } = await import(new URL('../dist/bundles/node.js', import.meta.url).href);
     const chunk = flags['chunk-kib'] === undefined ? {} : { chunkBytes: Number(flags['chunk-kib']) * 1024 };
     const report = await quantizeSafetensorsFile(input, output, { bits: Number(flags.bits), workers: Number(flags.child), ...chunk });
     detail = { workers: report.workers, backend: report.backend, bytesOut: report.bytesOut };
@@ -78,13 +80,14 @@ function copyBytes(input, output, outputBytes) {
   closeSync(to);
 }
 
-/** The input: `count` F32 tensors of ROWS×COLUMNS, values from a fixed generator, written chunk by chunk. */
 /**
+ * The input: `count` F32 tensors of ROWS×COLUMNS, values from a fixed generator, written chunk by chunk.
  * @param {string} path
  * @param {number} count
  */
 async function writeInput(path, count) {
-  const { layoutSafetensors } = await import('../dist/bundles/packed.js');
+  /** @type {typeof import('../dist/packed/index.js')} */
+  const { layoutSafetensors } = await import(new URL('../dist/bundles/packed.js', import.meta.url).href);
   const layout = layoutSafetensors(Array.from({ length: count }, (_, i) => ({ name: `layers.${i}.weight`, dtype: 'F32', shape: [ROWS, COLUMNS] })));
   const file = openSync(path, 'w');
   writeSync(file, layout.header);

@@ -7,13 +7,18 @@
 import { GROUP, N, VARIANTS, median, weights } from './workload.mjs';
 
 const args = process.argv.slice(2);
+/**
+ * @param {string} name
+ * @param {string} [fallback]
+ * @returns {string | undefined}
+ */
 const arg = (name, fallback) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : fallback;
 };
 const ROUNDS = Number(process.env.BENCH_RUNS ?? 9);
-const builds = arg('builds', 'simd,scalar').split(',');
-const only = new Set(arg('only', 'host,tensor,into').split(','));
+const builds = /** @type {('simd' | 'scalar')[]} */ (arg('builds', 'simd,scalar')?.split(',') ?? []);
+const only = new Set(arg('only', 'host,tensor,into')?.split(','));
 const variantFilter = arg('variants');
 
 const sources = [['new', new URL('../dist/backends/wasm/backend.js', import.meta.url).href]];
@@ -23,6 +28,7 @@ if (baseline) sources.unshift(['old', `file://${baseline}/dist/backends/wasm/bac
 const original = weights();
 const copy = new Float32Array(N);
 const into = new Float32Array(N);
+/** @type {{ tag: string, prepare: () => void, run: () => void }[]} */
 const cases = [];
 for (const [label, url] of sources) {
   const { WasmBackend } = await import(url);
@@ -46,6 +52,7 @@ for (const [label, url] of sources) {
 
 // CPU time of this process, not wall time: with more runnable threads than cores here, wall
 // time mostly measures the scheduler.
+/** @param {() => void} fn */
 const time = (fn) => {
   globalThis.gc?.();
   const t0 = process.cpuUsage();
@@ -53,7 +60,8 @@ const time = (fn) => {
   const t = process.cpuUsage(t0);
   return (t.user + t.system) / 1000;
 };
-const ratios = cases.map(() => []);
+const ratios = cases.map(() => /** @type {number[]} */ ([]));
+/** @type {number[]} */
 const floors = [];
 for (let r = 0; r < ROUNDS + 1; r++) {
   const floor = time(() => copy.set(original));

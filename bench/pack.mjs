@@ -13,6 +13,7 @@ import { N, median, weights } from './workload.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 const FILE_TENSORS = Number(process.env.BENCH_FILE_TENSORS ?? 16); // × 64 MiB
+/** @type {[string, import('../dist/index.js').FakeQuantizeOptions][]} */
 const VARIANTS = [
   ['symmetric 8-bit, groups of 128', { bits: 8, groupSize: 128 }],
   ['symmetric 4-bit, groups of 32', { bits: 4, groupSize: 32 }],
@@ -22,6 +23,10 @@ const VARIANTS = [
   ['binary, groups of 128', { bits: 1, groupSize: 128 }],
 ];
 
+/**
+ * @param {() => void} prepare
+ * @param {() => void} fn
+ */
 function time(prepare, fn) {
   const samples = [];
   for (let r = 0; r < RUNS + 2; r++) {

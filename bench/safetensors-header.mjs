@@ -9,8 +9,10 @@ import { parseStrictJson } from '../dist/formats/strict-json.js';
 const TENSORS = Number(process.env.BENCH_TENSORS ?? 100_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 
+/** @param {number[]} values */
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+/** @param {() => unknown} fn */
 async function time(fn) {
   const samples = [];
   // Two warm-up runs, then the median of RUNS.
@@ -22,6 +24,7 @@ async function time(fn) {
   return median(samples);
 }
 
+/** @type {import('../dist/formats/safetensors.js').TensorSpec[]} */
 const specs = Array.from({ length: TENSORS }, (_, i) => ({
   name: `model.layers.${Math.floor(i / 7)}.${['q', 'k', 'v', 'o', 'gate', 'up', 'down'][i % 7]}_proj.weight`,
   dtype: 'F32',
@@ -31,11 +34,16 @@ const layout = layoutSafetensors(specs, { format: 'pt' });
 const bytes = new Uint8Array(layout.size);
 bytes.set(layout.header);
 const text = new TextDecoder().decode(layout.header.subarray(8));
+/**
+ * @param {string} problem
+ * @param {number} index
+ */
 const fail = (problem, index) => {
   throw new Error(`${problem} at ${index}`);
 };
 
 const file = await openSafetensors(memorySource(bytes));
+/** @type {[string, number][]} */
 const rows = [
   ['JSON.parse', await time(() => JSON.parse(text))],
   ['parseStrictJson', await time(() => parseStrictJson(text, fail))],

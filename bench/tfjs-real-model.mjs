@@ -33,10 +33,25 @@ setWasmPaths(`${join(root, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', '
 await tf.setBackend('wasm');
 
 const gallery = real.galleryFaces();
+/** @param {number} bytes */
 const kb = (bytes) => `${(bytes / 1024).toFixed(1)} KB`;
 const cpus = os.cpus().length;
 
-/** What each table measures: how a model's outputs are read and compared with the float model's. */
+/**
+ * @typedef {object} ModelSpec
+ * @property {string} title
+ * @property {string} path
+ * @property {import('@tensorflow/tfjs').Tensor} input
+ * @property {(model: import('@tensorflow/tfjs').GraphModel, input: import('@tensorflow/tfjs').Tensor) => unknown} run
+ * @property {string[]} columns
+ * @property {(reference: unknown, outputs: unknown) => string[]} compare
+ * @property {[string, string[]][]} variants
+ */
+
+/**
+ * What each table measures: how a model's outputs are read and compared with the float model's.
+ * @type {ModelSpec[]}
+ */
 const MODELS = [
   {
     title: `${real.REAL_MODEL_PACKAGE} models/emotion.json (facial expression: 7 classes from a 64x64 gray face)`,
@@ -74,6 +89,10 @@ const MODELS = [
   },
 ];
 
+/**
+ * @param {ModelSpec} spec
+ * @param {string} modelJson
+ */
 async function outputsOf(spec, modelJson) {
   const model = await tf.loadGraphModel(packedModel(modelJson));
   try {
@@ -83,6 +102,10 @@ async function outputsOf(spec, modelJson) {
   }
 }
 
+/**
+ * @param {ModelSpec} spec
+ * @param {string} modelJson
+ */
 async function loadTime(spec, modelJson) {
   const oneFace = spec.input.slice(0, 1);
   const samples = [];

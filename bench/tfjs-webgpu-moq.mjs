@@ -31,6 +31,10 @@ const { attachMoq } = await import('../dist/tfjs/index.js');
 await tf.setBackend('webgpu');
 tf.env().set('PROD', true);
 
+/**
+ * @param {number} length
+ * @param {number} seed
+ */
 function pattern(length, seed) {
   const out = new Float32Array(length);
   let state = (seed * 2654435761) >>> 0;
@@ -54,31 +58,41 @@ function buildModel() {
     ),
   );
   model.setWeights(
-    model.weights.map((w, i) =>
-      tf.tensor(
+    model.weights.map((w, i) => {
+      // Every weight of a built model has a known shape.
+      const shape = /** @type {number[]} */ (w.shape);
+      return tf.tensor(
         pattern(
-          w.shape.reduce((a, b) => a * b, 1),
+          shape.reduce((a, b) => a * b, 1),
           i + 1,
         ),
-        w.shape,
-      ),
-    ),
+        shape,
+      );
+    }),
   );
   return model;
 }
 
 const x = tf.tensor2d(pattern(BATCH * LAYERS[0], 91), [BATCH, LAYERS[0]]);
-const y = tf.tensor2d(pattern(BATCH * LAYERS.at(-1), 92), [BATCH, LAYERS.at(-1)]);
+const OUTPUTS = /** @type {number} */ (LAYERS.at(-1));
+const y = tf.tensor2d(pattern(BATCH * OUTPUTS, 92), [BATCH, OUTPUTS]);
 
-/** Times STEPS steps of `mode` ('none', 'host' or 'gpu') on a fresh model; ms per step, total and in afterStep. */
+/** @typedef {'none' | 'host' | 'gpu'} Mode */
+
+/**
+ * Times STEPS steps of `mode` on a fresh model.
+ * @param {Mode} mode
+ * @returns {Promise<{ total: number, afterStep: number }>} ms per step, in all and in afterStep
+ */
 async function round(mode) {
   const model = buildModel();
-  const variables = model.trainableWeights.map((w) => w.read());
+  // The layers' own variables: minimize takes them as the list to train.
+  const variables = /** @type {import('@tensorflow/tfjs').Variable[]} */ (model.trainableWeights.map((w) => w.read()));
   const optimizer = tf.train.sgd(0.01);
   const moq = mode === 'none' ? null : await attachMoq(tf, model, { quantizer: QUANTIZER, path: mode });
   if (moq && moq.path.kind !== mode) throw new Error(`asked for the ${mode} path, got ${moq.path.kind}: ${moq.path.reason}`);
   const step = async () => {
-    optimizer.minimize(() => tf.losses.meanSquaredError(y, model.apply(x)), false, variables);
+    optimizer.minimize(() => tf.losses.meanSquaredError(y, /** @type {import('@tensorflow/tfjs').Tensor} */ (model.apply(x))), false, variables);
     if (!moq) return 0;
     const start = performance.now();
     await moq.afterStep();
@@ -97,17 +111,22 @@ async function round(mode) {
   return { total, afterStep: inAfterStep / STEPS };
 }
 
+/** @param {number[]} values */
 const median = (values) => values.slice().sort((a, b) => a - b)[Math.floor(values.length / 2)];
+/** @type {Mode[]} */
+const MODES = ['none', 'host', 'gpu'];
+/** @type {Record<Mode, { total: number, afterStep: number }[]>} */
 const results = { none: [], host: [], gpu: [] };
 for (let r = 0; r < ROUNDS; r++) {
-  for (const mode of ['none', 'host', 'gpu']) results[mode].push(await round(mode));
+  for (const mode of MODES) results[mode].push(await round(mode));
 }
-const info = tf.backend().adapterInfo;
+// tfjs-backend-webgpu's backend has adapterInfo; tfjs's KernelBackend type does not name it.
+const info = /** @type {{ adapterInfo?: { vendor?: string, architecture?: string } }} */ (/** @type {unknown} */ (tf.backend())).adapterInfo;
 const parameters = LAYERS.slice(1).reduce((sum, units, i) => sum + LAYERS[i] * units + units, 0);
 console.log(`tfjs ${tf.version.tfjs} on webgpu (${[info?.vendor, info?.architecture].filter(Boolean).join(' / ')}), Dawn in Node`);
 console.log(`model dense ${LAYERS.join('→')} (${parameters} parameters), batch ${BATCH}, ${STEPS} steps × ${ROUNDS} rounds, medians`);
 const base = median(results.none.map((r) => r.total));
-const rows = ['none', 'host', 'gpu'].map((mode) => {
+const rows = MODES.map((mode) => {
   const total = median(results[mode].map((r) => r.total));
   return { mode, total, overhead: total - base, afterStep: median(results[mode].map((r) => r.afterStep)) };
 });

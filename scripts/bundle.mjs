@@ -16,6 +16,7 @@ const fileReader = `${root}src/backends/wasm/file.js`;
 
 // Browsers and Workers have no file system: give them the reader that says so, so that no
 // `node:fs` import reaches a browser bundler.
+/** @type {esbuild.Plugin} */
 const withoutFileSystem = {
   name: 'without-file-system',
   setup(build) {
@@ -26,8 +27,19 @@ const withoutFileSystem = {
 // The WGSL kernels travel inside the JavaScript as strings; comments and indentation are most
 // of their size. WGSL has no string literals, so comments can be cut by pattern. Lines are
 // kept, so a compiler message still points at the statement.
+/**
+ * @param {string} match
+ * @param {string | undefined} before
+ * @param {string} op
+ * @param {string} after
+ */
 const tightOperator = (match, before, op, after) => (before === '>' || /[-+=<>]/.test(after) ? match : `${before ?? ''}${op}`);
 
+/**
+ * WGSL without comments, indentation or the spaces around operators and punctuation.
+ * @param {string} source
+ * @returns {string}
+ */
 export function compactWgsl(source) {
   const compact = source
     .replace(/\/\*[\s\S]*?\*\//g, ' ')
@@ -43,12 +55,17 @@ export function compactWgsl(source) {
         .replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator),
     )
     // Neighbouring matches overlap; a second pass takes the ones the first skipped.
-    .map((line) => line.replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator).replace(/ ?([-=+*/<>!&|%^]+)(?=[(])/g, (match, op, offset, text) => (text[offset - 1] === '>' ? match : op)))
+    .map((line) =>
+      line
+        .replace(/(.)? ([-=+*/<>!&|%^]+) (?=(.))/g, tightOperator)
+        .replace(/ ?([-=+*/<>!&|%^]+)(?=[(])/g, (match, op, offset, text) => (/** @type {string} */ (text)[/** @type {number} */ (offset) - 1] === '>' ? match : op)),
+    )
     .filter(Boolean)
     .join('\n');
   return compact;
 }
 
+/** @type {esbuild.Plugin} */
 const compactShaders = {
   name: 'compact-shaders',
   setup(build) {
@@ -65,6 +82,16 @@ const compactShaders = {
 // `edge-moq/conformance`, `edge-moq/tfjs`):
 // built together with code splitting, so a WasmBackend from the main entry is the class the
 // packer checks for. The size budget covers the main entries.
+/**
+ * @typedef {object} Bundle
+ * @property {string} name the main entry's output name
+ * @property {string} entry
+ * @property {esbuild.Platform} platform
+ * @property {esbuild.Plugin[]} plugins
+ * @property {Record<string, string>} extra the entries that share its code, by output name
+ */
+
+/** @type {Bundle[]} */
 export const bundles = [
   {
     name: 'workerd',
@@ -99,7 +126,11 @@ export const bundles = [
   },
 ];
 
-/** esbuild options for one bundle's main entry; scripts/size.mjs minifies the same builds. */
+/**
+ * esbuild options for one bundle's main entry; scripts/size.mjs minifies the same builds.
+ * @param {Pick<Bundle, 'entry' | 'platform' | 'plugins'>} bundle
+ * @returns {esbuild.BuildOptions}
+ */
 export function bundleOptions({ entry, platform, plugins }) {
   return {
     absWorkingDir: root,

@@ -9,7 +9,8 @@ const shaderDir = join(root, 'shaders');
 const target = join(root, 'src/backends/webgpu/shaders.generated.ts');
 
 // stats-subgroup.wgsl -> statsSubgroupWgsl
-const constantName = (file) => `${file.replace(/\.wgsl$/, '').replace(/-(\w)/g, (_, c) => c.toUpperCase())}Wgsl`;
+/** @param {string} file */
+const constantName = (file) => `${file.replace(/\.wgsl$/, '').replace(/-(\w)/g, (_, /** @type {string} */ c) => c.toUpperCase())}Wgsl`;
 
 const files = readdirSync(shaderDir)
   .filter((f) => f.endsWith('.wgsl'))
