@@ -31,8 +31,6 @@ describe('channelAxes', () => {
       null,
     ],
   });
-  const axis = channelAxes(graph);
-
   it.each([
     ['a scalar', 'conv', [], -1],
     ['a bias', 'conv', [8], 0],
@@ -53,7 +51,8 @@ describe('channelAxes', () => {
     ['a weight behind a non-string input', 'mixed', [4, 8], 1],
     ['a weight of a node whose op is not a string', 'badop', [3, 3, 8, 2], 2],
   ])('%s', (_name, name, shape, expected) => {
-    expect(axis(name, shape)).toBe(expected);
+    // Read inside the test: the topology walk is what each case checks.
+    expect(channelAxes(graph)(name, shape)).toBe(expected);
   });
 
   it('reads a layers model by weight names', () => {
@@ -172,6 +171,16 @@ describe('weightByteLength', () => {
     ['a string past the end', [1], strings(10).subarray(0, 8), 8, 'weight "s" needs 14 bytes but its group\'s shards hold only 8 from where it starts: a shard is short or missing.'],
   ])('refuses %s', async (_name, shape, data, end, message) => {
     expectFormatError(await rejection(weightByteLength(str(shape), memorySource(data), 0, end)), message);
+    // The same weight after 5 bytes of another: the counts are from where it starts.
+    const shifted = Uint8Array.from([...new Uint8Array(5), ...data]);
+    expectFormatError(await rejection(weightByteLength(str(shape), memorySource(shifted), 5, end + 5)), message);
+  });
+
+  it('a string that ends exactly at the end is read, one byte more is refused', async () => {
+    const data = Uint8Array.from([1, 2, 3, ...strings(4, 2)]);
+    expect(await weightByteLength(str([2]), memorySource(data), 3, data.length)).toBe(14);
+    expectFormatError(await rejection(weightByteLength(str([2]), memorySource(data), 3, data.length - 1)),
+      'weight "s" needs 14 bytes but its group\'s shards hold only 13 from where it starts: a shard is short or missing.');
   });
 });
 
@@ -218,6 +227,16 @@ describe('weightsView and concatSources', () => {
     await joined.read(4, last);
     expect([...last]).toEqual([5, 6]);
     await joined.read(6, new Uint8Array(0));
+    const fromThird = new Uint8Array(2);
+    await joined.read(2, fromThird);
+    expect([...fromThird]).toEqual([3, 4]);
+    const reads: [number, number][] = [];
+    const spy = (bytes: Uint8Array): ByteSource => ({ size: bytes.length, read: async (offset, into) => { reads.push([offset, into.length]); into.set(bytes.subarray(offset, offset + into.length)); } });
+    const spied = concatSources([spy(Uint8Array.of(1, 2)), spy(new Uint8Array(0)), spy(Uint8Array.of(3, 4, 5))]);
+    const two = new Uint8Array(2);
+    await spied.read(1, two);
+    expect([...two]).toEqual([2, 3]);
+    expect(reads).toEqual([[1, 1], [0, 1]]);
     for (const [offset, length] of [[5, 2], [-1, 1]] as const) {
       const error = await rejection(joined.read(offset, new Uint8Array(length)));
       expect(error).toBeInstanceOf(RangeError);
