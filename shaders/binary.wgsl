@@ -13,11 +13,7 @@ fn binaryValue(x: f32, mean: f32) -> f32 {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn binaryChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
-  let index = workgroupIndex(workgroup);
-  if (index >= chunkCount() || !writesAllowed()) {
-    return;
-  }
-  let chunk = chunkAt(index);
+  let chunk = writerChunk(workgroup);
   let mean = meanAbs(partials[job.groupStatsBase + chunk.group]);
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
     data[job.base + i] = binaryValue(data[job.base + i], mean);

@@ -147,11 +147,7 @@ fn takeZeroPoint(i: u32, value: f32) {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn gridChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
-  let index = workgroupIndex(workgroup);
-  if (index >= chunkCount() || !writesAllowed()) {
-    return;
-  }
-  let chunk = chunkAt(index);
+  let chunk = writerChunk(workgroup);
   let group = gridGroup(partials[job.groupStatsBase + chunk.group]);
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
     if (group.quantize) {

@@ -117,6 +117,16 @@ fn chunkCount() -> u32 {
   return job.groupCount * job.chunksPerGroup;
 }
 
+// The chunk a writer's workgroup covers: empty, so the writer does nothing, past the last chunk
+// or once any tensor of the submission holds a NaN or ±Inf (writesAllowed).
+fn writerChunk(workgroup: Workgroup) -> Chunk {
+  let index = workgroupIndex(workgroup);
+  if (index >= chunkCount() || !writesAllowed()) {
+    return Chunk(0u, 0u, 0u);
+  }
+  return chunkAt(index);
+}
+
 // Statistics of a small group, read by one invocation.
 fn smallGroupPartial(group: u32) -> Partial {
   let start = job.base + group * job.groupSize;

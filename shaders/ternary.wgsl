@@ -92,11 +92,7 @@ fn combineAboveThreshold(workgroup: Workgroup, @builtin(local_invocation_index) 
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn ternaryChunks(workgroup: Workgroup, @builtin(local_invocation_index) local: u32) {
-  let index = workgroupIndex(workgroup);
-  if (index >= chunkCount() || !writesAllowed()) {
-    return;
-  }
-  let chunk = chunkAt(index);
+  let chunk = writerChunk(workgroup);
   let stats = partials[job.groupStatsBase + chunk.group];
   let group = ternaryGroup(stats, partials[job.thresholdGroupBase + chunk.group]);
   for (var i = chunk.start + local; i < chunk.end; i += WORKGROUP_SIZE) {
