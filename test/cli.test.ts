@@ -1,32 +1,19 @@
 // The command line as a user runs it (built dist/, a child process).
 
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { decodeFloat32, encodeFloat32, encodeSafetensors, memorySource, openSafetensors, readBytes } from '../src/formats/safetensors.js';
+import { runBuiltCli } from './support/built-cli.js';
 import { CONFORMANCE_PATH, randomTensor } from './support/fixtures.js';
 import { encodeModel, float32Raw, OnnxDataType } from './support/onnx-model.js';
 
-const CLI = new URL('../dist/cli/main.js', import.meta.url).pathname;
-
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], { maxBuffer: 1 << 24 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const error = e as { code: number; stdout: string; stderr: string };
-    return { code: error.code, stdout: error.stdout, stderr: error.stderr };
-  }
-}
-
 describe('edge-moq conformance', () => {
   it.each(['wasm-simd', 'wasm', 'auto'])('passes the DeepSpeed file on --backend %s', async (backend) => {
-    const { code, stdout } = await run('conformance', CONFORMANCE_PATH, '--backend', backend);
+    const { code, stdout } = await runBuiltCli('conformance', CONFORMANCE_PATH, '--backend', backend);
     expect(stdout.trim().split('\n').at(-1)).toMatch(/^306 passed, 0 failed$/);
     expect(code).toBe(0);
   });
@@ -37,7 +24,7 @@ describe('edge-moq conformance', () => {
     broken[1].expected[2] += 1;
     const path = join(mkdtempSync(join(tmpdir(), 'edge-moq-')), 'broken.json');
     writeFileSync(path, JSON.stringify({ ...file, cases: broken }));
-    const { code, stdout } = await run('conformance', path);
+    const { code, stdout } = await runBuiltCli('conformance', path);
     expect(stdout).toContain(`FAIL ${broken[1].id}: output[2]: got`);
     expect(stdout.trim().split('\n').at(-1)).toBe('2 passed, 1 failed');
     expect(code).toBe(1);
@@ -50,7 +37,7 @@ describe('edge-moq conformance', () => {
     [['conformance', CONFORMANCE_PATH, '--bakend', 'wasm'], /unknown option --bakend/],
     [['frobnicate'], /unknown command "frobnicate"/],
   ])('explains a bad invocation: %j', async (args, message) => {
-    const { code, stderr } = await run(...args);
+    const { code, stderr } = await runBuiltCli(...args);
     expect(stderr).toMatch(message);
     expect(code).toBe(2);
   });
@@ -71,7 +58,7 @@ describe('edge-moq quantize / dequantize / inspect', () => {
 
   it('packs a multi-tensor file, shows progress (plain lines when piped) and a summary', async () => {
     const output = join(dir, 'model.q4.safetensors');
-    const { code, stdout, stderr } = await run('quantize', input, '-o', output, '--bits', '4', '--group-size', '32');
+    const { code, stdout, stderr } = await runBuiltCli('quantize', input, '-o', output, '--bits', '4', '--group-size', '32');
     expect(code).toBe(0);
     expect(stderr).toMatch(/quantize:\s+0% 1\/3 layers\.0\.weight\n/);
     expect(stderr).toMatch(/quantize: 100% done/);
@@ -79,14 +66,14 @@ describe('edge-moq quantize / dequantize / inspect', () => {
     expect(stdout).toMatch(/layers\.0\.bias\s+\[64\]\s+F32\s+kept: 1-D/);
     expect(stdout).toMatch(/packed 2 tensor\(s\), kept 1 unchanged, on wasm-simd; [\d.]+ KB -> [\d.]+ KB \([\d.]+x smaller\)/);
 
-    const inspected = await run('inspect', output);
+    const inspected = await runBuiltCli('inspect', output);
     expect(inspected.code).toBe(0);
     // The full grid (the CLI default) is recorded, so the file says /2.
     expect(inspected.stdout).toMatch(/edge-moq\.packed\/2 with 2 packed tensor\(s\)/);
     expect(inspected.stdout).toMatch(/layers\.1\.weight\s+\[16, 32\]\s+F16 -> symmetric 4-bit, groups of 32/);
 
     const restored = join(dir, 'model.dq.safetensors');
-    const back = await run('dequantize', output, '-o', restored, '--dtype', 'F32');
+    const back = await runBuiltCli('dequantize', output, '-o', restored, '--dtype', 'F32');
     expect(back.code).toBe(0);
     expect(back.stdout).toMatch(/unpacked 2 tensor\(s\), copied 1 unchanged/);
     const file = await openSafetensors(memorySource(new Uint8Array(readFileSync(restored))));
@@ -100,10 +87,10 @@ describe('edge-moq quantize / dequantize / inspect', () => {
 
   it("packs on DeepSpeed's grid with --grid deepspeed, and along another axis with --axis", async () => {
     const output = join(dir, 'model.ds.safetensors');
-    const { code } = await run('quantize', input, '-o', output, '--bits', '4', '--grid', 'deepspeed', '--quiet');
+    const { code } = await runBuiltCli('quantize', input, '-o', output, '--bits', '4', '--grid', 'deepspeed', '--quiet');
     expect(code).toBe(0);
     const restored = join(dir, 'model.ds.dq.safetensors');
-    expect((await run('dequantize', output, '-o', restored, '--dtype', 'F32', '--quiet')).code).toBe(0);
+    expect((await runBuiltCli('dequantize', output, '-o', restored, '--dtype', 'F32', '--quiet')).code).toBe(0);
     const file = await openSafetensors(memorySource(new Uint8Array(readFileSync(restored))));
     const values = decodeFloat32(await readBytes(file, file.tensors.find((t) => t.name === 'layers.0.weight')!), 'F32');
     const backend = await WasmBackend.create('simd');
@@ -111,10 +98,10 @@ describe('edge-moq quantize / dequantize / inspect', () => {
     expect(Array.from(values, (v) => v + 0)).toEqual(Array.from(fake, (v) => v + 0));
 
     const columns = join(dir, 'model.axis0.safetensors');
-    const axis = await run('quantize', input, '-o', columns, '--bits', '8', '--axis', '0');
+    const axis = await runBuiltCli('quantize', input, '-o', columns, '--bits', '8', '--axis', '0');
     expect(axis.code).toBe(0);
     expect(axis.stdout).toMatch(/layers\.0\.weight\s+\[64, 32\]\s+F32\s+symmetric 8-bit, groups of 64/);
-    expect((await run('inspect', columns)).stdout).toMatch(/layers\.0\.weight .*symmetric 8-bit, groups of 64 along axis 0, full grid/);
+    expect((await runBuiltCli('inspect', columns)).stdout).toMatch(/layers\.0\.weight .*symmetric 8-bit, groups of 64 along axis 0, full grid/);
   });
 
   it.each([
@@ -130,7 +117,7 @@ describe('edge-moq quantize / dequantize / inspect', () => {
   ])('explains a bad invocation and writes nothing: %j', async (args, message) => {
     const output = join(dir, `out-${Math.random().toString(36).slice(2)}.safetensors`);
     const resolved = args.map((a) => (a === 'IN' ? input : a === 'OUT' ? output : a));
-    const { code, stderr } = await run(...resolved);
+    const { code, stderr } = await runBuiltCli(...resolved);
     expect(stderr).toMatch(message);
     expect(code).toBe(2);
     expect(readdirSync(dir).filter((f) => f.startsWith('out-'))).toEqual([]);
@@ -161,19 +148,19 @@ describe('edge-moq quantize on a sharded checkpoint, and merge-index', () => {
 
   it('quantizes every shard with --jobs 2, and pieces merged give the same bytes', async () => {
     const whole = join(dir, 'whole');
-    const one = await run('quantize', index, '-o', whole, '--bits', '4', '--group-size', '32', '--jobs', '2');
+    const one = await runBuiltCli('quantize', index, '-o', whole, '--bits', '4', '--group-size', '32', '--jobs', '2');
     expect(one.stdout).toMatch(/model\.safetensors\.index\.json \(3 shard\(s\)\): packed 6 tensor\(s\)/);
     expect(one.code).toBe(0);
     const split = join(dir, 'split');
     for (const piece of ['0/2', '1/2']) {
-      const { code } = await run('quantize', index, '-o', split, '--bits', '4', '--group-size', '32', '--shard', piece, '--jobs', '1');
+      const { code } = await runBuiltCli('quantize', index, '-o', split, '--bits', '4', '--group-size', '32', '--shard', piece, '--jobs', '1');
       expect(code).toBe(0);
     }
     const pieces = readdirSync(split)
       .filter((name) => name.includes('.shard-'))
       .map((name) => join(split, name));
     expect(pieces).toHaveLength(2);
-    const merged = await run('merge-index', ...pieces, '-o', join(split, 'model.safetensors.index.json'));
+    const merged = await runBuiltCli('merge-index', ...pieces, '-o', join(split, 'model.safetensors.index.json'));
     expect(merged.code).toBe(0);
     const splitFiles = filesOf(split);
     for (const name of readdirSync(split).filter((n) => n.includes('.shard-'))) delete splitFiles[name];
@@ -182,7 +169,7 @@ describe('edge-moq quantize on a sharded checkpoint, and merge-index', () => {
 
   it('refuses WebGPU for worker threads, before any work', async () => {
     const out = join(dir, 'gpu');
-    const { code, stderr } = await run('quantize', index, '-o', out, '--bits', '4', '--backend', 'webgpu');
+    const { code, stderr } = await runBuiltCli('quantize', index, '-o', out, '--bits', '4', '--backend', 'webgpu');
     expect(stderr).toMatch(/worker threads, where WebGPU is not available/);
     expect(code).toBe(2);
   });
@@ -210,7 +197,7 @@ describe('edge-moq quantize on an ONNX model', () => {
 
   it('recognises the model by its content, writes MatMulNBits, and onnxruntime-web runs it', async () => {
     const output = join(dir, 'model.q4.onnx');
-    const { code, stdout } = await run('quantize', input, '-o', output, '--group-size', '16');
+    const { code, stdout } = await runBuiltCli('quantize', input, '-o', output, '--group-size', '16');
     expect(stdout).toMatch(/proj\.weight\s+MatMul proj\s+\[64, 16\]\s+FLOAT\s+symmetric 4-bit, blocks of 16/);
     expect(code).toBe(0);
     ort.env.wasm.numThreads = 1;
@@ -226,7 +213,7 @@ describe('edge-moq quantize on an ONNX model', () => {
     [['--rounding', 'stochastic'], /--rounding does not apply to ONNX models/],
   ])('refuses %j, writing nothing', async (extra, message) => {
     const output = join(dir, `bad-${Math.random().toString(36).slice(2)}.onnx`);
-    const { code, stderr } = await run('quantize', input, '-o', output, ...extra);
+    const { code, stderr } = await runBuiltCli('quantize', input, '-o', output, ...extra);
     expect(stderr).toMatch(message);
     expect(code).toBe(2);
     expect(readdirSync(dir).filter((f) => f.startsWith('bad-'))).toEqual([]);

@@ -4,42 +4,22 @@
 // model's tensors and for a synthetic file of many kinds of tensor, and reports the same progress;
 // a failing tensor stops the run, names the tensor and leaves no output.
 
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type * as NodeEntry from '../src/node.js';
 import type * as PackedEntry from '../src/packed/index.js';
 import { encodeFloat32, encodeSafetensors, type Dtype, type TensorBytes } from '../src/formats/safetensors.js';
+import { BUILT_CLI, runBuiltCli } from './support/built-cli.js';
 import { randomTensor } from './support/fixtures.js';
+import { useScratch } from './support/scratch.js';
 import { faceresModelPath, readModelArtifacts } from './support/tfjs-real-model.js';
 
 const entry = (await import(new URL('../dist/bundles/node.js', import.meta.url).href)) as typeof NodeEntry;
 const packed = (await import(new URL('../dist/bundles/packed.js', import.meta.url).href)) as typeof PackedEntry;
 const { atomicFileSink, fileSource, quantizeSafetensorsFile } = entry;
-const CLI = new URL('../dist/cli/main.js', import.meta.url).pathname;
-
-/** The built command line (its workers load compiled modules), what it exits with and prints. */
-async function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], { maxBuffer: 1 << 24 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const error = e as { code: number; stdout: string; stderr: string };
-    return { code: error.code, stdout: error.stdout, stderr: error.stderr };
-  }
-}
-
-const root = mkdtempSync(join(tmpdir(), 'edge-moq-file-workers-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let folders = 0;
-const newFolder = () => {
-  const folder = join(root, `f${folders++}`);
-  mkdirSync(folder);
-  return folder;
-};
+const { root, newFolder } = useScratch('edge-moq-file-workers-');
 
 /** @vladmandic/human's face description model (test/support/tfjs-real-model.ts): its 128 weights as a safetensors file, float16 as stored, int32 as I32. */
 function realModelFile(): string {
@@ -238,7 +218,7 @@ describe('the command line', () => {
     const results = [];
     for (const workers of ['1', '2']) {
       const output = join(folder, `out${workers}.safetensors`);
-      results.push(await runCli(['quantize', synthetic, '-o', output, '--bits', '4', '--group-size', '16', '--workers', workers, '--quiet']));
+      results.push(await runBuiltCli('quantize', synthetic, '-o', output, '--bits', '4', '--group-size', '16', '--workers', workers, '--quiet'));
       expect(results.at(-1)!.code).toBe(0);
     }
     expect(Buffer.compare(readFileSync(join(folder, 'out2.safetensors')), readFileSync(join(folder, 'out1.safetensors')))).toBe(0);
@@ -248,10 +228,10 @@ describe('the command line', () => {
 
   it('refuses --workers 0, and --workers 2 with --backend webgpu', async () => {
     const synthetic = syntheticFile();
-    const zero = await runCli(['quantize', synthetic, '-o', join(newFolder(), 'out.safetensors'), '--bits', '4', '--workers', '0']);
+    const zero = await runBuiltCli('quantize', synthetic, '-o', join(newFolder(), 'out.safetensors'), '--bits', '4', '--workers', '0');
     expect(zero.code).not.toBe(0);
     expect(zero.stderr).toMatch(/--workers must be an integer >= 1/);
-    const gpu = await runCli(['quantize', synthetic, '-o', join(newFolder(), 'out.safetensors'), '--bits', '4', '--workers', '2', '--backend', 'webgpu']);
+    const gpu = await runBuiltCli('quantize', synthetic, '-o', join(newFolder(), 'out.safetensors'), '--bits', '4', '--workers', '2', '--backend', 'webgpu');
     expect(gpu.code).not.toBe(0);
     expect(gpu.stderr).toMatch(/WebGPU is not available/);
   });
@@ -262,7 +242,7 @@ describe('the command line', () => {
     const tensor = new Uint8Array(new Float32Array(1 << 20).map((_, i) => Math.sin(i)).buffer);
     writeFileSync(input, encodeSafetensors(Array.from({ length: 16 }, (_, i) => ({ name: `layer.${i}.weight`, dtype: 'F32' as const, shape: [1024, 1024], data: tensor }))));
     const output = join(folder, 'out.safetensors');
-    const child = spawn(process.execPath, [CLI, 'quantize', input, '-o', output, '--bits', '4', '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [BUILT_CLI, 'quantize', input, '-o', output, '--bits', '4', '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk) => {
       stderr += chunk;

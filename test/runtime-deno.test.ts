@@ -39,6 +39,7 @@ describe.skipIf(!available)('Deno', () => {
     dir = linkedPackageDir('deno');
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module', dependencies: { 'edge-moq': '*' } }));
     copyFileSync(join(PACKAGE_ROOT, 'test/fixtures/deno-conformance.mjs'), join(dir, 'conformance.mjs'));
+    copyFileSync(join(PACKAGE_ROOT, 'test/fixtures/conformance-summary.mjs'), join(dir, 'conformance-summary.mjs'));
     copyFileSync(join(PACKAGE_ROOT, 'examples/deno/main.ts'), join(dir, 'main.ts'));
   });
 

@@ -4,25 +4,18 @@
 // shard or a failing shard leaves no output.
 
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type * as NodeEntry from '../src/node.js';
 import { encodeFloat32, encodeSafetensors, type Dtype, type TensorBytes } from '../src/formats/safetensors.js';
 import { randomTensor } from './support/fixtures.js';
+import { useScratch } from './support/scratch.js';
 
 const entry = (await import(new URL('../dist/bundles/node.js', import.meta.url).href)) as typeof NodeEntry;
 const { mergeIndexFiles, parseShardIndex, quantizeShardedCheckpoint, resolveShardPiece, shardsOfPiece } = entry;
 
-const root = mkdtempSync(join(tmpdir(), 'edge-moq-sharded-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let folders = 0;
-const newFolder = () => {
-  const folder = join(root, `f${folders++}`);
-  mkdirSync(folder);
-  return folder;
-};
+const { newFolder } = useScratch('edge-moq-sharded-');
 
 const INDEX = 'model.safetensors.index.json';
 const OPTIONS = { bits: 4, groupSize: 16, backend: 'wasm' } as const;
