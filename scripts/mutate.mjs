@@ -100,10 +100,13 @@ for (const m of selected) {
   // Stryker's vitest runner reports module-level (static) mutants that plain vitest kills as
   // survivors: shown apart so they can be checked by hand.
   const staticUndetected = mutants.filter((x) => x.static && x.mutatorName !== 'StringLiteral' && (x.status === 'Survived' || x.status === 'NoCoverage')).length;
-  rows.push([m.name, `${nonString.detected} / ${nonString.total}`, `${nonString.percent.toFixed(1)}%`,
-    `${all.detected} / ${all.total}`, `${all.percent.toFixed(1)}%`, String(staticUndetected), time]);
+  rows.push([m.name, `${nonString.detected} / ${nonString.total}`, `${nonString.percent.toFixed(1)}%`, `${all.detected} / ${all.total}`, `${all.percent.toFixed(1)}%`, String(staticUndetected), time]);
 }
 const header = ['module', 'non-string killed', '%', 'all killed', '%', 'static survivors', 'time'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-const line = (r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+const line = (r) =>
+  r
+    .map((c, i) => c.padEnd(widths[i]))
+    .join('  ')
+    .trimEnd();
 console.log(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}`);

@@ -28,12 +28,21 @@ function expectConfigError(call: () => unknown, key: string, message: string): v
 }
 
 /** The linear-time matcher's refusal of "(a)\1", after the pattern. */
-const BACKREFERENCE = 'backreference "\\1" at position 3 is not supported (it needs backtracking); names are matched in linear time, without backtracking; ' +
+const BACKREFERENCE =
+  'backreference "\\1" at position 3 is not supported (it needs backtracking); names are matched in linear time, without backtracking; ' +
   'supported: literals, . \\d \\w \\s \\D \\W \\S \\t \\n \\r \\xHH \\uHHHH, \\ before punctuation, [...] [^...] with ranges, ^ $, (...) (?:...), |, * + ? {m} {m,} {m,n} (lazy too), flag i.';
 
 const DEFAULTS = {
-  groups: 1, type: 'symmetric', rounding: 'nearest', mixedFp16: false, changeRatio: 0.001, scheduleOffset: 0, verbose: false, seed: 0,
-  parameters: {}, schedules: [],
+  groups: 1,
+  type: 'symmetric',
+  rounding: 'nearest',
+  mixedFp16: false,
+  changeRatio: 0.001,
+  scheduleOffset: 0,
+  verbose: false,
+  seed: 0,
+  parameters: {},
+  schedules: [],
   eigenvalue: { enabled: false, verbose: false, maxIter: 100, tol: 0.01, stability: 1e-6, gasBoundaryResolution: 1, layerName: 'bert.encoder.layer', layerNum: 0 },
 };
 
@@ -46,7 +55,8 @@ describe('DeepSpeed configs (test/cases/deepspeed-configs.json)', () => {
     // The Quantizer takes what the reader gives, defaults filled in.
     const resolved = new Quantizer(optionsFromDeepSpeed(config)).options;
     expect(resolved).toEqual({
-      ...DEFAULTS, ...c.options,
+      ...DEFAULTS,
+      ...c.options,
       schedules: c.options.schedules!.map((s) => ({ ...s })),
       eigenvalue: { ...DEFAULTS.eigenvalue, ...c.options.eigenvalue },
     });
@@ -88,8 +98,14 @@ describe('Quantizer options', () => {
 
   it('keeps every option given, at its bounds', () => {
     const options: QuantizerOptions = {
-      groups: 2 ** 53 - 1, type: 'asymmetric', rounding: 'stochastic', mixedFp16: true, changeRatio: 1, scheduleOffset: 2 ** 53 - 1,
-      verbose: true, seed: 0xffffffff,
+      groups: 2 ** 53 - 1,
+      type: 'asymmetric',
+      rounding: 'stochastic',
+      mixedFp16: true,
+      changeRatio: 1,
+      scheduleOffset: 2 ** 53 - 1,
+      verbose: true,
+      seed: 0xffffffff,
       parameters: { 'head.weight': { startBits: 16, targetBits: 3, period: 1 } },
       schedules: [
         { startBits: 8, targetBits: 4, period: 7, modules: ['layer\\.\\d+', 'embed'] },
@@ -106,7 +122,9 @@ describe('Quantizer options', () => {
       ],
     });
     expect(resolveQuantizerOptions({ changeRatio: 0, eigenvalue: { layerNum: 3 } })).toEqual({
-      ...DEFAULTS, changeRatio: 0, eigenvalue: { ...DEFAULTS.eigenvalue, layerNum: 3 },
+      ...DEFAULTS,
+      changeRatio: 0,
+      eigenvalue: { ...DEFAULTS.eigenvalue, layerNum: 3 },
     });
   });
 
@@ -114,10 +132,16 @@ describe('Quantizer options', () => {
     const schedule = { startBits: 8, targetBits: 3, period: 1 };
     expect(resolveQuantizerOptions({ type: 'asymmetric', rounding: 'stochastic', schedules: [schedule] }).schedules[0]!.targetBits).toBe(3);
     expect(resolveQuantizerOptions({ schedules: [{ ...schedule, targetBits: 1 }] }).schedules[0]!.targetBits).toBe(1);
-    expectConfigError(() => resolveQuantizerOptions({ type: 'asymmetric', schedules: [{ ...schedule, targetBits: 2 }] }), 'options.schedules[0].targetBits',
-      '2 bits (ternary) are symmetric with nearest rounding only, and the options say asymmetric with nearest rounding; use targetBits >= 3.');
-    expectConfigError(() => resolveQuantizerOptions({ rounding: 'stochastic', parameters: { w: { ...schedule, targetBits: 1 } } }), 'options.parameters.w.targetBits',
-      '1 bits (binary) are symmetric with nearest rounding only, and the options say symmetric with stochastic rounding; use targetBits >= 3.');
+    expectConfigError(
+      () => resolveQuantizerOptions({ type: 'asymmetric', schedules: [{ ...schedule, targetBits: 2 }] }),
+      'options.schedules[0].targetBits',
+      '2 bits (ternary) are symmetric with nearest rounding only, and the options say asymmetric with nearest rounding; use targetBits >= 3.',
+    );
+    expectConfigError(
+      () => resolveQuantizerOptions({ rounding: 'stochastic', parameters: { w: { ...schedule, targetBits: 1 } } }),
+      'options.parameters.w.targetBits',
+      '1 bits (binary) are symmetric with nearest rounding only, and the options say symmetric with stochastic rounding; use targetBits >= 3.',
+    );
   });
 
   it.each([
@@ -144,7 +168,16 @@ describe('Quantizer options', () => {
     [{ parameters: { w: null } }, 'options.parameters.w', 'must be an object, got null.'],
     [{ schedules: {} }, 'options.schedules', 'must be a list of { startBits, targetBits, period, modules? }.'],
     [{ schedules: [{ startBits: 8, targetBits: 4, period: 1, modulez: [] }] }, 'options.schedules[0].modulez', 'unknown key; known keys here: name, startBits, targetBits, period, modules.'],
-    [{ schedules: [{ startBits: 8, targetBits: 4, period: 1 }, { startBits: 8, targetBits: 4, period: 0 }] }, 'options.schedules[1].period', 'must be at least 1, got 0.'],
+    [
+      {
+        schedules: [
+          { startBits: 8, targetBits: 4, period: 1 },
+          { startBits: 8, targetBits: 4, period: 0 },
+        ],
+      },
+      'options.schedules[1].period',
+      'must be at least 1, got 0.',
+    ],
     [{ schedules: [{ startBits: 8, targetBits: 4, period: 1, modules: 'layer' }] }, 'options.schedules[0].modules', 'must be a list of strings, got "layer".'],
     [{ schedules: [{ startBits: 8, targetBits: 4, period: 1, name: 3 }] }, 'options.schedules[0].name', 'must be a string, got 3.'],
     [{ eigenvalue: { maxIter: 0 } }, 'options.eigenvalue.maxIter', 'must be at least 1, got 0.'],
@@ -186,18 +219,19 @@ describe('saved options', () => {
     expectConfigError(() => resolveSavedOptions(bad, 'state.options'), 'state.options.seed', 'must be at least 0, got -1.');
   });
 
-  it.each([['seed', 'state.options.seed'], ['verbose', 'state.options.verbose']])('refuse a missing %s', (key, path) => {
+  it.each([
+    ['seed', 'state.options.seed'],
+    ['verbose', 'state.options.verbose'],
+  ])('refuse a missing %s', (key, path) => {
     const options = saved();
     delete options[key];
-    expectConfigError(() => resolveSavedOptions(options, 'state.options'), path,
-      'is missing: a saved state holds every option, as quantizer.state() writes them.');
+    expectConfigError(() => resolveSavedOptions(options, 'state.options'), path, 'is missing: a saved state holds every option, as quantizer.state() writes them.');
   });
 
   it('refuse a missing eigenvalue key', () => {
     const options = saved();
     delete options.eigenvalue.layerNum;
-    expectConfigError(() => resolveSavedOptions(options, 'state.options'), 'state.options.eigenvalue.layerNum',
-      'is missing: a saved state holds every option, as quantizer.state() writes them.');
+    expectConfigError(() => resolveSavedOptions(options, 'state.options'), 'state.options.eigenvalue.layerNum', 'is missing: a saved state holds every option, as quantizer.state() writes them.');
   });
 
   it('refuse options or an eigenvalue section that are not objects', () => {
@@ -212,8 +246,7 @@ describe('schedules and module patterns', () => {
   it('validateSchedule keeps the three fields and drops the rest', () => {
     expect(validateSchedule({ startBits: 16, targetBits: 1, period: 1, name: 'x' } as never, 'k')).toEqual({ startBits: 16, targetBits: 1, period: 1 });
     expect(validateSchedule({ startBits: 5, targetBits: 5, period: 3 }, 'k')).toEqual({ startBits: 5, targetBits: 5, period: 3 });
-    expectConfigError(() => validateSchedule({ startBits: 5, targetBits: 6, period: 3 }, 'k'), 'k.targetBits',
-      'target bits (6) are above start bits (5): MoQ only steps precision down; swap them.');
+    expectConfigError(() => validateSchedule({ startBits: 5, targetBits: 6, period: 3 }, 'k'), 'k.targetBits', 'target bits (6) are above start bits (5): MoQ only steps precision down; swap them.');
     expectConfigError(() => validateSchedule({ startBits: 5, targetBits: 5 } as never, 'k'), 'k.period', 'must be a finite number, got undefined.');
   });
 

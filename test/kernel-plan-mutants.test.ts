@@ -4,7 +4,7 @@
 // code only through the kernels.
 
 import { describe, expect, it } from 'vitest';
-import { EdgeMoqError, InvalidInputError } from '../src/errors.js';
+import { type EdgeMoqError, InvalidInputError } from '../src/errors.js';
 import { type FakeQuantizeOptions, float32Length, type KernelPlan, planFakeQuantize, planFakeQuantizeLength } from '../src/kernel-plan.js';
 
 function thrown(call: () => unknown): unknown {
@@ -24,8 +24,17 @@ function expectRefusal(call: () => unknown, code: string, message: string): void
 }
 
 const plain: KernelPlan = {
-  length: 12, bits: 8, groupCount: 1, groupSize: 12, asymmetric: false, full: false, stochastic: false,
-  key: 0, blend: false, ratio: 1, rest: 0,
+  length: 12,
+  bits: 8,
+  groupCount: 1,
+  groupSize: 12,
+  asymmetric: false,
+  full: false,
+  stochastic: false,
+  key: 0,
+  blend: false,
+  ratio: 1,
+  rest: 0,
 };
 
 describe('planFakeQuantizeLength: the plan', () => {
@@ -83,13 +92,22 @@ describe('planFakeQuantizeLength: refusals', () => {
     ['an unknown option', { bits: 8, groupsize: 4 }, `unknown option "groupsize"; ${known}`],
     ['a bad type', { bits: 8, type: 'sym' }, 'type must be "symmetric" or "asymmetric", got "sym".'],
     ['a bad grid', { bits: 8, grid: 'half' }, 'grid must be "deepspeed" or "full", got "half".'],
-    ['the full grid with the asymmetric type', { bits: 8, grid: 'full', type: 'asymmetric' },
-      'grid "full" is a symmetric grid; the asymmetric grid already spans all 2^bits levels: drop grid, or use type "symmetric".'],
+    [
+      'the full grid with the asymmetric type',
+      { bits: 8, grid: 'full', type: 'asymmetric' },
+      'grid "full" is a symmetric grid; the asymmetric grid already spans all 2^bits levels: drop grid, or use type "symmetric".',
+    ],
     ['a bad rounding', { bits: 8, rounding: 'up' }, 'rounding must be "nearest" or "stochastic", got "up".'],
-    ['binary asymmetric', { bits: 1, type: 'asymmetric' },
-      'binary quantization (bits 1) is symmetric with nearest rounding only (as in DeepSpeed), got asymmetric with nearest rounding; use bits >= 3 for asymmetric grids.'],
-    ['ternary stochastic', { bits: 2, rounding: 'stochastic' },
-      'ternary quantization (bits 2) is symmetric with nearest rounding only (as in DeepSpeed), got symmetric with stochastic rounding; use bits >= 3 for stochastic rounding.'],
+    [
+      'binary asymmetric',
+      { bits: 1, type: 'asymmetric' },
+      'binary quantization (bits 1) is symmetric with nearest rounding only (as in DeepSpeed), got asymmetric with nearest rounding; use bits >= 3 for asymmetric grids.',
+    ],
+    [
+      'ternary stochastic',
+      { bits: 2, rounding: 'stochastic' },
+      'ternary quantization (bits 2) is symmetric with nearest rounding only (as in DeepSpeed), got symmetric with stochastic rounding; use bits >= 3 for stochastic rounding.',
+    ],
     ['seed 2^32', { bits: 8, seed: 2 ** 32 }, 'seed must be an integer from 0 to 2^32-1, got 4294967296.'],
     ['seed -1', { bits: 8, seed: -1 }, 'seed must be an integer from 0 to 2^32-1, got -1.'],
     ['step 0.5', { bits: 8, step: 0.5 }, 'step must be an integer from 0 to 2^32-1, got 0.5.'],
@@ -107,8 +125,7 @@ describe('planFakeQuantizeLength: refusals', () => {
   });
 
   it.each([null, 8, 'bits'])('options %j', (options) => {
-    expectRefusal(() => planFakeQuantizeLength(12, options as never), 'INVALID_ARGUMENT',
-      `options must be an object such as { bits: 8 }, got ${options === null ? 'null' : typeof options}.`);
+    expectRefusal(() => planFakeQuantizeLength(12, options as never), 'INVALID_ARGUMENT', `options must be an object such as { bits: 8 }, got ${options === null ? 'null' : typeof options}.`);
   });
 
   it('an empty tensor, before its options are looked at', () => {
@@ -148,10 +165,8 @@ describe('float32Length and planFakeQuantize: the data', () => {
     ['null', null, 'null'],
     ['a number', 3, 'number'],
   ])('refuses %s', (_name, data, type) => {
-    expectRefusal(() => float32Length(data, 'x'), 'WRONG_DTYPE',
-      `x must be a Float32Array, got ${type}; convert it first (e.g. Float32Array.from(values)).`);
-    expectRefusal(() => planFakeQuantize(data, { bits: 8 }), 'WRONG_DTYPE',
-      `data must be a Float32Array, got ${type}; convert it first (e.g. Float32Array.from(values)).`);
+    expectRefusal(() => float32Length(data, 'x'), 'WRONG_DTYPE', `x must be a Float32Array, got ${type}; convert it first (e.g. Float32Array.from(values)).`);
+    expectRefusal(() => planFakeQuantize(data, { bits: 8 }), 'WRONG_DTYPE', `data must be a Float32Array, got ${type}; convert it first (e.g. Float32Array.from(values)).`);
   });
 
   it('refuses look-alikes that pass instanceof', () => {
@@ -172,17 +187,30 @@ describe('float32Length and planFakeQuantize: the data', () => {
   it('refuses a detached array', () => {
     const data = new Float32Array(8);
     structuredClone(data.buffer, { transfer: [data.buffer] });
-    expectRefusal(() => float32Length(data, 'x'), 'INVALID_ARGUMENT',
+    expectRefusal(
+      () => float32Length(data, 'x'),
+      'INVALID_ARGUMENT',
       'x is detached: its ArrayBuffer was transferred (postMessage, structuredClone with transfer, ArrayBuffer.transfer) ' +
-      'or it viewed WebAssembly memory that has grown since; pass a live array (for a WasmTensor, read tensor.array again).');
+        'or it viewed WebAssembly memory that has grown since; pass a live array (for a WasmTensor, read tensor.array again).',
+    );
   });
 
   it('refuses a subclass whose length lies, or throws', () => {
-    const lying = new (class extends Float32Array { override get length() { return 64; } })(8);
-    expectRefusal(() => float32Length(lying, 'x'), 'INVALID_ARGUMENT',
-      'x reports length 64 but holds 8 float32 values (a subclass overriding length?); ' +
-      'pass a plain Float32Array over the same memory: new Float32Array(data.buffer, data.byteOffset, n).');
-    const throwing = new (class extends Float32Array { override get length(): number { throw new RangeError('no'); } })(2);
+    const lying = new (class extends Float32Array {
+      override get length() {
+        return 64;
+      }
+    })(8);
+    expectRefusal(
+      () => float32Length(lying, 'x'),
+      'INVALID_ARGUMENT',
+      'x reports length 64 but holds 8 float32 values (a subclass overriding length?); ' + 'pass a plain Float32Array over the same memory: new Float32Array(data.buffer, data.byteOffset, n).',
+    );
+    const throwing = new (class extends Float32Array {
+      override get length(): number {
+        throw new RangeError('no');
+      }
+    })(2);
     const error = thrown(() => float32Length(throwing, 'x'));
     expect(error).toBeInstanceOf(InvalidInputError);
     expect((error as EdgeMoqError).code).toBe('INVALID_ARGUMENT');

@@ -26,13 +26,7 @@ const bytes = (...values: number[]) => Uint8Array.from(values);
 const fieldOf = (...values: number[]): Field => readFields(bytes(...values), 'm')[0]!;
 
 // 1: varint 150; 2: "hi"; 3: fixed64 1; 4: fixed32 2.5f; 2 again: empty.
-const MESSAGE = bytes(
-  0x08, 0x96, 0x01,
-  0x12, 0x02, 0x68, 0x69,
-  0x19, 1, 0, 0, 0, 0, 0, 0, 0,
-  0x25, 0x00, 0x00, 0x20, 0x40,
-  0x12, 0x00,
-);
+const MESSAGE = bytes(0x08, 0x96, 0x01, 0x12, 0x02, 0x68, 0x69, 0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x25, 0x00, 0x00, 0x20, 0x40, 0x12, 0x00);
 
 describe('readFields', () => {
   it('lists every field in order with its number, wire type, raw bytes and payload', () => {
@@ -91,8 +85,7 @@ describe('field values', () => {
   });
 
   it('intValue refuses 2^53 + 2 and other wire types', () => {
-    expectFormatError(() => intValue(fieldOf(0x08, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10), 'offset'),
-      'offset is 9007199254740994, beyond what this reader handles exactly (2^53).');
+    expectFormatError(() => intValue(fieldOf(0x08, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10), 'offset'), 'offset is 9007199254740994, beyond what this reader handles exactly (2^53).');
     expectFormatError(() => intValue(fieldOf(0x12, 0x00), 'dims'), 'dims (field 2) has wire type 2, expected 0: the file is not ONNX or is damaged.');
   });
 
@@ -120,8 +113,7 @@ describe('field values', () => {
   it('readInts refuses a damaged packed list, an unsafe value and another wire type', () => {
     expectFormatError(() => readInts(fieldOf(0x0a, 0x02, 0x01, 0x80), 'dims', []), 'dims is not a valid packed integer list: the file is damaged.');
     expect((thrown(() => readInts(fieldOf(0x0a, 0x01, 0x80), 'dims', [])) as Error).cause).toBeInstanceOf(RangeError);
-    expectFormatError(() => readInts(fieldOf(0x0a, 0x08, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10), 'dims', []),
-      'dims is 9007199254740994, beyond what this reader handles exactly (2^53).');
+    expectFormatError(() => readInts(fieldOf(0x0a, 0x08, 0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10), 'dims', []), 'dims is 9007199254740994, beyond what this reader handles exactly (2^53).');
     expectFormatError(() => readInts(fieldOf(0x0d, 0, 0, 0, 0), 'dims', []), 'dims (field 1) has wire type 5, expected 2: the file is not ONNX or is damaged.');
   });
 
@@ -151,13 +143,8 @@ describe('MessageWriter', () => {
       .message(6, inner)
       .ints(7, []);
     const expected = [
-      0x19, 1, 0, 0, 0, 0, 0, 0, 0,
-      0x12, 0x02, 0x68, 0x69,
-      0x1a, 0x02, 9, 8,
-      0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-      0x2a, 0x03, 0x01, 0xac, 0x02,
-      0x32, 0x03, 0x08, 0x96, 0x01,
-      0x3a, 0x00,
+      0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x02, 0x68, 0x69, 0x1a, 0x02, 9, 8, 0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x2a, 0x03, 0x01, 0xac, 0x02, 0x32, 0x03, 0x08, 0x96,
+      0x01, 0x3a, 0x00,
     ];
     expect(w.length).toBe(expected.length);
     expect([...w.finish()]).toEqual(expected);
@@ -171,7 +158,11 @@ describe('MessageWriter', () => {
   });
 
   it('reads back what it wrote', () => {
-    const out = new MessageWriter().int(1, 2 ** 40).string(2, 'ü').ints(3, [5, 6]).finish();
+    const out = new MessageWriter()
+      .int(1, 2 ** 40)
+      .string(2, 'ü')
+      .ints(3, [5, 6])
+      .finish();
     const fields = readFields(out, 'm');
     expect(intValue(fields[0]!, 'a')).toBe(2 ** 40);
     expect(stringValue(fields[1]!, 'b')).toBe('ü');
@@ -183,8 +174,7 @@ describe('MessageWriter', () => {
   it('refuses a message over 4 GiB, and takes one of exactly 4 GiB - 1', () => {
     const big = new MessageWriter();
     big.length = 2 ** 32;
-    expectFormatError(() => new MessageWriter().message(1, big),
-      'a protobuf message of 4294967296 bytes is over the format\'s 4 GiB limit; keep large tensors in external data.');
+    expectFormatError(() => new MessageWriter().message(1, big), "a protobuf message of 4294967296 bytes is over the format's 4 GiB limit; keep large tensors in external data.");
     const largest = new MessageWriter();
     largest.length = 2 ** 32 - 1;
     // Only the header is written here: the inner message has no parts.

@@ -22,7 +22,11 @@ const U = 2 ** -24;
 const packers = usePackers();
 
 interface Case {
-  m: number; k: number; n: number; options: QuantizeOnnxOptions; constant?: boolean;
+  m: number;
+  k: number;
+  n: number;
+  options: QuantizeOnnxOptions;
+  constant?: boolean;
   /** Columns of B: all positive, all negative, constant, zero, then random ones. */
   oneSided?: boolean;
 }
@@ -71,14 +75,20 @@ async function run(bytes: Uint8Array, a: Float32Array, dims: number[], extra: or
 /** The initializers of a model's main graph, by name. */
 function initializers(bytes: Uint8Array) {
   const graph = readFields(bytesValue(readModel(bytes).graph, 'graph'), 'graph');
-  return new Map(graph.filter((f) => f.number === GraphField.INITIALIZER).map((f) => {
-    const t = readTensor(bytesValue(f, 'initializer'), 'initializer');
-    return [t.name, { ...t, raw: t.fields.find((x) => x.number === 9)?.payload ?? null }] as const;
-  }));
+  return new Map(
+    graph
+      .filter((f) => f.number === GraphField.INITIALIZER)
+      .map((f) => {
+        const t = readTensor(bytesValue(f, 'initializer'), 'initializer');
+        return [t.name, { ...t, raw: t.fields.find((x) => x.number === 9)?.payload ?? null }] as const;
+      }),
+  );
 }
 
 const nodes = (bytes: Uint8Array) =>
-  readFields(bytesValue(readModel(bytes).graph, 'graph'), 'graph').filter((f) => f.number === GraphField.NODE).map((f) => readNode(f, 'node'));
+  readFields(bytesValue(readModel(bytes).graph, 'graph'), 'graph')
+    .filter((f) => f.number === GraphField.NODE)
+    .map((f) => readNode(f, 'node'));
 
 /** |y − reference| ≤ 2 γ_{K+2} Σ|a w| for each output: two float32 dot products of the same terms. */
 function expectWithinBound(c: Case, y: Float32Array, reference: Float32Array, a: Float32Array, w: Float32Array): void {
@@ -126,21 +136,31 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
       const [node, relu, ...rest] = nodes(quantized);
       expect(rest).toEqual([]);
       expect(relu!.opType).toBe('Relu');
-      expect(node).toMatchObject({ opType: 'MatMulNBits', domain: 'com.microsoft', name: `proj_Q${bits}`, outputs: ['H'],
-        inputs: ['A', `proj.weight_Q${bits}`, 'proj.weight_scales', ...(asymmetric ? ['proj.weight_zero_points'] : [])] });
+      expect(node).toMatchObject({
+        opType: 'MatMulNBits',
+        domain: 'com.microsoft',
+        name: `proj_Q${bits}`,
+        outputs: ['H'],
+        inputs: ['A', `proj.weight_Q${bits}`, 'proj.weight_scales', ...(asymmetric ? ['proj.weight_zero_points'] : [])],
+      });
       expect(readModel(quantized).opsets.get('com.microsoft')).toBe(1);
       expect(report.matmuls).toHaveLength(1);
       expect(report.matmuls[0]).toMatchObject({ node: 'proj', weight: 'proj.weight', shape: [c.k, c.n], bits, blockSize, dtype: 'FLOAT' });
 
       const zp = inits.get('proj.weight_zero_points');
       const w = dequantizeMatMulNBits({
-        k: c.k, n: c.n, bits, blockSize, b: inits.get(`proj.weight_Q${bits}`)!.raw!,
-        scales: decodeFloat32(inits.get('proj.weight_scales')!.raw!, 'F32'), zeroPoints: zp ? zp.raw! : null,
+        k: c.k,
+        n: c.n,
+        bits,
+        blockSize,
+        b: inits.get(`proj.weight_Q${bits}`)!.raw!,
+        scales: decodeFloat32(inits.get('proj.weight_scales')!.raw!, 'F32'),
+        zeroPoints: zp ? zp.raw! : null,
       });
       const errors = Array.from(w, (v, i) => Math.abs(v - b[i]!));
       expect(report.matmuls[0]!.maxAbsError).toBe(Math.max(...errors));
       // Within one step of the grid: a block's range at most doubles when it is re-gridded.
-      const step = (asymmetric ? 2 : 1) * 2 * Math.max(...Array.from(b, Math.abs)) / 2 ** (bits - 1);
+      const step = ((asymmetric ? 2 : 1) * 2 * Math.max(...Array.from(b, Math.abs))) / 2 ** (bits - 1);
       expect(Math.max(...errors), name).toBeLessThanOrEqual(step);
       // A constant column is exact on the asymmetric grid (DeepSpeed's symmetric grid puts +absmax a step low).
       if (c.oneSided && asymmetric) for (let i = 0; i < c.k; i++) expect([w[i * c.n + 2], w[i * c.n + 3]], name).toEqual([0.75, 0]);
@@ -151,13 +171,16 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
   });
 
   it.each([
-    { transB: 0, bias: false }, { transB: 1, bias: false }, { transB: 1, bias: true }, { transB: 0, bias: true },
+    { transB: 0, bias: false },
+    { transB: 1, bias: false },
+    { transB: 1, bias: true },
+    { transB: 0, bias: true },
   ])('Gemm (transB $transB, C: $bias) → MatMulNBits (+ Add C)', async ({ transB, bias }) => {
     const c: Case = { m: 3, k: 64, n: 12, options: {} };
     const b = randomTensor(c.k * c.n, 21, 0.5); // [K, N]
     const cValues = randomTensor(c.n, 22);
     const a = randomTensor(c.m * c.k, 23, 2);
-    const stored = (w: Float32Array) => transB ? Float32Array.from({ length: w.length }, (_, i) => w[(i % c.k) * c.n + Math.floor(i / c.k)]!) : w;
+    const stored = (w: Float32Array) => (transB ? Float32Array.from({ length: w.length }, (_, i) => w[(i % c.k) * c.n + Math.floor(i / c.k)]!) : w);
     const gemm = (w: Float32Array): OnnxGraph => ({
       name: 'gemm',
       nodes: [{ opType: 'Gemm', name: 'fc', inputs: ['A', 'fc.weight', ...(bias ? ['fc.bias'] : [])], outputs: ['Y'], attributes: { transB } }],
@@ -172,7 +195,15 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
     expect(report.matmuls[0]).toMatchObject({ op: 'Gemm', node: 'fc', weight: 'fc.weight', shape: [c.k, c.n] });
     expect(nodes(quantized).map((n) => n.opType)).toEqual(bias ? ['MatMulNBits', 'Add'] : ['MatMulNBits']);
     const inits = initializers(quantized);
-    const w = dequantizeMatMulNBits({ k: c.k, n: c.n, bits: 4, blockSize: 32, b: inits.get('fc.weight_Q4')!.raw!, scales: decodeFloat32(inits.get('fc.weight_scales')!.raw!, 'F32'), zeroPoints: null });
+    const w = dequantizeMatMulNBits({
+      k: c.k,
+      n: c.n,
+      bits: 4,
+      blockSize: 32,
+      b: inits.get('fc.weight_Q4')!.raw!,
+      scales: decodeFloat32(inits.get('fc.weight_scales')!.raw!, 'F32'),
+      zeroPoints: null,
+    });
     const errors = Array.from(w, (v, i) => Math.abs(v - b[i]!));
     expect(report.matmuls[0]!.maxAbsError).toBe(Math.max(...errors));
     const y = await run(quantized, a, [c.m, c.k]);
@@ -186,7 +217,10 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
     expectWithinBound(withBias, y, reference, aWithOne, wWithBias);
   });
 
-  it.each([{ bits: 4, blockSize: 16 }, { bits: 8, blockSize: 32 }])('an embedding Gather → GatherBlockQuantized ($bits bits, blocks of $blockSize): rows as dequantized', async (options) => {
+  it.each([
+    { bits: 4, blockSize: 16 },
+    { bits: 8, blockSize: 32 },
+  ])('an embedding Gather → GatherBlockQuantized ($bits bits, blocks of $blockSize): rows as dequantized', async (options) => {
     const [v, d] = [10, 64];
     const table = randomTensor(v * d, 41, 0.5);
     const graph: OnnxGraph = {
@@ -200,14 +234,19 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
       const { model: quantized, report } = await quantizeOnnx(model(graph), options, { packer });
       expect(report.matmuls[0], name).toMatchObject({ op: 'Gather', weight: 'embed.weight', shape: [v, d], bits: options.bits });
       const [node] = nodes(quantized);
-      expect(node).toMatchObject({ opType: 'GatherBlockQuantized', domain: 'com.microsoft', name: `embed_Q${options.bits}`,
-        inputs: [`embed.weight_Q${options.bits}`, 'ids', 'embed.weight_scales'] });
+      expect(node).toMatchObject({ opType: 'GatherBlockQuantized', domain: 'com.microsoft', name: `embed_Q${options.bits}`, inputs: [`embed.weight_Q${options.bits}`, 'ids', 'embed.weight_scales'] });
       const inits = initializers(quantized);
       expect(inits.get(`embed.weight_Q${options.bits}`)!.dims).toEqual([v, (d * options.bits) / 8]);
       expect(inits.get('embed.weight_scales')!.dims).toEqual([v, d / options.blockSize]);
       // Dequantized as MatMulNBits weights with K = D, N = V: [D, V].
-      const w = dequantizeMatMulNBits({ k: d, n: v, ...options, b: inits.get(`embed.weight_Q${options.bits}`)!.raw!,
-        scales: decodeFloat32(inits.get('embed.weight_scales')!.raw!, 'F32'), zeroPoints: null });
+      const w = dequantizeMatMulNBits({
+        k: d,
+        n: v,
+        ...options,
+        b: inits.get(`embed.weight_Q${options.bits}`)!.raw!,
+        scales: decodeFloat32(inits.get('embed.weight_scales')!.raw!, 'F32'),
+        zeroPoints: null,
+      });
       const ids = [7, 0, 3];
       const session = await ort.InferenceSession.create(quantized, { executionProviders: ['wasm'] });
       const { Y } = await session.run({ ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [3]) });
@@ -240,7 +279,10 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
       name: 'main',
       nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: branch('then') }, else_branch: { graph: branch('else') } } }],
       initializers: [],
-      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] }, { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] }],
+      inputs: [
+        { name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] },
+        { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] },
+      ],
       outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
     };
     const { model: quantized, report } = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
@@ -263,7 +305,10 @@ describe('B read from an enclosing graph', () => {
       name: 'main',
       nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: branch('then') }, else_branch: { graph: branch('else') } } }],
       initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [c.k, c.n], raw: float32Raw(b) }],
-      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] }, { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] }],
+      inputs: [
+        { name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] },
+        { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] },
+      ],
       outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
     };
     const { model: quantized, report } = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
@@ -281,7 +326,9 @@ describe('B read from an enclosing graph', () => {
     const c: Case = { m: 2, k: 32, n: 8, options: {} };
     const b = randomTensor(c.k * c.n, 19, 0.5);
     const hidden: OnnxGraph = {
-      ...matMulGraph(c, b, 'then'), initializers: [], inputs: [],
+      ...matMulGraph(c, b, 'then'),
+      initializers: [],
+      inputs: [],
       nodes: [
         { opType: 'Identity', name: 'copy', inputs: ['A'], outputs: ['proj.weight'] },
         { opType: 'MatMul', name: 'proj', inputs: ['A2', 'proj.weight'], outputs: ['Y'] },
@@ -291,7 +338,11 @@ describe('B read from an enclosing graph', () => {
       name: 'main',
       nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: hidden }, else_branch: { graph: hidden } } }],
       initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [c.k, c.n], raw: float32Raw(b) }],
-      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.k, c.n] }, { name: 'A2', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] }, { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] }],
+      inputs: [
+        { name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.k, c.n] },
+        { name: 'A2', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] },
+        { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] },
+      ],
       outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
     };
     const { report } = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
@@ -302,8 +353,7 @@ describe('B read from an enclosing graph', () => {
 describe('recipes on ONNX weights', () => {
   /** Two MatMuls in a row: attn.weight [32, 16], then mlp.weight [16, 8]. */
   function twoLayers(): Uint8Array {
-    const tensor = (name: string, k: number, n: number, seed: number): OnnxTensor =>
-      ({ name, dataType: OnnxDataType.FLOAT, dims: [k, n], raw: float32Raw(randomTensor(k * n, seed, 0.5)) });
+    const tensor = (name: string, k: number, n: number, seed: number): OnnxTensor => ({ name, dataType: OnnxDataType.FLOAT, dims: [k, n], raw: float32Raw(randomTensor(k * n, seed, 0.5)) });
     return model({
       name: 'main',
       nodes: [
@@ -318,7 +368,10 @@ describe('recipes on ONNX weights', () => {
 
   it('give each weight the first rule that matches its name, and the model still runs', async () => {
     const { model: quantized, report } = await quantizeOnnx(twoLayers(), { bits: 4, recipe: [{ match: '^attn', bits: 8, groupSize: 16, grid: 'full' }] }, { packer: packers[0]!.packer });
-    expect(report.matmuls.map((r) => [r.weight, r.bits, r.blockSize, r.rule])).toEqual([['attn.weight', 8, 16, 0], ['mlp.weight', 4, 32, undefined]]);
+    expect(report.matmuls.map((r) => [r.weight, r.bits, r.blockSize, r.rule])).toEqual([
+      ['attn.weight', 8, 16, 0],
+      ['mlp.weight', 4, 32, undefined],
+    ]);
     const y = await run(quantized, randomTensor(64, 3), [2, 32]);
     expect(y.every(Number.isFinite)).toBe(true);
   });
@@ -373,11 +426,18 @@ describe('reading and writing ONNX', () => {
       ],
     };
     const sink = memorySink();
-    const { model: out } = await quantizeOnnx(model(externalGraph), {}, {
-      packer: packers[0]!.packer,
-      externalData: (location) => { expect(location).toBe('in.data'); return memorySource(data); },
-      externalDataOut: { location: 'out.data', sink },
-    });
+    const { model: out } = await quantizeOnnx(
+      model(externalGraph),
+      {},
+      {
+        packer: packers[0]!.packer,
+        externalData: (location) => {
+          expect(location).toBe('in.data');
+          return memorySource(data);
+        },
+        externalDataOut: { location: 'out.data', sink },
+      },
+    );
     expect(sink.state).toBe('closed');
     const inits = initializers(out);
     expect(inits.get('bias')!.external).toEqual({ location: 'out.data', offset: 0, length: c.n * 4 });
@@ -385,8 +445,11 @@ describe('reading and writing ONNX', () => {
     expect(inits.get('proj.weight_scales')!.external).toBeNull();
     const a = randomTensor(c.m * c.k, 13);
     const y = await run(out, a, [c.m, c.k], { externalData: [{ path: 'out.data', data: sink.bytes() }] });
-    const inline = await quantizeOnnx(model({ ...graph, nodes: externalGraph.nodes, initializers: [
-      { name: 'bias', dataType: OnnxDataType.FLOAT, dims: [c.n], raw: float32Raw(bias) }, graph.initializers[0]!] }), {}, { packer: packers[0]!.packer });
+    const inline = await quantizeOnnx(
+      model({ ...graph, nodes: externalGraph.nodes, initializers: [{ name: 'bias', dataType: OnnxDataType.FLOAT, dims: [c.n], raw: float32Raw(bias) }, graph.initializers[0]!] }),
+      {},
+      { packer: packers[0]!.packer },
+    );
     expect(y).toEqual(await run(inline.model, a, [c.m, c.k]));
   });
 
@@ -419,11 +482,14 @@ describe('reading and writing ONNX', () => {
     graph.initializers[0]!.raw = encodeFloat32(b, 'F16');
     (graph.initializers[0] as { dataType: number }).dataType = OnnxDataType.FLOAT16;
     const { model: out, report } = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
-    expect(report.matmuls[0]).toMatchObject({ dtype: 'FLOAT16', bytesIn: c.k * c.n * 2, bytesOut: c.k * c.n / 2 + c.n * 2 * 2 });
+    expect(report.matmuls[0]).toMatchObject({ dtype: 'FLOAT16', bytesIn: c.k * c.n * 2, bytesOut: (c.k * c.n) / 2 + c.n * 2 * 2 });
     expect(initializers(out).get('proj.weight_scales')!.dataType).toBe(OnnxDataType.FLOAT16);
     // onnxruntime-web runs it with a FLOAT16 A.
-    const f16Graph = (g: OnnxGraph): OnnxGraph => ({ ...g, inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT16, shape: [c.m, c.k] }],
-      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT16, shape: [c.m, c.n] }] });
+    const f16Graph = (g: OnnxGraph): OnnxGraph => ({
+      ...g,
+      inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT16, shape: [c.m, c.k] }],
+      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT16, shape: [c.m, c.n] }],
+    });
     const { model: out16 } = await quantizeOnnx(model(f16Graph(graph)), {}, { packer: packers[0]!.packer });
     const a = encodeFloat32(randomTensor(c.m * c.k, 15), 'F16');
     const session = await ort.InferenceSession.create(out16, { executionProviders: ['wasm'] });
@@ -466,8 +532,9 @@ describe('bad input: typed errors, nothing written', () => {
     ['a wrong length', () => memorySource(new Uint8Array(c.k * c.n * 4)), { length: 12 }, /length is 12/],
   ] as const)('external data: %s → FormatError, the data sink aborted', async (_, externalData, span, message) => {
     const sink = memorySink();
-    const error = await quantizeOnnx(external(span), {}, { packer: packers[0]!.packer, ...(externalData ? { externalData } : {}), externalDataOut: { location: 'o.data', sink } })
-      .catch((e: unknown) => e);
+    const error = await quantizeOnnx(external(span), {}, { packer: packers[0]!.packer, ...(externalData ? { externalData } : {}), externalDataOut: { location: 'o.data', sink } }).catch(
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(FormatError);
     expect(String(error)).toMatch(message);
     expect(sink.state).toBe('aborted');

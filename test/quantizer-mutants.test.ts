@@ -5,7 +5,7 @@
 
 import { describe, expect, it } from 'vitest';
 import type { Backend, QuantizeJob } from '../src/backends/backend.js';
-import { EdgeMoqError, InvalidInputError } from '../src/errors.js';
+import { type EdgeMoqError, InvalidInputError } from '../src/errors.js';
 import { type Parameter, Quantizer, type QuantizerState } from '../src/quantizer.js';
 
 /** A backend that records each call's jobs (options only) and can be told to fail. */
@@ -18,7 +18,13 @@ function recorder() {
       calls.push(jobs.map((j) => ({ ...j.options })));
     },
   } as unknown as Backend;
-  return { backend, calls, fail: (error: Error | null) => { failWith = error; } };
+  return {
+    backend,
+    calls,
+    fail: (error: Error | null) => {
+      failWith = error;
+    },
+  };
 }
 
 const matrix = (name: string): Parameter => ({ name, shape: [2, 2], data: Float32Array.of(1, -2, 3, -4) });
@@ -53,13 +59,18 @@ function expectInvalid(error: unknown, message: string): void {
 }
 
 describe('the jobs a step hands the backend', () => {
-  it('carry the options, the step as the noise step and each name\'s id; vectors are not quantized', async () => {
+  it("carry the options, the step as the noise step and each name's id; vectors are not quantized", async () => {
     const r = recorder();
     const q = new Quantizer({ groups: 2, type: 'asymmetric', rounding: 'stochastic', seed: 0xffffffff, schedules: [{ startBits: 16, targetBits: 15, period: 2 }] }, { backend: r.backend });
     const report = await q.step([[matrix('a.weight'), vector('a.bias')], [matrix('b.weight')]]);
     expect(report).toEqual({ quantized: true, qsteps: 1, ratio: 1, switches: [], parameters: ['a.weight', 'b.weight'] });
     const job = { bits: 16, groups: 2, type: 'asymmetric', rounding: 'stochastic', seed: 0xffffffff, step: 1 };
-    expect(r.calls).toEqual([[{ ...job, tensorId: ID_A }, { ...job, tensorId: ID_B }]]);
+    expect(r.calls).toEqual([
+      [
+        { ...job, tensorId: ID_A },
+        { ...job, tensorId: ID_B },
+      ],
+    ]);
     await q.step([matrix('a.weight')]);
     expect(r.calls[1]).toEqual([{ ...job, bits: 15, step: 2, tensorId: ID_A }]);
     expect(q.bitsOf('a.weight')).toBe(15);
@@ -109,19 +120,31 @@ describe('the schedule', () => {
       const q = new Quantizer({ verbose, schedules: [{ startBits: 4, targetBits: 2, period: 1 }] }, { backend: r.backend, logger: (l) => lines.push(l) });
       const switches = [];
       for (let i = 0; i < 5; i++) switches.push(...(await q.step([matrix('w')])).switches);
-      expect(switches).toEqual([{ name: 'w', bits: 3, step: 1, period: 2, index: 0 }, { name: 'w', bits: 2, step: 2, period: 4, index: 0 }]);
+      expect(switches).toEqual([
+        { name: 'w', bits: 3, step: 1, period: 2, index: 0 },
+        { name: 'w', bits: 2, step: 2, period: 4, index: 0 },
+      ]);
       expect(r.calls.map((c) => c[0]!.bits)).toEqual([3, 2, 2, 2, 2]);
-      expect(lines).toEqual(verbose ? [
-        'Quantization settings: current bit-precision = 3, step = 1, quantization period = 2, index = 0',
-        'Quantization settings: current bit-precision = 2, step = 2, quantization period = 4, index = 0',
-      ] : []);
+      expect(lines).toEqual(
+        verbose
+          ? [
+              'Quantization settings: current bit-precision = 3, step = 1, quantization period = 2, index = 0',
+              'Quantization settings: current bit-precision = 2, step = 2, quantization period = 4, index = 0',
+            ]
+          : [],
+      );
     }
   });
 
   it('the eigenvalue factor multiplies the doubled period, and a huge one stops at 2^53-1', async () => {
     const r = recorder();
     const q = new Quantizer({ schedules: [{ startBits: 8, targetBits: 4, period: 1 }] }, { backend: r.backend });
-    await q.step([matrix('a.weight'), matrix('b.weight')], { blockEigenvalue: new Map([['a.weight', [0.5, 7]], ['b.weight', [1e308, 2]]]) });
+    await q.step([matrix('a.weight'), matrix('b.weight')], {
+      blockEigenvalue: new Map([
+        ['a.weight', [0.5, 7]],
+        ['b.weight', [1e308, 2]],
+      ]),
+    });
     expect(q.periodOf('a.weight')).toBe(2 * 3);
     expect(q.periodOf('b.weight')).toBe(Number.MAX_SAFE_INTEGER);
     expect(q.state().parameters['b.weight']!.period).toBe(2 ** 53 - 1);
@@ -214,7 +237,10 @@ describe('the schedule', () => {
   it('an eigenvalue of 0 and a null entry both leave the factor at 1', async () => {
     const q = new Quantizer({ schedules: [{ startBits: 8, targetBits: 4, period: 1 }] }, { backend: recorder().backend });
     const report = await q.step([matrix('a.weight'), matrix('b.weight')], { blockEigenvalue: { 'a.weight': [0, 5], 'b.weight': null } });
-    expect(report.switches.map((s) => [s.period, s.index])).toEqual([[2, 5], [2, 0]]);
+    expect(report.switches.map((s) => [s.period, s.index])).toEqual([
+      [2, 5],
+      [2, 0],
+    ]);
   });
 });
 
@@ -232,11 +258,21 @@ describe('state and restore', () => {
     expect(q.state()).toEqual({
       format: 'edge-moq.quantizer/1',
       options: {
-        groups: 1, type: 'symmetric', rounding: 'nearest', mixedFp16: true, changeRatio: 0.25, scheduleOffset: 1, verbose: false, seed: 3,
-        parameters: {}, schedules: [{ name: 'group0', startBits: 8, targetBits: 6, period: 1, modules: ['*'] }],
+        groups: 1,
+        type: 'symmetric',
+        rounding: 'nearest',
+        mixedFp16: true,
+        changeRatio: 0.25,
+        scheduleOffset: 1,
+        verbose: false,
+        seed: 3,
+        parameters: {},
+        schedules: [{ name: 'group0', startBits: 8, targetBits: 6, period: 1, modules: ['*'] }],
         eigenvalue: { enabled: false, verbose: false, maxIter: 100, tol: 0.01, stability: 1e-6, gasBoundaryResolution: 1, layerName: 'bert.encoder.layer', layerNum: 0 },
       },
-      qsteps: 2, ratio: 1, offsetSteps: 1,
+      qsteps: 2,
+      ratio: 1,
+      offsetSteps: 1,
       parameters: { 'a.weight': { bits: 6, targetBits: 6, period: 4, quantized: true }, 'a.bias': { bits: 8, targetBits: 6, period: 1, quantized: false } },
     });
     expect(q.toJSON()).toEqual(q.state());
@@ -256,29 +292,139 @@ describe('state and restore', () => {
   const tail = 'restore takes the state quantizer.state() wrote.';
   const P = 'state.parameters["a.weight"]';
   it.each([
-    ['no format', (s: any) => { delete s.format; }, 'not a quantizer state: expected the object returned by quantizer.state() (format "edge-moq.quantizer/1").'],
-    ['an unknown key', (s: any) => { s.extra = 1; }, 'state.extra is not part of a quantizer state; known keys: format, options, qsteps, ratio, offsetSteps, parameters.'],
-    ['no options', (s: any) => { delete s.options; },
-      'state.options is missing: a state restores with the options it was taken with (quantizer.state() writes them); without them it would continue under other defaults.'],
-    ['qsteps -1', (s: any) => { s.qsteps = -1; }, `state.qsteps must be an integer from 0 to 2^53-1, got -1; ${tail}`],
-    ['qsteps 2^53', (s: any) => { s.qsteps = 2 ** 53; }, `state.qsteps must be an integer from 0 to 2^53-1, got 9007199254740992; ${tail}`],
-    ['offsetSteps 1.5', (s: any) => { s.offsetSteps = 1.5; }, `state.offsetSteps must be an integer from 0 to 2^53-1, got 1.5; ${tail}`],
-    ['ratio above 1', (s: any) => { s.ratio = 1.5; }, `state.ratio must be a number from 0 to 1, got 1.5; ${tail}`],
-    ['ratio below 0', (s: any) => { s.ratio = -0.5; }, `state.ratio must be a number from 0 to 1, got -0.5; ${tail}`],
-    ['ratio a string', (s: any) => { s.ratio = '1'; }, `state.ratio must be a number from 0 to 1, got "1"; ${tail}`],
-    ['parameters a list', (s: any) => { s.parameters = []; }, `state.parameters must be an object mapping parameter names to their schedule state, got []; ${tail}`],
-    ['a parameter that is not an object', (s: any) => { s.parameters['a.weight'] = 8; }, `${P} must be { bits, targetBits, period, quantized }, got 8; ${tail}`],
-    ['an unknown parameter key', (s: any) => { s.parameters['a.weight'].step = 1; }, `${P}.step is not part of a quantizer state; known keys: bits, targetBits, period, quantized.`],
-    ['bits 17', (s: any) => { s.parameters['a.weight'].bits = 17; }, `${P}.bits must be an integer from 1 to 16, got 17; ${tail}`],
-    ['bits 0', (s: any) => { s.parameters['a.weight'].bits = 0; }, `${P}.bits must be an integer from 1 to 16, got 0; ${tail}`],
-    ['targetBits 6.5', (s: any) => { s.parameters['a.weight'].targetBits = 6.5; }, `${P}.targetBits must be an integer from 1 to 16, got 6.5; ${tail}`],
-    ['bits below targetBits', (s: any) => { s.parameters['a.weight'].bits = 5; }, `${P}.bits must be at least targetBits (6): precision only steps down, got 5; ${tail}`],
-    ['period 0', (s: any) => { s.parameters['a.weight'].period = 0; }, `${P}.period must be an integer from 1 to 2^53-1, got 0; ${tail}`],
-    ['quantized a string', (s: any) => { s.parameters['a.weight'].quantized = 'yes'; }, `${P}.quantized must be true or false, got "yes"; ${tail}`],
+    [
+      'no format',
+      (s: any) => {
+        delete s.format;
+      },
+      'not a quantizer state: expected the object returned by quantizer.state() (format "edge-moq.quantizer/1").',
+    ],
+    [
+      'an unknown key',
+      (s: any) => {
+        s.extra = 1;
+      },
+      'state.extra is not part of a quantizer state; known keys: format, options, qsteps, ratio, offsetSteps, parameters.',
+    ],
+    [
+      'no options',
+      (s: any) => {
+        delete s.options;
+      },
+      'state.options is missing: a state restores with the options it was taken with (quantizer.state() writes them); without them it would continue under other defaults.',
+    ],
+    [
+      'qsteps -1',
+      (s: any) => {
+        s.qsteps = -1;
+      },
+      `state.qsteps must be an integer from 0 to 2^53-1, got -1; ${tail}`,
+    ],
+    [
+      'qsteps 2^53',
+      (s: any) => {
+        s.qsteps = 2 ** 53;
+      },
+      `state.qsteps must be an integer from 0 to 2^53-1, got 9007199254740992; ${tail}`,
+    ],
+    [
+      'offsetSteps 1.5',
+      (s: any) => {
+        s.offsetSteps = 1.5;
+      },
+      `state.offsetSteps must be an integer from 0 to 2^53-1, got 1.5; ${tail}`,
+    ],
+    [
+      'ratio above 1',
+      (s: any) => {
+        s.ratio = 1.5;
+      },
+      `state.ratio must be a number from 0 to 1, got 1.5; ${tail}`,
+    ],
+    [
+      'ratio below 0',
+      (s: any) => {
+        s.ratio = -0.5;
+      },
+      `state.ratio must be a number from 0 to 1, got -0.5; ${tail}`,
+    ],
+    [
+      'ratio a string',
+      (s: any) => {
+        s.ratio = '1';
+      },
+      `state.ratio must be a number from 0 to 1, got "1"; ${tail}`,
+    ],
+    [
+      'parameters a list',
+      (s: any) => {
+        s.parameters = [];
+      },
+      `state.parameters must be an object mapping parameter names to their schedule state, got []; ${tail}`,
+    ],
+    [
+      'a parameter that is not an object',
+      (s: any) => {
+        s.parameters['a.weight'] = 8;
+      },
+      `${P} must be { bits, targetBits, period, quantized }, got 8; ${tail}`,
+    ],
+    [
+      'an unknown parameter key',
+      (s: any) => {
+        s.parameters['a.weight'].step = 1;
+      },
+      `${P}.step is not part of a quantizer state; known keys: bits, targetBits, period, quantized.`,
+    ],
+    [
+      'bits 17',
+      (s: any) => {
+        s.parameters['a.weight'].bits = 17;
+      },
+      `${P}.bits must be an integer from 1 to 16, got 17; ${tail}`,
+    ],
+    [
+      'bits 0',
+      (s: any) => {
+        s.parameters['a.weight'].bits = 0;
+      },
+      `${P}.bits must be an integer from 1 to 16, got 0; ${tail}`,
+    ],
+    [
+      'targetBits 6.5',
+      (s: any) => {
+        s.parameters['a.weight'].targetBits = 6.5;
+      },
+      `${P}.targetBits must be an integer from 1 to 16, got 6.5; ${tail}`,
+    ],
+    [
+      'bits below targetBits',
+      (s: any) => {
+        s.parameters['a.weight'].bits = 5;
+      },
+      `${P}.bits must be at least targetBits (6): precision only steps down, got 5; ${tail}`,
+    ],
+    [
+      'period 0',
+      (s: any) => {
+        s.parameters['a.weight'].period = 0;
+      },
+      `${P}.period must be an integer from 1 to 2^53-1, got 0; ${tail}`,
+    ],
+    [
+      'quantized a string',
+      (s: any) => {
+        s.parameters['a.weight'].quantized = 'yes';
+      },
+      `${P}.quantized must be true or false, got "yes"; ${tail}`,
+    ],
   ])('refuses a state with %s', async (_name, edit, message) => {
     const state = await valid();
     edit(state);
-    expectInvalid(thrown(() => Quantizer.restore(state as QuantizerState)), message);
+    expectInvalid(
+      thrown(() => Quantizer.restore(state as QuantizerState)),
+      message,
+    );
   });
 
   it('accepts the bounds: ratio 0 and 1, 16 bits, period 2^53-1, counts 0', async () => {
@@ -298,8 +444,10 @@ describe('state and restore', () => {
     state.parameters['a.weight'].targetBits = 3;
     expect(Quantizer.restore(structuredClone(state) as QuantizerState).bitsOf('a.weight')).toBe(6);
     state.parameters['a.weight'].targetBits = 2;
-    expectInvalid(thrown(() => Quantizer.restore(state as QuantizerState)),
-      `${P}.targetBits must be at least 3 under symmetric grids with stochastic rounding (1 and 2 bits are symmetric nearest only), got 2; ${tail}`);
+    expectInvalid(
+      thrown(() => Quantizer.restore(state as QuantizerState)),
+      `${P}.targetBits must be at least 3 under symmetric grids with stochastic rounding (1 and 2 bits are symmetric nearest only), got 2; ${tail}`,
+    );
   });
 
   it('refuses text that is not JSON, and a state whose options are incomplete', async () => {

@@ -34,9 +34,14 @@ const values = (i: number, length: number) => randomTensor(length, i + 1, 2);
 const lengthOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 function model(): Uint8Array {
-  return encodeSafetensors(TENSORS.map((t, i) => ({
-    name: t.name, dtype: t.dtype ?? 'F32', shape: t.shape, data: encodeFloat32(values(i, lengthOf(t.shape)), 'F32'),
-  })));
+  return encodeSafetensors(
+    TENSORS.map((t, i) => ({
+      name: t.name,
+      dtype: t.dtype ?? 'F32',
+      shape: t.shape,
+      data: encodeFloat32(values(i, lengthOf(t.shape)), 'F32'),
+    })),
+  );
 }
 
 async function quantize(options: QuantizeFileOptions) {
@@ -83,8 +88,10 @@ describe('recipes', () => {
     const { report } = await quantize({ bits: 4, recipe: [...RECIPE.rules, { match: 'decoder', bits: 2 }] });
     expect(report.warnings).toEqual([expect.stringMatching(/recipe rule 5 \("decoder"\) matches no tensor/)]);
     const sink = memorySink();
-    await expect(quantizeSafetensors(memorySource(model()), sink, wasm.packer, { bits: 4, recipe: [{ match: 'decoder', bits: 2 }] }))
-      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/match no tensor of this file \(patterns: "decoder"\)/) });
+    await expect(quantizeSafetensors(memorySource(model()), sink, wasm.packer, { bits: 4, recipe: [{ match: 'decoder', bits: 2 }] })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/match no tensor of this file \(patterns: "decoder"\)/),
+    });
     expect(sink.state).toBe('aborted');
   });
 
@@ -105,7 +112,7 @@ describe('recipes', () => {
     expect(() => compileRecipe(recipe)).toThrow(message);
   });
 
-  it('reads a DeepSpeed config as a recipe: each group\'s modules at its target bits, first group first', async () => {
+  it("reads a DeepSpeed config as a recipe: each group's modules at its target bits, first group first", async () => {
     const config = {
       compression_training: {
         weight_quantization: {
@@ -117,7 +124,11 @@ describe('recipes', () => {
         },
       },
     };
-    expect(recipeFromDeepSpeed(config).rules.map((r) => [r.match, r.bits])).toEqual([['attention.self', 8], ['intermediate', 8], ['^', 4]]);
+    expect(recipeFromDeepSpeed(config).rules.map((r) => [r.match, r.bits])).toEqual([
+      ['attention.self', 8],
+      ['intermediate', 8],
+      ['^', 4],
+    ]);
     const { byName } = await quantize({ bits: 2, recipe: readRecipe(config).rules.map((r) => r.rule) });
     expect(byName['layer.0.attention.self.query.weight']).toMatchObject({ bits: 8, rule: 0 });
     expect(byName['layer.0.intermediate.dense.weight']).toMatchObject({ bits: 8, rule: 1 });
@@ -146,7 +157,15 @@ describe('edge-moq quantize --recipe', () => {
 
   it('takes a recipe.json and shows the rule each tensor took', async () => {
     const recipe = join(dir, 'recipe.json');
-    writeFileSync(recipe, JSON.stringify({ rules: [{ match: 'attention', bits: 8 }, { match: 'head', keep: true }] }));
+    writeFileSync(
+      recipe,
+      JSON.stringify({
+        rules: [
+          { match: 'attention', bits: 8 },
+          { match: 'head', keep: true },
+        ],
+      }),
+    );
     const output = join(dir, 'out.safetensors');
     const { code, stdout } = await runCli(['quantize', input, '-o', output, '--bits', '4', '--recipe', recipe]);
     expect(code).toBe(0);
@@ -157,9 +176,17 @@ describe('edge-moq quantize --recipe', () => {
 
   it('takes a DeepSpeed config as the recipe', async () => {
     const config = join(dir, 'ds_config.json');
-    writeFileSync(config, JSON.stringify({ compression_training: { weight_quantization: {
-      shared_parameters: { enabled: true }, different_groups: { wq1: { params: { start_bits: 8, target_bits: 6 }, modules: ['intermediate'] } },
-    } } }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        compression_training: {
+          weight_quantization: {
+            shared_parameters: { enabled: true },
+            different_groups: { wq1: { params: { start_bits: 8, target_bits: 6 }, modules: ['intermediate'] } },
+          },
+        },
+      }),
+    );
     const { code, stdout } = await runCli(['quantize', input, '-o', join(dir, 'ds.safetensors'), '--bits', '4', '--recipe', config]);
     expect(code).toBe(0);
     expect(stdout).toMatch(/intermediate\.dense\.weight .*symmetric 6-bit, groups of 32 \(rule 1\)/);

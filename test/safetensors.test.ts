@@ -9,9 +9,28 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EdgeMoqError, FormatError, InvalidInputError } from '../src/errors.js';
 import { atomicFileSink, fileSource } from '../src/formats/node-file.js';
 import {
-  DTYPE_BYTES, bf16ToF32, createSafetensorsWriter, decodeFloat32, encodeFloat32, encodeSafetensors, f16ToF32,
-  f32ToBf16, f32ToF16, isFloatDtype, layoutSafetensors, memorySource, openSafetensors, readByteChunks, readBytes, readFloat32Chunks,
-  type ByteSink, type ByteSource, type FloatDtype, type SafetensorsWriter, type TensorBytes, type TensorSpec,
+  DTYPE_BYTES,
+  bf16ToF32,
+  createSafetensorsWriter,
+  decodeFloat32,
+  encodeFloat32,
+  encodeSafetensors,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  isFloatDtype,
+  layoutSafetensors,
+  memorySource,
+  openSafetensors,
+  readByteChunks,
+  readBytes,
+  readFloat32Chunks,
+  type ByteSink,
+  type ByteSource,
+  type FloatDtype,
+  type SafetensorsWriter,
+  type TensorBytes,
+  type TensorSpec,
 } from '../src/formats/safetensors.js';
 import { randomTensor, uniforms } from './support/fixtures.js';
 import { fuzzSafetensors } from './support/safetensors-fuzz.js';
@@ -41,7 +60,11 @@ async function collectFloat32(chunks: AsyncIterable<Float32Array>): Promise<{ va
     buffers.add(chunk.buffer);
   }
   const values = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((at, p) => (values.set(p, at), at + p.length), 0);
+  let at = 0;
+  for (const p of parts) {
+    values.set(p, at);
+    at += p.length;
+  }
   return { values, lengths: parts.map((p) => p.length), buffers };
 }
 
@@ -81,46 +104,92 @@ function memorySink(failWrite = false) {
       if (failWrite && chunks.length > 0) throw new Error('disk full');
       chunks.push(bytes.slice());
     },
-    async close() { sink.state = 'closed'; },
-    async abort() { sink.state = 'aborted'; },
+    async close() {
+      sink.state = 'closed';
+    },
+    async abort() {
+      sink.state = 'aborted';
+    },
   };
   return sink satisfies ByteSink;
 }
 
 describe('float conversions', () => {
   const F16_TO_F32: [string, number, number][] = [
-    ['+0', 0x0000, 0], ['-0', 0x8000, -0], ['1', 0x3c00, 1], ['-2', 0xc000, -2], ['1/3', 0x3555, 0.333251953125],
-    ['smallest subnormal', 0x0001, 2 ** -24], ['largest subnormal', 0x03ff, 1023 * 2 ** -24],
-    ['-subnormal', 0x8200, -(2 ** -15)], ['smallest normal', 0x0400, 2 ** -14], ['max', 0x7bff, 65504],
-    ['-max', 0xfbff, -65504], ['+inf', 0x7c00, Infinity], ['-inf', 0xfc00, -Infinity], ['nan', 0x7e00, NaN], ['signalling nan', 0x7c01, NaN],
+    ['+0', 0x0000, 0],
+    ['-0', 0x8000, -0],
+    ['1', 0x3c00, 1],
+    ['-2', 0xc000, -2],
+    ['1/3', 0x3555, 0.333251953125],
+    ['smallest subnormal', 0x0001, 2 ** -24],
+    ['largest subnormal', 0x03ff, 1023 * 2 ** -24],
+    ['-subnormal', 0x8200, -(2 ** -15)],
+    ['smallest normal', 0x0400, 2 ** -14],
+    ['max', 0x7bff, 65504],
+    ['-max', 0xfbff, -65504],
+    ['+inf', 0x7c00, Infinity],
+    ['-inf', 0xfc00, -Infinity],
+    ['nan', 0x7e00, NaN],
+    ['signalling nan', 0x7c01, NaN],
   ];
   it.each(F16_TO_F32)('f16ToF32 %s', (_, bits, value) => expect(f16ToF32(bits)).toBe(value));
 
   const BF16_TO_F32: [string, number, number][] = [
-    ['+0', 0x0000, 0], ['-0', 0x8000, -0], ['1', 0x3f80, 1], ['-2', 0xc000, -2], ['pi', 0x4049, 3.140625],
-    ['smallest subnormal', 0x0001, 2 ** -133], ['max', 0x7f7f, (2 - 2 ** -7) * 2 ** 127],
-    ['+inf', 0x7f80, Infinity], ['-inf', 0xff80, -Infinity], ['nan', 0x7fc0, NaN],
+    ['+0', 0x0000, 0],
+    ['-0', 0x8000, -0],
+    ['1', 0x3f80, 1],
+    ['-2', 0xc000, -2],
+    ['pi', 0x4049, 3.140625],
+    ['smallest subnormal', 0x0001, 2 ** -133],
+    ['max', 0x7f7f, (2 - 2 ** -7) * 2 ** 127],
+    ['+inf', 0x7f80, Infinity],
+    ['-inf', 0xff80, -Infinity],
+    ['nan', 0x7fc0, NaN],
   ];
   it.each(BF16_TO_F32)('bf16ToF32 %s', (_, bits, value) => expect(bf16ToF32(bits)).toBe(value));
 
   const F32_TO_F16: [string, number, number][] = [
-    ['+0', 0, 0x0000], ['-0', -0, 0x8000], ['1', 1, 0x3c00], ['-1.5', -1.5, 0xbe00], ['0.1', 0.1, 0x2e66],
-    ['max', 65504, 0x7bff], ['just below the overflow tie', 65519, 0x7bff], ['overflow tie goes to inf', 65520, 0x7c00],
-    ['1e6 overflows', 1e6, 0x7c00], ['+inf', Infinity, 0x7c00], ['-inf', -Infinity, 0xfc00], ['nan', NaN, 0x7e00],
-    ['smallest subnormal', 2 ** -24, 0x0001], ['half the smallest subnormal ties to 0', 2 ** -25, 0x0000],
-    ['3/4 of the smallest subnormal', 3 * 2 ** -26, 0x0001], ['subnormal tie to even 2', 3 * 2 ** -25, 0x0002],
-    ['below 2^-25 flushes to 0', 2 ** -26, 0x0000], ['-tiny keeps its sign', -(2 ** -30), 0x8000],
-    ['tie into the smallest normal', 2047 * 2 ** -25, 0x0400], ['smallest normal', 2 ** -14, 0x0400],
-    ['tie to even (down)', 1 + 2 ** -11, 0x3c00], ['tie to even (up)', 1 + 3 * 2 ** -11, 0x3c02],
-    ['just above a tie', 1 + 2 ** -11 + 2 ** -20, 0x3c01], ['f32 subnormal', 2 ** -149, 0x0000],
+    ['+0', 0, 0x0000],
+    ['-0', -0, 0x8000],
+    ['1', 1, 0x3c00],
+    ['-1.5', -1.5, 0xbe00],
+    ['0.1', 0.1, 0x2e66],
+    ['max', 65504, 0x7bff],
+    ['just below the overflow tie', 65519, 0x7bff],
+    ['overflow tie goes to inf', 65520, 0x7c00],
+    ['1e6 overflows', 1e6, 0x7c00],
+    ['+inf', Infinity, 0x7c00],
+    ['-inf', -Infinity, 0xfc00],
+    ['nan', NaN, 0x7e00],
+    ['smallest subnormal', 2 ** -24, 0x0001],
+    ['half the smallest subnormal ties to 0', 2 ** -25, 0x0000],
+    ['3/4 of the smallest subnormal', 3 * 2 ** -26, 0x0001],
+    ['subnormal tie to even 2', 3 * 2 ** -25, 0x0002],
+    ['below 2^-25 flushes to 0', 2 ** -26, 0x0000],
+    ['-tiny keeps its sign', -(2 ** -30), 0x8000],
+    ['tie into the smallest normal', 2047 * 2 ** -25, 0x0400],
+    ['smallest normal', 2 ** -14, 0x0400],
+    ['tie to even (down)', 1 + 2 ** -11, 0x3c00],
+    ['tie to even (up)', 1 + 3 * 2 ** -11, 0x3c02],
+    ['just above a tie', 1 + 2 ** -11 + 2 ** -20, 0x3c01],
+    ['f32 subnormal', 2 ** -149, 0x0000],
   ];
   it.each(F32_TO_F16)('f32ToF16 %s', (_, value, bits) => expect(f32ToF16(value)).toBe(bits));
 
   const F32_TO_BF16: [string, number, number][] = [
-    ['+0', 0, 0x0000], ['-0', -0, 0x8000], ['1', 1, 0x3f80], ['pi', 3.140625, 0x4049],
-    ['tie to even (down)', 1 + 2 ** -8, 0x3f80], ['tie to even (up)', 1 + 3 * 2 ** -8, 0x3f82], ['just above a tie', 1 + 2 ** -8 + 2 ** -20, 0x3f81],
-    ['f32 max rounds to inf', 3.4028234663852886e38, 0x7f80], ['+inf', Infinity, 0x7f80], ['-inf', -Infinity, 0xff80],
-    ['nan', NaN, 0x7fc0], ['smallest bf16 subnormal', 2 ** -133, 0x0001], ['f32 subnormal flushes', 2 ** -149, 0x0000],
+    ['+0', 0, 0x0000],
+    ['-0', -0, 0x8000],
+    ['1', 1, 0x3f80],
+    ['pi', 3.140625, 0x4049],
+    ['tie to even (down)', 1 + 2 ** -8, 0x3f80],
+    ['tie to even (up)', 1 + 3 * 2 ** -8, 0x3f82],
+    ['just above a tie', 1 + 2 ** -8 + 2 ** -20, 0x3f81],
+    ['f32 max rounds to inf', 3.4028234663852886e38, 0x7f80],
+    ['+inf', Infinity, 0x7f80],
+    ['-inf', -Infinity, 0xff80],
+    ['nan', NaN, 0x7fc0],
+    ['smallest bf16 subnormal', 2 ** -133, 0x0001],
+    ['f32 subnormal flushes', 2 ** -149, 0x0000],
   ];
   it.each(F32_TO_BF16)('f32ToBf16 %s', (_, value, bits) => expect(f32ToBf16(value)).toBe(bits));
 
@@ -132,10 +201,13 @@ describe('float conversions', () => {
   ] as const)('%s: all 65536 patterns decode and re-encode exactly', (dtype, scalar, exponentMask, quietBit) => {
     const patterns = Uint16Array.from({ length: 65536 }, (_, i) => i);
     const raw = new Uint8Array(patterns.length * 2);
-    patterns.forEach((p, i) => { raw[2 * i] = p & 0xff; raw[2 * i + 1] = p >> 8; });
+    patterns.forEach((p, i) => {
+      raw[2 * i] = p & 0xff;
+      raw[2 * i + 1] = p >> 8;
+    });
     const values = decodeFloat32(raw, dtype);
-    const isNaN = (p: number) => (p & exponentMask) === exponentMask && (p & ~exponentMask & 0x7fff) !== 0;
-    const expectedPatterns = [...patterns].map((p) => (isNaN(p) ? p | quietBit : p));
+    const isNaNPattern = (p: number) => (p & exponentMask) === exponentMask && (p & ~exponentMask & 0x7fff) !== 0;
+    const expectedPatterns = [...patterns].map((p) => (isNaNPattern(p) ? p | quietBit : p));
     const reencoded = encodeFloat32(values, dtype);
     expect([...reencoded].filter((_, i) => i % 2 === 0).map((lo, i) => lo | (reencoded[2 * i + 1]! << 8))).toEqual(expectedPatterns);
     expect([...values].every((v, i) => Object.is(v, scalar(i)))).toBe(true);
@@ -170,8 +242,9 @@ describe('round trip', () => {
 
   it('gives back every tensor, in order, with its metadata', async () => {
     const file = await openSafetensors(memorySource(bytes));
-    expect(file.tensors.map(({ name, dtype, shape, length, byteLength }) => ({ name, dtype, shape, length, byteLength })))
-      .toEqual(SPECS.map((s) => ({ ...s, length: lengthOf(s.shape), byteLength: lengthOf(s.shape) * DTYPE_BYTES[s.dtype] })));
+    expect(file.tensors.map(({ name, dtype, shape, length, byteLength }) => ({ name, dtype, shape, length, byteLength }))).toEqual(
+      SPECS.map((s) => ({ ...s, length: lengthOf(s.shape), byteLength: lengthOf(s.shape) * DTYPE_BYTES[s.dtype] })),
+    );
     expect(Object.entries(file.metadata)).toEqual(Object.entries(METADATA));
     for (const [i, tensor] of file.tensors.entries()) {
       expect(await readBytes(file, tensor)).toEqual(TENSORS[i]!.data);
@@ -203,11 +276,18 @@ describe('round trip', () => {
   });
 
   it('lists tensors in the order of their data, not of the header', async () => {
-    const file = await openSafetensors(memorySource(rawFile({
-      z: { dtype: 'U8', shape: [2], data_offsets: [4, 6] },
-      a: { dtype: 'U8', shape: [4], data_offsets: [0, 4] },
-      m: { dtype: 'U8', shape: [0], data_offsets: [6, 6] },
-    }, 6)));
+    const file = await openSafetensors(
+      memorySource(
+        rawFile(
+          {
+            z: { dtype: 'U8', shape: [2], data_offsets: [4, 6] },
+            a: { dtype: 'U8', shape: [4], data_offsets: [0, 4] },
+            m: { dtype: 'U8', shape: [0], data_offsets: [6, 6] },
+          },
+          6,
+        ),
+      ),
+    );
     expect(file.tensors.map((t) => t.name)).toEqual(['a', 'z', 'm']);
   });
 });
@@ -228,7 +308,7 @@ describe('chunked reads', () => {
     expect(buffers.size).toBe(1); // one reused output buffer
   });
 
-  it('yields views of the caller\'s buffer when given one', async () => {
+  it("yields views of the caller's buffer when given one", async () => {
     const file = await openSafetensors(memorySource(bytes));
     const into = new Float32Array(16);
     const { buffers } = await collectFloat32(readFloat32Chunks(file, file.tensors[1]!, { chunkElements: 16, into }));
@@ -265,7 +345,13 @@ describe('chunked reads', () => {
     { name: 'chunkElements 0', tensor: 'w', options: { chunkElements: 0 }, code: 'INVALID_ARGUMENT', message: /options.chunkElements must be a positive integer, got 0/ },
     { name: 'fractional chunkElements', tensor: 'w', options: { chunkElements: 1.5 }, code: 'INVALID_ARGUMENT', message: /got 1.5/ },
     { name: 'no options', tensor: 'w', options: undefined, code: 'INVALID_ARGUMENT', message: /options.chunkElements/ },
-    { name: 'a short output buffer', tensor: 'w', options: { chunkElements: 4, into: new Float32Array(3) }, code: 'INVALID_ARGUMENT', message: /options.into must be a Float32Array of at least 4 elements/ },
+    {
+      name: 'a short output buffer',
+      tensor: 'w',
+      options: { chunkElements: 4, into: new Float32Array(3) },
+      code: 'INVALID_ARGUMENT',
+      message: /options.into must be a Float32Array of at least 4 elements/,
+    },
     { name: 'a Float64Array output', tensor: 'w', options: { chunkElements: 4, into: new Float64Array(4) }, code: 'INVALID_ARGUMENT', message: /options.into must be a Float32Array/ },
     { name: 'a copy of a tensor entry', tensor: 'copy', options: { chunkElements: 4 }, code: 'INVALID_ARGUMENT', message: /tensor 'w' is not one of this file's tensors/ },
   ];
@@ -298,7 +384,11 @@ describe('malformed files', () => {
     { name: 'header an array', source: () => memorySource(rawFile([1, 2])), message: /the header .* must be a JSON object of tensors, got \[1,2\]/ },
     { name: 'header null', source: () => memorySource(rawFile('null')), message: /must be a JSON object of tensors, got null/ },
     { name: 'metadata an array', source: () => memorySource(rawFile({ __metadata__: [1] })), message: /__metadata__ must be an object of string values, got \[1\]/ },
-    { name: 'metadata value not a string', source: () => memorySource(rawFile({ __metadata__: { format: 'pt', step: 3 } })), message: /__metadata__ value for key 'step' is 3; metadata values must be strings/ },
+    {
+      name: 'metadata value not a string',
+      source: () => memorySource(rawFile({ __metadata__: { format: 'pt', step: 3 } })),
+      message: /__metadata__ value for key 'step' is 3; metadata values must be strings/,
+    },
     { name: 'entry not an object', source: () => memorySource(rawFile({ w: 5 })), message: /tensor 'w' must be an object with dtype, shape and data_offsets, got 5/ },
     { name: 'unknown dtype', source: () => memorySource(rawFile({ w: { ...F32x3, dtype: 'Q4' } }, 12)), message: /tensor 'w' has unknown dtype "Q4"; known: F64, F32, F16, BF16/ },
     { name: 'missing dtype', source: () => memorySource(rawFile({ w: { shape: [3], data_offsets: [0, 12] } }, 12)), message: /tensor 'w' has unknown dtype undefined/ },
@@ -306,16 +396,40 @@ describe('malformed files', () => {
     { name: 'negative dimension', source: () => memorySource(rawFile({ w: { ...F32x3, shape: [3, -2] } }, 12)), message: /tensor 'w' shape\[1\] is -2; dimensions must be integers from 0 to 2\^53-1/ },
     { name: 'fractional dimension', source: () => memorySource(rawFile({ w: { ...F32x3, shape: [1.5] } }, 12)), message: /shape\[0\] is 1.5/ },
     { name: 'unsafe dimension', source: () => memorySource(rawFile({ w: { ...F32x3, shape: [1e20] } }, 12)), message: /shape\[0\] is 100000000000000000000/ },
-    { name: 'element count overflow', source: () => memorySource(rawFile({ w: { ...F32x3, shape: [2 ** 26, 2 ** 26, 2 ** 26] } }, 12)), message: /tensor 'w' shape \[67108864,67108864,67108864\] has more than 2\^53-1 elements/ },
-    { name: 'byte count overflow', source: () => memorySource(rawFile({ w: { ...F32x3, dtype: 'F64', shape: [2 ** 51] } }, 12)), message: /tensor 'w' shape \[2251799813685248\] × F64 is more than 2\^53-1 bytes/ },
-    { name: 'missing data_offsets', source: () => memorySource(rawFile({ w: { dtype: 'F32', shape: [3] } }, 12)), message: /tensor 'w' data_offsets must be \[begin, end\] with integers 0 <= begin <= end, got undefined/ },
+    {
+      name: 'element count overflow',
+      source: () => memorySource(rawFile({ w: { ...F32x3, shape: [2 ** 26, 2 ** 26, 2 ** 26] } }, 12)),
+      message: /tensor 'w' shape \[67108864,67108864,67108864\] has more than 2\^53-1 elements/,
+    },
+    {
+      name: 'byte count overflow',
+      source: () => memorySource(rawFile({ w: { ...F32x3, dtype: 'F64', shape: [2 ** 51] } }, 12)),
+      message: /tensor 'w' shape \[2251799813685248\] × F64 is more than 2\^53-1 bytes/,
+    },
+    {
+      name: 'missing data_offsets',
+      source: () => memorySource(rawFile({ w: { dtype: 'F32', shape: [3] } }, 12)),
+      message: /tensor 'w' data_offsets must be \[begin, end\] with integers 0 <= begin <= end, got undefined/,
+    },
     { name: 'reversed data_offsets', source: () => memorySource(rawFile({ w: { ...F32x3, data_offsets: [12, 0] } }, 12)), message: /data_offsets must be .* got \[12,0\]/ },
     { name: 'negative data_offsets', source: () => memorySource(rawFile({ w: { ...F32x3, data_offsets: [-4, 8] } }, 12)), message: /got \[-4,8\]/ },
     { name: 'fractional data_offsets', source: () => memorySource(rawFile({ w: { ...F32x3, data_offsets: [0, 11.5] } }, 12)), message: /got \[0,11.5\]/ },
     { name: 'three data_offsets', source: () => memorySource(rawFile({ w: { ...F32x3, data_offsets: [0, 6, 12] } }, 12)), message: /got \[0,6,12\]/ },
-    { name: 'data_offsets that do not fit the shape', source: () => memorySource(rawFile({ w: { ...F32x3, data_offsets: [0, 10] } }, 12)), message: /tensor 'w' data_offsets \[0, 10\] do not match shape \[3\] × F32 = 12 bytes/ },
-    { name: 'a tensor past the end', source: () => memorySource(rawFile({ w: { ...F32x3, shape: [4], data_offsets: [0, 16] } }, 12, 64)), message: /tensor 'w' ends at byte 88 past the end of the file \(size 84\): the file is truncated/ },
-    { name: 'a valid file cut short', source: () => memorySource(valid.subarray(0, valid.length - 1)), message: /tensor 'w' ends at byte \d+ past the end of the file \(size \d+\): the file is truncated/ },
+    {
+      name: 'data_offsets that do not fit the shape',
+      source: () => memorySource(rawFile({ w: { ...F32x3, data_offsets: [0, 10] } }, 12)),
+      message: /tensor 'w' data_offsets \[0, 10\] do not match shape \[3\] × F32 = 12 bytes/,
+    },
+    {
+      name: 'a tensor past the end',
+      source: () => memorySource(rawFile({ w: { ...F32x3, shape: [4], data_offsets: [0, 16] } }, 12, 64)),
+      message: /tensor 'w' ends at byte 88 past the end of the file \(size 84\): the file is truncated/,
+    },
+    {
+      name: 'a valid file cut short',
+      source: () => memorySource(valid.subarray(0, valid.length - 1)),
+      message: /tensor 'w' ends at byte \d+ past the end of the file \(size \d+\): the file is truncated/,
+    },
     { name: 'overlapping tensors', source: () => memorySource(rawFile({ a: F32x3, b: { ...F32x3, data_offsets: [8, 20] } }, 20)), message: /tensors 'a' \[0, 12\] and 'b' \[8, 20\] overlap/ },
     { name: 'a name that needs escaping', source: () => memorySource(rawFile({ 'it\'s "w"\n': 5 })), message: /tensor 'it's \\"w\\"\\n' must be an object/ },
   ];
@@ -367,10 +481,33 @@ describe('streaming writer', () => {
     { name: 'a BigInt metadata value', tensors: [W], metadata: { step: 3n }, message: /metadata value for key 'step' is 3n; metadata values must be strings/ },
     { name: 'a cyclic metadata value', tensors: [W], metadata: { self: CYCLIC_OBJECT }, message: /metadata value for key 'self' is Object; metadata values must be strings/ },
     { name: 'cyclic metadata', tensors: [W], metadata: [CYCLIC_ARRAY], message: /metadata must be an object of string values, got Array/ },
-    { name: 'a spec whose getter throws', tensors: [{ ...W, get shape() { throw new RangeError('no shape'); } }], message: /^tensors\[0\] could not be read: RangeError: no shape$/ },
+    {
+      name: 'a spec whose getter throws',
+      tensors: [
+        {
+          ...W,
+          get shape() {
+            throw new RangeError('no shape');
+          },
+        },
+      ],
+      message: /^tensors\[0\] could not be read: RangeError: no shape$/,
+    },
     { name: 'a Proxy of a Uint8Array as a spec', tensors: [new Proxy(new Uint8Array(2), {})], message: /^tensors\[0\] could not be read: TypeError: / },
     { name: 'a revoked Proxy as the tensors', tensors: REVOKED, message: /^tensors could not be read: TypeError: / },
-    { name: 'metadata whose traps throw', tensors: [W], metadata: new Proxy({}, { ownKeys() { throw new Error('ownKeys trap'); } }), message: /^metadata could not be read: Error: ownKeys trap$/ },
+    {
+      name: 'metadata whose traps throw',
+      tensors: [W],
+      metadata: new Proxy(
+        {},
+        {
+          ownKeys() {
+            throw new Error('ownKeys trap');
+          },
+        },
+      ),
+      message: /^metadata could not be read: Error: ownKeys trap$/,
+    },
   ];
   it.each(BAD_SPECS)('refuses $name and aborts the sink', async ({ tensors, metadata, message }) => {
     const sink = memorySink();
@@ -424,7 +561,14 @@ describe('streaming writer', () => {
 describe('hostile arguments', () => {
   it('reads each field of a spec once, so a getter cannot change a field after it was checked', () => {
     let reads = 0;
-    const spec = { name: 'w', dtype: 'F32', get shape() { reads++; return reads === 1 ? [3] : [1e9]; } } as TensorSpec;
+    const spec = {
+      name: 'w',
+      dtype: 'F32',
+      get shape() {
+        reads++;
+        return reads === 1 ? [3] : [1e9];
+      },
+    } as TensorSpec;
     const layout = layoutSafetensors([spec]);
     expect(reads).toBe(1);
     expect(layout.tensors[0]).toMatchObject({ shape: [3], length: 3, byteLength: 12 });
@@ -434,10 +578,16 @@ describe('hostile arguments', () => {
   const detached = new Uint8Array(12);
   structuredClone(detached.buffer, { transfer: [detached.buffer] });
   class LyingLength extends Uint8Array {
-    override get length() { return 12; }
+    override get length() {
+      return 12;
+    }
   }
   const DATA: { name: string; data: unknown; message: RegExp }[] = [
-    { name: 'a Proxy of a Uint8Array', data: new Proxy(new Uint8Array(12), {}), message: /tensor 'w' data must be a Uint8Array of 12 bytes .*, got a Proxy or another object that only inherits from Uint8Array.prototype/ },
+    {
+      name: 'a Proxy of a Uint8Array',
+      data: new Proxy(new Uint8Array(12), {}),
+      message: /tensor 'w' data must be a Uint8Array of 12 bytes .*, got a Proxy or another object that only inherits from Uint8Array.prototype/,
+    },
     { name: 'a detached Uint8Array', data: detached, message: /tensor 'w' data must be a Uint8Array of 12 bytes .*, got one whose buffer was detached \(transferred\)/ },
     { name: 'a subclass whose length lies', data: new LyingLength(0), message: /tensor 'w' data must be a Uint8Array of 12 bytes .*, got 0 bytes/ },
     { name: 'a Float32Array', data: new Float32Array(3), message: /tensor 'w' data must be a Uint8Array of 12 bytes .*, got Float32Array/ },
@@ -449,7 +599,16 @@ describe('hostile arguments', () => {
     expect(encode).toThrow(message);
   });
 
-  const SIZES: [string, unknown][] = [['NaN', NaN], ['-1', -1], ['1.5', 1.5], ['Infinity', Infinity], ['9007199254740992', 2 ** 53], ['"100"', '100'], ['undefined', undefined], ['10n', 10n]];
+  const SIZES: [string, unknown][] = [
+    ['NaN', NaN],
+    ['-1', -1],
+    ['1.5', 1.5],
+    ['Infinity', Infinity],
+    ['9007199254740992', 2 ** 53],
+    ['"100"', '100'],
+    ['undefined', undefined],
+    ['10n', 10n],
+  ];
   it.each(SIZES)('openSafetensors refuses a source whose size is %s', async (shown, size) => {
     const source = { size, read: () => Promise.reject(new Error('read')) } as unknown as ByteSource;
     const attempt = openSafetensors(source);
@@ -460,14 +619,22 @@ describe('hostile arguments', () => {
   it.each([
     ['null', null, /source must be a ByteSource \{ size, read\(offset, into\) \}, got null/],
     ['a source without read()', { size: 100 }, /source must be a ByteSource \{ size, read\(offset, into\) \}, got \{"size":100\}/],
-    ['a source whose size getter throws', { get size() { throw new Error('stat failed'); }, read: async () => undefined }, /^source could not be read: Error: stat failed$/],
+    [
+      'a source whose size getter throws',
+      {
+        get size() {
+          throw new Error('stat failed');
+        },
+        read: async () => undefined,
+      },
+      /^source could not be read: Error: stat failed$/,
+    ],
   ])('openSafetensors refuses %s as the source', async (_, source, message) => {
     await expect(openSafetensors(source as never)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
   });
 
   it('checks that a tensor belongs to the file without scanning file.tensors', async () => {
-    const file = await openSafetensors(memorySource(encodeSafetensors(
-      Array.from({ length: 100 }, (_, i) => ({ name: `t${i}`, dtype: 'U8' as const, shape: [1], data: new Uint8Array(1) })))));
+    const file = await openSafetensors(memorySource(encodeSafetensors(Array.from({ length: 100 }, (_, i) => ({ name: `t${i}`, dtype: 'U8' as const, shape: [1], data: new Uint8Array(1) })))));
     let elementReads = 0;
     const tensors = new Proxy(file.tensors, {
       get(target, key, receiver) {
@@ -484,10 +651,17 @@ describe('hostile arguments', () => {
 
 describe('Node files', () => {
   let dir: string;
-  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'edge-moq-safetensors-')); });
-  afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'edge-moq-safetensors-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
 
-  const SPECS: TensorSpec[] = [{ name: 'w', dtype: 'BF16', shape: [40, 3] }, { name: 'b', dtype: 'F32', shape: [3] }];
+  const SPECS: TensorSpec[] = [
+    { name: 'w', dtype: 'BF16', shape: [40, 3] },
+    { name: 'b', dtype: 'F32', shape: [3] },
+  ];
   const DATA = SPECS.map((spec, i) => tensorBytes(spec, 90 + i).data);
 
   async function write(path: string, finish: (writer: SafetensorsWriter) => Promise<unknown>) {
@@ -516,8 +690,20 @@ describe('Node files', () => {
   });
 
   const FAILURES: { name: string; finish: (writer: SafetensorsWriter) => Promise<unknown> }[] = [
-    { name: 'aborted', finish: async (writer) => { await writer.write(DATA[0]!); await writer.abort(); } },
-    { name: 'closed with bytes missing', finish: async (writer) => { await writer.write(DATA[0]!); await writer.close().catch(() => undefined); } },
+    {
+      name: 'aborted',
+      finish: async (writer) => {
+        await writer.write(DATA[0]!);
+        await writer.abort();
+      },
+    },
+    {
+      name: 'closed with bytes missing',
+      finish: async (writer) => {
+        await writer.write(DATA[0]!);
+        await writer.close().catch(() => undefined);
+      },
+    },
     { name: 'written past the end', finish: (writer) => writer.write(new Uint8Array(1000)).catch(() => undefined) },
   ];
   it.each(FAILURES)('leaves no file, temporary or final, when $name', async ({ finish }) => {
@@ -562,9 +748,13 @@ describe('Node files', () => {
 
 // Runs a few hundred cases each; EDGE_MOQ_FUZZ_RUNS sets more for a campaign by hand.
 const FUZZ_RUNS = Number(process.env.EDGE_MOQ_FUZZ_RUNS ?? 500);
-it(`fuzz: ${FUZZ_RUNS} cases each of mutated files, random headers, nesting, duplicate keys, hostile sources and hostile writer specs`, async () => {
-  await fuzzSafetensors(FUZZ_RUNS);
-}, Math.max(60_000, FUZZ_RUNS * 50));
+it(
+  `fuzz: ${FUZZ_RUNS} cases each of mutated files, random headers, nesting, duplicate keys, hostile sources and hostile writer specs`,
+  async () => {
+    await fuzzSafetensors(FUZZ_RUNS);
+  },
+  Math.max(60_000, FUZZ_RUNS * 50),
+);
 
 // Oracles independent of the code under test: bytes written out by hand, conversions at the
 // edges of each range, chunk lengths listed one by one.
@@ -575,7 +765,10 @@ describe('byte layouts written out', () => {
     const json = '{"__metadata__":{"k":"v"},"b":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"1":{"dtype":"F16","shape":[],"data_offsets":[2,4]}}';
     expect(json.length).toBe(130);
     const expected = Uint8Array.from([136, 0, 0, 0, 0, 0, 0, 0, ...new TextEncoder().encode(`${json}      `), 7, 8, 0x00, 0x3c]);
-    const specs: TensorSpec[] = [{ name: 'b', dtype: 'U8', shape: [2] }, { name: '1', dtype: 'F16', shape: [] }];
+    const specs: TensorSpec[] = [
+      { name: 'b', dtype: 'U8', shape: [2] },
+      { name: '1', dtype: 'F16', shape: [] },
+    ];
     const sink = memorySink();
     const writer = await createSafetensorsWriter(sink, { tensors: specs, metadata: { k: 'v' } });
     expect(writer.size).toBe(148);
@@ -590,7 +783,15 @@ describe('byte layouts written out', () => {
     await writer.close();
     expect(sink.state).toBe('closed');
     expect(sink.bytes()).toEqual(expected);
-    expect(encodeSafetensors([{ ...specs[0]!, data: Uint8Array.of(7, 8) }, { ...specs[1]!, data: Uint8Array.of(0, 0x3c) }], { k: 'v' })).toEqual(expected);
+    expect(
+      encodeSafetensors(
+        [
+          { ...specs[0]!, data: Uint8Array.of(7, 8) },
+          { ...specs[1]!, data: Uint8Array.of(0, 0x3c) },
+        ],
+        { k: 'v' },
+      ),
+    ).toEqual(expected);
   });
 
   it('no metadata key without metadata, and no padding when the header fills 8-byte words', () => {
@@ -622,22 +823,41 @@ describe('byte layouts written out', () => {
 describe('conversions at the edges of their ranges', () => {
   // [2^16, 2^17) has the exponent right at the overflow test; 2^-14 .. 2^-24 are the subnormals.
   it.each([
-    [65536, 0x7c00], [-65536, 0xfc00], [100000, 0x7c00], [131071.99, 0x7c00], [2 ** 17, 0x7c00], [65519.99, 0x7bff],
-    [-65504, 0xfbff], [2 ** 15, 0x7800], [2 ** -14 - 2 ** -24, 0x03ff], [2 ** -24 * 1.5, 0x0002], [2 ** -24 * 0.75, 0x0001],
-    [-(2 ** -24), 0x8001], [0.5 + 2 ** -12, 0x3800], [0.5 + 3 * 2 ** -12, 0x3802],
+    [65536, 0x7c00],
+    [-65536, 0xfc00],
+    [100000, 0x7c00],
+    [131071.99, 0x7c00],
+    [2 ** 17, 0x7c00],
+    [65519.99, 0x7bff],
+    [-65504, 0xfbff],
+    [2 ** 15, 0x7800],
+    [2 ** -14 - 2 ** -24, 0x03ff],
+    [2 ** -24 * 1.5, 0x0002],
+    [2 ** -24 * 0.75, 0x0001],
+    [-(2 ** -24), 0x8001],
+    [0.5 + 2 ** -12, 0x3800],
+    [0.5 + 3 * 2 ** -12, 0x3802],
   ])('f32ToF16(%d) is 0x%s', (value, bits) => {
     expect(f32ToF16(value)).toBe(bits);
   });
 
   it.each([
-    [0x7f7f, 3.3895313892515355e38], [0x0080, 2 ** -126], [0xc2f7, -123.5], [0x7fc1, NaN],
+    [0x7f7f, 3.3895313892515355e38],
+    [0x0080, 2 ** -126],
+    [0xc2f7, -123.5],
+    [0x7fc1, NaN],
   ])('bf16ToF32(0x%s)', (bits, value) => {
     expect(bf16ToF32(bits)).toBe(value);
     expect(bf16ToF32(bits | 0x10000)).toBe(value);
   });
 
   it.each([
-    [0x7bff, 65504], [0x0001, 2 ** -24], [0x03ff, 2 ** -14 - 2 ** -24], [0x0200, 2 ** -15], [0x8400, -(2 ** -14)], [0xfc00, -Infinity],
+    [0x7bff, 65504],
+    [0x0001, 2 ** -24],
+    [0x03ff, 2 ** -14 - 2 ** -24],
+    [0x0200, 2 ** -15],
+    [0x8400, -(2 ** -14)],
+    [0xfc00, -Infinity],
   ])('f16ToF32(0x%s)', (bits, value) => {
     expect(f16ToF32(bits)).toBe(value);
     expect(f16ToF32(bits | 0x30000)).toBe(value);
@@ -677,14 +897,26 @@ describe('conversions at the edges of their ranges', () => {
 });
 
 describe('chunk lengths listed', () => {
-  const file = () => openSafetensors(memorySource(encodeSafetensors([
-    { name: 'pad', dtype: 'U8', shape: [3], data: Uint8Array.of(1, 2, 3) },
-    { name: 'w', dtype: 'U8', shape: [10], data: Uint8Array.from({ length: 10 }, (_, i) => 10 + i) },
-  ])));
+  const file = () =>
+    openSafetensors(
+      memorySource(
+        encodeSafetensors([
+          { name: 'pad', dtype: 'U8', shape: [3], data: Uint8Array.of(1, 2, 3) },
+          { name: 'w', dtype: 'U8', shape: [10], data: Uint8Array.from({ length: 10 }, (_, i) => 10 + i) },
+        ]),
+      ),
+    );
 
   it.each([
     [3, [[10, 11, 12], [13, 14, 15], [16, 17, 18], [19]]],
-    [4, [[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]]],
+    [
+      4,
+      [
+        [10, 11, 12, 13],
+        [14, 15, 16, 17],
+        [18, 19],
+      ],
+    ],
     [9, [[10, 11, 12, 13, 14, 15, 16, 17, 18], [19]]],
     [10, [[10, 11, 12, 13, 14, 15, 16, 17, 18, 19]]],
     [11, [[10, 11, 12, 13, 14, 15, 16, 17, 18, 19]]],
@@ -695,7 +927,7 @@ describe('chunk lengths listed', () => {
     expect(chunks).toEqual(expected);
   });
 
-  it('readByteChunks into a caller\'s buffer, which may be longer than a chunk', async () => {
+  it("readByteChunks into a caller's buffer, which may be longer than a chunk", async () => {
     const f = await file();
     const into = new Uint8Array(6);
     const chunks: Uint8Array[] = [];
@@ -703,7 +935,11 @@ describe('chunk lengths listed', () => {
       expect(chunk.buffer).toBe(into.buffer);
       chunks.push(chunk.slice());
     }
-    expect(chunks.map((c) => [...c])).toEqual([[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]]);
+    expect(chunks.map((c) => [...c])).toEqual([
+      [10, 11, 12, 13],
+      [14, 15, 16, 17],
+      [18, 19],
+    ]);
   });
 
   it.each([
@@ -724,9 +960,12 @@ describe('chunk lengths listed', () => {
     await source.read(2, into);
     expect([...into]).toEqual([3, 4]);
     for (const offset of [3, -1, 0.5]) {
-      await expect(source.read(offset, new Uint8Array(2))).rejects.toThrow(expect.objectContaining({
-        code: 'IO', message: `cannot read 2 bytes at offset ${offset} of a 4-byte buffer`,
-      }));
+      await expect(source.read(offset, new Uint8Array(2))).rejects.toThrow(
+        expect.objectContaining({
+          code: 'IO',
+          message: `cannot read 2 bytes at offset ${offset} of a 4-byte buffer`,
+        }),
+      );
     }
   });
 });

@@ -52,9 +52,14 @@ function stockFiles(json: string): tf.io.IOHandler {
       const buffers = model.weightsManifest.flatMap((g: { paths: string[] }) => g.paths.map((p) => new Uint8Array(readFileSync(folder + p))));
       const data = new Uint8Array(buffers.reduce((n: number, b: Uint8Array) => n + b.length, 0));
       let at = 0;
-      for (const b of buffers) { data.set(b, at); at += b.length; }
+      for (const b of buffers) {
+        data.set(b, at);
+        at += b.length;
+      }
       return {
-        modelTopology: model.modelTopology, format: model.format, weightData: data.buffer,
+        modelTopology: model.modelTopology,
+        format: model.format,
+        weightData: data.buffer,
         weightSpecs: model.weightsManifest.flatMap((g: { weights: unknown[] }) => g.weights),
       };
     },
@@ -93,10 +98,14 @@ describe('layers models', () => {
     // conv [3, 3, 3, 8]: everything but the output channels (axis 2); depthwise [3, 3, 8, 1]:
     // kh × kw per channel (axis 1); dense [128, 10]: per output column (axis 0).
     expect([...records].map(([name, r]) => [name, r.axis, r.groupSize, r.bits])).toEqual([
-      ['conv/kernel', 2, 27, bits], ['dw/depthwise_kernel', 1, 9, bits], ['fc/kernel', 0, 128, bits],
+      ['conv/kernel', 2, 27, bits],
+      ['dw/depthwise_kernel', 1, 9, bits],
+      ['fc/kernel', 0, 128, bits],
     ]);
     const packedBytes = statSync(join(out, 'model.moq.safetensors')).size;
-    const floatBytes = readdirSync(float.folder).filter((f) => f.endsWith('.bin')).reduce((n, f) => n + statSync(join(float.folder, f)).size, 0);
+    const floatBytes = readdirSync(float.folder)
+      .filter((f) => f.endsWith('.bin'))
+      .reduce((n, f) => n + statSync(join(float.folder, f)).size, 0);
     // Small tensors: the header and the per-channel scales weigh more than in a real model.
     expect(packedBytes).toBeLessThan(floatBytes * (bits === 8 ? 0.5 : 0.35));
     const packedOut = await predictLayers(packedModel(join(out, 'model.json')));
@@ -123,9 +132,12 @@ describe('layers models', () => {
       const fromPath = await predictLayers(packedModel(join(out, 'model.json')));
       const fromFileUrl = await predictLayers(packedModel(pathToFileURL(join(out, 'model.json'))));
       const fromHttp = await predictLayers(packedModel(`http://127.0.0.1:${port}/model.json`));
-      const fromMemory = await predictLayers(packedModel({
-        modelJson: readFileSync(join(out, 'model.json'), 'utf8'), weights: new Uint8Array(readFileSync(join(out, 'model.moq.safetensors'))),
-      }));
+      const fromMemory = await predictLayers(
+        packedModel({
+          modelJson: readFileSync(join(out, 'model.json'), 'utf8'),
+          weights: new Uint8Array(readFileSync(join(out, 'model.moq.safetensors'))),
+        }),
+      );
       for (const other of [fromFileUrl, fromHttp, fromMemory]) expect(other).toEqual(fromPath);
       expect(served).toEqual(['/model.json', '/model.moq.safetensors']);
       expect(bytesServed).toBe(statSync(join(out, 'model.json')).size + statSync(join(out, 'model.moq.safetensors')).size);
@@ -134,7 +146,7 @@ describe('layers models', () => {
     }
   });
 
-  it('dequantizes to a stock float model that tfjs loads as it is, with the handler\'s values; stock tfjs refuses the packed one', async () => {
+  it("dequantizes to a stock float model that tfjs loads as it is, with the handler's values; stock tfjs refuses the packed one", async () => {
     const out = fresh('packed');
     await quantize(float.json, join(out, 'model.json'), '--bits', '4');
     const plain = fresh('plain');
@@ -149,22 +161,51 @@ describe('layers models', () => {
 
   it('takes --group-size, --axis, --grid, --recipe, --include and --exclude as for the other formats', async () => {
     const recipe = `${fresh('recipe')}.json`;
-    writeFileSync(recipe, JSON.stringify({ rules: [{ match: '^fc/kernel', bits: 8, type: 'asymmetric' }, { match: 'depthwise', keep: true }] }));
+    writeFileSync(
+      recipe,
+      JSON.stringify({
+        rules: [
+          { match: '^fc/kernel', bits: 8, type: 'asymmetric' },
+          { match: 'depthwise', keep: true },
+        ],
+      }),
+    );
     const cases: [string[], [string, number | undefined, number, number, string | undefined][]][] = [
-      [['--bits', '4', '--group-size', '9'], [['conv/kernel', 2, 9, 4, undefined], ['dw/depthwise_kernel', 1, 9, 4, undefined]]], // 9 does not divide fc's 128 rows: kept
+      [
+        ['--bits', '4', '--group-size', '9'],
+        [
+          ['conv/kernel', 2, 9, 4, undefined],
+          ['dw/depthwise_kernel', 1, 9, 4, undefined],
+        ],
+      ], // 9 does not divide fc's 128 rows: kept
       [['--bits', '4', '--group-size', '32'], [['fc/kernel', 0, 32, 4, undefined]]],
-      [['--bits', '4', '--axis', '-1'], [['conv/kernel', undefined, 8, 4, undefined], ['dw/depthwise_kernel', undefined, 8, 4, undefined], ['fc/kernel', undefined, 10, 4, undefined]]],
+      [
+        ['--bits', '4', '--axis', '-1'],
+        [
+          ['conv/kernel', undefined, 8, 4, undefined],
+          ['dw/depthwise_kernel', undefined, 8, 4, undefined],
+          ['fc/kernel', undefined, 10, 4, undefined],
+        ],
+      ],
       [['--bits', '3', '--grid', 'deepspeed', '--include', 'conv'], [['conv/kernel', 2, 27, 3, undefined]]],
       [['--bits', '4', '--exclude', 'conv|fc'], [['dw/depthwise_kernel', 1, 9, 4, undefined]]],
-      [['--bits', '4', '--recipe', recipe], [['conv/kernel', 2, 27, 4, undefined], ['fc/kernel', 0, 128, 8, 'asymmetric']]],
+      [
+        ['--bits', '4', '--recipe', recipe],
+        [
+          ['conv/kernel', 2, 27, 4, undefined],
+          ['fc/kernel', 0, 128, 8, 'asymmetric'],
+        ],
+      ],
     ];
     for (const [flags, expected] of cases) {
       const out = fresh('options');
       await quantize(float.json, join(out, 'model.json'), ...flags);
       const records = await recordsOf(out);
       // The last column: the grid of symmetric codes (full unless asked), or 'asymmetric'.
-      expect([...records].map(([name, r]) => [name, r.axis, r.groupSize, r.bits, r.type === 'asymmetric' ? 'asymmetric' : r.grid ?? 'deepspeed']), flags.join(' '))
-        .toEqual(expected.map(([n, a, g, b, kind]) => [n, a, g, b, kind ?? (flags.includes('deepspeed') ? 'deepspeed' : 'full')]));
+      expect(
+        [...records].map(([name, r]) => [name, r.axis, r.groupSize, r.bits, r.type === 'asymmetric' ? 'asymmetric' : (r.grid ?? 'deepspeed')]),
+        flags.join(' '),
+      ).toEqual(expected.map(([n, a, g, b, kind]) => [n, a, g, b, kind ?? (flags.includes('deepspeed') ? 'deepspeed' : 'full')]));
       expect((await predictLayers(packedModel(join(out, 'model.json')))).every(Number.isFinite)).toBe(true);
     }
   });
@@ -194,14 +235,20 @@ describe('layers models', () => {
 describe('graph models', () => {
   it('packs a MatMul weight per output column and a transposed one per row, keeps the int32 shape, and runs in tf.loadGraphModel', async () => {
     const model = writeGraphModel(fresh('graph'));
-    const x = tf.tensor2d(Array.from({ length: 18 }, (_, i) => Math.sin(i)), [3, 6]);
+    const x = tf.tensor2d(
+      Array.from({ length: 18 }, (_, i) => Math.sin(i)),
+      [3, 6],
+    );
     const floatModel = await tf.loadGraphModel(stockFiles(model.json));
     const expected = (await (floatModel.execute(x) as tf.Tensor).data()) as Float32Array;
     const out = fresh('graph-packed');
     const { stdout } = await quantize(model.json, join(out, 'model.json'), '--bits', '8');
     expect(stdout).toMatch(/shape .*int32 is not a float type/);
     const records = await recordsOf(out);
-    expect([...records].map(([name, r]) => [name, r.axis, r.groupSize])).toEqual([['w1', 0, 6], ['w2', undefined, 5]]);
+    expect([...records].map(([name, r]) => [name, r.axis, r.groupSize])).toEqual([
+      ['w1', 0, 6],
+      ['w2', undefined, 5],
+    ]);
     const packed = await tf.loadGraphModel(packedModel(join(out, 'model.json')));
     const got = (await (packed.execute(x) as tf.Tensor).data()) as Float32Array;
     expect(got.length).toBe(expected.length);
@@ -251,26 +298,71 @@ describe('bad models: typed errors, nothing written, nothing half-loaded', () =>
   }
 
   const cases: [string, () => string, RegExp][] = [
-    ['a JSON file that is no tfjs model', () => {
-      const file = join(fresh('notmodel'), 'model.json');
-      writeManifestModel(file.slice(0, -'/model.json'.length), []);
-      writeFileSync(file, JSON.stringify({ modelTopology: 'no' , weightsManifest: [] }));
-      return file;
-    }, /no "modelTopology" object/],
+    [
+      'a JSON file that is no tfjs model',
+      () => {
+        const file = join(fresh('notmodel'), 'model.json');
+        writeManifestModel(file.slice(0, -'/model.json'.length), []);
+        writeFileSync(file, JSON.stringify({ modelTopology: 'no', weightsManifest: [] }));
+        return file;
+      },
+      /no "modelTopology" object/,
+    ],
     ['a shard the manifest names is missing', () => broken((folder, json) => rmSync(join(folder, json.weightsManifest[0].paths[1]))), /group1-shard2of4\.bin/],
-    ['a shard is short', () => broken((folder, json) => {
-      const path = join(folder, json.weightsManifest[0].paths.at(-1));
-      writeFileSync(path, readFileSync(path).subarray(0, 3));
-    }), /short or missing/],
-    ['a shard is too long', () => broken((folder, json) => writeFileSync(join(folder, json.weightsManifest[0].paths.at(-1)), new Uint8Array(100))), /hold \d+ bytes but their weights in the manifest take/],
-    ['a dtype tfjs does not have', () => broken((_, json) => { json.weightsManifest[0].weights[2].dtype = 'int64'; }), /"int64", which TensorFlow.js does not have/],
-    ['a shard path leaving the folder', () => broken((_, json) => { json.weightsManifest[0].paths[0] = '../secret.bin'; }), /relative names inside the model's folder/],
-    ['a weight listed twice', () => broken((_, json) => { json.weightsManifest[0].weights[1].name = 'w1'; }), /listed twice/],
-    ['a shard path leaving the folder once URL-decoded', () => broken((_, json) => { json.weightsManifest[0].paths[0] = '%2e%2e/secret.bin'; }), /no absolute path, "\.\.", .*"%"/],
-    ['more strings than their shard could hold a length for', () => {
-      const model = writeManifestModel(fresh('strings'), [{ spec: { name: 'vocab', shape: [1e12], dtype: 'string' }, bytes: new Uint8Array(64) }]);
-      return model.json;
-    }, /needs 4000000000000 bytes but its group's shards hold only 64/],
+    [
+      'a shard is short',
+      () =>
+        broken((folder, json) => {
+          const path = join(folder, json.weightsManifest[0].paths.at(-1));
+          writeFileSync(path, readFileSync(path).subarray(0, 3));
+        }),
+      /short or missing/,
+    ],
+    [
+      'a shard is too long',
+      () => broken((folder, json) => writeFileSync(join(folder, json.weightsManifest[0].paths.at(-1)), new Uint8Array(100))),
+      /hold \d+ bytes but their weights in the manifest take/,
+    ],
+    [
+      'a dtype tfjs does not have',
+      () =>
+        broken((_, json) => {
+          json.weightsManifest[0].weights[2].dtype = 'int64';
+        }),
+      /"int64", which TensorFlow.js does not have/,
+    ],
+    [
+      'a shard path leaving the folder',
+      () =>
+        broken((_, json) => {
+          json.weightsManifest[0].paths[0] = '../secret.bin';
+        }),
+      /relative names inside the model's folder/,
+    ],
+    [
+      'a weight listed twice',
+      () =>
+        broken((_, json) => {
+          json.weightsManifest[0].weights[1].name = 'w1';
+        }),
+      /listed twice/,
+    ],
+    [
+      'a shard path leaving the folder once URL-decoded',
+      () =>
+        broken((_, json) => {
+          json.weightsManifest[0].paths[0] = '%2e%2e/secret.bin';
+        }),
+      /no absolute path, "\.\.", .*"%"/,
+    ],
+    [
+      'more strings than their shard could hold a length for',
+      () => {
+        const model = writeManifestModel(fresh('strings'), [{ spec: { name: 'vocab', shape: [1e12], dtype: 'string' }, bytes: new Uint8Array(64) }]);
+        return model.json;
+      },
+      /needs 4000000000000 bytes but its group's shards hold only 64/,
+    ],
   ];
   it.each(cases)('%s', async (_, make, message) => {
     const json = make();
@@ -282,14 +374,16 @@ describe('bad models: typed errors, nothing written, nothing half-loaded', () =>
     await expect(packedModel(json).load()).rejects.toThrow(message.source.includes('modelTopology') ? /modelTopology/ : message);
   });
 
-  it('a packed model whose weights file is another model\'s: refused by the handler, quantize and dequantize alike', async () => {
+  it("a packed model whose weights file is another model's: refused by the handler, quantize and dequantize alike", async () => {
     const float = writeGraphModel(fresh('a'));
     const a = fresh('a-packed');
     const b = fresh('b-packed');
     await quantize(float.json, join(a, 'model.json'), '--bits', '4');
     await quantize(writeManifestModel(fresh('kinds'), everyKindOfWeight()).json, join(b, 'model.json'), '--bits', '4');
     renameSync(join(b, 'model.moq.safetensors'), join(a, 'model.moq.safetensors'));
-    const error = await packedModel(join(a, 'model.json')).load().catch((e: unknown) => e);
+    const error = await packedModel(join(a, 'model.json'))
+      .load()
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FormatError);
     expect((error as Error).message).toMatch(/does not match the model.json beside it/);
     for (const command of ['quantize', 'dequantize']) {
@@ -306,7 +400,9 @@ describe('bad models: typed errors, nothing written, nothing half-loaded', () =>
     const json = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8'));
     delete json.edgeMoq;
     writeFileSync(join(out, 'model.json'), JSON.stringify(json));
-    const error = await packedModel(join(out, 'model.json')).load().catch((e: unknown) => e);
+    const error = await packedModel(join(out, 'model.json'))
+      .load()
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EdgeMoqError);
     expect((error as Error).message).toMatch(/has edge-moq quantization, but the model lacks/);
   });

@@ -27,7 +27,10 @@ beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'edge-moq-tfjs-hostile-'));
   const layers = await saveLayersModel(tf, convModel(tf), join(root, 'layers'));
   const kinds = writeManifestModel(join(root, 'kinds'), everyKindOfWeight());
-  for (const [name, input, flags] of [['a', layers.json, ['--bits', '4']], ['b', kinds.json, ['--bits', '3', '--type', 'asymmetric']]] as const) {
+  for (const [name, input, flags] of [
+    ['a', layers.json, ['--bits', '4']],
+    ['b', kinds.json, ['--bits', '3', '--type', 'asymmetric']],
+  ] as const) {
     const out = join(root, name);
     const result = await runCli(['quantize', input, '-o', join(out, 'model.json'), '--quiet', ...flags]);
     expect(result.code, result.stderr).toBe(0);
@@ -107,20 +110,22 @@ describe('hostile packed tfjs models', () => {
         change = cut ? 'weights cut' : 'weights bytes';
       }
       const started = performance.now();
-      const outcome = await packedModel({ modelJson: JSON.stringify(json), weights }, { packer }).load().then(
-        (artifacts) => {
-          const data = new Uint8Array(artifacts.weightData as ArrayBuffer);
-          expect(expectedBytes(artifacts.weightSpecs!, data), `run ${run}: ${change}`).toBe(data.length);
-          return 'loaded';
-        },
-        (error: unknown) => {
-          // A damaged file is a FormatError, whatever was damaged: no other kind of error passes.
-          expect(error, `run ${run}: ${change}: ${String(error)}`).toBeInstanceOf(FormatError);
-          expect((error as EdgeMoqError).code, `run ${run}: ${change}`).toBe('MALFORMED_FILE');
-          expect((error as Error).message.length).toBeGreaterThan(20);
-          return (error as EdgeMoqError).code;
-        },
-      );
+      const outcome = await packedModel({ modelJson: JSON.stringify(json), weights }, { packer })
+        .load()
+        .then(
+          (artifacts) => {
+            const data = new Uint8Array(artifacts.weightData as ArrayBuffer);
+            expect(expectedBytes(artifacts.weightSpecs!, data), `run ${run}: ${change}`).toBe(data.length);
+            return 'loaded';
+          },
+          (error: unknown) => {
+            // A damaged file is a FormatError, whatever was damaged: no other kind of error passes.
+            expect(error, `run ${run}: ${change}: ${String(error)}`).toBeInstanceOf(FormatError);
+            expect((error as EdgeMoqError).code, `run ${run}: ${change}`).toBe('MALFORMED_FILE');
+            expect((error as Error).message.length).toBeGreaterThan(20);
+            return (error as EdgeMoqError).code;
+          },
+        );
       expect(performance.now() - started, `run ${run}: ${change}`).toBeLessThan(HANG_MS);
       outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
     }

@@ -68,7 +68,14 @@ describe('channelAxes', () => {
   });
 
   it('a graph op wins over the weight name', () => {
-    const named = channelAxes(model({ node: [{ op: 'MatMul', input: ['x', 'embed/embeddings'] }, { op: 'DepthwiseConv2dNative', input: ['x', 'dense/kernel'] }] }));
+    const named = channelAxes(
+      model({
+        node: [
+          { op: 'MatMul', input: ['x', 'embed/embeddings'] },
+          { op: 'DepthwiseConv2dNative', input: ['x', 'dense/kernel'] },
+        ],
+      }),
+    );
     expect(named('embed/embeddings', [100, 16])).toBe(1);
     expect(named('dense/kernel', [3, 3, 8, 4])).toBe(1);
   });
@@ -113,7 +120,14 @@ function strings(...lengths: number[]): Uint8Array {
 /** A source that counts its reads. */
 function counted(bytes: Uint8Array): ByteSource & { reads: number } {
   const inner = memorySource(bytes);
-  const source = { size: inner.size, reads: 0, read: (offset: number, into: Uint8Array) => { source.reads++; return inner.read(offset, into); } };
+  const source = {
+    size: inner.size,
+    reads: 0,
+    read: (offset: number, into: Uint8Array) => {
+      source.reads++;
+      return inner.read(offset, into);
+    },
+  };
   return source;
 }
 
@@ -124,7 +138,12 @@ function expectFormatError(error: unknown, message: string): void {
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(() => { throw new Error('expected a rejection'); }, (error: unknown) => error);
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (error: unknown) => error,
+  );
 }
 
 describe('weightByteLength', () => {
@@ -179,8 +198,10 @@ describe('weightByteLength', () => {
   it('a string that ends exactly at the end is read, one byte more is refused', async () => {
     const data = Uint8Array.from([1, 2, 3, ...strings(4, 2)]);
     expect(await weightByteLength(str([2]), memorySource(data), 3, data.length)).toBe(14);
-    expectFormatError(await rejection(weightByteLength(str([2]), memorySource(data), 3, data.length - 1)),
-      'weight "s" needs 14 bytes but its group\'s shards hold only 13 from where it starts: a shard is short or missing.');
+    expectFormatError(
+      await rejection(weightByteLength(str([2]), memorySource(data), 3, data.length - 1)),
+      'weight "s" needs 14 bytes but its group\'s shards hold only 13 from where it starts: a shard is short or missing.',
+    );
   });
 });
 
@@ -195,7 +216,11 @@ describe('weightsView and concatSources', () => {
       { specs: [f32('a', [2]), f32('b', [2])], shards: [memorySource(shard1), memorySource(shard2)], paths: ['g1-1.bin', 'g1-2.bin'] },
       { specs: [{ name: 's', shape: [2], dtype: 'string' }], shards: [memorySource(other)], paths: ['g2.bin'] },
     ]);
-    expect(view.tensors).toEqual([{ name: 'a', dtype: 'F32', shape: [2] }, { name: 'b', dtype: 'F32', shape: [2] }, { name: 's', dtype: 'U8', shape: [11] }]);
+    expect(view.tensors).toEqual([
+      { name: 'a', dtype: 'F32', shape: [2] },
+      { name: 'b', dtype: 'F32', shape: [2] },
+      { name: 's', dtype: 'U8', shape: [11] },
+    ]);
     expect(view.byteLengths).toEqual([8, 8, 11]);
     const file = await openSafetensors(view.source);
     expect(await readBytes(file, file.tensors[0]!)).toEqual(Uint8Array.of(0, 1, 2, 3, 4, 5, 6, 7));
@@ -231,13 +256,25 @@ describe('weightsView and concatSources', () => {
     await joined.read(2, fromThird);
     expect([...fromThird]).toEqual([3, 4]);
     const reads: [number, number][] = [];
-    const spy = (bytes: Uint8Array): ByteSource => ({ size: bytes.length, read: async (offset, into) => { reads.push([offset, into.length]); into.set(bytes.subarray(offset, offset + into.length)); } });
+    const spy = (bytes: Uint8Array): ByteSource => ({
+      size: bytes.length,
+      read: async (offset, into) => {
+        reads.push([offset, into.length]);
+        into.set(bytes.subarray(offset, offset + into.length));
+      },
+    });
     const spied = concatSources([spy(Uint8Array.of(1, 2)), spy(new Uint8Array(0)), spy(Uint8Array.of(3, 4, 5))]);
     const two = new Uint8Array(2);
     await spied.read(1, two);
     expect([...two]).toEqual([2, 3]);
-    expect(reads).toEqual([[1, 1], [0, 1]]);
-    for (const [offset, length] of [[5, 2], [-1, 1]] as const) {
+    expect(reads).toEqual([
+      [1, 1],
+      [0, 1],
+    ]);
+    for (const [offset, length] of [
+      [5, 2],
+      [-1, 1],
+    ] as const) {
       const error = await rejection(joined.read(offset, new Uint8Array(length)));
       expect(error).toBeInstanceOf(RangeError);
       expect((error as Error).message).toBe(`read of ${length} bytes at ${offset} is outside the 6 bytes`);
