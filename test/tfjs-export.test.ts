@@ -9,8 +9,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm/backend.js';
+import { describe, expect, it } from 'vitest';
 import type { QuantizerOptions } from '../src/config.js';
 import { InvalidInputError } from '../src/errors.js';
 import { Quantizer } from '../src/quantizer.js';
@@ -21,13 +20,9 @@ import { readPackedLayout } from '../src/formats/packed-metadata.js';
 import { exportTrainedModel, type ExportedModel } from '../src/tfjs/export.js';
 import { attachMoq, packedModel, type MoqTraining } from '../src/tfjs/index.js';
 import { randomTensor } from './support/fixtures.js';
+import { moqBackendOnTfjsCpu } from './support/tfjs-models.js';
 
-let backend: WasmBackend;
-beforeAll(async () => {
-  backend = await WasmBackend.create('simd');
-  await tf.setBackend('cpu');
-});
-afterAll(() => backend.dispose());
+const backend = await moqBackendOnTfjsCpu(tf);
 
 const SAMPLES = 16;
 const BATCH = 4;
@@ -95,10 +90,6 @@ function bitDifferences(forward: Float32Array, loaded: Float32Array): { differen
   return { differences, signedZeros };
 }
 
-async function loadExported(exported: ExportedModel): Promise<tf.LayersModel> {
-  return tf.loadLayersModel(packedModel({ modelJson: exported.modelJson, weights: exported.weights }));
-}
-
 /** The loaded model holds the trained model's forward weights and predicts the same bits. */
 async function expectSameModel(trained: tf.LayersModel, loaded: tf.LayersModel, signedZeros: number): Promise<void> {
   const [forward, reloaded] = [await weightValues(trained), await weightValues(loaded)];
@@ -115,6 +106,13 @@ async function expectSameModel(trained: tf.LayersModel, loaded: tf.LayersModel, 
   const [a, b] = [new Float32Array((await want.data()) as Float32Array), new Float32Array((await got.data()) as Float32Array)];
   expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer)), 'predictions bit for bit').toBe(true);
   tf.dispose([x, want, got]);
+}
+
+/** Loaded back through packedModel, the export is the trained model (expectSameModel). */
+async function expectLoadsAsTrained(trained: tf.LayersModel, exported: ExportedModel, signedZeros = exported.report.signedZeros): Promise<void> {
+  const loaded = await tf.loadLayersModel(packedModel({ modelJson: exported.modelJson, weights: exported.weights }));
+  await expectSameModel(trained, loaded, signedZeros);
+  loaded.dispose();
 }
 
 const contextOf = (model: tf.LayersModel, moq: MoqTraining) => ({ tf, model, masters: moq.masterWeights(), quantizer: moq.quantizer, weights: moq.weights });
@@ -190,9 +188,7 @@ describe('moq.export() / exportTrainedModel: train, export, load in Node', () =>
     // Symmetric grids write round(x / s) * s, which is -0 for a small negative x: the loaded +0 must not change a prediction.
     expect(exported.report.signedZeros > 0).toBe(signedZeros);
 
-    const loaded = await loadExported(exported);
-    await expectSameModel(model, loaded, exported.report.signedZeros);
-    loaded.dispose();
+    await expectLoadsAsTrained(model, exported);
     moq.detach();
   });
 
@@ -262,9 +258,7 @@ describe('exportTrainedModel: what it keeps, what it refuses', () => {
     const exported = await exportTrainedModel(contextOf(model, moq));
     expect(exported.report.qsteps).toBe(0);
     expect(exported.report.weights.every((w) => !w.packed && w.storedBytes === w.floatBytes)).toBe(true);
-    const loaded = await loadExported(exported);
-    await expectSameModel(model, loaded, 0);
-    loaded.dispose();
+    await expectLoadsAsTrained(model, exported, 0);
     moq.detach();
   });
 
@@ -278,9 +272,7 @@ describe('exportTrainedModel: what it keeps, what it refuses', () => {
     await expect(refusal).rejects.toThrow(/mixed-fp16 blend is still active \(ratio 0\.25\).*the ratio has fallen to 0, in 1 more quantize step/);
     await train(model, moq, 4);
     expect(moq.quantizer.ratio).toBe(0);
-    const loaded = await loadExported(await exportTrainedModel(contextOf(model, moq)));
-    await expectSameModel(model, loaded, (await exportTrainedModel(contextOf(model, moq))).report.signedZeros);
-    loaded.dispose();
+    await expectLoadsAsTrained(model, await exportTrainedModel(contextOf(model, moq)));
     moq.detach();
   });
 
@@ -338,9 +330,7 @@ describe('exportTrainedModel: what it keeps, what it refuses', () => {
     await expect(exportTrainedModel(contextOf(model, moq))).rejects.toThrow(/does not hold the quantization of these masters.*overflow step with eigenvalues enabled/);
     await train(model, moq, 4);
     const exported = await exportTrainedModel(contextOf(model, moq));
-    const loaded = await loadExported(exported);
-    await expectSameModel(model, loaded, exported.report.signedZeros);
-    loaded.dispose();
+    await expectLoadsAsTrained(model, exported);
     moq.detach();
   });
 
@@ -352,9 +342,7 @@ describe('exportTrainedModel: what it keeps, what it refuses', () => {
     await train(second, moq, 8);
     const exported = await exportTrainedModel(contextOf(second, moq));
     expect(exported.modelJson.weightsManifest[0]!.weights.map((w) => w.name)).toEqual(second.weights.map((w) => w.originalName));
-    const loaded = await loadExported(exported);
-    await expectSameModel(second, loaded, exported.report.signedZeros);
-    loaded.dispose();
+    await expectLoadsAsTrained(second, exported);
     moq.detach();
     first.dispose();
   });

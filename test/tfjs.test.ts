@@ -7,19 +7,14 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/backends/wasm/backend.js';
 import type { QuantizerOptions } from '../src/config.js';
 import { ConfigError, InvalidInputError } from '../src/errors.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';
-import { attachMoq, type MoqTraining } from '../src/tfjs/index.js';
+import { attachMoq, type MoqStepReport, type MoqTraining } from '../src/tfjs/index.js';
 import { randomTensor } from './support/fixtures.js';
+import { moqBackendOnTfjsCpu } from './support/tfjs-models.js';
 
-let backend: WasmBackend;
-beforeAll(async () => {
-  backend = await WasmBackend.create('simd');
-  await tf.setBackend('cpu');
-});
-afterAll(() => backend.dispose());
+const backend = await moqBackendOnTfjsCpu(tf);
 
 const SAMPLES = 16;
 const BATCH = 4;
@@ -77,6 +72,22 @@ function minimizeOn(model: tf.LayersModel, optimizer: tf.Optimizer, x: tf.Tensor
   });
 }
 
+/** One custom-loop step on batch `step`: the weights as the optimizer left them, afterStep's report, and the weights after it. */
+async function observedStep(
+  model: tf.LayersModel,
+  moq: MoqTraining,
+  optimizer: tf.Optimizer,
+  data: { x: tf.Tensor2D; y: tf.Tensor2D },
+  step: number,
+  overflow = false,
+): Promise<{ optimized: Map<string, Float32Array>; report: MoqStepReport; now: Map<string, Float32Array> }> {
+  const loss = minimizeOn(model, optimizer, data.x, data.y, step % (SAMPLES / BATCH));
+  const optimized = await modelValues(model);
+  const report = await moq.afterStep({ loss, overflow });
+  loss.dispose();
+  return { optimized, report, now: await modelValues(model) };
+}
+
 /** `steps` custom-loop steps, each followed by afterStep. */
 async function train(model: tf.LayersModel, moq: MoqTraining, steps: number, data = dataset()): Promise<void> {
   const optimizer = tf.train.sgd(LEARNING_RATE);
@@ -109,11 +120,7 @@ describe('attachMoq on tfjs (cpu backend)', () => {
     const optimizer = tf.train.sgd(LEARNING_RATE);
     const seenBits: number[] = [];
     for (let step = 0; step < 6; step++) {
-      const loss = minimizeOn(model, optimizer, data.x, data.y, step % 4);
-      const optimized = await modelValues(model);
-      await moq.afterStep({ loss });
-      loss.dispose();
-      const now = await modelValues(model);
+      const { optimized, now } = await observedStep(model, moq, optimizer, data, step);
       for (const [name, master] of moq.masterWeights()) {
         const bits = moq.bitsByWeight().get(name)!;
         const expected = await backend.fakeQuantize(master.slice(), { bits, groups: 2 });
@@ -230,12 +237,8 @@ describe('attachMoq on tfjs (cpu backend)', () => {
     const optimizer = tf.train.sgd(LEARNING_RATE);
     const quantizedAt: boolean[] = [];
     for (let step = 0; step < 6; step++) {
-      const loss = minimizeOn(model, optimizer, data.x, data.y, step % 4);
-      const optimized = await modelValues(model);
-      const report = await moq.afterStep({ loss, overflow: step === 1 });
-      loss.dispose();
+      const { optimized, report, now } = await observedStep(model, moq, optimizer, data, step, step === 1);
       quantizedAt.push(report.quantized);
-      const now = await modelValues(model);
       if (!report.quantized && !report.overflow) {
         for (const [name, value] of optimized) expect(sameBits(now.get(name)!, value)).toBe(true);
         for (const [name, master] of moq.masterWeights()) expect(sameBits(master, now.get(name)!)).toBe(true);

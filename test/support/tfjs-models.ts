@@ -6,6 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tfNamespace from '@tensorflow/tfjs';
+import { afterAll, beforeAll } from 'vitest';
+import { WasmBackend } from '../../src/backends/wasm/backend.js';
 import { encodeFloat32 } from '../../src/formats/safetensors.js';
 import { randomTensor } from './fixtures.js';
 
@@ -14,6 +16,14 @@ type Tf = typeof tfNamespace;
 export interface WrittenModel {
   folder: string;
   json: string;
+}
+
+/** A wasm-simd backend for MoQ on tfjs's cpu backend, for the whole test file: tfjs switches to cpu before the tests and the backend is disposed after them. */
+export async function moqBackendOnTfjsCpu(tf: Tf): Promise<WasmBackend> {
+  const backend = await WasmBackend.create('simd');
+  beforeAll(() => tf.setBackend('cpu'));
+  afterAll(() => backend.dispose());
+  return backend;
 }
 
 /** Splits `data` into shards of `shardBytes` named as the converter names them. */
