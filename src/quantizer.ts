@@ -368,7 +368,8 @@ export class Quantizer {
    */
   async resolveBackend(): Promise<Backend> {
     this.backend ??= createBackend({ kind: 'auto' });
-    return (this.backend = await this.backend);
+    this.backend = await this.backend;
+    return this.backend;
   }
 
   /** A parameter's state; one seen for the first time is put in `fresh` (the caller commits it). */

@@ -49,7 +49,7 @@ export class ResultsTable {
   private readonly body: HTMLTableSectionElement;
 
   constructor(
-    private readonly table: HTMLTableElement,
+    table: HTMLTableElement,
     private readonly onSelect: (row: ResultRow) => void,
   ) {
     this.head = table.tHead ?? table.createTHead();

@@ -179,7 +179,7 @@ function accumulateErrors(original: Float32Array, unpacked: Float32Array, totals
   for (let i = 0; i < original.length; i++) {
     const e = Math.abs(original[i]! - unpacked[i]!);
     // A NaN is kept (no later comparison replaces it), so that it reaches the check in packTensor.
-    if (e > maxAbsError || e !== e) maxAbsError = e;
+    if (e > maxAbsError || Number.isNaN(e)) maxAbsError = e;
     squares += e * e;
   }
   totals.maxAbsError = maxAbsError;

@@ -224,7 +224,8 @@ export class GpuStepDriver implements StepDriver {
     tf: GpuTfNamespace,
     listing: readonly WeightListing[],
   ) {
-    const device = (this.device = tfBackend.device);
+    const device = tfBackend.device;
+    this.device = device;
     // One zeroed buffer backs every stand-in: they are never read or written.
     const standIns = new ArrayBuffer(Math.max(0, ...listing.map((w) => w.variable.size)) * 4);
     this.tracked = listing.map(({ name, shape, variable, quantized }) =>

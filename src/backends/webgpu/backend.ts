@@ -89,6 +89,7 @@ export class WebGpuBackend implements Backend {
     readonly device: GPUDevice,
     // Dawn's GPU object (Node's `webgpu` package) frees its instance, under any live device,
     // once it is garbage-collected: holding it (and the adapter) keeps the device valid.
+    // biome-ignore lint/correctness/noUnusedPrivateClassMembers: never read; held so that Dawn's GPU outlives the device
     private readonly owners: { gpu: GPU | undefined; adapter: GPUAdapter | undefined },
     resources: GpuResources,
     private readonly program: Program<KernelName>,

@@ -86,10 +86,13 @@ export class GpuResources {
   /** A bind group of `layout` over `entries`, reused while the same buffers are bound. */
   bindGroup(layout: GPUBindGroupLayout, entries: readonly Bound[]): GPUBindGroup {
     let byData = this.bindGroups.get(layout);
-    if (!byData) this.bindGroups.set(layout, (byData = new WeakMap()));
+    if (!byData) {
+      byData = new WeakMap();
+      this.bindGroups.set(layout, byData);
+    }
     const buffers = entries.map((entry) => entry.buffer);
     const cached = byData.get(buffers[0]!);
-    if (cached && cached.buffers.every((buffer, i) => buffer === buffers[i])) return cached.group;
+    if (cached?.buffers.every((buffer, i) => buffer === buffers[i])) return cached.group;
     const group = this.device.createBindGroup({ layout, entries: entries.map((resource, binding) => ({ binding, resource })) });
     this.counters.bindGroups++;
     byData.set(buffers[0]!, { buffers, group });
@@ -98,7 +101,8 @@ export class GpuResources {
 
   /** A new submission id, for the status word that proves a submission ran. */
   nextSubmission(): number {
-    return (this.submissionId = (this.submissionId + 1) >>> 0);
+    this.submissionId = (this.submissionId + 1) >>> 0;
+    return this.submissionId;
   }
 
   /** Runs operations one at a time: they share the pooled buffers. */

@@ -129,10 +129,7 @@ function readSettings(options: QuantizeOnnxOptions): Settings {
   }
   const { bits = 4, blockSize = 32, type = 'symmetric', grid, accuracyLevel } = options;
   if (bits !== 4 && bits !== 8) {
-    throw new InvalidInputError(
-      'INVALID_ARGUMENT',
-      `bits must be 4 or 8 for MatMulNBits, got ${bits}: onnxruntime-web 1.23 runs no other width (its wasm build refuses 2-bit MatMulNBits models).`,
-    );
+    throw new InvalidInputError('INVALID_ARGUMENT', `bits must be 4 or 8 for MatMulNBits, got ${bits}: onnxruntime-web 1.23 runs no other width (its wasm build refuses 2-bit MatMulNBits models).`);
   }
   if (!Number.isInteger(blockSize) || blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
     throw new InvalidInputError('INVALID_ARGUMENT', `blockSize must be a power of two of at least 16 (MatMulNBits' rule), got ${blockSize}.`);
