@@ -18,7 +18,7 @@ import { createPacker } from '../src/packed/index.js';
 import type { Packer } from '../src/packed/packer.js';
 import { runCli } from './support/cli.js';
 import { randomTensor } from './support/fixtures.js';
-import { encodeModel, float32Raw, OnnxDataType } from './support/onnx-model.js';
+import { encodeGraph, float32Raw, OnnxDataType } from './support/onnx-model.js';
 import { writeGraphModel } from './support/tfjs-models.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'edge-moq-app-jobs-'));
@@ -148,22 +148,18 @@ describe('app jobs: the same bytes as the CLI', () => {
     mkdirSync(folder);
     writeFileSync(
       join(folder, 'model.onnx'),
-      encodeModel({
-        irVersion: 10,
-        opsetImports: [{ domain: '', version: 21 }],
-        graph: {
-          name: 'g',
-          nodes: [
-            { opType: 'MatMul', name: 'proj', inputs: ['A', 'w'], outputs: ['H'] },
-            { opType: 'Add', name: 'bias', inputs: ['H', 'b'], outputs: ['Y'] },
-          ],
-          initializers: [
-            { name: 'w', dataType: OnnxDataType.FLOAT, dims: [K, N], external: { location: 'model.onnx.data', offset: 0, length: K * N * 4 } },
-            { name: 'b', dataType: OnnxDataType.FLOAT, dims: [N], external: { location: 'model.onnx.data', offset: K * N * 4, length: N * 4 } },
-          ],
-          inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, K] }],
-          outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, N] }],
-        },
+      encodeGraph({
+        name: 'g',
+        nodes: [
+          { opType: 'MatMul', name: 'proj', inputs: ['A', 'w'], outputs: ['H'] },
+          { opType: 'Add', name: 'bias', inputs: ['H', 'b'], outputs: ['Y'] },
+        ],
+        initializers: [
+          { name: 'w', dataType: OnnxDataType.FLOAT, dims: [K, N], external: { location: 'model.onnx.data', offset: 0, length: K * N * 4 } },
+          { name: 'b', dataType: OnnxDataType.FLOAT, dims: [N], external: { location: 'model.onnx.data', offset: K * N * 4, length: N * 4 } },
+        ],
+        inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, K] }],
+        outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, N] }],
       }),
     );
     writeFileSync(join(folder, 'model.onnx.data'), new Uint8Array([...float32Raw(w), ...float32Raw(b)]));
@@ -192,25 +188,21 @@ describe('app jobs: the same bytes as the CLI', () => {
     const input = join(folder, 'consts.onnx');
     writeFileSync(
       input,
-      encodeModel({
-        irVersion: 10,
-        opsetImports: [{ domain: '', version: 21 }],
-        graph: {
-          name: 'g',
-          nodes: [
-            {
-              opType: 'Constant',
-              name: 'c',
-              inputs: [],
-              outputs: ['cw'],
-              attributes: { value: { tensor: { name: 'cw', dataType: OnnxDataType.FLOAT, dims: [32, 8], raw: float32Raw(randomTensor(256, 61)) } } },
-            },
-            { opType: 'MatMul', name: 'mm', inputs: ['A', 'cw'], outputs: ['Y'] },
-          ],
-          initializers: [],
-          inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [1, 32] }],
-          outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [1, 8] }],
-        },
+      encodeGraph({
+        name: 'g',
+        nodes: [
+          {
+            opType: 'Constant',
+            name: 'c',
+            inputs: [],
+            outputs: ['cw'],
+            attributes: { value: { tensor: { name: 'cw', dataType: OnnxDataType.FLOAT, dims: [32, 8], raw: float32Raw(randomTensor(256, 61)) } } },
+          },
+          { opType: 'MatMul', name: 'mm', inputs: ['A', 'cw'], outputs: ['Y'] },
+        ],
+        initializers: [],
+        inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [1, 32] }],
+        outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [1, 8] }],
       }),
     );
     const opened = await openModel(filesOf(input), new CancelToken());

@@ -4,17 +4,16 @@
 // examples/cloudflare-worker: every fake_quant case of the conformance file goes through it as
 // a request, then the whole file (schedule cases included) runs inside the Worker.
 
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Miniflare } from 'miniflare';
+import { describe, expect, it } from 'vitest';
 import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { quantizeSafetensors } from '../src/formats/quantize-file.js';
 import { encodeSafetensors, memorySource } from '../src/formats/safetensors.js';
 import { WasmPacker } from '../src/backends/wasm/packer.js';
 import { conformanceFile, CONFORMANCE_PATH, randomTensor } from './support/fixtures.js';
-import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
-import { startBundledWorker, workerdAvailable } from './support/workerd.js';
+import { PACKAGE_ROOT } from './support/package-link.js';
+import { useBundledWorker, type WorkerSource, workerdAvailable } from './support/workerd.js';
 
 const available = await workerdAvailable();
 
@@ -28,29 +27,16 @@ interface FakeQuantCase {
   expected: number[];
 }
 
-/** Bundles test/fixtures/workerd-worker.ts as wrangler would and starts it in workerd. */
-async function startWorker(prefix: string): Promise<{ dir: string; worker: Miniflare }> {
-  const dir = linkedPackageDir(prefix);
-  return { dir, worker: await startBundledWorker(dir, { entry: join(PACKAGE_ROOT, 'test/fixtures/workerd-worker.ts'), platform: 'neutral' }) };
-}
+/** The conformance Worker (test/fixtures/workerd-worker.ts), edge-moq alone. */
+const conformanceWorker = (): WorkerSource => ({ entry: join(PACKAGE_ROOT, 'test/fixtures/workerd-worker.ts'), platform: 'neutral' });
 
 describe.skipIf(!available)('workerd (miniflare)', () => {
-  let dir: string;
-  let worker: Miniflare;
-
-  beforeAll(async () => {
-    ({ dir, worker } = await startWorker('workerd'));
-  });
-
-  afterAll(async () => {
-    await worker?.dispose();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const workerd = useBundledWorker('workerd', conformanceWorker);
 
   it('bundles the workerd entry with both .wasm builds as module files', () => {
-    const files = readdirSync(join(dir, 'worker')).sort();
+    const files = readdirSync(join(workerd.dir, 'worker')).sort();
     expect(files).toEqual(['edge-moq-scalar.wasm', 'edge-moq-simd.wasm', 'workerd-worker.js']);
-    const code = readFileSync(join(dir, 'worker', 'workerd-worker.js'), 'utf8');
+    const code = readFileSync(join(workerd.dir, 'worker', 'workerd-worker.js'), 'utf8');
     expect(code).not.toMatch(/node:fs/);
   });
 
@@ -60,7 +46,7 @@ describe.skipIf(!available)('workerd (miniflare)', () => {
     const backends = new Set<string | null>();
     for (const c of cases) {
       const query = new URLSearchParams({ bits: String(c.bits), groups: String(c.groups), type: c.type, rounding: c.rounding });
-      const response = await worker.dispatchFetch(`http://worker/?${query}`, {
+      const response = await workerd.worker.dispatchFetch(`http://worker/?${query}`, {
         method: 'POST',
         body: new Uint8Array(Float32Array.from(c.input, Math.fround).buffer),
       });
@@ -79,13 +65,13 @@ describe.skipIf(!available)('workerd (miniflare)', () => {
   });
 
   it('answers a bad request with the typed error', async () => {
-    const response = await worker.dispatchFetch('http://worker/?bits=4&groups=3', { method: 'POST', body: new Uint8Array(16) });
+    const response = await workerd.worker.dispatchFetch('http://worker/?bits=4&groups=3', { method: 'POST', body: new Uint8Array(16) });
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: 'GROUPS_DO_NOT_DIVIDE' });
   });
 
   it.each(['wasm-simd', 'wasm'])('runs the whole conformance file, schedules included, inside the Worker on %s', async (kind) => {
-    const response = await worker.dispatchFetch(`http://worker/conformance?backend=${kind}`, {
+    const response = await workerd.worker.dispatchFetch(`http://worker/conformance?backend=${kind}`, {
       method: 'POST',
       body: readFileSync(CONFORMANCE_PATH),
       headers: { 'content-type': 'application/json' },
@@ -100,16 +86,7 @@ describe.skipIf(!available)('workerd (miniflare)', () => {
 });
 
 describe.skipIf(!available)('workerd: a 128 MB memory budget', () => {
-  let dir: string;
-  let worker: Miniflare;
-
-  beforeAll(async () => {
-    ({ dir, worker } = await startWorker('budget'));
-  });
-  afterAll(async () => {
-    await worker?.dispose();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const workerd = useBundledWorker('budget', conformanceWorker);
 
   it('packs a 160 MiB safetensors upload as a stream, with WebAssembly memory at a few MiB', async () => {
     const shape = [2048, 2048]; // 16 MiB of float32 each
@@ -121,7 +98,7 @@ describe.skipIf(!available)('workerd: a 128 MB memory budget', () => {
     }));
     const file = encodeSafetensors(tensors);
     expect(file.length).toBeGreaterThan(160 * 2 ** 20);
-    const response = await worker.dispatchFetch(`http://worker/pack?bits=4&groupSize=32&size=${file.length}`, { method: 'POST', body: file });
+    const response = await workerd.worker.dispatchFetch(`http://worker/pack?bits=4&groupSize=32&size=${file.length}`, { method: 'POST', body: file });
     expect(response.status, response.status === 200 ? '' : await response.clone().text()).toBe(200);
     const packed = new Uint8Array(await response.arrayBuffer());
 
@@ -150,7 +127,7 @@ describe.skipIf(!available)('workerd: a 128 MB memory budget', () => {
     // Buffer.compare, not toEqual: deep equality over 26 MB of bytes takes minutes.
     expect(Buffer.compare(packed, expected)).toBe(0);
 
-    const { wasmBytes } = (await (await worker.dispatchFetch('http://worker/memory')).json()) as { wasmBytes: number };
+    const { wasmBytes } = (await (await workerd.worker.dispatchFetch('http://worker/memory')).json()) as { wasmBytes: number };
     console.log(`workerd: packed ${(file.length / 2 ** 20).toFixed(0)} MiB -> ${(packed.length / 2 ** 20).toFixed(1)} MiB as a stream; WebAssembly memory ${(wasmBytes / 2 ** 20).toFixed(2)} MiB`);
     expect(wasmBytes).toBeLessThanOrEqual(4 * 2 ** 20);
   }, 120_000);

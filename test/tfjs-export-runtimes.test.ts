@@ -11,15 +11,15 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import type { Miniflare } from 'miniflare';
 import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { writePackedTfjsModel } from '../src/formats/tfjs/node-file.js';
 import { exportTrainedModel, type ExportedModel } from '../src/tfjs/export.js';
 import { attachMoq, packedModel } from '../src/tfjs/index.js';
+import { concatenatedWeights } from './fixtures/model-weights.js';
 import { randomTensor } from './support/fixtures.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability, openRecordingPage } from './support/chromium.js';
-import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
-import { startBundledWorker, workerdAvailable } from './support/workerd.js';
+import { PACKAGE_ROOT } from './support/package-link.js';
+import { useBundledWorker, workerdAvailable } from './support/workerd.js';
 import { serveDirectory } from '../scripts/serve.mjs';
 
 const workerd = await workerdAvailable();
@@ -67,13 +67,7 @@ beforeAll(async () => {
   const outputs = new Float32Array((await loadedOut.data()) as Float32Array);
   // The export test checks this in depth; here it anchors the runtimes' results to training.
   expect(Buffer.from(outputs.buffer).equals(Buffer.from(((await trainedOut.data()) as Float32Array).slice().buffer))).toBe(true);
-  const parts = await Promise.all(loaded.weights.map(async (w) => new Float32Array((await w.read().data()) as Float32Array)));
-  const weights = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    weights.set(p, offset);
-    offset += p.length;
-  }
+  const weights = await concatenatedWeights(loaded);
   tf.dispose([trainedOut, loadedOut]);
   loaded.dispose();
   moq.detach();
@@ -89,39 +83,28 @@ const sameBits = (a: Float32Array, b: Float32Array) => a.length === b.length && 
 const fromBits = (bits: number[]) => new Float32Array(Uint32Array.from(bits).buffer);
 
 describe.skipIf(!workerd)('workerd: a Worker serving the exported model', () => {
-  let dir: string;
-  let worker: Miniflare;
-
-  beforeAll(async () => {
-    dir = linkedPackageDir('tfjs-export');
-    // The weights file travels as a Data module, model.json inside the script.
-    worker = await startBundledWorker(dir, {
-      entry: join(PACKAGE_ROOT, 'test/fixtures/tfjs-export-worker.ts'),
-      platform: 'browser',
-      files: { prefix: 'tfjs-export-model', folder: node.folder },
-    });
-  });
-
-  afterAll(async () => {
-    await worker?.dispose();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  // The weights file travels as a Data module, model.json inside the script.
+  const served = useBundledWorker('tfjs-export', () => ({
+    entry: join(PACKAGE_ROOT, 'test/fixtures/tfjs-export-worker.ts'),
+    platform: 'browser',
+    files: { prefix: 'tfjs-export-model', folder: node.folder },
+  }));
 
   it('carries the packed weights file as a module, and no Node code', () => {
-    const files = readdirSync(join(dir, 'worker')).sort();
+    const files = readdirSync(join(served.dir, 'worker')).sort();
     expect(files).toEqual(['edge-moq-scalar.wasm', 'edge-moq-simd.wasm', 'model.moq.safetensors', 'tfjs-export-worker.js']);
-    expect(statSync(join(dir, 'worker', 'model.moq.safetensors')).size).toBe(node.exported.weights.length);
-    expect(readFileSync(join(dir, 'worker', 'tfjs-export-worker.js'), 'utf8')).not.toMatch(/node:fs|require\("fs"\)/);
+    expect(statSync(join(served.dir, 'worker', 'model.moq.safetensors')).size).toBe(node.exported.weights.length);
+    expect(readFileSync(join(served.dir, 'worker', 'tfjs-export-worker.js'), 'utf8')).not.toMatch(/node:fs|require\("fs"\)/);
   });
 
   it('loads the weights Node loaded, bit for bit', async () => {
-    const response = await worker.dispatchFetch('http://worker/weights');
+    const response = await served.worker.dispatchFetch('http://worker/weights');
     expect(response.status, response.status === 200 ? '' : await response.clone().text()).toBe(200);
     expect(sameBits(new Float32Array(await response.arrayBuffer()), node.weights)).toBe(true);
   });
 
   it("answers POST /predict with Node's predictions, bit for bit, on tfjs's cpu backend", async () => {
-    const response = await worker.dispatchFetch('http://worker/predict', {
+    const response = await served.worker.dispatchFetch('http://worker/predict', {
       method: 'POST',
       body: new Uint8Array(node.inputs.buffer),
       headers: { 'x-shape': INPUT_SHAPE.join(',') },

@@ -16,14 +16,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import type { Miniflare } from 'miniflare';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packedModel } from '../src/tfjs/handler.js';
 import { CHROMIUM, CHROMIUM_ARGS, chromiumAvailability, openRecordingPage } from './support/chromium.js';
 import { runCli } from './support/cli.js';
-import { linkedPackageDir, PACKAGE_ROOT } from './support/package-link.js';
-import { startBundledWorker, workerdAvailable } from './support/workerd.js';
+import { PACKAGE_ROOT } from './support/package-link.js';
+import { useBundledWorker, workerdAvailable } from './support/workerd.js';
 import {
   agreement,
   classify,
@@ -336,28 +335,16 @@ export default {
 `;
 
 describe.skipIf(!workerd)('workerd: a Worker serving the 4-bit real model', () => {
-  let dir: string;
-  let worker: Miniflare;
-
-  beforeAll(async () => {
-    const packed = await quantize(4);
-    dir = linkedPackageDir('tfjs-real-model');
-    // The weights file travels as a Data module, model.json inside the script.
-    worker = await startBundledWorker(dir, {
-      entry: { contents: WORKER_SCRIPT, resolveDir: PACKAGE_ROOT, name: 'real-model-worker.js' },
-      platform: 'browser',
-      files: { prefix: 'real-model', folder: join(packed, '..') },
-    });
-  });
-
-  afterAll(async () => {
-    await worker?.dispose();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  // The weights file travels as a Data module, model.json inside the script.
+  const served = useBundledWorker('tfjs-real-model', async () => ({
+    entry: { contents: WORKER_SCRIPT, resolveDir: PACKAGE_ROOT, name: 'real-model-worker.js' },
+    platform: 'browser',
+    files: { prefix: 'real-model', folder: join(await quantize(4), '..') },
+  }));
 
   it("answers with Node's probabilities, bit for bit, on tfjs's cpu backend", async () => {
     const { input, probabilities } = await cpuReference();
-    const response = await worker.dispatchFetch('http://worker/classify', {
+    const response = await served.worker.dispatchFetch('http://worker/classify', {
       method: 'POST',
       body: new Uint8Array(input.buffer),
       headers: { 'x-shape': CPU_INPUT_SHAPE.join(',') },

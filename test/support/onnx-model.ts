@@ -194,6 +194,11 @@ export function encodeModel(model: OnnxModel): Uint8Array {
   return w.finish();
 }
 
+/** A model of one graph at IR version 10 with the default opset 21, what the tests' hand-written graphs use. */
+export function encodeGraph(graph: OnnxGraph): Uint8Array {
+  return encodeModel({ irVersion: 10, opsetImports: [{ domain: '', version: 21 }], graph });
+}
+
 /** Little-endian bytes of a Float32Array (raw_data is little-endian whatever the host). */
 export function float32Raw(values: Float32Array): Uint8Array {
   const raw = new Uint8Array(values.length * 4);

@@ -3,9 +3,12 @@
 // wrangler's conditions, .wasm files kept as files and handed to workerd as compiled modules,
 // and .safetensors files as Data modules (wrangler's `rules = [{ type = "Data", globs = [...] }]`).
 
+import { rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as esbuild from 'esbuild';
 import type { Miniflare } from 'miniflare';
+import { afterAll, beforeAll } from 'vitest';
+import { linkedPackageDir } from './package-link.js';
 import { runtimeAvailable } from './runtimes.js';
 
 /** Whether miniflare (workerd) can run; records the skip, or fails under CI, when it cannot. */
@@ -75,4 +78,23 @@ export async function startBundledWorker(dir: string, source: WorkerSource): Pro
   });
   await worker.ready;
   return worker;
+}
+
+/**
+ * A Worker for the enclosing suite: `source` (called before the suite's tests, so it may use what
+ * earlier hooks made) bundled in a folder from linkedPackageDir(prefix) and started; disposed and
+ * the folder removed after the tests. Read the fields inside the tests.
+ */
+export function useBundledWorker(prefix: string, source: () => WorkerSource | Promise<WorkerSource>): { dir: string; worker: Miniflare } {
+  const started = {} as { dir: string; worker: Miniflare };
+  beforeAll(async () => {
+    const resolved = await source();
+    started.dir = linkedPackageDir(prefix);
+    started.worker = await startBundledWorker(started.dir, resolved);
+  });
+  afterAll(async () => {
+    await started.worker?.dispose();
+    if (started.dir) rmSync(started.dir, { recursive: true, force: true });
+  });
+  return started;
 }
