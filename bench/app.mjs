@@ -18,24 +18,12 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { buildApp } from '../scripts/build-app.mjs';
 import { serveDirectory } from '../scripts/serve.mjs';
+import { CHROMIUM_ARGS } from '../test/support/chromium-flags.mjs';
 import { median } from './workload.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const LARGEST_MB = Number(process.env.BENCH_LARGEST_MB ?? 1024);
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// As test/support/chromium.ts launches it: WebGPU on SwiftShader, nothing phoning home.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--enable-features=Vulkan',
-  '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader',
-  '--use-angle=swiftshader',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 const require = createRequire(import.meta.url);
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));

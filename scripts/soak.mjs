@@ -23,6 +23,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { uniforms } from '../test/support/uniforms.mjs';
 
 if (typeof globalThis.gc !== 'function') {
   const child = spawnSync(process.execPath, ['--expose-gc', ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
@@ -105,23 +106,6 @@ function parseArgs(argv) {
 function usage(problem) {
   console.error(`soak: ${problem}\nusage: node scripts/soak.mjs [--steps N] [--tensors T] [--backend all|wasm-simd|wasm|webgpu[,...]] [--seconds S] [--every K] [--json] [--simulate-leak BYTES]`);
   process.exit(2);
-}
-
-/**
- * Seeded uniforms in [0, 1) (xorshift32).
- * @param {number} seed
- * @returns {() => number}
- */
-function uniforms(seed) {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
 }
 
 /**

@@ -7,18 +7,7 @@ import { runtimeAvailable } from './runtimes.js';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--enable-features=Vulkan',
-  '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader',
-  '--use-angle=swiftshader',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
+export { CHROMIUM_ARGS } from './chromium-flags.mjs';
 
 /** Whether Chromium is installed, and whether its WebGPU can run (recorded or failed as runtimes.ts says). */
 export async function chromiumAvailability(): Promise<{ available: boolean; webGpuAvailable: boolean }> {

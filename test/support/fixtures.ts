@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { uniforms } from './uniforms.mjs';
 
 /** The DeepSpeed vectors, vendored (test/fixtures/conformance/README.md). */
 export const CONFORMANCE_PATH = fileURLToPath(new URL('../fixtures/conformance/deepspeed-moq.json', import.meta.url));
@@ -12,18 +13,7 @@ export function conformanceFile(): { format: string; cases: { id: string; kind: 
   return cached as never;
 }
 
-/** Seeded uniforms in [0, 1) (xorshift32), for reproducible test tensors. */
-export function uniforms(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
+export { uniforms };
 
 export function randomTensor(length: number, seed: number, scale = 1): Float32Array {
   const next = uniforms(seed);
