@@ -1,6 +1,6 @@
 export { createBackend, type CreateBackendOptions } from './backends/select.js';
-export type { Backend, BackendKind, BackendRequest, GroupStats, QuantizeJob, SelectionReport } from './backends/backend.js';
-export { WasmBackend } from './backends/wasm/backend.js';
+export type { Backend, BackendKind, BackendRequest, FakeQuantizeTarget, GroupStats, QuantizeJob, SelectionReport } from './backends/backend.js';
+export { WasmBackend, type WasmBackendOptions } from './backends/wasm/backend.js';
 export { WebGpuBackend, summarizeAdapter, describeAdapter } from './backends/webgpu/backend.js';
 export type { WebGpuBackendOptions, GpuBufferJob, DowngradeEvent, WebGpuCounters, AdapterSummary } from './backends/webgpu/backend.js';
 export { WEBGPU_CROSSOVER_ELEMENTS } from './backends/select.js';
@@ -11,15 +11,17 @@ export { Quantizer } from './quantizer.js';
 export type {
   BlockEigenvalues,
   Parameter,
+  ParameterState,
   PrecisionSwitch,
   QuantizerRuntime,
   QuantizerState,
   StepOptions,
   StepReport,
+  SwitchListener,
 } from './quantizer.js';
 export { optionsFromDeepSpeed } from './config.js';
 export { planFakeQuantize } from './kernel-plan.js';
 export { compileNamePattern, type NamePattern } from './name-pattern.js';
-export type { EigenvalueOptions, ParameterSchedule, QuantizerOptions, ScheduleGroup } from './config.js';
-export type { FakeQuantizeOptions, Grid, QuantizationType, Rounding } from './kernel-plan.js';
+export type { EigenvalueOptions, ParameterSchedule, QuantizerOptions, ResolvedQuantizerOptions, ScheduleGroup } from './config.js';
+export type { FakeQuantizeOptions, Grid, KernelPlan, QuantizationType, Rounding } from './kernel-plan.js';
 export { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from './errors.js';

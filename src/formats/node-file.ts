@@ -50,6 +50,7 @@ export interface FileSource extends ByteSource {
   /** The file's device and inode, so that an output can be refused when it is this file. */
   readonly identity: string;
   readonly path: string;
+  /** Closes the file. */
   close(): Promise<void>;
 }
 
@@ -108,6 +109,7 @@ export async function fileSource(path: string): Promise<FileSource> {
   };
 }
 
+/** What checkOutputFile also refuses. */
 export interface OutputFileOptions {
   /** Files being read: the output may not be any of them (compared by device and inode). */
   distinctFrom?: readonly FileSource[];

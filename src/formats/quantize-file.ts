@@ -33,7 +33,9 @@ import {
 /** Stochastic noise is indexed by a 32-bit element counter (identical on every backend). */
 const MAX_STOCHASTIC_ELEMENTS = 2 ** 32;
 
+/** How quantizeSafetensors packs a file: the settings for every tensor, or a recipe per name. */
 export interface QuantizeFileOptions {
+  /** Code width, 1 to 8 (1 binary, 2 ternary). */
   bits: number;
   /** Elements per group. Default: the last dimension (one group per row). */
   groupSize?: number;
@@ -79,10 +81,13 @@ export interface QuantizeFileOptions {
   includeVectors?: boolean;
   /** Float32 bytes read per chunk (default 16 MiB). Memory stays near a few chunks. */
   chunkBytes?: number;
+  /** Called before each tensor and as its chunks are packed. */
   onProgress?: (progress: QuantizeProgress) => void;
 }
 
+/** Where quantizeSafetensors is in the file. */
 export interface QuantizeProgress {
+  /** The tensor being written ('' once all are done). */
   tensor: string;
   /** 0-based index of the tensor, and how many there are. */
   index: number;
@@ -92,6 +97,7 @@ export interface QuantizeProgress {
   bytesTotal: number;
 }
 
+/** What happened to one tensor: packed, or stored unchanged and why. */
 export interface TensorReport {
   name: string;
   dtype: string;
@@ -113,6 +119,7 @@ export interface TensorReport {
   rmsError?: number;
 }
 
+/** What quantizeSafetensors wrote: each tensor, the counts and sizes, and what to look at. */
 export interface QuantizeReport {
   tensors: TensorReport[];
   packed: number;

@@ -13,7 +13,13 @@ import type { ByteSink, ByteSource } from './safetensors.js';
  * @param size - how many bytes the stream holds
  * @returns a source that reads from the stream, and `close` to cancel what is left of it
  */
-export function readableSource(stream: ReadableStream<Uint8Array>, size: number): ByteSource & { /** Cancels what is left of the stream. */ close(): Promise<void> } {
+export function readableSource(
+  stream: ReadableStream<Uint8Array>,
+  size: number,
+): ByteSource & {
+  /** Cancels what is left of the stream. */
+  close(): Promise<void>;
+} {
   if (!Number.isSafeInteger(size) || size < 0) {
     throw new InvalidInputError('INVALID_ARGUMENT', `size must be the stream's length in bytes (e.g. Content-Length), got ${String(size)}.`);
   }

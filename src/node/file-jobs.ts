@@ -35,6 +35,7 @@ import { rebuildError, sendable, startWorker, type SentError } from './worker-th
 export type FileBackend = 'auto' | 'wasm-simd' | 'wasm';
 const FILE_BACKENDS: readonly unknown[] = ['auto', 'wasm-simd', 'wasm'];
 
+/** quantizeSafetensorsFile's options: quantizeSafetensors' plus the worker threads and their packer. */
 export interface FileQuantizeOptions extends QuantizeFileOptions {
   /**
    * Worker threads packing the file's tensors. Default: os.availableParallelism(), at most
@@ -47,6 +48,7 @@ export interface FileQuantizeOptions extends QuantizeFileOptions {
   backend?: FileBackend;
 }
 
+/** quantizeSafetensors' report plus where the packing ran. */
 export interface FileQuantizeReport extends QuantizeReport {
   /** The packer's kind ('wasm-simd' or 'wasm'; the requested backend when no tensor was packed on workers). */
   backend: string;

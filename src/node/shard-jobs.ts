@@ -31,6 +31,7 @@ import { rebuildError, sendable, startWorker, type SentError } from './worker-th
 export type ShardBackend = 'auto' | 'wasm-simd' | 'wasm';
 const SHARD_BACKENDS: readonly unknown[] = ['auto', 'wasm-simd', 'wasm'];
 
+/** How a sharded checkpoint is quantized: each shard as quantizeSafetensors would, by `jobs` workers. */
 export interface ShardedQuantizeOptions extends Omit<QuantizeFileOptions, 'onProgress'> {
   /** Worker threads, each quantizing whole shards with its own packer. Default: os.availableParallelism(). 1: no worker, this thread. */
   jobs?: number;
@@ -46,10 +47,13 @@ export interface ShardedQuantizeOptions extends Omit<QuantizeFileOptions, 'onPro
   onShard?: (done: { shard: string; report: QuantizeReport; finished: number; count: number }) => void;
 }
 
+/** quantizeSafetensors' progress within one shard. */
 export interface ShardProgress extends QuantizeProgress {
+  /** The shard's file name, as the index names it. */
   shard: string;
 }
 
+/** What a sharded run wrote: the index, the piece, and each shard's report. */
 export interface ShardedQuantizeReport {
   /** The index written: the whole run's, or for a piece its partial index. */
   index: string;

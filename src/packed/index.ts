@@ -72,17 +72,22 @@ export {
   readByteChunks,
   readBytes,
   readFloat32Chunks,
+  type ByteChunkOptions,
   type ByteSink,
   type ByteSource,
   type Dtype,
+  type Float32ChunkOptions,
   type FloatDtype,
   type SafetensorsFile,
+  type SafetensorsLayout,
   type SafetensorsWriter,
+  type SafetensorsWriterOptions,
+  type TensorBytes,
   type TensorInfo,
   type TensorSpec,
 } from '../formats/safetensors.js';
 export { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport, type TensorReport } from '../formats/quantize-file.js';
 export { dequantizeSafetensors, type DequantizeFileOptions, type DequantizeReport } from '../formats/dequantize-file.js';
-export { compileRecipe, readRecipe, recipeFromDeepSpeed, type CompiledRecipe, type Recipe, type RecipeRule, type RecipeSettings } from '../formats/recipe.js';
+export { compileRecipe, readRecipe, recipeFromDeepSpeed, type CompiledRecipe, type CompiledRule, type Recipe, type RecipeRule, type RecipeSettings } from '../formats/recipe.js';
 export { isPackedFile, readPackedLayout, type PackedEntry, type PackedParts } from '../formats/packed-metadata.js';
 export { readableSource, writableSink } from '../formats/streams.js';

@@ -25,6 +25,7 @@ import { float32Length, planFakeQuantizeLength, type FakeQuantizeOptions, type G
 import { describeValue } from '../describe.js';
 import { InvalidInputError } from '../errors.js';
 
+/** The `format` of a packed record in the layout above, without `axis` or the full `grid`. */
 export const PACKED_FORMAT = 'edge-moq.packed/1';
 /**
  * The same layout with records that may name an `axis` or the full `grid`: a reader of /1 that
@@ -35,6 +36,7 @@ export const PACKED_FORMAT_V2 = 'edge-moq.packed/2';
 
 const FLOAT_MAX = 3.4028234663852886e38;
 
+/** How a packed tensor's codes are read: the grid for 3 to 8 bits, ternary at 2, binary at 1. */
 export type PackedType = 'symmetric' | 'asymmetric' | 'ternary' | 'binary';
 
 /** One tensor's codes and per-group parameters. */
@@ -67,6 +69,7 @@ export type PackOptions = Omit<FakeQuantizeOptions, 'blendRatio'> & {
   firstIndex?: number;
 };
 
+/** A validated pack call: the kernel plan plus what the packed tensor records. */
 export interface PackPlan extends KernelPlan {
   type: PackedType;
   /** The grid a PackedTensor of this plan records: 'full' only for a full symmetric grid. */
@@ -75,12 +78,24 @@ export interface PackPlan extends KernelPlan {
   codeBytes: number;
 }
 
+/**
+ * The packed type of a width.
+ * @param bits The code width, 1 to 8.
+ * @param asymmetric Whether the grid has a zero point (ignored at 1 and 2 bits).
+ * @returns 'binary' at 1 bit, 'ternary' at 2, else the grid's type.
+ */
 export function packedType(bits: number, asymmetric: boolean): PackedType {
   if (bits === 1) return 'binary';
   if (bits === 2) return 'ternary';
   return asymmetric ? 'asymmetric' : 'symmetric';
 }
 
+/**
+ * The size of a packed tensor's code stream.
+ * @param length The number of values.
+ * @param bits The code width.
+ * @returns Bytes: length × bits, rounded up to whole bytes.
+ */
 export function codeBytes(length: number, bits: number): number {
   return Math.ceil((length * bits) / 8);
 }

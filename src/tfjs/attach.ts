@@ -47,6 +47,7 @@ export interface EigenvalueContext {
  */
 export type EigenvalueProvider = (context: EigenvalueContext) => Promise<BlockEigenvalues>;
 
+/** attachMoq's options: the quantizer (or its options or DeepSpeed config) and where it runs. */
 export interface AttachMoqOptions {
   /**
    * A Quantizer, QuantizerOptions, or a DeepSpeed config (the whole ds_config object or its JSON
@@ -78,6 +79,7 @@ export interface MoqPath {
   reason: string;
 }
 
+/** What afterStep() is told about the step it follows. */
 export interface AfterStepOptions {
   /** The step's loss: a non-finite value marks the step as overflowed. */
   loss?: number | tf.Tensor;
@@ -179,6 +181,10 @@ function largestWeightBytes(model: tf.LayersModel): number {
   return Math.max(0, ...weights.map((w) => 4 * (Array.isArray(w?.shape) ? w.shape.reduce((a, b) => a * b, 1) : 0)));
 }
 
+/**
+ * MoQ attached to a tfjs layers model (made by attachMoq): call afterStep() after each optimizer
+ * step, and detach() to stop.
+ */
 export class MoqTraining {
   private readonly reports: MoqStepReport[] = [];
   private steps = 0;

@@ -63,7 +63,12 @@ export interface PowerIterationResult {
 export interface LayerLike {
   readonly name: string;
   // originalName ("dense/kernel") is stable; tfjs suffixes `name` once another model used it.
-  readonly trainableWeights: readonly { readonly name: string; readonly originalName?: string /** The weight's current value. */; read(): tfjs.Tensor }[];
+  readonly trainableWeights: readonly {
+    readonly name: string;
+    readonly originalName?: string;
+    /** The weight's current value. */
+    read(): tfjs.Tensor;
+  }[];
   readonly layers?: readonly LayerLike[];
 }
 

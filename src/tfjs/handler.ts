@@ -30,6 +30,7 @@ export interface ModelFiles {
  */
 export type ModelSource = string | URL | ModelFiles;
 
+/** Where packedModel unpacks and how it fetches. */
 export interface PackedModelOptions {
   /** Unpacks on this packer (kept open). Default: a WebAssembly packer, disposed after loading. */
   packer?: Packer;
@@ -45,6 +46,7 @@ export interface PackedModelOptions {
 
 /** The IOHandler tf.loadGraphModel and tf.loadLayersModel take (load only). */
 export interface ModelLoader extends tf.io.IOHandler {
+  /** Reads model.json and its weights, unpacking the packed ones to float32. */
   load(): Promise<tf.io.ModelArtifacts>;
 }
 

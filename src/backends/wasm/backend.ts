@@ -25,6 +25,7 @@ interface Staged {
   job: number;
 }
 
+/** WasmBackend.create's options: how much host data a call stages in WebAssembly memory. */
 export interface WasmBackendOptions {
   /**
    * The most host data staged in WebAssembly memory at once (default 64 MiB). Larger host
@@ -70,6 +71,13 @@ export class WasmBackend implements Backend {
     return this;
   }
 
+  /**
+   * Compiles (once per build and source) and instantiates a WebAssembly build.
+   * @param build 'simd' or 'scalar'; createBackend picks the one the runtime runs.
+   * @param source Where the .wasm comes from (default: the package's file, or the URL beside the bundle).
+   * @param options How much host data a call stages at once.
+   * @returns A backend with its own memory.
+   */
   static async create(build: WasmBuild, source?: WasmSource, options: WasmBackendOptions = {}): Promise<WasmBackend> {
     if (build !== 'simd' && build !== 'scalar') {
       throw new InvalidInputError('INVALID_ARGUMENT', `build must be 'simd' or 'scalar', got ${describeValue(build)}; createBackend({ kind }) picks one for you.`);
@@ -81,7 +89,10 @@ export class WasmBackend implements Backend {
     return new WasmBackend(build, await WebAssembly.instantiate(module, {}), options);
   }
 
-  /** For src/packed/: the module's exports and the heap over its memory. */
+  /**
+   * For the packer: the module's exports and the heap over its memory.
+   * @internal
+   */
   get internals(): WasmInternals {
     return { kernels: this.kernels, heap: this.heap };
   }

@@ -6,6 +6,7 @@ import { BackendError } from '../../errors.js';
 import { defaultWasmUrl, packageUrl } from '../build-url.js';
 import { readWasmFile } from './file.js';
 
+/** The two WebAssembly builds: with 128-bit SIMD, and without it for runtimes that lack it. */
 export type WasmBuild = 'simd' | 'scalar';
 /** Where a build comes from: a compiled module, its bytes, or a URL/path to fetch or read. */
 export type WasmSource = WebAssembly.Module | ArrayBuffer | ArrayBufferView | URL | string;
@@ -43,6 +44,10 @@ const SIMD_PROBE = new Uint8Array([
   0x0b, // code: i32.const 0; i32x4.splat
 ]);
 
+/**
+ * Whether this runtime's WebAssembly validates a SIMD instruction.
+ * @returns True where the 'simd' build can run.
+ */
 export function runtimeHasSimd(): boolean {
   return typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
 }

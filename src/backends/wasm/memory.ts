@@ -153,6 +153,10 @@ export class WasmTensor {
   private view: Float32Array;
   private released = false;
 
+  /**
+   * Made by WasmBackend.upload/allocate, which reserve the range first.
+   * @internal
+   */
   constructor(
     private readonly heap: WasmHeap,
     readonly byteOffset: number,
@@ -178,6 +182,7 @@ export class WasmTensor {
     return this.view;
   }
 
+  /** Gives the memory back to the backend; its views are refused from then on. Freeing twice does nothing. */
   free(): void {
     if (this.released) return;
     this.released = true;

@@ -34,6 +34,13 @@ export class WasmPacker implements Packer {
     return this.unpackSync(packed, out);
   }
 
+  /**
+   * pack() without the promise: WebAssembly runs synchronously.
+   * @param data The values to pack (a host array or a WasmTensor's view).
+   * @param options Width, group size and grid, as for fakeQuantize but without a blend.
+   * @param into A packed tensor to fill instead of a new one (its plan must match).
+   * @returns The packed tensor (`into` when given).
+   */
   packSync(data: Float32Array, options: PackOptions, into?: PackedTensor): PackedTensor {
     const plan = planPackData(data, options);
     if (into !== undefined) validateInto(into, plan);
@@ -65,6 +72,12 @@ export class WasmPacker implements Packer {
     return result;
   }
 
+  /**
+   * unpack() without the promise: checks `packed` whole before writing anything.
+   * @param packed The packed tensor to decode.
+   * @param out An array of packed.length values to write into instead of a new one.
+   * @returns The decoded values (`out` when given).
+   */
   unpackSync(packed: PackedTensor, out?: Float32Array): Float32Array {
     validatePacked(packed);
     const { length, groupSize, bits } = packed;

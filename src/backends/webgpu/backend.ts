@@ -78,7 +78,10 @@ type FirstBad = { job: number; index: number } | null;
 export class WebGpuBackend implements Backend {
   readonly kind: BackendKind = 'webgpu';
   readonly adapter: AdapterSummary;
-  /** The device's pool, lock, counters, submissions and failure state, shared with WebGpuPacker. */
+  /**
+   * The device's pool, lock, counters, submissions and failure state, shared with WebGpuPacker.
+   * @internal
+   */
   readonly resources: GpuResources;
   private readonly listeners = new Set<(event: DowngradeEvent) => void>();
   private paramsScratch = new DataView(new ArrayBuffer(JOB_SLOT_BYTES));

@@ -9,7 +9,9 @@
 /** Chromium's SwiftShader Vulkan driver (Debian's `chromium` package): a CPU adapter for machines without a GPU. */
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
+/** A WebGPU entry point found for this process. */
 export interface NodeGpu {
+  /** navigator.gpu, or the `webgpu` package's GPU in Node. */
   gpu: GPU;
   /** How it was found, for `edge-moq info`. */
   note: string;

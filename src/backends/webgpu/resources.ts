@@ -86,10 +86,8 @@ export class GpuResources {
   /** A bind group of `layout` over `entries`, reused while the same buffers are bound. */
   bindGroup(layout: GPUBindGroupLayout, entries: readonly Bound[]): GPUBindGroup {
     let byData = this.bindGroups.get(layout);
-    if (!byData) {
-      byData = new WeakMap();
-      this.bindGroups.set(layout, byData);
-    }
+    // biome-ignore lint/suspicious/noAssignInExpressions: the assignment inside the expression keeps the main bundles, at their 75 KB budget, from growing
+    if (!byData) this.bindGroups.set(layout, (byData = new WeakMap()));
     const buffers = entries.map((entry) => entry.buffer);
     const cached = byData.get(buffers[0]!);
     if (cached?.buffers.every((buffer, i) => buffer === buffers[i])) return cached.group;
@@ -101,8 +99,8 @@ export class GpuResources {
 
   /** A new submission id, for the status word that proves a submission ran. */
   nextSubmission(): number {
-    this.submissionId = (this.submissionId + 1) >>> 0;
-    return this.submissionId;
+    // biome-ignore lint/suspicious/noAssignInExpressions: the assignment inside the expression keeps the main bundles, at their 75 KB budget, from growing
+    return (this.submissionId = (this.submissionId + 1) >>> 0);
   }
 
   /** Runs operations one at a time: they share the pooled buffers. */
