@@ -4,6 +4,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { describeError, describeName, describeValue, typeName } from '../src/describe.js';
+import { throwingProxy } from './support/fuzz.js';
 
 const nested = (depth: number): unknown => {
   let value: unknown = [];
@@ -44,23 +45,7 @@ describe('describeValue and typeName on hostile values', () => {
   };
   const cyclic: Record<string, unknown> = { a: 1 };
   cyclic.self = cyclic;
-  const throwing = new Proxy(
-    {},
-    {
-      get() {
-        throw new Error('get trap');
-      },
-      ownKeys() {
-        throw new Error('ownKeys trap');
-      },
-      getOwnPropertyDescriptor() {
-        throw new Error('descriptor trap');
-      },
-      getPrototypeOf() {
-        throw new Error('prototype trap');
-      },
-    },
-  );
+  const throwing = throwingProxy();
   const revocable = Proxy.revocable([1, 2], {});
   revocable.revoke();
   const controlName = class {};

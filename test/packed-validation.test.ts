@@ -347,16 +347,17 @@ function kindOf(options: PackOptions): Kind {
   return packed.grid === 'full' ? 'full' : packed.type;
 }
 
+/** Each change on every packing it applies to, in each group position. */
+function rowsOf<Change extends { types: Kind[] }>(changes: readonly Change[]) {
+  return changes.flatMap((change) => TYPES.filter((o) => change.types.includes(kindOf(o))).flatMap((options) => POSITIONS.map(([where, g]) => ({ change, options, kind: kindOf(options), where, g }))));
+}
+
 it('runs on every packer present', () => {
   expect(unpackers.length).toBe(gpuAvailable ? 6 : 4);
 });
 
 describe('unpack refuses damaged packed data, names the group and writes nothing', () => {
-  const rows = DAMAGES.flatMap((damage) =>
-    TYPES.filter((o) => damage.types.includes(kindOf(o))).flatMap((options) => POSITIONS.map(([where, g]) => ({ damage, options, kind: kindOf(options), where, g }))),
-  );
-
-  it.each(rows)('$damage.name, $options.bits bits $kind, $where group', async ({ damage, options, g }) => {
+  it.each(rowsOf(DAMAGES))('$change.name, $options.bits bits $kind, $where group', async ({ change: damage, options, g }) => {
     const packed = validPacked(options, 11 * g + options.bits);
     damage.apply(packed, g);
     const element = g * GROUP_SIZE + damage.element;
@@ -426,11 +427,7 @@ describe('unpack refuses damaged packed data, names the group and writes nothing
 });
 
 describe('unpack accepts valid data at the edges and writes only finite values', () => {
-  const rows = VALID.flatMap((valid) =>
-    TYPES.filter((o) => valid.types.includes(kindOf(o))).flatMap((options) => POSITIONS.map(([where, g]) => ({ valid, options, kind: kindOf(options), where, g }))),
-  );
-
-  it.each(rows)('$valid.name, $options.bits bits $kind, $where group', async ({ valid, options, g }) => {
+  it.each(rowsOf(VALID))('$change.name, $options.bits bits $kind, $where group', async ({ change: valid, options, g }) => {
     const packed = validPacked(options, 7 * g + options.bits);
     valid.apply(packed, g);
     expect(firstInvalidElement(packed)).toBe(-1);

@@ -267,47 +267,18 @@ describe('the index', () => {
 });
 
 describe('bad input: a typed error before any work, and no output', () => {
+  /** A checkpoint whose index maps layers.1.attn.bias to `path`. */
+  const biasInShard = (path: string) => () =>
+    writeCheckpoint({
+      index: (i) => {
+        i.weight_map['layers.1.attn.bias'] = path;
+      },
+    });
   const cases: Array<[string, () => string, { code: string; message: RegExp }]> = [
-    [
-      'a shard path with ../',
-      () =>
-        writeCheckpoint({
-          index: (i) => {
-            i.weight_map['layers.1.attn.bias'] = '../x.safetensors';
-          },
-        }),
-      { code: 'MALFORMED_FILE', message: /leads out of the index's folder/ },
-    ],
-    [
-      'an absolute shard path',
-      () =>
-        writeCheckpoint({
-          index: (i) => {
-            i.weight_map['layers.1.attn.bias'] = '/etc/passwd';
-          },
-        }),
-      { code: 'MALFORMED_FILE', message: /absolute path/ },
-    ],
-    [
-      'a shard in a subfolder',
-      () =>
-        writeCheckpoint({
-          index: (i) => {
-            i.weight_map['layers.1.attn.bias'] = 'sub/x.safetensors';
-          },
-        }),
-      { code: 'MALFORMED_FILE', message: /another folder/ },
-    ],
-    [
-      'a missing shard',
-      () =>
-        writeCheckpoint({
-          index: (i) => {
-            i.weight_map['layers.1.attn.bias'] = 'gone.safetensors';
-          },
-        }),
-      { code: 'IO', message: /names the shard gone.safetensors, which cannot be read/ },
-    ],
+    ['a shard path with ../', biasInShard('../x.safetensors'), { code: 'MALFORMED_FILE', message: /leads out of the index's folder/ }],
+    ['an absolute shard path', biasInShard('/etc/passwd'), { code: 'MALFORMED_FILE', message: /absolute path/ }],
+    ['a shard in a subfolder', biasInShard('sub/x.safetensors'), { code: 'MALFORMED_FILE', message: /another folder/ }],
+    ['a missing shard', biasInShard('gone.safetensors'), { code: 'IO', message: /names the shard gone.safetensors, which cannot be read/ }],
     [
       'a tensor the shard lacks',
       () =>

@@ -200,6 +200,14 @@ export const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 1, arbitrary: fc.anything({ maxDepth: 2, withBigInt: true, withNullPrototype: true, withBoxedValues: true, withTypedArray: true, withMap: true }) },
 );
 
+/** A Proxy whose every inspecting trap throws: what describing or encoding a value must survive. Fresh each call. */
+export function throwingProxy(): object {
+  const fail = (trap: string) => () => {
+    throw new Error(`${trap} trap`);
+  };
+  return new Proxy({}, { get: fail('get'), ownKeys: fail('ownKeys'), getOwnPropertyDescriptor: fail('descriptor'), getPrototypeOf: fail('prototype') });
+}
+
 function cyclic(): object {
   const value: Record<string, unknown> = { enabled: true };
   value.self = value;

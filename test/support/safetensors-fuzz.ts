@@ -27,6 +27,7 @@ import {
   type TensorBytes,
 } from '../../src/formats/safetensors.js';
 import { MAX_JSON_DEPTH } from '../../src/formats/strict-json.js';
+import { throwingProxy } from './fuzz.js';
 
 const DTYPES = Object.keys(DTYPE_BYTES) as Dtype[];
 
@@ -346,21 +347,6 @@ const cyclicObject: Make = () => {
   o.self = o;
   return o;
 };
-const throwingProxy: Make = () =>
-  new Proxy(
-    {},
-    {
-      get() {
-        throw new Error('get trap');
-      },
-      ownKeys() {
-        throw new Error('ownKeys trap');
-      },
-      getPrototypeOf() {
-        throw new Error('prototype trap');
-      },
-    },
-  );
 const detached =
   (length: number): Make =>
   () => {
