@@ -237,90 +237,58 @@ describe('the CLI names the file in a file error', () => {
 // output kinds either succeeds or fails with exit 2, and never changes the input, replaces a
 // non-regular file, or leaves a temporary file. FUZZ_RUNS sets more runs by hand.
 describe('file kinds, fuzzed', () => {
-  const INPUTS = ['model', 'packed', 'symlink to model', 'FIFO', 'directory', '/dev/zero', '/proc/self/status', 'missing', 'empty'] as const;
-  const OUTPUTS = [
-    'new',
-    'existing 0640',
-    'the input',
-    'symlink to the input',
-    'hard link to the input',
-    'FIFO',
-    'directory',
-    'dangling symlink',
-    'symlink to existing',
-    'in a missing folder',
-    'empty name',
-    'symlink loop',
-  ] as const;
-
-  function place(dir: string, model: string, packed: string, kind: (typeof INPUTS)[number]): string {
-    switch (kind) {
-      case 'model':
-        return model;
-      case 'packed':
-        return packed;
-      case 'symlink to model':
-        symlinkSync(model, join(dir, 'in-link'));
-        return join(dir, 'in-link');
-      case 'FIFO':
-        execFileSync('mkfifo', [join(dir, 'in-fifo')]);
-        return join(dir, 'in-fifo');
-      case 'directory':
-        return dir;
-      case 'missing':
-        return join(dir, 'missing.safetensors');
-      case 'empty':
-        writeFileSync(join(dir, 'empty.safetensors'), '');
-        return join(dir, 'empty.safetensors');
-      default:
-        return kind;
-    }
-  }
-
-  function target(dir: string, input: string, kind: (typeof OUTPUTS)[number]): string {
-    const out = join(dir, 'out.safetensors');
-    switch (kind) {
-      case 'new':
-        return out;
-      case 'existing 0640':
-        writeFileSync(out, 'old');
-        chmodSync(out, 0o640);
-        return out;
-      case 'the input':
+  /** Makes `path` with `make` and returns it. */
+  const made = (path: string, make: (path: string) => void): string => {
+    make(path);
+    return path;
+  };
+  /** Each kind of input: made in `dir` (beside the model and a packed file), the path to pass. */
+  const INPUT_MAKERS = {
+    model: (_dir: string, model: string) => model,
+    packed: (_dir: string, _model: string, packed: string) => packed,
+    'symlink to model': (dir: string, model: string) => made(join(dir, 'in-link'), (p) => symlinkSync(model, p)),
+    FIFO: (dir: string) => made(join(dir, 'in-fifo'), (p) => execFileSync('mkfifo', [p])),
+    directory: (dir: string) => dir,
+    '/dev/zero': () => '/dev/zero',
+    '/proc/self/status': () => '/proc/self/status',
+    missing: (dir: string) => join(dir, 'missing.safetensors'),
+    empty: (dir: string) => made(join(dir, 'empty.safetensors'), (p) => writeFileSync(p, '')),
+  } satisfies Record<string, (dir: string, model: string, packed: string) => string>;
+  /** Each kind of output: made in `dir` for `input`, the path to pass (`out` unless it says otherwise). */
+  const OUTPUT_MAKERS = {
+    new: (_dir: string, _input: string, out: string) => out,
+    'existing 0640': (_dir: string, _input: string, out: string) =>
+      made(out, (p) => {
+        writeFileSync(p, 'old');
+        chmodSync(p, 0o640);
+      }),
+    'the input': (_dir: string, input: string) => input,
+    'symlink to the input': (dir: string, input: string) => made(join(dir, 'out-link'), (p) => symlinkSync(input, p)),
+    'hard link to the input': (dir: string, input: string) => {
+      try {
+        return made(join(dir, 'out-hard'), (p) => linkSync(input, p));
+      } catch {
         return input;
-      case 'symlink to the input':
-        symlinkSync(input, join(dir, 'out-link'));
-        return join(dir, 'out-link');
-      case 'hard link to the input':
-        try {
-          linkSync(input, join(dir, 'out-hard'));
-        } catch {
-          return input;
-        }
-        return join(dir, 'out-hard');
-      case 'FIFO':
-        execFileSync('mkfifo', [out]);
-        return out;
-      case 'directory':
-        mkdirSync(out);
-        return out;
-      case 'dangling symlink':
-        symlinkSync(join(dir, 'nowhere.safetensors'), out);
-        return out;
-      case 'symlink to existing':
+      }
+    },
+    FIFO: (_dir: string, _input: string, out: string) => made(out, (p) => execFileSync('mkfifo', [p])),
+    directory: (_dir: string, _input: string, out: string) => made(out, (p) => mkdirSync(p)),
+    'dangling symlink': (dir: string, _input: string, out: string) => made(out, (p) => symlinkSync(join(dir, 'nowhere.safetensors'), p)),
+    'symlink to existing': (dir: string, _input: string, out: string) =>
+      made(out, (p) => {
         writeFileSync(join(dir, 'existing.safetensors'), 'old');
-        symlinkSync(join(dir, 'existing.safetensors'), out);
-        return out;
-      case 'in a missing folder':
-        return join(dir, 'missing', 'out.safetensors');
-      case 'empty name':
-        return '';
-      case 'symlink loop':
-        symlinkSync(join(dir, 'loop-b'), out);
-        symlinkSync(out, join(dir, 'loop-b'));
-        return out;
-    }
-  }
+        symlinkSync(join(dir, 'existing.safetensors'), p);
+      }),
+    'in a missing folder': (dir: string) => join(dir, 'missing', 'out.safetensors'),
+    'empty name': () => '',
+    'symlink loop': (dir: string, _input: string, out: string) =>
+      made(out, (p) => {
+        symlinkSync(join(dir, 'loop-b'), p);
+        symlinkSync(p, join(dir, 'loop-b'));
+      }),
+  } satisfies Record<string, (dir: string, input: string, out: string) => string>;
+  const INPUTS = Object.keys(INPUT_MAKERS) as (keyof typeof INPUT_MAKERS)[];
+  const OUTPUTS = Object.keys(OUTPUT_MAKERS) as (keyof typeof OUTPUT_MAKERS)[];
 
   /** Every entry of `dir` with its kind, mode and, for regular files, contents. */
   const snapshot = (dir: string) =>
@@ -343,8 +311,8 @@ describe('file kinds, fuzzed', () => {
             const { dir, input: model } = folder();
             const packed = join(dir, 'packed.safetensors');
             await quantizeFile(model, packed);
-            const input = place(dir, model, packed, inputKind);
-            const output = target(dir, input, outputKind);
+            const input = INPUT_MAKERS[inputKind](dir, model, packed);
+            const output = OUTPUT_MAKERS[outputKind](dir, input, join(dir, 'out.safetensors'));
             const before = snapshot(dir);
             const code = await runCommandLine([command, input, '-o', output, ...(command === 'quantize' ? ['--bits', '4'] : [])]);
             expect([0, 2]).toContain(code);
