@@ -19,7 +19,7 @@ import { InvalidInputError } from '../errors.js';
 import type { WebGpuBackend } from '../backends/webgpu/backend.js';
 import type { Parameter } from '../quantizer.js';
 import { createMasterBuffer, StepKernels, type StepDispatch } from './gpu-kernels.js';
-import type { RestorableWeight, StepDriver, TfNamespace, WeightListing } from './weights.js';
+import { type StepDriver, type TfNamespace, TrackedWeight, type WeightListing } from './weights.js';
 
 /** The TensorFlow.js namespace as the GPU path uses it. */
 export type GpuTfNamespace = TfNamespace & Pick<typeof tf, 'getBackend' | 'backend'>;
@@ -129,40 +129,7 @@ function gpuCopy(backend: TfWebGpuBackend, tensor: tf.Tensor): GpuCopy {
   return { buffer: buffer!, tensor: tensorRef };
 }
 
-class GpuTrackedWeight implements RestorableWeight {
-  /** What the variable held after the last step. */
-  held: tf.Tensor;
-
-  constructor(
-    protected readonly tf: GpuTfNamespace,
-    readonly name: string,
-    readonly shape: readonly number[],
-    readonly variable: tf.Variable,
-  ) {
-    this.held = tf.keep(tf.clone(variable));
-  }
-
-  get quantized(): boolean {
-    return false;
-  }
-
-  restore(): void {
-    this.variable.assign(this.held);
-  }
-
-  /** The variable holds `tensor` from now on; the weight owns it. */
-  show(tensor: tf.Tensor): void {
-    this.variable.assign(tensor);
-    this.held.dispose();
-    this.held = tensor;
-  }
-
-  dispose(): void {
-    this.held.dispose();
-  }
-}
-
-class GpuQuantizedWeight extends GpuTrackedWeight {
+class GpuQuantizedWeight extends TrackedWeight {
   /** The full-precision master, in a buffer of ours on tfjs's device. */
   readonly master: GPUBuffer;
   /**
@@ -206,9 +173,9 @@ interface PendingStep {
 }
 
 export class GpuStepDriver implements StepDriver {
-  readonly tracked: readonly GpuTrackedWeight[];
+  readonly tracked: readonly TrackedWeight[];
   readonly quantized: readonly GpuQuantizedWeight[];
-  private readonly others: readonly GpuTrackedWeight[];
+  private readonly others: readonly TrackedWeight[];
   /** Each quantized weight's index in `tracked`. */
   private readonly slots: readonly number[];
   private pending: PendingStep | null = null;
@@ -229,7 +196,7 @@ export class GpuStepDriver implements StepDriver {
     // One zeroed buffer backs every stand-in: they are never read or written.
     const standIns = new ArrayBuffer(Math.max(0, ...listing.map((w) => w.variable.size)) * 4);
     this.tracked = listing.map(({ name, shape, variable, quantized }) =>
-      quantized ? new GpuQuantizedWeight(tf, name, shape, variable, device, standIns) : new GpuTrackedWeight(tf, name, shape, variable),
+      quantized ? new GpuQuantizedWeight(tf, name, shape, variable, device, standIns) : new TrackedWeight(tf, name, shape, variable),
     );
     this.quantized = this.tracked.filter((w): w is GpuQuantizedWeight => w instanceof GpuQuantizedWeight);
     this.others = this.tracked.filter((w) => !(w instanceof GpuQuantizedWeight));
@@ -290,7 +257,7 @@ export class GpuStepDriver implements StepDriver {
       this.quantized.forEach((w, j) => {
         const copy = heldCopies?.[j];
         if (quantized && written[j] && copy) {
-          w.show(copy.tensor);
+          w.hold(copy.tensor);
           w.heldIsMaster = false;
         } else {
           w.restore();
@@ -308,7 +275,7 @@ export class GpuStepDriver implements StepDriver {
     );
     this.device.queue.submit([encoder.finish()]);
     this.tracked.forEach((w, i) => {
-      w.show(updated[i]!.tensor);
+      w.hold(updated[i]!.tensor);
       held[i]!.tensor.dispose();
     });
     for (const w of this.quantized) w.heldIsMaster = !quantized;

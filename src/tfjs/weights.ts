@@ -53,9 +53,9 @@ export interface MoqWeight {
   readonly variable: tf.Variable;
 }
 
-export class TrackedWeight implements MoqWeight {
+export class TrackedWeight implements RestorableWeight {
   /** The tensor the variable held after the last step; it shares the variable's data, no copy. */
-  private held: tf.Tensor;
+  private kept: tf.Tensor;
 
   constructor(
     protected readonly tf: TfNamespace,
@@ -63,7 +63,12 @@ export class TrackedWeight implements MoqWeight {
     readonly shape: readonly number[],
     readonly variable: tf.Variable,
   ) {
-    this.held = tf.keep(tf.clone(variable));
+    this.kept = tf.keep(tf.clone(variable));
+  }
+
+  /** What the variable held after the last step. */
+  get held(): tf.Tensor {
+    return this.kept;
   }
 
   get quantized(): boolean {
@@ -77,23 +82,27 @@ export class TrackedWeight implements MoqWeight {
 
   /** Puts back what the variable held after the last step. */
   restore(): void {
-    this.variable.assign(this.held);
+    this.variable.assign(this.kept);
   }
 
   dispose(): void {
-    this.held.dispose();
+    this.kept.dispose();
   }
 
-  /** Hands `values` to the variable; they must not be modified afterwards (tfjs may share them). */
-  protected write(values: Float32Array): void {
-    const tensor = this.tf.keep(this.tf.tensor(values, this.shape as number[], 'float32'));
+  /** The variable holds `tensor` from now on; the weight owns it. */
+  hold(tensor: tf.Tensor): void {
     this.variable.assign(tensor);
     this.replaceHeld(tensor);
   }
 
+  /** Hands `values` to the variable; they must not be modified afterwards (tfjs may share them). */
+  protected write(values: Float32Array): void {
+    this.hold(this.tf.keep(this.tf.tensor(values, this.shape as number[], 'float32')));
+  }
+
   private replaceHeld(tensor: tf.Tensor): void {
-    this.held.dispose();
-    this.held = tensor;
+    this.kept.dispose();
+    this.kept = tensor;
   }
 }
 
