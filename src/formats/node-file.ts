@@ -57,6 +57,8 @@ export interface FileSource extends ByteSource {
 /**
  * An open regular file (or a symlink to one) to read from; close() it when done. Anything else
  * (a FIFO, a device, a directory, /proc files that report size 0) is refused with an IO error.
+ * @param path The file to read.
+ * @returns A source over the file; close() it when done.
  */
 export async function fileSource(path: string): Promise<FileSource> {
   if (typeof path !== 'string' || path === '') throw ioError(`the input path must be a file name, got ${describeValue(path)}`);
@@ -127,6 +129,9 @@ export interface OutputTarget {
  * Checks an output path before any work: it must name a regular file or nothing, in an existing
  * directory we can write, and not be one of `distinctFrom`. Symlinks are followed (a dangling
  * one names the file to create). Throws an IO error saying what is wrong.
+ * @param path The output file.
+ * @param options The inputs the output may not be.
+ * @returns The resolved target and the permission bits of a file it replaces.
  */
 export async function checkOutputFile(path: string, options: OutputFileOptions = {}): Promise<OutputTarget> {
   if (typeof path !== 'string' || path === '') throw ioError(`the output path must be a file name, got ${describeValue(path)}`);
@@ -178,6 +183,7 @@ const partialOutputs = new Set<string>();
  * Removes every temporary output file this process is writing, synchronously: for a signal
  * handler (SIGINT, SIGTERM) about to exit; returns how many there were. The library installs no
  * handlers itself; the CLI does.
+ * @returns How many temporary files it removed.
  */
 export function removePartialOutputs(): number {
   const count = partialOutputs.size;
@@ -197,6 +203,9 @@ export interface PositionalByteSink extends ByteSink {
  * close(). The output is checked first (checkOutputFile: pass the inputs as `distinctFrom`).
  * abort(), and any failed write or close, removes the temporary file; so does
  * removePartialOutputs(). A replaced file keeps its permission bits.
+ * @param path The output file.
+ * @param options The inputs the output may not be.
+ * @returns A sink whose close() puts the file in place.
  */
 export function atomicFileSink(path: string, options: OutputFileOptions = {}): PositionalByteSink {
   let opening: Promise<{ file: FileHandle; target: OutputTarget; temporary: string }> | undefined;

@@ -212,6 +212,11 @@ export function inThreadPacking(packer: Packer): TensorPacking {
 /**
  * Quantizes the safetensors file in `source` into `sink`. The sink is aborted on any error, so
  * no partial output survives (use atomicFileSink from node-file.ts for files).
+ * @param source The float safetensors file.
+ * @param sink Where the packed file is written.
+ * @param packer The packer that quantizes the tensors.
+ * @param options The bits and grouping, or a recipe per tensor name.
+ * @returns What happened to each tensor, and the sizes.
  */
 export function quantizeSafetensors(source: ByteSource, sink: ByteSink, packer: Packer, options: QuantizeFileOptions): Promise<QuantizeReport> {
   return quantizeSafetensorsWith(source, sink, inThreadPacking(packer), options);

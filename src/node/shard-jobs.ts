@@ -75,6 +75,7 @@ const stagingFolders = new Set<string>();
 /**
  * Removes the staging folders of the sharded runs in progress, synchronously: for a signal
  * handler about to exit (beside removePartialOutputs); returns how many there were.
+ * @returns How many staging folders it removed.
  */
 export function removePartialShardOutputs(): number {
   const count = stagingFolders.size;
@@ -313,6 +314,10 @@ async function openShards(index: ShardIndex, folder: string, shards: readonly st
  * beside them (the input index's file name; a piece writes `<name>.shard-i-of-n.json`, for
  * mergeIndexFiles). Results do not depend on `jobs`: same bytes. On any error nothing is
  * written (a folder this call created is removed again).
+ * @param indexPath The checkpoint's `model.safetensors.index.json`.
+ * @param outFolder Where the quantized shards and the new index go.
+ * @param options quantizeSafetensors' options plus `jobs`, `shard` and the progress callbacks.
+ * @returns Each shard's report, the index written and the piece processed.
  */
 export async function quantizeShardedCheckpoint(indexPath: string, outFolder: string, options: ShardedQuantizeOptions): Promise<ShardedQuantizeReport> {
   if (options === null || typeof options !== 'object') {
@@ -442,6 +447,8 @@ async function quantizeShards(indexPath: string, outFolder: string, settings: Ru
  * Joins the partial indexes of every piece of a split run (quantizeShardedCheckpoint with
  * `shard`) into `outPath`: the index a one-machine run writes, byte for byte. Refuses overlaps,
  * gaps and pieces of different runs (mergeShardIndexes); the output may not be an input.
+ * @param paths Every piece's partial index.
+ * @param outPath Where the whole index is written.
  */
 export async function mergeIndexFiles(paths: readonly string[], outPath: string): Promise<void> {
   if (!Array.isArray(paths) || paths.length === 0) {

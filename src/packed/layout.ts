@@ -107,7 +107,13 @@ export function planPackData(data: unknown, options: PackOptions, label = 'data'
   return planPack(float32Length(data, label), options, label);
 }
 
-/** Validates a pack call on `length` float32 values (held anywhere). */
+/**
+ * Validates a pack call on `length` float32 values (held anywhere).
+ * @param length How many float32 values.
+ * @param options Width, group size and grid (no blend).
+ * @param label What the values are called in error messages.
+ * @returns The kernel plan and what the packed tensor records.
+ */
 export function planPack(length: number, options: PackOptions, label = 'data'): PackPlan {
   if (options !== null && typeof options === 'object' && 'blendRatio' in options) {
     throw new InvalidInputError('INVALID_ARGUMENT', 'options.blendRatio has no packed form (a blend is not on any grid); pack without it, or use fakeQuantize.');
@@ -126,7 +132,11 @@ export function planPack(length: number, options: PackOptions, label = 'data'): 
   };
 }
 
-/** Empty arrays of the right sizes for `plan` (reuse them across calls of the same shape). */
+/**
+ * Empty arrays of the right sizes for `plan` (reuse them across calls of the same shape).
+ * @param plan The plan from planPack.
+ * @returns A PackedTensor with zeroed codes, scales and (asymmetric) zero points.
+ */
 export function allocatePacked(plan: PackPlan): PackedTensor {
   return {
     bits: plan.bits,
@@ -172,7 +182,11 @@ export function packedDescriptionProblem({ bits, type, groupSize, grid }: { bits
   return packedGridProblem({ grid, type: type as PackedType });
 }
 
-/** Checks a PackedTensor's fields against each other (it may come from a file). */
+/**
+ * Checks a PackedTensor's fields against each other (it may come from a file).
+ * @param packed The tensor to check.
+ * @param label What it is called in error messages.
+ */
 export function validatePacked(packed: PackedTensor, label = 'packed'): void {
   const fail = (what: string) => {
     throw new InvalidInputError('INVALID_ARGUMENT', `${label}: ${what}`);

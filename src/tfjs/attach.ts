@@ -108,6 +108,10 @@ const AFTER_STEP_KEYS = ['loss', 'overflow'];
 /**
  * Attaches MoQ to a built tf.LayersModel. Drive it with `model.fit(..., { callbacks:
  * [moq.callback()] })`, or call `await moq.afterStep({ loss })` after each optimizer step.
+ * @param tf The tfjs namespace the model was built with.
+ * @param model The model whose trainable weights MoQ quantizes.
+ * @param options The quantizer (or its options or DeepSpeed config) and where it runs.
+ * @returns The attached training; detach() it when done.
  */
 export async function attachMoq(tf: TfNamespace, model: tf.LayersModel, options: AttachMoqOptions): Promise<MoqTraining> {
   checkNamespace(tf);

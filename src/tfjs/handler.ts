@@ -50,7 +50,12 @@ export interface ModelLoader extends tf.io.IOHandler {
   load(): Promise<tf.io.ModelArtifacts>;
 }
 
-/** An IOHandler for `tf.loadGraphModel` / `tf.loadLayersModel` reading a packed (or plain) tfjs model. */
+/**
+ * An IOHandler for `tf.loadGraphModel` / `tf.loadLayersModel` reading a packed (or plain) tfjs model.
+ * @param source A URL of model.json, or the files in memory.
+ * @param options Where to unpack, and how to fetch.
+ * @returns The handler to pass to tf.loadGraphModel or tf.loadLayersModel.
+ */
 export function packedModel(source: ModelSource, options: PackedModelOptions = {}): ModelLoader {
   const files = filesOf(source, options);
   return { load: async () => (await loadArtifacts(files, options)) as tf.io.ModelArtifacts };

@@ -435,7 +435,11 @@ export async function findAdapter(gpu: GPU | undefined): Promise<GPUAdapter | st
   }
 }
 
-/** What an adapter (or, for a given device, its adapterInfo) says about itself. */
+/**
+ * What an adapter (or, for a given device, its adapterInfo) says about itself.
+ * @param source An adapter, or a device (read through its adapterInfo).
+ * @returns Its vendor, architecture, device, description, features, and whether it is a fallback (CPU) adapter.
+ */
 export function summarizeAdapter(source: GPUAdapter | GPUDevice): AdapterSummary {
   const info = 'info' in source ? source.info : (source as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   // Before GPUAdapterInfo had it, the flag sat on the adapter.

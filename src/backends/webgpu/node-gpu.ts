@@ -19,7 +19,10 @@ export interface NodeGpu {
 
 let found: Promise<NodeGpu | null> | undefined;
 
-/** navigator.gpu where it exists; in Node, the `webgpu` package's GPU; otherwise null. */
+/**
+ * navigator.gpu where it exists; in Node, the `webgpu` package's GPU; otherwise null.
+ * @returns The GPU and how it was found, or null where there is none.
+ */
 export function nodeGpu(): Promise<NodeGpu | null> {
   found ??= locate();
   return found;
