@@ -24,8 +24,6 @@ import { createPacker } from '../packed/index.js';
 import type { PackedTensor, PackOptions } from '../packed/layout.js';
 import type { Packer } from '../packed/packer.js';
 import { Quantizer } from '../quantizer.js';
-import type { Backend } from '../backends/backend.js';
-import { GpuParameterBackend } from './gpu-training.js';
 import type { MoqWeight } from './weights.js';
 
 /** What a trained model is exported from: the pieces of a MoqTraining and its model. */
@@ -117,7 +115,7 @@ export async function exportTrainedModel(context: ExportContext, options: Export
   const trained = quantizer.qsteps === 0 ? [] : weights.filter((w) => w.quantized);
   const packed = new Map<string, { packed: PackedTensor; axis: number }>();
   let signedZeros = 0;
-  const packer = trained.length === 0 ? undefined : (options.packer ?? (await createPacker(packingBackend(await quantizer.resolveBackend()))));
+  const packer = trained.length === 0 ? undefined : (options.packer ?? (await createPacker(await quantizer.resolveBackend())));
   try {
     for (const weight of trained) {
       const index = specIndex.get(weight.variable);
@@ -285,9 +283,4 @@ function exportedWeight(spec: TfjsWeightSpec, floatBytes: number, codes: PackedT
   if (!codes) return { name: spec.name, packed: false, floatBytes, storedBytes: floatBytes };
   const storedBytes = codes.codes.length + 4 * codes.scales.length + 4 * (codes.zeros?.length ?? 0);
   return { name: spec.name, packed: true, bits: codes.bits, type: codes.type, groupSize: codes.groupSize, floatBytes, storedBytes };
-}
-
-/** The backend that packs as training quantized: on the GPU path, the WebGPU backend under its stand-in arrays. */
-function packingBackend(backend: Backend): Backend {
-  return backend instanceof GpuParameterBackend ? backend.gpu : backend;
 }
