@@ -3,7 +3,7 @@
 
 import { InvalidInputError } from '../errors.js';
 import { dequantizeSafetensors, type DequantizeFileOptions } from '../formats/dequantize-file.js';
-import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
+import { fileSource } from '../formats/node-file.js';
 
 import { dequantizeTfjsFile } from '../formats/tfjs/node-file.js';
 import { detectFormat, type FileFormat } from '../formats/detect-format.js';
@@ -13,6 +13,7 @@ import { openPacker } from './packer.js';
 import { naming } from './file-errors.js';
 import { createProgress } from './progress.js';
 import { formatBytes } from '../describe.js';
+import { safetensorsPass } from './safetensors-pass.js';
 import { escapeForTerminal } from './terminal.js';
 
 export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
@@ -40,24 +41,9 @@ export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
     if (dtype !== undefined) throw new InvalidInputError('INVALID_ARGUMENT', '--dtype does not apply to TensorFlow.js models: their weights come back in the dtypes their manifest gives.');
     return dequantizeTfjsModel(args, input, output, progress);
   }
-  try {
-    await checkOutputFile(output, { distinctFrom: [source] });
-    const packer = await openPacker(args);
-    try {
-      const report = await dequantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, options);
-      progress.done();
-      console.log(
-        `${escapeForTerminal(output)}: unpacked ${report.unpacked} tensor(s), copied ${report.copied} unchanged, on ${packer.kind}; ` +
-          `${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)}`,
-      );
-    } finally {
-      packer.dispose();
-    }
-  } catch (error) {
-    throw naming(error, input);
-  } finally {
-    await source.close();
-  }
+  const { result: report, kind } = await safetensorsPass(args, source, input, output, (from, sink, packer) => dequantizeSafetensors(from, sink, packer, options));
+  progress.done();
+  console.log(`${escapeForTerminal(output)}: unpacked ${report.unpacked} tensor(s), copied ${report.copied} unchanged, on ${kind}; ${formatBytes(report.bytesIn)} -> ${formatBytes(report.bytesOut)}`);
   return 0;
 }
 

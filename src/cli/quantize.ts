@@ -3,7 +3,7 @@
 // apart by content), streaming, and prints what it did and what it cost in accuracy.
 
 import { InvalidInputError } from '../errors.js';
-import { atomicFileSink, checkOutputFile, fileSource } from '../formats/node-file.js';
+import { fileSource } from '../formats/node-file.js';
 import { quantizeSafetensorsFile, type FileQuantizeOptions, type FileQuantizeReport } from '../node/file-jobs.js';
 import { quantizeShardedCheckpoint } from '../node/shard-jobs.js';
 import { quantizeTfjsFile, type QuantizeTfjsFileResult } from '../formats/tfjs/node-file.js';
@@ -18,6 +18,7 @@ import { detectFormat, type FileFormat } from '../formats/detect-format.js';
 import { createProgress, type Progress } from './progress.js';
 import { formatBytes } from '../describe.js';
 import { table } from './table.js';
+import { safetensorsPass } from './safetensors-pass.js';
 import { escapeForTerminal } from './terminal.js';
 
 export async function quantizeCommand(args: ParsedArgs): Promise<number> {
@@ -89,22 +90,7 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
       `--workers ${String(args.flags.get('workers'))} packs on WebAssembly worker threads, where WebGPU is not available; use --workers 1 with --backend webgpu.`,
     );
   }
-  let report: QuantizeReport;
-  let kind: string;
-  try {
-    await checkOutputFile(output, { distinctFrom: [source] });
-    const packer = await openPacker(args);
-    kind = packer.kind;
-    try {
-      report = await quantizeSafetensors(source, atomicFileSink(output, { distinctFrom: [source] }), packer, options);
-    } finally {
-      packer.dispose();
-    }
-  } catch (error) {
-    throw naming(error, input);
-  } finally {
-    await source.close();
-  }
+  const { result: report, kind } = await safetensorsPass(args, source, input, output, (from, sink, packer) => quantizeSafetensors(from, sink, packer, options));
   progress.done();
   printReport(report, output, kind);
   return 0;
