@@ -95,13 +95,11 @@ const ONNX_FLOAT = 1,
 const ATTRIBUTE_INTS = 7,
   ATTRIBUTE_INT = 2,
   ATTRIBUTE_INTS_FIELD = 8;
-// TypeProto.tensor_type = 1; Tensor.elem_type = 1, shape = 2; TensorShapeProto.dim = 1; Dimension.dim_value = 1; ValueInfoProto.type = 2.
-const TYPE_TENSOR = 1,
-  ELEM_TYPE = 1,
-  SHAPE = 2,
-  DIM = 1,
-  DIM_VALUE = 1,
-  VALUE_INFO_TYPE = 2;
+// The field numbers of a ValueInfoProto's type, message by message.
+const TypeField = { TENSOR: 1 }; // TypeProto.tensor_type
+const TensorTypeField = { ELEM_TYPE: 1, SHAPE: 2 }; // TypeProto.Tensor
+const ShapeField = { DIM: 1, DIM_VALUE: 1 }; // TensorShapeProto.dim, Dimension.dim_value
+const VALUE_INFO_TYPE = 2; // ValueInfoProto.type
 
 /**
  * @param {string} name
@@ -110,9 +108,9 @@ const TYPE_TENSOR = 1,
  */
 function valueInfo(name, elemType, shape) {
   const dims = new MessageWriter();
-  for (const d of shape) dims.message(DIM, new MessageWriter().int(DIM_VALUE, d));
-  const tensorType = new MessageWriter().int(ELEM_TYPE, elemType).message(SHAPE, dims);
-  return new MessageWriter().string(ValueInfoField.NAME, name).message(VALUE_INFO_TYPE, new MessageWriter().message(TYPE_TENSOR, tensorType));
+  for (const d of shape) dims.message(ShapeField.DIM, new MessageWriter().int(ShapeField.DIM_VALUE, d));
+  const tensorType = new MessageWriter().int(TensorTypeField.ELEM_TYPE, elemType).message(TensorTypeField.SHAPE, dims);
+  return new MessageWriter().string(ValueInfoField.NAME, name).message(VALUE_INFO_TYPE, new MessageWriter().message(TypeField.TENSOR, tensorType));
 }
 
 /**

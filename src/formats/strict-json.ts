@@ -20,25 +20,28 @@ export const MAX_JSON_DEPTH = 64;
 export type JsonFail = (problem: string, index: number) => never;
 
 // Character codes the parser dispatches on.
-const TAB = 0x09,
+// biome-ignore lint/suspicious/noConstEnum: compiled to plain numbers, so no name reaches the bundles.
+const enum Char {
+  TAB = 0x09,
   NEWLINE = 0x0a,
   RETURN = 0x0d,
   SPACE = 0x20,
   QUOTE = 0x22,
   PLUS = 0x2b,
   COMMA = 0x2c,
-  MINUS = 0x2d;
-const DOT = 0x2e,
+  MINUS = 0x2d,
+  DOT = 0x2e,
   ZERO = 0x30,
   NINE = 0x39,
   COLON = 0x3a,
   UPPER_E = 0x45,
   OPEN_BRACKET = 0x5b,
-  BACKSLASH = 0x5c;
-const CLOSE_BRACKET = 0x5d,
+  BACKSLASH = 0x5c,
+  CLOSE_BRACKET = 0x5d,
   LOWER_E = 0x65,
   OPEN_BRACE = 0x7b,
-  CLOSE_BRACE = 0x7d;
+  CLOSE_BRACE = 0x7d,
+}
 
 const ESCAPED: Readonly<Record<string, string>> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 const HEX4 = /^[0-9a-fA-F]{4}$/;
@@ -49,7 +52,7 @@ const LITERALS = [
   ['null', null],
 ] as const;
 
-const isDigit = (code: number) => code >= ZERO && code <= NINE;
+const isDigit = (code: number) => code >= Char.ZERO && code <= Char.NINE;
 
 class StrictJsonParser {
   private index = 0;
@@ -77,7 +80,7 @@ class StrictJsonParser {
     let index = this.index;
     for (;;) {
       const code = text.charCodeAt(index);
-      if (code !== SPACE && code !== NEWLINE && code !== RETURN && code !== TAB) break;
+      if (code !== Char.SPACE && code !== Char.NEWLINE && code !== Char.RETURN && code !== Char.TAB) break;
       index++;
     }
     this.index = index;
@@ -86,12 +89,12 @@ class StrictJsonParser {
   /** A value whose first character is at `index`; `depth` arrays and objects enclose it. */
   private value(depth: number): unknown {
     const code = this.text.charCodeAt(this.index);
-    if (code === QUOTE) return this.string();
-    if (code === OPEN_BRACE || code === OPEN_BRACKET) {
+    if (code === Char.QUOTE) return this.string();
+    if (code === Char.OPEN_BRACE || code === Char.OPEN_BRACKET) {
       if (depth >= MAX_JSON_DEPTH) this.fail(`nests arrays and objects more than ${MAX_JSON_DEPTH} deep`, this.index);
-      return code === OPEN_BRACE ? this.object(depth + 1) : this.array(depth + 1);
+      return code === Char.OPEN_BRACE ? this.object(depth + 1) : this.array(depth + 1);
     }
-    if (code === MINUS || isDigit(code)) return this.number();
+    if (code === Char.MINUS || isDigit(code)) return this.number();
     for (const [word, literal] of LITERALS) {
       if (this.text.startsWith(word, this.index)) {
         this.index += word.length;
@@ -105,17 +108,17 @@ class StrictJsonParser {
     const result: Record<string, unknown> = {};
     this.index++;
     this.skipWhitespace();
-    if (this.text.charCodeAt(this.index) === CLOSE_BRACE) {
+    if (this.text.charCodeAt(this.index) === Char.CLOSE_BRACE) {
       this.index++;
       return result;
     }
     for (;;) {
-      if (this.text.charCodeAt(this.index) !== QUOTE) this.syntax('a key (a string)');
+      if (this.text.charCodeAt(this.index) !== Char.QUOTE) this.syntax('a key (a string)');
       const keyIndex = this.index;
       const key = this.string();
       if (Object.hasOwn(result, key)) this.fail(`has the key ${describeValue(key)} twice in one object`, keyIndex);
       this.skipWhitespace();
-      if (this.text.charCodeAt(this.index) !== COLON) this.syntax("':' after a key");
+      if (this.text.charCodeAt(this.index) !== Char.COLON) this.syntax("':' after a key");
       this.index++;
       this.skipWhitespace();
       const value = this.value(depth);
@@ -124,8 +127,8 @@ class StrictJsonParser {
       else result[key] = value;
       this.skipWhitespace();
       const code = this.text.charCodeAt(this.index++);
-      if (code === CLOSE_BRACE) return result;
-      if (code !== COMMA) {
+      if (code === Char.CLOSE_BRACE) return result;
+      if (code !== Char.COMMA) {
         this.index--;
         this.syntax("',' or '}'");
       }
@@ -137,7 +140,7 @@ class StrictJsonParser {
     const result: unknown[] = [];
     this.index++;
     this.skipWhitespace();
-    if (this.text.charCodeAt(this.index) === CLOSE_BRACKET) {
+    if (this.text.charCodeAt(this.index) === Char.CLOSE_BRACKET) {
       this.index++;
       return result;
     }
@@ -145,8 +148,8 @@ class StrictJsonParser {
       result.push(this.value(depth));
       this.skipWhitespace();
       const code = this.text.charCodeAt(this.index++);
-      if (code === CLOSE_BRACKET) return result;
-      if (code !== COMMA) {
+      if (code === Char.CLOSE_BRACKET) return result;
+      if (code !== Char.COMMA) {
         this.index--;
         this.syntax("',' or ']'");
       }
@@ -161,24 +164,24 @@ class StrictJsonParser {
     // Most strings hold no escapes: one slice of the text.
     for (;;) {
       const code = text.charCodeAt(index);
-      if (code === QUOTE) {
+      if (code === Char.QUOTE) {
         this.index = index + 1;
         return text.slice(start, index);
       }
-      if (code === BACKSLASH) break;
+      if (code === Char.BACKSLASH) break;
       // Also true for NaN: the text ended inside the string.
-      if (!(code >= SPACE)) return this.badStringCharacter(index);
+      if (!(code >= Char.SPACE)) return this.badStringCharacter(index);
       index++;
     }
     let result = text.slice(start, index);
     let runStart = index;
     for (;;) {
       const code = text.charCodeAt(index);
-      if (code === QUOTE) {
+      if (code === Char.QUOTE) {
         this.index = index + 1;
         return result + text.slice(runStart, index);
       }
-      if (code === BACKSLASH) {
+      if (code === Char.BACKSLASH) {
         result += text.slice(runStart, index);
         const escaped = text[index + 1] ?? '';
         if (escaped === 'u' && HEX4.test(text.slice(index + 2, index + 6))) {
@@ -194,7 +197,7 @@ class StrictJsonParser {
         runStart = index;
         continue;
       }
-      if (!(code >= SPACE)) return this.badStringCharacter(index);
+      if (!(code >= Char.SPACE)) return this.badStringCharacter(index);
       index++;
     }
   }
@@ -215,22 +218,22 @@ class StrictJsonParser {
       }
       while (isDigit(text.charCodeAt(index))) index++;
     };
-    const negative = text.charCodeAt(index) === MINUS;
+    const negative = text.charCodeAt(index) === Char.MINUS;
     if (negative) index++;
     const integerStart = index;
     // No leading zeros: "0" stands alone before the fraction.
-    if (text.charCodeAt(index) === ZERO) index++;
+    if (text.charCodeAt(index) === Char.ZERO) index++;
     else digits();
     const integerEnd = index;
-    if (text.charCodeAt(index) === DOT) {
+    if (text.charCodeAt(index) === Char.DOT) {
       index++;
       digits();
     }
     const code = text.charCodeAt(index);
-    if (code === UPPER_E || code === LOWER_E) {
+    if (code === Char.UPPER_E || code === Char.LOWER_E) {
       index++;
       const sign = text.charCodeAt(index);
-      if (sign === PLUS || sign === MINUS) index++;
+      if (sign === Char.PLUS || sign === Char.MINUS) index++;
       digits();
     }
     this.index = index;
@@ -238,7 +241,7 @@ class StrictJsonParser {
     // here without making a string for each.
     if (index === integerEnd && index - integerStart <= 15) {
       let value = 0;
-      for (let i = integerStart; i < index; i++) value = value * 10 + (text.charCodeAt(i) - ZERO);
+      for (let i = integerStart; i < index; i++) value = value * 10 + (text.charCodeAt(i) - Char.ZERO);
       return negative ? -value : value;
     }
     // Number() reads a JSON number exactly as JSON.parse does (same rounding, Infinity past the range).
