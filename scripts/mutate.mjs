@@ -73,6 +73,8 @@ if (!reportOnly) {
 
 // Timeouts count as killed (the mutant made the tests hang), as Stryker counts them; mutants
 // that cannot compile or that no test reaches are excluded, as in Stryker's own score.
+/** @typedef {{ status: string; mutatorName: string; static?: boolean; replacement?: string; location: { start: { line: number; column: number } } }} Mutant */
+/** @param {Mutant[]} mutants */
 function score(mutants) {
   const detected = mutants.filter((x) => x.status === 'Killed' || x.status === 'Timeout').length;
   const undetected = mutants.filter((x) => x.status === 'Survived' || x.status === 'NoCoverage').length;
@@ -80,16 +82,19 @@ function score(mutants) {
   return { detected, total, percent: total === 0 ? 100 : (100 * detected) / total };
 }
 
+/** @type {string[][]} */
 const rows = [];
 for (const m of selected) {
   const file = `${REPORTS}/${m.name}.json`;
   if (!existsSync(file)) continue;
   const report = JSON.parse(readFileSync(file, 'utf8'));
-  const mutants = Object.values(report.files).flatMap((f) => f.mutants);
+  /** @type {Record<string, { mutants: Mutant[] }>} */
+  const files = report.files;
+  const mutants = Object.values(files).flatMap((f) => f.mutants);
   const all = score(mutants);
   const nonString = score(mutants.filter((x) => x.mutatorName !== 'StringLiteral'));
   if (listSurvivors) {
-    for (const [path, f] of Object.entries(report.files)) {
+    for (const [path, f] of Object.entries(files)) {
       for (const x of f.mutants) {
         if (x.mutatorName === 'StringLiteral' || (x.status !== 'Survived' && x.status !== 'NoCoverage')) continue;
         console.log(`${path}:${x.location.start.line}:${x.location.start.column} ${x.status}${x.static ? ' (static)' : ''} ${x.mutatorName}: ${JSON.stringify(x.replacement)}`);
@@ -104,6 +109,7 @@ for (const m of selected) {
 }
 const header = ['module', 'non-string killed', '%', 'all killed', '%', 'static survivors', 'time'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+/** @param {string[]} r */
 const line = (r) =>
   r
     .map((c, i) => c.padEnd(widths[i]))
