@@ -112,7 +112,7 @@ class StrictJsonParser {
       this.index++;
       return result;
     }
-    for (;;) {
+    do {
       if (this.text.charCodeAt(this.index) !== Char.QUOTE) this.syntax('a key (a string)');
       const keyIndex = this.index;
       const key = this.string();
@@ -125,15 +125,8 @@ class StrictJsonParser {
       // Assigning "__proto__" would set the prototype; JSON.parse makes it an own key.
       if (key === '__proto__') Object.defineProperty(result, key, { value, writable: true, enumerable: true, configurable: true });
       else result[key] = value;
-      this.skipWhitespace();
-      const code = this.text.charCodeAt(this.index++);
-      if (code === Char.CLOSE_BRACE) return result;
-      if (code !== Char.COMMA) {
-        this.index--;
-        this.syntax("',' or '}'");
-      }
-      this.skipWhitespace();
-    }
+    } while (this.another(Char.CLOSE_BRACE, "',' or '}'"));
+    return result;
   }
 
   private array(depth: number): unknown[] {
@@ -144,17 +137,23 @@ class StrictJsonParser {
       this.index++;
       return result;
     }
-    for (;;) {
+    do {
       result.push(this.value(depth));
-      this.skipWhitespace();
-      const code = this.text.charCodeAt(this.index++);
-      if (code === Char.CLOSE_BRACKET) return result;
-      if (code !== Char.COMMA) {
-        this.index--;
-        this.syntax("',' or ']'");
-      }
-      this.skipWhitespace();
+    } while (this.another(Char.CLOSE_BRACKET, "',' or ']'"));
+    return result;
+  }
+
+  /** After a member or an element: false past `close`, true past a comma and the whitespace after it. */
+  private another(close: Char, expected: string): boolean {
+    this.skipWhitespace();
+    const code = this.text.charCodeAt(this.index++);
+    if (code === close) return false;
+    if (code !== Char.COMMA) {
+      this.index--;
+      this.syntax(expected);
     }
+    this.skipWhitespace();
+    return true;
   }
 
   private string(): string {
