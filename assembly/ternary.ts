@@ -15,15 +15,23 @@ import { THRESHOLD_FACTOR } from './interface';
 
 /** Returns -1, or (fused, means = 0) the index of the first group holding a NaN or ±Inf. */
 export function quantizeTernary(src: usize, dst: usize, groupCount: i32, groupSize: i32, means: usize, blend: bool, ratio: f32, rest: f32): i32 {
+  return quantizeSigns(src, dst, groupCount, groupSize, means, blend, ratio, rest, false);
+}
+
+/**
+ * Ternary, or with BINARY the binary quantizer (binary.ts): ternary at threshold 0 with alpha
+ * the mean of every |x|, whose all-zero groups become +0 (sign(-0) * mean is 0, not -0).
+ */
+@inline export function quantizeSigns(src: usize, dst: usize, groupCount: i32, groupSize: i32, means: usize, blend: bool, ratio: f32, rest: f32, BINARY: bool): i32 {
   for (let g = 0; g < groupCount; g++) {
     const offset = <usize>g * <usize>groupSize << 2;
     const from = src + offset, to = dst + offset;
     const mean = groupMeanAbs(from, groupSize, means, g);
     if (mean != mean) return g;
-    const threshold = THRESHOLD_FACTOR * mean;
-    const alpha = aboveThresholdMean(from, groupSize, threshold);
+    const threshold: f32 = BINARY ? 0 : THRESHOLD_FACTOR * mean;
+    const alpha: f32 = BINARY ? mean : aboveThresholdMean(from, groupSize, threshold);
     // Nothing above a threshold of 0: all zero.
-    if (!(alpha > 0) && !(threshold > 0)) {
+    if (!BINARY && !(alpha > 0) && !(threshold > 0)) {
       if (to != from) memory.copy(to, from, <usize>groupSize << 2);
       continue;
     }
