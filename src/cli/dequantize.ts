@@ -3,17 +3,15 @@
 
 import { InvalidInputError } from '../errors.js';
 import { dequantizeSafetensors, type DequantizeFileOptions } from '../formats/dequantize-file.js';
-import { fileSource } from '../formats/node-file.js';
 
 import { dequantizeTfjsFile } from '../formats/tfjs/node-file.js';
-import { detectFormat, type FileFormat } from '../formats/detect-format.js';
 import type { Progress } from './progress.js';
 import { choiceFlag, stringFlag, type ParsedArgs } from './args.js';
 import { openPacker } from './packer.js';
 import { naming } from './file-errors.js';
 import { createProgress } from './progress.js';
 import { formatBytes } from '../describe.js';
-import { safetensorsPass } from './safetensors-pass.js';
+import { openDetected, safetensorsPass } from './safetensors-pass.js';
 import { escapeForTerminal } from './terminal.js';
 
 export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
@@ -28,14 +26,9 @@ export async function dequantizeCommand(args: ParsedArgs): Promise<number> {
   };
   const dtype = choiceFlag(args, 'dtype', ['original', 'F32', 'F16', 'BF16'] as const);
   if (dtype !== undefined) options.dtype = dtype;
-  const source = await fileSource(input);
-  let format: FileFormat;
-  try {
-    format = await detectFormat(source);
-  } catch (error) {
-    await source.close();
+  const { source, format } = await openDetected(input).catch((error: unknown) => {
     throw naming(error, input);
-  }
+  });
   if (format === 'tfjs') {
     await source.close();
     if (dtype !== undefined) throw new InvalidInputError('INVALID_ARGUMENT', '--dtype does not apply to TensorFlow.js models: their weights come back in the dtypes their manifest gives.');

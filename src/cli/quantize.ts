@@ -3,7 +3,6 @@
 // apart by content), streaming, and prints what it did and what it cost in accuracy.
 
 import { InvalidInputError } from '../errors.js';
-import { fileSource } from '../formats/node-file.js';
 import { quantizeSafetensorsFile, type FileQuantizeOptions, type FileQuantizeReport } from '../node/file-jobs.js';
 import { quantizeShardedCheckpoint } from '../node/shard-jobs.js';
 import { quantizeTfjsFile, type QuantizeTfjsFileResult } from '../formats/tfjs/node-file.js';
@@ -14,11 +13,10 @@ import { choiceFlag, integerFlag, signedIntegerFlag, stringFlag, type ParsedArgs
 import { naming } from './file-errors.js';
 import { readRecipeFile } from './recipe-file.js';
 import { openPacker } from './packer.js';
-import { detectFormat, type FileFormat } from '../formats/detect-format.js';
 import { createProgress, type Progress } from './progress.js';
 import { formatBytes } from '../describe.js';
 import { table } from './table.js';
-import { safetensorsPass } from './safetensors-pass.js';
+import { openDetected, safetensorsPass } from './safetensors-pass.js';
 import { escapeForTerminal } from './terminal.js';
 
 export async function quantizeCommand(args: ParsedArgs): Promise<number> {
@@ -56,14 +54,7 @@ export async function quantizeCommand(args: ParsedArgs): Promise<number> {
   options.onProgress = (p) => progress.update(p.bytesTotal ? p.bytesDone / p.bytesTotal : 1, p.tensor ? `${p.index + 1}/${p.count} ${p.tensor}` : '');
 
   // Both ends are checked before the backend loads or anything is read.
-  const source = await fileSource(input);
-  let format: FileFormat;
-  try {
-    format = await detectFormat(source);
-  } catch (error) {
-    await source.close();
-    throw error;
-  }
+  const { source, format } = await openDetected(input);
   // ONNX models and checkpoint indexes open their own files (external data, shards); anything
   // else is read as safetensors, which says what is wrong with a file that is not.
   if (format === 'onnx' || format === 'safetensors-index' || format === 'tfjs' || !args.flags.has('bits')) await source.close();
