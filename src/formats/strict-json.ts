@@ -106,12 +106,7 @@ class StrictJsonParser {
 
   private object(depth: number): Record<string, unknown> {
     const result: Record<string, unknown> = {};
-    this.index++;
-    this.skipWhitespace();
-    if (this.text.charCodeAt(this.index) === Char.CLOSE_BRACE) {
-      this.index++;
-      return result;
-    }
+    if (this.empty(Char.CLOSE_BRACE)) return result;
     do {
       if (this.text.charCodeAt(this.index) !== Char.QUOTE) this.syntax('a key (a string)');
       const keyIndex = this.index;
@@ -131,16 +126,20 @@ class StrictJsonParser {
 
   private array(depth: number): unknown[] {
     const result: unknown[] = [];
-    this.index++;
-    this.skipWhitespace();
-    if (this.text.charCodeAt(this.index) === Char.CLOSE_BRACKET) {
-      this.index++;
-      return result;
-    }
+    if (this.empty(Char.CLOSE_BRACKET)) return result;
     do {
       result.push(this.value(depth));
     } while (this.another(Char.CLOSE_BRACKET, "',' or ']'"));
     return result;
+  }
+
+  /** Past the opening bracket and the whitespace after it: whether `close` follows at once (then past it too). */
+  private empty(close: Char): boolean {
+    this.index++;
+    this.skipWhitespace();
+    if (this.text.charCodeAt(this.index) !== close) return false;
+    this.index++;
+    return true;
   }
 
   /** After a member or an element: false past `close`, true past a comma and the whitespace after it. */
