@@ -8,15 +8,7 @@ import { compileModulePattern, optionsFromDeepSpeed, type QuantizerOptions, reso
 import { ConfigError } from '../src/errors.js';
 import { Quantizer } from '../src/quantizer.js';
 import { ACCEPTED, baseConfig, caseConfig, REJECTED } from './cases/deepspeed-configs.js';
-
-function thrown(call: () => unknown): unknown {
-  try {
-    call();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to throw');
-}
+import { thrown } from './support/thrown.js';
 
 /** A ConfigError naming `key`, with the whole message `${key}: ${message}`. */
 function expectConfigError(call: () => unknown, key: string, message: string): void {

@@ -6,15 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { type EdgeMoqError, InvalidInputError } from '../src/errors.js';
 import { type FakeQuantizeOptions, float32Length, type KernelPlan, planFakeQuantize, planFakeQuantizeLength } from '../src/kernel-plan.js';
-
-function thrown(call: () => unknown): unknown {
-  try {
-    call();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to throw');
-}
+import { thrown } from './support/thrown.js';
 
 function expectRefusal(call: () => unknown, code: string, message: string): void {
   const error = thrown(call);

@@ -5,15 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { FormatError } from '../src/errors.js';
 import { bytesValue, type Field, intValue, MessageWriter, readFields, readFloats, readInts, stringValue } from '../src/formats/onnx/proto.js';
-
-function thrown(call: () => unknown): unknown {
-  try {
-    call();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to throw');
-}
+import { thrown } from './support/thrown.js';
 
 function expectFormatError(call: () => unknown, message: string): void {
   const error = thrown(call);

@@ -5,63 +5,24 @@
 // agreement with WebAssembly on random jobs is part of test/contracts/backend.test.ts.
 
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
 import type { QuantizerOptions } from '../src/config.js';
 import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';
 import { FUZZ_SEED } from './support/fuzz.js';
+import { wasmBackends } from './support/wasm-backends.js';
+import { optionsOf, tensorOf } from './support/random-jobs.js';
 
 fc.configureGlobal({ seed: FUZZ_SEED });
 
-let simd: WasmBackend;
-let scalar: WasmBackend;
-beforeAll(async () => {
-  simd = await WasmBackend.create('simd');
-  scalar = await WasmBackend.create('scalar');
-});
-afterAll(() => {
-  simd?.dispose();
-  scalar?.dispose();
-});
+const { simd, scalar } = await wasmBackends();
 
 /** -0 equals 0 (conformance README); toEqual would tell them apart. */
 const signless = (a: Float32Array) => a.map((x) => x + 0);
 
 const finite = fc.float({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 });
 
-/** A tensor split into `groups` groups of `values`, with options valid for it. */
-const tensorOf = (values: fc.Arbitrary<number>, blendRatio = fc.double({ min: 0, max: 1, noNaN: true })) =>
-  fc
-    .record({
-      groupSize: fc.integer({ min: 1, max: 70 }),
-      groups: fc.integer({ min: 1, max: 6 }),
-      bits: fc.integer({ min: 1, max: 16 }),
-      asymmetric: fc.boolean(),
-      stochastic: fc.boolean(),
-      seed: fc.nat(),
-      blend: fc.option(blendRatio, { nil: undefined }),
-    })
-    .chain((shape) =>
-      fc.record({
-        shape: fc.constant(shape),
-        data: fc.array(values, { minLength: shape.groupSize * shape.groups, maxLength: shape.groupSize * shape.groups }),
-      }),
-    );
-
 const job = tensorOf(finite);
-
-function optionsOf({ shape }: { shape: { groups: number; bits: number; asymmetric: boolean; stochastic: boolean; seed: number; blend: number | undefined } }): FakeQuantizeOptions {
-  const lowBits = shape.bits <= 2;
-  return {
-    bits: shape.bits,
-    groups: shape.groups,
-    type: shape.asymmetric && !lowBits ? 'asymmetric' : 'symmetric',
-    rounding: shape.stochastic && !lowBits ? 'stochastic' : 'nearest',
-    seed: shape.seed,
-    ...(shape.blend === undefined ? {} : { blendRatio: shape.blend }),
-  };
-}
 
 const f = Math.fround;
 const roundHalfEven = (v: number) => {

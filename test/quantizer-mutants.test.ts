@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { Backend, QuantizeJob } from '../src/backends/backend.js';
 import { type EdgeMoqError, InvalidInputError } from '../src/errors.js';
 import { type Parameter, Quantizer, type QuantizerState } from '../src/quantizer.js';
+import { thrown, thrownAsync } from './support/thrown.js';
 
 /** A backend that records each call's jobs (options only) and can be told to fail. */
 function recorder() {
@@ -33,24 +34,6 @@ const vector = (name: string): Parameter => ({ name, shape: [4], data: Float32Ar
 // FNV-1a of the names, computed by hand.
 const ID_A = 0xc75581ae; // 'a.weight'
 const ID_B = 0x3b9a3125; // 'b.weight'
-
-async function thrownAsync(call: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await call();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to throw');
-}
-
-function thrown(call: () => unknown): unknown {
-  try {
-    call();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to throw');
-}
 
 function expectInvalid(error: unknown, message: string): void {
   expect(error).toBeInstanceOf(InvalidInputError);
@@ -291,6 +274,12 @@ describe('state and restore', () => {
   const valid = async () => JSON.parse(JSON.stringify((await stepped()).state())) as Record<string, any>;
   const tail = 'restore takes the state quantizer.state() wrote.';
   const P = 'state.parameters["a.weight"]';
+  const setField = (key: string, value: unknown) => (s: any) => {
+    s[key] = value;
+  };
+  const setParameter = (key: string, value: unknown) => (s: any) => {
+    s.parameters['a.weight'][key] = value;
+  };
   it.each([
     [
       'no format',
@@ -299,13 +288,7 @@ describe('state and restore', () => {
       },
       'not a quantizer state: expected the object returned by quantizer.state() (format "edge-moq.quantizer/1").',
     ],
-    [
-      'an unknown key',
-      (s: any) => {
-        s.extra = 1;
-      },
-      'state.extra is not part of a quantizer state; known keys: format, options, qsteps, ratio, offsetSteps, parameters.',
-    ],
+    ['an unknown key', setField('extra', 1), 'state.extra is not part of a quantizer state; known keys: format, options, qsteps, ratio, offsetSteps, parameters.'],
     [
       'no options',
       (s: any) => {
@@ -313,55 +296,13 @@ describe('state and restore', () => {
       },
       'state.options is missing: a state restores with the options it was taken with (quantizer.state() writes them); without them it would continue under other defaults.',
     ],
-    [
-      'qsteps -1',
-      (s: any) => {
-        s.qsteps = -1;
-      },
-      `state.qsteps must be an integer from 0 to 2^53-1, got -1; ${tail}`,
-    ],
-    [
-      'qsteps 2^53',
-      (s: any) => {
-        s.qsteps = 2 ** 53;
-      },
-      `state.qsteps must be an integer from 0 to 2^53-1, got 9007199254740992; ${tail}`,
-    ],
-    [
-      'offsetSteps 1.5',
-      (s: any) => {
-        s.offsetSteps = 1.5;
-      },
-      `state.offsetSteps must be an integer from 0 to 2^53-1, got 1.5; ${tail}`,
-    ],
-    [
-      'ratio above 1',
-      (s: any) => {
-        s.ratio = 1.5;
-      },
-      `state.ratio must be a number from 0 to 1, got 1.5; ${tail}`,
-    ],
-    [
-      'ratio below 0',
-      (s: any) => {
-        s.ratio = -0.5;
-      },
-      `state.ratio must be a number from 0 to 1, got -0.5; ${tail}`,
-    ],
-    [
-      'ratio a string',
-      (s: any) => {
-        s.ratio = '1';
-      },
-      `state.ratio must be a number from 0 to 1, got "1"; ${tail}`,
-    ],
-    [
-      'parameters a list',
-      (s: any) => {
-        s.parameters = [];
-      },
-      `state.parameters must be an object mapping parameter names to their schedule state, got []; ${tail}`,
-    ],
+    ['qsteps -1', setField('qsteps', -1), `state.qsteps must be an integer from 0 to 2^53-1, got -1; ${tail}`],
+    ['qsteps 2^53', setField('qsteps', 2 ** 53), `state.qsteps must be an integer from 0 to 2^53-1, got 9007199254740992; ${tail}`],
+    ['offsetSteps 1.5', setField('offsetSteps', 1.5), `state.offsetSteps must be an integer from 0 to 2^53-1, got 1.5; ${tail}`],
+    ['ratio above 1', setField('ratio', 1.5), `state.ratio must be a number from 0 to 1, got 1.5; ${tail}`],
+    ['ratio below 0', setField('ratio', -0.5), `state.ratio must be a number from 0 to 1, got -0.5; ${tail}`],
+    ['ratio a string', setField('ratio', '1'), `state.ratio must be a number from 0 to 1, got "1"; ${tail}`],
+    ['parameters a list', setField('parameters', []), `state.parameters must be an object mapping parameter names to their schedule state, got []; ${tail}`],
     [
       'a parameter that is not an object',
       (s: any) => {
@@ -369,55 +310,13 @@ describe('state and restore', () => {
       },
       `${P} must be { bits, targetBits, period, quantized }, got 8; ${tail}`,
     ],
-    [
-      'an unknown parameter key',
-      (s: any) => {
-        s.parameters['a.weight'].step = 1;
-      },
-      `${P}.step is not part of a quantizer state; known keys: bits, targetBits, period, quantized.`,
-    ],
-    [
-      'bits 17',
-      (s: any) => {
-        s.parameters['a.weight'].bits = 17;
-      },
-      `${P}.bits must be an integer from 1 to 16, got 17; ${tail}`,
-    ],
-    [
-      'bits 0',
-      (s: any) => {
-        s.parameters['a.weight'].bits = 0;
-      },
-      `${P}.bits must be an integer from 1 to 16, got 0; ${tail}`,
-    ],
-    [
-      'targetBits 6.5',
-      (s: any) => {
-        s.parameters['a.weight'].targetBits = 6.5;
-      },
-      `${P}.targetBits must be an integer from 1 to 16, got 6.5; ${tail}`,
-    ],
-    [
-      'bits below targetBits',
-      (s: any) => {
-        s.parameters['a.weight'].bits = 5;
-      },
-      `${P}.bits must be at least targetBits (6): precision only steps down, got 5; ${tail}`,
-    ],
-    [
-      'period 0',
-      (s: any) => {
-        s.parameters['a.weight'].period = 0;
-      },
-      `${P}.period must be an integer from 1 to 2^53-1, got 0; ${tail}`,
-    ],
-    [
-      'quantized a string',
-      (s: any) => {
-        s.parameters['a.weight'].quantized = 'yes';
-      },
-      `${P}.quantized must be true or false, got "yes"; ${tail}`,
-    ],
+    ['an unknown parameter key', setParameter('step', 1), `${P}.step is not part of a quantizer state; known keys: bits, targetBits, period, quantized.`],
+    ['bits 17', setParameter('bits', 17), `${P}.bits must be an integer from 1 to 16, got 17; ${tail}`],
+    ['bits 0', setParameter('bits', 0), `${P}.bits must be an integer from 1 to 16, got 0; ${tail}`],
+    ['targetBits 6.5', setParameter('targetBits', 6.5), `${P}.targetBits must be an integer from 1 to 16, got 6.5; ${tail}`],
+    ['bits below targetBits', setParameter('bits', 5), `${P}.bits must be at least targetBits (6): precision only steps down, got 5; ${tail}`],
+    ['period 0', setParameter('period', 0), `${P}.period must be an integer from 1 to 2^53-1, got 0; ${tail}`],
+    ['quantized a string', setParameter('quantized', 'yes'), `${P}.quantized must be true or false, got "yes"; ${tail}`],
   ])('refuses a state with %s', async (_name, edit, message) => {
     const state = await valid();
     edit(state);

@@ -2,19 +2,10 @@
 // uniform on [-0.5, 0.5), the same on both builds. test/contracts/backend.test.ts checks what
 // every implementation does with it: on the grid, unbiased, reproducible, the same everywhere.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WasmBackend } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { wasmBackends } from './support/wasm-backends.js';
 
-let simd: WasmBackend;
-let scalar: WasmBackend;
-beforeAll(async () => {
-  simd = await WasmBackend.create('simd');
-  scalar = await WasmBackend.create('scalar');
-});
-afterAll(() => {
-  simd?.dispose();
-  scalar?.dispose();
-});
+const { simd, scalar } = await wasmBackends();
 
 describe('stochastic noise', () => {
   it('draws offsets in [-0.5, 0.5), the same on both builds', () => {

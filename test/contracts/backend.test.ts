@@ -31,6 +31,7 @@ import {
   type Implementation,
 } from '../support/implementations.js';
 import { weights } from '../support/webgpu.js';
+import { optionsOf, tensorOf } from '../support/random-jobs.js';
 
 fc.configureGlobal({ seed: FUZZ_SEED });
 
@@ -232,25 +233,6 @@ function variants(bits: number): FakeQuantizeOptions[] {
   return all;
 }
 
-/** A tensor split into `groups` groups of `values`, with options valid for it. */
-const tensorOf = (values: fc.Arbitrary<number>, blendRatio: fc.Arbitrary<number>) =>
-  fc
-    .record({
-      groupSize: fc.integer({ min: 1, max: 70 }),
-      groups: fc.integer({ min: 1, max: 6 }),
-      bits: fc.integer({ min: 1, max: 16 }),
-      asymmetric: fc.boolean(),
-      stochastic: fc.boolean(),
-      seed: fc.nat(),
-      blend: fc.option(blendRatio, { nil: undefined }),
-    })
-    .chain((shape) =>
-      fc.record({
-        shape: fc.constant(shape),
-        data: fc.array(values, { minLength: shape.groupSize * shape.groups, maxLength: shape.groupSize * shape.groups }),
-      }),
-    );
-
 /**
  * Multiples of 2^-10 at one of a few magnitudes, and blend ratios in steps of 2^-16, so that no
  * value, scale, mean or blend product is subnormal (WGSL may flush those to zero).
@@ -261,18 +243,6 @@ const normalJob = fc.constantFrom(1e-3, 1, 1e3, 1e6).chain((magnitude) =>
     fc.integer({ min: 0, max: 2 ** 16 }).map((i) => i * 2 ** -16),
   ),
 );
-
-function optionsOf({ shape }: { shape: { groups: number; bits: number; asymmetric: boolean; stochastic: boolean; seed: number; blend: number | undefined } }): FakeQuantizeOptions {
-  const lowBits = shape.bits <= 2;
-  return {
-    bits: shape.bits,
-    groups: shape.groups,
-    type: shape.asymmetric && !lowBits ? 'asymmetric' : 'symmetric',
-    rounding: shape.stochastic && !lowBits ? 'stochastic' : 'nearest',
-    seed: shape.seed,
-    ...(shape.blend === undefined ? {} : { blendRatio: shape.blend }),
-  };
-}
 
 let reference: Backend;
 beforeAll(async () => {
