@@ -50,52 +50,18 @@ const QUANTIZER_OPTIONS = {
 
 /** Every key name the readers know, so an "add" mutation also puts right keys in wrong places. */
 const KNOWN_KEYS = [
-  'compression_training',
-  'weight_quantization',
-  'shared_parameters',
-  'different_groups',
-  'quantize_training',
-  'eigenvalue',
-  'enabled',
-  'quantizer_kernel',
-  'schedule_offset',
-  'quantize_groups',
-  'quantize_verbose',
-  'quantization_type',
-  'rounding',
-  'quantize_weight_in_forward',
-  'fp16_mixed_quantize',
-  'quantize_change_ratio',
-  'params',
-  'modules',
-  'related_modules',
-  'start_bits',
-  'target_bits',
-  'quantization_period',
-  'quantize_bits',
-  'quantize_schedule',
-  'quantize_period',
-  'quantize_algo',
-  'q_type',
-  'max_iter',
-  'tol',
-  'layer_num',
-  'groups',
-  'type',
-  'mixedFp16',
-  'changeRatio',
-  'scheduleOffset',
-  'seed',
-  'parameters',
-  'schedules',
-  'startBits',
-  'targetBits',
-  'period',
-  'bits',
-  'groupSize',
-  'tensorId',
-  'step',
-  'blendRatio',
+  // DeepSpeed's sections
+  ...['compression_training', 'weight_quantization', 'shared_parameters', 'different_groups', 'quantize_training', 'eigenvalue'],
+  // shared_parameters
+  ...['enabled', 'quantizer_kernel', 'schedule_offset', 'quantize_groups', 'quantize_verbose', 'quantization_type', 'rounding', 'quantize_weight_in_forward', 'fp16_mixed_quantize'],
+  // mixed fp16, different_groups and their params
+  ...['quantize_change_ratio', 'params', 'modules', 'related_modules', 'start_bits', 'target_bits', 'quantization_period'],
+  // the legacy quantize_training section and eigenvalue
+  ...['quantize_bits', 'quantize_schedule', 'quantize_period', 'quantize_algo', 'q_type', 'max_iter', 'tol', 'layer_num'],
+  // edge-moq's Quantizer options
+  ...['groups', 'type', 'mixedFp16', 'changeRatio', 'scheduleOffset', 'seed', 'parameters', 'schedules'],
+  // schedules and fakeQuantize options
+  ...['startBits', 'targetBits', 'period', 'bits', 'groupSize', 'tensorId', 'step', 'blendRatio'],
 ];
 
 const campaigns: Campaign[] = [];

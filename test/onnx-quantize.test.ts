@@ -62,10 +62,24 @@ function matMulGraph(c: Case, b: Float32Array, name = 'main'): OnnxGraph {
 
 const model = (graph: OnnxGraph, irVersion = 10, opset = 21) => encodeModel({ irVersion, opsetImports: [{ domain: '', version: opset }], producerName: 'edge-moq tests', graph });
 
-async function run(bytes: Uint8Array, a: Float32Array, dims: number[], extra: ort.InferenceSession.SessionOptions = {}): Promise<Float32Array> {
+/** The subgraph tests' main graph: an If on `cond` running branch('then') or branch('else'), with `initializers` of its own. */
+function ifGraph(c: Case, branch: (name: string) => OnnxGraph, initializers: OnnxGraph['initializers'] = []): OnnxGraph {
+  return {
+    name: 'main',
+    nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: branch('then') }, else_branch: { graph: branch('else') } } }],
+    initializers,
+    inputs: [
+      { name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] },
+      { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] },
+    ],
+    outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
+  };
+}
+
+async function run(bytes: Uint8Array, a: Float32Array, dims: number[], extra: ort.InferenceSession.SessionOptions = {}, feeds: Record<string, ort.Tensor> = {}): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], ...extra });
   try {
-    const { Y } = await session.run({ A: new ort.Tensor('float32', a, dims) });
+    const { Y } = await session.run({ A: new ort.Tensor('float32', a, dims), ...feeds });
     return Y!.data as Float32Array;
   } finally {
     await session.release();
@@ -275,24 +289,12 @@ describe('MatMul → MatMulNBits, run by onnxruntime-web', () => {
     const c: Case = { m: 2, k: 32, n: 8, options: {} };
     const b = randomTensor(c.k * c.n, 7, 0.5);
     const branch = (name: string): OnnxGraph => ({ ...matMulGraph(c, b, name), inputs: [] });
-    const graph: OnnxGraph = {
-      name: 'main',
-      nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: branch('then') }, else_branch: { graph: branch('else') } } }],
-      initializers: [],
-      inputs: [
-        { name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] },
-        { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] },
-      ],
-      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
-    };
+    const graph = ifGraph(c, branch);
     const { model: quantized, report } = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
     expect(report.matmuls.map((r) => r.weight)).toEqual(['proj.weight', 'proj.weight']);
     const a = randomTensor(c.m * c.k, 8, 2);
-    const session = await ort.InferenceSession.create(quantized, { executionProviders: ['wasm'] });
-    const { Y } = await session.run({ A: new ort.Tensor('float32', a, [c.m, c.k]), cond: new ort.Tensor('bool', [true], []) });
-    await session.release();
     const plain = await quantizeOnnx(model(matMulGraph(c, b)), {}, { packer: packers[0]!.packer });
-    expect(Y!.data).toEqual(await run(plain.model, a, [c.m, c.k]));
+    expect(await run(quantized, a, [c.m, c.k], {}, { cond: new ort.Tensor('bool', [true], []) })).toEqual(await run(plain.model, a, [c.m, c.k]));
   });
 });
 
@@ -301,25 +303,13 @@ describe('B read from an enclosing graph', () => {
     const c: Case = { m: 2, k: 32, n: 8, options: {} };
     const b = randomTensor(c.k * c.n, 17, 0.5);
     const branch = (name: string): OnnxGraph => ({ ...matMulGraph(c, b, name), initializers: [], inputs: [] });
-    const graph: OnnxGraph = {
-      name: 'main',
-      nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: branch('then') }, else_branch: { graph: branch('else') } } }],
-      initializers: [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [c.k, c.n], raw: float32Raw(b) }],
-      inputs: [
-        { name: 'A', elemType: OnnxDataType.FLOAT, shape: [c.m, c.k] },
-        { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] },
-      ],
-      outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [c.m, c.n] }],
-    };
+    const graph = ifGraph(c, branch, [{ name: 'proj.weight', dataType: OnnxDataType.FLOAT, dims: [c.k, c.n], raw: float32Raw(b) }]);
     const { model: quantized, report } = await quantizeOnnx(model(graph), {}, { packer: packers[0]!.packer });
     expect(report.matmuls.map((r) => r.weight)).toEqual(['proj.weight', 'proj.weight']);
     expect([...initializers(quantized).keys()]).not.toContain('proj.weight');
     const a = randomTensor(c.m * c.k, 18, 2);
-    const session = await ort.InferenceSession.create(quantized, { executionProviders: ['wasm'] });
-    const { Y } = await session.run({ A: new ort.Tensor('float32', a, [c.m, c.k]), cond: new ort.Tensor('bool', [false], []) });
-    await session.release();
     const plain = await quantizeOnnx(model(matMulGraph(c, b)), {}, { packer: packers[0]!.packer });
-    expect(Y!.data).toEqual(await run(plain.model, a, [c.m, c.k]));
+    expect(await run(quantized, a, [c.m, c.k], {}, { cond: new ort.Tensor('bool', [false], []) })).toEqual(await run(plain.model, a, [c.m, c.k]));
   });
 
   it('leaves a B alone when the subgraph hides the outer name with a computed value', async () => {
