@@ -6,9 +6,8 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { createBackend, type WebGpuBackend, type FakeQuantizeOptions } from '../src/index.js';
 import { allocatePacked, createPacker, planPack, WebGpuPacker, type GpuPackedTensor, type PackOptions } from '../src/packed/index.js';
-import { uniforms } from './support/fixtures.js';
 import { bufferWith, readBuffer, testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
-import { codeAt, setCodeAt, valueAt } from './support/layout-reader.js';
+import { randomLayouts } from './support/layout-reader.js';
 
 const available = await webgpuAvailable();
 
@@ -35,29 +34,11 @@ describe.skipIf(!available)('WebGPU', () => {
   });
 
   it('decodes packed tensors uploaded to the device by the layout text', async () => {
-    const next = uniforms(17);
-    for (let bits = 1; bits <= 16; bits++) {
-      for (const type of bits >= 3 ? (['symmetric', 'asymmetric'] as const) : [bits === 1 ? ('binary' as const) : ('ternary' as const)]) {
-        const [length, groupSize] = [93, 31];
-        const packed = allocatePacked(planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) }));
-        packed.codes.forEach((_, k) => {
-          packed.codes[k] = Math.floor(next() * 256);
-        });
-        packed.codes[packed.codes.length - 1]! &= 0xff >> ((8 - ((length * bits) % 8)) % 8);
-        // Ternary has no code 3 (unpack refuses it: test/packed-validation.test.ts).
-        if (type === 'ternary') for (let i = 0; i < length; i++) if (codeAt(packed.codes, 2, i) === 3) setCodeAt(packed.codes, 2, i, i % 3);
-        packed.scales.forEach((_, g) => {
-          packed.scales[g] = Math.fround(next() * 0.01 + 1e-4);
-        });
-        packed.zeros?.forEach((_, g) => {
-          packed.zeros![g] = Math.fround(next() - 0.5);
-        });
-        const expected = Float32Array.from({ length }, (_, i) => valueAt(packed, i));
-        const onDevice = packer.upload(packed);
-        const values = await packer.unpackToBuffer(onDevice);
-        expect(await readBuffer(backend.device, values, length), `${bits} bits, ${type}, on the device`).toEqual(expected);
-        for (const buffer of [values, onDevice.codes, onDevice.scales, onDevice.zeros]) buffer?.destroy();
-      }
+    for (const { bits, type, packed, expected } of randomLayouts()) {
+      const onDevice = packer.upload(packed);
+      const values = await packer.unpackToBuffer(onDevice);
+      expect(await readBuffer(backend.device, values, packed.length), `${bits} bits, ${type}, on the device`).toEqual(expected);
+      for (const buffer of [values, onDevice.codes, onDevice.scales, onDevice.zeros]) buffer?.destroy();
     }
   });
 

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, type EdgeMoqError } from '../../src/index.js';
 import { allocatePacked, createPacker, planPack, type PackedTensor, type Packer, type PackOptions } from '../../src/packed/index.js';
-import { randomTensor, uniforms } from '../support/fixtures.js';
+import { randomTensor } from '../support/fixtures.js';
 import {
   GPU_GROUP_BOUNDARIES,
   IMPLEMENTATIONS,
@@ -25,7 +25,7 @@ import {
   type CaseValue,
   type Implementation,
 } from '../support/implementations.js';
-import { codeAt, layoutValueAt, setCodeAt, valueAt } from '../support/layout-reader.js';
+import { codeAt, layoutValueAt, randomLayouts, valueAt } from '../support/layout-reader.js';
 import { differenceFromFake } from '../support/packers.js';
 import { weights } from '../support/webgpu.js';
 
@@ -209,26 +209,8 @@ function contract(implementation: Implementation): void {
     });
 
     it('decode by the layout text when built elsewhere', async () => {
-      const next = uniforms(17);
-      for (let bits = 1; bits <= 16; bits++) {
-        for (const type of bits >= 3 ? (['symmetric', 'asymmetric'] as const) : [bits === 1 ? ('binary' as const) : ('ternary' as const)]) {
-          const [length, groupSize] = [93, 31];
-          const packed = allocatePacked(planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) }));
-          packed.codes.forEach((_, k) => {
-            packed.codes[k] = Math.floor(next() * 256);
-          });
-          packed.codes[packed.codes.length - 1]! &= 0xff >> ((8 - ((length * bits) % 8)) % 8);
-          // Ternary has no code 3 (unpack refuses it: test/packed-validation.test.ts).
-          if (type === 'ternary') for (let i = 0; i < length; i++) if (codeAt(packed.codes, 2, i) === 3) setCodeAt(packed.codes, 2, i, i % 3);
-          packed.scales.forEach((_, g) => {
-            packed.scales[g] = Math.fround(next() * 0.01 + 1e-4);
-          });
-          packed.zeros?.forEach((_, g) => {
-            packed.zeros![g] = Math.fround(next() - 0.5);
-          });
-          const expected = Float32Array.from({ length }, (_, i) => valueAt(packed, i));
-          expect(await under.packer.unpack(packed), `${bits} bits, ${type}`).toEqual(expected);
-        }
+      for (const { bits, type, packed, expected } of randomLayouts()) {
+        expect(await under.packer.unpack(packed), `${bits} bits, ${type}`).toEqual(expected);
       }
     });
   });

@@ -1,7 +1,8 @@
 // The packed layout read as its text states it, bit by bit and in float32: what the pack tests
 // on every backend compare the kernels against.
 
-import type { PackedTensor } from '../../src/packed/layout.js';
+import { allocatePacked, type PackedTensor, planPack } from '../../src/packed/layout.js';
+import { uniforms } from './fixtures.js';
 
 const f = Math.fround;
 
@@ -71,4 +72,32 @@ export function firstInvalidElement(packed: PackedTensor): number {
     }
   }
   return -1;
+}
+
+/**
+ * One packed tensor of each bit width and type, 93 values in groups of 31, its codes, scales and
+ * zero points drawn at random (seeded), and the values the layout text gives for it: what a
+ * decoder built elsewhere must return.
+ */
+export function* randomLayouts(): Generator<{ bits: number; type: PackedTensor['type']; packed: PackedTensor; expected: Float32Array }> {
+  const next = uniforms(17);
+  for (let bits = 1; bits <= 16; bits++) {
+    for (const type of bits >= 3 ? (['symmetric', 'asymmetric'] as const) : [bits === 1 ? ('binary' as const) : ('ternary' as const)]) {
+      const [length, groupSize] = [93, 31];
+      const packed = allocatePacked(planPack(length, { bits, groupSize, ...(type === 'asymmetric' ? { type } : {}) }));
+      packed.codes.forEach((_, k) => {
+        packed.codes[k] = Math.floor(next() * 256);
+      });
+      packed.codes[packed.codes.length - 1]! &= 0xff >> ((8 - ((length * bits) % 8)) % 8);
+      // Ternary has no code 3 (unpack refuses it: test/packed-validation.test.ts).
+      if (type === 'ternary') for (let i = 0; i < length; i++) if (codeAt(packed.codes, 2, i) === 3) setCodeAt(packed.codes, 2, i, i % 3);
+      packed.scales.forEach((_, g) => {
+        packed.scales[g] = Math.fround(next() * 0.01 + 1e-4);
+      });
+      packed.zeros?.forEach((_, g) => {
+        packed.zeros![g] = Math.fround(next() - 0.5);
+      });
+      yield { bits, type, packed, expected: Float32Array.from({ length }, (_, i) => valueAt(packed, i)) };
+    }
+  }
 }
