@@ -11,7 +11,7 @@ import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';
 import { FUZZ_SEED } from './support/fuzz.js';
 import { wasmBackends } from './support/wasm-backends.js';
-import { optionsOf, tensorOf } from './support/random-jobs.js';
+import { type JobShape, optionsOf, tensorOf } from './support/random-jobs.js';
 
 fc.configureGlobal({ seed: FUZZ_SEED });
 
@@ -23,6 +23,17 @@ const signless = (a: Float32Array) => a.map((x) => x + 0);
 const finite = fc.float({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 });
 
 const job = tensorOf(finite);
+
+/** `property` over `numRuns` random jobs of 3 to 16 bits, each with its data in float32. */
+function forJobsFrom3Bits(numRuns: number, property: (j: { shape: JobShape; data: number[] }, data: Float32Array) => void): void {
+  fc.assert(
+    fc.property(job, (j) => {
+      fc.pre(j.shape.bits >= 3);
+      property(j, Float32Array.from(j.data));
+    }),
+    { numRuns },
+  );
+}
 
 const f = Math.fround;
 const roundHalfEven = (v: number) => {
@@ -84,44 +95,34 @@ describe('properties', () => {
   });
 
   it('nearest rounding at 3..16 bits equals a plain float32 reading of the reference', () => {
-    fc.assert(
-      fc.property(job, (j) => {
-        fc.pre(j.shape.bits >= 3);
-        const data = Float32Array.from(j.data);
-        const asymmetric = j.shape.asymmetric;
-        const got = simd.fakeQuantizeSync(data.slice(), { bits: j.shape.bits, groups: j.shape.groups, type: asymmetric ? 'asymmetric' : 'symmetric' });
-        expect(signless(got)).toEqual(signless(referenceGrid(data, j.shape.groups, j.shape.bits, asymmetric)));
-      }),
-      { numRuns: 300 },
-    );
+    forJobsFrom3Bits(300, (j, data) => {
+      const asymmetric = j.shape.asymmetric;
+      const got = simd.fakeQuantizeSync(data.slice(), { bits: j.shape.bits, groups: j.shape.groups, type: asymmetric ? 'asymmetric' : 'symmetric' });
+      expect(signless(got)).toEqual(signless(referenceGrid(data, j.shape.groups, j.shape.bits, asymmetric)));
+    });
   });
 
   it('nearest values inside the grid move by at most half a step; symmetric grids are symmetric', () => {
-    fc.assert(
-      fc.property(job, (j) => {
-        const { bits, groups } = j.shape;
-        fc.pre(bits >= 3);
-        const data = Float32Array.from(j.data);
-        const q = simd.fakeQuantizeSync(data.slice(), { bits, groups });
-        const negated = simd.fakeQuantizeSync(
-          data.map((x) => -x),
-          { bits, groups },
-        );
-        const size = data.length / groups;
-        for (let g = 0; g < groups; g++) {
-          const group = data.subarray(g * size, (g + 1) * size);
-          const absMax = Math.max(...group.map(Math.abs));
-          const scale = Math.fround(absMax * 2 ** (1 - bits));
-          if (!(scale > 0)) continue;
-          for (let i = g * size; i < (g + 1) * size; i++) {
-            if (Math.abs(data[i]! / scale) >= 2 ** (bits - 1) - 1) continue; // clamped at the top
-            expect(Math.abs(q[i]! - data[i]!)).toBeLessThanOrEqual((scale / 2) * (1 + 2 ** -20));
-            expect(negated[i]! + 0).toBe(-q[i]! + 0);
-          }
+    forJobsFrom3Bits(200, (j, data) => {
+      const { bits, groups } = j.shape;
+      const q = simd.fakeQuantizeSync(data.slice(), { bits, groups });
+      const negated = simd.fakeQuantizeSync(
+        data.map((x) => -x),
+        { bits, groups },
+      );
+      const size = data.length / groups;
+      for (let g = 0; g < groups; g++) {
+        const group = data.subarray(g * size, (g + 1) * size);
+        const absMax = Math.max(...group.map(Math.abs));
+        const scale = Math.fround(absMax * 2 ** (1 - bits));
+        if (!(scale > 0)) continue;
+        for (let i = g * size; i < (g + 1) * size; i++) {
+          if (Math.abs(data[i]! / scale) >= 2 ** (bits - 1) - 1) continue; // clamped at the top
+          expect(Math.abs(q[i]! - data[i]!)).toBeLessThanOrEqual((scale / 2) * (1 + 2 ** -20));
+          expect(negated[i]! + 0).toBe(-q[i]! + 0);
         }
-      }),
-      { numRuns: 200 },
-    );
+      }
+    });
   });
 
   it('the mixed-fp16 blend is fround(r)*x + fround(1-r)*Q(x), each product in float32', () => {
@@ -168,29 +169,24 @@ describe('the grid', () => {
   });
 
   it('nearest moves a value inside its asymmetric grid by at most half a step', () => {
-    fc.assert(
-      fc.property(job, (j) => {
-        const { bits, groups } = j.shape;
-        fc.pre(bits >= 3);
-        const data = Float32Array.from(j.data);
-        const q = simd.fakeQuantizeSync(data.slice(), { bits, groups, type: 'asymmetric' });
-        const size = data.length / groups;
-        for (let g = 0; g < groups; g++) {
-          const { scale, zero, hi } = groupGrid(data.subarray(g * size, (g + 1) * size), bits, true);
-          if (!(scale > 0)) continue;
-          const top = zero + hi * scale;
-          for (let i = g * size; i < (g + 1) * size; i++) {
-            const x = data[i]!,
-              y = q[i]!;
-            if (x < zero || x > top) continue; // clamped below the zero point or above the top level
-            // float32 rounding of x - zero, of the division and of k * scale + zero.
-            const slack = 2 ** -22 * (Math.abs(x) + 2 * Math.abs(zero) + Math.abs(y));
-            expect(Math.abs(x - y)).toBeLessThanOrEqual(scale / 2 + slack);
-          }
+    forJobsFrom3Bits(200, (j, data) => {
+      const { bits, groups } = j.shape;
+      const q = simd.fakeQuantizeSync(data.slice(), { bits, groups, type: 'asymmetric' });
+      const size = data.length / groups;
+      for (let g = 0; g < groups; g++) {
+        const { scale, zero, hi } = groupGrid(data.subarray(g * size, (g + 1) * size), bits, true);
+        if (!(scale > 0)) continue;
+        const top = zero + hi * scale;
+        for (let i = g * size; i < (g + 1) * size; i++) {
+          const x = data[i]!,
+            y = q[i]!;
+          if (x < zero || x > top) continue; // clamped below the zero point or above the top level
+          // float32 rounding of x - zero, of the division and of k * scale + zero.
+          const slack = 2 ** -22 * (Math.abs(x) + 2 * Math.abs(zero) + Math.abs(y));
+          expect(Math.abs(x - y)).toBeLessThanOrEqual(scale / 2 + slack);
         }
-      }),
-      { numRuns: 200 },
-    );
+      }
+    });
   });
 
   it('binary and ternary are odd: quantizing -x gives exactly -Q(x)', () => {
