@@ -6,8 +6,14 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, InvalidInputError } from '../src/errors.js';
 import {
-  blocksFromLayers, blocksFromModel, computeBlockEigenvalues, dominantEigenvalue, finiteDifferenceStep,
-  hessianVectorProduct, normaliseBlockEigenvalues, shouldComputeEigenvalues,
+  blocksFromLayers,
+  blocksFromModel,
+  computeBlockEigenvalues,
+  dominantEigenvalue,
+  finiteDifferenceStep,
+  hessianVectorProduct,
+  normaliseBlockEigenvalues,
+  shouldComputeEigenvalues,
 } from '../src/tfjs/eigenvalues.js';
 import { uniforms } from './support/fixtures.js';
 
@@ -27,7 +33,9 @@ function orthogonal(n: number, seed: number): number[][] {
     const c = Array.from({ length: n }, () => next() - 0.5);
     for (const q of columns) {
       const dot = c.reduce((s, x, i) => s + x * q[i]!, 0);
-      c.forEach((_, i) => { c[i]! -= dot * q[i]!; });
+      c.forEach((_, i) => {
+        c[i]! -= dot * q[i]!;
+      });
     }
     const norm = Math.hypot(...c);
     columns.push(c.map((x) => x / norm));
@@ -39,8 +47,7 @@ function orthogonal(n: number, seed: number): number[][] {
 function withSpectrum(spectrum: readonly number[], seed: number): tf.Tensor2D {
   const q = orthogonal(spectrum.length, seed);
   const n = spectrum.length;
-  const a = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) =>
-    spectrum.reduce((s, l, k) => s + q[k]![i]! * l * q[k]![j]!, 0)));
+  const a = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => spectrum.reduce((s, l, k) => s + q[k]![i]! * l * q[k]![j]!, 0)));
   return tf.tensor2d(a);
 }
 
@@ -91,13 +98,12 @@ describe('dominant eigenvalue of a known Hessian', () => {
   });
 });
 
-describe('iterations: DeepSpeed\'s stopping rule', () => {
+describe("iterations: DeepSpeed's stopping rule", () => {
   const spectrum = [5, 3, 0.5, -1];
   const run = (options: { maxIter?: number; tol?: number }, seed = 3) => {
     const a = withSpectrum(spectrum, 11);
     const w = variable([0.1, 0.2, -0.3, 0.4], [4]);
-    return dominantEigenvalue(tf, { loss: () => quadratic(a, [w]), weights: [w], options, seed })
-      .finally(() => tf.dispose([a, w]));
+    return dominantEigenvalue(tf, { loss: () => quadratic(a, [w]), weights: [w], options, seed }).finally(() => tf.dispose([a, w]));
   };
 
   it('stops at the first product whose relative change is below tol', async () => {
@@ -198,7 +204,7 @@ describe('computeBlockEigenvalues', () => {
     dispose();
   });
 
-  it('logs DeepSpeed\'s lines when verbose', async () => {
+  it("logs DeepSpeed's lines when verbose", async () => {
     const { loss, blocks, dispose } = twoBlocks();
     const lines: string[] = [];
     await computeBlockEigenvalues(tf, { loss, blocks, options: { verbose: true }, logger: (line) => lines.push(line) });
@@ -294,7 +300,10 @@ describe('Hessian-vector products on a dense network', () => {
     const tensors = tf.memory().numTensors;
     await computeBlockEigenvalues(tf, {
       loss: net.crossEntropy,
-      blocks: [{ id: 0, weights: net.weights.slice(0, 2) }, { id: 1, weights: net.weights.slice(2) }],
+      blocks: [
+        { id: 0, weights: net.weights.slice(0, 2) },
+        { id: 1, weights: net.weights.slice(2) },
+      ],
       options: { maxIter: 20 },
     });
     expect(tf.memory().numTensors).toBe(tensors);
@@ -310,8 +319,7 @@ describe('Hessian-vector products on a dense network', () => {
       if (++calls === 4) throw new Error('loss failed');
       return net.mse();
     };
-    await expect(computeBlockEigenvalues(tf, { loss: failing, blocks: [{ id: 0, weights: net.weights }] }))
-      .rejects.toThrow('loss failed');
+    await expect(computeBlockEigenvalues(tf, { loss: failing, blocks: [{ id: 0, weights: net.weights }] })).rejects.toThrow('loss failed');
     expect(bits(net.weights)).toEqual(before);
     net.dispose();
   });
@@ -352,8 +360,19 @@ describe('blocks from a tfjs model (layer_name as a pattern over layer names, la
   it('feeds computeBlockEigenvalues: the sharpest block gets 1', async () => {
     const m = model();
     const next = uniforms(9);
-    const input = tf.tensor2d(Array.from({ length: 16 * 4 }, () => next() * 2 - 1), [16, 4]);
-    const labels = tf.oneHot(tf.tensor1d(Array.from({ length: 16 }, (_, i) => i % 3), 'int32'), 3).toFloat();
+    const input = tf.tensor2d(
+      Array.from({ length: 16 * 4 }, () => next() * 2 - 1),
+      [16, 4],
+    );
+    const labels = tf
+      .oneHot(
+        tf.tensor1d(
+          Array.from({ length: 16 }, (_, i) => i % 3),
+          'int32',
+        ),
+        3,
+      )
+      .toFloat();
     const loss = () => tf.losses.softmaxCrossEntropy(labels, m.apply(input) as tf.Tensor) as tf.Scalar;
     const blocks = blocksFromModel(m, { layerName: '^layer_\\d$', layerNum: 3 });
     const before = bits(blocks.flatMap((b) => b.weights));
@@ -378,7 +397,11 @@ describe('blocks from a tfjs model (layer_name as a pattern over layer names, la
     ];
     for (const [options, key] of cases) {
       expect(() => blocksFromModel(m, options)).toThrow(ConfigError);
-      try { blocksFromModel(m, options); } catch (e) { expect((e as ConfigError).key).toBe(key); }
+      try {
+        blocksFromModel(m, options);
+      } catch (e) {
+        expect((e as ConfigError).key).toBe(key);
+      }
     }
     m.dispose();
   });
@@ -387,7 +410,10 @@ describe('blocks from a tfjs model (layer_name as a pattern over layer names, la
     const m = model();
     const encoder = m.getLayer('encoder') as tf.Sequential;
     const blocks = blocksFromLayers([[encoder.getLayer('layer_0'), encoder.getLayer('layer_1')], m.getLayer('head')]);
-    expect(blocks.map((b) => [b.id, b.weights.length])).toEqual([[0, 4], [1, 2]]);
+    expect(blocks.map((b) => [b.id, b.weights.length])).toEqual([
+      [0, 4],
+      [1, 2],
+    ]);
     expect(() => blocksFromLayers([encoder.getLayer('layer_drop')])).toThrow(InvalidInputError);
     expect(() => blocksFromLayers([])).toThrow(InvalidInputError);
     m.dispose();
@@ -396,8 +422,7 @@ describe('blocks from a tfjs model (layer_name as a pattern over layer names, la
 
 describe('gas_boundary_resolution', () => {
   it('computes at multiples of the resolution, only when enabled', () => {
-    const due = (options: Parameters<typeof shouldComputeEigenvalues>[1]) =>
-      [1, 2, 3, 4, 5, 6].map((boundary) => shouldComputeEigenvalues(boundary, options));
+    const due = (options: Parameters<typeof shouldComputeEigenvalues>[1]) => [1, 2, 3, 4, 5, 6].map((boundary) => shouldComputeEigenvalues(boundary, options));
     expect(due({ enabled: true, gasBoundaryResolution: 3 })).toEqual([false, false, true, false, false, true]);
     expect(due({ enabled: true })).toEqual([true, true, true, true, true, true]);
     expect(due({ enabled: false, gasBoundaryResolution: 1 })).toEqual([false, false, false, false, false, false]);
@@ -440,8 +465,26 @@ describe('bad input', () => {
       ['int32', { loss, blocks: [{ id: 0, weights: [integers] }] }],
       ['fractional id', { loss, blocks: [{ id: 0.5, weights: [w] }] }],
       ['names length', { loss, blocks: [{ id: 0, weights: [w], parameterNames: ['a', 'b'] }] }],
-      ['duplicate name', { loss, blocks: [{ id: 0, weights: [w], parameterNames: ['p'] }, { id: 1, weights: [u], parameterNames: ['p'] }] }],
-      ['variable twice', { loss, blocks: [{ id: 0, weights: [w] }, { id: 1, weights: [w], parameterNames: ['other'] }] }],
+      [
+        'duplicate name',
+        {
+          loss,
+          blocks: [
+            { id: 0, weights: [w], parameterNames: ['p'] },
+            { id: 1, weights: [u], parameterNames: ['p'] },
+          ],
+        },
+      ],
+      [
+        'variable twice',
+        {
+          loss,
+          blocks: [
+            { id: 0, weights: [w] },
+            { id: 1, weights: [w], parameterNames: ['other'] },
+          ],
+        },
+      ],
       ['negative seed', { loss, blocks: [{ id: 0, weights: [w] }], seed: -1 }],
       ['loss not a function', { loss: 3 as never, blocks: [{ id: 0, weights: [w] }] }],
       ['loss independent of the block', { loss, blocks: [{ id: 0, weights: [u] }] }],

@@ -31,7 +31,7 @@ const SENTINEL = 7.5;
 
 /** Runs per packer: a software GPU takes a smaller share. */
 const runsFor = (name: PackerUnderTest['name'], wasm: number) => (name === 'webgpu' ? fuzzRuns(Math.round(wasm / 8), 0.02) : fuzzRuns(wasm));
-const NAMES = gpuAvailable ? ['wasm-simd', 'wasm', 'webgpu'] as const : ['wasm-simd', 'wasm'] as const;
+const NAMES = gpuAvailable ? (['wasm-simd', 'wasm', 'webgpu'] as const) : (['wasm-simd', 'wasm'] as const);
 const packerNamed = (name: PackerUnderTest['name']) => packers.find((p) => p.name === name)!;
 
 const shape = fc.record({
@@ -62,10 +62,7 @@ const hostileFloat = fc.oneof(
   { weight: 1, arbitrary: fc.float() },
 );
 
-type Damage =
-  | { kind: 'scale' | 'zero'; at: number; value: number }
-  | { kind: 'code'; at: number; code: number }
-  | { kind: 'byte'; at: number; xor: number };
+type Damage = { kind: 'scale' | 'zero'; at: number; value: number } | { kind: 'code'; at: number; code: number } | { kind: 'byte'; at: number; xor: number };
 
 const damage: fc.Arbitrary<Damage> = fc.oneof(
   fc.record({ kind: fc.constantFrom('scale' as const, 'zero' as const), at: fc.nat(), value: hostileFloat }),
@@ -99,30 +96,36 @@ describe('fuzz: damaged packed tensors', () => {
     const { packer } = packerNamed(name);
     const reference = packerNamed('wasm-simd').packer;
     const mayFlush = name === 'webgpu';
-    await fc.assert(fc.asyncProperty(shape, fc.array(damage, { minLength: 1, maxLength: 4 }), async (s, damages) => {
-      const length = s.groupSize * s.groups;
-      const packed = damaged(await reference.pack(weights(length, s.seed, s.asymmetric ? 0.05 : 0), optionsOf(s)), damages);
-      const before = { ...packed, codes: packed.codes.slice(), scales: packed.scales.slice(), zeros: packed.zeros?.slice() ?? null };
-      const invalid = firstInvalidElement(packed);
-      const out = new Float32Array(length).fill(SENTINEL);
-      const error = await c.attemptAsync(() => packer.unpack(packed, out));
-      expect(packed, 'packed is not modified').toEqual(before);
-      if (invalid >= 0) {
-        const group = Math.floor(invalid / s.groupSize);
-        expect(error, `the layout says element ${invalid} is invalid`).not.toBeNull();
-        expect(error).toMatchObject({ code: 'INVALID_ARGUMENT', location: { group } });
-        expect(error!.message).toContain(`group ${group} (elements ${group * s.groupSize}..${(group + 1) * s.groupSize - 1})`);
-        expect(out.every((v) => v === SENTINEL), 'out untouched').toBe(true);
-        return;
-      }
-      expect(error, 'valid data decodes').toBeNull();
-      for (let i = 0; i < length; i++) {
-        const want = layoutValueAt(packed, i) + 0;
-        if (out[i]! + 0 !== want && !(mayFlush && Math.abs(want) < 2 ** -126 && out[i] === 0)) {
-          expect.fail(`element ${i}: unpacked ${out[i]}, the layout gives ${want}`);
+    await fc.assert(
+      fc.asyncProperty(shape, fc.array(damage, { minLength: 1, maxLength: 4 }), async (s, damages) => {
+        const length = s.groupSize * s.groups;
+        const packed = damaged(await reference.pack(weights(length, s.seed, s.asymmetric ? 0.05 : 0), optionsOf(s)), damages);
+        const before = { ...packed, codes: packed.codes.slice(), scales: packed.scales.slice(), zeros: packed.zeros?.slice() ?? null };
+        const invalid = firstInvalidElement(packed);
+        const out = new Float32Array(length).fill(SENTINEL);
+        const error = await c.attemptAsync(() => packer.unpack(packed, out));
+        expect(packed, 'packed is not modified').toEqual(before);
+        if (invalid >= 0) {
+          const group = Math.floor(invalid / s.groupSize);
+          expect(error, `the layout says element ${invalid} is invalid`).not.toBeNull();
+          expect(error).toMatchObject({ code: 'INVALID_ARGUMENT', location: { group } });
+          expect(error!.message).toContain(`group ${group} (elements ${group * s.groupSize}..${(group + 1) * s.groupSize - 1})`);
+          expect(
+            out.every((v) => v === SENTINEL),
+            'out untouched',
+          ).toBe(true);
+          return;
         }
-      }
-    }), campaignParameters(runsFor(name, 600)));
+        expect(error, 'valid data decodes').toBeNull();
+        for (let i = 0; i < length; i++) {
+          const want = layoutValueAt(packed, i) + 0;
+          if (out[i]! + 0 !== want && !(mayFlush && Math.abs(want) < 2 ** -126 && out[i] === 0)) {
+            expect.fail(`element ${i}: unpacked ${out[i]}, the layout gives ${want}`);
+          }
+        }
+      }),
+      campaignParameters(runsFor(name, 600)),
+    );
     expect(c.accepted, 'some damages leave valid data').toBeGreaterThan(0);
     expect(c.rejected.get('INVALID_ARGUMENT'), 'most damages are refused').toBeGreaterThan(0);
   });
@@ -131,13 +134,14 @@ describe('fuzz: damaged packed tensors', () => {
 // ---------------------------------------------------------------------------------------------
 // Subnormal groups.
 
-const subnormal = fc.integer({ min: 1, max: 23 })
+const subnormal = fc
+  .integer({ min: 1, max: 23 })
   .chain((bits) => fc.integer({ min: -(2 ** bits) + 1, max: 2 ** bits - 1 }))
   .map((m) => m * TINY);
 const value = fc.oneof(
   { weight: 6, arbitrary: subnormal },
   { weight: 2, arbitrary: fc.constantFrom(0, -0) },
-  { weight: 1, arbitrary: fc.float({ min: f(1e-38), max: f(1e-30), noNaN: true }).map((v) => (v > 0 ? v : 0)) },
+  { weight: 1, arbitrary: fc.float({ min: f(1e-38), max: f(1e-30), noNaN: true }).map((v) => Math.max(v, 0)) },
   { weight: 1, arbitrary: fc.float({ min: -1, max: 1, noNaN: true }) },
 );
 
@@ -150,20 +154,23 @@ describe('fuzz: subnormal groups', () => {
       const length = s.groupSize * s.groups;
       return fc.record({ s: fc.constant(s), data: fc.array(value, { minLength: length, maxLength: length }) });
     });
-    await fc.assert(fc.asyncProperty(tensor, async ({ s, data }) => {
-      const x = Float32Array.from(data);
-      const options = optionsOf(s);
-      let packed = allocatePacked(planPack(x.length, options));
-      let unpacked: Float32Array = new Float32Array(0);
-      let fake: Float32Array = new Float32Array(0);
-      const error = await c.attemptAsync(async () => {
-        packed = await packer.pack(x, options);
-        unpacked = await packer.unpack(packed);
-        fake = await backend.fakeQuantize(x.slice(), options);
-      });
-      expect(error, 'finite input packs').toBeNull();
-      expect([...packed.scales, ...(packed.zeros ?? []), ...unpacked, ...fake].every(Number.isFinite), 'no NaN or Inf').toBe(true);
-      expect(differenceFromFake(x, fake, unpacked, packed), JSON.stringify(options)).toBeNull();
-    }), campaignParameters(runsFor(name, 600)));
+    await fc.assert(
+      fc.asyncProperty(tensor, async ({ s, data }) => {
+        const x = Float32Array.from(data);
+        const options = optionsOf(s);
+        let packed = allocatePacked(planPack(x.length, options));
+        let unpacked: Float32Array = new Float32Array(0);
+        let fake: Float32Array = new Float32Array(0);
+        const error = await c.attemptAsync(async () => {
+          packed = await packer.pack(x, options);
+          unpacked = await packer.unpack(packed);
+          fake = await backend.fakeQuantize(x.slice(), options);
+        });
+        expect(error, 'finite input packs').toBeNull();
+        expect([...packed.scales, ...(packed.zeros ?? []), ...unpacked, ...fake].every(Number.isFinite), 'no NaN or Inf').toBe(true);
+        expect(differenceFromFake(x, fake, unpacked, packed), JSON.stringify(options)).toBeNull();
+      }),
+      campaignParameters(runsFor(name, 600)),
+    );
   });
 });

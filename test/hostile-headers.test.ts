@@ -25,7 +25,10 @@ const U8x2 = (begin: number) => `{"dtype":"U8","shape":[2],"data_offsets":[${beg
 const nestedArrays = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`;
 
 async function malformed(bytes: Uint8Array): Promise<FormatError> {
-  const error = await openSafetensors(memorySource(bytes)).then(() => null, (e: unknown) => e);
+  const error = await openSafetensors(memorySource(bytes)).then(
+    () => null,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(FormatError);
   expect(error).toMatchObject({ code: 'MALFORMED_FILE' });
   return error as FormatError;
@@ -101,13 +104,16 @@ describe('bytes that belong to no tensor', () => {
     expect(error.message).toBe(`${message}; safetensors data must run from the end of the header to the end of the file without gaps`);
   });
 
-  it('accepts our own writer\'s files, empty tensors included', async () => {
-    const file = encodeSafetensors([
-      { name: 'e', dtype: 'F32', shape: [0], data: new Uint8Array(0) },
-      { name: 'a', dtype: 'U8', shape: [3], data: new Uint8Array(3) },
-      { name: 'f', dtype: 'F16', shape: [2, 0], data: new Uint8Array(0) },
-      { name: 'b', dtype: 'F16', shape: [2], data: new Uint8Array(4) },
-    ], { note: 'x' });
+  it("accepts our own writer's files, empty tensors included", async () => {
+    const file = encodeSafetensors(
+      [
+        { name: 'e', dtype: 'F32', shape: [0], data: new Uint8Array(0) },
+        { name: 'a', dtype: 'U8', shape: [3], data: new Uint8Array(3) },
+        { name: 'f', dtype: 'F16', shape: [2, 0], data: new Uint8Array(0) },
+        { name: 'b', dtype: 'F16', shape: [2], data: new Uint8Array(4) },
+      ],
+      { note: 'x' },
+    );
     expect((await openSafetensors(memorySource(file))).tensors.map((t) => t.name)).toEqual(['e', 'a', 'f', 'b']);
   });
 });
@@ -119,6 +125,7 @@ describe('names in messages', () => {
   ])('%s comes out escaped', async (_, name, message) => {
     const error = await malformed(fileWithHeader(JSON.stringify({ [name]: { dtype: 'Q9', shape: [2], data_offsets: [0, 2] } }), 2));
     expect(error.message).toContain(message);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the assertion is that no control character reaches the message.
     expect(error.message).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202e]/);
   });
 });
@@ -126,10 +133,13 @@ describe('names in messages', () => {
 describe('edge-moq packed metadata', () => {
   /** A packed file with one 4-bit tensor "w" of 8 elements in one group, and `edgeMoq` as its packing records. */
   async function packedFile(edgeMoq: string) {
-    const file = encodeSafetensors([
-      { name: 'w.q', dtype: 'U8', shape: [4], data: new Uint8Array(4) },
-      { name: 'w.scale', dtype: 'F32', shape: [1], data: new Uint8Array(4) },
-    ], { format: PACKED_FORMAT, 'edge-moq': edgeMoq });
+    const file = encodeSafetensors(
+      [
+        { name: 'w.q', dtype: 'U8', shape: [4], data: new Uint8Array(4) },
+        { name: 'w.scale', dtype: 'F32', shape: [1], data: new Uint8Array(4) },
+      ],
+      { format: PACKED_FORMAT, 'edge-moq': edgeMoq },
+    );
     return openSafetensors(memorySource(file));
   }
   const ENTRY = '{"bits":4,"type":"symmetric","groupSize":8,"shape":[8],"dtype":"F32"}';
@@ -139,8 +149,13 @@ describe('edge-moq packed metadata', () => {
   });
 
   const CASES: [string, string, RegExp][] = [
-    ['a 10,000-deep shape', `{"w":{"bits":4,"type":"symmetric","groupSize":8,"shape":${DEEP},"dtype":"F32"}}`,
-      new RegExp(`^__metadata__\\["edge-moq"\\] nests arrays and objects more than 64 deep \\(at character ${'{"w":{"bits":4,"type":"symmetric","groupSize":8,"shape":'.length + MAX_JSON_DEPTH - 2}\\)`)],
+    [
+      'a 10,000-deep shape',
+      `{"w":{"bits":4,"type":"symmetric","groupSize":8,"shape":${DEEP},"dtype":"F32"}}`,
+      new RegExp(
+        `^__metadata__\\["edge-moq"\\] nests arrays and objects more than 64 deep \\(at character ${'{"w":{"bits":4,"type":"symmetric","groupSize":8,"shape":'.length + MAX_JSON_DEPTH - 2}\\)`,
+      ),
+    ],
     ['a 10,000-deep dtype', `{"w":{"bits":4,"type":"symmetric","groupSize":8,"shape":[8],"dtype":${DEEP}}}`, /nests arrays and objects more than 64 deep/],
     ['a tensor listed twice', `{"w":${ENTRY},"w":${ENTRY}}`, /^__metadata__\["edge-moq"\] has the key "w" twice in one object \(at character \d+\)/],
     ['bits twice', '{"w":{"bits":2,"bits":4,"type":"symmetric","groupSize":8,"shape":[8],"dtype":"F32"}}', /has the key "bits" twice/],
@@ -158,6 +173,7 @@ describe('edge-moq packed metadata', () => {
     }
     expect(error).toBeInstanceOf(FormatError);
     expect((error as FormatError).message).toMatch(message);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the assertion is that no control character reaches the message.
     expect((error as FormatError).message).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
   });
 });

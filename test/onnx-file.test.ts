@@ -34,13 +34,13 @@ function graph(external: boolean, location = 'model.onnx.data'): OnnxGraph {
     ],
     initializers: external
       ? [
-        { name: 'w', dataType: OnnxDataType.FLOAT, dims: [K, N], external: { location, offset: 0, length: K * N * 4 } },
-        { name: 'b', dataType: OnnxDataType.FLOAT, dims: [N], external: { location, offset: K * N * 4, length: N * 4 } },
-      ]
+          { name: 'w', dataType: OnnxDataType.FLOAT, dims: [K, N], external: { location, offset: 0, length: K * N * 4 } },
+          { name: 'b', dataType: OnnxDataType.FLOAT, dims: [N], external: { location, offset: K * N * 4, length: N * 4 } },
+        ]
       : [
-        { name: 'w', dataType: OnnxDataType.FLOAT, dims: [K, N], raw: float32Raw(weights) },
-        { name: 'b', dataType: OnnxDataType.FLOAT, dims: [N], raw: float32Raw(bias) },
-      ],
+          { name: 'w', dataType: OnnxDataType.FLOAT, dims: [K, N], raw: float32Raw(weights) },
+          { name: 'b', dataType: OnnxDataType.FLOAT, dims: [N], raw: float32Raw(bias) },
+        ],
     inputs: [{ name: 'A', elemType: OnnxDataType.FLOAT, shape: [2, K] }],
     outputs: [{ name: 'Y', elemType: OnnxDataType.FLOAT, shape: [2, N] }],
   };
@@ -83,7 +83,14 @@ describe('quantizeOnnxFile', () => {
 
   it.each([
     ['the output is the input', (input: string) => input, EdgeMoqError],
-    ['a missing data file', (input: string) => { rmSync(join(dir, 'bad', 'model.onnx.data')); return join(dir, 'bad', 'out.onnx'); }, EdgeMoqError],
+    [
+      'a missing data file',
+      (_input: string) => {
+        rmSync(join(dir, 'bad', 'model.onnx.data'));
+        return join(dir, 'bad', 'out.onnx');
+      },
+      EdgeMoqError,
+    ],
   ] as const)('%s: a typed error, no output, no temporary files', async (_, outputOf, type) => {
     const bad = join(dir, 'bad');
     rmSync(bad, { recursive: true, force: true });

@@ -8,7 +8,9 @@ import { InvalidInputError } from '../src/errors.js';
 import { randomTensor } from './support/fixtures.js';
 
 let backend: WasmBackend;
-beforeAll(async () => { backend = await WasmBackend.create('simd'); });
+beforeAll(async () => {
+  backend = await WasmBackend.create('simd');
+});
 
 function model(seed: number): Parameter[] {
   return [
@@ -19,7 +21,11 @@ function model(seed: number): Parameter[] {
 }
 
 const OPTIONS = {
-  groups: 4, mixedFp16: true, changeRatio: 0.1, rounding: 'stochastic' as const, seed: 5,
+  groups: 4,
+  mixedFp16: true,
+  changeRatio: 0.1,
+  rounding: 'stochastic' as const,
+  seed: 5,
   schedules: [{ startBits: 8, targetBits: 3, period: 2, modules: ['weight'] }],
 };
 
@@ -31,7 +37,7 @@ function perturb(params: Parameter[], step: number): void {
 }
 
 describe('Quantizer', () => {
-  it('emits an event and DeepSpeed\'s verbose line at every switch', async () => {
+  it("emits an event and DeepSpeed's verbose line at every switch", async () => {
     const lines: string[] = [];
     const events: PrecisionSwitch[] = [];
     const q = new Quantizer({ ...OPTIONS, verbose: true }, { backend, logger: (l) => lines.push(l) });
@@ -40,9 +46,12 @@ describe('Quantizer', () => {
     for (let step = 0; step < 8; step++) await q.step([params]);
     // period 2 -> switches at qsteps 2 (period 4), 4 (period 8), 8 (period 16), per weight.
     expect(events.map((e) => [e.name, e.bits, e.step, e.period])).toEqual([
-      ['encoder.weight', 7, 2, 4], ['decoder.weight', 7, 2, 4],
-      ['encoder.weight', 6, 4, 8], ['decoder.weight', 6, 4, 8],
-      ['encoder.weight', 5, 8, 16], ['decoder.weight', 5, 8, 16],
+      ['encoder.weight', 7, 2, 4],
+      ['decoder.weight', 7, 2, 4],
+      ['encoder.weight', 6, 4, 8],
+      ['decoder.weight', 6, 4, 8],
+      ['encoder.weight', 5, 8, 16],
+      ['decoder.weight', 5, 8, 16],
     ]);
     expect(lines[0]).toBe('Quantization settings: current bit-precision = 7, step = 2, quantization period = 4, index = 0');
     expect(q.bitsOf('encoder.bias')).toBeUndefined();
@@ -130,7 +139,10 @@ describe('Quantizer errors', () => {
     const q = new Quantizer(OPTIONS, { backend });
     const params = model(3);
     params[2]!.data[130] = -Infinity;
-    const error = await q.step([params]).then(() => undefined, (e: unknown) => e);
+    const error = await q.step([params]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(InvalidInputError);
     expect(error).toMatchObject({
       code: 'NON_FINITE',
@@ -144,11 +156,21 @@ describe('Quantizer errors', () => {
     const good = randomTensor(64, 1);
     const bad = randomTensor(64, 2);
     bad[5] = NaN;
-    await expect(backend.fakeQuantizeMany([{ data: good, options: { bits: 8 } }, { data: bad, options: { bits: 8 }, label: 'tensor "x"' }]))
-      .rejects.toMatchObject({ code: 'NON_FINITE', message: expect.stringMatching(/^tensor "x"\[5\] is NaN/), location: { job: 1, index: 5, group: 0 } });
-    await expect(backend.fakeQuantizeMany([{ data: good, options: { bits: 8 } }, { data: bad, options: { bits: 8 } }]))
-      .rejects.toMatchObject({ message: expect.stringMatching(/^jobs\[1\]\.data\[5\] is NaN/), location: { job: 1, index: 5, group: 0 } });
-    await expect(backend.fakeQuantizeMany([{ data: good, options: { bits: 8 }, label: 7 as never }]))
-      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/jobs\[0\]\.label must be a string/) });
+    await expect(
+      backend.fakeQuantizeMany([
+        { data: good, options: { bits: 8 } },
+        { data: bad, options: { bits: 8 }, label: 'tensor "x"' },
+      ]),
+    ).rejects.toMatchObject({ code: 'NON_FINITE', message: expect.stringMatching(/^tensor "x"\[5\] is NaN/), location: { job: 1, index: 5, group: 0 } });
+    await expect(
+      backend.fakeQuantizeMany([
+        { data: good, options: { bits: 8 } },
+        { data: bad, options: { bits: 8 } },
+      ]),
+    ).rejects.toMatchObject({ message: expect.stringMatching(/^jobs\[1\]\.data\[5\] is NaN/), location: { job: 1, index: 5, group: 0 } });
+    await expect(backend.fakeQuantizeMany([{ data: good, options: { bits: 8 }, label: 7 as never }])).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/jobs\[0\]\.label must be a string/),
+    });
   });
 });

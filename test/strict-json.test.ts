@@ -6,11 +6,16 @@ import { describe, expect, it } from 'vitest';
 import { MAX_JSON_DEPTH, parseStrictJson } from '../src/formats/strict-json.js';
 
 class Refused {
-  constructor(readonly problem: string, readonly index: number) {}
+  constructor(
+    readonly problem: string,
+    readonly index: number,
+  ) {}
 }
 
 function strict(text: string): unknown {
-  return parseStrictJson(text, (problem, index) => { throw new Refused(problem, index); });
+  return parseStrictJson(text, (problem, index) => {
+    throw new Refused(problem, index);
+  });
 }
 
 /** What JSON.parse makes of `text`, or Refused. */
@@ -44,31 +49,97 @@ function sameValues(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) !== Array.isArray(b) || Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
   const keysA = Reflect.ownKeys(a);
   const keysB = Reflect.ownKeys(b);
-  return keysA.length === keysB.length && keysA.every((key, i) => key === keysB[i] &&
-    sameValues((a as Record<PropertyKey, unknown>)[key], (b as Record<PropertyKey, unknown>)[key]));
+  return keysA.length === keysB.length && keysA.every((key, i) => key === keysB[i] && sameValues((a as Record<PropertyKey, unknown>)[key], (b as Record<PropertyKey, unknown>)[key]));
 }
 
 describe('agrees with JSON.parse', () => {
   const TEXTS = [
-    '{}', '[]', '0', '-0', '1.5e-3', '1E+2', '-1e400', '1e-400', '123456789012345678901234567890', '"a"', 'true', 'false', 'null',
-    ' \t\n\r{ "a" : [ 1 , 2 ] } \n', '{"__proto__":{"x":1}}', '{"constructor":1,"toString":2,"hasOwnProperty":3}',
-    '{"2":1,"1":2,"b":3,"a":4}', '"\\u0041\\ud83d\\ude00\\ud800\\"\\\\\\/\\b\\f\\n\\r\\t"', '"\u2028\u2029é😀"', '[[[[]]]]',
+    '{}',
+    '[]',
+    '0',
+    '-0',
+    '1.5e-3',
+    '1E+2',
+    '-1e400',
+    '1e-400',
+    '123456789012345678901234567890',
+    '"a"',
+    'true',
+    'false',
+    'null',
+    ' \t\n\r{ "a" : [ 1 , 2 ] } \n',
+    '{"__proto__":{"x":1}}',
+    '{"constructor":1,"toString":2,"hasOwnProperty":3}',
+    '{"2":1,"1":2,"b":3,"a":4}',
+    '"\\u0041\\ud83d\\ude00\\ud800\\"\\\\\\/\\b\\f\\n\\r\\t"',
+    '"\u2028\u2029é😀"',
+    '[[[[]]]]',
     // Refused by both:
-    '', ' ', '{', '[1,]', '{"a":1,}', '01', '-', '1.', '.5', '+1', '1e', '1e+', 'NaN', 'Infinity', '-Infinity', "'a'", '"\t"',
-    '"\\x41"', '"\\u12"', '"\\u12G4"', '\ufeff{}', '{} // c', '/* c */ {}', 'tru', 'nul', '{"a" 1}', '{a:1}', '[1 2]', '"abc', '1 2',
-    '\u000b1', '\u00a01', '{"a":1}}', '[', ']', '"\\', '"\\u', '{"a":}', '{,}', '[,1]', '--1', '0x10', '1_000', '"\u0000"',
+    '',
+    ' ',
+    '{',
+    '[1,]',
+    '{"a":1,}',
+    '01',
+    '-',
+    '1.',
+    '.5',
+    '+1',
+    '1e',
+    '1e+',
+    'NaN',
+    'Infinity',
+    '-Infinity',
+    "'a'",
+    '"\t"',
+    '"\\x41"',
+    '"\\u12"',
+    '"\\u12G4"',
+    '\ufeff{}',
+    '{} // c',
+    '/* c */ {}',
+    'tru',
+    'nul',
+    '{"a" 1}',
+    '{a:1}',
+    '[1 2]',
+    '"abc',
+    '1 2',
+    '\u000b1',
+    '\u00a01',
+    '{"a":1}}',
+    '[',
+    ']',
+    '"\\',
+    '"\\u',
+    '{"a":}',
+    '{,}',
+    '[,1]',
+    '--1',
+    '0x10',
+    '1_000',
+    '"\u0000"',
   ];
   it.each(TEXTS.map((text) => [JSON.stringify(text), text]))('%s', (_, text) => expectAgreement(text));
 
   it('on any JSON value, however printed', () => {
-    fc.assert(fc.property(fc.jsonValue({ maxDepth: 6 }), fc.constantFrom(undefined, 1, '\t'), (value, indent) => {
-      expectAgreement(JSON.stringify(value, null, indent));
-    }), { numRuns: 500, seed: 13 });
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 6 }), fc.constantFrom(undefined, 1, '\t'), (value, indent) => {
+        expectAgreement(JSON.stringify(value, null, indent));
+      }),
+      { numRuns: 500, seed: 13 },
+    );
   });
 
-  it('on strings of JSON\'s characters', () => {
+  it("on strings of JSON's characters", () => {
     const piece = fc.constantFrom('{', '}', '[', ']', ':', ',', '"', '\\', 'u', '0', '1', '9', '-', '+', '.', 'e', 'E', ' ', '\n', 'a', 'true', 'null', '"k"', '\u0001');
-    fc.assert(fc.property(fc.array(piece, { maxLength: 24 }).map((pieces) => pieces.join('')), expectAgreement), { numRuns: 3000, seed: 13 });
+    fc.assert(
+      fc.property(
+        fc.array(piece, { maxLength: 24 }).map((pieces) => pieces.join('')),
+        expectAgreement,
+      ),
+      { numRuns: 3000, seed: 13 },
+    );
   });
 });
 

@@ -277,8 +277,8 @@ describe('every kind of tfjs weight', () => {
     expect(at).toBe(data.length);
     // tfjs decodes the kept ones as it would have from the original files.
     const decoded = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!);
-    expect(Array.from(decoded['vocab']!.dataSync())).toEqual(['edge', 'moq', '']);
-    expect(Array.from(decoded['ids']!.dataSync())).toEqual([1, -2, 3, 2147483647]);
+    expect(Array.from(decoded.vocab!.dataSync())).toEqual(['edge', 'moq', '']);
+    expect(Array.from(decoded.ids!.dataSync())).toEqual([1, -2, 3, 2147483647]);
     // The float16 weight comes back as float16 bytes, its 8-bit values exactly representable there.
     const plain = fresh('kinds-plain');
     expect((await runCli(['dequantize', join(out, 'model.json'), '-o', join(plain, 'model.json'), '--quiet'])).code).toBe(0);

@@ -13,7 +13,7 @@ import type { Grid, KernelPlan } from '../../kernel-plan.js';
 import { BackendError, InvalidInputError, nonFiniteError } from '../../errors.js';
 import { packWgsl } from './shaders.generated.js';
 import type { WebGpuBackend } from './backend.js';
-import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, SMALL_GROUP_MAX, WORKGROUP_SIZE, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './plan.js';
+import { JOB_BYTES, JOB_SLOT_BYTES, PARTIAL_BYTES, SMALL_GROUP_MAX, WORKGROUP_SIZE, jobLayout, layoutSubmission, workgroupGrid, writeJob, type JobLayout } from './plan.js';
 import { COMPUTE_STAGE, type Program, type ProgramSpec } from './program.js';
 import { PACK_BYTES, PackField, writePack } from './interface.js';
 import {
@@ -423,17 +423,7 @@ export class WebGpuPacker implements Packer {
       ratio: 1,
       rest: 0,
     };
-    const job: JobLayout = {
-      plan,
-      base: 0,
-      chunksPerGroup: 1,
-      chunkStatsBase: 0,
-      groupStatsBase: 0,
-      thresholdChunkBase: 0,
-      thresholdGroupBase: 0,
-      prepare: [],
-      write: [],
-    };
+    const job = jobLayout(plan, 0, 1);
     const words = wordCount(length, bits);
     const dispatches: Run['dispatches'] = [{ kernel: 'checkGroups', workgroups: Math.ceil(plan.groupCount / (WORKGROUP_SIZE * CHECKED_GROUPS)) }];
     if (packed.type === 'ternary') dispatches.push({ kernel: 'checkTernaryCodes', workgroups: Math.ceil(words / WORKGROUP_SIZE) });

@@ -54,6 +54,11 @@ export interface JobLayout {
   write: Dispatch[];
 }
 
+/** A job at `base` before its passes and statistics regions are assigned. */
+export function jobLayout(plan: KernelPlan, base: number, chunksPerGroup: number): JobLayout {
+  return { plan, base, chunksPerGroup, chunkStatsBase: 0, groupStatsBase: 0, thresholdChunkBase: 0, thresholdGroupBase: 0, prepare: [], write: [] };
+}
+
 export interface SubmissionLayout {
   jobs: JobLayout[];
   /** Partials the jobs need, in total. */
@@ -73,17 +78,7 @@ export function layoutSubmission(plans: readonly KernelPlan[], bases: readonly n
     const small = groupSize <= SMALL_GROUP_MAX;
     const chunksPerGroup = small ? 1 : Math.ceil(groupSize / CHUNK_SIZE);
     const chunks = groupCount * chunksPerGroup;
-    const layout: JobLayout = {
-      plan,
-      base: bases[i]!,
-      chunksPerGroup,
-      chunkStatsBase: 0,
-      groupStatsBase: 0,
-      thresholdChunkBase: 0,
-      thresholdGroupBase: 0,
-      prepare: [],
-      write: [],
-    };
+    const layout = jobLayout(plan, bases[i]!, chunksPerGroup);
     const family: WriterFamily = bits >= 3 ? 'grid' : bits === 2 ? 'ternary' : 'binary';
     if (small) {
       layout.prepare.push({ kernel: 'checkFinite', workgroups: Math.ceil(plan.length / CHUNK_SIZE) });
