@@ -30,7 +30,7 @@ export interface ProgramSpec<Name extends string> {
 }
 
 /** The whole module: every kernel family in one, so all pipelines share its bind group layout. */
-export function composeShaderSource(subgroups: boolean, extraParts: readonly string[] = []): string {
+function composeShaderSource(subgroups: boolean, extraParts: readonly string[] = []): string {
   const parts = [jobWgsl, roundingWgsl, blendWgsl, statsWgsl, subgroups ? statsSubgroupWgsl : statsWorkgroupWgsl, gridWgsl, ternaryWgsl, binaryWgsl, ...extraParts];
   return (subgroups ? 'enable subgroups;\n\n' : '') + parts.join('\n');
 }

@@ -193,7 +193,7 @@ export class GpuResources {
   }
 }
 
-export function deviceLostError(reason: string): BackendError {
+function deviceLostError(reason: string): BackendError {
   return new BackendError(
     'DEVICE_LOST',
     `the WebGPU device is gone (${reason}), and the contents of its buffers with it; host arrays still work (on ` +
