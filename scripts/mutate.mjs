@@ -18,12 +18,12 @@ const MODULES = [
   { name: 'kernel-plan', mutate: ['src/kernel-plan.ts'], tests: ['test/kernel-plan-mutants.test.ts'] },
   { name: 'safetensors', mutate: ['src/formats/safetensors.ts'], tests: ['test/safetensors.test.ts', 'test/hostile-headers.test.ts'] },
   { name: 'onnx-proto', mutate: ['src/formats/onnx/proto.ts'], tests: ['test/onnx-proto-mutants.test.ts'] },
-  { name: 'onnx', mutate: ['src/formats/onnx/*.ts', '!src/formats/onnx/proto.ts'], tests: ['test/onnx-quantize.test.ts', 'test/onnx-file.test.ts'] },
+  { name: 'onnx', mutate: ['src/formats/onnx/*.ts', '!src/formats/onnx/proto.ts'], tests: ['test/onnx-mutants.test.ts'] },
   { name: 'tfjs-views', mutate: ['src/formats/tfjs/channel-axis.ts', 'src/formats/tfjs/weights-view.ts'], tests: ['test/tfjs-mutants.test.ts'] },
   {
     name: 'tfjs',
     mutate: ['src/formats/tfjs/*.ts', '!src/formats/tfjs/channel-axis.ts', '!src/formats/tfjs/weights-view.ts'],
-    tests: ['test/tfjs-format.test.ts', 'test/tfjs-hostile.test.ts'],
+    tests: ['test/tfjs-format-mutants.test.ts'],
   },
   { name: 'quantizer', mutate: ['src/quantizer.ts'], tests: ['test/quantizer.test.ts', 'test/quantizer-mutants.test.ts'] },
 ];
