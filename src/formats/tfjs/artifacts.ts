@@ -90,7 +90,8 @@ export async function packArtifacts(
     tensors.push({ name: names.scales, dtype: 'F32', shape: [p.scales.length], data: encodeFloat32(p.scales, 'F32') });
     if (p.zeros) tensors.push({ name: names.zeros, dtype: 'F32', shape: [p.zeros.length], data: encodeFloat32(p.zeros, 'F32') });
     const axis = item.axis ?? spec.shape.length - 1;
-    const problem = axis === spec.shape.length - 1 ? (p.length % p.groupSize === 0 ? null : `groups of ${p.groupSize} do not divide ${p.length} values`) : axisProblem(spec.shape, axis, p.groupSize);
+    // validatePacked has checked that the groups divide the values: only another axis can make them cross.
+    const problem = axis === spec.shape.length - 1 ? null : axisProblem(spec.shape, axis, p.groupSize);
     if (problem) throw new InvalidInputError('INVALID_ARGUMENT', `packed "${spec.name}": ${problem}.`);
     entries.set(spec.name, packedEntry(p, spec.shape, 'F32', axis));
   });
