@@ -6,15 +6,22 @@
 // initializer names onnxruntime's own quantizer gives. The codes follow from DeepSpeed's grid
 // (docs/DESIGN.md section 1) on weights chosen so that every scale is a power of two.
 
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FormatError, InvalidInputError } from '../src/errors.js';
+import { EdgeMoqError, FormatError, InvalidInputError } from '../src/errors.js';
+import { quantizeOnnxFile } from '../src/formats/onnx/node-file.js';
+import { onnxOptionsFrom } from '../src/formats/onnx/options.js';
 import { bytesValue, MessageWriter, readFields } from '../src/formats/onnx/proto.js';
-import { readModel, readNode, readTensor } from '../src/formats/onnx/model.js';
+import { attributeNumber, checkExternalLocation, elementCount, ExternalFiles, externalLocations, readFloatTensor, readModel, readNode, readTensor, valueInfoName } from '../src/formats/onnx/model.js';
 import { quantizeOnnx, type QuantizeOnnxOptions } from '../src/formats/onnx/quantize.js';
-import { encodeFloat32 } from '../src/formats/safetensors.js';
+import type { QuantizeFileOptions } from '../src/formats/quantize-file.js';
+import { encodeFloat32, memorySource } from '../src/formats/safetensors.js';
+import { memorySink } from './support/memory-sink.js';
 import { encodeModel, float32Raw, OnnxDataType, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor } from './support/onnx-model.js';
 import { useWasmSimdPacker } from './support/packers.js';
-import { thrownAsync } from './support/thrown.js';
+import { useScratch } from './support/scratch.js';
+import { thrown, thrownAsync } from './support/thrown.js';
 
 const wasm = useWasmSimdPacker();
 
@@ -49,10 +56,11 @@ const withMicrosoft = [...opsets, { domain: 'com.microsoft', version: 1 }];
 const encode = (graph: OnnxGraph, opsetImports = opsets) => encodeModel({ irVersion: 10, opsetImports, graph } satisfies OnnxModel);
 const weight = (name: string, dims: number[], values: Float32Array): OnnxTensor => ({ name, dataType: OnnxDataType.FLOAT, dims, raw: float32Raw(values) });
 const matMul = (name: string, b: string, output = 'Y'): OnnxNode => ({ opType: 'MatMul', name, inputs: ['A', b], outputs: [output] });
-const nbits = (name: string, inputs: string[], output: string, attributes: Record<string, number>): OnnxNode => ({
+/** A MatMulNBits node; a null name is none. */
+const nbits = (name: string | null, inputs: string[], output: string, attributes: Record<string, number>): OnnxNode => ({
   opType: 'MatMulNBits',
   domain: 'com.microsoft',
-  name,
+  ...(name === null ? {} : { name }),
   inputs,
   outputs: [output],
   attributes,
@@ -238,7 +246,7 @@ describe('quantizeOnnx: Gemm', () => {
           {
             ...graph,
             nodes: [
-              { ...nbits('', ['A', 'W_Q4', 'W_scales'], 'Y_MatMulNBits', Q4_ATTRIBUTES), name: undefined, ...named('_Q4') },
+              { ...nbits(null, ['A', 'W_Q4', 'W_scales'], 'Y_MatMulNBits', Q4_ATTRIBUTES), ...named('_Q4') },
               { opType: 'Add', inputs: ['Y_MatMulNBits', 'C'], outputs: ['Y'], ...named('_bias') },
             ],
             initializers: [C, ...Q4()],
@@ -401,11 +409,8 @@ describe('quantizeOnnx: Gather → GatherBlockQuantized', () => {
   });
 
   it('an unnamed Gather gives an unnamed node; two Gathers of one table share it', async () => {
-    const { model, report } = await quantizeOnnx(
-      encode({ ...graph(gather()), nodes: [gather({}, { name: undefined, outputs: ['Y1'] }), gather({}, { name: undefined, outputs: ['Y2'] })] }),
-      { blockSize: 16 },
-      io(),
-    );
+    const unnamed = (outputs: string[]): OnnxNode => ({ opType: 'Gather', inputs: ['E', 'ids'], outputs });
+    const { model, report } = await quantizeOnnx(encode({ ...graph(gather()), nodes: [unnamed(['Y1']), unnamed(['Y2'])] }), { blockSize: 16 }, io());
     expect(nodesOf(model).map((n) => [n.name, n.inputs, n.outputs])).toEqual([
       ['', ['E_Q4', 'ids', 'E_scales'], ['Y1']],
       ['', ['E_Q4', 'ids', 'E_scales'], ['Y2']],
@@ -457,7 +462,7 @@ describe('quantizeOnnx: the graph around the MatMul', () => {
 
   it('a Constant B: the Constant goes, the new initializers close the graph', async () => {
     for (const domain of [undefined, 'ai.onnx']) {
-      const { model } = await quantizeOnnx(encode({ ...oneMatMul([]), nodes: [constant(W, { domain }), matMul('proj', 'W')] }), { blockSize: 16 }, io());
+      const { model } = await quantizeOnnx(encode({ ...oneMatMul([]), nodes: [constant(W, domain ? { domain } : {}), matMul('proj', 'W')] }), { blockSize: 16 }, io());
       expect(nodesOf(model).map((n) => n.opType)).toEqual(['MatMulNBits']);
       // node, name, input, output, then the two initializers.
       expect(graphFields(model).map((f) => f.number)).toEqual([1, 2, 11, 12, 5, 5]);
@@ -766,7 +771,7 @@ describe('quantizeOnnx: recipes', () => {
           recipe: [
             { match: 'mlp', keep: true },
             { match: 'attn', ...setting },
-          ] as QuantizeOnnxOptions['recipe'],
+          ] as NonNullable<QuantizeOnnxOptions['recipe']>,
         },
         io(),
       ),
@@ -787,5 +792,599 @@ describe('quantizeOnnx: recipes', () => {
       expect(error).toBeInstanceOf(InvalidInputError);
       expect((error as Error).message).toMatch(message);
     }
+  });
+});
+
+describe('quantizeOnnx: external data', () => {
+  // data.bin: 8 bytes of C (INT64 [1] = 7), then B4 as float32.
+  const DATA = u8(7, 0, 0, 0, 0, 0, 0, 0, ...float32Raw(B4));
+  const C: OnnxTensor = { name: 'C', dataType: OnnxDataType.INT64, dims: [1], external: { location: 'data.bin', offset: 0, length: 8 } };
+  const W: OnnxTensor = { name: 'W', dataType: OnnxDataType.FLOAT, dims: [32, 2], external: { location: 'data.bin', offset: 8 } };
+  const graph = (initializers: OnnxTensor[] = [C, W]) => encode(oneMatMul(initializers));
+
+  function setup(data = DATA) {
+    const opened: string[] = [];
+    const sink = memorySink();
+    return {
+      opened,
+      sink,
+      io: {
+        ...io(),
+        externalData: (location: string) => {
+          opened.push(location);
+          return memorySource(data);
+        },
+        externalDataOut: { location: 'out.bin', sink },
+      },
+    };
+  }
+
+  it('kept tensors are copied to the output data file, the new B follows them, scales stay inline; each file opened once', async () => {
+    const { opened, sink, io: given } = setup();
+    const { model } = await quantizeOnnx(graph(), { blockSize: 16 }, given);
+    expect(opened).toEqual(['data.bin']);
+    expect(sink.state).toBe('closed');
+    expect(sink.bytes()).toEqual(u8(7, 0, 0, 0, 0, 0, 0, 0, ...B4_CODES));
+    const inits = [...graphFields(model)].filter((f) => f.number === 5).map((f) => readTensor(f.payload, 't'));
+    expect(inits.map((t) => [t.name, t.dataType, t.dims, t.external, t.fields.map((f) => f.number)])).toEqual([
+      ['C', OnnxDataType.INT64, [1], { location: 'out.bin', offset: 0, length: 8 }, [1, 2, 8, 14, 13, 13, 13]],
+      ['W_Q4', OnnxDataType.UINT8, [2, 2, 8], { location: 'out.bin', offset: 8, length: 32 }, [1, 2, 8, 14, 13, 13, 13]],
+      ['W_scales', OnnxDataType.FLOAT, [4], null, [1, 2, 8, 9]],
+    ]);
+  });
+
+  it('an external FLOAT16 B and a kept external FLOAT tensor', async () => {
+    const data = u8(...f32(1.5), ...encodeFloat32(B4, 'F16'));
+    const { sink, io: given } = setup(data);
+    const { report } = await quantizeOnnx(
+      graph([
+        { name: 'C', dataType: OnnxDataType.FLOAT, dims: [1], external: { location: 'data.bin', length: 4 } },
+        { name: 'W', dataType: OnnxDataType.FLOAT16, dims: [32, 2], external: { location: 'data.bin', offset: 4, length: 128 } },
+      ]),
+      { blockSize: 16 },
+      given,
+    );
+    expect(sink.bytes()).toEqual(u8(...f32(1.5), ...B4_CODES));
+    expect(report.matmuls[0]).toMatchObject({ dtype: 'FLOAT16', maxAbsError: 0.25 });
+  });
+
+  it('an external Constant value is read from its file', async () => {
+    const { sink, io: given } = setup();
+    const { report } = await quantizeOnnx(
+      encode({ ...oneMatMul([]), nodes: [{ opType: 'Constant', inputs: [], outputs: ['W'], attributes: { value: { tensor: W } } }, matMul('proj', 'W')] }),
+      { blockSize: 16 },
+      given,
+    );
+    expect(report.matmuls).toHaveLength(1);
+    expect(sink.bytes()).toEqual(B4_CODES);
+  });
+
+  it('copies a large kept tensor in parts of 16 MiB', async () => {
+    // 2^22 + 1 float32 values: 16 MiB and 4 bytes, so two reads and two writes.
+    const length = 2 ** 24 + 4;
+    const reads: [number, number][] = [];
+    const sink = memorySink();
+    const big: OnnxTensor = { name: 'big', dataType: OnnxDataType.FLOAT, dims: [2 ** 22 + 1], external: { location: 'big.bin', offset: 4 } };
+    const source = {
+      size: length + 4,
+      async read(offset: number, into: Uint8Array) {
+        reads.push([offset, into.length]);
+        into.fill(offset === 4 ? 1 : 2);
+      },
+    };
+    await quantizeOnnx(encode(oneMatMul([big, weight('W', [32, 2], B4)])), { blockSize: 16 }, { ...io(), externalData: () => source, externalDataOut: { location: 'o.bin', sink } });
+    expect(reads).toEqual([
+      [4, 2 ** 24],
+      [4 + 2 ** 24, 4],
+    ]);
+    const out = sink.bytes();
+    expect([out.length, out[0], out[2 ** 24 - 1], out[2 ** 24], out[length - 1]]).toEqual([length, 1, 1, 2, 2]);
+  });
+
+  async function refusedWith(model: Uint8Array, given: Parameters<typeof quantizeOnnx>[2], type: typeof FormatError | typeof InvalidInputError, code: string, message: string) {
+    const error = await thrownAsync(() => quantizeOnnx(model, { blockSize: 16 }, given));
+    expect(error).toBeInstanceOf(type);
+    expect(error).toMatchObject({ code, message });
+  }
+
+  it('needs externalData to read it, and externalDataOut to write it; aborts the sink on any error', async () => {
+    const sink = memorySink();
+    await refusedWith(
+      graph(),
+      { ...io(), externalDataOut: { location: 'o.bin', sink } },
+      FormatError,
+      'MALFORMED_FILE',
+      "tensor 'W' keeps its data in the external file 'data.bin'; pass externalData (a function from the location to a ByteSource: in Node, fileSource of the path beside the model).",
+    );
+    expect(sink.state).toBe('aborted');
+    await refusedWith(
+      graph(),
+      { ...io(), externalData: () => memorySource(DATA) },
+      InvalidInputError,
+      'INVALID_ARGUMENT',
+      "the model keeps weights in external data, and so will the output: pass externalDataOut ({ location, sink }: the data file's name beside the output model, and a sink that writes it).",
+    );
+  });
+
+  it.each([
+    [
+      'a length that is not the shape’s',
+      { ...W, external: { location: 'data.bin', offset: 8, length: 12 } },
+      "tensor 'W' [32, 2] needs 256 bytes, but its external data length is 12: the file is damaged.",
+    ],
+    [
+      'a span past the end of the file',
+      { ...W, external: { location: 'data.bin', offset: 9 } },
+      "tensor 'W': external data [9, 265) lies beyond the end of 'data.bin' (264 bytes): the data file is truncated or belongs to another model.",
+    ],
+    [
+      'a location outside the model’s folder',
+      { ...W, external: { location: 'sub/../../data.bin' } },
+      "tensor 'W' names the external file 'sub/../../data.bin', outside the model's directory; ONNX locations are relative to the model.",
+    ],
+    [
+      'an external STRING tensor',
+      { name: 'S', dataType: 8, dims: [1], external: { location: 'data.bin' } } as unknown as OnnxTensor,
+      "tensor 'S' keeps data type 8 in external data, which this tool does not copy.",
+    ],
+  ])('refuses %s', async (_name, tensor, message) => {
+    const { sink, io: given } = setup();
+    await refusedWith(graph([C, tensor]), given, FormatError, 'MALFORMED_FILE', message);
+    expect(sink.state).toBe('aborted');
+  });
+
+  it('a span that ends at the end of the file is read', async () => {
+    const { io: given } = setup(DATA.subarray(0, 264));
+    await expect(quantizeOnnx(graph(), { blockSize: 16 }, given)).resolves.toMatchObject({ report: { bytesIn: 256 } });
+  });
+});
+
+describe('model.ts: tensors', () => {
+  const entry = (key: string, value: string) => new MessageWriter().string(1, key).string(2, value);
+  /** A TensorProto: dims, data_type, name, then `more` fields. */
+  const tensor = (dims: number[], dataType: number, name: string, more: (w: MessageWriter) => MessageWriter = (w) => w) =>
+    more(new MessageWriter().ints(1, dims).int(2, dataType).string(8, name)).finish();
+  const external = (entries: [string, string][]) => (w: MessageWriter) => {
+    for (const [k, v] of entries) w.message(13, entry(k, v));
+    return w.int(14, 1);
+  };
+
+  it('readTensor reads name, data type, dims and the external data entries', () => {
+    expect(readTensor(tensor([3, 0, 2], 10, 'w'), 't')).toMatchObject({ name: 'w', dataType: 10, dims: [3, 0, 2], external: null });
+    // dims one per field too; data_location DEFAULT (0) with entries is not external.
+    const unpacked = new MessageWriter().int(1, 4).int(1, 5).int(14, 0).message(13, entry('location', 'x')).finish();
+    expect(readTensor(unpacked, 't')).toMatchObject({ name: '', dataType: 0, dims: [4, 5], external: null });
+    expect(readTensor(tensor([2], 1, 'w', external([['location', 'd/w.bin']])), 't').external).toEqual({ location: 'd/w.bin', offset: 0, length: -1 });
+    expect(
+      readTensor(
+        tensor(
+          [2],
+          1,
+          'w',
+          external([
+            ['location', 'a'],
+            ['checksum', 'x'],
+            ['offset', '4294967296'],
+            ['length', '0'],
+            ['location', 'w.bin'],
+          ]),
+        ),
+        't',
+      ).external,
+    ).toEqual({ location: 'w.bin', offset: 2 ** 32, length: 0 });
+    // An entry's key and value in either order, unknown fields skipped.
+    const swapped = new MessageWriter().message(13, new MessageWriter().string(2, 'w.bin').int(3, 1).string(1, 'location')).int(14, 1).finish();
+    expect(readTensor(swapped, 't').external).toEqual({ location: 'w.bin', offset: 0, length: -1 });
+  });
+
+  it.each([
+    ['a negative dimension', tensor([2, -1], 1, 'w'), "tensor 'w' has a negative dimension in [2, -1]: the file is damaged."],
+    ['no location', tensor([2], 1, 'w', external([['offset', '0']])), "tensor 'w' keeps its data externally but names no location: the file is damaged."],
+    ['an empty location', tensor([2], 1, 'w', external([['location', '']])), "tensor 'w' keeps its data externally but names no location: the file is damaged."],
+    [
+      'a negative offset',
+      tensor(
+        [2],
+        1,
+        'w',
+        external([
+          ['location', 'a'],
+          ['offset', '-1'],
+        ]),
+      ),
+      'tensor \'w\': external data offset is "-1", not a byte count.',
+    ],
+    [
+      'a length with a sign',
+      tensor(
+        [2],
+        1,
+        'w',
+        external([
+          ['location', 'a'],
+          ['length', '+8'],
+        ]),
+      ),
+      'tensor \'w\': external data length is "+8", not a byte count.',
+    ],
+    [
+      'a length with a suffix',
+      tensor(
+        [2],
+        1,
+        'w',
+        external([
+          ['location', 'a'],
+          ['length', '8 '],
+        ]),
+      ),
+      'tensor \'w\': external data length is "8 ", not a byte count.',
+    ],
+    [
+      'an empty offset',
+      tensor(
+        [2],
+        1,
+        'w',
+        external([
+          ['location', 'a'],
+          ['offset', ''],
+        ]),
+      ),
+      'tensor \'w\': external data offset is "", not a byte count.',
+    ],
+    [
+      'an offset past 2^53',
+      tensor(
+        [2],
+        1,
+        'w',
+        external([
+          ['location', 'a'],
+          ['offset', '9007199254740993'],
+        ]),
+      ),
+      'tensor \'w\': external data offset is "9007199254740993", not a byte count.',
+    ],
+    ['a damaged entry', new MessageWriter().message(13, new MessageWriter().int(1, 3)).finish(), 'w external_data key (field 1) has wire type 0, expected 2: the file is not ONNX or is damaged.'],
+  ])('readTensor refuses %s', (_name, bytes, message) => {
+    const error = thrown(() => readTensor(bytes, 'w'));
+    expect(error).toBeInstanceOf(FormatError);
+    expect(error).toMatchObject({ code: 'MALFORMED_FILE', message });
+  });
+
+  it('elementCount multiplies the dims; a scalar holds one', () => {
+    expect([elementCount([]), elementCount([3]), elementCount([2, 3, 4]), elementCount([5, 0])]).toEqual([1, 3, 24, 0]);
+  });
+
+  it.each(['/etc/w.bin', 'C:w.bin', 'c:\\w.bin', '..', '../w.bin', 'sub/../../w.bin', 'sub\\..\\w.bin', 'a/b/..'])('checkExternalLocation refuses %s', (location) => {
+    const error = thrown(() => checkExternalLocation(location, 'w'));
+    expect(error).toBeInstanceOf(FormatError);
+    expect(error).toMatchObject({ message: `tensor 'w' names the external file '${location.replaceAll('\\', '\\\\')}', outside the model's directory; ONNX locations are relative to the model.` });
+  });
+
+  it.each(['w.bin', 'sub/w.bin', '..w.bin', 'w..', 'sub/..w/x', '1:w', 'ab:w'])('checkExternalLocation accepts %s', (location) => {
+    expect(checkExternalLocation(location, 'w')).toBeUndefined();
+  });
+
+  describe('readFloatTensor', () => {
+    const header = (bytes: Uint8Array) => readTensor(bytes, 't');
+    const none = new ExternalFiles(undefined);
+
+    it('reads raw_data FLOAT and FLOAT16, float_data and int32_data', async () => {
+      expect(await readFloatTensor(header(tensor([2], 1, 'w', (w) => w.bytes(9, f32(1.5, -2)))), none)).toEqual(Float32Array.from([1.5, -2]));
+      expect(await readFloatTensor(header(tensor([2], 10, 'w', (w) => w.bytes(9, u8(0x00, 0x3c, 0x00, 0xc0)))), none)).toEqual(Float32Array.from([1, -2]));
+      // float_data (4), packed and not; an int32_data field beside it is not read.
+      const floats = tensor([1, 3], 1, 'w', (w) =>
+        w
+          .bytes(4, f32(0.5, 3))
+          .raw(u8(0x25, ...f32(-1)))
+          .ints(5, [7]),
+      );
+      expect(await readFloatTensor(header(floats), none)).toEqual(Float32Array.from([0.5, 3, -1]));
+      // FLOAT16 in int32_data (5): each value's bit pattern; float_data beside it is not read.
+      const halves = tensor([3], 10, 'w', (w) => w.ints(5, [0x3c00, 0xc000]).int(5, 0x3800).bytes(4, f32(9)));
+      expect(await readFloatTensor(header(halves), none)).toEqual(Float32Array.from([1, -2, 0.5]));
+      // A scalar holds one value.
+      expect(await readFloatTensor(header(tensor([], 1, 's', (w) => w.bytes(9, f32(4)))), none)).toEqual(Float32Array.from([4]));
+    });
+
+    it.each([
+      ['a DOUBLE', tensor([1], 11, 'w', (w) => w.bytes(9, new Uint8Array(8))), "tensor 'w' has data type 11, not FLOAT (1) or FLOAT16 (10)."],
+      ['an INT8', tensor([1], 3, 'w', (w) => w.bytes(9, new Uint8Array(1))), "tensor 'w' has data type 3, not FLOAT (1) or FLOAT16 (10)."],
+      ['raw_data one byte short', tensor([2], 1, 'w', (w) => w.bytes(9, new Uint8Array(7))), "tensor 'w' [2] needs 8 bytes of raw_data, found 7: the file is damaged."],
+      ['FLOAT16 raw_data a value long', tensor([2, 1], 10, 'w', (w) => w.bytes(9, new Uint8Array(6))), "tensor 'w' [2, 1] needs 4 bytes of raw_data, found 6: the file is damaged."],
+      ['float_data one value short', tensor([3], 1, 'w', (w) => w.bytes(4, f32(1, 2))), "tensor 'w' [3] holds 2 values, not 3: the file is damaged."],
+      ['FLOAT16 with float_data only', tensor([1], 10, 'w', (w) => w.bytes(4, f32(1))), "tensor 'w' [1] holds 0 values, not 1: the file is damaged."],
+      ['no data', tensor([2], 1, 'w'), "tensor 'w' [2] holds 0 values, not 2: the file is damaged."],
+    ])('refuses %s', async (_name, bytes, message) => {
+      const error = await thrownAsync(() => readFloatTensor(header(bytes), none));
+      expect(error).toBeInstanceOf(FormatError);
+      expect(error).toMatchObject({ code: 'MALFORMED_FILE', message });
+    });
+
+    it('reads external data through ExternalFiles, one source per file', async () => {
+      const opened: string[] = [];
+      const files = new ExternalFiles((location) => {
+        opened.push(location);
+        return memorySource(u8(0, 0, ...f32(2, -0.5), 0x00, 0x3c));
+      });
+      const a = header(
+        tensor(
+          [2],
+          1,
+          'a',
+          external([
+            ['location', 'd.bin'],
+            ['offset', '2'],
+            ['length', '8'],
+          ]),
+        ),
+      );
+      const b = header(
+        tensor(
+          [1],
+          10,
+          'b',
+          external([
+            ['location', 'd.bin'],
+            ['offset', '10'],
+          ]),
+        ),
+      );
+      expect(await readFloatTensor(a, files)).toEqual(Float32Array.from([2, -0.5]));
+      expect(await readFloatTensor(b, files)).toEqual(Float32Array.from([1]));
+      expect(opened).toEqual(['d.bin']);
+      await expect(files.span(b, 2)).resolves.toMatchObject({ offset: 10, length: 2 });
+    });
+
+    it('passes on what the resolver throws, and refuses a location outside the folder before resolving it', async () => {
+      const failing = new ExternalFiles(() => {
+        throw new Error('no such file');
+      });
+      const t = header(tensor([1], 1, 'w', external([['location', 'w.bin']])));
+      await expect(readFloatTensor(t, failing)).rejects.toThrow('no such file');
+      let called = false;
+      const outside = new ExternalFiles(() => {
+        called = true;
+        return memorySource(new Uint8Array(4));
+      });
+      await expect(outside.get('../w.bin', 'w')).rejects.toBeInstanceOf(FormatError);
+      expect(called).toBe(false);
+    });
+  });
+});
+
+describe('model.ts: nodes and the model', () => {
+  const nodeField = (w: MessageWriter) => readFields(new MessageWriter().message(1, w).finish(), 'g')[0]!;
+
+  it('readNode reads inputs, outputs, name, op_type, domain and attributes by name and type', () => {
+    const field = nodeField(
+      new MessageWriter()
+        .string(1, 'x')
+        .string(1, '')
+        .string(2, 'y')
+        .string(3, 'n')
+        .string(4, 'Op')
+        .string(7, 'd')
+        .message(5, new MessageWriter().int(20, 2).string(1, 'k').int(3, 5))
+        .message(5, new MessageWriter().string(21, 'doc'))
+        .string(6, 'doc string'),
+    );
+    const node = readNode(field, 'node');
+    expect(node).toMatchObject({ inputs: ['x', ''], outputs: ['y'], name: 'n', opType: 'Op', domain: 'd' });
+    expect(node.field).toBe(field);
+    expect(node.fields.map((f) => f.number)).toEqual([1, 1, 2, 3, 4, 7, 5, 5, 6]);
+    expect(node.attributes.map((a) => [a.name, a.type, a.fields.map((f) => f.number), a.field.number])).toEqual([
+      ['k', 2, [20, 1, 3], 5],
+      ['', 0, [21], 5],
+    ]);
+    expect(attributeNumber(node, 'k')).toBe(5);
+    expect(attributeNumber(node, 'missing')).toBeUndefined();
+  });
+
+  it('attributeNumber reads a FLOAT attribute’s f', () => {
+    const node = readNode(nodeField(new MessageWriter().string(3, 'n').message(5, attributeF('alpha', 0.25))), 'node');
+    expect(attributeNumber(node, 'alpha')).toBe(0.25);
+  });
+
+  it('valueInfoName reads a ValueInfoProto’s name, or none', () => {
+    const info = (w: MessageWriter) => readFields(new MessageWriter().message(11, w).finish(), 'g')[0]!;
+    expect(valueInfoName(info(new MessageWriter().message(2, new MessageWriter().int(1, 1)).string(1, 'A')), 'input')).toBe('A');
+    expect(valueInfoName(info(new MessageWriter().message(2, new MessageWriter())), 'input')).toBe('');
+  });
+
+  /** A ModelProto: ir_version (unless null), a graph (unless absent), the opset imports. */
+  const modelOf = (ir: number | null, imports: [string | null, number | null][], graph = true) => {
+    const w = new MessageWriter();
+    if (ir !== null) w.int(1, ir);
+    if (graph) w.message(7, new MessageWriter().string(2, 'g'));
+    for (const [domain, version] of imports) {
+      const o = new MessageWriter();
+      if (domain !== null) o.string(1, domain);
+      if (version !== null) o.int(2, version);
+      w.message(8, o);
+    }
+    return w.finish();
+  };
+
+  it('readModel reads the IR version, the opsets (ai.onnx as the default domain) and the graph', () => {
+    const header = readModel(
+      modelOf(3, [
+        ['ai.onnx', 1],
+        ['com.microsoft', 1],
+      ]),
+    );
+    expect([header.irVersion, [...header.opsets], [...header.graph.payload]]).toEqual([
+      3,
+      [
+        ['', 1],
+        ['com.microsoft', 1],
+      ],
+      [0x12, 1, 0x67],
+    ]);
+    expect(readModel(modelOf(11, [[null, 23]])).opsets).toEqual(new Map([['', 23]]));
+    expect(readModel(Buffer.from(modelOf(10, [['', 21]]))).irVersion).toBe(10);
+  });
+
+  const tail = 'Convert it with onnx.version_converter, or export it again.';
+  it.each([
+    ['no ir_version', modelOf(null, [['', 21]]), 'the file is not an ONNX model: it has no ir_version. Give the .onnx file the exporter wrote.'],
+    ['no graph', modelOf(10, [['', 21]], false), 'the file is not an ONNX model: it has no graph. Give the .onnx file the exporter wrote.'],
+    ['IR version 2', modelOf(2, [['', 21]]), `the model's IR version is 2; this quantizer writes models for onnxruntime 1.23, which loads IR versions 3 to 11. ${tail}`],
+    ['IR version 12', modelOf(12, [['', 21]]), `the model's IR version is 12; this quantizer writes models for onnxruntime 1.23, which loads IR versions 3 to 11. ${tail}`],
+    ['no default opset', modelOf(10, [['com.microsoft', 1]]), `the model imports no default-domain opset; onnxruntime 1.23 runs opsets 1 to 23. ${tail}`],
+    ['opset 0', modelOf(10, [['', null]]), `the model imports default-domain opset 0; onnxruntime 1.23 runs opsets 1 to 23. ${tail}`],
+    ['opset 24', modelOf(10, [['', 24]]), `the model imports default-domain opset 24; onnxruntime 1.23 runs opsets 1 to 23. ${tail}`],
+    ['an ir_version of the wrong wire type', new MessageWriter().string(1, 'x').finish(), 'ir_version (field 1) has wire type 2, expected 0: the file is not ONNX or is damaged.'],
+  ])('readModel refuses %s', (_name, bytes, message) => {
+    const error = thrown(() => readModel(bytes));
+    expect(error).toBeInstanceOf(FormatError);
+    expect(error).toMatchObject({ code: 'MALFORMED_FILE', message });
+  });
+
+  it('readModel refuses what is not a Uint8Array', () => {
+    for (const given of [new ArrayBuffer(8), [8, 10], 'model.onnx']) {
+      expect(thrown(() => readModel(given as unknown as Uint8Array))).toMatchObject({ code: 'MALFORMED_FILE', message: 'an ONNX model must be given as a Uint8Array of the .onnx file.' });
+    }
+  });
+
+  it('externalLocations lists each file once: initializers, Constant values and subgraphs (graph and graphs attributes)', () => {
+    const ext = (name: string, location: string): OnnxTensor => ({ name, dataType: OnnxDataType.FLOAT, dims: [1], external: { location } });
+    const sub = (name: string, initializers: OnnxTensor[]): OnnxGraph => ({ name, nodes: [], initializers, inputs: [], outputs: [] });
+    const bytes = encode({
+      name: 'main',
+      nodes: [
+        { opType: 'Constant', inputs: [], outputs: ['c'], attributes: { value: { tensor: ext('c', 'c.bin') } } },
+        { opType: 'If', inputs: ['cond'], outputs: ['y'], attributes: { then_branch: { graph: sub('then', [ext('t', 'sub/t.bin'), ext('t2', 'a.bin')]) }, else_branch: { graph: sub('else', []) } } },
+      ],
+      initializers: [ext('a', 'a.bin'), { name: 'inline', dataType: OnnxDataType.FLOAT, dims: [1], raw: f32(1) }, ext('b', 'a.bin')],
+      inputs: [],
+      outputs: [],
+    });
+    expect(externalLocations(readModel(bytes))).toEqual(['c.bin', 'sub/t.bin', 'a.bin']);
+    // A graphs attribute (type 10, field 11) holding a graph with an external initializer.
+    const inner = new MessageWriter().message(
+      5,
+      tensorMessage({ name: 'g', dataType: 1, dims: [1] })
+        .message(13, new MessageWriter().string(1, 'location').string(2, 'g.bin'))
+        .int(14, 1),
+    );
+    const node = new MessageWriter().string(4, 'Custom').message(5, new MessageWriter().string(1, 'bodies').message(11, inner).int(20, 10));
+    const model = new MessageWriter().int(1, 10).message(7, new MessageWriter().message(1, node)).message(8, new MessageWriter().int(2, 21)).finish();
+    expect(externalLocations(readModel(model))).toEqual(['g.bin']);
+    expect(externalLocations(readModel(encode(oneMatMul())))).toEqual([]);
+  });
+
+  it.each([
+    ['an initializer', { initializers: [{ name: 'w', dataType: OnnxDataType.FLOAT, dims: [1], external: { location: '/w.bin' } }] }],
+    [
+      'a Constant value',
+      { nodes: [{ opType: 'Constant', inputs: [], outputs: ['w'], attributes: { value: { tensor: { name: 'w', dataType: OnnxDataType.FLOAT, dims: [1], external: { location: '/w.bin' } } } } }] },
+    ],
+  ] as [string, Partial<OnnxGraph>][])('externalLocations refuses %s outside the model’s folder', (_name, change) => {
+    const error = thrown(() => externalLocations(readModel(encode({ ...oneMatMul([]), nodes: [], ...change }))));
+    expect(error).toBeInstanceOf(FormatError);
+    expect(error).toMatchObject({ message: "tensor 'w' names the external file '/w.bin', outside the model's directory; ONNX locations are relative to the model." });
+  });
+});
+
+describe('onnxOptionsFrom', () => {
+  it.each([
+    ['bits alone', { bits: 8 }, { bits: 8 }],
+    [
+      'everything MatMulNBits takes',
+      { bits: 4, groupSize: 64, type: 'symmetric', grid: 'full', include: 'a', exclude: /b/, recipe: [{ match: 'c', keep: true }] },
+      { bits: 4, blockSize: 64, type: 'symmetric', grid: 'full', include: 'a', exclude: /b/, recipe: [{ match: 'c', keep: true }] },
+    ],
+    ['a grid with no type', { bits: 4, grid: 'deepspeed' }, { bits: 4, grid: 'deepspeed' }],
+    ['no grid for asymmetric', { bits: 4, type: 'asymmetric', grid: 'full' }, { bits: 4, type: 'asymmetric' }],
+    ['what MatMulNBits cannot hold left out', { bits: 4, axis: 0, rounding: 'stochastic', seed: 3, groups: 2 }, { bits: 4 }],
+  ] as [string, QuantizeFileOptions, QuantizeOnnxOptions][])('%s', (_name, options, expected) => {
+    expect(onnxOptionsFrom(options)).toStrictEqual(expected);
+  });
+});
+
+describe('quantizeOnnxFile', () => {
+  const scratch = useScratch('edge-moq-onnx-mutants-');
+  const C: OnnxTensor = { name: 'C', dataType: OnnxDataType.INT64, dims: [1], external: { location: 'm.data', offset: 0, length: 8 } };
+  const W: OnnxTensor = { name: 'W', dataType: OnnxDataType.FLOAT, dims: [32, 2], external: { location: 'w/w.data' } };
+  const files = (folder: string, weights = B4) => {
+    mkdirSync(join(folder, 'w'));
+    writeFileSync(join(folder, 'm.onnx'), encode(oneMatMul([C, W])));
+    writeFileSync(join(folder, 'm.data'), u8(7, 0, 0, 0, 0, 0, 0, 0));
+    writeFileSync(join(folder, 'w', 'w.data'), float32Raw(weights));
+  };
+  const listing = (folder: string) => readdirSync(folder, { recursive: true }).map(String).sort();
+
+  it('writes the model and <output>.data beside it, each external file read from beside the model', async () => {
+    const folder = scratch.newFolder();
+    files(folder);
+    mkdirSync(join(folder, 'out'));
+    const output = join(folder, 'out', 'q.onnx');
+    const result = await quantizeOnnxFile(join(folder, 'm.onnx'), output, wasm.packer, { blockSize: 16 });
+    expect(result).toEqual({ report: { matmuls: [{ node: 'proj', op: 'MatMul', ...B4_REPORT }], bytesIn: 256, bytesOut: 48 }, externalData: `${output}.data` });
+    expect(listing(join(folder, 'out'))).toEqual(['q.onnx', 'q.onnx.data']);
+    expect(new Uint8Array(readFileSync(`${output}.data`))).toEqual(u8(7, 0, 0, 0, 0, 0, 0, 0, ...B4_CODES));
+    const inits = initializersOf(new Uint8Array(readFileSync(output)));
+    expect([...inits.values()].map((t) => [t.name, t.external])).toEqual([
+      ['C', { location: 'q.onnx.data', offset: 0, length: 8 }],
+      ['W_Q4', { location: 'q.onnx.data', offset: 8, length: 32 }],
+      ['W_scales', null],
+    ]);
+  });
+
+  it('an inline model: the output alone, with default options', async () => {
+    const folder = scratch.newFolder();
+    writeFileSync(join(folder, 'm.onnx'), encode(oneMatMul()));
+    const result = await quantizeOnnxFile(join(folder, 'm.onnx'), join(folder, 'q.onnx'), wasm.packer);
+    expect(result.externalData).toBeNull();
+    expect(result.report.matmuls.map((r) => r.blockSize)).toEqual([32]);
+    expect(listing(folder)).toEqual(['m.onnx', 'q.onnx']);
+  });
+
+  async function refusedFile(folder: string, output: string, code: string, message: RegExp, weights = B4): Promise<void> {
+    const before = listing(folder);
+    const error = await thrownAsync(() => quantizeOnnxFile(join(folder, 'm.onnx'), output, wasm.packer, { blockSize: 16 }));
+    expect(error).toBeInstanceOf(EdgeMoqError);
+    expect(error).toMatchObject({ code });
+    expect((error as Error).message).toMatch(message);
+    // Nothing new: no output, no data file, no temporary file.
+    expect(listing(folder)).toEqual(before);
+    expect(new Uint8Array(readFileSync(join(folder, 'w', 'w.data')))).toEqual(float32Raw(weights));
+  }
+
+  it('refuses an output that is the model, or whose data file would be an input’s', async () => {
+    const folder = scratch.newFolder();
+    files(folder);
+    await refusedFile(folder, join(folder, 'm.onnx'), 'IO', /^the output .*m\.onnx is the input .*m\.onnx \(the same file\)/);
+    // <output>.data = m.data, the model's own data file.
+    await refusedFile(folder, join(folder, 'm'), 'IO', /^the output .*m\.data is the input .*m\.data \(the same file\)/);
+  });
+
+  it('refuses a missing data file, and a data file that is not beside the model', async () => {
+    const folder = scratch.newFolder();
+    files(folder);
+    rmSync(join(folder, 'w', 'w.data'));
+    writeFileSync(join(folder, 'w.data'), float32Raw(B4));
+    const before = listing(folder);
+    const error = await thrownAsync(() => quantizeOnnxFile(join(folder, 'm.onnx'), join(folder, 'q.onnx'), wasm.packer));
+    expect(error).toMatchObject({ code: 'IO', message: expect.stringMatching(/^cannot open .*w\/w\.data for reading/) });
+    expect(listing(folder)).toEqual(before);
+  });
+
+  it('leaves nothing behind when quantizing fails', async () => {
+    const folder = scratch.newFolder();
+    const bad = B4.slice();
+    bad[5] = Number.NaN;
+    files(folder, bad);
+    await refusedFile(folder, join(folder, 'q.onnx'), 'NON_FINITE', /^MatMul 'proj' \(B 'W', \[32, 2\]\): B holds NaN at element 5/, bad);
+  });
+
+  it('leaves nothing behind when the output cannot be written', async () => {
+    const folder = scratch.newFolder();
+    files(folder);
+    mkdirSync(join(folder, 'q.onnx'));
+    await refusedFile(folder, join(folder, 'q.onnx'), 'IO', /^the output .*q\.onnx is a directory/);
   });
 });
