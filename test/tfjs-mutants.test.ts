@@ -27,6 +27,10 @@ describe('channelAxes', () => {
       { op: 'Conv2D', input: ['x', 'conv'] },
       { op: 'MatMul', input: ['x', 5, 'mixed'], attr: { transpose_b: { b: true } } },
       { op: 7, input: ['x', 'badop'] },
+      { op: 'Conv2D', input: ['x', 'convt'], attr: { transpose_b: { b: true } } },
+      { op: 'Conv2D', input: ['first', 'x'] },
+      { op: 'GatherV2', input: ['scope:2/table', 'ids'] },
+      { op: 'Gather', input: ['lookup:12', 'ids'] },
       { op: 'DepthwiseConv2dNative', input: 'x' },
       null,
     ],
@@ -50,6 +54,14 @@ describe('channelAxes', () => {
     // Non-string inputs are skipped, so the second string input is "mixed".
     ['a weight behind a non-string input', 'mixed', [4, 8], 1],
     ['a weight of a node whose op is not a string', 'badop', [3, 3, 8, 2], 2],
+    // transpose_b only means something to a MatMul.
+    ['a weight of another op with a transpose_b attribute', 'convt', [4, 8], 0],
+    ['the first input of an op that is not a Gather', 'first', [4, 8], 0],
+    // Only an output index at the end of an input name is dropped, however many digits it has.
+    ['a Gather table whose name holds ":2"', 'scope:2/table', [100, 16], 1],
+    ['a Gather table read as output 12', 'lookup', [100, 16], 1],
+    ['a 2-D weight of a depthwise op', 'dw', [8, 2], 0],
+    ['a 5-D weight whose fourth dimension is 1', 'conv', [2, 2, 2, 1, 4], 3],
   ])('%s', (_name, name, shape, expected) => {
     // Read inside the test: the topology walk is what each case checks.
     expect(channelAxes(graph)(name, shape)).toBe(expected);
@@ -65,6 +77,9 @@ describe('channelAxes', () => {
     expect(layers('dense/kernel', [4, 8])).toBe(0);
     expect(layers('dense/my_embeddings', [4, 8])).toBe(0);
     expect(layers('block/depthwise_kernel/x', [3, 3, 8, 2])).toBe(2);
+    // Only a "_<n>" suffix at the end is a duplicate's number.
+    expect(layers('block/depthwise_1_kernel', [3, 3, 8, 2])).toBe(2);
+    expect(layers('block/depthwise_kernel', [8, 2])).toBe(0);
   });
 
   it('a graph op wins over the weight name', () => {
@@ -174,6 +189,14 @@ describe('weightByteLength', () => {
     const data = strings(...Array.from({ length: 1000 }, () => 3));
     const source = counted(data);
     expect(await weightByteLength(str([1000]), source, 0, data.length)).toBe(7000);
+    expect(source.reads).toBe(1);
+  });
+
+  it('reads a length prefix that ends exactly at the end of the window from that window', async () => {
+    // 4 + 65,528 + 4 bytes: the second prefix is the window's last 4 bytes.
+    const data = strings(65_528, 3);
+    const source = counted(data);
+    expect(await weightByteLength(str([2]), source, 0, data.length)).toBe(data.length);
     expect(source.reads).toBe(1);
   });
 

@@ -53,7 +53,8 @@ export async function weightByteLength(spec: TfjsWeightSpec, data: ByteSource, o
   let at = offset;
   for (let i = 0; i < size; i++) {
     if (at + 4 > end) throw short(spec, end - offset, at + 4 - offset);
-    if (at < windowStart || at + 4 > windowEnd) {
+    // `at` only moves forward from where the window starts: it leaves the window only at its end.
+    if (at + 4 > windowEnd) {
       windowStart = at;
       windowEnd = Math.min(end, at + window.length);
       await data.read(windowStart, window.subarray(0, windowEnd - windowStart));
