@@ -12,11 +12,17 @@ import { InvalidInputError } from './errors.js';
 import type { NamePattern } from './name-pattern.js';
 import { tensorIdOf } from './noise.js';
 
-/** A tensor the quantizer drives: its data is quantized in place. */
+/** A tensor the quantizer drives: its data is quantized in place, or into `into`. */
 export interface Parameter {
   name: string;
   data: Float32Array;
   shape: readonly number[];
+  /**
+   * Where a step writes the quantized values, in one pass, leaving `data` (a master copy) as it
+   * was: a Float32Array of data's length that shares none of its memory. Untouched by a step
+   * that does not quantize this parameter.
+   */
+  into?: Float32Array;
 }
 
 /** [normalised eigenvalue, block id] per parameter name; null or absent: none given. */
@@ -305,6 +311,7 @@ export class Quantizer {
         names.push(param.name);
         jobs.push({
           data: param.data,
+          into: param.into,
           label: `parameter "${param.name}"`,
           options: {
             bits: s.bits,

@@ -94,6 +94,44 @@ describe.each(builds)('out of place, %s build', (build) => {
     expect(src.array).toEqual(x);
   });
 
+  it.each(variants)('%s: fakeQuantizeMany with into over every pairing, beside jobs in place', (_, options) => {
+    const backend = backends[build]!.chunked;
+    const x = randomTensor(options.groupSize! * 7, options.bits * 5 + 3);
+    const expected = reference(backend, x, options);
+    const src = backend.upload(x);
+    const dst = backend.allocate(x.length);
+    const host = [x.slice(), new Float32Array(x.length), new Float32Array(x.length), x.slice()];
+    try {
+      backend.fakeQuantizeManySync([
+        { data: src.array, options, into: host[1] },
+        { data: host[0]!, options, into: dst.array },
+        { data: host[0]!, options, into: host[2] },
+        { data: host[3]!, options },
+      ]);
+      expect(src.array).toEqual(x);
+      expect(host[0]).toEqual(x);
+      for (const out of [host[1]!, dst.array, host[2]!, host[3]!]) expect(out).toEqual(expected);
+    } finally {
+      src.free();
+      dst.free();
+    }
+  });
+
+  it('fakeQuantizeMany reads WasmTensors into host arrays when staging grows the memory first', async () => {
+    const fresh = await WasmBackend.create(build);
+    const options: FakeQuantizeOptions = { bits: 8, groupSize: 100 };
+    const x = randomTensor(20000, 12);
+    const src = fresh.upload(x);
+    const into = new Float32Array(x.length);
+    const inPlace = x.slice();
+    fresh.fakeQuantizeManySync([
+      { data: src.array, options, into },
+      { data: inPlace, options },
+    ]);
+    expect(into).toEqual(reference(fresh, x, options));
+    expect(inPlace).toEqual(into);
+  });
+
   it('keeps the stochastic stream of each element wherever the chunks fall', () => {
     const options: FakeQuantizeOptions = { bits: 4, groupSize: 3, rounding: 'stochastic', seed: 1, step: 2, tensorId: 3 };
     const x = randomTensor(3 * 101, 5);

@@ -18,6 +18,12 @@ export interface QuantizeJob {
    * several); Quantizer passes `parameter "name"`. Errors also carry `location.job`, `i`.
    */
   label?: string;
+  /**
+   * Where the result goes, out of place: `data` is only read. Checked as fakeQuantize's
+   * `{ into }` (same length, no memory shared with `data`), and like every job's data it is
+   * written only after all jobs passed validation.
+   */
+  into?: Float32Array | undefined;
 }
 
 /** Why a backend was picked, and why each other candidate was not. */
@@ -96,16 +102,24 @@ export function jobLabel(jobs: readonly QuantizeJob[], i: number): string {
 }
 
 /** The array `{ into }` names, checked: a Float32Array of `length` values sharing no memory with `data`. */
-export function targetArray(data: Float32Array, target: FakeQuantizeTarget, length: number): Float32Array {
+export function targetArray(data: Float32Array, target: FakeQuantizeTarget, length: number, name = 'into', dataName = 'data'): Float32Array {
   const into = (target as Partial<FakeQuantizeTarget> | null)?.into as Float32Array;
-  const intoLength = float32Length(into, 'into');
+  const intoLength = float32Length(into, name);
   if (intoLength !== length) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `into holds ${intoLength} float32 values but data holds ${length}; pass an output of the same length.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `${name} holds ${intoLength} float32 values but ${dataName} holds ${length}; pass an output of the same length.`);
   }
   if (into.buffer === data.buffer && into.byteOffset < data.byteOffset + data.byteLength && data.byteOffset < into.byteOffset + into.byteLength) {
-    throw new InvalidInputError('INVALID_ARGUMENT', 'into overlaps data; pass separate memory, or quantize in place without { into }.');
+    throw new InvalidInputError('INVALID_ARGUMENT', `${name} overlaps ${dataName}; pass separate memory, or quantize in place without into.`);
   }
   return into;
+}
+
+/** Job i's `into`, checked (targetArray), or undefined for a job quantized in place. */
+export function jobTarget(jobs: readonly QuantizeJob[], i: number, length: number, label: string): Float32Array | undefined {
+  const job = jobs[i]!;
+  if (job.into === undefined) return undefined;
+  const name = job.label !== undefined ? `the into of ${label}` : jobs.length === 1 ? 'into' : `jobs[${i}].into`;
+  return targetArray(job.data, job as FakeQuantizeTarget, length, name, label);
 }
 
 // createBackend's reports, kept beside the backends it made rather than written into them.

@@ -209,15 +209,20 @@ export class HostStepDriver implements StepDriver {
   parameters(): Parameter[] {
     // An overflow step that is still counted (eigenvalues enabled) re-quantizes what the model
     // holds, as DeepSpeed re-quantizes its fp16 weights after the fp16 optimizer skipped the step.
+    // The forward values are written into a new array in the one pass that reads the master:
+    // tfjs keeps the array it is given (write()), so none is reused.
     const { masters } = this;
-    this.params = this.quantized.map((w, i) => ({ name: w.name, shape: w.shape, data: (masters ? masters[i]! : w.lastValues).slice() }));
+    this.params = this.quantized.map((w, i) => {
+      const data = masters ? masters[i]! : w.lastValues;
+      return { name: w.name, shape: w.shape, data, into: new Float32Array(data.length) };
+    });
     return this.params;
   }
 
   finish(quantized: boolean, overflow: boolean): void {
     const { masters } = this;
     this.quantized.forEach((w, i) => {
-      const forward = quantized ? this.params[i]!.data : null;
+      const forward = quantized ? this.params[i]!.into! : null;
       if (masters) w.commit(masters[i]!, forward);
       else if (forward) w.requantizeHeld(forward);
       else w.restore();

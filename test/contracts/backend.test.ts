@@ -10,7 +10,7 @@
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBackend, type Backend, type EdgeMoqError, type FakeQuantizeOptions } from '../../src/index.js';
+import { createBackend, InvalidInputError, type Backend, type EdgeMoqError, type FakeQuantizeOptions } from '../../src/index.js';
 import { randomTensor } from '../support/fixtures.js';
 import { FUZZ_SEED } from '../support/fuzz.js';
 import {
@@ -298,6 +298,46 @@ function contract(implementation: Implementation): void {
       expect((error as EdgeMoqError).location).toEqual({ job: 2, index: 37, group: 0 });
       expect(good).toEqual(snapshot);
     });
+
+    it('with into, writes no into and modifies no data when a later job is bad', async () => {
+      const good = [randomTensor(256, 2), randomTensor(256, 3)];
+      const bad = badData(BAD[0]!.data) as Float32Array;
+      const snapshot = good.map((x) => x.slice());
+      const into = [new Float32Array(256).fill(5), new Float32Array(bad.length).fill(6)];
+      const error = await under.backend
+        .fakeQuantizeMany([
+          { data: good[0]!, options: { bits: 8 }, into: into[0] },
+          { data: good[1]!, options: { bits: 4, groups: 4 } },
+          { data: bad, options: { bits: 8 }, into: into[1] },
+        ])
+        .catch((e: unknown) => e);
+      expect((error as EdgeMoqError).code).toBe('NON_FINITE');
+      expect((error as EdgeMoqError).location).toEqual({ job: 2, index: 37, group: 0 });
+      expect(good).toEqual(snapshot);
+      expect(into[0]!.every((x) => x === 5)).toBe(true);
+      expect(into[1]!.every((x) => x === 6)).toBe(true);
+    });
+
+    it.each([
+      ['of another length', (data: Float32Array) => new Float32Array(data.length - 4), 'INVALID_ARGUMENT', /jobs\[1\]\.into holds 252 float32 values but jobs\[1\]\.data holds 256/],
+      ['overlapping its data', (data: Float32Array) => data, 'INVALID_ARGUMENT', /jobs\[1\]\.into overlaps jobs\[1\]\.data/],
+      ['not a Float32Array', () => new Float64Array(256) as unknown as Float32Array, 'WRONG_DTYPE', /jobs\[1\]\.into must be a Float32Array, got Float64Array/],
+    ])('refuses an into %s, naming its job, before anything is written', async (_, intoFor, code, message) => {
+      const data = [randomTensor(256, 4), randomTensor(256, 5)];
+      const snapshot = data.map((x) => x.slice());
+      const first = new Float32Array(256).fill(3);
+      const error = await under.backend
+        .fakeQuantizeMany([
+          { data: data[0]!, options: { bits: 8 }, into: first },
+          { data: data[1]!, options: { bits: 8 }, into: intoFor(data[1]!) },
+        ])
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(InvalidInputError);
+      expect((error as EdgeMoqError).code).toBe(code);
+      expect((error as Error).message).toMatch(message);
+      expect(data).toEqual(snapshot);
+      expect(first.every((x) => x === 3)).toBe(true);
+    });
   });
 
   // At 1 and 2 bits the oracle is float64, within the implementation's tolerance for the mean
@@ -497,6 +537,23 @@ function contract(implementation: Implementation): void {
         for (const [i, job] of many.entries()) {
           const want = await reference.fakeQuantize(inputs[i]!.slice(), job.options);
           expect(firstMismatch(job.data, want, job.options.bits), `job ${i}`).toBe(-1);
+        }
+      });
+
+      it('writes the jobs that have an into there, data untouched, and the others in place', async () => {
+        const options: FakeQuantizeOptions[] = [{ bits: 8, groups: 4 }, { bits: 3, type: 'asymmetric', rounding: 'stochastic', seed: 2, groups: 2 }, { bits: 2 }, { bits: 1, groups: 8 }];
+        const inputs = options.map((_, i) => weights(4096 + 64 * i, 700 + i));
+        const data = inputs.map((x) => x.slice());
+        const into = [new Float32Array(inputs[0]!.length), undefined, new Float32Array(inputs[2]!.length), undefined];
+        await under.backend.fakeQuantizeMany(data.map((values, i) => ({ data: values, options: options[i]!, into: into[i] })));
+        for (const [i, o] of options.entries()) {
+          const want = await reference.fakeQuantize(inputs[i]!.slice(), o);
+          if (into[i]) {
+            expect(data[i], `job ${i}'s data`).toEqual(inputs[i]);
+            expect(firstMismatch(into[i]!, want, o.bits), `job ${i}`).toBe(-1);
+          } else {
+            expect(firstMismatch(data[i]!, want, o.bits), `job ${i}`).toBe(-1);
+          }
         }
       });
 

@@ -7,7 +7,7 @@ import { describeValue } from '../../describe.js';
 import { InvalidInputError, nonFiniteError } from '../../errors.js';
 import { noiseKey } from '../../noise.js';
 import type { Backend, BackendKind, FakeQuantizeTarget, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
-import { explainSelection, jobLabel, selectionOf, targetArray } from '../backend.js';
+import { explainSelection, jobLabel, jobTarget, selectionOf, targetArray } from '../backend.js';
 import { compileWasm, type WasmBuild, type WasmSource } from './loader.js';
 import { WasmHeap, WasmTensor } from './memory.js';
 import type { KernelExports } from './kernel-exports.js';
@@ -135,7 +135,8 @@ export class WasmBackend implements Backend {
    * NaN/Inf checks, then the writes. Host arrays pass through staging in chunks of whole groups
    * small enough to stay in cache: every chunk is copied in and checked for NaN/Inf first, then
    * copied in again, quantized in one fused pass and copied back while still in cache, so the
-   * caller's memory is read twice and written once.
+   * caller's memory is read twice and written once. A job with `into` is checked the same way,
+   * then written there in one fused pass (writeInto).
    */
   fakeQuantizeManySync(jobs: readonly QuantizeJob[]): void {
     if (!Array.isArray(jobs)) {
@@ -144,12 +145,15 @@ export class WasmBackend implements Backend {
     const labels = jobs.map((_, i) => jobLabel(jobs, i));
     const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, labels[i]));
     const memory = this.kernels.memory;
+    const intos = jobs.map((_, i) => jobTarget(jobs, i, plans[i]!.length, labels[i]!));
     const inMemory = jobs.map((job) => job.data.buffer === memory.buffer);
     jobs.forEach((job, i) => {
       if (inMemory[i]) this.heap.assertLiveView(job.data, labels[i]!);
+      if (intos[i]?.buffer === memory.buffer) this.heap.assertLiveView(intos[i]!, `the into of ${labels[i]}`);
     });
     // Pointers into our memory are fixed before reserving may grow (and detach) the buffer.
     const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
+    const intoPointers = intos.map((into) => (into?.buffer === memory.buffer ? into.byteOffset : -1));
     const chunks = plans.map((plan) => this.chunkElements(plan));
     const statBytes = plans.map((plan, i) => (inMemory[i] ? plan.groupCount * (plan.bits >= 3 ? 8 : 4) : 0));
     const statStarts: number[] = [];
@@ -161,7 +165,8 @@ export class WasmBackend implements Backend {
       statStarts.push(statCursor);
       statCursor += bytes;
     }
-    const staging = this.reserve(this.staging, Math.max(0, ...plans.map((plan, i) => (inMemory[i] ? 0 : Math.min(plan.length, chunks[i]!) * 4))));
+    const needsStaging = (i: number) => !inMemory[i] || (intos[i] !== undefined && intoPointers[i]! < 0);
+    const staging = this.reserve(this.staging, Math.max(0, ...plans.map((plan, i) => (needsStaging(i) ? Math.min(plan.length, chunks[i]!) * 4 : 0))));
     const staged = (i: number, pointer: number): Staged => ({ plan: plans[i]!, pointer, label: labels[i]!, job: i });
     jobs.forEach((job, i) => {
       const { groupCount, groupSize, length, bits } = plans[i]!;
@@ -179,6 +184,10 @@ export class WasmBackend implements Backend {
     });
     jobs.forEach((job, i) => {
       const plan = plans[i]!;
+      if (intos[i]) {
+        this.writeInto(plan, job.data, pointers[i]!, intos[i]!, intoPointers[i]!, staging, labels[i]!, i);
+        return;
+      }
       if (inMemory[i]) {
         this.run(plan, pointers[i]!, pointers[i]!, plan.groupCount, statStarts[i]!, 0);
         return;
@@ -193,36 +202,41 @@ export class WasmBackend implements Backend {
     });
   }
 
-  /**
-   * Out of place, one fused pass: `data` is only read. Chunks from or to host memory go through
-   * staging in cache-sized chunks; the kernel stops before the first group holding a NaN or
-   * ±Inf, so `into` keeps the groups before it.
-   */
+  /** Out of place, one fused pass: `data` is only read (writeInto). */
   private quantizeInto(data: Float32Array, options: FakeQuantizeOptions, target: FakeQuantizeTarget): Float32Array {
     const plan = planFakeQuantize(data, options, 'data');
     const into = targetArray(data, target, plan.length);
     const memory = this.kernels.memory;
-    const srcInMemory = data.buffer === memory.buffer;
-    const dstInMemory = into.buffer === memory.buffer;
-    if (srcInMemory) this.heap.assertLiveView(data, 'data');
-    if (dstInMemory) this.heap.assertLiveView(into, 'into');
+    if (data.buffer === memory.buffer) this.heap.assertLiveView(data, 'data');
+    if (into.buffer === memory.buffer) this.heap.assertLiveView(into, 'into');
     // Taken before reserving staging may grow the memory and detach views of it.
-    const src = data.byteOffset;
-    const dst = into.byteOffset;
-    const chunk = srcInMemory && dstInMemory ? plan.length : this.chunkElements(plan);
-    const staging = srcInMemory && dstInMemory ? 0 : this.reserve(this.staging, Math.min(plan.length, chunk) * 4);
+    const src = data.buffer === memory.buffer ? data.byteOffset : -1;
+    const dst = into.buffer === memory.buffer ? into.byteOffset : -1;
+    const staging = src >= 0 && dst >= 0 ? 0 : this.reserve(this.staging, Math.min(plan.length, this.chunkElements(plan)) * 4);
+    this.writeInto(plan, data, src, into, dst, staging, 'data', 0);
+    return into;
+  }
+
+  /**
+   * Quantizes `plan` from `data` into `into` in one fused pass. `src` and `dst` are the arrays'
+   * offsets in our memory, taken before anything could grow it, or -1 for host arrays, which
+   * pass through `staging` in cache-sized chunks. The kernel stops before the first group holding
+   * a NaN or ±Inf, so `into` keeps the groups before it.
+   */
+  private writeInto(plan: KernelPlan, data: Float32Array, src: number, into: Float32Array, dst: number, staging: number, label: string, job: number): void {
+    const memory = this.kernels.memory;
+    const chunk = src >= 0 && dst >= 0 ? plan.length : this.chunkElements(plan);
     for (let first = 0; first < plan.length; first += chunk) {
       const count = Math.min(chunk, plan.length - first);
-      const from = srcInMemory ? src + first * 4 : staging;
-      const to = dstInMemory ? dst + first * 4 : staging;
-      if (!srcInMemory) new Float32Array(memory.buffer, staging, count).set(data.subarray(first, first + count));
+      const from = src >= 0 ? src + first * 4 : staging;
+      const to = dst >= 0 ? dst + first * 4 : staging;
+      if (src < 0) new Float32Array(memory.buffer, staging, count).set(data.subarray(first, first + count));
       const badGroup = this.run(plan, from, to, count / plan.groupSize, 0, first);
       if (badGroup >= 0) {
-        throw this.nonFinite({ plan, pointer: from, label: 'data', job: 0 }, badGroup, first, 'data is unchanged; into holds the groups before this one.');
+        throw this.nonFinite({ plan, pointer: from, label, job }, badGroup, first, `${label} is unchanged; into holds the groups before this one.`);
       }
-      if (!dstInMemory) into.set(new Float32Array(memory.buffer, staging, count), first);
+      if (dst < 0) into.set(new Float32Array(memory.buffer, staging, count), first);
     }
-    return into;
   }
 
   /** Elements per chunk of host data: whole groups, cache-sized where groups allow, at most the staging limit. */

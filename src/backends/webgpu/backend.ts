@@ -8,7 +8,7 @@
 import { planFakeQuantize, planFakeQuantizeLength, type FakeQuantizeOptions, type KernelPlan } from '../../kernel-plan.js';
 import { BackendError, InvalidInputError, nonFiniteError } from '../../errors.js';
 import type { Backend, BackendKind, FakeQuantizeTarget, GroupStats, QuantizeJob, SelectionReport } from '../backend.js';
-import { explainSelection, jobLabel, selectionOf, targetArray } from '../backend.js';
+import { explainSelection, jobLabel, jobTarget, selectionOf, targetArray } from '../backend.js';
 import { WasmBackend } from '../wasm/backend.js';
 import { runtimeHasSimd, type WasmSource } from '../wasm/loader.js';
 import { JOB_BYTES, JOB_SLOT_BYTES, KERNEL_NAMES, PARTIAL_BYTES, layoutSubmission, workgroupGrid, writeJob, type JobLayout, type KernelName } from './plan.js';
@@ -199,7 +199,7 @@ export class WebGpuBackend implements Backend {
     }
     const plan = planFakeQuantize(data, options);
     const into = targetArray(data, target, plan.length);
-    await this.quantizeHost([{ data, options }], [plan], ['data'], [into]);
+    await this.quantizeHost([{ data, options, into }], [plan], ['data']);
     return into;
   }
 
@@ -210,19 +210,20 @@ export class WebGpuBackend implements Backend {
     }
     const labels = jobs.map((_, i) => jobLabel(jobs, i));
     const plans = jobs.map((job, i) => planFakeQuantize(job?.data, job?.options, labels[i]));
+    jobs.forEach((_, i) => jobTarget(jobs, i, plans[i]!.length, labels[i]!));
     if (plans.length > 0) await this.quantizeHost(jobs, plans, labels);
   }
 
-  /** Host jobs, validated: on the GPU, written to `into` (out of place) or back to each job's data; else on WebAssembly. */
-  private quantizeHost(jobs: readonly QuantizeJob[], plans: KernelPlan[], labels: string[], into?: Float32Array[]): Promise<void> {
+  /** Host jobs, validated: on the GPU, written to each job's `into` or back to its data; else on WebAssembly. */
+  private quantizeHost(jobs: readonly QuantizeJob[], plans: KernelPlan[], labels: string[]): Promise<void> {
     return this.resources.exclusive(async () => {
       const arrays = jobs.map((job) => job.data);
       const bytes = plans.reduce((sum, plan) => sum + plan.length * 4, 0);
-      const bad = this.resources.takes(bytes, bytes + READBACK_ALIGN) ? await this.resources.onHost(() => this.submit(plans, { host: arrays, into: into ?? arrays })) : undefined;
+      const into = jobs.map((job) => job.into ?? job.data);
+      const bad = this.resources.takes(bytes, bytes + READBACK_ALIGN) ? await this.resources.onHost(() => this.submit(plans, { host: arrays, into })) : undefined;
       if (bad === undefined) {
         this.resources.counters.wasmCalls++;
-        if (into) this.wasm.fakeQuantizeSync(arrays[0]!, jobs[0]!.options, { into: into[0]! });
-        else this.wasm.fakeQuantizeManySync(jobs);
+        this.wasm.fakeQuantizeManySync(jobs);
       } else if (bad) {
         throw nonFiniteError(labels[bad.job]!, arrays[bad.job]![bad.index], { ...bad, group: Math.floor(bad.index / plans[bad.job]!.groupSize) });
       }
