@@ -65,6 +65,43 @@ export function compactWgsl(source) {
   return compact;
 }
 
+// Words a shader may spell that are not its own names: address spaces and access modes (which
+// can also be the name of a parameter, `workgroup: Workgroup`) and extensions.
+const WGSL_WORDS = new Set(['function', 'private', 'workgroup', 'uniform', 'storage', 'handle', 'read', 'write', 'read_write', 'subgroups', 'f16']);
+
+/**
+ * The shaders, which call one another, with the names they declare shortened alike in all of
+ * them: functions (entry points excepted: the host asks for them by name), structs and their
+ * fields, module-scope and local constants and variables, parameters. Names used as attributes
+ * or builtins are kept, and so is a member access (`.x`) unless it names a field declared here.
+ * The new names (`_` and one or two letters or digits) appear nowhere in the sources.
+ * @param {string[]} sources compacted (compactWgsl)
+ * @returns {string[]}
+ */
+export function shortenWgslNames(sources) {
+  const all = sources.join('\n');
+  const tokens = new Set(all.match(/\b[A-Za-z_]\w*\b/g));
+  const kept = new Set([...WGSL_WORDS, ...[...all.matchAll(/@(\w+)(?:\((\w+)\))?/g)].flatMap((m) => [m[1], m[2]])]);
+  for (const m of all.matchAll(/@compute\b[^{]*?\bfn (\w+)/g)) kept.add(m[1]);
+  const fields = new Set();
+  for (const m of all.matchAll(/struct \w+\{([^}]*)\}/g)) for (const f of m[1].matchAll(/(\w+):/g)) fields.add(f[1]);
+  const declared = new Set(fields);
+  for (const m of all.matchAll(/\b(?:fn|struct|let|const|var(?:<[^>]*>)?) ?(\w+)/g)) declared.add(m[1]);
+  for (const m of all.matchAll(/\bfn \w+\(([^)]*)\)/g)) for (const p of m[1].matchAll(/(\w+):/g)) declared.add(p[1]);
+  const count = (/** @type {string} */ name) => all.match(new RegExp(`\\b${name}\\b`, 'g'))?.length ?? 0;
+  const names = [...declared].filter((n) => !kept.has(n) && n.length > 2).sort((a, b) => count(b) * b.length - count(a) * a.length);
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+  /** @type {Map<string, string>} */
+  const rename = new Map();
+  for (let i = 0; rename.size < names.length; i++) {
+    const short = i < 52 ? `_${alphabet[i]}` : `_${alphabet[Math.floor((i - 52) / 62) % 52]}${alphabet[(i - 52) % 62]}`;
+    if (!tokens.has(short)) rename.set(/** @type {string} */ (names[rename.size]), short);
+  }
+  return sources.map((source) =>
+    source.replace(/(\.)?\b([A-Za-z_]\w*)\b/g, (match, dot, name) => (dot && !fields.has(name) ? match : dot ? `.${rename.get(name) ?? name}` : (rename.get(name) ?? name))),
+  );
+}
+
 /** @type {esbuild.Plugin} */
 const compactShaders = {
   name: 'compact-shaders',
@@ -72,7 +109,11 @@ const compactShaders = {
     build.onLoad({ filter: /shaders\.generated\.ts$/ }, async ({ path }) => {
       const text = await readFile(path, 'utf8');
       // Each line of the generated module is `export const nameWgsl = "<JSON string>";`.
-      const contents = text.replace(/^(export const \w+ = )(".*");$/gm, (_, head, literal) => `${head}${JSON.stringify(compactWgsl(JSON.parse(literal)))};`);
+      const line = /^(export const \w+ = )(".*");$/gm;
+      const shaders = [...text.matchAll(line)].map((m) => compactWgsl(JSON.parse(/** @type {string} */ (m[2]))));
+      const short = shortenWgslNames(shaders);
+      let i = 0;
+      const contents = text.replace(line, (_, head) => `${head}${JSON.stringify(short[i++])};`);
       return { contents, loader: 'ts' };
     });
   },

@@ -38,8 +38,8 @@ function perturb(params: Parameter[], step: number): void {
 
 describe('Quantizer', () => {
   it('with into, writes each step where into says and leaves the masters as they were', async () => {
-    const inPlace = new Quantizer(OPTIONS, backend);
-    const outOfPlace = new Quantizer(OPTIONS, backend);
+    const inPlace = new Quantizer(OPTIONS, { backend });
+    const outOfPlace = new Quantizer(OPTIONS, { backend });
     const params = model(40);
     const masters = model(40);
     const into = masters.map((p) => new Float32Array(p.data.length).fill(9));
@@ -48,7 +48,7 @@ describe('Quantizer', () => {
       perturb(masters, step);
       const snapshot = masters.map((p) => p.data.slice());
       const a = await inPlace.step(params);
-      const b = await outOfPlace.step(masters.map((p, i) => ({ ...p, into: into[i] })));
+      const b = await outOfPlace.step(masters.map((p, i) => ({ ...p, into: into[i]! })));
       expect(b).toEqual(a);
       expect(masters.map((p) => p.data)).toEqual(snapshot);
       expect(into[0]).toEqual(params[0]!.data);
