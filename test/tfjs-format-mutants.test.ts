@@ -357,6 +357,7 @@ describe('packed model.json and weights file names', () => {
     ['json', 'json.moq.safetensors'],
     ['modeljson', 'modeljson.moq.safetensors'],
     ['model', 'model.moq.safetensors'],
+    ['model.json5', 'model.json5.moq.safetensors'],
   ])('weightsFileFor(%j) is %j', (json, weights) => {
     expect(weightsFileFor(json)).toBe(weights);
   });
@@ -695,6 +696,19 @@ describe('packArtifacts and unpackModel', () => {
     expect(Object.keys(back)).toEqual(['modelTopology', 'weightSpecs', 'weightData']);
   });
 
+  it('stores the zero points of asymmetric codes', async () => {
+    // Codes 0 and 10 at scale 0.5 from zero point -1: -1 and 4.
+    const asymmetric: PackedTensor = { bits: 8, type: 'asymmetric', length: 2, groupSize: 2, codes: Uint8Array.of(0, 10), scales: Float32Array.of(0.5), zeros: Float32Array.of(-1) };
+    const { modelJson, weights } = await packArtifacts({ modelTopology: {}, weightSpecs: [spec('a', [1, 2])], weightData: f32(0, 0).buffer }, new Map([['a', { packed: asymmetric }]]));
+    expect(readSafetensors(weights).tensors).toEqual([
+      { name: 'a.q', dtype: 'U8', shape: [2], data: [0, 10] },
+      { name: 'a.scale', dtype: 'F32', shape: [1], data: [...f32(0.5)] },
+      { name: 'a.zero', dtype: 'F32', shape: [1], data: [...f32(-1)] },
+    ]);
+    expect(JSON.parse(readSafetensors(weights).metadata!['edge-moq']!)).toEqual({ a: { bits: 8, type: 'asymmetric', groupSize: 2, shape: [1, 2], dtype: 'F32' } });
+    expect([...new Float32Array((await unpackModel(modelJson, memorySource(weights), packer)).weightData as ArrayBuffer)]).toEqual([-1, 4]);
+  });
+
   it('packs a model without weights, and a scalar along its only axis', async () => {
     const empty = await packArtifacts({ modelTopology: {}, weightSpecs: [], weightData: new ArrayBuffer(0) }, new Map());
     expect(readSafetensors(empty.weights).tensors).toEqual([]);
@@ -824,6 +838,7 @@ describe('checkWeightsFile', () => {
     ['strings of other lengths', [t('s', 'U8', [10], strings('ab', ''))], [spec('s', [1], 'string')], 'weight "s" (string [1]) is not what its 10 bytes there hold'],
     ['strings past their bytes', [t('s', 'U8', [6], strings('ab'))], [spec('s', [2], 'string')], 'weight "s" (string [2]) is not what its 6 bytes there hold'],
     ['complex pairs of another count', [t('c', 'U8', [8], new Uint8Array(8))], [spec('c', [2], 'complex64')], 'weight "c" (complex64 [2]) is not what its 8 bytes there hold'],
+    ['a string in 1 byte', [t('s', 'U8', [1], Uint8Array.of(0))], [spec('s', [1], 'string')], 'weight "s" (string [1]) is not what its 1 bytes there hold'],
   ])('refuses %s', async (_name, tensors, specs, what) => {
     expectFormatError(await thrownAsync(async () => checkWeightsFile(await fileOf(...tensors), specs, 'w.st')), disagree(what));
   });
@@ -958,6 +973,54 @@ describe('tfjs model files', () => {
     expect(readdirSync(root).sort()).toEqual(['g1a.bin', 'g1b.bin', 'g2.bin', 'model.json', 'packed.json', 'packed.moq.safetensors']);
   });
 
+  it('refuses an output that is one of the inputs before any work, and closes every file it opened', async () => {
+    const root = scratch.newFolder();
+    const { json } = writeEveryKind(root);
+    const openFiles = () => readdirSync('/proc/self/fd').length;
+    const before = openFiles();
+    const progress: string[] = [];
+    const options = { bits: 8, onProgress: (p: { tensor: string }) => progress.push(p.tensor) };
+    for (const output of [json, join(root, 'g1b.bin')]) {
+      expectError(
+        await thrownAsync(() => quantizeTfjsFile(json, output, packer, options)),
+        EdgeMoqError,
+        'IO',
+        `the output ${output} is the input ${output} (the same file); writing it would destroy the input, so choose another output name`,
+      );
+      expect(progress).toEqual([]);
+      expect(openFiles()).toBe(before);
+    }
+    await quantizeTfjsFile(json, join(root, 'packed.json'), packer, options);
+    expect(progress.length).toBeGreaterThan(0);
+    expect(openFiles()).toBe(before);
+    await quantizeTfjsFile(join(root, 'packed.json'), join(root, 'again.json'), packer, { bits: 8 });
+    expect(openFiles()).toBe(before);
+    const packed = join(root, 'packed.json');
+    expectError(
+      await thrownAsync(() => dequantizeTfjsFile(packed, packed, packer)),
+      EdgeMoqError,
+      'IO',
+      `the output ${packed} is the input ${packed} (the same file); writing it would destroy the input, so choose another output name`,
+    );
+    expect(openFiles()).toBe(before);
+    await dequantizeTfjsFile(packed, join(root, 'float.json'), packer);
+    expect(openFiles()).toBe(before);
+    await thrownAsync(() => dequantizeTfjsFile(json, join(root, 'float.json'), packer));
+    expect(openFiles()).toBe(before);
+    // A packed model whose weights file has the name of the first shard dequantizing would write.
+    const model = await packArtifacts({ modelTopology: {}, weightSpecs: [spec('w', [1])], weightData: f32(1).buffer }, new Map(), { weightsPath: 'o.group1-shard1of1.bin' });
+    await writePackedTfjsModel(join(root, 'o.json'), model);
+    const weights = join(root, 'o.group1-shard1of1.bin');
+    expectError(
+      await thrownAsync(() => dequantizeTfjsFile(join(root, 'o.json'), join(root, 'o.JSON'), packer)),
+      EdgeMoqError,
+      'IO',
+      `the output ${weights} is the input ${weights} (the same file); writing it would destroy the input, so choose another output name`,
+    );
+    expect(openFiles()).toBe(before);
+    expect(readFileSync(weights)).toEqual(Buffer.from(model.weights));
+  });
+
   it('quantizeTfjsFile refuses a packed model whose weights file is not its own', async () => {
     const root = scratch.newFolder();
     const { json } = writeEveryKind(root);
@@ -984,24 +1047,28 @@ describe('tfjs model files', () => {
     expect([...readFileSync(join(root, 'out', 'x', 'Float.group1-shard1of1.bin'))]).toEqual([...group1, ...group2]);
   });
 
-  it('dequantizeTfjsFile splits weights past 4 MiB into shards of 4 MiB', async () => {
+  it('dequantizeTfjsFile splits weights past 4 MiB into shards of 4 MiB, counting packed weights at their unpacked size', async () => {
     const root = scratch.newFolder();
     expect(SHARD_BYTES).toBe(4 * 1024 * 1024);
-    const steps = new Int32Array(SHARD_BYTES / 4 + 1).map((_, i) => i);
+    // "big" is 2^20 values packed to 1 MiB of codes (129 at scale 1: the value 1), 4 MiB unpacked.
+    const big = SHARD_BYTES / 4;
     await writePacked(
       root,
-      { modelTopology: {}, weightSpecs: [spec('k', [2, 2]), spec('steps', [steps.length], 'int32')], weightData: concat(f32(9, 9, 9, 9), new Uint8Array(steps.buffer)).buffer },
-      new Map([['k', { packed: packed8([192, 64, 128, 0], [0.5, 0.25], 2), axis: 0 }]]),
+      { modelTopology: {}, weightSpecs: [spec('k', [2, 2]), spec('big', [2, big / 2]), spec('tail', [2], 'int32')], weightData: new Uint8Array(16 + SHARD_BYTES + 8).buffer },
+      new Map([
+        ['k', { packed: packed8([192, 64, 128, 0], [0.5, 0.25], 2), axis: 0 }],
+        ['big', { packed: packed8(new Array(big).fill(129), [1, 1], big / 2) }],
+      ]),
     );
     const result = await dequantizeTfjsFile(join(root, 'model.json'), join(root, 'big.json'), packer);
     expect(result.shards).toEqual(['big.group1-shard1of2.bin', 'big.group1-shard2of2.bin']);
     const first = readFileSync(join(root, 'big.group1-shard1of2.bin'));
     const second = readFileSync(join(root, 'big.group1-shard2of2.bin'));
-    expect([first.length, second.length]).toEqual([SHARD_BYTES, 20]);
-    expect([...first.subarray(0, 24)]).toEqual([...f32(32, 0, -32, -32), ...i32(0, 1)]);
-    // After the kernel's 16 bytes, the int32 values 0, 1, …: 2^20 - 4 of them fill the first shard, the last 5 the second.
-    expect(new Int32Array(first.buffer.slice(first.byteOffset + 16, first.byteOffset + SHARD_BYTES))[SHARD_BYTES / 4 - 5]).toBe(SHARD_BYTES / 4 - 5);
-    expect([...second]).toEqual([...i32(2 ** 20 - 4, 2 ** 20 - 3, 2 ** 20 - 2, 2 ** 20 - 1, 2 ** 20)]);
+    expect([first.length, second.length]).toEqual([SHARD_BYTES, 24]);
+    // The kernel's 16 bytes, then 2^20 - 4 ones fill the first shard; the last 4 ones and the tail the second.
+    expect([...first.subarray(0, 24)]).toEqual([...f32(32, 0, -32, -32, 1, 1)]);
+    expect(new Float32Array(first.buffer.slice(first.byteOffset + 16, first.byteOffset + SHARD_BYTES)).every((v) => v === 1)).toBe(true);
+    expect([...second]).toEqual([...f32(1, 1, 1, 1), ...i32(0, 0)]);
   });
 
   it('dequantizeTfjsFile writes no shard for no weights, and one empty shard for empty weights', async () => {
@@ -1011,8 +1078,9 @@ describe('tfjs model files', () => {
     expect(readdirSync(join(root, 'out'))).toEqual(['none.json']);
     expect(JSON.parse(readFileSync(join(root, 'out', 'none.json'), 'utf8')).weightsManifest).toEqual([{ paths: [], weights: [] }]);
     await writePacked(root, { modelTopology: {}, weightSpecs: [spec('e', [0, 3])], weightData: new ArrayBuffer(0) }, new Map(), 'empty.json');
-    expect((await dequantizeTfjsFile(join(root, 'empty.json'), join(root, 'out', 'empty.json'), packer)).shards).toEqual(['empty.group1-shard1of1.bin']);
-    expect(readFileSync(join(root, 'out', 'empty.group1-shard1of1.bin')).length).toBe(0);
+    // Only a final ".json" is dropped from the shards' names.
+    expect((await dequantizeTfjsFile(join(root, 'empty.json'), join(root, 'out', 'empty.json5'), packer)).shards).toEqual(['empty.json5.group1-shard1of1.bin']);
+    expect(readFileSync(join(root, 'out', 'empty.json5.group1-shard1of1.bin')).length).toBe(0);
   });
 
   it('dequantizeTfjsFile refuses a plain model and a mismatched weights file, writing nothing', async () => {

@@ -131,10 +131,8 @@ export async function unpackModel(model: TfjsModelJson, weights: ByteSource, pac
   const plain = await openSafetensors(memorySource(file));
   // Written in manifest order, each in its stored dtype: the data area is tfjs's weight buffer.
   const dataStart = plain.tensors[0]?.byteOffset ?? file.length;
-  const data = file.slice(dataStart);
-  // Kept strings are length-prefixed inside their bytes: checked as tfjs will walk them.
-  await weightsView([{ specs, shards: [memorySource(data)], paths: [model.weightsManifest[0]!.paths[0]!] }]);
-  return artifactsOf(model, specs, data.buffer);
+  // checkWeightsFile has walked the kept strings as tfjs will, and unpacking copies them as they are.
+  return artifactsOf(model, specs, file.slice(dataStart).buffer);
 }
 
 /** An unpacked model's artifacts from its shards' bytes (checked against the manifest). */
@@ -174,8 +172,9 @@ export async function checkWeightsFile(file: SafetensorsFile, specs: readonly Tf
     if (dtype !== stored.dtype || shape.length !== stored.shape.length || shape.some((d, i) => d !== stored.shape[i])) {
       throw disagree(`weight "${spec.name}" is ${dtype} [${shape.join(', ')}] there but ${spec.dtype} [${spec.shape.join(', ')}] in the manifest`);
     }
-    // Kept as raw bytes (strings, complex pairs): their length must be what the spec makes tfjs read.
-    if (t && stored.dtype === 'U8' && (spec.dtype === 'string' || spec.dtype === 'complex64') && !spec.quantization) {
+    // Kept as raw bytes (strings, complex pairs): their length must be what the spec makes tfjs
+    // read (every other kind's length follows from the dtype and shape checked above).
+    if (t && (spec.dtype === 'string' || spec.dtype === 'complex64')) {
       const expected = await weightByteLength(spec, file.source, t.byteOffset, t.byteOffset + t.byteLength).catch(() => -1);
       if (expected !== t.byteLength) throw disagree(`weight "${spec.name}" (${spec.dtype} [${spec.shape.join(', ')}]) is not what its ${t.byteLength} bytes there hold`);
     }

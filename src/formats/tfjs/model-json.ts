@@ -152,7 +152,8 @@ export function checkTfjsModel(value: unknown, what: string): TfjsModelJson {
  */
 export function checkShardPath(path: unknown, at: string): void {
   if (typeof path !== 'string' || path === '') throw new FormatError(`${at} must be a non-empty file name, got ${describeValue(path)}.`);
-  const outside = path.startsWith('/') || /[\\\0%?#]/.test(path) || /^[a-z][a-z0-9+.-]*:/i.test(path) || path.split('/').some((segment) => segment === '..' || segment === '');
+  // An absolute path is a path with an empty first segment.
+  const outside = /[\\\0%?#]/.test(path) || /^[a-z][a-z0-9+.-]*:/i.test(path) || path.split('/').some((segment) => segment === '..' || segment === '');
   if (outside) {
     throw new FormatError(`${at} is ${describeValue(path)}: shard paths must be relative names inside the model's folder (no absolute path, "..", "//", "\\", "%", "?", "#" or scheme).`);
   }

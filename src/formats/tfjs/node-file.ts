@@ -191,43 +191,26 @@ async function writeJsonLast(path: string, model: TfjsModelJson, sources: readon
 }
 
 /**
- * A sink for dequantizeSafetensors that drops the safetensors header and splits the data area
- * (the weights, in manifest order) across `shards` of `shardBytes` each; close() marks them done.
+ * A sink for dequantizeSafetensors that drops the safetensors header (createSafetensorsWriter
+ * writes it first, in one write) and splits the data area after it (the weights, in manifest
+ * order) across `shards` of `shardBytes` each; close() marks them done.
  */
 function shardSplitter(shards: { sink: ByteSink; done: boolean }[], shardBytes: number): ByteSink {
-  let header: Uint8Array | null = new Uint8Array(0);
-  let skip = -1;
+  let headerDropped = false;
   let written = 0;
-  const put = async (bytes: Uint8Array) => {
-    for (let at = 0; at < bytes.length; ) {
-      const shard = Math.floor(written / shardBytes);
-      const take = Math.min(bytes.length - at, (shard + 1) * shardBytes - written);
-      await shards[shard]!.sink.write(bytes.subarray(at, at + take));
-      at += take;
-      written += take;
-    }
-  };
   return {
     async write(bytes) {
-      if (skip < 0) {
-        // The header's length is its first 8 bytes; everything after the header is data.
-        const joined = new Uint8Array(header!.length + bytes.length);
-        joined.set(header!);
-        joined.set(bytes, header!.length);
-        if (joined.length < 8) {
-          header = joined;
-          return;
-        }
-        skip = 8 + Number(new DataView(joined.buffer).getBigUint64(0, true));
-        header = null;
-        bytes = joined;
+      if (!headerDropped) {
+        headerDropped = true;
+        return;
       }
-      if (skip > 0) {
-        const dropped = Math.min(skip, bytes.length);
-        skip -= dropped;
-        bytes = bytes.subarray(dropped);
+      for (let at = 0; at < bytes.length; ) {
+        const shard = Math.floor(written / shardBytes);
+        const take = Math.min(bytes.length - at, (shard + 1) * shardBytes - written);
+        await shards[shard]!.sink.write(bytes.subarray(at, at + take));
+        at += take;
+        written += take;
       }
-      if (bytes.length > 0) await put(bytes);
     },
     async close() {
       for (const shard of shards) shard.done = true;

@@ -39,9 +39,10 @@ export async function quantizeTfjsModel(model: TfjsModelJson, open: ShardOpener,
   const byName = new Map(specs.map((s) => [s.name, s]));
   report.tensors = report.tensors.map((t) => {
     const spec = byName.get(t.name)!;
-    // float16 is a float dtype: a quantized weight stored as not float is tfjs's uint8 or uint16.
+    // A tensor stored unchanged always has its reason. float16 is a float dtype: a quantized
+    // weight stored as not float is tfjs's uint8 or uint16.
     const reason =
-      t.packed || !t.reason?.endsWith('is not a float dtype') ? t.reason : spec.quantization ? `already quantized by tfjs (${spec.quantization.dtype})` : `${spec.dtype} is not a float type`;
+      t.packed || !t.reason!.endsWith('is not a float dtype') ? t.reason : spec.quantization ? `already quantized by tfjs (${spec.quantization.dtype})` : `${spec.dtype} is not a float type`;
     return { ...t, dtype: dtypeLabel(spec), shape: spec.shape, ...(reason === undefined ? {} : { reason }) };
   });
   return { modelJson: packedModelJson(model, specs, weightsPath), report };
