@@ -4,6 +4,7 @@
 // copy of an earlier build (DIR holding dist/ and build/) in the same process.
 //   node --expose-gc bench/kernels-host.mjs [--baseline /tmp/kbase] [--builds simd,scalar] [--only host,tensor,into]
 
+import { existsSync } from 'node:fs';
 import { GROUP, N, VARIANTS, median, weights } from './workload.mjs';
 
 const args = process.argv.slice(2);
@@ -23,7 +24,8 @@ const variantFilter = arg('variants');
 
 const sources = [['new', new URL('../dist/backends/wasm/backend.js', import.meta.url).href]];
 const baseline = arg('baseline');
-if (baseline) sources.unshift(['old', `file://${baseline}/dist/backends/wasm/backend.js`]);
+// Builds from before issue 17's layout kept the backend in dist/backends/wasm.js.
+if (baseline) sources.unshift(['old', `file://${baseline}/dist/backends/${existsSync(`${baseline}/dist/backends/wasm/backend.js`) ? 'wasm/backend.js' : 'wasm.js'}`]);
 
 const original = weights();
 const copy = new Float32Array(N);
