@@ -175,11 +175,30 @@ export const NON_FINITE_BITS: u32 = 0x7f800000;
  * common case; only a span holding one is searched group by group.
  */
 export function firstNonFiniteGroup(data: usize, groupCount: i32, groupSize: i32): i32 {
-  if (absMaxBits(data, groupCount * groupSize) < NON_FINITE_BITS) return -1;
+  if (!anyNonFinite(data, groupCount * groupSize)) return -1;
   for (let g = 0; g < groupCount; g++) {
-    if (absMaxBits(data + (<usize>g * <usize>groupSize << 2), groupSize) >= NON_FINITE_BITS) return g;
+    if (anyNonFinite(data + (<usize>g * <usize>groupSize << 2), groupSize)) return g;
   }
   return -1;
+}
+
+/** Whether data[0..n) holds a NaN or ±Inf. */
+@inline function anyNonFinite(data: usize, n: i32): bool {
+  if (ASC_FEATURE_SIMD) return absMaxBits(data, n) >= NON_FINITE_BITS;
+  // Two floats per 64-bit word, half the operations of absMaxBits' scalar loop: a half is NaN or
+  // ±Inf when its exponent bits are all ones, and only then does adding 2^23 to those bits carry
+  // into the half's sign bit (31 or 63); the low half's sum stays below 2^32, so nothing carries
+  // across the halves.
+  let any0: u64 = 0, any1: u64 = 0;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const p = data + (<usize>i << 2);
+    any0 |= (load<u64>(p) & 0x7f8000007f800000) + 0x0080000000800000;
+    any1 |= (load<u64>(p, 8) & 0x7f8000007f800000) + 0x0080000000800000;
+  }
+  let bad = ((any0 | any1) & 0x8000000080000000) != 0;
+  for (; i < n; i++) bad = bad | ((load<u32>(data + (<usize>i << 2)) & NON_FINITE_BITS) == NON_FINITE_BITS);
+  return bad;
 }
 
 function hasNonFinite(data: usize, n: i32): bool {

@@ -219,6 +219,23 @@ describe.each(builds)('host arrays in place through cache-sized chunks, %s build
     }
   });
 
+  it('finds a NaN or ±Inf at every position of a 64-bit word and of the tail, alone among finite values', () => {
+    // 23 elements, one group: five rounds of two 64-bit words (four floats), then a tail of three.
+    const backend = backends[build]!.plain;
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+      for (let at = 0; at < 23; at++) {
+        // The largest finite exponent sits beside the bad value: it must not be taken for one.
+        const x = Float32Array.from({ length: 23 }, (_, i) => (i % 2 ? -3.4028234663852886e38 : 3.4028234663852886e38));
+        x[at] = bad;
+        const before = x.slice();
+        expect(() => backend.fakeQuantizeSync(x, { bits: 8 }), `${bad} at ${at}`).toThrow(new RegExp(`data\\[${at}\\] is ${bad}`));
+        expect(x).toEqual(before);
+      }
+    }
+    const finite = Float32Array.from({ length: 23 }, (_, i) => (i % 3 ? -3.4028234663852886e38 : 1.401298464324817e-45));
+    expect(() => backend.fakeQuantizeSync(finite.slice(), { bits: 8 })).not.toThrow();
+  });
+
   it('equals the WasmTensor path across many chunks, for every variant', () => {
     for (const [, options] of variants) {
       const x = randomTensor(options.groupSize! * 1500, options.bits);
