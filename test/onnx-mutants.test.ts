@@ -16,6 +16,8 @@ import { bytesValue, MessageWriter, readFields } from '../src/formats/onnx/proto
 import { attributeNumber, checkExternalLocation, elementCount, ExternalFiles, externalLocations, readFloatTensor, readModel, readNode, readTensor, valueInfoName } from '../src/formats/onnx/model.js';
 import { quantizeOnnx, type QuantizeOnnxOptions } from '../src/formats/onnx/quantize.js';
 import type { QuantizeFileOptions } from '../src/formats/quantize-file.js';
+import type { PackedTensor, PackOptions } from '../src/packed/layout.js';
+import type { Packer } from '../src/packed/packer.js';
 import { encodeFloat32, memorySource } from '../src/formats/safetensors.js';
 import { memorySink } from './support/memory-sink.js';
 import { encodeModel, float32Raw, OnnxDataType, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor } from './support/onnx-model.js';
@@ -94,7 +96,7 @@ describe('quantizeOnnx: MatMul → MatMulNBits', () => {
     const graph = oneMatMul();
     const { model, report } = await quantizeOnnx(encode(graph), { blockSize: 16 }, io());
     expect(model).toEqual(encode({ ...graph, nodes: [nbits('proj_Q4', ['A', 'W_Q4', 'W_scales'], 'Y', Q4_ATTRIBUTES)], initializers: Q4() }, withMicrosoft));
-    expect(report).toEqual({ matmuls: [{ node: 'proj', op: 'MatMul', ...B4_REPORT }], bytesIn: 256, bytesOut: 48 });
+    expect(report).toStrictEqual({ matmuls: [{ node: 'proj', op: 'MatMul', ...B4_REPORT }], bytesIn: 256, bytesOut: 48 });
   });
 
   it('defaults to 4 bits in blocks of 32, and writes accuracy_level when given', async () => {
@@ -196,6 +198,13 @@ describe('quantizeOnnx: codes, scales and zero points', () => {
     expect(report).toMatchObject({ dtype: 'FLOAT16', bytesIn: 64, bytesOut: 16 + 4, maxAbsError: 2 ** -22, rmsError: Math.sqrt(2 ** -45) });
   });
 
+  it('FLOAT B: FLOAT scales, not rounded as FLOAT16 ones', async () => {
+    // 2^-22 ×16: s = 2^-25 (a FLOAT16 would hold 0), codes 15: 7·2^-25 restored, 2^-25 off.
+    const { scales, report } = await quantizeColumns([Array(16).fill(2 ** -22)], { blockSize: 16 });
+    expect(scales.raw).toEqual(f32(2 ** -25));
+    expect(report).toMatchObject({ maxAbsError: 2 ** -25, rmsError: 2 ** -25 });
+  });
+
   it.each([
     ['NaN', Number.NaN],
     ['Infinity', Number.POSITIVE_INFINITY],
@@ -230,7 +239,7 @@ describe('quantizeOnnx: Gemm', () => {
     const graph: OnnxGraph = { ...oneMatMul([weight('W', dims, values)]), nodes: [gemm(['A', 'W'], attributes)] };
     const { model, report } = await quantizeOnnx(encode(graph), { blockSize: 16 }, io());
     expect(model).toEqual(encode({ ...graph, nodes: [nbits('fc_Q4', ['A', 'W_Q4', 'W_scales'], 'Y', Q4_ATTRIBUTES)], initializers: Q4() }, withMicrosoft));
-    expect(report.matmuls).toEqual([{ node: 'fc', op: 'Gemm', ...B4_REPORT }]);
+    expect(report.matmuls).toStrictEqual([{ node: 'fc', op: 'Gemm', ...B4_REPORT }]);
   });
 
   it('C is added after by an Add node, named after the Gemm; an unnamed Gemm gives unnamed nodes', async () => {
@@ -342,6 +351,15 @@ describe('quantizeOnnx: which MatMuls', () => {
     ['a B that is also a graph input', { inputs: [A, { name: 'W', elemType: OnnxDataType.FLOAT, shape: [32, 2] }] }],
     ['a B no initializer or Constant gives', { initializers: [] }],
     ['a B computed by a node', { initializers: [], nodes: [{ opType: 'Identity', inputs: ['A'], outputs: ['W'] }, matMul('proj', 'W')] }],
+    ['an Add of two 2-D constants', { nodes: [{ opType: 'Add', inputs: ['W', 'W'], outputs: ['Y'] }] }],
+    [
+      'a B from a node that is not a Constant, with a value attribute',
+      { initializers: [], nodes: [{ opType: 'Fill', domain: 'com.example', inputs: [], outputs: ['W'], attributes: { value: { tensor: weight('W', [32, 2], B4) } } }, matMul('proj', 'W')] },
+    ],
+    [
+      'a B from a Constant whose tensor attribute is not its value',
+      { initializers: [], nodes: [{ opType: 'Constant', inputs: [], outputs: ['W'], attributes: { sparse: { tensor: weight('W', [32, 2], B4) } } }, matMul('proj', 'W')] },
+    ],
   ] as [string, Partial<OnnxGraph>][])('leaves %s as it is', async (_name, change) => {
     await expectUnchanged(encode({ ...oneMatMul(), ...change }));
   });
@@ -405,7 +423,7 @@ describe('quantizeOnnx: Gather → GatherBlockQuantized', () => {
         withMicrosoft,
       ),
     );
-    expect(report.matmuls).toEqual([{ node: 'embed', op: 'Gather', ...B4_REPORT, weight: 'E', shape: [2, 32] }]);
+    expect(report.matmuls).toStrictEqual([{ node: 'embed', op: 'Gather', ...B4_REPORT, weight: 'E', shape: [2, 32] }]);
   });
 
   it('an unnamed Gather gives an unnamed node; two Gathers of one table share it', async () => {
@@ -428,6 +446,15 @@ describe('quantizeOnnx: Gather → GatherBlockQuantized', () => {
     ['excluded', gather(), { blockSize: 16, exclude: 'E' }],
   ] as [string, OnnxNode, QuantizeOnnxOptions][])('leaves a Gather with %s as it is', async (_name, node, options) => {
     await expectUnchanged(encode(graph(node)), options);
+  });
+
+  it.each([
+    ['a 1-D table', [weight('E', [64], B4)]],
+    ['an INT64 table', [{ name: 'E', dataType: OnnxDataType.INT64, dims: [2, 32], raw: new Uint8Array(512) }]],
+    ['an empty table', [weight('E', [0, 32], new Float32Array(0))]],
+    ['a table that is no constant', []],
+  ] as [string, OnnxTensor[]][])('leaves a Gather of %s as it is', async (_name, initializers) => {
+    await expectUnchanged(encode({ ...graph(gather()), initializers }));
   });
 
   it('takes a Gather of the ai.onnx domain, and a recipe rule’s block size', async () => {
@@ -479,6 +506,24 @@ describe('quantizeOnnx: the graph around the MatMul', () => {
     ['with a value_float', { opType: 'Constant', inputs: [], outputs: ['W'], attributes: { value_float: 1 } }],
   ] as [string, OnnxNode][])('leaves a MatMul of a Constant %s as it is', async (_name, node) => {
     await expectUnchanged(encode({ ...oneMatMul([]), nodes: [node, matMul('proj', 'W')] }));
+  });
+
+  it('keeps a B that another MatMul reads as its A, or a Gemm as its C', async () => {
+    const V = weight('V', [2, 16], new Float32Array(32).fill(1));
+    const asA = await quantizeOnnx(encode({ ...oneMatMul([W, V]), nodes: [matMul('proj', 'W', 'H'), { opType: 'MatMul', inputs: ['W', 'V'], outputs: ['Y'] }] }), { blockSize: 16 }, io());
+    expect([...initializersOf(asA.model).keys()]).toEqual(['W', 'W_Q4', 'W_scales', 'V_Q4', 'V_scales']);
+    const U = weight('U', [32, 2], B4);
+    const asC = await quantizeOnnx(encode({ ...oneMatMul([W, U]), nodes: [matMul('proj', 'W', 'H'), { opType: 'Gemm', inputs: ['A', 'U', 'W'], outputs: ['Y'] }] }), { blockSize: 16 }, io());
+    expect([...initializersOf(asC.model).keys()]).toEqual(['W', 'W_Q4', 'W_scales', 'U_Q4', 'U_scales']);
+  });
+
+  it('a graph that starts with its initializer gets the new ones there, once', async () => {
+    const node = new MessageWriter().string(1, 'A').string(1, 'W').string(2, 'Y').string(4, 'MatMul');
+    const graph = new MessageWriter().message(5, tensorMessage(W)).message(1, node).string(2, 'g');
+    const model = new MessageWriter().int(1, 10).message(7, graph).message(8, new MessageWriter().string(1, '').int(2, 21)).finish();
+    const { model: out } = await quantizeOnnx(model, { blockSize: 16 }, io());
+    expect(graphFields(out).map((f) => f.number)).toEqual([5, 5, 1, 2]);
+    expect([...initializersOf(out).keys()]).toEqual(['W_Q4', 'W_scales']);
   });
 
   it('keeps a B that something else still reads: a node, or the graph output', async () => {
@@ -550,10 +595,10 @@ describe('quantizeOnnx: subgraphs', () => {
   const W = weight('W', [32, 2], B4);
   const COND = { name: 'cond', elemType: OnnxDataType.BOOL, shape: [] } as const;
   const branch = (name: string, nodes: OnnxNode[], initializers: OnnxTensor[] = []): OnnxGraph => ({ name, nodes, initializers, inputs: [], outputs: [Y] });
-  const ifModel = (then: OnnxGraph, otherwise: OnnxGraph, initializers: OnnxTensor[]) =>
+  const ifModel = (then: OnnxGraph, otherwise: OnnxGraph, initializers: OnnxTensor[], name: string | null = 'choose') =>
     encode({
       name: 'main',
-      nodes: [{ opType: 'If', name: 'choose', inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: then }, else_branch: { graph: otherwise } } }],
+      nodes: [{ opType: 'If', ...(name === null ? {} : { name }), inputs: ['cond'], outputs: ['Y'], attributes: { then_branch: { graph: then }, else_branch: { graph: otherwise } } }],
       initializers,
       inputs: [A, COND],
       outputs: [Y],
@@ -619,6 +664,51 @@ describe('quantizeOnnx: subgraphs', () => {
     ['a graph input', { ...branch('then', [matMul('proj', 'W')]), inputs: [{ name: 'W', elemType: OnnxDataType.FLOAT, shape: [32, 2] }] }],
   ])('leaves a branch MatMul whose B is hidden by %s as it is', async (_name, then) => {
     await expectUnchanged(ifModel(then, branch('else', [identity('A')]), [W]));
+  });
+
+  it('rewrites a branch’s Gather', async () => {
+    const E = weight('E', [2, 32], B4_T);
+    const then = { ...branch('then', [{ opType: 'Gather', inputs: ['E', 'ids'], outputs: ['Y'] }], [E]) };
+    const { model } = await quantizeOnnx(ifModel(then, branch('else', [identity('A')]), []), { blockSize: 16 }, io());
+    const thenGraph = readFields(nodesOf(model)[0]!.attributes[0]!.fields[1]!.payload, 'then');
+    expect(thenGraph.filter((f) => f.number === 1).map((f) => readNode(f, 'n').opType)).toEqual(['GatherBlockQuantized']);
+  });
+
+  it('writes a node whose subgraphs did not change back as it was read, lengths of more bytes than needed included', async () => {
+    // A length as a three-byte varint (protobuf allows any length of varint).
+    const long = (field: number, payload: Uint8Array) => u8((field << 3) | 2, (payload.length & 0x7f) | 0x80, ((payload.length >> 7) & 0x7f) | 0x80, payload.length >> 14, ...payload);
+    const body = (name: string) => readModel(encodeModel({ irVersion: 10, opsetImports: opsets, graph: branch(name, [identity('A')]) })).graph.payload;
+    const attribute = (name: string) =>
+      new MessageWriter()
+        .string(1, name)
+        .raw(long(6, body(name)))
+        .int(20, 5)
+        .finish();
+    const ifNode = new MessageWriter()
+      .string(1, 'cond')
+      .string(2, 'Y')
+      .string(4, 'If')
+      .raw(long(5, attribute('then_branch')))
+      .raw(long(5, attribute('else_branch')));
+    const graph = new MessageWriter().message(1, ifNode).string(2, 'main').message(5, tensorMessage(W));
+    await expectUnchanged(new MessageWriter().int(1, 10).message(7, graph).message(8, new MessageWriter().string(1, '').int(2, 21)).finish());
+  });
+
+  it('names the subgraph by its path in errors: the node’s name, or its op type', async () => {
+    // The branch's node has a domain "x" (field 7: 0x3a 0x01 0x78), made a second op_type that
+    // is a varint (field 4: 0x20 0x81 0x01) of the same length.
+    const damaged = { opType: 'Identity', inputs: ['A'], outputs: ['Y'], domain: 'x' };
+    for (const [name, path] of [
+      ['choose', 'main/choose.then_branch'],
+      [null, 'main/If.then_branch'],
+    ] as const) {
+      const bytes = ifModel(branch('then', [damaged]), branch('else', [identity('A')]), [], name);
+      const at = bytes.findIndex((b, i) => b === 0x3a && bytes[i + 1] === 0x01 && bytes[i + 2] === 0x78);
+      bytes.set([0x20, 0x81, 0x01], at);
+      const error = await thrownAsync(() => quantizeOnnx(bytes, {}, io()));
+      expect(error).toBeInstanceOf(FormatError);
+      expect(error).toMatchObject({ message: `a node of graph ${path} op_type (field 4) has wire type 0, expected 2: the file is not ONNX or is damaged.` });
+    }
   });
 
   it('takes B from two graphs out, and rewrites graph-list attributes', async () => {
@@ -860,25 +950,28 @@ describe('quantizeOnnx: external data', () => {
   });
 
   it('copies a large kept tensor in parts of 16 MiB', async () => {
-    // 2^22 + 1 float32 values: 16 MiB and 4 bytes, so two reads and two writes.
+    // big: 2^22 + 1 float32 values, 16 MiB and 4 bytes: two reads and two writes. even: 2^22
+    // values, exactly 16 MiB: one.
     const length = 2 ** 24 + 4;
     const reads: [number, number][] = [];
     const sink = memorySink();
     const big: OnnxTensor = { name: 'big', dataType: OnnxDataType.FLOAT, dims: [2 ** 22 + 1], external: { location: 'big.bin', offset: 4 } };
+    const even: OnnxTensor = { name: 'even', dataType: OnnxDataType.FLOAT, dims: [2 ** 22], external: { location: 'big.bin', offset: 4 + length } };
     const source = {
-      size: length + 4,
+      size: 4 + length + 2 ** 24,
       async read(offset: number, into: Uint8Array) {
         reads.push([offset, into.length]);
         into.fill(offset === 4 ? 1 : 2);
       },
     };
-    await quantizeOnnx(encode(oneMatMul([big, weight('W', [32, 2], B4)])), { blockSize: 16 }, { ...io(), externalData: () => source, externalDataOut: { location: 'o.bin', sink } });
+    await quantizeOnnx(encode(oneMatMul([big, even, weight('W', [32, 2], B4)])), { blockSize: 16 }, { ...io(), externalData: () => source, externalDataOut: { location: 'o.bin', sink } });
     expect(reads).toEqual([
       [4, 2 ** 24],
       [4 + 2 ** 24, 4],
+      [4 + length, 2 ** 24],
     ]);
     const out = sink.bytes();
-    expect([out.length, out[0], out[2 ** 24 - 1], out[2 ** 24], out[length - 1]]).toEqual([length, 1, 1, 2, 2]);
+    expect([out.length, out[0], out[2 ** 24 - 1], out[2 ** 24], out[length - 1], out[length]]).toEqual([length + 2 ** 24, 1, 1, 2, 2, 2]);
   });
 
   async function refusedWith(model: Uint8Array, given: Parameters<typeof quantizeOnnx>[2], type: typeof FormatError | typeof InvalidInputError, code: string, message: string) {
@@ -1225,6 +1318,9 @@ describe('model.ts: nodes and the model', () => {
     ]);
     expect(readModel(modelOf(11, [[null, 23]])).opsets).toEqual(new Map([['', 23]]));
     expect(readModel(Buffer.from(modelOf(10, [['', 21]]))).irVersion).toBe(10);
+    // Fields it does not read are skipped: producer_name (2), and an opset import's field 3.
+    const more = new MessageWriter().string(2, 'edge-moq tests').int(1, 9).message(8, new MessageWriter().string(3, 'x').int(2, 17).string(1, '')).message(7, new MessageWriter()).finish();
+    expect([readModel(more).irVersion, [...readModel(more).opsets]]).toEqual([9, [['', 17]]]);
   });
 
   const tail = 'Convert it with onnx.version_converter, or export it again.';
@@ -1256,6 +1352,7 @@ describe('model.ts: nodes and the model', () => {
       name: 'main',
       nodes: [
         { opType: 'Constant', inputs: [], outputs: ['c'], attributes: { value: { tensor: ext('c', 'c.bin') } } },
+        { opType: 'Constant', inputs: [], outputs: ['d'], attributes: { value: { tensor: { name: 'd', dataType: OnnxDataType.FLOAT, dims: [1], raw: f32(1) } } } },
         { opType: 'If', inputs: ['cond'], outputs: ['y'], attributes: { then_branch: { graph: sub('then', [ext('t', 'sub/t.bin'), ext('t2', 'a.bin')]) }, else_branch: { graph: sub('else', []) } } },
       ],
       initializers: [ext('a', 'a.bin'), { name: 'inline', dataType: OnnxDataType.FLOAT, dims: [1], raw: f32(1) }, ext('b', 'a.bin')],
@@ -1309,21 +1406,40 @@ describe('quantizeOnnxFile', () => {
   const scratch = useScratch('edge-moq-onnx-mutants-');
   const C: OnnxTensor = { name: 'C', dataType: OnnxDataType.INT64, dims: [1], external: { location: 'm.data', offset: 0, length: 8 } };
   const W: OnnxTensor = { name: 'W', dataType: OnnxDataType.FLOAT, dims: [32, 2], external: { location: 'w/w.data' } };
-  const files = (folder: string, weights = B4) => {
+  const files = (folder: string, weights = B4, more: OnnxTensor[] = []) => {
     mkdirSync(join(folder, 'w'));
-    writeFileSync(join(folder, 'm.onnx'), encode(oneMatMul([C, W])));
+    writeFileSync(join(folder, 'm.onnx'), encode(oneMatMul([C, W, ...more])));
     writeFileSync(join(folder, 'm.data'), u8(7, 0, 0, 0, 0, 0, 0, 0));
     writeFileSync(join(folder, 'w', 'w.data'), float32Raw(weights));
   };
   const listing = (folder: string) => readdirSync(folder, { recursive: true }).map(String).sort();
+  /** The WebAssembly packer, counting its calls and running `during` at each. */
+  function watchedPacker(during: () => void = () => undefined): Packer & { calls: number } {
+    const { packer } = wasm;
+    const watched = {
+      calls: 0,
+      kind: packer.kind,
+      pack(data: Float32Array, options: PackOptions) {
+        watched.calls++;
+        during();
+        return packer.pack(data, options);
+      },
+      unpack: (packed: PackedTensor) => packer.unpack(packed),
+      dispose: () => undefined,
+    };
+    return watched;
+  }
+  const openFiles = () => readdirSync('/proc/self/fd').length;
 
-  it('writes the model and <output>.data beside it, each external file read from beside the model', async () => {
+  it('writes the model and <output>.data beside it, each external file read from beside the model and closed', async () => {
     const folder = scratch.newFolder();
     files(folder);
     mkdirSync(join(folder, 'out'));
     const output = join(folder, 'out', 'q.onnx');
+    const before = openFiles();
     const result = await quantizeOnnxFile(join(folder, 'm.onnx'), output, wasm.packer, { blockSize: 16 });
-    expect(result).toEqual({ report: { matmuls: [{ node: 'proj', op: 'MatMul', ...B4_REPORT }], bytesIn: 256, bytesOut: 48 }, externalData: `${output}.data` });
+    expect(openFiles()).toBe(before);
+    expect(result).toStrictEqual({ report: { matmuls: [{ node: 'proj', op: 'MatMul', ...B4_REPORT }], bytesIn: 256, bytesOut: 48 }, externalData: `${output}.data` });
     expect(listing(join(folder, 'out'))).toEqual(['q.onnx', 'q.onnx.data']);
     expect(new Uint8Array(readFileSync(`${output}.data`))).toEqual(u8(7, 0, 0, 0, 0, 0, 0, 0, ...B4_CODES));
     const inits = initializersOf(new Uint8Array(readFileSync(output)));
@@ -1343,23 +1459,29 @@ describe('quantizeOnnxFile', () => {
     expect(listing(folder)).toEqual(['m.onnx', 'q.onnx']);
   });
 
-  async function refusedFile(folder: string, output: string, code: string, message: RegExp, weights = B4): Promise<void> {
+  /** quantizeOnnxFile(folder/m.onnx → output) fails with `code` and `message`, leaving the folder as it was and the inputs closed. */
+  async function refusedFile(folder: string, output: string, code: string, message: RegExp, packer: Packer = wasm.packer): Promise<void> {
     const before = listing(folder);
-    const error = await thrownAsync(() => quantizeOnnxFile(join(folder, 'm.onnx'), output, wasm.packer, { blockSize: 16 }));
+    const weights = readFileSync(join(folder, 'w', 'w.data'));
+    const open = openFiles();
+    const error = await thrownAsync(() => quantizeOnnxFile(join(folder, 'm.onnx'), output, packer, { blockSize: 16 }));
     expect(error).toBeInstanceOf(EdgeMoqError);
     expect(error).toMatchObject({ code });
     expect((error as Error).message).toMatch(message);
     // Nothing new: no output, no data file, no temporary file.
     expect(listing(folder)).toEqual(before);
-    expect(new Uint8Array(readFileSync(join(folder, 'w', 'w.data')))).toEqual(float32Raw(weights));
+    expect(readFileSync(join(folder, 'w', 'w.data'))).toEqual(weights);
+    expect(openFiles()).toBe(open);
   }
 
-  it('refuses an output that is the model, or whose data file would be an input’s', async () => {
+  it('refuses an output that is the model, or whose data file would be an input’s, before any work', async () => {
     const folder = scratch.newFolder();
     files(folder);
-    await refusedFile(folder, join(folder, 'm.onnx'), 'IO', /^the output .*m\.onnx is the input .*m\.onnx \(the same file\)/);
+    const packer = watchedPacker();
+    await refusedFile(folder, join(folder, 'm.onnx'), 'IO', /^the output .*m\.onnx is the input .*m\.onnx \(the same file\)/, packer);
     // <output>.data = m.data, the model's own data file.
-    await refusedFile(folder, join(folder, 'm'), 'IO', /^the output .*m\.data is the input .*m\.data \(the same file\)/);
+    await refusedFile(folder, join(folder, 'm'), 'IO', /^the output .*m\.data is the input .*m\.data \(the same file\)/, packer);
+    expect(packer.calls).toBe(0);
   });
 
   it('refuses a missing data file, and a data file that is not beside the model', async () => {
@@ -1373,18 +1495,36 @@ describe('quantizeOnnxFile', () => {
     expect(listing(folder)).toEqual(before);
   });
 
-  it('leaves nothing behind when quantizing fails', async () => {
+  it('leaves nothing behind when quantizing fails: before the data file is written, or after', async () => {
     const folder = scratch.newFolder();
     const bad = B4.slice();
     bad[5] = Number.NaN;
     files(folder, bad);
-    await refusedFile(folder, join(folder, 'q.onnx'), 'NON_FINITE', /^MatMul 'proj' \(B 'W', \[32, 2\]\): B holds NaN at element 5/, bad);
+    await refusedFile(folder, join(folder, 'q.onnx'), 'NON_FINITE', /^MatMul 'proj' \(B 'W', \[32, 2\]\): B holds NaN at element 5/);
+    // C is copied to the data file before the STRING tensor after it is refused.
+    const later = scratch.newFolder();
+    files(later, B4, [{ name: 'S', dataType: 8, dims: [1], external: { location: 'm.data' } } as unknown as OnnxTensor]);
+    await refusedFile(later, join(later, 'q.onnx'), 'MALFORMED_FILE', /^tensor 'S' keeps data type 8 in external data/);
   });
 
-  it('leaves nothing behind when the output cannot be written', async () => {
+  it('refuses an output that is a folder before any work', async () => {
     const folder = scratch.newFolder();
     files(folder);
     mkdirSync(join(folder, 'q.onnx'));
-    await refusedFile(folder, join(folder, 'q.onnx'), 'IO', /^the output .*q\.onnx is a directory/);
+    const packer = watchedPacker();
+    await refusedFile(folder, join(folder, 'q.onnx'), 'IO', /^the output .*q\.onnx is a directory/, packer);
+    expect(packer.calls).toBe(0);
+  });
+
+  it('leaves no data file when the model cannot be written at the end', async () => {
+    // The output's name is taken by a folder while the weights are packed, after the checks.
+    const folder = scratch.newFolder();
+    files(folder);
+    const output = join(folder, 'q.onnx');
+    const packer = watchedPacker(() => mkdirSync(output, { recursive: true }));
+    const before = listing(folder);
+    const error = await thrownAsync(() => quantizeOnnxFile(join(folder, 'm.onnx'), output, packer, { blockSize: 16 }));
+    expect(error).toMatchObject({ code: 'IO', message: expect.stringMatching(/^the output .*q\.onnx is a directory/) });
+    expect(listing(folder)).toEqual([...before, 'q.onnx'].sort());
   });
 });

@@ -78,12 +78,9 @@ export function readTensor(bytes: Uint8Array, what: string): TensorHeader {
   if (location === DATA_LOCATION_EXTERNAL) {
     const file = entries.get('location');
     if (!file) throw new FormatError(`${label} keeps its data externally but names no location: the file is damaged.`);
-    const number = (key: string, fallback: number | null) => {
+    const number = (key: string, fallback: number) => {
       const text = entries.get(key);
-      if (text === undefined) {
-        if (fallback === null) throw new FormatError(`${label}: external data has no ${key}.`);
-        return fallback;
-      }
+      if (text === undefined) return fallback;
       if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new FormatError(`${label}: external data ${key} is "${text}", not a byte count.`);
       return Number(text);
     };

@@ -46,25 +46,24 @@ export async function quantizeOnnxFile(input: string, output: string, packer: Pa
     await checkOutputFile(output, { distinctFrom: sources });
     if (dataPath) await checkOutputFile(dataPath, { distinctFrom: sources });
 
-    // The data file is renamed into place only after the model's file is written.
+    // The data file is renamed into place only after the model's file is written: the close
+    // quantizeOnnx makes when it succeeds does nothing, and the file is closed below.
     const data = dataPath ? atomicFileSink(dataPath, { distinctFrom: sources }) : null;
-    let dataDone = false;
     const deferred: ByteSink | null = data && {
       write: (chunk) => data.write(chunk),
-      close: async () => {
-        dataDone = true;
-      },
+      close: async () => undefined,
       abort: () => data.abort(),
     };
     const result = await quantizeOnnx(bytes, options, {
       packer,
-      externalData: (location) => opened.get(location) ?? fileSource(join(dirname(input), location)),
+      // Every location the model names was opened above (externalLocations reads the same tensors).
+      externalData: (location) => opened.get(location)!,
       ...(deferred && dataPath ? { externalDataOut: { location: basename(dataPath), sink: deferred } } : {}),
     });
     const sink = atomicFileSink(output, { distinctFrom: sources });
     try {
       await sink.write(result.model);
-      if (data && dataDone) await data.close();
+      await data?.close();
       await sink.close();
     } catch (error) {
       await Promise.all([sink.abort(), data?.abort()]);

@@ -174,7 +174,6 @@ function settingsFor(settings: Settings, name: string): { settings: Settings; ru
     blockSize: rule.groupSize ?? settings.blockSize,
     type: rule.type ?? settings.type,
     ...((rule.grid ?? settings.grid) ? { grid: (rule.grid ?? settings.grid)! } : {}),
-    ...(settings.accuracyLevel !== undefined ? { accuracyLevel: settings.accuracyLevel } : {}),
   });
   return { settings: { ...merged, include: null, exclude: null, recipe: null }, rule: index };
 }
@@ -374,7 +373,7 @@ class Rewriter {
       if (node.opType === 'Gemm') {
         const [alpha = 1, beta = 1, transA = 0, transB = 0] = ['alpha', 'beta', 'transA', 'transB'].map((a) => attributeNumber(node, a));
         bias = node.inputs[2] || null;
-        if (alpha !== 1 || transA !== 0 || (bias !== null && beta !== 1) || node.inputs.length < 2) return null;
+        if (alpha !== 1 || transA !== 0 || (bias !== null && beta !== 1)) return null;
         transposed = transB !== 0;
       } else if (node.opType !== 'MatMul' || node.inputs.length !== 2) {
         return null;
@@ -442,7 +441,7 @@ class Rewriter {
     for (const q of quantized.values()) this.quantizedSources.add(q.source);
     // B tensors no reader is left for go, initializers and Constant nodes alike, wherever they
     // were quantized: here, or in a subgraph that read them from this graph.
-    const dropped = new Set([...this.quantizedSources].filter((name) => (initializers.has(name) || constants.has(name)) && !reads.has(name)));
+    const dropped = new Set([...this.quantizedSources].filter((name) => !reads.has(name)));
 
     const out = new MessageWriter();
     let nodesWritten = false;
@@ -459,8 +458,7 @@ class Rewriter {
         if (nodesWritten) continue;
         nodesWritten = true;
         for (const r of rewritten) {
-          const constant = r.node.opType === 'Constant' && r.node.outputs.length === 1 && dropped.has(r.node.outputs[0]!) && constants.has(r.node.outputs[0]!);
-          if (constant) continue;
+          if (constants.get(r.node.outputs[0]!)?.node === r.node && dropped.has(r.node.outputs[0]!)) continue;
           if (r.bytes) out.message(GraphField.NODE, r.bytes);
           else out.raw(r.node.field.raw);
         }
