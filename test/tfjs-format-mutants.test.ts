@@ -1045,15 +1045,17 @@ describe('tfjs model files', () => {
   it('dequantizeTfjsFile splits weights past 4 MiB into shards of 4 MiB, counting packed weights at their unpacked size', async () => {
     const root = scratch.newFolder();
     expect(SHARD_BYTES).toBe(4 * 1024 * 1024);
-    // "big" is 2^20 values packed to 1 MiB of codes (129 at scale 1: the value 1), 4 MiB unpacked.
+    // "big" is 2^20 values packed to 1 MiB of codes (129 at scale 1: the value 1), 4 MiB unpacked:
+    // one shard's worth, so the 24 bytes of the weights kept as they are make a second shard.
     const big = SHARD_BYTES / 4;
     await writePacked(
       root,
-      { modelTopology: {}, weightSpecs: [spec('k', [2, 2]), spec('big', [2, big / 2]), spec('tail', [2], 'int32')], weightData: new Uint8Array(16 + SHARD_BYTES + 8).buffer },
-      new Map([
-        ['k', { packed: packed8([192, 64, 128, 0], [0.5, 0.25], 2), axis: 0 }],
-        ['big', { packed: packed8(new Array(big).fill(129), [1, 1], big / 2) }],
-      ]),
+      {
+        modelTopology: {},
+        weightSpecs: [spec('k', [2, 2]), spec('big', [2, big / 2]), spec('tail', [2], 'int32')],
+        weightData: concat(f32(32, 0, -32, -32), new Uint8Array(SHARD_BYTES), i32(5, 6)).buffer,
+      },
+      new Map([['big', { packed: packed8(new Array(big).fill(129), [1, 1], big / 2) }]]),
     );
     const result = await dequantizeTfjsFile(join(root, 'model.json'), join(root, 'big.json'), packer);
     expect(result.shards).toEqual(['big.group1-shard1of2.bin', 'big.group1-shard2of2.bin']);
@@ -1063,7 +1065,7 @@ describe('tfjs model files', () => {
     // The kernel's 16 bytes, then 2^20 - 4 ones fill the first shard; the last 4 ones and the tail the second.
     expect([...first.subarray(0, 24)]).toEqual([...f32(32, 0, -32, -32, 1, 1)]);
     expect(new Float32Array(first.buffer.slice(first.byteOffset + 16, first.byteOffset + SHARD_BYTES)).every((v) => v === 1)).toBe(true);
-    expect([...second]).toEqual([...f32(1, 1, 1, 1), ...i32(0, 0)]);
+    expect([...second]).toEqual([...f32(1, 1, 1, 1), ...i32(5, 6)]);
   });
 
   it('dequantizeTfjsFile writes no shard for no weights, and one empty shard for empty weights', async () => {
