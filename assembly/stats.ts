@@ -25,6 +25,23 @@ export function groupRanges(data: usize, groupCount: i32, groupSize: i32, out: u
 }
 
 /**
+ * Writes (-m, m) for each group to `out`, m = max |x|: the range symmetric quantization reads
+ * (its scale depends on max(|min|, |max|) alone), found with one integer max per vector instead
+ * of groupRanges' two float reductions and NaN test. Returns the index of the first group
+ * holding a NaN or ±Inf, before writing its pair, or -1.
+ */
+export function groupAbsRanges(data: usize, groupCount: i32, groupSize: i32, out: usize): i32 {
+  for (let g = 0; g < groupCount; g++) {
+    const bits = absMaxBits(data + (<usize>g * <usize>groupSize << 2), groupSize);
+    if (bits >= NON_FINITE_BITS) return g;
+    const o = out + (<usize>g << 3);
+    store<f32>(o, -reinterpret<f32>(bits));
+    store<f32>(o, reinterpret<f32>(bits), 4);
+  }
+  return -1;
+}
+
+/**
  * Writes mean |x| of each group to `out` (one float32 per group) and returns the index of the
  * first group holding a NaN or ±Inf, or -1.
  */

@@ -155,7 +155,12 @@ export class WasmBackend implements Backend {
     const pointers = jobs.map((job, i) => (inMemory[i] ? job.data.byteOffset : -1));
     const intoPointers = intos.map((into) => (into?.buffer === memory.buffer ? into.byteOffset : -1));
     const chunks = plans.map((plan) => this.chunkElements(plan));
-    const statBytes = plans.map((plan, i) => (inMemory[i] ? plan.groupCount * (plan.bits >= 3 ? 8 : 4) : 0));
+    // Statistics found by the checking pass spare the writing pass its own: kept for tensors in
+    // our memory, and for host arrays while they stay small beside the staging area.
+    const statBytes = plans.map((plan, i) => {
+      const bytes = plan.groupCount * statisticsBytes(plan);
+      return inMemory[i] || (!intos[i] && bytes <= this.stagingLimit / 8) ? bytes : 0;
+    });
     const statStarts: number[] = [];
     let statCursor = this.reserve(
       this.statistics,
@@ -169,16 +174,19 @@ export class WasmBackend implements Backend {
     const staging = this.reserve(this.staging, Math.max(0, ...plans.map((plan, i) => (needsStaging(i) ? Math.min(plan.length, chunks[i]!) * 4 : 0))));
     const staged = (i: number, pointer: number): Staged => ({ plan: plans[i]!, pointer, label: labels[i]!, job: i });
     jobs.forEach((job, i) => {
-      const { groupCount, groupSize, length, bits } = plans[i]!;
+      const plan = plans[i]!;
       if (inMemory[i]) {
-        const badGroup = bits >= 3 ? this.kernels.groupRanges(pointers[i]!, groupCount, groupSize, statStarts[i]!) : this.kernels.groupAbsMeans(pointers[i]!, groupCount, groupSize, statStarts[i]!);
+        const badGroup = this.gatherStatistics(plan, pointers[i]!, plan.groupCount, statStarts[i]!);
         if (badGroup >= 0) throw this.nonFinite(staged(i, pointers[i]!), badGroup);
         return;
       }
-      for (let first = 0; first < length; first += chunks[i]!) {
-        const count = Math.min(chunks[i]!, length - first);
+      for (let first = 0; first < plan.length; first += chunks[i]!) {
+        const count = Math.min(chunks[i]!, plan.length - first);
         new Float32Array(memory.buffer, staging, count).set(job.data.subarray(first, first + count));
-        const badGroup = this.kernels.firstNonFiniteGroup(staging, count / groupSize, groupSize);
+        const groups = count / plan.groupSize;
+        const badGroup = statBytes[i]
+          ? this.gatherStatistics(plan, staging, groups, statStarts[i]! + (first / plan.groupSize) * statisticsBytes(plan))
+          : this.kernels.firstNonFiniteGroup(staging, groups, plan.groupSize);
         if (badGroup >= 0) throw this.nonFinite(staged(i, staging), badGroup, first);
       }
     });
@@ -196,7 +204,7 @@ export class WasmBackend implements Backend {
         const count = Math.min(chunks[i]!, plan.length - first);
         const view = new Float32Array(memory.buffer, staging, count);
         view.set(job.data.subarray(first, first + count));
-        this.run(plan, staging, staging, count / plan.groupSize, 0, first);
+        this.run(plan, staging, staging, count / plan.groupSize, statBytes[i] ? statStarts[i]! + (first / plan.groupSize) * statisticsBytes(plan) : 0, first);
         job.data.set(view, first);
       }
     });
@@ -237,6 +245,16 @@ export class WasmBackend implements Backend {
       }
       if (dst < 0) into.set(new Float32Array(memory.buffer, staging, count), first);
     }
+  }
+
+  /**
+   * The checking pass over `groupCount` groups at `pointer`: what the writing pass reads per
+   * group (the range, or for a symmetric grid (-max |x|, max |x|), or mean |x|) into `out`.
+   * Returns the first group holding a NaN or ±Inf, or -1.
+   */
+  private gatherStatistics(plan: KernelPlan, pointer: number, groupCount: number, out: number): number {
+    const kernel = plan.bits < 3 ? this.kernels.groupAbsMeans : plan.asymmetric || plan.full ? this.kernels.groupRanges : this.kernels.groupAbsRanges;
+    return kernel(pointer, groupCount, plan.groupSize, out);
   }
 
   /** Elements per chunk of host data: whole groups, cache-sized where groups allow, at most the staging limit. */
@@ -339,6 +357,11 @@ export class WasmBackend implements Backend {
     new Float32Array(this.kernels.memory.buffer, pointer, length).set(data);
     return pointer;
   }
+}
+
+/** Bytes of statistics per group: a range (two float32), or at 1 and 2 bits a mean. */
+function statisticsBytes(plan: KernelPlan): number {
+  return plan.bits >= 3 ? 8 : 4;
 }
 
 function pickGroups(options: { groups?: number; groupSize?: number }): { groups?: number; groupSize?: number } {

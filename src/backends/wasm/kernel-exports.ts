@@ -9,6 +9,8 @@ export interface KernelExports {
   /** In assembly/stats.ts. */
   groupRanges(data: number, groupCount: number, groupSize: number, out: number): number;
   /** In assembly/stats.ts. */
+  groupAbsRanges(data: number, groupCount: number, groupSize: number, out: number): number;
+  /** In assembly/stats.ts. */
   groupAbsMeans(data: number, groupCount: number, groupSize: number, out: number): number;
   /** In assembly/stats.ts. */
   groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
