@@ -692,6 +692,19 @@ describe('packArtifacts and unpackModel', () => {
     expect(Object.keys(back)).toEqual(['modelTopology', 'weightSpecs', 'weightData']);
   });
 
+  it('unpacks a weight larger than one 16 MiB chunk, keeping every chunk', async () => {
+    // 5 Mi values in two groups of 2.5 Mi (10 MiB unpacked each, one chunk each): codes 129 then
+    // 127 at scale 1, so 1 in the first half and -1 in the second.
+    const length = 5 * 2 ** 20;
+    const codes = new Uint8Array(length).fill(129, 0, length / 2).fill(127, length / 2);
+    const weight: PackedTensor = { bits: 8, type: 'symmetric', length, groupSize: length / 2, codes, scales: Float32Array.of(1, 1), zeros: null };
+    const { modelJson, weights } = await packArtifacts({ modelTopology: {}, weightSpecs: [spec('w', [2, length / 2])], weightData: new ArrayBuffer(length * 4) }, new Map([['w', { packed: weight }]]));
+    const values = new Float32Array((await unpackModel(modelJson, memorySource(weights), packer)).weightData as ArrayBuffer);
+    expect(values.length).toBe(length);
+    expect(values.subarray(0, length / 2).every((v) => v === 1)).toBe(true);
+    expect(values.subarray(length / 2).every((v) => v === -1)).toBe(true);
+  });
+
   it('stores the zero points of asymmetric codes', async () => {
     // Codes 0 and 10 at scale 0.5 from zero point -1: -1 and 4.
     const asymmetric: PackedTensor = { bits: 8, type: 'asymmetric', length: 2, groupSize: 2, codes: Uint8Array.of(0, 10), scales: Float32Array.of(0.5), zeros: Float32Array.of(-1) };
