@@ -668,6 +668,23 @@ describe('quantizeOnnx: subgraphs', () => {
     await expectUnchanged(ifModel(then, branch('else', [identity('A')]), [W]));
   });
 
+  it('keeps a node whose output nothing reads, named as a B quantized elsewhere', async () => {
+    // The then branch quantizes the main graph's W; the else branch computes a W of its own
+    // that nothing reads, which stays, beside a MatMul of its own V (so the branch is rewritten).
+    const otherwise = branch('else', [{ opType: 'Identity', inputs: ['A'], outputs: ['W'] }, matMul('v', 'V')], [weight('V', [32, 2], B4)]);
+    const { model } = await quantizeOnnx(ifModel(branch('then', [matMul('proj', 'W')]), otherwise, [W]), { blockSize: 16 }, io());
+    const elseGraph = readFields(nodesOf(model)[0]!.attributes[1]!.fields[1]!.payload, 'else');
+    expect(
+      elseGraph
+        .filter((f) => f.number === 1)
+        .map((f) => readNode(f, 'n'))
+        .map((n) => [n.opType, n.outputs]),
+    ).toEqual([
+      ['Identity', ['W']],
+      ['MatMulNBits', ['Y']],
+    ]);
+  });
+
   it('rewrites a branch’s Gather', async () => {
     const E = weight('E', [2, 32], B4_T);
     const then = { ...branch('then', [{ opType: 'Gather', inputs: ['E', 'ids'], outputs: ['Y'] }], [E]) };
@@ -1007,6 +1024,7 @@ describe('quantizeOnnx: external data', () => {
       { ...W, external: { location: 'data.bin', offset: 8, length: 12 } },
       "tensor 'W' [32, 2] needs 256 bytes, but its external data length is 12: the file is damaged.",
     ],
+    ['a length of 0', { ...W, external: { location: 'data.bin', offset: 8, length: 0 } }, "tensor 'W' [32, 2] needs 256 bytes, but its external data length is 0: the file is damaged."],
     [
       'a span past the end of the file',
       { ...W, external: { location: 'data.bin', offset: 9 } },
@@ -1528,5 +1546,18 @@ describe('quantizeOnnxFile', () => {
     const error = await thrownAsync(() => quantizeOnnxFile(join(folder, 'm.onnx'), output, packer, { blockSize: 16 }));
     expect(error).toMatchObject({ code: 'IO', message: expect.stringMatching(/^the output .*q\.onnx is a directory/) });
     expect(listing(folder)).toEqual([...before, 'q.onnx'].sort());
+    // An inline model has no data file to abort.
+    const inline = scratch.newFolder();
+    writeFileSync(join(inline, 'm.onnx'), encode(oneMatMul()));
+    const taken = join(inline, 'q.onnx');
+    const inlineError = await thrownAsync(() =>
+      quantizeOnnxFile(
+        join(inline, 'm.onnx'),
+        taken,
+        watchedPacker(() => mkdirSync(taken, { recursive: true })),
+      ),
+    );
+    expect(inlineError).toMatchObject({ code: 'IO', message: expect.stringMatching(/^the output .*q\.onnx is a directory/) });
+    expect(listing(inline)).toEqual(['m.onnx', 'q.onnx']);
   });
 });
