@@ -353,10 +353,15 @@ describe('quantizeOnnx: which MatMuls', () => {
     ['a B that is also a graph input', { inputs: [A, { name: 'W', elemType: OnnxDataType.FLOAT, shape: [32, 2] }] }],
     ['a B no initializer or Constant gives', { initializers: [] }],
     ['a B computed by a node', { initializers: [], nodes: [{ opType: 'Identity', inputs: ['A'], outputs: ['W'] }, matMul('proj', 'W')] }],
-    ['an Add of two 2-D constants', { nodes: [{ opType: 'Add', inputs: ['W', 'W'], outputs: ['Y'] }] }],
+    // [2, 32]: a B of K 2 for a MatMul, a table of whole blocks for a Gather.
+    ['an Add of two 2-D constants', { initializers: [weight('W', [2, 32], B4_T)], nodes: [{ opType: 'Add', inputs: ['W', 'W'], outputs: ['Y'] }] }],
     [
       'a B from a node that is not a Constant, with a value attribute',
       { initializers: [], nodes: [{ opType: 'Fill', domain: 'com.example', inputs: [], outputs: ['W'], attributes: { value: { tensor: weight('W', [32, 2], B4) } } }, matMul('proj', 'W')] },
+    ],
+    [
+      'a B from a ConstantOfShape (its value a one-element tensor)',
+      { initializers: [], nodes: [{ opType: 'ConstantOfShape', inputs: ['shape'], outputs: ['W'], attributes: { value: { tensor: weight('W', [1, 1], Float32Array.of(1)) } } }, matMul('proj', 'W')] },
     ],
     [
       'a B from a Constant whose tensor attribute is not its value',
