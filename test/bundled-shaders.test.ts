@@ -12,24 +12,18 @@ import { createPacker, type Packer } from '../src/packed/index.js';
 import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { compactWgsl, shortenWgslNames } from '../scripts/bundle.mjs';
 import { randomTensor } from './support/fixtures.js';
+import { KERNEL_VARIANTS } from './support/variants.js';
 import { testDevice, testGpu, webgpuAvailable } from './support/webgpu.js';
 
 const bundle = (await import(new URL('../dist/bundles/index.js', import.meta.url).href)) as typeof IndexEntry;
 const packedBundle = (await import(new URL('../dist/bundles/packed.js', import.meta.url).href)) as typeof PackedEntry;
 const available = await webgpuAvailable();
 
-const variants: [string, FakeQuantizeOptions][] = [
-  ['symmetric 8-bit, small groups', { bits: 8, groupSize: 16 }],
-  ['symmetric 8-bit, groups over one workgroup chunk', { bits: 8, groupSize: 8192 }],
-  ['asymmetric 4-bit', { bits: 4, groupSize: 256, type: 'asymmetric' }],
-  ['full grid 3-bit', { bits: 3, groupSize: 64, grid: 'full' }],
-  ['stochastic 6-bit', { bits: 6, groupSize: 512, rounding: 'stochastic', seed: 9, step: 4, tensorId: 2 }],
-  ['blended 8-bit', { bits: 8, groupSize: 128, blendRatio: 0.3 }],
-  ['16-bit', { bits: 16, groupSize: 4096 }],
-  ['ternary, small and chunked groups', { bits: 2, groupSize: 32 }],
-  ['ternary, chunked groups', { bits: 2, groupSize: 8192 }],
-  ['binary', { bits: 1, groupSize: 4100 }],
-];
+// Each kernel path twice: groups of one invocation each, and groups over two workgroup chunks.
+const variants = KERNEL_VARIANTS.flatMap(([name, options]): [string, FakeQuantizeOptions][] => [
+  [`${name}, small groups`, options],
+  [`${name}, groups over two chunks`, { ...options, groupSize: 8192 + options.groupSize! }],
+]);
 
 describe.skipIf(!available)('the bundled WGSL', () => {
   describe.each([true, false])('with subgroups: %s', (subgroups) => {

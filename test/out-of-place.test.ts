@@ -8,6 +8,7 @@ import type { FakeQuantizeOptions } from '../src/kernel-plan.js';
 import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { InvalidInputError } from '../src/errors.js';
 import { randomTensor } from './support/fixtures.js';
+import { KERNEL_VARIANTS } from './support/variants.js';
 
 const builds = ['simd', 'scalar'] as const;
 const backends: Record<string, { plain: WasmBackend; chunked: WasmBackend }> = {};
@@ -22,16 +23,7 @@ beforeAll(async () => {
   }
 });
 
-const variants: [string, FakeQuantizeOptions][] = [
-  ['symmetric 8-bit', { bits: 8, groupSize: 32 }],
-  ['asymmetric 4-bit', { bits: 4, groupSize: 48, type: 'asymmetric' }],
-  ['full grid 3-bit', { bits: 3, groupSize: 16, grid: 'full' }],
-  ['stochastic 6-bit', { bits: 6, groupSize: 24, rounding: 'stochastic', seed: 9, step: 4, tensorId: 2 }],
-  ['blended 8-bit', { bits: 8, groupSize: 40, blendRatio: 0.3 }],
-  ['16-bit', { bits: 16, groupSize: 64 }],
-  ['ternary', { bits: 2, groupSize: 32 }],
-  ['binary', { bits: 1, groupSize: 20 }],
-];
+const variants = KERNEL_VARIANTS;
 
 /** The reference: a WasmTensor quantized in place (the two-pass path). */
 function reference(backend: WasmBackend, x: Float32Array, options: FakeQuantizeOptions): Float32Array {
@@ -60,7 +52,7 @@ describe.each(builds)('out of place, %s build', (build) => {
     }
   });
 
-  it.each(variants)('%s: every pairing of host arrays and WasmTensors', async (_, options) => {
+  it.each(variants)('%s: every pairing of host arrays and WasmTensors, alone and in one fakeQuantizeMany beside a job in place', async (_, options) => {
     const backend = backends[build]!.chunked;
     const x = randomTensor(options.groupSize! * 9, options.bits * 7 + 1);
     const expected = reference(backend, x, options);
@@ -77,59 +69,44 @@ describe.each(builds)('out of place, %s build', (build) => {
       backend.fakeQuantizeSync(src.array, options, { into: host });
       expect(host).toEqual(expected);
       expect(src.array).toEqual(x);
-    } finally {
-      src.free();
-      dst.free();
-    }
-  });
-
-  it('reads a WasmTensor into a host array when staging grows the memory first', async () => {
-    const fresh = await WasmBackend.create(build);
-    const options: FakeQuantizeOptions = { bits: 8, groupSize: 100 };
-    const x = randomTensor(20000, 11);
-    const src = fresh.upload(x);
-    const into = new Float32Array(x.length);
-    fresh.fakeQuantizeSync(src.array, options, { into });
-    expect(into).toEqual(reference(fresh, x, options));
-    expect(src.array).toEqual(x);
-  });
-
-  it.each(variants)('%s: fakeQuantizeMany with into over every pairing, beside jobs in place', (_, options) => {
-    const backend = backends[build]!.chunked;
-    const x = randomTensor(options.groupSize! * 7, options.bits * 5 + 3);
-    const expected = reference(backend, x, options);
-    const src = backend.upload(x);
-    const dst = backend.allocate(x.length);
-    const host = [x.slice(), new Float32Array(x.length), new Float32Array(x.length), x.slice()];
-    try {
+      const source = x.slice();
+      const outputs = [new Float32Array(x.length), new Float32Array(x.length), x.slice()];
+      dst.array.fill(0);
       backend.fakeQuantizeManySync([
-        { data: src.array, options, into: host[1] },
-        { data: host[0]!, options, into: dst.array },
-        { data: host[0]!, options, into: host[2] },
-        { data: host[3]!, options },
+        { data: src.array, options, into: outputs[0] },
+        { data: source, options, into: dst.array },
+        { data: source, options, into: outputs[1] },
+        { data: outputs[2]!, options },
       ]);
       expect(src.array).toEqual(x);
-      expect(host[0]).toEqual(x);
-      for (const out of [host[1]!, dst.array, host[2]!, host[3]!]) expect(out).toEqual(expected);
+      expect(source).toEqual(x);
+      for (const out of [dst.array, ...outputs]) expect(out).toEqual(expected);
     } finally {
       src.free();
       dst.free();
     }
   });
 
-  it('fakeQuantizeMany reads WasmTensors into host arrays when staging grows the memory first', async () => {
-    const fresh = await WasmBackend.create(build);
+  it('reads a WasmTensor into a host array when staging grows the memory first, alone and in fakeQuantizeMany', async () => {
     const options: FakeQuantizeOptions = { bits: 8, groupSize: 100 };
-    const x = randomTensor(20000, 12);
-    const src = fresh.upload(x);
-    const into = new Float32Array(x.length);
-    const inPlace = x.slice();
-    fresh.fakeQuantizeManySync([
-      { data: src.array, options, into },
-      { data: inPlace, options },
-    ]);
-    expect(into).toEqual(reference(fresh, x, options));
-    expect(inPlace).toEqual(into);
+    const x = randomTensor(20000, 11);
+    for (const many of [false, true]) {
+      const fresh = await WasmBackend.create(build);
+      const src = fresh.upload(x);
+      const into = new Float32Array(x.length);
+      const inPlace = x.slice();
+      if (many) {
+        fresh.fakeQuantizeManySync([
+          { data: src.array, options, into },
+          { data: inPlace, options },
+        ]);
+      } else {
+        fresh.fakeQuantizeSync(src.array, options, { into });
+      }
+      expect(into).toEqual(reference(fresh, x, options));
+      expect(src.array).toEqual(x);
+      expect(inPlace).toEqual(many ? into : x);
+    }
   });
 
   it('keeps the stochastic stream of each element wherever the chunks fall', () => {

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { Quantizer, type Parameter, type PrecisionSwitch } from '../src/quantizer.js';
 import { InvalidInputError } from '../src/errors.js';
-import { randomTensor } from './support/fixtures.js';
+import { MOQ_OPTIONS, randomTensor } from './support/fixtures.js';
 
 let backend: WasmBackend;
 beforeAll(async () => {
@@ -20,14 +20,7 @@ function model(seed: number): Parameter[] {
   ];
 }
 
-const OPTIONS = {
-  groups: 4,
-  mixedFp16: true,
-  changeRatio: 0.1,
-  rounding: 'stochastic' as const,
-  seed: 5,
-  schedules: [{ startBits: 8, targetBits: 3, period: 2, modules: ['weight'] }],
-};
+const OPTIONS = MOQ_OPTIONS;
 
 function perturb(params: Parameter[], step: number): void {
   for (const p of params) {

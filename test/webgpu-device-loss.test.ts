@@ -10,6 +10,7 @@ import { WasmBackend } from '../src/backends/wasm/backend.js';
 import { WebGpuBackend, type DowngradeEvent } from '../src/backends/webgpu/backend.js';
 import type { Backend } from '../src/backends/backend.js';
 import { Quantizer, type Parameter } from '../src/quantizer.js';
+import { MOQ_OPTIONS } from './support/fixtures.js';
 import { bufferWith, testDevice, testGpu, webgpuAvailable, weights } from './support/webgpu.js';
 
 const available = await webgpuAvailable();
@@ -28,14 +29,7 @@ function model(): Parameter[] {
   }));
 }
 
-const OPTIONS = {
-  groups: 8,
-  mixedFp16: true,
-  changeRatio: 0.2,
-  rounding: 'stochastic' as const,
-  seed: 11,
-  schedules: [{ startBits: 8, targetBits: 3, period: 2, modules: ['weight'] }],
-};
+const OPTIONS = { ...MOQ_OPTIONS, groups: 8 };
 
 /** Optimizer updates, the same for both runs. */
 function update(params: Parameter[], step: number): void {
