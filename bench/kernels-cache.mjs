@@ -30,7 +30,8 @@ function nsPerElement(fn, repeat, elements) {
 
 const original = weights(N);
 const copy = new Float32Array(N);
-const floor = nsPerElement(() => copy.set(original), 3, N);
+// One copy per sample after a collection, as npm run bench times its floor.
+const floor = nsPerElement(() => copy.set(original), 1, N);
 
 /** @type {string[][]} */
 const rows = [];
@@ -50,6 +51,7 @@ for (const build of builds) {
     ['copy within the cache (set)', () => new Float32Array(k.memory.buffer, dst, BLOCK).set(new Float32Array(k.memory.buffer, src, BLOCK))],
     ['NaN/Inf check (firstNonFiniteGroup)', () => k.firstNonFiniteGroup(src, groups, GROUP)],
     ['min and max per group (groupRanges)', () => k.groupRanges(src, groups, GROUP, stats)],
+    ['max |x| per group (groupAbsRanges)', () => k.groupAbsRanges(src, groups, GROUP, stats)],
     ['mean |x| per group (groupAbsMeans)', () => k.groupAbsMeans(src, groups, GROUP, stats)],
     ['symmetric 8-bit, fused (range + write)', grid(0, 0, 0)],
     ['symmetric 8-bit, write only (ranges given)', grid(stats, 0, 0)],
@@ -68,6 +70,8 @@ for (const build of builds) {
 }
 
 const lines = [
+  '## Each kernel alone, in cache',
+  '',
   `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()} by \`npm run bench:kernels-cache\`: each kernel alone on ${BLOCK.toLocaleString('en-US')} float32 (128 KiB, the host path's chunk) in groups of ${GROUP}, repeated in cache, ns per element of CPU time, medians of ${ROUNDS} rounds. The floor, \`Float32Array.prototype.set\` of ${N.toLocaleString('en-US')} values from and to memory, costs ${floor.toFixed(3)} ns per element; "x floor" is each kernel's cost per element over that.`,
   '',
   '| kernel (in cache) | build | ns per element | x floor |',
