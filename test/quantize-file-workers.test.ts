@@ -4,9 +4,10 @@
 // model's tensors and for a synthetic file of many kinds of tensor, and reports the same progress;
 // a failing tensor stops the run, names the tensor and leaves no output.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type * as NodeEntry from '../src/node.js';
 import type * as PackedEntry from '../src/packed/index.js';
@@ -224,6 +225,17 @@ describe('the command line', () => {
     expect(Buffer.compare(readFileSync(join(folder, 'out2.safetensors')), readFileSync(join(folder, 'out1.safetensors')))).toBe(0);
     expect(results[1]!.stdout).toMatch(/on wasm(-simd)?, 2 worker threads/);
     expect(results[0]!.stdout).not.toMatch(/worker threads/);
+  });
+
+  it('--workers 2 under a V8 flag that worker threads refuse (node --no-liftoff) writes the same bytes', async () => {
+    const synthetic = syntheticFile();
+    const folder = newFolder();
+    const one = join(folder, 'one.safetensors');
+    const two = join(folder, 'two.safetensors');
+    expect((await runBuiltCli('quantize', synthetic, '-o', one, '--bits', '4', '--workers', '1', '--quiet')).code).toBe(0);
+    const { stdout } = await promisify(execFile)(process.execPath, ['--no-liftoff', BUILT_CLI, 'quantize', synthetic, '-o', two, '--bits', '4', '--workers', '2']);
+    expect(stdout).toMatch(/2 worker threads/);
+    expect(Buffer.compare(readFileSync(two), readFileSync(one))).toBe(0);
   });
 
   it('refuses --workers 0, and --workers 2 with --backend webgpu', async () => {

@@ -50,11 +50,19 @@ export const sendable = (error: EdgeMoqError): SentError => ({
  * without workers, for the error when the data cannot be sent.
  */
 export function startWorker(moduleUrl: string, workerData: Record<string, unknown>, retry: string): Worker {
+  const start = (execArgv: string[]) => new Worker(new URL(moduleUrl), { execArgv, workerData });
   try {
     // Workers take the process's Node flags, except --input-type: it is for the main script
     // given as text (node -e), and a worker given a file refuses to start with it.
     const execArgv = process.execArgv.filter((flag, i, all) => !flag.startsWith('--input-type') && all[i - 1] !== '--input-type');
-    return new Worker(new URL(moduleUrl), { execArgv, workerData });
+    try {
+      return start(execArgv);
+    } catch (error) {
+      // A flag only the whole process can take (V8's --no-liftoff, say): the workers run
+      // compiled modules that need none, so they start without the process's flags.
+      if ((error as { code?: unknown }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error;
+      return start([]);
+    }
   } catch (cause) {
     // Options travel to the workers by structured clone: a function among them cannot.
     throw new InvalidInputError('INVALID_ARGUMENT', `the options cannot be sent to worker threads (${describeError(cause)}): give plain data (strings, numbers, RegExps), or run with ${retry}.`, {
