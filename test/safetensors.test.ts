@@ -25,6 +25,7 @@ import {
   readByteChunks,
   readBytes,
   readFloat32Chunks,
+  swapWords,
   type ByteSink,
   type ByteSource,
   type FloatDtype,
@@ -115,6 +116,26 @@ function memorySink(failWrite = false) {
 }
 
 describe('float conversions', () => {
+  it('swapWords reverses each 4-byte word in place (F32 on a big-endian host), leaving a short tail', () => {
+    const bytes = Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9, 10);
+    swapWords(bytes.subarray(0, 8));
+    expect([...bytes]).toEqual([4, 3, 2, 1, 8, 7, 6, 5, 9, 10]);
+    swapWords(bytes);
+    expect([...bytes]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it('decodes and encodes F32 bytes at any alignment, into part of a reused array, NaN payloads kept', () => {
+    // 1.5, -2 and the NaN 0x7fc00001, little-endian, starting one byte into their buffer.
+    const bytes = [0, 0, 0xc0, 0x3f, 0, 0, 0, 0xc0, 1, 0, 0xc0, 0x7f];
+    const raw = Uint8Array.of(0xee, ...bytes).subarray(1);
+    const into = new Float32Array(5).fill(9);
+    expect(decodeFloat32(raw, 'F32', into.subarray(1, 4)).buffer).toBe(into.buffer);
+    expect([...new Uint32Array(into.buffer)]).toEqual([0x41100000, 0x3fc00000, 0xc0000000, 0x7fc00001, 0x41100000]);
+    const out = new Uint8Array(14).fill(0xee);
+    encodeFloat32(into.subarray(1, 4), 'F32', out.subarray(1, 13));
+    expect([...out]).toEqual([0xee, ...bytes, 0xee]);
+  });
+
   const F16_TO_F32: [string, number, number][] = [
     ['+0', 0x0000, 0],
     ['-0', 0x8000, -0],
