@@ -170,6 +170,9 @@ export class WasmBackend implements Backend {
       statStarts.push(statCursor);
       statCursor += bytes;
     }
+    // Where job i keeps the statistics of the chunk starting at element `first`; 0: none kept,
+    // and the writing pass finds its own.
+    const statisticsAt = (i: number, first: number) => (statBytes[i] ? statStarts[i]! + (first / plans[i]!.groupSize) * statisticsBytes(plans[i]!) : 0);
     const needsStaging = (i: number) => !inMemory[i] || (intos[i] !== undefined && intoPointers[i]! < 0);
     const staging = this.reserve(this.staging, Math.max(0, ...plans.map((plan, i) => (needsStaging(i) ? Math.min(plan.length, chunks[i]!) * 4 : 0))));
     const staged = (i: number, pointer: number): Staged => ({ plan: plans[i]!, pointer, label: labels[i]!, job: i });
@@ -184,9 +187,8 @@ export class WasmBackend implements Backend {
         const count = Math.min(chunks[i]!, plan.length - first);
         new Float32Array(memory.buffer, staging, count).set(job.data.subarray(first, first + count));
         const groups = count / plan.groupSize;
-        const badGroup = statBytes[i]
-          ? this.gatherStatistics(plan, staging, groups, statStarts[i]! + (first / plan.groupSize) * statisticsBytes(plan))
-          : this.kernels.firstNonFiniteGroup(staging, groups, plan.groupSize);
+        const at = statisticsAt(i, first);
+        const badGroup = at ? this.gatherStatistics(plan, staging, groups, at) : this.kernels.firstNonFiniteGroup(staging, groups, plan.groupSize);
         if (badGroup >= 0) throw this.nonFinite(staged(i, staging), badGroup, first);
       }
     });
@@ -204,7 +206,7 @@ export class WasmBackend implements Backend {
         const count = Math.min(chunks[i]!, plan.length - first);
         const view = new Float32Array(memory.buffer, staging, count);
         view.set(job.data.subarray(first, first + count));
-        this.run(plan, staging, staging, count / plan.groupSize, statBytes[i] ? statStarts[i]! + (first / plan.groupSize) * statisticsBytes(plan) : 0, first);
+        this.run(plan, staging, staging, count / plan.groupSize, statisticsAt(i, first), first);
         job.data.set(view, first);
       }
     });
