@@ -1,13 +1,16 @@
-// `npm run bench:files [-- --gib 1 --workers 1,2 --repeat 2 --bits 4 --chunk-kib K]`: one large float32
+// `npm run bench:files [-- --gib 1 --workers 1,2 --repeat 3 --bits 4 --chunk-kib K]`: one large float32
 // safetensors file (64 tensors of 4096×1024 per GiB) quantized by quantizeSafetensorsFile with
-// each number of worker threads, against the floor of reading the input and writing as many
-// bytes as the output has (what a quantizer that cost nothing would do), and a plain copy.
+// each number of packing threads (`workers`: this thread and workers - 1 worker threads),
+// against the floor of reading the input and writing as many bytes as the output has (what a
+// quantizer that cost nothing would do), and a plain copy.
 // Each run is its own process, so its peak RSS (process.resourceUsage().maxRSS) and CPU time
 // (process.cpuUsage()), every thread included, are that run's alone. On a loaded machine the
 // wall clock measures the load; the busiest thread's CPU seconds (Linux: sampled from /proc)
 // say how long the run would take on idle cores, so the speed-up is given both ways. The file is written under os.tmpdir() and removed after.
-// The input is read from the page cache (it was just written); the outputs are fsynced, as
-// atomicFileSink does.
+// The input is read from the page cache (it was just written, and fsynced); the outputs are
+// fsynced, as atomicFileSink does. Where the machine has fewer CPUs than a run has busy threads
+// (its packers, and the file system's and V8's helper threads), its CPU seconds over the CPUs
+// bound its wall time from below, and so bound the speed-up: that bound is printed too.
 
 import { spawn } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -26,7 +29,7 @@ const { values: flags } = parseArgs({
   options: {
     gib: { type: 'string', default: '1' },
     workers: { type: 'string', default: '1,2' },
-    repeat: { type: 'string', default: '2' },
+    repeat: { type: 'string', default: '3' },
     bits: { type: 'string', default: '4' },
     'chunk-kib': { type: 'string' },
     child: { type: 'string' },
@@ -51,7 +54,7 @@ async function child() {
     const { quantizeSafetensorsFile } = await import(new URL('../dist/bundles/node.js', import.meta.url).href);
     const chunk = flags['chunk-kib'] === undefined ? {} : { chunkBytes: Number(flags['chunk-kib']) * 1024 };
     const report = await quantizeSafetensorsFile(input, output, { bits: Number(flags.bits), workers: Number(flags.child), ...chunk });
-    detail = { workers: report.workers, backend: report.backend, bytesOut: report.bytesOut };
+    detail = { workers: report.workers, workerThreads: report.workerThreads, backend: report.backend, bytesOut: report.bytesOut };
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
@@ -100,6 +103,8 @@ async function writeInput(path, count) {
     }
     writeSync(file, new Uint8Array(values.buffer));
   }
+  // On disk before the first run, so that no run pays for writing the input back.
+  fsyncSync(file);
   closeSync(file);
 }
 
@@ -109,7 +114,7 @@ async function writeInput(path, count) {
  * whatever else loads the machine now.
  */
 /**
- * @typedef {{ seconds: number, cpuSeconds: number, maxRssMB: number, busiestThreadSeconds: number | null, workers?: number, backend?: string, bytesOut?: number }} RunResult
+ * @typedef {{ seconds: number, cpuSeconds: number, maxRssMB: number, busiestThreadSeconds: number | null, workers?: number, workerThreads?: number, backend?: string, bytesOut?: number }} RunResult
  * @param {string} kind
  * @param {string} input
  * @param {string} output
@@ -183,7 +188,9 @@ async function main() {
       for (let i = 0; i < repeat; i++) runs.push(await run(kind, input, output, env));
       return runs;
     };
-    for (const workers of workerCounts) results.set(workers, await repeated(String(workers)));
+    // Interleaved (1, 2, 1, 2, ...), so that a change in the machine's load falls on every count alike.
+    for (const workers of workerCounts) results.set(workers, []);
+    for (let i = 0; i < repeat; i++) for (const workers of workerCounts) results.get(workers)?.push(await run(String(workers), input, output));
     const bytesOut = Number(results.get(workerCounts[0])?.[0]?.bytesOut);
     const floor = await repeated('floor', { FLOOR_OUTPUT_BYTES: String(bytesOut) });
     const copy = await repeated('copy');
@@ -203,7 +210,8 @@ async function main() {
     const seconds = new Map();
     for (const workers of workerCounts) {
       const runs = /** @type {RunResult[]} */ (results.get(workers));
-      seconds.set(workers, add(`quantize, workers ${workers}${runs[0].workers === 0 ? ' (this thread)' : ''} on ${runs[0].backend}`, runs));
+      const threads = runs[0].workerThreads ? ` (this thread and ${runs[0].workerThreads} worker${runs[0].workerThreads === 1 ? '' : 's'})` : ' (this thread)';
+      seconds.set(workers, add(`quantize, workers ${workers}${threads} on ${runs[0].backend}`, runs));
     }
     const width = Math.max(...rows.map((r) => r.what.length));
     console.log(`${'run'.padEnd(width)}  ${'seconds'.padStart(8)}  ${'CPU s'.padStart(6)}  ${'busiest'.padStart(8)}  ${'MB/s in'.padStart(8)}  ${'x floor'.padStart(8)}  ${'peak RSS'.padStart(9)}`);
@@ -220,6 +228,11 @@ async function main() {
         const many = /** @type {{ seconds: number, busiest: number | null }} */ (seconds.get(workers));
         const idle = base.busiest && many.busiest ? `; by the busiest thread's CPU time (idle cores): ${(base.busiest / many.busiest).toFixed(2)}x` : '';
         console.log(`speed-up, workers ${workers} vs 1: ${(base.seconds / many.seconds).toFixed(2)}x by the wall clock${idle}`);
+        const cpu = /** @type {number} */ (rows.find((r) => r.what.startsWith(`quantize, workers ${workers} `))?.cpu);
+        const least = cpu / Math.min(workers, availableParallelism());
+        console.log(
+          `  its ${cpu.toFixed(2)} CPU seconds on ${Math.min(workers, availableParallelism())} CPUs take at least ${least.toFixed(2)} s: at most ${(base.seconds / least).toFixed(2)}x on this machine`,
+        );
       }
     };
     if (one) speedUps(one);

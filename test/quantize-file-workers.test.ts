@@ -65,11 +65,11 @@ function syntheticFile(poison?: { tensor: number; index: number }): string {
 
 type Options = Omit<NodeEntry.FileQuantizeOptions, 'workers'>;
 
-/** The output of `options` on `workers` threads, its report and its progress. */
-async function quantize(input: string, options: Options, workers: number) {
+/** The output of `options` on `workers` threads (this one among them unless `thisThreadPacks` is false), its report and its progress. */
+async function quantize(input: string, options: Options, workers: number, thisThreadPacks = true) {
   const output = join(newFolder(), 'out.safetensors');
   const events: unknown[] = [];
-  const report = await quantizeSafetensorsFile(input, output, { ...options, workers, onProgress: (p) => events.push(p) });
+  const report = await quantizeSafetensorsFile(input, output, { ...options, workers, thisThreadPacks, onProgress: (p) => events.push(p) });
   return { bytes: new Uint8Array(readFileSync(output)), report, events };
 }
 
@@ -102,17 +102,21 @@ const OPTION_TABLE: [string, Options][] = [
 describe('workers write the bytes one thread writes', () => {
   const synthetic = syntheticFile();
 
-  it.each(OPTION_TABLE)('%s: workers 2 and 3 as workers 1, with the same report and progress', async (_, options) => {
+  // With this thread packing, the tensors it takes before the workers are ready vary from run to
+  // run; with thisThreadPacks: false every tensor crosses from a worker.
+  it.each(OPTION_TABLE)('%s: workers 2 and 3 (with and without this thread) as workers 1, with the same report and progress', async (_, options) => {
     const one = await quantize(synthetic, options, 1);
-    expect(one.report.workers).toBe(0);
+    expect(one.report).toMatchObject({ workers: 1, workerThreads: 0 });
     for (const workers of [2, 3]) {
-      const many = await quantize(synthetic, options, workers);
-      expect(many.report.workers).toBe(workers);
-      expect(Buffer.compare(many.bytes, one.bytes)).toBe(0);
-      const { workers: _w, ...report } = many.report;
-      const { workers: _o, ...reference } = one.report;
-      expect(report).toEqual(reference);
-      expect(many.events).toEqual(one.events);
+      for (const thisThreadPacks of [true, false]) {
+        const many = await quantize(synthetic, options, workers, thisThreadPacks);
+        expect(many.report).toMatchObject({ workers, workerThreads: thisThreadPacks ? workers - 1 : workers });
+        expect(Buffer.compare(many.bytes, one.bytes)).toBe(0);
+        const { workers: _w, workerThreads: _t, ...report } = many.report;
+        const { workers: _o, workerThreads: _u, ...reference } = one.report;
+        expect(report).toEqual(reference);
+        expect(many.events).toEqual(one.events);
+      }
     }
   });
 
@@ -153,7 +157,7 @@ describe('workers write the bytes one thread writes', () => {
     expect((await quantize(few, { bits: 4 }, 8)).report.workers).toBe(2);
     const output = join(newFolder(), 'out.safetensors');
     const report = await quantizeSafetensorsFile(synthetic, output, { bits: 4 });
-    expect(report.workers).toBe(0);
+    expect(report.workers).toBe(1);
     expect(report.backend).toMatch(/^wasm/);
   });
 });
@@ -161,19 +165,26 @@ describe('workers write the bytes one thread writes', () => {
 describe('failures leave no output and name the tensor', () => {
   const leftovers = (folder: string) => readdirSync(folder);
 
-  it('a NaN in a tensor a worker packs: the error names it as one thread does, and nothing is written', async () => {
-    const input = syntheticFile({ tensor: 41, index: 7 });
+  // Tensor 0 is packed by this thread (the workers are not ready yet); with thisThreadPacks: false
+  // by a worker; tensor 41 by whichever thread takes it.
+  it.each([
+    [0, true],
+    [0, false],
+    [41, true],
+    [41, false],
+  ])('a NaN in tensor %i (thisThreadPacks: %s): the error names it as one thread does, and nothing is written', async (tensor, thisThreadPacks) => {
+    const input = syntheticFile({ tensor, index: 7 });
     const errors = [];
     for (const workers of [1, 2]) {
       const folder = newFolder();
-      const error = await quantizeSafetensorsFile(input, join(folder, 'out.safetensors'), { bits: 4, workers }).then(
+      const error = await quantizeSafetensorsFile(input, join(folder, 'out.safetensors'), { bits: 4, workers, thisThreadPacks: workers === 1 || thisThreadPacks }).then(
         () => null,
         (e: unknown) => e,
       );
       expect(leftovers(folder)).toEqual([]);
       errors.push(error);
     }
-    expect(errors[1]).toMatchObject({ name: 'InvalidInputError', code: 'NON_FINITE', message: expect.stringContaining('tensor "layer.41.attn.k"') });
+    expect(errors[1]).toMatchObject({ name: 'InvalidInputError', code: 'NON_FINITE', message: expect.stringContaining(`tensor "layer.${tensor}.`) });
     expect((errors[1] as Error).message).toBe((errors[0] as Error).message);
   });
 
@@ -195,6 +206,12 @@ describe('failures leave no output and name the tensor', () => {
       expect(errors[0]).toMatchObject({ message: expect.stringMatching(message) });
       expect((errors[1] as Error).message).toBe((errors[0] as Error).message);
     }
+  });
+
+  it.each([1, 'no', null])('refuses thisThreadPacks: %j', async (thisThreadPacks) => {
+    await expect(quantizeSafetensorsFile(syntheticFile(), join(newFolder(), 'out.safetensors'), { bits: 4, thisThreadPacks: thisThreadPacks as unknown as boolean })).rejects.toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/thisThreadPacks must be true or false/) }),
+    );
   });
 
   it.each([0, 1.5, -1, '2'])('refuses workers: %j', async (workers) => {
@@ -223,8 +240,8 @@ describe('the command line', () => {
       expect(results.at(-1)!.code).toBe(0);
     }
     expect(Buffer.compare(readFileSync(join(folder, 'out2.safetensors')), readFileSync(join(folder, 'out1.safetensors')))).toBe(0);
-    expect(results[1]!.stdout).toMatch(/on wasm(-simd)?, 2 worker threads/);
-    expect(results[0]!.stdout).not.toMatch(/worker threads/);
+    expect(results[1]!.stdout).toMatch(/on wasm(-simd)?, 2 threads \(this one and 1 worker\)/);
+    expect(results[0]!.stdout).not.toMatch(/threads/);
   });
 
   it('--workers 2 under a V8 flag that worker threads refuse (node --no-liftoff) writes the same bytes', async () => {
@@ -234,7 +251,7 @@ describe('the command line', () => {
     const two = join(folder, 'two.safetensors');
     expect((await runBuiltCli('quantize', synthetic, '-o', one, '--bits', '4', '--workers', '1', '--quiet')).code).toBe(0);
     const { stdout } = await promisify(execFile)(process.execPath, ['--no-liftoff', BUILT_CLI, 'quantize', synthetic, '-o', two, '--bits', '4', '--workers', '2']);
-    expect(stdout).toMatch(/2 worker threads/);
+    expect(stdout).toMatch(/2 threads \(this one and 1 worker\)/);
     expect(Buffer.compare(readFileSync(two), readFileSync(one))).toBe(0);
   });
 

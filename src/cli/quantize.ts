@@ -96,7 +96,7 @@ async function quantizeOnWorkers(args: ParsedArgs, input: string, output: string
     throw naming(error, input);
   }
   progress.done();
-  printReport(report, output, report.workers > 0 ? `${report.backend}, ${report.workers} worker threads` : report.backend);
+  printReport(report, output, report.workers > 1 ? `${report.backend}, ${report.workers} threads (this one and ${report.workers - 1} worker${report.workers === 2 ? '' : 's'})` : report.backend);
   return 0;
 }
 

@@ -31,7 +31,8 @@ export interface ScaleTarget {
 export class PackScratch {
   private floats = new Float32Array(0);
   private unpackedFloats = new Float32Array(0);
-  private raw = new Uint8Array(0);
+  // Two, so that the next chunk is read into one while the other is decoded (readFloat32Range).
+  private raw = [new Uint8Array(0), new Uint8Array(0)];
   private zeroBytes = new Uint8Array(0);
   // PackedTensors by shape; a file holds few distinct chunk shapes, but the map is bounded anyway.
   private packedByShape = new Map<string, PackedTensor>();
@@ -45,9 +46,10 @@ export class PackScratch {
     return { values: this.floats.subarray(0, count), unpacked: this.unpackedFloats.subarray(0, count) };
   }
 
-  rawBytes(count: number): Uint8Array {
-    if (this.raw.length < count) this.raw = new Uint8Array(count);
-    return this.raw.subarray(0, count);
+  /** `count` bytes to read a chunk into: buffer `which` (0 or 1) of the two. */
+  rawBytes(count: number, which: 0 | 1): Uint8Array {
+    if (this.raw[which]!.length < count) this.raw[which] = new Uint8Array(count);
+    return this.raw[which]!.subarray(0, count);
   }
 
   /** Zero bytes that reserve the scales' place in the output, at most `count` of them at a time. */
@@ -272,22 +274,44 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
 /**
  * Stream positions [first, first + length) of the tensor as float32, `pieceElements` at a time,
  * each piece at the start of the scratch values (which hold `spare` more after it).
+ *
+ * In stream order the next piece is read while this one is packed: a read waits on the
+ * file system (another thread, on Node), which would otherwise leave this thread idle for
+ * about a quarter of a run (bench/files.mjs). One read is in flight at a time, issued after the
+ * one before it completed, so a forward-only source (streams.ts) still sees increasing offsets.
  */
 async function* readFloat32Range(job: TensorJob, first: number, length: number, pieceElements: number, spare = 0): AsyncGenerator<{ piece: Float32Array; start: number }> {
   const { file, tensor, scratch, transposed } = job;
   const dtype = tensor.dtype as FloatDtype;
   const width = DTYPE_BYTES[dtype];
-  for (let done = 0; done < length; done += pieceElements) {
-    const count = Math.min(pieceElements, length - done);
-    const piece = scratch.values(count + spare).values.subarray(0, count);
-    if (transposed) {
+  if (transposed) {
+    for (let done = 0; done < length; done += pieceElements) {
+      const count = Math.min(pieceElements, length - done);
+      const piece = scratch.values(count + spare).values.subarray(0, count);
       await transposed.read(first + done, piece);
-    } else {
-      const bytes = scratch.rawBytes(count * width);
-      await file.source.read(tensor.byteOffset + (first + done) * width, bytes);
-      decodeFloat32(bytes, dtype, piece);
+      yield { piece, start: first + done };
     }
-    yield { piece, start: first + done };
+    return;
+  }
+  const readPiece = (done: number, which: 0 | 1) => {
+    const bytes = scratch.rawBytes(Math.min(pieceElements, length - done) * width, which);
+    return { bytes, read: file.source.read(tensor.byteOffset + (first + done) * width, bytes) };
+  };
+  let ahead: { bytes: Uint8Array; read: Promise<void> } | null = readPiece(0, 0);
+  try {
+    for (let done = 0, which: 0 | 1 = 0; ahead; done += pieceElements, which ^= 1) {
+      const { bytes, read } = ahead;
+      await read;
+      ahead = null;
+      if (done + pieceElements < length) ahead = readPiece(done + pieceElements, (which ^ 1) as 0 | 1);
+      const piece = scratch.values(bytes.length / width + spare).values.subarray(0, bytes.length / width);
+      decodeFloat32(bytes, dtype, piece);
+      yield { piece, start: first + done };
+    }
+  } finally {
+    // The consumer stopped early (an error): the read ahead is not wanted, and its failure
+    // must not surface as an unhandled rejection; it completes before the buffer is reused.
+    await ahead?.read.catch(() => undefined);
   }
 }
 
