@@ -262,10 +262,11 @@ interface Lane {
 
 /**
  * TensorPacking on `workerCount` worker threads reading `input` (already open here, for its
- * identity), and on this thread with `packer` when there is one (the caller disposes it after
+ * identity), and on this thread with the packer `makePacker` makes when it is given (made once
+ * the workers are starting, so that their startup overlaps it; the caller disposes it after
  * finish()). `onKind` learns each worker's packer kind.
  */
-function threadPacking(input: FileSource, packer: Packer | null, workerCount: number, backend: FileBackend, progress: boolean, onKind: (kind: string) => void): TensorPacking {
+function threadPacking(input: FileSource, makePacker: (() => Promise<Packer>) | null, workerCount: number, backend: FileBackend, progress: boolean, onKind: (kind: string) => void): TensorPacking {
   const lanes: Lane[] = [];
   let requests: readonly PackRequest[] = [];
   let chunkBytes = 0;
@@ -417,7 +418,14 @@ function threadPacking(input: FileSource, packer: Packer | null, workerCount: nu
       chunkBytes = bytes;
       // Workers first, so that a tie goes to one of them: this thread also writes.
       for (let i = 0; i < workerCount; i++) lanes.push(worker());
-      if (packer) lanes.push(thisThread(packer, file));
+      if (makePacker) {
+        try {
+          lanes.push(thisThread(await makePacker(), file));
+        } catch (error) {
+          await Promise.all(lanes.splice(0).map((lane) => lane.stop(true)));
+          throw error;
+        }
+      }
       dispatch();
     },
     async pack(index, writer, target, onProgress) {
@@ -497,13 +505,17 @@ function chosenPacking(
         kinds.add(kind);
         choice.kind = [...kinds].join(', ');
       };
-      if (thisThreadPacks) {
+      const makePacker = async () => {
         inThread = await createPacker(backend);
         onKind(inThread.kind);
-      }
+        return inThread;
+      };
       choice.workerThreads = requests.length === 0 ? 0 : thisThreadPacks ? count - 1 : count;
-      choice.workers = choice.workerThreads + (inThread ? 1 : 0);
-      chosen = inThread && choice.workerThreads === 0 ? inThreadPacking(inThread) : threadPacking(source, inThread ?? null, choice.workerThreads, backend, progress, onKind);
+      choice.workers = choice.workerThreads + (thisThreadPacks ? 1 : 0);
+      chosen =
+        thisThreadPacks && choice.workerThreads === 0
+          ? inThreadPacking(await makePacker())
+          : threadPacking(source, thisThreadPacks ? makePacker : null, choice.workerThreads, backend, progress, onKind);
       await chosen.start(file, requests, chunkBytes);
     },
     pack: (...args: Parameters<TensorPacking['pack']>) => chosen!.pack(...args),
