@@ -201,6 +201,33 @@ describe('temporary outputs', () => {
     expect(new Uint8Array(readFileSync(input))).toEqual(MODEL);
   });
 
+  // Past 32 MiB the sink flushes to disk in the background while writes go on: the bytes are
+  // the same, writeAt still lands before the end, and an abort after it leaves nothing.
+  it('hold every byte of a 40 MiB output written in pieces past the background flushes, and nothing after an abort', async () => {
+    const { dir } = folder();
+    const expected = new Uint8Array(40 << 20);
+    for (let i = 0; i < expected.length; i += 4093) expected[i] = (i >>> 12) & 0xff;
+    for (const abort of [false, true]) {
+      const path = join(dir, `out-${abort}.bin`);
+      const sink = atomicFileSink(path);
+      for (let at = 0, piece = 1; at < expected.length; piece = (piece * 7) % 3_000_001) {
+        const length = Math.min(piece + 1, expected.length - at);
+        await sink.write(expected.subarray(at, at + length));
+        at += length;
+      }
+      await sink.writeAt(12, expected.subarray(12, 20));
+      if (abort) {
+        await sink.abort();
+        expect(existsSync(path)).toBe(false);
+      } else {
+        await sink.close();
+        expect(new Uint8Array(readFileSync(path)).every((byte, i) => byte === expected[i])).toBe(true);
+        expect(statSync(path).size).toBe(expected.length);
+      }
+      expect(partials(dir)).toEqual([]);
+    }
+  });
+
   it('refuse writeAt past what was written', async () => {
     const { dir } = folder();
     const sink = atomicFileSink(join(dir, 'out.safetensors'));

@@ -18,6 +18,12 @@ const MAX_IO_BYTES = 1 << 30;
 /** Writes are gathered into a buffer of this size (one system call per buffer, not per tensor). */
 const WRITE_BUFFER_BYTES = 1 << 20;
 /**
+ * Every this many bytes written, the file's data is flushed to disk in the background (one flush
+ * at a time), so that the flush close() needs before the rename finds little left: it was about
+ * 0.1 s of idle time at the end of a 1 GiB run (135 MB written) here.
+ */
+const WRITE_BACK_BYTES = 32 << 20;
+/**
  * Filesystems whose files are made up when read (procfs, sysfs, debugfs, tracefs): they stat as
  * regular files of 0 or 4096 bytes whatever they hold, so a size read from them means nothing.
  */
@@ -217,6 +223,10 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
   // Operations run one after another in call order: writes issued without waiting land in
   // order, and the buffer is never refilled while it is being written out.
   let queue: Promise<void> = Promise.resolve();
+  // The background flush in progress (WRITE_BACK_BYTES), its failure kept for close() to throw.
+  let writeBack: Promise<unknown> | null = null;
+  let writeBackError: unknown = null;
+  let unflushed = 0;
 
   // Checked and opened on first use, so a sink that is never written creates nothing; 'wx'
   // because the random name must be ours alone.
@@ -233,6 +243,7 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
     state = 'aborted';
     const opened = await opening?.catch(() => undefined);
     if (!opened) return;
+    await writeBack;
     await opened.file.close().catch(() => undefined);
     await rm(opened.temporary, { force: true }).catch(() => undefined);
     partialOutputs.delete(opened.temporary);
@@ -247,6 +258,19 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
     for (let done = 0; done < bytes.length; ) {
       const { bytesWritten } = await file.write(bytes, done, Math.min(bytes.length - done, MAX_IO_BYTES), start + done);
       done += bytesWritten;
+    }
+    unflushed += bytes.length;
+    if (unflushed >= WRITE_BACK_BYTES && !writeBack) {
+      unflushed = 0;
+      writeBack = file.datasync().then(
+        () => {
+          writeBack = null;
+        },
+        (error: unknown) => {
+          writeBackError ??= error;
+          writeBack = null;
+        },
+      );
     }
   };
 
@@ -308,6 +332,8 @@ export function atomicFileSink(path: string, options: OutputFileOptions = {}): P
       return run(async () => {
         await flush();
         const { file, target, temporary } = await handle();
+        await writeBack;
+        if (writeBackError) throw writeBackError;
         state = 'closed';
         // Flushed before the rename so that a crash cannot leave the target naming an incomplete
         // file; the mode is set again because open() applied the umask to it.
