@@ -85,6 +85,8 @@ describe.each(['wasm-simd', 'wasm'])('groups larger than a chunk on %s', (kind) 
         const chunked = await quantize(bytes, { ...options, chunkBytes }, packer(), where);
         expect(await tensorsOf(chunked.out)).toEqual(expected);
         expect(chunked.report.tensors[0]!.maxAbsError).toBe(whole.report.tensors[0]!.maxAbsError);
+        // The squares are summed by element index, not by chunk: the same bits however it is read.
+        expect(chunked.report.tensors[0]!.rmsError).toBe(whole.report.tensors[0]!.rmsError);
       }
     }
     // Dequantized in pieces too: the same values as dequantized whole.

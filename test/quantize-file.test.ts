@@ -76,6 +76,8 @@ describe('quantizeSafetensors', () => {
     const whole = await quantize(input, options);
     const chunked = await quantize(input, { ...options, chunkBytes: 64 });
     expect(chunked.out).toEqual(whole.out);
+    const errors = (report: typeof whole.report) => report.tensors.map(({ maxAbsError, rmsError }) => [maxAbsError, rmsError]);
+    expect(errors(chunked.report)).toEqual(errors(whole.report));
 
     const packedFile = await openSafetensors(memorySource(whole.out));
     const layout = readPackedLayout(packedFile);
