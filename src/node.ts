@@ -5,6 +5,7 @@
 export {
   atomicFileSink,
   checkOutputFile,
+  FILE_CHUNK_BYTES,
   fileSource,
   removePartialOutputs,
   type FileSource,
@@ -24,7 +25,6 @@ export {
 export { nodeGpu, type NodeGpu } from './backends/webgpu/node-gpu.js';
 export {
   DEFAULT_MAX_WORKERS,
-  FILE_CHUNK_BYTES,
   PARALLEL_MIN_BYTES,
   quantizeSafetensorsFile,
   type FileBackend,

@@ -112,7 +112,7 @@ describe('one machine', () => {
     expect(referenceReport.shards.map((s) => s.file)).toEqual(SHARDS.map((_, k) => shardName(k)));
   });
 
-  it.each([2, 3, 8])('jobs: %i (worker threads) writes the same bytes as jobs: 1', async (jobs) => {
+  it.each([2, 3, 8])('jobs: %i (this thread and worker threads) writes the same bytes as jobs: 1', async (jobs) => {
     const out = newFolder();
     await quantizeShardedCheckpoint(join(checkpoint, INDEX), out, { ...OPTIONS, jobs });
     expect(filesOf(out)).toEqual(referenceFiles);
@@ -436,6 +436,22 @@ describe('bad input: a typed error before any work, and no output', () => {
       child.on('close', (exit) => done({ stdout: text, code: exit }));
     });
     expect({ stdout: stdout.trim(), code }).toEqual({ stdout: 'removed 1', code: 143 });
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  // jobs: 2 sends shard 0 to the worker and shard 1 to this thread: a large shard 1 is still
+  // being read when the worker's failure comes, and is stopped at its next read.
+  it('a worker failing while this thread quantizes a large shard: the error, and nothing written then or later', async () => {
+    const nan = (length: number) => randomTensor(length, 7).fill(Number.NaN, 5, 6);
+    const large = (length: number) => new Float32Array(length).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
+    const shards = SHARDS.map((plans, k) => (k === 0 ? [{ ...plans[2]!, values: nan }] : k === 1 ? [{ name: 'layers.1.big', dtype: 'F32' as const, shape: [4096, 4096], values: large }] : plans));
+    const folder = writeCheckpoint({ shards });
+    const out = newFolder();
+    await expect(quantizeShardedCheckpoint(join(folder, INDEX), out, { ...OPTIONS, jobs: 2 })).rejects.toThrow(
+      expect.objectContaining({ code: 'NON_FINITE', message: expect.stringMatching(new RegExp(`^shard ${shardName(0)}: .*NaN`)) }),
+    );
+    expect(readdirSync(out)).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
     expect(readdirSync(out)).toEqual([]);
   });
 

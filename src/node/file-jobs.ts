@@ -29,7 +29,7 @@ import { availableParallelism } from 'node:os';
 import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
 import { describeError, describeValue } from '../describe.js';
 import { BackendError, EdgeMoqError, InvalidInputError } from '../errors.js';
-import { atomicFileSink, checkOutputFile, fileSource, type FileSource } from '../formats/node-file.js';
+import { atomicFileSink, checkOutputFile, FILE_CHUNK_BYTES, fileSource, type FileSource } from '../formats/node-file.js';
 import { packTensor, PackScratch, type ScaleTarget } from '../formats/pack-tensor.js';
 import { inThreadPacking, quantizeSafetensorsWith, type PackErrors, type PackRequest, type QuantizeFileOptions, type QuantizeReport, type TensorPacking } from '../formats/quantize-file.js';
 import { readAheadSource } from '../formats/read-ahead.js';
@@ -79,13 +79,6 @@ export interface FileQuantizeReport extends QuantizeReport {
 export const DEFAULT_MAX_WORKERS = 8;
 /** Below this many input bytes to pack, the default packs in this thread. */
 export const PARALLEL_MIN_BYTES = 32 << 20;
-/**
- * The chunk size files are packed in unless `chunkBytes` says otherwise (quantizeSafetensors'
- * default is 16 MiB): a chunk passes through about four buffers (read, decoded, packed,
- * unpacked for the error summary), which at 1 MiB stay in the processor's cache, so a run takes
- * less CPU time and memory (bench/files.mjs). The output does not depend on the chunk size.
- */
-export const FILE_CHUNK_BYTES = 1 << 20;
 /** Packed bytes that may wait, finished or being made, ahead of the tensor being written. */
 const WINDOW_BYTES = 64 << 20;
 /** Tensors each thread is sent at a time: the next one waits in its queue, so it never idles between tensors. */

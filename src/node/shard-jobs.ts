@@ -18,10 +18,10 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { describeError, describeValue } from '../describe.js';
 import { BackendError, EdgeMoqError, FormatError, InvalidInputError } from '../errors.js';
-import { atomicFileSink, checkOutputFile, fileSource, type FileSource, type OutputTarget } from '../formats/node-file.js';
+import { atomicFileSink, checkOutputFile, FILE_CHUNK_BYTES, fileSource, type FileSource, type OutputTarget } from '../formats/node-file.js';
 import { checkRecipeAcross, compileRecipe } from '../formats/recipe.js';
 import { quantizeSafetensors, type QuantizeFileOptions, type QuantizeProgress, type QuantizeReport } from '../formats/quantize-file.js';
-import { encodeSafetensors, memorySource, openSafetensors, type ByteSink } from '../formats/safetensors.js';
+import { encodeSafetensors, memorySource, openSafetensors, type ByteSink, type ByteSource } from '../formats/safetensors.js';
 import { mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardIndexText, shardsOfPiece, type ShardContents, type ShardIndex, type ShardPiece } from '../formats/sharded.js';
 import { createPacker } from '../packed/index.js';
 import type { Packer } from '../packed/packer.js';
@@ -33,7 +33,7 @@ const SHARD_BACKENDS: readonly unknown[] = ['auto', 'wasm-simd', 'wasm'];
 
 /** How a sharded checkpoint is quantized: each shard as quantizeSafetensors would, by `jobs` workers. */
 export interface ShardedQuantizeOptions extends Omit<QuantizeFileOptions, 'onProgress'> {
-  /** Worker threads, each quantizing whole shards with its own packer. Default: os.availableParallelism(). 1: no worker, this thread. */
+  /** Threads quantizing whole shards, each with its own packer: this one and `jobs - 1` worker threads. Default: os.availableParallelism(). 1: this thread alone. */
   jobs?: number;
   /** Process piece i of n only (shards k with k % n === i) and write a partial index: { index, count }, "i/n" or "auto/n". */
   shard?: ShardPiece | string;
@@ -114,13 +114,23 @@ function shardError(shard: string, error: unknown): EdgeMoqError {
 
 type ProgressListener = ((progress: ShardProgress) => void) | undefined;
 
-/** One shard quantized into `output`, and the output's tensors (name, data bytes) for the index. */
-async function quantizeShard(task: ShardTask, packer: Packer, options: QuantizeFileOptions, onProgress: ProgressListener): Promise<ShardResult> {
+/**
+ * One shard quantized into `output`, and the output's tensors (name, data bytes) for the index.
+ * Once `stopped()` says so, its next read fails, which ends it without an output.
+ */
+async function quantizeShard(task: ShardTask, packer: Packer, options: QuantizeFileOptions, onProgress: ProgressListener, stopped: () => boolean = () => false): Promise<ShardResult> {
   const source = await fileSource(task.input);
   let report: QuantizeReport;
   const withProgress = onProgress ? { ...options, onProgress: (progress: QuantizeProgress) => onProgress({ ...progress, shard: task.shard }) } : options;
+  const reads: ByteSource = {
+    size: source.size,
+    read(offset, into) {
+      if (stopped()) return Promise.reject(new EdgeMoqError('IO', 'stopped: another shard failed.'));
+      return source.read(offset, into);
+    },
+  };
   try {
-    report = await quantizeSafetensors(source, atomicFileSink(task.output, { distinctFrom: [source] }), packer, withProgress);
+    report = await quantizeSafetensors(reads, atomicFileSink(task.output, { distinctFrom: [source] }), packer, { ...withProgress, chunkBytes: options.chunkBytes ?? FILE_CHUNK_BYTES });
   } finally {
     await source.close().catch(() => undefined);
   }
@@ -197,16 +207,29 @@ function threadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgre
   };
 }
 
+/**
+ * Shards quantized in this thread. stop() ends the shard in progress at its next read (its
+ * output is discarded, as for any failure) and waits for it, so nothing is left writing.
+ */
 function inThreadJob(packer: Packer, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
+  let stopped = false;
+  let running: Promise<unknown> = Promise.resolve();
   return {
-    async run(task) {
-      try {
-        return await quantizeShard(task, packer, options, onProgress);
-      } catch (error) {
-        throw shardError(task.shard, error);
-      }
+    run(task) {
+      const result = (async () => {
+        try {
+          return await quantizeShard(task, packer, options, onProgress, () => stopped);
+        } catch (error) {
+          throw shardError(task.shard, error);
+        }
+      })();
+      running = result.catch(() => undefined);
+      return result;
     },
-    async stop() {},
+    async stop() {
+      stopped = true;
+      await running;
+    },
   };
 }
 
@@ -224,7 +247,7 @@ async function checkQuantizeOptions(packer: Packer, options: QuantizeFileOptions
 function checkJobs(jobs: unknown): number {
   if (jobs === undefined) return availableParallelism();
   if (!(Number.isSafeInteger(jobs) && (jobs as number) >= 1)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `jobs must be a positive integer (worker threads), got ${describeValue(jobs)}.`);
+    throw new InvalidInputError('INVALID_ARGUMENT', `jobs must be a positive integer (threads quantizing shards: this one and jobs - 1 workers), got ${describeValue(jobs)}.`);
   }
   return jobs as number;
 }
@@ -379,9 +402,11 @@ async function quantizeShards(indexPath: string, outFolder: string, settings: Ru
     await Promise.all(sources.map((s) => s.close()));
     sources.length = 0;
 
-    const count = Math.min(jobs, shards.length);
-    if (jobs === 1) workers.push(inThreadJob(packer, quantizeOptions, onProgress));
-    else while (workers.length < count) workers.push(threadJob(backend, quantizeOptions, onProgress));
+    // This thread quantizes shards too (as a file's tensors are packed, file-jobs.ts): it starts
+    // at once while the workers boot, and N jobs keep N cores busy, not N plus an idle one.
+    const count = Math.max(1, Math.min(jobs, shards.length));
+    while (workers.length < count - 1) workers.push(threadJob(backend, quantizeOptions, onProgress));
+    workers.push(inThreadJob(packer, quantizeOptions, onProgress));
     const results = new Map<string, ShardResult>();
     let next = 0;
     const folder = staging;
