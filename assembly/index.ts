@@ -2,7 +2,7 @@
 // module's memory: statistics per group (which also find NaN/Inf), then the in-place write.
 // The host owns allocation and growth (see src/backends/wasm/memory.ts).
 
-export { groupRanges, groupAbsRanges, groupAbsMeans, groupStats, firstNonFiniteGroup } from './stats';
+export { groupRanges, groupAbsRanges, groupAbsMeans, groupStats, firstNonFiniteGroup, errorSums } from './stats';
 export { quantizeGrid } from './grid';
 export { quantizeTernary } from './ternary';
 export { quantizeBinary } from './binary';

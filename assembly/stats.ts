@@ -339,3 +339,71 @@ function scaledAbsSum(data: usize, n: i32, threshold: f32, masked: bool): f32 {
   absSumCount = count;
   return total;
 }
+
+/**
+ * How far `b` lies from `a` (n float32 each), added to `out` (five float64): out[0] the largest
+ * |a[i] - b[i]| (NaN once one is NaN), out[1 + (phase + i) % 4] the squares, each lane summed in
+ * order of i. The differences are taken in float64, where they are exact. Both builds, and
+ * addErrors in src/packed/errors.ts, add in this order, so an error summary has the same bits
+ * whichever packer made it and however its tensor was split.
+ */
+export function errorSums(a: usize, b: usize, n: i32, phase: i32, out: usize): void {
+  let max = load<f64>(out);
+  let i = 0;
+  // One at a time up to the first element of lane 0.
+  for (; i < n && ((phase + i) & 3) != 0; i++) max = addError(a, b, i, out + (<usize>(((phase + i) & 3) + 1) << 3), max);
+  const whole = i + ((n - i) & ~3);
+  if (ASC_FEATURE_SIMD) {
+    let low = v128.load(out, 8);
+    let high = v128.load(out, 24);
+    let top = f64x2.splat(max);
+    for (; i < whole; i += 4) {
+      const x = v128.load(a + (<usize>i << 2));
+      const y = v128.load(b + (<usize>i << 2));
+      const d0 = f64x2.sub(f64x2.promote_low_f32x4(x), f64x2.promote_low_f32x4(y));
+      const d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<i64>(x, x, 1, 1)), f64x2.promote_low_f32x4(v128.shuffle<i64>(y, y, 1, 1)));
+      low = f64x2.add(low, f64x2.mul(d0, d0));
+      high = f64x2.add(high, f64x2.mul(d1, d1));
+      // pmax, a single instruction where the NaN-exact max is several: a NaN shows in the sums.
+      top = f64x2.pmax(top, f64x2.pmax(f64x2.abs(d0), f64x2.abs(d1)));
+    }
+    v128.store(out, low, 8);
+    v128.store(out, high, 24);
+    max = bigger(max, bigger(f64x2.extract_lane(top, 0), f64x2.extract_lane(top, 1)));
+  } else {
+    let s0 = load<f64>(out, 8), s1 = load<f64>(out, 16), s2 = load<f64>(out, 24), s3 = load<f64>(out, 32);
+    for (; i < whole; i += 4) {
+      const p = a + (<usize>i << 2);
+      const q = b + (<usize>i << 2);
+      const d0 = <f64>load<f32>(p) - <f64>load<f32>(q);
+      const d1 = <f64>load<f32>(p, 4) - <f64>load<f32>(q, 4);
+      const d2 = <f64>load<f32>(p, 8) - <f64>load<f32>(q, 8);
+      const d3 = <f64>load<f32>(p, 12) - <f64>load<f32>(q, 12);
+      s0 += d0 * d0;
+      s1 += d1 * d1;
+      s2 += d2 * d2;
+      s3 += d3 * d3;
+      max = bigger(max, bigger(bigger(Math.abs(d0), Math.abs(d1)), bigger(Math.abs(d2), Math.abs(d3))));
+    }
+    store<f64>(out, s0, 8);
+    store<f64>(out, s1, 16);
+    store<f64>(out, s2, 24);
+    store<f64>(out, s3, 32);
+  }
+  for (; i < n; i++) max = addError(a, b, i, out + (<usize>(((phase + i) & 3) + 1) << 3), max);
+  // A NaN difference made its lane's sum NaN (NaN + x is NaN), and no comparison kept it.
+  const sums = load<f64>(out, 8) + load<f64>(out, 16) + load<f64>(out, 24) + load<f64>(out, 32);
+  store<f64>(out, sums != sums ? NaN : max);
+}
+
+/** The larger of two differences (comparisons, not the NaN-exact max: errorSums finds NaN in its sums). */
+@inline function bigger(x: f64, y: f64): f64 {
+  return x > y ? x : y;
+}
+
+/** Element i's squared difference added to the sum at `sum`; returns the new largest difference. */
+@inline function addError(a: usize, b: usize, i: i32, sum: usize, max: f64): f64 {
+  const d = <f64>load<f32>(a + (<usize>i << 2)) - <f64>load<f32>(b + (<usize>i << 2));
+  store<f64>(sum, load<f64>(sum) + d * d);
+  return bigger(max, Math.abs(d));
+}

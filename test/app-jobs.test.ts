@@ -225,6 +225,7 @@ describe('app jobs: the same bytes as the CLI', () => {
         return pack(...args);
       },
       unpack: packer.unpack.bind(packer),
+      measure: packer.measure.bind(packer),
       dispose: () => undefined,
     };
     await expect(runQuantizeJob(filesOf(input), { bits: 8, groupSize: 16 }, { packer: stopping, store, token })).rejects.toBeInstanceOf(JobCancelled);

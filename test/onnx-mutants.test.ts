@@ -1450,6 +1450,7 @@ describe('quantizeOnnxFile', () => {
         return packer.pack(data, options);
       },
       unpack: (packed: PackedTensor) => packer.unpack(packed),
+      measure: (original: Float32Array, packed: PackedTensor, totals: Float64Array, first?: number) => packer.measure(original, packed, totals, first),
       dispose: () => undefined,
     };
     return watched;

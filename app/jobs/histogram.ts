@@ -73,6 +73,10 @@ class SamplingPacker implements Packer {
     return this.inner.unpack(packed, out);
   }
 
+  measure(original: Float32Array, packed: PackedTensor, totals: Float64Array, first?: number): Promise<void> {
+    return this.inner.measure(original, packed, totals, first);
+  }
+
   dispose(): void {
     // The inner packer belongs to the worker.
   }

@@ -165,6 +165,7 @@ function cancellable(packer: Packer, token: CancelToken): Packer {
       return packer.pack(data, options, into);
     },
     unpack: (packed, out) => packer.unpack(packed, out),
+    measure: (original, packed, totals, first) => packer.measure(original, packed, totals, first),
     // The packer belongs to the caller.
     dispose: () => undefined,
   };

@@ -13,6 +13,7 @@
 
 import { EdgeMoqError, InvalidInputError } from '../errors.js';
 import { allocatePacked, planPack, type PackedTensor, type PackOptions, type PackPlan } from '../packed/layout.js';
+import { addErrors, errorSummary, errorTotals, type ErrorTotals } from '../packed/errors.js';
 import type { Packer } from '../packed/packer.js';
 import { checkAxis, tensorIndexOf, TransposedReader, type AxisView, axisView } from './axis.js';
 import { chunkingFor } from './chunking.js';
@@ -70,11 +71,6 @@ export class PackScratch {
     }
     return packed;
   }
-}
-
-interface ErrorTotals {
-  maxAbsError: number;
-  squares: number;
 }
 
 type PutGroups = (firstGroup: number, scales: Float32Array, zeros: Float32Array | null) => Promise<void>;
@@ -149,7 +145,7 @@ export async function packTensor(
     scratch,
     putGroups,
     codes: new CodeStreamWriter((bytes) => writer.write(bytes)),
-    totals: { maxAbsError: 0, squares: 0 },
+    totals: errorTotals(),
     progress: (done) => progress(done * bytesPerElement),
     view,
     transposed: view.columns > 1 ? new TransposedReader(file.source, tensor.byteOffset, tensor.dtype as FloatDtype, view) : null,
@@ -163,8 +159,7 @@ export async function packTensor(
     await writer.write(new Uint8Array(held.scales.buffer));
     if (held.zeros) await writer.write(new Uint8Array(held.zeros.buffer));
   }
-  const { maxAbsError, squares } = job.totals;
-  const rmsError = Math.sqrt(squares / plan.length);
+  const { maxAbsError, rmsError } = errorSummary(job.totals, plan.length);
   if (!Number.isFinite(maxAbsError) || !Number.isFinite(rmsError)) {
     // unpack(pack(x)) of finite input is finite: a NaN here is a bug, and its output is refused.
     throw new EdgeMoqError(
@@ -174,18 +169,6 @@ export async function packTensor(
     );
   }
   return { maxAbsError, rmsError };
-}
-
-function accumulateErrors(original: Float32Array, unpacked: Float32Array, totals: ErrorTotals): void {
-  let { maxAbsError, squares } = totals;
-  for (let i = 0; i < original.length; i++) {
-    const e = Math.abs(original[i]! - unpacked[i]!);
-    // A NaN is kept (no later comparison replaces it), so that it reaches the check in packTensor.
-    if (e > maxAbsError || Number.isNaN(e)) maxAbsError = e;
-    squares += e * e;
-  }
-  totals.maxAbsError = maxAbsError;
-  totals.squares = squares;
 }
 
 async function packWholeGroups(job: TensorJob, groupsPerChunk: number): Promise<void> {
@@ -198,9 +181,7 @@ async function packWholeGroups(job: TensorJob, groupsPerChunk: number): Promise<
     } catch (error) {
       throw withTensor(error, job, start, chunk);
     }
-    const { unpacked } = scratch.values(chunk.length);
-    await packer.unpack(packed, unpacked);
-    accumulateErrors(chunk, unpacked, totals);
+    await packer.measure(chunk, packed, totals, start);
     await job.putGroups(start / plan.groupSize, packed.scales, packed.zeros);
     await job.codes.append(packed.codes, chunk.length * plan.bits);
     job.progress(start + chunk.length);
@@ -260,8 +241,10 @@ async function packGroupsInPieces(job: TensorJob, pieceElements: number): Promis
       } catch (error) {
         throw withTensor(error, job, start, values);
       }
+      // The range's ends appended to the piece are no elements of the tensor: only the piece's
+      // own values count (in the order Packer.measure adds in).
       await packer.unpack(packed, unpacked);
-      accumulateErrors(piece, unpacked.subarray(0, count), totals);
+      addErrors(piece, unpacked.subarray(0, count), totals, start);
       await job.codes.append(packed.codes, count * plan.bits);
       scale[0] = packed.scales[0]!;
       if (zero) zero[0] = packed.zeros![0]!;

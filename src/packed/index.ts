@@ -25,6 +25,7 @@ export {
   type PackPlan,
 } from './layout.js';
 export type { Packer } from './packer.js';
+export { addErrors, errorSummary, errorTotals, type ErrorTotals } from './errors.js';
 // The errors this entry throws, so code that imports only it can tell them apart.
 export { BackendError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from '../errors.js';
 export type { Grid } from '../kernel-plan.js';

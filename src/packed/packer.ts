@@ -7,6 +7,7 @@
 // scale 0: it takes its zero point (shaders/grid.wgsl), in fakeQuantize and packing alike.
 
 import type { BackendKind } from '../backends/backend.js';
+import type { ErrorTotals } from './errors.js';
 import type { PackedTensor, PackOptions } from './layout.js';
 
 /** Packs float32 data into codes and back, on a backend (from createPacker). */
@@ -37,6 +38,19 @@ export interface Packer {
    * @returns The dequantized values (`out` when given).
    */
   unpack(packed: PackedTensor, out?: Float32Array): Promise<Float32Array>;
+  /**
+   * Adds how far unpack(packed) lies from `original` (the values it was packed from) to
+   * `totals` (errorTotals(): the largest difference and the squares' sums, packed/errors.ts),
+   * without handing out the unpacked values: what a file quantization reports per tensor. Every
+   * packer adds in the same order, so the totals have the same bits on each.
+   *
+   * @param original - The packed.length values `packed` was made from.
+   * @param packed - The packed tensor (checked as unpack checks it).
+   * @param totals - Five float64 to add to; a chunk's totals carry over to the next.
+   * @param first - Which element of the whole `original[0]` is (default 0): the sums are by element index.
+   * @throws InvalidInputError: what unpack throws, or bad arguments; `totals` is then untouched.
+   */
+  measure(original: Float32Array, packed: PackedTensor, totals: ErrorTotals, first?: number): Promise<void>;
   /** Frees the packer's scratch memory (and a backend it created from a kind); a backend you passed stays yours. */
   dispose(): void;
 }

@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, type EdgeMoqError } from '../../src/index.js';
 import { allocatePacked, createPacker, planPack, type PackedTensor, type Packer, type PackOptions } from '../../src/packed/index.js';
+import { addErrors, errorTotals } from '../../src/packed/errors.js';
 import { randomTensor } from '../support/fixtures.js';
 import {
   GPU_GROUP_BOUNDARIES,
@@ -264,6 +265,65 @@ function contract(implementation: Implementation): void {
           expect(await under.backend.fakeQuantize(x.slice(), options)).toEqual(x);
         }
       });
+  });
+
+  describe('measure: the errors of unpack(pack(x)), added in the order addErrors adds them', () => {
+    const MEASURED: PackOptions[] = [
+      { bits: 4, groupSize: 32 },
+      { bits: 8, groupSize: 64, type: 'asymmetric' },
+      { bits: 2, groupSize: 16 },
+      { bits: 1, groupSize: 8 },
+      { bits: 5, groupSize: 3 },
+    ];
+
+    it.each(MEASURED)('%o: bit for bit, from any first element, across calls', async (options) => {
+      for (const first of [0, 1, 2, 3, 2 ** 33 + 1]) {
+        const totals = errorTotals();
+        const expected = errorTotals();
+        for (const [part, groups] of [7, 5].entries()) {
+          const x = tensorFor(groups * options.groupSize!, 31 * part + first, options);
+          const packed = await under.packer.pack(x, options);
+          const at = first + part * 7 * options.groupSize!;
+          await under.packer.measure(x, packed, totals, at);
+          addErrors(x, await under.packer.unpack(packed), expected, at);
+        }
+        expect(Array.from(totals), `first ${first}`).toEqual(Array.from(expected));
+        expect(totals[0]).toBeGreaterThan(0);
+      }
+    });
+
+    it('says NaN where the original holds one, as addErrors does', async () => {
+      const x = randomTensor(64, 4);
+      const packed = await under.packer.pack(x, { bits: 4, groupSize: 16 });
+      x[37] = Number.NaN;
+      const totals = errorTotals();
+      const expected = errorTotals();
+      await under.packer.measure(x, packed, totals, 5);
+      addErrors(x, await under.packer.unpack(packed), expected, 5);
+      expect(Array.from(totals)).toEqual(Array.from(expected));
+      expect(totals[0]).toBeNaN();
+    });
+
+    it('refuses bad arguments and packed data as unpack does, and leaves the totals as they were', async () => {
+      const x = randomTensor(64, 1);
+      const good = await under.packer.pack(x, { bits: 4, groupSize: 16 });
+      const totals = errorTotals().fill(0.5);
+      for (const [original, sums, first, message] of [
+        [x.subarray(1), totals, 0, /original must be a Float32Array of 64 values/],
+        [x, new Float64Array(4), 0, /totals must be a Float64Array of 5 values/],
+        [x, totals, -1, /first must be the index/],
+        [x, totals, 0.5, /first must be the index/],
+      ] as const) {
+        await expect(under.packer.measure(original, good, sums, first)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
+      }
+      for (const call of BAD.unpack.cases.filter((c) => c.out === undefined)) {
+        let packed: PackedTensor = good;
+        if (call.change && 'drop' in call.change) packed = { ...good, [call.change.drop]: good[call.change.drop].subarray(1) };
+        if (call.change && 'set' in call.change) packed = { ...good, ...call.change.set };
+        expectError(await under.packer.measure(x, packed, totals).catch((e: unknown) => e), call);
+      }
+      expect(Array.from(totals)).toEqual([0.5, 0.5, 0.5, 0.5, 0.5]);
+    });
   });
 
   describe('bad input: a typed error, and nothing touched', () => {

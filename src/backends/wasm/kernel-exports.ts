@@ -16,6 +16,8 @@ export interface KernelExports {
   groupStats(data: number, groupCount: number, groupSize: number, out: number): void;
   /** In assembly/stats.ts. */
   firstNonFiniteGroup(data: number, groupCount: number, groupSize: number): number;
+  /** In assembly/stats.ts. */
+  errorSums(a: number, b: number, n: number, phase: number, out: number): void;
   /** In assembly/grid.ts. */
   quantizeGrid(
     src: number,

@@ -9,12 +9,15 @@ import type { WasmBackend } from './backend.js';
 import { float32Length, type Grid } from '../../kernel-plan.js';
 import { InvalidInputError, nonFiniteError } from '../../errors.js';
 import { allocatePacked, invalidPackedError, planPackData, validateInto, validatePacked, type PackedTensor, type PackedType, type PackOptions } from '../../packed/layout.js';
+import { checkMeasure, type ErrorTotals } from '../../packed/errors.js';
 import type { Packer } from '../../packed/packer.js';
 import { PACK_TYPE_NUMBERS } from './interface.js';
 
 const typeNumber = (packed: { type: PackedType; grid?: Grid }) => (packed.grid === 'full' ? PACK_TYPE_NUMBERS.FULL : PACK_TYPE_NUMBERS[packed.type.toUpperCase() as Uppercase<PackedType>]);
 // Codes are read 4 bytes at a time, so the codes region keeps 3 readable bytes past its end.
 const CODE_PADDING = 4;
+// measure()'s five float64 totals, first in its scratch region (aligned for v128 loads).
+const TOTALS_BYTES = 48;
 
 const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
 
@@ -110,6 +113,47 @@ export class WasmPacker implements Packer {
     const result = out ?? new Float32Array(length);
     result.set(new Float32Array(memory.buffer, dst, length));
     return result;
+  }
+
+  async measure(original: Float32Array, packed: PackedTensor, totals: ErrorTotals, first = 0): Promise<void> {
+    this.measureSync(original, packed, totals, first);
+  }
+
+  /**
+   * measure() without the promise: the original and the unpacked values meet in WebAssembly
+   * memory (errorSums), and only the five totals come back.
+   */
+  measureSync(original: Float32Array, packed: PackedTensor, totals: ErrorTotals, first = 0): void {
+    validatePacked(packed);
+    checkMeasure(original, packed.length, totals, first);
+    const { length, groupSize, bits } = packed;
+    const groupCount = length / groupSize;
+    const { kernels, heap } = this.backend.internals;
+    const memory = kernels.memory;
+    const inMemory = original.buffer === memory.buffer;
+    if (inMemory) heap.assertLiveView(original, 'original');
+    const originalPointer = inMemory ? original.byteOffset : -1;
+    const codesBytes = align16(packed.codes.length + CODE_PADDING);
+    const groupBytes = align16(groupCount * 4);
+    const valuesBytes = align16(length * 4);
+    const base = this.reserve(TOTALS_BYTES + codesBytes + 2 * groupBytes + valuesBytes * (inMemory ? 1 : 2));
+    const sums = base;
+    const codes = sums + TOTALS_BYTES;
+    const scales = codes + codesBytes;
+    const zeros = scales + groupBytes;
+    const dst = zeros + groupBytes;
+    const src = inMemory ? originalPointer : dst + valuesBytes;
+    const buffer = memory.buffer;
+    new Uint8Array(buffer, codes, packed.codes.length).set(packed.codes);
+    new Float32Array(buffer, scales, groupCount).set(packed.scales);
+    if (packed.zeros) new Float32Array(buffer, zeros, groupCount).set(packed.zeros);
+    const invalid = kernels.unpackCodes(codes, scales, zeros, dst, groupCount, groupSize, bits, typeNumber(packed));
+    if (invalid >= 0) throw invalidPackedError(packed, invalid);
+    if (!inMemory) new Float32Array(buffer, src, length).set(original);
+    const at = new Float64Array(buffer, sums, 5);
+    at.set(totals);
+    kernels.errorSums(src, dst, length, first % 4, sums);
+    totals.set(at);
   }
 
   dispose(): void {

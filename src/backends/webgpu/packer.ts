@@ -8,6 +8,7 @@
 // WebAssembly fallback from then on (`kind` says so); GPUBuffers cannot follow and throw
 // DEVICE_LOST.
 
+import { addErrors, checkMeasure, type ErrorTotals } from '../../packed/errors.js';
 import type { BackendKind } from '../backend.js';
 import type { Grid, KernelPlan } from '../../kernel-plan.js';
 import { BackendError, InvalidInputError, nonFiniteError } from '../../errors.js';
@@ -201,6 +202,12 @@ export class WebGpuPacker implements Packer {
       if (done !== null) throw invalidPackedError(packed, done);
       return result!;
     });
+  }
+
+  async measure(original: Float32Array, packed: PackedTensor, totals: ErrorTotals, first = 0): Promise<void> {
+    validatePacked(packed);
+    checkMeasure(original, packed.length, totals, first);
+    addErrors(original, await this.unpack(packed), totals, first);
   }
 
   /**
