@@ -19,9 +19,10 @@ const MAX_IO_BYTES = 1 << 30;
 const WRITE_BUFFER_BYTES = 1 << 20;
 /**
  * The chunk size quantizeSafetensorsFile and quantizeShardedCheckpoint pack files in unless
- * `chunkBytes` says otherwise (quantizeSafetensors' default is 16 MiB): a chunk passes through about four buffers (read, decoded, packed,
- * unpacked for the error summary), which at 1 MiB stay in the processor's cache, so a run takes
- * less CPU time and memory (bench/files.mjs). The output does not depend on the chunk size.
+ * `chunkBytes` says otherwise (quantizeSafetensors' default is 16 MiB): a chunk passes through
+ * about four buffers (read, decoded, packed, unpacked in WebAssembly memory for the error
+ * summary), which at 1 MiB stay in the processor's cache, so a run takes less CPU time and
+ * memory (bench/files.mjs). The output does not depend on the chunk size.
  */
 export const FILE_CHUNK_BYTES = 1 << 20;
 /**
