@@ -156,14 +156,36 @@ export function packCodes(
     const vOffset = i32x4.splat(offset), vKey = i32x4.splat(key);
     const vStep = i32x4.splat(SPREAD_STEP4);
     let spread = spreadIndices4(first);
-    for (; i + 4 <= n; i += 4) {
-      const x = v128.load(from + (<usize>i << 2));
-      let v = f32x4.div(ASYMMETRIC ? f32x4.sub(x, vZero) : x, vScale);
-      if (STOCHASTIC) {
-        v = f32x4.add(v, stochasticOffset4(spread, vKey));
-        spread = i32x4.add(spread, vStep);
+    if ((bits == 8 || bits == 4) && (pendingBits & 7) == 0) {
+      // Codes of whole bytes: the pending bytes out, then 16 codes at a time straight into the
+      // stream (narrowed to bytes; at 4 bits each byte's pair joined), not one putCode each.
+      flushCodes();
+      for (; i + 16 <= n; i += 16) {
+        const at = from + (<usize>i << 2);
+        const c0 = codes4(v128.load(at), spread, vScale, vZero, vLo, vHi, vOffset, vKey, ASYMMETRIC, STOCHASTIC);
+        if (STOCHASTIC) spread = i32x4.add(spread, vStep);
+        const c1 = codes4(v128.load(at, 16), spread, vScale, vZero, vLo, vHi, vOffset, vKey, ASYMMETRIC, STOCHASTIC);
+        if (STOCHASTIC) spread = i32x4.add(spread, vStep);
+        const c2 = codes4(v128.load(at, 32), spread, vScale, vZero, vLo, vHi, vOffset, vKey, ASYMMETRIC, STOCHASTIC);
+        if (STOCHASTIC) spread = i32x4.add(spread, vStep);
+        const c3 = codes4(v128.load(at, 48), spread, vScale, vZero, vLo, vHi, vOffset, vKey, ASYMMETRIC, STOCHASTIC);
+        if (STOCHASTIC) spread = i32x4.add(spread, vStep);
+        const bytes = i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(c0, c1), i16x8.narrow_i32x4_u(c2, c3));
+        if (bits == 8) {
+          v128.store(cursor, bytes);
+          cursor += 16;
+        } else {
+          // A 16-bit lane holds codes 2k and 2k + 1 (each below 16) in its two bytes: shifted
+          // right by 4, the second lands in the high nibble of the low byte.
+          const pairs = v128.or(v128.and(bytes, i16x8.splat(0xff)), i16x8.shr_u(bytes, 4));
+          store<u64>(cursor, i64x2.extract_lane(i8x16.narrow_i16x8_u(pairs, pairs), 0));
+          cursor += 8;
+        }
       }
-      const codes = i32x4.add(i32x4.trunc_sat_f32x4_s(f32x4.pmin(f32x4.pmax(f32x4.nearest(v), vLo), vHi)), vOffset);
+    }
+    for (; i + 4 <= n; i += 4) {
+      const codes = codes4(v128.load(from + (<usize>i << 2)), spread, vScale, vZero, vLo, vHi, vOffset, vKey, ASYMMETRIC, STOCHASTIC);
+      if (STOCHASTIC) spread = i32x4.add(spread, vStep);
       putCode(i32x4.extract_lane(codes, 0), ubits);
       putCode(i32x4.extract_lane(codes, 1), ubits);
       putCode(i32x4.extract_lane(codes, 2), ubits);
@@ -179,6 +201,15 @@ export function packCodes(
     r = select<f32>(hi, r, hi < r);
     putCode(<u32>(<i32>r + offset), ubits);
   }
+}
+
+/** Four elements' codes on the grid (with the noise of the four indices `spread` stands for). */
+@inline function codes4(
+  x: v128, spread: v128, scale: v128, zero: v128, lo: v128, hi: v128, offset: v128, key: v128, ASYMMETRIC: bool, STOCHASTIC: bool,
+): v128 {
+  let v = f32x4.div(ASYMMETRIC ? f32x4.sub(x, zero) : x, scale);
+  if (STOCHASTIC) v = f32x4.add(v, stochasticOffset4(spread, key));
+  return i32x4.add(i32x4.trunc_sat_f32x4_s(f32x4.pmin(f32x4.pmax(f32x4.nearest(v), lo), hi)), offset);
 }
 
 /** The codes of a group at half scale (grid.ts: asymmetricGroup): one element at a time. */
