@@ -36,7 +36,7 @@ import { readAheadSource } from '../formats/read-ahead.js';
 import { openSafetensors, type SafetensorsFile, type SafetensorsWriter } from '../formats/safetensors.js';
 import { createPacker } from '../packed/index.js';
 import type { Packer } from '../packed/packer.js';
-import { rebuildError, sendable, startWorker, type SentError } from './worker-threads.js';
+import { compiledBuild, rebuildError, sendable, startWorker, type SentError } from './worker-threads.js';
 
 /** The WebAssembly packers a worker can create (WebGPU devices do not cross threads). */
 export type FileBackend = 'auto' | 'wasm-simd' | 'wasm';
@@ -135,7 +135,7 @@ function startError(error: unknown): EdgeMoqError {
 // one at a time, in the order they come, posting each one's bytes as packTensor writes them.
 if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null)?.[WORKER_MARKER]) {
   const port = parentPort;
-  const { input, identity, backend, progress } = workerData as { input: string; identity: string; backend: FileBackend; progress: boolean };
+  const { input, identity, backend, progress, wasm } = workerData as { input: string; identity: string; backend: FileBackend; progress: boolean; wasm: Awaited<ReturnType<typeof compiledBuild>> };
   const opened = (async () => {
     const source = await fileSource(input);
     if (source.identity !== identity) {
@@ -144,7 +144,7 @@ if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null
     }
     try {
       const file = await openSafetensors(source);
-      const packer = await createPacker(backend);
+      const packer = await createPacker(backend, { wasm });
       port.postMessage({ ready: packer.kind } satisfies FromWorker);
       return { source, file: { ...file, source: readAheadSource(source) }, packer };
     } catch (error) {
@@ -362,8 +362,8 @@ function threadPacking(input: FileSource, makePacker: (() => Promise<Packer>) | 
     return lane;
   };
 
-  const worker = (): Lane => {
-    const data = { [WORKER_MARKER]: true, input: input.path, identity: input.identity, backend, progress };
+  const worker = (wasm: Awaited<ReturnType<typeof compiledBuild>>): Lane => {
+    const data = { [WORKER_MARKER]: true, input: input.path, identity: input.identity, backend, progress, wasm };
     const thread: Worker = startWorker(import.meta.url, data, 'workers: 1');
     const lane: Lane = {
       busy: new Set(),
@@ -410,7 +410,8 @@ function threadPacking(input: FileSource, makePacker: (() => Promise<Packer>) | 
       requests = all;
       chunkBytes = bytes;
       // Workers first, so that a tie goes to one of them: this thread also writes.
-      for (let i = 0; i < workerCount; i++) lanes.push(worker());
+      const wasm = await compiledBuild(backend);
+      for (let i = 0; i < workerCount; i++) lanes.push(worker(wasm));
       if (makePacker) {
         try {
           lanes.push(thisThread(await makePacker(), file));

@@ -25,7 +25,7 @@ import { encodeSafetensors, memorySource, openSafetensors, type ByteSink, type B
 import { mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardIndexText, shardsOfPiece, type ShardContents, type ShardIndex, type ShardPiece } from '../formats/sharded.js';
 import { createPacker } from '../packed/index.js';
 import type { Packer } from '../packed/packer.js';
-import { rebuildError, sendable, startWorker, type SentError } from './worker-threads.js';
+import { compiledBuild, rebuildError, sendable, startWorker, type SentError } from './worker-threads.js';
 
 /** The WebAssembly packers a worker can create (WebGPU devices do not cross threads). */
 export type ShardBackend = 'auto' | 'wasm-simd' | 'wasm';
@@ -146,9 +146,9 @@ async function quantizeShard(task: ShardTask, packer: Packer, options: QuantizeF
 // A worker: creates its packer, then quantizes the shards it is sent, one at a time.
 if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null)?.[WORKER_MARKER]) {
   const port = parentPort;
-  const { backend, options, progress } = workerData as { backend: ShardBackend; options: QuantizeFileOptions; progress: boolean };
+  const { backend, options, progress, wasm } = workerData as { backend: ShardBackend; options: QuantizeFileOptions; progress: boolean; wasm: Awaited<ReturnType<typeof compiledBuild>> };
   const onProgress = progress ? (update: ShardProgress) => port.postMessage({ progress: update }) : undefined;
-  const packer = createPacker(backend);
+  const packer = createPacker(backend, { wasm });
   // A packer that cannot be created fails the first shard it is awaited for, with its own error.
   packer.catch(() => undefined);
   port.on('message', async (task: ShardTask) => {
@@ -166,8 +166,8 @@ interface Job {
   stop(): Promise<void>;
 }
 
-function threadJob(backend: ShardBackend, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
-  const worker = startWorker(import.meta.url, { [WORKER_MARKER]: true, backend, options, progress: onProgress !== undefined }, 'jobs: 1');
+function threadJob(backend: ShardBackend, wasm: Awaited<ReturnType<typeof compiledBuild>>, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
+  const worker = startWorker(import.meta.url, { [WORKER_MARKER]: true, backend, wasm, options, progress: onProgress !== undefined }, 'jobs: 1');
   let pending: { shard: string; resolve: (r: ShardResult) => void; reject: (e: unknown) => void } | null = null;
   let failure: EdgeMoqError | null = null;
   const fail = (error: EdgeMoqError) => {
@@ -405,7 +405,8 @@ async function quantizeShards(indexPath: string, outFolder: string, settings: Ru
     // This thread quantizes shards too (as a file's tensors are packed, file-jobs.ts): it starts
     // at once while the workers boot, and N jobs keep N cores busy, not N plus an idle one.
     const count = Math.max(1, Math.min(jobs, shards.length));
-    while (workers.length < count - 1) workers.push(threadJob(backend, quantizeOptions, onProgress));
+    const wasm = count > 1 ? await compiledBuild(backend) : {};
+    while (workers.length < count - 1) workers.push(threadJob(backend, wasm, quantizeOptions, onProgress));
     workers.push(inThreadJob(packer, quantizeOptions, onProgress));
     const results = new Map<string, ShardResult>();
     let next = 0;

@@ -3,6 +3,7 @@
 // carried across the thread boundary with their class, code, message and location intact.
 
 import { Worker } from 'node:worker_threads';
+import { compileWasm, runtimeHasSimd } from '../backends/wasm/loader.js';
 import { describeError } from '../describe.js';
 import { BackendError, ConfigError, EdgeMoqError, FormatError, InvalidInputError, type ErrorCode, type ErrorLocation } from '../errors.js';
 
@@ -69,4 +70,15 @@ export function startWorker(moduleUrl: string, workerData: Record<string, unknow
       cause,
     });
   }
+}
+
+/**
+ * The WebAssembly build a packer of `backend` runs on, compiled here (once: the loader caches
+ * it), for workers to create their packers from (createPacker(backend, { wasm })): a module sent
+ * to another thread shares its compiled code, so a worker neither compiles it again nor starts
+ * on the baseline code while V8 optimizes it a second time.
+ */
+export async function compiledBuild(backend: 'auto' | 'wasm-simd' | 'wasm'): Promise<{ simd?: WebAssembly.Module; scalar?: WebAssembly.Module }> {
+  const build = backend === 'wasm' || (backend === 'auto' && !runtimeHasSimd()) ? 'scalar' : 'simd';
+  return { [build]: await compileWasm(build) };
 }
