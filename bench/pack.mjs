@@ -112,7 +112,7 @@ scales; "unpack" writes the floats back; throughput is float32 input bytes per s
 ${rows.join('\n')}
 
 A float32 safetensors file quantized to 4 bits (groups of 32) by \`edge-moq quantize\` in a fresh process
-(streaming, 16 MiB chunks; peak resident memory measured by \`/usr/bin/time -f %M\`):
+(its defaults: 1 MiB chunks, one packing thread per CPU; peak resident memory measured by \`/usr/bin/time -f %M\`):
 
 | file | in | out | ratio | wall | throughput | peak RSS |
 |---|---:|---:|---:|---:|---:|---:|
