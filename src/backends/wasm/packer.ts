@@ -20,6 +20,8 @@ const CODE_PADDING = 4;
 const TOTALS_BYTES = 48;
 
 const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
+/** The scratch bytes a packed tensor takes staged for unpacking: its codes (padded), scales and zero points. */
+const stagedBytes = (packed: PackedTensor) => align16(packed.codes.length + CODE_PADDING) + 2 * align16((packed.length / packed.groupSize) * 4);
 
 export class WasmPacker implements Packer {
   readonly kind: BackendKind;
@@ -83,8 +85,7 @@ export class WasmPacker implements Packer {
    */
   unpackSync(packed: PackedTensor, out?: Float32Array): Float32Array {
     validatePacked(packed);
-    const { length, groupSize, bits } = packed;
-    const groupCount = length / groupSize;
+    const { length } = packed;
     if (out !== undefined && float32Length(out, 'out') !== length) {
       throw new InvalidInputError('INVALID_ARGUMENT', `out must be a Float32Array of ${length} values (packed.length).`);
     }
@@ -95,20 +96,10 @@ export class WasmPacker implements Packer {
     if (outInMemory) heap.assertLiveView(out!, 'out');
     // Fixed before the scratch region may grow the memory (which detaches views into it).
     const outPointer = outInMemory ? out!.byteOffset : -1;
-    const codesBytes = align16(packed.codes.length + CODE_PADDING);
-    const groupBytes = align16(groupCount * 4);
-    const dstBytes = outInMemory ? 0 : align16(length * 4);
-    const base = this.reserve(codesBytes + 2 * groupBytes + dstBytes);
-    const codes = base;
-    const scales = codes + codesBytes;
-    const zeros = scales + groupBytes;
-    const dst = outInMemory ? outPointer : zeros + groupBytes;
-    const buffer = memory.buffer;
-    new Uint8Array(buffer, codes, packed.codes.length).set(packed.codes);
-    new Float32Array(buffer, scales, groupCount).set(packed.scales);
-    if (packed.zeros) new Float32Array(buffer, zeros, groupCount).set(packed.zeros);
-    const invalid = kernels.unpackCodes(codes, scales, zeros, dst, groupCount, groupSize, bits, typeNumber(packed));
-    if (invalid >= 0) throw invalidPackedError(packed, invalid);
+    const staged = stagedBytes(packed);
+    const base = this.reserve(staged + (outInMemory ? 0 : align16(length * 4)));
+    const dst = outInMemory ? outPointer : base + staged;
+    this.unpackStaged(packed, base, dst);
     if (outInMemory) return out!;
     const result = out ?? new Float32Array(length);
     result.set(new Float32Array(memory.buffer, dst, length));
@@ -126,34 +117,37 @@ export class WasmPacker implements Packer {
   measureSync(original: Float32Array, packed: PackedTensor, totals: ErrorTotals, first = 0): void {
     validatePacked(packed);
     checkMeasure(original, packed.length, totals, first);
-    const { length, groupSize, bits } = packed;
-    const groupCount = length / groupSize;
+    const { length } = packed;
     const { kernels, heap } = this.backend.internals;
-    const memory = kernels.memory;
-    const inMemory = original.buffer === memory.buffer;
+    const inMemory = original.buffer === kernels.memory.buffer;
     if (inMemory) heap.assertLiveView(original, 'original');
     const originalPointer = inMemory ? original.byteOffset : -1;
-    const codesBytes = align16(packed.codes.length + CODE_PADDING);
-    const groupBytes = align16(groupCount * 4);
+    const staged = stagedBytes(packed);
     const valuesBytes = align16(length * 4);
-    const base = this.reserve(TOTALS_BYTES + codesBytes + 2 * groupBytes + valuesBytes * (inMemory ? 1 : 2));
-    const sums = base;
-    const codes = sums + TOTALS_BYTES;
-    const scales = codes + codesBytes;
-    const zeros = scales + groupBytes;
-    const dst = zeros + groupBytes;
+    const sums = this.reserve(TOTALS_BYTES + staged + valuesBytes * (inMemory ? 1 : 2));
+    const dst = sums + TOTALS_BYTES + staged;
     const src = inMemory ? originalPointer : dst + valuesBytes;
-    const buffer = memory.buffer;
-    new Uint8Array(buffer, codes, packed.codes.length).set(packed.codes);
-    new Float32Array(buffer, scales, groupCount).set(packed.scales);
-    if (packed.zeros) new Float32Array(buffer, zeros, groupCount).set(packed.zeros);
-    const invalid = kernels.unpackCodes(codes, scales, zeros, dst, groupCount, groupSize, bits, typeNumber(packed));
-    if (invalid >= 0) throw invalidPackedError(packed, invalid);
+    this.unpackStaged(packed, sums + TOTALS_BYTES, dst);
+    const buffer = kernels.memory.buffer;
     if (!inMemory) new Float32Array(buffer, src, length).set(original);
     const at = new Float64Array(buffer, sums, 5);
     at.set(totals);
     kernels.errorSums(src, dst, length, first % 4, sums);
     totals.set(at);
+  }
+
+  /** Stages `packed` at `at` (stagedBytes: codes, scales, zero points) and unpacks it into `dst`, or throws as unpack does. */
+  private unpackStaged(packed: PackedTensor, at: number, dst: number): void {
+    const { kernels } = this.backend.internals;
+    const groupCount = packed.length / packed.groupSize;
+    const scales = at + align16(packed.codes.length + CODE_PADDING);
+    const zeros = scales + align16(groupCount * 4);
+    const buffer = kernels.memory.buffer;
+    new Uint8Array(buffer, at, packed.codes.length).set(packed.codes);
+    new Float32Array(buffer, scales, groupCount).set(packed.scales);
+    if (packed.zeros) new Float32Array(buffer, zeros, groupCount).set(packed.zeros);
+    const invalid = kernels.unpackCodes(at, scales, zeros, dst, groupCount, packed.groupSize, packed.bits, typeNumber(packed));
+    if (invalid >= 0) throw invalidPackedError(packed, invalid);
   }
 
   dispose(): void {
