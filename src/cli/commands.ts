@@ -22,7 +22,7 @@ usage:
   edge-moq quantize <in.safetensors> -o <out.safetensors> --bits B [--group-size G | --groups K]
       [--type symmetric|asymmetric] [--grid full|deepspeed] [--axis N] [--rounding nearest|stochastic] [--seed S]
       [--include REGEX] [--exclude REGEX] [--recipe recipe.json|ds_config.json] [--include-vectors] [--backend B] [--quiet]
-      [--workers N] (tensors packed on N threads; default: one per CPU, up to 8, for files with 32 MiB or more to pack)
+      [--workers N] (tensors packed on N threads, this one and N-1 workers; default: one per CPU, up to 8, for files with 32 MiB or more to pack)
   edge-moq quantize <model.safetensors.index.json> -o <folder> --bits B [options as above]
       [--jobs N | --workers N] [--shard i/n|auto/n]
   edge-moq quantize <model.onnx> -o <model.q4.onnx> [--bits 4|8] [--group-size 32] [--type T] [--grid G]
