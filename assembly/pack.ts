@@ -127,7 +127,23 @@ export function packCodes(
         }
       } else {
         scale = mean;
-        for (let i = 0; i < groupSize; i++) putCode(<u32>(load<f32>(from + (<usize>i << 2)) >= 0), 1);
+        let i = 0;
+        if (ASC_FEATURE_SIMD && (pendingBits & 7) == 0) {
+          // Whole bytes: 16 signs at a time, the comparisons' bitmasks written as two bytes.
+          flushCodes();
+          const vZero = f32x4.splat(0);
+          for (; i + 16 <= groupSize; i += 16) {
+            const at = from + (<usize>i << 2);
+            const signs =
+              i32x4.bitmask(f32x4.ge(v128.load(at), vZero)) |
+              (i32x4.bitmask(f32x4.ge(v128.load(at, 16), vZero)) << 4) |
+              (i32x4.bitmask(f32x4.ge(v128.load(at, 32), vZero)) << 8) |
+              (i32x4.bitmask(f32x4.ge(v128.load(at, 48), vZero)) << 12);
+            store<u16>(cursor, <u16>signs);
+            cursor += 2;
+          }
+        }
+        for (; i < groupSize; i++) putCode(<u32>(load<f32>(from + (<usize>i << 2)) >= 0), 1);
       }
     }
     store<f32>(scales + (<usize>g << 2), scale);
@@ -275,6 +291,19 @@ export function unpackCodes(
   let i = 0;
   // 4- and 8-bit codes that start on a byte, 16 at a time: the same integer level and the same
   // float32 multiply (and add) per element as below, so the same bits.
+  if (ASC_FEATURE_SIMD && bits == 1 && (bit & 7) == 0) {
+    // Binary, 16 codes (two bytes) at a time: each lane picks its bit, level = code * 2 - 1.
+    const vBits = i32x4(1, 2, 4, 8), vOne = f32x4.splat(1), vMinusOne = f32x4.splat(-1), vScale = f32x4.splat(scale);
+    for (; i + 16 <= n; i += 16) {
+      const signs = <i32>load<u16>(codes + <usize>(bit >> 3));
+      const out = to + (<usize>i << 2);
+      for (let k = 0; k < 4; k++) {
+        const set = i32x4.ne(v128.and(i32x4.splat(signs >> (k << 2)), vBits), i32x4.splat(0));
+        v128.store(out + (<usize>k << 4), f32x4.mul(v128.bitselect(vOne, vMinusOne, set), vScale));
+      }
+      bit += 16;
+    }
+  }
   if (ASC_FEATURE_SIMD && (bits == 8 || bits == 4) && (bit & 7) == 0) {
     const vStep = i32x4.splat(step), vShift = i32x4.splat(shift);
     const vScale = f32x4.splat(scale), vZero = f32x4.splat(zero), vTwo = f32x4.splat(2);
