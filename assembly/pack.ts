@@ -121,7 +121,28 @@ export function packCodes(
       if (type == TERNARY) {
         const threshold = THRESHOLD_FACTOR * mean;
         scale = aboveThresholdMean(from, groupSize, threshold);
-        for (let i = 0; i < groupSize; i++) {
+        let i = 0;
+        if (ASC_FEATURE_SIMD && (pendingBits & 7) == 0) {
+          // Whole bytes: 16 codes at a time, as bytes, then each 32-bit lane's four joined into
+          // its low byte (2 bits each), written as four bytes.
+          flushCodes();
+          const vHigh = f32x4.splat(threshold), vLow = f32x4.splat(-threshold), vOne = i32x4.splat(1);
+          for (; i + 16 <= groupSize; i += 16) {
+            const at = from + (<usize>i << 2);
+            const bytes = i8x16.narrow_i16x8_u(
+              i16x8.narrow_i32x4_u(ternaryCodes4(v128.load(at), vHigh, vLow, vOne), ternaryCodes4(v128.load(at, 16), vHigh, vLow, vOne)),
+              i16x8.narrow_i32x4_u(ternaryCodes4(v128.load(at, 32), vHigh, vLow, vOne), ternaryCodes4(v128.load(at, 48), vHigh, vLow, vOne)),
+            );
+            const joined = v128.or(
+              v128.or(v128.and(bytes, i32x4.splat(0xff)), v128.and(i32x4.shr_u(bytes, 6), i32x4.splat(0x0c))),
+              v128.or(v128.and(i32x4.shr_u(bytes, 12), i32x4.splat(0x30)), v128.and(i32x4.shr_u(bytes, 18), i32x4.splat(0xc0))),
+            );
+            const narrowed = i16x8.narrow_i32x4_u(joined, joined);
+            store<u32>(cursor, i32x4.extract_lane(i8x16.narrow_i16x8_u(narrowed, narrowed), 0));
+            cursor += 4;
+          }
+        }
+        for (; i < groupSize; i++) {
           const x = load<f32>(from + (<usize>i << 2));
           putCode(select<u32>(2, select<u32>(0, 1, x < -threshold), x > threshold), 2);
         }
@@ -219,6 +240,11 @@ export function packCodes(
   }
 }
 
+/** Four ternary codes: 2 above the threshold, 0 below its negative, else 1 (masks are -1 where true). */
+@inline function ternaryCodes4(x: v128, high: v128, low: v128, one: v128): v128 {
+  return i32x4.add(i32x4.sub(one, f32x4.gt(x, high)), f32x4.lt(x, low));
+}
+
 /** Four elements' codes on the grid (with the noise of the four indices `spread` stands for). */
 @inline function codes4(
   x: v128, spread: v128, scale: v128, zero: v128, lo: v128, hi: v128, offset: v128, key: v128, ASYMMETRIC: bool, STOCHASTIC: bool,
@@ -291,6 +317,20 @@ export function unpackCodes(
   let i = 0;
   // 4- and 8-bit codes that start on a byte, 16 at a time: the same integer level and the same
   // float32 multiply (and add) per element as below, so the same bits.
+  if (ASC_FEATURE_SIMD && bits == 2 && (bit & 7) == 0) {
+    // Ternary, 16 codes (four bytes) at a time: a byte's four codes masked in place and scaled
+    // down by exact powers of two, then level = code - 1.
+    const vMasks = i32x4(3, 12, 48, 192), vDown = f32x4(1, 0.25, 0.0625, 0.015625), vOne = f32x4.splat(1), vScale = f32x4.splat(scale);
+    for (; i + 16 <= n; i += 16) {
+      const at = codes + <usize>(bit >> 3);
+      const out = to + (<usize>i << 2);
+      for (let k = 0; k < 4; k++) {
+        const code = f32x4.mul(f32x4.convert_i32x4_s(v128.and(i32x4.splat(<i32>load<u8>(at + <usize>k)), vMasks)), vDown);
+        v128.store(out + (<usize>k << 4), f32x4.mul(f32x4.sub(code, vOne), vScale));
+      }
+      bit += 32;
+    }
+  }
   if (ASC_FEATURE_SIMD && bits == 1 && (bit & 7) == 0) {
     // Binary, 16 codes (two bytes) at a time: each lane picks its bit, level = code * 2 - 1.
     const vBits = i32x4(1, 2, 4, 8), vOne = f32x4.splat(1), vMinusOne = f32x4.splat(-1), vScale = f32x4.splat(scale);
