@@ -55,6 +55,16 @@ let pendingBits: u32 = 0;
   }
 }
 
+/**
+ * Whether the stream is at a whole byte; if so, its pending bytes are written out, so that the
+ * SIMD paths can store whole bytes at `cursor` (and putCode go on after them).
+ */
+@inline function atWholeByte(): bool {
+  if ((pendingBits & 7) != 0) return false;
+  flushCodes();
+  return true;
+}
+
 @inline function flushCodes(): void {
   while (pendingBits > 0) {
     store<u8>(cursor, <u8>pending);
@@ -122,10 +132,9 @@ export function packCodes(
         const threshold = THRESHOLD_FACTOR * mean;
         scale = aboveThresholdMean(from, groupSize, threshold);
         let i = 0;
-        if (ASC_FEATURE_SIMD && (pendingBits & 7) == 0) {
-          // Whole bytes: 16 codes at a time, as bytes, then each 32-bit lane's four joined into
-          // its low byte (2 bits each), written as four bytes.
-          flushCodes();
+        if (ASC_FEATURE_SIMD && atWholeByte()) {
+          // 16 codes at a time, as bytes, then each 32-bit lane's four joined into its low byte
+          // (2 bits each), written as four bytes.
           const vHigh = f32x4.splat(threshold), vLow = f32x4.splat(-threshold), vOne = i32x4.splat(1);
           for (; i + 16 <= groupSize; i += 16) {
             const at = from + (<usize>i << 2);
@@ -149,9 +158,8 @@ export function packCodes(
       } else {
         scale = mean;
         let i = 0;
-        if (ASC_FEATURE_SIMD && (pendingBits & 7) == 0) {
-          // Whole bytes: 16 signs at a time, the comparisons' bitmasks written as two bytes.
-          flushCodes();
+        if (ASC_FEATURE_SIMD && atWholeByte()) {
+          // 16 signs at a time, the comparisons' bitmasks written as two bytes.
           const vZero = f32x4.splat(0);
           for (; i + 16 <= groupSize; i += 16) {
             const at = from + (<usize>i << 2);
@@ -193,10 +201,9 @@ export function packCodes(
     const vOffset = i32x4.splat(offset), vKey = i32x4.splat(key);
     const vStep = i32x4.splat(SPREAD_STEP4);
     let spread = spreadIndices4(first);
-    if ((bits == 8 || bits == 4) && (pendingBits & 7) == 0) {
-      // Codes of whole bytes: the pending bytes out, then 16 codes at a time straight into the
-      // stream (narrowed to bytes; at 4 bits each byte's pair joined), not one putCode each.
-      flushCodes();
+    if ((bits == 8 || bits == 4) && atWholeByte()) {
+      // 16 codes at a time straight into the stream (narrowed to bytes; at 4 bits each byte's
+      // pair joined), not one putCode each.
       for (; i + 16 <= n; i += 16) {
         const at = from + (<usize>i << 2);
         const c0 = codes4(v128.load(at), spread, vScale, vZero, vLo, vHi, vOffset, vKey, ASYMMETRIC, STOCHASTIC);
@@ -315,8 +322,8 @@ export function unpackCodes(
   scale: f32, zero: f32, HALVED: bool,
 ): u64 {
   let i = 0;
-  // 4- and 8-bit codes that start on a byte, 16 at a time: the same integer level and the same
-  // float32 multiply (and add) per element as below, so the same bits.
+  // Codes of 2, 1, 8 and 4 bits that start on a byte, 16 at a time: the same integer level and
+  // the same float32 multiply (and add) per element as the loop at the end, so the same bits.
   if (ASC_FEATURE_SIMD && bits == 2 && (bit & 7) == 0) {
     // Ternary, 16 codes (four bytes) at a time: a byte's four codes masked in place and scaled
     // down by exact powers of two, then level = code - 1.

@@ -40,6 +40,7 @@ export {
   type ShardedQuantizeReport,
   type ShardProgress,
 } from './node/shard-jobs.js';
+export type { WorkerBackend } from './node/worker-threads.js';
 export {
   mergeShardIndexes,
   parseShardIndex,

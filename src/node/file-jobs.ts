@@ -36,11 +36,10 @@ import { readAheadSource } from '../formats/read-ahead.js';
 import { openSafetensors, type SafetensorsFile, type SafetensorsWriter } from '../formats/safetensors.js';
 import { createPacker } from '../packed/index.js';
 import type { Packer } from '../packed/packer.js';
-import { compiledBuild, rebuildError, sendable, startWorker, type SentError } from './worker-threads.js';
+import { compiledBuild, rebuildError, sendable, startWorker, WORKER_BACKENDS, type CompiledBuild, type SentError, type WorkerBackend } from './worker-threads.js';
 
 /** The WebAssembly packers a worker can create (WebGPU devices do not cross threads). */
-export type FileBackend = 'auto' | 'wasm-simd' | 'wasm';
-const FILE_BACKENDS: readonly unknown[] = ['auto', 'wasm-simd', 'wasm'];
+export type FileBackend = WorkerBackend;
 
 /** quantizeSafetensorsFile's options: quantizeSafetensors' plus the packing threads and their packer. */
 export interface FileQuantizeOptions extends QuantizeFileOptions {
@@ -135,7 +134,7 @@ function startError(error: unknown): EdgeMoqError {
 // one at a time, in the order they come, posting each one's bytes as packTensor writes them.
 if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null)?.[WORKER_MARKER]) {
   const port = parentPort;
-  const { input, identity, backend, progress, wasm } = workerData as { input: string; identity: string; backend: FileBackend; progress: boolean; wasm: Awaited<ReturnType<typeof compiledBuild>> };
+  const { input, identity, backend, progress, wasm } = workerData as { input: string; identity: string; backend: FileBackend; progress: boolean; wasm: CompiledBuild };
   const opened = (async () => {
     const source = await fileSource(input);
     if (source.identity !== identity) {
@@ -362,7 +361,7 @@ function threadPacking(input: FileSource, makePacker: (() => Promise<Packer>) | 
     return lane;
   };
 
-  const worker = (wasm: Awaited<ReturnType<typeof compiledBuild>>): Lane => {
+  const worker = (wasm: CompiledBuild): Lane => {
     const data = { [WORKER_MARKER]: true, input: input.path, identity: input.identity, backend, progress, wasm };
     const thread: Worker = startWorker(import.meta.url, data, 'workers: 1');
     const lane: Lane = {
@@ -551,8 +550,8 @@ export async function quantizeSafetensorsFile(input: string, output: string, opt
   if (typeof thisThreadPacks !== 'boolean') {
     throw new InvalidInputError('INVALID_ARGUMENT', `thisThreadPacks must be true or false, got ${describeValue(thisThreadPacks)}.`);
   }
-  if (!FILE_BACKENDS.includes(backend)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `backend must be one of ${FILE_BACKENDS.join(', ')} (WebGPU devices do not cross threads), got ${describeValue(backend)}.`);
+  if (!WORKER_BACKENDS.includes(backend)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `backend must be one of ${WORKER_BACKENDS.join(', ')} (WebGPU devices do not cross threads), got ${describeValue(backend)}.`);
   }
   const source = await fileSource(input);
   try {

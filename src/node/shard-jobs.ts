@@ -25,11 +25,10 @@ import { encodeSafetensors, memorySource, openSafetensors, type ByteSink, type B
 import { mergeShardIndexes, parseShardIndex, partialIndexName, resolveShardPiece, shardIndexText, shardsOfPiece, type ShardContents, type ShardIndex, type ShardPiece } from '../formats/sharded.js';
 import { createPacker } from '../packed/index.js';
 import type { Packer } from '../packed/packer.js';
-import { compiledBuild, rebuildError, sendable, startWorker, type SentError } from './worker-threads.js';
+import { compiledBuild, rebuildError, sendable, startWorker, WORKER_BACKENDS, type CompiledBuild, type SentError, type WorkerBackend } from './worker-threads.js';
 
 /** The WebAssembly packers a worker can create (WebGPU devices do not cross threads). */
-export type ShardBackend = 'auto' | 'wasm-simd' | 'wasm';
-const SHARD_BACKENDS: readonly unknown[] = ['auto', 'wasm-simd', 'wasm'];
+export type ShardBackend = WorkerBackend;
 
 /** How a sharded checkpoint is quantized: each shard as quantizeSafetensors would, by `jobs` workers. */
 export interface ShardedQuantizeOptions extends Omit<QuantizeFileOptions, 'onProgress'> {
@@ -146,7 +145,7 @@ async function quantizeShard(task: ShardTask, packer: Packer, options: QuantizeF
 // A worker: creates its packer, then quantizes the shards it is sent, one at a time.
 if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null)?.[WORKER_MARKER]) {
   const port = parentPort;
-  const { backend, options, progress, wasm } = workerData as { backend: ShardBackend; options: QuantizeFileOptions; progress: boolean; wasm: Awaited<ReturnType<typeof compiledBuild>> };
+  const { backend, options, progress, wasm } = workerData as { backend: ShardBackend; options: QuantizeFileOptions; progress: boolean; wasm: CompiledBuild };
   const onProgress = progress ? (update: ShardProgress) => port.postMessage({ progress: update }) : undefined;
   const packer = createPacker(backend, { wasm });
   // A packer that cannot be created fails the first shard it is awaited for, with its own error.
@@ -166,7 +165,7 @@ interface Job {
   stop(): Promise<void>;
 }
 
-function threadJob(backend: ShardBackend, wasm: Awaited<ReturnType<typeof compiledBuild>>, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
+function threadJob(backend: ShardBackend, wasm: CompiledBuild, options: QuantizeFileOptions, onProgress: ProgressListener): Job {
   const worker = startWorker(import.meta.url, { [WORKER_MARKER]: true, backend, wasm, options, progress: onProgress !== undefined }, 'jobs: 1');
   let pending: { shard: string; resolve: (r: ShardResult) => void; reject: (e: unknown) => void } | null = null;
   let failure: EdgeMoqError | null = null;
@@ -350,8 +349,8 @@ export async function quantizeShardedCheckpoint(indexPath: string, outFolder: st
   const jobs = checkJobs(jobsOption);
   const piece = shardOption === undefined ? null : resolveShardPiece(shardOption, env ?? process.env);
   if (typeof outFolder !== 'string' || outFolder === '') throw new InvalidInputError('INVALID_ARGUMENT', `the output folder must be a path, got ${describeValue(outFolder)}.`);
-  if (!SHARD_BACKENDS.includes(backend)) {
-    throw new InvalidInputError('INVALID_ARGUMENT', `backend must be one of ${SHARD_BACKENDS.join(', ')} (each job packs on WebAssembly), got ${describeValue(backend)}.`);
+  if (!WORKER_BACKENDS.includes(backend)) {
+    throw new InvalidInputError('INVALID_ARGUMENT', `backend must be one of ${WORKER_BACKENDS.join(', ')} (each job packs on WebAssembly), got ${describeValue(backend)}.`);
   }
   const packer = await createPacker(backend);
   try {

@@ -72,13 +72,20 @@ export function startWorker(moduleUrl: string, workerData: Record<string, unknow
   }
 }
 
+/** The packers a worker thread can create: WebAssembly ones (WebGPU devices do not cross threads). */
+export type WorkerBackend = 'auto' | 'wasm-simd' | 'wasm';
+export const WORKER_BACKENDS: readonly unknown[] = ['auto', 'wasm-simd', 'wasm'];
+
+/** A compiled WebAssembly build, as createPacker's `wasm` option takes it. */
+export type CompiledBuild = { simd?: WebAssembly.Module; scalar?: WebAssembly.Module };
+
 /**
  * The WebAssembly build a packer of `backend` runs on, compiled here (once: the loader caches
  * it), for workers to create their packers from (createPacker(backend, { wasm })): a module sent
  * to another thread shares its compiled code, so a worker neither compiles it again nor starts
  * on the baseline code while V8 optimizes it a second time.
  */
-export async function compiledBuild(backend: 'auto' | 'wasm-simd' | 'wasm'): Promise<{ simd?: WebAssembly.Module; scalar?: WebAssembly.Module }> {
+export async function compiledBuild(backend: WorkerBackend): Promise<CompiledBuild> {
   const build = backend === 'wasm' || (backend === 'auto' && !runtimeHasSimd()) ? 'scalar' : 'simd';
   return { [build]: await compileWasm(build) };
 }
